@@ -1,0 +1,92 @@
+// swift-tools-version: 6.2
+import PackageDescription
+
+let package = Package(
+    name: "plane",
+    platforms: [.macOS(.v15)],
+    products: [
+        .executable(name: "plane", targets: ["plane"]),
+        .library(name: "PlaneCore", targets: ["PlaneCore"]),
+        .library(name: "NATS", targets: ["NATS"]),
+        .library(name: "PlaneMessaging", targets: ["PlaneMessaging"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl.git", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+    ],
+    targets: [
+        .target(
+            name: "PlaneCore",
+            dependencies: []
+        ),
+        .target(
+            name: "NATS",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "PlaneMessaging",
+            dependencies: [
+                "PlaneCore",
+                "NATS",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "PlaneCommands",
+            dependencies: [
+                "PlaneCore",
+                "NATS",
+                "PlaneMessaging",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "plane",
+            dependencies: ["PlaneCommands"]
+        ),
+        .target(
+            name: "PlaneTestSupport",
+            dependencies: [
+                "NATS",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .executableTarget(
+            name: "NATSBench",
+            dependencies: [
+                "NATS",
+                "PlaneTestSupport",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+            ]
+        ),
+        .testTarget(
+            name: "PlaneCoreTests",
+            dependencies: ["PlaneCore"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "NATSTests",
+            dependencies: [
+                "NATS",
+                "PlaneTestSupport",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+            ]
+        ),
+        .testTarget(
+            name: "PlaneMessagingTests",
+            dependencies: ["PlaneMessaging", "PlaneCore", "NATS", "PlaneTestSupport"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

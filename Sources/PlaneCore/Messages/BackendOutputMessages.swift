@@ -1,0 +1,140 @@
+/// One chunk of a backend's output (subject `backend.{backend_id}.log`, spec §3.14).
+public struct DroneLogMessage: Sendable, Hashable, Codable {
+    public var backendID: BackendID
+    public var kind: DroneLogMessageKind
+    public var text: String
+
+    public init(backendID: BackendID, kind: DroneLogMessageKind, text: String) {
+        self.backendID = backendID
+        self.kind = kind
+        self.text = text
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case backendID = "backend_id"
+        case kind, text
+    }
+}
+
+public enum DroneLogMessageKind: String, Sendable, Hashable, Codable, CaseIterable {
+    case stdout = "Stdout"
+    case stderr = "Stderr"
+}
+
+/// A resource sample of a backend (subject `backend.{backend_id}.stats`, spec §3.15). Both
+/// values are percentages on a 0–100 scale. A non-finite value is written as `null` (as
+/// serde_json does) and read back as NaN.
+public struct BackendStatsMessage: Sendable, Hashable, Codable {
+    public var backendID: BackendID
+    public var cpuUsePercent: Double
+    public var memUsePercent: Double
+
+    public init(backendID: BackendID, cpuUsePercent: Double, memUsePercent: Double) {
+        self.backendID = backendID
+        self.cpuUsePercent = cpuUsePercent
+        self.memUsePercent = memUsePercent
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case backendID = "backend_id"
+        case cpuUsePercent = "cpu_use_percent"
+        case memUsePercent = "mem_use_percent"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        backendID = try c.decode(BackendID.self, forKey: .backendID)
+        cpuUsePercent = try c.decodeIfPresent(Double.self, forKey: .cpuUsePercent) ?? .nan
+        memUsePercent = try c.decodeIfPresent(Double.self, forKey: .memUsePercent) ?? .nan
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(backendID, forKey: .backendID)
+        if cpuUsePercent.isFinite { try c.encode(cpuUsePercent, forKey: .cpuUsePercent) } else { try c.encodeNil(forKey: .cpuUsePercent) }
+        if memUsePercent.isFinite { try c.encode(memUsePercent, forKey: .memUsePercent) } else { try c.encodeNil(forKey: .memUsePercent) }
+    }
+}
+
+/// A forwarded log event of a controller or drone (subjects `logs.controller`,
+/// `logs.drone.{drone_id}`, spec §3.16).
+public struct LogMessage: Sendable, Hashable, Codable {
+    public var component: Component
+    public var target: String
+    public var name: String
+    public var severity: Severity
+    public var time: Timestamp
+    /// Event fields; the human message is under `"message"`.
+    public var fields: JSONObject
+
+    public init(component: Component, target: String, name: String, severity: Severity, time: Timestamp, fields: JSONObject) {
+        self.component = component
+        self.target = target
+        self.name = name
+        self.severity = severity
+        self.time = time
+        self.fields = fields
+    }
+
+    enum CodingKeys: String, CodingKey { case component, target, name, severity, time, fields }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        component = try c.decode(Component.self, forKey: .component)
+        target = try c.decode(String.self, forKey: .target)
+        name = try c.decode(String.self, forKey: .name)
+        severity = try c.decode(Severity.self, forKey: .severity)
+        time = try c.decode(Timestamp.self, forKey: .time)
+        guard case .object(let object) = try c.decode(JSONValue.self, forKey: .fields) else {
+            throw DecodingError.typeMismatch(JSONObject.self, .init(codingPath: c.codingPath + [CodingKeys.fields], debugDescription: "expected an object"))
+        }
+        fields = object
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(component, forKey: .component)
+        try c.encode(target, forKey: .target)
+        try c.encode(name, forKey: .name)
+        try c.encode(severity, forKey: .severity)
+        try c.encode(time, forKey: .time)
+        try c.encode(JSONValue.object(fields), forKey: .fields)
+    }
+
+    /// Internally tagged with key `type`: `{"type":"Controller"}` or
+    /// `{"type":"Drone","drone_id":"..."}`.
+    public enum Component: Sendable, Hashable, Codable {
+        case controller
+        case drone(DroneID)
+
+        enum CodingKeys: String, CodingKey {
+            case type
+            case droneID = "drone_id"
+        }
+
+        public init(from decoder: any Decoder) throws {
+            let c = try decoder.container(keyedBy: CodingKeys.self)
+            switch try c.decode(String.self, forKey: .type) {
+            case "Controller": self = .controller
+            case "Drone": self = .drone(try c.decode(DroneID.self, forKey: .droneID))
+            case let other:
+                throw DecodingError.dataCorrupted(.init(codingPath: c.codingPath + [CodingKeys.type], debugDescription: "unknown component type '\(other)'"))
+            }
+        }
+
+        public func encode(to encoder: any Encoder) throws {
+            var c = encoder.container(keyedBy: CodingKeys.self)
+            switch self {
+            case .controller:
+                try c.encode("Controller", forKey: .type)
+            case .drone(let id):
+                try c.encode("Drone", forKey: .type)
+                try c.encode(id, forKey: .droneID)
+            }
+        }
+    }
+
+    public enum Severity: String, Sendable, Hashable, Codable, CaseIterable {
+        case trace = "TRACE", debug = "DEBUG", info = "INFO", warn = "WARN", error = "ERROR"
+    }
+}

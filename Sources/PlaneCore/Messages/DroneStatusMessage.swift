@@ -1,0 +1,110 @@
+/// A drone's heartbeat (subject `drone.{drone_id}.status`, every 4 s, spec §3.5).
+public struct DroneStatusMessage: Sendable, Hashable, Codable {
+    public var droneID: DroneID
+    public var cluster: ClusterName
+    public var droneVersion: String
+    /// `true` iff the drone accepts new backends. Defaults to `true` when missing.
+    public var ready: Bool
+    /// Defaults to `Ready` when missing.
+    public var state: DroneState
+    /// Backends in `Loading`, `Starting` or `Ready`. Omitted when nil.
+    public var runningBackends: UInt32?
+
+    public init(droneID: DroneID, cluster: ClusterName, droneVersion: String, ready: Bool = true, state: DroneState = .ready, runningBackends: UInt32? = nil) {
+        self.droneID = droneID
+        self.cluster = cluster
+        self.droneVersion = droneVersion
+        self.ready = ready
+        self.state = state
+        self.runningBackends = runningBackends
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case droneID = "drone_id"
+        case cluster
+        case droneVersion = "drone_version"
+        case ready, state
+        case runningBackends = "running_backends"
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        droneID = try c.decode(DroneID.self, forKey: .droneID)
+        cluster = try c.decode(ClusterName.self, forKey: .cluster)
+        droneVersion = try c.decode(String.self, forKey: .droneVersion)
+        ready = try c.decode(Bool.self, forKey: .ready, default: true)
+        state = try c.decode(DroneState.self, forKey: .state, default: .ready)
+        runningBackends = try c.decodeIfPresent(UInt32.self, forKey: .runningBackends)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(droneID, forKey: .droneID)
+        try c.encode(cluster, forKey: .cluster)
+        try c.encode(droneVersion, forKey: .droneVersion)
+        try c.encode(ready, forKey: .ready)
+        try c.encode(state, forKey: .state)
+        try c.encodeIfPresent(runningBackends, forKey: .runningBackends)
+    }
+}
+
+public enum DroneState: String, Sendable, Hashable, Codable, CaseIterable {
+    case starting = "Starting"
+    case ready = "Ready"
+    case draining = "Draining"
+    case drained = "Drained"
+    case stopped = "Stopped"
+    case lost = "Lost"
+}
+
+/// Sent once when a drone's agent starts (subject `drone.register`, spec §3.6).
+public struct DroneConnectRequest: Sendable, Hashable, Codable {
+    public var droneID: DroneID
+    public var cluster: ClusterName
+    /// The drone's public IP address, IPv4 or IPv6 text form.
+    public var ip: String
+
+    public init(droneID: DroneID, cluster: ClusterName, ip: String) {
+        self.droneID = droneID
+        self.cluster = cluster
+        self.ip = ip
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case droneID = "drone_id"
+        case cluster, ip
+    }
+}
+
+/// Start or stop draining a drone (subject `cluster.{cluster_s}.drone.{drone_id}.drain`,
+/// reply `null`, spec §3.7).
+public struct DrainDrone: Sendable, Hashable, Codable {
+    public var drone: DroneID
+    public var cluster: ClusterName
+    /// `true` starts draining, `false` cancels it.
+    public var drain: Bool
+
+    public init(drone: DroneID, cluster: ClusterName, drain: Bool) {
+        self.drone = drone
+        self.cluster = cluster
+        self.drain = drain
+    }
+}
+
+/// Ask the cluster's drones to stop a backend (subject
+/// `cluster.{cluster_s}.backend.{backend_id}.terminate`, reply `null`, spec §3.8).
+public struct TerminationRequest: Sendable, Hashable, Codable {
+    /// Note: `cluster_id` on the wire, not `cluster`.
+    public var cluster: ClusterName
+    public var backendID: BackendID
+
+    public init(cluster: ClusterName, backendID: BackendID) {
+        self.cluster = cluster
+        self.backendID = backendID
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case cluster = "cluster_id"
+        case backendID = "backend_id"
+    }
+}
