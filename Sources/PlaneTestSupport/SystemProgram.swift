@@ -1,0 +1,77 @@
+import Foundation
+
+/// A program the tests need from the system, with the Debian package that provides it.
+public struct SystemProgram: Sendable {
+    public let name: String
+    public let debianPackage: String
+
+    public init(_ name: String, debianPackage: String) {
+        self.name = name
+        self.debianPackage = debianPackage
+    }
+
+    public static let natsServer = SystemProgram("nats-server", debianPackage: "nats-server")
+    public static let openssl = SystemProgram("openssl", debianPackage: "openssl")
+
+    /// The program's absolute path, or an error that says how to install it.
+    public func path() throws -> String {
+        let searchPath = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        for dir in searchPath.split(separator: ":") {
+            let candidate = "\(dir)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        throw TestSupportError("'\(name)' is not installed; install it with: apt-get install -y \(debianPackage) (or run scripts/bootstrap.sh)")
+    }
+
+    /// Runs the program to completion; throws with its output when it fails.
+    @discardableResult
+    public func run(_ arguments: [String], in directory: String? = nil) throws -> String {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: try path())
+        process.arguments = arguments
+        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let output = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        let text = String(decoding: output, as: UTF8.self)
+        guard process.terminationStatus == 0 else {
+            throw TestSupportError("\(name) \(arguments.joined(separator: " ")) failed with status \(process.terminationStatus): \(text)")
+        }
+        return text
+    }
+}
+
+public struct TestSupportError: Error, CustomStringConvertible, Sendable {
+    public let description: String
+    public init(_ description: String) { self.description = description }
+}
+
+/// Loopback ports and temporary directories for tests.
+public enum TestEnvironment {
+    /// A TCP port on 127.0.0.1 that was free a moment ago.
+    public static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestSupportError("socket() failed") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = 0
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
+        guard bound == 0 else { throw TestSupportError("bind() failed") }
+        let named = withUnsafeMutablePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) } }
+        guard named == 0 else { throw TestSupportError("getsockname() failed") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// A new empty directory under the system's temporary directory.
+    public static func temporaryDirectory(_ prefix: String) throws -> String {
+        let path = NSTemporaryDirectory() + "\(prefix)-\(UUID().uuidString.prefix(8))"
+        try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        return path
+    }
+}
