@@ -1,0 +1,74 @@
+import NATS
+import PlaneCore
+
+/// One delivery on a `PlaneSubscription`.
+public struct PlaneDelivery<Message: Codable & Sendable, Reply: Codable & Sendable>: Sendable {
+    public let subject: String
+    public let replyTo: String?
+    /// The decoded message, or why it could not be decoded.
+    public let message: Result<Message, PlaneCoreError>
+    let messenger: PlaneMessenger
+
+    /// Replies to the sender; logged and ignored when the message had no reply subject.
+    @discardableResult
+    public func respond(_ reply: Reply) async throws -> Bool {
+        try await messenger.respond(to: replyTo, subject: subject, with: reply)
+    }
+}
+
+/// A typed subscription; ending iteration unsubscribes.
+public struct PlaneSubscription<Message: Codable & Sendable, Reply: Codable & Sendable>: AsyncSequence, Sendable {
+    public typealias Element = PlaneDelivery<Message, Reply>
+    let subscription: NATSSubscription
+    let messenger: PlaneMessenger
+
+    public var subject: String { subscription.subject }
+
+    public func unsubscribe() throws { try subscription.unsubscribe() }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: NATSSubscription.AsyncIterator
+        let messenger: PlaneMessenger
+
+        public mutating func next() async -> PlaneDelivery<Message, Reply>? {
+            guard let raw = await base.next() else { return nil }
+            return PlaneDelivery(subject: raw.subject, replyTo: raw.replyTo, message: messenger.decode(Message.self, raw), messenger: messenger)
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: subscription.makeAsyncIterator(), messenger: messenger)
+    }
+}
+
+/// Stored backend state changes, oldest first, then live ones. Entries that do not decode
+/// are skipped and logged (as v0.3.10 consumers do).
+public struct BackendStateHistory: AsyncSequence, Sendable {
+    public typealias Element = StoredBackendState
+    let consumer: OrderedConsumer
+
+    public var initialPending: UInt64 { consumer.initialPending }
+    public func stop() { consumer.stop() }
+
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: OrderedConsumer.AsyncIterator
+
+        public mutating func next() async throws -> StoredBackendState? {
+            while let message = try await base.next() {
+                if let state = try? WireDecoder().decode(BackendStateMessage.self, from: message.payload) {
+                    return StoredBackendState(message: state, streamSequence: message.streamSequence, pending: message.pending)
+                }
+            }
+            return nil
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator { AsyncIterator(base: consumer.makeAsyncIterator()) }
+}
+
+public struct StoredBackendState: Sendable, Hashable {
+    public let message: BackendStateMessage
+    public let streamSequence: UInt64
+    /// Stored changes still to come after this one (0: caught up with the history).
+    public let pending: UInt64
+}
