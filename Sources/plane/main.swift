@@ -1,1 +1,3 @@
-print("x")
+import PlaneCommands
+
+await PlaneMain.run()
