@@ -1,0 +1,68 @@
+import Logging
+import NIOCore
+import PlaneTestSupport
+import ServiceLifecycle
+import Testing
+@testable import NATS
+
+@Suite(.timeLimit(.minutes(2)))
+struct NATSFaultTests {
+    func client(port: Int, _ adjust: (inout NATSClientConfiguration) -> Void = { _ in }) throws -> NATSClient {
+        var config = NATSClientConfiguration(servers: [NATSServerURL(host: "127.0.0.1", port: port)])
+        config.reconnectWait = .milliseconds(50)
+        config.maxReconnectWait = .milliseconds(200)
+        adjust(&config)
+        return try NATSClient(configuration: config)
+    }
+
+    @Test func staleConnectionIsDetectedByPings() async throws {
+        let server = try await ScriptedNATSServer(.silentAfterHandshake)
+        let client = try client(port: server.port) { $0.pingInterval = .milliseconds(100); $0.maxPingsOutstanding = 2 }
+        let events = client.events()
+        try await client.connect()
+        var sawDisconnect = false, reconnects = 0
+        for await event in events {
+            if case .disconnected = event { sawDisconnect = true }
+            if case .reconnected = event { reconnects += 1; if reconnects == 1 { break } }
+        }
+        #expect(sawDisconnect)
+        #expect(server.connections >= 2, "the client replaced the stale connection")
+        await client.close()
+        await server.close()
+    }
+
+    @Test func protocolGarbageResetsTheConnectionWithoutCrashing() async throws {
+        let server = try await ScriptedNATSServer(.garbageAfterHandshake)
+        let client = try client(port: server.port)
+        let events = client.events()
+        try await client.connect()
+        var sawError = false, sawDisconnect = false
+        for await event in events {
+            if case .serverError(let text) = event, text.contains("Unknown protocol operation") { sawError = true }
+            if case .disconnected = event { sawDisconnect = true }
+            if case .reconnected = event { break }
+        }
+        #expect(sawError && sawDisconnect)
+        await client.close()
+        await server.close()
+    }
+
+    @Test func serviceDrainsOnGracefulShutdown() async throws {
+        try await withNATSServer { server in
+            let client = try NATSClient(configuration: server.clientConfiguration())
+            let group = ServiceGroup(services: [client], logger: Logger(label: "test"))
+            let run = Task { try await group.run() }
+            let deadline = ContinuousClock.now + .seconds(10)
+            while !client.isConnected, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
+            let sub = try await client.subscribe(to: "svc.drain")
+            try await client.publish("svc.drain", payload: [7])
+            try await client.flush()
+            await group.triggerGracefulShutdown()
+            try await run.value
+            var got: [[UInt8]] = []
+            for await m in sub { got.append(m.bytes) }
+            #expect(got == [[7]], "the buffered message was still delivered while draining")
+            #expect(!client.isConnected)
+        }
+    }
+}

@@ -1,0 +1,66 @@
+import NIOCore
+import NIOPosix
+import Synchronization
+
+/// A tiny scripted NATS server on 127.0.0.1 for faults a real nats-server will not produce:
+/// it completes the handshake, then misbehaves as told.
+final class ScriptedNATSServer: Sendable {
+    enum Behaviour: Sendable {
+        /// Answers the handshake, then ignores every PING (a silently dead peer).
+        case silentAfterHandshake
+        /// Answers the handshake, then sends bytes that are not the NATS protocol.
+        case garbageAfterHandshake
+    }
+
+    final class Counter: Sendable {
+        let value = Mutex(0)
+    }
+
+    let channel: any Channel
+    private let counter = Counter()
+    var port: Int { channel.localAddress!.port! }
+    var connections: Int { counter.value.withLock { $0 } }
+
+    init(_ behaviour: Behaviour) async throws {
+        let counter = self.counter
+        channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { child in
+                counter.value.withLock { $0 += 1 }
+                return child.eventLoop.makeCompletedFuture {
+                    try child.pipeline.syncOperations.addHandler(Handler(behaviour: behaviour))
+                }
+            }
+            .bind(host: "127.0.0.1", port: 0).get()
+    }
+
+    func close() async { try? await channel.close() }
+
+    final class Handler: ChannelInboundHandler {
+        typealias InboundIn = ByteBuffer
+        typealias OutboundOut = ByteBuffer
+        let behaviour: Behaviour
+        var received = ""
+        var handshakeDone = false
+
+        init(behaviour: Behaviour) { self.behaviour = behaviour }
+
+        func channelActive(context: ChannelHandlerContext) {
+            let info = #"INFO {"server_id":"SCRIPTED","version":"2.9.10","headers":true,"max_payload":1048576}"# + "\r\n"
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: info)), promise: nil)
+        }
+
+        func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+            received += String(buffer: unwrapInboundIn(data))
+            guard !handshakeDone, received.contains("CONNECT"), received.contains("PING\r\n") else { return }
+            handshakeDone = true
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "PONG\r\n")), promise: nil)
+            if case .garbageAfterHandshake = behaviour {
+                let channel = context.channel
+                channel.eventLoop.scheduleTask(in: .milliseconds(50)) {
+                    channel.writeAndFlush(ByteBuffer(string: "GARBAGE NOT NATS\r\n"), promise: nil)
+                }
+            }
+        }
+    }
+}
