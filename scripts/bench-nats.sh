@@ -48,6 +48,7 @@ def median(client, key):
     return statistics.median(r[key] for r in rows if r["client"].startswith(client))
 ours_pub, py_pub = median("plane-swift", "publish_msgs_per_sec"), median("nats-py", "publish_msgs_per_sec")
 ours_req, py_req = median("plane-swift", "request_round_trips_per_sec"), median("nats-py", "request_round_trips_per_sec")
+ours_conc, py_conc = median("plane-swift", "concurrent_request_round_trips_per_sec"), median("nats-py", "concurrent_request_round_trips_per_sec")
 r = rows[0]
 cpu = "unknown"
 try:
@@ -67,15 +68,30 @@ Numbers depend on the machine; compare clients only within one run.
 - Server: {server} on 127.0.0.1 (one process, same machine)
 - Date: {datetime.date.today().isoformat()}; median of {len(rows)//2} runs each
 - Publish: {r['messages']:,} messages of {r['payload_bytes']} bytes on one connection, then a flush (PING/PONG) so the server has them all.
-- Request/reply: {r['requests']:,} sequential requests ({r['payload_bytes']} bytes) to an echo responder on a second connection of the same client library.
+- Request/reply: {r['requests']:,} sequential requests ({r['payload_bytes']} bytes) to an echo responder on a second connection of the same client library; then the same number with {r['concurrency']} requests in flight at a time.
 - Our client: `Sources/NATSBench` built with `-c release`. Reference: nats-py {pyversion} (PyPI) on CPython {platform.python_version()}, asyncio.
 
 | Measurement | Plane (Swift) | nats-py | Ratio |
 |---|---:|---:|---:|
 | Publish throughput (msgs/s) | {ours_pub:,.0f} | {py_pub:,.0f} | {ours_pub/py_pub:.1f}x |
-| Request/reply round trips (/s) | {ours_req:,.0f} | {py_req:,.0f} | {ours_req/py_req:.1f}x |
+| Request/reply round trips, sequential (/s) | {ours_req:,.0f} | {py_req:,.0f} | {ours_req/py_req:.1f}x |
+| Request/reply round trips, {r['concurrency']} in flight (/s) | {ours_conc:,.0f} | {py_conc:,.0f} | {ours_conc/py_conc:.1f}x |
 
-Goal: at least 3x nats-py on both. {"Met." if ours_pub >= 3*py_pub and ours_req >= 3*py_req else "NOT met on this run."}
+Goal: at least 3x nats-py on publishing and on request/reply.
+
+- Publish: {"met" if ours_pub >= 3*py_pub else "NOT met"} ({ours_pub/py_pub:.1f}x).
+- Request/reply: {"met" if min(ours_req/py_req, ours_conc/py_conc) >= 3 else "NOT met"} (sequential {ours_req/py_req:.1f}x, concurrent {ours_conc/py_conc:.1f}x).
+
+Why sequential request/reply cannot show a client difference here: one request is four
+loopback hops through nats-server (requester → server → responder → server → requester).
+On this machine a bare `PING`/`PONG` round trip to nats-server from a blocking socket
+takes about 120 µs, so about 4,000 sequential requests per second is the ceiling for *any*
+client; both clients sit at about half of it, bound by thread wake-ups in the kernel and in
+the server, not by client code. The concurrent run measures what each client spends per
+round trip; there our client is ahead but below the 3x goal. Its remaining cost is mostly
+the hand-off between the NIO event loop thread and the task that awaits each reply (system
+time exceeded user time in a 100,000-request run), work for a later optimisation (for example resuming waiters in
+batches).
 
 Raw results (one JSON line per client and run):
 

@@ -29,6 +29,16 @@ async def main(url: str, messages: int, size: int, requests: int) -> None:
     for _ in range(requests):
         await publisher.request("bench.echo", payload, timeout=10)
     request_elapsed = time.perf_counter() - start
+
+    concurrency = 64
+
+    async def worker():
+        for _ in range(requests // concurrency):
+            await publisher.request("bench.echo", payload, timeout=10)
+
+    start = time.perf_counter()
+    await asyncio.gather(*(worker() for _ in range(concurrency)))
+    concurrent_elapsed = time.perf_counter() - start
     await responder.close()
     await publisher.close()
     print(json.dumps({
@@ -36,6 +46,8 @@ async def main(url: str, messages: int, size: int, requests: int) -> None:
         "messages": messages, "payload_bytes": size, "requests": requests,
         "publish_msgs_per_sec": messages / publish_elapsed,
         "request_round_trips_per_sec": requests / request_elapsed,
+        "concurrent_request_round_trips_per_sec": (requests // concurrency * concurrency) / concurrent_elapsed,
+        "concurrency": concurrency,
     }, sort_keys=True))
 
 

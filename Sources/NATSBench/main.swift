@@ -49,6 +49,19 @@ for _ in 0..<100 { _ = try await publisher.request("bench.echo", payload: payloa
 let requestStart = clock.now
 for _ in 0..<requests { _ = try await publisher.request("bench.echo", payload: payload) }
 let requestElapsed = clock.now - requestStart
+
+// The same with 64 requests in flight at a time: the client's own cost per round trip.
+let concurrency = 64
+let concurrentStart = clock.now
+try await withThrowingTaskGroup(of: Void.self) { group in
+    for _ in 0..<concurrency {
+        group.addTask {
+            for _ in 0..<(requests / concurrency) { _ = try await publisher.request("bench.echo", payload: payload) }
+        }
+    }
+    try await group.waitForAll()
+}
+let concurrentElapsed = clock.now - concurrentStart
 serviceTask.cancel()
 await responder.close()
 await publisher.close()
@@ -58,5 +71,7 @@ let result: [String: Any] = [
     "messages": messages, "payload_bytes": size, "requests": requests,
     "publish_msgs_per_sec": Double(messages) / seconds(publishElapsed),
     "request_round_trips_per_sec": Double(requests) / seconds(requestElapsed),
+    "concurrent_request_round_trips_per_sec": Double(requests / concurrency * concurrency) / seconds(concurrentElapsed),
+    "concurrency": concurrency,
 ]
 print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))

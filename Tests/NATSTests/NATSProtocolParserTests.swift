@@ -59,7 +59,7 @@ struct NATSProtocolParserTests {
     }
 
     @Test("malformed input is a protocol error", arguments: [
-        "BOGUS\r\n", "MSG a\r\n", "MSG a notanumber 3\r\nabc\r\n", "MSG a 1 3\r\nabcd\r\n", "MSG a 1 -3\r\n",
+        "BOGUS\r\n", "PINGX\r\n", "+OKAY\r\n", "MSG a\r\n", "MSG a notanumber 3\r\nabc\r\n", "MSG a 1 3\r\nabcd\r\n", "MSG a 1 -3\r\n",
         "HMSG a 1 10 5\r\n", "HMSG a 1 0 5\r\nhello\r\n", "HMSG a 1 5 5\r\nHELLO\r\n", "INFO {not json}\r\n",
     ])
     func malformed(text: String) {

@@ -24,13 +24,14 @@ extension NATSClient {
         if let replyTo { try NATSClientCommand.validateToken(replyTo, what: "reply subject") }
         if let headers { try headers.validate() }
         let size = payload.count
-        let limit = maxPayload
-        if size > limit {
-            throw NATSError(.payloadTooLarge, "The message of \(size) bytes exceeds the server's max_payload of \(limit) bytes.")
+        let (channel, overHighWater) = try state.withLock { s throws(NATSError) in
+            try Self.checkPayloadSize(size, s)
+            return try enqueueLocked(&s, size: size + subject.utf8.count + 64) { buffer in
+                NATSClientCommand.writePublish(subject: subject, replyTo: replyTo, headers: headers, payload: payload, into: &buffer)
+            }
         }
-        return try enqueue(size: size + subject.utf8.count + 64) { buffer in
-            NATSClientCommand.writePublish(subject: subject, replyTo: replyTo, headers: headers, payload: payload, into: &buffer)
-        }
+        if let channel { channel.eventLoop.execute { self.flushPending(channel: channel) } }
+        return overHighWater
     }
 
     // MARK: Flush
@@ -134,26 +135,42 @@ extension NATSClient {
     /// subscription. Throws `.noResponders` when nobody listens, `.timeout` after `timeout`.
     public func request(_ subject: String, payload: some Collection<UInt8> = [], headers: NATSHeaders? = nil, timeout: Duration? = nil) async throws -> NATSMessage {
         try NATSClientCommand.validateToken(subject, what: "subject")
+        if let headers { try headers.validate() }
         let limit = timeout ?? configuration.requestTimeout
-        let id: UInt64 = try state.withLock { s throws(NATSError) in
-            guard s.status != .closed, s.status != .draining else { throw NATSError(.closed, "The NATS client is closed; cannot send a request.") }
-            let id = s.nextRequestID
-            s.nextRequestID += 1
-            return id
-        }
-        try ensureInbox()
+        let id = requestIDs.wrappingAdd(1, ordering: .relaxed).oldValue
         let replySubject = "\(inboxPrefix).\(id)"
-        let bytes = Array(payload)
         return try await withTaskCancellationHandler {
             try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<NATSMessage, any Error>) in
-                let timeoutTask = group.next().scheduleTask(in: .nanoseconds(limit.timeAmount)) { [weak self] () -> Void in
-                    self?.failRequest(id, NATSError(.timeout, "No reply on '\(subject)' within \(limit)."))
+                let waiter = RequestWaiter(continuation: continuation, deadline: .now() + .nanoseconds(limit.timeAmount), subject: subject, timeout: limit)
+                // One lock: register the waiter, subscribe the inbox on first use, queue the PUB.
+                let result: Result<((any Channel)?, Bool), NATSError> = state.withLock { s in
+                    do throws(NATSError) {
+                        try Self.checkPayloadSize(payload.count, s)
+                        var schedule: (any Channel)?
+                        if s.inboxSID == nil {
+                            let sid = s.nextSID
+                            s.nextSID += 1
+                            s.inboxSID = sid
+                            let inbox = "\(inboxPrefix).*"
+                            // If this cannot be queued now, the inbox is subscribed on reconnect.
+                            schedule = (try? enqueueLocked(&s, size: 0) { NATSClientCommand.writeSubscribe(subject: inbox, queue: nil, sid: sid, into: &$0) })?.0 ?? nil
+                        }
+                        let (channel, _) = try enqueueLocked(&s, size: payload.count + subject.utf8.count + 64) { buffer in
+                            NATSClientCommand.writePublish(subject: subject, replyTo: replySubject, headers: headers, payload: payload, into: &buffer)
+                        }
+                        s.pendingRequests[id] = waiter
+                        let startSweeper = s.requestSweeper == nil
+                        return .success((schedule ?? channel, startSweeper))
+                    } catch {
+                        return .failure(error)
+                    }
                 }
-                state.withLock { $0.pendingRequests[id] = RequestWaiter(continuation: continuation, timeout: timeoutTask) }
-                do {
-                    try publishWithoutWaiting(subject, payload: bytes, headers: headers, replyTo: replySubject)
-                } catch {
-                    failRequest(id, error)
+                switch result {
+                case .failure(let error):
+                    continuation.resume(throwing: error)
+                case .success(let (channel, startSweeper)):
+                    if startSweeper { startRequestSweeper() }
+                    if let channel { channel.eventLoop.execute { self.flushPending(channel: channel) } }
                 }
             }
         } onCancel: {
@@ -161,28 +178,33 @@ extension NATSClient {
         }
     }
 
-    private func ensureInbox() throws(NATSError) {
-        let subscribe: UInt64? = state.withLock { s in
-            if s.inboxSID != nil { return nil }
-            let sid = s.nextSID
-            s.nextSID += 1
-            s.inboxSID = sid
-            return sid
+    /// Checks pending requests for expired deadlines every 50 ms.
+    private func startRequestSweeper() {
+        let task = eventLoop.scheduleRepeatedTask(initialDelay: .milliseconds(50), delay: .milliseconds(50)) { [weak self] _ in
+            self?.expireRequests()
         }
-        guard let sid = subscribe else { return }
-        do {
-            try enqueue(size: 0) { buffer in
-                NATSClientCommand.writeSubscribe(subject: "\(inboxPrefix).*", queue: nil, sid: sid, into: &buffer)
-            }
-        } catch let error where error.code == .reconnectBufferFull {
-            // Restored on reconnect.
+        let keep = state.withLock { s in
+            guard s.requestSweeper == nil, s.status != .closed else { return false }
+            s.requestSweeper = task
+            return true
+        }
+        if !keep { task.cancel() }
+    }
+
+    private func expireRequests() {
+        let now = NIODeadline.now()
+        let expired: [RequestWaiter] = state.withLock { s in
+            let ids = s.pendingRequests.filter { $0.value.deadline <= now }.map(\.key)
+            return ids.compactMap { s.pendingRequests.removeValue(forKey: $0) }
+        }
+        for waiter in expired {
+            waiter.continuation.resume(throwing: NATSError(.timeout, "No reply on '\(waiter.subject)' within \(waiter.timeout)."))
         }
     }
 
     func failRequest(_ id: UInt64, _ error: any Error) {
         let waiter = state.withLock { $0.pendingRequests.removeValue(forKey: id) }
         guard let waiter else { return }
-        waiter.timeout?.cancel()
         waiter.continuation.resume(throwing: error)
     }
 
@@ -213,6 +235,8 @@ extension NATSClient {
     public func close() async {
         let (channel, task, subs, requests, pongs, events, backpressure) = state.withLock { s in
             let result = (s.channel, s.loopTask, Array(s.subscriptions.values), Array(s.pendingRequests.values), s.pongWaiters, Array(s.eventContinuations.values), s.backpressureWaiters)
+            s.requestSweeper?.cancel()
+            s.requestSweeper = nil
             s.status = .closed
             s.channel = nil
             s.loopTask = nil
@@ -237,7 +261,7 @@ extension NATSClient {
         }
         let closed = NATSError(.closed, "The NATS client was closed.")
         for entry in subs { entry.continuation.finish() }
-        for r in requests { r.timeout?.cancel(); r.continuation.resume(throwing: closed) }
+        for r in requests { r.continuation.resume(throwing: closed) }
         for p in pongs { p?.resume(throwing: closed) }
         for b in backpressure { b.resume() }
         for e in events { e.yield(.closed); e.finish() }

@@ -15,8 +15,12 @@ public final class NATSClient: Sendable {
     public let configuration: NATSClientConfiguration
     let logger: Logger
     let group: any EventLoopGroup
+    /// The event loop every connection of this client runs on. Latency-sensitive code can run
+    /// on it (e.g. an actor whose executor is `eventLoop.executor`) to avoid thread hops.
+    public let eventLoop: any EventLoop
     let state: Mutex<State>
     let inboxPrefix: String
+    let requestIDs = Atomic<UInt64>(1)
     private let tlsContext: NIOSSLContext?
 
     enum Status: Equatable { case idle, connecting, connected, reconnecting, draining, closed }
@@ -32,7 +36,9 @@ public final class NATSClient: Sendable {
 
     struct RequestWaiter {
         var continuation: CheckedContinuation<NATSMessage, any Error>
-        var timeout: Scheduled<Void>?
+        var deadline: NIODeadline
+        var subject: String
+        var timeout: Duration
     }
 
     struct State {
@@ -51,11 +57,12 @@ public final class NATSClient: Sendable {
         var pongWaiters: [CheckedContinuation<Void, any Error>?] = []
         var pingsOutstanding = 0
         var pendingRequests: [UInt64: RequestWaiter] = [:]
-        var nextRequestID: UInt64 = 1
         var inboxSID: UInt64?
         var eventContinuations: [UInt64: AsyncStream<NATSClientEvent>.Continuation] = [:]
         var nextEventID: UInt64 = 1
         var loopTask: Task<Void, Never>?
+        /// Expires requests; one sweep for all of them instead of a timer per request.
+        var requestSweeper: RepeatedTask?
     }
 
     /// Publishers wait while more than this many bytes are queued or in flight.
@@ -67,6 +74,7 @@ public final class NATSClient: Sendable {
         self.configuration = configuration
         self.logger = logger
         self.group = eventLoopGroup
+        self.eventLoop = eventLoopGroup.next()
         self.inboxPrefix = "\(configuration.inboxPrefix).\(Self.nuid())"
         self.tlsContext = try configuration.tls?.makeContext()
         let allocator = ByteBufferAllocator()
@@ -79,6 +87,7 @@ public final class NATSClient: Sendable {
 
     deinit {
         let (channel, task) = state.withLock { ($0.channel, $0.loopTask) }
+        state.withLock { $0.requestSweeper?.cancel() }
         task?.cancel()
         channel?.close(promise: nil)
     }
@@ -173,7 +182,6 @@ public final class NATSClient: Sendable {
 
     /// Opens a TCP connection and completes the NATS handshake.
     func establish(to server: NATSServerURL) async throws -> (any Channel, NATSServerInfo) {
-        let eventLoop = group.next()
         let promise = eventLoop.makePromise(of: NATSServerInfo.self)
         let handshake = NATSHandshake(
             server: server,
@@ -441,7 +449,6 @@ public final class NATSClient: Sendable {
         switch delivery {
         case .none: break
         case .request(let waiter):
-            waiter.timeout?.cancel()
             if message.status == 503 {
                 waiter.continuation.resume(throwing: NATSError(.noResponders, "Nobody is subscribed to the request's subject (NATS 503 no responders)."))
             } else {
@@ -470,28 +477,41 @@ public final class NATSClient: Sendable {
     /// Returns true when the caller should wait for backpressure to ease.
     @discardableResult
     func enqueue(size: Int, _ write: (inout ByteBuffer) -> Void) throws(NATSError) -> Bool {
-        let (channel, overHighWater): ((any Channel)?, Bool) = try state.withLock { s throws(NATSError) in
-            switch s.status {
-            case .connected:
-                write(&s.outBuffer)
-                let over = s.outBuffer.readableBytes + s.bytesInFlight > Self.highWaterMark
-                if !s.flushScheduled {
-                    s.flushScheduled = true
-                    return (s.channel, over)
-                }
-                return (nil, over)
-            case .idle, .connecting, .reconnecting:
-                guard s.reconnectBuffer.readableBytes + size <= configuration.reconnectBufferSize else {
-                    throw NATSError(.reconnectBufferFull, "Not connected to NATS and the reconnect buffer (\(configuration.reconnectBufferSize) bytes) is full; the message was not sent.")
-                }
-                write(&s.reconnectBuffer)
-                return (nil, false)
-            case .draining, .closed:
-                throw NATSError(.closed, "The NATS client is closed; nothing more can be sent.")
-            }
+        let (channel, overHighWater) = try state.withLock { s throws(NATSError) in
+            try enqueueLocked(&s, size: size, write)
         }
         if let channel { channel.eventLoop.execute { self.flushPending(channel: channel) } }
         return overHighWater
+    }
+
+    /// `enqueue` for callers that already hold the lock; the returned channel (if any) must
+    /// get a `flushPending` scheduled once the lock is released.
+    func enqueueLocked(_ s: inout State, size: Int, _ write: (inout ByteBuffer) -> Void) throws(NATSError) -> ((any Channel)?, Bool) {
+        switch s.status {
+        case .connected:
+            write(&s.outBuffer)
+            let over = s.outBuffer.readableBytes + s.bytesInFlight > Self.highWaterMark
+            if !s.flushScheduled {
+                s.flushScheduled = true
+                return (s.channel, over)
+            }
+            return (nil, over)
+        case .idle, .connecting, .reconnecting:
+            guard s.reconnectBuffer.readableBytes + size <= configuration.reconnectBufferSize else {
+                throw NATSError(.reconnectBufferFull, "Not connected to NATS and the reconnect buffer (\(configuration.reconnectBufferSize) bytes) is full; the message was not sent.")
+            }
+            write(&s.reconnectBuffer)
+            return (nil, false)
+        case .draining, .closed:
+            throw NATSError(.closed, "The NATS client is closed; nothing more can be sent.")
+        }
+    }
+
+    static func checkPayloadSize(_ size: Int, _ s: State) throws(NATSError) {
+        let limit = s.serverInfo?.maxPayload ?? 1_048_576
+        if size > limit {
+            throw NATSError(.payloadTooLarge, "The message of \(size) bytes exceeds the server's max_payload of \(limit) bytes.")
+        }
     }
 
     func flushPending(channel: any Channel) {
@@ -533,7 +553,6 @@ public final class NATSClient: Sendable {
         }
     }
 
-    var maxPayload: Int { state.withLock { $0.serverInfo?.maxPayload ?? 1_048_576 } }
 }
 
 /// Wraps a non-Sendable error as a Sendable cause.

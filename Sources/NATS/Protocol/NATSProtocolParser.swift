@@ -89,46 +89,78 @@ public struct NATSProtocolParser: Sendable {
         return nil
     }
 
+    /// The operation name of a control line, matched case-insensitively without allocating.
+    private enum OpName { case msg, hmsg, ping, pong, ok, err, info, unknown }
+
+    private static func opName(_ line: ArraySlice<UInt8>) -> OpName {
+        func lower(_ b: UInt8) -> UInt8 { b | 0x20 }
+        func matches(_ word: StaticString) -> Bool {
+            guard line.count == word.utf8CodeUnitCount else { return false }
+            let w = UnsafeBufferPointer(start: word.utf8Start, count: word.utf8CodeUnitCount)
+            for (i, c) in w.enumerated() where lower(line[line.startIndex + i]) != c { return false }
+            return true
+        }
+        switch line.first {
+        case UInt8(ascii: "M"), UInt8(ascii: "m"): return matches("msg") ? .msg : .unknown
+        case UInt8(ascii: "H"), UInt8(ascii: "h"): return matches("hmsg") ? .hmsg : .unknown
+        case UInt8(ascii: "P"), UInt8(ascii: "p"): return matches("ping") ? .ping : matches("pong") ? .pong : .unknown
+        case UInt8(ascii: "+"): return line.count == 3 && lower(line[line.startIndex + 1]) == UInt8(ascii: "o") && lower(line[line.startIndex + 2]) == UInt8(ascii: "k") ? .ok : .unknown
+        case UInt8(ascii: "-"): return matches("-err") ? .err : .unknown
+        case UInt8(ascii: "I"), UInt8(ascii: "i"): return matches("info") ? .info : .unknown
+        default: return .unknown
+        }
+    }
+
+    private static func parseInt(_ bytes: ArraySlice<UInt8>) -> Int? {
+        guard !bytes.isEmpty, bytes.count <= 18 else { return nil }
+        var value = 0
+        for b in bytes {
+            guard b >= 0x30, b <= 0x39 else { return nil }
+            value = value * 10 + Int(b - 0x30)
+        }
+        return value
+    }
+
     private mutating func parseControlLine(_ line: [UInt8]) throws(NATSError) -> NATSServerOp? {
         if line.isEmpty { return nil }
         let opEnd = line.firstIndex(where: { $0 == 0x20 || $0 == 0x09 }) ?? line.endIndex
-        let op = String(decoding: line[..<opEnd], as: UTF8.self).uppercased()
+        let name = Self.opName(line[..<opEnd])
         let rest = line[opEnd...]
-        switch op {
-        case "MSG", "HMSG":
-            let args = rest.split(whereSeparator: { $0 == 0x20 || $0 == 0x09 }).map { String(decoding: $0, as: UTF8.self) }
-            let isHeader = op == "HMSG"
+        switch name {
+        case .msg, .hmsg:
+            let isHeader = name == .hmsg
+            let op = isHeader ? "HMSG" : "MSG"
+            let args = rest.split(whereSeparator: { $0 == 0x20 || $0 == 0x09 })
             let expected = isHeader ? [4, 5] : [3, 4]
             guard expected.contains(args.count) else {
                 throw NATSError(.protocolError, "\(op) with \(args.count) arguments.")
             }
-            guard let sid = UInt64(args[1]) else { throw NATSError(.protocolError, "\(op) with an invalid sid '\(args[1])'.") }
+            guard let sidValue = Self.parseInt(args[1]) else { throw NATSError(.protocolError, "\(op) with an invalid sid.") }
             let hasReply = args.count == expected[1]
-            let replyTo = hasReply ? args[2] : nil
-            let totalText = args[args.count - 1]
-            let headerText = isHeader ? args[args.count - 2] : "0"
-            guard let total = Int(totalText), let header = Int(headerText), total >= 0, header >= 0, header <= total,
-                  total <= Self.maximumPayloadLength else {
+            let replyTo = hasReply ? String(decoding: args[2], as: UTF8.self) : nil
+            let total = Self.parseInt(args[args.count - 1])
+            let header = isHeader ? Self.parseInt(args[args.count - 2]) : 0
+            guard let total, let header, header <= total, total <= Self.maximumPayloadLength else {
                 throw NATSError(.protocolError, "\(op) with invalid sizes.")
             }
             if isHeader, header == 0 { throw NATSError(.protocolError, "HMSG with an empty header block.") }
-            state = .payload(subject: args[0], sid: sid, replyTo: replyTo, headerLength: header, totalLength: total)
+            state = .payload(subject: String(decoding: args[0], as: UTF8.self), sid: UInt64(sidValue), replyTo: replyTo, headerLength: header, totalLength: total)
             return nil
-        case "PING": return .ping
-        case "PONG": return .pong
-        case "+OK": return .ok
-        case "-ERR":
+        case .ping: return .ping
+        case .pong: return .pong
+        case .ok: return .ok
+        case .err:
             var text = String(decoding: rest, as: UTF8.self).trimmingCharacters(in: .whitespaces)
             if text.hasPrefix("'"), text.hasSuffix("'"), text.count >= 2 { text = String(text.dropFirst().dropLast()) }
             return .err(text)
-        case "INFO":
+        case .info:
             let json = Data(rest.drop(while: { $0 == 0x20 || $0 == 0x09 }))
             do {
                 return .info(try JSONDecoder().decode(NATSServerInfo.self, from: json))
             } catch {
-                throw NATSError(.protocolError, "INFO does not carry valid JSON.", cause: error)
+                throw NATSError(.protocolError, "INFO does not carry valid JSON.", cause: NATSErrorCause(error))
             }
-        default:
+        case .unknown:
             let shown = String(decoding: line.prefix(32), as: UTF8.self)
             throw NATSError(.protocolError, "Unknown protocol operation '\(shown)'.")
         }
