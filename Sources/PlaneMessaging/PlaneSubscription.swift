@@ -41,8 +41,9 @@ public struct PlaneSubscription<Message: Codable & Sendable, Reply: Codable & Se
     }
 }
 
-/// Stored backend state changes, oldest first, then live ones. Entries that do not decode
-/// are skipped and logged (as v0.3.10 consumers do).
+/// Stored backend state changes, oldest first, then live ones. An entry that does not
+/// decode is delivered as a failure (callers skip it, as v0.3.10 consumers do) so that its
+/// `pending` count still tells when the replay has caught up.
 public struct BackendStateHistory: AsyncSequence, Sendable {
     public typealias Element = StoredBackendState
     let consumer: OrderedConsumer
@@ -54,12 +55,11 @@ public struct BackendStateHistory: AsyncSequence, Sendable {
         var base: OrderedConsumer.AsyncIterator
 
         public mutating func next() async throws -> StoredBackendState? {
-            while let message = try await base.next() {
-                if let state = try? WireDecoder().decode(BackendStateMessage.self, from: message.payload) {
-                    return StoredBackendState(message: state, streamSequence: message.streamSequence, pending: message.pending)
-                }
+            guard let message = try await base.next() else { return nil }
+            let decoded = Result { () throws(PlaneCoreError) -> BackendStateMessage in
+                try WireDecoder().decode(BackendStateMessage.self, from: message.payload)
             }
-            return nil
+            return StoredBackendState(message: decoded, streamSequence: message.streamSequence, pending: message.pending)
         }
     }
 
@@ -67,7 +67,8 @@ public struct BackendStateHistory: AsyncSequence, Sendable {
 }
 
 public struct StoredBackendState: Sendable, Hashable {
-    public let message: BackendStateMessage
+    /// The stored change, or why the stored bytes are not a `BackendStateMessage`.
+    public let message: Result<BackendStateMessage, PlaneCoreError>
     public let streamSequence: UInt64
     /// Stored changes still to come after this one (0: caught up with the history).
     public let pending: UInt64

@@ -62,7 +62,7 @@ struct NATSClientIntegrationTests {
             let silent = try await responder.subscribe(to: "silent")
             let timeout = try await #require(throws: NATSError.self) { try await requester.request("silent", timeout: .milliseconds(200)) }
             #expect(timeout.code == .timeout)
-            // Dropping a subscription's last reference unsubscribes it.
+            // After unsubscribing, nobody answers any more.
             try silent.unsubscribe()
             try await responder.flush()
             let gone = try await #require(throws: NATSError.self) { try await requester.request("silent", timeout: .seconds(2)) }

@@ -73,7 +73,7 @@ struct PlaneMessengerTests {
                 try await m.publishBackendState(BackendStateMessage(cluster: "plane.test", state: state, backend: "b1", time: try Timestamp(rfc3339: time)))
             }
             try await m.publishBackendState(BackendStateMessage(cluster: "plane.test", state: .loading, backend: "other", time: .now()))
-            // A raw, undecodable entry is skipped.
+            // A raw, undecodable entry is delivered as a failure.
             _ = try await m.jetStream.publish("backend.b1.status", payload: Array("garbage".utf8))
             try await m.publishBackendState(BackendStateMessage(cluster: "plane.test", state: .swept, backend: "b1", time: try Timestamp(rfc3339: "2023-02-18T17:05:00.1Z")))
             let history = try await m.backendStateHistory(of: "b1")
@@ -84,9 +84,13 @@ struct PlaneMessengerTests {
                 if entry.pending == 0 { break }
             }
             history.stop()
-            #expect(seen.map(\.message.state) == [.loading, .starting, .ready, .swept])
-            #expect(seen.prefix(3).map(\.message.time.rfc3339) == times)
-            #expect(seen.last?.message.time.rfc3339 == "2023-02-18T17:05:00.100Z")
+            let decoded = seen.compactMap { try? $0.message.get() }
+            #expect(seen.count == 5)
+            #expect(decoded.map(\.state) == [.loading, .starting, .ready, .swept])
+            #expect(decoded.prefix(3).map(\.time.rfc3339) == times)
+            #expect(decoded.last?.time.rfc3339 == "2023-02-18T17:05:00.100Z")
+            guard case .failure(let error) = seen[3].message else { Issue.record("expected the garbage entry to fail"); return }
+            #expect(error.code == .malformedJSON)
             // The stored bytes are exactly the serde form.
             let raw = try await m.jetStream.lastMessage(stream: "backend_status", subject: "backend.b1.status")
             #expect(raw?.string == #"{"cluster":"plane.test","state":"Swept","backend":"b1","time":"2023-02-18T17:05:00.100Z"}"#)

@@ -1,5 +1,6 @@
 /// A subscription: an `AsyncSequence` of messages with a bounded buffer. Ending the
-/// iteration (or cancelling its task) unsubscribes.
+/// iteration, cancelling its task, or dropping the last copy of the subscription value
+/// unsubscribes; keep it while you want messages.
 public struct NATSSubscription: AsyncSequence, Sendable {
     public typealias Element = NATSMessage
 

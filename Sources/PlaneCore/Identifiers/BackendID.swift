@@ -10,7 +10,8 @@ public struct BackendID: Sendable, Hashable, Comparable, Codable, CustomStringCo
         rawValue = text
     }
 
-    /// For literals in code and tests; traps on an invalid id.
+    /// For literals in code and tests; traps on an invalid id. Note that `BackendID("literal")`
+    /// also uses this initializer; for input from outside use `try BackendID(text)` with a variable.
     public init(stringLiteral value: String) {
         do { try self.init(value) } catch { preconditionFailure(error.message) }
     }

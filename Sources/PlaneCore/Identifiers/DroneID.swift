@@ -10,7 +10,8 @@ public struct DroneID: Sendable, Hashable, Comparable, Codable, CustomStringConv
         rawValue = text
     }
 
-    /// For literals in code and tests; traps on an invalid id.
+    /// For literals in code and tests; traps on an invalid id. Note that `DroneID("literal")`
+    /// also uses this initializer; for input from outside use `try DroneID(text)` with a variable.
     public init(stringLiteral value: String) {
         do { try self.init(value) } catch { preconditionFailure(error.message) }
     }
