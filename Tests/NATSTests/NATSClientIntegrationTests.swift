@@ -178,6 +178,33 @@ struct NATSClientIntegrationTests {
         }
     }
 
+    @Test func failsOverToTheNextServerOfTheList() async throws {
+        var options = NATSServerProcess.Options()
+        options.jetStream = false
+        try await withNATSServer(options) { first in
+            try await withNATSServer(options) { second in
+                var config = first.clientConfiguration()
+                config.servers = [first.serverURL, second.serverURL]
+                let client = try NATSClient(configuration: config)
+                try await client.connect()
+                #expect(client.connectedServer?.port == first.port)
+                let sub = try await client.subscribe(to: "failover")
+                let events = client.events()
+                await first.stop()
+                for await event in events { if case .reconnected = event { break } }
+                #expect(client.connectedServer?.port == second.port)
+                // The subscription now lives on the second server.
+                let other = try NATSClient(configuration: second.clientConfiguration())
+                try await other.connect()
+                try await client.flush()
+                try await other.publish("failover", payload: Array("moved".utf8))
+                var it = sub.makeAsyncIterator()
+                #expect(await it.next()?.string == "moved")
+                await other.close(); await client.close()
+            }
+        }
+    }
+
     @Test func reconnectBufferIsBounded() async throws {
         try await withNATSServer { server in
             let client = try await connected(server) { $0.reconnectBufferSize = 1024; $0.reconnectWait = .seconds(5); $0.maxReconnectWait = .seconds(5) }
