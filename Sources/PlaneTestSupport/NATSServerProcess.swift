@@ -120,6 +120,15 @@ public final class NATSServerProcess: Sendable {
         return config
     }
 
+    /// A client connected to this server (configuration adjustable before connecting).
+    public func connectedClient(_ adjust: (inout NATSClientConfiguration) -> Void = { _ in }) async throws -> NATSClient {
+        var config = clientConfiguration()
+        adjust(&config)
+        let client = try NATSClient(configuration: config)
+        try await client.connect()
+        return client
+    }
+
     /// SIGTERM, then SIGKILL after 5 s; waits for the process to end.
     public func stop() async {
         guard let p = process.withLock({ $0 }) else { return }

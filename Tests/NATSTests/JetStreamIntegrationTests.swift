@@ -5,15 +5,9 @@ import Testing
 
 @Suite(.timeLimit(.minutes(3)))
 struct JetStreamIntegrationTests {
-    func connected(_ server: NATSServerProcess) async throws -> NATSClient {
-        let client = try NATSClient(configuration: server.clientConfiguration())
-        try await client.connect()
-        return client
-    }
-
     @Test func streamLifecycle() async throws {
         try await withNATSServer { server in
-            let client = try await connected(server)
+            let client = try await server.connectedClient()
             let js = JetStream(client: client)
             #expect(try await js.streamInfo("orders") == nil)
             var config = StreamConfiguration(name: "orders", subjects: ["orders.*"])
@@ -50,7 +44,7 @@ struct JetStreamIntegrationTests {
 
     @Test func orderedConsumerReplaysFromTheStartThenFollows() async throws {
         try await withNATSServer { server in
-            let client = try await connected(server)
+            let client = try await server.connectedClient()
             let js = JetStream(client: client)
             _ = try await js.createStream(StreamConfiguration(name: "status", subjects: ["backend.*.status"]))
             for i in 1...30 {
@@ -79,7 +73,7 @@ struct JetStreamIntegrationTests {
 
     @Test func noAckedMessageIsLostAcrossAServerRestart() async throws {
         try await withNATSServer { server in
-            let client = try await connected(server)
+            let client = try await server.connectedClient()
             let js = JetStream(client: client)
             _ = try await js.createStream(StreamConfiguration(name: "events", subjects: ["events.>"]))
             var options = OrderedConsumerOptions(filterSubject: "events.>")
@@ -119,7 +113,7 @@ struct JetStreamIntegrationTests {
 
     @Test func keyValueOperations() async throws {
         try await withNATSServer { server in
-            let client = try await connected(server)
+            let client = try await server.connectedClient()
             let js = JetStream(client: client)
             var config = KeyValueConfiguration(bucket: "locks")
             config.history = 5
@@ -155,7 +149,7 @@ struct JetStreamIntegrationTests {
 
     @Test func keyValueWatchDeliversInitialValuesThenChanges() async throws {
         try await withNATSServer { server in
-            let client = try await connected(server)
+            let client = try await server.connectedClient()
             let kv = try await JetStream(client: client).keyValue(KeyValueConfiguration(bucket: "w"))
             try await kv.put("x", value: Array("old".utf8))
             try await kv.put("x", value: Array("current".utf8))
@@ -185,7 +179,7 @@ struct JetStreamIntegrationTests {
         try await withNATSServer { server in
             // Several connections, as several controllers would have.
             var clients: [NATSClient] = []
-            for _ in 0..<5 { clients.append(try await connected(server)) }
+            for _ in 0..<5 { clients.append(try await server.connectedClient()) }
             let bucket = try await JetStream(client: clients[0]).keyValue(KeyValueConfiguration(bucket: "plane_locks"))
             _ = bucket
             let results = try await withThrowingTaskGroup(of: Result<UInt64, NATSError>.self) { group in

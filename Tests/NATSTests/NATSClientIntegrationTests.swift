@@ -7,17 +7,9 @@ import Testing
 /// Against a real nats-server started by the test on a random loopback port.
 @Suite(.timeLimit(.minutes(2)))
 struct NATSClientIntegrationTests {
-    func connected(_ server: NATSServerProcess, _ adjust: (inout NATSClientConfiguration) -> Void = { _ in }) async throws -> NATSClient {
-        var config = server.clientConfiguration()
-        adjust(&config)
-        let client = try NATSClient(configuration: config)
-        try await client.connect()
-        return client
-    }
-
     @Test func publishSubscribeAndWildcards() async throws {
         try await withNATSServer { server in
-            let a = try await connected(server), b = try await connected(server)
+            let a = try await server.connectedClient(), b = try await server.connectedClient()
             let exact = try await a.subscribe(to: "greet.joe")
             let star = try await a.subscribe(to: "greet.*")
             let full = try await a.subscribe(to: "greet.>")
@@ -36,7 +28,7 @@ struct NATSClientIntegrationTests {
 
     @Test func requestReplyNoRespondersAndTimeout() async throws {
         try await withNATSServer { server in
-            let responder = try await connected(server), requester = try await connected(server)
+            let responder = try await server.connectedClient(), requester = try await server.connectedClient()
             let service = try await responder.subscribe(to: "echo")
             let task = Task {
                 for await message in service {
@@ -74,7 +66,7 @@ struct NATSClientIntegrationTests {
 
     @Test func queueGroupDeliversEachMessageOnce() async throws {
         try await withNATSServer { server in
-            let c1 = try await connected(server), c2 = try await connected(server), publisher = try await connected(server)
+            let c1 = try await server.connectedClient(), c2 = try await server.connectedClient(), publisher = try await server.connectedClient()
             let s1 = try await c1.subscribe(to: "work", queue: "workers")
             let s2 = try await c2.subscribe(to: "work", queue: "workers")
             let count = 200
@@ -96,7 +88,7 @@ struct NATSClientIntegrationTests {
 
     @Test func headersRoundTrip() async throws {
         try await withNATSServer { server in
-            let client = try await connected(server)
+            let client = try await server.connectedClient()
             let sub = try await client.subscribe(to: "h")
             var headers: NATSHeaders = ["Nats-Msg-Id": "id-1", "X-Trace": "a b c"]
             headers.append("X-Trace", "second")
@@ -111,7 +103,7 @@ struct NATSClientIntegrationTests {
 
     @Test func unsubscribeAfterMax() async throws {
         try await withNATSServer { server in
-            let client = try await connected(server)
+            let client = try await server.connectedClient()
             let sub = try await client.subscribe(to: "m")
             try sub.unsubscribe(after: 3)
             for i in 0..<10 { try await client.publish("m", payload: Array("\(i)".utf8)) }
@@ -124,7 +116,7 @@ struct NATSClientIntegrationTests {
 
     @Test func slowConsumerIsReportedAndBounded() async throws {
         try await withNATSServer { server in
-            let client = try await connected(server)
+            let client = try await server.connectedClient()
             let events = client.events()
             let sub = try await client.subscribe(to: "flood", bufferSize: 10)
             for _ in 0..<200 { try await client.publish("flood", payload: [1, 2, 3]) }
@@ -146,8 +138,8 @@ struct NATSClientIntegrationTests {
 
     @Test func survivesServerRestartAndRestoresSubscriptions() async throws {
         try await withNATSServer { server in
-            let subscriber = try await connected(server)
-            let publisher = try await connected(server)
+            let subscriber = try await server.connectedClient()
+            let publisher = try await server.connectedClient()
             let events = subscriber.events()
             let sub = try await subscriber.subscribe(to: "after.restart")
             let queueSub = try await subscriber.subscribe(to: "after.restart.q", queue: "g")
@@ -207,7 +199,7 @@ struct NATSClientIntegrationTests {
 
     @Test func reconnectBufferIsBounded() async throws {
         try await withNATSServer { server in
-            let client = try await connected(server) { $0.reconnectBufferSize = 1024; $0.reconnectWait = .seconds(5); $0.maxReconnectWait = .seconds(5) }
+            let client = try await server.connectedClient { $0.reconnectBufferSize = 1024; $0.reconnectWait = .seconds(5); $0.maxReconnectWait = .seconds(5) }
             await server.kill9()
             let deadline = ContinuousClock.now + .seconds(10)
             while client.isConnected, ContinuousClock.now < deadline { try await Task.sleep(for: .milliseconds(10)) }
@@ -231,7 +223,7 @@ struct NATSClientIntegrationTests {
             let error = try await #require(throws: NATSError.self) { try await client.connect() }
             #expect(error.code == .authorizationFailed)
             #expect(error.message.contains("refused the credentials"))
-            let good = try await connected(server)
+            let good = try await server.connectedClient()
             #expect(good.isConnected)
             await good.close()
         }
@@ -246,7 +238,7 @@ struct NATSClientIntegrationTests {
             config.auth = .userPassword(user: "plane", password: "nope")
             let error = try await #require(throws: NATSError.self) { try await NATSClient(configuration: config).connect() }
             #expect(error.code == .authorizationFailed)
-            let client = try await connected(server)
+            let client = try await server.connectedClient()
             let sub = try await client.subscribe(to: "auth.ok")
             try await client.publish("auth.ok", payload: [1])
             var it = sub.makeAsyncIterator()
@@ -299,7 +291,7 @@ struct NATSClientIntegrationTests {
 
     @Test func drainDeliversWhatWasInFlight() async throws {
         try await withNATSServer { server in
-            let client = try await connected(server), publisher = try await connected(server)
+            let client = try await server.connectedClient(), publisher = try await server.connectedClient()
             let sub = try await client.subscribe(to: "d")
             for i in 0..<100 { try await publisher.publish("d", payload: Array("\(i)".utf8)) }
             try await publisher.flush()
@@ -315,7 +307,7 @@ struct NATSClientIntegrationTests {
 
     @Test func invalidSubjectsAreRejected() async throws {
         try await withNATSServer { server in
-            let client = try await connected(server)
+            let client = try await server.connectedClient()
             for bad in ["", "a b", "a\r\nPUB x 1"] {
                 let error = try await #require(throws: NATSError.self) { try await client.publish(bad, payload: [1]) }
                 #expect(error.code == .invalidArgument)

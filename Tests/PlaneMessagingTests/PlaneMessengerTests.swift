@@ -7,9 +7,7 @@ import Testing
 @Suite(.timeLimit(.minutes(2)))
 struct PlaneMessengerTests {
     func messenger(_ server: NATSServerProcess) async throws -> PlaneMessenger {
-        let client = try NATSClient(configuration: server.clientConfiguration())
-        try await client.connect()
-        return PlaneMessenger(client: client)
+        PlaneMessenger(client: try await server.connectedClient())
     }
 
     @Test func typedRequestReplyOnTheScheduleSubject() async throws {
