@@ -87,6 +87,10 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "PlaneCommandsTests",
+            dependencies: ["PlaneCommands", "NATS", "PlaneTestSupport"]
+        ),
+        .testTarget(
             name: "PlaneMessagingTests",
             dependencies: ["PlaneMessaging", "PlaneCore", "NATS", "PlaneTestSupport"]
         ),

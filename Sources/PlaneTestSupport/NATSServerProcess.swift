@@ -169,6 +169,7 @@ public final class NATSServerProcess: Sendable {
 }
 
 /// Runs `body` with a fresh server and always stops it afterwards.
+@discardableResult
 public func withNATSServer<T: Sendable>(_ options: NATSServerProcess.Options = .init(), _ body: (NATSServerProcess) async throws -> T) async throws -> T {
     let server = try await NATSServerProcess.start(options)
     do {
