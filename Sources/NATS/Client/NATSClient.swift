@@ -148,6 +148,15 @@ public final class NATSClient: Sendable {
             }
             return s.pool.servers
         }
+        do {
+            try await connect(to: servers)
+        } catch {
+            state.withLock { s in if s.status == .connecting { s.status = .idle } }
+            throw error
+        }
+    }
+
+    private func connect(to servers: [NATSServerURL]) async throws {
         var lastError: (any Error)?
         for attempt in 0..<configuration.initialConnectAttempts {
             if attempt > 0 {
@@ -167,6 +176,8 @@ public final class NATSClient: Sendable {
                 } catch let error as NATSError where error.code == .authorizationFailed || error.code == .tlsFailed {
                     lastError = error
                     logger.warning("nats.connect_failed", metadata: ["nats.server": "\(server)", "error": "\(error)"])
+                } catch let error as NATSError where error.code == .closed {
+                    throw error
                 } catch {
                     if error is CancellationError { throw error }
                     lastError = error
@@ -174,7 +185,6 @@ public final class NATSClient: Sendable {
                 }
             }
         }
-        state.withLock { $0.status = .idle }
         if let e = lastError as? NATSError, e.code == .authorizationFailed || e.code == .tlsFailed { throw e }
         let list = servers.map(\.description).joined(separator: ", ")
         throw NATSError(.connectionFailed, "Could not connect to NATS at \(list). Is nats-server running there and reachable?", cause: lastError.map { NATSErrorCause($0) })
