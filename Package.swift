@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "PlaneCore", targets: ["PlaneCore"]),
         .library(name: "NATS", targets: ["NATS"]),
         .library(name: "PlaneMessaging", targets: ["PlaneMessaging"]),
+        .library(name: "ContainerRuntime", targets: ["ContainerRuntime"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -37,6 +38,13 @@ let package = Package(
             dependencies: [
                 "PlaneCore",
                 "NATS",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "ContainerRuntime",
+            dependencies: [
+                "PlaneCore",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
@@ -85,6 +93,10 @@ let package = Package(
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                 .product(name: "Logging", package: "swift-log"),
             ]
+        ),
+        .testTarget(
+            name: "ContainerRuntimeTests",
+            dependencies: ["ContainerRuntime", "PlaneCore"]
         ),
         .testTarget(
             name: "PlaneCommandsTests",

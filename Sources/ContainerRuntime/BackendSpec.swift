@@ -1,0 +1,174 @@
+import PlaneCore
+
+/// Everything a runtime needs to run one backend. The drone builds it from the wire
+/// `SpawnRequest` plus its own decisions (network plan, policy).
+public struct BackendSpec: Sendable, Hashable {
+    public var backendID: BackendID
+    public var droneID: DroneID
+    /// Image reference; a reference without tag or digest means `:latest`.
+    public var image: String
+    /// Environment for the process; runtimes add `PORT` (see `port`).
+    public var env: [String: String]
+    /// The port the backend listens on inside its network (given to it as `PORT`).
+    public var port: UInt16
+    public var network: NetworkPlan
+    public var limits: ResourceLimitsSpec
+    public var pullPolicy: DockerPullPolicy
+    public var credentials: RegistryCredentials?
+    /// Mounts the drone allowed (it checks them against its policy first).
+    public var mounts: [MountSpec]
+    /// Runtime-specific options, validated by the runtime before anything starts.
+    public var options: JSONObject
+
+    public init(
+        backendID: BackendID, droneID: DroneID, image: String, env: [String: String] = [:], port: UInt16 = 8080,
+        network: NetworkPlan, limits: ResourceLimitsSpec = ResourceLimitsSpec(), pullPolicy: DockerPullPolicy = .ifNotPresent,
+        credentials: RegistryCredentials? = nil, mounts: [MountSpec] = [], options: JSONObject = JSONObject()
+    ) {
+        self.backendID = backendID
+        self.droneID = droneID
+        self.image = image
+        self.env = env
+        self.port = port
+        self.network = network
+        self.limits = limits
+        self.pullPolicy = pullPolicy
+        self.credentials = credentials
+        self.mounts = mounts
+        self.options = options
+    }
+
+    /// The environment the process gets: `env` plus `PORT` (which always wins, so the
+    /// backend listens where the drone will connect).
+    public var effectiveEnvironment: [String: String] {
+        var environment = env
+        environment["PORT"] = String(port)
+        return environment
+    }
+
+    /// The name runtimes give the backend's container: `plane-{backend_id}`.
+    public var containerName: String { Self.containerName(for: backendID) }
+
+    public static func containerName(for backend: BackendID) -> String { "plane-\(backend.rawValue)" }
+
+    /// The backend id of a container name made by `containerName(for:)`, if it is one.
+    public static func backendID(fromContainerName name: String) -> BackendID? {
+        let trimmed = name.hasPrefix("/") ? String(name.dropFirst()) : name
+        guard trimmed.hasPrefix("plane-") else { return nil }
+        return try? BackendID(String(trimmed.dropFirst("plane-".count)))
+    }
+}
+
+/// How the backend is reachable; chosen by the drone.
+public enum NetworkPlan: Sendable, Hashable, Codable {
+    /// The backend shares the host's network and listens on `port` (the drone picked a free
+    /// one and passes it as `PORT`); the drone connects to `address:port`.
+    case host(address: String)
+    /// The backend gets its own address on a runtime network (`nil`: the runtime's default)
+    /// and listens on the spec's port there.
+    case bridge(network: String?)
+    /// Like `bridge`, with the port published on `hostAddress` at a port the runtime picks.
+    case publish(hostAddress: String)
+
+    public var kind: NetworkModeKind {
+        switch self {
+        case .host: .host
+        case .bridge: .bridge
+        case .publish: .publish
+        }
+    }
+}
+
+public enum NetworkModeKind: String, Sendable, Hashable, Codable, CaseIterable {
+    case host, bridge, publish
+}
+
+/// Resource limits in the units runtimes use (the wire's units are converted once, in
+/// `init(wire:)`).
+public struct ResourceLimitsSpec: Sendable, Hashable, Codable {
+    public var memoryBytes: Int64?
+    /// CPU bandwidth: `cpuQuota` of every `cpuPeriod` (both in microseconds).
+    public var cpuPeriodMicroseconds: Int64?
+    public var cpuQuotaMicroseconds: Int64?
+    /// Total CPU time, in seconds (RLIMIT_CPU).
+    public var cpuTimeLimitSeconds: UInt64?
+    /// Maximum number of processes/threads.
+    public var pidsLimit: Int64?
+
+    public init(memoryBytes: Int64? = nil, cpuPeriodMicroseconds: Int64? = nil, cpuQuotaMicroseconds: Int64? = nil, cpuTimeLimitSeconds: UInt64? = nil, pidsLimit: Int64? = nil) {
+        self.memoryBytes = memoryBytes
+        self.cpuPeriodMicroseconds = cpuPeriodMicroseconds
+        self.cpuQuotaMicroseconds = cpuQuotaMicroseconds
+        self.cpuTimeLimitSeconds = cpuTimeLimitSeconds
+        self.pidsLimit = pidsLimit
+    }
+
+    /// The default CPU period when only a percentage is given: 100 ms, as v0.3.10.
+    public static let defaultCPUPeriodMicroseconds: Int64 = 100_000
+
+    /// Converts the wire's `ResourceLimits`: `cpu_period` is in seconds (v0.3.10's unit),
+    /// `cpu_period_percent` a share of the period, `cpu_time_limit` seconds (v0.3.10 wrongly
+    /// applied minutes), `memory_limit_bytes` bytes.
+    public init(wire: ResourceLimits, pidsLimit: Int64? = nil) {
+        memoryBytes = wire.memoryLimitBytes
+        let period = wire.cpuPeriod.map { Int64(clamping: $0.seconds) * 1_000_000 }
+        cpuPeriodMicroseconds = period
+        if let percent = wire.cpuPeriodPercent {
+            let base = period ?? Self.defaultCPUPeriodMicroseconds
+            cpuPeriodMicroseconds = base
+            cpuQuotaMicroseconds = base * Int64(percent) / 100
+        }
+        cpuTimeLimitSeconds = wire.cpuTimeLimit?.seconds
+        self.pidsLimit = pidsLimit
+    }
+}
+
+/// Registry credentials for pulling the image.
+public struct RegistryCredentials: Sendable, Hashable, Codable {
+    public var username: String
+    public var password: String
+
+    public init(username: String, password: String) {
+        self.username = username
+        self.password = password
+    }
+
+    public init(wire: DockerCredentials) {
+        switch wire {
+        case .usernamePassword(let username, let password): self.init(username: username, password: password)
+        }
+    }
+}
+
+/// A mount into the backend's filesystem.
+public struct MountSpec: Sendable, Hashable, Codable {
+    public enum Kind: String, Sendable, Hashable, Codable { case bind, volume, tmpfs }
+    public var kind: Kind
+    /// Host path (bind), volume name (volume), unused for tmpfs.
+    public var source: String
+    /// Path inside the backend.
+    public var target: String
+    public var readOnly: Bool
+
+    public init(kind: Kind, source: String, target: String, readOnly: Bool = false) {
+        self.kind = kind
+        self.source = source
+        self.target = target
+        self.readOnly = readOnly
+    }
+
+    /// Reads a wire Docker `Mount` object; fails with `invalidSpec` naming what is wrong.
+    public init(wire: VolumeMount) throws(RuntimeError) {
+        guard let typeText = wire.type, let kind = Kind(rawValue: typeText.lowercased()) else {
+            throw RuntimeError(.invalidSpec, "Volume mount \(JSONWriter.string(.object(wire.json))) has no supported Type; use \"bind\", \"volume\" or \"tmpfs\".")
+        }
+        guard let target = wire.target, target.hasPrefix("/") else {
+            throw RuntimeError(.invalidSpec, "Volume mount \(JSONWriter.string(.object(wire.json))) needs an absolute Target path.")
+        }
+        let source = wire.source ?? ""
+        if kind != .tmpfs, source.isEmpty {
+            throw RuntimeError(.invalidSpec, "Volume mount \(JSONWriter.string(.object(wire.json))) needs a Source.")
+        }
+        self.init(kind: kind, source: source, target: target, readOnly: wire.readOnly)
+    }
+}

@@ -1,0 +1,54 @@
+import PlaneCore
+
+/// The seam between the drone and whatever runs backends (Docker, runc/crun, a plugin).
+/// The drone never names a concrete runtime; it gets one from `RuntimeRegistry`.
+///
+/// Contract (the runtime plugin protocol follows it call for call):
+/// - Every call is about one backend id; a runtime may hold backends of other drones
+///   (a shared Docker daemon) and must only ever see and touch its own drone's.
+/// - `validate` checks the spec (options, network mode, mounts) without side effects and
+///   fails with `.invalidSpec`; `prepare` and `start` validate too, before creating anything.
+/// - `prepare` makes the image available (pull/unpack per the pull policy); idempotent.
+///   An image that cannot be had fails with `.imageUnavailable` naming the image.
+/// - `start` creates and starts the backend and returns its handle; a second start of a
+///   backend that exists fails with `.alreadyExists`.
+/// - `stop` sends SIGTERM, waits up to `grace`, then SIGKILL; `remove` frees everything
+///   (container, writable layer, port). Both are idempotent: an unknown backend succeeds.
+/// - `status` of an unknown backend is `.unknown`, not an error.
+/// - `events` delivers exits and OOM kills of this drone's backends for as long as the
+///   runtime lives (re-establishing its source when needed).
+/// - `logs` yields the backend's output lines from its start, then follows until it ends.
+/// - `list` returns the handles of this drone's backends, running or not.
+/// - Errors are `RuntimeError`; `.unavailable` means the runtime itself is down.
+public protocol ContainerRuntime: Sendable {
+    var descriptor: RuntimeDescriptor { get }
+
+    func validate(_ spec: BackendSpec) throws(RuntimeError)
+    func prepare(_ spec: BackendSpec) async throws(RuntimeError)
+    func start(_ spec: BackendSpec) async throws(RuntimeError) -> RuntimeHandle
+    func status(of backend: BackendID) async throws(RuntimeError) -> RuntimeStatus
+    func stop(_ backend: BackendID, grace: Duration) async throws(RuntimeError)
+    func remove(_ backend: BackendID) async throws(RuntimeError)
+    func events() -> AsyncStream<RuntimeEvent>
+    func logs(of backend: BackendID, follow: Bool) -> AsyncThrowingStream<LogLine, any Error>
+    func stats(of backend: BackendID) async throws(RuntimeError) -> ResourceSample
+    func list() async throws(RuntimeError) -> [RuntimeHandle]
+}
+
+extension ContainerRuntime {
+    /// The checks every runtime shares: the network mode is supported, mounts are allowed,
+    /// and options are only given to runtimes that accept some.
+    public func validateCommon(_ spec: BackendSpec) throws(RuntimeError) {
+        let capabilities = descriptor.capabilities
+        if !capabilities.networkModes.contains(spec.network.kind) {
+            let supported = capabilities.networkModes.map(\.rawValue).sorted().joined(separator: ", ")
+            throw RuntimeError(.invalidSpec, "Runtime '\(descriptor.name)' does not support network mode '\(spec.network.kind.rawValue)'; it supports: \(supported).")
+        }
+        if !spec.mounts.isEmpty, !capabilities.mounts {
+            throw RuntimeError(.invalidSpec, "Runtime '\(descriptor.name)' does not support mounts.")
+        }
+        if spec.options.count > 0, capabilities.optionsSchema == nil {
+            throw RuntimeError(.invalidSpec, "Runtime '\(descriptor.name)' takes no options, but got: \(spec.options.keys.joined(separator: ", ")).")
+        }
+    }
+}
