@@ -70,6 +70,15 @@ let package = Package(
             ]
         ),
         .executableTarget(
+            name: "plane-test-server",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOWebSocket", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
             name: "NATSBench",
             dependencies: [
                 "NATS",
@@ -97,6 +106,10 @@ let package = Package(
         .testTarget(
             name: "ContainerRuntimeTests",
             dependencies: ["ContainerRuntime", "PlaneCore"]
+        ),
+        .testTarget(
+            name: "PlaneTestServerTests",
+            dependencies: ["plane-test-server", "PlaneTestSupport"]
         ),
         .testTarget(
             name: "PlaneCommandsTests",

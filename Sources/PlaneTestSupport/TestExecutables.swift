@@ -1,0 +1,58 @@
+import Foundation
+
+/// Executables of this package, built next to the test bundle (`.build/<config>/`).
+public enum TestExecutables {
+    /// The absolute path of product `name`, or an error saying how to build it.
+    public static func path(_ name: String) throws -> String {
+        let buildDirectory = URL(fileURLWithPath: CommandLine.arguments[0]).resolvingSymlinksInPath().deletingLastPathComponent()
+        for candidate in [buildDirectory.appendingPathComponent(name).path, buildDirectory.deletingLastPathComponent().appendingPathComponent(name).path] {
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        throw TestSupportError("executable '\(name)' not found next to the tests in \(buildDirectory.path); run `swift build --product \(name)` (the test target should depend on it)")
+    }
+}
+
+/// A child process the test started; ended by PID.
+public final class ChildProcess: @unchecked Sendable {
+    public let process: Process
+    public let logPath: String
+
+    /// Starts `executable` with `environment` added to the current one; output goes to a log file.
+    public init(_ executable: String, arguments: [String] = [], environment: [String: String] = [:]) throws {
+        process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = arguments
+        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        logPath = NSTemporaryDirectory() + "plane-child-\(UUID().uuidString.prefix(8)).log"
+        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
+        let log = FileHandle(forWritingAtPath: logPath)
+        process.standardOutput = log
+        process.standardError = log
+        try process.run()
+    }
+
+    public var pid: Int32 { process.processIdentifier }
+    public var isRunning: Bool { process.isRunning }
+    public var output: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
+
+    public func signal(_ signal: Int32) { if process.isRunning { kill(process.processIdentifier, signal) } }
+
+    /// Waits for the process to end (up to `timeout`) and returns its exit status, or nil.
+    public func waitForExit(timeout: Duration = .seconds(10)) async -> Int32? {
+        let deadline = ContinuousClock.now + timeout
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+        if process.isRunning { return nil }
+        process.waitUntilExit()
+        return process.terminationStatus
+    }
+
+    /// SIGTERM, then SIGKILL after `grace`; always reaps the process.
+    public func stop(grace: Duration = .seconds(5)) async {
+        signal(SIGTERM)
+        if await waitForExit(timeout: grace) == nil {
+            signal(SIGKILL)
+            _ = await waitForExit(timeout: .seconds(10))
+        }
+        try? FileManager.default.removeItem(atPath: logPath)
+    }
+}

@@ -1,0 +1,181 @@
+import Foundation
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOWebSocket
+
+/// A small HTTP/1.1 + WebSocket server:
+/// - `GET /` answers `Hello World!`; `GET /exit/{n}` answers, then exits with code n;
+///   `GET /headers` returns the request headers as a JSON object; `GET /env` its environment;
+/// - any path with a WebSocket upgrade echoes text and binary messages;
+/// - env `EXIT_CODE` (+ `EXIT_TIMEOUT` in ms) exits after the delay without serving;
+/// - listens on `0.0.0.0:$PORT` (default 8080; `HOST` overrides the address);
+/// - prints one line at start and one per request; exits with 0 on SIGTERM unless
+///   `IGNORE_SIGTERM=1`.
+struct TestServer {
+    let environment: [String: String]
+
+    func run() async throws {
+        if let codeText = environment["EXIT_CODE"], let code = Int32(codeText) {
+            let delay = UInt64(environment["EXIT_TIMEOUT"].flatMap(UInt64.init) ?? 0)
+            say("plane-test-server: exiting with code \(code) after \(delay) ms")
+            try await Task.sleep(for: .milliseconds(delay))
+            exit(code)
+        }
+        let host = environment["HOST"] ?? "0.0.0.0"
+        let port = environment["PORT"].flatMap(Int.init) ?? 8080
+        let environment = self.environment
+        let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            .serverChannelOption(.backlog, value: 256)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .childChannelInitializer { channel in
+                let upgrader = NIOWebSocketServerUpgrader(
+                    maxFrameSize: 1 << 24,
+                    shouldUpgrade: { channel, _ in channel.eventLoop.makeSucceededFuture(HTTPHeaders()) },
+                    upgradePipelineHandler: { channel, _ in
+                        channel.eventLoop.makeCompletedFuture {
+                            try channel.pipeline.syncOperations.addHandler(WebSocketEchoHandler())
+                        }
+                    })
+                return channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.configureHTTPServerPipeline(
+                        withServerUpgrade: (upgraders: [upgrader], completionHandler: { context in
+                            context.pipeline.removeHandler(name: HTTPHandler.name, promise: nil)
+                        }))
+                    try channel.pipeline.syncOperations.addHandler(HTTPHandler(environment: environment), name: HTTPHandler.name)
+                }
+            }
+            .bind(host: host, port: port).get()
+        say("plane-test-server: listening on \(host):\(channel.localAddress?.port ?? port)")
+        try await channel.closeFuture.get()
+    }
+}
+
+final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+    static let name = "plane-test-server.http"
+
+    let environment: [String: String]
+    private var head: HTTPRequestHead?
+
+    init(environment: [String: String]) { self.environment = environment }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): self.head = head
+        case .body: break
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            respond(to: head, context: context)
+        }
+    }
+
+    private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
+        var status = HTTPResponseStatus.ok
+        var contentType = "text/plain; charset=utf-8"
+        var body: String
+        var exitCode: Int32?
+        switch path {
+        case "/":
+            body = "Hello World!"
+        case "/headers":
+            var object: [String: String] = [:]
+            for (name, value) in head.headers {
+                let key = name.lowercased()
+                object[key] = object[key].map { "\($0), \(value)" } ?? value
+            }
+            body = Self.json(object)
+            contentType = "application/json"
+        case "/env":
+            body = Self.json(environment)
+            contentType = "application/json"
+        case let p where p.hasPrefix("/exit/"):
+            if let code = Int32(p.dropFirst("/exit/".count)) {
+                body = "Exiting with code \(code)"
+                exitCode = code
+            } else {
+                status = .badRequest
+                body = "Use /exit/{code} with an integer code"
+            }
+        default:
+            status = .notFound
+            body = "Not found"
+        }
+        say("plane-test-server: \(head.method) \(head.uri) \(status.code)")
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: contentType)
+        headers.add(name: "Content-Length", value: String(body.utf8.count))
+        if exitCode != nil { headers.add(name: "Connection", value: "close") }
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+        if let exitCode {
+            done.whenComplete { _ in exit(exitCode) }
+        } else if !head.isKeepAlive {
+            let channel = context.channel
+            done.whenComplete { _ in channel.close(promise: nil) }
+        }
+    }
+
+    static func json(_ object: [String: String]) -> String {
+        let data = (try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes])) ?? Data("{}".utf8)
+        return String(decoding: data, as: UTF8.self)
+    }
+}
+
+/// Echoes text and binary messages, answers pings, completes the close handshake.
+final class WebSocketEchoHandler: ChannelInboundHandler {
+    typealias InboundIn = WebSocketFrame
+    typealias OutboundOut = WebSocketFrame
+
+    private var fragments: ByteBuffer?
+    private var fragmentOpcode: WebSocketOpcode = .text
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        switch frame.opcode {
+        case .text, .binary:
+            if frame.fin {
+                send(frame.opcode, frame.unmaskedData, context: context)
+            } else {
+                fragmentOpcode = frame.opcode
+                fragments = frame.unmaskedData
+            }
+        case .continuation:
+            var data = frame.unmaskedData
+            fragments?.writeBuffer(&data)
+            if frame.fin, let whole = fragments {
+                fragments = nil
+                send(fragmentOpcode, whole, context: context)
+            }
+        case .ping:
+            send(.pong, frame.unmaskedData, context: context)
+        case .connectionClose:
+            let close = WebSocketFrame(fin: true, opcode: .connectionClose, data: frame.unmaskedData)
+            let channel = context.channel
+            context.writeAndFlush(wrapOutboundOut(close)).whenComplete { _ in channel.close(promise: nil) }
+        default:
+            break
+        }
+    }
+
+    private func send(_ opcode: WebSocketOpcode, _ data: ByteBuffer, context: ChannelHandlerContext) {
+        context.writeAndFlush(wrapOutboundOut(WebSocketFrame(fin: true, opcode: opcode, data: data)), promise: nil)
+    }
+}
+
+/// Writes one line to stdout at once (unbuffered, so logs show up while the server runs).
+func say(_ line: String) {
+    let bytes = Array((line + "\n").utf8)
+    bytes.withUnsafeBytes { buffer in
+        var offset = 0
+        while offset < buffer.count {
+            let written = write(1, buffer.baseAddress! + offset, buffer.count - offset)
+            if written <= 0 { return }
+            offset += written
+        }
+    }
+}
