@@ -46,6 +46,15 @@ public final class ChildProcess: @unchecked Sendable {
         return process.terminationStatus
     }
 
+    /// A test that throws before `stop()` still ends its process: the last reference kills it.
+    deinit {
+        if process.isRunning {
+            kill(process.processIdentifier, SIGKILL)
+            process.waitUntilExit()
+        }
+        try? FileManager.default.removeItem(atPath: logPath)
+    }
+
     /// SIGTERM, then SIGKILL after `grace`; always reaps the process.
     public func stop(grace: Duration = .seconds(5)) async {
         signal(SIGTERM)
