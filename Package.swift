@@ -17,6 +17,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-log.git", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
     ],
     targets: [
         .target(
@@ -78,6 +79,22 @@ let package = Package(
                 .product(name: "NIOWebSocket", package: "swift-nio"),
             ]
         ),
+        .target(
+            name: "ImageBuilder",
+            dependencies: [.product(name: "Crypto", package: "swift-crypto")]
+        ),
+        .executableTarget(
+            name: "plane-image-builder",
+            dependencies: ["ImageBuilder"]
+        ),
+        .plugin(
+            name: "BuildImage",
+            capability: .command(
+                intent: .custom(verb: "build-image", description: "Package an executable product into a container image (OCI layout and docker-load archive)."),
+                permissions: [.writeToPackageDirectory(reason: "The image is written to .build/plane-images/<product>.")]
+            ),
+            dependencies: ["plane-image-builder"]
+        ),
         .executableTarget(
             name: "NATSBench",
             dependencies: [
@@ -106,6 +123,10 @@ let package = Package(
         .testTarget(
             name: "ContainerRuntimeTests",
             dependencies: ["ContainerRuntime", "PlaneCore"]
+        ),
+        .testTarget(
+            name: "ImageBuilderTests",
+            dependencies: ["ImageBuilder", "plane-image-builder", "plane-test-server", "PlaneTestSupport"]
         ),
         .testTarget(
             name: "PlaneTestServerTests",

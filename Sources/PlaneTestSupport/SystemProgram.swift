@@ -15,6 +15,10 @@ public struct SystemProgram: Sendable {
 
     /// The program's absolute path, or an error that says how to install it.
     public func path() throws -> String {
+        if name.contains("/") {
+            if FileManager.default.isExecutableFile(atPath: name) { return name }
+            throw TestSupportError("'\(name)' is not an executable file")
+        }
         let searchPath = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
         for dir in searchPath.split(separator: ":") {
             let candidate = "\(dir)/\(name)"
