@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: bootstrap build dev test bench bench-nats clean
+.PHONY: bootstrap build dev test bench bench-nats image clean
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -15,11 +15,17 @@ build: bootstrap
 dev: build
 	.build/debug/plane --help
 
+# Starts dockerd for the Docker runtime tests when none runs, and stops it afterwards.
 test: bootstrap
 	swift build --build-tests
-	swift test
+	bash scripts/docker-daemon.sh start
+	swift test; status=$$?; bash scripts/docker-daemon.sh stop; exit $$status
 
 bench: bench-nats
+
+# The plane-test-server container image (OCI layout and docker-load archive) via the package plugin.
+image: bootstrap
+	swift package --allow-writing-to-package-directory build-image --product plane-test-server
 
 bench-nats: bootstrap
 	bash scripts/bench-nats.sh

@@ -10,6 +10,7 @@ let package = Package(
         .library(name: "NATS", targets: ["NATS"]),
         .library(name: "PlaneMessaging", targets: ["PlaneMessaging"]),
         .library(name: "ContainerRuntime", targets: ["ContainerRuntime"]),
+        .library(name: "DockerRuntime", targets: ["DockerRuntime"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -18,6 +19,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser.git", from: "1.8.2"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
+        .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
     ],
     targets: [
         .target(
@@ -47,6 +49,25 @@ let package = Package(
             dependencies: [
                 "PlaneCore",
                 .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "DockerRuntime",
+            dependencies: [
+                "ContainerRuntime",
+                "PlaneCore",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .target(
+            name: "RuntimeConformance",
+            dependencies: [
+                "ContainerRuntime",
+                "PlaneCore",
+                "PlaneTestSupport",
             ]
         ),
         .target(
@@ -123,6 +144,10 @@ let package = Package(
         .testTarget(
             name: "ContainerRuntimeTests",
             dependencies: ["ContainerRuntime", "PlaneCore"]
+        ),
+        .testTarget(
+            name: "DockerRuntimeTests",
+            dependencies: ["DockerRuntime", "ContainerRuntime", "RuntimeConformance", "PlaneTestSupport", "PlaneCore", "ImageBuilder", "plane-test-server", "plane-image-builder"]
         ),
         .testTarget(
             name: "ImageBuilderTests",

@@ -4,11 +4,16 @@
 set -euo pipefail
 
 # Programs the tests and `plane dev` start, with the Debian package that provides each.
-# Later issues add docker.io, runc, crun, docker-registry, pebble, ... here.
+# Later issues add runc, crun, docker-registry, pebble, ... here.
 declare -A PACKAGES=(
   [nats-server]=nats-server
   [openssl]=openssl
   [python3]=python3
+  [dockerd]=docker.io
+  [curl]=curl
+  [tar]=tar
+  [ldd]=libc-bin
+  [chroot]=coreutils
 )
 
 missing=()

@@ -84,8 +84,8 @@ public struct LogLine: Sendable, Hashable, Codable {
 
 /// A resource usage sample.
 public struct ResourceSample: Sendable, Hashable, Codable {
-    /// CPU use since the previous sample, in percent of one CPU times the host's CPUs
-    /// (0–100 × cores), as Plane v0.3.10's stats report it.
+    /// CPU use over the sampling interval as a share of the whole host's CPU time, 0–100
+    /// (not multiplied by the number of CPUs), as Plane v0.3.10's stats report it.
     public var cpuPercent: Double
     public var memoryBytes: UInt64
     /// The memory limit in effect (the host's memory when unlimited).

@@ -22,6 +22,9 @@ public enum JSONValue: Sendable, Hashable {
     public var arrayValue: [JSONValue]? { if case .array(let a) = self { return a } else { return nil } }
     public var boolValue: Bool? { if case .bool(let b) = self { return b } else { return nil } }
     public var isNull: Bool { if case .null = self { return true } else { return false } }
+    /// The number as an integer, when it is written as one.
+    public var int64Value: Int64? { if case .number(let n) = self { return Int64(n) } else { return nil } }
+    public var doubleValue: Double? { if case .number(let n) = self { return Double(n) } else { return nil } }
 
     /// A short name of the kind of value, for error messages.
     public var kindName: String {

@@ -1,0 +1,117 @@
+import ContainerRuntime
+import Foundation
+import ImageBuilder
+import Logging
+import PlaneCore
+import PlaneTestSupport
+import RuntimeConformance
+import Testing
+@testable import DockerRuntime
+
+/// Builds and loads the plane-test-server image once per test run, on the real dockerd.
+actor DockerTestImage {
+    static let shared = DockerTestImage()
+    static let reference = "plane-test-server:conformance"
+    private var loaded = false
+
+    func ensureLoaded() async throws -> String {
+        if loaded { return Self.reference }
+        let output = try TestEnvironment.temporaryDirectory("plane-docker-image")
+        defer { try? FileManager.default.removeItem(atPath: output) }
+        let result = try ContainerImageBuilder(executable: try TestExecutables.path("plane-test-server"), name: "plane-test-server", tag: "conformance").build(into: output)
+        try SystemProgram("docker", debianPackage: "docker.io").run(["load", "-i", result.dockerArchive])
+        loaded = true
+        return Self.reference
+    }
+}
+
+enum DockerTestSetup {
+    static let endpoint = ProcessInfo.processInfo.environment["PLANE_TEST_DOCKER_ENDPOINT"] ?? "/var/run/docker.sock"
+
+    static func harness() async throws -> RuntimeConformanceHarness {
+        let drone = DroneID.random()
+        var configuration = DockerRuntimeConfiguration()
+        configuration.endpoint = endpoint
+        let runtime: DockerRuntime
+        do {
+            runtime = try await DockerRuntime.make(configuration: configuration, droneID: drone, logger: Logger(label: "test.docker"))
+        } catch {
+            throw TestSupportError("\(error.message) Start it with: bash scripts/docker-daemon.sh start (make test does).")
+        }
+        let image = try await DockerTestImage.shared.ensureLoaded()
+        return RuntimeConformanceHarness(runtime: runtime, droneID: drone, testServerImage: image, unknownImage: "127.0.0.1:9/plane-no-such-image:latest")
+    }
+}
+
+/// The runtime conformance suite against the real Docker daemon.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct DockerRuntimeConformanceTests {
+    @Test func startServesAndCleansUp() async throws { try await RuntimeConformance.startServesAndCleansUp(try await DockerTestSetup.harness()) }
+    @Test func exitCodeIsReportedAndEvented() async throws { try await RuntimeConformance.exitCodeIsReportedAndEvented(try await DockerTestSetup.harness()) }
+    @Test func exitPathEndsWithZero() async throws { try await RuntimeConformance.exitPathEndsWithZero(try await DockerTestSetup.harness()) }
+    @Test func stopAndRemoveAreIdempotent() async throws { try await RuntimeConformance.stopAndRemoveAreIdempotent(try await DockerTestSetup.harness()) }
+    @Test func unknownImageFailsFast() async throws { try await RuntimeConformance.unknownImageFailsFast(try await DockerTestSetup.harness()) }
+    @Test func invalidOptionFailsBeforeCreating() async throws { try await RuntimeConformance.invalidOptionFailsBeforeCreating(try await DockerTestSetup.harness()) }
+    @Test func twentyConcurrentBackends() async throws { try await RuntimeConformance.twentyConcurrentBackends(try await DockerTestSetup.harness()) }
+
+    @Test func anotherDronesBackendsAreInvisible() async throws {
+        let mine = try await DockerTestSetup.harness()
+        let theirs = try await DockerTestSetup.harness()
+        let spec = try mine.spec()
+        _ = try await mine.runtime.start(spec)
+        #expect(try await theirs.runtime.list().allSatisfy { $0.backendID != spec.backendID })
+        #expect(try await theirs.runtime.status(of: spec.backendID) == .unknown)
+        try await mine.runtime.stop(spec.backendID, grace: .seconds(2))
+        try await mine.runtime.remove(spec.backendID)
+    }
+}
+
+struct DockerRuntimeUnitTests {
+    @Test func imageReferences() throws {
+        #expect(try DockerImageReference("plane-test-server").description == "plane-test-server:latest")
+        let withPort = try DockerImageReference("127.0.0.1:5000/app/x")
+        #expect(withPort.repository == "127.0.0.1:5000/app/x" && withPort.tag == "latest" && withPort.registry == "127.0.0.1:5000")
+        let digest = try DockerImageReference("ghcr.io/o/r@sha256:abc")
+        #expect(digest.digest == "sha256:abc" && digest.tag == nil && digest.registry == "ghcr.io")
+        #expect(try DockerImageReference("ubuntu:22.04").registry == "https://index.docker.io/v1/")
+        #expect(throws: RuntimeError.self) { try DockerImageReference("") }
+        #expect(throws: RuntimeError.self) { try DockerImageReference("bad ref") }
+        #expect(throws: RuntimeError.self) { try DockerImageReference("x:") }
+    }
+
+    @Test func logDemultiplexingAcrossChunks() {
+        func frame(_ stream: UInt8, _ text: String) -> [UInt8] {
+            let b = Array(text.utf8)
+            return [stream, 0, 0, 0, UInt8(b.count >> 24), UInt8(b.count >> 16 & 0xFF), UInt8(b.count >> 8 & 0xFF), UInt8(b.count & 0xFF)] + b
+        }
+        let bytes = frame(1, "hello\nwor") + frame(2, "oops\n") + frame(1, "ld\nlast")
+        var demux = DockerLogDemultiplexer()
+        var lines: [LogLine] = []
+        for byte in bytes { lines += demux.feed([byte]) }
+        lines += demux.finish()
+        #expect(lines == [LogLine(stream: .stdout, text: "hello"), LogLine(stream: .stderr, text: "oops"), LogLine(stream: .stdout, text: "world"), LogLine(stream: .stdout, text: "last")])
+    }
+
+    @Test func statsFollowTheSpec() throws {
+        let v1 = try JSONParser.parse(#"{"cpu_stats":{"cpu_usage":{"total_usage":300},"system_cpu_usage":2000},"precpu_stats":{"cpu_usage":{"total_usage":100},"system_cpu_usage":1000},"memory_stats":{"usage":1000,"limit":4000,"stats":{"cache":200}}}"#)
+        let sample = try DockerStatsCalculator.sample(from: v1)
+        #expect(sample.cpuPercent == 20)
+        #expect(sample.memoryBytes == 800 && sample.memoryLimitBytes == 4000 && sample.memoryPercent == 20)
+        let v2 = try JSONParser.parse(#"{"cpu_stats":{"cpu_usage":{"total_usage":5}},"memory_stats":{"usage":500,"limit":1000,"stats":{"inactive_file":100}}}"#)
+        let s2 = try DockerStatsCalculator.sample(from: v2)
+        #expect(s2.cpuPercent == 0 && s2.memoryBytes == 400)
+    }
+
+    @Test func eventsParse() throws {
+        let die = try #require(JSONParser.parse(#"{"status":"die","id":"abc","Actor":{"Attributes":{"exitCode":"3","name":"plane-b1"}},"timeNano":1700000000123456789}"#).objectValue)
+        #expect(DockerEventHub.runtimeEvent(die) == RuntimeEvent(backendID: "b1", kind: .exited(code: 3), time: Timestamp(secondsSinceEpoch: 1_700_000_000, nanoseconds: 123_456_789)))
+        let other = try #require(JSONParser.parse(#"{"status":"die","Actor":{"Attributes":{"name":"unrelated"}}}"#).objectValue)
+        #expect(DockerEventHub.runtimeEvent(other) == nil)
+    }
+
+    @Test func endpoints() throws {
+        #expect(try DockerEngineClient(endpoint: "/var/run/docker.sock").baseURL == "http+unix://%2Fvar%2Frun%2Fdocker%2Esock")
+        #expect(try DockerEngineClient(endpoint: "http://127.0.0.1:2375/").baseURL == "http://127.0.0.1:2375")
+        #expect(throws: RuntimeError.self) { try DockerEngineClient(endpoint: "tcp://x") }
+    }
+}
