@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: bootstrap build dev test bench bench-nats image clean
+.PHONY: bootstrap build dev test bench bench-nats bench-runtime image clean
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -15,13 +15,14 @@ build: bootstrap
 dev: build
 	.build/debug/plane --help
 
-# Starts dockerd for the Docker runtime tests when none runs, and stops it afterwards.
+# Starts dockerd for the Docker runtime tests when none runs (and stops it afterwards),
+# checks the image plugin end to end, then runs every test.
 test: bootstrap
 	swift build --build-tests
 	bash scripts/docker-daemon.sh start
-	swift test; status=$$?; bash scripts/docker-daemon.sh stop; exit $$status
+	status=0; bash scripts/check-image.sh && swift test || status=$$?; bash scripts/docker-daemon.sh stop >/dev/null; exit $$status
 
-bench: bench-nats
+bench: bench-nats bench-runtime
 
 # The plane-test-server container image (OCI layout and docker-load archive) via the package plugin.
 image: bootstrap
@@ -29,6 +30,9 @@ image: bootstrap
 
 bench-nats: bootstrap
 	bash scripts/bench-nats.sh
+
+bench-runtime: bootstrap
+	bash scripts/bench-runtime.sh
 
 clean:
 	rm -rf .build .venv-bench

@@ -117,6 +117,10 @@ let package = Package(
             dependencies: ["plane-image-builder"]
         ),
         .executableTarget(
+            name: "RuntimeBench",
+            dependencies: ["DockerRuntime", "ContainerRuntime", "PlaneCore", "PlaneTestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
             name: "NATSBench",
             dependencies: [
                 "NATS",

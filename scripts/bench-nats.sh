@@ -57,12 +57,11 @@ try:
             cpu = line.split(":", 1)[1].strip(); break
 except OSError:
     pass
-doc = f"""# Benchmarks
-
-Measured by `make bench-nats` (`scripts/bench-nats.sh`); rerun it to refresh this page.
-Numbers depend on the machine; compare clients only within one run.
-
+doc = f"""<!-- bench-nats:start -->
 ## NATS client vs nats-py
+
+Measured by `make bench-nats` (`scripts/bench-nats.sh`). Numbers depend on the machine;
+compare clients only within one run.
 
 - Machine: {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}
 - Server: {server} on 127.0.0.1 (one process, same machine)
@@ -98,7 +97,14 @@ next optimisation.
 Raw results (one JSON line per client and run):
 
 ```
-""" + "\n".join(json.dumps(x, sort_keys=True) for x in rows) + "\n```\n"
-open("docs/benchmarks.md", "w").write(doc)
+""" + "\n".join(json.dumps(x, sort_keys=True) for x in rows) + "\n```\n<!-- bench-nats:end -->\n"
+import re
+path = "docs/benchmarks.md"
+old = open(path).read() if os.path.exists(path) else "# Benchmarks\n"
+if "<!-- bench-nats:start -->" in old:
+    new = re.sub(r"<!-- bench-nats:start -->.*?<!-- bench-nats:end -->\n", lambda m: doc, old, flags=re.S)
+else:
+    new = "# Benchmarks\n\n" + doc
+open(path, "w").write(new)
 print(doc)
 PY

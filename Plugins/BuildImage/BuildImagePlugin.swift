@@ -22,8 +22,9 @@ struct BuildImagePlugin: CommandPlugin {
 
         var parameters = PackageManager.BuildParameters(configuration: configuration == "debug" ? .debug : .release, logging: .concise)
         if configuration != "debug" {
-            // A static Swift runtime keeps the image small: only glibc and friends are copied.
+            // A static Swift runtime and stripped symbols keep the image small: only glibc and friends are copied.
             parameters.otherSwiftcFlags = ["-static-stdlib"]
+            parameters.otherLinkerFlags = ["-s"]
         }
         print("build-image: building \(product) (\(configuration))")
         let build = try packageManager.build(.product(product), parameters: parameters)

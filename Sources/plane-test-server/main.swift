@@ -4,7 +4,10 @@
 // SIGTERM: blocked here on the main thread before any other thread exists (threads inherit
 // the mask), then taken with `sigwait` by the main thread itself, so it is handled the same
 // way whether the server is PID 1 in a container or not. `IGNORE_SIGTERM=1` ignores it.
-import Foundation
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
 
 let environment = ProcessInfo.processInfo.environment
 let ignoreSIGTERM = environment["IGNORE_SIGTERM"] == "1"
