@@ -14,6 +14,8 @@ declare -A PACKAGES=(
   [tar]=tar
   [ldd]=libc-bin
   [chroot]=coreutils
+  [docker-registry]=docker-registry
+  [htpasswd]=apache2-utils
 )
 
 missing=()

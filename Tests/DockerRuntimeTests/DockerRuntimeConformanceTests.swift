@@ -54,6 +54,73 @@ struct DockerRuntimeConformanceTests {
     @Test func invalidOptionFailsBeforeCreating() async throws { try await RuntimeConformance.invalidOptionFailsBeforeCreating(try await DockerTestSetup.harness()) }
     @Test func twentyConcurrentBackends() async throws { try await RuntimeConformance.twentyConcurrentBackends(try await DockerTestSetup.harness()) }
 
+    @Test func limitsLabelsAndEnvironmentReachDocker() async throws {
+        let h = try await DockerTestSetup.harness()
+        var spec = try h.spec(env: ["A": "b"])
+        spec.limits = ResourceLimitsSpec(wire: ResourceLimits(cpuPeriod: 1, cpuPeriodPercent: 50, cpuTimeLimit: 90, memoryLimitBytes: 128 << 20), pidsLimit: 100)
+        _ = try await h.runtime.start(spec)
+        let json = try SystemProgram("docker", debianPackage: "docker.io").run(["inspect", spec.containerName])
+        try await h.runtime.stop(spec.backendID, grace: .seconds(2))
+        try await h.runtime.remove(spec.backendID)
+        let info = try #require((try JSONParser.parse(json)).arrayValue?.first?.objectValue)
+        let host = try #require(info["HostConfig"]?.objectValue)
+        #expect(host["Memory"]?.int64Value == 128 << 20)
+        #expect(host["CpuPeriod"]?.int64Value == 1_000_000)
+        #expect(host["CpuQuota"]?.int64Value == 500_000)
+        #expect(host["PidsLimit"]?.int64Value == 100)
+        #expect(host["NetworkMode"]?.stringValue == "host")
+        let ulimit = host["Ulimits"]?.arrayValue?.first?.objectValue
+        #expect(ulimit?["Name"]?.stringValue == "cpu" && ulimit?["Soft"]?.int64Value == 90 && ulimit?["Hard"]?.int64Value == 90)
+        let config = try #require(info["Config"]?.objectValue)
+        let labels = config["Labels"]?.objectValue
+        #expect(labels?["dev.plane.managed"]?.stringValue == "true")
+        #expect(labels?["dev.plane.backend"]?.stringValue == spec.containerName)
+        #expect(labels?["dev.plane.drone"]?.stringValue == h.droneID.rawValue)
+        let env = config["Env"]?.arrayValue?.compactMap(\.stringValue) ?? []
+        #expect(env.contains("A=b") && env.contains("PORT=\(spec.port)"))
+    }
+
+    @Test func pullsFromARegistryWithCredentials() async throws {
+        let h = try await DockerTestSetup.harness()
+        let registry = try await RegistryProcess.start(credentials: ("plane", "s3cret"))
+        do {
+            let reference = try registry.push(localImage: h.testServerImage, as: "plane/test-server", tag: "v1")
+            var spec = try h.spec(image: reference)
+            spec.pullPolicy = .always
+            // Wrong password: the pull fails with the registry's answer, naming the image.
+            spec.credentials = RegistryCredentials(username: "plane", password: "wrong")
+            do {
+                try await h.runtime.prepare(spec)
+                Issue.record("a pull with a wrong password must fail")
+            } catch {
+                #expect(error.code == .imageUnavailable)
+                #expect(error.message.contains("plane/test-server"))
+            }
+            // Right password (sent as X-Registry-Auth): pulled, and the backend runs from it.
+            spec.credentials = RegistryCredentials(username: "plane", password: "s3cret")
+            try await h.runtime.prepare(spec)
+            let handle = try await h.runtime.start(spec)
+            let address = try #require(handle.address)
+            #expect(try await HTTPProbe(host: address.host, port: Int(address.port)).waitUntilAnswering("/").body == "Hello World!")
+            try await h.runtime.stop(spec.backendID, grace: .seconds(2))
+            try await h.runtime.remove(spec.backendID)
+            // Pull policy Never with an image that is not there.
+            var never = try h.spec(image: "\(registry.address)/plane/absent:v9")
+            never.pullPolicy = .never
+            do {
+                try await h.runtime.prepare(never)
+                Issue.record("Never must not pull")
+            } catch {
+                #expect(error.code == .imageUnavailable && error.message.contains("pull policy is Never"))
+            }
+            _ = try? SystemProgram("docker", debianPackage: "docker.io").run(["rmi", reference])
+            await registry.stop()
+        } catch {
+            await registry.stop()
+            throw error
+        }
+    }
+
     @Test func anotherDronesBackendsAreInvisible() async throws {
         let mine = try await DockerTestSetup.harness()
         let theirs = try await DockerTestSetup.harness()
