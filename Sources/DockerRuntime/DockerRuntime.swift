@@ -258,7 +258,19 @@ public final class DockerRuntime: ContainerRuntime {
         return nil
     }
 
+    /// Whether the container of `backend` exists and belongs to this drone (another drone's
+    /// container with that name is never touched).
+    func owns(_ backend: BackendID) async throws(RuntimeError) -> Bool {
+        let response = try await client.call(.GET, "/containers/\(BackendSpec.containerName(for: backend))/json")
+        if response.status == 404 { return false }
+        guard response.status == 200 else {
+            throw RuntimeError(.internal, "Docker could not inspect backend \(backend): \(response.message)")
+        }
+        return response.json?.objectValue?["Config"]?.objectValue?["Labels"]?.objectValue?[Self.droneLabel]?.stringValue == droneID.rawValue
+    }
+
     public func stop(_ backend: BackendID, grace: Duration) async throws(RuntimeError) {
+        guard try await owns(backend) else { return }
         let seconds = max(0, Int(grace.components.seconds) + (grace.components.attoseconds > 0 ? 1 : 0))
         let response = try await client.call(.POST, "/containers/\(BackendSpec.containerName(for: backend))/stop", query: [("t", String(seconds))], timeout: .seconds(Int64(seconds) + 60))
         switch response.status {
@@ -268,6 +280,7 @@ public final class DockerRuntime: ContainerRuntime {
     }
 
     public func remove(_ backend: BackendID) async throws(RuntimeError) {
+        guard try await owns(backend) else { return }
         let response = try await client.call(.DELETE, "/containers/\(BackendSpec.containerName(for: backend))", query: [("force", "1"), ("v", "1")])
         switch response.status {
         case 204, 404: return
@@ -286,6 +299,7 @@ public final class DockerRuntime: ContainerRuntime {
         return AsyncThrowingStream { continuation in
             let task = Task {
                 do throws(RuntimeError) {
+                    guard try await self.owns(backend) else { throw RuntimeError(.notFound, "No backend \(backend) of this drone in Docker.") }
                     let (status, body) = try await client.stream(.GET, "/containers/\(name)/logs", query: [("stdout", "1"), ("stderr", "1"), ("follow", follow ? "1" : "0")])
                     if status == 404 { throw RuntimeError(.notFound, "No backend \(backend) in Docker.") }
                     var demux = DockerLogDemultiplexer()
@@ -307,6 +321,7 @@ public final class DockerRuntime: ContainerRuntime {
     }
 
     public func stats(of backend: BackendID) async throws(RuntimeError) -> ResourceSample {
+        guard try await owns(backend) else { throw RuntimeError(.notFound, "No backend \(backend) of this drone in Docker.") }
         let response = try await client.call(.GET, "/containers/\(BackendSpec.containerName(for: backend))/stats", query: [("stream", "false")])
         if response.status == 404 { throw RuntimeError(.notFound, "No backend \(backend) in Docker.") }
         guard response.status == 200, let json = response.json else {

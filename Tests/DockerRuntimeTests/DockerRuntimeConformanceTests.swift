@@ -128,6 +128,11 @@ struct DockerRuntimeConformanceTests {
         _ = try await mine.runtime.start(spec)
         #expect(try await theirs.runtime.list().allSatisfy { $0.backendID != spec.backendID })
         #expect(try await theirs.runtime.status(of: spec.backendID) == .unknown)
+        // Nor can the other drone stop, remove or read it.
+        try await theirs.runtime.stop(spec.backendID, grace: .seconds(1))
+        try await theirs.runtime.remove(spec.backendID)
+        #expect(try await mine.runtime.status(of: spec.backendID).isRunning)
+        await #expect(throws: RuntimeError.self) { try await theirs.runtime.stats(of: spec.backendID) }
         try await mine.runtime.stop(spec.backendID, grace: .seconds(2))
         try await mine.runtime.remove(spec.backendID)
     }
