@@ -2,7 +2,7 @@
 /// `{backend}.{cluster}`. Every label follows `IdentifierRules`; the whole name is at most 253
 /// characters. In NATS subjects the cluster appears in its *subject form*, every `.`
 /// replaced by `_` (`plane_test`); names cannot contain `_`, so the mapping is one-to-one.
-public struct ClusterName: Sendable, Hashable, Comparable, Codable, CustomStringConvertible, ExpressibleByStringLiteral {
+public struct ClusterName: ValidatedString, Comparable, ExpressibleByStringLiteral {
     public let rawValue: String
     public static let maximumLength = 253
 
@@ -33,20 +33,8 @@ public struct ClusterName: Sendable, Hashable, Comparable, Codable, CustomString
     /// The host name of a backend of this cluster.
     public func hostname(of backend: BackendID) -> String { "\(backend.rawValue).\(rawValue)" }
 
-    public var description: String { rawValue }
     public static func < (lhs: ClusterName, rhs: ClusterName) -> Bool { lhs.rawValue < rhs.rawValue }
 
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        do { try self.init(text) } catch {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.message, underlyingError: error))
-        }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
 }
 
 extension String {

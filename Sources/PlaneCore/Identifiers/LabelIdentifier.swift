@@ -1,7 +1,6 @@
 /// An id that follows `IdentifierRules` (a DNS label, NATS token and container name at
 /// once). `BackendID` and `DroneID` share their validation, coding and printing through it.
-public protocol LabelIdentifier: Sendable, Hashable, Comparable, Codable, CustomStringConvertible, ExpressibleByStringLiteral {
-    var rawValue: String { get }
+public protocol LabelIdentifier: ValidatedString, Comparable, ExpressibleByStringLiteral {
     /// Creates the id without checking; only for text that passed `IdentifierRules`.
     init(validatedRawValue: String)
     /// "Backend id", "Drone id": how error messages name this kind of id.
@@ -27,18 +26,5 @@ extension LabelIdentifier {
     /// A fresh random id: a lower-case UUIDv4, the form Plane v0.3.10 generates.
     public static func random() -> Self { Self(validatedRawValue: UUIDv4.random()) }
 
-    public var description: String { rawValue }
     public static func < (lhs: Self, rhs: Self) -> Bool { lhs.rawValue < rhs.rawValue }
-
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        do { try self.init(text) } catch {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.message, underlyingError: error))
-        }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
 }

@@ -1,7 +1,7 @@
 /// A lock: at most one live backend holds a given lock at a time (`ScheduleRequest.lock`,
 /// later Plane 0.3.x). Any UTF-8 text of 1 to 2048 bytes. Because it may contain anything,
 /// it is never used raw in a NATS subject or a KV key: use `encodedToken`.
-public struct LockName: Sendable, Hashable, Codable, CustomStringConvertible, ExpressibleByStringLiteral {
+public struct LockName: ValidatedString, ExpressibleByStringLiteral {
     public let rawValue: String
     public static let maximumByteCount = 2048
 
@@ -32,19 +32,7 @@ public struct LockName: Sendable, Hashable, Codable, CustomStringConvertible, Ex
         try self.init(text)
     }
 
-    public var description: String { rawValue }
 
-    public init(from decoder: any Decoder) throws {
-        let text = try decoder.singleValueContainer().decode(String.self)
-        do { try self.init(text) } catch {
-            throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: error.message, underlyingError: error))
-        }
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.singleValueContainer()
-        try container.encode(rawValue)
-    }
 }
 
 /// Base64url (RFC 4648 §5) without padding.
