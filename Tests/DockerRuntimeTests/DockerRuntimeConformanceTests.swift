@@ -121,6 +121,38 @@ struct DockerRuntimeConformanceTests {
         }
     }
 
+    @Test func eventStreamReconnectsWhenTheDaemonStreamEnds() async throws {
+        // The runtime talks to dockerd through a relay that can cut its connections.
+        let relay = try await UnixSocketRelay(unixSocket: DockerTestSetup.endpoint)
+        let image = try await DockerTestImage.shared.ensureLoaded()
+        var configuration = DockerRuntimeConfiguration()
+        configuration.endpoint = "http://127.0.0.1:\(relay.port)"
+        let drone = DroneID.random()
+        let runtime = try await DockerRuntime.make(configuration: configuration, droneID: drone, logger: Logger(label: "test.docker"))
+        let h = RuntimeConformanceHarness(runtime: runtime, droneID: drone, testServerImage: image, unknownImage: "127.0.0.1:9/none:latest")
+        let events = runtime.events()
+        // A first exit is seen; then the stream is cut; a second exit must still arrive.
+        let first = try h.spec(env: ["EXIT_CODE": "4", "EXIT_TIMEOUT": "100"])
+        _ = try await runtime.start(first)
+        var iterator = events.makeAsyncIterator()
+        var firstCode: Int32?
+        while let event = await iterator.next() {
+            if event.backendID == first.backendID, case .exited(let c) = event.kind { firstCode = c; break }
+        }
+        #expect(firstCode == 4)
+        relay.cutConnections()
+        let second = try h.spec(env: ["EXIT_CODE": "5", "EXIT_TIMEOUT": "1500"])
+        _ = try await runtime.start(second)
+        var secondCode: Int32?
+        while let event = await iterator.next() {
+            #expect(event.backendID != first.backendID, "no event is delivered twice")
+            if event.backendID == second.backendID, case .exited(let c) = event.kind { secondCode = c; break }
+        }
+        #expect(secondCode == 5)
+        for spec in [first, second] { try await runtime.remove(spec.backendID) }
+        await relay.close()
+    }
+
     @Test func anotherDronesBackendsAreInvisible() async throws {
         let mine = try await DockerTestSetup.harness()
         let theirs = try await DockerTestSetup.harness()
