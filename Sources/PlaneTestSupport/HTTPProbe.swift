@@ -30,12 +30,22 @@ public struct HTTPProbe: Sendable {
         return try Self.parse(raw)
     }
 
+    /// `get` on a thread of its own, so that many probes at once never block the tasks
+    /// (Swift's cooperative pool has only as many threads as cores).
+    public func getOffPool(_ path: String, headers: [String: String] = [:]) async throws -> Response {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue(label: "plane.http-probe").async {
+                continuation.resume(with: Result { try self.get(path, headers: headers) })
+            }
+        }
+    }
+
     /// Retries `get` until the server answers or `within` passes.
     public func waitUntilAnswering(_ path: String = "/", within: Duration = .seconds(10)) async throws -> Response {
         let deadline = ContinuousClock.now + within
         var lastError: (any Error)?
         while ContinuousClock.now < deadline {
-            do { return try get(path) } catch { lastError = error }
+            do { return try await getOffPool(path) } catch { lastError = error }
             try await Task.sleep(for: .milliseconds(20))
         }
         throw TestSupportError("no HTTP answer from \(host):\(port)\(path) within \(within): \(String(describing: lastError))")
