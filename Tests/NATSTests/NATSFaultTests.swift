@@ -31,6 +31,19 @@ struct NATSFaultTests {
         await server.close()
     }
 
+    @Test func flushTimesOutWhenTheServerStopsAnswering() async throws {
+        let server = try await ScriptedNATSServer(.silentAfterHandshake)
+        let client = try client(port: server.port)
+        try await client.connect()
+        let started = ContinuousClock.now
+        let error = try await #require(throws: NATSError.self) { try await client.flush(timeout: .milliseconds(300)) }
+        #expect(error.code == .timeout)
+        #expect(ContinuousClock.now - started < .seconds(5), "the timeout is honoured, not the stale-connection detection")
+        #expect(client.isConnected)
+        await client.close()
+        await server.close()
+    }
+
     @Test func protocolGarbageResetsTheConnectionWithoutCrashing() async throws {
         let server = try await ScriptedNATSServer(.garbageAfterHandshake)
         let client = try client(port: server.port)

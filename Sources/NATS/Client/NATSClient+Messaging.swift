@@ -51,22 +51,36 @@ extension NATSClient {
     }
 
     private func pingPong() async throws {
-        try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
-            let result: Result<(any Channel)?, NATSError> = state.withLock { s in
-                guard s.status == .connected, let channel = s.channel else {
-                    return .failure(NATSError(.connectionLost, "Not connected to NATS; cannot flush now."))
+        let id = requestIDs.wrappingAdd(1, ordering: .relaxed).oldValue
+        try await withTaskCancellationHandler {
+            try await withCheckedThrowingContinuation { (continuation: CheckedContinuation<Void, any Error>) in
+                let result: Result<(any Channel)?, any Error> = state.withLock { s in
+                    // Checked under the lock, so a cancellation either happened before
+                    // (refused here) or finds the waiter below.
+                    if Task.isCancelled { return .failure(CancellationError()) }
+                    guard s.status == .connected, let channel = s.channel else {
+                        return .failure(NATSError(.connectionLost, "Not connected to NATS; cannot flush now."))
+                    }
+                    s.pongWaiters.append(PongWaiter(id: id, continuation: continuation))
+                    NATSClientCommand.writePing(into: &s.outBuffer)
+                    if s.flushScheduled { return .success(nil) }
+                    s.flushScheduled = true
+                    return .success(channel)
                 }
-                s.pongWaiters.append(continuation)
-                NATSClientCommand.writePing(into: &s.outBuffer)
-                if s.flushScheduled { return .success(nil) }
-                s.flushScheduled = true
-                return .success(channel)
+                switch result {
+                case .failure(let error): continuation.resume(throwing: error)
+                case .success(let channel):
+                    if let channel { channel.eventLoop.execute { self.flushPending(channel: channel) } }
+                }
             }
-            switch result {
-            case .failure(let error): continuation.resume(throwing: error)
-            case .success(let channel):
-                if let channel { channel.eventLoop.execute { self.flushPending(channel: channel) } }
+        } onCancel: {
+            // The PING stays in flight, so its slot stays in the queue; only the waiter goes.
+            let continuation: CheckedContinuation<Void, any Error>? = self.state.withLock { s in
+                guard let index = s.pongWaiters.firstIndex(where: { $0.id == id && $0.continuation != nil }) else { return nil }
+                defer { s.pongWaiters[index].continuation = nil }
+                return s.pongWaiters[index].continuation
             }
+            continuation?.resume(throwing: CancellationError())
         }
     }
 
@@ -262,7 +276,7 @@ extension NATSClient {
         let closed = NATSError(.closed, "The NATS client was closed.")
         for entry in subs { entry.continuation.finish() }
         for r in requests { r.continuation.resume(throwing: closed) }
-        for p in pongs { p?.resume(throwing: closed) }
+        for p in pongs { p.continuation?.resume(throwing: closed) }
         for b in backpressure { b.resume() }
         for e in events { e.yield(.closed); e.finish() }
         logger.debug("nats.closed")

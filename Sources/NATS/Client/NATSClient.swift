@@ -41,6 +41,11 @@ public final class NATSClient: Sendable {
         var timeout: Duration
     }
 
+    struct PongWaiter {
+        var id: UInt64
+        var continuation: CheckedContinuation<Void, any Error>?
+    }
+
     struct State {
         var status: Status = .idle
         var channel: (any Channel)?
@@ -54,7 +59,9 @@ public final class NATSClient: Sendable {
         var bytesInFlight = 0
         var backpressureWaiters: [CheckedContinuation<Void, Never>] = []
         var reconnectBuffer: ByteBuffer
-        var pongWaiters: [CheckedContinuation<Void, any Error>?] = []
+        /// One entry per PING in flight, in order; PONGs answer them first in, first out. A
+        /// keepalive PING or a cancelled flush keeps its slot with no continuation.
+        var pongWaiters: [PongWaiter] = []
         var pingsOutstanding = 0
         var pendingRequests: [UInt64: RequestWaiter] = [:]
         var inboxSID: UInt64?
@@ -318,7 +325,7 @@ public final class NATSClient: Sendable {
     /// Marks the connection lost; returns the server it was connected to, or nil when the
     /// client is closing.
     private func disconnected(channel: any Channel) -> NATSServerURL? {
-        let (server, pongWaiters, backpressure): (NATSServerURL?, [CheckedContinuation<Void, any Error>?], [CheckedContinuation<Void, Never>]) = state.withLock { s in
+        let (server, pongWaiters, backpressure): (NATSServerURL?, [PongWaiter], [CheckedContinuation<Void, Never>]) = state.withLock { s in
             guard s.channel === channel else { return (nil, [], []) }
             s.channel = nil
             let pongs = s.pongWaiters
@@ -337,7 +344,7 @@ public final class NATSClient: Sendable {
             s.pool.disconnected()
             return (s.server, pongs, waiters)
         }
-        for waiter in pongWaiters { waiter?.resume(throwing: NATSError(.connectionLost, "The connection to NATS was lost before the server answered.")) }
+        for waiter in pongWaiters { waiter.continuation?.resume(throwing: NATSError(.connectionLost, "The connection to NATS was lost before the server answered.")) }
         for waiter in backpressure { waiter.resume() }
         return server
     }
@@ -385,7 +392,7 @@ public final class NATSClient: Sendable {
             guard s.channel === channel, s.status == .connected else { return false }
             if s.pingsOutstanding >= configuration.maxPingsOutstanding { return true }
             s.pingsOutstanding += 1
-            s.pongWaiters.append(nil)
+            s.pongWaiters.append(PongWaiter(id: 0, continuation: nil))
             NATSClientCommand.writePing(into: &s.outBuffer)
             if !s.flushScheduled {
                 s.flushScheduled = true
@@ -428,11 +435,11 @@ public final class NATSClient: Sendable {
     }
 
     private func pongReceived() {
-        let waiter: CheckedContinuation<Void, any Error>?? = state.withLock { s in
+        let waiter: CheckedContinuation<Void, any Error>? = state.withLock { s in
             s.pingsOutstanding = 0
-            return s.pongWaiters.isEmpty ? nil : s.pongWaiters.removeFirst()
+            return s.pongWaiters.isEmpty ? nil : s.pongWaiters.removeFirst().continuation
         }
-        if case .some(.some(let continuation)) = waiter { continuation.resume() }
+        waiter?.resume()
     }
 
     private enum Delivery {
