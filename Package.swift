@@ -151,7 +151,8 @@ let package = Package(
         ),
         .testTarget(
             name: "DockerRuntimeTests",
-            dependencies: ["DockerRuntime", "ContainerRuntime", "RuntimeConformance", "PlaneTestSupport", "PlaneCore", "ImageBuilder", "plane-test-server", "plane-image-builder"]
+            dependencies: ["DockerRuntime", "ContainerRuntime", "RuntimeConformance", "PlaneTestSupport", "PlaneCore", "ImageBuilder", "plane-test-server", "plane-image-builder",
+                           .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(
             name: "ImageBuilderTests",

@@ -71,7 +71,7 @@ struct DockerEngineClient: Sendable {
               headers: [(String, String)] = [], timeout: Duration = .seconds(60), versioned: Bool = true) async throws(RuntimeError) -> Response {
         let request = makeRequest(method, path, query: query, body: body, headers: headers, versioned: versioned)
         do {
-            let response = try await HTTPClient.shared.execute(request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000))
+            let response = try await execute(request, timeout: timeout)
             let bytes = try await response.body.collect(upTo: 64 << 20)
             return Response(status: Int(response.status.code), body: Array(bytes.readableBytesView))
         } catch {
@@ -85,10 +85,34 @@ struct DockerEngineClient: Sendable {
                 headers: [(String, String)] = [], headTimeout: Duration = .seconds(60)) async throws(RuntimeError) -> (Int, HTTPClientResponse.Body) {
         let request = makeRequest(method, path, query: query, body: body, headers: headers, versioned: true)
         do {
-            let response = try await HTTPClient.shared.execute(request, timeout: .nanoseconds(Int64(headTimeout.components.seconds) * 1_000_000_000))
+            let response = try await execute(request, timeout: headTimeout)
             return (Int(response.status.code), response.body)
         } catch {
             throw unavailable(error)
         }
+    }
+
+    /// Sends a request. A pooled keep-alive connection that the daemon (or a proxy in front
+    /// of it) closed while idle makes the next request on it fail before the daemon read it:
+    /// the write fails (`ioOnClosedChannel`) or the peer's kernel answers with a reset
+    /// (ECONNRESET/EPIPE). Such a request is sent once more on a fresh connection, as HTTP
+    /// clients do for reused connections. Idempotent methods are also retried once when the
+    /// connection closed before any answer came.
+    private func execute(_ request: HTTPClientRequest, timeout: Duration) async throws -> HTTPClientResponse {
+        let deadline = TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)
+        do {
+            return try await HTTPClient.shared.execute(request, timeout: deadline)
+        } catch let error where Self.isStaleConnection(error, method: request.method) {
+            return try await HTTPClient.shared.execute(request, timeout: deadline)
+        }
+    }
+
+    static func isStaleConnection(_ error: any Error, method: HTTPMethod) -> Bool {
+        if let channelError = error as? ChannelError, channelError == .ioOnClosedChannel { return true }
+        if let ioError = error as? IOError, ioError.errnoCode == ECONNRESET || ioError.errnoCode == EPIPE { return true }
+        if let clientError = error as? HTTPClientError, clientError == .remoteConnectionClosed {
+            return [.GET, .HEAD, .DELETE].contains(method)
+        }
+        return false
     }
 }

@@ -1,7 +1,9 @@
 import ContainerRuntime
+import AsyncHTTPClient
 import Foundation
 import ImageBuilder
 import Logging
+import NIOCore
 import PlaneCore
 import PlaneTestSupport
 import RuntimeConformance
@@ -140,6 +142,12 @@ struct DockerRuntimeConformanceTests {
             if event.backendID == first.backendID, case .exited(let c) = event.kind { firstCode = c; break }
         }
         #expect(firstCode == 4)
+        // Cutting idle keep-alive connections right before a call must not fail the call:
+        // the request is sent again on a fresh connection.
+        for _ in 0..<10 {
+            relay.cutConnections()
+            _ = try await runtime.status(of: first.backendID)
+        }
         relay.cutConnections()
         let second = try h.spec(env: ["EXIT_CODE": "5", "EXIT_TIMEOUT": "1500"])
         _ = try await runtime.start(second)
@@ -171,6 +179,15 @@ struct DockerRuntimeConformanceTests {
 }
 
 struct DockerRuntimeUnitTests {
+    @Test func staleConnectionsAreRetriedOnlyWhenSafe() {
+        #expect(DockerEngineClient.isStaleConnection(ChannelError.ioOnClosedChannel, method: .POST))
+        #expect(DockerEngineClient.isStaleConnection(HTTPClientError.remoteConnectionClosed, method: .GET))
+        #expect(!DockerEngineClient.isStaleConnection(HTTPClientError.remoteConnectionClosed, method: .POST))
+        #expect(DockerEngineClient.isStaleConnection(IOError(errnoCode: ECONNRESET, reason: "read"), method: .POST))
+        #expect(!DockerEngineClient.isStaleConnection(IOError(errnoCode: ECONNREFUSED, reason: "connect"), method: .GET))
+        #expect(!DockerEngineClient.isStaleConnection(HTTPClientError.readTimeout, method: .GET))
+    }
+
     @Test func imageReferences() throws {
         #expect(try DockerImageReference("plane-test-server").description == "plane-test-server:latest")
         let withPort = try DockerImageReference("127.0.0.1:5000/app/x")
