@@ -45,6 +45,15 @@ let package = Package(
             ]
         ),
         .target(
+            name: "PlaneDNS",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
             name: "ContainerRuntime",
             dependencies: [
                 "PlaneCore",
@@ -153,6 +162,10 @@ let package = Package(
             name: "DockerRuntimeTests",
             dependencies: ["DockerRuntime", "ContainerRuntime", "RuntimeConformance", "PlaneTestSupport", "PlaneCore", "ImageBuilder", "plane-test-server", "plane-image-builder",
                            .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .testTarget(
+            name: "PlaneDNSTests",
+            dependencies: ["PlaneDNS", "PlaneTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "ImageBuilderTests",

@@ -16,6 +16,9 @@ declare -A PACKAGES=(
   [chroot]=coreutils
   [docker-registry]=docker-registry
   [htpasswd]=apache2-utils
+  [dig]=dnsutils
+  [dnsperf]=dnsperf
+  [nsd]=nsd
 )
 
 missing=()

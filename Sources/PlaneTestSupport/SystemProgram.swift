@@ -12,6 +12,7 @@ public struct SystemProgram: Sendable {
 
     public static let natsServer = SystemProgram("nats-server", debianPackage: "nats-server")
     public static let openssl = SystemProgram("openssl", debianPackage: "openssl")
+    public static let dig = SystemProgram("dig", debianPackage: "dnsutils")
 
     /// The program's absolute path, or an error that says how to install it.
     public func path() throws -> String {
