@@ -20,6 +20,7 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
+        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
     ],
     targets: [
         .target(
@@ -54,6 +55,20 @@ let package = Package(
             ]
         ),
         .target(
+            name: "PlaneController",
+            dependencies: [
+                "PlaneCore",
+                "NATS",
+                "PlaneMessaging",
+                "PlaneDNS",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .target(
             name: "ContainerRuntime",
             dependencies: [
                 "PlaneCore",
@@ -85,8 +100,12 @@ let package = Package(
                 "PlaneCore",
                 "NATS",
                 "PlaneMessaging",
+                "PlaneController",
+                "PlaneDNS",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
         .executableTarget(
@@ -166,6 +185,11 @@ let package = Package(
         .testTarget(
             name: "PlaneDNSTests",
             dependencies: ["PlaneDNS", "PlaneTestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "PlaneControllerTests",
+            dependencies: ["PlaneController", "PlaneCore", "NATS", "PlaneMessaging", "PlaneDNS", "PlaneTestSupport",
+                           .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "ImageBuilderTests",

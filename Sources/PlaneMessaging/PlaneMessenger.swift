@@ -94,16 +94,19 @@ public struct PlaneMessenger: Sendable {
 
 /// The `backend_status` stream: v0.3.10's stream, bounded so it cannot grow forever.
 public enum BackendStatusStream {
-    /// Subjects `backend.*.status`, file storage, limits retention, discard old; we keep the
-    /// last 100 state changes per backend and nothing older than 30 days (v0.3.10 kept
+    /// Subjects `backend.*.status`, file storage, limits retention, discard old; by default
+    /// the last 100 state changes per backend and nothing older than 7 days (v0.3.10 kept
     /// everything forever, spec §14 item 8).
-    public static var configuration: StreamConfiguration {
+    public static var configuration: StreamConfiguration { configuration() }
+
+    public static func configuration(historyPerBackend: Int64 = 100, maxAge: Duration = .seconds(7 * 24 * 3600), replicas: Int? = nil) -> StreamConfiguration {
         var config = StreamConfiguration(name: PlaneSubjects.backendStatusStream, subjects: [PlaneSubjects.backendStatusAll.pattern])
         config.retention = .limits
         config.storage = .file
         config.discard = .old
-        config.maxMessagesPerSubject = 100
-        config.maxAge = 30 * 24 * 3600 * 1_000_000_000
+        config.maxMessagesPerSubject = historyPerBackend
+        config.maxAge = maxAge.components.seconds * 1_000_000_000
+        config.replicas = replicas
         return config
     }
 }

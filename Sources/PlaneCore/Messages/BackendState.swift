@@ -10,6 +10,9 @@ public enum BackendState: String, Sendable, Hashable, Codable, CaseIterable {
     case exited = "Exited"
     case swept = "Swept"
     case terminated = "Terminated"
+    /// Additive (later Plane 0.3.x): the backend's drone has been gone longer than the
+    /// controller's grace period, so the backend is presumed dead and its lock released.
+    case lost = "Lost"
 
     /// A terminal state is never left.
     public var isTerminal: Bool {

@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NATS
+import PlaneController
+import PlaneCore
+import ServiceLifecycle
+
+/// `plane controller [--config] controller.toml`: the scheduler, state relay, locks, DNS
+/// server and HTTP API, as the configuration enables them.
+struct ControllerCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "controller",
+        abstract: "Run a controller (scheduler, state relay, locks, DNS server, HTTP API).",
+        discussion: "Settings come from the TOML file and PLANE_SECTION__KEY environment variables; see docs/configuration.md."
+    )
+
+    @Option(name: .long, help: ArgumentHelp("Path of controller.toml.", valueName: "path"))
+    var config: String?
+
+    @Argument(help: ArgumentHelp("Path of controller.toml (as v0.3.10 took it).", valueName: "config-file"))
+    var configFile: String?
+
+    @Flag(name: [.customLong("dump-config"), .customShort("d")], help: "Print the effective configuration and exit.")
+    var dumpConfig = false
+
+    func run() async throws {
+        LoggingSystem.bootstrapPlane()
+        let path = config ?? configFile
+        let configuration: ControllerConfiguration
+        do {
+            configuration = try ControllerConfigLoader.load(path: path, environment: ProcessInfo.processInfo.environment)
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
+            throw ExitCode(2)
+        }
+        if dumpConfig {
+            print(ControllerConfigDump.describe(configuration))
+            return
+        }
+        let logger = Logger(label: "plane.controller")
+        let client = try NATSClient(configuration: configuration.nats, logger: Logger(label: "plane.nats"))
+        do {
+            try await client.connect()
+        } catch {
+            logger.critical("controller.nats_unreachable", metadata: ["error": "\(error)"])
+            FileHandle.standardError.write(Data("error: cannot connect to NATS at \(configuration.nats.servers.map(\.description).joined(separator: ", ")): \(error)\n".utf8))
+            throw ExitCode(1)
+        }
+        let controller = Controller(configuration: configuration, client: client, logger: logger)
+        do {
+            try await controller.start()
+        } catch {
+            FileHandle.standardError.write(Data("error: \(error)\n".utf8))
+            await client.close()
+            throw ExitCode(1)
+        }
+        let group = ServiceGroup(configuration: .init(
+            services: [.init(service: client), .init(service: controller, successTerminationBehavior: .gracefullyShutdownGroup)],
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        try await group.run()
+    }
+}
+
+/// `--dump-config`: the effective settings, secrets elided.
+enum ControllerConfigDump {
+    static func describe(_ c: ControllerConfiguration) -> String {
+        var lines = ["[nats]", "hosts = [\(c.nats.servers.map { "\"\($0.description)\"" }.joined(separator: ", "))]"]
+        switch c.nats.auth {
+        case .none: break
+        case .token: lines.append("auth = { token = \"(set)\" }")
+        case .userPassword(let user, _): lines.append("auth = { username = \"\(user)\", password = \"(set)\" }")
+        }
+        if let s = c.scheduler {
+            lines += ["", "[scheduler]", "drone_timeout_secs = \(s.droneTimeout.components.seconds)", "spawn_timeout_secs = \(s.spawnTimeout.components.seconds)",
+                      "recent_spawn_window_secs = \(s.recentSpawnWindow.components.seconds)", "max_spawn_attempts = \(s.maxSpawnAttempts)",
+                      "drone_lost_grace_secs = \(s.droneLostGrace.components.seconds)", "status_history_messages = \(s.statusHistoryMessages)",
+                      "status_history_max_age_secs = \(s.statusHistoryMaxAge.components.seconds)", "replicas = \(s.replicas)"]
+        }
+        if let d = c.dns {
+            lines += ["", "[dns]", "port = \(d.server.port)", "bind_ip = \"\(d.server.bindHost)\""]
+            if let m = d.mailbox { lines.append("soa_email (RNAME) = \"\(m)\"") }
+            if let n = d.nameServer { lines.append("nameserver = \"\(n)\"") }
+            lines.append("zones = [\(d.zones.map { "\"\($0.key)\"" }.joined(separator: ", "))]")
+        }
+        if let h = c.http {
+            lines += ["", "[http]", "port = \(h.port)", "bind_ip = \"\(h.bindHost)\"", "cluster = \"\(h.cluster)\"", "", "[http.services]"]
+            lines += h.services.sorted { $0.key < $1.key }.map { "\($0.key) = \"\($0.value)\"" }
+        }
+        return lines.joined(separator: "\n")
+    }
+}

@@ -1,0 +1,109 @@
+import NATS
+import PlaneController
+import PlaneCore
+import PlaneDNS
+
+/// Turns `controller.toml` (plus `PLANE_*` overrides) into a `ControllerConfiguration`.
+/// Every v0.3.10 key is accepted; unknown keys and wrong types are reported by name, all
+/// at once, and nothing starts.
+enum ControllerConfigLoader {
+    static func load(path: String?, environment: [String: String]) throws(ConfigError) -> ControllerConfiguration {
+        let (table, source) = try TOMLConfigFile.load(path: path, environment: environment)
+        return try configuration(from: table, source: source)
+    }
+
+    static func configuration(from table: ConfigTable, source: String) throws(ConfigError) -> ControllerConfiguration {
+        let root = ConfigReader(table)
+        let nats = NATSConfigReader.read(root.table("nats"), in: root, name: "plane-controller")
+        var scheduler: SchedulerConfiguration?
+        if let section = root.table("scheduler") {
+            var config = SchedulerConfiguration()
+            if let v = section.int("drone_timeout_secs", in: 1...3600) { config.droneTimeout = .seconds(v) }
+            if let v = section.int("spawn_timeout_secs", in: 1...600) { config.spawnTimeout = .seconds(v) }
+            if let v = section.int("recent_spawn_window_secs", in: 0...3600) { config.recentSpawnWindow = .seconds(v) }
+            if let v = section.int("max_spawn_attempts", in: 1...20) { config.maxSpawnAttempts = v }
+            if let v = section.int("drone_lost_grace_secs", in: 5...86_400) { config.droneLostGrace = .seconds(v) }
+            if let v = section.integer("status_history_messages", in: 1...1_000_000) { config.statusHistoryMessages = v }
+            if let v = section.int("status_history_max_age_secs", in: 60...(10 * 365 * 86_400)) { config.statusHistoryMaxAge = .seconds(v) }
+            if let v = section.int("replicas", in: 1...5) { config.replicas = v }
+            scheduler = config
+        }
+        var dns: ControllerDNSConfiguration?
+        if let section = root.table("dns") {
+            var config = ControllerDNSConfiguration()
+            if let port = section.int("port", in: 0...65535) { config.server.port = port }
+            if let bind = section.string("bind_ip") { config.server.bindHost = bind }
+            if let email = section.string("soa_email") {
+                do { config.mailbox = try DNSAuthority.mailbox(fromEmail: email) } catch { section.problem("soa_email", error.message) }
+            }
+            if let name = section.string("nameserver") {
+                do { config.nameServer = try DNSName(name) } catch { section.problem("nameserver", error.message) }
+            }
+            for zone in section.stringArray("zones") ?? [] {
+                do { config.zones.append(try DNSName(zone)) } catch { section.problem("zones", error.message) }
+            }
+            dns = config
+        }
+        var http: HTTPAPIConfiguration?
+        if let section = root.table("http") {
+            let clusterText = section.string("cluster")
+            var cluster: ClusterName?
+            if let clusterText {
+                do { cluster = try ClusterName(clusterText) } catch { section.problem("cluster", error.message) }
+            } else {
+                section.problem("cluster", "missing; name the cluster spawns go to, e.g. cluster = \"plane.example.com\"")
+            }
+            var config = HTTPAPIConfiguration(cluster: cluster ?? "invalid.cluster")
+            if let port = section.int("port", in: 0...65535) { config.port = port }
+            if let bind = section.string("bind_ip") { config.bindHost = bind }
+            if let services = section.table("services") {
+                for key in services.table.keys {
+                    if let image = services.string(key) { config.services[key] = image }
+                }
+            }
+            http = config
+        }
+        if scheduler == nil && dns == nil && http == nil && root.problems.isEmpty {
+            root.problem("controller", "no part is enabled; add [scheduler], [dns] and/or [http] (as v0.3.10: \"No event loops selected\")")
+        }
+        try root.finish(source: source)
+        guard let nats else { throw ConfigError(.invalid, source: source, problems: ["nats: missing"]) }
+        return ControllerConfiguration(nats: nats, scheduler: scheduler, dns: dns, http: http)
+    }
+}
+
+/// `[nats]` as both controller.toml and drone.toml write it.
+enum NATSConfigReader {
+    static func read(_ section: ConfigReader?, in root: ConfigReader, name: String) -> NATSClientConfiguration? {
+        guard let section else {
+            root.problem("nats", "missing; add [nats] with hosts = [\"nats://127.0.0.1:4222\"]")
+            return nil
+        }
+        guard let hosts = section.stringArray("hosts"), !hosts.isEmpty else {
+            if section.table.keys.contains("hosts") == false { section.problem("hosts", "missing; list the NATS servers, e.g. hosts = [\"nats://127.0.0.1:4222\"]") }
+            _ = section.table("auth")
+            _ = section.string("ca_file")
+            return nil
+        }
+        var servers: [NATSServerURL] = []
+        for host in hosts {
+            do { servers.append(try NATSServerURL(host)) } catch { section.problem("hosts", error.message) }
+        }
+        var config = NATSClientConfiguration(servers: servers, name: name)
+        if let auth = section.table("auth") {
+            let token = auth.string("token")
+            let user = auth.string("username")
+            let password = auth.string("password")
+            switch (token, user, password) {
+            case (let token?, nil, nil): config.auth = .token(token)
+            case (nil, let user?, let password?): config.auth = .userPassword(user: user, password: password)
+            default: section.problem("auth", "write either { token = \"...\" } or { username = \"...\", password = \"...\" }")
+            }
+        }
+        if let ca = section.string("ca_file") { config.tls = .init(caFile: ca, required: true) }
+        // The controller retries its first connection like v0.3.10 (30 × 10 s) would, but
+        // with backoff; afterwards it reconnects forever.
+        config.initialConnectAttempts = 30
+        return config
+    }
+}

@@ -1,0 +1,280 @@
+import Logging
+import NATS
+import PlaneCore
+import PlaneDNS
+import PlaneMessaging
+import ServiceLifecycle
+import Synchronization
+
+/// The controller process: scheduler, state relay, lock table, DNS server and HTTP API,
+/// each switched on by its configuration section. `start()` sets up streams, buckets,
+/// subscriptions and listeners (so a caller can rely on them once it returns); `run()`
+/// serves until graceful shutdown or cancellation.
+public final class Controller: Service, Sendable {
+    /// The queue group every controller joins, so each request is answered once.
+    public static let queueGroup = "plane-controller"
+
+    public let configuration: ControllerConfiguration
+    public let messenger: PlaneMessenger
+    public let metrics = ControllerMetrics()
+    public let directory = BackendDirectory()
+    let logger: Logger
+
+    struct Parts: Sendable {
+        var scheduler: Scheduler?
+        var relay: StateRelay?
+        var store: ControllerStore?
+        var dnsStore: DNSRecordStore?
+        var dnsServer: DNSServer?
+        var dnsFeed: DNSRecordFeed?
+        var httpServer: HTTPAPIServer?
+        var subscriptions: Subscriptions?
+        var started: ContinuousClock.Instant = .now
+    }
+
+    struct Subscriptions: Sendable {
+        var heartbeats: PlaneSubscription<DroneStatusMessage, NullReply>?
+        var registrations: PlaneSubscription<DroneConnectRequest, NullReply>?
+        var schedules: PlaneSubscription<ScheduleRequest, ScheduleResponse>?
+        var updates: PlaneSubscription<UpdateBackendStateMessage, NullReply>?
+        var dnsRecords: PlaneSubscription<SetDnsRecord, NullReply>?
+        var acme: PlaneSubscription<SetAcmeDnsRecord, Bool>?
+    }
+
+    private let parts = Mutex(Parts())
+
+    public init(configuration: ControllerConfiguration, client: NATSClient, logger: Logger) {
+        self.configuration = configuration
+        self.messenger = PlaneMessenger(client: client, logger: logger)
+        self.logger = logger
+    }
+
+    public var scheduler: Scheduler? { parts.withLock { $0.scheduler } }
+    public var dnsServer: DNSServer? { parts.withLock { $0.dnsServer } }
+    public var dnsStore: DNSRecordStore? { parts.withLock { $0.dnsStore } }
+    public var httpServer: HTTPAPIServer? { parts.withLock { $0.httpServer } }
+
+    /// Creates streams and buckets, subscribes, binds listeners. Throws a
+    /// `ControllerError` naming what could not be set up.
+    public func start() async throws {
+        if parts.withLock({ $0.subscriptions != nil }) { return }
+        var next = Parts()
+        var subscriptions = Subscriptions()
+        if let schedulerConfiguration = configuration.scheduler {
+            let store: ControllerStore
+            do {
+                let config = BackendStatusStream.configuration(historyPerBackend: schedulerConfiguration.statusHistoryMessages,
+                                                               maxAge: schedulerConfiguration.statusHistoryMaxAge,
+                                                               replicas: schedulerConfiguration.replicas)
+                let info = try await messenger.jetStream.ensureStream(config)
+                if info.config.maxMessagesPerSubject != config.maxMessagesPerSubject || info.config.maxAge != config.maxAge {
+                    var updated = info.config
+                    updated.maxMessagesPerSubject = config.maxMessagesPerSubject
+                    updated.maxAge = config.maxAge
+                    _ = try await messenger.jetStream.updateStream(updated)
+                    logger.notice("controller.status_stream_limits_updated", metadata: ["stream.max_per_backend": "\(config.maxMessagesPerSubject ?? 0)"])
+                }
+                store = try await ControllerStore.open(messenger.jetStream, replicas: schedulerConfiguration.replicas)
+            } catch {
+                throw ControllerError(.unavailable, "The controller needs JetStream (stream backend_status, KV buckets plane_backends and plane_locks); start nats-server with -js.", cause: error)
+            }
+            let scheduler = Scheduler(configuration: schedulerConfiguration, messenger: messenger, store: store, metrics: metrics,
+                                      logger: logger.withSource("scheduler"))
+            next.scheduler = scheduler
+            next.store = store
+            next.relay = StateRelay(messenger: messenger, store: store, metrics: metrics, logger: logger.withSource("relay"))
+            subscriptions.heartbeats = try await messenger.subscribe(PlaneSubjects.droneStatusAll)
+            subscriptions.registrations = try await messenger.subscribe(PlaneSubjects.droneRegisterPattern)
+            subscriptions.schedules = try await messenger.subscribe(PlaneSubjects.scheduleAll, queue: Self.queueGroup)
+            subscriptions.updates = try await messenger.subscribe(PlaneSubjects.updateBackendStateAll, queue: Self.queueGroup)
+        }
+        if let dns = configuration.dns {
+            let store = DNSRecordStore(zones: dns.zones + (configuration.http.flatMap { try? DNSName($0.cluster.rawValue) }.map { [$0] } ?? []))
+            var authority = DNSAuthority(nameServer: dns.nameServer, mailbox: dns.mailbox)
+            authority.serial = UInt32(truncatingIfNeeded: Timestamp.now().secondsSinceEpoch)
+            let feed = DNSRecordFeed(messenger: messenger, store: store, logger: logger.withSource("dns"))
+            subscriptions.dnsRecords = try await messenger.subscribe(PlaneSubjects.dnsAll)
+            subscriptions.acme = try await messenger.subscribe(PlaneSubjects.acmeSetDnsRecordPattern, queue: Self.queueGroup)
+            await feed.replay()
+            let server = DNSServer(configuration: dns.server, responder: DNSResponder(store: store, authority: authority), logger: logger.withSource("dns"))
+            do {
+                try await server.start()
+            } catch {
+                throw ControllerError(.startupFailed, error.message, cause: error.cause)
+            }
+            next.dnsStore = store
+            next.dnsFeed = feed
+            next.dnsServer = server
+        }
+        if let http = configuration.http {
+            let server = HTTPAPIServer(configuration: http, controller: self, logger: logger.withSource("http"))
+            try await server.start()
+            next.httpServer = server
+        }
+        next.subscriptions = subscriptions
+        next.started = .now
+        parts.withLock { $0 = next }
+        logger.info("controller.started", metadata: [
+            "controller.scheduler": "\(configuration.scheduler != nil)", "controller.dns": "\(configuration.dns != nil)",
+            "controller.http": "\(configuration.http != nil)",
+        ])
+    }
+
+    public func run() async throws {
+        try await start()
+        let parts = parts.withLock { $0 }
+        guard let subscriptions = parts.subscriptions else { return }
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                if let scheduler = parts.scheduler, let relay = parts.relay, let store = parts.store {
+                    self.serveScheduler(scheduler, relay: relay, store: store, subscriptions: subscriptions, started: parts.started, in: &group)
+                }
+                if let feed = parts.dnsFeed, let server = parts.dnsServer, let dnsStore = parts.dnsStore {
+                    self.serveDNS(feed, server: server, store: dnsStore, subscriptions: subscriptions, in: &group)
+                }
+                if let http = parts.httpServer {
+                    group.addTask { await http.serve() }
+                }
+            }
+        }
+        await stop()
+    }
+
+    /// Unsubscribes and closes the listeners.
+    public func stop() async {
+        let parts = parts.withLock { $0 }
+        if let s = parts.subscriptions {
+            try? s.heartbeats?.unsubscribe()
+            try? s.registrations?.unsubscribe()
+            try? s.schedules?.unsubscribe()
+            try? s.updates?.unsubscribe()
+            try? s.dnsRecords?.unsubscribe()
+            try? s.acme?.unsubscribe()
+        }
+        await parts.dnsServer?.stop()
+        await parts.httpServer?.stop()
+    }
+
+    func serveScheduler(_ scheduler: Scheduler, relay: StateRelay, store: ControllerStore, subscriptions: Subscriptions,
+                        started: ContinuousClock.Instant, in group: inout DiscardingTaskGroup) {
+        let logger = logger
+        let metrics = metrics
+        let directory = directory
+        if let heartbeats = subscriptions.heartbeats {
+            group.addTask {
+                for await delivery in heartbeats {
+                    switch delivery.message {
+                    case .success(let message): scheduler.heartbeat(message)
+                    case .failure(let error): logger.warning("scheduler.bad_heartbeat", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(error)"])
+                    }
+                }
+            }
+        }
+        if let registrations = subscriptions.registrations {
+            group.addTask {
+                for await delivery in registrations {
+                    if case .success(let message) = delivery.message {
+                        logger.info("scheduler.drone_registered", metadata: ["plane.drone": "\(message.droneID)", "plane.cluster": "\(message.cluster)"])
+                    }
+                }
+            }
+        }
+        if let schedules = subscriptions.schedules {
+            group.addTask {
+                await withDiscardingTaskGroup { requests in
+                    for await delivery in schedules {
+                        requests.addTask {
+                            switch delivery.message {
+                            case .failure(let error):
+                                metrics.recordInvalidSchedule()
+                                logger.notice("scheduler.invalid_request", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(error)"])
+                                _ = try? await delivery.respond(.error(ScheduleError(code: "invalid_request", message: "The schedule request is not valid: \(error.message)")))
+                            case .success(let request):
+                                guard delivery.replyTo != nil else {
+                                    // Nobody could learn where the backend went: spawn nothing.
+                                    logger.warning("scheduler.request_without_reply_subject", metadata: ["plane.cluster": "\(request.cluster)"])
+                                    return
+                                }
+                                let response = await scheduler.schedule(request)
+                                _ = try? await delivery.respond(response)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if let updates = subscriptions.updates {
+            group.addTask {
+                await withDiscardingTaskGroup { handlers in
+                    for await delivery in updates {
+                        handlers.addTask {
+                            switch delivery.message {
+                            case .failure(let error):
+                                // Nothing to store; answering stops the sender from retrying forever.
+                                logger.error("relay.invalid_update", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(error)"])
+                                _ = try? await delivery.respond(NullReply())
+                            case .success(let update):
+                                do {
+                                    try await relay.relay(update)
+                                    _ = try? await delivery.respond(NullReply())
+                                } catch {
+                                    // No answer: the drone keeps the update and sends it again.
+                                    logger.error("relay.store_failed", metadata: ["plane.backend": "\(update.backend)", "error": "\(error)"])
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        group.addTask { await directory.follow(store, logger: logger) }
+        let sweeper = LostBackendSweeper(scheduler: scheduler, directory: directory, relay: relay, store: store, logger: logger, started: started)
+        group.addTask {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(2))
+                if Task.isCancelled { return }
+                await sweeper.sweep()
+            }
+        }
+    }
+
+    func serveDNS(_ feed: DNSRecordFeed, server: DNSServer, store: DNSRecordStore, subscriptions: Subscriptions, in group: inout DiscardingTaskGroup) {
+        let logger = logger
+        if let records = subscriptions.dnsRecords {
+            group.addTask {
+                for await delivery in records {
+                    switch delivery.message {
+                    case .success(let record): feed.apply(record)
+                    case .failure(let error): logger.warning("dns.bad_record", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(error)"])
+                    }
+                }
+            }
+        }
+        if let acme = subscriptions.acme {
+            group.addTask {
+                for await delivery in acme {
+                    switch delivery.message {
+                    case .success(let request): _ = try? await delivery.respond(await feed.setAcmeRecord(request))
+                    case .failure(let error):
+                        logger.warning("dns.bad_acme_request", metadata: ["error": "\(error)"])
+                        _ = try? await delivery.respond(false)
+                    }
+                }
+            }
+        }
+        group.addTask {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(10))
+                store.purgeExpired()
+            }
+        }
+    }
+}
+
+extension Logger {
+    func withSource(_ source: String) -> Logger {
+        var copy = self
+        copy[metadataKey: "plane.component"] = "\(source)"
+        return copy
+    }
+}

@@ -1,0 +1,286 @@
+import Logging
+import NATS
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import PlaneCore
+import PlaneMessaging
+import Synchronization
+
+/// The controller's HTTP API (`[http]`): spawn a configured service, read a backend's
+/// status (once or as Server-Sent Events), health and Prometheus metrics. Spawns go
+/// through `cluster.{c}.schedule` like any NATS client's, so the API works on a controller
+/// without `[scheduler]` too.
+public final class HTTPAPIServer: Sendable {
+    public struct BoundAddress: Sendable, Hashable {
+        public var host: String
+        public var port: Int
+    }
+
+    typealias Connection = NIOAsyncChannel<HTTPServerRequestPart, HTTPServerResponsePart>
+
+    let configuration: HTTPAPIConfiguration
+    let messenger: PlaneMessenger
+    let metrics: ControllerMetrics
+    let liveDrones: @Sendable () -> Int
+    let backendCounts: @Sendable () -> [String: Int]
+    let dnsCounts: @Sendable () -> [String: Int]
+    let logger: Logger
+    private let server = Mutex<NIOAsyncChannel<Connection, Never>?>(nil)
+    /// The longest a spawn may take: every drone attempt's timeout, plus margin.
+    let spawnTimeout: Duration
+
+    init(configuration: HTTPAPIConfiguration, controller: Controller, logger: Logger) {
+        self.configuration = configuration
+        self.messenger = controller.messenger
+        self.metrics = controller.metrics
+        self.logger = logger
+        self.liveDrones = { [weak controller] in controller?.scheduler?.liveDroneCount() ?? 0 }
+        self.backendCounts = { [weak controller] in controller?.directory.countsByState ?? [:] }
+        self.dnsCounts = { [weak controller] in
+            var counts: [String: Int] = [:]
+            for (outcome, count) in controller?.dnsServer?.counters.byOutcome ?? [:] { counts[outcome.rawValue] = count }
+            return counts
+        }
+        let scheduler = controller.configuration.scheduler ?? SchedulerConfiguration()
+        self.spawnTimeout = scheduler.spawnTimeout * scheduler.maxSpawnAttempts + .seconds(10)
+    }
+
+    public var address: BoundAddress? {
+        server.withLock { $0?.channel.localAddress?.port }.map { BoundAddress(host: configuration.bindHost, port: $0) }
+    }
+
+    func start() async throws {
+        do {
+            let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .serverChannelOption(.backlog, value: 256)
+                .bind(host: configuration.bindHost, port: configuration.port) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                        return try Connection(wrappingChannelSynchronously: channel)
+                    }
+                }
+            server.withLock { $0 = channel }
+            logger.info("http.listening", metadata: ["http.address": "\(configuration.bindHost)", "http.port": "\(channel.channel.localAddress?.port ?? 0)"])
+        } catch {
+            throw ControllerError(.startupFailed, "The HTTP API cannot listen on \(configuration.bindHost):\(configuration.port); is the port in use? Set [http] port and bind_ip.", cause: error)
+        }
+    }
+
+    func serve() async {
+        guard let channel = server.withLock({ $0 }) else { return }
+        do {
+            try await channel.executeThenClose { connections in
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await connection in connections {
+                        group.addTask { await self.handle(connection) }
+                    }
+                }
+            }
+        } catch is CancellationError {
+        } catch {
+            logger.warning("http.server_stopped", metadata: ["error": "\(error)"])
+        }
+    }
+
+    func stop() async {
+        let channel = server.withLock { $0 }
+        try? await channel?.channel.close()
+    }
+
+    // MARK: Connections
+
+    func handle(_ connection: Connection) async {
+        do {
+            try await connection.executeThenClose { inbound, outbound in
+                var head: HTTPRequestHead?
+                var body = ByteBuffer()
+                for try await part in inbound {
+                    switch part {
+                    case .head(let value):
+                        head = value
+                        body.clear()
+                    case .body(var chunk):
+                        guard body.readableBytes + chunk.readableBytes <= 1 << 20 else {
+                            try await write(HTTPAPIResponse.error(.payloadTooLarge, "The body is larger than 1 MiB."), to: outbound, keepAlive: false)
+                            return
+                        }
+                        body.writeBuffer(&chunk)
+                    case .end:
+                        guard let request = head else { return }
+                        let keepAlive = request.isKeepAlive
+                        let response = await respond(to: request, body: Array(body.readableBytesView))
+                        switch response {
+                        case .complete(let complete):
+                            try await write(complete, to: outbound, keepAlive: keepAlive)
+                            if !keepAlive { return }
+                        case .events(let backend):
+                            try await streamEvents(of: backend, to: outbound)
+                            return
+                        }
+                        head = nil
+                    }
+                }
+            }
+        } catch {
+            logger.debug("http.connection_error", metadata: ["error": "\(error)"])
+        }
+    }
+
+    enum Outcome {
+        case complete(HTTPAPIResponse)
+        case events(BackendID)
+    }
+
+    func respond(to head: HTTPRequestHead, body: [UInt8]) async -> Outcome {
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
+        let parts = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+        let cors = parts.first == "backend"
+        if head.method == .OPTIONS {
+            return .complete(HTTPAPIResponse(status: .noContent, cors: cors, extraHeaders: [
+                ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"), ("Access-Control-Allow-Headers", "Content-Type"),
+            ]))
+        }
+        switch (head.method, parts.count, parts.first) {
+        case (.GET, 0, _):
+            return .complete(HTTPAPIResponse(status: .ok, contentType: "text/plain; charset=utf-8", body: Array("Plane controller \(PlaneVersion.current)\n".utf8)))
+        case (.GET, 1, "healthz"):
+            return .complete(HTTPAPIResponse(status: .ok, contentType: "text/plain; charset=utf-8", body: Array("ok\n".utf8)))
+        case (.GET, 1, "metrics"):
+            let text = metrics.render(liveDrones: liveDrones(), backendsByState: backendCounts(), dnsQueries: dnsCounts())
+            return .complete(HTTPAPIResponse(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Array(text.utf8)))
+        case (.POST, 3, "service") where parts[2] == "spawn":
+            return .complete(await spawn(service: parts[1], body: body, host: head.headers["host"].first))
+        case (.GET, 3, "backend") where parts[2] == "status", (.GET, 4, "backend") where parts[2] == "status" && parts[3] == "stream":
+            guard let backend = try? BackendID(parts[1]) else {
+                return .complete(.error(.badRequest, "'\(parts[1])' is not a backend id.", cors: true))
+            }
+            if parts.count == 4 { return .events(backend) }
+            return .complete(await status(of: backend))
+        case (_, 3, "service"), (_, 3, "backend"), (_, 4, "backend"), (_, 0, _), (_, 1, "healthz"), (_, 1, "metrics"):
+            return .complete(.error(.methodNotAllowed, "\(head.method.rawValue) is not allowed on \(path).", cors: cors))
+        default:
+            return .complete(.error(.notFound, "No route \(path). Routes: POST /service/{name}/spawn, GET /backend/{id}/status[/stream], GET /healthz, GET /metrics.", cors: cors))
+        }
+    }
+
+    // MARK: Routes
+
+    func spawn(service: String, body: [UInt8], host: String?) async -> HTTPAPIResponse {
+        guard let image = configuration.services[service] else {
+            let known = configuration.services.keys.sorted().joined(separator: ", ")
+            return .error(.notFound, "Unknown service '\(service)'. Configured services: \(known.isEmpty ? "none ([http.services] is empty)" : known).")
+        }
+        let request: HTTPSpawnRequest
+        do {
+            request = try HTTPSpawnRequest.parse(body)
+        } catch {
+            return .error(.badRequest, error.message)
+        }
+        let response: ScheduleResponse
+        do {
+            response = try await messenger.request(PlaneSubjects.schedule(configuration.cluster), request.scheduleRequest(cluster: configuration.cluster, image: image),
+                                                   timeout: spawnTimeout)
+        } catch {
+            logger.warning("http.schedule_failed", metadata: ["error": "\(error)"])
+            return .error(.serviceUnavailable, "No scheduler answered for cluster \(configuration.cluster) (\(error)); is a controller with [scheduler] running?")
+        }
+        switch response {
+        case .scheduled(let backend):
+            var object = JSONObject()
+            object["url"] = .string("https://\(configuration.cluster.hostname(of: backend.backendID))")
+            object["name"] = .string(backend.backendID.rawValue)
+            object["status_url"] = .string("http://\(host ?? "\(configuration.bindHost):\(configuration.port)")/backend/\(backend.backendID)/status")
+            if let token = backend.bearerToken { object["bearer_token"] = .string(token) }
+            object["spawned"] = .bool(backend.spawned)
+            object["drone"] = .string(backend.drone.rawValue)
+            return HTTPAPIResponse(status: .ok, json: .object(object))
+        case .noDroneAvailable:
+            return .error(.serviceUnavailable, "No drone is available in cluster \(configuration.cluster); start a drone or wait for one to become ready.", code: "NoDroneAvailable")
+        case .error(let error):
+            return .error(error.code == "backend_id_in_use" ? .conflict : .internalServerError, error.message, code: error.code)
+        }
+    }
+
+    func status(of backend: BackendID) async -> HTTPAPIResponse {
+        do {
+            guard let stored = try await messenger.jetStream.lastMessage(stream: PlaneSubjects.backendStatusStream, subject: PlaneSubjects.backendStatus(backend).subject) else {
+                return .error(.notFound, "Backend \(backend) has no recorded state.", cors: true)
+            }
+            let message = try WireDecoder().decode(BackendStateMessage.self, from: stored.payload)
+            return HTTPAPIResponse(status: .ok, json: Self.statusJSON(message), cors: true)
+        } catch {
+            return .error(.serviceUnavailable, "The backend_status stream cannot be read (\(error)).", cors: true)
+        }
+    }
+
+    static func statusJSON(_ message: BackendStateMessage) -> JSONValue {
+        .object(JSONObject([("state", .string(message.state.rawValue)), ("backend", .string(message.backend.rawValue)), ("time", .string(message.time.rfc3339))]))
+    }
+
+    /// Server-Sent Events: every state change (repeats of the same state dropped), from
+    /// the stored history on, until a terminal state.
+    func streamEvents(of backend: BackendID, to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "text/event-stream")
+        headers.add(name: "Cache-Control", value: "no-cache")
+        headers.add(name: "Access-Control-Allow-Origin", value: "*")
+        headers.add(name: "Connection", value: "close")
+        try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)))
+        let history = try await messenger.backendStateHistory(of: backend)
+        defer { history.stop() }
+        var last: BackendState?
+        for try await stored in history {
+            guard case .success(let message) = stored.message, message.state != last else { continue }
+            last = message.state
+            let line = "data: " + String(decoding: JSONWriter.write(Self.statusJSON(message)), as: UTF8.self) + "\n\n"
+            try await outbound.write(.body(.byteBuffer(ByteBuffer(string: line))))
+            if message.state.isTerminal { break }
+        }
+        try await outbound.write(.end(nil))
+    }
+
+    func write(_ response: HTTPAPIResponse, to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, keepAlive: Bool) async throws {
+        var headers = HTTPHeaders()
+        if let contentType = response.contentType { headers.add(name: "Content-Type", value: contentType) }
+        headers.add(name: "Content-Length", value: "\(response.body.count)")
+        if response.cors { headers.add(name: "Access-Control-Allow-Origin", value: "*") }
+        for (name, value) in response.extraHeaders { headers.add(name: name, value: value) }
+        if !keepAlive { headers.add(name: "Connection", value: "close") }
+        try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: response.status, headers: headers)))
+        if !response.body.isEmpty { try await outbound.write(.body(.byteBuffer(ByteBuffer(bytes: response.body)))) }
+        try await outbound.write(.end(nil))
+    }
+}
+
+/// A complete HTTP answer.
+struct HTTPAPIResponse: Sendable {
+    var status: HTTPResponseStatus
+    var contentType: String?
+    var body: [UInt8] = []
+    var cors = false
+    var extraHeaders: [(String, String)] = []
+
+    init(status: HTTPResponseStatus, contentType: String? = nil, body: [UInt8] = [], cors: Bool = false, extraHeaders: [(String, String)] = []) {
+        self.status = status
+        self.contentType = contentType
+        self.body = body
+        self.cors = cors
+        self.extraHeaders = extraHeaders
+    }
+
+    init(status: HTTPResponseStatus, json: JSONValue, cors: Bool = false) {
+        self.init(status: status, contentType: "application/json", body: JSONWriter.write(json), cors: cors)
+    }
+
+    /// `{"error": message, "code": code}`.
+    static func error(_ status: HTTPResponseStatus, _ message: String, code: String? = nil, cors: Bool = false) -> HTTPAPIResponse {
+        var object = JSONObject()
+        object["error"] = .string(message)
+        object["code"] = .string(code ?? status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "_"))
+        return HTTPAPIResponse(status: status, json: .object(object), cors: cors)
+    }
+}
+
+import Foundation

@@ -1,0 +1,184 @@
+import Logging
+import NATS
+import PlaneCore
+import PlaneMessaging
+import Synchronization
+
+/// Places backends on drones: answers `ScheduleRequest`s, keeps the drone registry from
+/// heartbeats, and enforces "one live backend per lock key and per backend id" through
+/// compare-and-set writes in JetStream KV, so several controllers can serve at once.
+public final class Scheduler: Sendable {
+    public let configuration: SchedulerConfiguration
+    let messenger: PlaneMessenger
+    let store: ControllerStore
+    let registry: Mutex<DroneRegistry>
+    let metrics: ControllerMetrics
+    let logger: Logger
+
+    public init(configuration: SchedulerConfiguration, messenger: PlaneMessenger, store: ControllerStore,
+                metrics: ControllerMetrics, logger: Logger) {
+        self.configuration = configuration
+        self.messenger = messenger
+        self.store = store
+        self.metrics = metrics
+        self.logger = logger
+        self.registry = Mutex(DroneRegistry(droneTimeout: configuration.droneTimeout, recentSpawnWindow: configuration.recentSpawnWindow))
+    }
+
+    // MARK: Drones
+
+    public func heartbeat(_ message: DroneStatusMessage) {
+        registry.withLock { $0.heartbeat(message, at: .now) }
+    }
+
+    public var drones: [DroneRecord] { registry.withLock { $0.all } }
+
+    public func liveDroneCount() -> Int {
+        let now = ContinuousClock.now
+        return registry.withLock { registry in registry.all.count { registry.isAlive($0.droneID, at: now, within: configuration.droneTimeout) } }
+    }
+
+    // MARK: Scheduling
+
+    /// Answers one schedule request. Never throws: every failure is an answer.
+    public func schedule(_ request: ScheduleRequest) async -> ScheduleResponse {
+        let started = ContinuousClock.now
+        let response: ScheduleResponse
+        do {
+            response = try await place(request)
+        } catch {
+            logger.error("scheduler.failed", metadata: ["plane.cluster": "\(request.cluster)", "error": "\(error)"])
+            response = .error(ScheduleError(code: "unavailable", message: "The controller could not record the backend (\(error)); try again."))
+        }
+        metrics.recordSchedule(response, latency: ContinuousClock.now - started)
+        return response
+    }
+
+    func place(_ request: ScheduleRequest) async throws -> ScheduleResponse {
+        let token = request.requireBearerToken ? BearerToken.generate() : nil
+        let backendID = request.backendID ?? BackendID.random()
+        var lockKey: String?
+        var lockRevision: UInt64 = 0
+        if let lock = request.lock {
+            let key = LockRecord.key(cluster: request.cluster, lock: lock)
+            switch try await acquire(lockKey: key, backendID: backendID, token: token) {
+            case .held(let existing): return .scheduled(existing)
+            case .acquired(let revision):
+                lockKey = key
+                lockRevision = revision
+            }
+        }
+        // The backend id is claimed with a create, so an id that is already live (or was
+        // used before) is never spawned twice.
+        let record = BackendRecord(backendID: backendID, cluster: request.cluster, time: .now(), lock: request.lock, bearerToken: token)
+        var recordRevision: UInt64
+        do {
+            recordRevision = try await store.backends.create(backendID.rawValue, value: try ControllerStore.encode(record))
+        } catch let error as NATSError where error.isConflict {
+            if let lockKey { try? await store.locks.delete(lockKey, revision: lockRevision) }
+            guard let (existing, _) = try await store.backend(backendID) else { return try await place(request) }
+            if existing.isLive, let drone = existing.drone {
+                return .scheduled(ScheduledBackend(drone: drone, backendID: backendID, bearerToken: existing.bearerToken, spawned: false))
+            }
+            if existing.isLive {
+                return .error(ScheduleError(code: "backend_id_in_use", message: "Backend \(backendID) is being scheduled by another request; ask for its status instead."))
+            }
+            return .error(ScheduleError(code: "backend_id_in_use", message: "Backend id \(backendID) was already used (its last state is \(existing.state?.rawValue ?? "unknown")); choose a new id or omit backend_id."))
+        }
+
+        var tried: Set<DroneID> = []
+        for _ in 0..<max(1, configuration.maxSpawnAttempts) {
+            let now = ContinuousClock.now
+            let chosen: DroneID? = registry.withLock { registry in
+                var generator = SystemRandomNumberGenerator()
+                guard let drone = registry.choose(in: request.cluster, excluding: tried, at: now, using: &generator) else { return nil }
+                registry.assign(drone, at: now)
+                return drone
+            }
+            guard let drone = chosen else { break }
+            tried.insert(drone)
+            var placed = record
+            placed.drone = drone
+            recordRevision = try await store.backends.update(backendID.rawValue, value: try ControllerStore.encode(placed), revision: recordRevision)
+            if let lockKey {
+                let lock = LockRecord(backendID: backendID, drone: drone, bearerToken: token, confirmed: false, created: .now())
+                lockRevision = try await store.locks.update(lockKey, value: try ControllerStore.encode(lock), revision: lockRevision)
+            }
+            let spawn = SpawnRequest(cluster: request.cluster, droneID: drone, maxIdleSeconds: request.maxIdleSeconds, backendID: backendID,
+                                     metadata: request.metadata, executable: request.executable, bearerToken: token)
+            if await sendSpawn(spawn) {
+                if let lockKey {
+                    let lock = LockRecord(backendID: backendID, drone: drone, bearerToken: token, confirmed: true, created: .now())
+                    _ = try await store.locks.update(lockKey, value: try ControllerStore.encode(lock), revision: lockRevision)
+                }
+                logger.info("scheduler.scheduled", metadata: ["plane.backend": "\(backendID)", "plane.drone": "\(drone)", "plane.cluster": "\(request.cluster)"])
+                return .scheduled(ScheduledBackend(drone: drone, backendID: backendID, bearerToken: token, spawned: true))
+            }
+        }
+        // Nobody took it: free the id and the lock for a later attempt.
+        var abandoned = record
+        abandoned.state = .errorLoading
+        _ = try? await store.backends.update(backendID.rawValue, value: try ControllerStore.encode(abandoned), revision: recordRevision)
+        if let lockKey { try? await store.locks.delete(lockKey, revision: lockRevision) }
+        logger.notice("scheduler.no_drone_available", metadata: ["plane.cluster": "\(request.cluster)", "plane.backend": "\(backendID)", "drones.tried": "\(tried.count)"])
+        return .noDroneAvailable
+    }
+
+    /// Sends the spawn request; true only for a `true` reply in time. On a timeout the
+    /// drone may still have started it, so it is asked to terminate that backend.
+    func sendSpawn(_ spawn: SpawnRequest) async -> Bool {
+        do {
+            let accepted = try await messenger.request(PlaneSubjects.spawn(spawn.droneID), spawn, timeout: configuration.spawnTimeout)
+            if !accepted {
+                logger.notice("scheduler.spawn_refused", metadata: ["plane.drone": "\(spawn.droneID)", "plane.backend": "\(spawn.backendID)"])
+            }
+            return accepted
+        } catch {
+            logger.warning("scheduler.spawn_failed", metadata: ["plane.drone": "\(spawn.droneID)", "plane.backend": "\(spawn.backendID)", "error": "\(error)"])
+            if let error = error as? NATSError, error.code == .timeout, let cluster = spawn.cluster {
+                let termination = TerminationRequest(cluster: cluster, backendID: spawn.backendID)
+                try? await messenger.client.publish(PlaneSubjects.terminate(cluster, spawn.backendID).subject, payload: WireEncoder().encode(termination))
+            }
+            return false
+        }
+    }
+
+    enum LockOutcome {
+        case acquired(revision: UInt64)
+        case held(ScheduledBackend)
+    }
+
+    /// Takes the lock for `backendID`, or finds the live backend holding it. A holder that
+    /// has not confirmed yet is waited for; a holder whose backend ended, or that never
+    /// confirmed within the spawn attempts' time, is replaced.
+    func acquire(lockKey: String, backendID: BackendID, token: String?) async throws -> LockOutcome {
+        let pendingLimit = configuration.spawnTimeout * (configuration.maxSpawnAttempts + 1)
+        let deadline = ContinuousClock.now + pendingLimit + .seconds(5)
+        while ContinuousClock.now < deadline {
+            if let (lock, revision) = try await store.lock(lockKey) {
+                let holder = try await store.backend(lock.backendID)?.record
+                if let holder, !holder.isLive {
+                    try? await store.locks.delete(lockKey, revision: revision)
+                    continue
+                }
+                if lock.confirmed, let drone = lock.drone {
+                    return .held(ScheduledBackend(drone: drone, backendID: lock.backendID, bearerToken: lock.bearerToken, spawned: false))
+                }
+                let age = Duration.nanoseconds(Timestamp.now().nanosecondsSinceEpoch - lock.created.nanosecondsSinceEpoch)
+                if age > pendingLimit {
+                    try? await store.locks.delete(lockKey, revision: revision)
+                    continue
+                }
+                try await Task.sleep(for: .milliseconds(20))
+                continue
+            }
+            let pending = LockRecord(backendID: backendID, bearerToken: token, confirmed: false, created: .now())
+            do {
+                return .acquired(revision: try await store.locks.create(lockKey, value: try ControllerStore.encode(pending)))
+            } catch let error as NATSError where error.isConflict {
+                continue
+            }
+        }
+        throw ControllerError(.unavailable, "The lock \(lockKey) stayed pending for too long.")
+    }
+}

@@ -1,0 +1,125 @@
+import Logging
+import NATS
+import PlaneController
+import PlaneCore
+import PlaneDNS
+import PlaneMessaging
+import PlaneTestSupport
+import Synchronization
+import Testing
+
+/// A drone written as test code: heartbeats on `drone.{id}.status` and answers spawn
+/// requests by policy, remembering each.
+final class FakeDrone: Sendable {
+    enum Policy: Sendable { case accept, refuse, silent }
+
+    let id = DroneID.random()
+    let cluster: ClusterName
+    let client: NATSClient
+    let messenger: PlaneMessenger
+    let policy: Mutex<Policy>
+    let ready = Mutex(true)
+    let runningBackends = Mutex<UInt32?>(nil)
+    let spawns = Mutex<[SpawnRequest]>([])
+    private let tasks = Mutex<[Task<Void, Never>]>([])
+
+    init(server: NATSServerProcess, cluster: ClusterName = "plane.test", policy: Policy = .accept) async throws {
+        self.cluster = cluster
+        self.client = try await server.connectedClient()
+        self.messenger = PlaneMessenger(client: client)
+        self.policy = Mutex(policy)
+        let subscription = try await messenger.subscribe(PlaneSubjects.spawn(id))
+        let spawnTask = Task { [weak self] in
+            for await delivery in subscription {
+                guard case .success(let request) = delivery.message, let self else { continue }
+                self.spawns.withLock { $0.append(request) }
+                switch self.policy.withLock({ $0 }) {
+                case .accept: _ = try? await delivery.respond(true)
+                case .refuse: _ = try? await delivery.respond(false)
+                case .silent: break
+                }
+            }
+        }
+        tasks.withLock { $0.append(spawnTask) }
+    }
+
+    /// Sends one heartbeat now.
+    func heartbeat() async throws {
+        let ready = ready.withLock { $0 }
+        let message = DroneStatusMessage(droneID: id, cluster: cluster, droneVersion: "test", ready: ready, state: ready ? .ready : .draining,
+                                         runningBackends: runningBackends.withLock { $0 })
+        try await messenger.publish(PlaneSubjects.droneStatus(id), message)
+        try await client.flush()
+    }
+
+    /// Heartbeats every `interval` until stopped.
+    func startHeartbeats(every interval: Duration = .milliseconds(500)) async throws {
+        try await heartbeat()
+        let task = Task { [weak self] () -> Void in
+            while !Task.isCancelled {
+                try? await Task.sleep(for: interval)
+                try? await self?.heartbeat()
+            }
+        }
+        tasks.withLock { $0.append(task) }
+    }
+
+    func stopHeartbeats() {
+        let all = tasks.withLock { $0 }
+        if all.count > 1 { all[1...].forEach { $0.cancel() } }
+    }
+
+    var spawnCount: Int { spawns.withLock { $0.count } }
+
+    func close() async {
+        tasks.withLock { $0 }.forEach { $0.cancel() }
+        await client.close()
+    }
+}
+
+/// A controller on a real nats-server, served by `run()` in a task.
+final class RunningController: Sendable {
+    let controller: Controller
+    let client: NATSClient
+    let task: Task<Void, Never>
+
+    init(server: NATSServerProcess, adjust: (inout ControllerConfiguration) -> Void = { _ in }) async throws {
+        var configuration = ControllerConfiguration(nats: server.clientConfiguration(), scheduler: SchedulerConfiguration())
+        configuration.scheduler?.spawnTimeout = .seconds(2)
+        adjust(&configuration)
+        client = try await server.connectedClient()
+        var logger = Logger(label: "test.controller")
+        logger.logLevel = .warning
+        controller = Controller(configuration: configuration, client: client, logger: logger)
+        try await controller.start()
+        let controller = controller
+        task = Task { try? await controller.run() }
+    }
+
+    func stop() async {
+        task.cancel()
+        _ = await task.value
+        await controller.stop()
+        await client.close()
+    }
+}
+
+/// Runs `body` with a nats-server (JetStream) and cleans up whatever happens.
+func withCluster(_ body: (NATSServerProcess) async throws -> Void) async throws {
+    try await withNATSServer { server in try await body(server) }
+}
+
+func scheduleRequest(cluster: ClusterName = "plane.test", lock: LockName? = nil, backend: BackendID? = nil, token: Bool = false) -> ScheduleRequest {
+    ScheduleRequest(cluster: cluster, backendID: backend, maxIdleSeconds: 30, executable: DockerExecutableConfig(image: "plane-test-server"),
+                    requireBearerToken: token, lock: lock)
+}
+
+/// Polls `condition` until true or the (generous) timeout passes.
+func eventually(timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return try await condition()
+}
