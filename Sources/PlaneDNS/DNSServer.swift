@@ -38,6 +38,9 @@ public final class DNSServer: Service, Sendable {
         self.logger = logger
     }
 
+    /// The bound address once `start()` returned.
+    public var boundAddress: BoundAddress? { state.withLock { $0.address } }
+
     /// Binds UDP and TCP (idempotent) and returns the address.
     @discardableResult
     public func start() async throws(DNSError) -> BoundAddress {
