@@ -201,7 +201,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneCommandsTests",
-            dependencies: ["PlaneCommands", "NATS", "PlaneTestSupport"]
+            dependencies: ["PlaneCommands", "NATS", "PlaneTestSupport", "PlaneController", "PlaneCore", "PlaneDNS", "plane"]
         ),
         .testTarget(
             name: "PlaneMessagingTests",

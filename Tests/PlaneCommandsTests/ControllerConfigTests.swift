@@ -1,0 +1,152 @@
+import Foundation
+import NATS
+import PlaneController
+import PlaneCore
+import PlaneTestSupport
+import Testing
+@testable import PlaneCommands
+
+struct ControllerConfigTests {
+    func load(_ toml: String, environment: [String: String] = [:]) throws(ConfigError) -> ControllerConfiguration {
+        var table = try TOMLConfigFile.parse(toml, source: "controller.toml")
+        table.applyEnvironment(environment)
+        return try ControllerConfigLoader.configuration(from: table, source: "controller.toml")
+    }
+
+    func problems(_ toml: String, environment: [String: String] = [:]) -> [String] {
+        do {
+            _ = try load(toml, environment: environment)
+            return []
+        } catch {
+            return error.problems
+        }
+    }
+
+    @Test func v0310ConfigurationStillWorks() throws {
+        // spec §4.5's sample, as a v0.3.10 deployment wrote it.
+        let config = try load("""
+            [nats]
+            hosts = ["nats", "nats2:4223", "nats://nats3:4224"]
+            auth = { token = "secret" }
+
+            [scheduler]
+
+            [dns]
+            port = 53
+            bind_ip = "0.0.0.0"
+            soa_email = "admin@plane.test"
+            """)
+        #expect(config.nats.servers.map(\.host) == ["nats", "nats2", "nats3"] && config.nats.servers.map(\.port) == [4222, 4223, 4224])
+        #expect(config.nats.auth == .token("secret"))
+        #expect(config.scheduler == SchedulerConfiguration())
+        #expect(config.dns?.server.port == 53 && config.dns?.mailbox?.description == "admin.plane.test." && config.http == nil)
+    }
+
+    @Test func everyKeyOfOurOwn() throws {
+        let config = try load("""
+            [nats]
+            hosts = ["127.0.0.1:4222"]
+            auth = { username = "u", password = "p" }
+            ca_file = "/etc/plane/nats-ca.pem"
+
+            [scheduler]
+            drone_timeout_secs = 7
+            spawn_timeout_secs = 3
+            recent_spawn_window_secs = 20
+            max_spawn_attempts = 5
+            drone_lost_grace_secs = 90
+            status_history_messages = 50
+            status_history_max_age_secs = 86400
+            replicas = 3
+
+            [dns]
+            port = 5353
+            bind_ip = "127.0.0.1"
+            nameserver = "ns1.plane.example"
+            zones = ["plane.example", "other.example"]
+
+            [http]
+            port = 9191
+            bind_ip = "127.0.0.1"
+            cluster = "plane.example"
+            services.hello-world = "plane-test-server:latest"
+            services.notebook = "registry.example/nb:3"
+            """)
+        let s = try #require(config.scheduler)
+        #expect(s.droneTimeout == .seconds(7) && s.spawnTimeout == .seconds(3) && s.recentSpawnWindow == .seconds(20) && s.maxSpawnAttempts == 5)
+        #expect(s.droneLostGrace == .seconds(90) && s.statusHistoryMessages == 50 && s.statusHistoryMaxAge == .seconds(86400) && s.replicas == 3)
+        #expect(config.nats.auth == .userPassword(user: "u", password: "p") && config.nats.tls?.caFile == "/etc/plane/nats-ca.pem")
+        #expect(config.dns?.nameServer?.description == "ns1.plane.example." && config.dns?.zones.map(\.key) == ["plane.example", "other.example"])
+        #expect(config.http?.port == 9191 && config.http?.cluster == "plane.example")
+        #expect(config.http?.services == ["hello-world": "plane-test-server:latest", "notebook": "registry.example/nb:3"])
+    }
+
+    @Test func environmentOverrides() throws {
+        let config = try load("[nats]\nhosts = [\"a\"]\n[dns]\nport = 53\n", environment: [
+            "PLANE_NATS__HOSTS": "nats1,nats2:4300", "PLANE_DNS__PORT": "5353", "PLANE_DNS__SOA_EMAIL": "ops@plane.test",
+            "PLANE_SCHEDULER__DRONE_TIMEOUT_SECS": "9", "PATH": "/usr/bin",
+        ])
+        #expect(config.nats.servers.map(\.host) == ["nats1", "nats2"] && config.nats.servers[1].port == 4300)
+        #expect(config.dns?.server.port == 5353 && config.dns?.mailbox?.description == "ops.plane.test.")
+        #expect(config.scheduler?.droneTimeout == .seconds(9))
+    }
+
+    @Test func badConfigurationsNameTheirKeys() {
+        let all = problems("""
+            [nats]
+            hosts = "nats"
+            [dns]
+            prot = 53
+            port = "fifty-three"
+            soa_email = "nobody"
+            [scheduler]
+            drone_timeout_secs = 0
+            [http]
+            port = 9090
+            """)
+        #expect(all.contains { $0.hasPrefix("nats.hosts: expected a list of strings") }, "\(all)")
+        #expect(all.contains { $0.hasPrefix("dns.prot: unknown key") && $0.contains("port") }, "\(all)")
+        #expect(all.contains { $0.hasPrefix("dns.port: expected an integer") }, "\(all)")
+        #expect(all.contains { $0.hasPrefix("dns.soa_email:") }, "\(all)")
+        #expect(all.contains { $0.hasPrefix("scheduler.drone_timeout_secs: 0 is out of range") }, "\(all)")
+        #expect(all.contains { $0.hasPrefix("http.cluster: missing") }, "\(all)")
+        #expect(problems("[nats]\nhosts=[\"a\"]\n").contains { $0.contains("no part is enabled") })
+        #expect(problems("[dns]\n").contains { $0.hasPrefix("nats: missing") })
+        #expect(problems("[nats]\nhosts=[\"a\"]\n[dns]\n", environment: ["PLANE_DNS__PORT": "x"]).contains { $0.contains("PLANE_DNS__PORT") })
+        #expect(problems("[nats]\nhosts=[\"a\"]\nauth = { token = \"t\", username = \"u\" }\n[dns]\n").contains { $0.hasPrefix("nats.auth:") })
+        do {
+            _ = try load("[nats\nhosts=1")
+            Issue.record("a syntax error must be reported")
+        } catch {
+            #expect(error.code == .syntax && error.message.contains("line 1"))
+        }
+    }
+
+    @Test func theCommandRefusesABadFileAndDumpsAGoodOne() throws {
+        let directory = try TestEnvironment.temporaryDirectory("controller-config")
+        let bad = directory + "/bad.toml"
+        let good = directory + "/good.toml"
+        try "[nats]\nhosts=[\"127.0.0.1:4222\"]\n[dsn]\n".write(toFile: bad, atomically: true, encoding: .utf8)
+        try "[nats]\nhosts=[\"127.0.0.1:4222\"]\n[dns]\nport=5353\n".write(toFile: good, atomically: true, encoding: .utf8)
+        let plane = try TestExecutables.path("plane")
+        let (badStatus, badOutput) = try run(plane, ["controller", bad])
+        #expect(badStatus == 2 && badOutput.contains("dsn: unknown key"))
+        let (missingStatus, missingOutput) = try run(plane, ["controller", "--config", directory + "/missing.toml"])
+        #expect(missingStatus == 2 && missingOutput.contains("Cannot read the configuration"))
+        let (goodStatus, goodOutput) = try run(plane, ["controller", "--dump-config", "--config", good])
+        #expect(goodStatus == 0 && goodOutput.contains("port = 5353"))
+    }
+
+    func run(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: path)
+        process.arguments = arguments
+        let pipe = Pipe()
+        process.standardOutput = pipe
+        process.standardError = pipe
+        try process.run()
+        let data = pipe.fileHandleForReading.readDataToEndOfFile()
+        process.waitUntilExit()
+        return (process.terminationStatus, String(decoding: data, as: UTF8.self))
+    }
+}
