@@ -149,6 +149,11 @@ let package = Package(
             dependencies: ["DockerRuntime", "ContainerRuntime", "PlaneCore", "PlaneTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
+            name: "ControllerBench",
+            dependencies: ["PlaneController", "PlaneCore", "PlaneDNS", "PlaneMessaging", "NATS", "PlaneTestSupport",
+                           .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
             name: "NATSBench",
             dependencies: [
                 "NATS",

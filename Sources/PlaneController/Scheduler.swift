@@ -57,11 +57,18 @@ public final class Scheduler: Sendable {
     func place(_ request: ScheduleRequest) async throws -> ScheduleResponse {
         let token = request.requireBearerToken ? BearerToken.generate() : nil
         let backendID = request.backendID ?? BackendID.random()
+        var tried: Set<DroneID> = []
+        // The first drone is chosen before anything is written, so a request that no
+        // drone can take costs no JetStream write, and one that can costs one.
+        guard var drone = pick(in: request.cluster, excluding: tried) else {
+            logger.notice("scheduler.no_drone_available", metadata: ["plane.cluster": "\(request.cluster)", "drones.tried": "0"])
+            return .noDroneAvailable
+        }
         var lockKey: String?
         var lockRevision: UInt64 = 0
         if let lock = request.lock {
             let key = LockRecord.key(cluster: request.cluster, lock: lock)
-            switch try await acquire(lockKey: key, backendID: backendID, token: token) {
+            switch try await acquire(lockKey: key, backendID: backendID, drone: drone, token: token) {
             case .held(let existing): return .scheduled(existing)
             case .acquired(let revision):
                 lockKey = key
@@ -70,40 +77,22 @@ public final class Scheduler: Sendable {
         }
         // The backend id is claimed with a create, so an id that is already live (or was
         // used before) is never spawned twice.
-        let record = BackendRecord(backendID: backendID, cluster: request.cluster, time: .now(), lock: request.lock, bearerToken: token)
+        var record = BackendRecord(backendID: backendID, cluster: request.cluster, drone: drone, time: .now(), lock: request.lock, bearerToken: token)
         var recordRevision: UInt64
         do {
             recordRevision = try await store.backends.create(backendID.rawValue, value: try ControllerStore.encode(record))
         } catch let error as NATSError where error.isConflict {
             if let lockKey { try? await store.locks.delete(lockKey, revision: lockRevision) }
             guard let (existing, _) = try await store.backend(backendID) else { return try await place(request) }
-            if existing.isLive, let drone = existing.drone {
-                return .scheduled(ScheduledBackend(drone: drone, backendID: backendID, bearerToken: existing.bearerToken, spawned: false))
-            }
-            if existing.isLive {
-                return .error(ScheduleError(code: "backend_id_in_use", message: "Backend \(backendID) is being scheduled by another request; ask for its status instead."))
+            if existing.isLive, let holder = existing.drone {
+                return .scheduled(ScheduledBackend(drone: holder, backendID: backendID, bearerToken: existing.bearerToken, spawned: false))
             }
             return .error(ScheduleError(code: "backend_id_in_use", message: "Backend id \(backendID) was already used (its last state is \(existing.state?.rawValue ?? "unknown")); choose a new id or omit backend_id."))
         }
 
-        var tried: Set<DroneID> = []
-        for _ in 0..<max(1, configuration.maxSpawnAttempts) {
-            let now = ContinuousClock.now
-            let chosen: DroneID? = registry.withLock { registry in
-                var generator = SystemRandomNumberGenerator()
-                guard let drone = registry.choose(in: request.cluster, excluding: tried, at: now, using: &generator) else { return nil }
-                registry.assign(drone, at: now)
-                return drone
-            }
-            guard let drone = chosen else { break }
+        while true {
             tried.insert(drone)
-            var placed = record
-            placed.drone = drone
-            recordRevision = try await store.backends.update(backendID.rawValue, value: try ControllerStore.encode(placed), revision: recordRevision)
-            if let lockKey {
-                let lock = LockRecord(backendID: backendID, drone: drone, bearerToken: token, confirmed: false, created: .now())
-                lockRevision = try await store.locks.update(lockKey, value: try ControllerStore.encode(lock), revision: lockRevision)
-            }
+            registry.withLock { $0.assign(drone, at: .now) }
             let spawn = SpawnRequest(cluster: request.cluster, droneID: drone, maxIdleSeconds: request.maxIdleSeconds, backendID: backendID,
                                      metadata: request.metadata, executable: request.executable, bearerToken: token)
             if await sendSpawn(spawn) {
@@ -114,14 +103,30 @@ public final class Scheduler: Sendable {
                 logger.info("scheduler.scheduled", metadata: ["plane.backend": "\(backendID)", "plane.drone": "\(drone)", "plane.cluster": "\(request.cluster)"])
                 return .scheduled(ScheduledBackend(drone: drone, backendID: backendID, bearerToken: token, spawned: true))
             }
+            guard tried.count < max(1, configuration.maxSpawnAttempts), let next = pick(in: request.cluster, excluding: tried) else { break }
+            drone = next
+            record.drone = drone
+            recordRevision = try await store.backends.update(backendID.rawValue, value: try ControllerStore.encode(record), revision: recordRevision)
+            if let lockKey {
+                let lock = LockRecord(backendID: backendID, drone: drone, bearerToken: token, confirmed: false, created: .now())
+                lockRevision = try await store.locks.update(lockKey, value: try ControllerStore.encode(lock), revision: lockRevision)
+            }
         }
-        // Nobody took it: free the id and the lock for a later attempt.
-        var abandoned = record
-        abandoned.state = .errorLoading
-        _ = try? await store.backends.update(backendID.rawValue, value: try ControllerStore.encode(abandoned), revision: recordRevision)
+        // Nobody took it: the id is spent (its record says so) and the lock is free again.
+        record.state = .errorLoading
+        _ = try? await store.backends.update(backendID.rawValue, value: try ControllerStore.encode(record), revision: recordRevision)
         if let lockKey { try? await store.locks.delete(lockKey, revision: lockRevision) }
         logger.notice("scheduler.no_drone_available", metadata: ["plane.cluster": "\(request.cluster)", "plane.backend": "\(backendID)", "drones.tried": "\(tried.count)"])
         return .noDroneAvailable
+    }
+
+    /// Chooses a drone (the spawn counts towards its load only once it is sent).
+    func pick(in cluster: ClusterName, excluding tried: Set<DroneID>) -> DroneID? {
+        let now = ContinuousClock.now
+        return registry.withLock { registry in
+            var generator = SystemRandomNumberGenerator()
+            return registry.choose(in: cluster, excluding: tried, at: now, using: &generator)
+        }
     }
 
     /// Sends the spawn request; true only for a `true` reply in time. On a timeout the
@@ -151,7 +156,7 @@ public final class Scheduler: Sendable {
     /// Takes the lock for `backendID`, or finds the live backend holding it. A holder that
     /// has not confirmed yet is waited for; a holder whose backend ended, or that never
     /// confirmed within the spawn attempts' time, is replaced.
-    func acquire(lockKey: String, backendID: BackendID, token: String?) async throws -> LockOutcome {
+    func acquire(lockKey: String, backendID: BackendID, drone: DroneID, token: String?) async throws -> LockOutcome {
         let pendingLimit = configuration.spawnTimeout * (configuration.maxSpawnAttempts + 1)
         let deadline = ContinuousClock.now + pendingLimit + .seconds(5)
         while ContinuousClock.now < deadline {
@@ -172,7 +177,7 @@ public final class Scheduler: Sendable {
                 try await Task.sleep(for: .milliseconds(20))
                 continue
             }
-            let pending = LockRecord(backendID: backendID, bearerToken: token, confirmed: false, created: .now())
+            let pending = LockRecord(backendID: backendID, drone: drone, bearerToken: token, confirmed: false, created: .now())
             do {
                 return .acquired(revision: try await store.locks.create(lockKey, value: try ControllerStore.encode(pending)))
             } catch let error as NATSError where error.isConflict {
