@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: bootstrap build dev test bench bench-nats bench-runtime image clean
+.PHONY: bootstrap build dev test bench bench-nats bench-runtime bench-controller image clean
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -22,7 +22,7 @@ test: bootstrap
 	bash scripts/docker-daemon.sh start
 	status=0; bash scripts/check-image.sh && swift test || status=$$?; bash scripts/docker-daemon.sh stop >/dev/null; exit $$status
 
-bench: bench-nats bench-runtime
+bench: bench-nats bench-runtime bench-controller
 
 # The plane-test-server container image (OCI layout and docker-load archive) via the package plugin.
 image: bootstrap
@@ -36,3 +36,6 @@ bench-runtime: bootstrap
 
 clean:
 	rm -rf .build .venv-bench
+
+bench-controller: bootstrap
+	bash scripts/bench-controller.sh

@@ -188,7 +188,7 @@ public final class Controller: Service, Sendable {
                             case .failure(let error):
                                 metrics.recordInvalidSchedule()
                                 logger.notice("scheduler.invalid_request", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(error)"])
-                                _ = try? await delivery.respond(.error(ScheduleError(code: "invalid_request", message: "The schedule request is not valid: \(error.message)")))
+                                _ = try? await delivery.respond(.error(ScheduleError(error)))
                             case .success(let request):
                                 guard delivery.replyTo != nil else {
                                     // Nobody could learn where the backend went: spawn nothing.
