@@ -70,6 +70,9 @@ server:
   logfile: "$work/nsd.log"
   hide-version: yes
   verbosity: 0
+  # nsd rate-limits responses per client by default (RRL), which throttles a benchmark
+  # sending everything from 127.0.0.1; we measure raw throughput.
+  rrl-ratelimit: 0
 remote-control:
   control-enable: no
 zone:

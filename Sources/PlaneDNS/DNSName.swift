@@ -38,7 +38,18 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
 
     /// Lower-cased dotted form without a trailing dot (`""` for the root): the lookup key.
     public var key: String {
-        labels.map { String(decoding: $0.map(Self.lowercase), as: UTF8.self) }.joined(separator: ".")
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(wireLength)
+        for label in labels {
+            if !bytes.isEmpty { bytes.append(UInt8(ascii: ".")) }
+            for byte in label { bytes.append(Self.lowercase(byte)) }
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The last `count` labels (a parent domain of this name).
+    public func suffix(labels count: Int) -> DNSName {
+        DNSName(uncheckedLabels: Array(labels.suffix(count)))
     }
 
     public var description: String {

@@ -1,4 +1,3 @@
-import Synchronization
 
 /// The records the DNS server answers from: per fully qualified name one address (A or
 /// AAAA; a newer one replaces the older) and a list of TXT values. Every entry expires
@@ -18,6 +17,35 @@ public final class DNSRecordStore: Sendable {
     struct State {
         var entries: [String: Entry] = [:]
         var zones: [String]
+        /// Names above a record's name inside its zone (empty non-terminals); rebuilt when
+        /// expired records are purged.
+        var ancestors: Set<String> = []
+
+        mutating func addAncestors(of key: String, zone: String) {
+            var name = Substring(key)
+            while let dot = name.firstIndex(of: ".") {
+                name = name[name.index(after: dot)...]
+                if name.utf8.count <= zone.utf8.count { return }
+                ancestors.insert(String(name))
+            }
+        }
+
+        func zone(containing key: String) -> String? {
+            var best: String?
+            for zone in zones where key == zone || zone.isEmpty || (key.hasSuffix(zone) && key.utf8.dropLast(zone.utf8.count).last == UInt8(ascii: ".")) {
+                if best == nil || zone.utf8.count > best!.utf8.count { best = zone }
+            }
+            return best
+        }
+    }
+
+    /// Everything a query needs, read under one lock.
+    public struct Lookup: Sendable {
+        /// The zone containing the name; nil: not ours.
+        public var zone: String?
+        public var records: Records
+        /// Records exist at the name or below it.
+        public var exists: Bool
     }
 
     /// What a lookup found at one name.
@@ -29,23 +57,23 @@ public final class DNSRecordStore: Sendable {
 
     public let ttl: Duration
     private let now: Clock
-    private let state: Mutex<State>
+    private let state: ReadWriteLock<State>
 
     public init(zones: [DNSName] = [], ttl: Duration = .seconds(60), clock: @escaping Clock = { ContinuousClock.now }) {
         self.ttl = ttl
         self.now = clock
         var keys: [String] = []
         for zone in zones where !keys.contains(zone.key) { keys.append(zone.key) }
-        self.state = Mutex(State(zones: keys))
+        self.state = ReadWriteLock(State(zones: keys))
     }
 
     /// The zone apex keys this server is authoritative for.
-    public var zones: [String] { state.withLock { $0.zones } }
+    public var zones: [String] { state.read { $0.zones } }
 
     /// Adds a zone (idempotent).
     public func addZone(_ zone: DNSName) {
         let key = zone.key
-        state.withLock { if !$0.zones.contains(key) { $0.zones.append(key) } }
+        state.write { if !$0.zones.contains(key) { $0.zones.append(key) } }
     }
 
     /// Sets the address of `name` in `zone` (`name` empty = the apex). The value must be an
@@ -62,9 +90,10 @@ public final class DNSRecordStore: Sendable {
         }
         let key = try Self.key(name: name, zone: zone)
         let expires = now() + ttl - age
-        state.withLock { state in
+        state.write { state in
             if !state.zones.contains(zone.key) { state.zones.append(zone.key) }
             state.entries[key, default: Entry()].address = (data, expires)
+            state.addAncestors(of: key, zone: zone.key)
         }
     }
 
@@ -73,8 +102,9 @@ public final class DNSRecordStore: Sendable {
     public func addText(_ value: String, name: String, zone: DNSName, age: Duration = .zero) throws(DNSError) {
         let key = try Self.key(name: name, zone: zone)
         let expires = now() + ttl - age
-        state.withLock { state in
+        state.write { state in
             if !state.zones.contains(zone.key) { state.zones.append(zone.key) }
+            state.addAncestors(of: key, zone: zone.key)
             var entry = state.entries[key, default: Entry()]
             if let index = entry.texts.firstIndex(where: { $0.value == value }) {
                 entry.texts[index].expires = max(entry.texts[index].expires, expires)
@@ -87,36 +117,31 @@ public final class DNSRecordStore: Sendable {
 
     /// The live records at a name key (lower-case, no trailing dot).
     public func records(at key: String) -> Records {
-        let now = now()
-        return state.withLock { state in
-            guard let entry = state.entries[key] else { return Records(address: nil, texts: []) }
-            let address = entry.address.flatMap { $0.expires > now ? $0.data : nil }
-            let texts = entry.texts.filter { $0.expires > now }.map(\.value)
-            return Records(address: address, texts: texts)
-        }
+        lookup(key).records
     }
 
     /// Whether a name has live records or is an ancestor of a name that has (an empty
     /// non-terminal, which answers NODATA rather than NXDOMAIN).
     public func nameExists(_ key: String) -> Bool {
-        if !records(at: key).isEmpty { return true }
-        let suffix = "." + key
-        let now = now()
-        return state.withLock { state in
-            state.entries.contains { name, entry in
-                name.hasSuffix(suffix) && ((entry.address.map { $0.expires > now } ?? false) || entry.texts.contains { $0.expires > now })
-            }
-        }
+        lookup(key).exists
     }
 
     /// The longest zone that contains the name key, if any.
     public func zone(containing key: String) -> String? {
-        state.withLock { state in
-            var best: String?
-            for zone in state.zones where key == zone || zone.isEmpty || (key.hasSuffix(zone) && key.utf8.dropLast(zone.utf8.count).last == UInt8(ascii: ".")) {
-                if best == nil || zone.utf8.count > best!.utf8.count { best = zone }
+        state.read { $0.zone(containing: key) }
+    }
+
+    /// Zone, records and existence of a name key in one read.
+    public func lookup(_ key: String) -> Lookup {
+        let now = now()
+        return state.read { state in
+            let zone = state.zone(containing: key)
+            var records = Records(address: nil, texts: [])
+            if let entry = state.entries[key] {
+                if let address = entry.address, address.expires > now { records.address = address.data }
+                for text in entry.texts where text.expires > now { records.texts.append(text.value) }
             }
-            return best
+            return Lookup(zone: zone, records: records, exists: !records.isEmpty || state.ancestors.contains(key))
         }
     }
 
@@ -124,7 +149,7 @@ public final class DNSRecordStore: Sendable {
     @discardableResult
     public func purgeExpired() -> Int {
         let now = now()
-        return state.withLock { state in
+        return state.write { state in
             var removed = 0
             for (key, var entry) in state.entries {
                 if let address = entry.address, address.expires <= now { entry.address = nil; removed += 1 }
@@ -133,6 +158,12 @@ public final class DNSRecordStore: Sendable {
                 removed += before - entry.texts.count
                 state.entries[key] = entry.isEmpty ? nil : entry
             }
+            if removed > 0 {
+                state.ancestors = []
+                for key in state.entries.keys {
+                    if let zone = state.zone(containing: key) { state.addAncestors(of: key, zone: zone) }
+                }
+            }
             return removed
         }
     }
@@ -140,7 +171,7 @@ public final class DNSRecordStore: Sendable {
     /// Live record count (addresses plus TXT values).
     public var count: Int {
         let now = now()
-        return state.withLock { state in
+        return state.read { state in
             state.entries.values.reduce(0) { total, entry in
                 total + (entry.address.map { $0.expires > now ? 1 : 0 } ?? 0) + entry.texts.count { $0.expires > now }
             }

@@ -53,13 +53,16 @@ public struct DNSResponder: Sendable {
             return finish(errorReply(to: query, code: .refused), outcome: .refused, transport: transport, limit: limit)
         }
         let key = question.name.key
-        guard let zoneKey = store.zone(containing: key), let zone = try? DNSName(zoneKey) else {
+        let lookup = store.lookup(key)
+        guard let zoneKey = lookup.zone else {
             return finish(errorReply(to: query, code: .refused), outcome: .refused, transport: transport, limit: limit)
         }
+        // The zone's name as the question spelled it (the zone is a suffix of the name).
+        let zone = question.name.suffix(labels: zoneKey.isEmpty ? 0 : zoneKey.utf8.count { $0 == UInt8(ascii: ".") } + 1)
         var reply = replyShell(to: query)
         reply.header.isAuthoritative = true
         let isApex = key == zoneKey
-        let records = store.records(at: key)
+        let records = lookup.records
         let owner = question.name
         let type = question.type
         if isApex && (type == .soa || type == .any) {
@@ -82,7 +85,7 @@ public struct DNSResponder: Sendable {
         } else {
             // RFC 2308: negative answers carry the zone's SOA, TTL = SOA MINIMUM.
             reply.authorities.append(soaRecord(zone: zone, ttl: authority.negativeTTL))
-            if isApex || !records.isEmpty || store.nameExists(key) {
+            if isApex || lookup.exists {
                 outcome = .noData
             } else {
                 reply.header.responseCode = UInt8(DNSResponseCode.nameError.rawValue)

@@ -86,6 +86,14 @@ public final class DNSServer: Service, Sendable {
         return try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(ChannelOptions.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
+            // Read up to 32 datagrams per system call (recvmmsg); answers written during one
+            // read burst go out together on the flush (sendmmsg).
+            // The receive buffer is split evenly between the datagrams of one vector read,
+            // so it must hold 32 of the largest queries we accept (EDNS: 4096 bytes);
+            // NIO's default buffer would cut queries longer than 64 bytes.
+            .channelOption(.datagramVectorReadMessageCount, value: 32)
+            .channelOption(.recvAllocator, value: FixedSizeRecvByteBufferAllocator(capacity: 32 * 4096))
+            .channelOption(.maxMessagesPerRead, value: 64)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(DNSDatagramHandler(responder: responder, counters: counters, logger: logger))

@@ -48,6 +48,18 @@ struct DNSServerTests {
         }
     }
 
+    @Test func longQueriesArriveWhole() async throws {
+        // UDP reads are batched; every datagram must still arrive whole (a batch splits one
+        // buffer between datagrams).
+        try await withServer { _, store, port in
+            let long = String(repeating: "a", count: 63) + "." + String(repeating: "b", count: 63)
+            try store.setAddress("10.9.8.7", name: long, zone: zone)
+            #expect(try dig(port, "+short", "A", "\(long).plane.test") == "10.9.8.7\n")
+            // EDNS padding makes the query 468 bytes long.
+            #expect(try dig(port, "+short", "+padding=468", "A", "\(long).plane.test") == "10.9.8.7\n")
+        }
+    }
+
     @Test func statusAndFlagsAsDigSeesThem() async throws {
         try await withServer { _, store, port in
             try store.setAddress("12.12.12.12", name: "louie", zone: zone)
