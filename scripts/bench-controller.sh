@@ -107,7 +107,7 @@ Measured by `make bench-controller` (`scripts/bench-controller.sh`) on {os.cpu_c
 | Schedule decisions per second | {sched:,.0f} |
 | Failed requests | {failures} |
 
-**DNS queries per second** with `dnsperf` (20 clients, 2 threads, {os.environ.get('SECONDS_PER_RUN', '10')} s per run) for A records of `plane.test` ({records} names; 90 % of the queries for existing names, 10 % for missing ones, so NXDOMAIN with SOA is included). Reference: {nsd_version}, `server-count: 2`, serving a zone file with the same records.
+**DNS queries per second** with `dnsperf` (20 clients, 2 threads, {os.environ.get('SECONDS_PER_RUN', '10')} s per run) for A records of `plane.test` ({records} names; 90 % of the queries for existing names, 10 % for missing ones, so NXDOMAIN with SOA is included). Reference: {nsd_version}, `server-count: 2`, response rate limiting off (`rrl-ratelimit: 0`; it throttles one client to 200 answers/s by default), serving a zone file with the same records.
 
 | Server | Queries/s |
 |---|---:|
