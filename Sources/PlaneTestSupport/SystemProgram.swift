@@ -31,8 +31,18 @@ public struct SystemProgram: Sendable {
     /// Runs the program to completion; throws with its output when it fails.
     @discardableResult
     public func run(_ arguments: [String], in directory: String? = nil) throws -> String {
+        let (status, text) = try Self.run(executable: try path(), arguments, in: directory)
+        guard status == 0 else {
+            throw TestSupportError("\(name) \(arguments.joined(separator: " ")) failed with status \(status): \(text)")
+        }
+        return text
+    }
+
+    /// Runs any executable to completion: its exit status and its output (stdout and
+    /// stderr together).
+    public static func run(executable: String, _ arguments: [String], in directory: String? = nil) throws -> (status: Int32, output: String) {
         let process = Process()
-        process.executableURL = URL(fileURLWithPath: try path())
+        process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
         let pipe = Pipe()
@@ -41,11 +51,7 @@ public struct SystemProgram: Sendable {
         try process.run()
         let output = pipe.fileHandleForReading.readDataToEndOfFile()
         process.waitUntilExit()
-        let text = String(decoding: output, as: UTF8.self)
-        guard process.terminationStatus == 0 else {
-            throw TestSupportError("\(name) \(arguments.joined(separator: " ")) failed with status \(process.terminationStatus): \(text)")
-        }
-        return text
+        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
     }
 }
 

@@ -71,6 +71,17 @@ final class FakeDrone: Sendable {
 
     var spawnCount: Int { spawns.withLock { $0.count } }
 
+    /// `count` drones of `plane.test`, heartbeating.
+    static func heartbeating(_ count: Int, server: NATSServerProcess) async throws -> [FakeDrone] {
+        var drones: [FakeDrone] = []
+        for _ in 0..<count {
+            let drone = try await FakeDrone(server: server)
+            try await drone.startHeartbeats()
+            drones.append(drone)
+        }
+        return drones
+    }
+
     func close() async {
         tasks.withLock { $0 }.forEach { $0.cancel() }
         await client.close()
@@ -122,4 +133,14 @@ func eventually(timeout: Duration = .seconds(20), _ condition: () async throws -
         try await Task.sleep(for: .milliseconds(50))
     }
     return try await condition()
+}
+
+/// Sends `count` copies of `request` at once; the replies in arrival order.
+func concurrentRequests(_ count: Int, client: PlaneMessenger, _ request: ScheduleRequest) async throws -> [ScheduleResponse] {
+    try await withThrowingTaskGroup(of: ScheduleResponse.self) { group in
+        for _ in 0..<count {
+            group.addTask { try await client.request(PlaneSubjects.schedule("plane.test"), request, timeout: .seconds(30)) }
+        }
+        return try await group.reduce(into: [ScheduleResponse]()) { $0.append($1) }
+    }
 }

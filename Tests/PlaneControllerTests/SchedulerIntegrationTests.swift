@@ -134,20 +134,10 @@ import Testing
         try await withCluster { server in
             let first = try await RunningController(server: server)
             let second = try await RunningController(server: server)
-            var drones: [FakeDrone] = []
-            for _ in 0..<4 {
-                let drone = try await FakeDrone(server: server)
-                try await drone.startHeartbeats()
-                drones.append(drone)
-            }
+            let drones = try await FakeDrone.heartbeating(4, server: server)
             let client = PlaneMessenger(client: try await server.connectedClient())
             try await Task.sleep(for: .milliseconds(300))
-            let replies = try await withThrowingTaskGroup(of: ScheduleResponse.self) { group in
-                for _ in 0..<200 {
-                    group.addTask { try await client.request(PlaneSubjects.schedule("plane.test"), scheduleRequest(), timeout: .seconds(30)) }
-                }
-                return try await group.reduce(into: [ScheduleResponse]()) { $0.append($1) }
-            }
+            let replies = try await concurrentRequests(200, client: client, scheduleRequest())
             let scheduled = replies.compactMap { reply -> BackendID? in if case .scheduled(let b) = reply { b.backendID } else { nil } }
             #expect(scheduled.count == 200 && Set(scheduled).count == 200)
             try await Task.sleep(for: .milliseconds(300))
@@ -167,20 +157,10 @@ import Testing
         try await withCluster { server in
             let first = try await RunningController(server: server)
             let second = try await RunningController(server: server)
-            var drones: [FakeDrone] = []
-            for _ in 0..<3 {
-                let drone = try await FakeDrone(server: server)
-                try await drone.startHeartbeats()
-                drones.append(drone)
-            }
+            let drones = try await FakeDrone.heartbeating(3, server: server)
             let client = PlaneMessenger(client: try await server.connectedClient())
             try await Task.sleep(for: .milliseconds(300))
-            let replies = try await withThrowingTaskGroup(of: ScheduleResponse.self) { group in
-                for _ in 0..<100 {
-                    group.addTask { try await client.request(PlaneSubjects.schedule("plane.test"), scheduleRequest(lock: "doc-42", token: true), timeout: .seconds(30)) }
-                }
-                return try await group.reduce(into: [ScheduleResponse]()) { $0.append($1) }
-            }
+            let replies = try await concurrentRequests(100, client: client, scheduleRequest(lock: "doc-42", token: true))
             let backends = replies.compactMap { reply -> ScheduledBackend? in if case .scheduled(let b) = reply { b } else { nil } }
             #expect(backends.count == 100)
             #expect(Set(backends.map(\.backendID)).count == 1 && Set(backends.map(\.bearerToken)).count == 1)
