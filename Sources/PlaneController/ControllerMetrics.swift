@@ -25,7 +25,7 @@ public final class ControllerMetrics: Sendable {
         switch response {
         case .scheduled(let backend): result = backend.spawned ? "scheduled" : "existing"
         case .noDroneAvailable: result = "no_drone_available"
-        case .error(let error): result = error.code == "invalid_request" ? "invalid" : "error"
+        case .error: result = "error"
         }
         let seconds = Double(latency.components.seconds) + Double(latency.components.attoseconds) / 1e18
         state.withLock { state in
@@ -36,6 +36,7 @@ public final class ControllerMetrics: Sendable {
         }
     }
 
+    /// A request that did not decode (answered with an `Error` before scheduling).
     func recordInvalidSchedule() {
         state.withLock { $0.schedules["invalid", default: 0] += 1 }
     }
