@@ -61,6 +61,9 @@ public final class Scheduler: Sendable {
         // The first drone is chosen before anything is written, so a request that no
         // drone can take costs no JetStream write, and one that can costs one.
         guard var drone = pick(in: request.cluster, excluding: tried) else {
+            // A live backend that holds the lock (or the id) is still the answer, even when
+            // no drone could take a new one right now.
+            if let existing = try await liveBackend(for: request) { return .scheduled(existing) }
             logger.notice("scheduler.no_drone_available", metadata: ["plane.cluster": "\(request.cluster)", "drones.tried": "0"])
             return .noDroneAvailable
         }
@@ -118,6 +121,18 @@ public final class Scheduler: Sendable {
         if let lockKey { try? await store.locks.delete(lockKey, revision: lockRevision) }
         logger.notice("scheduler.no_drone_available", metadata: ["plane.cluster": "\(request.cluster)", "plane.backend": "\(backendID)", "drones.tried": "\(tried.count)"])
         return .noDroneAvailable
+    }
+
+    /// The live backend holding the request's lock or its explicit backend id, if any.
+    func liveBackend(for request: ScheduleRequest) async throws -> ScheduledBackend? {
+        if let lock = request.lock, let (holder, _) = try await store.lock(LockRecord.key(cluster: request.cluster, lock: lock)),
+           holder.confirmed, let drone = holder.drone, try await store.backend(holder.backendID)?.record.isLive ?? true {
+            return ScheduledBackend(drone: drone, backendID: holder.backendID, bearerToken: holder.bearerToken, spawned: false)
+        }
+        if let id = request.backendID, let (record, _) = try await store.backend(id), record.isLive, let drone = record.drone {
+            return ScheduledBackend(drone: drone, backendID: id, bearerToken: record.bearerToken, spawned: false)
+        }
+        return nil
     }
 
     /// Chooses a drone (the spawn counts towards its load only once it is sent).

@@ -38,6 +38,14 @@ import Testing
             let again = try await client.request(PlaneSubjects.schedule("plane.test"), scheduleRequest(backend: backend.backendID), timeout: .seconds(5))
             #expect(again == .scheduled(ScheduledBackend(drone: drone.id, backendID: backend.backendID, bearerToken: token, spawned: false)))
             #expect(drone.spawnCount == 1)
+            // The drone drains: no new backend can start, but the live one is still the
+            // answer for its id (and would be for its lock).
+            drone.ready.withLock { $0 = false }
+            try await drone.heartbeat()
+            try await Task.sleep(for: .milliseconds(200))
+            let whileDraining = try await client.request(PlaneSubjects.schedule("plane.test"), scheduleRequest(backend: backend.backendID), timeout: .seconds(5))
+            #expect(whileDraining == .scheduled(ScheduledBackend(drone: drone.id, backendID: backend.backendID, bearerToken: token, spawned: false)))
+            #expect(try await client.request(PlaneSubjects.schedule("plane.test"), scheduleRequest(), timeout: .seconds(5)) == .noDroneAvailable)
             await drone.close()
             await client.client.close()
             await controller.stop()
@@ -166,6 +174,14 @@ import Testing
             #expect(Set(backends.map(\.backendID)).count == 1 && Set(backends.map(\.bearerToken)).count == 1)
             #expect(backends.count { $0.spawned } == 1)
             #expect(drones.map(\.spawnCount).reduce(0, +) == 1)
+            // With every drone draining, the lock's live backend is still the answer.
+            for drone in drones { drone.ready.withLock { $0 = false }; try await drone.heartbeat() }
+            try await Task.sleep(for: .milliseconds(200))
+            let draining = try await client.request(PlaneSubjects.schedule("plane.test"), scheduleRequest(lock: "doc-42"), timeout: .seconds(5))
+            guard case .scheduled(let held) = draining else { Issue.record("expected the lock's backend, got \(draining)"); return }
+            #expect(!held.spawned && held.backendID == backends[0].backendID)
+            for drone in drones { drone.ready.withLock { $0 = true }; try await drone.heartbeat() }
+            try await Task.sleep(for: .milliseconds(200))
             // The backend ends: the lock is free and the next request spawns a new backend.
             let holder = try #require(backends.first { $0.spawned })
             let update = UpdateBackendStateMessage(cluster: "plane.test", state: .terminated, backend: holder.backendID, time: .now(), drone: holder.drone)
