@@ -69,6 +69,13 @@ let package = Package(
             ]
         ),
         .target(
+            name: "PlaneDrone",
+            dependencies: [
+                "PlaneCore",
+                "ContainerRuntime",
+            ]
+        ),
+        .target(
             name: "ContainerRuntime",
             dependencies: [
                 "PlaneCore",
@@ -195,6 +202,10 @@ let package = Package(
             name: "PlaneControllerTests",
             dependencies: ["PlaneController", "PlaneCore", "NATS", "PlaneMessaging", "PlaneDNS", "PlaneTestSupport",
                            .product(name: "Logging", package: "swift-log")]
+        ),
+        .testTarget(
+            name: "PlaneDroneTests",
+            dependencies: ["PlaneDrone", "PlaneCore", "ContainerRuntime"]
         ),
         .testTarget(
             name: "ImageBuilderTests",

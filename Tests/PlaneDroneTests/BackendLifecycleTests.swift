@@ -1,0 +1,90 @@
+import PlaneCore
+import Testing
+@testable import PlaneDrone
+
+struct BackendLifecycleTests {
+    typealias Action = BackendLifecycle.Action
+
+    /// Runs events through a new machine; returns every action and the machine.
+    func run(_ events: [BackendLifecycle.Event], from machine: BackendLifecycle = BackendLifecycle()) -> ([Action], BackendLifecycle) {
+        var machine = machine
+        var actions: [Action] = []
+        for event in events { actions += machine.handle(event) }
+        return (actions, machine)
+    }
+
+    func reports(_ actions: [Action]) -> [BackendState] {
+        actions.compactMap { if case .report(let state) = $0 { state } else { nil } }
+    }
+
+    @Test func happyPathToSwept() {
+        let (actions, machine) = run([.spawned, .loaded(address: "127.0.0.1:4000"), .probeAnswered, .idleExpired, .cleanedUp])
+        #expect(reports(actions) == [.loading, .starting, .ready, .swept])
+        #expect(actions == [
+            .report(.loading), .load,
+            .report(.starting), .startMonitor, .probe(address: "127.0.0.1:4000"),
+            .addRoute(address: "127.0.0.1:4000"), .report(.ready), .watchIdle,
+            .cancelWork, .removeRoute, .stopMonitor, .report(.swept), .stopAndRemove,
+            .finish,
+        ])
+        #expect(machine.finished && machine.state == .swept)
+    }
+
+    @Test func everyFailureEndsTerminalWithCleanup() {
+        let cases: [([BackendLifecycle.Event], BackendState)] = [
+            ([.spawned, .loadFailed(reason: "no image")], .errorLoading),
+            ([.spawned, .exited(code: 1)], .errorLoading),
+            ([.spawned, .loaded(address: "a:1"), .exited(code: 1)], .errorStarting),
+            ([.spawned, .loaded(address: "a:1"), .notRunning], .errorStarting),
+            ([.spawned, .loaded(address: "a:1"), .probeTimedOut], .timedOutBeforeReady),
+            ([.spawned, .loaded(address: "a:1"), .probeAnswered, .exited(code: 1)], .failed),
+            ([.spawned, .loaded(address: "a:1"), .probeAnswered, .exited(code: 137)], .failed),
+            ([.spawned, .loaded(address: "a:1"), .probeAnswered, .exited(code: 0)], .exited),
+            ([.spawned, .loaded(address: "a:1"), .probeAnswered, .notRunning], .failed),
+            ([.spawned, .terminateRequested], .terminated),
+            ([.spawned, .loaded(address: "a:1"), .terminateRequested], .terminated),
+            ([.spawned, .loaded(address: "a:1"), .probeAnswered, .terminateRequested], .terminated),
+        ]
+        for (events, terminal) in cases {
+            let (actions, machine) = run(events)
+            #expect(machine.state == terminal, "\(events)")
+            #expect(reports(actions).last == terminal)
+            // The container is always stopped and removed (v0.3.10 left ErrorLoading ones).
+            #expect(actions.last == .stopAndRemove, "\(events)")
+            #expect(actions.contains(.cancelWork))
+            // A route is removed exactly when one was added; the monitor likewise.
+            #expect(actions.contains(.removeRoute) == actions.contains { if case .addRoute = $0 { true } else { false } })
+            #expect(actions.contains(.stopMonitor) == actions.contains(.startMonitor))
+        }
+    }
+
+    @Test func terminalStatesAreNeverLeft() {
+        var (_, machine) = run([.spawned, .loaded(address: "a:1"), .probeAnswered, .terminateRequested])
+        for event: BackendLifecycle.Event in [.exited(code: 0), .idleExpired, .terminateRequested, .probeAnswered, .loaded(address: "b:2")] {
+            #expect(machine.handle(event).isEmpty)
+            #expect(machine.state == .terminated)
+        }
+        #expect(machine.handle(.cleanedUp) == [.finish])
+        #expect(machine.handle(.cleanedUp).isEmpty)
+    }
+
+    @Test func lateResultsChangeNothing() {
+        // A probe answer after the timeout, a second terminate, an idle tick while starting.
+        let (actions, machine) = run([.spawned, .loaded(address: "a:1"), .idleExpired, .probeTimedOut, .probeAnswered, .terminateRequested])
+        #expect(machine.state == .timedOutBeforeReady)
+        #expect(reports(actions) == [.loading, .starting, .timedOutBeforeReady])
+    }
+
+    @Test func resumingAfterARestart() {
+        var ready = BackendLifecycle.resumed(state: .ready, address: "a:1")
+        #expect(ready.resume() == [.watchIdle])
+        #expect(ready.handle(.idleExpired) == [.cancelWork, .removeRoute, .stopMonitor, .report(.swept), .stopAndRemove])
+        var starting = BackendLifecycle.resumed(state: .starting, address: "a:1")
+        #expect(starting.resume() == [.probe(address: "a:1")])
+        var loading = BackendLifecycle.resumed(state: .loading, address: nil)
+        #expect(loading.resume() == [.cancelWork, .report(.errorLoading), .stopAndRemove])
+        var ended = BackendLifecycle.resumed(state: .failed, address: nil)
+        #expect(ended.resume() == [.stopAndRemove])
+        #expect(ended.handle(.cleanedUp) == [.finish])
+    }
+}
