@@ -72,6 +72,7 @@ let package = Package(
             name: "PlaneDrone",
             dependencies: [
                 "PlaneCore",
+                "NATS",
                 "ContainerRuntime",
             ]
         ),
@@ -109,6 +110,7 @@ let package = Package(
                 "PlaneMessaging",
                 "PlaneController",
                 "PlaneDNS",
+                "PlaneDrone",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -217,7 +219,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneCommandsTests",
-            dependencies: ["PlaneCommands", "NATS", "PlaneTestSupport", "PlaneController", "PlaneCore", "PlaneDNS", "plane"]
+            dependencies: ["PlaneCommands", "NATS", "PlaneTestSupport", "PlaneController", "PlaneCore", "PlaneDNS", "PlaneDrone", "plane"]
         ),
         .testTarget(
             name: "PlaneMessagingTests",

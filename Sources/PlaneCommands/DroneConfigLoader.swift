@@ -1,0 +1,176 @@
+import NATS
+import PlaneCore
+import PlaneDrone
+
+/// Turns `drone.toml` (plus `PLANE_*` overrides) into a `DroneConfiguration`. Every v0.3.10
+/// key is accepted (`[agent.docker]` selects the Docker runtime); unknown keys and wrong
+/// types are reported by name, all at once, and nothing starts.
+enum DroneConfigLoader {
+    static func load(path: String?, environment: [String: String]) throws(ConfigError) -> DroneConfiguration {
+        let (table, source) = try TOMLConfigFile.load(path: path, environment: environment)
+        return try configuration(from: table, source: source)
+    }
+
+    static func configuration(from table: ConfigTable, source: String) throws(ConfigError) -> DroneConfiguration {
+        let root = ConfigReader(table)
+        var cluster: ClusterName?
+        if let text = root.string("cluster_domain") {
+            do { cluster = try ClusterName(text) } catch { root.problem("cluster_domain", error.message) }
+        } else {
+            root.problem("cluster_domain", "missing; name the cluster this drone serves, e.g. cluster_domain = \"plane.example.com\"")
+        }
+        var config = DroneConfiguration(cluster: cluster ?? "invalid.cluster")
+        if let id = root.string("drone_id") {
+            do { config.droneID = try DroneID(id) } catch { root.problem("drone_id", error.message) }
+        }
+        if let path = root.string("db_path") { config.databasePath = path }
+        if let directory = root.string("state_dir") { config.stateDirectory = directory }
+        if let nats = root.table("nats") {
+            config.nats = NATSConfigReader.read(nats, in: root, name: "plane-drone")
+        }
+        if let cert = root.table("cert") {
+            let key = cert.string("key_path")
+            let chain = cert.string("cert_path")
+            if key == nil { cert.problem("key_path", "missing; the PEM file of the certificate's private key") }
+            if chain == nil { cert.problem("cert_path", "missing; the PEM file of the certificate chain, leaf first") }
+            if let key, let chain { config.certificate = CertificateFiles(keyPath: key, certificatePath: chain) }
+        }
+        if let acme = root.table("acme") {
+            let server = acme.string("server")
+            let email = acme.string("admin_email")
+            if server == nil { acme.problem("server", "missing; the ACME directory URL, e.g. https://acme-v02.api.letsencrypt.org/directory") }
+            if email == nil { acme.problem("admin_email", "missing; the contact address for the ACME account") }
+            var settings = ACMEConfiguration(server: server ?? "", adminEmail: email ?? "")
+            if let eab = acme.table("eab") {
+                let keyID = eab.string("key_id")
+                let key = eab.string("key")
+                if keyID == nil { eab.problem("key_id", "missing") }
+                if key == nil { eab.problem("key", "missing; the HMAC key, base64url") }
+                if let keyID, let key { settings.externalAccountBinding = (keyID, key) }
+            }
+            if config.certificate == nil { acme.problem("cert", "[acme] needs [cert] (key_path, cert_path): where to write the certificate") }
+            if config.nats == nil { acme.problem("nats", "[acme] needs [nats]: the DNS-01 challenge goes through the controller") }
+            config.acme = settings
+        }
+        if let agent = root.table("agent") {
+            config.agent = readAgent(agent, config: &config, root: root)
+        }
+        if let proxy = root.table("proxy") {
+            var settings = ProxyConfiguration()
+            if let bind = proxy.string("bind_ip") { settings.bindHost = bind }
+            settings.httpsPort = proxy.int("https_port", in: 0...65535)
+            settings.passthrough = proxy.string("passthrough")
+            config.proxy = settings
+        }
+        if config.agent == nil && config.proxy == nil && config.acme == nil && root.problems.isEmpty {
+            root.problem("drone", "no part is enabled; add [agent], [proxy] and/or [acme]")
+        }
+        try root.finish(source: source)
+        return config
+    }
+
+    static func readAgent(_ agent: ConfigReader, config: inout DroneConfiguration, root: ConfigReader) -> AgentConfiguration? {
+        var ip: PublicIPSource?
+        if agent.contains("ip") {
+            if case .table = agent.table["ip"] ?? .string("") {
+                if let lookup = agent.table("ip") {
+                    if let url = lookup.string("api") { ip = .lookup(url: url) } else { lookup.problem("api", "missing; ip = { api = \"http://...\" } names a URL that answers the IP") }
+                }
+            } else if let text = agent.string("ip") {
+                ip = .literal(text)
+            }
+        } else {
+            agent.problem("ip", "missing; the address other machines reach this drone at: ip = \"203.0.113.7\" or ip = { api = \"http://...\" }")
+        }
+        // v0.3.10 accepted [agent] drone_id and ignored it; we use it.
+        if let text = agent.string("drone_id") {
+            do {
+                let id = try DroneID(text)
+                if let top = config.droneID, top != id {
+                    agent.problem("drone_id", "'\(id)' differs from the top-level drone_id '\(top)'; keep one")
+                }
+                config.droneID = config.droneID ?? id
+            } catch {
+                agent.problem("drone_id", error.message)
+            }
+        }
+        if config.nats == nil { agent.problem("nats", "[agent] needs [nats] to receive spawn requests") }
+        var settings = AgentConfiguration(ip: ip ?? .literal("0.0.0.0"))
+        if let runtime = agent.string("runtime") { settings.runtime = runtime }
+        if let range = agent.string("port_range") {
+            let parts = range.split(separator: "-").compactMap { Int($0.trimmingSpaces) }
+            if parts.count == 2, parts[0] >= 1, parts[1] <= 65535, parts[0] <= parts[1] {
+                settings.portRange = parts[0]...parts[1]
+            } else {
+                agent.problem("port_range", "'\(range)' is not a range like \"30000-39999\"")
+            }
+        }
+        if let path = agent.string("readiness_path") {
+            if path.hasPrefix("/") { settings.readinessPath = path } else { agent.problem("readiness_path", "must start with /") }
+        }
+        if let ms = agent.int("probe_timeout_ms", in: 10...60_000) { settings.probeTimeout = .milliseconds(ms) }
+        if let seconds = agent.int("startup_timeout_secs", in: 1...3600) { settings.startupTimeout = .seconds(seconds) }
+        if let seconds = agent.int("stop_grace_secs", in: 0...3600) { settings.stopGrace = .seconds(seconds) }
+        if let drain = agent.bool("drain_on_shutdown") { settings.drainOnShutdown = drain }
+        // One section per runtime; [agent.docker] is v0.3.10's and selects Docker.
+        if let docker = agent.table("docker") {
+            if agent.table["runtime"] == nil { settings.runtime = "docker" }
+            settings.runtimeConfiguration = dockerSettings(docker, agent: &settings)
+        }
+        for key in agent.table.keys where !["ip", "drone_id", "runtime", "port_range", "readiness_path", "probe_timeout_ms", "startup_timeout_secs",
+                                             "stop_grace_secs", "drain_on_shutdown", "docker"].contains(key) {
+            // Another runtime's section ([agent.oci], [agent.<plugin>]); that runtime checks it.
+            guard let section = agent.table(key) else { continue }
+            if key == settings.runtime { settings.runtimeConfiguration = json(section.table) }
+            for child in section.table.keys { _ = section.contains(child) }
+        }
+        return settings
+    }
+
+    /// `[agent.docker]` as v0.3.10 wrote it, into the Docker runtime's settings.
+    static func dockerSettings(_ docker: ConfigReader, agent: inout AgentConfiguration) -> JSONObject {
+        var object = JSONObject()
+        if let runtime = docker.string("runtime") { object["oci_runtime"] = .string(runtime) }
+        if let connection = docker.table("connection") {
+            let socket = connection.string("socket")
+            let http = connection.string("http")
+            switch (socket, http) {
+            case (let socket?, nil): object["endpoint"] = .string(socket)
+            case (nil, let http?): object["endpoint"] = .string(http)
+            default: docker.problem("connection", "write either { socket = \"/var/run/docker.sock\" } or { http = \"http://host:2375\" }")
+            }
+        }
+        if let network = docker.string("network") { object["network"] = .string(network) }
+        if let gpu = docker.bool("insecure_gpu") { object["insecure_gpu"] = .bool(gpu) }
+        if let allow = docker.bool("allow_volume_mounts") {
+            agent.allowVolumeMounts = allow
+            object["allow_mounts"] = .bool(allow)
+        }
+        if let syslog = docker.string("syslog") {
+            object["log_driver"] = .string("syslog")
+            object["log_options"] = .object(JSONObject([("syslog-address", .string(syslog))]))
+        }
+        return object
+    }
+
+    static func json(_ table: ConfigTable) -> JSONObject {
+        JSONObject(table.entries.map { ($0.key, json($0.value)) })
+    }
+
+    static func json(_ value: ConfigValue) -> JSONValue {
+        switch value {
+        case .string(let text), .dateTime(let text), .unparsed(let text, _): .string(text)
+        case .integer(let number): .integer(number)
+        case .float(let number): .double(number)
+        case .boolean(let flag): .bool(flag)
+        case .array(let items): .array(items.map(json))
+        case .table(let table): .object(json(table))
+        }
+    }
+}
+
+extension StringProtocol {
+    var trimmingSpaces: String { String(self).trimmingCharacters(in: .whitespaces) }
+}
+
+import Foundation

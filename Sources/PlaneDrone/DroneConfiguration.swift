@@ -1,0 +1,103 @@
+import NATS
+import PlaneCore
+
+/// Everything `plane drone` runs with (`drone.toml`, see docs/configuration.md).
+public struct DroneConfiguration: Sendable {
+    /// Nil: generated once and kept in the state directory.
+    public var droneID: DroneID?
+    public var cluster: ClusterName
+    /// Files the drone keeps: the SQLite store, the generated drone id, runtime state.
+    public var stateDirectory: String = "/var/lib/plane"
+    /// The SQLite store (v0.3.10's `db_path`). Default: `{state_dir}/drone.sqlite3`.
+    public var databasePath: String?
+    public var nats: NATSClientConfiguration?
+    /// `[agent]`: the backend agent.
+    public var agent: AgentConfiguration?
+    /// `[proxy]` (issue 05).
+    public var proxy: ProxyConfiguration?
+    /// `[cert]`: the certificate and key files (issues 05 and 07).
+    public var certificate: CertificateFiles?
+    /// `[acme]` (issue 07).
+    public var acme: ACMEConfiguration?
+
+    public init(cluster: ClusterName) { self.cluster = cluster }
+
+    public var effectiveDatabasePath: String { databasePath ?? stateDirectory + "/drone.sqlite3" }
+}
+
+/// Where the drone's public IP comes from (v0.3.10's `agent.ip`).
+public enum PublicIPSource: Sendable, Hashable {
+    case literal(String)
+    /// HTTP GET; the body (trimmed) must be an IP address.
+    case lookup(url: String)
+}
+
+public struct AgentConfiguration: Sendable {
+    public var ip: PublicIPSource
+    /// The runtime's name in the `RuntimeRegistry` (`docker`, `oci` or a plugin).
+    public var runtime: String = "docker"
+    /// The runtime's own section (`[agent.docker]`, `[agent.oci]`, `[agent.<plugin>]`).
+    public var runtimeConfiguration: JSONObject = JSONObject()
+    /// Ports assigned to backends on host networking (`PORT`).
+    public var portRange: ClosedRange<Int> = 30000...39999
+    /// The readiness probe: `GET {path}` until any HTTP answer.
+    public var readinessPath: String = "/"
+    /// One probe attempt may take this long.
+    public var probeTimeout: Duration = .seconds(2)
+    /// A backend that does not answer within this time after starting is
+    /// `TimedOutBeforeReady`.
+    public var startupTimeout: Duration = .seconds(30)
+    /// Grace period between SIGTERM and SIGKILL when a backend is stopped.
+    public var stopGrace: Duration = .seconds(10)
+    /// On SIGTERM, terminate the backends (true) or leave them running for the next start
+    /// to re-attach (false, default).
+    public var drainOnShutdown = false
+    /// Whether spawn requests may mount volumes (v0.3.10's `allow_volume_mounts`, under
+    /// `[agent.docker]` there).
+    public var allowVolumeMounts = false
+
+    public init(ip: PublicIPSource) { self.ip = ip }
+}
+
+public struct ProxyConfiguration: Sendable, Hashable {
+    public var bindHost: String = "0.0.0.0"
+    /// HTTPS port (plain HTTP when `[cert]` is absent). Default 443 with `[cert]`, 80 without
+    /// (v0.3.10 served plain HTTP on 443).
+    public var httpsPort: Int?
+    /// Optional `ip:port` upstream for requests with no route.
+    public var passthrough: String?
+
+    public init() {}
+}
+
+public struct CertificateFiles: Sendable, Hashable {
+    public var keyPath: String
+    public var certificatePath: String
+
+    public init(keyPath: String, certificatePath: String) {
+        self.keyPath = keyPath
+        self.certificatePath = certificatePath
+    }
+}
+
+public struct ACMEConfiguration: Sendable, Hashable {
+    public var server: String
+    public var adminEmail: String
+    public var externalAccountBinding: (keyID: String, key: String)?
+
+    public init(server: String, adminEmail: String) {
+        self.server = server
+        self.adminEmail = adminEmail
+    }
+
+    public static func == (l: Self, r: Self) -> Bool {
+        l.server == r.server && l.adminEmail == r.adminEmail && l.externalAccountBinding?.keyID == r.externalAccountBinding?.keyID
+            && l.externalAccountBinding?.key == r.externalAccountBinding?.key
+    }
+
+    public func hash(into hasher: inout Hasher) {
+        hasher.combine(server)
+        hasher.combine(adminEmail)
+        hasher.combine(externalAccountBinding?.keyID)
+    }
+}

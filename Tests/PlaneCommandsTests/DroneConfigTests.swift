@@ -1,0 +1,119 @@
+import NATS
+import PlaneCore
+import PlaneDrone
+import Testing
+@testable import PlaneCommands
+
+struct DroneConfigTests {
+    func load(_ toml: String, environment: [String: String] = [:]) throws(ConfigError) -> DroneConfiguration {
+        var table = try TOMLConfigFile.parse(toml, source: "drone.toml")
+        table.applyEnvironment(environment)
+        return try DroneConfigLoader.configuration(from: table, source: "drone.toml")
+    }
+
+    func problems(_ toml: String) -> [String] {
+        do {
+            _ = try load(toml)
+            return []
+        } catch {
+            return error.problems
+        }
+    }
+
+    @Test func v0310SampleStillWorks() throws {
+        // spec §5.9, every key as v0.3.10 wrote it.
+        let config = try load("""
+            drone_id = "my-drone-1"
+            db_path = "drone.sqlite3"
+            cluster_domain = "plane.test"
+
+            [nats]
+            hosts = ["nats"]
+            auth = { token = "secret" }
+
+            [cert]
+            key_path = "/etc/plane/auth/site-key.pem"
+            cert_path = "/etc/plane/auth/site-cert.pem"
+
+            [acme]
+            server = "https://acme-v02.api.letsencrypt.org/directory"
+            admin_email = "admin@plane.dev"
+            [acme.eab]
+            key_id = "my-key-id"
+            key = "bXkgYmFzZTY0IGtleQ=="
+
+            [agent]
+            ip = "203.0.113.7"
+            drone_id = "my-drone-1"
+            [agent.docker]
+            runtime = "runsc"
+            connection = { socket = "/var/run/docker.sock" }
+            network = "plane"
+            insecure_gpu = false
+            allow_volume_mounts = true
+            syslog = "udp://10.0.0.5:514"
+
+            [proxy]
+            bind_ip = "0.0.0.0"
+            https_port = 443
+            passthrough = "10.0.0.9:8080"
+            """)
+        #expect(config.droneID?.rawValue == "my-drone-1" && config.cluster == "plane.test" && config.effectiveDatabasePath == "drone.sqlite3")
+        #expect(config.nats?.auth == .token("secret"))
+        #expect(config.certificate == CertificateFiles(keyPath: "/etc/plane/auth/site-key.pem", certificatePath: "/etc/plane/auth/site-cert.pem"))
+        #expect(config.acme?.externalAccountBinding?.keyID == "my-key-id")
+        let agent = try #require(config.agent)
+        #expect(agent.ip == .literal("203.0.113.7") && agent.runtime == "docker" && agent.allowVolumeMounts)
+        #expect(agent.runtimeConfiguration["oci_runtime"]?.stringValue == "runsc" && agent.runtimeConfiguration["endpoint"]?.stringValue == "/var/run/docker.sock")
+        #expect(agent.runtimeConfiguration["log_driver"]?.stringValue == "syslog" && agent.runtimeConfiguration["network"]?.stringValue == "plane")
+        #expect(config.proxy == { var p = ProxyConfiguration(); p.bindHost = "0.0.0.0"; p.httpsPort = 443; p.passthrough = "10.0.0.9:8080"; return p }())
+    }
+
+    @Test func ourKeysAndOtherRuntimes() throws {
+        let config = try load("""
+            cluster_domain = "plane.test"
+            state_dir = "/srv/plane"
+            [nats]
+            hosts = ["127.0.0.1:4222"]
+            [agent]
+            ip = { api = "http://127.0.0.1:9999/ip" }
+            runtime = "oci"
+            port_range = "40000-40099"
+            readiness_path = "/healthz"
+            probe_timeout_ms = 500
+            startup_timeout_secs = 60
+            stop_grace_secs = 3
+            drain_on_shutdown = true
+            [agent.oci]
+            binary = "crun"
+            """, environment: ["PLANE_AGENT__STARTUP_TIMEOUT_SECS": "45"])
+        let agent = try #require(config.agent)
+        #expect(config.effectiveDatabasePath == "/srv/plane/drone.sqlite3" && config.droneID == nil)
+        #expect(agent.ip == .lookup(url: "http://127.0.0.1:9999/ip") && agent.runtime == "oci" && agent.portRange == 40000...40099)
+        #expect(agent.readinessPath == "/healthz" && agent.probeTimeout == .milliseconds(500) && agent.startupTimeout == .seconds(45))
+        #expect(agent.stopGrace == .seconds(3) && agent.drainOnShutdown && agent.runtimeConfiguration["binary"]?.stringValue == "crun")
+    }
+
+    @Test func badConfigurationsNameTheirKeys() {
+        let all = problems("""
+            drone_id = "Not Valid"
+            [agent]
+            port_range = "9-2"
+            readiness_path = "healthz"
+            [agent.docker]
+            connection = { socket = "/a", http = "http://b" }
+            alow_volume_mounts = true
+            [acme]
+            server = "https://ca"
+            """)
+        for prefix in ["cluster_domain: missing", "drone_id:", "agent.ip: missing", "agent.port_range:", "agent.readiness_path:",
+                       "agent.docker.connection:", "agent.docker.alow_volume_mounts: unknown key", "acme.admin_email: missing",
+                       "acme.cert:", "agent.nats:"] {
+            #expect(all.contains { $0.hasPrefix(prefix) }, "\(prefix) in \(all)")
+        }
+        #expect(problems("cluster_domain = \"plane.test\"\n[agent]\nip = \"1.2.3.4\"\ndrone_id = \"a\"\n[nats]\nhosts=[\"x\"]\n").isEmpty)
+        #expect(problems("cluster_domain = \"plane.test\"\ndrone_id = \"b\"\n[agent]\nip = \"1.2.3.4\"\ndrone_id = \"a\"\n[nats]\nhosts=[\"x\"]\n")
+            .contains { $0.hasPrefix("agent.drone_id:") })
+        #expect(problems("cluster_domain = \"plane.test\"\n").contains { $0.contains("no part is enabled") })
+    }
+}
