@@ -25,6 +25,10 @@ missing=()
 for program in "${!PACKAGES[@]}"; do
   command -v "$program" >/dev/null 2>&1 || missing+=("${PACKAGES[$program]}")
 done
+# GRDB (the drone's store) compiles against SQLite's headers.
+if [ ! -f /usr/include/sqlite3.h ]; then
+  missing+=(libsqlite3-dev)
+fi
 # Python's venv module (for the nats-py reference benchmark) comes from its own package on Debian.
 if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   missing+=(python3-venv)

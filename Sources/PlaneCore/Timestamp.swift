@@ -36,6 +36,17 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
     /// Nanoseconds since the epoch (fits until the year 2262).
     public var nanosecondsSinceEpoch: Int64 { secondsSinceEpoch &* 1_000_000_000 &+ Int64(nanoseconds) }
 
+    /// The inverse of `nanosecondsSinceEpoch` (also before 1970).
+    public init(nanosecondsSinceEpoch value: Int64) {
+        var seconds = value / 1_000_000_000
+        var remainder = value % 1_000_000_000
+        if remainder < 0 {
+            seconds -= 1
+            remainder += 1_000_000_000
+        }
+        self.init(secondsSinceEpoch: seconds, nanoseconds: UInt32(remainder))
+    }
+
     // MARK: Formatting
 
     /// RFC 3339 in chrono's form, e.g. `2023-02-18T17:03:14.518207339Z`.

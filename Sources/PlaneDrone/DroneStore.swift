@@ -1,0 +1,324 @@
+import Foundation
+import GRDB
+import PlaneCore
+
+/// The drone's durable state in SQLite (WAL, `synchronous = FULL`): backends, routes and
+/// the outbox of state updates not yet acknowledged by a controller. A state change and its
+/// outbox entry are written in one transaction, before anyone is told about it.
+public final class DroneStore: Sendable {
+    let pool: DatabasePool
+
+    /// Opens (creating if needed) the database at `path` and migrates it.
+    public init(path: String) throws(DroneError) {
+        do {
+            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent,
+                                                    withIntermediateDirectories: true)
+            var configuration = Configuration()
+            configuration.prepareDatabase { db in
+                try db.execute(sql: "PRAGMA synchronous = FULL")
+            }
+            pool = try DatabasePool(path: path, configuration: configuration)
+            try Self.migrator.migrate(pool)
+        } catch {
+            throw DroneError(.storeFailed, "Cannot open the drone store at \(path): \(error). Check that the state directory is writable.", cause: error)
+        }
+    }
+
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1-backends-routes-outbox") { db in
+            try db.execute(sql: """
+                CREATE TABLE backend (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    cluster TEXT NOT NULL,
+                    spec TEXT NOT NULL,
+                    state TEXT NOT NULL,
+                    exit_code INTEGER,
+                    runtime TEXT NOT NULL,
+                    runtime_id TEXT,
+                    address TEXT,
+                    port INTEGER,
+                    created_ns INTEGER NOT NULL,
+                    updated_ns INTEGER NOT NULL
+                );
+                CREATE INDEX backend_state ON backend(state);
+                CREATE TABLE route (
+                    subdomain TEXT PRIMARY KEY NOT NULL,
+                    backend TEXT NOT NULL REFERENCES backend(id) ON DELETE CASCADE,
+                    address TEXT NOT NULL,
+                    bearer_token TEXT,
+                    last_active_ns INTEGER NOT NULL
+                );
+                CREATE TABLE outbox (
+                    seq INTEGER PRIMARY KEY AUTOINCREMENT,
+                    backend TEXT NOT NULL,
+                    message TEXT NOT NULL
+                );
+                CREATE INDEX outbox_backend ON outbox(backend, seq);
+                """)
+        }
+        return migrator
+    }
+
+    // MARK: Backends
+
+    /// Records a new backend in `Loading`, with its first outbox entry. Throws
+    /// `.duplicateBackend` when the id is already known (live or not).
+    public func insert(_ spawn: SpawnRequest, cluster: ClusterName, runtime: String, drone: DroneID, time: Timestamp) async throws(DroneError) -> OutboxEntry {
+        let spec = String(decoding: try encode(spawn), as: UTF8.self)
+        let update = UpdateBackendStateMessage(cluster: cluster, state: .loading, backend: spawn.backendID, time: time, drone: drone)
+        let message = String(decoding: try encode(update), as: UTF8.self)
+        do {
+            return try await pool.write { db in
+                if try Bool.fetchOne(db, sql: "SELECT 1 FROM backend WHERE id = ?", arguments: [spawn.backendID.rawValue]) == true {
+                    throw DroneError(.duplicateBackend, "Backend \(spawn.backendID) is already known to this drone; it is not started twice.")
+                }
+                try db.execute(sql: """
+                    INSERT INTO backend (id, cluster, spec, state, runtime, created_ns, updated_ns) VALUES (?, ?, ?, 'Loading', ?, ?, ?)
+                    """, arguments: [spawn.backendID.rawValue, cluster.rawValue, spec, runtime, time.nanosecondsSinceEpoch, time.nanosecondsSinceEpoch])
+                try db.execute(sql: "INSERT INTO outbox (backend, message) VALUES (?, ?)", arguments: [spawn.backendID.rawValue, message])
+                return OutboxEntry(sequence: db.lastInsertedRowID, update: update)
+            }
+        } catch let error as DroneError {
+            throw error
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    /// Records a state change (and the exit code, if known) with its outbox entry.
+    public func recordState(_ update: UpdateBackendStateMessage, exitCode: Int32? = nil) async throws(DroneError) -> OutboxEntry {
+        let message = String(decoding: try encode(update), as: UTF8.self)
+        do {
+            return try await pool.write { db in
+                try db.execute(sql: "UPDATE backend SET state = ?, exit_code = COALESCE(?, exit_code), updated_ns = ? WHERE id = ?",
+                               arguments: [update.state.rawValue, exitCode.map { Int64($0) }, update.time.nanosecondsSinceEpoch, update.backend.rawValue])
+                try db.execute(sql: "INSERT INTO outbox (backend, message) VALUES (?, ?)", arguments: [update.backend.rawValue, message])
+                return OutboxEntry(sequence: db.lastInsertedRowID, update: update)
+            }
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    /// Remembers where the runtime put the backend.
+    public func recordPlacement(_ backend: BackendID, runtimeID: String?, address: String?, port: Int?) async throws(DroneError) {
+        do {
+            try await pool.write { db in
+                try db.execute(sql: "UPDATE backend SET runtime_id = ?, address = ?, port = ? WHERE id = ?",
+                               arguments: [runtimeID, address, port.map { Int64($0) }, backend.rawValue])
+            }
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    public func backend(_ id: BackendID) async throws(DroneError) -> StoredBackend? {
+        try await backends(where: "id = ?", [id.rawValue]).first
+    }
+
+    /// Every backend the store knows, oldest first.
+    public func allBackends() async throws(DroneError) -> [StoredBackend] {
+        try await backends(where: "1", [])
+    }
+
+    /// Backends in `Loading`, `Starting` or `Ready` (the heartbeat's `running_backends`).
+    public func liveBackendCount() async throws(DroneError) -> Int {
+        do {
+            return try await pool.read { db in
+                try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM backend WHERE state IN ('Loading', 'Starting', 'Ready')") ?? 0
+            }
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    /// Ports held by live backends (so a new backend gets a free one).
+    public func portsInUse() async throws(DroneError) -> Set<Int> {
+        do {
+            return try await pool.read { db in
+                Set(try Int.fetchAll(db, sql: "SELECT port FROM backend WHERE port IS NOT NULL AND state IN ('Loading', 'Starting', 'Ready')"))
+            }
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    func backends(where condition: String, _ arguments: [String]) async throws(DroneError) -> [StoredBackend] {
+        do {
+            return try await pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT * FROM backend WHERE \(condition) ORDER BY created_ns", arguments: StatementArguments(arguments))
+                    .map { row throws(DroneError) in try StoredBackend(row: row) }
+            }
+        } catch let error as DroneError {
+            throw error
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    // MARK: Routes
+
+    public func setRoute(_ route: StoredRoute) async throws(DroneError) {
+        do {
+            try await pool.write { db in
+                try db.execute(sql: "INSERT OR REPLACE INTO route (subdomain, backend, address, bearer_token, last_active_ns) VALUES (?, ?, ?, ?, ?)",
+                               arguments: [route.subdomain, route.backendID.rawValue, route.address, route.bearerToken, route.lastActive.nanosecondsSinceEpoch])
+            }
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    public func removeRoute(of backend: BackendID) async throws(DroneError) {
+        do {
+            try await pool.write { db in try db.execute(sql: "DELETE FROM route WHERE backend = ?", arguments: [backend.rawValue]) }
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    /// Persists activity times (the route table flushes them now and then).
+    public func recordActivity(_ times: [BackendID: Timestamp]) async throws(DroneError) {
+        guard !times.isEmpty else { return }
+        do {
+            try await pool.write { db in
+                for (backend, time) in times {
+                    try db.execute(sql: "UPDATE route SET last_active_ns = MAX(last_active_ns, ?) WHERE backend = ?", arguments: [time.nanosecondsSinceEpoch, backend.rawValue])
+                }
+            }
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    public func allRoutes() async throws(DroneError) -> [StoredRoute] {
+        do {
+            return try await pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT * FROM route").map { row throws(DroneError) in try StoredRoute(row: row) }
+            }
+        } catch let error as DroneError {
+            throw error
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    // MARK: Outbox
+
+    /// Unacknowledged updates in the order they were recorded.
+    public func pendingUpdates() async throws(DroneError) -> [OutboxEntry] {
+        do {
+            return try await pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT seq, message FROM outbox ORDER BY seq").map { row throws(DroneError) in
+                    let text: String = row["message"]
+                    do {
+                        return OutboxEntry(sequence: row["seq"], update: try WireDecoder().decode(UpdateBackendStateMessage.self, from: Array(text.utf8)))
+                    } catch {
+                        throw DroneError(.storeFailed, "Outbox entry \(row["seq"] as Int64) does not decode: \(error)", cause: error)
+                    }
+                }
+            }
+        } catch let error as DroneError {
+            throw error
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    /// A controller stored the update: drop it from the outbox.
+    public func acknowledge(_ entry: OutboxEntry) async throws(DroneError) {
+        do {
+            try await pool.write { db in try db.execute(sql: "DELETE FROM outbox WHERE seq = ?", arguments: [entry.sequence]) }
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    // MARK: Helpers
+
+    func encode(_ value: some Encodable) throws(DroneError) -> [UInt8] {
+        do {
+            return try WireEncoder().encode(value)
+        } catch {
+            throw DroneError(.storeFailed, "Cannot encode \(type(of: value)): \(error)", cause: error)
+        }
+    }
+
+    func storeError(_ error: any Error) -> DroneError {
+        DroneError(.storeFailed, "The drone store failed: \(error). Check the disk and the state directory.", cause: error)
+    }
+}
+
+/// An update waiting in the outbox.
+public struct OutboxEntry: Sendable, Hashable {
+    public var sequence: Int64
+    public var update: UpdateBackendStateMessage
+}
+
+/// A backend as the store keeps it.
+public struct StoredBackend: Sendable, Hashable {
+    public var spawn: SpawnRequest
+    public var cluster: ClusterName
+    public var state: BackendState
+    public var exitCode: Int32?
+    public var runtime: String
+    public var runtimeID: String?
+    public var address: String?
+    public var port: Int?
+    public var created: Timestamp
+    public var updated: Timestamp
+
+    public var backendID: BackendID { spawn.backendID }
+
+    init(row: Row) throws(DroneError) {
+        let spec: String = row["spec"]
+        let stateText: String = row["state"]
+        do {
+            spawn = try WireDecoder().decode(SpawnRequest.self, from: Array(spec.utf8))
+            cluster = try ClusterName(row["cluster"] as String)
+        } catch {
+            throw DroneError(.storeFailed, "Stored backend \(row["id"] as String) does not decode: \(error)", cause: error)
+        }
+        guard let state = BackendState(rawValue: stateText) else {
+            throw DroneError(.storeFailed, "Stored backend \(row["id"] as String) has an unknown state '\(stateText)'.")
+        }
+        self.state = state
+        exitCode = (row["exit_code"] as Int64?).map { Int32(truncatingIfNeeded: $0) }
+        runtime = row["runtime"]
+        runtimeID = row["runtime_id"]
+        address = row["address"]
+        port = (row["port"] as Int64?).map { Int($0) }
+        created = Timestamp(nanosecondsSinceEpoch: row["created_ns"])
+        updated = Timestamp(nanosecondsSinceEpoch: row["updated_ns"])
+    }
+}
+
+/// A route as the store keeps it (the proxy reads the in-memory table, not this).
+public struct StoredRoute: Sendable, Hashable {
+    public var subdomain: String
+    public var backendID: BackendID
+    public var address: String
+    public var bearerToken: String?
+    public var lastActive: Timestamp
+
+    public init(subdomain: String, backendID: BackendID, address: String, bearerToken: String?, lastActive: Timestamp) {
+        self.subdomain = subdomain
+        self.backendID = backendID
+        self.address = address
+        self.bearerToken = bearerToken
+        self.lastActive = lastActive
+    }
+
+    init(row: Row) throws(DroneError) {
+        do {
+            backendID = try BackendID(row["backend"] as String)
+        } catch {
+            throw DroneError(.storeFailed, "A stored route has an invalid backend id: \(error)", cause: error)
+        }
+        subdomain = row["subdomain"]
+        address = row["address"]
+        bearerToken = row["bearer_token"]
+        lastActive = Timestamp(nanosecondsSinceEpoch: row["last_active_ns"])
+    }
+}
