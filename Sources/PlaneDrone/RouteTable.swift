@@ -1,0 +1,96 @@
+import PlaneCore
+import Synchronization
+
+/// The routes the proxy serves, in memory: looked up on every request without touching
+/// SQLite, fed by the agent (a route appears when its backend is `Ready` and goes when it
+/// leaves), and told about activity by the proxy. The agent's idle sweep reads the activity;
+/// `DroneStore` keeps a copy (flushed by the agent) for restarts.
+public final class RouteTable: Sendable {
+    public struct Route: Sendable, Hashable {
+        public var backendID: BackendID
+        /// `host:port` of the backend.
+        public var address: String
+        /// Requests must carry this token when set.
+        public var bearerToken: String?
+    }
+
+    struct Entry {
+        var route: Route
+        var lastActive: ContinuousClock.Instant
+        var lastActiveWallClock: Timestamp
+        /// Open connections (WebSockets, long requests): a backend with one is not idle.
+        var openConnections: Int
+        var dirty: Bool
+    }
+
+    private let entries = Mutex<[String: Entry]>([:])
+
+    public init() {}
+
+    /// The route for `subdomain` (the backend id in the host name), if its backend is Ready.
+    public func route(for subdomain: String) -> Route? {
+        entries.withLock { $0[subdomain.lowercased()]?.route }
+    }
+
+    /// Adds or replaces a route; the backend counts as active now (or at `lastActive`, for
+    /// a route restored after a restart).
+    public func add(_ route: Route, lastActive: Timestamp = .now()) {
+        let now = ContinuousClock.now
+        let age = Duration.nanoseconds(max(0, Timestamp.now().nanosecondsSinceEpoch - lastActive.nanosecondsSinceEpoch))
+        entries.withLock {
+            $0[route.backendID.rawValue] = Entry(route: route, lastActive: now - age, lastActiveWallClock: lastActive, openConnections: 0, dirty: false)
+        }
+    }
+
+    public func remove(_ backend: BackendID) {
+        _ = entries.withLock { $0.removeValue(forKey: backend.rawValue) }
+    }
+
+    /// A request reached the backend.
+    public func recordActivity(_ backend: BackendID) {
+        let now = ContinuousClock.now
+        let wall = Timestamp.now()
+        entries.withLock {
+            guard var entry = $0[backend.rawValue] else { return }
+            entry.lastActive = now
+            entry.lastActiveWallClock = wall
+            entry.dirty = true
+            $0[backend.rawValue] = entry
+        }
+    }
+
+    /// A connection to the backend opened (`true`) or closed (`false`); both count as
+    /// activity.
+    public func connection(_ backend: BackendID, opened: Bool) {
+        recordActivity(backend)
+        entries.withLock {
+            guard var entry = $0[backend.rawValue] else { return }
+            entry.openConnections = max(0, entry.openConnections + (opened ? 1 : -1))
+            $0[backend.rawValue] = entry
+        }
+    }
+
+    /// How long the backend has been idle: zero while a connection is open; nil without a
+    /// route.
+    public func idleTime(of backend: BackendID, now: ContinuousClock.Instant = .now) -> Duration? {
+        entries.withLock {
+            guard let entry = $0[backend.rawValue] else { return nil }
+            return entry.openConnections > 0 ? .zero : now - entry.lastActive
+        }
+    }
+
+    /// Activity not yet persisted, cleared by the call.
+    public func takeDirtyActivity() -> [BackendID: Timestamp] {
+        entries.withLock { entries in
+            var dirty: [BackendID: Timestamp] = [:]
+            for (key, var entry) in entries where entry.dirty {
+                dirty[entry.route.backendID] = entry.lastActiveWallClock
+                entry.dirty = false
+                entries[key] = entry
+            }
+            return dirty
+        }
+    }
+
+    public var count: Int { entries.withLock { $0.count } }
+}

@@ -1,0 +1,35 @@
+import PlaneCore
+import Testing
+@testable import PlaneDrone
+
+struct RouteTableTests {
+    @Test func routesActivityAndIdleTime() {
+        let table = RouteTable()
+        let id = BackendID.random()
+        #expect(table.route(for: id.rawValue) == nil && table.idleTime(of: id) == nil)
+        table.add(RouteTable.Route(backendID: id, address: "127.0.0.1:30001", bearerToken: "t"))
+        #expect(table.route(for: id.rawValue.uppercased())?.address == "127.0.0.1:30001")
+        let later = ContinuousClock.now + .seconds(30)
+        #expect(table.idleTime(of: id, now: later)! >= .seconds(29))
+        // An open connection keeps it busy however long ago the last request was.
+        table.connection(id, opened: true)
+        #expect(table.idleTime(of: id, now: later + .seconds(600)) == .zero)
+        table.connection(id, opened: false)
+        #expect(table.idleTime(of: id, now: later)! > .seconds(25))
+        table.recordActivity(id)
+        #expect(table.idleTime(of: id, now: .now)! < .seconds(1))
+        // Activity is flushed once.
+        #expect(table.takeDirtyActivity().keys.contains(id))
+        #expect(table.takeDirtyActivity().isEmpty)
+        table.remove(id)
+        #expect(table.route(for: id.rawValue) == nil && table.count == 0)
+    }
+
+    @Test func restoredRoutesKeepTheirIdleClock() {
+        let table = RouteTable()
+        let id = BackendID.random()
+        let tenMinutesAgo = Timestamp(nanosecondsSinceEpoch: Timestamp.now().nanosecondsSinceEpoch - 600_000_000_000)
+        table.add(RouteTable.Route(backendID: id, address: "127.0.0.1:30002", bearerToken: nil), lastActive: tenMinutesAgo)
+        #expect(table.idleTime(of: id)! >= .seconds(599))
+    }
+}
