@@ -74,8 +74,10 @@ let package = Package(
             dependencies: [
                 "PlaneCore",
                 "NATS",
+                "PlaneMessaging",
                 "ContainerRuntime",
                 .product(name: "GRDB", package: "GRDB.swift"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .target(
@@ -209,7 +211,8 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneDroneTests",
-            dependencies: ["PlaneDrone", "PlaneCore", "ContainerRuntime", "PlaneTestSupport"]
+            dependencies: ["PlaneDrone", "PlaneCore", "ContainerRuntime", "PlaneTestSupport", "NATS", "PlaneMessaging",
+                           .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "ImageBuilderTests",

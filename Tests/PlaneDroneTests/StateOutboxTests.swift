@@ -1,0 +1,163 @@
+import Logging
+import NATS
+import PlaneCore
+import PlaneMessaging
+import PlaneTestSupport
+import Synchronization
+import Testing
+@testable import PlaneDrone
+
+/// A stand-in for the controllers' relay: answers `null` and records what it got, except
+/// for backends it is told to ignore.
+final class TestRelay: Sendable {
+    let received = Mutex<[UpdateBackendStateMessage]>([])
+    let ignoring = Mutex<Set<BackendID>>([])
+    let task = Mutex<Task<Void, Never>?>(nil)
+    let client: NATSClient
+
+    init(server: NATSServerProcess) async throws {
+        client = try await server.connectedClient()
+        let subscription = try await PlaneMessenger(client: client).subscribe(PlaneSubjects.updateBackendStateAll)
+        let relayTask = Task { [weak self] in
+            for await delivery in subscription {
+                guard let self, case .success(let update) = delivery.message else { continue }
+                if self.ignoring.withLock({ $0.contains(update.backend) }) { continue }
+                self.received.withLock { $0.append(update) }
+                _ = try? await delivery.respond(NullReply())
+            }
+        }
+        task.withLock { $0 = relayTask }
+    }
+
+    func states(of backend: BackendID) -> [BackendState] {
+        received.withLock { $0.filter { $0.backend == backend }.map(\.state) }
+    }
+
+    func close() async {
+        task.withLock { $0?.cancel() }
+        await client.close()
+    }
+}
+
+@Suite(.serialized) struct StateOutboxTests {
+    let drone = DroneID.random()
+
+    func makeStore() throws -> DroneStore {
+        try DroneStore(path: try TestEnvironment.temporaryDirectory("outbox") + "/drone.sqlite3")
+    }
+
+    func spawn() -> SpawnRequest {
+        SpawnRequest(cluster: "plane.test", droneID: drone, maxIdleSeconds: 30, backendID: .random(), executable: DockerExecutableConfig(image: "x"))
+    }
+
+    /// Records `states` for a new backend and queues them.
+    func record(_ states: [BackendState], in store: DroneStore, outbox: StateOutbox) async throws -> BackendID {
+        let request = spawn()
+        await outbox.enqueue(try await store.insert(request, cluster: "plane.test", runtime: "test", drone: drone, time: .now()))
+        for state in states {
+            let update = UpdateBackendStateMessage(cluster: "plane.test", state: state, backend: request.backendID, time: .now(), drone: drone)
+            await outbox.enqueue(try await store.recordState(update))
+        }
+        return request.backendID
+    }
+
+    func outbox(_ store: DroneStore, _ client: NATSClient) -> StateOutbox {
+        StateOutbox(store: store, messenger: PlaneMessenger(client: client), logger: Logger(label: "test.outbox"),
+                    requestTimeout: .milliseconds(500), initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(200))
+    }
+
+    @Test func updatesArriveInOrderAndLeaveTheStore() async throws {
+        try await withNATSServer { server in
+            let relay = try await TestRelay(server: server)
+            let store = try makeStore()
+            let client = try await server.connectedClient()
+            let outbox = outbox(store, client)
+            let id = try await record([.starting, .ready, .swept], in: store, outbox: outbox)
+            #expect(await outbox.flush(timeout: .seconds(10)))
+            #expect(relay.states(of: id) == [.loading, .starting, .ready, .swept])
+            #expect(try await store.pendingUpdates().isEmpty)
+            await client.close()
+            await relay.close()
+        }
+    }
+
+    @Test func withoutAControllerUpdatesWaitAndNothingIsLost() async throws {
+        try await withNATSServer { server in
+            let store = try makeStore()
+            let client = try await server.connectedClient()
+            var sender = outbox(store, client)
+            let id = try await record([.starting], in: store, outbox: sender)
+            // No relay: nothing is acknowledged; the drone "restarts" with a new outbox.
+            #expect(await sender.flush(timeout: .milliseconds(600)) == false)
+            await sender.stop()
+            #expect(try await store.pendingUpdates().count == 2)
+            sender = outbox(store, client)
+            try await sender.resume()
+            let relay = try await TestRelay(server: server)
+            #expect(await sender.flush(timeout: .seconds(10)))
+            #expect(relay.states(of: id) == [.loading, .starting])
+            await client.close()
+            await relay.close()
+        }
+    }
+
+    @Test func aNATSRestartLosesNoUpdate() async throws {
+        try await withNATSServer { server in
+            let store = try makeStore()
+            let client = try await server.connectedClient()
+            let sender = outbox(store, client)
+            let relay = try await TestRelay(server: server)
+            let first = try await record([.starting], in: store, outbox: sender)
+            #expect(await sender.flush(timeout: .seconds(10)))
+            await server.kill9()
+            let second = try await record([.starting, .ready], in: store, outbox: sender)
+            try await Task.sleep(for: .milliseconds(300))
+            try await server.startAgain()
+            // The relay's and the drone's clients reconnect on their own.
+            #expect(await sender.flush(timeout: .seconds(20)))
+            // Delivery is at least once: a request sent just before the outage may have
+            // reached the relay although its answer was lost, and is sent again (the
+            // controller's relay stores such a repeat once). Nothing is lost or reordered.
+            func collapsed(_ states: [BackendState]) -> [BackendState] {
+                states.reduce(into: []) { if $0.last != $1 { $0.append($1) } }
+            }
+            #expect(collapsed(relay.states(of: first)) == [.loading, .starting])
+            #expect(collapsed(relay.states(of: second)) == [.loading, .starting, .ready])
+            #expect(try await store.pendingUpdates().isEmpty)
+            await client.close()
+            await relay.close()
+        }
+    }
+
+    @Test func oneStuckBackendDoesNotBlockTheOthers() async throws {
+        try await withNATSServer { server in
+            let store = try makeStore()
+            let client = try await server.connectedClient()
+            let sender = outbox(store, client)
+            let relay = try await TestRelay(server: server)
+            let stuck = spawn().backendID
+            relay.ignoring.withLock { _ = $0.insert(stuck) }
+            let request = SpawnRequest(cluster: "plane.test", droneID: drone, maxIdleSeconds: 30, backendID: stuck, executable: DockerExecutableConfig(image: "x"))
+            await sender.enqueue(try await store.insert(request, cluster: "plane.test", runtime: "test", drone: drone, time: .now()))
+            let other = try await record([.starting, .ready], in: store, outbox: sender)
+            #expect(try await eventually { relay.states(of: other) == [.loading, .starting, .ready] })
+            let pending = await sender.pendingCount
+            #expect(relay.states(of: stuck).isEmpty && pending == 1)
+            // Once the relay answers again, the stuck one goes through too.
+            relay.ignoring.withLock { $0 = [] }
+            #expect(await sender.flush(timeout: .seconds(10)))
+            #expect(relay.states(of: stuck) == [.loading])
+            await client.close()
+            await relay.close()
+        }
+    }
+}
+
+func eventually(timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return try await condition()
+}
