@@ -57,6 +57,9 @@ public final class DroneStore: Sendable {
                 CREATE INDEX outbox_backend ON outbox(backend, seq);
                 """)
         }
+        migrator.registerMigration("v2-log-position") { db in
+            try db.execute(sql: "ALTER TABLE backend ADD COLUMN last_log_ns INTEGER")
+        }
         return migrator
     }
 
@@ -107,6 +110,18 @@ public final class DroneStore: Sendable {
             try await pool.write { db in
                 try db.execute(sql: "UPDATE backend SET runtime_id = ?, address = ?, port = ? WHERE id = ?",
                                arguments: [runtimeID, address, port.map { Int64($0) }, backend.rawValue])
+            }
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    /// The time of the last log line published for `backend`, so a restarted monitor does
+    /// not publish it again.
+    public func recordLogPosition(_ backend: BackendID, time: Timestamp) async throws(DroneError) {
+        do {
+            try await pool.write { db in
+                try db.execute(sql: "UPDATE backend SET last_log_ns = ? WHERE id = ?", arguments: [time.nanosecondsSinceEpoch, backend.rawValue])
             }
         } catch {
             throw storeError(error)
@@ -268,6 +283,8 @@ public struct StoredBackend: Sendable, Hashable {
     public var port: Int?
     public var created: Timestamp
     public var updated: Timestamp
+    /// Time of the last published log line.
+    public var lastLogTime: Timestamp?
 
     public var backendID: BackendID { spawn.backendID }
 
@@ -291,6 +308,7 @@ public struct StoredBackend: Sendable, Hashable {
         port = (row["port"] as Int64?).map { Int($0) }
         created = Timestamp(nanosecondsSinceEpoch: row["created_ns"])
         updated = Timestamp(nanosecondsSinceEpoch: row["updated_ns"])
+        lastLogTime = (row["last_log_ns"] as Int64?).map { Timestamp(nanosecondsSinceEpoch: $0) }
     }
 }
 

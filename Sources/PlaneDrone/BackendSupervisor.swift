@@ -1,0 +1,181 @@
+import AsyncHTTPClient
+import ContainerRuntime
+import Logging
+import NIOCore
+import PlaneCore
+
+/// Runs one backend: feeds `BackendLifecycle` events and performs the actions it returns
+/// (runtime calls, the readiness probe, the route, the monitor, durable state reports).
+/// Results of slow work (load, probe, cleanup) come back as events, so a termination or an
+/// exit is handled while that work is in flight.
+actor BackendSupervisor {
+    let spawn: SpawnRequest
+    let spec: BackendSpec
+    let context: AgentContext
+    let onFinish: @Sendable (BackendID) async -> Void
+
+    private var machine: BackendLifecycle
+    private var work: Task<Void, Never>?
+    private var idleWatch: Task<Void, Never>?
+    private var monitor: BackendMonitor?
+    private var exitCode: Int32?
+    private var loadingRecorded: Bool
+    private var logsSince: Timestamp?
+
+    var backendID: BackendID { spawn.backendID }
+    var state: BackendState { machine.state }
+
+    init(spawn: SpawnRequest, spec: BackendSpec, context: AgentContext, machine: BackendLifecycle = BackendLifecycle(),
+         loadingRecorded: Bool, logsSince: Timestamp? = nil, onFinish: @escaping @Sendable (BackendID) async -> Void) {
+        self.spawn = spawn
+        self.spec = spec
+        self.context = context
+        self.machine = machine
+        self.loadingRecorded = loadingRecorded
+        self.logsSince = logsSince
+        self.onFinish = onFinish
+    }
+
+    /// Starts a new backend.
+    func begin() async {
+        await apply(machine.handle(.spawned))
+    }
+
+    /// Continues a backend found after a drone restart.
+    func resume() async {
+        if machine.state == .starting || machine.state == .ready { await perform(.startMonitor) }
+        await apply(machine.resume())
+    }
+
+    func deliver(_ event: BackendLifecycle.Event) async {
+        if case .exited(let code) = event { exitCode = code }
+        await apply(machine.handle(event))
+    }
+
+    private func apply(_ actions: [BackendLifecycle.Action]) async {
+        for action in actions { await perform(action) }
+    }
+
+    private func perform(_ action: BackendLifecycle.Action) async {
+        let backend = backendID
+        let logger = context.logger
+        switch action {
+        case .report(let state):
+            if state == .loading && loadingRecorded { return }
+            let update = UpdateBackendStateMessage(cluster: context.cluster, state: state, backend: backend, time: .now(), drone: context.droneID)
+            do {
+                let entry = try await context.store.recordState(update, exitCode: state == .failed || state == .exited ? exitCode : nil)
+                await context.outbox.enqueue(entry)
+            } catch {
+                logger.error("backend.report_failed", metadata: ["plane.backend": "\(backend)", "plane.state": "\(state.rawValue)", "error": "\(error)"])
+            }
+            logger.info("backend.state", metadata: ["plane.backend": "\(backend)", "plane.state": "\(state.rawValue)"])
+        case .load:
+            let runtime = context.runtime
+            let store = context.store
+            let spec = spec
+            work = Task {
+                do {
+                    try await runtime.prepare(spec)
+                    try Task.checkCancellation()
+                    let handle = try await runtime.start(spec)
+                    let address: String
+                    if let reported = handle.address {
+                        address = reported.description
+                    } else if case .host(let host) = spec.network {
+                        address = BackendAddress(host: host, port: spec.port).description
+                    } else {
+                        throw RuntimeError(.internal, "The runtime did not say where backend \(backend) listens.")
+                    }
+                    try? await store.recordPlacement(backend, runtimeID: handle.runtimeID, address: address, port: Int(spec.port))
+                    guard !Task.isCancelled else { return }
+                    await self.deliver(.loaded(address: address))
+                } catch is CancellationError {
+                } catch {
+                    logger.warning("backend.load_failed", metadata: ["plane.backend": "\(backend)", "error": "\(error)"])
+                    await self.deliver(.loadFailed(reason: "\(error)"))
+                }
+            }
+        case .probe(let address):
+            let configuration = context.configuration
+            let runtime = context.runtime
+            work = Task {
+                let deadline = ContinuousClock.now + configuration.startupTimeout
+                var attempts = 0
+                while ContinuousClock.now < deadline, !Task.isCancelled {
+                    attempts += 1
+                    if await Self.probeOnce(address: address, path: configuration.readinessPath, timeout: configuration.probeTimeout) {
+                        await self.deliver(.probeAnswered)
+                        return
+                    }
+                    // Every few attempts, ask whether the process still runs.
+                    if attempts % 10 == 0, let status = try? await runtime.status(of: backend), !status.isRunning {
+                        if case .exited(let code) = status { await self.deliver(.exited(code: code)) } else { await self.deliver(.notRunning) }
+                        return
+                    }
+                    try? await Task.sleep(for: .milliseconds(25))
+                }
+                if !Task.isCancelled { await self.deliver(.probeTimedOut) }
+            }
+        case .startMonitor:
+            monitor?.stop()
+            monitor = BackendMonitor(backend: backend, context: context, logsSince: logsSince)
+        case .stopMonitor:
+            monitor?.stop()
+            monitor = nil
+        case .addRoute(let address):
+            let route = RouteTable.Route(backendID: backend, address: address, bearerToken: spawn.bearerToken)
+            context.routes.add(route)
+            try? await context.store.setRoute(StoredRoute(subdomain: backend.rawValue, backendID: backend, address: address,
+                                                          bearerToken: spawn.bearerToken, lastActive: .now()))
+        case .removeRoute:
+            context.routes.remove(backend)
+            try? await context.store.removeRoute(of: backend)
+        case .watchIdle:
+            let routes = context.routes
+            let maxIdle = spawn.maxIdleSeconds.duration
+            idleWatch = Task {
+                while !Task.isCancelled {
+                    if let idle = routes.idleTime(of: backend), idle >= maxIdle {
+                        await self.deliver(.idleExpired)
+                        return
+                    }
+                    try? await Task.sleep(for: .milliseconds(250))
+                }
+            }
+        case .cancelWork:
+            work?.cancel()
+            work = nil
+            idleWatch?.cancel()
+            idleWatch = nil
+        case .stopAndRemove:
+            let runtime = context.runtime
+            let grace = context.configuration.stopGrace
+            Task {
+                do {
+                    try await runtime.stop(backend, grace: grace)
+                    try await runtime.remove(backend)
+                } catch {
+                    logger.warning("backend.cleanup_failed", metadata: ["plane.backend": "\(backend)", "error": "\(error)"])
+                }
+                await self.deliver(.cleanedUp)
+            }
+        case .finish:
+            monitor?.stop()
+            monitor = nil
+            await onFinish(backend)
+        }
+    }
+
+    /// One readiness attempt: any HTTP answer counts.
+    static func probeOnce(address: String, path: String, timeout: Duration) async -> Bool {
+        let request = HTTPClientRequest(url: "http://\(address)\(path)")
+        do {
+            let response = try await HTTPClient.shared.execute(request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
+            _ = try? await response.body.collect(upTo: 1 << 20)
+            return true
+        } catch {
+            return false
+        }
+    }
+}

@@ -1,0 +1,345 @@
+import ContainerRuntime
+import Logging
+import NATS
+import NIOCore
+import NIOPosix
+import PlaneCore
+import PlaneMessaging
+import ServiceLifecycle
+import Synchronization
+
+/// Intervals of the agent's periodic work; production values by default, shorter in tests.
+public struct AgentTiming: Sendable {
+    public var heartbeat: Duration = .seconds(4)
+    public var stats: Duration = .seconds(10)
+    public var dnsRefresh: Duration = .seconds(50)
+    public var activityFlush: Duration = .seconds(5)
+    /// How long a graceful shutdown waits for the outbox to empty.
+    public var shutdownFlush: Duration = .seconds(10)
+    public init() {}
+}
+
+/// The drone's agent: turns spawn requests into backends on its `ContainerRuntime`,
+/// heartbeats, drains, terminates, re-attaches after a restart, and reports every state
+/// change through the durable outbox. A `Service`: `start()` subscribes and recovers,
+/// `run()` serves until graceful shutdown.
+public final class DroneAgent: Service, Sendable {
+    public let droneID: DroneID
+    public let cluster: ClusterName
+    public let configuration: AgentConfiguration
+    public let routes: RouteTable
+    let context: AgentContext
+    let timing: AgentTiming
+    let logger: Logger
+
+    struct State {
+        var draining = false
+        var stopping = false
+        var supervisors: [BackendID: BackendSupervisor] = [:]
+        var reservedPorts: Set<Int> = []
+        var nextPort: Int?
+        var started = false
+    }
+
+    struct Subscriptions: Sendable {
+        var spawns: PlaneSubscription<SpawnRequest, Bool>
+        var terminations: PlaneSubscription<TerminationRequest, NullReply>
+        var drains: PlaneSubscription<DrainDrone, NullReply>
+    }
+
+    private let state = Mutex(State())
+    private let subscriptions = Mutex<Subscriptions?>(nil)
+
+    public init(droneID: DroneID, cluster: ClusterName, configuration: AgentConfiguration, runtime: any ContainerRuntime,
+                store: DroneStore, client: NATSClient, publicIP: String, routes: RouteTable = RouteTable(),
+                timing: AgentTiming = AgentTiming(), logger: Logger) {
+        self.droneID = droneID
+        self.cluster = cluster
+        self.configuration = configuration
+        self.routes = routes
+        self.timing = timing
+        self.logger = logger
+        let messenger = PlaneMessenger(client: client, logger: logger)
+        context = AgentContext(droneID: droneID, cluster: cluster, configuration: configuration, runtime: runtime, store: store,
+                               outbox: StateOutbox(store: store, messenger: messenger, logger: logger), routes: routes,
+                               messenger: messenger, publicIP: publicIP, statsInterval: timing.stats, dnsInterval: timing.dnsRefresh,
+                               logger: logger)
+    }
+
+    public var isDraining: Bool { state.withLock { $0.draining } }
+
+    /// Backends this agent is running (any state not finished).
+    public var supervisedBackends: [BackendID] { state.withLock { Array($0.supervisors.keys) } }
+
+    // MARK: Start
+
+    public func start() async throws {
+        if state.withLock({ $0.started }) { return }
+        let messenger = context.messenger
+        let spawns = try await messenger.subscribe(PlaneSubjects.spawn(droneID))
+        let terminations = try await messenger.subscribe(PlaneSubjects.terminateAll(cluster))
+        let drains = try await messenger.subscribe(PlaneSubjects.drain(cluster, droneID))
+        subscriptions.withLock { $0 = Subscriptions(spawns: spawns, terminations: terminations, drains: drains) }
+        try await context.outbox.resume()
+        try await recover()
+        try await messenger.publish(PlaneSubjects.droneRegister, DroneConnectRequest(droneID: droneID, cluster: cluster, ip: context.publicIP))
+        try await heartbeat()
+        state.withLock { $0.started = true }
+        logger.info("agent.started", metadata: ["plane.drone": "\(droneID)", "plane.cluster": "\(cluster)", "plane.runtime": "\(context.runtime.descriptor.name)"])
+    }
+
+    public func run() async throws {
+        try await start()
+        guard let subscriptions = subscriptions.withLock({ $0 }) else { return }
+        await cancelWhenGracefulShutdown {
+            await withDiscardingTaskGroup { group in
+                group.addTask {
+                    await withDiscardingTaskGroup { spawns in
+                        for await delivery in subscriptions.spawns {
+                            spawns.addTask { await self.handleSpawn(delivery) }
+                        }
+                    }
+                }
+                group.addTask {
+                    for await delivery in subscriptions.terminations {
+                        _ = try? await delivery.respond(NullReply())
+                        guard case .success(let request) = delivery.message else { continue }
+                        if let supervisor = self.state.withLock({ $0.supervisors[request.backendID] }) {
+                            self.logger.info("agent.terminate", metadata: ["plane.backend": "\(request.backendID)"])
+                            await supervisor.deliver(.terminateRequested)
+                        }
+                    }
+                }
+                group.addTask {
+                    for await delivery in subscriptions.drains {
+                        if case .success(let request) = delivery.message {
+                            self.state.withLock { $0.draining = request.drain }
+                            self.logger.notice("agent.drain", metadata: ["plane.drain": "\(request.drain)"])
+                            try? await self.heartbeat()
+                        }
+                        _ = try? await delivery.respond(NullReply())
+                    }
+                }
+                group.addTask {
+                    for await event in self.context.runtime.events() {
+                        guard let supervisor = self.state.withLock({ $0.supervisors[event.backendID] }) else { continue }
+                        switch event.kind {
+                        case .exited(let code): await supervisor.deliver(.exited(code: code))
+                        case .outOfMemory: await supervisor.deliver(.exited(code: 137))
+                        }
+                    }
+                }
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: self.timing.heartbeat)
+                        if Task.isCancelled { return }
+                        do { try await self.heartbeat() } catch { self.logger.warning("agent.heartbeat_failed", metadata: ["error": "\(error)"]) }
+                    }
+                }
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: self.timing.activityFlush)
+                        try? await self.context.store.recordActivity(self.routes.takeDirtyActivity())
+                    }
+                }
+            }
+        }
+        await shutdown()
+    }
+
+    /// SIGTERM: refuse new spawns, say so, optionally end the backends, flush the outbox.
+    /// Backends keep running unless `drain_on_shutdown`; the next start re-attaches them.
+    func shutdown() async {
+        state.withLock { $0.stopping = true }
+        try? await heartbeat()
+        if let s = subscriptions.withLock({ $0 }) {
+            try? s.spawns.unsubscribe()
+            try? s.terminations.unsubscribe()
+            try? s.drains.unsubscribe()
+        }
+        if configuration.drainOnShutdown {
+            for supervisor in state.withLock({ Array($0.supervisors.values) }) { await supervisor.deliver(.terminateRequested) }
+            let deadline = ContinuousClock.now + configuration.stopGrace + .seconds(5)
+            while ContinuousClock.now < deadline, !state.withLock({ $0.supervisors.isEmpty }) {
+                try? await Task.sleep(for: .milliseconds(50))
+            }
+        }
+        try? await context.store.recordActivity(routes.takeDirtyActivity())
+        let flushed = await context.outbox.flush(timeout: timing.shutdownFlush)
+        await context.outbox.stop()
+        logger.info("agent.stopped", metadata: ["outbox.flushed": "\(flushed)"])
+    }
+
+    // MARK: Heartbeat
+
+    func heartbeat() async throws {
+        let (draining, stopping) = state.withLock { ($0.draining, $0.stopping) }
+        let running = try await context.store.liveBackendCount()
+        let ready = !draining && !stopping
+        let message = DroneStatusMessage(droneID: droneID, cluster: cluster, droneVersion: PlaneVersion.current, ready: ready,
+                                         state: ready ? .ready : (stopping ? .stopped : .draining), runningBackends: UInt32(running))
+        try await context.messenger.publish(PlaneSubjects.droneStatus(droneID), message)
+    }
+
+    // MARK: Spawning
+
+    func handleSpawn(_ delivery: PlaneDelivery<SpawnRequest, Bool>) async {
+        let request: SpawnRequest
+        switch delivery.message {
+        case .success(let decoded): request = decoded
+        case .failure(let error):
+            logger.warning("agent.spawn_refused", metadata: ["reason": "\(error)"])
+            _ = try? await delivery.respond(false)
+            return
+        }
+        do {
+            let supervisor = try await accept(request)
+            _ = try? await delivery.respond(true)
+            await supervisor.begin()
+        } catch {
+            logger.warning("agent.spawn_refused", metadata: ["plane.backend": "\(request.backendID)", "reason": "\(error)"])
+            _ = try? await delivery.respond(false)
+        }
+    }
+
+    /// Checks a spawn request and records it durably; the returned supervisor is registered
+    /// (so a termination can reach it) but not started.
+    func accept(_ request: SpawnRequest) async throws -> BackendSupervisor {
+        let (draining, stopping) = state.withLock { ($0.draining, $0.stopping) }
+        guard !draining, !stopping else { throw DroneError(.invalidSpawn, "The drone is draining; it takes no new backends.") }
+        guard request.droneID == droneID else { throw DroneError(.invalidSpawn, "The request is for drone \(request.droneID), not this one (\(droneID)).") }
+        if let requested = request.cluster, requested != cluster {
+            throw DroneError(.invalidSpawn, "The request is for cluster \(requested); this drone serves \(cluster).")
+        }
+        guard request.executable.volumeMounts.isEmpty || configuration.allowVolumeMounts else {
+            throw DroneError(.invalidSpawn, "Volume mounts are not allowed on this drone (set allow_volume_mounts).")
+        }
+        let port = try await reservePort()
+        do {
+            let spec = try makeSpec(request, port: port)
+            try context.runtime.validate(spec)
+            let entry = try await context.store.insert(request, cluster: cluster, runtime: context.runtime.descriptor.name, drone: droneID, time: .now())
+            let supervisor = makeSupervisor(request, spec: spec, machine: BackendLifecycle(), loadingRecorded: true, logsSince: nil)
+            await context.outbox.enqueue(entry)
+            return supervisor
+        } catch {
+            state.withLock { _ = $0.reservedPorts.remove(port) }
+            throw error
+        }
+    }
+
+    func makeSupervisor(_ request: SpawnRequest, spec: BackendSpec, machine: BackendLifecycle, loadingRecorded: Bool, logsSince: Timestamp?) -> BackendSupervisor {
+        let supervisor = BackendSupervisor(spawn: request, spec: spec, context: context, machine: machine, loadingRecorded: loadingRecorded,
+                                           logsSince: logsSince) { [weak self] backend in
+            self?.state.withLock { state in
+                state.supervisors[backend] = nil
+                state.reservedPorts.remove(Int(spec.port))
+            }
+        }
+        state.withLock { $0.supervisors[request.backendID] = supervisor }
+        return supervisor
+    }
+
+    func makeSpec(_ request: SpawnRequest, port: Int) throws -> BackendSpec {
+        let executable = request.executable
+        var mounts: [MountSpec] = []
+        for mount in executable.volumeMounts { mounts.append(try MountSpec(wire: mount)) }
+        guard !executable.image.isEmpty else { throw DroneError(.invalidSpawn, "The request names no image.") }
+        return BackendSpec(
+            backendID: request.backendID, droneID: droneID, image: executable.image, env: executable.env, port: UInt16(port),
+            network: .host(address: "127.0.0.1"), limits: ResourceLimitsSpec(wire: executable.resourceLimits),
+            pullPolicy: executable.pullPolicy, credentials: executable.credentials.map(RegistryCredentials.init(wire:)), mounts: mounts)
+    }
+
+    /// A port from the range that no live backend holds and that is free on the host.
+    func reservePort() async throws -> Int {
+        let inUse = try await context.store.portsInUse()
+        let range = configuration.portRange
+        return try state.withLock { state in
+            var candidate = state.nextPort ?? range.lowerBound
+            for _ in 0..<range.count {
+                if candidate > range.upperBound { candidate = range.lowerBound }
+                if !inUse.contains(candidate), !state.reservedPorts.contains(candidate), Self.isFree(port: candidate) {
+                    state.reservedPorts.insert(candidate)
+                    state.nextPort = candidate + 1
+                    return candidate
+                }
+                candidate += 1
+            }
+            throw DroneError(.invalidSpawn, "No free port in \(range.lowerBound)-\(range.upperBound); widen [agent] port_range.")
+        }
+    }
+
+    static func isFree(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = INADDR_ANY
+        return withUnsafePointer(to: &address) { pointer in
+            pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+
+    // MARK: Recovery
+
+    /// Reconciles the store with what the runtime holds for this drone: running backends
+    /// are re-attached with their state and idle clock, backends the runtime lost end, and
+    /// containers the store does not know are removed.
+    func recover() async throws {
+        let runtime = context.runtime
+        let handles = try await runtime.list()
+        let held = Set(handles.map(\.backendID))
+        let stored = try await context.store.allBackends()
+        let storedIDs = Set(stored.map(\.backendID))
+        let storedRoutes = Dictionary(try await context.store.allRoutes().map { ($0.backendID, $0) }, uniquingKeysWith: { a, _ in a })
+        for backend in stored {
+            let id = backend.backendID
+            guard !backend.state.isTerminal else {
+                if held.contains(id) {
+                    try? await runtime.stop(id, grace: configuration.stopGrace)
+                    try? await runtime.remove(id)
+                }
+                continue
+            }
+            let status = held.contains(id) ? ((try? await runtime.status(of: id)) ?? .unknown) : .unknown
+            guard status.isRunning, backend.state != .loading, let port = backend.port else {
+                // Lost, ended while the drone was away, or interrupted while loading.
+                let terminal: BackendState
+                switch (backend.state, status) {
+                case (.loading, _): terminal = .errorLoading
+                case (.starting, _): terminal = .errorStarting
+                case (_, .exited(let code)): terminal = code == 0 ? .exited : .failed
+                default: terminal = .failed
+                }
+                var exitCode: Int32?
+                if case .exited(let code) = status { exitCode = code }
+                let update = UpdateBackendStateMessage(cluster: backend.cluster, state: terminal, backend: id, time: .now(), drone: droneID)
+                await context.outbox.enqueue(try await context.store.recordState(update, exitCode: exitCode))
+                try? await context.store.removeRoute(of: id)
+                try? await runtime.stop(id, grace: configuration.stopGrace)
+                try? await runtime.remove(id)
+                logger.notice("agent.recovered_as_ended", metadata: ["plane.backend": "\(id)", "plane.state": "\(terminal.rawValue)"])
+                continue
+            }
+            state.withLock { _ = $0.reservedPorts.insert(port) }
+            let spec = try makeSpec(backend.spawn, port: port)
+            let address = backend.address ?? BackendAddress(host: "127.0.0.1", port: UInt16(port)).description
+            if backend.state == .ready {
+                let route = storedRoutes[id]
+                routes.add(RouteTable.Route(backendID: id, address: address, bearerToken: backend.spawn.bearerToken), lastActive: route?.lastActive ?? backend.updated)
+            }
+            let supervisor = makeSupervisor(backend.spawn, spec: spec, machine: .resumed(state: backend.state, address: address),
+                                            loadingRecorded: true, logsSince: backend.lastLogTime)
+            await supervisor.resume()
+            logger.info("agent.reattached", metadata: ["plane.backend": "\(id)", "plane.state": "\(backend.state.rawValue)"])
+        }
+        for handle in handles where !storedIDs.contains(handle.backendID) {
+            logger.notice("agent.removing_unknown_container", metadata: ["plane.backend": "\(handle.backendID)"])
+            try? await runtime.stop(handle.backendID, grace: configuration.stopGrace)
+            try? await runtime.remove(handle.backendID)
+        }
+    }
+}
