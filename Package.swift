@@ -119,6 +119,8 @@ let package = Package(
                 "PlaneController",
                 "PlaneDNS",
                 "PlaneDrone",
+                "ContainerRuntime",
+                "DockerRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
@@ -133,6 +135,7 @@ let package = Package(
             name: "PlaneTestSupport",
             dependencies: [
                 "NATS",
+                "ImageBuilder",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

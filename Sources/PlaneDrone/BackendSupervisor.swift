@@ -47,6 +47,12 @@ actor BackendSupervisor {
         await apply(machine.resume())
     }
 
+    /// Delivers an event from work this supervisor started, on a task of its own: the
+    /// event's actions may cancel that work, and must not be cancelled with it.
+    nonisolated func post(_ event: BackendLifecycle.Event) {
+        Task { await self.deliver(event) }
+    }
+
     func deliver(_ event: BackendLifecycle.Event) async {
         if case .exited(let code) = event { exitCode = code }
         await apply(machine.handle(event))
@@ -89,11 +95,11 @@ actor BackendSupervisor {
                     }
                     try? await store.recordPlacement(backend, runtimeID: handle.runtimeID, address: address, port: Int(spec.port))
                     guard !Task.isCancelled else { return }
-                    await self.deliver(.loaded(address: address))
+                    self.post(.loaded(address: address))
                 } catch is CancellationError {
                 } catch {
                     logger.warning("backend.load_failed", metadata: ["plane.backend": "\(backend)", "error": "\(error)"])
-                    await self.deliver(.loadFailed(reason: "\(error)"))
+                    self.post(.loadFailed(reason: "\(error)"))
                 }
             }
         case .probe(let address):
@@ -105,17 +111,17 @@ actor BackendSupervisor {
                 while ContinuousClock.now < deadline, !Task.isCancelled {
                     attempts += 1
                     if await Self.probeOnce(address: address, path: configuration.readinessPath, timeout: configuration.probeTimeout) {
-                        await self.deliver(.probeAnswered)
+                        self.post(.probeAnswered)
                         return
                     }
                     // Every few attempts, ask whether the process still runs.
                     if attempts % 10 == 0, let status = try? await runtime.status(of: backend), !status.isRunning {
-                        if case .exited(let code) = status { await self.deliver(.exited(code: code)) } else { await self.deliver(.notRunning) }
+                        if case .exited(let code) = status { self.post(.exited(code: code)) } else { self.post(.notRunning) }
                         return
                     }
                     try? await Task.sleep(for: .milliseconds(25))
                 }
-                if !Task.isCancelled { await self.deliver(.probeTimedOut) }
+                if !Task.isCancelled { self.post(.probeTimedOut) }
             }
         case .startMonitor:
             monitor?.stop()
@@ -137,7 +143,7 @@ actor BackendSupervisor {
             idleWatch = Task {
                 while !Task.isCancelled {
                     if let idle = routes.idleTime(of: backend), idle >= maxIdle {
-                        await self.deliver(.idleExpired)
+                        self.post(.idleExpired)
                         return
                     }
                     try? await Task.sleep(for: .milliseconds(250))
@@ -158,7 +164,7 @@ actor BackendSupervisor {
                 } catch {
                     logger.warning("backend.cleanup_failed", metadata: ["plane.backend": "\(backend)", "error": "\(error)"])
                 }
-                await self.deliver(.cleanedUp)
+                self.post(.cleanedUp)
             }
         case .finish:
             monitor?.stop()

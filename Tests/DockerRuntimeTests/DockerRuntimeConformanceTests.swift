@@ -10,23 +10,6 @@ import RuntimeConformance
 import Testing
 @testable import DockerRuntime
 
-/// Builds and loads the plane-test-server image once per test run, on the real dockerd.
-actor DockerTestImage {
-    static let shared = DockerTestImage()
-    static let reference = "plane-test-server:conformance"
-    private var loaded = false
-
-    func ensureLoaded() async throws -> String {
-        if loaded { return Self.reference }
-        let output = try TestEnvironment.temporaryDirectory("plane-docker-image")
-        defer { try? FileManager.default.removeItem(atPath: output) }
-        let result = try ContainerImageBuilder(executable: try TestExecutables.path("plane-test-server"), name: "plane-test-server", tag: "conformance").build(into: output)
-        try SystemProgram("docker", debianPackage: "docker.io").run(["load", "-i", result.dockerArchive])
-        loaded = true
-        return Self.reference
-    }
-}
-
 enum DockerTestSetup {
     static let endpoint = ProcessInfo.processInfo.environment["PLANE_TEST_DOCKER_ENDPOINT"] ?? "/var/run/docker.sock"
 

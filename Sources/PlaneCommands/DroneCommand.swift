@@ -1,0 +1,93 @@
+import ArgumentParser
+import ContainerRuntime
+import DockerRuntime
+import Foundation
+import Logging
+import NATS
+import PlaneCore
+import PlaneDrone
+import ServiceLifecycle
+
+/// `plane drone [--config] drone.toml`: the agent on the configured runtime (the proxy and
+/// the certificate refresher follow in issues 05 and 07).
+struct DroneCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "drone",
+        abstract: "Run a drone: the agent that runs backends on its container runtime.",
+        discussion: "Settings come from the TOML file and PLANE_SECTION__KEY environment variables; see docs/configuration.md."
+    )
+
+    @Option(name: .long, help: ArgumentHelp("Path of drone.toml.", valueName: "path"))
+    var config: String?
+
+    @Argument(help: ArgumentHelp("Path of drone.toml (as v0.3.10 took it).", valueName: "config-file"))
+    var configFile: String?
+
+    func run() async throws {
+        LoggingSystem.bootstrapPlane()
+        let configuration: DroneConfiguration
+        do {
+            configuration = try DroneConfigLoader.load(path: config ?? configFile, environment: ProcessInfo.processInfo.environment)
+        } catch {
+            fail(error.message, code: 2)
+        }
+        let logger = Logger(label: "plane.drone")
+        guard let agentConfiguration = configuration.agent, let natsConfiguration = configuration.nats else {
+            fail("This drone has no [agent] (the proxy and certificates arrive in later versions); nothing to run.", code: 2)
+        }
+        do {
+            let droneID = try configuration.droneID ?? DroneIdentity.load(stateDirectory: configuration.stateDirectory)
+            let store = try DroneStore(path: configuration.effectiveDatabasePath)
+            let runtime = try await Self.registry().makeRuntime(named: agentConfiguration.runtime, context: RuntimeContext(
+                droneID: droneID, stateDirectory: configuration.stateDirectory, configuration: agentConfiguration.runtimeConfiguration,
+                logger: Logger(label: "plane.runtime")))
+            let publicIP = try await PublicIPResolver.resolve(agentConfiguration.ip)
+            let client = try NATSClient(configuration: natsConfiguration, logger: Logger(label: "plane.nats"))
+            try await client.connect()
+            let agent = DroneAgent(droneID: droneID, cluster: configuration.cluster, configuration: agentConfiguration, runtime: runtime,
+                                   store: store, client: client, publicIP: publicIP, logger: logger)
+            try await agent.start()
+            let group = ServiceGroup(configuration: .init(
+                services: [.init(service: client), .init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup)],
+                gracefulShutdownSignals: [.sigterm, .sigint],
+                logger: logger))
+            try await group.run()
+        } catch let error as DroneError {
+            fail(error.message, code: 1)
+        } catch let error as RuntimeError {
+            fail(error.message, code: 1)
+        } catch let error as NATSError {
+            fail("Cannot use NATS: \(error.message)", code: 1)
+        }
+    }
+
+    /// The runtimes this build knows: the composition root is the only place that names them.
+    static func registry() throws -> RuntimeRegistry {
+        var registry = RuntimeRegistry()
+        try registry.register(DockerRuntime.name) { context throws(RuntimeError) in
+            try await DockerRuntime.make(configuration: try dockerConfiguration(context.configuration), droneID: context.droneID, logger: context.logger)
+        }
+        return registry
+    }
+
+    /// `[agent.docker]` (as converted by the loader) into the runtime's settings.
+    static func dockerConfiguration(_ json: JSONObject) throws(RuntimeError) -> DockerRuntimeConfiguration {
+        var configuration = DockerRuntimeConfiguration()
+        if let endpoint = json["endpoint"]?.stringValue { configuration.endpoint = endpoint }
+        configuration.ociRuntime = json["oci_runtime"]?.stringValue
+        configuration.logDriver = json["log_driver"]?.stringValue
+        for member in json["log_options"]?.objectValue?.members ?? [] {
+            if let value = member.value.stringValue { configuration.logOptions[member.key] = value }
+        }
+        configuration.allowMounts = json["allow_mounts"]?.boolValue ?? false
+        if json["network"] != nil || json["insecure_gpu"]?.boolValue == true {
+            throw RuntimeError(.invalidSpec, "[agent.docker] network and insecure_gpu are not supported: backends use host networking with the port the drone assigns, and GPUs are not passed through. Remove them from drone.toml.")
+        }
+        return configuration
+    }
+
+    func fail(_ message: String, code: Int32) -> Never {
+        FileHandle.standardError.write(Data("error: \(message)\n".utf8))
+        Foundation.exit(code)
+    }
+}
