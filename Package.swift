@@ -218,8 +218,9 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneDroneTests",
-            dependencies: ["PlaneDrone", "PlaneCore", "ContainerRuntime", "PlaneTestSupport", "NATS", "PlaneMessaging",
-                           .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PlaneDrone", "PlaneCore", "ContainerRuntime", "DockerRuntime", "PlaneTestSupport", "NATS", "PlaneMessaging",
+                           "plane-test-server", "plane-image-builder",
+                           .product(name: "Logging", package: "swift-log"), .product(name: "AsyncHTTPClient", package: "async-http-client")]
         ),
         .testTarget(
             name: "ImageBuilderTests",

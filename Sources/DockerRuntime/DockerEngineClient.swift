@@ -101,11 +101,21 @@ struct DockerEngineClient: Sendable {
     private func execute(_ request: HTTPClientRequest, timeout: Duration) async throws -> HTTPClientResponse {
         let deadline = TimeAmount.nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000)
         do {
-            return try await HTTPClient.shared.execute(request, timeout: deadline)
+            return try await Self.http.execute(request, timeout: deadline)
         } catch let error where Self.isStaleConnection(error, method: request.method) {
-            return try await HTTPClient.shared.execute(request, timeout: deadline)
+            return try await Self.http.execute(request, timeout: deadline)
         }
     }
+
+    /// The HTTP client for the daemon. Followed logs and the event stream each hold a
+    /// connection for as long as they run, so the pool must allow many more connections
+    /// than AsyncHTTPClient's default of 8 per host, or a busy drone's ordinary calls queue
+    /// behind the streams until they time out. Lives as long as the process.
+    static let http: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 1024)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
 
     static func isStaleConnection(_ error: any Error, method: HTTPMethod) -> Bool {
         if let channelError = error as? ChannelError, channelError == .ioOnClosedChannel { return true }

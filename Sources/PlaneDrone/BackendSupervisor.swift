@@ -21,6 +21,9 @@ actor BackendSupervisor {
     private var exitCode: Int32?
     private var loadingRecorded: Bool
     private var logsSince: Timestamp?
+    /// Set when the agent shuts down without ending the backend: nothing more happens here;
+    /// the next agent re-attaches the backend.
+    private var detached = false
 
     var backendID: BackendID { spawn.backendID }
     var state: BackendState { machine.state }
@@ -53,7 +56,19 @@ actor BackendSupervisor {
         Task { await self.deliver(event) }
     }
 
+    /// Stops watching the backend without touching it (agent shutdown).
+    func detach() {
+        detached = true
+        work?.cancel()
+        idleWatch?.cancel()
+        monitor?.stop()
+        work = nil
+        idleWatch = nil
+        monitor = nil
+    }
+
     func deliver(_ event: BackendLifecycle.Event) async {
+        guard !detached else { return }
         if case .exited(let code) = event { exitCode = code }
         await apply(machine.handle(event))
     }

@@ -164,6 +164,8 @@ public final class DroneAgent: Service, Sendable {
                 try? await Task.sleep(for: .milliseconds(50))
             }
         }
+        // The backends keep running; this agent stops watching them.
+        for supervisor in state.withLock({ Array($0.supervisors.values) }) { await supervisor.detach() }
         try? await context.store.recordActivity(routes.takeDirtyActivity())
         let flushed = await context.outbox.flush(timeout: timing.shutdownFlush)
         await context.outbox.stop()

@@ -1,0 +1,195 @@
+import AsyncHTTPClient
+import ContainerRuntime
+import NATS
+import PlaneCore
+import PlaneDrone
+import PlaneMessaging
+import PlaneTestSupport
+import Testing
+
+/// Spec §11.2 scenarios and the issue's own, on a real nats-server, the real dockerd and
+/// the plane-test-server image; a test relay answers the state updates.
+@Suite(.serialized, .timeLimit(.minutes(10)))
+struct DroneAgentDockerTests {
+    func withDroneCluster(_ body: (NATSServerProcess, TestRelay, DroneObserver, String) async throws -> Void) async throws {
+        let image = try await DockerTestImage.shared.ensureLoaded()
+        try await withNATSServer { server in
+            let relay = try await TestRelay(server: server)
+            let observer = try await DroneObserver(server: server)
+            do {
+                try await body(server, relay, observer, image)
+            } catch {
+                await observer.close()
+                await relay.close()
+                throw error
+            }
+            await observer.close()
+            await relay.close()
+        }
+    }
+
+    func get(_ address: String, _ path: String = "/") async throws -> String {
+        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: "http://\(address)\(path)"), timeout: .seconds(5))
+        return String(buffer: try await response.body.collect(upTo: 1 << 20))
+    }
+
+    @Test func statusMessagesAndDraining() async throws {
+        try await withDroneCluster { server, _, observer, _ in
+            let drone = try await RunningDrone(server: server)
+            #expect(try await eventually { observer.registrations.withLock { $0.contains { $0.droneID == drone.id && $0.ip == "127.0.0.1" && $0.cluster == "plane.test" } } })
+            #expect(try await eventually { observer.heartbeats.withLock { $0.count { $0.droneID == drone.id && $0.ready && $0.runningBackends == 0 } } >= 3 })
+            let client = PlaneMessenger(client: drone.client)
+            _ = try await client.request(PlaneSubjects.drain("plane.test", drone.id), DrainDrone(drone: drone.id, cluster: "plane.test", drain: true), timeout: .seconds(1))
+            #expect(try await eventually { observer.lastHeartbeat(of: drone.id).map { !$0.ready && $0.state == .draining } ?? false })
+            // A draining drone refuses spawns.
+            #expect(try await spawn(spawnRequest(drone: drone.id, image: "x"), via: drone.client) == false)
+            await drone.stop()
+        }
+    }
+
+    @Test func spawnToReadyToSweptWithDNSLogsAndStats() async throws {
+        try await withDroneCluster { server, relay, observer, image in
+            let drone = try await RunningDrone(server: server)
+            let request = spawnRequest(drone: drone.id, image: image, idle: 4)
+            let id = request.backendID
+            #expect(try await spawn(request, via: drone.client))
+            #expect(try await eventually { relay.states(of: id) == [.loading, .starting, .ready] })
+            #expect(observer.dns.withLock { $0.first { $0.name == id.rawValue } } == SetDnsRecord(cluster: "plane.test", kind: .a, name: id.rawValue, value: "127.0.0.1"))
+            #expect(try await eventually { observer.lastHeartbeat(of: drone.id)?.runningBackends == 1 })
+            let route = try #require(drone.agent.routes.route(for: id.rawValue))
+            #expect(try await get(route.address) == "Hello World!")
+            #expect(try await eventually { observer.logs.withLock { $0.contains { $0.backendID == id } } })
+            #expect(try await eventually { observer.stats.withLock { $0.contains { $0.backendID == id && $0.cpuUsePercent >= 0 && $0.memUsePercent >= 0 } } })
+            // Idle for 4 s: swept, route gone, container removed, count back to 0.
+            #expect(try await eventually(timeout: .seconds(30)) { relay.states(of: id).last == .swept })
+            #expect(drone.agent.routes.route(for: id.rawValue) == nil)
+            #expect(try await eventually { (try await drone.runtime.status(of: id)) == .unknown })
+            #expect(try await eventually { observer.lastHeartbeat(of: drone.id)?.runningBackends == 0 })
+            // Each log line once: the start line and one per request (the probe's and ours).
+            let lines = observer.logs.withLock { $0.filter { $0.backendID == id }.map(\.text) }
+            #expect(lines.count == 3, "\(lines)")
+            await drone.stop()
+        }
+    }
+
+    @Test func failuresEndTerminalAndRemoveTheContainer() async throws {
+        try await withDroneCluster { server, relay, _, image in
+            let drone = try await RunningDrone(server: server) { $0.startupTimeout = .seconds(4) }
+            // Exits while starting.
+            let early = spawnRequest(drone: drone.id, image: image, env: ["EXIT_CODE": "1", "EXIT_TIMEOUT": "100"])
+            // Never answers: TimedOutBeforeReady.
+            let silent = spawnRequest(drone: drone.id, image: image, env: ["EXIT_CODE": "0", "EXIT_TIMEOUT": "60000"])
+            // Ready, then exits 1 and 0.
+            let failing = spawnRequest(drone: drone.id, image: image)
+            let exiting = spawnRequest(drone: drone.id, image: image)
+            let terminated = spawnRequest(drone: drone.id, image: image, idle: 1000)
+            for request in [early, silent, failing, exiting, terminated] { #expect(try await spawn(request, via: drone.client)) }
+            #expect(try await eventually { relay.states(of: early.backendID) == [.loading, .starting, .errorStarting] })
+            for request in [failing, exiting, terminated] {
+                #expect(try await eventually { relay.states(of: request.backendID).last == .ready })
+            }
+            _ = try? await get(try #require(drone.agent.routes.route(for: failing.backendID.rawValue)).address, "/exit/1")
+            _ = try? await get(try #require(drone.agent.routes.route(for: exiting.backendID.rawValue)).address, "/exit/0")
+            let messenger = PlaneMessenger(client: drone.client)
+            _ = try await messenger.request(PlaneSubjects.terminate("plane.test", terminated.backendID),
+                                            TerminationRequest(cluster: "plane.test", backendID: terminated.backendID), timeout: .seconds(2))
+            #expect(try await eventually { relay.states(of: failing.backendID).last == .failed })
+            #expect(try await eventually { relay.states(of: exiting.backendID).last == .exited })
+            #expect(try await eventually { relay.states(of: terminated.backendID).last == .terminated })
+            #expect(try await eventually { relay.states(of: silent.backendID) == [.loading, .starting, .timedOutBeforeReady] })
+            #expect(try await drone.store.backend(failing.backendID)?.exitCode == 1)
+            for request in [early, silent, failing, exiting, terminated] {
+                #expect(try await eventually { (try await drone.runtime.status(of: request.backendID)) == .unknown }, "\(request.backendID)")
+            }
+            await drone.stop()
+        }
+    }
+
+    @Test func terminationWhileLoadingAndBadSpawns() async throws {
+        try await withDroneCluster { server, relay, _, image in
+            let drone = try await RunningDrone(server: server)
+            let request = spawnRequest(drone: drone.id, image: image, idle: 1000)
+            let messenger = PlaneMessenger(client: drone.client)
+            #expect(try await spawn(request, via: drone.client))
+            _ = try await messenger.request(PlaneSubjects.terminate("plane.test", request.backendID),
+                                            TerminationRequest(cluster: "plane.test", backendID: request.backendID), timeout: .seconds(2))
+            #expect(try await eventually { relay.states(of: request.backendID).last == .terminated })
+            #expect(!relay.states(of: request.backendID).contains(.ready))
+            #expect(try await eventually { (try await drone.runtime.status(of: request.backendID)) == .unknown })
+            // The same id again, a mount on a drone that forbids them, another drone's request: refused.
+            #expect(try await spawn(request, via: drone.client) == false)
+            #expect(try await spawn(spawnRequest(drone: drone.id, image: image, mounts: [VolumeMount(type: "bind", source: "/foo", target: "/bar")]), via: drone.client) == false)
+            var wrongDrone = spawnRequest(drone: drone.id, image: image)
+            wrongDrone.droneID = .random()
+            #expect(try await PlaneMessenger(client: drone.client).request(PlaneSubjects.spawn(drone.id), wrongDrone, timeout: .seconds(5)) == false)
+            await drone.stop()
+        }
+    }
+
+    @Test func allowedMountsWork() async throws {
+        try await withDroneCluster { server, relay, _, image in
+            let drone = try await RunningDrone(server: server) { $0.allowVolumeMounts = true }
+            let request = spawnRequest(drone: drone.id, image: image, idle: 2, mounts: [VolumeMount(json: JSONObject([("Type", .string("tmpfs")), ("Target", .string("/bar"))]))])
+            #expect(try await spawn(request, via: drone.client))
+            #expect(try await eventually(timeout: .seconds(40)) { relay.states(of: request.backendID) == [.loading, .starting, .ready, .swept] })
+            await drone.stop()
+        }
+    }
+
+    @Test func restartReattachesAndTwoDronesShareADaemon() async throws {
+        try await withDroneCluster { server, relay, _, image in
+            // Drones on one host need disjoint port ranges.
+            let first = try await RunningDrone(server: server) { $0.portRange = 34000...34099 }
+            let other = try await RunningDrone(server: server) { $0.portRange = 34100...34199 }
+            let mine = (0..<3).map { _ in spawnRequest(drone: first.id, image: image, idle: 20) }
+            let theirs = spawnRequest(drone: other.id, image: image, idle: 1000)
+            for request in mine { #expect(try await spawn(request, via: first.client)) }
+            #expect(try await spawn(theirs, via: other.client))
+            for request in mine + [theirs] { #expect(try await eventually { relay.states(of: request.backendID).last == .ready }) }
+            // The first drone stops (backends keep running) and starts again with its store.
+            await first.stop()
+            let again = try await RunningDrone(server: server, id: first.id, statePath: first.statePath) { $0.portRange = 34000...34099 }
+            for request in mine {
+                #expect(try await again.runtime.status(of: request.backendID).isRunning)
+                #expect(again.agent.routes.route(for: request.backendID.rawValue) != nil)
+            }
+            // The other drone's backend was never touched.
+            #expect(try await other.runtime.status(of: theirs.backendID).isRunning)
+            // Re-attached backends keep their idle clock and are swept later.
+            for request in mine {
+                #expect(try await eventually(timeout: .seconds(40)) { relay.states(of: request.backendID).last == .swept })
+                #expect(relay.states(of: request.backendID) == [.loading, .starting, .ready, .swept])
+            }
+            #expect(try await other.runtime.status(of: theirs.backendID).isRunning)
+            let messenger = PlaneMessenger(client: other.client)
+            _ = try await messenger.request(PlaneSubjects.terminate("plane.test", theirs.backendID), TerminationRequest(cluster: "plane.test", backendID: theirs.backendID), timeout: .seconds(2))
+            #expect(try await eventually { relay.states(of: theirs.backendID).last == .terminated })
+            await again.stop()
+            await other.stop()
+        }
+    }
+
+    @Test func manyConcurrentSpawnsReachReady() async throws {
+        try await withDroneCluster { server, relay, _, image in
+            let drone = try await RunningDrone(server: server)
+            let requests = (0..<20).map { _ in spawnRequest(drone: drone.id, image: image, idle: 1000) }
+            let answers = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for request in requests { group.addTask { try await spawn(request, via: drone.client) } }
+                return try await group.reduce(into: [Bool]()) { $0.append($1) }
+            }
+            #expect(answers.allSatisfy { $0 })
+            for request in requests {
+                #expect(try await eventually(timeout: .seconds(60)) { relay.states(of: request.backendID).last == .ready }, "\(relay.states(of: request.backendID))")
+            }
+            // Every backend got its own port.
+            let addresses = requests.compactMap { drone.agent.routes.route(for: $0.backendID.rawValue)?.address }
+            #expect(Set(addresses).count == requests.count)
+            let messenger = PlaneMessenger(client: drone.client)
+            for request in requests {
+                _ = try await messenger.request(PlaneSubjects.terminate("plane.test", request.backendID), TerminationRequest(cluster: "plane.test", backendID: request.backendID), timeout: .seconds(2))
+            }
+            for request in requests { #expect(try await eventually(timeout: .seconds(60)) { relay.states(of: request.backendID).last == .terminated }) }
+            await drone.stop()
+        }
+    }
+}
