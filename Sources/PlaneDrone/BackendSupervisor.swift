@@ -56,8 +56,11 @@ actor BackendSupervisor {
         Task { await self.deliver(event) }
     }
 
-    /// Stops watching the backend without touching it (agent shutdown).
-    func detach() {
+    /// Stops watching the backend without touching it (agent shutdown). A backend that is
+    /// already being cleaned up is left to finish; returns false for it.
+    @discardableResult
+    func detach() -> Bool {
+        if machine.cleaningUp { return false }
         detached = true
         work?.cancel()
         idleWatch?.cancel()
@@ -65,6 +68,7 @@ actor BackendSupervisor {
         work = nil
         idleWatch = nil
         monitor = nil
+        return true
     }
 
     func deliver(_ event: BackendLifecycle.Event) async {

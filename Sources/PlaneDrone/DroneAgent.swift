@@ -164,8 +164,14 @@ public final class DroneAgent: Service, Sendable {
                 try? await Task.sleep(for: .milliseconds(50))
             }
         }
-        // The backends keep running; this agent stops watching them.
-        for supervisor in state.withLock({ Array($0.supervisors.values) }) { await supervisor.detach() }
+        // The backends keep running; this agent stops watching them. Those being stopped
+        // and removed right now are given the grace period to finish.
+        var cleaningUp: [BackendID] = []
+        for (id, supervisor) in state.withLock({ Array($0.supervisors) }) where !(await supervisor.detach()) { cleaningUp.append(id) }
+        let deadline = ContinuousClock.now + configuration.stopGrace + .seconds(5)
+        while ContinuousClock.now < deadline, state.withLock({ state in cleaningUp.contains { state.supervisors[$0] != nil } }) {
+            try? await Task.sleep(for: .milliseconds(50))
+        }
         try? await context.store.recordActivity(routes.takeDirtyActivity())
         let flushed = await context.outbox.flush(timeout: timing.shutdownFlush)
         await context.outbox.stop()

@@ -189,7 +189,9 @@ struct DroneAgentDockerTests {
                 _ = try await messenger.request(PlaneSubjects.terminate("plane.test", request.backendID), TerminationRequest(cluster: "plane.test", backendID: request.backendID), timeout: .seconds(2))
             }
             for request in requests { #expect(try await eventually(timeout: .seconds(60)) { relay.states(of: request.backendID).last == .terminated }) }
+            // Stopping the agent lets the removals in flight finish.
             await drone.stop()
+            for request in requests { #expect(try await drone.runtime.status(of: request.backendID) == .unknown) }
         }
     }
 }
