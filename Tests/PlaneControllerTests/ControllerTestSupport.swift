@@ -125,15 +125,6 @@ func scheduleRequest(cluster: ClusterName = "plane.test", lock: LockName? = nil,
                     requireBearerToken: token, lock: lock)
 }
 
-/// Polls `condition` until true or the (generous) timeout passes.
-func eventually(timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws -> Bool {
-    let deadline = ContinuousClock.now + timeout
-    while ContinuousClock.now < deadline {
-        if try await condition() { return true }
-        try await Task.sleep(for: .milliseconds(50))
-    }
-    return try await condition()
-}
 
 /// Sends `count` copies of `request` at once; the replies in arrival order.
 func concurrentRequests(_ count: Int, client: PlaneMessenger, _ request: ScheduleRequest) async throws -> [ScheduleResponse] {

@@ -1,0 +1,10 @@
+/// Polls `condition` every 50 ms until it holds or the (generous) timeout passes; the
+/// final answer either way. Timeouts in tests are safety nets, not measurements.
+public func eventually(timeout: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws -> Bool {
+    let deadline = ContinuousClock.now + timeout
+    while ContinuousClock.now < deadline {
+        if try await condition() { return true }
+        try await Task.sleep(for: .milliseconds(50))
+    }
+    return try await condition()
+}
