@@ -102,7 +102,7 @@ enum DroneConfigLoader {
             if parts.count == 2, parts[0] >= 1, parts[1] <= 65535, parts[0] <= parts[1] {
                 settings.portRange = parts[0]...parts[1]
             } else {
-                agent.problem("port_range", "'\(range)' is not a range like \"30000-39999\"")
+                agent.problem("port_range", "'\(range)' is not a range like \"20000-29999\"")
             }
         }
         if let path = agent.string("readiness_path") {

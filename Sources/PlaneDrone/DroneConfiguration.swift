@@ -39,7 +39,7 @@ public struct AgentConfiguration: Sendable {
     /// The runtime's own section (`[agent.docker]`, `[agent.oci]`, `[agent.<plugin>]`).
     public var runtimeConfiguration: JSONObject = JSONObject()
     /// Ports assigned to backends on host networking (`PORT`).
-    public var portRange: ClosedRange<Int> = 30000...39999
+    public var portRange: ClosedRange<Int> = 20000...29999
     /// The readiness probe: `GET {path}` until any HTTP answer.
     public var readinessPath: String = "/"
     /// One probe attempt may take this long.

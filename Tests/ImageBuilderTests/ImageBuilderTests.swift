@@ -81,7 +81,13 @@ struct ContainerImageBuilderTests {
         #expect(FileManager.default.fileExists(atPath: "\(rootfs)/etc/passwd"))
         let port = try TestEnvironment.freePort()
         let server = try ChildProcess("/usr/sbin/chroot", arguments: [rootfs, "/usr/local/bin/plane-test-server"], environment: ["PORT": String(port), "HOST": "127.0.0.1"])
-        let response = try await HTTPProbe(port: port).waitUntilAnswering("/")
+        let response: HTTPProbe.Response
+        do {
+            response = try await HTTPProbe(port: port).waitUntilAnswering("/", within: .seconds(30))
+        } catch {
+            Issue.record("the chrooted server did not answer; its output: \(server.output)")
+            throw error
+        }
         #expect(response.body == "Hello World!")
         await server.stop()
 

@@ -64,7 +64,7 @@ struct DroneProcessTests {
             let relay = try await Relay(client: client)
             let messenger = PlaneMessenger(client: client)
             let drone = DroneID.random()
-            let config = try droneConfig(server: server, drone: drone, ports: "35000-35099")
+            let config = try droneConfig(server: server, drone: drone, ports: "23000-23099")
             let plane = try TestExecutables.path("plane")
             var child = try ChildProcess(plane, arguments: ["drone", config])
             let requests = (0..<5).map { _ in request(drone, image: image, idle: 15) }
@@ -91,7 +91,7 @@ struct DroneProcessTests {
         let image = try await DockerTestImage.shared.ensureLoaded()
         try await withNATSServer { server in
             let drone = DroneID.random()
-            let config = try droneConfig(server: server, drone: drone, ports: "35100-35199")
+            let config = try droneConfig(server: server, drone: drone, ports: "23100-23199")
             let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
             let client = try await server.connectedClient()
             let relay = try await Relay(client: client)

@@ -139,8 +139,8 @@ struct DroneAgentDockerTests {
     @Test func restartReattachesAndTwoDronesShareADaemon() async throws {
         try await withDroneCluster { server, relay, _, image in
             // Drones on one host need disjoint port ranges.
-            let first = try await RunningDrone(server: server) { $0.portRange = 34000...34099 }
-            let other = try await RunningDrone(server: server) { $0.portRange = 34100...34199 }
+            let first = try await RunningDrone(server: server) { $0.portRange = 22000...22099 }
+            let other = try await RunningDrone(server: server) { $0.portRange = 22100...22199 }
             let mine = (0..<3).map { _ in spawnRequest(drone: first.id, image: image, idle: 20) }
             let theirs = spawnRequest(drone: other.id, image: image, idle: 1000)
             for request in mine { #expect(try await spawn(request, via: first.client)) }
@@ -148,7 +148,7 @@ struct DroneAgentDockerTests {
             for request in mine + [theirs] { #expect(try await eventually { relay.states(of: request.backendID).last == .ready }) }
             // The first drone stops (backends keep running) and starts again with its store.
             await first.stop()
-            let again = try await RunningDrone(server: server, id: first.id, statePath: first.statePath) { $0.portRange = 34000...34099 }
+            let again = try await RunningDrone(server: server, id: first.id, statePath: first.statePath) { $0.portRange = 22000...22099 }
             for request in mine {
                 #expect(try await again.runtime.status(of: request.backendID).isRunning)
                 #expect(again.agent.routes.route(for: request.backendID.rawValue) != nil)

@@ -60,7 +60,7 @@ final class RunningDrone: Sendable {
         let statePath = try statePath ?? TestEnvironment.temporaryDirectory("drone")
         self.statePath = statePath
         var configuration = AgentConfiguration(ip: .literal("127.0.0.1"))
-        configuration.portRange = 32000...33999
+        configuration.portRange = 20000...21999
         configuration.startupTimeout = .seconds(20)
         configuration.stopGrace = .seconds(2)
         adjust(&configuration)
