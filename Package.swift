@@ -214,7 +214,7 @@ let package = Package(
         .testTarget(
             name: "PlaneControllerTests",
             dependencies: ["PlaneController", "PlaneCore", "NATS", "PlaneMessaging", "PlaneDNS", "PlaneTestSupport",
-                           .product(name: "Logging", package: "swift-log")]
+                           .product(name: "Logging", package: "swift-log"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(
             name: "PlaneDroneTests",

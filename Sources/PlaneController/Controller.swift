@@ -58,8 +58,27 @@ public final class Controller: Service, Sendable {
     /// `ControllerError` naming what could not be set up.
     public func start() async throws {
         if parts.withLock({ $0.subscriptions != nil }) { return }
-        var next = Parts()
         var subscriptions = Subscriptions()
+        var next = Parts()
+        do {
+            try await setUp(&next, &subscriptions)
+        } catch {
+            // Nothing half-started stays behind: subscriptions end, listeners close.
+            Self.unsubscribe(subscriptions)
+            await next.dnsServer?.stop()
+            await next.httpServer?.stop()
+            throw error
+        }
+        next.subscriptions = subscriptions
+        next.started = .now
+        parts.withLock { $0 = next }
+        logger.info("controller.started", metadata: [
+            "controller.scheduler": "\(configuration.scheduler != nil)", "controller.dns": "\(configuration.dns != nil)",
+            "controller.http": "\(configuration.http != nil)",
+        ])
+    }
+
+    private func setUp(_ next: inout Parts, _ subscriptions: inout Subscriptions) async throws {
         if let schedulerConfiguration = configuration.scheduler {
             let store: ControllerStore
             do {
@@ -111,13 +130,15 @@ public final class Controller: Service, Sendable {
             try await server.start()
             next.httpServer = server
         }
-        next.subscriptions = subscriptions
-        next.started = .now
-        parts.withLock { $0 = next }
-        logger.info("controller.started", metadata: [
-            "controller.scheduler": "\(configuration.scheduler != nil)", "controller.dns": "\(configuration.dns != nil)",
-            "controller.http": "\(configuration.http != nil)",
-        ])
+    }
+
+    static func unsubscribe(_ s: Subscriptions) {
+        try? s.heartbeats?.unsubscribe()
+        try? s.registrations?.unsubscribe()
+        try? s.schedules?.unsubscribe()
+        try? s.updates?.unsubscribe()
+        try? s.dnsRecords?.unsubscribe()
+        try? s.acme?.unsubscribe()
     }
 
     public func run() async throws {
@@ -143,14 +164,7 @@ public final class Controller: Service, Sendable {
     /// Unsubscribes and closes the listeners.
     public func stop() async {
         let parts = parts.withLock { $0 }
-        if let s = parts.subscriptions {
-            try? s.heartbeats?.unsubscribe()
-            try? s.registrations?.unsubscribe()
-            try? s.schedules?.unsubscribe()
-            try? s.updates?.unsubscribe()
-            try? s.dnsRecords?.unsubscribe()
-            try? s.acme?.unsubscribe()
-        }
+        if let s = parts.subscriptions { Self.unsubscribe(s) }
         await parts.dnsServer?.stop()
         await parts.httpServer?.stop()
     }

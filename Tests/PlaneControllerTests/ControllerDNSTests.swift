@@ -1,4 +1,6 @@
+import Logging
 import NATS
+import NIOPosix
 import PlaneController
 import PlaneCore
 import PlaneDNS
@@ -70,6 +72,33 @@ import Testing
             #expect(try dig(second, "+short", "A", "louie.plane.test") == "12.12.12.12\n")
             await drone.client.close()
             await second.stop()
+        }
+    }
+
+    @Test func aFailedStartLeavesNothingSubscribed() async throws {
+        try await withCluster { server in
+            // Something else holds the DNS port (TCP), so the controller cannot start.
+            let port = try TestEnvironment.freePort()
+            let squatter = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: port).get()
+            var configuration = ControllerConfiguration(nats: server.clientConfiguration(), scheduler: SchedulerConfiguration())
+            var dns = ControllerDNSConfiguration()
+            dns.server = DNSServerConfiguration(bindHost: "127.0.0.1", port: port)
+            configuration.dns = dns
+            let client = try await server.connectedClient()
+            let controller = Controller(configuration: configuration, client: client, logger: Logger(label: "test.controller"))
+            await #expect(throws: ControllerError.self) { try await controller.start() }
+            // Its schedule subscription is gone: the server reports no responders (a
+            // subscription left behind would swallow the request until the timeout).
+            let requester = PlaneMessenger(client: try await server.connectedClient())
+            do {
+                _ = try await requester.request(PlaneSubjects.schedule("plane.test"), scheduleRequest(), timeout: .seconds(2))
+                Issue.record("nobody should answer")
+            } catch let error as NATSError {
+                #expect(error.code == .noResponders, "\(error)")
+            }
+            try await squatter.close()
+            await requester.client.close()
+            await client.close()
         }
     }
 }
