@@ -159,11 +159,24 @@ actor BackendSupervisor {
         case .watchIdle:
             let routes = context.routes
             let maxIdle = spawn.maxIdleSeconds.duration
+            let runtime = context.runtime
             idleWatch = Task {
+                var ticks = 0
                 while !Task.isCancelled {
                     if let idle = routes.idleTime(of: backend), idle >= maxIdle {
                         self.post(.idleExpired)
                         return
+                    }
+                    // Exits normally arrive as runtime events; a missed event (a stream
+                    // that reconnected at the wrong moment) is caught here every 2 s.
+                    ticks += 1
+                    if ticks % 8 == 0, let status = try? await runtime.status(of: backend), !Task.isCancelled {
+                        switch status {
+                        case .running: break
+                        case .exited(let code): self.post(.exited(code: code)); return
+                        case .killed: self.post(.exited(code: 137)); return
+                        case .unknown, .created: self.post(.notRunning); return
+                        }
                     }
                     try? await Task.sleep(for: .milliseconds(250))
                 }
