@@ -103,6 +103,16 @@ let package = Package(
             ]
         ),
         .target(
+            name: "ScriptedRuntime",
+            dependencies: [
+                "ContainerRuntime",
+                "PlaneCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .target(
             name: "RuntimeConformance",
             dependencies: [
                 "ContainerRuntime",
@@ -200,7 +210,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ContainerRuntimeTests",
-            dependencies: ["ContainerRuntime", "PlaneCore"]
+            dependencies: ["ContainerRuntime", "PlaneCore", "ScriptedRuntime", "RuntimeConformance", "PlaneTestSupport"]
         ),
         .testTarget(
             name: "DockerRuntimeTests",
@@ -218,8 +228,8 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneDroneTests",
-            dependencies: ["PlaneDrone", "PlaneCore", "ContainerRuntime", "DockerRuntime", "PlaneTestSupport", "NATS", "PlaneMessaging",
-                           "plane-test-server", "plane-image-builder",
+            dependencies: ["PlaneDrone", "PlaneCore", "ContainerRuntime", "DockerRuntime", "ScriptedRuntime", "PlaneTestSupport", "NATS", "PlaneMessaging",
+                           "plane-test-server", "plane-image-builder", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                            .product(name: "Logging", package: "swift-log"), .product(name: "AsyncHTTPClient", package: "async-http-client")]
         ),
         .testTarget(

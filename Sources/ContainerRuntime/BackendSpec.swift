@@ -121,6 +121,30 @@ public struct ResourceLimitsSpec: Sendable, Hashable, Codable {
         cpuTimeLimitSeconds = wire.cpuTimeLimit?.seconds
         self.pidsLimit = pidsLimit
     }
+
+    /// The smallest memory limit a container can start with (Docker's and runc's floor).
+    public static let minimumMemoryBytes: Int64 = 6 << 20
+
+    /// Checks the limits the kernel would refuse (the CFS period is 1 ms to 1 s, a quota at
+    /// least 1 ms) or that could never run a process, so a spawn is refused up front instead
+    /// of failing while loading.
+    public func validate() throws(RuntimeError) {
+        if let memory = memoryBytes, memory < Self.minimumMemoryBytes {
+            throw RuntimeError(.invalidSpec, "memory_limit_bytes is \(memory); a backend needs at least \(Self.minimumMemoryBytes) bytes (6 MiB).")
+        }
+        if let period = cpuPeriodMicroseconds, !(1_000...1_000_000).contains(period) {
+            throw RuntimeError(.invalidSpec, "cpu_period must be 1 second or less (it is in seconds on the wire; the kernel takes 1 ms to 1 s), got \(period / 1_000_000) s.")
+        }
+        if let quota = cpuQuotaMicroseconds, quota < 1_000 {
+            throw RuntimeError(.invalidSpec, "cpu_period_percent leaves a CPU quota of \(quota) µs; the kernel needs at least 1 ms. Use a larger percentage (or cpu_period).")
+        }
+        if cpuTimeLimitSeconds == 0 {
+            throw RuntimeError(.invalidSpec, "cpu_time_limit 0 would stop the backend before it runs; leave it out for no limit.")
+        }
+        if let pids = pidsLimit, pids < 1 {
+            throw RuntimeError(.invalidSpec, "The pids limit must be at least 1, got \(pids).")
+        }
+    }
 }
 
 /// Registry credentials for pulling the image.

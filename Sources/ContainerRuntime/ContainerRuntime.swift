@@ -37,7 +37,8 @@ public protocol ContainerRuntime: Sendable {
 
 extension ContainerRuntime {
     /// The checks every runtime shares: the network mode is supported, mounts are allowed,
-    /// and options are only given to runtimes that accept some.
+    /// the limits are ones the kernel takes, the port is set, and options are only given
+    /// to runtimes that accept some.
     public func validateCommon(_ spec: BackendSpec) throws(RuntimeError) {
         let capabilities = descriptor.capabilities
         if !capabilities.networkModes.contains(spec.network.kind) {
@@ -47,6 +48,8 @@ extension ContainerRuntime {
         if !spec.mounts.isEmpty, !capabilities.mounts {
             throw RuntimeError(.invalidSpec, "Runtime '\(descriptor.name)' does not support mounts.")
         }
+        try spec.limits.validate()
+        if spec.port == 0 { throw RuntimeError(.invalidSpec, "The backend port must be 1 to 65535.") }
         if spec.options.count > 0, capabilities.optionsSchema == nil {
             throw RuntimeError(.invalidSpec, "Runtime '\(descriptor.name)' takes no options, but got: \(spec.options.keys.joined(separator: ", ")).")
         }

@@ -101,6 +101,30 @@ struct BackendSpecTests {
         #expect(ResourceLimitsSpec(wire: ResourceLimits()) == ResourceLimitsSpec())
     }
 
+    @Test func limitsTheKernelWouldRefuseAreInvalid() throws {
+        try ResourceLimitsSpec(wire: ResourceLimits(cpuPeriod: 1, cpuPeriodPercent: 200, cpuTimeLimit: 1, memoryLimitBytes: 6 << 20), pidsLimit: 1).validate()
+        let refused: [ResourceLimitsSpec] = [
+            ResourceLimitsSpec(wire: ResourceLimits(memoryLimitBytes: 1 << 20)),
+            ResourceLimitsSpec(wire: ResourceLimits(cpuPeriod: 2)),
+            ResourceLimitsSpec(wire: ResourceLimits(cpuPeriod: 0)),
+            ResourceLimitsSpec(wire: ResourceLimits(cpuPeriodPercent: 0)),
+            ResourceLimitsSpec(wire: ResourceLimits(cpuTimeLimit: 0)),
+            ResourceLimitsSpec(wire: ResourceLimits(), pidsLimit: 0),
+        ]
+        for limits in refused {
+            #expect(throws: RuntimeError.self, "\(limits)") { try limits.validate() }
+        }
+        // The shared runtime checks apply them, as every runtime's validate does.
+        let runtime = DescribedOnlyRuntime(name: "x")
+        var spec = BackendSpec(backendID: "abc", droneID: "d", image: "i", network: .host(address: "127.0.0.1"))
+        try runtime.validate(spec)
+        spec.limits = refused[0]
+        #expect(throws: RuntimeError.self) { try runtime.validate(spec) }
+        spec.limits = ResourceLimitsSpec()
+        spec.port = 0
+        #expect(throws: RuntimeError.self) { try runtime.validate(spec) }
+    }
+
     @Test func wireMounts() throws {
         let mount = try MountSpec(wire: VolumeMount(type: "bind", source: "/srv", target: "/data", readOnly: true))
         #expect(mount == MountSpec(kind: .bind, source: "/srv", target: "/data", readOnly: true))
