@@ -23,6 +23,9 @@ struct DroneCommand: AsyncParsableCommand {
     @Argument(help: ArgumentHelp("Path of drone.toml (as v0.3.10 took it).", valueName: "config-file"))
     var configFile: String?
 
+    @Flag(name: [.customLong("dump-config"), .customShort("d")], help: "Print the effective configuration and exit.")
+    var dumpConfig = false
+
     func run() async throws {
         LoggingSystem.bootstrapPlane()
         let configuration: DroneConfiguration
@@ -30,6 +33,10 @@ struct DroneCommand: AsyncParsableCommand {
             configuration = try DroneConfigLoader.load(path: config ?? configFile, environment: ProcessInfo.processInfo.environment)
         } catch {
             fail(error.message, code: 2)
+        }
+        if dumpConfig {
+            print(DroneConfigDump.describe(configuration))
+            return
         }
         let logger = Logger(label: "plane.drone")
         guard let agentConfiguration = configuration.agent, let natsConfiguration = configuration.nats else {
@@ -89,5 +96,53 @@ struct DroneCommand: AsyncParsableCommand {
     func fail(_ message: String, code: Int32) -> Never {
         FileHandle.standardError.write(Data("error: \(message)\n".utf8))
         Foundation.exit(code)
+    }
+}
+
+/// `--dump-config`: the effective settings (defaults filled in), secrets elided.
+enum DroneConfigDump {
+    static func describe(_ c: DroneConfiguration) -> String {
+        var lines = ["cluster_domain = \"\(c.cluster)\""]
+        if let id = c.droneID { lines.append("drone_id = \"\(id)\"") } else { lines.append("# drone_id: generated once, kept in \(c.stateDirectory)/drone_id") }
+        lines += ["state_dir = \"\(c.stateDirectory)\"", "db_path = \"\(c.effectiveDatabasePath)\""]
+        if let nats = c.nats {
+            lines += ["", "[nats]", "hosts = [\(nats.servers.map { "\"\($0.description)\"" }.joined(separator: ", "))]"]
+            switch nats.auth {
+            case .none: break
+            case .token: lines.append("auth = { token = \"(set)\" }")
+            case .userPassword(let user, _): lines.append("auth = { username = \"\(user)\", password = \"(set)\" }")
+            }
+        }
+        if let a = c.agent {
+            lines += ["", "[agent]"]
+            switch a.ip {
+            case .literal(let ip): lines.append("ip = \"\(ip)\"")
+            case .lookup(let url): lines.append("ip = { api = \"\(url)\" }")
+            }
+            lines += ["runtime = \"\(a.runtime)\"", "port_range = \"\(a.portRange.lowerBound)-\(a.portRange.upperBound)\"",
+                      "readiness_path = \"\(a.readinessPath)\"", "probe_timeout_ms = \(milliseconds(a.probeTimeout))",
+                      "startup_timeout_secs = \(a.startupTimeout.components.seconds)", "stop_grace_secs = \(a.stopGrace.components.seconds)",
+                      "drain_on_shutdown = \(a.drainOnShutdown)", "allow_volume_mounts = \(a.allowVolumeMounts)"]
+            if a.runtimeConfiguration.count > 0 {
+                lines += ["", "[agent.\(a.runtime)]  # as passed to the runtime"]
+                lines += a.runtimeConfiguration.members.map { "\($0.key) = \(JSONWriter.string($0.value))" }
+            }
+        }
+        if let p = c.proxy {
+            lines += ["", "[proxy]", "bind_ip = \"\(p.bindHost)\"", "https_port = \(p.httpsPort ?? (c.certificate == nil ? 80 : 443))"]
+            if let passthrough = p.passthrough { lines.append("passthrough = \"\(passthrough)\"") }
+        }
+        if let cert = c.certificate {
+            lines += ["", "[cert]", "key_path = \"\(cert.keyPath)\"", "cert_path = \"\(cert.certificatePath)\""]
+        }
+        if let acme = c.acme {
+            lines += ["", "[acme]", "server = \"\(acme.server)\"", "admin_email = \"\(acme.adminEmail)\""]
+            if let eab = acme.externalAccountBinding { lines += ["", "[acme.eab]", "key_id = \"\(eab.keyID)\"", "key = \"(set)\""] }
+        }
+        return lines.joined(separator: "\n")
+    }
+
+    static func milliseconds(_ duration: Duration) -> Int64 {
+        duration.components.seconds * 1000 + duration.components.attoseconds / 1_000_000_000_000_000
     }
 }

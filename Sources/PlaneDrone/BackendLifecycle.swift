@@ -35,7 +35,8 @@ public struct BackendLifecycle: Sendable, Hashable {
         /// No request and no open connection for `max_idle_secs`.
         case idleExpired
         case terminateRequested
-        /// Stop and remove finished (or failed; removal is retried by recovery).
+        /// Stop and remove finished (a failing runtime is retried with backoff until the
+        /// agent stops; then the next start's recovery removes what is left).
         case cleanedUp
     }
 

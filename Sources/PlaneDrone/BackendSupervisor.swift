@@ -24,6 +24,8 @@ actor BackendSupervisor {
     /// Set when the agent shuts down without ending the backend: nothing more happens here;
     /// the next agent re-attaches the backend.
     private var detached = false
+    /// Cleared when the agent stops: a failing cleanup stops retrying (recovery finishes it).
+    private var retriesCleanup = true
 
     var backendID: BackendID { spawn.backendID }
     var state: BackendState { machine.state }
@@ -69,6 +71,12 @@ actor BackendSupervisor {
         idleWatch = nil
         monitor = nil
         return true
+    }
+
+    /// The agent is stopping: a cleanup that keeps failing gives up; the next start's
+    /// recovery stops and removes the container.
+    func abandonCleanup() {
+        retriesCleanup = false
     }
 
     func deliver(_ event: BackendLifecycle.Event) async {
@@ -190,11 +198,21 @@ actor BackendSupervisor {
             let runtime = context.runtime
             let grace = context.configuration.stopGrace
             Task {
-                do {
-                    try await runtime.stop(backend, grace: grace)
-                    try await runtime.remove(backend)
-                } catch {
-                    logger.warning("backend.cleanup_failed", metadata: ["plane.backend": "\(backend)", "error": "\(error)"])
+                // A runtime that is down right now does not get to leave the container
+                // behind: retry with backoff until it answers (or the agent stops; the
+                // next start's recovery removes what is left).
+                var backoff = Duration.milliseconds(500)
+                while true {
+                    do {
+                        try await runtime.stop(backend, grace: grace)
+                        try await runtime.remove(backend)
+                        break
+                    } catch {
+                        logger.warning("backend.cleanup_failed", metadata: ["plane.backend": "\(backend)", "error": "\(error)", "retry_in": "\(backoff)"])
+                    }
+                    try? await Task.sleep(for: backoff)
+                    guard self.retriesCleanup else { return }
+                    backoff = min(backoff * 2, .seconds(30))
                 }
                 self.post(.cleanedUp)
             }

@@ -172,6 +172,7 @@ public final class DroneAgent: Service, Sendable {
         while ContinuousClock.now < deadline, state.withLock({ state in cleaningUp.contains { state.supervisors[$0] != nil } }) {
             try? await Task.sleep(for: .milliseconds(50))
         }
+        for supervisor in state.withLock({ Array($0.supervisors.values) }) { await supervisor.abandonCleanup() }
         try? await context.store.recordActivity(routes.takeDirtyActivity())
         let flushed = await context.outbox.flush(timeout: timing.shutdownFlush)
         await context.outbox.stop()

@@ -40,11 +40,13 @@ public struct SystemProgram: Sendable {
 
     /// Runs any executable to completion: its exit status and its output (stdout and
     /// stderr together).
-    public static func run(executable: String, _ arguments: [String], in directory: String? = nil) throws -> (status: Int32, output: String) {
+    public static func run(executable: String, _ arguments: [String], in directory: String? = nil,
+                           environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
         let process = Process()
         process.executableURL = URL(fileURLWithPath: executable)
         process.arguments = arguments
         if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
+        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
         let pipe = Pipe()
         process.standardOutput = pipe
         process.standardError = pipe

@@ -1,6 +1,8 @@
+import Foundation
 import NATS
 import PlaneCore
 import PlaneDrone
+import PlaneTestSupport
 import Testing
 @testable import PlaneCommands
 
@@ -115,5 +117,35 @@ struct DroneConfigTests {
         #expect(problems("cluster_domain = \"plane.test\"\ndrone_id = \"b\"\n[agent]\nip = \"1.2.3.4\"\ndrone_id = \"a\"\n[nats]\nhosts=[\"x\"]\n")
             .contains { $0.hasPrefix("agent.drone_id:") })
         #expect(problems("cluster_domain = \"plane.test\"\n").contains { $0.contains("no part is enabled") })
+    }
+
+    @Test func theCommandDumpsItsConfigurationAndRefusesAnUnknownRuntime() throws {
+        let directory = try TestEnvironment.temporaryDirectory("drone-config")
+        let good = directory + "/drone.toml"
+        try """
+            cluster_domain = "plane.test"
+            state_dir = "\(directory)"
+            [nats]
+            hosts = ["127.0.0.1:9"]
+            auth = { token = "secret-token" }
+            [agent]
+            ip = "10.0.0.5"
+            [agent.docker]
+            connection = { socket = "/run/docker.sock" }
+            """.write(toFile: good, atomically: true, encoding: .utf8)
+        let plane = try TestExecutables.path("plane")
+        let (status, output) = try SystemProgram.run(executable: plane, ["drone", "--dump-config", good], environment: ["PLANE_AGENT__PORT_RANGE": "40000-40999"])
+        #expect(status == 0, "\(output)")
+        for line in ["cluster_domain = \"plane.test\"", "db_path = \"\(directory)/drone.sqlite3\"", "runtime = \"docker\"", "port_range = \"40000-40999\"",
+                     "startup_timeout_secs = 30", "probe_timeout_ms = 2000", "auth = { token = \"(set)\" }", "endpoint = \"/run/docker.sock\""] {
+            #expect(output.contains(line), "\(line) in:\n\(output)")
+        }
+        #expect(!output.contains("secret-token"))
+
+        let unknown = directory + "/unknown.toml"
+        try "cluster_domain = \"plane.test\"\nstate_dir = \"\(directory)\"\n[nats]\nhosts = [\"127.0.0.1:9\"]\n[agent]\nip = \"10.0.0.5\"\nruntime = \"gvisor-vm\"\n"
+            .write(toFile: unknown, atomically: true, encoding: .utf8)
+        let (refused, message) = try SystemProgram.run(executable: plane, ["drone", unknown])
+        #expect(refused == 1 && message.contains("gvisor-vm") && message.contains("docker"), "\(message)")
     }
 }

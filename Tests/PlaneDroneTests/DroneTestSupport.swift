@@ -6,6 +6,8 @@ import PlaneCore
 import PlaneDrone
 import PlaneMessaging
 import PlaneTestSupport
+import ScriptedRuntime
+import ServiceLifecycle
 import Synchronization
 import Testing
 
@@ -45,18 +47,58 @@ final class DroneObserver: Sendable {
     }
 }
 
-/// A drone agent on the real dockerd, with a short heartbeat and stats interval.
+/// Which runtime the agent tests run on: the real dockerd, or the scripted in-memory
+/// runtime (same contract, checked by `ScriptedRuntimeConformanceTests`; fast, and able to
+/// script faults).
+enum AgentRuntimeKind: String, CaseIterable, Sendable, CustomStringConvertible {
+    case scripted, docker
+    var description: String { rawValue }
+}
+
+/// Makes the runtimes of one test's drones: Docker runtimes on the one real daemon, or
+/// scripted runtimes on one `ScriptedHost` (two drones share it as they share a daemon).
+struct TestRuntimes: Sendable {
+    let kind: AgentRuntimeKind
+    /// The `plane-test-server` image as this runtime names it.
+    let image: String
+    let host = ScriptedHost()
+
+    init(_ kind: AgentRuntimeKind) async throws {
+        self.kind = kind
+        switch kind {
+        case .docker: image = try await DockerTestImage.shared.ensureLoaded()
+        case .scripted: image = "plane-test-server"
+        }
+    }
+
+    func make(drone: DroneID, allowMounts: Bool, stats: Bool = true) async throws -> any ContainerRuntime {
+        switch kind {
+        case .scripted:
+            return ScriptedRuntime(host: host, droneID: drone, stats: stats)
+        case .docker:
+            var docker = DockerRuntimeConfiguration()
+            docker.allowMounts = allowMounts
+            var logger = Logger(label: "test.docker")
+            logger.logLevel = .warning
+            return try await DockerRuntime.make(configuration: docker, droneID: drone, logger: logger)
+        }
+    }
+}
+
+/// A drone agent on a test runtime, with a short heartbeat and stats interval.
 final class RunningDrone: Sendable {
     let agent: DroneAgent
     let client: NATSClient
     let store: DroneStore
-    let runtime: DockerRuntime
+    let runtime: any ContainerRuntime
     let statePath: String
+    let group: ServiceGroup
     let task: Task<Void, Never>
 
     var id: DroneID { agent.droneID }
 
-    init(server: NATSServerProcess, id: DroneID = .random(), statePath: String? = nil, adjust: (inout AgentConfiguration) -> Void = { _ in }) async throws {
+    init(server: NATSServerProcess, runtimes: TestRuntimes, id: DroneID = .random(), statePath: String? = nil, stats: Bool = true,
+         adjust: (inout AgentConfiguration) -> Void = { _ in }) async throws {
         let statePath = try statePath ?? TestEnvironment.temporaryDirectory("drone")
         self.statePath = statePath
         var configuration = AgentConfiguration(ip: .literal("127.0.0.1"))
@@ -69,23 +111,23 @@ final class RunningDrone: Sendable {
         timing.stats = .seconds(1)
         timing.activityFlush = .milliseconds(500)
         timing.shutdownFlush = .seconds(5)
-        var docker = DockerRuntimeConfiguration()
-        docker.allowMounts = configuration.allowVolumeMounts
         var logger = Logger(label: "test.drone")
         logger.logLevel = .warning
-        runtime = try await DockerRuntime.make(configuration: docker, droneID: id, logger: logger)
+        runtime = try await runtimes.make(drone: id, allowMounts: configuration.allowVolumeMounts, stats: stats)
         store = try DroneStore(path: statePath + "/drone.sqlite3")
         client = try await server.connectedClient()
         agent = DroneAgent(droneID: id, cluster: "plane.test", configuration: configuration, runtime: runtime, store: store, client: client,
                            publicIP: "127.0.0.1", timing: timing, logger: logger)
         try await agent.start()
-        let agent = agent
-        task = Task { try? await agent.run() }
+        let group = ServiceGroup(configuration: ServiceGroupConfiguration(services: [.init(service: agent)], logger: logger))
+        self.group = group
+        task = Task { try? await group.run() }
     }
 
-    /// Stops the agent (backends keep running unless it drains on shutdown).
+    /// Stops the agent as SIGTERM does, with a graceful shutdown (backends keep running
+    /// unless it drains on shutdown).
     func stop() async {
-        task.cancel()
+        await group.triggerGracefulShutdown()
         _ = await task.value
         await client.close()
     }

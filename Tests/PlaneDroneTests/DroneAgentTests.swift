@@ -5,19 +5,22 @@ import PlaneCore
 import PlaneDrone
 import PlaneMessaging
 import PlaneTestSupport
+import ScriptedRuntime
 import Testing
 
-/// Spec §11.2 scenarios and the issue's own, on a real nats-server, the real dockerd and
-/// the plane-test-server image; a test relay answers the state updates.
+/// Spec §11.2 scenarios and the issue's own, on a real nats-server with a test relay
+/// answering the state updates. Every scenario runs twice: on the real dockerd with the
+/// plane-test-server image, and on the scripted in-memory runtime (fast coverage of the
+/// agent and its state machine; faults only it can script are in `DroneAgentFaultTests`).
 @Suite(.serialized, .timeLimit(.minutes(10)))
-struct DroneAgentDockerTests {
-    func withDroneCluster(_ body: (NATSServerProcess, TestRelay, DroneObserver, String) async throws -> Void) async throws {
-        let image = try await DockerTestImage.shared.ensureLoaded()
+struct DroneAgentTests {
+    func withDroneCluster(_ kind: AgentRuntimeKind, _ body: (NATSServerProcess, TestRelay, DroneObserver, TestRuntimes) async throws -> Void) async throws {
+        let runtimes = try await TestRuntimes(kind)
         try await withNATSServer { server in
             let relay = try await TestRelay(server: server)
             let observer = try await DroneObserver(server: server)
             do {
-                try await body(server, relay, observer, image)
+                try await body(server, relay, observer, runtimes)
             } catch {
                 await observer.close()
                 await relay.close()
@@ -33,9 +36,9 @@ struct DroneAgentDockerTests {
         return String(buffer: try await response.body.collect(upTo: 1 << 20))
     }
 
-    @Test func statusMessagesAndDraining() async throws {
-        try await withDroneCluster { server, _, observer, _ in
-            let drone = try await RunningDrone(server: server)
+    @Test(arguments: AgentRuntimeKind.allCases) func statusMessagesAndDraining(_ kind: AgentRuntimeKind) async throws {
+        try await withDroneCluster(kind) { server, _, observer, runtimes in
+            let drone = try await RunningDrone(server: server, runtimes: runtimes)
             #expect(try await eventually { observer.registrations.withLock { $0.contains { $0.droneID == drone.id && $0.ip == "127.0.0.1" && $0.cluster == "plane.test" } } })
             #expect(try await eventually { observer.heartbeats.withLock { $0.count { $0.droneID == drone.id && $0.ready && $0.runningBackends == 0 } } >= 3 })
             let client = PlaneMessenger(client: drone.client)
@@ -47,9 +50,10 @@ struct DroneAgentDockerTests {
         }
     }
 
-    @Test func spawnToReadyToSweptWithDNSLogsAndStats() async throws {
-        try await withDroneCluster { server, relay, observer, image in
-            let drone = try await RunningDrone(server: server)
+    @Test(arguments: AgentRuntimeKind.allCases) func spawnToReadyToSweptWithDNSLogsAndStats(_ kind: AgentRuntimeKind) async throws {
+        try await withDroneCluster(kind) { server, relay, observer, runtimes in
+            let image = runtimes.image
+            let drone = try await RunningDrone(server: server, runtimes: runtimes)
             let request = spawnRequest(drone: drone.id, image: image, idle: 4)
             let id = request.backendID
             #expect(try await spawn(request, via: drone.client))
@@ -72,9 +76,10 @@ struct DroneAgentDockerTests {
         }
     }
 
-    @Test func failuresEndTerminalAndRemoveTheContainer() async throws {
-        try await withDroneCluster { server, relay, _, image in
-            let drone = try await RunningDrone(server: server) { $0.startupTimeout = .seconds(4) }
+    @Test(arguments: AgentRuntimeKind.allCases) func failuresEndTerminalAndRemoveTheContainer(_ kind: AgentRuntimeKind) async throws {
+        try await withDroneCluster(kind) { server, relay, _, runtimes in
+            let image = runtimes.image
+            let drone = try await RunningDrone(server: server, runtimes: runtimes) { $0.startupTimeout = .seconds(4) }
             // Exits while starting.
             let early = spawnRequest(drone: drone.id, image: image, env: ["EXIT_CODE": "1", "EXIT_TIMEOUT": "100"])
             // Never answers: TimedOutBeforeReady.
@@ -83,7 +88,10 @@ struct DroneAgentDockerTests {
             let failing = spawnRequest(drone: drone.id, image: image)
             let exiting = spawnRequest(drone: drone.id, image: image)
             let terminated = spawnRequest(drone: drone.id, image: image, idle: 1000)
-            for request in [early, silent, failing, exiting, terminated] { #expect(try await spawn(request, via: drone.client)) }
+            // An image no one has: ErrorLoading.
+            let missing = spawnRequest(drone: drone.id, image: "127.0.0.1:9/plane-no-such-image:latest")
+            for request in [early, silent, failing, exiting, terminated, missing] { #expect(try await spawn(request, via: drone.client)) }
+            #expect(try await eventually { relay.states(of: missing.backendID) == [.loading, .errorLoading] })
             #expect(try await eventually { relay.states(of: early.backendID) == [.loading, .starting, .errorStarting] })
             for request in [failing, exiting, terminated] {
                 #expect(try await eventually { relay.states(of: request.backendID).last == .ready })
@@ -98,16 +106,17 @@ struct DroneAgentDockerTests {
             #expect(try await eventually { relay.states(of: terminated.backendID).last == .terminated })
             #expect(try await eventually { relay.states(of: silent.backendID) == [.loading, .starting, .timedOutBeforeReady] })
             #expect(try await drone.store.backend(failing.backendID)?.exitCode == 1)
-            for request in [early, silent, failing, exiting, terminated] {
+            for request in [early, silent, failing, exiting, terminated, missing] {
                 #expect(try await eventually { (try await drone.runtime.status(of: request.backendID)) == .unknown }, "\(request.backendID)")
             }
             await drone.stop()
         }
     }
 
-    @Test func terminationWhileLoadingAndBadSpawns() async throws {
-        try await withDroneCluster { server, relay, _, image in
-            let drone = try await RunningDrone(server: server)
+    @Test(arguments: AgentRuntimeKind.allCases) func terminationWhileLoadingAndBadSpawns(_ kind: AgentRuntimeKind) async throws {
+        try await withDroneCluster(kind) { server, relay, _, runtimes in
+            let image = runtimes.image
+            let drone = try await RunningDrone(server: server, runtimes: runtimes)
             let request = spawnRequest(drone: drone.id, image: image, idle: 1000)
             let messenger = PlaneMessenger(client: drone.client)
             #expect(try await spawn(request, via: drone.client))
@@ -119,6 +128,13 @@ struct DroneAgentDockerTests {
             // The same id again, a mount on a drone that forbids them, another drone's request: refused.
             #expect(try await spawn(request, via: drone.client) == false)
             #expect(try await spawn(spawnRequest(drone: drone.id, image: image, mounts: [VolumeMount(type: "bind", source: "/foo", target: "/bar")]), via: drone.client) == false)
+            var tooSmall = spawnRequest(drone: drone.id, image: image)
+            tooSmall.executable.resourceLimits = ResourceLimits(memoryLimitBytes: 1 << 20)
+            #expect(try await spawn(tooSmall, via: drone.client) == false)
+            if kind == .docker {
+                // Reference syntax is the runtime's to check (a plugin may take paths).
+                #expect(try await spawn(spawnRequest(drone: drone.id, image: "Not A Valid/Reference"), via: drone.client) == false)
+            }
             var wrongDrone = spawnRequest(drone: drone.id, image: image)
             wrongDrone.droneID = .random()
             #expect(try await PlaneMessenger(client: drone.client).request(PlaneSubjects.spawn(drone.id), wrongDrone, timeout: .seconds(5)) == false)
@@ -126,9 +142,10 @@ struct DroneAgentDockerTests {
         }
     }
 
-    @Test func allowedMountsWork() async throws {
-        try await withDroneCluster { server, relay, _, image in
-            let drone = try await RunningDrone(server: server) { $0.allowVolumeMounts = true }
+    @Test(arguments: AgentRuntimeKind.allCases) func allowedMountsWork(_ kind: AgentRuntimeKind) async throws {
+        try await withDroneCluster(kind) { server, relay, _, runtimes in
+            let image = runtimes.image
+            let drone = try await RunningDrone(server: server, runtimes: runtimes) { $0.allowVolumeMounts = true }
             let request = spawnRequest(drone: drone.id, image: image, idle: 2, mounts: [VolumeMount(json: JSONObject([("Type", .string("tmpfs")), ("Target", .string("/bar"))]))])
             #expect(try await spawn(request, via: drone.client))
             #expect(try await eventually(timeout: .seconds(40)) { relay.states(of: request.backendID) == [.loading, .starting, .ready, .swept] })
@@ -136,11 +153,12 @@ struct DroneAgentDockerTests {
         }
     }
 
-    @Test func restartReattachesAndTwoDronesShareADaemon() async throws {
-        try await withDroneCluster { server, relay, _, image in
+    @Test(arguments: AgentRuntimeKind.allCases) func restartReattachesAndTwoDronesShareADaemon(_ kind: AgentRuntimeKind) async throws {
+        try await withDroneCluster(kind) { server, relay, _, runtimes in
+            let image = runtimes.image
             // Drones on one host need disjoint port ranges.
-            let first = try await RunningDrone(server: server) { $0.portRange = 22000...22099 }
-            let other = try await RunningDrone(server: server) { $0.portRange = 22100...22199 }
+            let first = try await RunningDrone(server: server, runtimes: runtimes) { $0.portRange = 22000...22099 }
+            let other = try await RunningDrone(server: server, runtimes: runtimes) { $0.portRange = 22100...22199 }
             let mine = (0..<3).map { _ in spawnRequest(drone: first.id, image: image, idle: 20) }
             let theirs = spawnRequest(drone: other.id, image: image, idle: 1000)
             for request in mine { #expect(try await spawn(request, via: first.client)) }
@@ -148,7 +166,7 @@ struct DroneAgentDockerTests {
             for request in mine + [theirs] { #expect(try await eventually { relay.states(of: request.backendID).last == .ready }) }
             // The first drone stops (backends keep running) and starts again with its store.
             await first.stop()
-            let again = try await RunningDrone(server: server, id: first.id, statePath: first.statePath) { $0.portRange = 22000...22099 }
+            let again = try await RunningDrone(server: server, runtimes: runtimes, id: first.id, statePath: first.statePath) { $0.portRange = 22000...22099 }
             for request in mine {
                 #expect(try await again.runtime.status(of: request.backendID).isRunning)
                 #expect(again.agent.routes.route(for: request.backendID.rawValue) != nil)
@@ -169,10 +187,11 @@ struct DroneAgentDockerTests {
         }
     }
 
-    @Test func manyConcurrentSpawnsReachReady() async throws {
-        try await withDroneCluster { server, relay, _, image in
-            let drone = try await RunningDrone(server: server)
-            let requests = (0..<20).map { _ in spawnRequest(drone: drone.id, image: image, idle: 1000) }
+    @Test(arguments: AgentRuntimeKind.allCases) func manyConcurrentSpawnsReachReady(_ kind: AgentRuntimeKind) async throws {
+        try await withDroneCluster(kind) { server, relay, _, runtimes in
+            let image = runtimes.image
+            let drone = try await RunningDrone(server: server, runtimes: runtimes)
+            let requests = (0..<50).map { _ in spawnRequest(drone: drone.id, image: image, idle: 1000) }
             let answers = try await withThrowingTaskGroup(of: Bool.self) { group in
                 for request in requests { group.addTask { try await spawn(request, via: drone.client) } }
                 return try await group.reduce(into: [Bool]()) { $0.append($1) }

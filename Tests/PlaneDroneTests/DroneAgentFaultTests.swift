@@ -1,0 +1,206 @@
+import ContainerRuntime
+import NATS
+import PlaneCore
+import PlaneDrone
+import PlaneMessaging
+import PlaneTestSupport
+import ScriptedRuntime
+import Testing
+
+/// Faults that a real daemon cannot be made to show on demand, scripted on the in-memory
+/// runtime: a lost exit event, a dead runtime, a slow pull, a broken image, crashes while
+/// the drone is away. The agent, its store and NATS are the real ones.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct DroneAgentFaultTests {
+    func withScriptedCluster(_ body: (NATSServerProcess, TestRelay, DroneObserver, TestRuntimes) async throws -> Void) async throws {
+        let runtimes = try await TestRuntimes(.scripted)
+        try await withNATSServer { server in
+            let relay = try await TestRelay(server: server)
+            let observer = try await DroneObserver(server: server)
+            do {
+                try await body(server, relay, observer, runtimes)
+            } catch {
+                await observer.close()
+                await relay.close()
+                throw error
+            }
+            await observer.close()
+            await relay.close()
+        }
+    }
+
+    func terminate(_ backend: BackendID, via client: NATSClient) async throws {
+        _ = try await PlaneMessenger(client: client).request(PlaneSubjects.terminate("plane.test", backend),
+                                                             TerminationRequest(cluster: "plane.test", backendID: backend), timeout: .seconds(2))
+    }
+
+    @Test func aMissedExitEventIsCaughtByTheStatusCheck() async throws {
+        try await withScriptedCluster { server, relay, _, runtimes in
+            let drone = try await RunningDrone(server: server, runtimes: runtimes)
+            let request = spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000)
+            #expect(try await spawn(request, via: drone.client))
+            #expect(try await eventually { relay.states(of: request.backendID).last == .ready })
+            runtimes.host.update { $0.dropsEvents = true }
+            runtimes.host.crash(request.backendID, code: 3)
+            #expect(try await eventually(timeout: .seconds(10)) { relay.states(of: request.backendID).last == .failed })
+            #expect(try await drone.store.backend(request.backendID)?.exitCode == 3)
+            #expect(try await eventually { runtimes.host.backendIDs.isEmpty })
+            await drone.stop()
+        }
+    }
+
+    @Test func crashesAfterReadyAreFailedAndBrokenImagesErrorLoading() async throws {
+        try await withScriptedCluster { server, relay, _, runtimes in
+            runtimes.host.update { $0.images["broken"] = .failsToStart("exec /server: exec format error") }
+            let drone = try await RunningDrone(server: server, runtimes: runtimes)
+            let crashing = spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000)
+            let broken = spawnRequest(drone: drone.id, image: "broken")
+            #expect(try await spawn(crashing, via: drone.client))
+            #expect(try await spawn(broken, via: drone.client))
+            #expect(try await eventually { relay.states(of: broken.backendID) == [.loading, .errorLoading] })
+            #expect(try await eventually { relay.states(of: crashing.backendID).last == .ready })
+            runtimes.host.crash(crashing.backendID, code: 137)
+            #expect(try await eventually { relay.states(of: crashing.backendID) == [.loading, .starting, .ready, .failed] })
+            #expect(try await drone.store.backend(crashing.backendID)?.exitCode == 137)
+            #expect(drone.agent.routes.route(for: crashing.backendID.rawValue) == nil)
+            #expect(try await eventually { runtimes.host.backendIDs.isEmpty })
+            #expect(try await eventually { drone.agent.supervisedBackends.isEmpty })
+            await drone.stop()
+        }
+    }
+
+    @Test func aDeadRuntimeEndsTheSpawnInErrorLoadingAndTheDroneGoesOn() async throws {
+        try await withScriptedCluster { server, relay, _, runtimes in
+            let drone = try await RunningDrone(server: server, runtimes: runtimes)
+            runtimes.host.update { $0.available = false }
+            let lost = spawnRequest(drone: drone.id, image: runtimes.image)
+            #expect(try await spawn(lost, via: drone.client))
+            #expect(try await eventually { relay.states(of: lost.backendID) == [.loading, .errorLoading] })
+            // The runtime comes back: the next spawn works.
+            runtimes.host.update { $0.available = true }
+            let next = spawnRequest(drone: drone.id, image: runtimes.image)
+            #expect(try await spawn(next, via: drone.client))
+            #expect(try await eventually { relay.states(of: next.backendID).last == .ready })
+            try await terminate(next.backendID, via: drone.client)
+            #expect(try await eventually { relay.states(of: next.backendID).last == .terminated })
+            await drone.stop()
+        }
+    }
+
+    @Test func aCleanupThatFailsIsRetriedUntilTheRuntimeAnswers() async throws {
+        try await withScriptedCluster { server, relay, observer, runtimes in
+            let drone = try await RunningDrone(server: server, runtimes: runtimes)
+            let request = spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000)
+            #expect(try await spawn(request, via: drone.client))
+            #expect(try await eventually { relay.states(of: request.backendID).last == .ready })
+            runtimes.host.update { $0.available = false }
+            try await terminate(request.backendID, via: drone.client)
+            // Terminated is reported at once; the container stays while the runtime is down.
+            #expect(try await eventually { relay.states(of: request.backendID).last == .terminated })
+            #expect(drone.agent.routes.route(for: request.backendID.rawValue) == nil)
+            try await Task.sleep(for: .seconds(2))
+            #expect(runtimes.host.backendIDs == [request.backendID])
+            #expect(runtimes.host.callCount("stop") >= 2, "the cleanup is retried")
+            #expect(observer.lastHeartbeat(of: drone.id)?.runningBackends == 0)
+            runtimes.host.update { $0.available = true }
+            #expect(try await eventually(timeout: .seconds(10)) { runtimes.host.backendIDs.isEmpty })
+            #expect(try await eventually { drone.agent.supervisedBackends.isEmpty })
+            await drone.stop()
+        }
+    }
+
+    @Test func terminationDuringASlowPullNeverStartsTheBackend() async throws {
+        try await withScriptedCluster { server, relay, _, runtimes in
+            runtimes.host.update { $0.prepareDelay = .seconds(2) }
+            let drone = try await RunningDrone(server: server, runtimes: runtimes)
+            let request = spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000)
+            #expect(try await spawn(request, via: drone.client))
+            try await terminate(request.backendID, via: drone.client)
+            #expect(try await eventually { relay.states(of: request.backendID) == [.loading, .terminated] })
+            try await Task.sleep(for: .seconds(3))
+            #expect(runtimes.host.callCount("start") == 0)
+            #expect(runtimes.host.backendIDs.isEmpty)
+            #expect(relay.states(of: request.backendID) == [.loading, .terminated])
+            await drone.stop()
+        }
+    }
+
+    @Test func concurrentDuplicateSpawnsStartOneBackend() async throws {
+        try await withScriptedCluster { server, relay, _, runtimes in
+            let drone = try await RunningDrone(server: server, runtimes: runtimes)
+            let request = spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000)
+            let answers = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for _ in 0..<5 { group.addTask { try await spawn(request, via: drone.client) } }
+                return try await group.reduce(into: [Bool]()) { $0.append($1) }
+            }
+            #expect(answers.count { $0 } == 1, "\(answers)")
+            #expect(try await eventually { relay.states(of: request.backendID).last == .ready })
+            #expect(runtimes.host.callCount("start") == 1)
+            #expect(relay.states(of: request.backendID) == [.loading, .starting, .ready])
+            try await terminate(request.backendID, via: drone.client)
+            #expect(try await eventually { relay.states(of: request.backendID).last == .terminated })
+            await drone.stop()
+        }
+    }
+
+    @Test func aRuntimeWithoutStatsStillRunsBackendsAndSendsNoStats() async throws {
+        try await withScriptedCluster { server, relay, observer, runtimes in
+            let drone = try await RunningDrone(server: server, runtimes: runtimes, stats: false)
+            let request = spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000)
+            #expect(try await spawn(request, via: drone.client))
+            #expect(try await eventually { relay.states(of: request.backendID).last == .ready })
+            #expect(try await eventually { observer.logs.withLock { $0.contains { $0.backendID == request.backendID } } })
+            try await Task.sleep(for: .seconds(3))
+            #expect(observer.stats.withLock { $0.isEmpty })
+            #expect(runtimes.host.callCount("stats") == 0)
+            try await terminate(request.backendID, via: drone.client)
+            #expect(try await eventually { relay.states(of: request.backendID).last == .terminated })
+            await drone.stop()
+        }
+    }
+
+    /// While the drone is away one backend exits, one disappears, and a container the
+    /// store never knew appears: on start each is reconciled, the survivor re-attached.
+    @Test func restartReconcilesWhatHappenedWhileAway() async throws {
+        try await withScriptedCluster { server, relay, _, runtimes in
+            let first = try await RunningDrone(server: server, runtimes: runtimes)
+            let survivor = spawnRequest(drone: first.id, image: runtimes.image, idle: 1000)
+            let exited = spawnRequest(drone: first.id, image: runtimes.image, idle: 1000)
+            let vanished = spawnRequest(drone: first.id, image: runtimes.image, idle: 1000)
+            for request in [survivor, exited, vanished] { #expect(try await spawn(request, via: first.client)) }
+            for request in [survivor, exited, vanished] { #expect(try await eventually { relay.states(of: request.backendID).last == .ready }) }
+            await first.stop()
+            runtimes.host.crash(exited.backendID, code: 0)
+            try await first.runtime.remove(vanished.backendID)
+            let stranger = BackendSpec(backendID: .random(), droneID: first.id, image: runtimes.image, port: UInt16(try TestEnvironment.freePort()),
+                                       network: .host(address: "127.0.0.1"))
+            _ = try await first.runtime.start(stranger)
+
+            let again = try await RunningDrone(server: server, runtimes: runtimes, id: first.id, statePath: first.statePath)
+            #expect(try await eventually { relay.states(of: exited.backendID).last == .exited })
+            #expect(try await eventually { relay.states(of: vanished.backendID).last == .failed })
+            #expect(try await again.runtime.status(of: stranger.backendID) == .unknown)
+            #expect(try await again.runtime.status(of: survivor.backendID).isRunning)
+            #expect(again.agent.routes.route(for: survivor.backendID.rawValue) != nil)
+            #expect(again.agent.supervisedBackends == [survivor.backendID])
+            #expect(Set(runtimes.host.backendIDs) == [survivor.backendID])
+            try await terminate(survivor.backendID, via: again.client)
+            #expect(try await eventually { relay.states(of: survivor.backendID) == [.loading, .starting, .ready, .terminated] })
+            await again.stop()
+        }
+    }
+
+    @Test func drainOnShutdownEndsEveryBackend() async throws {
+        try await withScriptedCluster { server, relay, observer, runtimes in
+            let drone = try await RunningDrone(server: server, runtimes: runtimes) { $0.drainOnShutdown = true }
+            let requests = (0..<3).map { _ in spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000) }
+            for request in requests { #expect(try await spawn(request, via: drone.client)) }
+            for request in requests { #expect(try await eventually { relay.states(of: request.backendID).last == .ready }) }
+            await drone.stop()
+            // Shutdown flushed the outbox: every Terminated is already delivered.
+            for request in requests { #expect(relay.states(of: request.backendID).last == .terminated) }
+            #expect(runtimes.host.backendIDs.isEmpty)
+            #expect(observer.lastHeartbeat(of: drone.id).map { !$0.ready && $0.state == .stopped } ?? false)
+        }
+    }
+}
