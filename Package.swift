@@ -70,9 +70,22 @@ let package = Package(
             ]
         ),
         .target(
+            name: "PlaneProxy",
+            dependencies: [
+                "PlaneCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
             name: "PlaneDrone",
             dependencies: [
                 "PlaneCore",
+                "PlaneProxy",
                 "NATS",
                 "PlaneMessaging",
                 "ContainerRuntime",
@@ -243,6 +256,10 @@ let package = Package(
         .testTarget(
             name: "PlaneCommandsTests",
             dependencies: ["PlaneCommands", "NATS", "PlaneTestSupport", "PlaneController", "PlaneCore", "PlaneDNS", "PlaneDrone", "plane"]
+        ),
+        .testTarget(
+            name: "PlaneProxyTests",
+            dependencies: ["PlaneProxy", "PlaneCore", "PlaneTestSupport", .product(name: "NIOHTTP1", package: "swift-nio")]
         ),
         .testTarget(
             name: "PlaneMessagingTests",

@@ -174,3 +174,4 @@ extension StringProtocol {
 }
 
 import Foundation
+import PlaneProxy

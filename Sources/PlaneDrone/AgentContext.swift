@@ -2,6 +2,7 @@ import ContainerRuntime
 import Logging
 import PlaneCore
 import PlaneMessaging
+import PlaneProxy
 
 /// What every backend supervisor of one drone shares.
 struct AgentContext: Sendable {

@@ -3,6 +3,7 @@ import ContainerRuntime
 import Logging
 import NIOCore
 import PlaneCore
+import PlaneProxy
 
 /// Runs one backend: feeds `BackendLifecycle` events and performs the actions it returns
 /// (runtime calls, the readiness probe, the route, the monitor, durable state reports).

@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import PlaneCore
 import PlaneMessaging
+import PlaneProxy
 import ServiceLifecycle
 import Synchronization
 

@@ -1,5 +1,6 @@
 import NATS
 import PlaneCore
+import PlaneProxy
 
 /// Everything `plane drone` runs with (`drone.toml`, see docs/configuration.md).
 public struct DroneConfiguration: Sendable {
@@ -13,7 +14,7 @@ public struct DroneConfiguration: Sendable {
     public var nats: NATSClientConfiguration?
     /// `[agent]`: the backend agent.
     public var agent: AgentConfiguration?
-    /// `[proxy]` (issue 05).
+    /// `[proxy]`: the HTTPS/WebSocket proxy to the backends.
     public var proxy: ProxyConfiguration?
     /// `[cert]`: the certificate and key files (issues 05 and 07).
     public var certificate: CertificateFiles?
@@ -57,17 +58,6 @@ public struct AgentConfiguration: Sendable {
     public var allowVolumeMounts = false
 
     public init(ip: PublicIPSource) { self.ip = ip }
-}
-
-public struct ProxyConfiguration: Sendable, Hashable {
-    public var bindHost: String = "0.0.0.0"
-    /// HTTPS port (plain HTTP when `[cert]` is absent). Default 443 with `[cert]`, 80 without
-    /// (v0.3.10 served plain HTTP on 443).
-    public var httpsPort: Int?
-    /// Optional `ip:port` upstream for requests with no route.
-    public var passthrough: String?
-
-    public init() {}
 }
 
 public struct CertificateFiles: Sendable, Hashable {

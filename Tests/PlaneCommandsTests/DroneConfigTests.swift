@@ -2,6 +2,7 @@ import Foundation
 import NATS
 import PlaneCore
 import PlaneDrone
+import PlaneProxy
 import PlaneTestSupport
 import Testing
 @testable import PlaneCommands

@@ -12,6 +12,12 @@ public final class RouteTable: Sendable {
         public var address: String
         /// Requests must carry this token when set.
         public var bearerToken: String?
+
+        public init(backendID: BackendID, address: String, bearerToken: String?) {
+            self.backendID = backendID
+            self.address = address
+            self.bearerToken = bearerToken
+        }
     }
 
     struct Entry {

@@ -1,6 +1,6 @@
 import PlaneCore
 import Testing
-@testable import PlaneDrone
+@testable import PlaneProxy
 
 struct RouteTableTests {
     @Test func routesActivityAndIdleTime() {

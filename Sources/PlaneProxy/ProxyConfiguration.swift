@@ -1,0 +1,28 @@
+/// `[proxy]` in `drone.toml` (docs/configuration.md lists every key).
+public struct ProxyConfiguration: Sendable, Hashable {
+    public var bindHost: String = "0.0.0.0"
+    /// HTTPS port (plain HTTP when `[cert]` is absent). Default 443 with `[cert]`, 80 without
+    /// (v0.3.10 served plain HTTP on 443).
+    public var httpsPort: Int?
+    /// A plain-HTTP port that redirects every request to HTTPS (only with `[cert]`).
+    public var httpRedirectPort: Int?
+    /// Optional `host:port` upstream for requests with no route.
+    public var passthrough: String?
+    /// Route `/_plane_backend={backend}/...` to that backend (prefix stripped), for hosts
+    /// without wildcard DNS or certificates.
+    public var allowPathRouting = false
+    /// Connecting to a backend may take this long; then 502.
+    public var upstreamConnectTimeout: Duration = .seconds(5)
+    /// A backend must start its response within this time; then 504.
+    public var upstreamResponseTimeout: Duration = .seconds(60)
+    /// A client must send a complete request head within this time; then the connection closes.
+    public var headerReadTimeout: Duration = .seconds(30)
+    /// A keep-alive connection with no request in flight closes after this time.
+    public var idleTimeout: Duration = .seconds(120)
+    /// Largest request head accepted (431 beyond).
+    public var maxHeaderBytes: Int = 64 * 1024
+    /// Idle keep-alive connections kept per backend and event loop.
+    public var upstreamIdleConnections: Int = 32
+
+    public init() {}
+}

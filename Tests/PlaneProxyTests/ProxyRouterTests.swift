@@ -1,0 +1,132 @@
+import NIOHTTP1
+import PlaneCore
+import PlaneProxy
+import Testing
+
+struct ProxyRouterTests {
+    let open = RouteTable.Route(backendID: "foobar", address: "127.0.0.1:20001", bearerToken: nil)
+    let guarded = RouteTable.Route(backendID: "secret", address: "127.0.0.1:20002", bearerToken: "foobar")
+
+    func lookup(_ subdomain: String) -> RouteTable.Route? {
+        [open, guarded].first { $0.backendID.rawValue == subdomain }
+    }
+
+    func decide(_ router: ProxyRouter, host: String?, _ uri: String = "/", authorization: [String] = [], cookies: [String] = []) -> ProxyRouter.Decision {
+        router.decide(ProxyRouter.Request(host: host, uri: uri, authorization: authorization, cookies: cookies), lookup: lookup)
+    }
+
+    @Test func hostRouting() {
+        let router = ProxyRouter(cluster: "plane.test")
+        let target = ProxyRouter.Decision.forward(.init(backendID: "foobar", address: "127.0.0.1:20001", uri: "/a?b=c"))
+        #expect(decide(router, host: "foobar.plane.test:4040", "/a?b=c") == target)
+        #expect(decide(router, host: "FOOBAR.Plane.Test", "/a?b=c") == target)
+        #expect(decide(router, host: "foobar.plane.test.", "/a?b=c") == target)
+        #expect(decide(router, host: "nothere.plane.test") == .notFound)
+        #expect(decide(router, host: "plane.test") == .notFound)
+        #expect(decide(router, host: "foobar.other.test") == .notFound)
+        #expect(decide(router, host: "foobarplane.test") == .notFound)
+        #expect(decide(router, host: nil) == .notFound)
+        #expect(decide(router, host: "") == .notFound)
+        #expect(decide(router, host: "[::1]:443") == .notFound)
+        #expect(router.subdomain(of: "a.b.plane.test") == "a.b")
+    }
+
+    @Test func passthroughTakesEveryUnroutedRequest() {
+        let router = ProxyRouter(cluster: "plane.test", passthrough: "127.0.0.1:9999")
+        let expected = ProxyRouter.Decision.forward(.init(backendID: nil, address: "127.0.0.1:9999", uri: "/x"))
+        #expect(decide(router, host: "nothere.plane.test", "/x") == expected)
+        #expect(decide(router, host: "plane.test", "/x") == expected)
+        #expect(decide(router, host: "elsewhere.example", "/x") == expected)
+        #expect(decide(router, host: nil, "/x") == expected)
+    }
+
+    @Test func pathRouting() {
+        let router = ProxyRouter(cluster: "plane.test", allowPathRouting: true)
+        #expect(decide(router, host: "localhost:8080", "/_plane_backend=foobar/socket.io/?EIO=4&transport=polling")
+                == .forward(.init(backendID: "foobar", address: "127.0.0.1:20001", uri: "/socket.io/?EIO=4&transport=polling")))
+        #expect(decide(router, host: "localhost", "/_plane_backend=foobar") == .forward(.init(backendID: "foobar", address: "127.0.0.1:20001", uri: "/")))
+        #expect(decide(router, host: "localhost", "/_plane_backend=foobar?x=1") == .forward(.init(backendID: "foobar", address: "127.0.0.1:20001", uri: "/?x=1")))
+        #expect(decide(router, host: "localhost", "/_plane_backend=nothere/") == .notFound)
+        #expect(decide(router, host: "localhost", "/_plane_backend=/") == .notFound)
+        // Host routing keeps working beside it.
+        #expect(decide(router, host: "foobar.plane.test", "/x") == .forward(.init(backendID: "foobar", address: "127.0.0.1:20001", uri: "/x")))
+        // Without the setting the prefix is just a path.
+        #expect(decide(ProxyRouter(cluster: "plane.test"), host: "localhost", "/_plane_backend=foobar/") == .notFound)
+    }
+
+    @Test func bearerTokens() {
+        let router = ProxyRouter(cluster: "plane.test")
+        let host = "secret.plane.test"
+        let allowed = ProxyRouter.Decision.forward(.init(backendID: "secret", address: "127.0.0.1:20002", uri: "/"))
+        #expect(decide(router, host: host) == .unauthorized)
+        #expect(decide(router, host: host, authorization: ["Bearer foobar"]) == allowed)
+        #expect(decide(router, host: host, authorization: ["bearer foobar"]) == allowed)
+        #expect(decide(router, host: host, authorization: ["BEARER   foobar "]) == allowed)
+        #expect(decide(router, host: host, authorization: ["Bearer foobaz"]) == .forbidden)
+        #expect(decide(router, host: host, authorization: ["Basic Zm9vOmJhcg=="]) == .forbidden)
+        #expect(decide(router, host: host, cookies: ["_plane_auth=foobar"]) == allowed)
+        #expect(decide(router, host: host, cookies: ["a=b; _plane_auth=foobar ; c=d"]) == allowed)
+        #expect(decide(router, host: host, cookies: ["_plane_auth=nope"]) == .forbidden)
+        #expect(decide(router, host: host, cookies: ["other=foobar"]) == .unauthorized)
+        // A valid cookie is enough even beside a wrong header (v0.3.10 let the header win).
+        #expect(decide(router, host: host, authorization: ["Bearer x"], cookies: ["_plane_auth=foobar"]) == allowed)
+        // Short and odd values are just wrong, never a crash (v0.3.10 panicked).
+        for odd in ["", "B", "Bearer", "Bearer ", "Bearerfoobar", "Bearer\u{0}foobar", "Bearer fööbar", "\u{1F600}"] {
+            #expect(decide(router, host: host, authorization: [odd]) == .forbidden, "\(odd.debugDescription)")
+        }
+        #expect(decide(router, host: host, cookies: ["", ";;;", "=", "_plane_auth", "é=ü; _plane_auth=ö"]) == .forbidden)
+    }
+
+    @Test func authCookieRedirects() {
+        let router = ProxyRouter(cluster: "plane.test", allowPathRouting: true)
+        #expect(decide(router, host: "foobar.plane.test", "/_plane_auth?token=foobar") == .setAuthCookie(token: "foobar", location: "/", cookiePath: "/"))
+        #expect(decide(router, host: "secret.plane.test", "/_plane_auth?token=foobar&redirect=/blahblah%3Fa%3Db")
+                == .setAuthCookie(token: "foobar", location: "/blahblah?a=b", cookiePath: "/"))
+        for bad in ["https://evil.example/", "//evil.example/", "/\\evil.example", "relative", "/a%0D%0ASet-Cookie:x=y"] {
+            #expect(decide(router, host: "foobar.plane.test", "/_plane_auth?token=t&redirect=\(bad)") == .badRequest(ProxyRouter.invalidRedirectMessage), "\(bad)")
+        }
+        #expect(decide(router, host: "foobar.plane.test", "/_plane_auth?redirect=/") == .badRequest("Missing token: use /_plane_auth?token=TOKEN&redirect=/path."))
+        #expect(decide(router, host: "foobar.plane.test", "/_plane_auth?token=a%3Bb") == .badRequest("The token contains characters a cookie cannot carry."))
+        #expect(decide(router, host: "foobar.plane.test", "/_plane_auth?token=%zz") == .badRequest("Missing token: use /_plane_auth?token=TOKEN&redirect=/path."))
+        // Path routing: the cookie is scoped to the backend's prefix, the redirect stays under it.
+        #expect(decide(router, host: "localhost", "/_plane_backend=secret/_plane_auth?token=foobar&redirect=/x")
+                == .setAuthCookie(token: "foobar", location: "/_plane_backend=secret/x", cookiePath: "/_plane_backend=secret/"))
+        // Only for routed hosts.
+        #expect(decide(router, host: "nothere.plane.test", "/_plane_auth?token=foobar") == .notFound)
+    }
+
+    @Test func headersForTheBackendAndTheClient() {
+        var request = HTTPHeaders()
+        request.add(name: "Host", value: "foobar.plane.test:4040")
+        request.add(name: "Connection", value: "keep-alive, X-Secret")
+        request.add(name: "X-Secret", value: "hop")
+        request.add(name: "Keep-Alive", value: "timeout=5")
+        request.add(name: "TE", value: "trailers")
+        request.add(name: "X-Forwarded-For", value: "10.0.0.1")
+        request.add(name: "Transfer-Encoding", value: "chunked")
+        request.add(name: "Cookie", value: "a=b")
+        let upstream = ForwardedHeaders.upstreamRequest(request, clientAddress: "127.0.0.9", scheme: "https", upgrade: false)
+        #expect(upstream.first(name: "host") == "foobar.plane.test:4040")
+        #expect(!upstream.contains(name: "x-secret") && !upstream.contains(name: "keep-alive") && !upstream.contains(name: "te") && !upstream.contains(name: "connection"))
+        #expect(upstream["x-forwarded-for"] == ["10.0.0.1, 127.0.0.9"])
+        #expect(upstream.first(name: "x-forwarded-proto") == "https" && upstream.first(name: "x-forwarded-host") == "foobar.plane.test:4040")
+        #expect(upstream.first(name: "transfer-encoding") == "chunked" && upstream.first(name: "cookie") == "a=b")
+
+        var upgrade = HTTPHeaders()
+        upgrade.add(name: "Connection", value: "Upgrade")
+        upgrade.add(name: "Upgrade", value: "websocket")
+        #expect(ForwardedHeaders.isUpgrade(upgrade))
+        #expect(!ForwardedHeaders.isUpgrade(request))
+        let upgraded = ForwardedHeaders.upstreamRequest(upgrade, clientAddress: nil, scheme: "http", upgrade: true)
+        #expect(upgraded.first(name: "connection") == "upgrade" && upgraded.first(name: "upgrade") == "websocket")
+        #expect(!ForwardedHeaders.upstreamRequest(upgrade, clientAddress: nil, scheme: "http", upgrade: false).contains(name: "upgrade"))
+
+        var response = HTTPHeaders()
+        response.add(name: "Connection", value: "close")
+        response.add(name: "Content-Length", value: "5")
+        response.add(name: "Set-Cookie", value: "a=1")
+        response.add(name: "Set-Cookie", value: "b=2")
+        let downstream = ForwardedHeaders.downstreamResponse(response, upgrade: false)
+        #expect(!downstream.contains(name: "connection") && downstream["set-cookie"] == ["a=1", "b=2"] && downstream.first(name: "content-length") == "5")
+    }
+}
