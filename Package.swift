@@ -259,7 +259,8 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneProxyTests",
-            dependencies: ["PlaneProxy", "PlaneCore", "PlaneTestSupport", .product(name: "NIOHTTP1", package: "swift-nio")]
+            dependencies: ["PlaneProxy", "PlaneCore", "PlaneTestSupport", "plane-test-server",
+                           .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "PlaneMessagingTests",

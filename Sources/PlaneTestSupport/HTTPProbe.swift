@@ -12,17 +12,20 @@ public struct HTTPProbe: Sendable {
     public let host: String
     public let port: Int
     public var timeout: Duration = .seconds(5)
+    /// The `Host` header sent (default `host:port`), e.g. a backend's name behind a proxy.
+    public var hostHeader: String?
 
-    public init(host: String = "127.0.0.1", port: Int) {
+    public init(host: String = "127.0.0.1", port: Int, hostHeader: String? = nil) {
         self.host = host
         self.port = port
+        self.hostHeader = hostHeader
     }
 
     /// `GET path`; throws when the connection fails or times out.
     public func get(_ path: String, headers: [String: String] = [:]) throws -> Response {
         let socket = try TestSocket(host: host, port: port, timeout: timeout)
         defer { socket.close() }
-        var request = "GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nConnection: close\r\n"
+        var request = "GET \(path) HTTP/1.1\r\nHost: \(hostHeader ?? "\(host):\(port)")\r\nConnection: close\r\n"
         for (name, value) in headers { request += "\(name): \(value)\r\n" }
         request += "\r\n"
         try socket.send(Array(request.utf8))
@@ -71,7 +74,7 @@ public struct HTTPProbe: Sendable {
     public func webSocket(_ path: String = "/") throws -> TestWebSocket {
         let socket = try TestSocket(host: host, port: port, timeout: timeout)
         let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
-        let request = "GET \(path) HTTP/1.1\r\nHost: \(host):\(port)\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n\r\n"
+        let request = "GET \(path) HTTP/1.1\r\nHost: \(hostHeader ?? "\(host):\(port)")\r\nUpgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: \(key)\r\nSec-WebSocket-Version: 13\r\n\r\n"
         try socket.send(Array(request.utf8))
         let head = try socket.readUntil(Array("\r\n\r\n".utf8))
         let response = try Self.parse(head)

@@ -29,6 +29,16 @@ struct DroneAgentFaultTests {
         }
     }
 
+    /// A drone on ports no other suite uses (suites run in parallel; a port reserved for a
+    /// backend that never binds it would look free to another suite's drone).
+    func startDrone(_ server: NATSServerProcess, _ runtimes: TestRuntimes, id: DroneID = .random(), statePath: String? = nil, stats: Bool = true,
+                    adjust: (inout AgentConfiguration) -> Void = { _ in }) async throws -> RunningDrone {
+        try await RunningDrone(server: server, runtimes: runtimes, id: id, statePath: statePath, stats: stats) {
+            $0.portRange = 24000...24499
+            adjust(&$0)
+        }
+    }
+
     func terminate(_ backend: BackendID, via client: NATSClient) async throws {
         _ = try await PlaneMessenger(client: client).request(PlaneSubjects.terminate("plane.test", backend),
                                                              TerminationRequest(cluster: "plane.test", backendID: backend), timeout: .seconds(2))
@@ -36,7 +46,7 @@ struct DroneAgentFaultTests {
 
     @Test func aMissedExitEventIsCaughtByTheStatusCheck() async throws {
         try await withScriptedCluster { server, relay, _, runtimes in
-            let drone = try await RunningDrone(server: server, runtimes: runtimes)
+            let drone = try await startDrone(server, runtimes)
             let request = spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000)
             #expect(try await spawn(request, via: drone.client))
             #expect(try await eventually { relay.states(of: request.backendID).last == .ready })
@@ -52,7 +62,7 @@ struct DroneAgentFaultTests {
     @Test func crashesAfterReadyAreFailedAndBrokenImagesErrorLoading() async throws {
         try await withScriptedCluster { server, relay, _, runtimes in
             runtimes.host.update { $0.images["broken"] = .failsToStart("exec /server: exec format error") }
-            let drone = try await RunningDrone(server: server, runtimes: runtimes)
+            let drone = try await startDrone(server, runtimes)
             let crashing = spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000)
             let broken = spawnRequest(drone: drone.id, image: "broken")
             #expect(try await spawn(crashing, via: drone.client))
@@ -71,7 +81,7 @@ struct DroneAgentFaultTests {
 
     @Test func aDeadRuntimeEndsTheSpawnInErrorLoadingAndTheDroneGoesOn() async throws {
         try await withScriptedCluster { server, relay, _, runtimes in
-            let drone = try await RunningDrone(server: server, runtimes: runtimes)
+            let drone = try await startDrone(server, runtimes)
             runtimes.host.update { $0.available = false }
             let lost = spawnRequest(drone: drone.id, image: runtimes.image)
             #expect(try await spawn(lost, via: drone.client))
@@ -89,7 +99,7 @@ struct DroneAgentFaultTests {
 
     @Test func aCleanupThatFailsIsRetriedUntilTheRuntimeAnswers() async throws {
         try await withScriptedCluster { server, relay, observer, runtimes in
-            let drone = try await RunningDrone(server: server, runtimes: runtimes)
+            let drone = try await startDrone(server, runtimes)
             let request = spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000)
             #expect(try await spawn(request, via: drone.client))
             #expect(try await eventually { relay.states(of: request.backendID).last == .ready })
@@ -112,7 +122,7 @@ struct DroneAgentFaultTests {
     @Test func terminationDuringASlowPullNeverStartsTheBackend() async throws {
         try await withScriptedCluster { server, relay, _, runtimes in
             runtimes.host.update { $0.prepareDelay = .seconds(2) }
-            let drone = try await RunningDrone(server: server, runtimes: runtimes)
+            let drone = try await startDrone(server, runtimes)
             let request = spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000)
             #expect(try await spawn(request, via: drone.client))
             try await terminate(request.backendID, via: drone.client)
@@ -127,7 +137,7 @@ struct DroneAgentFaultTests {
 
     @Test func concurrentDuplicateSpawnsStartOneBackend() async throws {
         try await withScriptedCluster { server, relay, _, runtimes in
-            let drone = try await RunningDrone(server: server, runtimes: runtimes)
+            let drone = try await startDrone(server, runtimes)
             let request = spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000)
             let answers = try await withThrowingTaskGroup(of: Bool.self) { group in
                 for _ in 0..<5 { group.addTask { try await spawn(request, via: drone.client) } }
@@ -145,7 +155,7 @@ struct DroneAgentFaultTests {
 
     @Test func aRuntimeWithoutStatsStillRunsBackendsAndSendsNoStats() async throws {
         try await withScriptedCluster { server, relay, observer, runtimes in
-            let drone = try await RunningDrone(server: server, runtimes: runtimes, stats: false)
+            let drone = try await startDrone(server, runtimes, stats: false)
             let request = spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000)
             #expect(try await spawn(request, via: drone.client))
             #expect(try await eventually { relay.states(of: request.backendID).last == .ready })
@@ -163,7 +173,7 @@ struct DroneAgentFaultTests {
     /// store never knew appears: on start each is reconciled, the survivor re-attached.
     @Test func restartReconcilesWhatHappenedWhileAway() async throws {
         try await withScriptedCluster { server, relay, _, runtimes in
-            let first = try await RunningDrone(server: server, runtimes: runtimes)
+            let first = try await startDrone(server, runtimes)
             let survivor = spawnRequest(drone: first.id, image: runtimes.image, idle: 1000)
             let exited = spawnRequest(drone: first.id, image: runtimes.image, idle: 1000)
             let vanished = spawnRequest(drone: first.id, image: runtimes.image, idle: 1000)
@@ -176,7 +186,7 @@ struct DroneAgentFaultTests {
                                        network: .host(address: "127.0.0.1"))
             _ = try await first.runtime.start(stranger)
 
-            let again = try await RunningDrone(server: server, runtimes: runtimes, id: first.id, statePath: first.statePath)
+            let again = try await startDrone(server, runtimes, id: first.id, statePath: first.statePath)
             #expect(try await eventually { relay.states(of: exited.backendID).last == .exited })
             #expect(try await eventually { relay.states(of: vanished.backendID).last == .failed })
             #expect(try await again.runtime.status(of: stranger.backendID) == .unknown)
@@ -192,7 +202,7 @@ struct DroneAgentFaultTests {
 
     @Test func drainOnShutdownEndsEveryBackend() async throws {
         try await withScriptedCluster { server, relay, observer, runtimes in
-            let drone = try await RunningDrone(server: server, runtimes: runtimes) { $0.drainOnShutdown = true }
+            let drone = try await startDrone(server, runtimes) { $0.drainOnShutdown = true }
             let requests = (0..<3).map { _ in spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000) }
             for request in requests { #expect(try await spawn(request, via: drone.client)) }
             for request in requests { #expect(try await eventually { relay.states(of: request.backendID).last == .ready }) }

@@ -104,7 +104,7 @@ struct DroneAgentTests {
             #expect(try await eventually { relay.states(of: failing.backendID).last == .failed })
             #expect(try await eventually { relay.states(of: exiting.backendID).last == .exited })
             #expect(try await eventually { relay.states(of: terminated.backendID).last == .terminated })
-            #expect(try await eventually { relay.states(of: silent.backendID) == [.loading, .starting, .timedOutBeforeReady] })
+            #expect(try await eventually { relay.states(of: silent.backendID) == [.loading, .starting, .timedOutBeforeReady] }, "\(relay.states(of: silent.backendID))")
             #expect(try await drone.store.backend(failing.backendID)?.exitCode == 1)
             for request in [early, silent, failing, exiting, terminated, missing] {
                 #expect(try await eventually { (try await drone.runtime.status(of: request.backendID)) == .unknown }, "\(request.backendID)")

@@ -1,0 +1,37 @@
+import NIOCore
+import NIOHTTP1
+
+/// The plain-HTTP listener next to the TLS one: every request is answered with a
+/// `308 Permanent Redirect` to the same host and path on HTTPS.
+final class HTTPSRedirectHandler: ChannelInboundHandler {
+    typealias InboundIn = HTTPServerRequestPart
+    typealias OutboundOut = HTTPServerResponsePart
+
+    private let httpsPort: Int
+    private var head: HTTPRequestHead?
+
+    init(httpsPort: Int) { self.httpsPort = httpsPort }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        switch unwrapInboundIn(data) {
+        case .head(let head): self.head = head
+        case .body: break
+        case .end:
+            guard let head else { return }
+            self.head = nil
+            var response = HTTPResponseHead(version: head.version, status: .permanentRedirect)
+            if let host = head.headers.first(name: "host").map(ProxyRouter.stripPort), !host.isEmpty,
+               !host.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }), head.uri.hasPrefix("/") {
+                let port = httpsPort == 443 ? "" : ":\(httpsPort)"
+                response.headers.add(name: "Location", value: "https://\(host)\(port)\(head.uri)")
+            } else {
+                response.status = .badRequest
+            }
+            response.headers.add(name: "Content-Length", value: "0")
+            if !head.isKeepAlive { response.headers.add(name: "Connection", value: "close") }
+            context.write(wrapOutboundOut(.head(response)), promise: nil)
+            let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
+            if !head.isKeepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+        }
+    }
+}

@@ -1,0 +1,29 @@
+/// Errors of the proxy: what went wrong and what to do about it.
+public struct ProxyError: Error, Sendable, CustomStringConvertible {
+    public struct Code: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+        public var rawValue: String
+        public init(rawValue: String) { self.rawValue = rawValue }
+        public var description: String { rawValue }
+        /// A listener could not bind (address in use, no permission for a port below 1024).
+        public static let bindFailed = Code(rawValue: "bind_failed")
+        /// The backend could not be reached (refused, unreachable, connect timeout).
+        public static let upstreamUnreachable = Code(rawValue: "upstream_unreachable")
+        /// The certificate or key could not be read, parsed, or do not belong together.
+        public static let certificateInvalid = Code(rawValue: "certificate_invalid")
+    }
+
+    public var code: Code
+    public var message: String
+    public var cause: (any Error)?
+
+    public init(_ code: Code, _ message: String, cause: (any Error)? = nil) {
+        self.code = code
+        self.message = message
+        self.cause = cause
+    }
+
+    public var description: String {
+        if let cause { return "\(message) (\(cause))" }
+        return message
+    }
+}

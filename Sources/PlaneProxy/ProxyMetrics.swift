@@ -1,0 +1,87 @@
+import Synchronization
+
+/// The proxy's counters, rendered in the Prometheus text format on the drone's `/metrics`:
+/// requests by status class, upstream latency (time to the response head) as a histogram,
+/// open upgraded connections, and bytes in each direction.
+public final class ProxyMetrics: Sendable {
+    /// Histogram bucket bounds in seconds.
+    static let latencyBounds: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+
+    struct Counters {
+        var statusClasses = [UInt64](repeating: 0, count: 6)
+        var latencyBuckets = [UInt64](repeating: 0, count: ProxyMetrics.latencyBounds.count)
+        var latencyCount: UInt64 = 0
+        var latencySeconds: Double = 0
+        var upgradedOpen: Int64 = 0
+        var upgradedTotal: UInt64 = 0
+        var bytesIn: UInt64 = 0
+        var bytesOut: UInt64 = 0
+    }
+
+    private let counters = Mutex(Counters())
+
+    public init() {}
+
+    func response(status: Int) {
+        let index = min(max(status / 100, 0), 5)
+        counters.withLock { $0.statusClasses[index] += 1 }
+    }
+
+    func upstreamLatency(_ duration: Duration) {
+        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        counters.withLock { counters in
+            for (index, bound) in Self.latencyBounds.enumerated() where seconds <= bound { counters.latencyBuckets[index] += 1 }
+            counters.latencyCount += 1
+            counters.latencySeconds += seconds
+        }
+    }
+
+    func upgraded(opened: Bool) {
+        counters.withLock { counters in
+            counters.upgradedOpen += opened ? 1 : -1
+            if opened { counters.upgradedTotal += 1 }
+        }
+    }
+
+    func bytes(fromClient: Int = 0, toClient: Int = 0) {
+        counters.withLock { counters in
+            counters.bytesIn += UInt64(max(0, fromClient))
+            counters.bytesOut += UInt64(max(0, toClient))
+        }
+    }
+
+    /// Responses of one status class (1 to 5) so far.
+    public func responses(ofClass statusClass: Int) -> UInt64 { counters.withLock { $0.statusClasses[statusClass] } }
+    public var openUpgradedConnections: Int64 { counters.withLock { $0.upgradedOpen } }
+    /// Body and upgraded-stream bytes from clients and to clients.
+    public var bytes: (in: UInt64, out: UInt64) { counters.withLock { ($0.bytesIn, $0.bytesOut) } }
+
+    /// The Prometheus text exposition.
+    public func render() -> String {
+        let c = counters.withLock { $0 }
+        var lines = ["# HELP plane_proxy_responses_total Responses sent to clients, by status class.", "# TYPE plane_proxy_responses_total counter"]
+        for statusClass in 1...5 {
+            lines.append("plane_proxy_responses_total{class=\"\(statusClass)xx\"} \(c.statusClasses[statusClass])")
+        }
+        lines += ["# HELP plane_proxy_upstream_latency_seconds Time from sending a request to a backend to its response head.",
+                  "# TYPE plane_proxy_upstream_latency_seconds histogram"]
+        for (index, bound) in Self.latencyBounds.enumerated() {
+            lines.append("plane_proxy_upstream_latency_seconds_bucket{le=\"\(bound)\"} \(c.latencyBuckets[index])")
+        }
+        let count = c.latencyCount
+        lines += ["plane_proxy_upstream_latency_seconds_bucket{le=\"+Inf\"} \(count)",
+                  "plane_proxy_upstream_latency_seconds_sum \(c.latencySeconds)",
+                  "plane_proxy_upstream_latency_seconds_count \(count)",
+                  "# HELP plane_proxy_upgraded_connections Open upgraded (WebSocket) connections.",
+                  "# TYPE plane_proxy_upgraded_connections gauge",
+                  "plane_proxy_upgraded_connections \(c.upgradedOpen)",
+                  "# HELP plane_proxy_upgraded_connections_total Upgraded (WebSocket) connections opened.",
+                  "# TYPE plane_proxy_upgraded_connections_total counter",
+                  "plane_proxy_upgraded_connections_total \(c.upgradedTotal)",
+                  "# HELP plane_proxy_bytes_total Body and upgraded-stream bytes, by direction.",
+                  "# TYPE plane_proxy_bytes_total counter",
+                  "plane_proxy_bytes_total{direction=\"in\"} \(c.bytesIn)",
+                  "plane_proxy_bytes_total{direction=\"out\"} \(c.bytesOut)"]
+        return lines.joined(separator: "\n") + "\n"
+    }
+}

@@ -1,0 +1,134 @@
+import Logging
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import NIOSSL
+import ServiceLifecycle
+import Synchronization
+
+/// The drone's reverse proxy: listens on `bind_ip:https_port` (TLS when a certificate
+/// source is given, plain HTTP otherwise) and serves every backend route of the
+/// `RouteTable`. A `Service`: `start()` binds, `run()` serves until graceful shutdown.
+public final class ProxyServer: Service, Sendable {
+    public let configuration: ProxyConfiguration
+    public let metrics: ProxyMetrics
+    private let context: ProxyContext
+    private let certificates: TLSCertificateStore?
+    private let logger: Logger
+    private let channels = Mutex<[any Channel]>([])
+
+    /// - Parameters:
+    ///   - cluster: the cluster domain; hosts `{backend}.{cluster}` are routed.
+    ///   - certificates: the TLS key and chain; nil serves plain HTTP.
+    public init(cluster: String, configuration: ProxyConfiguration, routes: RouteTable, certificates: TLSCertificateStore? = nil,
+                metrics: ProxyMetrics = ProxyMetrics(), logger: Logger) {
+        self.configuration = configuration
+        self.metrics = metrics
+        self.certificates = certificates
+        self.logger = logger
+        context = ProxyContext(
+            router: ProxyRouter(cluster: cluster, allowPathRouting: configuration.allowPathRouting, passthrough: configuration.passthrough),
+            routes: routes, configuration: configuration, metrics: metrics, pools: UpstreamPools(maxIdle: configuration.upstreamIdleConnections),
+            logger: logger, scheme: certificates == nil ? "http" : "https")
+    }
+
+    /// The port the proxy listens on (its configured one, or the one picked for port 0).
+    public var port: Int? { channels.withLock { $0.first?.localAddress?.port } }
+
+    /// The port of the HTTP→HTTPS redirect listener, if there is one.
+    public var redirectPort: Int? { channels.withLock { $0.count > 1 ? $0[1].localAddress?.port : nil } }
+
+    public func start() async throws {
+        guard channels.withLock({ $0.isEmpty }) else { return }
+        let port = configuration.httpsPort ?? (certificates == nil ? 80 : 443)
+        var bound: [any Channel] = []
+        do {
+            bound.append(try await bind(port: port, initializer: proxyInitializer()))
+            if let redirectPort = configuration.httpRedirectPort, certificates != nil {
+                bound.append(try await bind(port: redirectPort, initializer: redirectInitializer(httpsPort: bound[0].localAddress?.port ?? port)))
+            }
+        } catch {
+            for channel in bound { try? await channel.close() }
+            throw error
+        }
+        channels.withLock { $0 = bound }
+        logger.info("proxy.listening", metadata: ["address": "\(configuration.bindHost):\(bound[0].localAddress?.port ?? port)", "tls": "\(certificates != nil)"])
+    }
+
+    public func run() async throws {
+        try await start()
+        let listeners = channels.withLock { $0 }
+        await withGracefulShutdownHandler {
+            for channel in listeners { try? await channel.closeFuture.get() }
+        } onGracefulShutdown: {
+            for channel in listeners { channel.close(promise: nil) }
+        }
+        context.pools.closeAll()
+    }
+
+    /// Stops listening (open connections finish on their own).
+    public func stop() async {
+        for channel in channels.withLock({ $0 }) { try? await channel.close() }
+        context.pools.closeAll()
+    }
+
+    private func bind(port: Int, initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>) async throws -> any Channel {
+        do {
+            return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .serverChannelOption(.backlog, value: 1024)
+                .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+                .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+                .childChannelOption(.allowRemoteHalfClosure, value: true)
+                .childChannelOption(.maxMessagesPerRead, value: 16)
+                .childChannelInitializer(initializer)
+                .bind(host: configuration.bindHost, port: port).get()
+        } catch {
+            throw ProxyError(.bindFailed, "The proxy cannot listen on \(configuration.bindHost):\(port); free the port or change [proxy] https_port (ports below 1024 need root or CAP_NET_BIND_SERVICE).", cause: error)
+        }
+    }
+
+    private func proxyInitializer() -> @Sendable (any Channel) -> EventLoopFuture<Void> {
+        let context = self.context
+        let certificates = self.certificates
+        let configuration = self.configuration
+        let logger = self.logger
+        return { channel in
+            channel.eventLoop.makeCompletedFuture {
+                let pipeline = channel.pipeline.syncOperations
+                if let certificates {
+                    guard let tls = certificates.current else {
+                        // No certificate yet: refuse rather than serve a wrong one.
+                        logger.debug("proxy.no_certificate")
+                        channel.close(promise: nil)
+                        return
+                    }
+                    try pipeline.addHandler(NIOSSLServerHandler(context: tls))
+                }
+                try pipeline.addHandler(HeaderTimeoutHandler(limit: configuration.headerReadTimeout.timeAmount, idleLimit: configuration.idleTimeout.timeAmount))
+                var limits = NIOHTTPDecoderLimitConfiguration()
+                limits.maxHeaderListSize = configuration.maxHeaderBytes
+                limits.maxHeaderFieldSize = configuration.maxHeaderBytes
+                // An upgrade configuration without upgraders: requests pass through unchanged,
+                // and the decoder keeps bytes after an upgrade for the splice.
+                try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: true, withServerUpgrade: (upgraders: [], completionHandler: { _ in }),
+                                                         withErrorHandling: true, withOutboundHeaderValidation: true, withEncoderConfiguration: HTTPResponseEncoder.Configuration(), withDecoderLimitConfiguration: limits)
+                try pipeline.addHandler(ProxyHandler(shared: context, pool: context.pools.pool(for: channel.eventLoop)))
+            }
+        }
+    }
+
+    private func redirectInitializer(httpsPort: Int) -> @Sendable (any Channel) -> EventLoopFuture<Void> {
+        { channel in
+            channel.eventLoop.makeCompletedFuture {
+                try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                try channel.pipeline.syncOperations.addHandler(HTTPSRedirectHandler(httpsPort: httpsPort))
+            }
+        }
+    }
+}
+
+extension Duration {
+    var timeAmount: TimeAmount {
+        .nanoseconds(components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000)
+    }
+}

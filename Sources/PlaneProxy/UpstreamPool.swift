@@ -1,0 +1,124 @@
+import NIOCore
+import NIOHTTP1
+import NIOPosix
+import Synchronization
+
+/// Keep-alive connections to backends, one pool per event loop (a client connection and
+/// its upstream connection always share a loop, so a request never changes threads), at
+/// most `maxIdle` idle connections per backend address; an idle connection closes after
+/// `idleLifetime` or when the backend closes it.
+final class UpstreamPool: @unchecked Sendable {
+    // Confined to `eventLoop`: every method asserts it.
+    let eventLoop: any EventLoop
+    private let maxIdle: Int
+    private let idleLifetime: TimeAmount
+    private var idle: [String: [IdleConnection]] = [:]
+
+    struct IdleConnection {
+        var channel: any Channel
+        var handler: UpstreamHandler
+        var expiry: Scheduled<Void>
+    }
+
+    init(eventLoop: any EventLoop, maxIdle: Int, idleLifetime: TimeAmount = .seconds(30)) {
+        self.eventLoop = eventLoop
+        self.maxIdle = maxIdle
+        self.idleLifetime = idleLifetime
+    }
+
+    /// An idle connection to `address`, if one is still open.
+    func take(_ address: String) -> (any Channel, UpstreamHandler)? {
+        eventLoop.preconditionInEventLoop()
+        while var list = idle[address], let last = list.popLast() {
+            idle[address] = list.isEmpty ? nil : list
+            last.expiry.cancel()
+            if last.channel.isActive { return (last.channel, last.handler) }
+        }
+        return nil
+    }
+
+    /// Returns a connection after a complete exchange; closes it when the pool is full.
+    func give(_ channel: any Channel, handler: UpstreamHandler, address: String) {
+        eventLoop.preconditionInEventLoop()
+        guard channel.isActive, idle[address, default: []].count < maxIdle else {
+            channel.close(promise: nil)
+            return
+        }
+        let expiry = eventLoop.assumeIsolated().scheduleTask(in: idleLifetime) { [weak self] in
+            self?.drop(channel, address: address)
+            channel.close(promise: nil)
+        }
+        idle[address, default: []].append(IdleConnection(channel: channel, handler: handler, expiry: expiry))
+        handler.parkedInPool { [weak self] in self?.drop(channel, address: address) }
+    }
+
+    /// Forgets an idle connection (it closed).
+    func drop(_ channel: any Channel, address: String) {
+        eventLoop.preconditionInEventLoop()
+        guard var list = idle[address], let index = list.firstIndex(where: { $0.channel === channel }) else { return }
+        list[index].expiry.cancel()
+        list.remove(at: index)
+        idle[address] = list.isEmpty ? nil : list
+    }
+
+    /// Closes every idle connection (shutdown).
+    func closeAll() {
+        eventLoop.preconditionInEventLoop()
+        for connection in idle.values.joined() {
+            connection.expiry.cancel()
+            connection.channel.close(promise: nil)
+        }
+        idle = [:]
+    }
+
+    /// Opens a new connection to `address` on this pool's loop.
+    func connect(_ address: String, timeout: TimeAmount) -> EventLoopFuture<any Channel> {
+        guard let (host, port) = Self.split(address) else {
+            return eventLoop.makeFailedFuture(ProxyError(.upstreamUnreachable, "The backend address '\(address)' is not host:port."))
+        }
+        return ClientBootstrap(group: eventLoop)
+            .connectTimeout(timeout)
+            .channelOption(.socketOption(.tcp_nodelay), value: 1)
+            .channelOption(.allowRemoteHalfClosure, value: true)
+            .channelInitializer { channel in
+                channel.eventLoop.makeCompletedFuture {
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
+                }
+            }
+            .connect(host: host, port: port)
+    }
+
+    /// `host:port` or `[v6]:port`.
+    static func split(_ address: String) -> (String, Int)? {
+        guard let colon = address.lastIndex(of: ":"), let port = Int(address[address.index(after: colon)...]), (1...65535).contains(port) else { return nil }
+        var host = String(address[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        return (host, port)
+    }
+}
+
+/// One pool per event loop of the proxy's group.
+final class UpstreamPools: Sendable {
+    private let pools: Mutex<[ObjectIdentifier: UpstreamPool]> = Mutex([:])
+    private let maxIdle: Int
+
+    init(maxIdle: Int) { self.maxIdle = maxIdle }
+
+    func pool(for eventLoop: any EventLoop) -> UpstreamPool {
+        pools.withLock { pools in
+            let key = ObjectIdentifier(eventLoop)
+            if let pool = pools[key] { return pool }
+            let pool = UpstreamPool(eventLoop: eventLoop, maxIdle: maxIdle)
+            pools[key] = pool
+            return pool
+        }
+    }
+
+    func closeAll() {
+        for pool in pools.withLock({ Array($0.values) }) {
+            pool.eventLoop.execute { pool.closeAll() }
+        }
+    }
+}

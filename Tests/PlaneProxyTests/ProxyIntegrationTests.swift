@@ -1,0 +1,122 @@
+import Foundation
+import Logging
+import PlaneCore
+import PlaneProxy
+import PlaneTestSupport
+import Testing
+
+/// The proxy on loopback in front of real `plane-test-server` processes (spec §11.5's
+/// plain-HTTP scenarios and the gaps fixed).
+@Suite(.timeLimit(.minutes(3)))
+struct ProxyIntegrationTests {
+    struct Setup {
+        let backend: ChildProcess
+        let backendPort: Int
+        let routes: RouteTable
+        let proxy: ProxyServer
+        let port: Int
+
+        func probe(_ host: String = "foobar.plane.test") -> HTTPProbe {
+            HTTPProbe(port: port, hostHeader: "\(host):\(port)")
+        }
+
+        func stop() async {
+            await proxy.stop()
+            await backend.stop()
+        }
+    }
+
+    func setUp(token: String? = nil, adjust: (inout ProxyConfiguration) -> Void = { _ in }) async throws -> Setup {
+        let backendPort = try TestEnvironment.freePort()
+        let backend = try ChildProcess(try TestExecutables.path("plane-test-server"), environment: ["PORT": String(backendPort), "HOST": "127.0.0.1"])
+        _ = try await HTTPProbe(port: backendPort).waitUntilAnswering("/")
+        let routes = RouteTable()
+        routes.add(RouteTable.Route(backendID: "foobar", address: "127.0.0.1:\(backendPort)", bearerToken: token))
+        var configuration = ProxyConfiguration()
+        configuration.bindHost = "127.0.0.1"
+        configuration.httpsPort = 0
+        adjust(&configuration)
+        var logger = Logger(label: "test.proxy")
+        logger.logLevel = .warning
+        let proxy = ProxyServer(cluster: "plane.test", configuration: configuration, routes: routes, logger: logger)
+        try await proxy.start()
+        return Setup(backend: backend, backendPort: backendPort, routes: routes, proxy: proxy, port: try #require(proxy.port))
+    }
+
+    @Test func unknownHostsAre404AndRoutedOnesReachTheBackendWithTheirHost() async throws {
+        let s = try await setUp()
+        let missing = try await s.probe("nothere.plane.test").getOffPool("/")
+        #expect(missing.status == 404 && missing.body.isEmpty && missing.headers["access-control-allow-origin"] == "*")
+        #expect(try await s.probe("plane.test").getOffPool("/").status == 404)
+        let hello = try await s.probe().getOffPool("/")
+        #expect(hello.status == 200 && hello.body == "Hello World!")
+        let seen = try JSONSerialization.jsonObject(with: Data(try await s.probe("FooBar.plane.test").getOffPool("/headers").body.utf8)) as? [String: String]
+        #expect(seen?["host"] == "FooBar.plane.test:\(s.port)")
+        #expect(seen?["x-forwarded-for"] == "127.0.0.1" && seen?["x-forwarded-proto"] == "http" && seen?["x-forwarded-host"] == "FooBar.plane.test:\(s.port)")
+        #expect(s.proxy.metrics.responses(ofClass: 2) == 2 && s.proxy.metrics.responses(ofClass: 4) == 2)
+        await s.stop()
+    }
+
+    @Test func requestsCountAsActivity() async throws {
+        let s = try await setUp()
+        try await Task.sleep(for: .seconds(1))
+        let before = try #require(s.routes.idleTime(of: "foobar"))
+        #expect(before >= .milliseconds(900))
+        _ = try await s.probe().getOffPool("/")
+        #expect(try #require(s.routes.idleTime(of: "foobar")) < .milliseconds(500))
+        await s.stop()
+    }
+
+    @Test func bearerTokensAndTheAuthCookie() async throws {
+        let s = try await setUp(token: "foobar")
+        let probe = s.probe()
+        let missing = try await probe.getOffPool("/")
+        #expect(missing.status == 401 && missing.body == "Expected bearer token.")
+        #expect(try await probe.getOffPool("/", headers: ["Authorization": "Bearer foobaz"]).status == 403)
+        #expect(try await probe.getOffPool("/", headers: ["Authorization": "Bearer foobar"]).body == "Hello World!")
+        #expect(try await probe.getOffPool("/", headers: ["Cookie": "_plane_auth=foobar"]).body == "Hello World!")
+        for odd in ["", "B", "Bearer", "x y z", "Bearer  "] {
+            #expect(try await probe.getOffPool("/", headers: ["Authorization": odd]).status == 403, "\(odd.debugDescription)")
+        }
+        // A control character is not HTTP: a clear 400, not a dropped connection.
+        #expect(try await probe.getOffPool("/", headers: ["Authorization": "Bearer \u{7}"]).status == 400)
+        let redirect = try await probe.getOffPool("/_plane_auth?token=foobar&redirect=/blahblah%3Fa%3Db")
+        #expect(redirect.status == 302 && redirect.headers["location"] == "/blahblah?a=b")
+        #expect(redirect.headers["set-cookie"] == "_plane_auth=foobar; Path=/; HttpOnly; SameSite=Lax")
+        let invalid = try await probe.getOffPool("/_plane_auth?token=foobar&redirect=https://evil.example/")
+        #expect(invalid.status == 400 && invalid.body == "Redirect must be relative and start with a slash.")
+        await s.stop()
+    }
+
+    @Test func webSocketsAreSplicedAndKeepTheBackendActive() async throws {
+        let s = try await setUp()
+        let socket = try s.probe().webSocket("/ws")
+        for n in 1...6 {
+            try socket.sendText("\(n)")
+            let (opcode, payload) = try socket.receive()
+            #expect(opcode == .text && String(decoding: payload, as: UTF8.self) == "\(n)")
+        }
+        #expect(s.routes.idleTime(of: "foobar") == .zero, "an open WebSocket keeps the backend active")
+        #expect(s.proxy.metrics.openUpgradedConnections == 1)
+        socket.close()
+        #expect(try await eventually { s.proxy.metrics.openUpgradedConnections == 0 })
+        #expect(try await eventually { (s.routes.idleTime(of: "foobar") ?? .zero) > .zero })
+        // The connection is plain HTTP again for others.
+        #expect(try await s.probe().getOffPool("/").body == "Hello World!")
+        await s.stop()
+    }
+
+    @Test func aBackendThatIsGoneIs502AndPassthroughTakesUnroutedRequests() async throws {
+        let passthroughPort = try TestEnvironment.freePort()
+        let passthrough = try ChildProcess(try TestExecutables.path("plane-test-server"), environment: ["PORT": String(passthroughPort), "HOST": "127.0.0.1"])
+        _ = try await HTTPProbe(port: passthroughPort).waitUntilAnswering("/")
+        let s = try await setUp { $0.passthrough = "127.0.0.1:\(passthroughPort)" }
+        #expect(try await s.probe("nothere.plane.test").getOffPool("/").body == "Hello World!")
+        #expect(try await s.probe("elsewhere.example").getOffPool("/").body == "Hello World!")
+        await s.backend.stop()
+        let gone = try await s.probe().getOffPool("/")
+        #expect(gone.status == 502)
+        await s.proxy.stop()
+        await passthrough.stop()
+    }
+}
