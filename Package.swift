@@ -142,6 +142,7 @@ let package = Package(
                 "PlaneController",
                 "PlaneDNS",
                 "PlaneDrone",
+                "PlaneProxy",
                 "ContainerRuntime",
                 "DockerRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),

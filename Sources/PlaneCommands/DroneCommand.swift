@@ -6,6 +6,7 @@ import Logging
 import NATS
 import PlaneCore
 import PlaneDrone
+import PlaneProxy
 import ServiceLifecycle
 
 /// `plane drone [--config] drone.toml`: the agent on the configured runtime (the proxy and
@@ -40,7 +41,7 @@ struct DroneCommand: AsyncParsableCommand {
         }
         let logger = Logger(label: "plane.drone")
         guard let agentConfiguration = configuration.agent, let natsConfiguration = configuration.nats else {
-            fail("This drone has no [agent] (the proxy and certificates arrive in later versions); nothing to run.", code: 2)
+            fail("This drone has no [agent] (with [nats]); the proxy serves the agent's backends, so there is nothing to run.", code: 2)
         }
         do {
             let droneID = try configuration.droneID ?? DroneIdentity.load(stateDirectory: configuration.stateDirectory)
@@ -51,17 +52,39 @@ struct DroneCommand: AsyncParsableCommand {
             let publicIP = try await PublicIPResolver.resolve(agentConfiguration.ip)
             let client = try NATSClient(configuration: natsConfiguration, logger: Logger(label: "plane.nats"))
             try await client.connect()
+            let routes = RouteTable()
             let agent = DroneAgent(droneID: droneID, cluster: configuration.cluster, configuration: agentConfiguration, runtime: runtime,
-                                   store: store, client: client, publicIP: publicIP, logger: logger)
+                                   store: store, client: client, publicIP: publicIP, routes: routes, logger: logger)
             try await agent.start()
-            let group = ServiceGroup(configuration: .init(
-                services: [.init(service: client), .init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup)],
-                gracefulShutdownSignals: [.sigterm, .sigint],
-                logger: logger))
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
+                .init(service: client), .init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup),
+            ]
+            let metrics = ProxyMetrics()
+            if let proxyConfiguration = configuration.proxy {
+                var certificates: TLSCertificateStore?
+                if let files = configuration.certificate {
+                    let store = TLSCertificateStore(keyPath: files.keyPath, certificatePath: files.certificatePath, logger: Logger(label: "plane.proxy"))
+                    store.reload()
+                    certificates = store
+                    services.append(.init(service: CertificateWatcher(store: store)))
+                }
+                let proxy = ProxyServer(cluster: configuration.cluster.rawValue, configuration: proxyConfiguration, routes: routes,
+                                        certificates: certificates, metrics: metrics, logger: Logger(label: "plane.proxy"))
+                try await proxy.start()
+                services.append(.init(service: proxy))
+            }
+            if let metricsConfiguration = configuration.metrics {
+                let endpoint = MetricsEndpoint(configuration: metricsConfiguration, logger: logger) { metrics.render() }
+                try await endpoint.start()
+                services.append(.init(service: endpoint))
+            }
+            let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             try await group.run()
         } catch let error as DroneError {
             fail(error.message, code: 1)
         } catch let error as RuntimeError {
+            fail(error.message, code: 1)
+        } catch let error as ProxyError {
             fail(error.message, code: 1)
         } catch let error as NATSError {
             fail("Cannot use NATS: \(error.message)", code: 1)
@@ -131,6 +154,14 @@ enum DroneConfigDump {
         if let p = c.proxy {
             lines += ["", "[proxy]", "bind_ip = \"\(p.bindHost)\"", "https_port = \(p.httpsPort ?? (c.certificate == nil ? 80 : 443))"]
             if let passthrough = p.passthrough { lines.append("passthrough = \"\(passthrough)\"") }
+            if let redirect = p.httpRedirectPort { lines.append("http_redirect_port = \(redirect)") }
+            lines += ["allow_path_routing = \(p.allowPathRouting)", "upstream_connect_timeout_ms = \(milliseconds(p.upstreamConnectTimeout))",
+                      "upstream_timeout_secs = \(p.upstreamResponseTimeout.components.seconds)", "header_read_timeout_secs = \(p.headerReadTimeout.components.seconds)",
+                      "idle_timeout_secs = \(p.idleTimeout.components.seconds)", "max_header_bytes = \(p.maxHeaderBytes)",
+                      "upstream_idle_connections = \(p.upstreamIdleConnections)"]
+        }
+        if let m = c.metrics {
+            lines += ["", "[metrics]", "bind_ip = \"\(m.bindHost)\"", "port = \(m.port)"]
         }
         if let cert = c.certificate {
             lines += ["", "[cert]", "key_path = \"\(cert.keyPath)\"", "cert_path = \"\(cert.certificatePath)\""]

@@ -60,7 +60,30 @@ enum DroneConfigLoader {
             if let bind = proxy.string("bind_ip") { settings.bindHost = bind }
             settings.httpsPort = proxy.int("https_port", in: 0...65535)
             settings.passthrough = proxy.string("passthrough")
+            if let passthrough = settings.passthrough, !passthrough.contains(":") {
+                proxy.problem("passthrough", "'\(passthrough)' needs a port: host:port")
+            }
+            settings.httpRedirectPort = proxy.int("http_redirect_port", in: 0...65535)
+            if let allow = proxy.bool("allow_path_routing") { settings.allowPathRouting = allow }
+            if let ms = proxy.int("upstream_connect_timeout_ms", in: 10...600_000) { settings.upstreamConnectTimeout = .milliseconds(ms) }
+            if let seconds = proxy.int("upstream_timeout_secs", in: 1...86_400) { settings.upstreamResponseTimeout = .seconds(seconds) }
+            if let seconds = proxy.int("header_read_timeout_secs", in: 1...3600) { settings.headerReadTimeout = .seconds(seconds) }
+            if let seconds = proxy.int("idle_timeout_secs", in: 1...86_400) { settings.idleTimeout = .seconds(seconds) }
+            if let bytes = proxy.int("max_header_bytes", in: 1024...(16 << 20)) { settings.maxHeaderBytes = bytes }
+            if let count = proxy.int("upstream_idle_connections", in: 0...10_000) { settings.upstreamIdleConnections = count }
+            if settings.httpRedirectPort != nil, config.certificate == nil {
+                proxy.problem("http_redirect_port", "redirects to HTTPS, which needs [cert]")
+            }
+            if config.agent == nil {
+                proxy.problem("agent", "[proxy] serves the backends of this drone's [agent]; add [agent]")
+            }
             config.proxy = settings
+        }
+        if let metrics = root.table("metrics") {
+            var settings = MetricsEndpointConfiguration()
+            if let bind = metrics.string("bind_ip") { settings.bindHost = bind }
+            if let port = metrics.int("port", in: 0...65535) { settings.port = port }
+            config.metrics = settings
         }
         if config.agent == nil && config.proxy == nil && config.acme == nil && root.problems.isEmpty {
             root.problem("drone", "no part is enabled; add [agent], [proxy] and/or [acme]")

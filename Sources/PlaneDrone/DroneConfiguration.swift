@@ -20,6 +20,8 @@ public struct DroneConfiguration: Sendable {
     public var certificate: CertificateFiles?
     /// `[acme]` (issue 07).
     public var acme: ACMEConfiguration?
+    /// `[metrics]`: where `/metrics` is served.
+    public var metrics: MetricsEndpointConfiguration?
 
     public init(cluster: ClusterName) { self.cluster = cluster }
 

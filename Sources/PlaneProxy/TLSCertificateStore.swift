@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOSSL
+import ServiceLifecycle
 import Synchronization
 
 /// The proxy's TLS key and certificate chain, from two PEM files, reloaded when the files
@@ -82,5 +83,14 @@ public final class TLSCertificateStore: Sendable {
         let attributes = try? FileManager.default.attributesOfItem(atPath: path)
         return FileStamp(modified: attributes?[.modificationDate] as? Date, size: (attributes?[.size] as? NSNumber)?.intValue,
                          inode: (attributes?[.systemFileNumber] as? NSNumber)?.intValue)
+    }
+}
+
+/// Runs `TLSCertificateStore.watch()` as a `Service` of the drone.
+public struct CertificateWatcher: Service {
+    public let store: TLSCertificateStore
+    public init(store: TLSCertificateStore) { self.store = store }
+    public func run() async throws {
+        await cancelWhenGracefulShutdown { await store.watch() }
     }
 }

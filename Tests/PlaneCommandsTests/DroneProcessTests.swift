@@ -35,7 +35,7 @@ struct DroneProcessTests {
         func stop() { task.withLock { $0?.cancel() } }
     }
 
-    func droneConfig(server: NATSServerProcess, drone: DroneID, ports: String) throws -> String {
+    func droneConfig(server: NATSServerProcess, drone: DroneID, ports: String, extra: String = "") throws -> String {
         let directory = try TestEnvironment.temporaryDirectory("drone-process")
         let path = directory + "/drone.toml"
         try """
@@ -48,6 +48,7 @@ struct DroneProcessTests {
             ip = "127.0.0.1"
             port_range = "\(ports)"
             stop_grace_secs = 2
+            \(extra)
             """.write(toFile: path, atomically: true, encoding: .utf8)
         return path
     }
@@ -109,6 +110,43 @@ struct DroneProcessTests {
             }
             child.signal(SIGTERM)
             #expect(await child.waitForExit(timeout: .seconds(20)) == 0)
+            relay.stop()
+            await client.close()
+        }
+    }
+
+    @Test func theDroneProxiesToItsBackendsAndServesMetrics() async throws {
+        let image = try await DockerTestImage.shared.ensureLoaded()
+        try await withNATSServer { server in
+            let drone = DroneID.random()
+            let proxyPort = try TestEnvironment.freePort()
+            let metricsPort = try TestEnvironment.freePort()
+            let config = try droneConfig(server: server, drone: drone, ports: "23200-23299", extra: """
+                [proxy]
+                bind_ip = "127.0.0.1"
+                https_port = \(proxyPort)
+                [metrics]
+                port = \(metricsPort)
+                """)
+            let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
+            let client = try await server.connectedClient()
+            let relay = try await Relay(client: client)
+            let messenger = PlaneMessenger(client: client)
+            var spawn = request(drone, image: image, idle: 60)
+            spawn.bearerToken = "s3cret"
+            #expect(try await eventually { (try? await messenger.request(PlaneSubjects.spawn(drone), spawn, timeout: .seconds(2))) == true }, "\(child.output)")
+            #expect(try await eventually { relay.of(spawn.backendID).last == .ready }, "\(child.output)")
+            let proxy = HTTPProbe(port: proxyPort, hostHeader: "\(spawn.backendID).plane.test:\(proxyPort)")
+            #expect(try await proxy.getOffPool("/").status == 401)
+            #expect(try await proxy.getOffPool("/", headers: ["Authorization": "Bearer s3cret"]).body == "Hello World!")
+            #expect(try await HTTPProbe(port: proxyPort, hostHeader: "nothere.plane.test").getOffPool("/").status == 404)
+            let metrics = try await HTTPProbe(port: metricsPort).getOffPool("/metrics").body
+            #expect(metrics.contains("plane_proxy_responses_total{class=\"2xx\"} 1") && metrics.contains("plane_proxy_responses_total{class=\"4xx\"} 2"), "\(metrics)")
+            _ = try await messenger.request(PlaneSubjects.terminate("plane.test", spawn.backendID), TerminationRequest(cluster: "plane.test", backendID: spawn.backendID), timeout: .seconds(2))
+            #expect(try await eventually { relay.of(spawn.backendID).last == .terminated })
+            #expect(try await proxy.getOffPool("/", headers: ["Authorization": "Bearer s3cret"]).status == 404, "the route left with the backend")
+            child.signal(SIGTERM)
+            #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
             relay.stop()
             await client.close()
         }
