@@ -10,6 +10,9 @@ import NIOWebSocket
 /// A small HTTP/1.1 + WebSocket server:
 /// - `GET /` answers `Hello World!`; `GET /exit/{n}` answers, then exits with code n;
 ///   `GET /headers` returns the request headers as a JSON object; `GET /env` its environment;
+/// - for proxy tests: `/upload` answers `received {n}` with the request body's size,
+///   `/echo` streams the request body back as it arrives, `/download/{n}` streams n bytes,
+///   `/slow/{ms}` answers after a delay, `/partial` promises 100 bytes, sends 10 and closes;
 /// - any path with a WebSocket upgrade echoes text and binary messages;
 /// - env `EXIT_CODE` (+ `EXIT_TIMEOUT` in ms) exits after the delay without serving;
 /// - listens on `0.0.0.0:$PORT` (default 8080; `HOST` overrides the address);
@@ -61,18 +64,93 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
 
     let environment: [String: String]
     private var head: HTTPRequestHead?
+    private var bodyBytes = 0
+    private var echoing = false
 
     init(environment: [String: String]) { self.environment = environment }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
-        case .head(let head): self.head = head
-        case .body: break
+        case .head(let head):
+            self.head = head
+            bodyBytes = 0
+            if head.uri.hasPrefix("/echo") {
+                echoing = true
+                var headers = HTTPHeaders()
+                headers.add(name: "Transfer-Encoding", value: "chunked")
+                context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+            }
+        case .body(let buffer):
+            bodyBytes += buffer.readableBytes
+            if echoing { context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil) }
         case .end:
             guard let head else { return }
             self.head = nil
+            if echoing {
+                echoing = false
+                say("plane-test-server: \(head.method) \(head.uri) 200")
+                context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+                return
+            }
+            if let special = respondForProxyTests(to: head, context: context), special { return }
             respond(to: head, context: context)
         }
+    }
+
+    /// The proxy-test paths; true when handled.
+    private func respondForProxyTests(to head: HTTPRequestHead, context: ChannelHandlerContext) -> Bool? {
+        let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
+        if path == "/upload" {
+            reply(head, .ok, "received \(bodyBytes)", context: context)
+        } else if path.hasPrefix("/download/"), let size = Int(path.dropFirst("/download/".count)), size >= 0 {
+            say("plane-test-server: \(head.method) \(head.uri) 200")
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Length", value: String(size))
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+            streamDownload(remaining: size, context: context)
+        } else if path.hasPrefix("/slow/"), let milliseconds = Int64(path.dropFirst("/slow/".count)) {
+            let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(in: .milliseconds(milliseconds)) {
+                let (handler, context) = loopBound.value
+                handler.reply(head, .ok, "slept \(milliseconds) ms", context: context)
+            }
+        } else if path == "/partial" {
+            say("plane-test-server: \(head.method) \(head.uri) 200")
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Length", value: "100")
+            context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+            context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "0123456789")))), promise: nil)
+            context.close(promise: nil)
+        } else {
+            return nil
+        }
+        return true
+    }
+
+    /// Writes `remaining` bytes in 64 KiB chunks, one chunk in flight at a time (so a slow
+    /// reader slows the writer instead of filling memory).
+    private func streamDownload(remaining: Int, context: ChannelHandlerContext) {
+        guard remaining > 0 else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            return
+        }
+        let size = min(remaining, 64 * 1024)
+        let chunk = ByteBuffer(repeating: UInt8(ascii: "x"), count: size)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(chunk)))).whenSuccess {
+            let (handler, context) = loopBound.value
+            handler.streamDownload(remaining: remaining - size, context: context)
+        }
+    }
+
+    private func reply(_ head: HTTPRequestHead, _ status: HTTPResponseStatus, _ body: String, context: ChannelHandlerContext) {
+        say("plane-test-server: \(head.method) \(head.uri) \(status.code)")
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "text/plain; charset=utf-8")
+        headers.add(name: "Content-Length", value: String(body.utf8.count))
+        context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: status, headers: headers))), promise: nil)
+        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
+        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
     }
 
     private func respond(to head: HTTPRequestHead, context: ChannelHandlerContext) {
