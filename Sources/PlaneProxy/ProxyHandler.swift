@@ -31,6 +31,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let target: ProxyRouter.Target
         let keepAlive: Bool
         let isUpgrade: Bool
+        /// The client waits for `100 Continue` before sending the body; the proxy sends it
+        /// once the backend connection is there (the backend never sees `Expect`).
+        let expectsContinue: Bool
         var upstream: (channel: any Channel, handler: UpstreamHandler)?
         var reused = false
         var retried = false
@@ -44,12 +47,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var timeout: Scheduled<Void>?
         let started = ContinuousClock.now
 
-        init(request: HTTPRequestHead, upstreamHead: HTTPRequestHead, target: ProxyRouter.Target, keepAlive: Bool, isUpgrade: Bool) {
+        init(request: HTTPRequestHead, upstreamHead: HTTPRequestHead, target: ProxyRouter.Target, keepAlive: Bool, isUpgrade: Bool, expectsContinue: Bool) {
             self.request = request
             self.upstreamHead = upstreamHead
             self.target = target
             self.keepAlive = keepAlive
             self.isUpgrade = isUpgrade
+            self.expectsContinue = expectsContinue
         }
     }
 
@@ -120,7 +124,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let headers = head.headers
         let request = ProxyRouter.Request(host: headers.first(name: "host"), uri: head.uri,
                                           authorization: headers["authorization"], cookies: headers["cookie"])
-        let keepAlive = head.isKeepAlive
+        let expectsContinue = head.version == .http1_1 && headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
+        let hasBody = headers.first(name: "content-length").map { $0 != "0" } ?? headers.contains(name: "transfer-encoding")
+        // A local answer to a client that waits for 100 Continue: its body never comes, so
+        // the connection cannot carry another request.
+        let keepAlive = head.isKeepAlive && !(expectsContinue && hasBody)
         switch shared.router.decide(request, lookup: shared.routes.route(for:)) {
         case .notFound:
             respondLocally(.notFound, headers: [("Access-Control-Allow-Origin", "*")], keepAlive: keepAlive, version: head.version)
@@ -140,7 +148,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let isUpgrade = ForwardedHeaders.isUpgrade(headers)
             var upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.uri)
             upstreamHead.headers = ForwardedHeaders.upstreamRequest(headers, clientAddress: clientAddress, scheme: shared.scheme, upgrade: isUpgrade)
-            let exchange = Exchange(request: head, upstreamHead: upstreamHead, target: target, keepAlive: keepAlive, isUpgrade: isUpgrade)
+            upstreamHead.headers.remove(name: "expect")
+            let exchange = Exchange(request: head, upstreamHead: upstreamHead, target: target, keepAlive: head.isKeepAlive, isUpgrade: isUpgrade,
+                                    expectsContinue: expectsContinue && hasBody)
             state = .proxying(exchange)
             attachUpstream(to: exchange)
         }
@@ -196,6 +206,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         for part in exchange.buffered { channel.write(part, promise: nil) }
         exchange.buffered = []
         channel.flush()
+        if exchange.expectsContinue, !exchange.requestEnded, !exchange.retried {
+            context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
+        }
         let limit = shared.configuration.upstreamResponseTimeout
         exchange.timeout = channel.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(limit.components.seconds) * 1_000_000_000 + limit.components.attoseconds / 1_000_000_000)) {
             guard case .proxying(let current) = self.state, current === exchange, !exchange.responseStarted else { return }
@@ -222,8 +235,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         // The connection can carry on only if the request is complete.
         let keepAlive = exchange.keepAlive && exchange.requestEnded && !exchange.isUpgrade
-        respondLocally(status, keepAlive: keepAlive, version: exchange.request.version)
-        if keepAlive { state = .idle }
+        respondLocally(status, keepAlive: keepAlive, version: exchange.request.version, requestEnded: exchange.requestEnded)
     }
 
     // MARK: Upstream → client (called by UpstreamHandler)
@@ -262,8 +274,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 switchToSplice(exchange, context: context)
                 return
             }
+            // State first: writing the end lets the pipelining handler deliver the next
+            // request at once, re-entrantly.
+            let close = finish(exchange)
             context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
-            finish(exchange, context: context)
+            if close { context.close(promise: nil) }
         }
     }
 
@@ -297,7 +312,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The response is complete: the upstream connection goes back to the pool (or
     /// closes), the client connection waits for its next request (or closes).
-    private func finish(_ exchange: Exchange, context: ChannelHandlerContext) {
+    /// Returns whether the client connection must close after the response.
+    private func finish(_ exchange: Exchange) -> Bool {
         if let upstream = exchange.upstream {
             exchange.upstream = nil
             if exchange.upstreamKeepAlive, exchange.requestEnded, !exchange.isUpgrade {
@@ -310,12 +326,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let keepAlive = exchange.keepAlive && !exchange.isUpgrade
         if !keepAlive {
             state = .idle
-            context.close(promise: nil)
+            return true
         } else if exchange.requestEnded {
             state = .idle
         } else {
             state = .finishingRequest(keepAlive: true)
         }
+        return false
     }
 
     /// `101`: both connections become a byte splice.
@@ -362,8 +379,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     // MARK: Local answers
 
-    private func respondLocally(_ status: HTTPResponseStatus, headers extra: [(String, String)] = [], body: String = "", keepAlive: Bool, version: HTTPVersion) {
+    private func respondLocally(_ status: HTTPResponseStatus, headers extra: [(String, String)] = [], body: String = "", keepAlive: Bool, version: HTTPVersion,
+                                requestEnded: Bool = false) {
         guard let context else { return }
+        // State first: writing the end may deliver the next pipelined request re-entrantly.
+        state = requestEnded ? .idle : .discarding(keepAlive: keepAlive)
         shared.metrics.response(status: Int(status.code))
         var head = HTTPResponseHead(version: version, status: status)
         for (name, value) in extra { head.headers.add(name: name, value: value) }
@@ -373,7 +393,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.write(wrapOutboundOut(.head(head)), promise: nil)
         if !body.isEmpty { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil) }
         context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-        state = .discarding(keepAlive: keepAlive)
         if !keepAlive { context.close(promise: nil) }
     }
 

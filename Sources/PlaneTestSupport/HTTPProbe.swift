@@ -68,6 +68,33 @@ public struct HTTPProbe: Sendable {
         return Response(status: status, headers: headers, body: String(text[split.upperBound...]))
     }
 
+    // MARK: Raw exchanges
+
+    /// Sends `request` as is (pieces sent one after another, `pause` between them) and
+    /// reads until the server closes the connection or the timeout passes: what arrived,
+    /// and whether the server closed it. Off the cooperative pool.
+    public func raw(_ pieces: [[UInt8]], pause: Duration = .zero) async throws -> (text: String, closed: Bool) {
+        let host = self.host, port = self.port, timeout = self.timeout
+        return try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue(label: "plane.http-probe.raw").async {
+                continuation.resume(with: Result {
+                    let socket = try TestSocket(host: host, port: port, timeout: timeout)
+                    defer { socket.close() }
+                    for (index, piece) in pieces.enumerated() {
+                        if index > 0, pause > .zero { Thread.sleep(forTimeInterval: Double(pause.components.seconds) + Double(pause.components.attoseconds) / 1e18) }
+                        do { try socket.send(piece) } catch { break }
+                    }
+                    let (bytes, closed) = socket.readUntilClosedOrTimeout()
+                    return (String(decoding: bytes, as: UTF8.self), closed)
+                })
+            }
+        }
+    }
+
+    public func raw(_ request: String) async throws -> (text: String, closed: Bool) {
+        try await raw([Array(request.utf8)])
+    }
+
     // MARK: WebSocket
 
     /// Opens a WebSocket on `path` (client frames masked, as RFC 6455 requires).
@@ -191,6 +218,21 @@ final class TestSocket: @unchecked Sendable {
             }
             guard try fill() else { throw TestSupportError("connection closed before the marker") }
         }
+    }
+
+    /// Everything until the peer closes (true) or a read times out (false).
+    func readUntilClosedOrTimeout() -> ([UInt8], Bool) {
+        var closed = false
+        while true {
+            do {
+                if try !fill() { closed = true; break }
+            } catch {
+                closed = errno == ECONNRESET
+                break
+            }
+        }
+        defer { buffered.removeAll() }
+        return (buffered, closed)
     }
 
     func readToEnd() throws -> [UInt8] {

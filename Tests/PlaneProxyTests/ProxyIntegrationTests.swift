@@ -119,4 +119,72 @@ struct ProxyIntegrationTests {
         await s.proxy.stop()
         await passthrough.stop()
     }
+
+    func count(_ needle: String, in text: String) -> Int { text.components(separatedBy: needle).count - 1 }
+
+    @Test func pipeliningHeadChunkedBodiesAndExpectContinue() async throws {
+        let s = try await setUp()
+        let probe = s.probe()
+        let pipelined = try await probe.raw("GET / HTTP/1.1\r\nHost: foobar.plane.test\r\n\r\nHEAD / HTTP/1.1\r\nHost: foobar.plane.test\r\n\r\n"
+                                            + "GET /upload HTTP/1.1\r\nHost: foobar.plane.test\r\nConnection: close\r\n\r\n")
+        #expect(count("HTTP/1.1 200 OK", in: pipelined.text) == 3 && count("Hello World!", in: pipelined.text) == 1, "\(pipelined.text)")
+        #expect(pipelined.text.hasSuffix("received 0") && pipelined.closed)
+        let chunked = try await probe.raw("POST /upload HTTP/1.1\r\nHost: foobar.plane.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n"
+                                          + "5\r\nhello\r\n6\r\n world\r\n0\r\n\r\n")
+        #expect(chunked.text.hasSuffix("received 11"), "\(chunked.text)")
+        let echoed = try await probe.raw([Array("POST /echo HTTP/1.1\r\nHost: foobar.plane.test\r\nTransfer-Encoding: chunked\r\nConnection: close\r\n\r\n5\r\nhello\r\n".utf8),
+                                          Array("6\r\n world\r\n0\r\n\r\n".utf8)], pause: .milliseconds(200))
+        #expect(echoed.text.contains("hello") && echoed.text.contains(" world") && echoed.closed, "\(echoed.text)")
+        // Expect: 100-continue: the proxy says continue, the body follows, the backend answers.
+        let expect = try await probe.raw([Array("POST /upload HTTP/1.1\r\nHost: foobar.plane.test\r\nExpect: 100-continue\r\nContent-Length: 5\r\nConnection: close\r\n\r\n".utf8),
+                                          Array("hello".utf8)], pause: .milliseconds(300))
+        #expect(expect.text.hasPrefix("HTTP/1.1 100 Continue\r\n") && expect.text.hasSuffix("received 5"), "\(expect.text)")
+        // A local answer to such a request closes the connection (the body never comes).
+        let refused = try await HTTPProbe(port: s.port).raw("POST / HTTP/1.1\r\nHost: nothere.plane.test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\n")
+        #expect(refused.text.hasPrefix("HTTP/1.1 404") && refused.closed, "\(refused.text)")
+        await s.stop()
+    }
+
+    @Test func badClientsAndBadBackendsGetClearAnswers() async throws {
+        let s = try await setUp {
+            $0.upstreamResponseTimeout = .seconds(1)
+            $0.headerReadTimeout = .seconds(1)
+        }
+        var probe = s.probe()
+        probe.timeout = .seconds(10)
+        // The backend closes mid-response: the client's connection ends too, the proxy goes on.
+        let partial = try await probe.raw("GET /partial HTTP/1.1\r\nHost: foobar.plane.test\r\n\r\n")
+        #expect(partial.text.hasPrefix("HTTP/1.1 200") && partial.text.hasSuffix("0123456789") && partial.closed, "\(partial.text)")
+        // A backend slower than upstream_timeout_secs: 504.
+        let slow = try await probe.getOffPool("/slow/3000")
+        #expect(slow.status == 504)
+        // Garbage and a 1 MB header: 400 (or 431), then closed.
+        let garbage = try await probe.raw("\u{1}\u{2}GARBAGE \r\n\r\n")
+        #expect(garbage.text.hasPrefix("HTTP/1.1 400") && garbage.closed, "\(garbage.text)")
+        let huge = try await probe.raw("GET / HTTP/1.1\r\nHost: foobar.plane.test\r\nX-Big: \(String(repeating: "a", count: 1 << 20))\r\n\r\n")
+        #expect((huge.text.hasPrefix("HTTP/1.1 400") || huge.text.hasPrefix("HTTP/1.1 431") || huge.text.isEmpty) && huge.closed, "\(huge.text.prefix(100))")
+        // A client that stalls inside its request head is cut off by header_read_timeout_secs.
+        let started = ContinuousClock.now
+        let stalled = try await probe.raw([Array("GET / HTTP/1.1\r\nHost: foob".utf8), Array("ar.plane.test\r\n\r\n".utf8)], pause: .seconds(3))
+        #expect(stalled.closed && !stalled.text.contains("Hello World!"), "\(stalled.text)")
+        #expect(ContinuousClock.now - started < .seconds(8))
+        // Through all of that the proxy kept serving.
+        #expect(try await probe.getOffPool("/").body == "Hello World!")
+        await s.stop()
+    }
+
+    @Test func keepAliveConnectionsCarryManyRequestsAndPathRoutingWorks() async throws {
+        let s = try await setUp { $0.allowPathRouting = true }
+        var requests = ""
+        for index in 0..<50 { requests += "GET /\(index % 2 == 0 ? "" : "headers") HTTP/1.1\r\nHost: foobar.plane.test\r\n\r\n" }
+        requests += "GET / HTTP/1.1\r\nHost: foobar.plane.test\r\nConnection: close\r\n\r\n"
+        let many = try await s.probe().raw(requests)
+        #expect(count("HTTP/1.1 200 OK", in: many.text) == 51 && many.closed)
+        let local = HTTPProbe(port: s.port, hostHeader: "localhost:\(s.port)")
+        #expect(try await local.getOffPool("/_plane_backend=foobar/").body == "Hello World!")
+        let env = try await local.getOffPool("/_plane_backend=foobar/headers?x=1")
+        #expect(env.body.contains("\"host\":\"localhost:\(s.port)\""), "\(env.body)")
+        #expect(try await local.getOffPool("/_plane_backend=nothere/").status == 404)
+        await s.stop()
+    }
 }
