@@ -19,6 +19,7 @@ dev: build
 # checks the image plugin end to end, then runs every test.
 test: bootstrap
 	swift build --build-tests
+	bash scripts/test-python.sh
 	bash scripts/docker-daemon.sh start
 	status=0; bash scripts/check-image.sh && swift test || status=$$?; bash scripts/docker-daemon.sh stop >/dev/null; exit $$status
 

@@ -1,0 +1,59 @@
+"""A socket.io client (python-socketio) for the proxy tests: connects through the proxy
+(every host name resolves to 127.0.0.1), with the given transports, emits "echo" and
+waits for the acknowledgement. Prints "ok <transport> <ack>" and exits 0, else exits 1."""
+import argparse
+import asyncio
+import socket
+import ssl
+import sys
+
+import aiohttp
+import socketio
+from aiohttp.abc import AbstractResolver
+
+
+class Loopback(AbstractResolver):
+    async def resolve(self, host, port=0, family=socket.AF_INET):
+        return [{"hostname": host, "host": "127.0.0.1", "port": port, "family": socket.AF_INET, "proto": 0, "flags": socket.AI_NUMERICHOST}]
+
+    async def close(self):
+        pass
+
+
+async def run(args):
+    ssl_context = ssl.create_default_context(cafile=args.ca) if args.ca else False
+    session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=Loopback(), ssl=ssl_context))
+    client = socketio.AsyncClient(http_session=session, reconnection=False)
+    try:
+        await client.connect(args.url, transports=args.transports.split(","), socketio_path=args.path, wait_timeout=10)
+        upgraded_to = client.transport()
+        if "websocket" in args.transports and "polling" in args.transports:
+            # Let the polling → websocket upgrade happen.
+            for _ in range(50):
+                if client.transport() == "websocket":
+                    break
+                await asyncio.sleep(0.1)
+            upgraded_to = client.transport()
+        ack = await client.call("echo", "hello through plane", timeout=10)
+        if ack.get("echo") != "hello through plane":
+            print(f"bad ack {ack!r}")
+            return 1
+        print(f"ok {upgraded_to} {ack['transport']}")
+        return 0
+    finally:
+        await client.disconnect()
+        await session.close()
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--url", required=True)
+    parser.add_argument("--path", default="socket.io")
+    parser.add_argument("--transports", default="polling,websocket")
+    parser.add_argument("--ca")
+    args = parser.parse_args()
+    return asyncio.run(run(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
