@@ -113,10 +113,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .proxying(let exchange):
                 exchange.requestEnded = true
                 send(.end(trailers), on: exchange, flush: true)
+                if exchange.upstream != nil { armResponseTimeout(exchange) }
             case .idle, .upgraded:
                 break
             }
         }
+    }
+
+    func channelReadComplete(context: ChannelHandlerContext) {
+        // Body parts are written upstream unflushed as they arrive; one flush per read batch.
+        if case .proxying(let exchange) = state { exchange.upstream?.channel.flush() }
+        context.fireChannelReadComplete()
     }
 
     private func received(head: HTTPRequestHead, context: ChannelHandlerContext) {
@@ -209,15 +216,22 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if exchange.expectsContinue, !exchange.requestEnded, !exchange.retried {
             context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
         }
-        let limit = shared.configuration.upstreamResponseTimeout
-        exchange.timeout = channel.eventLoop.assumeIsolated().scheduleTask(in: .nanoseconds(Int64(limit.components.seconds) * 1_000_000_000 + limit.components.attoseconds / 1_000_000_000)) {
-            guard case .proxying(let current) = self.state, current === exchange, !exchange.responseStarted else { return }
-            self.shared.logger.debug("proxy.upstream_timeout", metadata: ["plane.backend": "\(exchange.target.backendID?.rawValue ?? "passthrough")"])
-            self.upstreamFailed(exchange, status: .gatewayTimeout)
-        }
+        if exchange.requestEnded { armResponseTimeout(exchange) }
         if pendingRead, channel.isWritable {
             pendingRead = false
             context?.read()
+        }
+    }
+
+    /// Once the whole request is with the backend, its response must start within
+    /// `upstream_timeout_secs` (an upload may take as long as it takes).
+    private func armResponseTimeout(_ exchange: Exchange) {
+        guard let channel = exchange.upstream?.channel, !exchange.responseStarted else { return }
+        exchange.timeout?.cancel()
+        exchange.timeout = channel.eventLoop.assumeIsolated().scheduleTask(in: shared.configuration.upstreamResponseTimeout.timeAmount) {
+            guard case .proxying(let current) = self.state, current === exchange, !exchange.responseStarted else { return }
+            self.shared.logger.debug("proxy.upstream_timeout", metadata: ["plane.backend": "\(exchange.target.backendID?.rawValue ?? "passthrough")"])
+            self.upstreamFailed(exchange, status: .gatewayTimeout)
         }
     }
 

@@ -151,4 +151,73 @@ struct DroneProcessTests {
             await client.close()
         }
     }
+
+    /// Resident memory of a process, in bytes.
+    static func residentBytes(of pid: Int32) -> Int {
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+              let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
+              let kilobytes = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else { return 0 }
+        return kilobytes * 1024
+    }
+
+    @Test func aGigabyteStreamsThroughTheProxyInBoundedMemory() async throws {
+        let image = try await DockerTestImage.shared.ensureLoaded()
+        try await withNATSServer { server in
+            let drone = DroneID.random()
+            let proxyPort = try TestEnvironment.freePort()
+            let config = try droneConfig(server: server, drone: drone, ports: "23300-23399", extra: """
+                [proxy]
+                bind_ip = "127.0.0.1"
+                https_port = \(proxyPort)
+                """)
+            let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
+            let client = try await server.connectedClient()
+            let relay = try await Relay(client: client)
+            let messenger = PlaneMessenger(client: client)
+            let spawn = request(drone, image: image, idle: 300)
+            #expect(try await eventually { (try? await messenger.request(PlaneSubjects.spawn(drone), spawn, timeout: .seconds(2))) == true }, "\(child.output)")
+            #expect(try await eventually { relay.of(spawn.backendID).last == .ready }, "\(child.output)")
+            let host = "\(spawn.backendID).plane.test"
+            let url = "http://\(host):\(proxyPort)"
+            let curl = try SystemProgram("curl", debianPackage: "curl").path()
+            let resolve = ["--resolve", "\(host):\(proxyPort):127.0.0.1"]
+            _ = try SystemProgram.run(executable: curl, ["-sS"] + resolve + ["\(url)/"])
+            try await Task.sleep(for: .seconds(1))
+            let idle = Self.residentBytes(of: child.pid)
+            let peak = Mutex(idle)
+            let sampler = Task {
+                while !Task.isCancelled {
+                    let now = Self.residentBytes(of: child.pid)
+                    peak.withLock { $0 = max($0, now) }
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            // A sparse 1 GiB file: reads as zeros, costs no disk.
+            let file = try TestEnvironment.temporaryDirectory("gigabyte") + "/upload.bin"
+            _ = FileManager.default.createFile(atPath: file, contents: nil)
+            let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
+            try handle.truncate(atOffset: 1 << 30)
+            try handle.close()
+            let gigabyte = 1 << 30
+            async let upload = offPool { try SystemProgram.run(executable: curl, ["-sS", "-X", "POST", "-T", file] + resolve + ["\(url)/upload"]) }
+            async let download = offPool { try SystemProgram.run(executable: curl, ["-sS", "-o", "/dev/null", "-w", "%{size_download}"] + resolve + ["\(url)/download/\(gigabyte)"]) }
+            let (up, down) = try await (upload, download)
+            sampler.cancel()
+            #expect(up.status == 0 && up.output == "received \(gigabyte)", "\(up.output)")
+            #expect(down.status == 0 && down.output == String(gigabyte), "\(down.output)")
+            let growth = peak.withLock { $0 } - idle
+            #expect(growth < 100 << 20, "resident memory grew by \(growth >> 20) MiB (idle \(idle >> 20) MiB)")
+            child.signal(SIGTERM)
+            #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
+            _ = try? await messenger.request(PlaneSubjects.terminate("plane.test", spawn.backendID), TerminationRequest(cluster: "plane.test", backendID: spawn.backendID), timeout: .seconds(2))
+            relay.stop()
+            await client.close()
+        }
+    }
+
+    func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            DispatchQueue(label: "plane.test.off-pool").async { continuation.resume(with: Result { try body() }) }
+        }
+    }
 }

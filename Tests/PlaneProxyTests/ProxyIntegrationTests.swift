@@ -187,4 +187,23 @@ struct ProxyIntegrationTests {
         #expect(try await local.getOffPool("/_plane_backend=nothere/").status == 404)
         await s.stop()
     }
+
+    @Test func largeBodiesStreamBothWays() async throws {
+        let s = try await setUp { $0.upstreamResponseTimeout = .seconds(2) }
+        let curl = try SystemProgram("curl", debianPackage: "curl").path()
+        let resolve = ["--resolve", "foobar.plane.test:\(s.port):127.0.0.1"]
+        let size = 200 << 20
+        let down = try SystemProgram.run(executable: curl, ["-sS", "-o", "/dev/null", "-w", "%{size_download}"] + resolve + ["http://foobar.plane.test:\(s.port)/download/\(size)"])
+        #expect(down.status == 0 && down.output == String(size), "\(down.output)")
+        // A sparse file reads as zeros; curl sends it with Expect: 100-continue. The upload may
+        // take longer than upstream_timeout_secs: that limit starts once the request is sent.
+        let file = try TestEnvironment.temporaryDirectory("upload") + "/upload.bin"
+        _ = FileManager.default.createFile(atPath: file, contents: nil)
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
+        try handle.truncate(atOffset: UInt64(size))
+        try handle.close()
+        let up = try SystemProgram.run(executable: curl, ["-sS", "-X", "POST", "-T", file, "--limit-rate", "50M"] + resolve + ["http://foobar.plane.test:\(s.port)/upload"])
+        #expect(up.status == 0 && up.output == "received \(size)", "\(up.output)")
+        await s.stop()
+    }
 }
