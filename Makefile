@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: bootstrap build dev test bench bench-nats bench-runtime bench-controller image clean
+.PHONY: bootstrap build dev test bench bench-nats bench-runtime bench-controller bench-proxy image clean
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -23,7 +23,7 @@ test: bootstrap
 	bash scripts/docker-daemon.sh start
 	status=0; bash scripts/check-image.sh && swift test || status=$$?; bash scripts/docker-daemon.sh stop >/dev/null; exit $$status
 
-bench: bench-nats bench-runtime bench-controller
+bench: bench-nats bench-runtime bench-controller bench-proxy
 
 # The plane-test-server container image (OCI layout and docker-load archive) via the package plugin.
 image: bootstrap
@@ -40,3 +40,6 @@ clean:
 
 bench-controller: bootstrap
 	bash scripts/bench-controller.sh
+
+bench-proxy: bootstrap
+	bash scripts/bench-proxy.sh

@@ -193,6 +193,10 @@ let package = Package(
             dependencies: ["DockerRuntime", "ContainerRuntime", "PlaneCore", "PlaneTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
+            name: "ProxyBench",
+            dependencies: ["PlaneProxy", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
             name: "ControllerBench",
             dependencies: ["PlaneController", "PlaneCore", "PlaneDNS", "PlaneMessaging", "NATS", "PlaneTestSupport",
                            .product(name: "Logging", package: "swift-log")]

@@ -11,7 +11,12 @@ final class HeaderTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler
     private let limit: TimeAmount
     private let idleLimit: TimeAmount
     private var waitingForHead = true
-    private var timer: Scheduled<Void>?
+    /// When the connection closes unless something changes it; nil: no limit now.
+    private var deadline: NIODeadline?
+    /// Whether `deadline` is the shorter head limit (set once per partial head).
+    private var headStarted = false
+    /// One timer at a time, re-armed when it fires early (no timer per request).
+    private var check: Scheduled<Void>?
     private var context: ChannelHandlerContext?
 
     init(limit: TimeAmount, idleLimit: TimeAmount) {
@@ -21,52 +26,74 @@ final class HeaderTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
-        if context.channel.isActive { arm(idleLimit) }
+        if context.channel.isActive { set(.now() + idleLimit) }
     }
 
     func channelActive(context: ChannelHandlerContext) {
-        arm(idleLimit)
+        set(.now() + idleLimit)
         context.fireChannelActive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
-        timer?.cancel()
+        check?.cancel()
+        check = nil
         self.context = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        timer?.cancel()
+        check?.cancel()
+        check = nil
         context.fireChannelInactive()
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        if waitingForHead, unwrapInboundIn(data).readableBytes > 0 { arm(limit, onlyIfLonger: true) }
+        if waitingForHead, !headStarted, unwrapInboundIn(data).readableBytes > 0 {
+            headStarted = true
+            set(.now() + limit)
+        }
         context.fireChannelRead(data)
     }
 
     /// A complete request head arrived: no limit until the exchange is over.
     func headReceived() {
         waitingForHead = false
-        timer?.cancel()
-        timer = nil
+        headStarted = false
+        deadline = nil
     }
 
     /// The exchange is over: the next request may take `idleLimit` to begin.
     func awaitingHead() {
         waitingForHead = true
-        arm(idleLimit)
+        headStarted = false
+        set(.now() + idleLimit)
     }
 
-    private var armedFor: TimeAmount?
-
-    private func arm(_ amount: TimeAmount, onlyIfLonger: Bool = false) {
+    /// Sets the deadline; the timer is only replaced when the new deadline is earlier than
+    /// the armed one (a later one is picked up when the timer fires).
+    private func set(_ new: NIODeadline) {
+        deadline = new
         guard let context else { return }
-        // While waiting on a partial head, the shorter head limit replaces the idle one once.
-        if onlyIfLonger, armedFor == amount { return }
-        timer?.cancel()
-        armedFor = amount
-        timer = context.eventLoop.assumeIsolated().scheduleTask(in: amount) { [weak self] in
-            self?.context?.close(promise: nil)
+        if let armedAt, check != nil, armedAt <= new { return }
+        check?.cancel()
+        arm(at: new, context: context)
+    }
+
+    private var armedAt: NIODeadline?
+
+    /// Arms at most `limit` ahead, so that a head starting later (deadline now + limit) is
+    /// never earlier than the armed time: no timer churn per request.
+    private func arm(at requested: NIODeadline, context: ChannelHandlerContext) {
+        let when = min(requested, .now() + limit)
+        armedAt = when
+        check = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { [weak self] in
+            guard let self, let context = self.context else { return }
+            self.check = nil
+            guard let deadline = self.deadline else { return }
+            if deadline <= .now() {
+                context.close(promise: nil)
+            } else {
+                self.arm(at: deadline, context: context)
+            }
         }
     }
 }

@@ -44,7 +44,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var responseStarted = false
         var upstreamKeepAlive = true
         var switching = false
-        var timeout: Scheduled<Void>?
+        /// The response must have started by then (set once the request is sent).
+        var responseDeadline: NIODeadline?
         let started = ContinuousClock.now
 
         init(request: HTTPRequestHead, upstreamHead: HTTPRequestHead, target: ProxyRouter.Target, keepAlive: Bool, isUpgrade: Bool, expectsContinue: Bool) {
@@ -76,6 +77,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         didSet { if case .idle = state { headerTimeout?.awaitingHead() } }
     }
     private var headerTimeout: HeaderTimeoutHandler?
+    private var responseCheck: Scheduled<Void>?
+    /// Inside a read from the client: upstream writes are flushed at its end, once.
+    private var inClientRead = false
     private var pendingRead = false
     private var clientAddress: String?
 
@@ -99,6 +103,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Client → proxy
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        inClientRead = true
         switch unwrapInboundIn(data) {
         case .head(let head): received(head: head, context: context)
         case .body(let buffer):
@@ -121,7 +126,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        // Body parts are written upstream unflushed as they arrive; one flush per read batch.
+        // Request parts are written upstream unflushed as they arrive; one flush per read batch.
+        inClientRead = false
         if case .proxying(let exchange) = state { exchange.upstream?.channel.flush() }
         context.fireChannelReadComplete()
     }
@@ -169,7 +175,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             exchange.buffered.append(part)
             return
         }
-        if flush {
+        if flush, !inClientRead {
             upstream.channel.writeAndFlush(part, promise: nil)
         } else {
             upstream.channel.write(part, promise: nil)
@@ -212,7 +218,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         channel.write(HTTPClientRequestPart.head(exchange.upstreamHead), promise: nil)
         for part in exchange.buffered { channel.write(part, promise: nil) }
         exchange.buffered = []
-        channel.flush()
+        if !inClientRead { channel.flush() }
         if exchange.expectsContinue, !exchange.requestEnded, !exchange.retried {
             context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
         }
@@ -224,12 +230,25 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Once the whole request is with the backend, its response must start within
-    /// `upstream_timeout_secs` (an upload may take as long as it takes).
+    /// `upstream_timeout_secs` (an upload may take as long as it takes). One timer per
+    /// connection, re-armed when it fires early, instead of one per request.
     private func armResponseTimeout(_ exchange: Exchange) {
-        guard let channel = exchange.upstream?.channel, !exchange.responseStarted else { return }
-        exchange.timeout?.cancel()
-        exchange.timeout = channel.eventLoop.assumeIsolated().scheduleTask(in: shared.configuration.upstreamResponseTimeout.timeAmount) {
-            guard case .proxying(let current) = self.state, current === exchange, !exchange.responseStarted else { return }
+        guard exchange.upstream != nil, !exchange.responseStarted, let context else { return }
+        let deadline = NIODeadline.now() + shared.configuration.upstreamResponseTimeout.timeAmount
+        exchange.responseDeadline = deadline
+        if responseCheck == nil { armResponseCheck(at: deadline, context: context) }
+    }
+
+    private func armResponseCheck(at when: NIODeadline, context: ChannelHandlerContext) {
+        responseCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { [weak self] in
+            guard let self else { return }
+            self.responseCheck = nil
+            guard case .proxying(let exchange) = self.state, !exchange.responseStarted, let deadline = exchange.responseDeadline,
+                  let context = self.context else { return }
+            if deadline > .now() {
+                self.armResponseCheck(at: deadline, context: context)
+                return
+            }
             self.shared.logger.debug("proxy.upstream_timeout", metadata: ["plane.backend": "\(exchange.target.backendID?.rawValue ?? "passthrough")"])
             self.upstreamFailed(exchange, status: .gatewayTimeout)
         }
@@ -237,7 +256,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// The backend could not be used before any response byte went to the client.
     private func upstreamFailed(_ exchange: Exchange, status: HTTPResponseStatus) {
-        exchange.timeout?.cancel()
+        exchange.responseDeadline = nil
         if let upstream = exchange.upstream {
             upstream.handler.owner = nil
             upstream.channel.close(promise: nil)
@@ -259,10 +278,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch part {
         case .head(let response):
             if response.status.code < 200, response.status != .switchingProtocols { return }  // 1xx informational
-            exchange.timeout?.cancel()
+            exchange.responseDeadline = nil
             exchange.responseStarted = true
-            shared.metrics.upstreamLatency(ContinuousClock.now - exchange.started)
-            shared.metrics.response(status: Int(response.status.code))
+            shared.metrics.proxied(status: Int(response.status.code), latency: ContinuousClock.now - exchange.started)
             if response.status == .switchingProtocols, exchange.isUpgrade {
                 exchange.switching = true
                 var head = HTTPResponseHead(version: exchange.request.version, status: .switchingProtocols)
@@ -308,7 +326,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if exchange.reused, !exchange.retried, !exchange.responseStarted, !exchange.sentBody, exchange.buffered.isEmpty {
             exchange.retried = true
             exchange.reused = false
-            exchange.timeout?.cancel()
+            exchange.responseDeadline = nil
             if exchange.requestEnded { exchange.buffered = [.end(nil)] }
             attachUpstream(to: exchange)
             return
@@ -431,7 +449,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         if case .proxying(let exchange) = state {
-            exchange.timeout?.cancel()
+            exchange.responseDeadline = nil
             if let upstream = exchange.upstream {
                 upstream.handler.owner = nil
                 upstream.channel.close(promise: nil)

@@ -27,6 +27,18 @@ public final class ProxyMetrics: Sendable {
         counters.withLock { $0.statusClasses[index] += 1 }
     }
 
+    /// A response from a backend began: its status class and the time to its head, in one lock.
+    func proxied(status: Int, latency duration: Duration) {
+        let index = min(max(status / 100, 0), 5)
+        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        counters.withLock { counters in
+            counters.statusClasses[index] += 1
+            for (bucket, bound) in Self.latencyBounds.enumerated() where seconds <= bound { counters.latencyBuckets[bucket] += 1 }
+            counters.latencyCount += 1
+            counters.latencySeconds += seconds
+        }
+    }
+
     func upstreamLatency(_ duration: Duration) {
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
         counters.withLock { counters in

@@ -13,11 +13,12 @@ final class UpstreamPool: @unchecked Sendable {
     private let maxIdle: Int
     private let idleLifetime: TimeAmount
     private var idle: [String: [IdleConnection]] = [:]
+    private var sweeper: RepeatedTask?
 
     struct IdleConnection {
         var channel: any Channel
         var handler: UpstreamHandler
-        var expiry: Scheduled<Void>
+        var since: NIODeadline
     }
 
     init(eventLoop: any EventLoop, maxIdle: Int, idleLifetime: TimeAmount = .seconds(30)) {
@@ -26,13 +27,29 @@ final class UpstreamPool: @unchecked Sendable {
         self.idleLifetime = idleLifetime
     }
 
+    /// Closes connections idle for longer than `idleLifetime`; one repeated task per pool
+    /// instead of a timer per returned connection.
+    private func startSweeping() {
+        guard sweeper == nil else { return }
+        sweeper = eventLoop.scheduleRepeatedTask(initialDelay: idleLifetime, delay: .nanoseconds(idleLifetime.nanoseconds / 2)) { [weak self] _ in
+            guard let self else { return }
+            let cutoff = NIODeadline.now() - self.idleLifetime
+            for (address, list) in self.idle {
+                let (stale, fresh) = (list.filter { $0.since < cutoff }, list.filter { $0.since >= cutoff })
+                for connection in stale { connection.channel.close(promise: nil) }
+                self.idle[address] = fresh.isEmpty ? nil : fresh
+            }
+        }
+    }
+
     /// An idle connection to `address`, if one is still open.
     func take(_ address: String) -> (any Channel, UpstreamHandler)? {
         eventLoop.preconditionInEventLoop()
+        let cutoff = NIODeadline.now() - idleLifetime
         while var list = idle[address], let last = list.popLast() {
             idle[address] = list.isEmpty ? nil : list
-            last.expiry.cancel()
-            if last.channel.isActive { return (last.channel, last.handler) }
+            if last.channel.isActive, last.since >= cutoff { return (last.channel, last.handler) }
+            last.channel.close(promise: nil)
         }
         return nil
     }
@@ -44,11 +61,8 @@ final class UpstreamPool: @unchecked Sendable {
             channel.close(promise: nil)
             return
         }
-        let expiry = eventLoop.assumeIsolated().scheduleTask(in: idleLifetime) { [weak self] in
-            self?.drop(channel, address: address)
-            channel.close(promise: nil)
-        }
-        idle[address, default: []].append(IdleConnection(channel: channel, handler: handler, expiry: expiry))
+        startSweeping()
+        idle[address, default: []].append(IdleConnection(channel: channel, handler: handler, since: .now()))
         handler.parkedInPool { [weak self] in self?.drop(channel, address: address) }
     }
 
@@ -56,7 +70,6 @@ final class UpstreamPool: @unchecked Sendable {
     func drop(_ channel: any Channel, address: String) {
         eventLoop.preconditionInEventLoop()
         guard var list = idle[address], let index = list.firstIndex(where: { $0.channel === channel }) else { return }
-        list[index].expiry.cancel()
         list.remove(at: index)
         idle[address] = list.isEmpty ? nil : list
     }
@@ -64,11 +77,10 @@ final class UpstreamPool: @unchecked Sendable {
     /// Closes every idle connection (shutdown).
     func closeAll() {
         eventLoop.preconditionInEventLoop()
-        for connection in idle.values.joined() {
-            connection.expiry.cancel()
-            connection.channel.close(promise: nil)
-        }
+        for connection in idle.values.joined() { connection.channel.close(promise: nil) }
         idle = [:]
+        sweeper?.cancel()
+        sweeper = nil
     }
 
     /// Opens a new connection to `address` on this pool's loop.
@@ -82,7 +94,7 @@ final class UpstreamPool: @unchecked Sendable {
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes)
+                    try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes, enableOutboundHeaderValidation: false)
                     try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
                 }
             }

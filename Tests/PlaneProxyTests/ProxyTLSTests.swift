@@ -34,7 +34,7 @@ struct ProxyTLSTests {
         }
     }
 
-    func setUp(directory: String, withCertificate: Bool = true) async throws -> Setup {
+    func setUp(directory: String, withCertificate: Bool = true, redirect: Bool = false) async throws -> Setup {
         let backendPort = try TestEnvironment.freePort()
         let backend = try ChildProcess(try TestExecutables.path("plane-test-server"), environment: ["PORT": String(backendPort), "HOST": "127.0.0.1"])
         _ = try await HTTPProbe(port: backendPort).waitUntilAnswering("/")
@@ -53,6 +53,7 @@ struct ProxyTLSTests {
         var configuration = ProxyConfiguration()
         configuration.bindHost = "127.0.0.1"
         configuration.httpsPort = 0
+        if redirect { configuration.httpRedirectPort = 0 }
         let proxy = ProxyServer(cluster: "plane.test", configuration: configuration, routes: routes, certificates: store, logger: logger)
         try await proxy.start()
         return Setup(backend: backend, proxy: proxy, store: store, port: try #require(proxy.port), keyPath: keyPath, certificatePath: certificatePath)
@@ -115,6 +116,17 @@ struct ProxyTLSTests {
         try FileManager.default.copyItem(atPath: certificates.serverCertificate, toPath: s.certificatePath)
         #expect(try await eventually(timeout: .seconds(10)) { try s.get(ca: certificates.caCertificate).status == 0 })
         watcher.cancel()
+        await s.stop()
+    }
+
+    @Test func thePlainPortRedirectsToHTTPS() async throws {
+        let dir = try directory()
+        let s = try await setUp(directory: dir, redirect: true)
+        let redirectPort = try #require(s.proxy.redirectPort)
+        let answer = try await HTTPProbe(port: redirectPort, hostHeader: "foobar.plane.test:\(redirectPort)").getOffPool("/a/b?c=d")
+        #expect(answer.status == 308 && answer.headers["location"] == "https://foobar.plane.test:\(s.port)/a/b?c=d", "\(answer)")
+        let noHost = try await HTTPProbe(port: redirectPort).raw("GET / HTTP/1.0\r\n\r\n")
+        #expect(noHost.text.hasPrefix("HTTP/1.0 400"), "\(noHost.text)")
         await s.stop()
     }
 }

@@ -1,0 +1,34 @@
+import Foundation
+import Logging
+import PlaneProxy
+
+// The proxy alone, for scripts/bench-proxy.sh: serves host `foobar.plane.test` (and path
+// routing) to one upstream until killed.
+//   ProxyBench <port> <upstream host:port> [<key.pem> <cert.pem>]
+
+let arguments = CommandLine.arguments
+guard arguments.count == 3 || arguments.count == 5, let port = Int(arguments[1]) else {
+    FileHandle.standardError.write(Data("usage: ProxyBench <port> <upstream host:port> [<key.pem> <cert.pem>]\n".utf8))
+    exit(64)
+}
+var logger = Logger(label: "bench.proxy")
+logger.logLevel = .warning
+let routes = RouteTable()
+routes.add(RouteTable.Route(backendID: "foobar", address: arguments[2], bearerToken: nil))
+var configuration = ProxyConfiguration()
+configuration.bindHost = "127.0.0.1"
+configuration.httpsPort = port
+configuration.allowPathRouting = true
+var certificates: TLSCertificateStore?
+if arguments.count == 5 {
+    let store = TLSCertificateStore(keyPath: arguments[3], certificatePath: arguments[4], logger: logger)
+    if let error = store.reload() {
+        FileHandle.standardError.write(Data("ProxyBench: \(error)\n".utf8))
+        exit(1)
+    }
+    certificates = store
+}
+let proxy = ProxyServer(cluster: "plane.test", configuration: configuration, routes: routes, certificates: certificates, logger: logger)
+try await proxy.start()
+print("ProxyBench: listening on 127.0.0.1:\(port)")
+while true { try await Task.sleep(for: .seconds(3600)) }

@@ -1,0 +1,136 @@
+#!/usr/bin/env bash
+# Benchmarks the proxy with wrk against the plane-test-server backend, all on this machine,
+# in one run: (a) direct to the backend, (b) through our proxy, (c) through nginx set up as
+# the same reverse proxy with keep-alive upstreams; plain HTTP and TLS. Then WebSocket echo
+# messages/s through our proxy vs direct. Writes the "Proxy" section of docs/benchmarks.md.
+# Not a test.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/opt/swift/usr/bin:$PATH"
+DURATION=${DURATION:-10}
+CONNECTIONS=${CONNECTIONS:-64}
+THREADS=${THREADS:-2}
+
+bash scripts/bootstrap.sh
+for program in wrk nginx; do
+  if ! command -v "$program" >/dev/null 2>&1; then
+    package=$([ "$program" = nginx ] && echo nginx-light || echo wrk)
+    echo "bench: installing $package"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$package" >/dev/null
+  fi
+done
+bash scripts/test-python.sh >/dev/null
+echo "bench: building ProxyBench and plane-test-server (release)"
+swift build -c release --product ProxyBench >/dev/null
+swift build -c release --product plane-test-server >/dev/null
+BIN=.build/release
+PY=.build/plane-test-venv/bin/python
+
+work=$(mktemp -d)
+pids=()
+cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+trap cleanup EXIT
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "bench: nothing on port $1" >&2; exit 1; }
+
+backend=$(free_port); proxy=$(free_port); proxy_tls=$(free_port); nginx_port=$(free_port); nginx_tls=$(free_port)
+PORT=$backend HOST=127.0.0.1 $BIN/plane-test-server >/dev/null & pids+=($!)
+openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" -days 1 \
+  -subj "/CN=plane.test" -addext "subjectAltName=DNS:*.plane.test,DNS:plane.test" 2>/dev/null
+$BIN/ProxyBench "$proxy" "127.0.0.1:$backend" >/dev/null & pids+=($!)
+$BIN/ProxyBench "$proxy_tls" "127.0.0.1:$backend" "$work/key.pem" "$work/cert.pem" >/dev/null & pids+=($!)
+mkdir -p "$work/nginx"
+cat > "$work/nginx.conf" <<NGINX
+worker_processes auto;
+pid $work/nginx.pid;
+error_log $work/nginx-error.log;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $work/nginx/body; proxy_temp_path $work/nginx/proxy;
+  fastcgi_temp_path $work/nginx/fastcgi; uwsgi_temp_path $work/nginx/uwsgi; scgi_temp_path $work/nginx/scgi;
+  map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
+  upstream backend { server 127.0.0.1:$backend; keepalive 64; }
+  server {
+    listen 127.0.0.1:$nginx_port;
+    listen 127.0.0.1:$nginx_tls ssl;
+    ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Host \$host;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection \$connection_upgrade;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+    }
+  }
+}
+NGINX
+nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!)
+for port in $backend $proxy $proxy_tls $nginx_port $nginx_tls; do wait_port "$port"; done
+
+# "requests/s p99" of one wrk run.
+run_wrk() {
+  local out
+  out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Host: foobar.plane.test" "$1" 2>&1)
+  local rps p99
+  rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
+  p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
+  echo "$rps $p99"
+}
+to_ms() { python3 -c "import sys; v=sys.argv[1]; print(float(v[:-2]) if v.endswith('ms') else float(v[:-2])/1000 if v.endswith('us') else float(v[:-1])*1000)" "$1"; }
+
+echo "bench: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s"
+wrk -t1 -c4 -d2s -H "Host: foobar.plane.test" "http://127.0.0.1:$proxy/" >/dev/null  # warm up
+read -r direct_rps direct_p99 <<<"$(run_wrk "http://127.0.0.1:$backend/")"
+read -r proxy_rps proxy_p99 <<<"$(run_wrk "http://127.0.0.1:$proxy/")"
+read -r nginx_rps nginx_p99 <<<"$(run_wrk "http://127.0.0.1:$nginx_port/")"
+read -r proxy_tls_rps proxy_tls_p99 <<<"$(run_wrk "https://127.0.0.1:$proxy_tls/")"
+read -r nginx_tls_rps nginx_tls_p99 <<<"$(run_wrk "https://127.0.0.1:$nginx_tls/")"
+
+ws() { "$PY" Tests/PlaneProxyTests/python/ws_peer.py load --url "ws://foobar.plane.test:$1/" --port "$1" --connections 50 --messages 2000 | sed -n 's/.*messages_per_second=\([0-9]*\).*/\1/p'; }
+ws_direct=$(ws "$backend")
+ws_proxy=$(ws "$proxy")
+
+ratio() { python3 -c "import sys; print(f'{float(sys.argv[1]) / float(sys.argv[2]):.2f}')" "$1" "$2"; }
+delta() { python3 -c "import sys; print(f'{float(sys.argv[1]) - float(sys.argv[2]):+.2f}')" "$(to_ms "$1")" "$(to_ms "$2")"; }
+cores=$(nproc)
+section=$(cat <<MD
+## Proxy
+
+\`make bench-proxy\` (scripts/bench-proxy.sh): wrk ($THREADS threads, $CONNECTIONS connections,
+${DURATION} s each, \`Host: foobar.plane.test\`) against the plane-test-server backend (release
+build), all on this $cores-core machine at once (wrk, proxy, backend share the cores). Our
+proxy is \`ProxyBench\` (the drone's \`ProxyServer\` with one route, release build); nginx
+(Debian) is set up as the same reverse proxy with 64 keep-alive upstream connections.
+
+| Path | Requests/s | p99 latency |
+|---|---|---|
+| direct to the backend | $direct_rps | $direct_p99 |
+| our proxy, HTTP | $proxy_rps | $proxy_p99 |
+| nginx, HTTP | $nginx_rps | $nginx_p99 |
+| our proxy, TLS | $proxy_tls_rps | $proxy_tls_p99 |
+| nginx, TLS | $nginx_tls_rps | $nginx_tls_p99 |
+
+Ratios: our proxy / nginx = **$(ratio "$proxy_rps" "$nginx_rps")** (HTTP) and
+**$(ratio "$proxy_tls_rps" "$nginx_tls_rps")** (TLS) in requests/s (goal ≥ 1.00); p99 minus nginx's:
+**$(delta "$proxy_p99" "$nginx_p99") ms** (HTTP) and **$(delta "$proxy_tls_p99" "$nginx_tls_p99") ms** (TLS) (goal ≤ +1 ms);
+our proxy / direct = $(ratio "$proxy_rps" "$direct_rps").
+
+WebSocket echo (50 connections × 2,000 messages, Python \`websockets\` client, which is
+itself the bottleneck): $ws_proxy messages/s through our proxy vs $ws_direct direct
+(ratio $(ratio "$ws_proxy" "$ws_direct")).
+MD
+)
+echo "$section"
+python3 - "$section" <<'PY'
+import re, sys
+path = "docs/benchmarks.md"
+section = sys.argv[1].strip() + "\n"
+text = open(path).read()
+pattern = re.compile(r"^## Proxy\n.*?(?=^## |\Z)", re.S | re.M)
+text = pattern.sub(lambda _: section + "\n", text) if pattern.search(text) else text.rstrip() + "\n\n" + section
+open(path, "w").write(text)
+PY
+echo "bench: docs/benchmarks.md updated"
