@@ -246,7 +246,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneDroneTests",
-            dependencies: ["PlaneDrone", "PlaneCore", "ContainerRuntime", "DockerRuntime", "ScriptedRuntime", "PlaneTestSupport", "NATS", "PlaneMessaging",
+            dependencies: ["PlaneDrone", "PlaneProxy", "PlaneCore", "ContainerRuntime", "DockerRuntime", "ScriptedRuntime", "PlaneTestSupport", "NATS", "PlaneMessaging",
                            "plane-test-server", "plane-image-builder", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                            .product(name: "Logging", package: "swift-log"), .product(name: "AsyncHTTPClient", package: "async-http-client")]
         ),

@@ -26,8 +26,11 @@ public struct RootFilesystem: Sendable {
 
     /// Copies a host file's content (following symlinks) to `path` in the image.
     public mutating func copyHostFile(_ hostPath: String, to path: String? = nil, mode: UInt32? = nil) throws(ImageBuilderError) {
-        guard let data = FileManager.default.contents(atPath: hostPath) else {
-            throw ImageBuilderError(.io, "Cannot read '\(hostPath)'.")
+        let data: Data
+        do {
+            data = try Data(contentsOf: URL(fileURLWithPath: hostPath))
+        } catch {
+            throw ImageBuilderError(.io, "Cannot read '\(hostPath)': \(error).")
         }
         let attributes = try? FileManager.default.attributesOfItem(atPath: (hostPath as NSString).resolvingSymlinksInPath)
         let hostMode = (attributes?[.posixPermissions] as? NSNumber)?.uint32Value ?? 0o755

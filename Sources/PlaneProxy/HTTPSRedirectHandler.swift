@@ -5,7 +5,6 @@ import NIOHTTP1
 /// `308 Permanent Redirect` to the same host and path on HTTPS.
 final class HTTPSRedirectHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
 
     private let httpsPort: Int
     private var head: HTTPRequestHead?
@@ -19,19 +18,14 @@ final class HTTPSRedirectHandler: ChannelInboundHandler {
         case .end:
             guard let head else { return }
             self.head = nil
-            var response = HTTPResponseHead(version: head.version, status: .permanentRedirect)
             if let host = head.headers.first(name: "host").map(ProxyRouter.stripPort), !host.isEmpty,
                !host.utf8.contains(where: { $0 <= 0x20 || $0 == 0x7F }), head.uri.hasPrefix("/") {
                 let port = httpsPort == 443 ? "" : ":\(httpsPort)"
-                response.headers.add(name: "Location", value: "https://\(host)\(port)\(head.uri)")
+                SimpleHTTPResponse.write(.permanentRedirect, headers: [("Location", "https://\(host)\(port)\(head.uri)")], version: head.version,
+                                         keepAlive: head.isKeepAlive, context: context)
             } else {
-                response.status = .badRequest
+                SimpleHTTPResponse.write(.badRequest, version: head.version, keepAlive: head.isKeepAlive, context: context)
             }
-            response.headers.add(name: "Content-Length", value: "0")
-            if !head.isKeepAlive { response.headers.add(name: "Connection", value: "close") }
-            context.write(wrapOutboundOut(.head(response)), promise: nil)
-            let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-            if !head.isKeepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
         }
     }
 }

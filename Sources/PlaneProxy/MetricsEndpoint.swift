@@ -66,7 +66,6 @@ public final class MetricsEndpoint: Service, Sendable {
 
 final class MetricsHandler: ChannelInboundHandler {
     typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundOut = HTTPServerResponsePart
 
     private let render: @Sendable () async -> String
     private var head: HTTPRequestHead?
@@ -102,13 +101,6 @@ final class MetricsHandler: ChannelInboundHandler {
     }
 
     private func respond(_ status: HTTPResponseStatus, _ body: String, contentType: String, keepAlive: Bool, context: ChannelHandlerContext) {
-        var head = HTTPResponseHead(version: .http1_1, status: status)
-        head.headers.add(name: "Content-Type", value: contentType)
-        head.headers.add(name: "Content-Length", value: String(body.utf8.count))
-        if !keepAlive { head.headers.add(name: "Connection", value: "close") }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil)
-        let done = context.writeAndFlush(wrapOutboundOut(.end(nil)))
-        if !keepAlive { done.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+        SimpleHTTPResponse.write(status, body: body, contentType: contentType, keepAlive: keepAlive, context: context)
     }
 }

@@ -417,15 +417,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // State first: writing the end may deliver the next pipelined request re-entrantly.
         state = requestEnded ? .idle : .discarding(keepAlive: keepAlive)
         shared.metrics.response(status: Int(status.code))
-        var head = HTTPResponseHead(version: version, status: status)
-        for (name, value) in extra { head.headers.add(name: name, value: value) }
-        head.headers.add(name: "Content-Length", value: String(body.utf8.count))
-        if !body.isEmpty { head.headers.add(name: "Content-Type", value: "text/plain; charset=utf-8") }
-        if !keepAlive { head.headers.add(name: "Connection", value: "close") }
-        context.write(wrapOutboundOut(.head(head)), promise: nil)
-        if !body.isEmpty { context.write(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: body)))), promise: nil) }
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
-        if !keepAlive { context.close(promise: nil) }
+        SimpleHTTPResponse.write(status, headers: extra, body: body, contentType: body.isEmpty ? nil : "text/plain; charset=utf-8", version: version,
+                                 keepAlive: keepAlive, context: context)
     }
 
     // MARK: Channel events

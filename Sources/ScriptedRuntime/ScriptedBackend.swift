@@ -13,7 +13,7 @@ import Synchronization
 final class ScriptedBackend: Sendable {
     let spec: BackendSpec
     let address: BackendAddress
-    private unowned let host: ScriptedHost
+    private weak let host: ScriptedHost?
 
     private struct State {
         var status: RuntimeStatus = .created
@@ -111,7 +111,7 @@ final class ScriptedBackend: Sendable {
         ended.server?.close(promise: nil)
         for connection in ended.connections { connection.close(promise: nil) }
         for follower in ended.followers { follower.finish() }
-        host.deliver(RuntimeEvent(backendID: spec.backendID, kind: .exited(code: code)), drone: spec.droneID)
+        host?.deliver(RuntimeEvent(backendID: spec.backendID, kind: .exited(code: code)), drone: spec.droneID)
     }
 
     /// SIGTERM: exits with 0, or with `IGNORE_SIGTERM=1` is killed after `grace`.

@@ -13,20 +13,7 @@ import Testing
 @Suite(.serialized, .timeLimit(.minutes(5)))
 struct DroneAgentFaultTests {
     func withScriptedCluster(_ body: (NATSServerProcess, TestRelay, DroneObserver, TestRuntimes) async throws -> Void) async throws {
-        let runtimes = try await TestRuntimes(.scripted)
-        try await withNATSServer { server in
-            let relay = try await TestRelay(server: server)
-            let observer = try await DroneObserver(server: server)
-            do {
-                try await body(server, relay, observer, runtimes)
-            } catch {
-                await observer.close()
-                await relay.close()
-                throw error
-            }
-            await observer.close()
-            await relay.close()
-        }
+        try await withDroneCluster(.scripted, body)
     }
 
     /// A drone on ports no other suite uses (suites run in parallel; a port reserved for a

@@ -1,9 +1,11 @@
 import AsyncHTTPClient
 import ContainerRuntime
+import Logging
 import NATS
 import PlaneCore
 import PlaneDrone
 import PlaneMessaging
+import PlaneProxy
 import PlaneTestSupport
 import ScriptedRuntime
 import Testing
@@ -14,21 +16,16 @@ import Testing
 /// agent and its state machine; faults only it can script are in `DroneAgentFaultTests`).
 @Suite(.serialized, .timeLimit(.minutes(10)))
 struct DroneAgentTests {
-    func withDroneCluster(_ kind: AgentRuntimeKind, _ body: (NATSServerProcess, TestRelay, DroneObserver, TestRuntimes) async throws -> Void) async throws {
-        let runtimes = try await TestRuntimes(kind)
-        try await withNATSServer { server in
-            let relay = try await TestRelay(server: server)
-            let observer = try await DroneObserver(server: server)
-            do {
-                try await body(server, relay, observer, runtimes)
-            } catch {
-                await observer.close()
-                await relay.close()
-                throw error
-            }
-            await observer.close()
-            await relay.close()
-        }
+    /// The drone's proxy (plain HTTP) for `routes` on `host:port`.
+    func startProxy(_ routes: RouteTable, host: String, port: Int) async throws -> ProxyServer {
+        var configuration = ProxyConfiguration()
+        configuration.bindHost = host
+        configuration.httpsPort = port
+        var logger = Logger(label: "test.proxy")
+        logger.logLevel = .warning
+        let proxy = ProxyServer(cluster: "plane.test", configuration: configuration, routes: routes, logger: logger)
+        try await proxy.start()
+        return proxy
     }
 
     func get(_ address: String, _ path: String = "/") async throws -> String {
@@ -164,12 +161,27 @@ struct DroneAgentTests {
             for request in mine { #expect(try await spawn(request, via: first.client)) }
             #expect(try await spawn(theirs, via: other.client))
             for request in mine + [theirs] { #expect(try await eventually { relay.states(of: request.backendID).last == .ready }) }
-            // The first drone stops (backends keep running) and starts again with its store.
+            // Each drone's proxy on its own loopback address, the same port: each serves only
+            // its own drone's backends.
+            let proxyPort = try TestEnvironment.freePort()
+            let firstProxy = try await startProxy(first.agent.routes, host: "127.0.0.11", port: proxyPort)
+            let otherProxy = try await startProxy(other.agent.routes, host: "127.0.0.12", port: proxyPort)
+            func through(_ host: String, _ backend: BackendID) async throws -> HTTPProbe.Response {
+                try await HTTPProbe(host: host, port: proxyPort, hostHeader: "\(backend).plane.test").getOffPool("/")
+            }
+            #expect(try await through("127.0.0.11", mine[0].backendID).body == "Hello World!")
+            #expect(try await through("127.0.0.11", theirs.backendID).status == 404)
+            #expect(try await through("127.0.0.12", theirs.backendID).body == "Hello World!")
+            // The first drone (and its proxy) stops, backends keep running, and it starts again
+            // with its store.
+            await firstProxy.stop()
             await first.stop()
             let again = try await RunningDrone(server: server, runtimes: runtimes, id: first.id, statePath: first.statePath) { $0.portRange = 22000...22099 }
+            let againProxy = try await startProxy(again.agent.routes, host: "127.0.0.11", port: proxyPort)
             for request in mine {
                 #expect(try await again.runtime.status(of: request.backendID).isRunning)
                 #expect(again.agent.routes.route(for: request.backendID.rawValue) != nil)
+                #expect(try await through("127.0.0.11", request.backendID).body == "Hello World!")
             }
             // The other drone's backend was never touched.
             #expect(try await other.runtime.status(of: theirs.backendID).isRunning)
@@ -182,6 +194,8 @@ struct DroneAgentTests {
             let messenger = PlaneMessenger(client: other.client)
             _ = try await messenger.request(PlaneSubjects.terminate("plane.test", theirs.backendID), TerminationRequest(cluster: "plane.test", backendID: theirs.backendID), timeout: .seconds(2))
             #expect(try await eventually { relay.states(of: theirs.backendID).last == .terminated })
+            await againProxy.stop()
+            await otherProxy.stop()
             await again.stop()
             await other.stop()
         }

@@ -85,6 +85,25 @@ struct TestRuntimes: Sendable {
     }
 }
 
+/// A nats-server, a relay answering state updates, an observer of what drones publish,
+/// and the runtimes of `kind`, for one test.
+func withDroneCluster(_ kind: AgentRuntimeKind, _ body: (NATSServerProcess, TestRelay, DroneObserver, TestRuntimes) async throws -> Void) async throws {
+    let runtimes = try await TestRuntimes(kind)
+    try await withNATSServer { server in
+        let relay = try await TestRelay(server: server)
+        let observer = try await DroneObserver(server: server)
+        do {
+            try await body(server, relay, observer, runtimes)
+        } catch {
+            await observer.close()
+            await relay.close()
+            throw error
+        }
+        await observer.close()
+        await relay.close()
+    }
+}
+
 /// A drone agent on a test runtime, with a short heartbeat and stats interval.
 final class RunningDrone: Sendable {
     let agent: DroneAgent
