@@ -137,9 +137,14 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         let size = min(remaining, 64 * 1024)
         let chunk = ByteBuffer(repeating: UInt8(ascii: "x"), count: size)
         let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        // The next chunk on a later loop tick: a write that completes at once would run the
+        // callback inline, and 16,384 nested calls for a gigabyte overflow the stack.
+        let loop = context.eventLoop
         context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(chunk)))).whenSuccess {
-            let (handler, context) = loopBound.value
-            handler.streamDownload(remaining: remaining - size, context: context)
+            loop.execute {
+                let (handler, context) = loopBound.value
+                handler.streamDownload(remaining: remaining - size, context: context)
+            }
         }
     }
 

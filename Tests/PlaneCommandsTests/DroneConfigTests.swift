@@ -135,7 +135,9 @@ struct DroneConfigTests {
             connection = { socket = "/run/docker.sock" }
             """.write(toFile: good, atomically: true, encoding: .utf8)
         let plane = try TestExecutables.path("plane")
-        let (status, output) = try SystemProgram.run(executable: plane, ["drone", "--dump-config", good], environment: ["PLANE_AGENT__PORT_RANGE": "40000-40999"])
+        // PLANE_LOG is the log level, not a configuration key (it was taken for one).
+        let (status, output) = try SystemProgram.run(executable: plane, ["drone", "--dump-config", good],
+                                                     environment: ["PLANE_AGENT__PORT_RANGE": "40000-40999", "PLANE_LOG": "debug", "PLANE_TEST_ANYTHING": "x"])
         #expect(status == 0, "\(output)")
         for line in ["cluster_domain = \"plane.test\"", "db_path = \"\(directory)/drone.sqlite3\"", "runtime = \"docker\"", "port_range = \"40000-40999\"",
                      "startup_timeout_secs = 30", "probe_timeout_ms = 2000", "auth = { token = \"(set)\" }", "endpoint = \"/run/docker.sock\""] {

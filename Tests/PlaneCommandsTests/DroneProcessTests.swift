@@ -170,7 +170,7 @@ struct DroneProcessTests {
                 bind_ip = "127.0.0.1"
                 https_port = \(proxyPort)
                 """)
-            let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
+            let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config], environment: ["PLANE_LOG": "debug"])
             let client = try await server.connectedClient()
             let relay = try await Relay(client: client)
             let messenger = PlaneMessenger(client: client)
@@ -203,8 +203,8 @@ struct DroneProcessTests {
             async let download = offPool { try SystemProgram.run(executable: curl, ["-sS", "-o", "/dev/null", "-w", "%{size_download}"] + resolve + ["\(url)/download/\(gigabyte)"]) }
             let (up, down) = try await (upload, download)
             sampler.cancel()
-            #expect(up.status == 0 && up.output == "received \(gigabyte)", "\(up.output)")
-            #expect(down.status == 0 && down.output == String(gigabyte), "\(down.output)")
+            #expect(up.status == 0 && up.output == "received \(gigabyte)", "\(up.output)\n\(child.output)")
+            #expect(down.status == 0 && down.output == String(gigabyte), "\(down.output)\n\(child.output)")
             let growth = peak.withLock { $0 } - idle
             #expect(growth < 100 << 20, "resident memory grew by \(growth >> 20) MiB (idle \(idle >> 20) MiB)")
             child.signal(SIGTERM)

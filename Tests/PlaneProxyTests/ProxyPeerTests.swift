@@ -105,4 +105,15 @@ struct ProxyPeerTests {
         #expect(try await eventually { bed.proxy.metrics.openUpgradedConnections == 0 })
         await bed.stop()
     }
+
+    @Test func anUpgradedConnectionCarriesAHalfClose() async throws {
+        let port = try TestEnvironment.freePort()
+        let server = try ChildProcess(try PythonEnvironment.python(), arguments: ["\(Self.scripts)/half_close.py", "server", String(port)])
+        #expect(try await eventually { server.output.contains("listening") || !server.isRunning }, "\(server.output)")
+        let bed = try await bed(upstreamPort: port, tls: false, children: [server])
+        // The client stops sending; the backend sees the end of input, answers, and closes.
+        let result = try await python("half_close.py", ["client", String(bed.port), "foobar.plane.test"])
+        #expect(result.status == 0 && result.output.contains("got:hello"), "\(result.output)")
+        await bed.stop()
+    }
 }

@@ -59,8 +59,14 @@ public struct ConfigTable: Sendable, Hashable {
     /// Applies `PLANE_SECTION__KEY=value` variables (v0.3.10's convention): the name after
     /// the prefix is lower-cased and split at `__` into a key path; the value stays text
     /// until a reader converts it to the type the key expects.
+    /// `PLANE_` variables that are not configuration keys: the log level, and the test
+    /// harness's own settings.
+    public static func isReservedVariable(_ name: String) -> Bool {
+        name == "PLANE_LOG" || name.hasPrefix("PLANE_TEST_")
+    }
+
     public mutating func applyEnvironment(_ environment: [String: String], prefix: String = "PLANE_") {
-        for (name, value) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix(prefix) {
+        for (name, value) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix(prefix) && !Self.isReservedVariable(name) {
             let path = name.dropFirst(prefix.count).lowercased().components(separatedBy: "__")
             guard !path.isEmpty, !path.contains(where: \.isEmpty) else { continue }
             set(.unparsed(value, variable: name), at: path[...])
