@@ -114,7 +114,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .end(let trailers):
             switch state {
             case .discarding(let keepAlive), .finishingRequest(let keepAlive):
-                if keepAlive { state = .idle } else { context.close(promise: nil) }
+                // Without keep-alive the local answer closes the connection once written.
+                if keepAlive { state = .idle }
             case .proxying(let exchange):
                 exchange.requestEnded = true
                 send(.end(trailers), on: exchange, flush: true)
@@ -309,8 +310,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // State first: writing the end lets the pipelining handler deliver the next
             // request at once, re-entrantly.
             let close = finish(exchange)
-            context.writeAndFlush(wrapOutboundOut(.end(trailers)), promise: nil)
-            if close { context.close(promise: nil) }
+            let written = context.writeAndFlush(wrapOutboundOut(.end(trailers)))
+            // Close once the response is out (a close with writes pending would cut it).
+            if close { written.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
         }
     }
 

@@ -178,8 +178,12 @@ final class TestSocket: @unchecked Sendable {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         guard result == 0 else {
-            Foundation.close(fd)
-            throw TestSupportError("connect to \(host):\(port) failed (errno \(errno))")
+            let error = errno
+            // Through close(): a class whose init throws after setting every property is
+            // deinitialized, and deinit closing the same number again once closed a socket
+            // another thread had just been given (NIO crashed with EBADF in CI).
+            close()
+            throw TestSupportError("connect to \(host):\(port) failed (errno \(error))")
         }
     }
 
