@@ -191,9 +191,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             attach(channel, handler, to: exchange)
             return
         }
-        let timeout = TimeAmount.nanoseconds(Int64(shared.configuration.upstreamConnectTimeout.components.seconds) * 1_000_000_000
-                                             + shared.configuration.upstreamConnectTimeout.components.attoseconds / 1_000_000_000)
-        pool.connect(exchange.target.address, timeout: timeout).assumeIsolated().whenComplete { result in
+        pool.connect(exchange.target.address, timeout: shared.configuration.upstreamConnectTimeout.timeAmount).assumeIsolated().whenComplete { result in
             guard case .proxying(let current) = self.state, current === exchange else {
                 if case .success(let channel) = result { channel.close(promise: nil) }
                 return

@@ -39,15 +39,6 @@ public final class ProxyMetrics: Sendable {
         }
     }
 
-    func upstreamLatency(_ duration: Duration) {
-        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-        counters.withLock { counters in
-            for (index, bound) in Self.latencyBounds.enumerated() where seconds <= bound { counters.latencyBuckets[index] += 1 }
-            counters.latencyCount += 1
-            counters.latencySeconds += seconds
-        }
-    }
-
     func upgraded(opened: Bool) {
         counters.withLock { counters in
             counters.upgradedOpen += opened ? 1 : -1
