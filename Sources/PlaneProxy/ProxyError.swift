@@ -10,6 +10,12 @@ public struct ProxyError: Error, Sendable, CustomStringConvertible {
         public static let upstreamUnreachable = Code(rawValue: "upstream_unreachable")
         /// The certificate or key could not be read, parsed, or do not belong together.
         public static let certificateInvalid = Code(rawValue: "certificate_invalid")
+        /// A request or response is not valid HTTP/1.x (answered 400, or 502 for a backend).
+        public static let malformedMessage = Code(rawValue: "malformed_message")
+        /// A head is larger than `[proxy] max_header_bytes` (answered 431, or 502 for a backend).
+        public static let headTooLarge = Code(rawValue: "head_too_large")
+        /// An HTTP version other than 1.0 and 1.1 (answered 505).
+        public static let unsupportedVersion = Code(rawValue: "unsupported_version")
     }
 
     public var code: Code

@@ -14,44 +14,53 @@ struct ProxyContext: Sendable {
     let scheme: String
 }
 
-/// One client connection: routes each request (`ProxyRouter`), answers locally (404, 401,
-/// 403, the auth cookie, 502, 504) or forwards it to the backend over a pooled keep-alive
-/// connection on the same event loop, streaming bodies both ways with backpressure (the
-/// side that cannot write stops the other side's reads). A `101` answer to an upgrade
-/// request turns both connections into a byte splice (`SpliceHandler`).
+/// One client connection, the only HTTP handler on it: frames requests itself
+/// (`HTTP1Parser`), routes each (`ProxyRouter`), answers locally (404, 401, 403, the auth
+/// cookie, 400, 431, 502, 504) or forwards it to the backend over a pooled keep-alive
+/// connection on the same event loop. Heads are rewritten from the bytes they came in as
+/// (`ForwardedHeaders`); bodies are forwarded as the slices they arrived in, chunk framing
+/// included, with backpressure both ways (the side that cannot write stops the other
+/// side's reads). Pipelined requests wait in the parser's buffer until the response
+/// before them is done. A `101` answer to an upgrade request turns both connections into a
+/// byte splice (`SpliceHandler`).
 final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     /// One request forwarded to a backend.
     final class Exchange {
-        let request: HTTPRequestHead
-        let upstreamHead: HTTPRequestHead
+        /// The head for the backend, kept for a retry on a fresh connection.
+        let upstreamHead: ByteBuffer
         let target: ProxyRouter.Target
+        let isHEAD: Bool
+        /// The client speaks HTTP/1.0.
+        let clientIsHTTP10: Bool
         let keepAlive: Bool
         let isUpgrade: Bool
         /// The client waits for `100 Continue` before sending the body; the proxy sends it
         /// once the backend connection is there (the backend never sees `Expect`).
         let expectsContinue: Bool
-        var upstream: (channel: any Channel, handler: UpstreamHandler)?
+        var upstream: UpstreamHandler?
         var reused = false
         var retried = false
-        /// Request parts that arrived while connecting.
-        var buffered: [HTTPClientRequestPart] = []
+        /// Request body bytes that arrived while connecting.
+        var buffered: [ByteBuffer] = []
         var sentBody = false
         var requestEnded = false
         var responseStarted = false
         var upstreamKeepAlive = true
-        var switching = false
+        /// The client connection closes once the response is written.
+        var closesClient = false
         /// The response must have started by then (set once the request is sent).
         var responseDeadline: NIODeadline?
         let started = ContinuousClock.now
 
-        init(request: HTTPRequestHead, upstreamHead: HTTPRequestHead, target: ProxyRouter.Target, keepAlive: Bool, isUpgrade: Bool, expectsContinue: Bool) {
-            self.request = request
+        init(upstreamHead: ByteBuffer, target: ProxyRouter.Target, isHEAD: Bool, clientIsHTTP10: Bool, keepAlive: Bool, isUpgrade: Bool, expectsContinue: Bool) {
             self.upstreamHead = upstreamHead
             self.target = target
+            self.isHEAD = isHEAD
+            self.clientIsHTTP10 = clientIsHTTP10
             self.keepAlive = keepAlive
             self.isUpgrade = isUpgrade
             self.expectsContinue = expectsContinue
@@ -66,13 +75,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case proxying(Exchange)
         /// The response is complete but the client is still sending the request body.
         case finishingRequest(keepAlive: Bool)
-        /// Handed over to a splice; this handler is on its way out.
-        case upgraded
+        /// Handed over to a splice, or closing: nothing more is read as HTTP.
+        case done
     }
+
+    /// Pipelined requests beyond this many buffered bytes stop the client's reads.
+    static let maxBufferedPipeline = 64 * 1024
 
     private let shared: ProxyContext
     private let pool: UpstreamPool
     private var context: ChannelHandlerContext?
+    private var parser: HTTP1Parser
     private var state = State.idle {
         didSet { if case .idle = state { headerTimeout?.awaitingHead() } }
     }
@@ -81,11 +94,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Inside a read from the client: upstream writes are flushed at its end, once.
     private var inClientRead = false
     private var pendingRead = false
+    /// The client sent its last byte (half-close): close once the current response is out.
+    private var clientInputClosed = false
     private var clientAddress: String?
 
     init(shared: ProxyContext, pool: UpstreamPool) {
         self.shared = shared
         self.pool = pool
+        parser = HTTP1Parser(kind: .request, maxHeadBytes: shared.configuration.maxHeaderBytes)
     }
 
     var clientWritable: Bool { context?.channel.isWritable ?? false }
@@ -97,98 +113,128 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        responseCheck?.cancel()
+        responseCheck = nil
         self.context = nil
     }
 
     // MARK: Client → proxy
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let buffer = unwrapInboundIn(data)
+        shared.metrics.bytes(fromClient: buffer.readableBytes)
+        if case .done = state { return }
         inClientRead = true
-        switch unwrapInboundIn(data) {
-        case .head(let head): received(head: head, context: context)
-        case .body(let buffer):
-            shared.metrics.bytes(fromClient: buffer.readableBytes)
-            guard case .proxying(let exchange) = state else { return }
-            exchange.sentBody = true
-            send(.body(.byteBuffer(buffer)), on: exchange)
-        case .end(let trailers):
-            switch state {
-            case .discarding(let keepAlive), .finishingRequest(let keepAlive):
-                // Without keep-alive the local answer closes the connection once written.
-                if keepAlive { state = .idle }
-            case .proxying(let exchange):
-                exchange.requestEnded = true
-                send(.end(trailers), on: exchange, flush: true)
-                if exchange.upstream != nil { armResponseTimeout(exchange) }
-            case .idle, .upgraded:
-                break
-            }
-        }
+        parser.append(buffer)
+        processClientInput()
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
-        // Request parts are written upstream unflushed as they arrive; one flush per read batch.
+        // Request bytes are written upstream unflushed as they arrive; one flush per read batch.
         inClientRead = false
-        if case .proxying(let exchange) = state { exchange.upstream?.channel.flush() }
+        if case .proxying(let exchange) = state { exchange.upstream?.flush() }
         context.fireChannelReadComplete()
     }
 
-    private func received(head: HTTPRequestHead, context: ChannelHandlerContext) {
-        headerTimeout?.headReceived()
-        let headers = head.headers
-        let request = ProxyRouter.Request(host: headers.first(name: "host"), uri: head.uri,
-                                          authorization: headers["authorization"], cookies: headers["cookie"])
-        let expectsContinue = head.version == .http1_1 && headers[canonicalForm: "expect"].contains { $0.lowercased() == "100-continue" }
-        let hasBody = headers.first(name: "content-length").map { $0 != "0" } ?? headers.contains(name: "transfer-encoding")
+    /// Handles what the client sent, request by request, until a request waits for its
+    /// response (later pipelined requests stay in the parser).
+    private func processClientInput() {
+        loop: while true {
+            switch state {
+            case .proxying(let exchange) where exchange.requestEnded: break loop
+            case .done: return
+            default: break
+            }
+            let event: HTTP1Parser.Event?
+            do {
+                event = try parser.next()
+            } catch {
+                protocolError(error)
+                return
+            }
+            guard let event else { break loop }
+            switch event {
+            case .head(let head):
+                headerTimeout?.headReceived()
+                received(head: head)
+            case .body(let buffer):
+                guard case .proxying(let exchange) = state else { continue }
+                exchange.sentBody = true
+                send(buffer, on: exchange)
+            case .end:
+                switch state {
+                case .discarding(let keepAlive), .finishingRequest(let keepAlive):
+                    // Without keep-alive the local answer closes the connection once written.
+                    state = keepAlive ? .idle : .done
+                case .proxying(let exchange):
+                    exchange.requestEnded = true
+                    if let upstream = exchange.upstream, !inClientRead { upstream.flush() }
+                    armResponseTimeout(exchange)
+                case .idle, .done:
+                    break
+                }
+            }
+        }
+        if clientInputClosed, case .idle = state { closeClient() }
+        resumeClientReadsIfHeld()
+    }
+
+    private func received(head: HTTP1Head) {
+        let request = ProxyRouter.Request(host: head.first(.host), uri: head.target, authorization: head.values(.authorization), cookies: head.values(.cookie))
+        let hasBody: Bool
+        switch parser.framing {
+        case .none, .length(0): hasBody = false
+        default: hasBody = true
+        }
+        let expectsContinue = head.minorVersion >= 1 && hasBody && head.hasToken("100-continue", in: .expect)
         // A local answer to a client that waits for 100 Continue: its body never comes, so
         // the connection cannot carry another request.
-        let keepAlive = head.isKeepAlive && !(expectsContinue && hasBody)
+        let keepAlive = head.isKeepAlive && !expectsContinue
+        if head.method == "CONNECT" {
+            respondLocally(.methodNotAllowed, body: "CONNECT is not supported by this proxy.", keepAlive: false)
+            return
+        }
         switch shared.router.decide(request, lookup: shared.routes.route(for:)) {
         case .notFound:
-            respondLocally(.notFound, headers: [("Access-Control-Allow-Origin", "*")], keepAlive: keepAlive, version: head.version)
+            respondLocally(.notFound, headers: [("Access-Control-Allow-Origin", "*")], keepAlive: keepAlive)
         case .unauthorized:
-            respondLocally(.unauthorized, body: "Expected bearer token.", keepAlive: keepAlive, version: head.version)
+            respondLocally(.unauthorized, body: "Expected bearer token.", keepAlive: keepAlive)
         case .forbidden:
-            respondLocally(.forbidden, keepAlive: keepAlive, version: head.version)
+            respondLocally(.forbidden, keepAlive: keepAlive)
         case .badRequest(let message):
-            respondLocally(.badRequest, body: message, keepAlive: keepAlive, version: head.version)
+            respondLocally(.badRequest, body: message, keepAlive: keepAlive)
         case .setAuthCookie(let token, let location, let cookiePath):
             let secure = shared.scheme == "https" ? "; Secure" : ""
             respondLocally(.found, headers: [("Location", location),
                                              ("Set-Cookie", "\(BearerTokenCheck.cookieName)=\(token); Path=\(cookiePath); HttpOnly; SameSite=Lax\(secure)")],
-                           keepAlive: keepAlive, version: head.version)
+                           keepAlive: keepAlive)
         case .forward(let target):
             if let backend = target.backendID { shared.routes.recordActivity(backend) }
-            let isUpgrade = ForwardedHeaders.isUpgrade(headers)
-            var upstreamHead = HTTPRequestHead(version: .http1_1, method: head.method, uri: target.uri)
-            upstreamHead.headers = ForwardedHeaders.upstreamRequest(headers, clientAddress: clientAddress, scheme: shared.scheme, upgrade: isUpgrade)
-            upstreamHead.headers.remove(name: "expect")
-            let exchange = Exchange(request: head, upstreamHead: upstreamHead, target: target, keepAlive: head.isKeepAlive, isUpgrade: isUpgrade,
-                                    expectsContinue: expectsContinue && hasBody)
+            let isUpgrade = head.isUpgrade
+            var upstreamHead = context?.channel.allocator.buffer(capacity: head.bytes.readableBytes + 160) ?? ByteBuffer()
+            ForwardedHeaders.writeUpstreamRequest(head, target: target.uri, clientAddress: clientAddress, scheme: shared.scheme, upgrade: isUpgrade, into: &upstreamHead)
+            let exchange = Exchange(upstreamHead: upstreamHead, target: target, isHEAD: head.method == "HEAD", clientIsHTTP10: head.minorVersion == 0,
+                                    keepAlive: head.isKeepAlive, isUpgrade: isUpgrade, expectsContinue: expectsContinue)
             state = .proxying(exchange)
             attachUpstream(to: exchange)
         }
     }
 
-    /// Sends a request part upstream, or keeps it until the connection is there.
-    private func send(_ part: HTTPClientRequestPart, on exchange: Exchange, flush: Bool = false) {
+    /// Sends request body bytes upstream, or keeps them until the connection is there.
+    private func send(_ buffer: ByteBuffer, on exchange: Exchange) {
         guard let upstream = exchange.upstream else {
-            exchange.buffered.append(part)
+            exchange.buffered.append(buffer)
             return
         }
-        if flush, !inClientRead {
-            upstream.channel.writeAndFlush(part, promise: nil)
-        } else {
-            upstream.channel.write(part, promise: nil)
-        }
+        upstream.write(buffer, flush: !inClientRead)
     }
 
     // MARK: Upstream connection
 
     private func attachUpstream(to exchange: Exchange) {
-        if let (channel, handler) = pool.take(exchange.target.address) {
+        if let handler = pool.take(exchange.target.address) {
             exchange.reused = true
-            attach(channel, handler, to: exchange)
+            attach(handler, to: exchange)
             return
         }
         pool.connect(exchange.target.address, timeout: shared.configuration.upstreamConnectTimeout.timeAmount).assumeIsolated().whenComplete { result in
@@ -203,7 +249,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     self.upstreamFailed(exchange, status: .badGateway)
                     return
                 }
-                self.attach(channel, handler, to: exchange)
+                self.attach(handler, to: exchange)
             case .failure(let error):
                 self.shared.logger.debug("proxy.upstream_connect_failed", metadata: ["plane.backend": "\(exchange.target.backendID?.rawValue ?? "passthrough")", "error": "\(error)"])
                 self.upstreamFailed(exchange, status: .badGateway)
@@ -211,28 +257,25 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    private func attach(_ channel: any Channel, _ handler: UpstreamHandler, to exchange: Exchange) {
-        handler.lease(to: self)
-        exchange.upstream = (channel, handler)
-        channel.write(HTTPClientRequestPart.head(exchange.upstreamHead), promise: nil)
-        for part in exchange.buffered { channel.write(part, promise: nil) }
+    private func attach(_ handler: UpstreamHandler, to exchange: Exchange) {
+        handler.lease(to: self, answersHEAD: exchange.isHEAD)
+        exchange.upstream = handler
+        handler.write(exchange.upstreamHead, flush: false)
+        for buffer in exchange.buffered { handler.write(buffer, flush: false) }
         exchange.buffered = []
-        if !inClientRead { channel.flush() }
+        if !inClientRead { handler.flush() }
         if exchange.expectsContinue, !exchange.requestEnded, !exchange.retried {
-            context?.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: .http1_1, status: .continue))), promise: nil)
+            context?.writeAndFlush(wrapOutboundOut(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)
         }
         if exchange.requestEnded { armResponseTimeout(exchange) }
-        if pendingRead, channel.isWritable {
-            pendingRead = false
-            context?.read()
-        }
+        resumeClientReadsIfHeld()
     }
 
     /// Once the whole request is with the backend, its response must start within
     /// `upstream_timeout_secs` (an upload may take as long as it takes). One timer per
     /// connection, re-armed when it fires early, instead of one per request.
     private func armResponseTimeout(_ exchange: Exchange) {
-        guard exchange.upstream != nil, !exchange.responseStarted, let context else { return }
+        guard exchange.upstream != nil, exchange.requestEnded, !exchange.responseStarted, let context else { return }
         let deadline = NIODeadline.now() + shared.configuration.upstreamResponseTimeout.timeAmount
         exchange.responseDeadline = deadline
         if responseCheck == nil { armResponseCheck(at: deadline, context: context) }
@@ -253,64 +296,77 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
-    /// The backend could not be used before any response byte went to the client.
+    /// The backend could not be used: a local answer if no response byte went to the
+    /// client yet, else the client connection closes (its response is cut off).
     private func upstreamFailed(_ exchange: Exchange, status: HTTPResponseStatus) {
         exchange.responseDeadline = nil
         if let upstream = exchange.upstream {
-            upstream.handler.owner = nil
-            upstream.channel.close(promise: nil)
+            upstream.owner = nil
+            upstream.close()
             exchange.upstream = nil
         }
         guard !exchange.responseStarted else {
-            context?.close(promise: nil)
+            closeClient()
             return
         }
         // The connection can carry on only if the request is complete.
         let keepAlive = exchange.keepAlive && exchange.requestEnded && !exchange.isUpgrade
-        respondLocally(status, keepAlive: keepAlive, version: exchange.request.version, requestEnded: exchange.requestEnded)
+        respondLocally(status, keepAlive: keepAlive, requestEnded: exchange.requestEnded)
+        if keepAlive { processClientInput() }
     }
 
     // MARK: Upstream → client (called by UpstreamHandler)
 
-    func upstream(_ handler: UpstreamHandler, received part: HTTPClientResponsePart) {
-        guard case .proxying(let exchange) = state, exchange.upstream?.handler === handler, let context else { return }
-        switch part {
+    func upstream(_ handler: UpstreamHandler, received event: HTTP1Parser.Event) {
+        guard case .proxying(let exchange) = state, exchange.upstream === handler, let context else { return }
+        switch event {
         case .head(let response):
-            if response.status.code < 200, response.status != .switchingProtocols { return }  // 1xx informational
+            if response.status < 200, response.status != 101 { return }  // 1xx informational
             exchange.responseDeadline = nil
             exchange.responseStarted = true
-            shared.metrics.proxied(status: Int(response.status.code), latency: ContinuousClock.now - exchange.started)
-            if response.status == .switchingProtocols, exchange.isUpgrade {
-                exchange.switching = true
-                var head = HTTPResponseHead(version: exchange.request.version, status: .switchingProtocols)
-                head.headers = ForwardedHeaders.downstreamResponse(response.headers, upgrade: true)
-                context.write(wrapOutboundOut(.head(head)), promise: nil)
+            shared.metrics.proxied(status: response.status, latency: ContinuousClock.now - exchange.started)
+            var head = context.channel.allocator.buffer(capacity: response.bytes.readableBytes + 32)
+            if response.status == 101 {
+                guard exchange.isUpgrade else {
+                    // A protocol switch nobody asked for cannot be relayed.
+                    exchange.responseStarted = false
+                    upstreamFailed(exchange, status: .badGateway)
+                    return
+                }
+                ForwardedHeaders.writeDownstreamResponse(response, connection: .upgrade, into: &head)
+                context.write(wrapOutboundOut(head), promise: nil)
+                switchToSplice(exchange, handler: handler, context: context)
                 return
             }
-            exchange.upstreamKeepAlive = response.isKeepAlive
-            var head = HTTPResponseHead(version: exchange.request.version, status: response.status)
-            head.headers = ForwardedHeaders.downstreamResponse(response.headers, upgrade: false)
-            // An upgrade the backend declined leaves the client's HTTP parser in upgrade mode.
-            if !exchange.keepAlive || exchange.isUpgrade {
-                head.headers.replaceOrAdd(name: "Connection", value: "close")
-            } else if exchange.request.version == .http1_0 {
-                head.headers.replaceOrAdd(name: "Connection", value: "keep-alive")
+            exchange.upstreamKeepAlive = response.isKeepAlive && handler.parser.framing != .untilClose
+            var closes = !exchange.keepAlive || exchange.isUpgrade || clientInputClosed || handler.parser.framing == .untilClose
+            var keepTransferEncoding = true
+            if exchange.clientIsHTTP10, handler.parser.framing == .chunked {
+                // An HTTP/1.0 client cannot read chunks: the body goes as it is, ended by the close.
+                handler.parser.decodeChunks = true
+                keepTransferEncoding = false
+                closes = true
             }
-            context.write(wrapOutboundOut(.head(head)), promise: nil)
+            exchange.closesClient = closes
+            // An upgrade the backend declined leaves the client's parser in upgrade mode: close.
+            let connection: ForwardedHeaders.ConnectionHeader = closes ? .close : exchange.clientIsHTTP10 ? .keepAlive : .none
+            ForwardedHeaders.writeDownstreamResponse(response, connection: connection, keepTransferEncoding: keepTransferEncoding, into: &head)
+            context.write(wrapOutboundOut(head), promise: nil)
         case .body(let buffer):
             shared.metrics.bytes(toClient: buffer.readableBytes)
-            context.write(wrapOutboundOut(.body(.byteBuffer(buffer))), promise: nil)
-        case .end(let trailers):
-            if exchange.switching {
-                switchToSplice(exchange, context: context)
-                return
-            }
-            // State first: writing the end lets the pipelining handler deliver the next
-            // request at once, re-entrantly.
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        case .end:
             let close = finish(exchange)
-            let written = context.writeAndFlush(wrapOutboundOut(.end(trailers)))
-            // Close once the response is out (a close with writes pending would cut it).
-            if close { written.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+            if close {
+                // Close once the response is out (a close with writes pending would cut it).
+                context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
+                    context.close(promise: nil)
+                }
+            } else {
+                // The upstream connection is back in the pool: its read-complete no longer flushes here.
+                context.flush()
+                processClientInput()
+            }
         }
     }
 
@@ -319,15 +375,15 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func upstreamClosed(_ handler: UpstreamHandler, error: (any Error)?) {
-        guard case .proxying(let exchange) = state, exchange.upstream?.handler === handler else { return }
+        guard case .proxying(let exchange) = state, exchange.upstream === handler else { return }
         exchange.upstream = nil
+        handler.owner = nil
         // A pooled connection the backend had just closed: try once more on a new one, if
         // nothing of the request can have been consumed.
-        if exchange.reused, !exchange.retried, !exchange.responseStarted, !exchange.sentBody, exchange.buffered.isEmpty {
+        if error == nil, exchange.reused, !exchange.retried, !exchange.responseStarted, !exchange.sentBody, exchange.buffered.isEmpty {
             exchange.retried = true
             exchange.reused = false
             exchange.responseDeadline = nil
-            if exchange.requestEnded { exchange.buffered = [.end(nil)] }
             attachUpstream(to: exchange)
             return
         }
@@ -336,10 +392,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func upstreamBecameWritable(_ handler: UpstreamHandler) {
-        if pendingRead, let context {
-            pendingRead = false
-            context.read()
-        }
+        resumeClientReadsIfHeld()
     }
 
     /// The response is complete: the upstream connection goes back to the pool (or
@@ -349,15 +402,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let upstream = exchange.upstream {
             exchange.upstream = nil
             if exchange.upstreamKeepAlive, exchange.requestEnded, !exchange.isUpgrade {
-                pool.give(upstream.channel, handler: upstream.handler, address: exchange.target.address)
+                pool.give(upstream, address: exchange.target.address)
             } else {
-                upstream.handler.owner = nil
-                upstream.channel.close(promise: nil)
+                upstream.owner = nil
+                upstream.close()
             }
         }
-        let keepAlive = exchange.keepAlive && !exchange.isUpgrade
-        if !keepAlive {
-            state = .idle
+        if exchange.closesClient {
+            state = .done
             return true
         } else if exchange.requestEnded {
             state = .idle
@@ -367,12 +419,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         return false
     }
 
-    /// `101`: both connections become a byte splice.
-    private func switchToSplice(_ exchange: Exchange, context: ChannelHandlerContext) {
-        guard let upstream = exchange.upstream else { return }
+    /// `101`: both connections become a byte splice; bytes either parser still holds
+    /// (the client's first frames, the backend's first message) go across first.
+    private func switchToSplice(_ exchange: Exchange, handler: UpstreamHandler, context: ChannelHandlerContext) {
+        guard let upstreamChannel = handler.channel else { return }
         exchange.upstream = nil
-        state = .upgraded
-        context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+        state = .done
+        let fromBackend = handler.parser.takeRemaining()
+        if fromBackend.readableBytes > 0 { context.write(wrapOutboundOut(fromBackend), promise: nil) }
+        context.flush()
+        let fromClient = parser.takeRemaining()
+        if fromClient.readableBytes > 0 { handler.write(fromClient, flush: true) }
         let routes = shared.routes
         let metrics = shared.metrics
         let backend = exchange.target.backendID
@@ -385,70 +442,148 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         do {
             let client = context.pipeline.syncOperations
             try client.addHandler(clientSide)
-            let server = upstream.channel.pipeline.syncOperations
+            let server = upstreamChannel.pipeline.syncOperations
             try server.addHandler(upstreamSide)
-            // HTTP handlers go; the decoders last, so bytes they still hold reach the splice.
-            upstream.handler.owner = nil
-            server.removeHandler(upstream.handler, promise: nil)
-            if let validator = try? server.handler(type: NIOHTTPRequestHeadersValidator.self) { server.removeHandler(validator, promise: nil) }
-            if let encoder = try? server.handler(type: HTTPRequestEncoder.self) { server.removeHandler(encoder, promise: nil) }
-            if let decoder = try? server.handler(type: ByteToMessageHandler<HTTPResponseDecoder>.self) { server.removeHandler(decoder, promise: nil) }
-            if let pipelining = try? client.handler(type: HTTPServerPipelineHandler.self) { client.removeHandler(pipelining, promise: nil) }
-            if let errors = try? client.handler(type: HTTPServerProtocolErrorHandler.self) { client.removeHandler(errors, promise: nil) }
-            if let validator = try? client.handler(type: NIOHTTPResponseHeadersValidator.self) { client.removeHandler(validator, promise: nil) }
+            handler.owner = nil
+            server.removeHandler(handler, promise: nil)
             if let timeout = headerTimeout { client.removeHandler(timeout, promise: nil) }
-            if let encoder = try? client.handler(type: HTTPResponseEncoder.self) { client.removeHandler(encoder, promise: nil) }
             client.removeHandler(context: context, promise: nil)
-            if let decoder = try? client.handler(type: ByteToMessageHandler<HTTPRequestDecoder>.self) { client.removeHandler(decoder, promise: nil) }
             context.channel.read()
-            upstream.channel.read()
+            upstreamChannel.read()
         } catch {
             shared.logger.warning("proxy.upgrade_failed", metadata: ["error": "\(error)"])
-            upstream.channel.close(promise: nil)
+            upstreamChannel.close(promise: nil)
             context.close(promise: nil)
         }
     }
 
     // MARK: Local answers
 
-    private func respondLocally(_ status: HTTPResponseStatus, headers extra: [(String, String)] = [], body: String = "", keepAlive: Bool, version: HTTPVersion,
+    private func respondLocally(_ status: HTTPResponseStatus, headers extra: [(String, String)] = [], body: String = "", keepAlive: Bool,
                                 requestEnded: Bool = false) {
         guard let context else { return }
-        // State first: writing the end may deliver the next pipelined request re-entrantly.
-        state = requestEnded ? .idle : .discarding(keepAlive: keepAlive)
+        // State first: the next request is only looked at once this one is settled.
+        state = requestEnded ? (keepAlive ? .idle : .done) : .discarding(keepAlive: keepAlive)
         shared.metrics.response(status: Int(status.code))
-        SimpleHTTPResponse.write(status, headers: extra, body: body, contentType: body.isEmpty ? nil : "text/plain; charset=utf-8", version: version,
-                                 keepAlive: keepAlive, context: context)
+        var buffer = context.channel.allocator.buffer(capacity: 128 + body.utf8.count)
+        Self.writeResponse(status, headers: extra, body: body, keepAlive: keepAlive, into: &buffer)
+        let written = context.writeAndFlush(wrapOutboundOut(buffer))
+        if !keepAlive { written.assumeIsolated().whenComplete { _ in context.close(promise: nil) } }
+    }
+
+    static func writeResponse(_ status: HTTPResponseStatus, headers: [(String, String)] = [], body: String = "", keepAlive: Bool, into buffer: inout ByteBuffer) {
+        buffer.writeString("HTTP/1.1 \(status.code) \(status.reasonPhrase)\r\n")
+        for (name, value) in headers { buffer.writeString("\(name): \(value)\r\n") }
+        if !body.isEmpty { buffer.writeStaticString("Content-Type: text/plain; charset=utf-8\r\n") }
+        buffer.writeString("Content-Length: \(body.utf8.count)\r\n")
+        if !keepAlive { buffer.writeStaticString("Connection: close\r\n") }
+        buffer.writeStaticString("\r\n")
+        buffer.writeString(body)
+    }
+
+    /// A request that is not HTTP/1.x: 400 (431 for a head too large, 505 for another
+    /// version) if no response is under way, and the connection closes.
+    private func protocolError(_ error: ProxyError) {
+        shared.logger.debug("proxy.bad_request", metadata: ["error": "\(error)"])
+        switch state {
+        case .idle, .discarding, .finishingRequest:
+            let status: HTTPResponseStatus = switch error.code {
+            case .headTooLarge: .requestHeaderFieldsTooLarge
+            case .unsupportedVersion: .httpVersionNotSupported
+            default: .badRequest
+            }
+            respondLocally(status, body: error.message, keepAlive: false, requestEnded: true)
+        case .proxying(let exchange):
+            if exchange.responseStarted {
+                closeClient()
+            } else {
+                if let upstream = exchange.upstream {
+                    upstream.owner = nil
+                    upstream.close()
+                    exchange.upstream = nil
+                }
+                respondLocally(.badRequest, body: error.message, keepAlive: false, requestEnded: true)
+            }
+        case .done:
+            break
+        }
+    }
+
+    private func closeClient() {
+        state = .done
+        context?.close(promise: nil)
     }
 
     // MARK: Channel events
 
-    func read(context: ChannelHandlerContext) {
+    /// Reads from the client pause while connecting, while the backend cannot take more,
+    /// while an upgrade is undecided, and while pipelined requests pile up.
+    private var clientReadsHeld: Bool {
+        if parser.bufferedBytes > Self.maxBufferedPipeline { return true }
         if case .proxying(let exchange) = state {
-            // Hold the client while connecting, while the backend cannot take more, and
-            // while an upgrade is undecided.
-            guard let upstream = exchange.upstream, upstream.channel.isWritable, !exchange.isUpgrade else {
-                pendingRead = true
-                return
+            if exchange.isUpgrade { return true }
+            if !exchange.requestEnded {
+                guard let channel = exchange.upstream?.channel, channel.isWritable else { return true }
             }
         }
+        return false
+    }
+
+    private func resumeClientReadsIfHeld() {
+        guard pendingRead, !clientReadsHeld, let context else { return }
+        pendingRead = false
         context.read()
     }
 
+    func read(context: ChannelHandlerContext) {
+        if clientReadsHeld {
+            pendingRead = true
+        } else {
+            context.read()
+        }
+    }
+
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, case .proxying(let exchange) = state { exchange.upstream?.handler.resumeReading() }
+        if context.channel.isWritable, case .proxying(let exchange) = state { exchange.upstream?.resumeReading() }
         context.fireChannelWritabilityChanged()
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, case .inputClosed = event {
+            clientInputClosed = true
+            switch state {
+            case .idle, .discarding, .finishingRequest:
+                closeClient()
+            case .proxying(let exchange):
+                // A cut-off request cannot be answered; a complete one still is.
+                if !exchange.requestEnded { closeClientAndUpstream(exchange) }
+            case .done:
+                break
+            }
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
+    }
+
+    private func closeClientAndUpstream(_ exchange: Exchange) {
+        exchange.responseDeadline = nil
+        if let upstream = exchange.upstream {
+            upstream.owner = nil
+            upstream.close()
+            exchange.upstream = nil
+        }
+        closeClient()
     }
 
     func channelInactive(context: ChannelHandlerContext) {
         if case .proxying(let exchange) = state {
             exchange.responseDeadline = nil
             if let upstream = exchange.upstream {
-                upstream.handler.owner = nil
-                upstream.channel.close(promise: nil)
+                upstream.owner = nil
+                upstream.close()
             }
         }
-        state = .idle
+        state = .done
         context.fireChannelInactive()
     }
 

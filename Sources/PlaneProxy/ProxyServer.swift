@@ -28,7 +28,7 @@ public final class ProxyServer: Service, Sendable {
         self.logger = logger
         context = ProxyContext(
             router: ProxyRouter(cluster: cluster, allowPathRouting: configuration.allowPathRouting, passthrough: configuration.passthrough),
-            routes: routes, configuration: configuration, metrics: metrics, pools: UpstreamPools(maxIdle: configuration.upstreamIdleConnections),
+            routes: routes, configuration: configuration, metrics: metrics, pools: UpstreamPools(maxIdle: configuration.upstreamIdleConnections, maxHeadBytes: configuration.maxHeaderBytes),
             logger: logger, scheme: certificates == nil ? "http" : "https")
     }
 
@@ -104,16 +104,9 @@ public final class ProxyServer: Service, Sendable {
                     }
                     try pipeline.addHandler(NIOSSLServerHandler(context: tls))
                 }
+                // The proxy frames HTTP/1.1 itself: one handler sees the bytes (after TLS and the
+                // header timeout), no codec handlers in between.
                 try pipeline.addHandler(HeaderTimeoutHandler(limit: configuration.headerReadTimeout.timeAmount, idleLimit: configuration.idleTimeout.timeAmount))
-                var limits = NIOHTTPDecoderLimitConfiguration()
-                limits.maxHeaderListSize = configuration.maxHeaderBytes
-                limits.maxHeaderFieldSize = configuration.maxHeaderBytes
-                // An upgrade configuration without upgraders: requests pass through unchanged,
-                // and the decoder keeps bytes after an upgrade for the splice. Outbound header
-                // validation is off: every header written comes from NIO's parser or is
-                // checked by the router (a tenth of the proxy's CPU time otherwise).
-                try pipeline.configureHTTPServerPipeline(withPipeliningAssistance: true, withServerUpgrade: (upgraders: [], completionHandler: { _ in }),
-                                                         withErrorHandling: true, withOutboundHeaderValidation: false, withEncoderConfiguration: HTTPResponseEncoder.Configuration(), withDecoderLimitConfiguration: limits)
                 try pipeline.addHandler(ProxyHandler(shared: context, pool: context.pools.pool(for: channel.eventLoop)))
             }
         }

@@ -1,19 +1,28 @@
 import NIOCore
-import NIOHTTP1
 
-/// The proxy's end of a connection to a backend: hands response parts to the client
-/// connection's `ProxyHandler` that leased it, reads only while that client can take more,
-/// and tells the pool when an idle connection closes.
+/// The proxy's end of a connection to a backend, the only handler on it: frames the
+/// backend's responses (`HTTP1Parser`) and hands them to the client connection's
+/// `ProxyHandler` that leased it, reads only while that client can take more, and tells
+/// the pool when an idle connection closes.
 final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPClientResponsePart
-    typealias OutboundIn = HTTPClientRequestPart
-    typealias OutboundOut = HTTPClientRequestPart
+    typealias InboundIn = ByteBuffer
+    typealias OutboundIn = ByteBuffer
+    typealias OutboundOut = ByteBuffer
 
     /// The client side currently using this connection (nil while pooled).
     weak var owner: ProxyHandler?
     private(set) var context: ChannelHandlerContext?
+    var parser: HTTP1Parser
     private var pendingRead = false
     private var onIdleClose: (() -> Void)?
+    /// False once the backend sent more than it was asked for.
+    private(set) var reusable = true
+
+    init(maxHeadBytes: Int) {
+        parser = HTTP1Parser(kind: .response, maxHeadBytes: maxHeadBytes)
+    }
+
+    var channel: (any Channel)? { context?.channel }
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
@@ -29,9 +38,11 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         onIdleClose = onClose
     }
 
-    func lease(to owner: ProxyHandler) {
+    func lease(to owner: ProxyHandler, answersHEAD: Bool) {
         self.owner = owner
         onIdleClose = nil
+        parser.answersHEAD = answersHEAD
+        parser.decodeChunks = false
     }
 
     /// The client can take more again.
@@ -41,12 +52,65 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
         context.read()
     }
 
+    func write(_ buffer: ByteBuffer, flush: Bool) {
+        guard let context else { return }
+        if flush {
+            context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
+        } else {
+            context.write(wrapOutboundOut(buffer), promise: nil)
+        }
+    }
+
+    func flush() { context?.flush() }
+
+    func close() { context?.close(promise: nil) }
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        owner?.upstream(self, received: unwrapInboundIn(data))
+        guard let owner, !parser.hasSwitchedProtocols else {
+            // Bytes from a backend nobody asked: the connection cannot be trusted with a request.
+            if self.owner == nil { context.close(promise: nil) }
+            return
+        }
+        parser.append(unwrapInboundIn(data))
+        deliver(to: owner, context: context)
+    }
+
+    /// Hands out parsed events while this connection still belongs to `owner`.
+    private func deliver(to owner: ProxyHandler, context: ChannelHandlerContext) {
+        while self.owner === owner, !parser.hasSwitchedProtocols {
+            let event: HTTP1Parser.Event?
+            do {
+                event = try parser.next()
+            } catch {
+                self.owner = nil
+                owner.upstreamClosed(self, error: error)
+                context.close(promise: nil)
+                return
+            }
+            guard let event else { return }
+            if case .end = event {
+                // One response per request: bytes after it came unasked, so the
+                // connection goes no further (the pool closes it).
+                if parser.bufferedBytes > 0 { reusable = false }
+                owner.upstream(self, received: event)
+                return
+            }
+            owner.upstream(self, received: event)
+        }
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
         owner?.upstreamReadComplete(self)
+    }
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        if let event = event as? ChannelEvent, case .inputClosed = event {
+            // The backend finished sending: a body delimited by the close ends here.
+            if parser.inputEnded() == .completedMessage, let owner { deliver(to: owner, context: context) }
+            context.close(promise: nil)
+            return
+        }
+        context.fireUserInboundEventTriggered(event)
     }
 
     func channelInactive(context: ChannelHandlerContext) {
@@ -54,7 +118,10 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
             self.onIdleClose = nil
             onIdleClose()
         }
-        owner?.upstreamClosed(self, error: nil)
+        if let owner {
+            if parser.inputEnded() == .completedMessage { deliver(to: owner, context: context) }
+            self.owner?.upstreamClosed(self, error: nil)
+        }
         context.fireChannelInactive()
     }
 

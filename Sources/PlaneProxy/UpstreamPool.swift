@@ -1,5 +1,4 @@
 import NIOCore
-import NIOHTTP1
 import NIOPosix
 import Synchronization
 
@@ -15,15 +14,18 @@ final class UpstreamPool: @unchecked Sendable {
     private var idle: [String: [IdleConnection]] = [:]
     private var sweeper: RepeatedTask?
 
+    private let maxHeadBytes: Int
+
     struct IdleConnection {
         var channel: any Channel
         var handler: UpstreamHandler
         var since: NIODeadline
     }
 
-    init(eventLoop: any EventLoop, maxIdle: Int, idleLifetime: TimeAmount = .seconds(30)) {
+    init(eventLoop: any EventLoop, maxIdle: Int, maxHeadBytes: Int, idleLifetime: TimeAmount = .seconds(30)) {
         self.eventLoop = eventLoop
         self.maxIdle = maxIdle
+        self.maxHeadBytes = maxHeadBytes
         self.idleLifetime = idleLifetime
     }
 
@@ -43,21 +45,23 @@ final class UpstreamPool: @unchecked Sendable {
     }
 
     /// An idle connection to `address`, if one is still open.
-    func take(_ address: String) -> (any Channel, UpstreamHandler)? {
+    func take(_ address: String) -> UpstreamHandler? {
         eventLoop.preconditionInEventLoop()
         let cutoff = NIODeadline.now() - idleLifetime
         while var list = idle[address], let last = list.popLast() {
             idle[address] = list.isEmpty ? nil : list
-            if last.channel.isActive, last.since >= cutoff { return (last.channel, last.handler) }
+            if last.channel.isActive, last.since >= cutoff { return last.handler }
             last.channel.close(promise: nil)
         }
         return nil
     }
 
     /// Returns a connection after a complete exchange; closes it when the pool is full.
-    func give(_ channel: any Channel, handler: UpstreamHandler, address: String) {
+    func give(_ handler: UpstreamHandler, address: String) {
         eventLoop.preconditionInEventLoop()
-        guard channel.isActive, idle[address, default: []].count < maxIdle else {
+        handler.owner = nil
+        guard let channel = handler.channel else { return }
+        guard channel.isActive, handler.reusable, idle[address, default: []].count < maxIdle else {
             channel.close(promise: nil)
             return
         }
@@ -85,6 +89,7 @@ final class UpstreamPool: @unchecked Sendable {
 
     /// Opens a new connection to `address` on this pool's loop.
     func connect(_ address: String, timeout: TimeAmount) -> EventLoopFuture<any Channel> {
+        let maxHeadBytes = self.maxHeadBytes
         guard let (host, port) = Self.split(address) else {
             return eventLoop.makeFailedFuture(ProxyError(.upstreamUnreachable, "The backend address '\(address)' is not host:port."))
         }
@@ -94,8 +99,7 @@ final class UpstreamPool: @unchecked Sendable {
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHTTPClientHandlers(leftOverBytesStrategy: .forwardBytes, enableOutboundHeaderValidation: false)
-                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler())
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(maxHeadBytes: maxHeadBytes))
                 }
             }
             .connect(host: host, port: port)
@@ -115,14 +119,18 @@ final class UpstreamPool: @unchecked Sendable {
 final class UpstreamPools: Sendable {
     private let pools: Mutex<[ObjectIdentifier: UpstreamPool]> = Mutex([:])
     private let maxIdle: Int
+    private let maxHeadBytes: Int
 
-    init(maxIdle: Int) { self.maxIdle = maxIdle }
+    init(maxIdle: Int, maxHeadBytes: Int) {
+        self.maxIdle = maxIdle
+        self.maxHeadBytes = maxHeadBytes
+    }
 
     func pool(for eventLoop: any EventLoop) -> UpstreamPool {
         pools.withLock { pools in
             let key = ObjectIdentifier(eventLoop)
             if let pool = pools[key] { return pool }
-            let pool = UpstreamPool(eventLoop: eventLoop, maxIdle: maxIdle)
+            let pool = UpstreamPool(eventLoop: eventLoop, maxIdle: maxIdle, maxHeadBytes: maxHeadBytes)
             pools[key] = pool
             return pool
         }

@@ -1,0 +1,132 @@
+import NIOCore
+
+/// One HTTP/1.x message head (request or response) as the bytes it arrived in, with where
+/// each header field is. Names and values become `String`s only when asked for, and the
+/// fields the proxy acts on are recognised once, while parsing (`Known`).
+public struct HTTP1Head: Sendable {
+    /// Header fields the proxy reads or rewrites.
+    public enum Known: UInt8, Sendable {
+        case host, connection, contentLength, transferEncoding, upgrade, expect, authorization, cookie
+        case keepAlive, proxyConnection, te, trailer, xForwardedFor, xForwardedProto, xForwardedHost
+
+        /// Recognises a lowercase-or-not field name.
+        static func recognise(_ name: UnsafeRawBufferPointer) -> Known? {
+            func equals(_ expected: StaticString) -> Bool {
+                guard name.count == expected.utf8CodeUnitCount else { return false }
+                let lower = expected.utf8Start
+                for index in 0..<name.count {
+                    var byte = name[index]
+                    if byte >= 0x41, byte <= 0x5A { byte |= 0x20 }
+                    if byte != lower[index] { return false }
+                }
+                return true
+            }
+            switch name.count {
+            case 2: return equals("te") ? .te : nil
+            case 4: return equals("host") ? .host : nil
+            case 6: return equals("cookie") ? .cookie : equals("expect") ? .expect : nil
+            case 7: return equals("upgrade") ? .upgrade : equals("trailer") ? .trailer : nil
+            case 10: return equals("connection") ? .connection : equals("keep-alive") ? .keepAlive : nil
+            case 13: return equals("authorization") ? .authorization : nil
+            case 14: return equals("content-length") ? .contentLength : nil
+            case 15: return equals("x-forwarded-for") ? .xForwardedFor : nil
+            case 16: return equals("proxy-connection") ? .proxyConnection : equals("x-forwarded-host") ? .xForwardedHost : nil
+            case 17: return equals("transfer-encoding") ? .transferEncoding : equals("x-forwarded-proto") ? .xForwardedProto : nil
+            default: return nil
+            }
+        }
+    }
+
+    /// Where one field is in `bytes` (offsets from its reader index).
+    struct Field: Sendable {
+        var known: Known?
+        var nameStart: Int32
+        var nameEnd: Int32
+        var valueStart: Int32
+        var valueEnd: Int32
+        /// The whole line, terminator included.
+        var lineStart: Int32
+        var lineEnd: Int32
+    }
+
+    /// The start line and the header lines, terminators included, without the empty line.
+    let bytes: ByteBuffer
+    let fields: [Field]
+    /// `1` for HTTP/1.1 (and later 1.x), `0` for HTTP/1.0.
+    public let minorVersion: Int
+    /// Requests: the method. Responses: empty.
+    public let method: String
+    /// Requests: the request target. Responses: empty.
+    public let target: String
+    /// Responses: the status code. Requests: 0.
+    public let status: Int
+    /// Responses: where the status code starts in `bytes` (the status line is re-sent from there).
+    let statusCodeStart: Int
+    /// Where the first header line starts.
+    let startLineEnd: Int
+
+    public var fieldCount: Int { fields.count }
+
+    public func name(at index: Int) -> String { string(fields[index].nameStart, fields[index].nameEnd) }
+    public func value(at index: Int) -> String { string(fields[index].valueStart, fields[index].valueEnd) }
+
+    /// The first value of a known field.
+    public func first(_ known: Known) -> String? {
+        for field in fields where field.known == known { return string(field.valueStart, field.valueEnd) }
+        return nil
+    }
+
+    /// Every value of a known field, in order.
+    public func values(_ known: Known) -> [String] {
+        var result: [String] = []
+        for field in fields where field.known == known { result.append(string(field.valueStart, field.valueEnd)) }
+        return result
+    }
+
+    public func contains(_ known: Known) -> Bool { fields.contains { $0.known == known } }
+
+    /// Whether a comma-separated list field (`Connection`, `Transfer-Encoding`, ...) has
+    /// this token, compared without case.
+    public func hasToken(_ token: String, in known: Known) -> Bool {
+        for field in fields where field.known == known {
+            if Self.tokens(string(field.valueStart, field.valueEnd)).contains(where: { $0 == token }) { return true }
+        }
+        return false
+    }
+
+    /// The tokens of a list field value: split at commas, trimmed, lowercased.
+    static func tokens(_ value: String) -> [String] {
+        value.split(separator: ",").compactMap {
+            let token = $0.trimmedOWS()
+            return token.isEmpty ? nil : token.lowercased()
+        }
+    }
+
+    /// Keep-alive by the version's default and the `Connection` header.
+    public var isKeepAlive: Bool {
+        guard contains(.connection) else { return minorVersion >= 1 }
+        if hasToken("close", in: .connection) { return false }
+        return minorVersion >= 1 || hasToken("keep-alive", in: .connection)
+    }
+
+    /// `Connection: upgrade` with an `Upgrade` header.
+    public var isUpgrade: Bool { contains(.upgrade) && hasToken("upgrade", in: .connection) }
+
+    func string(_ start: Int32, _ end: Int32) -> String {
+        bytes.getString(at: bytes.readerIndex + Int(start), length: Int(end - start)) ?? ""
+    }
+
+    func slice(_ start: Int, _ end: Int) -> ByteBuffer {
+        bytes.getSlice(at: bytes.readerIndex + start, length: end - start) ?? ByteBuffer()
+    }
+}
+
+extension Substring {
+    /// Without the spaces and tabs around it.
+    func trimmedOWS() -> Substring {
+        var result = self
+        while let first = result.first, first == " " || first == "\t" { result = result.dropFirst() }
+        while let last = result.last, last == " " || last == "\t" { result = result.dropLast() }
+        return result
+    }
+}

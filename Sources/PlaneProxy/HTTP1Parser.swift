@@ -1,0 +1,463 @@
+import NIOCore
+
+/// HTTP/1.x message framing (RFC 9112) as a state machine without I/O: bytes go in with
+/// `append`, and `next()` hands out what they make: a head, body bytes, the end of the
+/// message. Body bytes are slices of the input, never copies; a chunked body keeps its
+/// chunk framing (the proxy forwards it as it came) unless `decodeChunks` is set.
+///
+/// It is strict where laxness lets two parsers disagree about where a message ends
+/// (request smuggling): header names must be tokens with the colon right after them,
+/// values must not hold control characters, folded lines are refused, a request with both
+/// `Content-Length` and `Transfer-Encoding` or with conflicting lengths is refused, and a
+/// request's transfer coding must end in `chunked`.
+struct HTTP1Parser {
+    enum Kind: Sendable { case request, response }
+
+    enum Event {
+        case head(HTTP1Head)
+        case body(ByteBuffer)
+        case end
+    }
+
+    /// How the body of the current message ends.
+    enum Framing: Equatable, Sendable {
+        case none
+        case length(Int)
+        case chunked
+        /// A response without length or chunking: its body ends when the connection does.
+        case untilClose
+    }
+
+    /// What the end of the connection's input meant for the message in progress.
+    enum InputEnd: Equatable {
+        /// Between messages.
+        case clean
+        /// A body delimited by the close is complete: `next()` returns its `.end`.
+        case completedMessage
+        /// The message was cut off.
+        case truncated
+    }
+
+    private enum State: Equatable {
+        case head
+        case length(remaining: Int)
+        case chunkSize
+        case chunkData(remaining: Int)
+        case chunkDataEnd
+        case trailers(bytes: Int)
+        case untilClose
+        /// The message is over; its `.end` is next.
+        case ending
+        /// After a `101`: the bytes are no longer HTTP (`takeRemaining()`).
+        case switched
+    }
+
+    static let maxChunkLine = 4096
+
+    let kind: Kind
+    let maxHeadBytes: Int
+    private var buffer = ByteBuffer()
+    private var state = State.head
+    /// A head being received: how far it has been searched, where the current line starts.
+    private var scanned = 0
+    private var lineStart = 0
+    /// The framing of the message in progress.
+    private(set) var framing = Framing.none
+    /// Responses: the answered request was `HEAD`, so the response has no body whatever
+    /// its headers say. Set before the response arrives; cleared at its end.
+    var answersHEAD = false
+    /// Chunked bodies come out as their data only (for an HTTP/1.0 client).
+    var decodeChunks = false
+
+    init(kind: Kind, maxHeadBytes: Int) {
+        self.kind = kind
+        self.maxHeadBytes = maxHeadBytes
+    }
+
+    /// Bytes received but not handed out yet.
+    var bufferedBytes: Int { buffer.readableBytes }
+
+    /// Between messages, with or without bytes of the next one.
+    var isBetweenMessages: Bool { state == .head }
+
+    /// After a `101`.
+    var hasSwitchedProtocols: Bool { state == .switched }
+
+    mutating func append(_ bytes: ByteBuffer) {
+        if buffer.readableBytes == 0 {
+            buffer = bytes
+        } else {
+            var bytes = bytes
+            buffer.writeBuffer(&bytes)
+        }
+    }
+
+    /// Everything received and not handed out (the first bytes after a protocol switch).
+    mutating func takeRemaining() -> ByteBuffer {
+        defer { buffer = ByteBuffer() }
+        return buffer
+    }
+
+    mutating func inputEnded() -> InputEnd {
+        switch state {
+        case .head: return buffer.readableBytes == 0 && scanned == 0 ? .clean : .truncated
+        case .untilClose:
+            state = .ending
+            return .completedMessage
+        case .ending, .switched: return .clean
+        default: return .truncated
+        }
+    }
+
+    /// The next event the received bytes make, nil when more bytes are needed.
+    mutating func next() throws(ProxyError) -> Event? {
+        while true {
+            switch state {
+            case .head:
+                guard let head = try nextHead() else { return nil }
+                return .head(head)
+            case .length(let remaining):
+                guard buffer.readableBytes > 0 else { return nil }
+                let count = min(remaining, buffer.readableBytes)
+                state = count == remaining ? .ending : .length(remaining: remaining - count)
+                return .body(buffer.readSlice(length: count)!)
+            case .untilClose:
+                guard buffer.readableBytes > 0 else { return nil }
+                return .body(buffer.readSlice(length: buffer.readableBytes)!)
+            case .ending:
+                state = .head
+                framing = .none
+                answersHEAD = false
+                return .end
+            case .chunkSize, .chunkData, .chunkDataEnd, .trailers:
+                if let event = try nextChunkedPart() { return event }
+                if state != .ending { return nil }
+            case .switched:
+                return nil
+            }
+        }
+    }
+
+    // MARK: Heads
+
+    private mutating func nextHead() throws(ProxyError) -> HTTP1Head? {
+        if scanned == 0 {
+            // Empty lines before a request line are ignored (RFC 9112 §2.2).
+            while let byte = buffer.getInteger(at: buffer.readerIndex, as: UInt8.self), byte == 0x0D || byte == 0x0A {
+                buffer.moveReaderIndex(forwardBy: 1)
+            }
+        }
+        guard buffer.readableBytes > 0 else { return nil }
+        guard let end = findHeadEnd() else {
+            if buffer.readableBytes > maxHeadBytes { throw Self.tooLarge(kind) }
+            return nil
+        }
+        if end > maxHeadBytes { throw Self.tooLarge(kind) }
+        scanned = 0
+        lineStart = 0
+        let bytes = buffer.readSlice(length: end)!
+        let head = try Self.parseHead(bytes, kind: kind)
+        try startBody(of: head)
+        return head
+    }
+
+    /// The length of the head with its empty line, once it is all there.
+    private mutating func findHeadEnd() -> Int? {
+        var scanned = self.scanned
+        var lineStart = self.lineStart
+        let end: Int? = buffer.withUnsafeReadableBytes { raw in
+            var index = scanned
+            while index < raw.count {
+                if raw[index] == 0x0A {
+                    if index == lineStart || (index == lineStart + 1 && raw[lineStart] == 0x0D) { return index + 1 }
+                    lineStart = index + 1
+                }
+                index += 1
+            }
+            scanned = index
+            return nil
+        }
+        self.scanned = scanned
+        self.lineStart = lineStart
+        return end
+    }
+
+    private static func tooLarge(_ kind: Kind) -> ProxyError {
+        ProxyError(.headTooLarge, kind == .request ? "The request head is larger than [proxy] max_header_bytes." : "The backend's response head is larger than [proxy] max_header_bytes.")
+    }
+
+    private static func malformed(_ kind: Kind, _ what: String) -> ProxyError {
+        ProxyError(.malformedMessage, (kind == .request ? "Malformed request: " : "Malformed response from the backend: ") + what)
+    }
+
+    /// Parses a whole head (start line, header lines, empty line).
+    static func parseHead(_ bytes: ByteBuffer, kind: Kind) throws(ProxyError) -> HTTP1Head {
+        typealias Field = HTTP1Head.Field
+        let result: Result<HTTP1Head, ProxyError> = bytes.withUnsafeReadableBytes { raw in
+            // Lines: [start, contentEnd) without the terminator, next line at `after`.
+            func line(from start: Int) -> (contentEnd: Int, after: Int)? {
+                var index = start
+                while index < raw.count, raw[index] != 0x0A { index += 1 }
+                guard index < raw.count else { return nil }
+                let contentEnd = index > start && raw[index - 1] == 0x0D ? index - 1 : index
+                return (contentEnd, index + 1)
+            }
+            guard let first = line(from: 0) else { return .failure(malformed(kind, "no start line.")) }
+            var method = "", target = "", status = 0, minor = 0, statusCodeStart = 0
+            let startEnd = first.contentEnd
+            switch kind {
+            case .request:
+                // method SP request-target SP HTTP/1.x
+                var index = 0
+                while index < startEnd, isTokenByte(raw[index]) { index += 1 }
+                guard index > 0, index < startEnd, raw[index] == 0x20 else { return .failure(malformed(kind, "the request line is not 'METHOD target HTTP/1.1'.")) }
+                let methodEnd = index
+                index += 1
+                let targetStart = index
+                while index < startEnd, raw[index] > 0x20, raw[index] != 0x7F { index += 1 }
+                guard index > targetStart, index < startEnd, raw[index] == 0x20 else { return .failure(malformed(kind, "the request line is not 'METHOD target HTTP/1.1'.")) }
+                let targetEnd = index
+                switch version(raw, from: index + 1, to: startEnd) {
+                case .some(let value): minor = value
+                case .none: return .failure(malformed(kind, "the request line is not 'METHOD target HTTP/1.1'."))
+                }
+                if minor < 0 { return .failure(ProxyError(.unsupportedVersion, "Only HTTP/1.0 and HTTP/1.1 are spoken here.")) }
+                method = String(decoding: UnsafeRawBufferPointer(rebasing: raw[0..<methodEnd]), as: UTF8.self)
+                target = String(decoding: UnsafeRawBufferPointer(rebasing: raw[targetStart..<targetEnd]), as: UTF8.self)
+            case .response:
+                // HTTP/1.x SP 3DIGIT [SP reason]
+                guard startEnd >= 12, raw[8] == 0x20, let value = version(raw, from: 0, to: 8), value >= 0,
+                      (startEnd == 12 || raw[12] == 0x20) else { return .failure(malformed(kind, "the status line is not 'HTTP/1.1 200 OK'.")) }
+                minor = value
+                for index in 9..<12 {
+                    guard raw[index] >= 0x30, raw[index] <= 0x39 else { return .failure(malformed(kind, "the status code is not three digits.")) }
+                    status = status * 10 + Int(raw[index] - 0x30)
+                }
+                for index in 12..<startEnd where isControl(raw[index]) { return .failure(malformed(kind, "the reason phrase holds a control character.")) }
+                statusCodeStart = 9
+            }
+            var fields: [Field] = []
+            var position = first.after
+            while let (contentEnd, after) = line(from: position) {
+                if contentEnd == position { break }  // the empty line
+                let first = raw[position]
+                if first == 0x20 || first == 0x09 { return .failure(malformed(kind, "a folded header line (obsolete line folding is not accepted).")) }
+                var index = position
+                while index < contentEnd, isTokenByte(raw[index]) { index += 1 }
+                guard index > position, index < contentEnd, raw[index] == 0x3A else {
+                    return .failure(malformed(kind, "a header line is not 'Name: value' (no space is allowed before the colon)."))
+                }
+                let nameEnd = index
+                index += 1
+                while index < contentEnd, raw[index] == 0x20 || raw[index] == 0x09 { index += 1 }
+                let valueStart = index
+                var valueEnd = index
+                while index < contentEnd {
+                    let byte = raw[index]
+                    if isControl(byte) { return .failure(malformed(kind, "a header value holds a control character.")) }
+                    index += 1
+                    if byte != 0x20, byte != 0x09 { valueEnd = index }
+                }
+                let known = HTTP1Head.Known.recognise(UnsafeRawBufferPointer(rebasing: raw[position..<nameEnd]))
+                fields.append(Field(known: known, nameStart: Int32(position), nameEnd: Int32(nameEnd), valueStart: Int32(valueStart), valueEnd: Int32(valueEnd),
+                                    lineStart: Int32(position), lineEnd: Int32(after)))
+                position = after
+            }
+            return .success(HTTP1Head(bytes: bytes, fields: fields, minorVersion: minor, method: method, target: target, status: status,
+                                      statusCodeStart: statusCodeStart, startLineEnd: first.after))
+        }
+        return try result.get()
+    }
+
+    /// `HTTP/1.x` in `raw[from..<to]`: x (0 for 1.0, 1 for 1.1 and later 1.x), -1 for
+    /// another major version, nil when it is not a version.
+    private static func version(_ raw: UnsafeRawBufferPointer, from: Int, to: Int) -> Int? {
+        guard to - from == 8, raw[from] == 0x48, raw[from + 1] == 0x54, raw[from + 2] == 0x54, raw[from + 3] == 0x50, raw[from + 4] == 0x2F,
+              raw[from + 6] == 0x2E, (0x30...0x39).contains(raw[from + 5]), (0x30...0x39).contains(raw[from + 7]) else { return nil }
+        guard raw[from + 5] == 0x31 else { return -1 }
+        return raw[from + 7] == 0x30 ? 0 : 1
+    }
+
+    /// tchar (RFC 9110 §5.6.2).
+    static func isTokenByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: true
+        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "*"),
+             UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"): true
+        default: false
+        }
+    }
+
+    /// A control character other than tab (NUL, CR, LF, DEL, ...).
+    static func isControl(_ byte: UInt8) -> Bool { (byte < 0x20 && byte != 0x09) || byte == 0x7F }
+
+    // MARK: Bodies
+
+    /// Decides the framing of the message whose head was just parsed (RFC 9112 §6.3).
+    private mutating func startBody(of head: HTTP1Head) throws(ProxyError) {
+        var lengths: [Int] = []
+        var lastCoding: String?
+        var hasTransferEncoding = false
+        for index in head.fields.indices {
+            switch head.fields[index].known {
+            case .contentLength:
+                for item in head.value(at: index).split(separator: ",", omittingEmptySubsequences: false) {
+                    let text = item.trimmedOWS()
+                    guard !text.isEmpty, text.count <= 18, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let value = Int(text) else {
+                        throw Self.malformed(kind, "Content-Length is not a number.")
+                    }
+                    lengths.append(value)
+                }
+            case .transferEncoding:
+                hasTransferEncoding = true
+                if let last = HTTP1Head.tokens(head.value(at: index)).last { lastCoding = last }
+            default:
+                break
+            }
+        }
+        if let first = lengths.first, lengths.contains(where: { $0 != first }) { throw Self.malformed(kind, "conflicting Content-Length values.") }
+        switch kind {
+        case .request:
+            if hasTransferEncoding {
+                guard lengths.isEmpty else { throw Self.malformed(kind, "both Content-Length and Transfer-Encoding.") }
+                guard lastCoding == "chunked" else { throw Self.malformed(kind, "a Transfer-Encoding that does not end in chunked.") }
+                framing = .chunked
+            } else {
+                framing = lengths.first.map { .length($0) } ?? .none
+            }
+        case .response:
+            if head.status == 101 {
+                state = .switched
+                framing = .none
+                return
+            }
+            if head.status < 200 {
+                state = .head  // informational: the real response follows
+                return
+            }
+            if answersHEAD || head.status == 204 || head.status == 304 {
+                framing = .none
+            } else if hasTransferEncoding {
+                framing = lastCoding == "chunked" ? .chunked : .untilClose
+            } else {
+                framing = lengths.first.map { .length($0) } ?? .untilClose
+            }
+        }
+        switch framing {
+        case .none, .length(0): state = .ending
+        case .length(let count): state = .length(remaining: count)
+        case .chunked: state = .chunkSize
+        case .untilClose: state = .untilClose
+        }
+    }
+
+    /// Walks chunk framing. Without `decodeChunks` everything walked comes out as one
+    /// slice, framing included; with it, only chunk data comes out.
+    private mutating func nextChunkedPart() throws(ProxyError) -> Event? {
+        // Bytes walked past the reader index and not handed out yet.
+        var walked = 0
+        func take(_ buffer: inout ByteBuffer, _ walked: inout Int) -> Event? {
+            guard walked > 0 else { return nil }
+            defer { walked = 0 }
+            return .body(buffer.readSlice(length: walked)!)
+        }
+        loop: while true {
+            let available = buffer.readableBytes - walked
+            switch state {
+            case .chunkSize:
+                guard let (contentEnd, after) = lineAt(walked) else {
+                    if available > Self.maxChunkLine { throw Self.malformed(kind, "a chunk size line is too long.") }
+                    break loop
+                }
+                guard let size = chunkSize(from: walked, to: contentEnd) else { throw Self.malformed(kind, "a chunk size is not hexadecimal.") }
+                walked = after - buffer.readerIndex
+                state = size == 0 ? .trailers(bytes: 0) : .chunkData(remaining: size)
+            case .chunkData(let remaining):
+                guard available > 0 else { break loop }
+                let count = min(remaining, available)
+                state = count == remaining ? .chunkDataEnd : .chunkData(remaining: remaining - count)
+                if decodeChunks {
+                    buffer.moveReaderIndex(forwardBy: walked)
+                    return .body(buffer.readSlice(length: count)!)
+                }
+                walked += count
+            case .chunkDataEnd:
+                guard available > 0 else { break loop }
+                let byte = buffer.getInteger(at: buffer.readerIndex + walked, as: UInt8.self)!
+                if byte == 0x0A {
+                    walked += 1
+                } else if byte == 0x0D {
+                    guard available > 1 else { break loop }
+                    guard buffer.getInteger(at: buffer.readerIndex + walked + 1, as: UInt8.self) == 0x0A else { throw Self.malformed(kind, "a chunk does not end with CRLF.") }
+                    walked += 2
+                } else {
+                    throw Self.malformed(kind, "a chunk is longer than its size.")
+                }
+                state = .chunkSize
+            case .trailers(let bytes):
+                guard let (contentEnd, after) = lineAt(walked) else {
+                    if bytes + available > maxHeadBytes { throw Self.malformed(kind, "the trailer section is too large.") }
+                    break loop
+                }
+                let lineLength = after - (buffer.readerIndex + walked)
+                walked += lineLength
+                if contentEnd == after - lineLength {
+                    state = .ending
+                    break loop
+                }
+                if bytes + lineLength > maxHeadBytes { throw Self.malformed(kind, "the trailer section is too large.") }
+                state = .trailers(bytes: bytes + lineLength)
+            default:
+                break loop
+            }
+        }
+        if decodeChunks {
+            buffer.moveReaderIndex(forwardBy: walked)
+            return nil
+        }
+        return take(&buffer, &walked)
+    }
+
+    /// The line starting `offset` bytes past the reader index: where its content ends and
+    /// where the next line starts (absolute indices), or nil before its LF arrived.
+    private func lineAt(_ offset: Int) -> (contentEnd: Int, after: Int)? {
+        let start = buffer.readerIndex + offset
+        let view = buffer.readableBytesView.dropFirst(offset)
+        guard let lf = view.firstIndex(of: 0x0A) else { return nil }
+        let absolute = buffer.readerIndex + (lf - buffer.readableBytesView.startIndex)
+        let contentEnd = absolute > start && buffer.getInteger(at: absolute - 1, as: UInt8.self) == 0x0D ? absolute - 1 : absolute
+        return (contentEnd, absolute + 1)
+    }
+
+    /// `chunk-size [BWS ";" chunk-ext]` between `offset` (past the reader index) and `end` (absolute).
+    private func chunkSize(from offset: Int, to end: Int) -> Int? {
+        var index = buffer.readerIndex + offset
+        var size = 0
+        var digits = 0
+        while index < end, let byte = buffer.getInteger(at: index, as: UInt8.self) {
+            let value: Int
+            switch byte {
+            case 0x30...0x39: value = Int(byte - 0x30)
+            case 0x41...0x46: value = Int(byte - 0x41 + 10)
+            case 0x61...0x66: value = Int(byte - 0x61 + 10)
+            default: value = -1
+            }
+            if value < 0 { break }
+            digits += 1
+            guard digits <= 15 else { return nil }
+            size = size * 16 + value
+            index += 1
+        }
+        guard digits > 0 else { return nil }
+        // Only whitespace and an extension may follow; no control characters.
+        var sawExtension = false
+        while index < end, let byte = buffer.getInteger(at: index, as: UInt8.self) {
+            if byte == UInt8(ascii: ";") { sawExtension = true }
+            if isControlInChunkLine(byte) || (!sawExtension && byte != 0x20 && byte != 0x09) { return nil }
+            index += 1
+        }
+        return size
+    }
+
+    private func isControlInChunkLine(_ byte: UInt8) -> Bool { Self.isControl(byte) }
+}

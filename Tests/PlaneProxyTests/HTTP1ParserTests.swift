@@ -1,0 +1,158 @@
+import NIOCore
+@testable import PlaneProxy
+import Testing
+
+/// The proxy's HTTP/1.x framing, without I/O: heads, the three body framings, pipelining,
+/// bytes arriving one at a time, and the inputs that must be refused.
+struct HTTP1ParserTests {
+    /// Everything `bytes` make, fed in pieces of `step` bytes; body bytes joined per message.
+    enum Item: Equatable {
+        case head(String)
+        case body(String)
+        case end
+    }
+
+    func parse(_ text: String, kind: HTTP1Parser.Kind = .request, step: Int = .max, decodeChunks: Bool = false, answersHEAD: Bool = false,
+               maxHeadBytes: Int = 4096) throws(ProxyError) -> (items: [Item], parser: HTTP1Parser) {
+        var parser = HTTP1Parser(kind: kind, maxHeadBytes: maxHeadBytes)
+        parser.decodeChunks = decodeChunks
+        parser.answersHEAD = answersHEAD
+        var items: [Item] = []
+        let bytes = Array(text.utf8)
+        var offset = 0
+        repeat {
+            let end = min(bytes.count, offset + min(step, bytes.count))
+            parser.append(ByteBuffer(bytes: bytes[offset..<end]))
+            offset = end
+            while let event = try parser.next() {
+                switch event {
+                case .head(let head): items.append(.head(kind == .request ? "\(head.method) \(head.target) 1.\(head.minorVersion)" : "\(head.status) 1.\(head.minorVersion)"))
+                case .body(let buffer):
+                    let text = String(buffer: buffer)
+                    if case .body(let previous) = items.last { items[items.count - 1] = .body(previous + text) } else { items.append(.body(text)) }
+                case .end: items.append(.end)
+                }
+                if parser.hasSwitchedProtocols { break }
+            }
+        } while offset < bytes.count
+        return (items, parser)
+    }
+
+    @Test(arguments: [1, 3, 7, Int.max])
+    func requestsWithEachFramingInAnyPieces(step: Int) throws {
+        let text = "GET /a?b=c HTTP/1.1\r\nHost: x\r\n\r\n"
+            + "POST /up HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+            + "\r\n"  // a stray empty line before a request is allowed
+            + "PUT /c HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n"
+            + "GET /lf HTTP/1.1\nHost: y\n\n"
+        let (items, parser) = try parse(text, step: step)
+        #expect(items == [.head("GET /a?b=c 1.1"), .end,
+                          .head("POST /up 1.1"), .body("hello"), .end,
+                          .head("PUT /c 1.0"), .body("5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n"), .end,
+                          .head("GET /lf 1.1"), .end])
+        #expect(parser.isBetweenMessages && parser.bufferedBytes == 0)
+        let decoded = try parse("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\nA\r\n0123456789\r\n0\r\n\r\n", step: step, decodeChunks: true)
+        #expect(decoded.items == [.head("POST / 1.1"), .body("hello0123456789"), .end])
+    }
+
+    @Test func headFieldsAreFoundWithoutCaseAndTrimmed() throws {
+        var parser = HTTP1Parser(kind: .request, maxHeadBytes: 4096)
+        parser.append(ByteBuffer(string: "GET / HTTP/1.1\r\nHOST:  FooBar.plane.test:4040 \r\nConnection: Keep-Alive, Upgrade\r\nupgrade: websocket\r\n"
+                                     + "Cookie: a=1\r\nCookie: b=2\r\nX-Other: \r\n\r\n"))
+        guard case .head(let head) = try parser.next() else { Issue.record("no head"); return }
+        #expect(head.first(.host) == "FooBar.plane.test:4040")
+        #expect(head.values(.cookie) == ["a=1", "b=2"])
+        #expect(head.isUpgrade && head.isKeepAlive)
+        #expect(head.fieldCount == 6 && head.name(at: 5) == "X-Other" && head.value(at: 5).isEmpty)
+        var old = HTTP1Parser(kind: .request, maxHeadBytes: 4096)
+        old.append(ByteBuffer(string: "GET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\nConnection: close\r\n\r\n"))
+        guard case .head(let first) = try old.next(), case .end = try old.next(), case .head(let second) = try old.next() else { Issue.record("no heads"); return }
+        #expect(!first.isKeepAlive && !second.isKeepAlive)
+    }
+
+    @Test func responsesEndByLengthChunksOrClose() throws {
+        let text = "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+            + "HTTP/1.1 204 No Content\r\n\r\n"
+            + "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nok\r\n0\r\n\r\n"
+            + "HTTP/1.0 200 OK\r\n\r\nuntil the end"
+        var (items, parser) = try parse(text, kind: .response, step: 5)
+        #expect(items == [.head("100 1.1"), .head("200 1.1"), .body("ok"), .end, .head("204 1.1"), .end,
+                          .head("200 1.1"), .body("2\r\nok\r\n0\r\n\r\n"), .end, .head("200 1.0"), .body("until the end")])
+        #expect(parser.framing == .untilClose && parser.inputEnded() == .completedMessage)
+        guard case .end = try parser.next() else { Issue.record("no end after the close"); return }
+        // The answer to HEAD has no body whatever its length says; a 101 ends HTTP.
+        let head = try parse("HTTP/1.1 200 OK\r\nContent-Length: 99\r\n\r\n", kind: .response, answersHEAD: true)
+        #expect(head.items == [.head("200 1.1"), .end])
+        let switched = try parse("HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\u{1}\u{2}x", kind: .response)
+        var rest = switched.parser
+        #expect(switched.items == [.head("101 1.1")] && rest.hasSwitchedProtocols && rest.takeRemaining().readableBytes == 3)
+        // Cut off in the middle of a body.
+        var cut = try parse("HTTP/1.1 200 OK\r\nContent-Length: 10\r\n\r\nabc", kind: .response).parser
+        #expect(cut.inputEnded() == .truncated)
+    }
+
+    @Test(arguments: [
+        "GET / HTTP/1.1\r\nHost : x\r\n\r\n",  // space before the colon
+        "GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",  // obsolete line folding
+        "GET / HTTP/1.1\r\nX: a\u{7}b\r\n\r\n",  // control character in a value
+        "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",  // bare CR
+        "GET  / HTTP/1.1\r\n\r\n",  // two spaces
+        "GET / HTTP/1.1 \r\n\r\n",
+        "\u{1}\u{2}GARBAGE \r\n\r\n",
+        "GET / FTP/1.1\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",  // smuggling
+        "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
+        "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",  // chunk longer than its size
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n",  // size overflow
+    ])
+    func malformedRequestsAreRefused(text: String) {
+        #expect(throws: ProxyError.self) { _ = try parse(text) }
+        #expect(throws: ProxyError.self) { _ = try parse(text, step: 1) }
+    }
+
+    @Test func limitsAndVersions() throws {
+        let large = "GET / HTTP/1.1\r\nX-Big: \(String(repeating: "a", count: 5000))\r\n\r\n"
+        #expect { _ = try parse(large) } throws: { ($0 as? ProxyError)?.code == .headTooLarge }
+        // Refused before the whole head arrived, without waiting for its end.
+        #expect { _ = try parse(String(large.prefix(4500))) } throws: { ($0 as? ProxyError)?.code == .headTooLarge }
+        #expect { _ = try parse("GET / HTTP/2.0\r\n\r\n") } throws: { ($0 as? ProxyError)?.code == .unsupportedVersion }
+        #expect(try parse("GET / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\nabc").items == [.head("GET / 1.1"), .body("abc"), .end])
+        // Same values repeated are one length; a response with both headers follows the chunks.
+        #expect(try parse("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", kind: .response).items
+                == [.head("200 1.1"), .body("0\r\n\r\n"), .end])
+        #expect(throws: ProxyError.self) { _ = try parse("HTTP/1.1 2x0 OK\r\n\r\n", kind: .response) }
+    }
+
+    @Test func headsAreRewrittenForTheBackendAndTheClient() throws {
+        func head(_ text: String, kind: HTTP1Parser.Kind) throws -> HTTP1Head {
+            var parser = HTTP1Parser(kind: kind, maxHeadBytes: 4096)
+            parser.append(ByteBuffer(string: text))
+            guard case .head(let head) = try parser.next() else { throw ProxyError(.malformedMessage, "no head") }
+            return head
+        }
+        let request = try head("POST /_plane_backend=foobar/x HTTP/1.1\r\nHost: foobar.plane.test:4040\r\nConnection: keep-alive, X-Secret\r\nX-Secret: hop\r\n"
+                               + "Keep-Alive: timeout=5\r\nTE: trailers\r\nX-Forwarded-For: 10.0.0.1\r\nX-Forwarded-Proto: gopher\r\nExpect: 100-continue\r\n"
+                               + "Transfer-Encoding: chunked\r\nCookie: a=b  \r\n\r\n", kind: .request)
+        var out = ByteBuffer()
+        ForwardedHeaders.writeUpstreamRequest(request, target: "/x", clientAddress: "127.0.0.9", scheme: "https", upgrade: false, into: &out)
+        #expect(String(buffer: out) == "POST /x HTTP/1.1\r\nHost: foobar.plane.test:4040\r\nTransfer-Encoding: chunked\r\nCookie: a=b\r\n"
+                + "X-Forwarded-For: 10.0.0.1, 127.0.0.9\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: foobar.plane.test:4040\r\n\r\n")
+        let upgrade = try head("GET /ws HTTP/1.1\r\nHost: h\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", kind: .request)
+        out.clear()
+        ForwardedHeaders.writeUpstreamRequest(upgrade, target: "/ws", clientAddress: nil, scheme: "http", upgrade: true, into: &out)
+        #expect(String(buffer: out) == "GET /ws HTTP/1.1\r\nHost: h\r\nConnection: upgrade\r\nUpgrade: websocket\r\nX-Forwarded-Proto: http\r\nX-Forwarded-Host: h\r\n\r\n")
+
+        let response = try head("HTTP/1.0 200 Fine Thanks\r\nConnection: close\r\nContent-Length: 5\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n", kind: .response)
+        out.clear()
+        ForwardedHeaders.writeDownstreamResponse(response, connection: .none, into: &out)
+        #expect(String(buffer: out) == "HTTP/1.1 200 Fine Thanks\r\nContent-Length: 5\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n")
+        let chunked = try head("HTTP/1.1 404\nTransfer-Encoding: chunked\n\n", kind: .response)
+        out.clear()
+        ForwardedHeaders.writeDownstreamResponse(chunked, connection: .close, keepTransferEncoding: false, into: &out)
+        #expect(String(buffer: out) == "HTTP/1.1 404\r\nConnection: close\r\n\r\n")
+    }
+}
