@@ -102,6 +102,37 @@ public struct HTTP1Head: Sendable {
         }
     }
 
+    /// A `Content-Length` value (`5`, or a list of equal values `5, 5`) read from the bytes;
+    /// nil when it is not a number of at most 18 digits or the list disagrees.
+    func contentLength(at index: Int) -> Int? {
+        let field = fields[index]
+        return bytes.withUnsafeReadableBytes { raw -> Int? in
+            var result: Int?
+            var current = 0, digits = 0
+            var spaceAfterDigits = false
+            for position in Int(field.valueStart)..<Int(field.valueEnd) {
+                switch raw[position] {
+                case 0x30...0x39:
+                    guard !spaceAfterDigits, digits < 18 else { return nil }
+                    current = current * 10 + Int(raw[position] - 0x30)
+                    digits += 1
+                case 0x20, 0x09:
+                    if digits > 0 { spaceAfterDigits = true }
+                case UInt8(ascii: ","):
+                    guard digits > 0, result == nil || result == current else { return nil }
+                    result = current
+                    current = 0
+                    digits = 0
+                    spaceAfterDigits = false
+                default:
+                    return nil
+                }
+            }
+            guard digits > 0, result == nil || result == current else { return nil }
+            return current
+        }
+    }
+
     /// Keep-alive by the version's default and the `Connection` header.
     public var isKeepAlive: Bool {
         guard contains(.connection) else { return minorVersion >= 1 }

@@ -237,6 +237,7 @@ struct HTTP1Parser {
                 statusCodeStart = 9
             }
             var fields: [Field] = []
+            fields.reserveCapacity(12)
             var position = first.after
             while let (contentEnd, after) = line(from: position) {
                 if contentEnd == position { break }  // the empty line
@@ -295,19 +296,15 @@ struct HTTP1Parser {
 
     /// Decides the framing of the message whose head was just parsed (RFC 9112 §6.3).
     private mutating func startBody(of head: HTTP1Head) throws(ProxyError) {
-        var lengths: [Int] = []
+        var length: Int?
         var lastCoding: String?
         var hasTransferEncoding = false
         for index in head.fields.indices {
             switch head.fields[index].known {
             case .contentLength:
-                for item in head.value(at: index).split(separator: ",", omittingEmptySubsequences: false) {
-                    let text = item.trimmedOWS()
-                    guard !text.isEmpty, text.count <= 18, text.utf8.allSatisfy({ $0 >= 0x30 && $0 <= 0x39 }), let value = Int(text) else {
-                        throw Self.malformed(kind, "Content-Length is not a number.")
-                    }
-                    lengths.append(value)
-                }
+                guard let value = head.contentLength(at: index) else { throw Self.malformed(kind, "Content-Length is not a number (or its values disagree).") }
+                if let length, length != value { throw Self.malformed(kind, "conflicting Content-Length values.") }
+                length = value
             case .transferEncoding:
                 hasTransferEncoding = true
                 if let last = HTTP1Head.tokens(head.value(at: index)).last { lastCoding = last }
@@ -315,15 +312,14 @@ struct HTTP1Parser {
                 break
             }
         }
-        if let first = lengths.first, lengths.contains(where: { $0 != first }) { throw Self.malformed(kind, "conflicting Content-Length values.") }
         switch kind {
         case .request:
             if hasTransferEncoding {
-                guard lengths.isEmpty else { throw Self.malformed(kind, "both Content-Length and Transfer-Encoding.") }
+                guard length == nil else { throw Self.malformed(kind, "both Content-Length and Transfer-Encoding.") }
                 guard lastCoding == "chunked" else { throw Self.malformed(kind, "a Transfer-Encoding that does not end in chunked.") }
                 framing = .chunked
             } else {
-                framing = lengths.first.map { .length($0) } ?? .none
+                framing = length.map { .length($0) } ?? .none
             }
         case .response:
             if head.status == 101 {
@@ -340,7 +336,7 @@ struct HTTP1Parser {
             } else if hasTransferEncoding {
                 framing = lastCoding == "chunked" ? .chunked : .untilClose
             } else {
-                framing = lengths.first.map { .length($0) } ?? .untilClose
+                framing = length.map { .length($0) } ?? .untilClose
             }
         }
         switch framing {

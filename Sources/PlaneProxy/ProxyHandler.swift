@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOHTTP1
+import PlaneCore
 
 /// What every connection of one listener shares.
 struct ProxyContext: Sendable {
@@ -54,9 +55,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var closesClient = false
         /// The response must have started by then (set once the request is sent).
         var responseDeadline: NIODeadline?
-        let started = ContinuousClock.now
+        let started: ContinuousClock.Instant
 
-        init(upstreamHead: ByteBuffer, target: ProxyRouter.Target, isHEAD: Bool, clientIsHTTP10: Bool, keepAlive: Bool, isUpgrade: Bool, expectsContinue: Bool) {
+        init(upstreamHead: ByteBuffer, target: ProxyRouter.Target, isHEAD: Bool, clientIsHTTP10: Bool, keepAlive: Bool, isUpgrade: Bool, expectsContinue: Bool,
+             started: ContinuousClock.Instant) {
+            self.started = started
             self.upstreamHead = upstreamHead
             self.target = target
             self.isHEAD = isHEAD
@@ -97,6 +100,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The client sent its last byte (half-close): close once the current response is out.
     private var clientInputClosed = false
     private var clientAddress: String?
+    private var lastActivity: (backend: BackendID, at: ContinuousClock.Instant)?
+    static let activityInterval = Duration.milliseconds(100)
+    /// A response head not written yet: the first body bytes join it, so that a small
+    /// response leaves in one buffer.
+    private var responseHead: ByteBuffer?
+    static let maxJoinedBody = 8192
 
     init(shared: ProxyContext, pool: UpstreamPool) {
         self.shared = shared
@@ -209,15 +218,25 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                                              ("Set-Cookie", "\(BearerTokenCheck.cookieName)=\(token); Path=\(cookiePath); HttpOnly; SameSite=Lax\(secure)")],
                            keepAlive: keepAlive)
         case .forward(let target):
-            if let backend = target.backendID { shared.routes.recordActivity(backend) }
+            let now = ContinuousClock.now
+            if let backend = target.backendID { markActive(backend, now: now) }
             let isUpgrade = head.isUpgrade
             var upstreamHead = context?.channel.allocator.buffer(capacity: head.bytes.readableBytes + 160) ?? ByteBuffer()
             ForwardedHeaders.writeUpstreamRequest(head, target: target.uri, clientAddress: clientAddress, scheme: shared.scheme, upgrade: isUpgrade, into: &upstreamHead)
             let exchange = Exchange(upstreamHead: upstreamHead, target: target, isHEAD: head.method == "HEAD", clientIsHTTP10: head.minorVersion == 0,
-                                    keepAlive: head.isKeepAlive, isUpgrade: isUpgrade, expectsContinue: expectsContinue)
+                                    keepAlive: head.isKeepAlive, isUpgrade: isUpgrade, expectsContinue: expectsContinue, started: now)
             state = .proxying(exchange)
             attachUpstream(to: exchange)
         }
+    }
+
+    /// Marks the backend active in the route table, at most every `activityInterval` per
+    /// connection and backend (the table is read once a second; a busy keep-alive
+    /// connection need not take its lock for every request).
+    private func markActive(_ backend: BackendID, now: ContinuousClock.Instant) {
+        if let last = lastActivity, now - last.at < Self.activityInterval, last.backend == backend { return }
+        lastActivity = (backend, now)
+        shared.routes.recordActivity(backend)
     }
 
     /// Sends request body bytes upstream, or keeps them until the connection is there.
@@ -325,7 +344,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             exchange.responseDeadline = nil
             exchange.responseStarted = true
             shared.metrics.proxied(status: response.status, latency: ContinuousClock.now - exchange.started)
-            var head = context.channel.allocator.buffer(capacity: response.bytes.readableBytes + 32)
+            var head = context.channel.allocator.buffer(capacity: response.bytes.readableBytes + 64 + min(handler.parser.bufferedBytes, Self.maxJoinedBody))
             if response.status == 101 {
                 guard exchange.isUpgrade else {
                     // A protocol switch nobody asked for cannot be relayed.
@@ -351,11 +370,21 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // An upgrade the backend declined leaves the client's parser in upgrade mode: close.
             let connection: ForwardedHeaders.ConnectionHeader = closes ? .close : exchange.clientIsHTTP10 ? .keepAlive : .none
             ForwardedHeaders.writeDownstreamResponse(response, connection: connection, keepTransferEncoding: keepTransferEncoding, into: &head)
-            context.write(wrapOutboundOut(head), promise: nil)
-        case .body(let buffer):
+            responseHead = head
+        case .body(var buffer):
             shared.metrics.bytes(toClient: buffer.readableBytes)
+            if var head = responseHead {
+                responseHead = nil
+                if buffer.readableBytes <= Self.maxJoinedBody {
+                    head.writeBuffer(&buffer)
+                    context.write(wrapOutboundOut(head), promise: nil)
+                    return
+                }
+                context.write(wrapOutboundOut(head), promise: nil)
+            }
             context.write(wrapOutboundOut(buffer), promise: nil)
         case .end:
+            writeResponseHead(context)
             let close = finish(exchange)
             if close {
                 // Close once the response is out (a close with writes pending would cut it).
@@ -371,7 +400,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func upstreamReadComplete(_ handler: UpstreamHandler) {
-        context?.flush()
+        guard let context else { return }
+        writeResponseHead(context)
+        context.flush()
+    }
+
+    private func writeResponseHead(_ context: ChannelHandlerContext) {
+        if let head = responseHead {
+            responseHead = nil
+            context.write(wrapOutboundOut(head), promise: nil)
+        }
     }
 
     func upstreamClosed(_ handler: UpstreamHandler, error: (any Error)?) {

@@ -66,8 +66,12 @@ public struct ProxyRouter: Sendable {
     public let allowPathRouting: Bool
     public let passthrough: String?
 
+    /// `.{cluster}`.
+    private let clusterSuffix: String
+
     public init(cluster: String, allowPathRouting: Bool = false, passthrough: String? = nil) {
         self.cluster = cluster.lowercased()
+        clusterSuffix = "." + self.cluster
         self.allowPathRouting = allowPathRouting
         self.passthrough = passthrough
     }
@@ -90,13 +94,23 @@ public struct ProxyRouter: Sendable {
     }
 
     /// The subdomain of a Host under the cluster domain, nil otherwise.
+    /// On the request path: works on the bytes, allocates at most the result.
     public func subdomain(of host: String?) -> String? {
-        guard var name = host.map(Self.stripPort)?.lowercased() else { return nil }
-        if name.hasSuffix(".") { name.removeLast() }
-        let suffix = "." + cluster
-        guard name.hasSuffix(suffix), name.count > suffix.count else { return nil }
-        return String(name.dropLast(suffix.count))
+        guard let host else { return nil }
+        var name = Substring(host).utf8
+        // An IPv6 literal is never under the cluster domain.
+        if name.first == UInt8(ascii: "[") { return nil }
+        if let colon = name.lastIndex(of: UInt8(ascii: ":")) { name = name[..<colon] }
+        if name.last == UInt8(ascii: ".") { name = name.dropLast() }
+        let suffix = clusterSuffix.utf8
+        guard name.count > suffix.count else { return nil }
+        let tail = name.suffix(suffix.count)
+        guard zip(tail, suffix).allSatisfy({ Self.lowercase($0) == $1 }) else { return nil }
+        let label = Substring(name.prefix(name.count - suffix.count))
+        return label.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? label.lowercased() : String(label)
     }
+
+    private static func lowercase(_ byte: UInt8) -> UInt8 { byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte }
 
     private func routed(_ route: RouteTable.Route, path: String, query: Substring?, request: Request, cookiePath: String, locationPrefix: String) -> Decision {
         if path == Self.authPath {

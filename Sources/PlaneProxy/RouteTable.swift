@@ -27,6 +27,12 @@ public final class RouteTable: Sendable {
         /// Open connections (WebSockets, long requests): a backend with one is not idle.
         var openConnections: Int
         var dirty: Bool
+
+        mutating func markActive(at now: ContinuousClock.Instant, wallClock: Timestamp) {
+            lastActive = now
+            lastActiveWallClock = wallClock
+            dirty = true
+        }
     }
 
     private let entries = Mutex<[String: Entry]>([:])
@@ -35,7 +41,8 @@ public final class RouteTable: Sendable {
 
     /// The route for `subdomain` (the backend id in the host name), if its backend is Ready.
     public func route(for subdomain: String) -> Route? {
-        entries.withLock { $0[subdomain.lowercased()]?.route }
+        let key = subdomain.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? subdomain.lowercased() : subdomain
+        return entries.withLock { $0[key]?.route }
     }
 
     /// Adds or replaces a route; the backend counts as active now (or at `lastActive`, for
@@ -57,11 +64,8 @@ public final class RouteTable: Sendable {
         let now = ContinuousClock.now
         let wall = Timestamp.now()
         entries.withLock {
-            guard var entry = $0[backend.rawValue] else { return }
-            entry.lastActive = now
-            entry.lastActiveWallClock = wall
-            entry.dirty = true
-            $0[backend.rawValue] = entry
+            // In place (one lookup, no copy of the entry).
+            $0[backend.rawValue]?.markActive(at: now, wallClock: wall)
         }
     }
 

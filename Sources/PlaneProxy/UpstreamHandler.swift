@@ -14,7 +14,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private(set) var context: ChannelHandlerContext?
     var parser: HTTP1Parser
     private var pendingRead = false
-    private var onIdleClose: (() -> Void)?
+    /// While parked: the pool to tell when the connection closes, and its key there.
+    private weak var parkedIn: UpstreamPool?
+    private var parkedAddress = ""
     /// False once the backend sent more than it was asked for.
     private(set) var reusable = true
 
@@ -33,14 +35,15 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// The pool holds this connection now: no owner, and a close must be reported.
-    func parkedInPool(onClose: @escaping () -> Void) {
+    func parked(in pool: UpstreamPool, address: String) {
         owner = nil
-        onIdleClose = onClose
+        parkedIn = pool
+        parkedAddress = address
     }
 
     func lease(to owner: ProxyHandler, answersHEAD: Bool) {
         self.owner = owner
-        onIdleClose = nil
+        parkedIn = nil
         parser.answersHEAD = answersHEAD
         parser.decodeChunks = false
     }
@@ -114,9 +117,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if let onIdleClose {
-            self.onIdleClose = nil
-            onIdleClose()
+        if let pool = parkedIn {
+            parkedIn = nil
+            pool.drop(self, address: parkedAddress)
         }
         if let owner {
             if parser.inputEnded() == .completedMessage { deliver(to: owner, context: context) }

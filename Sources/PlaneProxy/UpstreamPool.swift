@@ -48,8 +48,9 @@ final class UpstreamPool: @unchecked Sendable {
     func take(_ address: String) -> UpstreamHandler? {
         eventLoop.preconditionInEventLoop()
         let cutoff = NIODeadline.now() - idleLifetime
-        while var list = idle[address], let last = list.popLast() {
-            idle[address] = list.isEmpty ? nil : list
+        // In place: a copy of the list per request would cost more than the request.
+        while let last = idle[address]?.popLast() {
+            if idle[address]?.isEmpty == true { idle[address] = nil }
             if last.channel.isActive, last.since >= cutoff { return last.handler }
             last.channel.close(promise: nil)
         }
@@ -67,15 +68,15 @@ final class UpstreamPool: @unchecked Sendable {
         }
         startSweeping()
         idle[address, default: []].append(IdleConnection(channel: channel, handler: handler, since: .now()))
-        handler.parkedInPool { [weak self] in self?.drop(channel, address: address) }
+        handler.parked(in: self, address: address)
     }
 
     /// Forgets an idle connection (it closed).
-    func drop(_ channel: any Channel, address: String) {
+    func drop(_ handler: UpstreamHandler, address: String) {
         eventLoop.preconditionInEventLoop()
-        guard var list = idle[address], let index = list.firstIndex(where: { $0.channel === channel }) else { return }
-        list.remove(at: index)
-        idle[address] = list.isEmpty ? nil : list
+        guard let index = idle[address]?.firstIndex(where: { $0.handler === handler }) else { return }
+        idle[address]?.remove(at: index)
+        if idle[address]?.isEmpty == true { idle[address] = nil }
     }
 
     /// Closes every idle connection (shutdown).
