@@ -10,6 +10,7 @@ export PATH="/opt/swift/usr/bin:$PATH"
 DURATION=${DURATION:-10}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
+ROUNDS=${ROUNDS:-3}
 
 bash scripts/bootstrap.sh
 for program in wrk nginx; do
@@ -83,11 +84,25 @@ to_ms() { python3 -c "import sys; v=sys.argv[1]; print(float(v[:-2]) if v.endswi
 
 echo "bench: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s"
 wrk -t1 -c4 -d2s -H "Host: foobar.plane.test" "http://127.0.0.1:$proxy/" >/dev/null  # warm up
-read -r direct_rps direct_p99 <<<"$(run_wrk "http://127.0.0.1:$backend/")"
-read -r proxy_rps proxy_p99 <<<"$(run_wrk "http://127.0.0.1:$proxy/")"
-read -r nginx_rps nginx_p99 <<<"$(run_wrk "http://127.0.0.1:$nginx_port/")"
-read -r proxy_tls_rps proxy_tls_p99 <<<"$(run_wrk "https://127.0.0.1:$proxy_tls/")"
-read -r nginx_tls_rps nginx_tls_p99 <<<"$(run_wrk "https://127.0.0.1:$nginx_tls/")"
+# ROUNDS rounds, the paths taking turns inside each round (so that a noisy moment of this
+# shared machine hits all of them alike); each path reports its median round by requests/s.
+declare -A results
+for round in $(seq "$ROUNDS"); do
+  echo "bench: round $round of $ROUNDS"
+  for path in direct proxy nginx proxy_tls nginx_tls; do
+    case $path in
+      direct) url="http://127.0.0.1:$backend/" ;; proxy) url="http://127.0.0.1:$proxy/" ;; nginx) url="http://127.0.0.1:$nginx_port/" ;;
+      proxy_tls) url="https://127.0.0.1:$proxy_tls/" ;; nginx_tls) url="https://127.0.0.1:$nginx_tls/" ;;
+    esac
+    results[$path]+="$(run_wrk "$url");"
+  done
+done
+median() { python3 -c "import sys; runs=sorted((float(r.split()[0]), r.split()[1]) for r in sys.argv[1].split(';') if r.strip()); m=runs[len(runs)//2]; print(f'{m[0]:.0f} {m[1]}')" "$1"; }
+read -r direct_rps direct_p99 <<<"$(median "${results[direct]}")"
+read -r proxy_rps proxy_p99 <<<"$(median "${results[proxy]}")"
+read -r nginx_rps nginx_p99 <<<"$(median "${results[nginx]}")"
+read -r proxy_tls_rps proxy_tls_p99 <<<"$(median "${results[proxy_tls]}")"
+read -r nginx_tls_rps nginx_tls_p99 <<<"$(median "${results[nginx_tls]}")"
 
 ws() { "$PY" Tests/PlaneProxyTests/python/ws_peer.py load --url "ws://foobar.plane.test:$1/" --port "$1" --connections 50 --messages 2000 | sed -n 's/.*messages_per_second=\([0-9]*\).*/\1/p'; }
 ws_direct=$(ws "$backend")
@@ -100,7 +115,8 @@ section=$(cat <<MD
 ## Proxy
 
 \`make bench-proxy\` (scripts/bench-proxy.sh): wrk ($THREADS threads, $CONNECTIONS connections,
-${DURATION} s each, \`Host: foobar.plane.test\`) against the plane-test-server backend (release
+${DURATION} s each, \`Host: foobar.plane.test\`; $ROUNDS rounds with the paths taking turns, the
+median round of each path shown) against the plane-test-server backend (release
 build), all on this $cores-core machine at once (wrk, proxy, backend share the cores). Our
 proxy is \`ProxyBench\` (the drone's \`ProxyServer\` with one route, release build); nginx
 (Debian) is set up as the same reverse proxy with 64 keep-alive upstream connections.

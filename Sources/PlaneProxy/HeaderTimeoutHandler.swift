@@ -2,7 +2,7 @@ import NIOCore
 
 /// Bounds how long a client may take to send a request head once it started one (a
 /// client that stalls mid-head is closed after `limit`), and how long a keep-alive
-/// connection may sit without a request (`idleLimit`). Sits before the HTTP decoder; the
+/// connection may sit without a request (`idleLimit`). Sits before `ProxyHandler`; the
 /// `ProxyHandler` tells it when a head was complete and when the next one may start.
 final class HeaderTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler {
     typealias InboundIn = ByteBuffer
