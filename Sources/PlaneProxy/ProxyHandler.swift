@@ -100,6 +100,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The client sent its last byte (half-close): close once the current response is out.
     private var clientInputClosed = false
     private var clientAddress: String?
+    /// Bytes not yet reported to the metrics.
+    private var tally = ProxyMetrics.ByteTally()
     private var lastActivity: (backend: BackendID, at: ContinuousClock.Instant)?
     static let activityInterval = Duration.milliseconds(100)
     /// A response head not written yet: the first body bytes join it, so that a small
@@ -131,7 +133,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
-        shared.metrics.bytes(fromClient: buffer.readableBytes)
+        tally.fromClient += buffer.readableBytes
+        if tally.isLarge { shared.metrics.report(&tally) }
         if case .done = state { return }
         inClientRead = true
         parser.append(buffer)
@@ -343,7 +346,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if response.status < 200, response.status != 101 { return }  // 1xx informational
             exchange.responseDeadline = nil
             exchange.responseStarted = true
-            shared.metrics.proxied(status: response.status, latency: ContinuousClock.now - exchange.started)
+            shared.metrics.proxied(status: response.status, latency: ContinuousClock.now - exchange.started, bytes: &tally)
             var head = context.channel.allocator.buffer(capacity: response.bytes.readableBytes + 64 + min(handler.parser.bufferedBytes, Self.maxJoinedBody))
             if response.status == 101 {
                 guard exchange.isUpgrade else {
@@ -353,6 +356,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                     return
                 }
                 ForwardedHeaders.writeDownstreamResponse(response, connection: .upgrade, into: &head)
+                tally.toClient += head.readableBytes
                 context.write(wrapOutboundOut(head), promise: nil)
                 switchToSplice(exchange, handler: handler, context: context)
                 return
@@ -370,9 +374,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             // An upgrade the backend declined leaves the client's parser in upgrade mode: close.
             let connection: ForwardedHeaders.ConnectionHeader = closes ? .close : exchange.clientIsHTTP10 ? .keepAlive : .none
             ForwardedHeaders.writeDownstreamResponse(response, connection: connection, keepTransferEncoding: keepTransferEncoding, into: &head)
+            tally.toClient += head.readableBytes
             responseHead = head
         case .body(var buffer):
-            shared.metrics.bytes(toClient: buffer.readableBytes)
+            tally.toClient += buffer.readableBytes
+            if tally.isLarge { shared.metrics.report(&tally) }
             if var head = responseHead {
                 responseHead = nil
                 if buffer.readableBytes <= Self.maxJoinedBody {
@@ -416,9 +422,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard case .proxying(let exchange) = state, exchange.upstream === handler else { return }
         exchange.upstream = nil
         handler.owner = nil
-        // A pooled connection the backend had just closed: try once more on a new one, if
-        // nothing of the request can have been consumed.
-        if error == nil, exchange.reused, !exchange.retried, !exchange.responseStarted, !exchange.sentBody, exchange.buffered.isEmpty {
+        // A pooled connection the backend had just closed (or reset): try once more on a new
+        // one, if nothing of the request can have been consumed. Not after an answer that
+        // did not parse: that backend did answer.
+        if !(error is ProxyError), exchange.reused, !exchange.retried, !exchange.responseStarted, !exchange.sentBody, exchange.buffered.isEmpty {
             exchange.retried = true
             exchange.reused = false
             exchange.responseDeadline = nil
@@ -464,6 +471,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         exchange.upstream = nil
         state = .done
         let fromBackend = handler.parser.takeRemaining()
+        tally.toClient += fromBackend.readableBytes
+        shared.metrics.report(&tally)
         if fromBackend.readableBytes > 0 { context.write(wrapOutboundOut(fromBackend), promise: nil) }
         context.flush()
         let fromClient = parser.takeRemaining()
@@ -473,7 +482,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let backend = exchange.target.backendID
         if let backend { routes.connection(backend, opened: true) }
         metrics.upgraded(opened: true)
-        let (clientSide, upstreamSide) = SpliceHandler.pair {
+        let (clientSide, upstreamSide) = SpliceHandler.pair(metrics: metrics) {
             if let backend { routes.connection(backend, opened: false) }
             metrics.upgraded(opened: false)
         }
@@ -502,7 +511,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let context else { return }
         // State first: the next request is only looked at once this one is settled.
         state = requestEnded ? (keepAlive ? .idle : .done) : .discarding(keepAlive: keepAlive)
-        shared.metrics.response(status: Int(status.code))
+        shared.metrics.response(status: Int(status.code), bytes: &tally)
         var buffer = context.channel.allocator.buffer(capacity: 128 + body.utf8.count)
         Self.writeResponse(status, headers: extra, body: body, keepAlive: keepAlive, into: &buffer)
         let written = context.writeAndFlush(wrapOutboundOut(buffer))
@@ -549,6 +558,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func closeClient() {
         state = .done
+        responseHead = nil
         context?.close(promise: nil)
     }
 
@@ -559,10 +569,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var clientReadsHeld: Bool {
         if parser.bufferedBytes > Self.maxBufferedPipeline { return true }
         if case .proxying(let exchange) = state {
-            if exchange.isUpgrade { return true }
-            if !exchange.requestEnded {
-                guard let channel = exchange.upstream?.channel, channel.isWritable else { return true }
-            }
+            // After an upgrade request the bytes are not HTTP until the backend decided.
+            if exchange.requestEnded { return exchange.isUpgrade }
+            guard let channel = exchange.upstream?.channel, channel.isWritable else { return true }
         }
         return false
     }
@@ -614,6 +623,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        shared.metrics.report(&tally)
         if case .proxying(let exchange) = state {
             exchange.responseDeadline = nil
             if let upstream = exchange.upstream {

@@ -3,13 +3,26 @@ import Synchronization
 /// The proxy's counters, rendered in the Prometheus text format on the drone's `/metrics`:
 /// requests by status class, upstream latency (time to the response head) as a histogram,
 /// open upgraded connections, and bytes in each direction.
+///
+/// Connections count their bytes in a `ByteTally` and hand it over with the next response
+/// they record (or at 64 KiB, or when they close), so the lock is taken about once per request.
 public final class ProxyMetrics: Sendable {
     /// Histogram bucket bounds in seconds.
     static let latencyBounds: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
+    /// Bytes one connection moved and has not reported yet.
+    struct ByteTally {
+        var fromClient = 0
+        var toClient = 0
+        /// Worth a report of its own.
+        var isLarge: Bool { fromClient + toClient >= 64 * 1024 }
+        var isEmpty: Bool { fromClient == 0 && toClient == 0 }
+    }
+
     struct Counters {
-        var statusClasses = [UInt64](repeating: 0, count: 6)
-        var latencyBuckets = [UInt64](repeating: 0, count: ProxyMetrics.latencyBounds.count)
+        // Inline storage: no copy-on-write check or heap array under the lock.
+        var statusClasses = InlineArray<6, UInt64>(repeating: 0)
+        var latencyBuckets = InlineArray<13, UInt64>(repeating: 0)
         var latencyCount: UInt64 = 0
         var latencySeconds: Double = 0
         var upgradedOpen: Int64 = 0
@@ -22,20 +35,30 @@ public final class ProxyMetrics: Sendable {
 
     public init() {}
 
-    func response(status: Int) {
+    /// A local answer (with the connection's unreported bytes).
+    func response(status: Int, bytes tally: inout ByteTally) {
         let index = min(max(status / 100, 0), 5)
-        counters.withLock { $0.statusClasses[index] += 1 }
+        let taken = tally
+        tally = ByteTally()
+        counters.withLock { counters in
+            counters.statusClasses[index] += 1
+            counters.add(taken)
+        }
     }
 
-    /// A response from a backend began: its status class and the time to its head, in one lock.
-    func proxied(status: Int, latency duration: Duration) {
+    /// A response from a backend began: its status class, the time to its head and the
+    /// connection's unreported bytes, in one lock.
+    func proxied(status: Int, latency duration: Duration, bytes tally: inout ByteTally) {
         let index = min(max(status / 100, 0), 5)
         let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
+        let taken = tally
+        tally = ByteTally()
         counters.withLock { counters in
             counters.statusClasses[index] += 1
             for (bucket, bound) in Self.latencyBounds.enumerated() where seconds <= bound { counters.latencyBuckets[bucket] += 1 }
             counters.latencyCount += 1
             counters.latencySeconds += seconds
+            counters.add(taken)
         }
     }
 
@@ -46,17 +69,18 @@ public final class ProxyMetrics: Sendable {
         }
     }
 
-    func bytes(fromClient: Int = 0, toClient: Int = 0) {
-        counters.withLock { counters in
-            counters.bytesIn += UInt64(max(0, fromClient))
-            counters.bytesOut += UInt64(max(0, toClient))
-        }
+    /// Reports a connection's bytes (when its tally is large, or it closes).
+    func report(_ tally: inout ByteTally) {
+        guard !tally.isEmpty else { return }
+        let taken = tally
+        tally = ByteTally()
+        counters.withLock { $0.add(taken) }
     }
 
     /// Responses of one status class (1 to 5) so far.
     public func responses(ofClass statusClass: Int) -> UInt64 { counters.withLock { $0.statusClasses[statusClass] } }
     public var openUpgradedConnections: Int64 { counters.withLock { $0.upgradedOpen } }
-    /// Body and upgraded-stream bytes from clients and to clients.
+    /// Bytes read from clients and written to them (HTTP heads and bodies, upgraded streams).
     public var bytes: (in: UInt64, out: UInt64) { counters.withLock { ($0.bytesIn, $0.bytesOut) } }
 
     /// The Prometheus text exposition.
@@ -81,10 +105,17 @@ public final class ProxyMetrics: Sendable {
                   "# HELP plane_proxy_upgraded_connections_total Upgraded (WebSocket) connections opened.",
                   "# TYPE plane_proxy_upgraded_connections_total counter",
                   "plane_proxy_upgraded_connections_total \(c.upgradedTotal)",
-                  "# HELP plane_proxy_bytes_total Body and upgraded-stream bytes, by direction.",
+                  "# HELP plane_proxy_bytes_total Bytes read from clients (in) and written to them (out): HTTP heads and bodies, upgraded streams.",
                   "# TYPE plane_proxy_bytes_total counter",
                   "plane_proxy_bytes_total{direction=\"in\"} \(c.bytesIn)",
                   "plane_proxy_bytes_total{direction=\"out\"} \(c.bytesOut)"]
         return lines.joined(separator: "\n") + "\n"
+    }
+}
+
+extension ProxyMetrics.Counters {
+    mutating func add(_ tally: ProxyMetrics.ByteTally) {
+        bytesIn += UInt64(max(0, tally.fromClient))
+        bytesOut += UInt64(max(0, tally.toClient))
     }
 }

@@ -13,14 +13,18 @@ final class SpliceHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     private var pendingRead = false
     private let onClose: (() -> Void)?
+    /// The client side counts the bytes of the stream for the metrics.
+    private let metrics: ProxyMetrics?
+    private var tally = ProxyMetrics.ByteTally()
 
-    init(onClose: (() -> Void)? = nil) {
+    init(metrics: ProxyMetrics? = nil, onClose: (() -> Void)? = nil) {
+        self.metrics = metrics
         self.onClose = onClose
     }
 
-    /// Two handlers that forward to each other.
-    static func pair(onClose: (() -> Void)? = nil) -> (SpliceHandler, SpliceHandler) {
-        let first = SpliceHandler(onClose: onClose)
+    /// Two handlers that forward to each other; the first (the client's) reports to `metrics`.
+    static func pair(metrics: ProxyMetrics? = nil, onClose: (() -> Void)? = nil) -> (SpliceHandler, SpliceHandler) {
+        let first = SpliceHandler(metrics: metrics, onClose: onClose)
         let second = SpliceHandler()
         first.partner = second
         second.partner = first
@@ -39,7 +43,15 @@ final class SpliceHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Partner calls
 
     private func partnerWrite(_ data: ByteBuffer) {
+        count(toClient: data.readableBytes)
         context?.write(wrapOutboundOut(data), promise: nil)
+    }
+
+    private func count(fromClient: Int = 0, toClient: Int = 0) {
+        guard let metrics else { return }
+        tally.fromClient += fromClient
+        tally.toClient += toClient
+        if tally.isLarge { metrics.report(&tally) }
     }
 
     private func partnerFlush() {
@@ -70,7 +82,9 @@ final class SpliceHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Channel events
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        partner?.partnerWrite(unwrapInboundIn(data))
+        let buffer = unwrapInboundIn(data)
+        count(fromClient: buffer.readableBytes)
+        partner?.partnerWrite(buffer)
     }
 
     func channelReadComplete(context: ChannelHandlerContext) {
@@ -78,6 +92,7 @@ final class SpliceHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        metrics?.report(&tally)
         partner?.partnerClose()
         onClose?()
         context.fireChannelInactive()

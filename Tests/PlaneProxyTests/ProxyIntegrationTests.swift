@@ -102,6 +102,8 @@ struct ProxyIntegrationTests {
         #expect(s.proxy.metrics.openUpgradedConnections == 1)
         socket.close()
         #expect(try await eventually { s.proxy.metrics.openUpgradedConnections == 0 })
+        // The handshake and the frames count as bytes both ways once the connection closed.
+        #expect(try await eventually { s.proxy.metrics.bytes.in > 200 && s.proxy.metrics.bytes.out > 150 })
         #expect(try await eventually { (s.routes.idleTime(of: "foobar") ?? .zero) > .zero })
         // The connection is plain HTTP again for others.
         #expect(try await s.probe().getOffPool("/").body == "Hello World!")
