@@ -194,7 +194,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "ProxyBench",
-            dependencies: ["PlaneProxy", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PlaneProxy", .product(name: "Logging", package: "swift-log"), .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .executableTarget(
             name: "ControllerBench",

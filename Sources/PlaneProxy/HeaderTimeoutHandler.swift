@@ -85,8 +85,10 @@ final class HeaderTimeoutHandler: ChannelInboundHandler, RemovableChannelHandler
     private func arm(at requested: NIODeadline, context: ChannelHandlerContext) {
         let when = min(requested, .now() + limit)
         armedAt = when
-        check = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { [weak self] in
-            guard let self, let context = self.context else { return }
+        // Captures self strongly (no side table for a weak reference); a removed or closed
+        // handler cancels it.
+        check = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) {
+            guard let context = self.context else { return }
             self.check = nil
             guard let deadline = self.deadline else { return }
             if deadline <= .now() {

@@ -127,6 +127,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         responseCheck?.cancel()
         responseCheck = nil
         self.context = nil
+        state = .done
     }
 
     // MARK: Client → proxy
@@ -304,8 +305,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func armResponseCheck(at when: NIODeadline, context: ChannelHandlerContext) {
-        responseCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) { [weak self] in
-            guard let self else { return }
+        // Captures self strongly (no side table for a weak reference); `handlerRemoved` cancels it.
+        responseCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) {
             self.responseCheck = nil
             guard case .proxying(let exchange) = self.state, !exchange.responseStarted, let deadline = exchange.responseDeadline,
                   let context = self.context else { return }

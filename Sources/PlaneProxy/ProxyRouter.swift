@@ -96,18 +96,24 @@ public struct ProxyRouter: Sendable {
     /// The subdomain of a Host under the cluster domain, nil otherwise.
     /// On the request path: works on the bytes, allocates at most the result.
     public func subdomain(of host: String?) -> String? {
-        guard let host else { return nil }
-        var name = Substring(host).utf8
-        // An IPv6 literal is never under the cluster domain.
-        if name.first == UInt8(ascii: "[") { return nil }
-        if let colon = name.lastIndex(of: UInt8(ascii: ":")) { name = name[..<colon] }
-        if name.last == UInt8(ascii: ".") { name = name.dropLast() }
-        let suffix = clusterSuffix.utf8
-        guard name.count > suffix.count else { return nil }
-        let tail = name.suffix(suffix.count)
-        guard zip(tail, suffix).allSatisfy({ Self.lowercase($0) == $1 }) else { return nil }
-        let label = Substring(name.prefix(name.count - suffix.count))
-        return label.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? label.lowercased() : String(label)
+        guard var host else { return nil }
+        let suffix = clusterSuffix
+        return host.withUTF8 { name -> String? in
+            suffix.utf8.withContiguousStorageIfAvailable { suffix -> String? in
+                // An IPv6 literal is never under the cluster domain.
+                guard name.first != UInt8(ascii: "[") else { return nil }
+                var end = name.count
+                if let colon = name.lastIndex(of: UInt8(ascii: ":")) { end = colon }
+                if end > 0, name[end - 1] == UInt8(ascii: ".") { end -= 1 }
+                guard end > suffix.count else { return nil }
+                let labelEnd = end - suffix.count
+                var hasUpper = false
+                for index in 0..<suffix.count where Self.lowercase(name[labelEnd + index]) != suffix[index] { return nil }
+                for index in 0..<labelEnd where name[index] >= 0x41 && name[index] <= 0x5A { hasUpper = true }
+                let label = String(decoding: UnsafeBufferPointer(rebasing: name[0..<labelEnd]), as: UTF8.self)
+                return hasUpper ? label.lowercased() : label
+            } ?? nil
+        }
     }
 
     private static func lowercase(_ byte: UInt8) -> UInt8 { byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte }

@@ -16,13 +16,15 @@ public final class ProxyServer: Service, Sendable {
     private let certificates: TLSCertificateStore?
     private let logger: Logger
     private let channels = Mutex<[any Channel]>([])
+    private let group: any EventLoopGroup
 
     /// - Parameters:
     ///   - cluster: the cluster domain; hosts `{backend}.{cluster}` are routed.
     ///   - certificates: the TLS key and chain; nil serves plain HTTP.
     public init(cluster: String, configuration: ProxyConfiguration, routes: RouteTable, certificates: TLSCertificateStore? = nil,
-                metrics: ProxyMetrics = ProxyMetrics(), logger: Logger) {
+                metrics: ProxyMetrics = ProxyMetrics(), group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger) {
         self.configuration = configuration
+        self.group = group
         self.metrics = metrics
         self.certificates = certificates
         self.logger = logger
@@ -74,7 +76,7 @@ public final class ProxyServer: Service, Sendable {
 
     private func bind(port: Int, initializer: @escaping @Sendable (any Channel) -> EventLoopFuture<Void>) async throws -> any Channel {
         do {
-            return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+            return try await ServerBootstrap(group: group)
                 .serverChannelOption(.backlog, value: 1024)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelOption(.socketOption(.tcp_nodelay), value: 1)

@@ -9,13 +9,16 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundIn = ByteBuffer
     typealias OutboundOut = ByteBuffer
 
-    /// The client side currently using this connection (nil while pooled).
-    weak var owner: ProxyHandler?
+    /// The client side currently using this connection (nil while pooled). Strong, not
+    /// weak: every path that ends an exchange sets it to nil, a closed channel drops its
+    /// handlers anyway, and a weak reference would give the `ProxyHandler` a side table,
+    /// which sends each of its retains and releases down the runtime's slow path.
+    var owner: ProxyHandler?
     private(set) var context: ChannelHandlerContext?
     var parser: HTTP1Parser
     private var pendingRead = false
     /// While parked: the pool to tell when the connection closes, and its key there.
-    private weak var parkedIn: UpstreamPool?
+    private var parkedIn: UpstreamPool?
     private var parkedAddress = ""
     /// False once the backend sent more than it was asked for.
     private(set) var reusable = true
@@ -32,6 +35,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        owner = nil
+        parkedIn = nil
     }
 
     /// The pool holds this connection now: no owner, and a close must be reported.

@@ -48,9 +48,13 @@ final class UpstreamPool: @unchecked Sendable {
     func take(_ address: String) -> UpstreamHandler? {
         eventLoop.preconditionInEventLoop()
         let cutoff = NIODeadline.now() - idleLifetime
-        // In place: a copy of the list per request would cost more than the request.
-        while let last = idle[address]?.popLast() {
-            if idle[address]?.isEmpty == true { idle[address] = nil }
+        // In place, with one lookup: a copy of the list per request would cost more than
+        // the request. An emptied list stays until the sweeper passes.
+        return Self.popUsable(&idle[address, default: []], cutoff: cutoff)
+    }
+
+    private static func popUsable(_ list: inout [IdleConnection], cutoff: NIODeadline) -> UpstreamHandler? {
+        while let last = list.popLast() {
             if last.channel.isActive, last.since >= cutoff { return last.handler }
             last.channel.close(promise: nil)
         }
@@ -62,13 +66,18 @@ final class UpstreamPool: @unchecked Sendable {
         eventLoop.preconditionInEventLoop()
         handler.owner = nil
         guard let channel = handler.channel else { return }
-        guard channel.isActive, handler.reusable, idle[address, default: []].count < maxIdle else {
+        guard channel.isActive, handler.reusable, Self.park(IdleConnection(channel: channel, handler: handler, since: .now()), in: &idle[address, default: []], max: maxIdle) else {
             channel.close(promise: nil)
             return
         }
         startSweeping()
-        idle[address, default: []].append(IdleConnection(channel: channel, handler: handler, since: .now()))
         handler.parked(in: self, address: address)
+    }
+
+    private static func park(_ connection: IdleConnection, in list: inout [IdleConnection], max: Int) -> Bool {
+        guard list.count < max else { return false }
+        list.append(connection)
+        return true
     }
 
     /// Forgets an idle connection (it closed).

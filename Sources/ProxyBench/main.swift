@@ -1,5 +1,7 @@
 import Foundation
 import Logging
+import NIOPosix
+import NIOCore
 import PlaneProxy
 
 // The proxy alone, for scripts/bench-proxy.sh: serves host `foobar.plane.test` (and path
@@ -28,7 +30,10 @@ if arguments.count == 5 {
     }
     certificates = store
 }
-let proxy = ProxyServer(cluster: "plane.test", configuration: configuration, routes: routes, certificates: certificates, logger: logger)
+// PROXY_THREADS: event loop threads (default: one per core, as the drone runs it).
+let threads = ProcessInfo.processInfo.environment["PROXY_THREADS"].flatMap(Int.init)
+let group: any EventLoopGroup = threads.map { MultiThreadedEventLoopGroup(numberOfThreads: $0) } ?? MultiThreadedEventLoopGroup.singleton
+let proxy = ProxyServer(cluster: "plane.test", configuration: configuration, routes: routes, certificates: certificates, group: group, logger: logger)
 try await proxy.start()
 print("ProxyBench: listening on 127.0.0.1:\(port)")
 while true { try await Task.sleep(for: .seconds(3600)) }
