@@ -22,18 +22,23 @@ final class UpstreamPool: @unchecked Sendable {
         var since: NIODeadline
     }
 
-    init(eventLoop: any EventLoop, maxIdle: Int, maxHeadBytes: Int, idleLifetime: TimeAmount = .seconds(30)) {
+    private let sweepInterval: TimeAmount
+
+    /// - Parameter sweepInterval: how often idle connections past `idleLifetime` are closed
+    ///   (default: half the lifetime); `take` never hands out one past it either.
+    init(eventLoop: any EventLoop, maxIdle: Int, maxHeadBytes: Int, idleLifetime: TimeAmount = .seconds(30), sweepInterval: TimeAmount? = nil) {
         self.eventLoop = eventLoop
         self.maxIdle = maxIdle
         self.maxHeadBytes = maxHeadBytes
         self.idleLifetime = idleLifetime
+        self.sweepInterval = sweepInterval ?? .nanoseconds(idleLifetime.nanoseconds / 2)
     }
 
     /// Closes connections idle for longer than `idleLifetime`; one repeated task per pool
     /// instead of a timer per returned connection.
     private func startSweeping() {
         guard sweeper == nil else { return }
-        sweeper = eventLoop.scheduleRepeatedTask(initialDelay: idleLifetime, delay: .nanoseconds(idleLifetime.nanoseconds / 2)) { [weak self] _ in
+        sweeper = eventLoop.scheduleRepeatedTask(initialDelay: max(idleLifetime, sweepInterval), delay: sweepInterval) { [weak self] _ in
             guard let self else { return }
             let cutoff = NIODeadline.now() - self.idleLifetime
             for (address, list) in self.idle {
@@ -49,14 +54,18 @@ final class UpstreamPool: @unchecked Sendable {
         eventLoop.preconditionInEventLoop()
         let cutoff = NIODeadline.now() - idleLifetime
         // In place, with one lookup: a copy of the list per request would cost more than
-        // the request. An emptied list stays until the sweeper passes.
-        return Self.popUsable(&idle[address, default: []], cutoff: cutoff)
+        // the request. An emptied list stays until the sweeper passes. Stale connections
+        // close only after the list is let go of: a close reports back into `drop`.
+        var stale: [any Channel] = []
+        let handler = Self.popUsable(&idle[address, default: []], cutoff: cutoff, stale: &stale)
+        for channel in stale { channel.close(promise: nil) }
+        return handler
     }
 
-    private static func popUsable(_ list: inout [IdleConnection], cutoff: NIODeadline) -> UpstreamHandler? {
+    private static func popUsable(_ list: inout [IdleConnection], cutoff: NIODeadline, stale: inout [any Channel]) -> UpstreamHandler? {
         while let last = list.popLast() {
             if last.channel.isActive, last.since >= cutoff { return last.handler }
-            last.channel.close(promise: nil)
+            stale.append(last.channel)
         }
         return nil
     }

@@ -1,0 +1,38 @@
+import NIOCore
+import NIOPosix
+@testable import PlaneProxy
+import PlaneTestSupport
+import Testing
+
+/// The keep-alive pool against a real backend: connections come back, stale ones are
+/// closed (and their close, which reports back into the pool, does not trip over the
+/// pool's own bookkeeping), a full pool closes what it cannot keep.
+@Suite(.timeLimit(.minutes(2)))
+struct UpstreamPoolTests {
+    @Test func staleConnectionsCloseAndFreshOnesComeBack() async throws {
+        let port = try TestEnvironment.freePort()
+        let backend = try ChildProcess(try TestExecutables.path("plane-test-server"), environment: ["PORT": String(port), "HOST": "127.0.0.1"])
+        _ = try await HTTPProbe(port: port).waitUntilAnswering("/")
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let pool = UpstreamPool(eventLoop: loop, maxIdle: 1, maxHeadBytes: 4096, idleLifetime: .milliseconds(200), sweepInterval: .hours(1))
+        let address = "127.0.0.1:\(port)"
+        let first = try await pool.connect(address, timeout: .seconds(5)).get()
+        let second = try await pool.connect(address, timeout: .seconds(5)).get()
+        let (reused, full) = try await loop.submit {
+            let handlers = try [first, second].map { try $0.pipeline.syncOperations.handler(type: UpstreamHandler.self) }
+            pool.give(handlers[0], address: address)
+            pool.give(handlers[1], address: address)  // beyond maxIdle: closed
+            return (pool.take(address) === handlers[0], pool.take(address) == nil)
+        }.get()
+        #expect(reused && full)
+        #expect(try await eventually { !second.isActive })
+        // Parked again, then older than the idle lifetime: taking it closes it instead (the
+        // sweeper is an hour away, so this is `take`'s own check).
+        try await loop.submit { pool.give(try first.pipeline.syncOperations.handler(type: UpstreamHandler.self), address: address) }.get()
+        try await Task.sleep(for: .milliseconds(300))
+        #expect(try await loop.submit { pool.take(address) == nil }.get())
+        #expect(try await eventually { !first.isActive })
+        try await loop.submit { pool.closeAll() }.get()
+        await backend.stop()
+    }
+}
