@@ -49,7 +49,7 @@ public struct HTTP1Head: Sendable {
         var lineEnd: Int32
     }
 
-    /// The start line and the header lines, terminators included, without the empty line.
+    /// The start line, the header lines and the empty line that ends them, as received.
     let bytes: ByteBuffer
     let fields: [Field]
     /// `1` for HTTP/1.1 (and later 1.x), `0` for HTTP/1.0.

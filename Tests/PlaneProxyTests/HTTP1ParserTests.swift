@@ -155,4 +155,62 @@ struct HTTP1ParserTests {
         ForwardedHeaders.writeDownstreamResponse(chunked, connection: .close, keepTransferEncoding: false, into: &out)
         #expect(String(buffer: out) == "HTTP/1.1 404\r\nConnection: close\r\n\r\n")
     }
+
+    /// Mutated and randomly split messages: the parser hands out events or throws, it never
+    /// traps (a trap would end the drone with every connection on it), and what it hands
+    /// out never exceeds what went in.
+    @Test(arguments: [HTTP1Parser.Kind.request, .response])
+    func randomInputNeverTraps(kind: HTTP1Parser.Kind) {
+        let seeds = kind == .request
+            ? ["POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n",
+               "PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nT: 1\r\n\r\n"]
+            : ["HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 100 Continue\r\n\r\n",
+               "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nHTTP/1.0 200 OK\r\n\r\nrest"]
+        var random = SplitMix64(seed: kind == .request ? 1 : 2)
+        let alphabet: [UInt8] = Array("\r\n:; \t0aF-/".utf8) + [0, 0x7F, 0xFF]
+        for round in 0..<3000 {
+            var bytes = Array(seeds[round % seeds.count].utf8)
+            for _ in 0..<Int(random.next() % 4) {
+                let index = Int(random.next() % UInt64(bytes.count))
+                switch random.next() % 3 {
+                case 0: bytes[index] = alphabet[Int(random.next() % UInt64(alphabet.count))]
+                case 1: bytes.insert(alphabet[Int(random.next() % UInt64(alphabet.count))], at: index)
+                default: bytes.remove(at: index)
+                }
+            }
+            var parser = HTTP1Parser(kind: kind, maxHeadBytes: 64 + Int(random.next() % 200))
+            parser.decodeChunks = random.next() % 2 == 0
+            parser.answersHEAD = random.next() % 5 == 0
+            var offset = 0, handedOut = 0
+            feeding: while offset < bytes.count {
+                let end = min(bytes.count, offset + 1 + Int(random.next() % 40))
+                parser.append(ByteBuffer(bytes: bytes[offset..<end]))
+                offset = end
+                do {
+                    while let event = try parser.next() {
+                        if case .head(let head) = event { handedOut += head.bytes.readableBytes }
+                        if case .body(let body) = event { handedOut += body.readableBytes }
+                        if parser.hasSwitchedProtocols { break feeding }
+                    }
+                } catch {
+                    break feeding
+                }
+            }
+            _ = parser.inputEnded()
+            #expect(handedOut <= offset, "round \(round): handed out \(handedOut) of \(offset) bytes")
+        }
+    }
+}
+
+/// A small seeded generator, so that a failing round can be replayed.
+struct SplitMix64: RandomNumberGenerator {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
 }
