@@ -90,9 +90,18 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var context: ChannelHandlerContext?
     private var parser: HTTP1Parser
     private var state = State.idle {
-        didSet { if case .idle = state { headerTimeout?.awaitingHead() } }
+        didSet {
+            if case .idle = state {
+                let now = NIODeadline.now()
+                headerDeadline.awaitingHead(now: now)
+                headerDeadlineChanged(now: now)
+            }
+        }
     }
-    private var headerTimeout: HeaderTimeoutHandler?
+    /// The header read and idle timeouts (no handler of their own: one handler per connection).
+    private var headerDeadline: HeaderDeadline
+    private var headerCheck: Scheduled<Void>?
+    private var headerCheckAt: NIODeadline?
     private var responseCheck: Scheduled<Void>?
     /// Inside a read from the client: upstream writes are flushed at its end, once.
     private var inClientRead = false
@@ -113,6 +122,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.shared = shared
         self.pool = pool
         parser = HTTP1Parser(kind: .request, maxHeadBytes: shared.configuration.maxHeaderBytes)
+        headerDeadline = HeaderDeadline(headLimit: shared.configuration.headerReadTimeout.timeAmount, idleLimit: shared.configuration.idleTimeout.timeAmount)
     }
 
     var clientWritable: Bool { context?.channel.isWritable ?? false }
@@ -120,20 +130,66 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         clientAddress = context.channel.remoteAddress?.ipAddress
-        headerTimeout = try? context.pipeline.syncOperations.handler(type: HeaderTimeoutHandler.self)
+        if context.channel.isActive {
+            let now = NIODeadline.now()
+            headerDeadline.connectionStarted(now: now)
+            headerDeadlineChanged(now: now)
+        }
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        clientAddress = context.channel.remoteAddress?.ipAddress
+        let now = NIODeadline.now()
+        headerDeadline.connectionStarted(now: now)
+        headerDeadlineChanged(now: now)
+        context.fireChannelActive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         responseCheck?.cancel()
         responseCheck = nil
+        headerCheck?.cancel()
+        headerCheck = nil
         self.context = nil
         state = .done
+    }
+
+    // MARK: Header read and idle timeouts
+
+    /// Re-arms the timer only when the deadline moved earlier than it; a later deadline is
+    /// picked up when the timer fires (no timer churn per request).
+    private func headerDeadlineChanged(now: NIODeadline) {
+        guard let context, let when = headerDeadline.timerTime(now: now) else { return }
+        if headerCheck != nil, let armed = headerCheckAt, armed <= when { return }
+        headerCheck?.cancel()
+        armHeaderCheck(at: when, context: context)
+    }
+
+    private func armHeaderCheck(at when: NIODeadline, context: ChannelHandlerContext) {
+        headerCheckAt = when
+        // Captures self strongly (no side table for a weak reference); `handlerRemoved` cancels it.
+        headerCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) {
+            self.headerCheck = nil
+            guard let context = self.context else { return }
+            let now = NIODeadline.now()
+            if self.headerDeadline.isExpired(at: now) {
+                self.shared.logger.debug("proxy.header_timeout")
+                self.closeClient()
+            } else if let next = self.headerDeadline.timerTime(now: now) {
+                self.armHeaderCheck(at: next, context: context)
+            }
+        }
     }
 
     // MARK: Client → proxy
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
+        if case .idle = state, buffer.readableBytes > 0 {
+            let now = NIODeadline.now()
+            headerDeadline.bytesArrived(now: now)
+            headerDeadlineChanged(now: now)
+        }
         tally.fromClient += buffer.readableBytes
         if tally.isLarge { shared.metrics.report(&tally) }
         if case .done = state { return }
@@ -168,7 +224,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             guard let event else { break loop }
             switch event {
             case .head(let head):
-                headerTimeout?.headReceived()
+                headerDeadline.headReceived()
                 received(head: head)
             case .body(let buffer):
                 guard case .proxying(let exchange) = state else { continue }
@@ -494,7 +550,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             try server.addHandler(upstreamSide)
             handler.owner = nil
             server.removeHandler(handler, promise: nil)
-            if let timeout = headerTimeout { client.removeHandler(timeout, promise: nil) }
             client.removeHandler(context: context, promise: nil)
             context.channel.read()
             upstreamChannel.read()
@@ -625,6 +680,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         shared.metrics.report(&tally)
+        headerCheck?.cancel()
+        headerCheck = nil
         if case .proxying(let exchange) = state {
             exchange.responseDeadline = nil
             if let upstream = exchange.upstream {

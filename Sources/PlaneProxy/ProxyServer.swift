@@ -92,7 +92,6 @@ public final class ProxyServer: Service, Sendable {
     private func proxyInitializer() -> @Sendable (any Channel) -> EventLoopFuture<Void> {
         let context = self.context
         let certificates = self.certificates
-        let configuration = self.configuration
         let logger = self.logger
         return { channel in
             channel.eventLoop.makeCompletedFuture {
@@ -106,9 +105,8 @@ public final class ProxyServer: Service, Sendable {
                     }
                     try pipeline.addHandler(NIOSSLServerHandler(context: tls))
                 }
-                // The proxy frames HTTP/1.1 itself: one handler sees the bytes (after TLS and the
-                // header timeout), no codec handlers in between.
-                try pipeline.addHandler(HeaderTimeoutHandler(limit: configuration.headerReadTimeout.timeAmount, idleLimit: configuration.idleTimeout.timeAmount))
+                // The proxy frames HTTP/1.1 itself: one handler sees the bytes (after TLS), no
+                // codec handlers in between; it keeps the header and idle timeouts too.
                 try pipeline.addHandler(ProxyHandler(shared: context, pool: context.pools.pool(for: channel.eventLoop)))
             }
         }

@@ -153,6 +153,7 @@ struct ProxyIntegrationTests {
         let s = try await setUp {
             $0.upstreamResponseTimeout = .seconds(1)
             $0.headerReadTimeout = .seconds(1)
+            $0.idleTimeout = .seconds(2)
         }
         var probe = s.probe()
         probe.timeout = .seconds(10)
@@ -177,6 +178,14 @@ struct ProxyIntegrationTests {
         let stalled = try await probe.raw([Array("GET / HTTP/1.1\r\nHost: foob".utf8), Array("ar.plane.test\r\n\r\n".utf8)], pause: .seconds(3))
         #expect(stalled.closed && !stalled.text.contains("Hello World!"), "\(stalled.text)")
         #expect(ContinuousClock.now - started < .seconds(8))
+        // A kept-alive connection that stays silent past idle_timeout_secs is closed; one that
+        // is served in time is not.
+        let idle = try await probe.raw([Array("GET / HTTP/1.1\r\nHost: foobar.plane.test\r\n\r\n".utf8),
+                                        Array("GET / HTTP/1.1\r\nHost: foobar.plane.test\r\nConnection: close\r\n\r\n".utf8)], pause: .seconds(3))
+        #expect(count("Hello World!", in: idle.text) == 1 && idle.closed, "\(idle.text)")
+        let quick = try await probe.raw([Array("GET / HTTP/1.1\r\nHost: foobar.plane.test\r\n\r\n".utf8),
+                                         Array("GET / HTTP/1.1\r\nHost: foobar.plane.test\r\nConnection: close\r\n\r\n".utf8)], pause: .milliseconds(200))
+        #expect(count("Hello World!", in: quick.text) == 2, "\(quick.text)")
         // Through all of that the proxy kept serving.
         #expect(try await probe.getOffPool("/").body == "Hello World!")
         await s.stop()
