@@ -402,6 +402,13 @@ struct HTTP1Parser {
                     break loop
                 }
                 if bytes + lineLength > maxHeadBytes { throw Self.malformed(kind, "the trailer section is too large.") }
+                // Trailers go on as they came, so they must not hold what another parser could
+                // take for the end of the message (a bare CR, say).
+                let contentStart = after - lineLength
+                let base = buffer.readerIndex
+                if buffer.withUnsafeReadableBytes({ $0[(contentStart - base)..<(contentEnd - base)].contains(where: Self.isControl) }) {
+                    throw Self.malformed(kind, "a trailer line holds a control character.")
+                }
                 state = .trailers(bytes: bytes + lineLength)
             default:
                 break loop

@@ -108,6 +108,7 @@ struct HTTP1ParserTests {
         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",  // chunk longer than its size
         "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n",  // size overflow
+        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\r\n",  // a trailer line a lax parser reads as the end
     ])
     func malformedRequestsAreRefused(text: String) {
         #expect(throws: ProxyError.self) { _ = try parse(text) }
