@@ -401,17 +401,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         switch event {
         case .head(let response):
             if response.status < 200, response.status != 101 { return }  // 1xx informational
+            if response.status == 101, !exchange.isUpgrade {
+                // A protocol switch nobody asked for cannot be relayed (counted as the 502).
+                upstreamFailed(exchange, status: .badGateway)
+                return
+            }
             exchange.responseDeadline = nil
             exchange.responseStarted = true
             shared.metrics.proxied(status: response.status, latency: ContinuousClock.now - exchange.started, bytes: &tally)
             var head = context.channel.allocator.buffer(capacity: response.bytes.readableBytes + 64 + min(handler.parser.bufferedBytes, Self.maxJoinedBody))
             if response.status == 101 {
-                guard exchange.isUpgrade else {
-                    // A protocol switch nobody asked for cannot be relayed.
-                    exchange.responseStarted = false
-                    upstreamFailed(exchange, status: .badGateway)
-                    return
-                }
                 ForwardedHeaders.writeDownstreamResponse(response, connection: .upgrade, into: &head)
                 tally.toClient += head.readableBytes
                 context.write(wrapOutboundOut(head), promise: nil)

@@ -201,21 +201,26 @@ struct ProxyIntegrationTests {
         // Keep-alive for HTTP/1.0 when asked for and the length is known.
         let kept = try await probe.raw("GET / HTTP/1.0\r\nHost: foobar.plane.test\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.0\r\nHost: foobar.plane.test\r\n\r\n")
         #expect(count("Hello World!", in: kept.text) == 2 && kept.text.contains("Connection: keep-alive") && kept.closed, "\(kept.text)")
-        // A backend that answers with something that is not HTTP: 502, and the proxy goes on.
-        let port = try TestEnvironment.freePort()
-        let script = """
-            import socket
-            s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", \(port))); s.listen()
-            while True:
-                c, _ = s.accept(); c.recv(65536); c.sendall(b"HTTP/1.1 200 OK\\r\\nContent-Length: lots\\r\\n\\r\\n"); c.close()
-            """
-        let broken = try ChildProcess("/usr/bin/python3", arguments: ["-c", script])
-        // It listens (so the 502 below is about its answer, not a refused connect).
-        #expect(try await eventually { (try? await HTTPProbe(port: port).raw("GET / HTTP/1.1\r\n\r\n"))?.text.contains("lots") == true })
-        s.routes.add(RouteTable.Route(backendID: "broken", address: "127.0.0.1:\(port)", bearerToken: nil))
-        #expect(try await s.probe("broken.plane.test").getOffPool("/").status == 502)
-        #expect(try await probe.getOffPool("/").body == "Hello World!")
-        await broken.stop()
+        // A backend that answers with something that is not HTTP, or switches protocols
+        // unasked: 502, and the proxy goes on.
+        for (name, answer) in [("broken", "HTTP/1.1 200 OK\\r\\nContent-Length: lots\\r\\n\\r\\n"),
+                               ("switcher", "HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: lots\\r\\n\\r\\n")] {
+            let port = try TestEnvironment.freePort()
+            let script = """
+                import socket
+                s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1); s.bind(("127.0.0.1", \(port))); s.listen()
+                while True:
+                    c, _ = s.accept(); c.recv(65536); c.sendall(b"\(answer)"); c.close()
+                """
+            let backend = try ChildProcess("/usr/bin/python3", arguments: ["-c", script])
+            // It listens (so the 502 below is about its answer, not a refused connect).
+            #expect(try await eventually { (try? await HTTPProbe(port: port).raw("GET / HTTP/1.1\r\n\r\n"))?.text.contains("lots") == true })
+            s.routes.add(RouteTable.Route(backendID: try BackendID(name), address: "127.0.0.1:\(port)", bearerToken: nil))
+            #expect(try await s.probe("\(name).plane.test").getOffPool("/").status == 502, "\(name)")
+            #expect(try await probe.getOffPool("/").body == "Hello World!")
+            await backend.stop()
+        }
+        #expect(s.proxy.metrics.responses(ofClass: 1) == 0, "an unasked 101 is not counted as relayed")
         await s.stop()
     }
 
