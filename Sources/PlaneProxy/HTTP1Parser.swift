@@ -456,11 +456,9 @@ struct HTTP1Parser {
         var sawExtension = false
         while index < end, let byte = buffer.getInteger(at: index, as: UInt8.self) {
             if byte == UInt8(ascii: ";") { sawExtension = true }
-            if isControlInChunkLine(byte) || (!sawExtension && byte != 0x20 && byte != 0x09) { return nil }
+            if Self.isControl(byte) || (!sawExtension && byte != 0x20 && byte != 0x09) { return nil }
             index += 1
         }
         return size
     }
-
-    private func isControlInChunkLine(_ byte: UInt8) -> Bool { Self.isControl(byte) }
 }
