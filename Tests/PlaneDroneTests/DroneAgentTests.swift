@@ -55,6 +55,8 @@ struct DroneAgentTests {
             let id = request.backendID
             #expect(try await spawn(request, via: drone.client))
             #expect(try await eventually { relay.states(of: id) == [.loading, .starting, .ready] })
+            // DNS records are published by the backend's monitor, beside (not before) the state updates.
+            #expect(try await eventually { observer.dns.withLock { $0.contains { $0.name == id.rawValue } } })
             #expect(observer.dns.withLock { $0.first { $0.name == id.rawValue } } == SetDnsRecord(cluster: "plane.test", kind: .a, name: id.rawValue, value: "127.0.0.1"))
             #expect(try await eventually { observer.lastHeartbeat(of: drone.id)?.runningBackends == 1 })
             let route = try #require(drone.agent.routes.route(for: id.rawValue))
@@ -76,7 +78,7 @@ struct DroneAgentTests {
     @Test(arguments: AgentRuntimeKind.allCases) func failuresEndTerminalAndRemoveTheContainer(_ kind: AgentRuntimeKind) async throws {
         try await withDroneCluster(kind) { server, relay, _, runtimes in
             let image = runtimes.image
-            let drone = try await RunningDrone(server: server, runtimes: runtimes) { $0.startupTimeout = .seconds(4) }
+            let drone = try await RunningDrone(server: server, runtimes: runtimes) { $0.startupTimeout = .seconds(8) }
             // Exits while starting.
             let early = spawnRequest(drone: drone.id, image: image, env: ["EXIT_CODE": "1", "EXIT_TIMEOUT": "100"])
             // Never answers: TimedOutBeforeReady.
@@ -114,6 +116,9 @@ struct DroneAgentTests {
         try await withDroneCluster(kind) { server, relay, _, runtimes in
             let image = runtimes.image
             let drone = try await RunningDrone(server: server, runtimes: runtimes)
+            // The scripted runtime loads in no time, so a terminate could arrive after Ready;
+            // a slow pull keeps the backend loading (dockerd's create is slow enough itself).
+            runtimes.host.update { $0.prepareDelay = .seconds(2) }
             let request = spawnRequest(drone: drone.id, image: image, idle: 1000)
             let messenger = PlaneMessenger(client: drone.client)
             #expect(try await spawn(request, via: drone.client))
@@ -121,6 +126,7 @@ struct DroneAgentTests {
                                             TerminationRequest(cluster: "plane.test", backendID: request.backendID), timeout: .seconds(2))
             #expect(try await eventually { relay.states(of: request.backendID).last == .terminated })
             #expect(!relay.states(of: request.backendID).contains(.ready))
+            runtimes.host.update { $0.prepareDelay = .zero }
             #expect(try await eventually { (try await drone.runtime.status(of: request.backendID)) == .unknown })
             // The same id again, a mount on a drone that forbids them, another drone's request: refused.
             #expect(try await spawn(request, via: drone.client) == false)
