@@ -83,9 +83,21 @@ struct HTTP1Parser {
     /// After a `101`.
     var hasSwitchedProtocols: Bool { state == .switched }
 
+    /// Reads up to this size are copied rather than kept (see `append`).
+    static let copiedReadLimit = 4096
+
     mutating func append(_ bytes: ByteBuffer) {
         if buffer.readableBytes == 0 {
-            buffer = bytes
+            if bytes.readableBytes <= Self.copiedReadLimit {
+                // A small read is copied into the parser's own storage, so that the reader
+                // gets its buffer back unshared: the TLS handler decrypts every read into one
+                // 32 KiB buffer, and a head slice still holding it would make the next read
+                // copy all of it (that copy was a tenth of the proxy's TLS time).
+                buffer.clear()
+                buffer.writeImmutableBuffer(bytes)
+            } else {
+                buffer = bytes
+            }
         } else {
             var bytes = bytes
             buffer.writeBuffer(&bytes)

@@ -55,6 +55,24 @@ struct HTTP1ParserTests {
         #expect(decoded.items == [.head("POST / 1.1"), .body("hello0123456789"), .end])
     }
 
+    /// A small read is copied, so the reader (the TLS handler reuses one 32 KiB buffer for
+    /// every read) gets its storage back unshared; a large one is kept as it came.
+    @Test func smallReadsAreCopiedLargeOnesKept() throws {
+        func storage(_ buffer: inout ByteBuffer) -> UnsafeMutableRawPointer? {
+            buffer.withUnsafeMutableReadableBytes { $0.baseAddress }
+        }
+        for (size, shared) in [(200, false), (HTTP1Parser.copiedReadLimit + 1, true)] {
+            var parser = HTTP1Parser(kind: .request, maxHeadBytes: 1 << 20)
+            var read = ByteBuffer(string: "GET / HTTP/1.1\r\nHost: a\r\nX: \(String(repeating: "x", count: size))\r\n\r\n")
+            let before = storage(&read)
+            parser.append(read)
+            guard case .head(let head)? = try parser.next() else { Issue.record("no head"); return }
+            // Writing to a shared buffer copies it first (and moves it).
+            #expect((storage(&read) != before) == shared, "read of \(size) bytes")
+            #expect(head.target == "/")
+        }
+    }
+
     @Test func headFieldsAreFoundWithoutCaseAndTrimmed() throws {
         var parser = HTTP1Parser(kind: .request, maxHeadBytes: 4096)
         parser.append(ByteBuffer(string: "GET / HTTP/1.1\r\nHOST:  FooBar.plane.test:4040 \r\nConnection: Keep-Alive, Upgrade\r\nupgrade: websocket\r\n"
