@@ -11,6 +11,7 @@ let package = Package(
         .library(name: "PlaneMessaging", targets: ["PlaneMessaging"]),
         .library(name: "ContainerRuntime", targets: ["ContainerRuntime"]),
         .library(name: "DockerRuntime", targets: ["DockerRuntime"]),
+        .library(name: "OCIRuntime", targets: ["OCIRuntime"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -110,6 +111,26 @@ let package = Package(
                 "ContainerRuntime",
                 "PlaneCore",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .systemLibrary(name: "CZlib", path: "Sources/CZlib", providers: [.apt(["zlib1g-dev"])]),
+        .systemLibrary(name: "CZstd", path: "Sources/CZstd", providers: [.apt(["libzstd-dev"])]),
+        .systemLibrary(name: "CSeccomp", path: "Sources/CSeccomp", providers: [.apt(["libseccomp-dev"])]),
+        .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
+        .target(
+            name: "OCIRuntime",
+            dependencies: [
+                "ContainerRuntime",
+                "PlaneCore",
+                "CZlib",
+                "CZstd",
+                "CSeccomp",
+                "CLinux",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
@@ -267,6 +288,10 @@ let package = Package(
             dependencies: ["PlaneProxy", "PlaneCore", "PlaneTestSupport", "plane-test-server",
                            .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log")],
             exclude: ["python"]
+        ),
+        .testTarget(
+            name: "OCIRuntimeTests",
+            dependencies: ["OCIRuntime", "ContainerRuntime", "CZstd", "CLinux", "ImageBuilder", "PlaneCore", "PlaneTestSupport", "RuntimeConformance"]
         ),
         .testTarget(
             name: "PlaneMessagingTests",

@@ -4,7 +4,7 @@ public struct TarWriter: Sendable {
 
     public init() {}
 
-    public enum Kind: Sendable { case file([UInt8]), directory, symlink(String) }
+    public enum Kind: Sendable { case file([UInt8]), directory, symlink(String), hardlink(String) }
 
     public mutating func append(path: String, kind: Kind, mode: UInt32) throws(ImageBuilderError) {
         var path = path
@@ -31,9 +31,9 @@ public struct TarWriter: Sendable {
             header[156] = UInt8(ascii: "0")
         case .directory:
             header[156] = UInt8(ascii: "5")
-        case .symlink(let target):
-            header[156] = UInt8(ascii: "2")
-            guard target.utf8.count <= 100 else { throw ImageBuilderError(.invalidInput, "Symlink target '\(target)' is longer than 100 bytes.") }
+        case .symlink(let target), .hardlink(let target):
+            if case .hardlink = kind { header[156] = UInt8(ascii: "1") } else { header[156] = UInt8(ascii: "2") }
+            guard target.utf8.count <= 100 else { throw ImageBuilderError(.invalidInput, "Link target '\(target)' is longer than 100 bytes.") }
             put(target, at: 157, length: 100)
         }
         octal(size, at: 124, length: 12)

@@ -1,0 +1,344 @@
+import ContainerRuntime
+import Foundation
+import Logging
+import PlaneCore
+
+/// What an image resolved to: its configuration and its unpacked layers, bottom first.
+public struct ResolvedImage: Sendable, Hashable, Codable {
+    public var reference: String
+    public var manifestDigest: OCIDigest
+    public var configuration: OCIImageConfiguration
+    /// Layer digests (compressed, as the manifest names them), bottom first.
+    public var layers: [OCIDigest]
+    /// When a backend last started from it (for garbage collection).
+    public var lastUsed: Timestamp
+}
+
+/// The drone's image content in its state directory, shared by all its backends:
+///
+/// - `blobs/<algorithm>/<hex>`: manifests, configs and layer blobs, each checked against its
+///   digest before it is stored;
+/// - `layers/<algorithm>/<hex>/`: each layer unpacked once (read-only lower layers of every
+///   backend's overlay root), named by the layer blob's digest;
+/// - `images/<sha256 of the reference>.json`: what a reference resolved to, and when it was
+///   last used.
+///
+/// Everything is written under `tmp/` and renamed into place, so a crash never leaves a
+/// half-written blob or layer under its final name. Concurrent pulls of the same content
+/// share one download and one unpack.
+public actor OCIContentStore {
+    public let root: String
+    let registry: RegistryClient
+    let logger: Logger
+    private var inFlight: [String: Task<Void, any Error>] = [:]
+
+    init(root: String, registry: RegistryClient, logger: Logger) throws(RuntimeError) {
+        self.root = root
+        self.registry = registry
+        self.logger = logger
+        for directory in ["blobs/sha256", "blobs/sha512", "layers/sha256", "layers/sha512", "images", "tmp"] {
+            try Self.makeDirectory("\(root)/\(directory)")
+        }
+        // Leftovers of an earlier run that stopped mid-pull.
+        for leftover in (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/tmp")) ?? [] {
+            try? FileManager.default.removeItem(atPath: "\(root)/tmp/\(leftover)")
+        }
+    }
+
+    static func makeDirectory(_ path: String) throws(RuntimeError) {
+        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+            throw RuntimeError(.unavailable, "Cannot create \(path) for the OCI runtime's content store.", underlying: error)
+        }
+    }
+
+    public func blobPath(_ digest: OCIDigest) -> String { "\(root)/blobs/\(digest.algorithm.rawValue)/\(digest.hex)" }
+    public func layerPath(_ digest: OCIDigest) -> String { "\(root)/layers/\(digest.algorithm.rawValue)/\(digest.hex)" }
+    func imageRecordPath(_ reference: String) -> String { "\(root)/images/\(OCIDigest.sha256(of: Array(reference.utf8)).hex).json" }
+
+    func temporaryPath(_ name: String) -> String { "\(root)/tmp/\(name)-\(UUID().uuidString)" }
+
+    // MARK: Images
+
+    /// The image as last resolved, if all of its layers are still here.
+    public func resolvedImage(_ reference: String) -> ResolvedImage? {
+        guard let data = FileManager.default.contents(atPath: imageRecordPath(reference)),
+              let image = try? JSONDecoder().decode(ResolvedImage.self, from: data) else { return nil }
+        guard image.layers.allSatisfy({ FileManager.default.fileExists(atPath: layerPath($0)) }) else { return nil }
+        return image
+    }
+
+    func record(_ image: ResolvedImage) throws(RuntimeError) {
+        let data: Data
+        do { data = try JSONEncoder().encode(image) } catch { throw RuntimeError(.internal, "Cannot encode the record of image \(image.reference).", underlying: error) }
+        try writeAtomically(data, to: imageRecordPath(image.reference))
+    }
+
+    /// Marks the image as used now (a backend started from it).
+    public func touch(_ reference: String) {
+        guard var image = resolvedImage(reference) else { return }
+        image.lastUsed = .now()
+        try? record(image)
+    }
+
+    func writeAtomically(_ data: Data, to path: String) throws(RuntimeError) {
+        let temporary = temporaryPath("write")
+        do {
+            try data.write(to: URL(fileURLWithPath: temporary))
+            guard rename(temporary, path) == 0 else { throw RuntimeError(.internal, "Cannot rename \(temporary) to \(path): \(String(cString: strerror(errno))).") }
+        } catch let error as RuntimeError {
+            unlink(temporary)
+            throw error
+        } catch {
+            unlink(temporary)
+            throw RuntimeError(.internal, "Cannot write \(path).", underlying: error)
+        }
+    }
+
+    // MARK: Pulling
+
+    /// Resolves `reference` and makes every layer of it available (downloaded, checked,
+    /// unpacked), following the pull policy.
+    public func pull(_ reference: OCIImageReference, credentials: RegistryCredentials?, policy: DockerPullPolicy) async throws(RuntimeError) -> ResolvedImage {
+        let key = reference.description
+        if policy != .always, case .registry = reference, let image = resolvedImage(key) { return image }
+        if policy == .never, case .registry = reference {
+            throw RuntimeError(.imageUnavailable, "Image \(key) is not on this drone and the pull policy is Never; pull it first or use IfNotPresent.")
+        }
+        let image: ResolvedImage
+        switch reference {
+        case .registry(let registryReference):
+            image = try await pullFromRegistry(registryReference, credentials: credentials)
+        case .layout(let path, let tag):
+            image = try await readLayout(path: path, tag: tag, reference: key)
+        }
+        try record(image)
+        return image
+    }
+
+    private func pullFromRegistry(_ reference: RegistryReference, credentials: RegistryCredentials?) async throws(RuntimeError) -> ResolvedImage {
+        let name = reference.description
+        logger.info("oci.pull", metadata: ["plane.image": "\(name)"])
+        var (data, mediaType, digest) = try await registry.manifest(reference, at: reference.reference, credentials: credentials)
+        var type = mediaType.flatMap { OCIMediaType.isIndex($0) || OCIMediaType.isManifest($0) ? $0 : nil } ?? OCIJSON.mediaType(of: data)
+        if OCIMediaType.isIndex(type) {
+            let index = try OCIJSON.decode(OCIImageIndex.self, from: data, what: "image index", image: name)
+            let chosen = try index.manifest(for: .host, image: name)
+            (data, mediaType, digest) = try await registry.manifest(reference, at: chosen.digest.description, credentials: credentials)
+            type = mediaType ?? OCIJSON.mediaType(of: data)
+        }
+        guard OCIMediaType.isManifest(type) || type == nil else {
+            throw RuntimeError(.imageUnavailable, "Image \(name): registry \(reference.registry) sent a manifest of type '\(type ?? "?")', which this runtime does not read (it reads OCI and Docker schema 2).")
+        }
+        let manifest = try OCIJSON.decode(OCIImageManifest.self, from: data, what: "manifest", image: name)
+        try writeAtomically(data, to: blobPath(digest))
+        let configPath = blobPath(manifest.config.digest)
+        try await once("blob \(manifest.config.digest)") { [registry = self.registry] in
+            guard !FileManager.default.fileExists(atPath: configPath) else { return }
+            let temporary = await self.temporaryPath("blob")
+            try await registry.downloadBlob(manifest.config, of: reference, credentials: credentials, to: temporary)
+            guard rename(temporary, configPath) == 0 else { throw RuntimeError(.internal, "Cannot store blob \(manifest.config.digest).") }
+        }
+        let configuration = try readConfiguration(at: configPath, image: name)
+        // Layers concurrently: each downloaded (if missing), checked, unpacked (if missing).
+        do {
+            try await withThrowingTaskGroup(of: Void.self) { group in
+                for layer in manifest.layers {
+                    group.addTask {
+                        let blob = await self.blobPath(layer.digest)
+                        try await self.once("blob \(layer.digest)") { [registry = self.registry] in
+                            guard await !self.layerIsUnpacked(layer.digest), !FileManager.default.fileExists(atPath: blob) else { return }
+                            let temporary = await self.temporaryPath("blob")
+                            try await registry.downloadBlob(layer, of: reference, credentials: credentials, to: temporary)
+                            guard rename(temporary, blob) == 0 else { throw RuntimeError(.internal, "Cannot store blob \(layer.digest).") }
+                        }
+                        try await self.unpackLayer(layer, blob: blob, image: name, verify: false)
+                    }
+                }
+                try await group.waitForAll()
+            }
+        } catch let error as RuntimeError {
+            throw error
+        } catch {
+            throw RuntimeError(.imageUnavailable, "Pulling image \(name) failed.", underlying: error)
+        }
+        return ResolvedImage(reference: name, manifestDigest: digest, configuration: configuration, layers: manifest.layers.map(\.digest), lastUsed: .now())
+    }
+
+    /// An OCI image layout on disk (`index.json` and `blobs/`), e.g. the one `build-image`
+    /// writes. Its blobs are checked against their digests and unpacked from where they are.
+    private func readLayout(path: String, tag: String?, reference: String) async throws(RuntimeError) -> ResolvedImage {
+        guard let indexData = FileManager.default.contents(atPath: "\(path)/index.json") else {
+            throw RuntimeError(.imageUnavailable, "Image \(reference): \(path) is not an OCI image layout (no readable index.json).")
+        }
+        let index = try OCIJSON.decode(OCIImageIndex.self, from: indexData, what: "layout index.json", image: reference)
+        let refName = "org.opencontainers.image.ref.name"
+        let candidates = tag.map { tag in index.manifests.filter { $0.annotations?[refName] == tag } } ?? index.manifests
+        guard let descriptor = candidates.count == 1 ? candidates.first : candidates.first(where: { $0.platform?.runs(on: .host) ?? false }) else {
+            let tags = index.manifests.compactMap { $0.annotations?[refName] }
+            throw RuntimeError(.imageUnavailable, "Image \(reference): the layout has \(candidates.isEmpty ? "no manifest" : "several manifests") for \(tag.map { "tag '\($0)'" } ?? "no tag"); its tags: \(tags.isEmpty ? "none" : tags.joined(separator: ", ")).")
+        }
+        func layoutBlob(_ digest: OCIDigest) -> String { "\(path)/blobs/\(digest.algorithm.rawValue)/\(digest.hex)" }
+        func verified(_ digest: OCIDigest) throws(RuntimeError) -> Data {
+            guard let data = FileManager.default.contents(atPath: layoutBlob(digest)) else {
+                throw RuntimeError(.imageUnavailable, "Image \(reference): blob \(digest) is missing from the layout.")
+            }
+            var hasher = OCIDigest.Hasher(digest.algorithm)
+            data.withUnsafeBytes { hasher.update($0) }
+            guard hasher.finalize() == digest else { throw RuntimeError(.imageUnavailable, "Image \(reference): blob \(digest) of the layout does not match its digest; refusing it.") }
+            return data
+        }
+        var manifestDigest = descriptor.digest
+        var data = try verified(manifestDigest)
+        if OCIMediaType.isIndex(descriptor.mediaType) {
+            let nested = try OCIJSON.decode(OCIImageIndex.self, from: data, what: "image index", image: reference)
+            manifestDigest = try nested.manifest(for: .host, image: reference).digest
+            data = try verified(manifestDigest)
+        }
+        let manifest = try OCIJSON.decode(OCIImageManifest.self, from: data, what: "manifest", image: reference)
+        let configData = try verified(manifest.config.digest)
+        let configuration = try OCIJSON.decode(OCIImageConfiguration.self, from: configData, what: "configuration", image: reference)
+        for layer in manifest.layers {
+            try await unpackLayer(layer, blob: layoutBlob(layer.digest), image: reference, verify: true)
+        }
+        return ResolvedImage(reference: reference, manifestDigest: manifestDigest, configuration: configuration, layers: manifest.layers.map(\.digest), lastUsed: .now())
+    }
+
+    private func readConfiguration(at path: String, image: String) throws(RuntimeError) -> OCIImageConfiguration {
+        guard let data = FileManager.default.contents(atPath: path) else { throw RuntimeError(.internal, "The configuration blob of image \(image) vanished from the store.") }
+        return try OCIJSON.decode(OCIImageConfiguration.self, from: data, what: "configuration", image: image)
+    }
+
+    func layerIsUnpacked(_ digest: OCIDigest) -> Bool { FileManager.default.fileExists(atPath: layerPath(digest)) }
+
+    /// Runs `work` once per key at a time: a second caller waits for the first's result.
+    private func once(_ key: String, _ work: @escaping @Sendable () async throws -> Void) async throws(RuntimeError) {
+        let task: Task<Void, any Error>
+        if let running = inFlight[key] {
+            task = running
+        } else {
+            task = Task { try await work() }
+            inFlight[key] = task
+        }
+        defer { if inFlight[key] == task { inFlight[key] = nil } }
+        do { try await task.value } catch let error as RuntimeError { throw error } catch {
+            throw RuntimeError(.internal, "\(key) failed.", underlying: error)
+        }
+    }
+
+    /// Unpacks the layer blob at `blob` into `layers/…` (once), checking its digest on the
+    /// way when `verify` (blobs not from our own checked store).
+    private func unpackLayer(_ layer: OCIDescriptor, blob: String, image: String, verify: Bool) async throws(RuntimeError) {
+        let destination = layerPath(layer.digest)
+        let temporary = temporaryPath("layer")
+        let logger = logger
+        try await once("layer \(layer.digest)") {
+            guard !FileManager.default.fileExists(atPath: destination) else { return }
+            let compression = try LayerCompression(mediaType: layer.mediaType, image: image)
+            let what = "Layer \(layer.digest) of image \(image)"
+            let started = ContinuousClock.now
+            try await Self.offload { () throws(RuntimeError) in
+                try Self.makeDirectory(temporary)
+                do throws(RuntimeError) {
+                    try LayerArchive.unpack(blob: blob, compression: compression, expectedDigest: verify ? layer.digest : nil, into: temporary, mode: .overlayLayer, what: what)
+                } catch {
+                    try? FileManager.default.removeItem(atPath: temporary)
+                    throw error
+                }
+                guard rename(temporary, destination) == 0 else {
+                    try? FileManager.default.removeItem(atPath: temporary)
+                    throw RuntimeError(.internal, "Cannot move unpacked layer \(layer.digest) into place: \(String(cString: strerror(errno))).")
+                }
+            }
+            logger.debug("oci.layer_unpacked", metadata: ["plane.layer": "\(layer.digest)", "plane.duration": "\(ContinuousClock.now - started)"])
+        }
+    }
+
+    /// Runs blocking file work off the cooperative thread pool.
+    static func offload(_ work: @escaping @Sendable () throws(RuntimeError) -> Void) async throws(RuntimeError) {
+        let result: Result<Void, RuntimeError> = await withCheckedContinuation { continuation in
+            Thread.detachNewThread {
+                do throws(RuntimeError) {
+                    try work()
+                    continuation.resume(returning: .success(()))
+                } catch {
+                    continuation.resume(returning: .failure(error))
+                }
+            }
+        }
+        try result.get()
+    }
+
+    // MARK: Garbage collection
+
+    /// Removes image records not used since `cutoff` (unless a backend uses them: `inUse`
+    /// holds their references), then every blob and unpacked layer no remaining record
+    /// needs. Returns the number of blobs and layers removed.
+    @discardableResult
+    public func collectGarbage(unusedSince cutoff: Timestamp, inUse: Set<String>) -> Int {
+        var keepBlobs: Set<String> = []
+        var keepLayers: Set<String> = []
+        let images = "\(root)/images"
+        for file in (try? FileManager.default.contentsOfDirectory(atPath: images)) ?? [] {
+            let path = "\(images)/\(file)"
+            guard let data = FileManager.default.contents(atPath: path), let image = try? JSONDecoder().decode(ResolvedImage.self, from: data) else {
+                unlink(path)
+                continue
+            }
+            if image.lastUsed < cutoff, !inUse.contains(image.reference) {
+                unlink(path)
+                continue
+            }
+            keepBlobs.insert(image.manifestDigest.description)
+            if let manifest = FileManager.default.contents(atPath: blobPath(image.manifestDigest)),
+               let decoded = try? JSONDecoder().decode(OCIImageManifest.self, from: manifest) {
+                keepBlobs.insert(decoded.config.digest.description)
+            }
+            for layer in image.layers {
+                keepBlobs.insert(layer.description)
+                keepLayers.insert(layer.description)
+            }
+        }
+        // Blobs in use by a pull right now are under tmp/ or just renamed: a pull records its
+        // image after its layers, so GC runs only while no pull is in flight.
+        guard inFlight.isEmpty else { return 0 }
+        var removed = 0
+        for algorithm in ["sha256", "sha512"] {
+            for hex in (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/blobs/\(algorithm)")) ?? [] where !keepBlobs.contains("\(algorithm):\(hex)") {
+                if unlink("\(root)/blobs/\(algorithm)/\(hex)") == 0 { removed += 1 }
+            }
+            for hex in (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/layers/\(algorithm)")) ?? [] where !keepLayers.contains("\(algorithm):\(hex)") {
+                if (try? FileManager.default.removeItem(atPath: "\(root)/layers/\(algorithm)/\(hex)")) != nil { removed += 1 }
+            }
+        }
+        if removed > 0 { logger.info("oci.garbage_collected", metadata: ["plane.removed": "\(removed)"]) }
+        return removed
+    }
+}
+
+/// Reading a layer blob: decompression, digest check and unpacking in one pass.
+enum LayerArchive {
+    static func unpack(blob: String, compression: LayerCompression, expectedDigest: OCIDigest?, into root: String, mode: LayerUnpacker.Mode, what: String) throws(RuntimeError) {
+        let file = try FileByteSource(path: blob)
+        defer { file.close() }
+        let hashing = HashingByteSource(file, algorithm: expectedDigest?.algorithm ?? .sha256)
+        var unpacker = LayerUnpacker(root: root, mode: mode, what: what)
+        switch compression {
+        case .none:
+            var reader = TarReader(hashing, what: what)
+            try unpacker.unpack(&reader)
+        case .gzip:
+            var reader = TarReader(try GzipByteSource(hashing, what: what), what: what)
+            try unpacker.unpack(&reader)
+        case .zstd:
+            var reader = TarReader(try ZstdByteSource(hashing, what: what), what: what)
+            try unpacker.unpack(&reader)
+        }
+        if let expectedDigest {
+            // What follows the archive's end (padding) belongs to the blob too.
+            try hashing.drain()
+            guard hashing.digest == expectedDigest else {
+                throw RuntimeError(.imageUnavailable, "\(what) does not match its digest; refusing it.")
+            }
+        }
+    }
+}

@@ -1,0 +1,156 @@
+import CLinux
+import CZstd
+import ContainerRuntime
+import Foundation
+import ImageBuilder
+@testable import OCIRuntime
+import PlaneTestSupport
+import Testing
+
+/// Layers unpacked from real tar streams into temporary directories: contents and metadata,
+/// compression, whiteouts in both modes, and crafted layers that try to write outside.
+struct LayerUnpackerTests {
+    func layer(_ build: (inout TarWriter) throws -> Void) throws -> [UInt8] {
+        var tar = TarWriter()
+        try build(&tar)
+        return tar.finish()
+    }
+
+    func unpack(_ bytes: [UInt8], into root: String, mode: LayerUnpacker.Mode = .overlayLayer) throws(RuntimeError) {
+        var reader = TarReader(MemoryByteSource(bytes), what: "test layer")
+        var unpacker = LayerUnpacker(root: root, mode: mode, what: "test layer")
+        try unpacker.unpack(&reader)
+    }
+
+    func read(_ path: String) -> String? { FileManager.default.contents(atPath: path).map { String(decoding: $0, as: UTF8.self) } }
+
+    func fileType(_ path: String) -> mode_t? {
+        var info = stat()
+        return lstat(path, &info) == 0 ? info.st_mode & S_IFMT : nil
+    }
+
+    @Test func filesDirectoriesLinksAndModes() throws {
+        let root = try TestEnvironment.temporaryDirectory("layer")
+        try unpack(try layer { tar in
+            try tar.append(path: "usr/", kind: .directory, mode: 0o755)
+            try tar.append(path: "usr/bin/tool", kind: .file(Array("#!/bin/sh\n".utf8)), mode: 0o4755)
+            try tar.append(path: "bin", kind: .symlink("usr/bin"), mode: 0o777)
+            try tar.append(path: "usr/bin/alias", kind: .hardlink("usr/bin/tool"), mode: 0o755)
+            try tar.append(path: "deep/implicit/parent.txt", kind: .file(Array("x".utf8)), mode: 0o640)
+            // A later entry replaces an earlier one.
+            try tar.append(path: "usr/bin/tool", kind: .file(Array("second".utf8)), mode: 0o700)
+        }, into: root)
+        #expect(read("\(root)/usr/bin/tool") == "second")
+        #expect(read("\(root)/usr/bin/alias") == "#!/bin/sh\n", "the hardlink kept the first file's inode")
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "\(root)/bin") == "usr/bin")
+        #expect(read("\(root)/deep/implicit/parent.txt") == "x")
+        var info = stat()
+        #expect(lstat("\(root)/usr/bin/alias", &info) == 0 && info.st_mode & 0o7777 == 0o4755, "setuid survives the owner change")
+        #expect(lstat("\(root)/deep/implicit/parent.txt", &info) == 0 && info.st_mode & 0o7777 == 0o640)
+    }
+
+    @Test func gzipAndZstdLayers() throws {
+        let tar = try layer { try $0.append(path: "hello.txt", kind: .file(Array(String(repeating: "hello ", count: 50_000).utf8)), mode: 0o644) }
+        let directory = try TestEnvironment.temporaryDirectory("layer-blobs")
+        let plain = "\(directory)/layer.tar"
+        _ = FileManager.default.createFile(atPath: plain, contents: Data(tar))
+        // gzip of two members, as concatenated archives are.
+        let gzip = Process()
+        gzip.executableURL = URL(fileURLWithPath: "/bin/sh")
+        gzip.arguments = ["-c", "head -c 1000 '\(plain)' | gzip -c > '\(plain).gz' && tail -c +1001 '\(plain)' | gzip -c >> '\(plain).gz'"]
+        try gzip.run()
+        gzip.waitUntilExit()
+        #expect(gzip.terminationStatus == 0)
+        var compressed = [UInt8](repeating: 0, count: ZSTD_compressBound(tar.count))
+        let size = ZSTD_compress(&compressed, compressed.count, tar, tar.count, 3)
+        #expect(ZSTD_isError(size) == 0)
+        _ = FileManager.default.createFile(atPath: "\(plain).zst", contents: Data(compressed.prefix(size)))
+        for (file, compression) in [("\(plain).gz", LayerCompression.gzip), ("\(plain).zst", .zstd), (plain, .none)] {
+            let blob = try #require(FileManager.default.contents(atPath: file))
+            let digest = OCIDigest.sha256(of: [UInt8](blob))
+            let root = try TestEnvironment.temporaryDirectory("layer")
+            try LayerArchive.unpack(blob: file, compression: compression, expectedDigest: digest, into: root, mode: .overlayLayer, what: "test layer")
+            #expect(read("\(root)/hello.txt")?.count == 300_000, "\(compression)")
+            // The same blob with a digest it does not have: refused.
+            let other = try TestEnvironment.temporaryDirectory("layer")
+            #expect(throws: RuntimeError.self) {
+                try LayerArchive.unpack(blob: file, compression: compression, expectedDigest: OCIDigest.sha256(of: [1, 2, 3]), into: other, mode: .overlayLayer, what: "test layer")
+            }
+        }
+        // Truncated gzip is an error, not a short file.
+        let truncated = "\(directory)/truncated.gz"
+        let whole = try #require(FileManager.default.contents(atPath: "\(plain).gz"))
+        _ = FileManager.default.createFile(atPath: truncated, contents: whole.prefix(whole.count / 2))
+        #expect(throws: RuntimeError.self) {
+            try LayerArchive.unpack(blob: truncated, compression: .gzip, expectedDigest: nil, into: try TestEnvironment.temporaryDirectory("layer"), mode: .overlayLayer, what: "test layer")
+        }
+    }
+
+    @Test func whiteoutsForOverlayAndMerged() throws {
+        let lower = try layer { tar in
+            try tar.append(path: "etc/keep", kind: .file(Array("k".utf8)), mode: 0o644)
+            try tar.append(path: "etc/gone", kind: .file(Array("g".utf8)), mode: 0o644)
+            try tar.append(path: "cache/old", kind: .file(Array("o".utf8)), mode: 0o644)
+        }
+        let upper = try layer { tar in
+            try tar.append(path: "etc/.wh.gone", kind: .file([]), mode: 0o644)
+            try tar.append(path: "cache/", kind: .directory, mode: 0o755)
+            try tar.append(path: "cache/.wh..wh..opq", kind: .file([]), mode: 0o644)
+            try tar.append(path: "cache/new", kind: .file(Array("n".utf8)), mode: 0o644)
+        }
+        // Merged: the upper layer deletes from the lower one, keeping its own entries.
+        let merged = try TestEnvironment.temporaryDirectory("merged")
+        try unpack(lower, into: merged, mode: .merged)
+        try unpack(upper, into: merged, mode: .merged)
+        #expect(read("\(merged)/etc/keep") == "k")
+        #expect(fileType("\(merged)/etc/gone") == nil)
+        #expect(fileType("\(merged)/cache/old") == nil)
+        #expect(read("\(merged)/cache/new") == "n")
+        // Overlay layer: whiteouts become what overlayfs reads.
+        let layerRoot = try TestEnvironment.temporaryDirectory("overlay-layer")
+        try unpack(upper, into: layerRoot, mode: .overlayLayer)
+        var info = stat()
+        #expect(lstat("\(layerRoot)/etc/gone", &info) == 0 && info.st_mode & S_IFMT == S_IFCHR && info.st_rdev == 0)
+        var value = [UInt8](repeating: 0, count: 4)
+        #expect(lgetxattr("\(layerRoot)/cache", "trusted.overlay.opaque", &value, value.count) == 1 && value[0] == UInt8(ascii: "y"))
+        #expect(read("\(layerRoot)/cache/new") == "n")
+    }
+
+    @Test func craftedLayersCannotWriteOutside() throws {
+        let outside = try TestEnvironment.temporaryDirectory("outside")
+        let cases: [(String, (inout TarWriter) throws -> Void)] = [
+            ("traversal", { try $0.append(path: "../../\(outside.split(separator: "/").last!)/pwned", kind: .file(Array("x".utf8)), mode: 0o644) }),
+            ("write through an absolute symlink", { tar in
+                try tar.append(path: "escape", kind: .symlink(outside), mode: 0o777)
+                try tar.append(path: "escape/pwned", kind: .file(Array("x".utf8)), mode: 0o644)
+            }),
+            ("write through a relative symlink", { tar in
+                try tar.append(path: "up", kind: .symlink("../../../../../../.."), mode: 0o777)
+                try tar.append(path: "up\(outside)/pwned", kind: .file(Array("x".utf8)), mode: 0o644)
+            }),
+            ("hardlink escape", { try $0.append(path: "passwd", kind: .hardlink("../../../../../../../etc/passwd"), mode: 0o644) }),
+            ("hardlink through a symlink", { tar in
+                try tar.append(path: "etc", kind: .symlink("/etc"), mode: 0o777)
+                try tar.append(path: "passwd", kind: .hardlink("etc/passwd"), mode: 0o644)
+            }),
+        ]
+        for (name, build) in cases {
+            let root = try TestEnvironment.temporaryDirectory("layer")
+            #expect(throws: RuntimeError.self, "\(name)") { try unpack(try layer(build), into: root) }
+            #expect(fileType("\(outside)/pwned") == nil, "\(name)")
+        }
+        // An absolute symlink on its own is kept as it is: the container resolves it in its root.
+        let root = try TestEnvironment.temporaryDirectory("layer")
+        try unpack(try layer { try $0.append(path: "etc/localtime", kind: .symlink("/usr/share/zoneinfo/UTC"), mode: 0o777) }, into: root)
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "\(root)/etc/localtime") == "/usr/share/zoneinfo/UTC")
+    }
+
+    @Test func malformedArchivesAreErrors() throws {
+        var bytes = try layer { try $0.append(path: "a.txt", kind: .file(Array("abc".utf8)), mode: 0o644) }
+        bytes[148] = UInt8(ascii: "7")  // a wrong checksum
+        let root = try TestEnvironment.temporaryDirectory("layer")
+        #expect { try unpack(bytes, into: root) } throws: { ($0 as? RuntimeError)?.message.contains("checksum") ?? false }
+        let cut = try layer { try $0.append(path: "a.txt", kind: .file(Array(repeating: 65, count: 2000)), mode: 0o644) }.prefix(1000)
+        #expect { try unpack(Array(cut), into: root) } throws: { ($0 as? RuntimeError)?.message.contains("ends") ?? false }
+    }
+}
