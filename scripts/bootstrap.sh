@@ -4,7 +4,6 @@
 set -euo pipefail
 
 # Programs the tests and `plane dev` start, with the Debian package that provides each.
-# Later issues add runc, crun, docker-registry, pebble, ... here.
 declare -A PACKAGES=(
   [nats-server]=nats-server
   [openssl]=openssl
@@ -19,16 +18,26 @@ declare -A PACKAGES=(
   [dig]=dnsutils
   [dnsperf]=dnsperf
   [nsd]=nsd
+  [runc]=runc
+  [crun]=crun
+  [skopeo]=skopeo
 )
 
 missing=()
 for program in "${!PACKAGES[@]}"; do
   command -v "$program" >/dev/null 2>&1 || missing+=("${PACKAGES[$program]}")
 done
-# GRDB (the drone's store) compiles against SQLite's headers.
-if [ ! -f /usr/include/sqlite3.h ]; then
-  missing+=(libsqlite3-dev)
-fi
+# Headers the build compiles against: SQLite (GRDB, the drone's store); zlib, zstd and
+# libseccomp (the OCI runtime's layer decompression and seccomp profiles).
+declare -A HEADERS=(
+  [sqlite3.h]=libsqlite3-dev
+  [zlib.h]=zlib1g-dev
+  [zstd.h]=libzstd-dev
+  [seccomp.h]=libseccomp-dev
+)
+for header in "${!HEADERS[@]}"; do
+  [ -f "/usr/include/$header" ] || missing+=("${HEADERS[$header]}")
+done
 # Python's venv module (for the nats-py reference benchmark) comes from its own package on Debian.
 if command -v python3 >/dev/null 2>&1 && ! python3 -c 'import venv, ensurepip' >/dev/null 2>&1; then
   missing+=(python3-venv)
