@@ -1,0 +1,174 @@
+import ContainerRuntime
+import Foundation
+
+/// Makes a backend's `config.json` from its image configuration and spec, with defaults as
+/// safe as Docker's: Docker's default capability set (nothing ambient, nothing inheritable),
+/// the seccomp profile, `noNewPrivileges`, Docker's masked and read-only paths, a device
+/// allowlist, cgroup limits (memory without extra swap, CPU quota and period, a pids limit
+/// even when the spawn gives none) and rlimits. Pure: the caller resolves the user.
+public struct OCIBundleBuilder: Sendable {
+    /// Docker's default capabilities.
+    public static let defaultCapabilities = [
+        "CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_MKNOD",
+        "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT",
+    ]
+
+    /// What Docker hides from /proc and /sys.
+    public static let maskedPaths = [
+        "/proc/asound", "/proc/acpi", "/proc/kcore", "/proc/keys", "/proc/latency_stats", "/proc/timer_list",
+        "/proc/timer_stats", "/proc/sched_debug", "/proc/scsi", "/sys/firmware", "/sys/devices/virtual/powercap",
+    ]
+
+    /// What Docker makes read-only.
+    public static let readonlyPaths = ["/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"]
+
+    public static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+
+    public var seccomp: OCIRuntimeSpec.Seccomp?
+    /// Applied when the spawn sets no pids limit.
+    public var defaultPidsLimit: Int64
+    public var readOnlyRoot: Bool
+    /// Open files per process (RLIMIT_NOFILE, soft and hard).
+    public var openFilesLimit: UInt64 = 1_048_576
+
+    public init(seccomp: OCIRuntimeSpec.Seccomp?, defaultPidsLimit: Int64, readOnlyRoot: Bool) {
+        self.seccomp = seccomp
+        self.defaultPidsLimit = defaultPidsLimit
+        self.readOnlyRoot = readOnlyRoot
+    }
+
+    /// The cgroup of a backend (below the hierarchy's root, the same in v1 and v2).
+    public static func cgroupPath(of backend: String) -> String { "/plane/\(backend)" }
+
+    /// The spec for `spec` running `image`, as `user`, with the root file system at
+    /// `rootPath` (relative to the bundle, or absolute). A network namespace path puts
+    /// the backend in that namespace; nil shares the host's network.
+    public func build(spec: BackendSpec, image: OCIImageConfiguration, user: OCIRuntimeSpec.User, rootPath: String,
+                      networkNamespace: String?) throws(RuntimeError) -> OCIRuntimeSpec {
+        let arguments = image.arguments
+        guard !arguments.isEmpty else {
+            throw RuntimeError(.invalidSpec, "Image \(spec.image) has neither an entrypoint nor a command; it cannot be run as a backend.")
+        }
+        // The image's environment, then the spawn's, then PORT.
+        var environment: [(String, String)] = []
+        func set(_ name: String, _ value: String) {
+            if let index = environment.firstIndex(where: { $0.0 == name }) { environment[index].1 = value } else { environment.append((name, value)) }
+        }
+        for entry in image.config?.env ?? [] {
+            let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            set(String(parts[0]), parts.count > 1 ? String(parts[1]) : "")
+        }
+        if !environment.contains(where: { $0.0 == "PATH" }) { set("PATH", Self.defaultPath) }
+        for (name, value) in spec.effectiveEnvironment.sorted(by: { $0.key < $1.key }) { set(name, value) }
+        if !environment.contains(where: { $0.0 == "HOSTNAME" }) { set("HOSTNAME", spec.containerName) }
+
+        var cwd = image.config?.workingDir ?? "/"
+        if cwd.isEmpty { cwd = "/" }
+        guard cwd.hasPrefix("/") else { throw RuntimeError(.invalidSpec, "Image \(spec.image) has a relative working directory '\(cwd)'.") }
+
+        var rlimits = [OCIRuntimeSpec.Rlimit(type: "RLIMIT_NOFILE", hard: openFilesLimit, soft: openFilesLimit)]
+        if let seconds = spec.limits.cpuTimeLimitSeconds {
+            rlimits.append(.init(type: "RLIMIT_CPU", hard: seconds, soft: seconds))
+        }
+
+        var mounts: [OCIRuntimeSpec.Mount] = [
+            .init(destination: "/proc", type: "proc", source: "proc", options: ["nosuid", "noexec", "nodev"]),
+            .init(destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"]),
+            .init(destination: "/dev/pts", type: "devpts", source: "devpts", options: ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]),
+            .init(destination: "/dev/shm", type: "tmpfs", source: "shm", options: ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]),
+            .init(destination: "/dev/mqueue", type: "mqueue", source: "mqueue", options: ["nosuid", "noexec", "nodev"]),
+            .init(destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"]),
+            .init(destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup", options: ["nosuid", "noexec", "nodev", "relatime", "ro"]),
+        ]
+        // Name resolution as the host's (host network) or the drone's choice.
+        for file in ["/etc/resolv.conf", "/etc/hosts"] where FileManager.default.fileExists(atPath: file) {
+            mounts.append(.init(destination: file, type: "bind", source: file, options: ["rbind", "ro", "nosuid", "nodev", "noexec"]))
+        }
+        if readOnlyRoot {
+            mounts.append(.init(destination: "/tmp", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777"]))
+        }
+        for mount in spec.mounts {
+            switch mount.kind {
+            case .tmpfs:
+                mounts.append(.init(destination: mount.target, type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev"] + (mount.readOnly ? ["ro"] : [])))
+            case .bind, .volume:
+                mounts.append(.init(destination: mount.target, type: "bind", source: mount.source, options: ["rbind", "nosuid", "nodev"] + (mount.readOnly ? ["ro"] : ["rw"])))
+            }
+        }
+
+        var namespaces: [OCIRuntimeSpec.Namespace] = [.init(type: "pid"), .init(type: "ipc"), .init(type: "uts"), .init(type: "mount")]
+        if let networkNamespace { namespaces.append(.init(type: "network", path: networkNamespace)) }
+
+        let limits = spec.limits
+        let resources = OCIRuntimeSpec.Resources(
+            devices: Self.deviceRules,
+            memory: limits.memoryBytes.map { .init(limit: $0, swap: $0) },
+            cpu: limits.cpuQuotaMicroseconds.map { .init(quota: $0, period: UInt64(limits.cpuPeriodMicroseconds ?? ResourceLimitsSpec.defaultCPUPeriodMicroseconds)) },
+            pids: .init(limit: limits.pidsLimit ?? defaultPidsLimit))
+
+        let capabilities = OCIRuntimeSpec.Capabilities(bounding: Self.defaultCapabilities, effective: Self.defaultCapabilities, permitted: Self.defaultCapabilities)
+        return OCIRuntimeSpec(
+            process: .init(user: user, args: arguments, env: environment.map { "\($0.0)=\($0.1)" }, cwd: cwd, capabilities: capabilities,
+                           rlimits: rlimits, noNewPrivileges: true, oomScoreAdj: nil),
+            root: .init(path: rootPath, readonly: readOnlyRoot),
+            hostname: spec.containerName,
+            mounts: mounts,
+            linux: .init(namespaces: namespaces, resources: resources, cgroupsPath: Self.cgroupPath(of: spec.backendID.rawValue), seccomp: seccomp,
+                         maskedPaths: Self.maskedPaths, readonlyPaths: Self.readonlyPaths))
+    }
+
+    /// Deny every device but the ones a process needs (null, zero, full, tty, random,
+    /// urandom, ptys), as Docker does; creating nodes needs CAP_MKNOD and is allowed.
+    static let deviceRules: [OCIRuntimeSpec.DeviceRule] = [
+        .init(allow: false, access: "rwm"),
+        .init(allow: true, type: "c", access: "m"),
+        .init(allow: true, type: "b", access: "m"),
+        .init(allow: true, type: "c", major: 1, minor: 3, access: "rwm"),
+        .init(allow: true, type: "c", major: 1, minor: 5, access: "rwm"),
+        .init(allow: true, type: "c", major: 1, minor: 7, access: "rwm"),
+        .init(allow: true, type: "c", major: 1, minor: 8, access: "rwm"),
+        .init(allow: true, type: "c", major: 1, minor: 9, access: "rwm"),
+        .init(allow: true, type: "c", major: 5, minor: 0, access: "rwm"),
+        .init(allow: true, type: "c", major: 5, minor: 2, access: "rwm"),
+        .init(allow: true, type: "c", major: 136, access: "rwm"),
+    ]
+
+    /// The user an image's `User` names (`uid`, `uid:gid`, `name`, `name:group`), looked up
+    /// in the image's own `/etc/passwd` and `/etc/group` (given as their contents). The
+    /// default is root, as in Docker.
+    public static func resolveUser(_ text: String?, passwd: String?, group: String?, image: String) throws(RuntimeError) -> OCIRuntimeSpec.User {
+        let text = text ?? ""
+        guard !text.isEmpty else { return .init(uid: 0, gid: 0, additionalGids: nil) }
+        let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
+        let passwdEntries = (passwd ?? "").split(separator: "\n").map { $0.split(separator: ":", omittingEmptySubsequences: false).map(String.init) }.filter { $0.count >= 4 }
+        let groupEntries = (group ?? "").split(separator: "\n").map { $0.split(separator: ":", omittingEmptySubsequences: false).map(String.init) }.filter { $0.count >= 3 }
+        var uid: UInt32
+        var gid: UInt32 = 0
+        if let number = UInt32(parts[0]) {
+            uid = number
+            if let entry = passwdEntries.first(where: { UInt32($0[2]) == number }), let primary = UInt32(entry[3]) { gid = primary }
+        } else {
+            guard let entry = passwdEntries.first(where: { $0[0] == parts[0] }), let number = UInt32(entry[2]), let primary = UInt32(entry[3]) else {
+                throw RuntimeError(.invalidSpec, "Image \(image) runs as user '\(parts[0])', which its /etc/passwd does not have.")
+            }
+            uid = number
+            gid = primary
+        }
+        if parts.count > 1 {
+            if let number = UInt32(parts[1]) {
+                gid = number
+            } else {
+                guard let entry = groupEntries.first(where: { $0[0] == parts[1] }), let number = UInt32(entry[2]) else {
+                    throw RuntimeError(.invalidSpec, "Image \(image) runs as group '\(parts[1])', which its /etc/group does not have.")
+                }
+                gid = number
+            }
+        }
+        // Supplementary groups: those listing the user by name.
+        let name = passwdEntries.first { UInt32($0[2]) == uid }?[0]
+        let additional = name.map { name in
+            groupEntries.filter { $0.count >= 4 && $0[3].split(separator: ",").contains(Substring(name)) }.compactMap { UInt32($0[2]) }.filter { $0 != gid }
+        } ?? []
+        return .init(uid: uid, gid: gid, additionalGids: additional.isEmpty ? nil : additional)
+    }
+}
