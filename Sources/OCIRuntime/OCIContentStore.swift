@@ -27,8 +27,8 @@ public struct ResolvedImage: Sendable, Hashable, Codable {
 /// half-written blob or layer under its final name. Concurrent pulls of the same content
 /// share one download and one unpack.
 public actor OCIContentStore {
-    public let root: String
-    let registry: RegistryClient
+    public nonisolated let root: String
+    nonisolated let registry: RegistryClient
     let logger: Logger
     private var inFlight: [String: Task<Void, any Error>] = [:]
 
@@ -51,11 +51,11 @@ public actor OCIContentStore {
         }
     }
 
-    public func blobPath(_ digest: OCIDigest) -> String { "\(root)/blobs/\(digest.algorithm.rawValue)/\(digest.hex)" }
-    public func layerPath(_ digest: OCIDigest) -> String { "\(root)/layers/\(digest.algorithm.rawValue)/\(digest.hex)" }
-    func imageRecordPath(_ reference: String) -> String { "\(root)/images/\(OCIDigest.sha256(of: Array(reference.utf8)).hex).json" }
+    public nonisolated func blobPath(_ digest: OCIDigest) -> String { "\(root)/blobs/\(digest.algorithm.rawValue)/\(digest.hex)" }
+    public nonisolated func layerPath(_ digest: OCIDigest) -> String { "\(root)/layers/\(digest.algorithm.rawValue)/\(digest.hex)" }
+    nonisolated func imageRecordPath(_ reference: String) -> String { "\(root)/images/\(OCIDigest.sha256(of: Array(reference.utf8)).hex).json" }
 
-    func temporaryPath(_ name: String) -> String { "\(root)/tmp/\(name)-\(UUID().uuidString)" }
+    nonisolated func temporaryPath(_ name: String) -> String { "\(root)/tmp/\(name)-\(UUID().uuidString)" }
 
     // MARK: Images
 
@@ -134,7 +134,7 @@ public actor OCIContentStore {
         let configPath = blobPath(manifest.config.digest)
         try await once("blob \(manifest.config.digest)") { [registry = self.registry] in
             guard !FileManager.default.fileExists(atPath: configPath) else { return }
-            let temporary = await self.temporaryPath("blob")
+            let temporary = self.temporaryPath("blob")
             try await registry.downloadBlob(manifest.config, of: reference, credentials: credentials, to: temporary)
             guard rename(temporary, configPath) == 0 else { throw RuntimeError(.internal, "Cannot store blob \(manifest.config.digest).") }
         }
@@ -144,10 +144,10 @@ public actor OCIContentStore {
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for layer in manifest.layers {
                     group.addTask {
-                        let blob = await self.blobPath(layer.digest)
+                        let blob = self.blobPath(layer.digest)
                         try await self.once("blob \(layer.digest)") { [registry = self.registry] in
                             guard await !self.layerIsUnpacked(layer.digest), !FileManager.default.fileExists(atPath: blob) else { return }
-                            let temporary = await self.temporaryPath("blob")
+                            let temporary = self.temporaryPath("blob")
                             try await registry.downloadBlob(layer, of: reference, credentials: credentials, to: temporary)
                             guard rename(temporary, blob) == 0 else { throw RuntimeError(.internal, "Cannot store blob \(layer.digest).") }
                         }

@@ -64,6 +64,22 @@ public final class RegistryProcess: @unchecked Sendable {
         return reference
     }
 
+    /// Pushes the OCI image layout at `layout` (its `tag`) here as `repository:tag` with
+    /// skopeo (which compresses the layers with gzip); returns the full reference.
+    @discardableResult
+    public func push(ociLayout layout: String, tag: String, as repository: String) throws -> String {
+        let reference = "\(address)/\(repository):\(tag)"
+        var arguments = ["copy", "--quiet", "--dest-tls-verify=false"]
+        if let credentials { arguments += ["--dest-creds", "\(credentials.user):\(credentials.password)"] }
+        try SystemProgram("skopeo", debianPackage: "skopeo").run(arguments + ["oci:\(layout):\(tag)", "docker://\(reference)"])
+        return reference
+    }
+
+    /// The file the registry stores blob `hex` (sha256) in, to tamper with in tests.
+    public func blobDataPath(sha256 hex: String) -> String {
+        "\(directory)/data/docker/registry/v2/blobs/sha256/\(hex.prefix(2))/\(hex)/data"
+    }
+
     public func stop() async {
         await child.stop()
         try? FileManager.default.removeItem(atPath: directory)

@@ -1,0 +1,122 @@
+import AsyncHTTPClient
+import ContainerRuntime
+import Foundation
+import Logging
+@testable import OCIRuntime
+import PlaneCore
+import PlaneTestSupport
+import Testing
+
+/// Pulls through the real `docker-registry` (Debian) on 127.0.0.1, with the test server
+/// image pushed by skopeo, and from a local OCI layout.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct OCIContentStoreTests {
+    func makeStore(insecure: [String]) throws -> OCIContentStore {
+        var logger = Logger(label: "test.oci")
+        logger.logLevel = .warning
+        let registry = RegistryClient(insecureRegistries: Set(insecure), client: HTTPClient.shared, logger: logger)
+        return try OCIContentStore(root: try TestEnvironment.temporaryDirectory("oci-store"), registry: registry, logger: logger)
+    }
+
+    func serverBinary(in store: OCIContentStore, _ image: ResolvedImage) async -> Bool {
+        for layer in image.layers where FileManager.default.isExecutableFile(atPath: "\(store.layerPath(layer))/usr/local/bin/plane-test-server") {
+            return true
+        }
+        return false
+    }
+
+    @Test func pullsFromARegistryOnceAndConcurrently() async throws {
+        let registry = try await RegistryProcess.start()
+        defer { Task { await registry.stop() } }
+        let reference = try registry.push(ociLayout: try await OCITestImage.shared.layout(), tag: OCITestImage.tag, as: "plane/test-server")
+        let store = try makeStore(insecure: [registry.address])
+        let parsed = try OCIImageReference(reference)
+        // Two pulls at once share the download and the unpack.
+        async let first = store.pull(parsed, credentials: nil, policy: .ifNotPresent)
+        async let second = store.pull(parsed, credentials: nil, policy: .ifNotPresent)
+        let (a, b) = try await (first, second)
+        #expect(a.layers == b.layers && a.manifestDigest == b.manifestDigest)
+        #expect(await serverBinary(in: store, a))
+        #expect(a.configuration.arguments == ["/usr/local/bin/plane-test-server"])
+        let layerDirectories = try FileManager.default.contentsOfDirectory(atPath: "\(store.root)/layers/sha256")
+        #expect(layerDirectories.count == a.layers.count)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(store.root)/tmp").isEmpty, "nothing left half-written")
+        // IfNotPresent with the image here needs no registry; Never too.
+        await registry.stop()
+        #expect(try await store.pull(parsed, credentials: nil, policy: .ifNotPresent).manifestDigest == a.manifestDigest)
+        #expect(try await store.pull(parsed, credentials: nil, policy: .never).manifestDigest == a.manifestDigest)
+        // Always asks the registry, which is gone: a clear error naming it.
+        await #expect { try await store.pull(parsed, credentials: nil, policy: .always) } throws: {
+            guard let error = $0 as? RuntimeError else { return false }
+            return error.code == .imageUnavailable && error.message.contains(registry.address)
+        }
+        // An image never pulled with the policy Never.
+        await #expect(throws: RuntimeError.self) { try await store.pull(try OCIImageReference("\(registry.address)/other:1"), credentials: nil, policy: .never) }
+    }
+
+    @Test func credentialsAreUsedAndWrongOnesExplained() async throws {
+        let registry = try await RegistryProcess.start(credentials: ("plane", "s3cret"))
+        defer { Task { await registry.stop() } }
+        let reference = try OCIImageReference(try registry.push(ociLayout: try await OCITestImage.shared.layout(), tag: OCITestImage.tag, as: "private/server"))
+        let store = try makeStore(insecure: [registry.address])
+        await #expect { try await store.pull(reference, credentials: nil, policy: .always) } throws: {
+            ($0 as? RuntimeError)?.message.contains("needs credentials") ?? false
+        }
+        await #expect { try await store.pull(reference, credentials: RegistryCredentials(username: "plane", password: "wrong"), policy: .always) } throws: {
+            guard let error = $0 as? RuntimeError else { return false }
+            return error.code == .imageUnavailable && error.description.contains("401")
+        }
+        let image = try await store.pull(reference, credentials: RegistryCredentials(username: "plane", password: "s3cret"), policy: .always)
+        #expect(await serverBinary(in: store, image))
+    }
+
+    @Test func aBlobThatDoesNotMatchItsDigestIsRefused() async throws {
+        let registry = try await RegistryProcess.start()
+        defer { Task { await registry.stop() } }
+        let reference = try OCIImageReference(try registry.push(ociLayout: try await OCITestImage.shared.layout(), tag: OCITestImage.tag, as: "plane/tampered"))
+        // Find the layer blob the registry serves and change one byte of it.
+        let store = try makeStore(insecure: [registry.address])
+        guard case .registry(let registryReference) = reference else { Issue.record("not a registry reference"); return }
+        let (data, _, _) = try await store.registry.manifest(registryReference, at: registryReference.reference, credentials: nil)
+        let manifest = try JSONDecoder().decode(OCIImageManifest.self, from: data)
+        let layer = try #require(manifest.layers.first)
+        let path = registry.blobDataPath(sha256: layer.digest.hex)
+        var bytes = try #require(FileManager.default.contents(atPath: path))
+        bytes[bytes.count / 2] ^= 0xFF
+        try bytes.write(to: URL(fileURLWithPath: path))
+        await #expect { try await store.pull(reference, credentials: nil, policy: .always) } throws: {
+            ($0 as? RuntimeError)?.message.contains("does not match its digest") ?? false
+        }
+        #expect(!FileManager.default.fileExists(atPath: store.layerPath(layer.digest)), "nothing was unpacked")
+        #expect(!FileManager.default.fileExists(atPath: store.blobPath(layer.digest)), "nothing was stored")
+    }
+
+    @Test func localLayoutsAndGarbageCollection() async throws {
+        let store = try makeStore(insecure: [])
+        let text = try await OCITestImage.shared.reference()
+        let image = try await store.pull(try OCIImageReference(text), credentials: nil, policy: .ifNotPresent)
+        #expect(await serverBinary(in: store, image))
+        #expect(await store.resolvedImage(text) != nil)
+        await #expect { try await store.pull(try OCIImageReference("oci-layout:\(try await OCITestImage.shared.layout()):nosuchtag"), credentials: nil, policy: .ifNotPresent) } throws: {
+            ($0 as? RuntimeError)?.message.contains("conformance") ?? false
+        }
+        // In use or recent: kept. Neither: its record and layers go.
+        #expect(await store.collectGarbage(unusedSince: Timestamp(secondsSinceEpoch: Timestamp.now().secondsSinceEpoch + 3600), inUse: [text]) == 0)
+        #expect(await store.collectGarbage(unusedSince: Timestamp(secondsSinceEpoch: image.lastUsed.secondsSinceEpoch - 1), inUse: []) == 0)
+        #expect(await store.collectGarbage(unusedSince: Timestamp(secondsSinceEpoch: Timestamp.now().secondsSinceEpoch + 3600), inUse: []) >= 1)
+        #expect(await store.resolvedImage(text) == nil)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(store.root)/layers/sha256").isEmpty)
+    }
+
+    @Test func anIndexPicksTheHostsPlatform() throws {
+        let digest = { (n: UInt8) in OCIDigest.sha256(of: [n]) }
+        let index = OCIImageIndex(schemaVersion: 2, mediaType: OCIMediaType.ociIndex, manifests: [
+            OCIDescriptor(mediaType: OCIMediaType.ociManifest, digest: digest(1), size: 1, platform: OCIPlatform(architecture: "s390x", os: "linux")),
+            OCIDescriptor(mediaType: OCIMediaType.ociManifest, digest: digest(2), size: 1, platform: OCIPlatform.host),
+            OCIDescriptor(mediaType: OCIMediaType.ociManifest, digest: digest(3), size: 1, platform: OCIPlatform(architecture: OCIPlatform.host.architecture, os: "windows")),
+        ])
+        #expect(try index.manifest(for: .host, image: "i").digest == digest(2))
+        let foreign = OCIImageIndex(schemaVersion: 2, mediaType: nil, manifests: [index.manifests[0]])
+        #expect { try foreign.manifest(for: .host, image: "i") } throws: { ($0 as? RuntimeError)?.message.contains("linux/s390x") ?? false }
+    }
+}
