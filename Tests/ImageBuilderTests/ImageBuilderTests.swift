@@ -85,7 +85,12 @@ struct ContainerImageBuilderTests {
         do {
             response = try await HTTPProbe(port: port).waitUntilAnswering("/", within: .seconds(30))
         } catch {
-            Issue.record("the chrooted server did not answer; its output: \(server.output)")
+            // Say what the process was doing (a rare CI failure showed no output at all).
+            let state = server.isRunning
+                ? "still running; /proc status: " + ((try? String(contentsOfFile: "/proc/\(server.pid)/status", encoding: .utf8))?.split(separator: "\n").filter { $0.hasPrefix("State") || $0.hasPrefix("Threads") }.joined(separator: ", ") ?? "?")
+                    + "; wchan: " + ((try? String(contentsOfFile: "/proc/\(server.pid)/wchan", encoding: .utf8)) ?? "?")
+                : "exited with \(await server.waitForExit(timeout: .seconds(1)).map(String.init) ?? "?")"
+            Issue.record("the chrooted server did not answer (\(state)); its output: \(server.output)")
             throw error
         }
         #expect(response.body == "Hello World!")
