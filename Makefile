@@ -21,7 +21,7 @@ test: bootstrap
 	swift build --build-tests
 	bash scripts/test-python.sh
 	bash scripts/docker-daemon.sh start
-	status=0; bash scripts/check-image.sh && swift test || status=$$?; bash scripts/docker-daemon.sh stop >/dev/null; exit $$status
+	status=0; bash scripts/check-image.sh && bash scripts/run-tests.sh || status=$$?; bash scripts/docker-daemon.sh stop >/dev/null; exit $$status
 
 bench: bench-nats bench-runtime bench-controller bench-proxy
 
