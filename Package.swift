@@ -165,6 +165,7 @@ let package = Package(
                 "PlaneDNS",
                 "PlaneDrone",
                 "PlaneProxy",
+                "OCIRuntime",
                 "ContainerRuntime",
                 "DockerRuntime",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
@@ -292,7 +293,7 @@ let package = Package(
         ),
         .testTarget(
             name: "OCIRuntimeTests",
-            dependencies: ["OCIRuntime", "ContainerRuntime", "CZstd", "CLinux", "ImageBuilder", "PlaneCore", "PlaneTestSupport", "RuntimeConformance"]
+            dependencies: ["OCIRuntime", "ContainerRuntime", "CZstd", "CLinux", "ImageBuilder", "PlaneCore", "PlaneTestSupport", "RuntimeConformance", "plane"]
         ),
         .testTarget(
             name: "PlaneMessagingTests",

@@ -1,6 +1,7 @@
 import ArgumentParser
 import ContainerRuntime
 import DockerRuntime
+import OCIRuntime
 import Foundation
 import Logging
 import NATS
@@ -96,6 +97,10 @@ struct DroneCommand: AsyncParsableCommand {
         var registry = RuntimeRegistry()
         try registry.register(DockerRuntime.name) { context throws(RuntimeError) in
             try await DockerRuntime.make(configuration: try dockerConfiguration(context.configuration), droneID: context.droneID, logger: context.logger)
+        }
+        try registry.register(OCIRuntime.name) { context throws(RuntimeError) in
+            let configuration = try OCIRuntimeConfiguration(json: context.configuration, droneStateDirectory: context.stateDirectory)
+            return try await OCIRuntime.make(configuration: configuration, droneID: context.droneID, logger: context.logger)
         }
         return registry
     }

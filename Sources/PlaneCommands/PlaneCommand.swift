@@ -12,7 +12,7 @@ public struct PlaneCommand: AsyncParsableCommand {
             when idle. Controllers and drones talk over NATS with the Plane v0.3 wire format.
             """,
         version: PlaneVersion.current,
-        subcommands: [ControllerCommand.self, DroneCommand.self, NATSCheckCommand.self]
+        subcommands: [ControllerCommand.self, DroneCommand.self, NATSCheckCommand.self, OCIShimCommand.self]
     )
 
     public init() {}

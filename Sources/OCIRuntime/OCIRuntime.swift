@@ -1,0 +1,558 @@
+import AsyncHTTPClient
+import CLinux
+import ContainerRuntime
+import Foundation
+import Logging
+import PlaneCore
+
+/// The built-in `oci` runtime: images from registries or local OCI layouts in its own
+/// content store, each backend an OCI bundle (overlay root on the shared layers, a
+/// Docker-equivalent `config.json`) run by `runc` or `crun` through a shim that outlives
+/// drone restarts and records the exit (see docs/runtimes.md).
+///
+/// Files, below `[agent.oci] state_dir` (default `<state_dir>/oci`):
+/// `content/` (the `OCIContentStore`), `backends/<backend>/` (one `OCIBackendDirectory`
+/// each), `runtime-root/` (the binary's `--root`) and `volumes/<name>/`.
+public final class OCIRuntime: ContainerRuntime {
+    public static let name = "oci"
+
+    public let descriptor: RuntimeDescriptor
+    let configuration: OCIRuntimeConfiguration
+    let droneID: DroneID
+    let binary: OCIRuntimeBinary
+    let cgroups: CgroupLayout
+    let store: OCIContentStore
+    let builder: OCIBundleBuilder
+    let shim: String
+    let logger: Logger
+    let state: OCIRuntimeState
+    let backendsDirectory: String
+    let volumesDirectory: String
+    private let tasks: [Task<Void, Never>]
+
+    /// Checks the host (the binary, cgroups, the seccomp profile, the shim) and picks up
+    /// the backends an earlier run of the drone left running.
+    public static func make(configuration: OCIRuntimeConfiguration, droneID: DroneID, logger: Logger) async throws(RuntimeError) -> OCIRuntime {
+        let root = configuration.stateDirectory
+        for directory in ["\(root)/backends", "\(root)/runtime-root", "\(root)/volumes"] {
+            do {
+                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            } catch {
+                throw RuntimeError(.unavailable, "Cannot create \(directory) for the OCI runtime; check [agent.oci] state_dir.", underlying: error)
+            }
+        }
+        let cgroups = CgroupLayout.detect()
+        let binary = try await OCIRuntimeBinary.locate(configuration.runtime, root: "\(root)/runtime-root", cgroups: cgroups)
+        let seccomp: OCIRuntimeSpec.Seccomp?
+        switch configuration.seccompProfile {
+        case "default": seccomp = try SeccompProfile.standard().seccomp
+        case "unconfined": seccomp = nil
+        default: seccomp = try SeccompProfile.file(configuration.seccompProfile).seccomp
+        }
+        let shim: String
+        if let configured = configuration.shimExecutable { shim = configured } else { shim = try Self.currentExecutable() }
+        guard FileManager.default.isExecutableFile(atPath: shim) else {
+            throw RuntimeError(.unavailable, "The OCI shim executable \(shim) does not exist; set [agent.oci] shim to the plane executable.")
+        }
+        let registry = RegistryClient(insecureRegistries: Set(configuration.insecureRegistries), client: Self.registryHTTPClient, logger: logger)
+        let store = try OCIContentStore(root: "\(root)/content", registry: registry, logger: logger)
+        var builder = OCIBundleBuilder(seccomp: seccomp, defaultPidsLimit: configuration.defaultPidsLimit, readOnlyRoot: configuration.readOnlyRoot)
+        // Docker's open-files limit, but never above what the drone itself may raise to.
+        var openFiles = rlimit()
+        if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &openFiles) == 0, openFiles.rlim_max < builder.openFilesLimit {
+            builder.openFilesLimit = UInt64(openFiles.rlim_max)
+        }
+        let runtime = OCIRuntime(configuration: configuration, droneID: droneID, binary: binary, cgroups: cgroups, store: store,
+                                 builder: builder, shim: shim, logger: logger)
+        await runtime.adoptExistingBackends()
+        logger.info("oci.ready", metadata: [
+            "plane.oci_runtime": "\(binary.flavor.rawValue) \(binary.version)", "plane.cgroups": "\(cgroups.mode.rawValue)",
+            "plane.private_mount_namespace": "\(!binary.wrapper.isEmpty)", "plane.state_dir": "\(root)",
+        ])
+        return runtime
+    }
+
+    init(configuration: OCIRuntimeConfiguration, droneID: DroneID, binary: OCIRuntimeBinary, cgroups: CgroupLayout, store: OCIContentStore,
+         builder: OCIBundleBuilder, shim: String, logger: Logger) {
+        self.configuration = configuration
+        self.droneID = droneID
+        self.binary = binary
+        self.cgroups = cgroups
+        self.store = store
+        self.builder = builder
+        self.shim = shim
+        self.logger = logger
+        backendsDirectory = "\(configuration.stateDirectory)/backends"
+        volumesDirectory = "\(configuration.stateDirectory)/volumes"
+        let state = OCIRuntimeState()
+        self.state = state
+        descriptor = RuntimeDescriptor(
+            name: Self.name, version: "\(binary.flavor.rawValue) \(binary.version)",
+            capabilities: RuntimeCapabilities(networkModes: [.host], mounts: configuration.allowMounts, stats: true, outOfMemoryEvents: true))
+        let backends = backendsDirectory
+        let collector = store
+        let retention = configuration.imageRetention
+        let interval = configuration.garbageCollectionInterval
+        tasks = [
+            // Exits: the shims write exit.json; this turns them into events.
+            Task {
+                while !Task.isCancelled {
+                    await state.poll { backend in OCIBackendDirectory(path: "\(backends)/\(backend.rawValue)") }
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+            },
+            Task {
+                while !Task.isCancelled {
+                    try? await Task.sleep(for: interval)
+                    if Task.isCancelled { return }
+                    let inUse = Set(Self.records(in: backends).map(\.image))
+                    let cutoff = Timestamp(nanosecondsSinceEpoch: Timestamp.now().nanosecondsSinceEpoch - Int64(retention.components.seconds) * 1_000_000_000)
+                    await collector.collectGarbage(unusedSince: cutoff, inUse: inUse)
+                }
+            },
+        ]
+    }
+
+    deinit {
+        for task in tasks { task.cancel() }
+    }
+
+    /// The HTTP client of every registry pull in this process (never shut down, like
+    /// `HTTPClient.shared`). Connection attempts are retried for 5 s, not AsyncHTTPClient's
+    /// default of the whole request time, so an unreachable registry fails the pull quickly.
+    static let registryHTTPClient: HTTPClient = {
+        var configuration = HTTPClient.Configuration()
+        configuration.timeout.connect = .seconds(5)
+        configuration.timeout.read = .seconds(60)
+        configuration.redirectConfiguration = .follow(max: 5, allowCycles: false)
+        return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+    }()
+
+    static func currentExecutable() throws(RuntimeError) -> String {
+        do {
+            return try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")
+        } catch {
+            throw RuntimeError(.unavailable, "Cannot find the plane executable for the OCI shim; set [agent.oci] shim.", underlying: error)
+        }
+    }
+
+    func directory(_ backend: BackendID) -> OCIBackendDirectory { OCIBackendDirectory(path: "\(backendsDirectory)/\(backend.rawValue)") }
+
+    func containerID(_ backend: BackendID) -> String { BackendSpec.containerName(for: backend) }
+
+    func cgroupPath(_ backend: BackendID) -> String { OCIBundleBuilder.cgroupPath(of: backend.rawValue) }
+
+    // MARK: Validation and images
+
+    public func validate(_ spec: BackendSpec) throws(RuntimeError) {
+        try validateCommon(spec)
+        guard spec.droneID == droneID else {
+            throw RuntimeError(.invalidSpec, "Backend \(spec.backendID) is for drone \(spec.droneID), not this one (\(droneID)).")
+        }
+        _ = try imageReference(spec.image)
+        for mount in spec.mounts where mount.kind == .bind {
+            guard mount.source.hasPrefix("/") else {
+                throw RuntimeError(.invalidSpec, "Bind mount source '\(mount.source)' must be an absolute path on the drone.")
+            }
+        }
+        for mount in spec.mounts where mount.kind == .volume {
+            guard !mount.source.isEmpty, !mount.source.contains("/"), mount.source != ".", mount.source != ".." else {
+                throw RuntimeError(.invalidSpec, "Volume name '\(mount.source)' must be a plain name (no '/').")
+            }
+        }
+    }
+
+    func imageReference(_ image: String) throws(RuntimeError) -> OCIImageReference {
+        do {
+            return try OCIImageReference(image, defaultRegistry: configuration.defaultRegistry)
+        } catch {
+            throw RuntimeError(.invalidSpec, error.message, cause: error.cause)
+        }
+    }
+
+    public func prepare(_ spec: BackendSpec) async throws(RuntimeError) {
+        try validate(spec)
+        _ = try await store.pull(try imageReference(spec.image), credentials: spec.credentials, policy: spec.pullPolicy)
+    }
+
+    // MARK: Lifecycle
+
+    public func start(_ spec: BackendSpec) async throws(RuntimeError) -> RuntimeHandle {
+        try validate(spec)
+        let backend = spec.backendID
+        let id = containerID(backend)
+        guard await state.reserve(backend) else {
+            throw RuntimeError(.alreadyExists, "Backend \(backend) is being started already.")
+        }
+        defer { Task { await state.release(backend) } }
+        let directory = directory(backend)
+        if FileManager.default.fileExists(atPath: directory.path) || binary.exists(id) {
+            throw RuntimeError(.alreadyExists, "Backend \(backend) already exists in the OCI runtime.")
+        }
+        let image = try await store.pull(try imageReference(spec.image), credentials: spec.credentials, policy: spec.pullPolicy)
+        let started = ContinuousClock.now
+        guard mkdir(directory.path, 0o711) == 0 else {
+            if errno == EEXIST { throw RuntimeError(.alreadyExists, "Backend \(backend) already exists in the OCI runtime.") }
+            throw RuntimeError(.internal, "Cannot create \(directory.path): \(String(cString: strerror(errno))).")
+        }
+        do {
+            let address = Self.hostAddress(spec)
+            let rootKind = try RootFilesystem.create(in: directory, layers: image.layers.map { store.layerPath($0) }, allowOverlay: configuration.useOverlay)
+            let record = OCIBackendRecord(backendID: backend, containerID: id, image: image.reference, address: address, port: spec.port,
+                                          overlayRoot: rootKind == .overlay)
+            try Self.write(record, to: directory.recordFile)
+            let user = try OCIBundleBuilder.resolveUser(image.configuration.config?.user, passwd: Self.readImageFile(directory.rootfs, "etc/passwd"),
+                                                        group: Self.readImageFile(directory.rootfs, "etc/group"), image: spec.image)
+            var bundleSpec = spec
+            bundleSpec.mounts = try spec.mounts.map { mount throws(RuntimeError) in try volumeMount(mount) }
+            let config = try builder.build(spec: bundleSpec, image: image.configuration, user: user, rootPath: "rootfs", networkNamespace: nil)
+            try Self.write(config, to: directory.configFile)
+            let shimConfiguration = OCIShimConfiguration(
+                runtimeName: binary.flavor.rawValue,
+                createCommand: binary.createCommand(id: id, bundle: directory.bundle, pidFile: directory.initPIDFile, log: directory.runtimeLog),
+                startCommand: binary.startCommand(id: id, log: directory.runtimeLog),
+                outOfMemoryCounterFiles: cgroups.outOfMemoryCounterFiles(cgroupPath(backend)))
+            try Self.write(shimConfiguration, to: directory.shimConfigurationFile)
+            let launched = try await OCIShimLauncher.launch(shim: shim, directory: directory)
+            await state.watch(backend, shim: launched.shimPID)
+            await store.touch(image.reference)
+            logger.info("oci.backend_started", metadata: [
+                "plane.backend": "\(backend)", "plane.pid": "\(launched.initPID)", "plane.root": "\(rootKind)",
+                "plane.duration": "\(ContinuousClock.now - started)",
+            ])
+            return RuntimeHandle(backendID: backend, runtime: Self.name, runtimeID: id, address: BackendAddress(host: address, port: spec.port))
+        } catch {
+            await discard(backend)
+            logger.warning("oci.backend_start_failed", metadata: ["plane.backend": "\(backend)", "error": "\(error)"])
+            throw error
+        }
+    }
+
+    static func hostAddress(_ spec: BackendSpec) -> String {
+        if case .host(let address) = spec.network { return address }
+        return "127.0.0.1"
+    }
+
+    /// A named volume is a directory of the runtime's; binds and tmpfs stay as they are.
+    func volumeMount(_ mount: MountSpec) throws(RuntimeError) -> MountSpec {
+        guard mount.kind == .volume else { return mount }
+        let path = "\(volumesDirectory)/\(mount.source)"
+        do {
+            try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
+        } catch {
+            throw RuntimeError(.internal, "Cannot create volume \(mount.source) at \(path).", underlying: error)
+        }
+        return MountSpec(kind: .bind, source: path, target: mount.target, readOnly: mount.readOnly)
+    }
+
+    /// A file of the image's root, never through a symlink (an image could point
+    /// `/etc/passwd` at a file of the host).
+    static func readImageFile(_ root: String, _ relative: String) -> String? {
+        var path = root
+        for component in relative.split(separator: "/") {
+            path += "/\(component)"
+            var info = stat()
+            guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFLNK else { return nil }
+        }
+        return try? String(contentsOfFile: path, encoding: .utf8)
+    }
+
+    static func write(_ value: some Encodable, to path: String) throws(RuntimeError) {
+        do {
+            let encoder = JSONEncoder()
+            encoder.outputFormatting = [.sortedKeys]
+            try encoder.encode(value).write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            throw RuntimeError(.internal, "Cannot write \(path).", underlying: error)
+        }
+    }
+
+    public func status(of backend: BackendID) async throws(RuntimeError) -> RuntimeStatus {
+        let directory = directory(backend)
+        guard let record = Self.record(in: directory) else {
+            guard let state = try await binary.state(containerID(backend)) else { return .unknown }
+            return state.status == "running" ? .running(address: nil) : state.status == "created" ? .created : .killed(signal: nil, outOfMemory: false)
+        }
+        let address = BackendAddress(host: record.address, port: record.port)
+        for _ in 0..<40 {
+            if let exit = Self.exitRecord(in: directory) { return Self.status(of: exit) }
+            guard let pid = Self.initPID(in: directory) else {
+                return Self.isAlive(shimOf: directory) ? .created : .killed(signal: nil, outOfMemory: false)
+            }
+            if Self.isRunning(pid, cgroup: cgroupPath(backend)) { return .running(address: address) }
+            // Init ended; its shim is writing exit.json.
+            guard Self.isAlive(shimOf: directory) else { break }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+        if let exit = Self.exitRecord(in: directory) { return Self.status(of: exit) }
+        // The shim was killed: the exit code is lost, the backend is gone.
+        return .killed(signal: nil, outOfMemory: false)
+    }
+
+    static func status(of exit: OCIExitRecord) -> RuntimeStatus {
+        if exit.outOfMemory { return .killed(signal: exit.signal ?? SIGKILL, outOfMemory: true) }
+        if let signal = exit.signal { return .killed(signal: signal, outOfMemory: false) }
+        return .exited(code: exit.code)
+    }
+
+    static func record(in directory: OCIBackendDirectory) -> OCIBackendRecord? {
+        guard let data = FileManager.default.contents(atPath: directory.recordFile) else { return nil }
+        return try? JSONDecoder().decode(OCIBackendRecord.self, from: data)
+    }
+
+    static func records(in backends: String) -> [OCIBackendRecord] {
+        ((try? FileManager.default.contentsOfDirectory(atPath: backends)) ?? []).compactMap { record(in: OCIBackendDirectory(path: "\(backends)/\($0)")) }
+    }
+
+    static func exitRecord(in directory: OCIBackendDirectory) -> OCIExitRecord? {
+        guard let data = FileManager.default.contents(atPath: directory.exitFile) else { return nil }
+        return try? JSONDecoder().decode(OCIExitRecord.self, from: data)
+    }
+
+    static func initPID(in directory: OCIBackendDirectory) -> pid_t? {
+        guard let text = try? String(contentsOfFile: directory.initPIDFile, encoding: .utf8) else { return nil }
+        return pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines))
+    }
+
+    /// Whether `pid` runs (not a zombie) inside the backend's cgroup: a recycled pid of
+    /// another process does not count.
+    static func isRunning(_ pid: pid_t, cgroup: String) -> Bool {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return false }
+        let state = stat[stat.index(after: close)...].split(separator: " ").first
+        guard state != "Z", state != "X" else { return false }
+        guard let cgroups = try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8) else { return false }
+        return cgroups.split(separator: "\n").contains { $0.hasSuffix(":\(cgroup)") || $0.contains(":\(cgroup)/") }
+    }
+
+    /// Whether the backend's shim still runs.
+    static func isAlive(shimOf directory: OCIBackendDirectory) -> Bool {
+        guard let text = try? String(contentsOfFile: directory.shimPIDFile, encoding: .utf8),
+              let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)),
+              let command = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")"),
+              stat[stat.index(after: close)...].split(separator: " ").first != "Z" else { return false }
+        return String(decoding: command, as: UTF8.self).contains("oci-shim\0\(directory.path)")
+    }
+
+    public func stop(_ backend: BackendID, grace: Duration) async throws(RuntimeError) {
+        let directory = directory(backend)
+        let id = containerID(backend)
+        let current = try await status(of: backend)
+        guard current.isRunning || current == .created else { return }
+        try await binary.kill(id, signal: "TERM")
+        if await waitForExit(backend, within: grace) { return }
+        logger.info("oci.backend_killed_after_grace", metadata: ["plane.backend": "\(backend)", "plane.grace": "\(grace)"])
+        try await binary.kill(id, signal: "KILL")
+        if await waitForExit(backend, within: .seconds(10)) { return }
+        if Self.exitRecord(in: directory) == nil, let pid = Self.initPID(in: directory), Self.isRunning(pid, cgroup: cgroupPath(backend)) {
+            throw RuntimeError(.timeout, "Backend \(backend) still runs 10 s after SIGKILL.")
+        }
+    }
+
+    /// Waits until the backend is no longer running; false when it still runs after `within`.
+    func waitForExit(_ backend: BackendID, within: Duration) async -> Bool {
+        let deadline = ContinuousClock.now + within
+        repeat {
+            if let status = try? await status(of: backend), !status.isRunning, status != .created { return true }
+            try? await Task.sleep(for: .milliseconds(25))
+        } while ContinuousClock.now < deadline
+        return false
+    }
+
+    public func remove(_ backend: BackendID) async throws(RuntimeError) {
+        let directory = directory(backend)
+        let id = containerID(backend)
+        if let pid = Self.initPID(in: directory), Self.isRunning(pid, cgroup: cgroupPath(backend)) {
+            try await binary.kill(id, signal: "KILL")
+            _ = await waitForExit(backend, within: .seconds(10))
+        }
+        // Let the shim finish its exit record and output before the directory goes.
+        let deadline = ContinuousClock.now + .seconds(3)
+        while Self.isAlive(shimOf: directory), ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+        try await binary.delete(id, force: true)
+        try RootFilesystem.remove(directory)
+        cgroups.removeDirectories(cgroupPath(backend))
+        await state.forget(backend)
+    }
+
+    /// Removes what a failed start left.
+    func discard(_ backend: BackendID) async {
+        let directory = directory(backend)
+        if let pid = Self.initPID(in: directory), Self.isRunning(pid, cgroup: cgroupPath(backend)) {
+            try? await binary.kill(containerID(backend), signal: "KILL")
+        }
+        try? await binary.delete(containerID(backend), force: true)
+        do {
+            try RootFilesystem.remove(directory)
+        } catch {
+            logger.warning("oci.discard_failed", metadata: ["plane.backend": "\(backend)", "error": "\(error)"])
+        }
+        cgroups.removeDirectories(cgroupPath(backend))
+        await state.forget(backend)
+    }
+
+    // MARK: Observation
+
+    public func events() -> AsyncStream<RuntimeEvent> {
+        let (stream, continuation) = AsyncStream.makeStream(of: RuntimeEvent.self)
+        let state = state
+        let token = UUID()
+        continuation.onTermination = { _ in Task { await state.unsubscribe(token) } }
+        Task { await state.subscribe(token, continuation) }
+        return stream
+    }
+
+    public func logs(of backend: BackendID, follow: Bool) -> AsyncThrowingStream<LogLine, any Error> {
+        let directory = directory(backend)
+        return AsyncThrowingStream { continuation in
+            let task = Task {
+                let fd = open(directory.outputLog, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else {
+                    if FileManager.default.fileExists(atPath: directory.path) {
+                        continuation.finish()
+                    } else {
+                        continuation.finish(throwing: RuntimeError(.notFound, "Backend \(backend) is not known to the OCI runtime."))
+                    }
+                    return
+                }
+                defer { close(fd) }
+                var reader = OCIOutputLog.Reader()
+                var chunk = [UInt8](repeating: 0, count: 65_536)
+                while !Task.isCancelled {
+                    let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                    if count > 0 {
+                        for line in reader.lines(in: chunk[0..<count]) { continuation.yield(line) }
+                        continue
+                    }
+                    if count < 0, errno == EINTR { continue }
+                    // At the end: done unless following a backend that still runs.
+                    guard follow, FileManager.default.fileExists(atPath: directory.path) else { break }
+                    if Self.exitRecord(in: directory) != nil, !Self.isAlive(shimOf: directory) {
+                        // The shim wrote the last output before exit.json; read what is left.
+                        let rest = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+                        if rest > 0 {
+                            for line in reader.lines(in: chunk[0..<rest]) { continuation.yield(line) }
+                            continue
+                        }
+                        break
+                    }
+                    try? await Task.sleep(for: .milliseconds(100))
+                }
+                continuation.finish()
+            }
+            continuation.onTermination = { _ in task.cancel() }
+        }
+    }
+
+    public func stats(of backend: BackendID) async throws(RuntimeError) -> ResourceSample {
+        guard Self.record(in: directory(backend)) != nil else {
+            throw RuntimeError(.notFound, "Backend \(backend) is not known to the OCI runtime.")
+        }
+        let path = cgroupPath(backend)
+        var now = try cgroups.usage(path)
+        var time = ContinuousClock.now
+        let previous = await state.lastCPUSample(backend)
+        var cpuPercent = 0.0
+        let cores = Double(max(1, ProcessInfo.processInfo.activeProcessorCount))
+        if let previous {
+            cpuPercent = Self.percent(cpu: now.cpuNanoseconds, since: previous, at: time, cores: cores)
+        } else {
+            // No earlier sample: measure over a short interval.
+            let first = (time, now.cpuNanoseconds)
+            try? await Task.sleep(for: .milliseconds(100))
+            now = try cgroups.usage(path)
+            time = ContinuousClock.now
+            cpuPercent = Self.percent(cpu: now.cpuNanoseconds, since: first, at: time, cores: cores)
+        }
+        await state.recordCPUSample(backend, (time, now.cpuNanoseconds))
+        let hostMemory = ProcessInfo.processInfo.physicalMemory
+        let limit = min(now.memoryLimitBytes ?? hostMemory, hostMemory)
+        return ResourceSample(cpuPercent: cpuPercent, memoryBytes: now.memoryBytes, memoryLimitBytes: max(limit, now.memoryBytes))
+    }
+
+    static func percent(cpu: UInt64, since previous: (ContinuousClock.Instant, UInt64), at time: ContinuousClock.Instant, cores: Double) -> Double {
+        let wall = time - previous.0
+        let wallNanoseconds = Double(wall.components.seconds) * 1e9 + Double(wall.components.attoseconds) / 1e9
+        guard wallNanoseconds > 0, cpu >= previous.1 else { return 0 }
+        return min(100, max(0, Double(cpu - previous.1) / (wallNanoseconds * cores) * 100))
+    }
+
+    public func list() async throws(RuntimeError) -> [RuntimeHandle] {
+        var handles: [BackendID: RuntimeHandle] = [:]
+        for record in Self.records(in: backendsDirectory) {
+            handles[record.backendID] = RuntimeHandle(backendID: record.backendID, runtime: Self.name, runtimeID: record.containerID,
+                                                      address: BackendAddress(host: record.address, port: record.port))
+        }
+        // Containers of this drone's runtime root without a record (a start cut short).
+        for container in try await binary.list() {
+            guard let backend = BackendSpec.backendID(fromContainerName: container.id), handles[backend] == nil else { continue }
+            handles[backend] = RuntimeHandle(backendID: backend, runtime: Self.name, runtimeID: container.id, address: nil)
+        }
+        return handles.values.sorted { $0.backendID.rawValue < $1.backendID.rawValue }
+    }
+
+    /// After a drone restart: running backends are watched for their exit again; exits
+    /// that happened meanwhile are left to the drone's recovery (`list` and `status`).
+    func adoptExistingBackends() async {
+        for record in Self.records(in: backendsDirectory) {
+            let directory = directory(record.backendID)
+            if Self.exitRecord(in: directory) == nil {
+                await state.watch(record.backendID, shim: nil)
+            }
+        }
+    }
+}
+
+/// The mutable part of the OCI runtime: starts in progress, watched backends, event
+/// subscribers, CPU samples.
+actor OCIRuntimeState {
+    private var starting: Set<BackendID> = []
+    /// Backends whose exit is not reported yet, with the pid of their shim when this
+    /// process started it (and so must reap it).
+    private var watched: [BackendID: pid_t?] = [:]
+    private var subscribers: [UUID: AsyncStream<RuntimeEvent>.Continuation] = [:]
+    private var cpuSamples: [BackendID: (ContinuousClock.Instant, UInt64)] = [:]
+    /// Shims this process started that ended but were not reaped yet.
+    private var unreaped: Set<pid_t> = []
+
+    func reserve(_ backend: BackendID) -> Bool { starting.insert(backend).inserted }
+    func release(_ backend: BackendID) { starting.remove(backend) }
+
+    func watch(_ backend: BackendID, shim: pid_t?) { watched[backend] = shim }
+
+    func forget(_ backend: BackendID) {
+        if let shim = watched.removeValue(forKey: backend), let pid = shim { unreaped.insert(pid) }
+        cpuSamples[backend] = nil
+    }
+
+    func subscribe(_ token: UUID, _ continuation: AsyncStream<RuntimeEvent>.Continuation) { subscribers[token] = continuation }
+    func unsubscribe(_ token: UUID) { subscribers[token] = nil }
+
+    func lastCPUSample(_ backend: BackendID) -> (ContinuousClock.Instant, UInt64)? { cpuSamples[backend] }
+    func recordCPUSample(_ backend: BackendID, _ sample: (ContinuousClock.Instant, UInt64)) { cpuSamples[backend] = sample }
+
+    /// Reaps ended shims and reports every exit recorded since the last poll.
+    func poll(directory: @Sendable (BackendID) -> OCIBackendDirectory) {
+        for pid in unreaped {
+            var status: Int32 = 0
+            let result = waitpid(pid, &status, WNOHANG)
+            if result == pid || (result == -1 && errno == ECHILD) { unreaped.remove(pid) }
+        }
+        for (backend, shim) in watched {
+            let backendDirectory = directory(backend)
+            guard let exit = OCIRuntime.exitRecord(in: backendDirectory) else {
+                if !FileManager.default.fileExists(atPath: backendDirectory.path) { watched[backend] = nil }
+                continue
+            }
+            watched[backend] = nil
+            if let shim { unreaped.insert(shim) }
+            var events: [RuntimeEvent] = []
+            if exit.outOfMemory { events.append(RuntimeEvent(backendID: backend, kind: .outOfMemory, time: exit.time)) }
+            events.append(RuntimeEvent(backendID: backend, kind: .exited(code: exit.code), time: exit.time))
+            for event in events {
+                for subscriber in subscribers.values { subscriber.yield(event) }
+            }
+        }
+    }
+}

@@ -1,0 +1,160 @@
+import ContainerRuntime
+import Foundation
+
+/// The OCI runtime binary (`runc` or `crun`) and how this drone calls it: always with its
+/// own `--root`, so it only ever sees its own containers, and — for crun on a host with
+/// hybrid cgroups — inside a private mount namespace without the cgroup2 mount crun
+/// refuses (the host's mounts are not changed).
+public struct OCIRuntimeBinary: Sendable, Hashable {
+    public enum Flavor: String, Sendable, Hashable { case runc, crun }
+
+    public let path: String
+    public let flavor: Flavor
+    public let version: String
+    /// The runtime's state directory (`--root`).
+    public let root: String
+    /// Prepended to every command (the private mount namespace for crun on hybrid hosts).
+    public let wrapper: [String]
+
+    public init(path: String, flavor: Flavor, version: String, root: String, wrapper: [String] = []) {
+        self.path = path
+        self.flavor = flavor
+        self.version = version
+        self.root = root
+        self.wrapper = wrapper
+    }
+
+    /// Finds `name` (a path, or a name looked up in PATH), asks it for its version, and
+    /// decides how to call it on this host.
+    public static func locate(_ name: String, root: String, cgroups: CgroupLayout) async throws(RuntimeError) -> OCIRuntimeBinary {
+        let path = try executablePath(name, what: "OCI runtime '\(name)'", package: name.hasSuffix("crun") ? "crun" : "runc")
+        let completion = try await ProcessSpawner.run(path, ["--version"])
+        guard completion.succeeded else {
+            throw RuntimeError(.unavailable, "\(path) --version failed (\(completion.statusDescription)): \(completion.standardError.trimmingCharacters(in: .whitespacesAndNewlines))")
+        }
+        let firstLine = completion.standardOutput.split(separator: "\n").first.map(String.init) ?? ""
+        let flavor: Flavor
+        if firstLine.hasPrefix("crun") {
+            flavor = .crun
+        } else if firstLine.hasPrefix("runc") {
+            flavor = .runc
+        } else {
+            throw RuntimeError(.unavailable, "\(path) is neither runc nor crun (it says '\(firstLine)'); set [agent.oci] runtime to a runc or crun binary.")
+        }
+        let version = firstLine.split(separator: " ").last.map(String.init) ?? "unknown"
+        var wrapper: [String] = []
+        if flavor == .crun, cgroups.mode == .hybrid {
+            let unshare = try executablePath("unshare", what: "unshare (needed to run crun on this host with hybrid cgroups)", package: "util-linux")
+            // A private mount namespace in which the cgroup2 mount crun trips over is gone.
+            wrapper = [unshare, "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
+                       "umount \(cgroups.root)/unified 2>/dev/null || umount -l \(cgroups.root)/unified; exec \"$@\"", "plane-crun"]
+        }
+        return OCIRuntimeBinary(path: path, flavor: flavor, version: version, root: root, wrapper: wrapper)
+    }
+
+    static func executablePath(_ name: String, what: String, package: String) throws(RuntimeError) -> String {
+        if name.contains("/") {
+            guard FileManager.default.isExecutableFile(atPath: name) else {
+                throw RuntimeError(.unavailable, "\(what) is not an executable file at \(name); install it (apt-get install -y \(package)) or fix the path in drone.toml.")
+            }
+            return name
+        }
+        let searchPath = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        for directory in searchPath.split(separator: ":") + ["/usr/sbin", "/usr/bin", "/sbin", "/bin"] {
+            let candidate = "\(directory)/\(name)"
+            if FileManager.default.isExecutableFile(atPath: candidate) { return candidate }
+        }
+        throw RuntimeError(.unavailable, "\(what) is not installed: apt-get install -y \(package), or set its path in drone.toml.")
+    }
+
+    /// The command line for `arguments` (global flags, then the subcommand's).
+    public func command(_ arguments: [String], log: String? = nil) -> [String] {
+        var global = ["--root", root]
+        if let log {
+            switch flavor {
+            case .runc: global += ["--log", log, "--log-format", "json"]
+            case .crun: global += ["--log=file:\(log)", "--log-format=json"]
+            }
+        }
+        return wrapper + [path] + global + arguments
+    }
+
+    public func createCommand(id: String, bundle: String, pidFile: String, log: String) -> [String] {
+        command(["create", "--bundle", bundle, "--pid-file", pidFile, id], log: log)
+    }
+
+    public func startCommand(id: String, log: String) -> [String] {
+        command(["start", id], log: log)
+    }
+
+    /// Whether the runtime holds state for `id` (runc and crun keep a directory per
+    /// container below their root).
+    public func exists(_ id: String) -> Bool {
+        FileManager.default.fileExists(atPath: "\(root)/\(id)")
+    }
+
+    /// The container's state as the runtime reports it (`created`, `running`, `stopped`,
+    /// `paused`), or nil when it holds none.
+    public struct ContainerState: Sendable, Hashable {
+        public var id: String
+        public var status: String
+        public var pid: Int32
+    }
+
+    public func state(_ id: String) async throws(RuntimeError) -> ContainerState? {
+        guard exists(id) else { return nil }
+        let completion = try await run(["state", id])
+        guard completion.succeeded else {
+            if !exists(id) { return nil }
+            throw failure("state", id, completion)
+        }
+        return Self.states(from: completion.standardOutput).first
+    }
+
+    /// Every container below this drone's root.
+    public func list() async throws(RuntimeError) -> [ContainerState] {
+        let completion = try await run(["list", "--format", "json"])
+        guard completion.succeeded else { throw failure("list", nil, completion) }
+        return Self.states(from: completion.standardOutput)
+    }
+
+    /// Sends `signal` (a name such as `TERM`, or a number) to the container's init; a
+    /// container that no longer runs is not an error.
+    public func kill(_ id: String, signal: String) async throws(RuntimeError) {
+        guard exists(id) else { return }
+        let completion = try await run(["kill", id, signal])
+        if completion.succeeded { return }
+        if let state = try await state(id), state.status == "running" || state.status == "created" {
+            throw failure("kill", id, completion)
+        }
+    }
+
+    /// Deletes the container (killing it first when `force`); an unknown one is not an error.
+    public func delete(_ id: String, force: Bool) async throws(RuntimeError) {
+        guard exists(id) else { return }
+        let completion = try await run(["delete"] + (force ? ["--force"] : []) + [id])
+        if completion.succeeded || !exists(id) { return }
+        throw failure("delete", id, completion)
+    }
+
+    func run(_ arguments: [String]) async throws(RuntimeError) -> ProcessSpawner.Completion {
+        let line = command(arguments)
+        return try await ProcessSpawner.run(line[0], Array(line.dropFirst()))
+    }
+
+    func failure(_ verb: String, _ id: String?, _ completion: ProcessSpawner.Completion) -> RuntimeError {
+        let message = completion.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
+        let subject = id.map { " \($0)" } ?? ""
+        return RuntimeError(.unavailable, "\(flavor.rawValue) \(verb)\(subject) failed (\(completion.statusDescription)): \(message.isEmpty ? completion.standardOutput : message)")
+    }
+
+    /// Reads `state`'s object or `list`'s array (runc prints `null` for an empty list).
+    static func states(from output: String) -> [ContainerState] {
+        guard let json = try? JSONSerialization.jsonObject(with: Data(output.utf8), options: [.fragmentsAllowed]) else { return [] }
+        let objects: [[String: Any]] = (json as? [[String: Any]]) ?? ((json as? [String: Any]).map { [$0] } ?? [])
+        return objects.compactMap { object in
+            guard let id = object["id"] as? String else { return nil }
+            return ContainerState(id: id, status: object["status"] as? String ?? "unknown", pid: Int32(truncatingIfNeeded: (object["pid"] as? Int) ?? 0))
+        }
+    }
+}

@@ -1,0 +1,82 @@
+import ContainerRuntime
+import PlaneCore
+
+/// `[agent.oci]` settings of a drone (see docs/configuration.md).
+public struct OCIRuntimeConfiguration: Sendable, Hashable {
+    /// The OCI runtime binary: `runc`, `crun`, or a path to either.
+    public var runtime: String = "runc"
+    /// Where the runtime keeps its content store, backends and the binary's `--root`
+    /// (default: `<state_dir>/oci`).
+    public var stateDirectory: String
+    /// The command that runs the shim, before `oci-shim` (default: this `plane` executable).
+    public var shimExecutable: String?
+    /// The registry of references without one.
+    public var defaultRegistry: String = RegistryReference.dockerHub
+    /// Registries (`host[:port]`) spoken to over plain HTTP.
+    public var insecureRegistries: [String] = []
+    /// `default` (the shipped Docker-equivalent profile), `unconfined`, or a path to a
+    /// profile in the OCI `linux.seccomp` format.
+    public var seccompProfile: String = "default"
+    /// Process limit per backend when the spawn sets none.
+    public var defaultPidsLimit: Int64 = 4096
+    /// A read-only root file system for every backend (with a writable tmpfs `/tmp`).
+    public var readOnlyRoot: Bool = false
+    /// Whether spawn requests may mount anything (v0.3.10's `allow_volume_mounts`).
+    public var allowMounts: Bool = false
+    /// Whether backends get an overlayfs root (false: each gets a private copy of the image).
+    public var useOverlay: Bool = true
+    /// Images no backend used for this long are removed from the content store.
+    public var imageRetention: Duration = .seconds(24 * 3600)
+    /// How often unused content is looked for.
+    public var garbageCollectionInterval: Duration = .seconds(3600)
+
+    public init(stateDirectory: String) {
+        self.stateDirectory = stateDirectory
+    }
+
+    /// Reads `[agent.oci]` (as the drone's TOML loader converts it to JSON); unknown keys
+    /// and wrong types are refused with the key named.
+    public init(json: JSONObject, droneStateDirectory: String) throws(RuntimeError) {
+        self.init(stateDirectory: "\(droneStateDirectory)/oci")
+        func string(_ key: String) throws(RuntimeError) -> String? {
+            guard let value = json[key] else { return nil }
+            guard let text = value.stringValue, !text.isEmpty else { throw Self.invalid(key, "a non-empty string") }
+            return text
+        }
+        func integer(_ key: String, minimum: Int64) throws(RuntimeError) -> Int64? {
+            guard let value = json[key] else { return nil }
+            guard let number = value.int64Value, number >= minimum else { throw Self.invalid(key, "an integer of at least \(minimum)") }
+            return number
+        }
+        func bool(_ key: String) throws(RuntimeError) -> Bool? {
+            guard let value = json[key] else { return nil }
+            guard let flag = value.boolValue else { throw Self.invalid(key, "true or false") }
+            return flag
+        }
+        let known: Set<String> = ["runtime", "state_dir", "shim", "default_registry", "insecure_registries", "seccomp_profile", "pids_limit",
+                                  "read_only_root", "allow_mounts", "overlay", "image_retention_secs", "gc_interval_secs"]
+        if let unknown = json.keys.first(where: { !known.contains($0) }) {
+            throw RuntimeError(.invalidSpec, "[agent.oci] has no setting '\(unknown)'; known: \(known.sorted().joined(separator: ", ")).")
+        }
+        if let value = try string("runtime") { runtime = value }
+        if let value = try string("state_dir") { stateDirectory = value }
+        shimExecutable = try string("shim")
+        if let value = try string("default_registry") { defaultRegistry = value }
+        if let value = json["insecure_registries"] {
+            guard let items = value.arrayValue, items.allSatisfy({ $0.stringValue != nil }) else { throw Self.invalid("insecure_registries", "a list of host[:port] strings") }
+            insecureRegistries = items.compactMap(\.stringValue)
+        }
+        if let value = try string("seccomp_profile") { seccompProfile = value }
+        if let value = try integer("pids_limit", minimum: 1) { defaultPidsLimit = value }
+        if let value = try bool("read_only_root") { readOnlyRoot = value }
+        if let value = try bool("allow_mounts") { allowMounts = value }
+        if let value = try bool("overlay") { useOverlay = value }
+        if let value = try integer("image_retention_secs", minimum: 0) { imageRetention = .seconds(value) }
+        if let value = try integer("gc_interval_secs", minimum: 1) { garbageCollectionInterval = .seconds(value) }
+        guard stateDirectory.hasPrefix("/") else { throw Self.invalid("state_dir", "an absolute path") }
+    }
+
+    static func invalid(_ key: String, _ expected: String) -> RuntimeError {
+        RuntimeError(.invalidSpec, "[agent.oci] \(key) must be \(expected).")
+    }
+}
