@@ -186,9 +186,11 @@ let package = Package(
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
+        .target(name: "CTestServerSupport"),
         .executableTarget(
             name: "plane-test-server",
             dependencies: [
+                "CTestServerSupport",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
@@ -293,7 +295,7 @@ let package = Package(
         ),
         .testTarget(
             name: "OCIRuntimeTests",
-            dependencies: ["OCIRuntime", "ContainerRuntime", "CZstd", "CLinux", "ImageBuilder", "PlaneCore", "PlaneTestSupport", "RuntimeConformance", "plane"]
+            dependencies: ["OCIRuntime", "ContainerRuntime", "CZstd", "CLinux", "ImageBuilder", "PlaneCore", "PlaneTestSupport", "RuntimeConformance", "plane", "plane-test-server"]
         ),
         .testTarget(
             name: "PlaneMessagingTests",

@@ -13,6 +13,9 @@ import NIOWebSocket
 /// - for proxy tests: `/upload` answers `received {n}` with the request body's size,
 ///   `/echo` streams the request body back as it arrives, `/download/{n}` streams n bytes,
 ///   `/slow/{ms}` answers after a delay, `/partial` promises 100 bytes, sends 10 and closes;
+/// - for sandbox tests (SandboxProbes): `/probe/sandbox` (unshare, keyctl and mount
+///   results, capabilities, no_new_privs, seccomp mode), `/probe/spawn/{n}` (start up to n
+///   child processes), `/probe/allocate/{mib}` (allocate and touch memory);
 /// - any path with a WebSocket upgrade echoes text and binary messages;
 /// - env `EXIT_CODE` (+ `EXIT_TIMEOUT` in ms) exits after the delay without serving;
 /// - listens on `0.0.0.0:$PORT` (default 8080; `HOST` overrides the address);
@@ -178,6 +181,14 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         case "/env":
             body = Self.json(environment)
             contentType = "application/json"
+        case "/probe/sandbox":
+            body = SandboxProbes.sandbox()
+            contentType = "application/json"
+        case let p where p.hasPrefix("/probe/spawn/"):
+            body = SandboxProbes.spawnChildren(Int(p.dropFirst("/probe/spawn/".count)) ?? 0)
+            contentType = "application/json"
+        case let p where p.hasPrefix("/probe/allocate/"):
+            body = SandboxProbes.allocate(Int(p.dropFirst("/probe/allocate/".count)) ?? 0)
         case let p where p.hasPrefix("/exit/"):
             if let code = Int32(p.dropFirst("/exit/".count)) {
                 body = "Exiting with code \(code)"

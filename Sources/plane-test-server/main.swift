@@ -10,6 +10,11 @@ import Glibc
 #endif
 
 let environment = ProcessInfo.processInfo.environment
+switch environment["PLANE_PROBE"] {
+case "sandbox": SandboxProbes.runSandboxProbe()
+case "sleep": SandboxProbes.runSleepProbe()
+default: break
+}
 let ignoreSIGTERM = environment["IGNORE_SIGTERM"] == "1"
 var terminationSignals = sigset_t()
 sigemptyset(&terminationSignals)

@@ -1,0 +1,124 @@
+import CTestServerSupport
+import FoundationEssentials
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What the OCI runtime's security tests ask a backend: which privileged operations its
+/// sandbox refuses, its capabilities, and what its pids and memory limits do.
+enum SandboxProbes {
+    /// `PLANE_PROBE=sandbox`: run before any thread exists (unshare refuses threaded
+    /// callers), print the results as JSON and exit.
+    static func runSandboxProbe() -> Never {
+        var results: [String: String] = [
+            "unshare": errnoName(plane_probe_unshare()),
+            "keyctl": errnoName(plane_probe_keyctl()),
+            "mount": errnoName(plane_probe_mount()),
+        ]
+        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) {
+            for line in status.split(separator: "\n") {
+                let parts = line.split(separator: ":", maxSplits: 1)
+                guard parts.count == 2 else { continue }
+                let key = String(parts[0])
+                if ["CapInh", "CapPrm", "CapEff", "CapBnd", "CapAmb", "NoNewPrivs", "Seccomp"].contains(key) {
+                    results[key] = String(parts[1].drop { $0 == " " || $0 == "\t" })
+                }
+            }
+        }
+        print(HTTPHandler.json(results))
+        exit(0)
+    }
+
+    static func errnoName(_ code: Int32) -> String {
+        switch code {
+        case 0: "ok"
+        case EPERM: "EPERM"
+        case EACCES: "EACCES"
+        case EINVAL: "EINVAL"
+        case ENOSYS: "ENOSYS"
+        case ENOENT: "ENOENT"
+        default: "errno \(code)"
+        }
+    }
+
+    /// Runs this executable again with `PLANE_PROBE=sandbox` and returns what it printed.
+    static func sandbox() -> String {
+        var output: [Int32] = [0, 0]
+        guard pipe(&output) == 0 else { return "{\"error\":\"pipe\"}" }
+        guard let pid = spawnSelf(probe: "sandbox", standardOutput: output[1]) else {
+            close(output[0]); close(output[1])
+            return "{\"error\":\"spawn \(errno)\"}"
+        }
+        close(output[1])
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { read(output[0], $0.baseAddress, $0.count) }
+            if count > 0 { bytes += chunk[0..<count] } else if count < 0, errno == EINTR { continue } else { break }
+        }
+        close(output[0])
+        var status: Int32 = 0
+        waitpid(pid, &status, 0)
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// Starts up to `count` sleeping children (each a process against the pids limit) and
+    /// reports how many started and the first error; then ends them all.
+    static func spawnChildren(_ count: Int) -> String {
+        var children: [pid_t] = []
+        var failure = ""
+        for _ in 0..<count {
+            guard let pid = spawnSelf(probe: "sleep", standardOutput: nil) else {
+                failure = errno == EAGAIN ? "EAGAIN" : errnoName(errno)
+                break
+            }
+            children.append(pid)
+        }
+        for pid in children { kill(pid, SIGKILL) }
+        for pid in children {
+            var status: Int32 = 0
+            waitpid(pid, &status, 0)
+        }
+        return HTTPHandler.json(["started": String(children.count), "error": failure])
+    }
+
+    /// Allocates and touches `megabytes` MiB (a backend over its memory limit is OOM-killed
+    /// before it answers).
+    static func allocate(_ megabytes: Int) -> String {
+        var blocks: [UnsafeMutableRawPointer] = []
+        for _ in 0..<megabytes {
+            guard let block = malloc(1 << 20) else { return "malloc failed after \(blocks.count) MiB" }
+            memset(block, 0xA5, 1 << 20)
+            blocks.append(block)
+        }
+        let text = "allocated \(blocks.count) MiB"
+        for block in blocks { free(block) }
+        return text
+    }
+
+    /// `PLANE_PROBE=sleep`: a child that waits to be killed.
+    static func runSleepProbe() -> Never {
+        sleep(300)
+        exit(0)
+    }
+
+    private static func spawnSelf(probe: String, standardOutput: Int32?) -> pid_t? {
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        if let standardOutput { posix_spawn_file_actions_adddup2(&actions, standardOutput, 1) }
+        let executable = "/proc/self/exe"
+        let arguments = [strdup("plane-test-server"), nil]
+        let environment = [strdup("PLANE_PROBE=\(probe)"), nil]
+        defer { free(arguments[0]); free(environment[0]) }
+        var pid = pid_t()
+        let result = arguments.withUnsafeBufferPointer { argv in
+            environment.withUnsafeBufferPointer { env in posix_spawn(&pid, executable, &actions, nil, argv.baseAddress!, env.baseAddress!) }
+        }
+        guard result == 0 else {
+            errno = result
+            return nil
+        }
+        return pid
+    }
+}

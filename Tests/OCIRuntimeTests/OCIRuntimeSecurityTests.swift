@@ -1,0 +1,93 @@
+import ContainerRuntime
+import Foundation
+@testable import OCIRuntime
+import PlaneCore
+import PlaneTestSupport
+import Testing
+
+/// The sandbox as seen from inside a running backend (the test server's `/probe/…`
+/// endpoints), with runc and with crun.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct OCIRuntimeSecurityTests {
+    static let variants: [OCIVariant] = [.runcLayout, .crunLayout]
+
+    /// Docker's default capability set as /proc/self/status shows it.
+    static let dockerCapabilities = "00000000a80425fb"
+
+    func start(_ runtime: OCIRuntime, _ spec: BackendSpec) async throws -> HTTPProbe {
+        let handle = try await runtime.start(spec)
+        let address = try #require(handle.address)
+        let http = HTTPProbe(host: address.host, port: Int(address.port))
+        _ = try await http.waitUntilAnswering("/")
+        return http
+    }
+
+    func spec(_ runtime: OCIRuntime, drone: DroneID, image: String, limits: ResourceLimitsSpec = ResourceLimitsSpec()) throws -> BackendSpec {
+        BackendSpec(backendID: .random(), droneID: drone, image: image, port: UInt16(try TestEnvironment.freePort()),
+                    network: .host(address: "127.0.0.1"), limits: limits)
+    }
+
+    func cleanUp(_ runtime: OCIRuntime, _ backend: BackendID) async {
+        try? await runtime.stop(backend, grace: .seconds(1))
+        try? await runtime.remove(backend)
+    }
+
+    @Test(arguments: variants)
+    func privilegedOperationsFailAndCapabilitiesAreDockers(_ variant: OCIVariant) async throws {
+        let (runtime, drone, image) = try await OCITestSetup.runtime(variant)
+        let spec = try spec(runtime, drone: drone, image: image)
+        defer { Task { await cleanUp(runtime, spec.backendID) } }
+        let http = try await start(runtime, spec)
+        let body = try http.get("/probe/sandbox").body
+        let probe = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: String], "probe answered \(body)")
+        #expect(probe["unshare"] == "EPERM")
+        #expect(probe["keyctl"] == "EPERM")
+        #expect(probe["mount"] == "EPERM")
+        for set in ["CapEff", "CapPrm", "CapBnd"] { #expect(probe[set] == Self.dockerCapabilities, "\(set)") }
+        #expect(probe["CapInh"] == "0000000000000000")
+        #expect(probe["CapAmb"] == "0000000000000000")
+        #expect(probe["NoNewPrivs"] == "1")
+        #expect(probe["Seccomp"] == "2", "a seccomp filter is in force")
+        await cleanUp(runtime, spec.backendID)
+    }
+
+    @Test(arguments: variants)
+    func aForkBombStopsAtThePidsLimit(_ variant: OCIVariant) async throws {
+        let (runtime, drone, image) = try await OCITestSetup.runtime(variant)
+        let spec = try spec(runtime, drone: drone, image: image, limits: ResourceLimitsSpec(pidsLimit: 40))
+        defer { Task { await cleanUp(runtime, spec.backendID) } }
+        let http = try await start(runtime, spec)
+        var slow = http
+        slow.timeout = .seconds(60)
+        let body = try slow.get("/probe/spawn/400").body
+        let result = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: String], "probe answered \(body)")
+        let started = try #require(Int(result["started"] ?? ""))
+        #expect(started < 40, "the pids limit (40, threads included) stops the children: \(body)")
+        #expect(result["error"] == "EAGAIN")
+        // The backend and the runtime go on.
+        #expect(try await http.waitUntilAnswering("/").body == "Hello World!")
+        #expect(try await runtime.status(of: spec.backendID).isRunning)
+        let other = try self.spec(runtime, drone: drone, image: image)
+        _ = try await start(runtime, other)
+        await cleanUp(runtime, other.backendID)
+        await cleanUp(runtime, spec.backendID)
+    }
+
+    @Test(arguments: variants)
+    func exceedingTheMemoryLimitIsAnOOMKillOnTheEventStream(_ variant: OCIVariant) async throws {
+        let (runtime, drone, image) = try await OCITestSetup.runtime(variant)
+        let spec = try spec(runtime, drone: drone, image: image, limits: ResourceLimitsSpec(memoryBytes: 64 << 20))
+        defer { Task { await cleanUp(runtime, spec.backendID) } }
+        let events = runtime.events()
+        let http = try await start(runtime, spec)
+        _ = try? http.get("/probe/allocate/512")
+        var kinds: [RuntimeEvent.Kind] = []
+        for await event in events where event.backendID == spec.backendID {
+            kinds.append(event.kind)
+            if case .exited = event.kind { break }
+        }
+        #expect(kinds == [.outOfMemory, .exited(code: 137)])
+        #expect(try await runtime.status(of: spec.backendID) == .killed(signal: SIGKILL, outOfMemory: true))
+        await cleanUp(runtime, spec.backendID)
+    }
+}
