@@ -271,8 +271,8 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneDroneTests",
-            dependencies: ["PlaneDrone", "PlaneProxy", "PlaneCore", "ContainerRuntime", "DockerRuntime", "ScriptedRuntime", "PlaneTestSupport", "NATS", "PlaneMessaging",
-                           "plane-test-server", "plane-image-builder", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            dependencies: ["PlaneDrone", "PlaneProxy", "PlaneCore", "ContainerRuntime", "DockerRuntime", "OCIRuntime", "ScriptedRuntime", "PlaneTestSupport", "NATS", "PlaneMessaging",
+                           "plane", "plane-test-server", "plane-image-builder", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                            .product(name: "Logging", package: "swift-log"), .product(name: "AsyncHTTPClient", package: "async-http-client")]
         ),
         .testTarget(

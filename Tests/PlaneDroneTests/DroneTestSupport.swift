@@ -2,6 +2,7 @@ import ContainerRuntime
 import DockerRuntime
 import Logging
 import NATS
+import OCIRuntime
 import PlaneCore
 import PlaneDrone
 import PlaneMessaging
@@ -47,11 +48,12 @@ final class DroneObserver: Sendable {
     }
 }
 
-/// Which runtime the agent tests run on: the real dockerd, or the scripted in-memory
+/// Which runtime the agent tests run on: the real dockerd, runc through the OCI runtime
+/// (each drone its own runtime root below its state directory), or the scripted in-memory
 /// runtime (same contract, checked by `ScriptedRuntimeConformanceTests`; fast, and able to
 /// script faults).
 enum AgentRuntimeKind: String, CaseIterable, Sendable, CustomStringConvertible {
-    case scripted, docker
+    case scripted, docker, oci
     var description: String { rawValue }
 }
 
@@ -67,11 +69,12 @@ struct TestRuntimes: Sendable {
         self.kind = kind
         switch kind {
         case .docker: image = try await DockerTestImage.shared.ensureLoaded()
+        case .oci: image = try await OCITestImage.shared.reference()
         case .scripted: image = "plane-test-server"
         }
     }
 
-    func make(drone: DroneID, allowMounts: Bool, stats: Bool = true) async throws -> any ContainerRuntime {
+    func make(drone: DroneID, stateDirectory: String, allowMounts: Bool, stats: Bool = true) async throws -> any ContainerRuntime {
         switch kind {
         case .scripted:
             return ScriptedRuntime(host: host, droneID: drone, stats: stats)
@@ -81,6 +84,13 @@ struct TestRuntimes: Sendable {
             var logger = Logger(label: "test.docker")
             logger.logLevel = .warning
             return try await DockerRuntime.make(configuration: docker, droneID: drone, logger: logger)
+        case .oci:
+            var oci = OCIRuntimeConfiguration(stateDirectory: "\(stateDirectory)/oci")
+            oci.allowMounts = allowMounts
+            oci.shimExecutable = try TestExecutables.path("plane")
+            var logger = Logger(label: "test.oci")
+            logger.logLevel = .warning
+            return try await OCIRuntime.make(configuration: oci, droneID: drone, logger: logger)
         }
     }
 }
@@ -132,7 +142,7 @@ final class RunningDrone: Sendable {
         timing.shutdownFlush = .seconds(5)
         var logger = Logger(label: "test.drone")
         logger.logLevel = .warning
-        runtime = try await runtimes.make(drone: id, allowMounts: configuration.allowVolumeMounts, stats: stats)
+        runtime = try await runtimes.make(drone: id, stateDirectory: statePath, allowMounts: configuration.allowVolumeMounts, stats: stats)
         store = try DroneStore(path: statePath + "/drone.sqlite3")
         client = try await server.connectedClient()
         agent = DroneAgent(droneID: id, cluster: "plane.test", configuration: configuration, runtime: runtime, store: store, client: client,
