@@ -1,7 +1,8 @@
 import Foundation
 
 /// A real `docker-registry` (the distribution registry) on 127.0.0.1 and a random port, with
-/// filesystem storage in a temporary directory and, optionally, htpasswd (bcrypt) auth.
+/// filesystem storage in a temporary directory and, optionally, htpasswd (bcrypt) auth or
+/// bearer-token auth through a `RegistryTokenServer`.
 public final class RegistryProcess: @unchecked Sendable {
     public let port: Int
     public let directory: String
@@ -10,7 +11,7 @@ public final class RegistryProcess: @unchecked Sendable {
 
     public var address: String { "127.0.0.1:\(port)" }
 
-    public static func start(credentials: (user: String, password: String)? = nil) async throws -> RegistryProcess {
+    public static func start(credentials: (user: String, password: String)? = nil, tokenServer: RegistryTokenServer? = nil) async throws -> RegistryProcess {
         let directory = try TestEnvironment.temporaryDirectory("plane-registry")
         let port = try TestEnvironment.freePort()
         var config = """
@@ -23,14 +24,25 @@ public final class RegistryProcess: @unchecked Sendable {
             http:
               addr: 127.0.0.1:\(port)
             """
-        if let credentials {
+        if let tokenServer {
+            config += """
+
+                auth:
+                  token:
+                    realm: \(tokenServer.realm)
+                    service: \(RegistryTokenServer.service)
+                    issuer: \(RegistryTokenServer.issuer)
+                    rootcertbundle: \(tokenServer.certificatePath)
+
+                """
+        } else if let credentials {
             let line = try SystemProgram("htpasswd", debianPackage: "apache2-utils").run(["-Bbn", credentials.user, credentials.password])
             try line.trimmingCharacters(in: .whitespacesAndNewlines).appending("\n").write(toFile: "\(directory)/htpasswd", atomically: true, encoding: .utf8)
             config += "\nauth:\n  htpasswd:\n    realm: plane-test\n    path: \(directory)/htpasswd\n"
         }
         try config.write(toFile: "\(directory)/config.yml", atomically: true, encoding: .utf8)
         let child = try ChildProcess(try SystemProgram("docker-registry", debianPackage: "docker-registry").path(), arguments: ["serve", "\(directory)/config.yml"])
-        let registry = RegistryProcess(port: port, directory: directory, credentials: credentials, child: child)
+        let registry = RegistryProcess(port: port, directory: directory, credentials: tokenServer?.credentials ?? credentials, child: child)
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
             if let status = try? HTTPProbe(port: port).get("/v2/").status, status == 200 || status == 401 { return registry }

@@ -70,6 +70,28 @@ struct OCIContentStoreTests {
         #expect(await serverBinary(in: store, image))
     }
 
+    @Test func bearerTokensFromATokenServerAndAWrongPasswordExplained() async throws {
+        let tokens = try await RegistryTokenServer.start(credentials: ("plane", "t0ken-s3cret"))
+        defer { Task { await tokens.stop() } }
+        let registry = try await RegistryProcess.start(tokenServer: tokens)
+        defer { Task { await registry.stop() } }
+        // skopeo goes through the token flow to push.
+        let reference = try OCIImageReference(try registry.push(ociLayout: try await OCITestImage.shared.layout(), tag: OCITestImage.tag, as: "team/server"))
+        let store = try makeStore(insecure: [registry.address])
+        await #expect { try await store.pull(reference, credentials: RegistryCredentials(username: "plane", password: "wrong"), policy: .always) } throws: {
+            guard let error = $0 as? RuntimeError else { return false }
+            let text = error.description
+            return error.code == .imageUnavailable && text.contains("team/server") && text.contains("401") && text.contains("incorrect username or password")
+        }
+        await #expect { try await store.pull(reference, credentials: nil, policy: .always) } throws: {
+            guard let error = $0 as? RuntimeError else { return false }
+            return error.code == .imageUnavailable && error.description.contains("team/server")
+        }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(store.root)/layers/sha256").isEmpty, "nothing pulled without a token")
+        let image = try await store.pull(reference, credentials: RegistryCredentials(username: "plane", password: "t0ken-s3cret"), policy: .always)
+        #expect(await serverBinary(in: store, image))
+    }
+
     @Test func aBlobThatDoesNotMatchItsDigestIsRefused() async throws {
         let registry = try await RegistryProcess.start()
         defer { Task { await registry.stop() } }
