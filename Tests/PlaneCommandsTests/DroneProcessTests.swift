@@ -6,8 +6,9 @@ import PlaneTestSupport
 import Synchronization
 import Testing
 
-/// `plane drone` as an operator runs it, on nats-server and dockerd: killed with SIGKILL
-/// while backends run, started again, it re-attaches them and sweeps them later; a NATS
+/// `plane drone` as an operator runs it, on nats-server and dockerd (or crun through the
+/// oci runtime): killed with SIGKILL while backends run, started again, it re-attaches them
+/// and sweeps them later; a NATS
 /// restart in the middle of spawning loses no state update.
 @Suite(.serialized, .timeLimit(.minutes(10)))
 struct DroneProcessTests {
@@ -58,14 +59,33 @@ struct DroneProcessTests {
                      executable: DockerExecutableConfig(image: image))
     }
 
-    @Test func sigkillThenRestartReattachesAndSweeps() async throws {
-        let image = try await DockerTestImage.shared.ensureLoaded()
+    /// The runtime `plane drone` runs backends on in `sigkillThenRestartReattachesAndSweeps`.
+    enum Runtime: String, CaseIterable, Sendable {
+        case docker
+        /// `runtime = "oci"` with crun (in a private mount namespace on this hybrid-cgroup
+        /// host), the shim being the plane executable itself.
+        case ociCrun = "oci (crun)"
+    }
+
+    @Test(arguments: Runtime.allCases)
+    func sigkillThenRestartReattachesAndSweeps(_ runtime: Runtime) async throws {
+        let image: String
+        let extra: String
+        switch runtime {
+        case .docker:
+            image = try await DockerTestImage.shared.ensureLoaded()
+            extra = ""
+        case .ociCrun:
+            image = try await OCITestImage.shared.reference()
+            extra = "runtime = \"oci\"\n[agent.oci]\nruntime = \"crun\""
+        }
         try await withNATSServer { server in
             let client = try await server.connectedClient()
             let relay = try await Relay(client: client)
             let messenger = PlaneMessenger(client: client)
             let drone = DroneID.random()
-            let config = try droneConfig(server: server, drone: drone, ports: "23000-23099")
+            let config = try droneConfig(server: server, drone: drone, ports: runtime == .docker ? "23000-23099" : "23100-23199", extra: extra)
+            let stateDirectory = URL(fileURLWithPath: config).deletingLastPathComponent().path + "/state"
             let plane = try TestExecutables.path("plane")
             var child = try ChildProcess(plane, arguments: ["drone", config])
             let requests = (0..<5).map { _ in request(drone, image: image, idle: 15) }
@@ -79,8 +99,15 @@ struct DroneProcessTests {
                 #expect(try await eventually(timeout: .seconds(60)) { relay.of(spawn.backendID).last == .swept }, "\(child.output)")
                 #expect(relay.of(spawn.backendID) == [.loading, .starting, .ready, .swept])
             }
-            let docker = SystemProgram("docker", debianPackage: "docker.io")
-            #expect(try await eventually { try docker.run(["ps", "-aq", "--filter", "label=dev.plane.drone=\(drone)"]).isEmpty })
+            switch runtime {
+            case .docker:
+                let docker = SystemProgram("docker", debianPackage: "docker.io")
+                #expect(try await eventually { try docker.run(["ps", "-aq", "--filter", "label=dev.plane.drone=\(drone)"]).isEmpty })
+            case .ociCrun:
+                #expect(try await eventually { try FileManager.default.contentsOfDirectory(atPath: "\(stateDirectory)/oci/backends").isEmpty })
+                let containers = try FileManager.default.contentsOfDirectory(atPath: "\(stateDirectory)/oci/runtime-root").filter { $0.hasPrefix("plane-") }
+                #expect(containers.isEmpty, "crun holds no container: \(containers)")
+            }
             child.signal(SIGTERM)
             #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
             relay.stop()
