@@ -17,6 +17,10 @@ actor BackendSupervisor {
 
     private var machine: BackendLifecycle
     private var work: Task<Void, Never>?
+    /// Work cancelled by a termination. A cancelled load may still be inside the runtime's
+    /// `start` (dockerd finishing a create); cleanup waits for it, or it would stop and
+    /// remove nothing and the container would start afterwards and be left behind.
+    private var cancelledWork: Task<Void, Never>?
     private var idleWatch: Task<Void, Never>?
     private var monitor: BackendMonitor?
     private var exitCode: Int32?
@@ -192,13 +196,17 @@ actor BackendSupervisor {
             }
         case .cancelWork:
             work?.cancel()
+            if let work { cancelledWork = work }
             work = nil
             idleWatch?.cancel()
             idleWatch = nil
         case .stopAndRemove:
             let runtime = context.runtime
             let grace = context.configuration.stopGrace
+            let unfinished = cancelledWork
+            cancelledWork = nil
             Task {
+                await unfinished?.value
                 // A runtime that is down right now does not get to leave the container
                 // behind: retry with backoff until it answers (or the agent stops; the
                 // next start's recovery removes what is left).

@@ -25,7 +25,8 @@ public final class ScriptedHost: Sendable {
         public var images: [String: ImageBehavior] = ["plane-test-server": .testServer]
         /// How long `prepare` takes (a slow pull).
         public var prepareDelay: Duration = .zero
-        /// How long `start` takes.
+        /// How long `start` takes. Like a daemon finishing a create the caller gave up on,
+        /// the start completes even when the calling task is cancelled meanwhile.
         public var startDelay: Duration = .zero
         /// When false, every call fails with `.unavailable` (the daemon is down).
         public var available = true

@@ -42,7 +42,10 @@ public struct ScriptedRuntime: ContainerRuntime {
     public func start(_ spec: BackendSpec) async throws(RuntimeError) -> RuntimeHandle {
         try validate(spec)
         let script = try host.count("start")
-        if script.startDelay > .zero { try? await Task.sleep(for: script.startDelay) }
+        if script.startDelay > .zero {
+            // An unstructured task: the caller's cancellation does not cut the start short.
+            await Task { try? await Task.sleep(for: script.startDelay) }.value
+        }
         guard let behavior = script.images[spec.image] else {
             throw RuntimeError(.imageUnavailable, "Image '\(spec.image)' is not available to the scripted runtime; prepare it first.")
         }

@@ -122,6 +122,27 @@ struct DroneAgentFaultTests {
         }
     }
 
+    /// The runtime finishes a start it was inside when the termination came (as dockerd
+    /// finishes a create): the cleanup waits for it, so nothing is left running.
+    @Test func terminationDuringASlowStartLeavesNothingBehind() async throws {
+        try await withScriptedCluster { server, relay, _, runtimes in
+            runtimes.host.update { $0.startDelay = .seconds(2) }
+            let drone = try await startDrone(server, runtimes)
+            let request = spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000)
+            #expect(try await spawn(request, via: drone.client))
+            #expect(try await eventually { runtimes.host.callCount("start") == 1 })
+            try await terminate(request.backendID, via: drone.client)
+            #expect(try await eventually { relay.states(of: request.backendID) == [.loading, .terminated] })
+            // Past the start's end: what it made is removed, not left running.
+            try await Task.sleep(for: .seconds(3))
+            #expect(try await eventually(timeout: .seconds(10)) { runtimes.host.backendIDs.isEmpty }, "the backend the runtime finished starting is removed")
+            #expect(runtimes.host.callCount("start") == 1)
+            #expect(relay.states(of: request.backendID) == [.loading, .terminated])
+            #expect(try await eventually { drone.agent.supervisedBackends.isEmpty })
+            await drone.stop()
+        }
+    }
+
     @Test func concurrentDuplicateSpawnsStartOneBackend() async throws {
         try await withScriptedCluster { server, relay, _, runtimes in
             let drone = try await startDrone(server, runtimes)
