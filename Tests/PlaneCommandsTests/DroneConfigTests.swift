@@ -88,13 +88,13 @@ struct DroneConfigTests {
             stop_grace_secs = 3
             drain_on_shutdown = true
             [agent.oci]
-            binary = "crun"
+            runtime = "crun"
             """, environment: ["PLANE_AGENT__STARTUP_TIMEOUT_SECS": "45"])
         let agent = try #require(config.agent)
         #expect(config.effectiveDatabasePath == "/srv/plane/drone.sqlite3" && config.droneID == nil)
         #expect(agent.ip == .lookup(url: "http://127.0.0.1:9999/ip") && agent.runtime == "oci" && agent.portRange == 40000...40099)
         #expect(agent.readinessPath == "/healthz" && agent.probeTimeout == .milliseconds(500) && agent.startupTimeout == .seconds(45))
-        #expect(agent.stopGrace == .seconds(3) && agent.drainOnShutdown && agent.runtimeConfiguration["binary"]?.stringValue == "crun")
+        #expect(agent.stopGrace == .seconds(3) && agent.drainOnShutdown && agent.runtimeConfiguration["runtime"]?.stringValue == "crun")
     }
 
     @Test func badConfigurationsNameTheirKeys() {

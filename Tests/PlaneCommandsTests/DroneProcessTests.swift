@@ -84,7 +84,7 @@ struct DroneProcessTests {
             let relay = try await Relay(client: client)
             let messenger = PlaneMessenger(client: client)
             let drone = DroneID.random()
-            let config = try droneConfig(server: server, drone: drone, ports: runtime == .docker ? "23000-23099" : "23100-23199", extra: extra)
+            let config = try droneConfig(server: server, drone: drone, ports: runtime == .docker ? "23000-23099" : "23400-23499", extra: extra)
             let stateDirectory = URL(fileURLWithPath: config).deletingLastPathComponent().path + "/state"
             let plane = try TestExecutables.path("plane")
             var child = try ChildProcess(plane, arguments: ["drone", config])
@@ -112,6 +112,16 @@ struct DroneProcessTests {
             #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
             relay.stop()
             await client.close()
+        }
+    }
+
+    @Test func aBadOCISettingStopsTheDroneNamingTheSetting() async throws {
+        try await withNATSServer { server in
+            let config = try droneConfig(server: server, drone: .random(), ports: "23400-23499", extra: "runtime = \"oci\"\n[agent.oci]\nbinary = \"crun\"")
+            let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
+            let status = await child.waitForExit(timeout: .seconds(30))
+            #expect(status != nil && status != 0, "\(child.output)")
+            #expect(child.output.contains("[agent.oci] has no setting 'binary'; known: allow_mounts,"), "\(child.output)")
         }
     }
 

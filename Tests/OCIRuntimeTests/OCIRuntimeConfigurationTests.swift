@@ -1,0 +1,80 @@
+import ContainerRuntime
+import Foundation
+@testable import OCIRuntime
+import PlaneCore
+import Testing
+
+/// `[agent.oci]` of drone.toml, as the drone hands it to the runtime (a JSON object).
+struct OCIRuntimeConfigurationTests {
+    func configuration(_ json: String) throws(RuntimeError) -> OCIRuntimeConfiguration {
+        let object = (try? JSONParser.parse(json))?.objectValue ?? JSONObject()
+        return try OCIRuntimeConfiguration(json: object, droneStateDirectory: "/var/lib/plane")
+    }
+
+    func problem(_ json: String) -> String? {
+        do {
+            _ = try configuration(json)
+            return nil
+        } catch {
+            return error.message
+        }
+    }
+
+    @Test func defaultsLiveInTheDronesStateDirectory() throws {
+        let defaults = try configuration("{}")
+        #expect(defaults.runtime == "runc" && defaults.stateDirectory == "/var/lib/plane/oci" && defaults.shimExecutable == nil)
+        #expect(defaults.defaultRegistry == RegistryReference.dockerHub && defaults.insecureRegistries.isEmpty && defaults.seccompProfile == "default")
+        #expect(defaults.defaultPidsLimit == 4096 && !defaults.readOnlyRoot && !defaults.allowMounts && defaults.useOverlay)
+        #expect(defaults.imageRetention == .seconds(86_400) && defaults.garbageCollectionInterval == .seconds(3600))
+    }
+
+    @Test func everyKeyIsRead() throws {
+        let all = try configuration("""
+            {"runtime": "crun", "state_dir": "/srv/oci", "shim": "/usr/local/bin/plane", "default_registry": "registry.example:5000",
+             "insecure_registries": ["127.0.0.1:5000", "build-cache:80"], "seccomp_profile": "/etc/plane/seccomp.json",
+             "pids_limit": 256, "read_only_root": true, "allow_mounts": true, "overlay": false,
+             "image_retention_secs": 0, "gc_interval_secs": 60}
+            """)
+        #expect(all.runtime == "crun" && all.stateDirectory == "/srv/oci" && all.shimExecutable == "/usr/local/bin/plane")
+        #expect(all.defaultRegistry == "registry.example:5000" && all.insecureRegistries == ["127.0.0.1:5000", "build-cache:80"])
+        #expect(all.seccompProfile == "/etc/plane/seccomp.json" && all.defaultPidsLimit == 256)
+        #expect(all.readOnlyRoot && all.allowMounts && !all.useOverlay)
+        #expect(all.imageRetention == .zero && all.garbageCollectionInterval == .seconds(60))
+    }
+
+    @Test func badSettingsNameTheKeyAndWhatItTakes() {
+        let unknown = problem(#"{"binary": "crun"}"#)
+        #expect(unknown?.contains("[agent.oci] has no setting 'binary'") == true && unknown?.contains("runtime, seccomp_profile") == true, "\(unknown ?? "accepted")")
+        #expect(problem(#"{"runtime": ""}"#) == "[agent.oci] runtime must be a non-empty string.")
+        #expect(problem(#"{"runtime": 3}"#) == "[agent.oci] runtime must be a non-empty string.")
+        #expect(problem(#"{"pids_limit": 0}"#) == "[agent.oci] pids_limit must be an integer of at least 1.")
+        #expect(problem(#"{"pids_limit": 1.5}"#) == "[agent.oci] pids_limit must be an integer of at least 1.")
+        #expect(problem(#"{"gc_interval_secs": 0}"#) == "[agent.oci] gc_interval_secs must be an integer of at least 1.")
+        #expect(problem(#"{"image_retention_secs": -1}"#) == "[agent.oci] image_retention_secs must be an integer of at least 0.")
+        #expect(problem(#"{"overlay": "yes"}"#) == "[agent.oci] overlay must be true or false.")
+        #expect(problem(#"{"insecure_registries": "127.0.0.1:5000"}"#) == "[agent.oci] insecure_registries must be a list of host[:port] strings.")
+        #expect(problem(#"{"insecure_registries": [5000]}"#) == "[agent.oci] insecure_registries must be a list of host[:port] strings.")
+        #expect(problem(#"{"state_dir": "relative/oci"}"#) == "[agent.oci] state_dir must be an absolute path.")
+    }
+
+    @Test func aMissingRuntimeBinaryOrShimStopsTheRuntimeWithWhatToDo() async throws {
+        let state = FileManager.default.temporaryDirectory.appendingPathComponent("oci-config-\(UUID())").path
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        var missingBinary = OCIRuntimeConfiguration(stateDirectory: state)
+        missingBinary.runtime = "no-such-oci-runtime"
+        do {
+            _ = try await OCIRuntime.make(configuration: missingBinary, droneID: .random(), logger: .init(label: "test"))
+            Issue.record("a runtime without its runtime binary was made")
+        } catch {
+            #expect(error.code == .unavailable && error.message.hasPrefix("OCI runtime 'no-such-oci-runtime' is not installed: apt-get install -y runc"), "\(error)")
+        }
+        var missingShim = OCIRuntimeConfiguration(stateDirectory: state)
+        missingShim.shimExecutable = "/nonexistent/plane"
+        do {
+            _ = try await OCIRuntime.make(configuration: missingShim, droneID: .random(), logger: .init(label: "test"))
+            Issue.record("a runtime without its shim was made")
+        } catch {
+            #expect(error.message == "The OCI shim executable /nonexistent/plane does not exist; set [agent.oci] shim to the plane executable.")
+        }
+    }
+}
