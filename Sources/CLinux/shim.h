@@ -5,6 +5,7 @@
 #include <sys/wait.h>
 #include <sys/syscall.h>
 #include <sys/vfs.h>
+#include <sys/socket.h>
 #include <unistd.h>
 #include <errno.h>
 #include <spawn.h>
@@ -31,10 +32,12 @@ static inline int plane_pidfd_open(pid_t pid) {
 #endif
 }
 
-/// Closes every descriptor from `first` up (Linux 5.9+); returns -1 with errno where unsupported.
-static inline int plane_close_from(unsigned int first) {
+/// Marks every descriptor from `first` on close-on-exec (close_range with
+/// CLOSE_RANGE_CLOEXEC, Linux 5.11), leaving them open in this process: safe in a process
+/// whose runtime (libdispatch's event loop) owns descriptors of its own.
+static inline int plane_cloexec_from(unsigned int first) {
 #ifdef SYS_close_range
-    return (int)syscall(SYS_close_range, first, ~0U, 0);
+    return (int)syscall(SYS_close_range, first, ~0U, 1U << 2 /* CLOSE_RANGE_CLOEXEC */);
 #else
     errno = ENOSYS;
     return -1;
@@ -44,6 +47,9 @@ static inline int plane_close_from(unsigned int first) {
 /// A pipe whose ends are closed on exec (pipe2 is declared only under _GNU_SOURCE).
 extern int pipe2(int fds[2], int flags);
 static inline int plane_pipe_cloexec(int fds[2]) { return pipe2(fds, O_CLOEXEC); }
+
+/// A connected pair of stream sockets, closed on exec.
+static inline int plane_socketpair_cloexec(int fds[2]) { return socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds); }
 
 /// Makes the caller the child subreaper: orphaned descendants are re-parented to it.
 static inline int plane_set_child_subreaper(void) { return prctl(PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); }

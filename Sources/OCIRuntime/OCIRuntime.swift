@@ -4,6 +4,7 @@ import ContainerRuntime
 import Foundation
 import Logging
 import PlaneCore
+import Synchronization
 
 /// The built-in `oci` runtime: images from registries or local OCI layouts in its own
 /// content store, each backend an OCI bundle (overlay root on the shared layers, a
@@ -29,6 +30,9 @@ public final class OCIRuntime: ContainerRuntime {
     let backendsDirectory: String
     let volumesDirectory: String
     private let tasks: [Task<Void, Never>]
+    /// The next start's shim, already loaded (`standby_shim`); nil while a start uses it or
+    /// when disabled.
+    private let standbyShim = Mutex<OCIShimLauncher.Standby?>(nil)
 
     /// Checks the host (the binary, cgroups, the seccomp profile, the shim) and picks up
     /// the backends an earlier run of the drone left running.
@@ -65,6 +69,7 @@ public final class OCIRuntime: ContainerRuntime {
         let runtime = OCIRuntime(configuration: configuration, droneID: droneID, binary: binary, cgroups: cgroups, store: store,
                                  builder: builder, shim: shim, logger: logger)
         await runtime.adoptExistingBackends()
+        runtime.refillStandbyShim()
         logger.info("oci.ready", metadata: [
             "plane.oci_runtime": "\(binary.flavor.rawValue) \(binary.version)", "plane.cgroups": "\(cgroups.mode.rawValue)",
             "plane.private_mount_namespace": "\(!binary.wrapper.isEmpty)", "plane.state_dir": "\(root)",
@@ -115,6 +120,20 @@ public final class OCIRuntime: ContainerRuntime {
 
     deinit {
         for task in tasks { task.cancel() }
+        standbyShim.withLock { $0?.dismiss() }
+    }
+
+    /// The standby shim's pid, if one waits.
+    var standbyShimPID: pid_t? { standbyShim.withLock { $0?.pid } }
+
+    /// Starts a standby shim unless one waits already (or `standby_shim` is off). A shim
+    /// that cannot be started now is started cold by the next `start`, which then says why.
+    func refillStandbyShim() {
+        guard configuration.standbyShim else { return }
+        standbyShim.withLock { standby in
+            guard standby == nil else { return }
+            standby = try? OCIShimLauncher.standby(shim: shim)
+        }
     }
 
     /// The HTTP client of every registry pull in this process (never shut down, like
@@ -209,11 +228,18 @@ public final class OCIRuntime: ContainerRuntime {
             try Self.write(config, to: directory.configFile)
             let shimConfiguration = OCIShimConfiguration(
                 runtimeName: binary.flavor.rawValue,
-                createCommand: binary.createCommand(id: id, bundle: directory.bundle, pidFile: directory.initPIDFile, log: directory.runtimeLog),
-                startCommand: binary.startCommand(id: id, log: directory.runtimeLog),
+                runCommand: binary.runCommand(id: id, bundle: directory.bundle, pidFile: directory.initPIDFile, log: directory.runtimeLog),
                 outOfMemoryCounterFiles: cgroups.outOfMemoryCounterFiles(cgroupPath(backend)))
             try Self.write(shimConfiguration, to: directory.shimConfigurationFile)
-            let launched = try await OCIShimLauncher.launch(shim: shim, directory: directory)
+            let standby = standbyShim.withLock { standby in
+                defer { standby = nil }
+                return standby
+            }
+            let (launched, dismissed) = try await OCIShimLauncher.launch(shim: shim, directory: directory, standby: standby)
+            if let dismissed { await state.reap(dismissed) }
+            // After this start, not during it: loading the next shim would compete with
+            // this backend's start for the CPU.
+            refillStandbyShim()
             await state.watch(backend, shim: launched.shimPID)
             await store.touch(image.reference)
             logger.info("oci.backend_started", metadata: [
@@ -520,6 +546,9 @@ actor OCIRuntimeState {
     func release(_ backend: BackendID) { starting.remove(backend) }
 
     func watch(_ backend: BackendID, shim: pid_t?) { watched[backend] = shim }
+
+    /// A shim this process started that is of no backend (a standby found dead).
+    func reap(_ shim: pid_t) { unreaped.insert(shim) }
 
     func forget(_ backend: BackendID) {
         if let shim = watched.removeValue(forKey: backend), let pid = shim { unreaped.insert(pid) }

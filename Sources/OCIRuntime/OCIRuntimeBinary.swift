@@ -79,12 +79,11 @@ public struct OCIRuntimeBinary: Sendable, Hashable {
         return wrapper + [path] + global + arguments
     }
 
-    public func createCommand(id: String, bundle: String, pidFile: String, log: String) -> [String] {
-        command(["create", "--bundle", bundle, "--pid-file", pidFile, id], log: log)
-    }
-
-    public func startCommand(id: String, log: String) -> [String] {
-        command(["start", id], log: log)
+    /// `run --detach`: create and start in one invocation of the binary (one process start
+    /// fewer than `create` then `start`); it returns once the container's process runs,
+    /// with its pid in `pidFile`.
+    public func runCommand(id: String, bundle: String, pidFile: String, log: String) -> [String] {
+        command(["run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id], log: log)
     }
 
     /// Whether the runtime holds state for `id` (runc and crun keep a directory per

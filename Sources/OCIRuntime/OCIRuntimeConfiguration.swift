@@ -29,6 +29,9 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
     public var imageRetention: Duration = .seconds(24 * 3600)
     /// How often unused content is looked for.
     public var garbageCollectionInterval: Duration = .seconds(3600)
+    /// Keep one shim process started ahead of need, so a backend's start does not wait for
+    /// the plane executable to load (about 10 ms; docs/benchmarks.md).
+    public var standbyShim: Bool = true
 
     public init(stateDirectory: String) {
         self.stateDirectory = stateDirectory
@@ -54,7 +57,8 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
             return flag
         }
         let known: Set<String> = ["runtime", "state_dir", "shim", "default_registry", "insecure_registries", "seccomp_profile", "pids_limit",
-                                  "read_only_root", "allow_mounts", "overlay", "image_retention_secs", "gc_interval_secs"]
+                                  "read_only_root", "allow_mounts", "overlay", "image_retention_secs", "gc_interval_secs",
+                                  "standby_shim"]
         if let unknown = json.keys.first(where: { !known.contains($0) }) {
             throw RuntimeError(.invalidSpec, "[agent.oci] has no setting '\(unknown)'; known: \(known.sorted().joined(separator: ", ")).")
         }
@@ -73,6 +77,7 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
         if let value = try bool("overlay") { useOverlay = value }
         if let value = try integer("image_retention_secs", minimum: 0) { imageRetention = .seconds(value) }
         if let value = try integer("gc_interval_secs", minimum: 1) { garbageCollectionInterval = .seconds(value) }
+        if let value = try bool("standby_shim") { standbyShim = value }
         guard stateDirectory.hasPrefix("/") else { throw Self.invalid("state_dir", "an absolute path") }
     }
 

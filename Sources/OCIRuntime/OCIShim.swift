@@ -6,19 +6,59 @@ import PlaneCore
 /// The process that stays with one backend for its whole life (`plane oci-shim BUNDLE`).
 ///
 /// The drone starts it in a session of its own, so it outlives drone restarts. It makes
-/// itself the *child subreaper*, runs the runtime binary's `create` with the backend's
-/// output going into pipes it reads, then `start`, and reports the init pid (or why it
-/// failed) on descriptor 3. From then on it copies the output, timestamped, into
+/// itself the *child subreaper*, runs the runtime binary's `run --detach` with the
+/// backend's output going into pipes it reads, and reports the init pid (or why it failed)
+/// on descriptor 3. From then on it copies the output, timestamped, into
 /// `output.log`, reaps the init process when it ends — it is re-parented to the shim once
-/// `create` returns — and writes `exit.json` with the exit code and whether the memory
+/// `run --detach` returns — and writes `exit.json` with the exit code and whether the memory
 /// cgroup counted an OOM kill. Everything here is synchronous: no threads, no event loop.
 public enum OCIShim {
     /// The descriptor the drone reads the `OCIShimReport` from.
     public static let statusDescriptor: Int32 = 3
 
+    /// The argument of `plane oci-shim --standby`.
+    public static let standbyFlag = "--standby"
+
+    /// `plane oci-shim --standby`: a shim the drone started ahead of need, so a backend's
+    /// start does not wait for this executable to load. It reads the bundle directory of the
+    /// backend it is to run from descriptor 0 (one line), sends its stdout and stderr to that
+    /// backend's `shim.log`, and is that backend's shim from then on (`main(bundle:)`).
+    /// End of input before a line (the drone stopped or let it go) ends it quietly.
+    public static func standby() -> Int32 {
+        for ignored in [SIGPIPE, SIGHUP, SIGINT, SIGTERM, SIGQUIT] { signal(ignored, SIG_IGN) }
+        // What the runtime would otherwise look up on the first decode, done while waiting.
+        _ = try? JSONDecoder().decode(OCIShimConfiguration.self, from: Data(#"{"runtime_name":"","run_command":[],"oom_counter_files":[]}"#.utf8))
+        var line: [UInt8] = []
+        var byte: UInt8 = 0
+        while line.count < 4_096 {
+            let count = read(0, &byte, 1)
+            if count < 0, errno == EINTR { continue }
+            guard count == 1 else { return 0 }
+            if byte == UInt8(ascii: "\n") { break }
+            line.append(byte)
+        }
+        let bundle = String(decoding: line, as: UTF8.self)
+        guard bundle.hasPrefix("/") else { return 0 }
+        let log = open(OCIBackendDirectory(path: bundle).shimLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+        if log >= 0 {
+            dup2(log, 1)
+            dup2(log, 2)
+            close(log)
+        }
+        let null = open("/dev/null", O_RDONLY | O_CLOEXEC)
+        if null >= 0 {
+            dup2(null, 0)
+            close(null)
+        }
+        return main(bundle: bundle)
+    }
+
     /// Runs the shim for the bundle at `bundle`; returns the process's exit status.
     public static func main(bundle: String) -> Int32 {
-        _ = plane_close_from(UInt32(statusDescriptor + 1))
+        // The drone passes descriptors 0-3 only; anything else inherited must not reach
+        // runc or the container. Marked close-on-exec rather than closed: the process's
+        // runtime may own descriptors of its own.
+        _ = plane_cloexec_from(UInt32(statusDescriptor + 1))
         for ignored in [SIGPIPE, SIGHUP, SIGINT, SIGTERM, SIGQUIT] { signal(ignored, SIG_IGN) }
         let directory = OCIBackendDirectory(path: bundle)
         var reporter = Reporter(descriptor: statusDescriptor)
@@ -48,12 +88,12 @@ public enum OCIShim {
             return 1
         }
 
-        // create: the container's stdout and stderr are the runtime binary's.
-        let createStatus: Int32?
+        // run --detach: the container's stdout and stderr are the runtime binary's.
+        let runStatus: Int32?
         do {
-            let create = try ProcessSpawner.spawn(configuration.createCommand[0], Array(configuration.createCommand.dropFirst()),
-                                                  descriptors: [1: output[1], 2: errors[1]])
-            createStatus = ProcessSpawner.wait(for: create)
+            let run = try ProcessSpawner.spawn(configuration.runCommand[0], Array(configuration.runCommand.dropFirst()),
+                                               descriptors: [1: output[1], 2: errors[1]])
+            runStatus = ProcessSpawner.wait(for: run)
         } catch {
             reporter.fail("\(error)")
             return 1
@@ -61,34 +101,20 @@ public enum OCIShim {
         close(output[1])
         close(errors[1])
         var pump = OutputPump(log: log, output: output[0], errors: errors[0])
-        guard let createStatus, plane_wifexited(createStatus) != 0, plane_wexitstatus(createStatus) == 0 else {
+        let initPID = (try? String(contentsOfFile: directory.initPIDFile, encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        guard let runStatus, plane_wifexited(runStatus) != 0, plane_wexitstatus(runStatus) == 0 else {
+            // A process it started before failing is ours to end (re-parented to us).
+            if let initPID, initPID > 0 {
+                kill(initPID, SIGKILL)
+                _ = ProcessSpawner.wait(for: initPID)
+            }
             pump.drain(until: .now + .milliseconds(200))
             let reason = runtimeError(directory) ?? pump.lastLines ?? "no message"
-            reporter.fail("\(configuration.runtimeName) create failed (\(ProcessSpawner.describe(status: createStatus ?? -1))): \(reason)")
+            reporter.fail("\(configuration.runtimeName) run failed (\(ProcessSpawner.describe(status: runStatus ?? -1))): \(reason)")
             return 1
         }
-        guard let text = try? String(contentsOfFile: directory.initPIDFile, encoding: .utf8),
-              let initPID = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), initPID > 0 else {
-            reporter.fail("\(configuration.runtimeName) create wrote no pid to \(directory.initPIDFile).")
-            return 1
-        }
-
-        // start: its own output is the shim's (shim.log).
-        let startStatus: Int32?
-        do {
-            let start = try ProcessSpawner.spawn(configuration.startCommand[0], Array(configuration.startCommand.dropFirst()),
-                                                 descriptors: [1: 1, 2: 2])
-            startStatus = ProcessSpawner.wait(for: start)
-        } catch {
-            kill(initPID, SIGKILL)
-            reporter.fail("\(error)")
-            return 1
-        }
-        guard let startStatus, plane_wifexited(startStatus) != 0, plane_wexitstatus(startStatus) == 0 else {
-            kill(initPID, SIGKILL)
-            _ = ProcessSpawner.wait(for: initPID)
-            let reason = runtimeError(directory) ?? "no message"
-            reporter.fail("\(configuration.runtimeName) start failed (\(ProcessSpawner.describe(status: startStatus ?? -1))): \(reason)")
+        guard let initPID, initPID > 0 else {
+            reporter.fail("\(configuration.runtimeName) run wrote no pid to \(directory.initPIDFile).")
             return 1
         }
         reporter.succeed(pid: initPID)

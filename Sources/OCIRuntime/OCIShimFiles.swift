@@ -5,26 +5,22 @@ import PlaneCore
 public struct OCIShimConfiguration: Codable, Sendable, Hashable {
     /// The runtime binary's name for messages (`runc`, `crun`).
     public var runtimeName: String
-    /// The runtime binary's `create` command, complete (wrapper, global flags, bundle,
-    /// pid file, container id).
-    public var createCommand: [String]
-    /// The runtime binary's `start` command, complete.
-    public var startCommand: [String]
+    /// The runtime binary's `run --detach` command, complete (wrapper, global flags,
+    /// bundle, pid file, container id).
+    public var runCommand: [String]
     /// Files with an `oom_kill N` line (cgroup v2 `memory.events`, v1 `memory.oom_control`)
     /// read when the backend ends, to tell an OOM kill from another SIGKILL.
     public var outOfMemoryCounterFiles: [String]
 
     enum CodingKeys: String, CodingKey {
         case runtimeName = "runtime_name"
-        case createCommand = "create_command"
-        case startCommand = "start_command"
+        case runCommand = "run_command"
         case outOfMemoryCounterFiles = "oom_counter_files"
     }
 
-    public init(runtimeName: String, createCommand: [String], startCommand: [String], outOfMemoryCounterFiles: [String]) {
+    public init(runtimeName: String, runCommand: [String], outOfMemoryCounterFiles: [String]) {
         self.runtimeName = runtimeName
-        self.createCommand = createCommand
-        self.startCommand = startCommand
+        self.runCommand = runCommand
         self.outOfMemoryCounterFiles = outOfMemoryCounterFiles
     }
 }

@@ -1,4 +1,6 @@
 import ArgumentParser
+import Foundation
+import OCIRuntime
 import PlaneCore
 
 /// The `plane` executable's root command.
@@ -20,7 +22,28 @@ public struct PlaneCommand: AsyncParsableCommand {
 
 /// Entry point of the `plane` executable.
 public enum PlaneMain {
-    public static func run() async {
-        await PlaneCommand.main(nil)
+    /// Runs the command line and exits. Synchronous on purpose: `plane oci-shim` must run
+    /// while the process still has one thread (no libdispatch worker or event-loop thread
+    /// with descriptors of its own, as an async `main` would start), so it is dispatched
+    /// here first; every other command then runs as a task on the main queue.
+    public static func main() -> Never {
+        runShimIfAsked()
+        Task { @MainActor in
+            await PlaneCommand.main(nil)
+            exit(0)
+        }
+        dispatchMain()
+    }
+
+    /// `plane oci-shim BUNDLE` (or `--standby`) runs once per backend start of the oci runtime, so it goes
+    /// straight to `OCIShim` instead of through the argument parser, whose reflection over
+    /// every type of this executable costs tens of milliseconds (`docs/benchmarks.md`).
+    /// Any other shape of the command (e.g. `--help`) is the parser's.
+    static func runShimIfAsked() {
+        let arguments = CommandLine.arguments
+        guard arguments.count == 3, arguments[1] == OCIShimCommand.commandName else { return }
+        if arguments[2] == OCIShim.standbyFlag { exit(OCIShim.standby()) }
+        guard !arguments[2].hasPrefix("-") else { return }
+        exit(OCIShim.main(bundle: arguments[2]))
     }
 }

@@ -1,3 +1,3 @@
 import PlaneCommands
 
-await PlaneMain.run()
+PlaneMain.main()

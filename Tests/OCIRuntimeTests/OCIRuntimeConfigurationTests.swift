@@ -25,7 +25,7 @@ struct OCIRuntimeConfigurationTests {
         #expect(defaults.runtime == "runc" && defaults.stateDirectory == "/var/lib/plane/oci" && defaults.shimExecutable == nil)
         #expect(defaults.defaultRegistry == RegistryReference.dockerHub && defaults.insecureRegistries.isEmpty && defaults.seccompProfile == "default")
         #expect(defaults.defaultPidsLimit == 4096 && !defaults.readOnlyRoot && !defaults.allowMounts && defaults.useOverlay)
-        #expect(defaults.imageRetention == .seconds(86_400) && defaults.garbageCollectionInterval == .seconds(3600))
+        #expect(defaults.imageRetention == .seconds(86_400) && defaults.garbageCollectionInterval == .seconds(3600) && defaults.standbyShim)
     }
 
     @Test func everyKeyIsRead() throws {
@@ -33,13 +33,13 @@ struct OCIRuntimeConfigurationTests {
             {"runtime": "crun", "state_dir": "/srv/oci", "shim": "/usr/local/bin/plane", "default_registry": "registry.example:5000",
              "insecure_registries": ["127.0.0.1:5000", "build-cache:80"], "seccomp_profile": "/etc/plane/seccomp.json",
              "pids_limit": 256, "read_only_root": true, "allow_mounts": true, "overlay": false,
-             "image_retention_secs": 0, "gc_interval_secs": 60}
+             "image_retention_secs": 0, "gc_interval_secs": 60, "standby_shim": false}
             """)
         #expect(all.runtime == "crun" && all.stateDirectory == "/srv/oci" && all.shimExecutable == "/usr/local/bin/plane")
         #expect(all.defaultRegistry == "registry.example:5000" && all.insecureRegistries == ["127.0.0.1:5000", "build-cache:80"])
         #expect(all.seccompProfile == "/etc/plane/seccomp.json" && all.defaultPidsLimit == 256)
         #expect(all.readOnlyRoot && all.allowMounts && !all.useOverlay)
-        #expect(all.imageRetention == .zero && all.garbageCollectionInterval == .seconds(60))
+        #expect(all.imageRetention == .zero && all.garbageCollectionInterval == .seconds(60) && !all.standbyShim)
     }
 
     @Test func badSettingsNameTheKeyAndWhatItTakes() {

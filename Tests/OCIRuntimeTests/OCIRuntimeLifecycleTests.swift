@@ -89,7 +89,7 @@ struct OCIRuntimeLifecycleTests {
             _ = try await runtime.start(broken)
         } throws: { error in
             guard let error = error as? RuntimeError else { return false }
-            return error.message.contains("runc create failed") && error.message.contains("no-such-binary")
+            return error.message.contains("runc run failed") && error.message.contains("no-such-binary")
         }
         #expect(try await runtime.status(of: broken.backendID) == .unknown)
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(state)/backends").isEmpty)
@@ -121,6 +121,67 @@ struct OCIRuntimeLifecycleTests {
         try await runtime.stop(spec.backendID, grace: .seconds(2))
         try await runtime.remove(spec.backendID)
         #expect(!FileManager.default.fileExists(atPath: directory.path))
+    }
+}
+
+/// The standby shim: loaded ahead of need, it runs the next start; a dead one is replaced
+/// by a cold start; none without `standby_shim`.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct OCIStandbyShimTests {
+    /// Whether `pid` is a live (not zombie) `plane oci-shim --standby` process.
+    static func isWaitingStandby(_ pid: pid_t) -> Bool {
+        guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
+              let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+        let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
+        let state = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ").first
+        return arguments.suffix(2) == ["oci-shim", OCIShim.standbyFlag] && state != "Z"
+    }
+
+    func spec(drone: DroneID, image: String) throws -> BackendSpec {
+        BackendSpec(backendID: .random(), droneID: drone, image: image, port: UInt16(try TestEnvironment.freePort()), network: .host(address: "127.0.0.1"))
+    }
+
+    func shimPID(_ runtime: OCIRuntime, _ backend: BackendID) -> pid_t? {
+        (try? String(contentsOfFile: runtime.directory(backend).shimPIDFile, encoding: .utf8)).flatMap { pid_t($0) }
+    }
+
+    @Test func theStandbyRunsTheNextStartAndIsReplaced() async throws {
+        let (runtime, drone, image) = try await OCITestSetup.runtime(.runcLayout)
+        let standby = try #require(runtime.standbyShimPID, "a standby shim waits after make")
+        #expect(Self.isWaitingStandby(standby))
+        let first = try spec(drone: drone, image: image)
+        _ = try await runtime.start(first)
+        _ = try await HTTPProbe(host: "127.0.0.1", port: Int(first.port)).waitUntilAnswering("/")
+        #expect(shimPID(runtime, first.backendID) == standby, "the backend's shim is the standby")
+        let next = try #require(runtime.standbyShimPID, "another standby waits")
+        #expect(next != standby && Self.isWaitingStandby(next))
+
+        // A standby that died: the start falls back to a shim started for it.
+        kill(next, SIGKILL)
+        try await Task.sleep(for: .milliseconds(100))
+        let second = try spec(drone: drone, image: image)
+        _ = try await runtime.start(second)
+        #expect(try await HTTPProbe(host: "127.0.0.1", port: Int(second.port)).waitUntilAnswering("/").status == 200)
+        let secondShim = try #require(shimPID(runtime, second.backendID))
+        #expect(secondShim != next && kill(secondShim, 0) == 0)
+        let third = try #require(runtime.standbyShimPID, "and a new standby waits")
+        #expect(third != next && Self.isWaitingStandby(third))
+        try await RuntimeConformanceWait.until("the dead standby is reaped") { kill(next, 0) != 0 }
+        for backend in [first, second] {
+            try await runtime.stop(backend.backendID, grace: .seconds(2))
+            try await runtime.remove(backend.backendID)
+        }
+    }
+
+    @Test func withoutStandbyShimNoneWaits() async throws {
+        let (runtime, drone, image) = try await OCITestSetup.runtime(.runcLayout) { $0.standbyShim = false }
+        #expect(runtime.standbyShimPID == nil)
+        let backend = try spec(drone: drone, image: image)
+        _ = try await runtime.start(backend)
+        #expect(try await HTTPProbe(host: "127.0.0.1", port: Int(backend.port)).waitUntilAnswering("/").status == 200)
+        #expect(runtime.standbyShimPID == nil)
+        try await runtime.stop(backend.backendID, grace: .seconds(2))
+        try await runtime.remove(backend.backendID)
     }
 }
 
