@@ -215,7 +215,8 @@ let package = Package(
         ),
         .executableTarget(
             name: "RuntimeBench",
-            dependencies: ["DockerRuntime", "ContainerRuntime", "PlaneCore", "PlaneTestSupport", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["DockerRuntime", "OCIRuntime", "ContainerRuntime", "PlaneCore", "PlaneMessaging", "NATS", "PlaneTestSupport",
+                           .product(name: "Logging", package: "swift-log")]
         ),
         .executableTarget(
             name: "ProxyBench",

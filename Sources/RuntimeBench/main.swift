@@ -1,39 +1,100 @@
-// Benchmark behind `make bench-runtime`: time from `ContainerRuntime.start` to the first
-// HTTP 200 of plane-test-server, with the Docker runtime (host networking). Prints one
-// JSON line with every sample in milliseconds.
+// Benchmark behind `make bench-runtime`. Prints one JSON line per invocation.
 //
-// usage: RuntimeBench <image> [runs]
+//   RuntimeBench docker <image> [runs]                       DockerRuntime.start → first 200
+//   RuntimeBench oci <runc|crun> <image> <plane> [runs]      OCIRuntime.start → first 200
+//   RuntimeBench bundle <runc> <bundle> [runs]               hand-made `runc run -d` → first 200
+//   RuntimeBench oci-config <image> <plane> <file>           the config.json the OCI runtime writes
+//   RuntimeBench idle-memory <plane> <docker|oci-runc|oci-crun> <image> <count>
+//
+// Start latencies are medians-to-be: every sample in milliseconds, after one warm-up run.
 import ContainerRuntime
 import DockerRuntime
 import Foundation
 import Logging
+import OCIRuntime
 import PlaneCore
 import PlaneTestSupport
 
-let arguments = CommandLine.arguments
-guard arguments.count >= 2 else {
-    FileHandle.standardError.write(Data("usage: RuntimeBench <image> [runs]\n".utf8))
-    exit(64)
+let usage = """
+    usage: RuntimeBench docker <image> [runs]
+           RuntimeBench oci <runc|crun> <image> <plane-executable> [runs]
+           RuntimeBench bundle <runc-binary> <bundle-directory> [runs]
+           RuntimeBench oci-config <image> <plane-executable> <output-file>
+           RuntimeBench idle-memory <plane-executable> <docker|oci-runc|oci-crun> <image> <count>
+
+    """
+let arguments = Array(CommandLine.arguments.dropFirst())
+func runs(at index: Int) -> Int { arguments.count > index ? Int(arguments[index]) ?? 20 : 20 }
+func emit(_ object: [String: Any]) throws {
+    print(String(decoding: try JSONSerialization.data(withJSONObject: object, options: [.sortedKeys]), as: UTF8.self))
 }
-let image = arguments[1]
-let runs = arguments.count > 2 ? Int(arguments[2]) ?? 20 : 20
-let quiet = Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
-let runtime = try await DockerRuntime.make(configuration: DockerRuntimeConfiguration(), droneID: .random(), logger: quiet)
-var samples: [Double] = []
-for _ in 0..<(runs + 1) {
-    let spec = BackendSpec(backendID: .random(), droneID: "bench", image: image, port: UInt16(try TestEnvironment.freePort()),
-                           network: .host(address: "127.0.0.1"), pullPolicy: .never)
-    let clock = ContinuousClock()
-    let start = clock.now
-    let handle = try await runtime.start(spec)
-    let address = handle.address!
-    let probe = HTTPProbe(host: address.host, port: Int(address.port))
-    while (try? probe.get("/"))?.status != 200 { try await Task.sleep(for: .milliseconds(2)) }
-    let elapsed = clock.now - start
-    samples.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15)
-    try await runtime.stop(spec.backendID, grace: .seconds(2))
-    try await runtime.remove(spec.backendID)
+// Logs (the NATS client's, BENCH_LOG's) go to standard error; standard output is the JSON.
+LoggingSystem.bootstrap { StreamLogHandler.standardError(label: $0) }
+let benchDrone = DroneID.random()
+/// Silent unless `BENCH_LOG=1` (then the runtime's own log, e.g. `oci.backend_started` with
+/// its duration, goes to standard error).
+let quiet: Logger = ProcessInfo.processInfo.environment["BENCH_LOG"] == "1"
+    ? Logger(label: "bench", factory: { StreamLogHandler.standardError(label: $0) })
+    : Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
+
+/// Starts and removes backends of `image` on `runtime`, timing each start to its first 200.
+func startLatency(_ runtime: some ContainerRuntime, image: String, runs: Int) async throws -> [Double] {
+    var specs: [Int: BackendSpec] = [:]
+    let warm = BackendSpec(backendID: .random(), droneID: benchDrone, image: image, port: 1, network: .host(address: "127.0.0.1"), pullPolicy: .ifNotPresent)
+    try await runtime.prepare(warm)
+    return try await StartLatency(runs: runs).measure(start: { run, port in
+        let spec = BackendSpec(backendID: .random(), droneID: benchDrone, image: image, port: UInt16(port),
+                               network: .host(address: "127.0.0.1"), pullPolicy: .never)
+        specs[run] = spec
+        _ = try await runtime.start(spec)
+    }, stop: { run in
+        let spec = specs[run]!
+        try await runtime.stop(spec.backendID, grace: .seconds(2))
+        try await runtime.remove(spec.backendID)
+    })
 }
-samples.removeFirst() // warm-up
-let result: [String: Any] = ["runtime": "plane-docker", "samples_ms": samples]
-print(String(decoding: try JSONSerialization.data(withJSONObject: result, options: [.sortedKeys]), as: UTF8.self))
+
+do {
+    switch arguments.first {
+    case "docker" where arguments.count >= 2:
+        let runtime = try await DockerRuntime.make(configuration: DockerRuntimeConfiguration(), droneID: benchDrone, logger: quiet)
+        try emit(["runtime": "docker", "samples_ms": try await startLatency(runtime, image: arguments[1], runs: runs(at: 2))])
+    case "oci" where arguments.count >= 4:
+        let state = try TestEnvironment.temporaryDirectory("bench-oci")
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        var configuration = OCIRuntimeConfiguration(stateDirectory: state)
+        configuration.runtime = arguments[1]
+        configuration.shimExecutable = arguments[3]
+        let runtime = try await OCIRuntime.make(configuration: configuration, droneID: benchDrone, logger: quiet)
+        try emit(["runtime": "oci-\(arguments[1])", "samples_ms": try await startLatency(runtime, image: arguments[2], runs: runs(at: 4))])
+    case "bundle" where arguments.count >= 3:
+        let root = try TestEnvironment.temporaryDirectory("bench-runc-root")
+        defer { try? FileManager.default.removeItem(atPath: root) }
+        let bench = HandMadeBundleBench(binary: arguments[1], bundle: arguments[2], root: root)
+        try emit(["runtime": "runc-by-hand", "samples_ms": try await bench.run(StartLatency(runs: runs(at: 3)))])
+    case "oci-config" where arguments.count >= 4:
+        // One backend started by the OCI runtime (runc), its config.json kept.
+        let state = try TestEnvironment.temporaryDirectory("bench-oci-config")
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        var configuration = OCIRuntimeConfiguration(stateDirectory: state)
+        configuration.shimExecutable = arguments[2]
+        let runtime = try await OCIRuntime.make(configuration: configuration, droneID: benchDrone, logger: quiet)
+        let spec = BackendSpec(backendID: .random(), droneID: benchDrone, image: arguments[1], port: UInt16(try TestEnvironment.freePort()),
+                               network: .host(address: "127.0.0.1"), pullPolicy: .ifNotPresent)
+        _ = try await runtime.start(spec)
+        let copied = Result { try FileManager.default.copyItem(atPath: "\(state)/backends/\(spec.backendID.rawValue)/config.json", toPath: arguments[3]) }
+        try await runtime.stop(spec.backendID, grace: .seconds(2))
+        try await runtime.remove(spec.backendID)
+        try copied.get()
+        try emit(["config": arguments[3]])
+    case "idle-memory" where arguments.count >= 5:
+        guard let count = Int(arguments[4]), count > 0 else { throw BenchError("count must be a positive integer") }
+        try emit(try await IdleMemoryBench(plane: arguments[1], runtime: arguments[2], image: arguments[3], count: count).run())
+    default:
+        FileHandle.standardError.write(Data(usage.utf8))
+        exit(64)
+    }
+} catch {
+    FileHandle.standardError.write(Data("RuntimeBench: \(error)\n".utf8))
+    exit(1)
+}
