@@ -40,7 +40,7 @@ struct OCIRuntimeLifecycleTests {
         let listed = try await second.list()
         #expect(Set(listed) == [handle, endingHandle], "list from the runtime's own state")
         #expect(try await second.status(of: running.backendID) == .running(address: handle.address))
-        try await RuntimeConformanceWait.until("the missed exit") { try await second.status(of: ending.backendID) == .exited(code: 7) }
+        #expect(try await eventually { try await second.status(of: ending.backendID) == .exited(code: 7) }, "the missed exit")
 
         // Exits of re-attached backends reach the new event stream; logs are all there once.
         let events = second.events()
@@ -166,7 +166,7 @@ struct OCIStandbyShimTests {
         #expect(secondShim != next && kill(secondShim, 0) == 0)
         let third = try #require(runtime.standbyShimPID, "and a new standby waits")
         #expect(third != next && Self.isWaitingStandby(third))
-        try await RuntimeConformanceWait.until("the dead standby is reaped") { kill(next, 0) != 0 }
+        #expect(try await eventually { kill(next, 0) != 0 }, "the dead standby is reaped")
         for backend in [first, second] {
             try await runtime.stop(backend.backendID, grace: .seconds(2))
             try await runtime.remove(backend.backendID)
@@ -222,16 +222,5 @@ enum OCITestImageVariants {
         index["manifests"] = [descriptors[0]]
         try JSONSerialization.data(withJSONObject: index).write(to: URL(fileURLWithPath: "\(layout)/index.json"))
         return "oci-layout:\(layout):\(OCITestImage.tag)"
-    }
-}
-
-enum RuntimeConformanceWait {
-    static func until(_ what: String, within: Duration = .seconds(20), _ condition: () async throws -> Bool) async throws {
-        let deadline = ContinuousClock.now + within
-        while ContinuousClock.now < deadline {
-            if try await condition() { return }
-            try await Task.sleep(for: .milliseconds(50))
-        }
-        Issue.record("timed out waiting for \(what)")
     }
 }
