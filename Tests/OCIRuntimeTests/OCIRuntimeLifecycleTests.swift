@@ -137,6 +137,12 @@ struct OCIStandbyShimTests {
         return arguments.suffix(2) == ["oci-shim", OCIShim.standbyFlag] && state != "Z"
     }
 
+    static func describe(_ pid: pid_t) -> String {
+        let arguments = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline").map { $0.split(separator: 0).map { String(decoding: $0, as: UTF8.self) } }
+        let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        return "pid \(pid): \(arguments ?? []) \(stat ?? "no stat")"
+    }
+
     func spec(drone: DroneID, image: String) throws -> BackendSpec {
         BackendSpec(backendID: .random(), droneID: drone, image: image, port: UInt16(try TestEnvironment.freePort()), network: .host(address: "127.0.0.1"))
     }
@@ -148,13 +154,16 @@ struct OCIStandbyShimTests {
     @Test func theStandbyRunsTheNextStartAndIsReplaced() async throws {
         let (runtime, drone, image) = try await OCITestSetup.runtime(.runcLayout)
         let standby = try #require(runtime.standbyShimPID, "a standby shim waits after make")
-        #expect(Self.isWaitingStandby(standby))
+        // Right after posix_spawn returns, the child may still be inside execve (its
+        // command line not yet set up).
+        #expect(try await eventually(timeout: .seconds(5)) { Self.isWaitingStandby(standby) }, "\(Self.describe(standby))")
         let first = try spec(drone: drone, image: image)
         _ = try await runtime.start(first)
         _ = try await HTTPProbe(host: "127.0.0.1", port: Int(first.port)).waitUntilAnswering("/")
         #expect(shimPID(runtime, first.backendID) == standby, "the backend's shim is the standby")
         let next = try #require(runtime.standbyShimPID, "another standby waits")
-        #expect(next != standby && Self.isWaitingStandby(next))
+        #expect(next != standby)
+        #expect(try await eventually(timeout: .seconds(5)) { Self.isWaitingStandby(next) }, "\(Self.describe(next))")
 
         // A standby that died: the start falls back to a shim started for it.
         kill(next, SIGKILL)
@@ -165,7 +174,8 @@ struct OCIStandbyShimTests {
         let secondShim = try #require(shimPID(runtime, second.backendID))
         #expect(secondShim != next && kill(secondShim, 0) == 0)
         let third = try #require(runtime.standbyShimPID, "and a new standby waits")
-        #expect(third != next && Self.isWaitingStandby(third))
+        #expect(third != next)
+        #expect(try await eventually(timeout: .seconds(5)) { Self.isWaitingStandby(third) }, "\(Self.describe(third))")
         #expect(try await eventually { kill(next, 0) != 0 }, "the dead standby is reaped")
         for backend in [first, second] {
             try await runtime.stop(backend.backendID, grace: .seconds(2))
