@@ -60,22 +60,12 @@ struct IdleMemoryBench {
                 }
             }
             defer { relay.cancel() }
-            let config = directory + "/drone.toml"
             let oci = runtime == "docker" ? "" : "runtime = \"oci\"\n[agent.oci]\nruntime = \"\(runtime == "oci-crun" ? "crun" : "runc")\"\nshim = \"\(plane)\"\n"
-            try """
-                cluster_domain = "plane.test"
-                drone_id = "\(drone)"
-                state_dir = "\(directory)/state"
-                [nats]
-                hosts = ["\(server.url)"]
-                [agent]
-                ip = "127.0.0.1"
-                port_range = "24000-24999"
-                stop_grace_secs = 2
+            let config = try DroneConfigFile.write(in: directory, drone: drone.rawValue, nats: server.url, ports: "24000-24999", extra: """
                 drain_on_shutdown = true
                 startup_timeout_secs = 600
                 \(oci)
-                """.write(toFile: config, atomically: true, encoding: .utf8)
+                """)
             let statuses = try await messenger.subscribe(PlaneSubjects.droneStatusAll)
             let child = try ChildProcess(plane, arguments: ["drone", config])
             // Idle level: connected (its first status message), nothing running, a few

@@ -37,21 +37,7 @@ struct DroneProcessTests {
     }
 
     func droneConfig(server: NATSServerProcess, drone: DroneID, ports: String, extra: String = "") throws -> String {
-        let directory = try TestEnvironment.temporaryDirectory("drone-process")
-        let path = directory + "/drone.toml"
-        try """
-            cluster_domain = "plane.test"
-            drone_id = "\(drone)"
-            state_dir = "\(directory)/state"
-            [nats]
-            hosts = ["\(server.url)"]
-            [agent]
-            ip = "127.0.0.1"
-            port_range = "\(ports)"
-            stop_grace_secs = 2
-            \(extra)
-            """.write(toFile: path, atomically: true, encoding: .utf8)
-        return path
+        try DroneConfigFile.write(in: try TestEnvironment.temporaryDirectory("drone-process"), drone: drone.rawValue, nats: server.url, ports: ports, extra: extra)
     }
 
     func request(_ drone: DroneID, image: String, idle: UInt64) -> SpawnRequest {
