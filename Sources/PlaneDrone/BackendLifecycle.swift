@@ -71,6 +71,10 @@ public struct BackendLifecycle: Sendable, Hashable {
     /// A route was added and not yet removed.
     private var routed = false
     private var monitoring = false
+    /// An exit the runtime reported while the load was still running: its start may have
+    /// succeeded already (the exit event can overtake the start's result), so the load's
+    /// result decides whether this is `ErrorStarting` or `ErrorLoading`.
+    private var exitedWhileLoading = false
 
     public init(state: BackendState = .loading, address: String? = nil) {
         self.state = state
@@ -118,12 +122,14 @@ public struct BackendLifecycle: Sendable, Hashable {
         case (.loading, .loaded(let address)):
             self.address = address
             state = .starting
+            if exitedWhileLoading { return [.report(.starting)] + terminate(as: .errorStarting) }
             monitoring = true
             return [.report(.starting), .startMonitor, .probe(address: address)]
         case (.loading, .loadFailed):
             return terminate(as: .errorLoading)
         case (.loading, .exited):
-            return terminate(as: .errorLoading)
+            exitedWhileLoading = true
+            return []
         case (.starting, .probeAnswered):
             guard let address else { return terminate(as: .errorStarting) }
             state = .ready

@@ -18,8 +18,8 @@ actor BackendSupervisor {
     private var machine: BackendLifecycle
     private var work: Task<Void, Never>?
     /// Work cancelled by a termination. A cancelled load may still be inside the runtime's
-    /// `start` (dockerd finishing a create); cleanup waits for it, or it would stop and
-    /// remove nothing and the container would start afterwards and be left behind.
+    /// `start`, which runs to its end; cleanup waits for it, or it would stop and remove
+    /// nothing and the container would be made afterwards and left behind.
     private var cancelledWork: Task<Void, Never>?
     private var idleWatch: Task<Void, Never>?
     private var monitor: BackendMonitor?
@@ -116,7 +116,10 @@ actor BackendSupervisor {
                 do {
                     try await runtime.prepare(spec)
                     try Task.checkCancellation()
-                    let handle = try await runtime.start(spec)
+                    // The start is never cut short: interrupted, a runtime can leave what it
+                    // was making where the cleanup does not see it yet (dockerd finishes a
+                    // create whose client went away). A termination waits for it instead.
+                    let handle = try await Task { try await runtime.start(spec) }.value
                     let address: String
                     if let reported = handle.address {
                         address = reported.description

@@ -30,10 +30,21 @@ struct BackendLifecycleTests {
         #expect(machine.finished && machine.state == .swept)
     }
 
+    @Test func anExitDuringTheLoadWaitsForTheLoadsResult() {
+        let (actions, machine) = run([.spawned, .exited(code: 1)])
+        #expect(machine.state == .loading && !machine.cleaningUp)
+        #expect(reports(actions) == [.loading])
+        let (all, ended) = run([.spawned, .exited(code: 1), .loaded(address: "a:1")])
+        #expect(reports(all) == [.loading, .starting, .errorStarting] && ended.state == .errorStarting)
+        #expect(!all.contains(.startMonitor) && !all.contains { if case .probe = $0 { true } else { false } })
+    }
+
     @Test func everyFailureEndsTerminalWithCleanup() {
         let cases: [([BackendLifecycle.Event], BackendState)] = [
             ([.spawned, .loadFailed(reason: "no image")], .errorLoading),
-            ([.spawned, .exited(code: 1)], .errorLoading),
+            // An exit that overtakes the start's result: the start had succeeded.
+            ([.spawned, .exited(code: 1), .loaded(address: "a:1")], .errorStarting),
+            ([.spawned, .exited(code: 1), .loadFailed(reason: "start failed")], .errorLoading),
             ([.spawned, .loaded(address: "a:1"), .exited(code: 1)], .errorStarting),
             ([.spawned, .loaded(address: "a:1"), .notRunning], .errorStarting),
             ([.spawned, .loaded(address: "a:1"), .probeTimedOut], .timedOutBeforeReady),

@@ -92,7 +92,7 @@ struct DroneAgentTests {
             let missing = spawnRequest(drone: drone.id, image: "127.0.0.1:9/plane-no-such-image:latest")
             for request in [early, silent, failing, exiting, terminated, missing] { #expect(try await spawn(request, via: drone.client)) }
             #expect(try await eventually { relay.states(of: missing.backendID) == [.loading, .errorLoading] })
-            #expect(try await eventually { relay.states(of: early.backendID) == [.loading, .starting, .errorStarting] })
+            #expect(try await eventually { relay.states(of: early.backendID) == [.loading, .starting, .errorStarting] }, "\(relay.states(of: early.backendID))")
             for request in [failing, exiting, terminated] {
                 #expect(try await eventually { relay.states(of: request.backendID).last == .ready })
             }
