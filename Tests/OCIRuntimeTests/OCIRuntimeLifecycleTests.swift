@@ -40,7 +40,16 @@ struct OCIRuntimeLifecycleTests {
         let listed = try await second.list()
         #expect(Set(listed) == [handle, endingHandle], "list from the runtime's own state")
         #expect(try await second.status(of: running.backendID) == .running(address: handle.address))
-        #expect(try await eventually { try await second.status(of: ending.backendID) == .exited(code: 7) }, "the missed exit")
+        let endingDirectory = second.directory(ending.backendID)
+        let learned = try await eventually { try await second.status(of: ending.backendID) == .exited(code: 7) }
+        let lastStatus = try? await second.status(of: ending.backendID)
+        #expect(learned,
+                """
+                the missed exit: status \(String(describing: lastStatus)), \
+                exit.json \((try? String(contentsOfFile: endingDirectory.exitFile, encoding: .utf8)) ?? "none"), \
+                shim.log \((try? String(contentsOfFile: endingDirectory.shimLog, encoding: .utf8)) ?? "none"), \
+                output \(((try? String(contentsOfFile: endingDirectory.outputLog, encoding: .utf8)) ?? "none").suffix(600))
+                """)
 
         // Exits of re-attached backends reach the new event stream; logs are all there once.
         let events = second.events()
