@@ -1,4 +1,5 @@
 import Foundation
+import Synchronization
 
 /// A program the tests need from the system, with the Debian package that provides it.
 public struct SystemProgram: Sendable {
@@ -64,14 +65,21 @@ public struct TestSupportError: Error, CustomStringConvertible, Sendable {
 
 /// Loopback ports and temporary directories for tests.
 public enum TestEnvironment {
-    /// A TCP port on 127.0.0.1 that was free a moment ago.
+    /// Ports `freePort` gave out in this process. Suites run in parallel in one test
+    /// process; a port given to one test but not bound yet (a backend still starting) looks
+    /// free to another, so no port is given out twice while others remain.
+    private static let handedOut = Mutex<Set<Int>>([])
+
+    /// A TCP port on 127.0.0.1 that was free a moment ago and that this process has not
+    /// given out before (unless all 10,000 were).
     public static func freePort() throws -> Int {
         // Below Linux's ephemeral range (32768-60999), so the outgoing connections of tests
         // running in parallel cannot take the port between this check and its use.
         var generator = SystemRandomNumberGenerator()
-        for _ in 0..<200 {
+        for attempt in 0..<400 {
             let port = Int.random(in: 10_000...19_999, using: &generator)
-            if canBind(port: port, address: "127.0.0.1"), canBind(port: port, address: "0.0.0.0") { return port }
+            let fresh = handedOut.withLock { $0.count >= 9_000 || attempt >= 300 || $0.insert(port).inserted }
+            if fresh, canBind(port: port, address: "127.0.0.1"), canBind(port: port, address: "0.0.0.0") { return port }
         }
         throw TestSupportError("no free port found in 10000-19999")
     }
