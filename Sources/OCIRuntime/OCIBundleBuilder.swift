@@ -40,11 +40,18 @@ public struct OCIBundleBuilder: Sendable {
     /// The cgroup of a backend (below the hierarchy's root, the same in v1 and v2).
     public static func cgroupPath(of backend: String) -> String { "/plane/\(backend)" }
 
+    /// Where a backend is networked.
+    public enum Network: Sendable, Hashable {
+        /// The host's network, with the host's `/etc/hosts` and `/etc/resolv.conf`.
+        case host
+        /// The namespace at `path`, with the backend's own `hosts` and `resolv.conf`.
+        case namespace(path: String, hostsFile: String, resolvConfFile: String)
+    }
+
     /// The spec for `spec` running `image`, as `user`, with the root file system at
-    /// `rootPath` (relative to the bundle, or absolute). A network namespace path puts
-    /// the backend in that namespace; nil shares the host's network.
+    /// `rootPath` (relative to the bundle, or absolute), on `network`.
     public func build(spec: BackendSpec, image: OCIImageConfiguration, user: OCIRuntimeSpec.User, rootPath: String,
-                      networkNamespace: String?) throws(RuntimeError) -> OCIRuntimeSpec {
+                      network: Network) throws(RuntimeError) -> OCIRuntimeSpec {
         let arguments = image.arguments
         guard !arguments.isEmpty else {
             throw RuntimeError(.invalidSpec, "Image \(spec.image) has neither an entrypoint nor a command; it cannot be run as a backend.")
@@ -80,9 +87,16 @@ public struct OCIBundleBuilder: Sendable {
             .init(destination: "/sys", type: "sysfs", source: "sysfs", options: ["nosuid", "noexec", "nodev", "ro"]),
             .init(destination: "/sys/fs/cgroup", type: "cgroup", source: "cgroup", options: ["nosuid", "noexec", "nodev", "relatime", "ro"]),
         ]
-        // Name resolution as the host's (host network) or the drone's choice.
-        for file in ["/etc/resolv.conf", "/etc/hosts"] where FileManager.default.fileExists(atPath: file) {
-            mounts.append(.init(destination: file, type: "bind", source: file, options: ["rbind", "ro", "nosuid", "nodev", "noexec"]))
+        // Name resolution as the host's (host network) or the drone's files for the backend.
+        let nameFiles: [(source: String, destination: String)]
+        switch network {
+        case .host:
+            nameFiles = ["/etc/resolv.conf", "/etc/hosts"].filter { FileManager.default.fileExists(atPath: $0) }.map { ($0, $0) }
+        case .namespace(_, let hostsFile, let resolvConfFile):
+            nameFiles = [(resolvConfFile, "/etc/resolv.conf"), (hostsFile, "/etc/hosts")]
+        }
+        for file in nameFiles {
+            mounts.append(.init(destination: file.destination, type: "bind", source: file.source, options: ["rbind", "ro", "nosuid", "nodev", "noexec"]))
         }
         if readOnlyRoot {
             mounts.append(.init(destination: "/tmp", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777"]))
@@ -97,7 +111,7 @@ public struct OCIBundleBuilder: Sendable {
         }
 
         var namespaces: [OCIRuntimeSpec.Namespace] = [.init(type: "pid"), .init(type: "ipc"), .init(type: "uts"), .init(type: "mount")]
-        if let networkNamespace { namespaces.append(.init(type: "network", path: networkNamespace)) }
+        if case .namespace(let path, _, _) = network { namespaces.append(.init(type: "network", path: path)) }
 
         let limits = spec.limits
         let resources = OCIRuntimeSpec.Resources(

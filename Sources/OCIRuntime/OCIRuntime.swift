@@ -29,6 +29,8 @@ public final class OCIRuntime: ContainerRuntime {
     let state: OCIRuntimeState
     let backendsDirectory: String
     let volumesDirectory: String
+    /// The backends' network namespaces (`network = "namespace"`); nil on host networking.
+    let networks: OCINetworkNamespaces?
     private let tasks: [Task<Void, Never>]
     /// The next start's shim, already loaded (`standby_shim`); nil while a start uses it or
     /// when disabled.
@@ -58,6 +60,7 @@ public final class OCIRuntime: ContainerRuntime {
         guard FileManager.default.isExecutableFile(atPath: shim) else {
             throw RuntimeError(.unavailable, "The OCI shim executable \(shim) does not exist; set [agent.oci] shim to the plane executable.")
         }
+        let networks = configuration.network == .namespace ? try OCINetworkNamespaces.make(subnet: configuration.subnet, logger: logger) : nil
         let registry = RegistryClient(insecureRegistries: Set(configuration.insecureRegistries), client: Self.registryHTTPClient, logger: logger)
         let store = try OCIContentStore(root: "\(root)/content", registry: registry, logger: logger)
         var builder = OCIBundleBuilder(seccomp: seccomp, defaultPidsLimit: configuration.defaultPidsLimit, readOnlyRoot: configuration.readOnlyRoot)
@@ -67,18 +70,19 @@ public final class OCIRuntime: ContainerRuntime {
             builder.openFilesLimit = UInt64(openFiles.rlim_max)
         }
         let runtime = OCIRuntime(configuration: configuration, droneID: droneID, binary: binary, cgroups: cgroups, store: store,
-                                 builder: builder, shim: shim, logger: logger)
+                                 builder: builder, shim: shim, networks: networks, logger: logger)
         await runtime.adoptExistingBackends()
         runtime.refillStandbyShim()
         logger.info("oci.ready", metadata: [
             "plane.oci_runtime": "\(binary.flavor.rawValue) \(binary.version)", "plane.cgroups": "\(cgroups.mode.rawValue)",
             "plane.private_mount_namespace": "\(!binary.wrapper.isEmpty)", "plane.state_dir": "\(root)",
+            "plane.network": "\(networks.map { "namespace \($0.subnet)" } ?? "host")",
         ])
         return runtime
     }
 
     init(configuration: OCIRuntimeConfiguration, droneID: DroneID, binary: OCIRuntimeBinary, cgroups: CgroupLayout, store: OCIContentStore,
-         builder: OCIBundleBuilder, shim: String, logger: Logger) {
+         builder: OCIBundleBuilder, shim: String, networks: OCINetworkNamespaces? = nil, logger: Logger) {
         self.configuration = configuration
         self.droneID = droneID
         self.binary = binary
@@ -86,6 +90,7 @@ public final class OCIRuntime: ContainerRuntime {
         self.store = store
         self.builder = builder
         self.shim = shim
+        self.networks = networks
         self.logger = logger
         backendsDirectory = "\(configuration.stateDirectory)/backends"
         volumesDirectory = "\(configuration.stateDirectory)/volumes"
@@ -93,7 +98,7 @@ public final class OCIRuntime: ContainerRuntime {
         self.state = state
         descriptor = RuntimeDescriptor(
             name: Self.name, version: "\(binary.flavor.rawValue) \(binary.version)",
-            capabilities: RuntimeCapabilities(networkModes: [.host], mounts: configuration.allowMounts, stats: true, outOfMemoryEvents: true))
+            capabilities: RuntimeCapabilities(networkModes: networks == nil ? [.host] : [.bridge], mounts: configuration.allowMounts, stats: true, outOfMemoryEvents: true))
         let backends = backendsDirectory
         let collector = store
         let retention = configuration.imageRetention
@@ -169,6 +174,9 @@ public final class OCIRuntime: ContainerRuntime {
             throw RuntimeError(.invalidSpec, "Backend \(spec.backendID) is for drone \(spec.droneID), not this one (\(droneID)).")
         }
         _ = try imageReference(spec.image)
+        if case .bridge(let network?) = spec.network {
+            throw RuntimeError(.invalidSpec, "The OCI runtime has no network named '\(network)'; each backend gets a namespace of its own (leave the network unnamed).")
+        }
         for mount in spec.mounts where mount.kind == .bind {
             guard mount.source.hasPrefix("/") else {
                 throw RuntimeError(.invalidSpec, "Bind mount source '\(mount.source)' must be an absolute path on the drone.")
@@ -214,17 +222,28 @@ public final class OCIRuntime: ContainerRuntime {
             if errno == EEXIST { throw RuntimeError(.alreadyExists, "Backend \(backend) already exists in the OCI runtime.") }
             throw RuntimeError(.internal, "Cannot create \(directory.path): \(String(cString: strerror(errno))).")
         }
+        var network: OCIBackendNetwork?
         do {
-            let address = Self.hostAddress(spec)
+            var address = Self.hostAddress(spec)
+            var bundleNetwork = OCIBundleBuilder.Network.host
+            if let networks {
+                let created = try await networks.create(for: backend)
+                network = created
+                address = created.address
+                try Self.write(text: OCINetworkNamespaces.hostsFile(address: created.address, hostname: spec.containerName), to: directory.hostsFile)
+                try Self.write(text: OCINetworkNamespaces.resolvConf(host: try? String(contentsOfFile: "/etc/resolv.conf", encoding: .utf8),
+                                                                     nameservers: configuration.nameservers), to: directory.resolvConfFile)
+                bundleNetwork = .namespace(path: created.path, hostsFile: directory.hostsFile, resolvConfFile: directory.resolvConfFile)
+            }
             let rootKind = try RootFilesystem.create(in: directory, layers: image.layers.map { store.layerPath($0) }, allowOverlay: configuration.useOverlay)
             let record = OCIBackendRecord(backendID: backend, containerID: id, image: image.reference, address: address, port: spec.port,
-                                          overlayRoot: rootKind == .overlay)
+                                          overlayRoot: rootKind == .overlay, network: network)
             try Self.write(record, to: directory.recordFile)
             let user = try OCIBundleBuilder.resolveUser(image.configuration.config?.user, passwd: Self.readImageFile(directory.rootfs, "etc/passwd"),
                                                         group: Self.readImageFile(directory.rootfs, "etc/group"), image: spec.image)
             var bundleSpec = spec
             bundleSpec.mounts = try spec.mounts.map { mount throws(RuntimeError) in try volumeMount(mount) }
-            let config = try builder.build(spec: bundleSpec, image: image.configuration, user: user, rootPath: "rootfs", networkNamespace: nil)
+            let config = try builder.build(spec: bundleSpec, image: image.configuration, user: user, rootPath: "rootfs", network: bundleNetwork)
             try Self.write(config, to: directory.configFile)
             let shimConfiguration = OCIShimConfiguration(
                 runtimeName: binary.flavor.rawValue,
@@ -249,6 +268,7 @@ public final class OCIRuntime: ContainerRuntime {
             return RuntimeHandle(backendID: backend, runtime: Self.name, runtimeID: id, address: BackendAddress(host: address, port: spec.port))
         } catch {
             await discard(backend)
+            if let network { await networks?.remove(network) }
             logger.warning("oci.backend_start_failed", metadata: ["plane.backend": "\(backend)", "error": "\(error)"])
             throw error
         }
@@ -281,6 +301,14 @@ public final class OCIRuntime: ContainerRuntime {
             guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFLNK else { return nil }
         }
         return try? String(contentsOfFile: path, encoding: .utf8)
+    }
+
+    static func write(text: String, to path: String) throws(RuntimeError) {
+        do {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: path), options: .atomic)
+        } catch {
+            throw RuntimeError(.internal, "Cannot write \(path).", underlying: error)
+        }
     }
 
     static func write(_ value: some Encodable, to path: String) throws(RuntimeError) {
@@ -397,12 +425,14 @@ public final class OCIRuntime: ContainerRuntime {
         let deadline = ContinuousClock.now + .seconds(3)
         while Self.isAlive(shimOf: directory), ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
         try await binary.delete(id, force: true)
+        let network = Self.record(in: directory)?.network
         try RootFilesystem.remove(directory)
+        if let network { await networks?.remove(network) }
         cgroups.removeDirectories(cgroupPath(backend))
         await state.forget(backend)
     }
 
-    /// Removes what a failed start left.
+    /// Removes what a failed start left (the start removes its network namespace).
     func discard(_ backend: BackendID) async {
         let directory = directory(backend)
         if let pid = Self.initPID(in: directory), Self.isRunning(pid, cgroup: cgroupPath(backend)) {
@@ -521,7 +551,9 @@ public final class OCIRuntime: ContainerRuntime {
     /// After a drone restart: running backends are watched for their exit again; exits
     /// that happened meanwhile are left to the drone's recovery (`list` and `status`).
     func adoptExistingBackends() async {
-        for record in Self.records(in: backendsDirectory) {
+        let records = Self.records(in: backendsDirectory)
+        await networks?.adopt(records.compactMap(\.network))
+        for record in records {
             let directory = directory(record.backendID)
             if Self.exitRecord(in: directory) == nil {
                 await state.watch(record.backendID, shim: nil)

@@ -1,5 +1,14 @@
 import ContainerRuntime
+import Foundation
 import PlaneCore
+
+/// How the OCI runtime networks backends (`[agent.oci] network`).
+public enum OCINetworkMode: String, Sendable, Hashable {
+    /// The host's network; each backend listens on the port the drone assigns (`PORT`).
+    case host
+    /// A network namespace per backend, made by the drone (`OCINetworkNamespaces`).
+    case namespace
+}
 
 /// `[agent.oci]` settings of a drone (see docs/configuration.md).
 public struct OCIRuntimeConfiguration: Sendable, Hashable {
@@ -32,6 +41,13 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
     /// Keep one shim process started ahead of need, so a backend's start does not wait for
     /// the plane executable to load (about 10 ms; docs/benchmarks.md).
     public var standbyShim: Bool = true
+    /// How backends are networked.
+    public var network: OCINetworkMode = .host
+    /// Addresses of backend network namespaces (`network = "namespace"`), two per backend.
+    public var subnet = IPv4Subnet(base: 0x0AD5_0000, prefixLength: 16)
+    /// Name servers in the `resolv.conf` of backends with their own namespace (nil: the
+    /// host's, without loopback addresses, which a namespace cannot reach).
+    public var nameservers: [String]?
 
     public init(stateDirectory: String) {
         self.stateDirectory = stateDirectory
@@ -58,7 +74,7 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
         }
         let known: Set<String> = ["runtime", "state_dir", "shim", "default_registry", "insecure_registries", "seccomp_profile", "pids_limit",
                                   "read_only_root", "allow_mounts", "overlay", "image_retention_secs", "gc_interval_secs",
-                                  "standby_shim"]
+                                  "standby_shim", "network", "subnet", "nameservers"]
         if let unknown = json.keys.first(where: { !known.contains($0) }) {
             throw RuntimeError(.invalidSpec, "[agent.oci] has no setting '\(unknown)'; known: \(known.sorted().joined(separator: ", ")).")
         }
@@ -78,7 +94,31 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
         if let value = try integer("image_retention_secs", minimum: 0) { imageRetention = .seconds(value) }
         if let value = try integer("gc_interval_secs", minimum: 1) { garbageCollectionInterval = .seconds(value) }
         if let value = try bool("standby_shim") { standbyShim = value }
+        if let value = try string("network") {
+            guard let mode = OCINetworkMode(rawValue: value) else { throw Self.invalid("network", "\"host\" or \"namespace\"") }
+            network = mode
+        }
+        if let value = try string("subnet") {
+            do {
+                subnet = try IPv4Subnet(value)
+            } catch {
+                throw Self.invalid("subnet", "an IPv4 subnet like 10.213.0.0/16 (\(error.message))")
+            }
+            guard subnet.prefixLength <= 30 else { throw Self.invalid("subnet", "at least a /30 (each backend takes two addresses)") }
+        }
+        if let value = json["nameservers"] {
+            guard let items = value.arrayValue, let addresses = Optional(items.compactMap(\.stringValue)), addresses.count == items.count,
+                  addresses.allSatisfy(Self.isIPAddress) else {
+                throw Self.invalid("nameservers", "a list of IPv4 or IPv6 addresses")
+            }
+            nameservers = addresses
+        }
         guard stateDirectory.hasPrefix("/") else { throw Self.invalid("state_dir", "an absolute path") }
+    }
+
+    static func isIPAddress(_ text: String) -> Bool {
+        var buffer = [UInt8](repeating: 0, count: 16)
+        return inet_pton(AF_INET, text, &buffer) == 1 || inet_pton(AF_INET6, text, &buffer) == 1
     }
 
     static func invalid(_ key: String, _ expected: String) -> RuntimeError {

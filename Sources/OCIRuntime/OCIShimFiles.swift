@@ -104,6 +104,9 @@ public struct OCIBackendDirectory: Sendable, Hashable {
     /// The backend's output, one timestamped line per record (`OCIOutputLog`).
     public var outputLog: String { "\(path)/output.log" }
     public var exitFile: String { "\(path)/exit.json" }
+    /// `/etc/hosts` and `/etc/resolv.conf` of a backend with its own network namespace.
+    public var hostsFile: String { "\(path)/hosts" }
+    public var resolvConfFile: String { "\(path)/resolv.conf" }
     /// What `list` returns after a drone restart (`OCIBackendRecord`).
     public var recordFile: String { "\(path)/backend.json" }
 }
@@ -117,11 +120,14 @@ public struct OCIBackendRecord: Codable, Sendable, Hashable {
     public var port: UInt16
     /// Whether the root is an overlay mount (unmounted on remove) or a private copy.
     public var overlayRoot: Bool
+    /// The backend's own network namespace (`network = "namespace"`); nil on the host's network.
+    public var network: OCIBackendNetwork?
 
     enum CodingKeys: String, CodingKey {
         case backendID = "backend_id"
         case containerID = "container_id"
         case image, address, port
         case overlayRoot = "overlay_root"
+        case network
     }
 }

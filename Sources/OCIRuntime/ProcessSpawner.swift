@@ -74,23 +74,45 @@ enum ProcessSpawner {
     }
 
     /// Runs a program to completion off the cooperative pool and returns its output.
-    static func run(_ executable: String, _ arguments: [String]) async throws(RuntimeError) -> Completion {
+    /// `input` (at most a pipe's capacity, 64 KiB) is its standard input.
+    static func run(_ executable: String, _ arguments: [String], input: String? = nil) async throws(RuntimeError) -> Completion {
         var output: [Int32] = [0, 0]
         var errors: [Int32] = [0, 0]
+        var standardInput: [Int32] = [-1, -1]
         guard plane_pipe_cloexec(&output) == 0 else { throw RuntimeError(.internal, "pipe2 failed: \(String(cString: strerror(errno))).") }
         guard plane_pipe_cloexec(&errors) == 0 else {
             close(output[0]); close(output[1])
             throw RuntimeError(.internal, "pipe2 failed: \(String(cString: strerror(errno))).")
         }
+        if let input {
+            // Written whole before the child starts (it fits the pipe), so a child that
+            // ends without reading cannot make the write fail.
+            guard input.utf8.count <= 65_536, plane_pipe_cloexec(&standardInput) == 0 else {
+                for fd in output + errors { close(fd) }
+                throw RuntimeError(.internal, "Cannot pass \(input.utf8.count) bytes of input to \(executable).")
+            }
+            let bytes = Array(input.utf8)
+            var written = 0
+            while written < bytes.count {
+                let count = bytes[written...].withUnsafeBytes { write(standardInput[1], $0.baseAddress, $0.count) }
+                if count < 0 { if errno == EINTR { continue } else { break } }
+                written += count
+            }
+            close(standardInput[1])
+            standardInput[1] = -1
+        }
         let pid: pid_t
         do {
-            pid = try spawn(executable, arguments, descriptors: [1: output[1], 2: errors[1]])
+            var descriptors: [Int32: Int32] = [1: output[1], 2: errors[1]]
+            if input != nil { descriptors[0] = standardInput[0] }
+            pid = try spawn(executable, arguments, descriptors: descriptors)
         } catch {
-            for fd in output + errors { close(fd) }
+            for fd in output + errors + standardInput where fd >= 0 { close(fd) }
             throw error
         }
         close(output[1])
         close(errors[1])
+        if standardInput[0] >= 0 { close(standardInput[0]) }
         let (outputFD, errorFD) = (output[0], errors[0])
         return await withCheckedContinuation { continuation in
             Thread.detachNewThread {

@@ -257,8 +257,17 @@ public final class DroneAgent: Service, Sendable {
         guard !executable.image.isEmpty else { throw DroneError(.invalidSpawn, "The request names no image.") }
         return BackendSpec(
             backendID: request.backendID, droneID: droneID, image: executable.image, env: executable.env, port: UInt16(port),
-            network: .host(address: "127.0.0.1"), limits: ResourceLimitsSpec(wire: executable.resourceLimits),
+            network: Self.networkPlan(for: context.runtime.descriptor.capabilities), limits: ResourceLimitsSpec(wire: executable.resourceLimits),
             pullPolicy: executable.pullPolicy, credentials: executable.credentials.map(RegistryCredentials.init(wire:)), mounts: mounts)
+    }
+
+    /// The host's network on loopback where the runtime offers it (the proxy and the
+    /// probe connect to 127.0.0.1 and `PORT`); otherwise an address of the backend's own
+    /// (the OCI runtime's `network = "namespace"`), which the runtime returns in its handle.
+    static func networkPlan(for capabilities: RuntimeCapabilities) -> NetworkPlan {
+        if capabilities.networkModes.contains(.host) { return .host(address: "127.0.0.1") }
+        if capabilities.networkModes.contains(.bridge) { return .bridge(network: nil) }
+        return .publish(hostAddress: "127.0.0.1")
     }
 
     /// A port from the range that no live backend holds and that is free on the host.

@@ -16,11 +16,16 @@ public struct ScriptedRuntime: ContainerRuntime {
     public let droneID: DroneID
     public let descriptor: RuntimeDescriptor
 
-    public init(host: ScriptedHost, droneID: DroneID, stats: Bool = true) {
+    /// With an own address, the runtime offers `bridge` networking only and serves every
+    /// backend there (like the OCI runtime's network namespaces); otherwise host networking.
+    public let ownAddress: String?
+
+    public init(host: ScriptedHost, droneID: DroneID, stats: Bool = true, ownAddress: String? = nil) {
         self.host = host
         self.droneID = droneID
+        self.ownAddress = ownAddress
         descriptor = RuntimeDescriptor(name: Self.name, version: "1", capabilities: RuntimeCapabilities(
-            networkModes: [.host], mounts: true, stats: stats, outOfMemoryEvents: false))
+            networkModes: ownAddress == nil ? [.host] : [.bridge], mounts: true, stats: stats, outOfMemoryEvents: false))
     }
 
     public func validate(_ spec: BackendSpec) throws(RuntimeError) {
@@ -49,8 +54,11 @@ public struct ScriptedRuntime: ContainerRuntime {
         guard let behavior = script.images[spec.image] else {
             throw RuntimeError(.imageUnavailable, "Image '\(spec.image)' is not available to the scripted runtime; prepare it first.")
         }
-        guard case .host(let address) = spec.network else {
-            throw RuntimeError(.invalidSpec, "The scripted runtime supports host networking only.")
+        let address: String
+        switch spec.network {
+        case .host(let host): address = host
+        case .bridge(nil) where ownAddress != nil: address = ownAddress!
+        default: throw RuntimeError(.invalidSpec, "The scripted runtime does not support network \(spec.network).")
         }
         let backend = ScriptedBackend(spec: spec, address: BackendAddress(host: address, port: spec.port), host: host)
         let inserted = host.state.withLock { state in

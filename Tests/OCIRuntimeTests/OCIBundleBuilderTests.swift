@@ -16,7 +16,7 @@ struct OCIBundleBuilderTests {
 
     @Test func processEnvironmentAndSecureDefaults() throws {
         let builder = OCIBundleBuilder(seccomp: try SeccompProfile.standard().seccomp, defaultPidsLimit: 1024, readOnlyRoot: false)
-        let config = try builder.build(spec: spec(), image: image, user: .init(uid: 0, gid: 0), rootPath: "rootfs", networkNamespace: nil)
+        let config = try builder.build(spec: spec(), image: image, user: .init(uid: 0, gid: 0), rootPath: "rootfs", network: .host)
         #expect(config.process.args == ["/server", "--flag"])
         #expect(config.process.cwd == "/app")
         #expect(config.process.env.contains("PATH=/custom"), "the spawn's env wins over the image's")
@@ -27,6 +27,7 @@ struct OCIBundleBuilderTests {
         #expect(Set(config.process.capabilities.bounding) == Set(OCIBundleBuilder.defaultCapabilities))
         #expect(config.process.capabilities.bounding.count == 14 && !config.process.capabilities.bounding.contains("CAP_SYS_ADMIN"))
         #expect(config.linux.namespaces.map(\.type) == ["pid", "ipc", "uts", "mount"], "host network: no network namespace")
+        #expect(config.mounts.contains { $0.destination == "/etc/hosts" && $0.source == "/etc/hosts" }, "host network: the host's hosts file")
         #expect(config.linux.resources.pids?.limit == 1024, "a default pids limit")
         #expect(config.linux.resources.memory == nil)
         #expect(config.linux.maskedPaths.contains("/proc/kcore") && config.linux.readonlyPaths.contains("/proc/sys"))
@@ -43,15 +44,19 @@ struct OCIBundleBuilderTests {
     @Test func limitsReadOnlyRootAndNetworkNamespace() throws {
         let limits = ResourceLimitsSpec(memoryBytes: 64 << 20, cpuPeriodMicroseconds: 100_000, cpuQuotaMicroseconds: 50_000, cpuTimeLimitSeconds: 30, pidsLimit: 50)
         let builder = OCIBundleBuilder(seccomp: nil, defaultPidsLimit: 1024, readOnlyRoot: true)
-        let config = try builder.build(spec: spec(limits: limits), image: image, user: .init(uid: 1000, gid: 1000), rootPath: "/r", networkNamespace: "/var/run/netns/x")
+        let config = try builder.build(spec: spec(limits: limits), image: image, user: .init(uid: 1000, gid: 1000), rootPath: "/r",
+                                       network: .namespace(path: "/run/netns/x", hostsFile: "/b/hosts", resolvConfFile: "/b/resolv.conf"))
         #expect(config.linux.resources.memory == .init(limit: 64 << 20, swap: 64 << 20), "no swap beyond the limit")
         #expect(config.linux.resources.cpu == .init(quota: 50_000, period: 100_000))
         #expect(config.linux.resources.pids?.limit == 50)
         #expect(config.process.rlimits.contains(.init(type: "RLIMIT_CPU", hard: 30, soft: 30)))
         #expect(config.root.readonly && config.mounts.contains { $0.destination == "/tmp" && $0.type == "tmpfs" })
-        #expect(config.linux.namespaces.contains(.init(type: "network", path: "/var/run/netns/x")))
+        #expect(config.linux.namespaces.contains(.init(type: "network", path: "/run/netns/x")))
+        #expect(config.mounts.contains { $0.destination == "/etc/hosts" && $0.source == "/b/hosts" && $0.options?.contains("ro") == true },
+                "a namespace gets the backend's own hosts file")
+        #expect(config.mounts.contains { $0.destination == "/etc/resolv.conf" && $0.source == "/b/resolv.conf" })
         #expect(throws: RuntimeError.self) {
-            try builder.build(spec: spec(), image: OCIImageConfiguration(config: .init()), user: .init(uid: 0, gid: 0), rootPath: "r", networkNamespace: nil)
+            try builder.build(spec: spec(), image: OCIImageConfiguration(config: .init()), user: .init(uid: 0, gid: 0), rootPath: "r", network: .host)
         }
     }
 

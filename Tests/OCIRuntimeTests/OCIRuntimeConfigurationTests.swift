@@ -26,6 +26,7 @@ struct OCIRuntimeConfigurationTests {
         #expect(defaults.defaultRegistry == RegistryReference.dockerHub && defaults.insecureRegistries.isEmpty && defaults.seccompProfile == "default")
         #expect(defaults.defaultPidsLimit == 4096 && !defaults.readOnlyRoot && !defaults.allowMounts && defaults.useOverlay)
         #expect(defaults.imageRetention == .seconds(86_400) && defaults.garbageCollectionInterval == .seconds(3600) && defaults.standbyShim)
+        #expect(defaults.network == .host && defaults.subnet.description == "10.213.0.0/16" && defaults.nameservers == nil)
     }
 
     @Test func everyKeyIsRead() throws {
@@ -33,13 +34,16 @@ struct OCIRuntimeConfigurationTests {
             {"runtime": "crun", "state_dir": "/srv/oci", "shim": "/usr/local/bin/plane", "default_registry": "registry.example:5000",
              "insecure_registries": ["127.0.0.1:5000", "build-cache:80"], "seccomp_profile": "/etc/plane/seccomp.json",
              "pids_limit": 256, "read_only_root": true, "allow_mounts": true, "overlay": false,
-             "image_retention_secs": 0, "gc_interval_secs": 60, "standby_shim": false}
+             "image_retention_secs": 0, "gc_interval_secs": 60, "standby_shim": false,
+             "network": "namespace", "subnet": "192.168.240.0/20", "nameservers": ["192.0.2.53", "2001:db8::53"]}
             """)
         #expect(all.runtime == "crun" && all.stateDirectory == "/srv/oci" && all.shimExecutable == "/usr/local/bin/plane")
         #expect(all.defaultRegistry == "registry.example:5000" && all.insecureRegistries == ["127.0.0.1:5000", "build-cache:80"])
         #expect(all.seccompProfile == "/etc/plane/seccomp.json" && all.defaultPidsLimit == 256)
         #expect(all.readOnlyRoot && all.allowMounts && !all.useOverlay)
         #expect(all.imageRetention == .zero && all.garbageCollectionInterval == .seconds(60) && !all.standbyShim)
+        let subnet = try IPv4Subnet("192.168.240.0/20")
+        #expect(all.network == .namespace && all.subnet == subnet && all.nameservers == ["192.0.2.53", "2001:db8::53"])
     }
 
     @Test func badSettingsNameTheKeyAndWhatItTakes() {
@@ -55,6 +59,12 @@ struct OCIRuntimeConfigurationTests {
         #expect(problem(#"{"insecure_registries": "127.0.0.1:5000"}"#) == "[agent.oci] insecure_registries must be a list of host[:port] strings.")
         #expect(problem(#"{"insecure_registries": [5000]}"#) == "[agent.oci] insecure_registries must be a list of host[:port] strings.")
         #expect(problem(#"{"state_dir": "relative/oci"}"#) == "[agent.oci] state_dir must be an absolute path.")
+        #expect(problem(#"{"network": "bridge"}"#) == "[agent.oci] network must be \"host\" or \"namespace\".")
+        #expect(problem(#"{"subnet": "10.213.0.0"}"#)?.hasPrefix("[agent.oci] subnet must be an IPv4 subnet like 10.213.0.0/16") == true)
+        #expect(problem(#"{"subnet": "10.213.0.1/16"}"#)?.contains("has host bits set; the network is 10.213.0.0/16") == true)
+        #expect(problem(#"{"subnet": "10.213.0.0/31"}"#) == "[agent.oci] subnet must be at least a /30 (each backend takes two addresses).")
+        #expect(problem(#"{"nameservers": ["dns.example"]}"#) == "[agent.oci] nameservers must be a list of IPv4 or IPv6 addresses.")
+        #expect(problem(#"{"nameservers": "192.0.2.53"}"#) == "[agent.oci] nameservers must be a list of IPv4 or IPv6 addresses.")
     }
 
     @Test func aMissingRuntimeBinaryOrShimStopsTheRuntimeWithWhatToDo() async throws {

@@ -46,6 +46,25 @@ struct DroneAgentFaultTests {
         }
     }
 
+    /// A runtime without host networking (the OCI runtime's `network = "namespace"`) gets
+    /// a `bridge` plan; the probe, the route and the store use the address it returns.
+    @Test func aRuntimeWithoutHostNetworkingIsReachedAtTheAddressItReturns() async throws {
+        try await withScriptedCluster { server, relay, _, runtimes in
+            var runtimes = runtimes
+            runtimes.ownAddress = "127.0.0.2"
+            let drone = try await startDrone(server, runtimes)
+            let request = spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000)
+            #expect(try await spawn(request, via: drone.client))
+            #expect(try await eventually { relay.states(of: request.backendID) == [.loading, .starting, .ready] })
+            let route = try #require(drone.agent.routes.route(for: request.backendID.rawValue))
+            #expect(route.address.hasPrefix("127.0.0.2:"), "\(route.address)")
+            let port = try #require(Int(route.address.split(separator: ":").last ?? ""))
+            #expect(try await HTTPProbe(host: "127.0.0.2", port: port).getOffPool("/").body == "Hello World!")
+            #expect(try await drone.store.backend(request.backendID)?.address == route.address)
+            await drone.stop()
+        }
+    }
+
     @Test func crashesAfterReadyAreFailedAndBrokenImagesErrorLoading() async throws {
         try await withScriptedCluster { server, relay, _, runtimes in
             runtimes.host.update { $0.images["broken"] = .failsToStart("exec /server: exec format error") }

@@ -64,6 +64,9 @@ struct TestRuntimes: Sendable {
     /// The `plane-test-server` image as this runtime names it.
     let image: String
     let host = ScriptedHost()
+    /// For `.scripted`: serve backends on this address of their own instead of on the
+    /// host's network (the runtime then offers `bridge` networking only).
+    var ownAddress: String?
 
     init(_ kind: AgentRuntimeKind) async throws {
         self.kind = kind
@@ -77,7 +80,7 @@ struct TestRuntimes: Sendable {
     func make(drone: DroneID, stateDirectory: String, allowMounts: Bool, stats: Bool = true) async throws -> any ContainerRuntime {
         switch kind {
         case .scripted:
-            return ScriptedRuntime(host: host, droneID: drone, stats: stats)
+            return ScriptedRuntime(host: host, droneID: drone, stats: stats, ownAddress: ownAddress)
         case .docker:
             var docker = DockerRuntimeConfiguration()
             docker.allowMounts = allowMounts

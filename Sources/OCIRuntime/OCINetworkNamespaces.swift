@@ -1,0 +1,173 @@
+import ContainerRuntime
+import Foundation
+import Logging
+import PlaneCore
+import Synchronization
+
+/// Where a backend with its own network namespace is (`backend.json`), so a restarted drone
+/// reaches it, keeps its address taken and removes the namespace with the backend.
+public struct OCIBackendNetwork: Codable, Sendable, Hashable {
+    /// The namespace's name (`/run/netns/{namespace}`), also the name of the drone's end
+    /// of the backend's veth link.
+    public var namespace: String
+    /// The drone's end of the link (the backend's default gateway).
+    public var hostAddress: String
+    /// The backend's address (`eth0` in its namespace).
+    public var address: String
+
+    enum CodingKeys: String, CodingKey {
+        case namespace
+        case hostAddress = "host_address"
+        case address
+    }
+
+    public var path: String { "\(OCINetworkNamespaces.directory)/\(namespace)" }
+}
+
+/// `[agent.oci] network = "namespace"`: each backend gets a network namespace of its own,
+/// linked to the drone's by a veth pair with a /31 from `subnet` (the drone's end the even
+/// address, the backend's `eth0` the odd one, its default route through the drone's end).
+/// The drone reaches the backend at its address and `PORT`; backends do not share the
+/// drone's loopback. Made with iproute2's `ip` (`ip netns`, two `ip -batch` runs per
+/// backend), which needs CAP_NET_ADMIN.
+public final class OCINetworkNamespaces: Sendable {
+    /// Where `ip netns` keeps named namespaces.
+    public static let directory = "/run/netns"
+
+    let ip: String
+    let logger: Logger
+    private let pool: Mutex<OCIAddressPool>
+
+    public var subnet: IPv4Subnet { pool.withLock { $0.subnet } }
+
+    init(subnet: IPv4Subnet, ip: String, logger: Logger) {
+        self.ip = ip
+        self.logger = logger
+        pool = Mutex(OCIAddressPool(subnet: subnet))
+    }
+
+    /// Checks that `ip` is there and the subnet has room.
+    static func make(subnet: IPv4Subnet, logger: Logger) throws(RuntimeError) -> OCINetworkNamespaces {
+        guard subnet.prefixLength <= 30 else {
+            throw RuntimeError(.invalidSpec, "[agent.oci] subnet \(subnet) is too small; give at least a /30 (each backend takes two addresses).")
+        }
+        let ip = try OCIRuntimeBinary.executablePath("ip", what: "iproute2's ip (for [agent.oci] network = \"namespace\")", package: "iproute2")
+        return OCINetworkNamespaces(subnet: subnet, ip: ip, logger: logger)
+    }
+
+    /// Backends found after a restart keep their addresses; namespaces of this subnet that
+    /// no backend has (a start cut short by a crash) are removed.
+    func adopt(_ networks: [OCIBackendNetwork]) async {
+        let kept = Set(networks.map(\.namespace))
+        pool.withLock { pool in
+            for network in networks {
+                if let address = IPv4Subnet.parse(network.address) { pool.claim(backendAddress: address) }
+            }
+        }
+        let subnet = subnet
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: Self.directory)) ?? []
+        for name in names.sorted() where !kept.contains(name) {
+            guard let address = OCIAddressPool.backendAddress(ofName: name), subnet.contains(address) else { continue }
+            logger.notice("oci.network_orphan_removed", metadata: ["plane.netns": "\(name)"])
+            await delete(name)
+        }
+    }
+
+    /// Makes a namespace with its link and addresses for a new backend.
+    func create(for backend: BackendID) async throws(RuntimeError) -> OCIBackendNetwork {
+        guard let pair = pool.withLock({ $0.allocate() }) else {
+            throw RuntimeError(.unavailable, "The OCI runtime's subnet \(subnet) has no free address for backend \(backend); give [agent.oci] subnet more room.")
+        }
+        let network = OCIBackendNetwork(namespace: pair.name, hostAddress: IPv4Subnet.format(pair.hostAddress),
+                                        address: IPv4Subnet.format(pair.backendAddress))
+        do {
+            try await configure(network)
+        } catch {
+            // Something of ours may be left with that name (a crash before this start);
+            // remove it and try once more.
+            await delete(network.namespace)
+            do {
+                try await configure(network)
+            } catch {
+                await delete(network.namespace)
+                pool.withLock { $0.release(backendAddress: pair.backendAddress) }
+                throw RuntimeError(.unavailable, "Cannot make the network namespace of backend \(backend) (\(network.namespace), \(network.address)): \(error.message) Namespace networking needs root (CAP_NET_ADMIN).", cause: error.cause)
+            }
+        }
+        return network
+    }
+
+    func configure(_ network: OCIBackendNetwork) async throws(RuntimeError) {
+        let name = network.namespace
+        let outside = """
+            netns add \(name)
+            link add \(name) type veth peer name eth0 netns \(name)
+            addr add \(network.hostAddress)/31 dev \(name)
+            link set \(name) up
+
+            """
+        let inside = """
+            link set lo up
+            addr add \(network.address)/31 dev eth0
+            link set eth0 up
+            route add default via \(network.hostAddress) dev eth0
+
+            """
+        for (arguments, batch) in [(["-batch", "-"], outside), (["-netns", name, "-batch", "-"], inside)] {
+            let completion = try await ProcessSpawner.run(ip, arguments, input: batch)
+            guard completion.succeeded else {
+                let detail = completion.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
+                throw RuntimeError(.unavailable, "ip \(arguments.joined(separator: " ")) ended with \(completion.statusDescription): \(detail)")
+            }
+        }
+    }
+
+    /// Removes a backend's link and namespace and frees its address.
+    func remove(_ network: OCIBackendNetwork) async {
+        await delete(network.namespace)
+        if let address = IPv4Subnet.parse(network.address) {
+            pool.withLock { $0.release(backendAddress: address) }
+        }
+    }
+
+    /// Deletes the link and the namespace of that name, whichever exist.
+    func delete(_ name: String) async {
+        let batch = "link delete \(name)\nnetns delete \(name)\n"
+        guard let completion = try? await ProcessSpawner.run(ip, ["-force", "-batch", "-"], input: batch) else { return }
+        // What is gone already is no failure.
+        let problems = completion.standardError.split(separator: "\n").filter { line in
+            !line.contains("Cannot find device") && !line.contains("No such file or directory") && !line.hasPrefix("Command failed")
+        }
+        if !problems.isEmpty {
+            logger.warning("oci.network_remove_failed", metadata: ["plane.netns": "\(name)", "error": "\(problems.joined(separator: "; "))"])
+        }
+    }
+
+    /// The backend's `/etc/hosts`: localhost and its own name at its address.
+    static func hostsFile(address: String, hostname: String) -> String {
+        "127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n\(address)\t\(hostname)\n"
+    }
+
+    /// The backend's `/etc/resolv.conf`: the configured name servers, or the host's file
+    /// without loopback name servers (a namespace has its own loopback, where none listens).
+    static func resolvConf(host: String?, nameservers: [String]?) -> String {
+        if let nameservers {
+            return nameservers.map { "nameserver \($0)\n" }.joined()
+        }
+        let lines = (host ?? "").split(separator: "\n", omittingEmptySubsequences: false).filter { line in
+            let words = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+            guard words.first == "nameserver", words.count > 1 else { return true }
+            let server = words[1]
+            return !(server.hasPrefix("127.") || server == "::1" || server.hasPrefix("0:0:0:0:0:0:0:1"))
+        }
+        var text = lines.joined(separator: "\n")
+        if !text.isEmpty, !text.hasSuffix("\n") { text += "\n" }
+        return text
+    }
+
+    /// Whether the backend address is taken (for tests).
+    func isAllocated(_ address: String) -> Bool {
+        guard let value = IPv4Subnet.parse(address) else { return false }
+        return pool.withLock { $0.isAllocated(backendAddress: value) }
+    }
+}
