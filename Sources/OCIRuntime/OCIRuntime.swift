@@ -384,9 +384,15 @@ public final class OCIRuntime: ContainerRuntime {
         guard let text = try? String(contentsOfFile: directory.shimPIDFile, encoding: .utf8),
               let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)),
               let command = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = stat.lastIndex(of: ")"),
-              stat[stat.index(after: close)...].split(separator: " ").first != "Z" else { return false }
-        return String(decoding: command, as: UTF8.self).contains("oci-shim\0\(directory.path)")
+        guard let status = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = status.lastIndex(of: ")"),
+              status[status.index(after: close)...].split(separator: " ").first != "Z" else { return false }
+        guard String(decoding: command, as: UTF8.self).contains("oci-shim\0") else { return false }
+        // The shim works in the backend's directory (a standby shim's command line says
+        // `--standby`, not the directory).
+        var working = stat()
+        var backend = stat()
+        guard stat("/proc/\(pid)/cwd", &working) == 0, stat(directory.path, &backend) == 0 else { return false }
+        return working.st_dev == backend.st_dev && working.st_ino == backend.st_ino
     }
 
     public func stop(_ backend: BackendID, grace: Duration) async throws(RuntimeError) {

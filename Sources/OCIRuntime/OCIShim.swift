@@ -74,6 +74,12 @@ public enum OCIShim {
             reporter.fail("The shim cannot become a child subreaper: \(String(cString: strerror(errno))).")
             return 1
         }
+        // The drone knows a shim by its working directory (a standby shim's command line
+        // does not name the bundle).
+        guard chdir(bundle) == 0 else {
+            reporter.fail("The shim cannot enter \(bundle): \(String(cString: strerror(errno))).")
+            return 1
+        }
         try? String(getpid()).write(toFile: directory.shimPIDFile, atomically: true, encoding: .utf8)
 
         let log = open(directory.outputLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)

@@ -170,6 +170,8 @@ struct OCIStandbyShimTests {
         _ = try await runtime.start(first)
         _ = try await HTTPProbe(host: "127.0.0.1", port: Int(first.port)).waitUntilAnswering("/")
         #expect(shimPID(runtime, first.backendID) == standby, "the backend's shim is the standby")
+        #expect(OCIRuntime.isAlive(shimOf: runtime.directory(first.backendID)),
+                "the standby is known as the backend's shim (by its working directory; its command line names no bundle)")
         let next = try #require(runtime.standbyShimPID, "another standby waits")
         #expect(next != standby)
         #expect(try await eventually(timeout: .seconds(5)) { Self.isWaitingStandby(next) }, "\(Self.describe(next))")
