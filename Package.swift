@@ -214,6 +214,10 @@ let package = Package(
             dependencies: ["plane-image-builder"]
         ),
         .executableTarget(
+            name: "plane-runtime-driver",
+            dependencies: ["OCIRuntime", "ContainerRuntime", "PlaneCore", "PlaneTestSupport", .product(name: "Logging", package: "swift-log")]
+        ),
+        .executableTarget(
             name: "RuntimeBench",
             dependencies: ["DockerRuntime", "OCIRuntime", "ContainerRuntime", "PlaneCore", "PlaneMessaging", "NATS", "PlaneTestSupport",
                            .product(name: "Logging", package: "swift-log")]
@@ -296,7 +300,8 @@ let package = Package(
         ),
         .testTarget(
             name: "OCIRuntimeTests",
-            dependencies: ["OCIRuntime", "ContainerRuntime", "CZstd", "CLinux", "ImageBuilder", "PlaneCore", "PlaneTestSupport", "RuntimeConformance", "plane", "plane-test-server"]
+            dependencies: ["OCIRuntime", "ContainerRuntime", "CZstd", "CLinux", "ImageBuilder", "PlaneCore", "PlaneTestSupport", "RuntimeConformance", "plane", "plane-test-server",
+                           "plane-runtime-driver"]
         ),
         .testTarget(
             name: "PlaneMessagingTests",

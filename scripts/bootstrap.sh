@@ -21,6 +21,8 @@ declare -A PACKAGES=(
   [runc]=runc
   [crun]=crun
   [skopeo]=skopeo
+  [ip]=iproute2
+  [unshare]=util-linux
 )
 
 missing=()

@@ -28,7 +28,7 @@ public struct OCIBackendNetwork: Codable, Sendable, Hashable {
 /// linked to the drone's by a veth pair with a /31 from `subnet` (the drone's end the even
 /// address, the backend's `eth0` the odd one, its default route through the drone's end).
 /// The drone reaches the backend at its address and `PORT`; backends do not share the
-/// drone's loopback. Made with iproute2's `ip` (`ip netns`, two `ip -batch` runs per
+/// drone's loopback, and nothing that comes in on their links is forwarded. Made with iproute2's `ip` (`ip netns`, two `ip -batch` runs per
 /// backend), which needs CAP_NET_ADMIN.
 public final class OCINetworkNamespaces: Sendable {
     /// Where `ip netns` keeps named namespaces.
@@ -119,7 +119,19 @@ public final class OCINetworkNamespaces: Sendable {
                 let detail = completion.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
                 throw RuntimeError(.unavailable, "ip \(arguments.joined(separator: " ")) ended with \(completion.statusDescription): \(detail)")
             }
+            if arguments.first == "-batch" { try Self.stopForwarding(from: name) }
         }
+    }
+
+    /// Packets that come in on a backend's link are never forwarded (whatever the host's
+    /// `ip_forward`), so a backend reaches the drone's own addresses and nothing beyond:
+    /// not other backends, not other hosts.
+    static func stopForwarding(from interface: String) throws(RuntimeError) {
+        let path = "/proc/sys/net/ipv4/conf/\(interface)/forwarding"
+        let fd = open(path, O_WRONLY | O_CLOEXEC)
+        guard fd >= 0 else { throw RuntimeError(.unavailable, "Cannot open \(path): \(String(cString: strerror(errno))).") }
+        defer { close(fd) }
+        guard write(fd, "0\n", 2) == 2 else { throw RuntimeError(.unavailable, "Cannot write \(path): \(String(cString: strerror(errno))).") }
     }
 
     /// Removes a backend's link and namespace and frees its address.

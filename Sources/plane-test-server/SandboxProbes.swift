@@ -37,8 +37,36 @@ enum SandboxProbes {
         case EINVAL: "EINVAL"
         case ENOSYS: "ENOSYS"
         case ENOENT: "ENOENT"
+        case ECONNREFUSED: "ECONNREFUSED"
+        case ENETUNREACH: "ENETUNREACH"
+        case EHOSTUNREACH: "EHOSTUNREACH"
+        case ETIMEDOUT: "ETIMEDOUT"
         default: "errno \(code)"
         }
+    }
+
+    /// Whether this backend can open a TCP connection to `host:port` (IPv4) within two
+    /// seconds: `connected`, or the error (`ECONNREFUSED`, `ENETUNREACH`, `ETIMEDOUT`).
+    /// What the OCI runtime's network tests ask a backend in its own namespace.
+    static func connect(host: String, port: Int) -> String {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(truncatingIfNeeded: port).bigEndian)
+        guard (0...65535).contains(port), inet_pton(AF_INET, host, &address.sin_addr) == 1 else { return "error: bad address" }
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { return "error: \(errnoName(errno))" }
+        defer { close(fd) }
+        let result = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { Glibc.connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        if result == 0 { return "connected" }
+        guard errno == EINPROGRESS else { return "error: \(errnoName(errno))" }
+        var descriptor = pollfd(fd: fd, events: Int16(POLLOUT), revents: 0)
+        guard poll(&descriptor, 1, 2000) == 1 else { return "error: ETIMEDOUT" }
+        var failure: Int32 = 0
+        var length = socklen_t(MemoryLayout<Int32>.size)
+        getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length)
+        return failure == 0 ? "connected" : "error: \(errnoName(failure))"
     }
 
     /// Runs this executable again with `PLANE_PROBE=sandbox` and returns what it printed.

@@ -189,6 +189,10 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             contentType = "application/json"
         case let p where p.hasPrefix("/probe/allocate/"):
             body = SandboxProbes.allocate(Int(p.dropFirst("/probe/allocate/".count)) ?? 0)
+        case let p where p.hasPrefix("/probe/connect/"):
+            // /probe/connect/{ipv4}/{port}
+            let parts = p.dropFirst("/probe/connect/".count).split(separator: "/")
+            body = parts.count == 2 ? SandboxProbes.connect(host: String(parts[0]), port: Int(parts[1]) ?? -1) : "error: use /probe/connect/{ipv4}/{port}"
         case let p where p.hasPrefix("/exit/"):
             if let code = Int32(p.dropFirst("/exit/".count)) {
                 body = "Exiting with code \(code)"

@@ -1,0 +1,81 @@
+import Foundation
+import PlaneCore
+import PlaneTestSupport
+import Testing
+
+/// `[agent.oci] network = "namespace"` on real runc and crun: each backend in a network
+/// namespace of its own, reached at its address, cut off from the drone's loopback and from
+/// other backends, kept across a restart, removed with the backend. The runtime runs in
+/// `plane-runtime-driver` inside a network namespace this test makes, so no link, address
+/// or namespace of the host's is touched.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct OCINetworkNamespaceTests {
+    func namespaces(_ driver: RuntimeDriverProcess) async throws -> Set<String> {
+        let listed = try await driver.run("/usr/sbin/ip", "netns", "list")
+        return Set(listed.output.split(separator: "\n").compactMap { $0.split(separator: " ").first.map(String.init) })
+    }
+
+    func get(_ driver: RuntimeDriverProcess, _ address: String, _ path: String) async throws -> String {
+        let parts = address.split(separator: ":")
+        let answer = try await driver.call(["command": "get", "host": String(parts[0]), "port": Int(parts[1]) ?? 0, "path": path])
+        return answer["body"] as? String ?? ""
+    }
+
+    @Test(arguments: ["runc", "crun"])
+    func backendsGetNamespacesOfTheirOwn(_ binary: String) async throws {
+        let driver = try RuntimeDriverProcess()
+        defer { driver.end() }
+        let state = try TestEnvironment.temporaryDirectory("oci-netns")
+        let image = try await OCITestImage.shared.reference()
+        let make: [String: Any] = [
+            "command": "make", "state_dir": state, "drone": DroneID.random().rawValue,
+            "oci": ["runtime": binary, "shim": try TestExecutables.path("plane"), "network": "namespace", "subnet": "10.213.0.0/29"],
+        ]
+        try await driver.call(make)
+        let first = BackendID.random().rawValue, second = BackendID.random().rawValue
+        // Both on port 8080: each backend has its own namespace.
+        let firstAddress = try await driver.call(["command": "start", "backend": first, "image": image, "port": 8080])["address"] as? String
+        let secondAddress = try await driver.call(["command": "start", "backend": second, "image": image, "port": 8080])["address"] as? String
+        #expect(firstAddress == "10.213.0.1:8080" && secondAddress == "10.213.0.3:8080")
+        #expect(try await get(driver, "10.213.0.1:8080", "/") == "Hello World!", "the drone reaches the backend at its address")
+        let environment = try JSONSerialization.jsonObject(with: Data(try await get(driver, "10.213.0.1:8080", "/env").utf8)) as? [String: String]
+        #expect(environment?["PORT"] == "8080")
+        #expect(try await namespaces(driver) == ["plane0ad50001", "plane0ad50003"])
+        let inside = try await driver.run("/usr/sbin/ip", "-netns", "plane0ad50001", "-o", "-4", "addr", "show", "dev", "eth0")
+        #expect(inside.output.contains("inet 10.213.0.1/31"), "\(inside.output)")
+
+        // Cut off: the drone's loopback is not the backend's, and backends do not reach
+        // each other (the drone's namespace does not forward).
+        try await driver.call(["command": "listen", "port": 9099])
+        #expect(try await get(driver, "10.213.0.1:8080", "/probe/connect/127.0.0.1/9099") == "error: ECONNREFUSED")
+        #expect(try await get(driver, "10.213.0.1:8080", "/probe/connect/127.0.0.1/8080") == "connected", "its own loopback works")
+        #expect(try await get(driver, "10.213.0.1:8080", "/probe/connect/10.213.0.3/8080").hasPrefix("error: "))
+        #expect(try await get(driver, "10.213.0.1:8080", "/probe/connect/10.213.0.0/9099") == "error: ECONNREFUSED",
+                "the drone's end of the link answers, but nothing listens there")
+
+        // "The drone restarts"; meanwhile a crash left a namespace of the subnet behind.
+        try await driver.call(["command": "close"])
+        #expect(try await driver.run("/usr/sbin/ip", "netns", "add", "plane0ad50007").status == 0)
+        try await driver.call(make)
+        let listed = try await driver.call(["command": "list"])["backends"] as? [[String: String]] ?? []
+        #expect(Set(listed.compactMap { $0["address"] }) == ["10.213.0.1:8080", "10.213.0.3:8080"], "addresses are kept across the restart")
+        #expect(try await namespaces(driver) == ["plane0ad50001", "plane0ad50003"], "the orphan is gone")
+        let third = BackendID.random().rawValue
+        #expect(try await driver.call(["command": "start", "backend": third, "image": image, "port": 8080])["address"] as? String == "10.213.0.5:8080",
+                "a new backend gets a free address")
+        #expect(try await get(driver, "10.213.0.1:8080", "/") == "Hello World!", "the first backend still answers")
+
+        // Removal takes the namespace and the drone's end of the link.
+        try await driver.call(["command": "stop", "backend": first, "grace_ms": 2000])
+        try await driver.call(["command": "remove", "backend": first])
+        #expect(try await namespaces(driver) == ["plane0ad50003", "plane0ad50005"])
+        #expect(try await driver.run("/usr/sbin/ip", "link", "show", "plane0ad50001").status != 0)
+        for backend in [second, third] {
+            try await driver.call(["command": "stop", "backend": backend, "grace_ms": 2000])
+            try await driver.call(["command": "remove", "backend": backend])
+        }
+        #expect(try await namespaces(driver).isEmpty)
+        let links = try await driver.run("/usr/sbin/ip", "-o", "link", "show")
+        #expect(!links.output.contains("plane0ad5"), "\(links.output)")
+    }
+}
