@@ -386,7 +386,10 @@ public final class OCIRuntime: ContainerRuntime {
               let command = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
         guard let status = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = status.lastIndex(of: ")"),
               status[status.index(after: close)...].split(separator: " ").first != "Z" else { return false }
-        guard String(decoding: command, as: UTF8.self).contains("oci-shim\0") else { return false }
+        let arguments = String(decoding: command, as: UTF8.self)
+        guard arguments.contains("oci-shim\0") else { return false }
+        // Shims of earlier versions, started for this backend, name it on their command line.
+        if arguments.contains("oci-shim\0\(directory.path)") { return true }
         // The shim works in the backend's directory (a standby shim's command line says
         // `--standby`, not the directory).
         var working = stat()
