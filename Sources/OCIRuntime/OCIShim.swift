@@ -243,8 +243,18 @@ public enum OCIShim {
                         closedAt = .now
                     }
                 }
+                // Processes re-parented to the shim; init among them when it ended just
+                // after the look above, so its status is kept, not lost.
                 var other: Int32 = 0
-                while waitpid(-1, &other, WNOHANG) > 0 {}
+                while true {
+                    let ended = waitpid(-1, &other, WNOHANG)
+                    guard ended > 0 else { break }
+                    if ended == pid, !reaped {
+                        status = other
+                        reaped = true
+                        closedAt = .now
+                    }
+                }
                 // A process that escaped the backend's pid namespace could hold the pipes
                 // open forever; the backend's end is what counts.
                 if reaped, let closedAt, ContinuousClock.now - closedAt > .seconds(2) { break }
