@@ -103,16 +103,8 @@ final class Driver {
             return ["status": response.status, "body": response.body]
         case "run":
             guard let argv = command["argv"] as? [String], let executable = argv.first else { throw DriverFailure("'argv' (a list of strings) is missing") }
-            let process = Process()
-            process.executableURL = URL(fileURLWithPath: executable)
-            process.arguments = Array(argv.dropFirst())
-            let pipe = Pipe()
-            process.standardOutput = pipe
-            process.standardError = pipe
-            try process.run()
-            let output = pipe.fileHandleForReading.readDataToEndOfFile()
-            process.waitUntilExit()
-            return ["status": Int(process.terminationStatus), "output": String(decoding: output, as: UTF8.self)]
+            let result = try SystemProgram.run(executable: executable, Array(argv.dropFirst()))
+            return ["status": Int(result.status), "output": result.output]
         case let other:
             throw DriverFailure("unknown command '\(other)'")
         }
