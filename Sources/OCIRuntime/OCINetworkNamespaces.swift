@@ -73,28 +73,29 @@ public final class OCINetworkNamespaces: Sendable {
         }
     }
 
-    /// Makes a namespace with its link and addresses for a new backend.
+    /// Makes a namespace with its link and addresses for a new backend. An address whose
+    /// namespace exists already (made by someone else, or left by a removal that failed) is
+    /// skipped and stays taken: what this drone did not make is never deleted here.
     func create(for backend: BackendID) async throws(RuntimeError) -> OCIBackendNetwork {
-        guard let pair = pool.withLock({ $0.allocate() }) else {
-            throw RuntimeError(.unavailable, "The OCI runtime's subnet \(subnet) has no free address for backend \(backend); give [agent.oci] subnet more room.")
-        }
-        let network = OCIBackendNetwork(namespace: pair.name, hostAddress: IPv4Subnet.format(pair.hostAddress),
-                                        address: IPv4Subnet.format(pair.backendAddress))
-        do {
-            try await configure(network)
-        } catch {
-            // Something of ours may be left with that name (a crash before this start);
-            // remove it and try once more.
-            await delete(network.namespace)
+        while true {
+            guard let pair = pool.withLock({ $0.allocate() }) else {
+                throw RuntimeError(.unavailable, "The OCI runtime's subnet \(subnet) has no free address for backend \(backend); give [agent.oci] subnet more room.")
+            }
+            let network = OCIBackendNetwork(namespace: pair.name, hostAddress: IPv4Subnet.format(pair.hostAddress),
+                                            address: IPv4Subnet.format(pair.backendAddress))
+            if FileManager.default.fileExists(atPath: network.path) {
+                logger.warning("oci.network_name_taken", metadata: ["plane.netns": "\(network.namespace)", "plane.address": "\(network.address)"])
+                continue
+            }
             do {
                 try await configure(network)
+                return network
             } catch {
                 await delete(network.namespace)
                 pool.withLock { $0.release(backendAddress: pair.backendAddress) }
                 throw RuntimeError(.unavailable, "Cannot make the network namespace of backend \(backend) (\(network.namespace), \(network.address)): \(error.message) Namespace networking needs root (CAP_NET_ADMIN).", cause: error.cause)
             }
         }
-        return network
     }
 
     func configure(_ network: OCIBackendNetwork) async throws(RuntimeError) {

@@ -70,10 +70,20 @@ struct OCINetworkNamespaceTests {
         try await driver.call(["command": "remove", "backend": first])
         #expect(try await namespaces(driver) == ["plane0ad50003", "plane0ad50005"])
         #expect(try await driver.run("/usr/sbin/ip", "link", "show", "plane0ad50001").status != 0)
-        for backend in [second, third] {
+
+        // A namespace of the subnet that is not this drone's (made meanwhile by someone
+        // else) is skipped, not taken over or deleted.
+        #expect(try await driver.run("/usr/sbin/ip", "netns", "add", "plane0ad50007").status == 0)
+        let fourth = BackendID.random().rawValue
+        #expect(try await driver.call(["command": "start", "backend": fourth, "image": image, "port": 8080])["address"] as? String == "10.213.0.1:8080",
+                "the next address (.7) is skipped; the freed .1 is used")
+        #expect(try await namespaces(driver) == ["plane0ad50001", "plane0ad50003", "plane0ad50005", "plane0ad50007"])
+        for backend in [second, third, fourth] {
             try await driver.call(["command": "stop", "backend": backend, "grace_ms": 2000])
             try await driver.call(["command": "remove", "backend": backend])
         }
+        #expect(try await namespaces(driver) == ["plane0ad50007"], "the foreign namespace is left alone")
+        #expect(try await driver.run("/usr/sbin/ip", "netns", "delete", "plane0ad50007").status == 0)
         #expect(try await namespaces(driver).isEmpty)
         let links = try await driver.run("/usr/sbin/ip", "-o", "link", "show")
         #expect(!links.output.contains("plane0ad5"), "\(links.output)")
