@@ -23,6 +23,8 @@ let package = Package(
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
         .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
+        .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
     ],
     targets: [
         .target(
@@ -87,6 +89,7 @@ let package = Package(
             dependencies: [
                 "PlaneCore",
                 "PlaneProxy",
+                "PlaneACME",
                 "NATS",
                 "PlaneMessaging",
                 "ContainerRuntime",
@@ -95,6 +98,23 @@ let package = Package(
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        .target(
+            name: "PlaneACME",
+            dependencies: [
+                "PlaneCore",
+                "NATS",
+                "PlaneMessaging",
+                .product(name: "AsyncHTTPClient", package: "async-http-client"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
@@ -165,6 +185,7 @@ let package = Package(
                 "PlaneDNS",
                 "PlaneDrone",
                 "PlaneProxy",
+                "PlaneACME",
                 "OCIRuntime",
                 "ContainerRuntime",
                 "DockerRuntime",
@@ -290,7 +311,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneCommandsTests",
-            dependencies: ["PlaneCommands", "NATS", "PlaneTestSupport", "PlaneController", "PlaneCore", "PlaneDNS", "PlaneDrone", "plane"]
+            dependencies: ["PlaneCommands", "NATS", "PlaneTestSupport", "PlaneController", "PlaneCore", "PlaneDNS", "PlaneDrone", "PlaneACME", "plane"]
         ),
         .testTarget(
             name: "PlaneProxyTests",
@@ -302,6 +323,12 @@ let package = Package(
             name: "OCIRuntimeTests",
             dependencies: ["OCIRuntime", "ContainerRuntime", "CZstd", "CLinux", "ImageBuilder", "PlaneCore", "PlaneTestSupport", "RuntimeConformance", "plane", "plane-test-server",
                            "plane-runtime-driver"]
+        ),
+        .testTarget(
+            name: "PlaneACMETests",
+            dependencies: ["PlaneACME", "PlaneCore", "NATS", "PlaneMessaging", "PlaneController", "PlaneDNS", "PlaneProxy", "PlaneTestSupport",
+                           .product(name: "Crypto", package: "swift-crypto"), .product(name: "X509", package: "swift-certificates"),
+                           .product(name: "Logging", package: "swift-log")]
         ),
         .testTarget(
             name: "PlaneMessagingTests",

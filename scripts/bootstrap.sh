@@ -23,6 +23,7 @@ declare -A PACKAGES=(
   [skopeo]=skopeo
   [ip]=iproute2
   [unshare]=util-linux
+  [pebble]=pebble
 )
 
 missing=()

@@ -2,6 +2,8 @@ import ArgumentParser
 import ContainerRuntime
 import DockerRuntime
 import OCIRuntime
+import PlaneACME
+import PlaneMessaging
 import Foundation
 import Logging
 import NATS
@@ -10,8 +12,8 @@ import PlaneDrone
 import PlaneProxy
 import ServiceLifecycle
 
-/// `plane drone [--config] drone.toml`: the agent on the configured runtime (the proxy and
-/// the certificate refresher follow in issues 05 and 07).
+/// `plane drone [--config] drone.toml`: the agent on the configured runtime, the proxy to its
+/// backends and the certificate refresher, each when its section is present.
 struct DroneCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "drone",
@@ -41,41 +43,59 @@ struct DroneCommand: AsyncParsableCommand {
             return
         }
         let logger = Logger(label: "plane.drone")
-        guard let agentConfiguration = configuration.agent, let natsConfiguration = configuration.nats else {
-            fail("This drone has no [agent] (with [nats]); the proxy serves the agent's backends, so there is nothing to run.", code: 2)
+        guard configuration.agent != nil || configuration.acme != nil else {
+            fail("This drone has neither [agent] nor [acme]; the proxy serves the agent's backends, so there is nothing to run.", code: 2)
         }
         do {
             let droneID = try configuration.droneID ?? DroneIdentity.load(stateDirectory: configuration.stateDirectory)
-            let store = try DroneStore(path: configuration.effectiveDatabasePath)
-            let runtime = try await Self.registry().makeRuntime(named: agentConfiguration.runtime, context: RuntimeContext(
-                droneID: droneID, stateDirectory: configuration.stateDirectory, configuration: agentConfiguration.runtimeConfiguration,
-                logger: Logger(label: "plane.runtime")))
-            let publicIP = try await PublicIPResolver.resolve(agentConfiguration.ip)
-            let client = try NATSClient(configuration: natsConfiguration, logger: Logger(label: "plane.nats"))
-            try await client.connect()
-            let routes = RouteTable()
-            let agent = DroneAgent(droneID: droneID, cluster: configuration.cluster, configuration: agentConfiguration, runtime: runtime,
-                                   store: store, client: client, publicIP: publicIP, routes: routes, logger: logger)
-            try await agent.start()
-            var services: [ServiceGroupConfiguration.ServiceConfiguration] = [
-                .init(service: client), .init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup),
-            ]
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+            // The runtime first: an unknown or dead runtime is reported before anything connects.
+            var runtime: (any ContainerRuntime)?
+            if let agentConfiguration = configuration.agent {
+                runtime = try await Self.registry().makeRuntime(named: agentConfiguration.runtime, context: RuntimeContext(
+                    droneID: droneID, stateDirectory: configuration.stateDirectory, configuration: agentConfiguration.runtimeConfiguration,
+                    logger: Logger(label: "plane.runtime")))
+            }
+            var client: NATSClient?
+            if let natsConfiguration = configuration.nats {
+                let connected = try NATSClient(configuration: natsConfiguration, logger: Logger(label: "plane.nats"))
+                try await connected.connect()
+                services.append(.init(service: connected))
+                client = connected
+            }
             let metrics = ProxyMetrics()
-            if let proxyConfiguration = configuration.proxy {
-                var certificates: TLSCertificateStore?
-                if let files = configuration.certificate {
-                    let store = TLSCertificateStore(keyPath: files.keyPath, certificatePath: files.certificatePath, logger: Logger(label: "plane.proxy"))
-                    store.reload()
-                    certificates = store
-                    services.append(.init(service: CertificateWatcher(store: store)))
+            if let agentConfiguration = configuration.agent, let runtime, let client {
+                let store = try DroneStore(path: configuration.effectiveDatabasePath)
+                let publicIP = try await PublicIPResolver.resolve(agentConfiguration.ip)
+                let routes = RouteTable()
+                let agent = DroneAgent(droneID: droneID, cluster: configuration.cluster, configuration: agentConfiguration, runtime: runtime,
+                                       store: store, client: client, publicIP: publicIP, routes: routes, logger: logger)
+                try await agent.start()
+                services.append(.init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup))
+                if let proxyConfiguration = configuration.proxy {
+                    var certificates: TLSCertificateStore?
+                    if let files = configuration.certificate {
+                        let store = TLSCertificateStore(keyPath: files.keyPath, certificatePath: files.certificatePath, logger: Logger(label: "plane.proxy"))
+                        store.reload()
+                        certificates = store
+                        services.append(.init(service: CertificateWatcher(store: store)))
+                    }
+                    let proxy = ProxyServer(cluster: configuration.cluster.rawValue, configuration: proxyConfiguration, routes: routes,
+                                            certificates: certificates, metrics: metrics, logger: Logger(label: "plane.proxy"))
+                    try await proxy.start()
+                    services.append(.init(service: proxy))
                 }
-                let proxy = ProxyServer(cluster: configuration.cluster.rawValue, configuration: proxyConfiguration, routes: routes,
-                                        certificates: certificates, metrics: metrics, logger: Logger(label: "plane.proxy"))
-                try await proxy.start()
-                services.append(.init(service: proxy))
+            }
+            let acmeMetrics = ACMEMetrics()
+            if let acme = configuration.acme, let files = configuration.certificate, let client {
+                let refresher = try Self.certificateRefresher(acme, files: files, configuration: configuration, droneID: droneID, client: client, metrics: acmeMetrics)
+                services.append(.init(service: refresher))
             }
             if let metricsConfiguration = configuration.metrics {
-                let endpoint = MetricsEndpoint(configuration: metricsConfiguration, logger: logger) { metrics.render() }
+                let hasACME = configuration.acme != nil
+                let endpoint = MetricsEndpoint(configuration: metricsConfiguration, logger: logger) {
+                    metrics.render() + (hasACME ? acmeMetrics.render() : "")
+                }
                 try await endpoint.start()
                 services.append(.init(service: endpoint))
             }
@@ -87,9 +107,24 @@ struct DroneCommand: AsyncParsableCommand {
             fail(error.message, code: 1)
         } catch let error as ProxyError {
             fail(error.message, code: 1)
+        } catch let error as ACMEError {
+            fail(error.message, code: 1)
         } catch let error as NATSError {
             fail("Cannot use NATS: \(error.message)", code: 1)
         }
+    }
+
+    /// The certificate refresher of `[acme]`: orders through the controller's DNS and, unless
+    /// `coordinate = false`, coordinates with the cluster's other drones in JetStream.
+    static func certificateRefresher(_ acme: ACMEConfiguration, files: CertificateFiles, configuration: DroneConfiguration, droneID: DroneID,
+                                     client: NATSClient, metrics: ACMEMetrics) throws(ACMEError) -> CertificateRefresher {
+        let logger = Logger(label: "plane.acme")
+        let messenger = PlaneMessenger(client: client)
+        let issuer = CertificateIssuer(client: try ACMEClient(directoryURL: acme.server, caBundlePath: acme.caBundlePath, logger: logger),
+                                       accounts: ACMEAccountStore(stateDirectory: configuration.stateDirectory),
+                                       challenges: NATSChallengePublisher(messenger: messenger), configuration: acme, logger: logger)
+        return CertificateRefresher(cluster: configuration.cluster, droneID: droneID, files: files, issuer: issuer,
+                                    jetStream: acme.coordinate ? messenger.jetStream : nil, metrics: metrics, logger: logger)
     }
 
     /// The runtimes this build knows: the composition root is the only place that names them.
@@ -173,6 +208,10 @@ enum DroneConfigDump {
         }
         if let acme = c.acme {
             lines += ["", "[acme]", "server = \"\(acme.server)\"", "admin_email = \"\(acme.adminEmail)\""]
+            if let bundle = acme.caBundlePath { lines.append("ca_bundle = \"\(bundle)\"") }
+            lines += ["include_apex = \(acme.includeApex)", "renew_when_remaining = \(acme.renewWhenRemaining)",
+                      "check_interval_secs = \(acme.checkInterval.components.seconds)", "retry_interval_secs = \(acme.retryInterval.components.seconds)",
+                      "validation_timeout_secs = \(acme.validationTimeout.components.seconds)", "coordinate = \(acme.coordinate)"]
             if let eab = acme.externalAccountBinding { lines += ["", "[acme.eab]", "key_id = \"\(eab.keyID)\"", "key = \"(set)\""] }
         }
         return lines.joined(separator: "\n")

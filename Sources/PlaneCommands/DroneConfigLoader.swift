@@ -1,4 +1,5 @@
 import NATS
+import PlaneACME
 import PlaneCore
 import PlaneDrone
 
@@ -36,21 +37,7 @@ enum DroneConfigLoader {
             if let key, let chain { config.certificate = CertificateFiles(keyPath: key, certificatePath: chain) }
         }
         if let acme = root.table("acme") {
-            let server = acme.string("server")
-            let email = acme.string("admin_email")
-            if server == nil { acme.problem("server", "missing; the ACME directory URL, e.g. https://acme-v02.api.letsencrypt.org/directory") }
-            if email == nil { acme.problem("admin_email", "missing; the contact address for the ACME account") }
-            var settings = ACMEConfiguration(server: server ?? "", adminEmail: email ?? "")
-            if let eab = acme.table("eab") {
-                let keyID = eab.string("key_id")
-                let key = eab.string("key")
-                if keyID == nil { eab.problem("key_id", "missing") }
-                if key == nil { eab.problem("key", "missing; the HMAC key, base64url") }
-                if let keyID, let key { settings.externalAccountBinding = (keyID, key) }
-            }
-            if config.certificate == nil { acme.problem("cert", "[acme] needs [cert] (key_path, cert_path): where to write the certificate") }
-            if config.nats == nil { acme.problem("nats", "[acme] needs [nats]: the DNS-01 challenge goes through the controller") }
-            config.acme = settings
+            config.acme = readACME(acme, config: config)
         }
         if let agent = root.table("agent") {
             config.agent = readAgent(agent, config: &config, root: root)
@@ -90,6 +77,36 @@ enum DroneConfigLoader {
         }
         try root.finish(source: source)
         return config
+    }
+
+    static func readACME(_ acme: ConfigReader, config: DroneConfiguration) -> ACMEConfiguration {
+        let server = acme.string("server")
+        let email = acme.string("admin_email")
+        if server == nil { acme.problem("server", "missing; the ACME directory URL, e.g. https://acme-v02.api.letsencrypt.org/directory") }
+        if email == nil { acme.problem("admin_email", "missing; the contact address for the ACME account") }
+        if let server, !(server.hasPrefix("https://") || server.hasPrefix("http://")) {
+            acme.problem("server", "'\(server)' is not an http(s) URL of an ACME directory")
+        }
+        var settings = ACMEConfiguration(server: server ?? "", adminEmail: email ?? "")
+        if let eab = acme.table("eab") {
+            let keyID = eab.string("key_id")
+            let key = eab.string("key")
+            if keyID == nil { eab.problem("key_id", "missing; the key id your CA gave you") }
+            if key == nil { eab.problem("key", "missing; the HMAC key, base64url") }
+            if let keyID, let key {
+                do { settings.externalAccountBinding = try ExternalAccountBinding(keyID: keyID, key: key) } catch { eab.problem("key", error.message) }
+            }
+        }
+        settings.caBundlePath = acme.string("ca_bundle")
+        if let apex = acme.bool("include_apex") { settings.includeApex = apex }
+        if let fraction = acme.number("renew_when_remaining", in: 0.01...0.99) { settings.renewWhenRemaining = fraction }
+        if let seconds = acme.int("check_interval_secs", in: 1...86_400) { settings.checkInterval = .seconds(seconds) }
+        if let seconds = acme.int("retry_interval_secs", in: 1...86_400) { settings.retryInterval = .seconds(seconds) }
+        if let seconds = acme.int("validation_timeout_secs", in: 5...3600) { settings.validationTimeout = .seconds(seconds) }
+        if let coordinate = acme.bool("coordinate") { settings.coordinate = coordinate }
+        if config.certificate == nil { acme.problem("cert", "[acme] needs [cert] (key_path, cert_path): where to write the certificate") }
+        if config.nats == nil { acme.problem("nats", "[acme] needs [nats]: the DNS-01 challenge goes through the controller") }
+        return settings
     }
 
     static func readAgent(_ agent: ConfigReader, config: inout DroneConfiguration, root: ConfigReader) -> AgentConfiguration? {

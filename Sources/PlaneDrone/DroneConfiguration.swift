@@ -1,4 +1,5 @@
 import NATS
+import PlaneACME
 import PlaneCore
 import PlaneProxy
 
@@ -60,36 +61,4 @@ public struct AgentConfiguration: Sendable {
     public var allowVolumeMounts = false
 
     public init(ip: PublicIPSource) { self.ip = ip }
-}
-
-public struct CertificateFiles: Sendable, Hashable {
-    public var keyPath: String
-    public var certificatePath: String
-
-    public init(keyPath: String, certificatePath: String) {
-        self.keyPath = keyPath
-        self.certificatePath = certificatePath
-    }
-}
-
-public struct ACMEConfiguration: Sendable, Hashable {
-    public var server: String
-    public var adminEmail: String
-    public var externalAccountBinding: (keyID: String, key: String)?
-
-    public init(server: String, adminEmail: String) {
-        self.server = server
-        self.adminEmail = adminEmail
-    }
-
-    public static func == (l: Self, r: Self) -> Bool {
-        l.server == r.server && l.adminEmail == r.adminEmail && l.externalAccountBinding?.keyID == r.externalAccountBinding?.keyID
-            && l.externalAccountBinding?.key == r.externalAccountBinding?.key
-    }
-
-    public func hash(into hasher: inout Hasher) {
-        hasher.combine(server)
-        hasher.combine(adminEmail)
-        hasher.combine(externalAccountBinding?.keyID)
-    }
 }

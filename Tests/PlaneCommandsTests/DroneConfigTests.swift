@@ -1,5 +1,6 @@
 import Foundation
 import NATS
+import PlaneACME
 import PlaneCore
 import PlaneDrone
 import PlaneProxy

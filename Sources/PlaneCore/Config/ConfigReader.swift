@@ -68,6 +68,28 @@ public final class ConfigReader {
         integer(key, in: Int64(range.lowerBound)...Int64(range.upperBound)).map { Int($0) }
     }
 
+    /// A number (integer or float) within `range`.
+    public func number(_ key: String, in range: ClosedRange<Double>) -> Double? {
+        known.insert(key)
+        guard let value = table[key] else { return nil }
+        let number: Double?
+        switch value {
+        case .integer(let n): number = Double(n)
+        case .float(let n): number = n
+        case .unparsed(let text, _): number = Double(text.trimmingCharacters(in: .whitespaces))
+        default: number = nil
+        }
+        guard let number, number.isFinite else {
+            problem(key, "expected a number, found \(describe(value))\(origin(value))")
+            return nil
+        }
+        if !range.contains(number) {
+            problem(key, "\(number) is out of range; use \(range.lowerBound)...\(range.upperBound)")
+            return nil
+        }
+        return number
+    }
+
     public func bool(_ key: String) -> Bool? {
         known.insert(key)
         guard let value = table[key] else { return nil }
