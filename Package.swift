@@ -326,7 +326,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneACMETests",
-            dependencies: ["PlaneACME", "PlaneCore", "NATS", "PlaneMessaging", "PlaneController", "PlaneDNS", "PlaneProxy", "PlaneTestSupport",
+            dependencies: ["PlaneACME", "PlaneCore", "NATS", "PlaneMessaging", "PlaneController", "PlaneDNS", "PlaneProxy", "PlaneTestSupport", "plane",
                            .product(name: "Crypto", package: "swift-crypto"), .product(name: "X509", package: "swift-certificates"),
                            .product(name: "Logging", package: "swift-log")]
         ),

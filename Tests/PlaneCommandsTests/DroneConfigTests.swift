@@ -98,6 +98,51 @@ struct DroneConfigTests {
         #expect(agent.stopGrace == .seconds(3) && agent.drainOnShutdown && agent.runtimeConfiguration["runtime"]?.stringValue == "crun")
     }
 
+    @Test func acmeKeysWithDefaultsAndOverrides() throws {
+        let base = """
+            cluster_domain = "plane.test"
+            [nats]
+            hosts = ["127.0.0.1:4222"]
+            [cert]
+            key_path = "/tls/key.pem"
+            cert_path = "/tls/cert.pem"
+            [acme]
+            server = "https://ca.test/dir"
+            admin_email = "ops@plane.test"
+
+            """
+        let defaults = try #require(try load(base).acme)
+        #expect(defaults.includeApex && defaults.coordinate && defaults.caBundlePath == nil && defaults.externalAccountBinding == nil)
+        #expect(abs(defaults.renewWhenRemaining - 1.0 / 3.0) < 1e-9 && defaults.checkInterval == .seconds(3600) && defaults.retryInterval == .seconds(10))
+        #expect(defaults.validationTimeout == .seconds(120))
+        let set = try #require(try load(base + """
+            ca_bundle = "/etc/plane/acme-ca.pem"
+            include_apex = false
+            renew_when_remaining = 0.5
+            check_interval_secs = 600
+            retry_interval_secs = 30
+            validation_timeout_secs = 300
+            coordinate = false
+            [acme.eab]
+            key_id = "kid-1"
+            key = "zWNDZM6eQGHWpSRTPal5eIUYFTu7EajVIoguysqZ9wG44nMEtx3MUAsUDkMTQ12W"
+            """, environment: ["PLANE_ACME__RENEW_WHEN_REMAINING": "0.25"]).acme)
+        #expect(set.caBundlePath == "/etc/plane/acme-ca.pem" && !set.includeApex && set.renewWhenRemaining == 0.25 && !set.coordinate)
+        #expect(set.checkInterval == .seconds(600) && set.retryInterval == .seconds(30) && set.validationTimeout == .seconds(300))
+        #expect(set.externalAccountBinding?.keyID == "kid-1" && set.externalAccountBinding?.macKey.count == 48)
+        let bad = problems(base + """
+            renew_when_remaining = 1.5
+            check_interval_secs = 0
+            [acme.eab]
+            key_id = "kid-1"
+            key = "not base64!"
+            """)
+        for prefix in ["acme.renew_when_remaining:", "acme.check_interval_secs:", "acme.eab.key:"] {
+            #expect(bad.contains { $0.hasPrefix(prefix) }, "\(prefix) in \(bad)")
+        }
+        #expect(problems(base.replacingOccurrences(of: "https://ca.test/dir", with: "ca.test")).contains { $0.hasPrefix("acme.server:") })
+    }
+
     @Test func badConfigurationsNameTheirKeys() {
         let all = problems("""
             drone_id = "Not Valid"

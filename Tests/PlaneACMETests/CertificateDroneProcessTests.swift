@@ -1,0 +1,47 @@
+import Foundation
+import PlaneACME
+import PlaneTestSupport
+import Testing
+
+/// `plane drone` with only `[acme]` (and `[cert]`, `[nats]`, `[metrics]`), as an operator
+/// runs a certificate-only drone: it orders from pebble through the controller's DNS, writes
+/// the files, reports the expiry on `/metrics`, and stops cleanly on SIGTERM.
+@Suite(.serialized, .timeLimit(.minutes(3)))
+struct CertificateDroneProcessTests {
+    @Test func aCertificateOnlyDroneWritesTheFilesAndReportsTheExpiry() async throws {
+        try await ACMETestCluster.with { cluster in
+            let directory = cluster.directory + "/process"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let metricsPort = try TestEnvironment.freePort()
+            let config = directory + "/drone.toml"
+            try """
+                cluster_domain = "plane.test"
+                drone_id = "acme-drone"
+                state_dir = "\(directory)/state"
+                [nats]
+                hosts = ["127.0.0.1:\(cluster.nats.port)"]
+                [cert]
+                key_path = "\(directory)/tls/key.pem"
+                cert_path = "\(directory)/tls/cert.pem"
+                [acme]
+                server = "\(cluster.pebble.directoryURL)"
+                admin_email = "admin@plane.test"
+                ca_bundle = "\(cluster.pebble.listenerCA)"
+                [metrics]
+                bind_ip = "127.0.0.1"
+                port = \(metricsPort)
+                """.write(toFile: config, atomically: true, encoding: .utf8)
+            let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
+            let files = CertificateFiles(keyPath: "\(directory)/tls/key.pem", certificatePath: "\(directory)/tls/cert.pem")
+            #expect(try await eventually(timeout: .seconds(60)) { (try? CertificateBundle.read(files)) != nil }, "\(child.output)")
+            let bundle = try #require(try CertificateBundle.read(files))
+            #expect(Set(bundle.names) == ["*.plane.test", "plane.test"] && bundle.chainLength == 2)
+            #expect(FileManager.default.fileExists(atPath: "\(directory)/state/acme/account-key.pem"))
+            let metrics = try HTTPProbe(port: metricsPort).get("/metrics")
+            #expect(metrics.body.contains("plane_certificate_expiry_timestamp_seconds \(Int64(bundle.notAfter.timeIntervalSince1970))"), "\(metrics.body)")
+            #expect(metrics.body.contains("plane_acme_renewal_attempts_total 1") && metrics.body.contains("plane_acme_renewal_failures_total 0"))
+            child.signal(SIGTERM)
+            #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
+        }
+    }
+}
