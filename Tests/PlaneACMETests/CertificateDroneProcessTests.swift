@@ -44,4 +44,50 @@ struct CertificateDroneProcessTests {
             #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
         }
     }
+
+    /// The whole drone: agent (Docker), TLS proxy and refresher in one process. The proxy
+    /// starts without a certificate and serves the one the refresher orders without a
+    /// restart; curl trusts only pebble's root, so a handshake that validates proves it.
+    @Test func theProxyServesTheOrderedCertificateWithoutARestart() async throws {
+        try await ACMETestCluster.with { cluster in
+            let directory = cluster.directory + "/full"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            let httpsPort = try TestEnvironment.freePort()
+            let config = directory + "/drone.toml"
+            try """
+                cluster_domain = "plane.test"
+                drone_id = "full-drone"
+                state_dir = "\(directory)/state"
+                [nats]
+                hosts = ["127.0.0.1:\(cluster.nats.port)"]
+                [cert]
+                key_path = "\(directory)/tls/key.pem"
+                cert_path = "\(directory)/tls/cert.pem"
+                [acme]
+                server = "\(cluster.pebble.directoryURL)"
+                admin_email = "admin@plane.test"
+                ca_bundle = "\(cluster.pebble.listenerCA)"
+                [agent]
+                ip = "127.0.0.1"
+                port_range = "23700-23799"
+                [agent.docker]
+                [proxy]
+                bind_ip = "127.0.0.1"
+                https_port = \(httpsPort)
+                """.write(toFile: config, atomically: true, encoding: .utf8)
+            let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
+            let root = try cluster.pebble.issuingRoot()
+            let curl = try SystemProgram("curl", debianPackage: "curl").path()
+            func get() throws -> (status: Int32, output: String) {
+                try SystemProgram.run(executable: curl, ["-sS", "--max-time", "5", "--cacert", root, "--resolve", "foo.plane.test:\(httpsPort):127.0.0.1",
+                                                         "-o", "/dev/null", "-w", "%{http_code}", "https://foo.plane.test:\(httpsPort)/"])
+            }
+            #expect(try await eventually(timeout: .seconds(60)) { (try? get())?.output == "404" }, "\(child.output)")
+            let files = CertificateFiles(keyPath: "\(directory)/tls/key.pem", certificatePath: "\(directory)/tls/cert.pem")
+            let bundle = try #require(try CertificateBundle.read(files))
+            #expect(bundle.chainLength == 2 && Set(bundle.names) == ["*.plane.test", "plane.test"])
+            child.signal(SIGTERM)
+            #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
+        }
+    }
 }
