@@ -21,7 +21,7 @@ extension ACMEClient {
         let response: Response
         do {
             response = try await post(directory.newAccount, payload: payload, key: key, signer: .jwk, doing: "creating the account")
-        } catch {
+        } catch where error.code == .serverProblem {
             let hint = binding == nil ? "" : " Check [acme.eab] key_id and key: the CA checks the binding's HMAC with them."
             throw ACMEError(.account, error.message + hint, cause: error.cause)
         }

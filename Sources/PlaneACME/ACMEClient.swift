@@ -11,8 +11,10 @@ import Synchronization
 /// needs. It holds no account or order state; `CertificateIssuer` drives the flow.
 public final class ACMEClient: Sendable {
     public let directoryURL: String
-    let http: HTTPClient
     let logger: Logger
+    private let httpConfiguration: HTTPClient.Configuration
+    /// Made on first use, so a client that never sent anything needs no shutdown.
+    private let httpClient = Mutex<HTTPClient?>(nil)
     private let nonces = Mutex<[String]>([])
     private let cachedDirectory = Mutex<ACMEDirectory?>(nil)
     /// A request answered `badNonce` is sent again with a new nonce this many times.
@@ -48,12 +50,23 @@ public final class ACMEClient: Sendable {
         configuration.timeout = .init(connect: .seconds(10), read: Self.requestTimeout)
         configuration.redirectConfiguration = .disallow
         self.directoryURL = directoryURL
-        self.http = HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)
+        self.httpConfiguration = configuration
         self.logger = logger
     }
 
+    var http: HTTPClient {
+        httpClient.withLock { client in
+            if let client { return client }
+            let made = HTTPClient(eventLoopGroupProvider: .singleton, configuration: httpConfiguration)
+            client = made
+            return made
+        }
+    }
+
+    /// Ends the HTTP client (required before the last reference goes, if it was used).
     public func shutdown() async {
-        try? await http.shutdown()
+        guard let client = httpClient.withLock({ value -> HTTPClient? in defer { value = nil }; return value }) else { return }
+        try? await client.shutdown()
     }
 
     // MARK: Resources

@@ -90,6 +90,14 @@ public struct CertificateCoordinator: Sendable {
         }
     }
 
+    /// Keeps the lease until `until` (after a failed order: until this drone's retry, so the
+    /// other drones do not each try the CA in turn). Fails silently if it was taken over.
+    public func hold(_ lease: Lease, until: Date) async {
+        let record = LeaseRecord(drone: droneID.rawValue, expiresMs: Int64(until.timeIntervalSince1970 * 1000))
+        guard let value = try? encode(record) else { return }
+        _ = try? await bucket.update(leaseKey, value: value, revision: lease.revision)
+    }
+
     /// Gives the lease back (only if nobody took it over meanwhile).
     public func release(_ lease: Lease) async {
         try? await bucket.delete(leaseKey, revision: lease.revision)

@@ -120,10 +120,13 @@ public final class CertificateRefresher: Service, Sendable {
                                                                  "acme.cert_path": "\(files.certificatePath)"])
             return policy.nextCheck(notBefore: bundle.notBefore, notAfter: bundle.notAfter, now: Date())
         } catch {
-            if let coordinator, let lease { await coordinator.release(lease) }
             metrics.orderFailed()
             logger.error("acme.order_failed", metadata: ["plane.cluster": "\(cluster)", "error.code": "\(error.code)", "error": "\(error)"])
-            return failed(hasUsableCertificate: best != nil)
+            let delay = failed(hasUsableCertificate: best != nil)
+            // Keep the lease over the backoff: the fleet retries at this drone's pace, not
+            // once per drone; if this drone dies the lease lapses when the retry was due.
+            if let coordinator, let lease { await coordinator.hold(lease, until: Date().addingTimeInterval(delay.seconds)) }
+            return delay
         }
     }
 

@@ -33,7 +33,9 @@ struct CertificateDroneProcessTests {
                 """.write(toFile: config, atomically: true, encoding: .utf8)
             let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
             let files = CertificateFiles(keyPath: "\(directory)/tls/key.pem", certificatePath: "\(directory)/tls/cert.pem")
-            #expect(try await eventually(timeout: .seconds(60)) { (try? CertificateBundle.read(files)) != nil }, "\(child.output)")
+            // (A drone that exits ends the wait at once; the checks below then fail with its output.)
+            #expect(try await eventually(timeout: .seconds(60)) { !child.isRunning || (try? CertificateBundle.read(files)) != nil }, "\(child.output)")
+            #expect(child.isRunning, "\(child.output)")
             let bundle = try #require(try CertificateBundle.read(files))
             #expect(Set(bundle.names) == ["*.plane.test", "plane.test"] && bundle.chainLength == 2)
             #expect(FileManager.default.fileExists(atPath: "\(directory)/state/acme/account-key.pem"))
@@ -82,12 +84,42 @@ struct CertificateDroneProcessTests {
                 try SystemProgram.run(executable: curl, ["-sS", "--max-time", "5", "--cacert", root, "--resolve", "foo.plane.test:\(httpsPort):127.0.0.1",
                                                          "-o", "/dev/null", "-w", "%{http_code}", "https://foo.plane.test:\(httpsPort)/"])
             }
-            #expect(try await eventually(timeout: .seconds(60)) { (try? get())?.output == "404" }, "\(child.output)")
+            #expect(try await eventually(timeout: .seconds(60)) { !child.isRunning || (try? get())?.output == "404" }, "\(child.output)")
+            #expect(child.isRunning && (try? get())?.output == "404", "\(child.output)")
             let files = CertificateFiles(keyPath: "\(directory)/tls/key.pem", certificatePath: "\(directory)/tls/cert.pem")
             let bundle = try #require(try CertificateBundle.read(files))
             #expect(bundle.chainLength == 2 && Set(bundle.names) == ["*.plane.test", "plane.test"])
             child.signal(SIGTERM)
             #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
+        }
+    }
+
+    /// A start that fails after the refresher was made (here: the metrics port is taken)
+    /// ends with the error, not with a crash of an HTTP client that was never used.
+    @Test func aFailedStartIsAnErrorNotACrash() async throws {
+        try await withNATSServer { nats in
+            let directory = try TestEnvironment.temporaryDirectory("plane-acme-start")
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let config = directory + "/drone.toml"
+            try """
+                cluster_domain = "plane.test"
+                drone_id = "acme-drone"
+                state_dir = "\(directory)/state"
+                [nats]
+                hosts = ["127.0.0.1:\(nats.port)"]
+                [cert]
+                key_path = "\(directory)/key.pem"
+                cert_path = "\(directory)/cert.pem"
+                [acme]
+                server = "https://127.0.0.1:9/dir"
+                admin_email = "admin@plane.test"
+                [metrics]
+                bind_ip = "127.0.0.1"
+                port = \(nats.port)
+                """.write(toFile: config, atomically: true, encoding: .utf8)
+            let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
+            #expect(await child.waitForExit(timeout: .seconds(30)) == 1, "\(child.output)")
+            #expect(child.output.contains("\(nats.port)") && !child.output.contains("Fatal error"), "\(child.output)")
         }
     }
 }
