@@ -42,19 +42,10 @@ public final class PebbleProcess: @unchecked Sendable {
         if let validity = options.certificateValidity { settings["certificateValidityPeriod"] = validity }
         let data = try JSONSerialization.data(withJSONObject: ["pebble": settings], options: [.sortedKeys])
         try data.write(to: URL(fileURLWithPath: "\(directory)/pebble.json"))
-        // Under a watchdog shell, so pebble ends with the test process even if it dies first.
-        let watchdog = """
-            "$1" -config "$2" -dnsserver "$3" & pebble=$!
-            trap 'kill $pebble 2>/dev/null; wait $pebble; exit 0' TERM INT
-            while kill -0 "$4" 2>/dev/null && kill -0 $pebble 2>/dev/null; do sleep 0.5; done
-            kill $pebble 2>/dev/null
-            wait $pebble
-            """
-        let child = try ChildProcess("/bin/sh", arguments: ["-c", watchdog, "pebble-watchdog",
-                                                            try SystemProgram("pebble", debianPackage: "pebble").path(),
-                                                            "\(directory)/pebble.json", dnsServer, String(getpid())],
-                                     environment: ["PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": String(options.nonceRejectPercent),
-                                                   "PEBBLE_AUTHZREUSE": "0"])
+        let child = try ChildProcess.watched(try SystemProgram("pebble", debianPackage: "pebble").path(),
+                                             arguments: ["-config", "\(directory)/pebble.json", "-dnsserver", dnsServer],
+                                             environment: ["PEBBLE_VA_NOSLEEP": "1", "PEBBLE_WFE_NONCEREJECT": String(options.nonceRejectPercent),
+                                                           "PEBBLE_AUTHZREUSE": "0"])
         let pebble = PebbleProcess(port: port, managementPort: managementPort, directory: directory, listenerCA: certificates.caCertificate, child: child)
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {

@@ -41,18 +41,8 @@ public final class RegistryProcess: @unchecked Sendable {
             config += "\nauth:\n  htpasswd:\n    realm: plane-test\n    path: \(directory)/htpasswd\n"
         }
         try config.write(toFile: "\(directory)/config.yml", atomically: true, encoding: .utf8)
-        // Under a small watchdog shell: a registry shared by a whole test process (which has
-        // no end-of-run hook) still ends with that process; stop() (SIGTERM) ends both.
-        let watchdog = """
-            "$1" serve "$2" & registry=$!
-            trap 'kill $registry 2>/dev/null; wait $registry; exit 0' TERM INT
-            while kill -0 "$3" 2>/dev/null && kill -0 $registry 2>/dev/null; do sleep 0.5; done
-            kill $registry 2>/dev/null
-            wait $registry
-            """
-        let child = try ChildProcess("/bin/sh", arguments: ["-c", watchdog, "registry-watchdog",
-                                                            try SystemProgram("docker-registry", debianPackage: "docker-registry").path(),
-                                                            "\(directory)/config.yml", String(getpid())])
+        let child = try ChildProcess.watched(try SystemProgram("docker-registry", debianPackage: "docker-registry").path(),
+                                             arguments: ["serve", "\(directory)/config.yml"])
         let registry = RegistryProcess(port: port, directory: directory, credentials: tokenServer?.credentials ?? credentials, child: child)
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {

@@ -24,7 +24,7 @@ public final class RegistryTokenServer: @unchecked Sendable {
         try script.write(toFile: "\(directory)/token_server.py", atomically: true, encoding: .utf8)
         let port = try TestEnvironment.freePort()
         let python = try SystemProgram("python3", debianPackage: "python3").path()
-        let child = try ChildProcess(python, arguments: [
+        let child = try ChildProcess.watched(python, arguments: [
             "\(directory)/token_server.py", String(port), "\(directory)/token.key", "\(directory)/token.crt", credentials.user, credentials.password,
             service, issuer, openssl,
         ])

@@ -31,6 +31,28 @@ public final class ChildProcess: @unchecked Sendable {
         try process.run()
     }
 
+    /// Starts `executable` under a small watchdog shell that ends it when the test process
+    /// ends, even if that process dies without cleaning up (a server shared by a whole test
+    /// run has no end-of-run hook); `stop()` (SIGTERM) ends both.
+    public static func watched(_ executable: String, arguments: [String], environment: [String: String] = [:]) throws -> ChildProcess {
+        // SIGTERM first; SIGKILL after 2 s, since a child may have inherited SIGTERM blocked
+        // from the thread of the test process that started it (seen with python3).
+        let watchdog = """
+            parent=$1; shift
+            "$@" & child=$!
+            end_child() {
+              kill $child 2>/dev/null
+              for _ in 1 2 3 4; do kill -0 $child 2>/dev/null || break; sleep 0.5; done
+              kill -9 $child 2>/dev/null
+              wait $child
+            }
+            trap 'end_child; exit 0' TERM INT
+            while kill -0 "$parent" 2>/dev/null && kill -0 $child 2>/dev/null; do sleep 0.5; done
+            end_child
+            """
+        return try ChildProcess("/bin/sh", arguments: ["-c", watchdog, "watchdog", String(getpid()), executable] + arguments, environment: environment)
+    }
+
     public var pid: Int32 { process.processIdentifier }
     public var isRunning: Bool { process.isRunning }
     public var output: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }

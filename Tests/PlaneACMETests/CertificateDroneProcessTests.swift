@@ -8,31 +8,41 @@ import Testing
 /// the files, reports the expiry on `/metrics`, and stops cleanly on SIGTERM.
 @Suite(.serialized, .timeLimit(.minutes(3)))
 struct CertificateDroneProcessTests {
+    /// A drone.toml in `directory` for cluster `plane.test` on `nats`, with `[cert]` files in
+    /// `{directory}/tls`; `sections` follow (`[acme]`, `[agent]`, ...).
+    func writeConfig(in directory: String, natsPort: Int, _ sections: String) throws -> String {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        let path = directory + "/drone.toml"
+        try """
+            cluster_domain = "plane.test"
+            drone_id = "acme-drone"
+            state_dir = "\(directory)/state"
+            [nats]
+            hosts = ["127.0.0.1:\(natsPort)"]
+            [cert]
+            key_path = "\(directory)/tls/key.pem"
+            cert_path = "\(directory)/tls/cert.pem"
+            \(sections)
+            """.write(toFile: path, atomically: true, encoding: .utf8)
+        return path
+    }
+
+    func acme(_ cluster: ACMETestCluster) -> String {
+        "[acme]\nserver = \"\(cluster.pebble.directoryURL)\"\nadmin_email = \"admin@plane.test\"\nca_bundle = \"\(cluster.pebble.listenerCA)\""
+    }
+
+    func files(in directory: String) -> CertificateFiles {
+        CertificateFiles(keyPath: "\(directory)/tls/key.pem", certificatePath: "\(directory)/tls/cert.pem")
+    }
+
     @Test func aCertificateOnlyDroneWritesTheFilesAndReportsTheExpiry() async throws {
         try await ACMETestCluster.with { cluster in
             let directory = cluster.directory + "/process"
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let metricsPort = try TestEnvironment.freePort()
-            let config = directory + "/drone.toml"
-            try """
-                cluster_domain = "plane.test"
-                drone_id = "acme-drone"
-                state_dir = "\(directory)/state"
-                [nats]
-                hosts = ["127.0.0.1:\(cluster.nats.port)"]
-                [cert]
-                key_path = "\(directory)/tls/key.pem"
-                cert_path = "\(directory)/tls/cert.pem"
-                [acme]
-                server = "\(cluster.pebble.directoryURL)"
-                admin_email = "admin@plane.test"
-                ca_bundle = "\(cluster.pebble.listenerCA)"
-                [metrics]
-                bind_ip = "127.0.0.1"
-                port = \(metricsPort)
-                """.write(toFile: config, atomically: true, encoding: .utf8)
+            let config = try writeConfig(in: directory, natsPort: cluster.nats.port,
+                                         acme(cluster) + "\n[metrics]\nbind_ip = \"127.0.0.1\"\nport = \(metricsPort)")
             let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
-            let files = CertificateFiles(keyPath: "\(directory)/tls/key.pem", certificatePath: "\(directory)/tls/cert.pem")
+            let files = files(in: directory)
             // (A drone that exits ends the wait at once; the checks below then fail with its output.)
             #expect(try await eventually(timeout: .seconds(60)) { !child.isRunning || (try? CertificateBundle.read(files)) != nil }, "\(child.output)")
             #expect(child.isRunning, "\(child.output)")
@@ -53,22 +63,9 @@ struct CertificateDroneProcessTests {
     @Test func theProxyServesTheOrderedCertificateWithoutARestart() async throws {
         try await ACMETestCluster.with { cluster in
             let directory = cluster.directory + "/full"
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
             let httpsPort = try TestEnvironment.freePort()
-            let config = directory + "/drone.toml"
-            try """
-                cluster_domain = "plane.test"
-                drone_id = "full-drone"
-                state_dir = "\(directory)/state"
-                [nats]
-                hosts = ["127.0.0.1:\(cluster.nats.port)"]
-                [cert]
-                key_path = "\(directory)/tls/key.pem"
-                cert_path = "\(directory)/tls/cert.pem"
-                [acme]
-                server = "\(cluster.pebble.directoryURL)"
-                admin_email = "admin@plane.test"
-                ca_bundle = "\(cluster.pebble.listenerCA)"
+            let config = try writeConfig(in: directory, natsPort: cluster.nats.port, acme(cluster) + """
+
                 [agent]
                 ip = "127.0.0.1"
                 port_range = "23700-23799"
@@ -76,7 +73,7 @@ struct CertificateDroneProcessTests {
                 [proxy]
                 bind_ip = "127.0.0.1"
                 https_port = \(httpsPort)
-                """.write(toFile: config, atomically: true, encoding: .utf8)
+                """)
             let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
             let root = try cluster.pebble.issuingRoot()
             let curl = try SystemProgram("curl", debianPackage: "curl").path()
@@ -86,8 +83,7 @@ struct CertificateDroneProcessTests {
             }
             #expect(try await eventually(timeout: .seconds(60)) { !child.isRunning || (try? get())?.output == "404" }, "\(child.output)")
             #expect(child.isRunning && (try? get())?.output == "404", "\(child.output)")
-            let files = CertificateFiles(keyPath: "\(directory)/tls/key.pem", certificatePath: "\(directory)/tls/cert.pem")
-            let bundle = try #require(try CertificateBundle.read(files))
+            let bundle = try #require(try CertificateBundle.read(files(in: directory)))
             #expect(bundle.chainLength == 2 && Set(bundle.names) == ["*.plane.test", "plane.test"])
             child.signal(SIGTERM)
             #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
@@ -100,23 +96,14 @@ struct CertificateDroneProcessTests {
         try await withNATSServer { nats in
             let directory = try TestEnvironment.temporaryDirectory("plane-acme-start")
             defer { try? FileManager.default.removeItem(atPath: directory) }
-            let config = directory + "/drone.toml"
-            try """
-                cluster_domain = "plane.test"
-                drone_id = "acme-drone"
-                state_dir = "\(directory)/state"
-                [nats]
-                hosts = ["127.0.0.1:\(nats.port)"]
-                [cert]
-                key_path = "\(directory)/key.pem"
-                cert_path = "\(directory)/cert.pem"
+            let config = try writeConfig(in: directory, natsPort: nats.port, """
                 [acme]
                 server = "https://127.0.0.1:9/dir"
                 admin_email = "admin@plane.test"
                 [metrics]
                 bind_ip = "127.0.0.1"
                 port = \(nats.port)
-                """.write(toFile: config, atomically: true, encoding: .utf8)
+                """)
             let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
             #expect(await child.waitForExit(timeout: .seconds(30)) == 1, "\(child.output)")
             #expect(child.output.contains("\(nats.port)") && !child.output.contains("Fatal error"), "\(child.output)")
