@@ -230,9 +230,11 @@ struct DroneProcessTests {
             #expect(down.status == 0 && down.output == String(gigabyte), "\(down.output)\n\(child.output)")
             let growth = peak.withLock { $0 } - idle
             #expect(growth < 100 << 20, "resident memory grew by \(growth >> 20) MiB (idle \(idle >> 20) MiB)")
+            // The backend goes before the drone (terminated after the drone stopped, it stayed in dockerd).
+            _ = try await messenger.request(PlaneSubjects.terminate("plane.test", spawn.backendID), TerminationRequest(cluster: "plane.test", backendID: spawn.backendID), timeout: .seconds(5))
+            #expect(try await eventually { relay.of(spawn.backendID).last == .terminated }, "\(child.output)")
             child.signal(SIGTERM)
             #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
-            _ = try? await messenger.request(PlaneSubjects.terminate("plane.test", spawn.backendID), TerminationRequest(cluster: "plane.test", backendID: spawn.backendID), timeout: .seconds(2))
             relay.stop()
             await client.close()
         }
