@@ -1,0 +1,57 @@
+import ArgumentParser
+import Foundation
+import NATS
+import PlaneCore
+import PlaneMessaging
+
+/// `plane list-drones`: the drones heard from, by listening to their heartbeats
+/// (`drone.*.status`, sent every 4 s) for `--wait` seconds (v0.3.10 panicked here).
+struct ListDronesCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "list-drones",
+        abstract: "List the drones whose heartbeats arrive, with state and running backends.",
+        discussion: "Exit status: 0 (also when none was heard), 3 no NATS."
+    )
+
+    @Option(name: .long, help: ArgumentHelp("Listen this long for heartbeats, in seconds.", valueName: "seconds")) var wait: Double = 5
+    @Option(name: .long, help: "Only drones of this cluster.") var cluster: String?
+    @OptionGroup var options: ClusterOptions
+
+    func run() async throws {
+        let messenger = await options.connect()
+        let subscription: PlaneSubscription<DroneStatusMessage, NullReply>
+        do {
+            subscription = try await messenger.subscribe(PlaneSubjects.droneStatusAll)
+        } catch {
+            CLIError.exit("Cannot subscribe to drone heartbeats: \(error)", code: 3)
+        }
+        var drones: [String: DroneStatusMessage] = [:]
+        let deadline = ContinuousClock.now + .milliseconds(Int64(max(0.1, wait) * 1000))
+        let stopper = Task {
+            try? await Task.sleep(until: deadline)
+            try? subscription.unsubscribe()
+        }
+        for await delivery in subscription {
+            if case .success(let status) = delivery.message, cluster == nil || status.cluster.rawValue == cluster {
+                drones[status.droneID.rawValue] = status
+            }
+            if ContinuousClock.now >= deadline { break }
+        }
+        stopper.cancel()
+        await messenger.client.close()
+        let sorted = drones.values.sorted { ($0.cluster.rawValue, $0.droneID.rawValue) < ($1.cluster.rawValue, $1.droneID.rawValue) }
+        if options.json {
+            for drone in sorted {
+                options.printJSON(["drone": drone.droneID.rawValue, "cluster": drone.cluster.rawValue, "ready": drone.ready, "state": drone.state.rawValue,
+                                   "running_backends": drone.runningBackends.map { Int($0) }, "version": drone.droneVersion])
+            }
+        } else if sorted.isEmpty {
+            print("No drone heartbeat within \(wait) s.")
+        } else {
+            print("DRONE\tCLUSTER\tSTATE\tREADY\tBACKENDS\tVERSION")
+            for drone in sorted {
+                print("\(drone.droneID)\t\(drone.cluster)\t\(drone.state.rawValue)\t\(drone.ready)\t\(drone.runningBackends.map(String.init) ?? "-")\t\(drone.droneVersion)")
+            }
+        }
+    }
+}
