@@ -33,6 +33,23 @@ final class BackendMonitor: Sendable {
                 logger.debug("monitor.logs_ended", metadata: ["plane.backend": "\(backend)", "error": "\(error)"])
             }
         })
+        tasks.append(Task {
+            // `plane logs`: the recent output on request, from the runtime's own log.
+            let subscription: PlaneSubscription<BackendLogHistoryRequest, [DroneLogMessage]>
+            do { subscription = try await messenger.subscribe(PlaneSubjects.backendLogHistory(backend)) } catch {
+                logger.warning("monitor.log_history_unavailable", metadata: ["plane.backend": "\(backend)", "error": "\(error)"])
+                return
+            }
+            await withTaskCancellationHandler {
+                for await delivery in subscription {
+                    let wanted = (try? delivery.message.get().lines).map { min(max($0, 1), 10_000) } ?? 1000
+                    let lines = await Self.recentOutput(of: backend, runtime: runtime, lines: wanted)
+                    _ = try? await delivery.respond(lines)
+                }
+            } onCancel: {
+                try? subscription.unsubscribe()
+            }
+        })
         if runtime.descriptor.capabilities.stats {
             let interval = context.statsInterval
             tasks.append(Task {
@@ -59,6 +76,27 @@ final class BackendMonitor: Sendable {
             }
         })
         self.tasks = tasks
+    }
+
+    /// The newest `lines` lines of output, oldest first, at most 512 KiB of text.
+    static func recentOutput(of backend: BackendID, runtime: any ContainerRuntime, lines: Int) async -> [DroneLogMessage] {
+        var recent: [DroneLogMessage] = []
+        do {
+            for try await line in runtime.logs(of: backend, follow: false) {
+                recent.append(DroneLogMessage(backendID: backend, kind: line.stream == .stdout ? .stdout : .stderr, text: line.text))
+                if recent.count >= 2 * lines { recent.removeFirst(recent.count - lines) }
+            }
+        } catch {
+            // What was read so far is still worth sending.
+        }
+        if recent.count > lines { recent.removeFirst(recent.count - lines) }
+        var bytes = 0
+        var start = recent.count
+        while start > 0, bytes + recent[start - 1].text.utf8.count + 64 <= 512 << 10 {
+            start -= 1
+            bytes += recent[start].text.utf8.count + 64
+        }
+        return Array(recent[start...])
     }
 
     func stop() {

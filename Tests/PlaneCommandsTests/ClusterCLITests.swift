@@ -67,6 +67,20 @@ struct ClusterCLITests {
             }, "\(droneProcess.output)")
             let proxy = HTTPProbe(port: proxyPort, hostHeader: "\(backend).plane.test")
             #expect(try await proxy.getOffPool("/", headers: ["Authorization": "Bearer \(token)"]).body == "Hello World!")
+            // Its output, from the drone running it: the start line and the request just made.
+            #expect(try await eventually(timeout: .seconds(20)) {
+                let logs = try plane(["logs", backend, "--json"], nats: nats)
+                return logs.status == 0 && logs.objects.contains { ($0["text"] as? String)?.hasPrefix("plane-test-server: listening on") == true }
+                    && logs.objects.contains { ($0["text"] as? String)?.contains("GET / 200") == true }
+            })
+            // --follow: lines published after it started arrive too.
+            let follower = try ChildProcess(try TestExecutables.path("plane"), arguments: ["logs", backend, "--follow", "--nats", nats])
+            #expect(try await eventually(timeout: .seconds(20)) { follower.output.contains("GET / 200") })
+            _ = try await proxy.getOffPool("/followed", headers: ["Authorization": "Bearer \(token)"])
+            #expect(try await eventually(timeout: .seconds(20)) { follower.output.contains("GET /followed") }, "\(follower.output)")
+            await follower.stop()
+            let tail = try plane(["logs", backend, "--lines", "1"], nats: nats)
+            #expect(tail.status == 0 && tail.output.split(separator: "\n").count == 1, "\(tail.output)")
             // Text output: one tab-separated line per change, oldest first.
             let text = try plane(["status", backend], nats: nats)
             #expect(text.status == 0 && text.output.hasPrefix("\(backend)\tLoading\t"), "\(text.output)")
@@ -97,6 +111,8 @@ struct ClusterCLITests {
             #expect(unknownDrone.status == 3 && unknownDrone.output.contains("list-drones"), "\(unknownDrone.output)")
             let otherCluster = try plane(["spawn", "other.test", image, "--request-timeout", "2"], nats: nats)
             #expect(otherCluster.status == 1 && otherCluster.output.contains("No drone is available in cluster other.test"), "\(otherCluster.output)")
+            let noLogs = try plane(["logs", backend, "--request-timeout", "2"], nats: nats)
+            #expect(noLogs.status == 3 && noLogs.output.contains("No drone runs backend \(backend)"), "\(noLogs.output)")
             let unknownBackend = try plane(["status", "no-such-backend"], nats: nats)
             #expect(unknownBackend.status == 1 && unknownBackend.output.contains("No state recorded"), "\(unknownBackend.output)")
 

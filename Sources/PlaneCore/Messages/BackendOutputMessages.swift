@@ -16,6 +16,26 @@ public struct DroneLogMessage: Sendable, Hashable, Codable {
     }
 }
 
+/// Our addition: asks the drone running a backend for its recent output (subject
+/// `backend.{backend_id}.log.history`, reply: a JSON array of `DroneLogMessage`, oldest
+/// first). Only the drone running the backend (`Starting` or `Ready`) answers.
+public struct BackendLogHistoryRequest: Sendable, Hashable, Codable {
+    public var backendID: BackendID
+    /// At most this many of the newest lines (the drone caps it at 10,000 and the reply at
+    /// 512 KiB).
+    public var lines: Int
+
+    public init(backendID: BackendID, lines: Int = 1000) {
+        self.backendID = backendID
+        self.lines = lines
+    }
+
+    enum CodingKeys: String, CodingKey {
+        case backendID = "backend_id"
+        case lines
+    }
+}
+
 public enum DroneLogMessageKind: String, Sendable, Hashable, Codable, CaseIterable {
     case stdout = "Stdout"
     case stderr = "Stderr"

@@ -66,6 +66,12 @@ public enum PlaneSubjects {
     }
     public static let backendLogAll = SubjectPattern<DroneLogMessage, NullReply>("backend.*.log")
 
+    /// `backend.{backend_id}.log.history` (our addition): the backend's recent output from
+    /// the drone running it. Four tokens, so `backend.*.log` subscribers do not see it.
+    public static func backendLogHistory(_ backend: BackendID) -> RequestSubject<BackendLogHistoryRequest, [DroneLogMessage]> {
+        .init("backend.\(backend.rawValue).log.history")
+    }
+
     /// `backend.{backend_id}.stats`, about every 10 s.
     public static func backendStats(_ backend: BackendID) -> PublishSubject<BackendStatsMessage> {
         .init("backend.\(backend.rawValue).stats")
