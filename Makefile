@@ -11,9 +11,12 @@ bootstrap:
 build: bootstrap
 	swift build
 
-# For now the system is the `plane` executable; issue 08 turns this into a local cluster.
+# A whole local cluster in the foreground (`plane dev`): NATS, controller, drone with its
+# HTTPS proxy and a local CA, the demo image. Uses dockerd (started here if none runs) or,
+# without it, runc/crun. Ctrl-C stops everything.
 dev: build
-	.build/debug/plane --help
+	bash scripts/docker-daemon.sh start || echo "make dev: no dockerd; plane dev uses the oci runtime"
+	.build/debug/plane dev
 
 # Starts dockerd for the Docker runtime tests when none runs (and stops it afterwards),
 # checks the image plugin end to end, then runs every test.

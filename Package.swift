@@ -189,6 +189,7 @@ let package = Package(
                 "OCIRuntime",
                 "ContainerRuntime",
                 "DockerRuntime",
+                "ImageBuilder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),

@@ -47,58 +47,7 @@ struct DroneCommand: AsyncParsableCommand {
             fail("This drone has neither [agent] nor [acme]; the proxy serves the agent's backends, so there is nothing to run.", code: 2)
         }
         do {
-            let droneID = try configuration.droneID ?? DroneIdentity.load(stateDirectory: configuration.stateDirectory)
-            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
-            // The runtime first: an unknown or dead runtime is reported before anything connects.
-            var runtime: (any ContainerRuntime)?
-            if let agentConfiguration = configuration.agent {
-                runtime = try await Self.registry().makeRuntime(named: agentConfiguration.runtime, context: RuntimeContext(
-                    droneID: droneID, stateDirectory: configuration.stateDirectory, configuration: agentConfiguration.runtimeConfiguration,
-                    logger: Logger(label: "plane.runtime")))
-            }
-            var client: NATSClient?
-            if let natsConfiguration = configuration.nats {
-                let connected = try NATSClient(configuration: natsConfiguration, logger: Logger(label: "plane.nats"))
-                try await connected.connect()
-                services.append(.init(service: connected))
-                client = connected
-            }
-            let metrics = ProxyMetrics()
-            if let agentConfiguration = configuration.agent, let runtime, let client {
-                let store = try DroneStore(path: configuration.effectiveDatabasePath)
-                let publicIP = try await PublicIPResolver.resolve(agentConfiguration.ip)
-                let routes = RouteTable()
-                let agent = DroneAgent(droneID: droneID, cluster: configuration.cluster, configuration: agentConfiguration, runtime: runtime,
-                                       store: store, client: client, publicIP: publicIP, routes: routes, logger: logger)
-                try await agent.start()
-                services.append(.init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup))
-                if let proxyConfiguration = configuration.proxy {
-                    var certificates: TLSCertificateStore?
-                    if let files = configuration.certificate {
-                        let store = TLSCertificateStore(keyPath: files.keyPath, certificatePath: files.certificatePath, logger: Logger(label: "plane.proxy"))
-                        store.reload()
-                        certificates = store
-                        services.append(.init(service: CertificateWatcher(store: store)))
-                    }
-                    let proxy = ProxyServer(cluster: configuration.cluster.rawValue, configuration: proxyConfiguration, routes: routes,
-                                            certificates: certificates, metrics: metrics, logger: Logger(label: "plane.proxy"))
-                    try await proxy.start()
-                    services.append(.init(service: proxy))
-                }
-            }
-            let acmeMetrics = ACMEMetrics()
-            if let acme = configuration.acme, let files = configuration.certificate, let client {
-                let refresher = try Self.certificateRefresher(acme, files: files, configuration: configuration, droneID: droneID, client: client, metrics: acmeMetrics)
-                services.append(.init(service: refresher))
-            }
-            if let metricsConfiguration = configuration.metrics {
-                let hasACME = configuration.acme != nil
-                let endpoint = MetricsEndpoint(configuration: metricsConfiguration, logger: logger) {
-                    metrics.render() + (hasACME ? acmeMetrics.render() : "")
-                }
-                try await endpoint.start()
-                services.append(.init(service: endpoint))
-            }
+            let services = try await DroneServices.make(configuration, logger: logger)
             let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             try await group.run()
         } catch let error as DroneError {
@@ -159,6 +108,67 @@ struct DroneCommand: AsyncParsableCommand {
     func fail(_ message: String, code: Int32) -> Never {
         FileHandle.standardError.write(Data("error: \(message)\n".utf8))
         Foundation.exit(code)
+    }
+}
+
+/// The services of one drone from its configuration — the agent on its runtime, the proxy,
+/// the certificate refresher, `/metrics` — started and ready for a `ServiceGroup`. Shared by
+/// `plane drone` and `plane dev`.
+enum DroneServices {
+    static func make(_ configuration: DroneConfiguration, logger: Logger) async throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
+        let droneID = try configuration.droneID ?? DroneIdentity.load(stateDirectory: configuration.stateDirectory)
+        var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+        // The runtime first: an unknown or dead runtime is reported before anything connects.
+        var runtime: (any ContainerRuntime)?
+        if let agentConfiguration = configuration.agent {
+            runtime = try await DroneCommand.registry().makeRuntime(named: agentConfiguration.runtime, context: RuntimeContext(
+                droneID: droneID, stateDirectory: configuration.stateDirectory, configuration: agentConfiguration.runtimeConfiguration,
+                logger: Logger(label: "plane.runtime")))
+        }
+        var client: NATSClient?
+        if let natsConfiguration = configuration.nats {
+            let connected = try NATSClient(configuration: natsConfiguration, logger: Logger(label: "plane.nats"))
+            try await connected.connect()
+            services.append(.init(service: connected))
+            client = connected
+        }
+        let metrics = ProxyMetrics()
+        if let agentConfiguration = configuration.agent, let runtime, let client {
+            let store = try DroneStore(path: configuration.effectiveDatabasePath)
+            let publicIP = try await PublicIPResolver.resolve(agentConfiguration.ip)
+            let routes = RouteTable()
+            let agent = DroneAgent(droneID: droneID, cluster: configuration.cluster, configuration: agentConfiguration, runtime: runtime,
+                                   store: store, client: client, publicIP: publicIP, routes: routes, logger: logger)
+            try await agent.start()
+            services.append(.init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup))
+            if let proxyConfiguration = configuration.proxy {
+                var certificates: TLSCertificateStore?
+                if let files = configuration.certificate {
+                    let store = TLSCertificateStore(keyPath: files.keyPath, certificatePath: files.certificatePath, logger: Logger(label: "plane.proxy"))
+                    store.reload()
+                    certificates = store
+                    services.append(.init(service: CertificateWatcher(store: store)))
+                }
+                let proxy = ProxyServer(cluster: configuration.cluster.rawValue, configuration: proxyConfiguration, routes: routes,
+                                        certificates: certificates, metrics: metrics, logger: Logger(label: "plane.proxy"))
+                try await proxy.start()
+                services.append(.init(service: proxy))
+            }
+        }
+        let acmeMetrics = ACMEMetrics()
+        if let acme = configuration.acme, let files = configuration.certificate, let client {
+            let refresher = try DroneCommand.certificateRefresher(acme, files: files, configuration: configuration, droneID: droneID, client: client, metrics: acmeMetrics)
+            services.append(.init(service: refresher))
+        }
+        if let metricsConfiguration = configuration.metrics {
+            let hasACME = configuration.acme != nil
+            let endpoint = MetricsEndpoint(configuration: metricsConfiguration, logger: logger) {
+                metrics.render() + (hasACME ? acmeMetrics.render() : "")
+            }
+            try await endpoint.start()
+            services.append(.init(service: endpoint))
+        }
+        return services
     }
 }
 

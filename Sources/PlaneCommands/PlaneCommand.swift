@@ -14,7 +14,7 @@ public struct PlaneCommand: AsyncParsableCommand {
             when idle. Controllers and drones talk over NATS with the Plane v0.3 wire format.
             """,
         version: PlaneVersion.current,
-        subcommands: [SpawnCommand.self, StatusCommand.self, TerminateCommand.self, DrainCommand.self, ListDronesCommand.self, ListDNSCommand.self, LogsCommand.self,
+        subcommands: [DevCommand.self, SpawnCommand.self, StatusCommand.self, TerminateCommand.self, DrainCommand.self, ListDronesCommand.self, ListDNSCommand.self, LogsCommand.self,
                       ControllerCommand.self, DroneCommand.self, NATSCheckCommand.self, OCIShimCommand.self]
     )
 

@@ -1,0 +1,130 @@
+import Foundation
+import ServiceLifecycle
+
+/// The `nats-server` of `plane dev`: a child process with JetStream, its store in the dev
+/// state directory, on 127.0.0.1 and a free port. A `Service`: it stops the server when the
+/// group shuts down, and ends the group if the server dies.
+final class DevNATSServer: Service, @unchecked Sendable {
+    let port: Int
+    let process: Process
+    var url: String { "nats://127.0.0.1:\(port)" }
+
+    static func start(directory: String) async throws -> DevNATSServer {
+        let executable = try DevPrerequisites.program("nats-server", package: "nats-server")
+        try FileManager.default.createDirectory(atPath: directory + "/jetstream", withIntermediateDirectories: true)
+        let port = try DevPrerequisites.freePort()
+        try """
+            listen: "127.0.0.1:\(port)"
+            jetstream { store_dir: "\(directory)/jetstream" }
+            """.write(toFile: directory + "/nats.conf", atomically: true, encoding: .utf8)
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = ["-c", directory + "/nats.conf", "-l", directory + "/nats-server.log"]
+        try process.run()
+        let server = DevNATSServer(port: port, process: process)
+        let deadline = ContinuousClock.now + .seconds(15)
+        while ContinuousClock.now < deadline {
+            if DevPrerequisites.accepts(port: port) { return server }
+            guard process.isRunning else { break }
+            try await Task.sleep(for: .milliseconds(50))
+        }
+        server.stop()
+        throw DevError("nats-server did not start on 127.0.0.1:\(port); see \(directory)/nats-server.log")
+    }
+
+    private init(port: Int, process: Process) {
+        self.port = port
+        self.process = process
+    }
+
+    func run() async throws {
+        while process.isRunning, !Task.isCancelled, !Task.isShuttingDownGracefully {
+            try? await Task.sleep(for: .milliseconds(200))
+        }
+        let died = !process.isRunning
+        stop()
+        if died { throw DevError("nats-server exited unexpectedly") }
+    }
+
+    /// SIGTERM, then SIGKILL after 5 s; always reaped.
+    func stop() {
+        guard process.isRunning else { return }
+        process.terminate()
+        let deadline = Date().addingTimeInterval(5)
+        while process.isRunning && Date() < deadline { usleep(20_000) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+}
+
+/// What `plane dev` needs from the machine, with messages that name the Debian package.
+enum DevPrerequisites {
+    /// The path of `name` on PATH, or an error naming the package that provides it.
+    static func program(_ name: String, package: String) throws -> String {
+        let path = ProcessInfo.processInfo.environment["PATH"] ?? "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+        for directory in path.split(separator: ":") where FileManager.default.isExecutableFile(atPath: "\(directory)/\(name)") {
+            return "\(directory)/\(name)"
+        }
+        throw DevError("\(name) is not installed; install it with: apt-get install -y \(package)")
+    }
+
+    static func has(_ name: String) -> Bool { (try? program(name, package: "")) != nil }
+
+    /// A TCP port on 127.0.0.1 that was free a moment ago.
+    static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw DevError("cannot open a socket to find a free port") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw DevError("cannot find a free port on 127.0.0.1") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    /// Whether something accepts TCP connections on 127.0.0.1:`port`.
+    static func accepts(port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) == 0 }
+        }
+    }
+
+    /// Whether a Docker daemon answers on its unix socket.
+    static func dockerAnswers(socketPath: String = "/var/run/docker.sock") -> Bool {
+        let fd = socket(AF_UNIX, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { return false }
+        defer { close(fd) }
+        var address = sockaddr_un()
+        address.sun_family = sa_family_t(AF_UNIX)
+        let bytes = Array(socketPath.utf8)
+        guard bytes.count < MemoryLayout.size(ofValue: address.sun_path) else { return false }
+        withUnsafeMutableBytes(of: &address.sun_path) { buffer in
+            for (i, byte) in bytes.enumerated() { buffer[i] = byte }
+        }
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_un>.size)) == 0 }
+        }
+        guard connected else { return false }
+        let request = Array("GET /_ping HTTP/1.0\r\nHost: docker\r\n\r\n".utf8)
+        guard request.withUnsafeBytes({ write(fd, $0.baseAddress, $0.count) }) == request.count else { return false }
+        var reply = [UInt8](repeating: 0, count: 64)
+        let n = reply.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
+        return n > 12 && String(decoding: reply[0..<n], as: UTF8.self).contains(" 200 ")
+    }
+}
+
+struct DevError: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}

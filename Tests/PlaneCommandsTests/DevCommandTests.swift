@@ -1,0 +1,60 @@
+import Foundation
+import PlaneTestSupport
+import Testing
+
+/// `plane dev` as a user runs it: it becomes ready, a backend spawned with the CLI answers
+/// through the HTTPS proxy validated with the printed CA, and Ctrl-C (SIGINT) leaves no
+/// process, container or mount behind.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct DevCommandTests {
+    @Test func aLocalClusterServesABackendAndCtrlCLeavesNothingBehind() async throws {
+        _ = try await DockerTestImage.shared.ensureLoaded()  // dockerd is up, so `auto` picks Docker
+        let stateDir = try TestEnvironment.temporaryDirectory("plane-dev")
+        defer { try? FileManager.default.removeItem(atPath: stateDir) }
+        let plane = try TestExecutables.path("plane")
+        let dev = try ChildProcess(plane, arguments: ["dev", "--state-dir", stateDir, "--https-port", "0", "--json"])
+        var ready: [String: Any]?
+        #expect(try await eventually(timeout: .seconds(90)) {
+            ready = dev.output.split(separator: "\n").lazy.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.first
+            return ready != nil || !dev.isRunning
+        }, "\(dev.output)")
+        let info = try #require(ready, "\(dev.output)")
+        let nats = try #require(info["nats"] as? String), ca = try #require(info["ca"] as? String)
+        let httpsPort = try #require(info["https_port"] as? Int), drone = try #require(info["drone"] as? String)
+        #expect(info["runtime"] as? String == "docker" && info["cluster"] as? String == "plane.localhost")
+
+        let (status, output) = try SystemProgram.run(executable: plane, ["spawn", "plane.localhost", try #require(info["image"] as? String), "--nats", nats, "--json"])
+        #expect(status == 0, "\(output)")
+        let spawned = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
+        let backend = try #require(spawned["backend_id"] as? String)
+        let host = "\(backend).plane.localhost"
+        let curl = try SystemProgram("curl", debianPackage: "curl").path()
+        #expect(try await eventually(timeout: .seconds(60)) {
+            let (code, body) = try SystemProgram.run(executable: curl, ["-sS", "--max-time", "5", "--cacert", ca, "--resolve", "\(host):\(httpsPort):127.0.0.1",
+                                                                        "https://\(host):\(httpsPort)/"])
+            return code == 0 && body == "Hello World!"
+        }, "\(dev.output)")
+
+        dev.signal(SIGINT)
+        #expect(await dev.waitForExit(timeout: .seconds(60)) == 0, "\(dev.output)")
+        // No process, container or mount is left.
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: "/proc").filter { Int($0) != nil }.filter { pid in
+            let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            return cmdline.contains(stateDir)
+        }
+        #expect(leftovers.isEmpty, "processes still running: \(leftovers)")
+        let containers = try SystemProgram("docker", debianPackage: "docker.io").run(["ps", "-a", "-q", "--filter", "label=dev.plane.drone=\(drone)"])
+        #expect(containers.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "containers left: \(containers)")
+        let mounts = try String(contentsOfFile: "/proc/mounts", encoding: .utf8)
+        #expect(!mounts.contains(stateDir), "mounts left under \(stateDir)")
+    }
+
+    @Test func aMissingProgramIsNamedWithItsPackage() async throws {
+        let stateDir = try TestEnvironment.temporaryDirectory("plane-dev-missing")
+        defer { try? FileManager.default.removeItem(atPath: stateDir) }
+        // A PATH without nats-server (which Debian installs in /usr/sbin).
+        let (status, output) = try SystemProgram.run(executable: try TestExecutables.path("plane"), ["dev", "--state-dir", stateDir, "--runtime", "oci"],
+                                                     environment: ["PATH": "/usr/bin:/bin"])
+        #expect(status == 1 && output.contains("apt-get install -y nats-server"), "\(output)")
+    }
+}
