@@ -203,6 +203,7 @@ let package = Package(
         .target(
             name: "PlaneTestSupport",
             dependencies: [
+                "PlaneCore",
                 "NATS",
                 "ImageBuilder",
                 .product(name: "Logging", package: "swift-log"),

@@ -1,4 +1,5 @@
 import Foundation
+import PlaneCore
 import Synchronization
 
 /// A program the tests need from the system, with the Debian package that provides it.
@@ -84,17 +85,7 @@ public enum TestEnvironment {
         throw TestSupportError("no free port found in 10000-19999")
     }
 
-    static func canBind(port: Int, address text: String) -> Bool {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { return false }
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr(text)
-        let length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        return withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } } == 0
-    }
+    static func canBind(port: Int, address text: String) -> Bool { TCPPortProbe.canBind(port: port, address: text) }
 
     /// A new empty directory under the system's temporary directory.
     public static func temporaryDirectory(_ prefix: String) throws -> String {
