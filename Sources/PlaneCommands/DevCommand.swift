@@ -26,6 +26,7 @@ struct DevCommand: AsyncParsableCommand {
     @Option(name: .long, help: "The drone's runtime: auto (Docker when its daemon answers, else oci), docker or oci.") var runtime = "auto"
     @Option(name: .long, help: "The HTTPS port of the proxy (0: a free one).") var httpsPort = 8443
     @Option(name: .long, help: "The port of the controller's HTTP API (0: a free one).") var httpPort = 0
+    @Option(name: .long, help: "The NATS port (the CLI's default 4222, so `plane spawn` needs no --nats; a free one when taken or 0).") var natsPort = 4222
     @Option(name: .long, help: "Where the cluster keeps its state (the local CA is reused from here).") var stateDir = NSTemporaryDirectory() + "plane-dev"
     @Flag(name: .long, help: "Print the ready line as JSON (for scripts).") var json = false
 
@@ -53,7 +54,7 @@ struct DevCommand: AsyncParsableCommand {
         try authority.issue(names: ["*.\(clusterName)", clusterName.rawValue], to: files)
 
         let image = try demoImage(runtime: runtimeName)
-        let nats = try await DevNATSServer.start(directory: stateDir + "/nats")
+        let nats = try await DevNATSServer.start(directory: stateDir + "/nats", preferredPort: natsPort)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: nats)]
         do {
             let natsConfiguration = try NATSClientConfiguration(urls: [nats.url], name: "plane-dev")
@@ -159,7 +160,7 @@ struct DevCommand: AsyncParsableCommand {
                              (curl --cacert \(ca) ..., or import it into your browser's trusted authorities)
 
                 Spawn the demo backend:
-                  plane spawn \(cluster) \(image) --nats \(nats)
+                  plane spawn \(cluster) \(image)\(nats == "nats://127.0.0.1:4222" ? "" : " --nats \(nats)")
                   curl -X POST -d '{}' http://127.0.0.1:\(httpPort)/service/demo/spawn
                 then open the URL it prints (with :\(httpsPort)). Ctrl-C stops everything.
                 """)

@@ -10,10 +10,11 @@ final class DevNATSServer: Service, @unchecked Sendable {
     let process: Process
     var url: String { "nats://127.0.0.1:\(port)" }
 
-    static func start(directory: String) async throws -> DevNATSServer {
+    /// Starts the server on `preferredPort` when it is free (0 or taken: a free port).
+    static func start(directory: String, preferredPort: Int) async throws -> DevNATSServer {
         let executable = try DevPrerequisites.program("nats-server", package: "nats-server")
         try FileManager.default.createDirectory(atPath: directory + "/jetstream", withIntermediateDirectories: true)
-        let port = try DevPrerequisites.freePort()
+        let port = preferredPort != 0 && TCPPortProbe.canBind(port: preferredPort, address: "127.0.0.1") ? preferredPort : try DevPrerequisites.freePort()
         try """
             listen: "127.0.0.1:\(port)"
             jetstream { store_dir: "\(directory)/jetstream" }
