@@ -65,7 +65,17 @@ public final class ACMEClient: Sendable {
         }
     }
 
-    /// Ends the HTTP client (required before the last reference goes, if it was used).
+    /// A client dropped without `shutdown()` (a failed start, a test that stopped early)
+    /// still ends its HTTP client, in a task that keeps it alive until then: AsyncHTTPClient
+    /// traps when a client that was not shut down is deinitialized, which took the whole
+    /// process down.
+    deinit {
+        if let client = httpClient.withLock({ $0 }) {
+            Task { try? await client.shutdown() }
+        }
+    }
+
+    /// Ends the HTTP client (also done, later, when the last reference goes).
     public func shutdown() async {
         guard let client = httpClient.withLock({ value -> HTTPClient? in defer { value = nil }; return value }) else { return }
         try? await client.shutdown()

@@ -96,6 +96,16 @@ struct ACMEProtocolTests {
         }
     }
 
+    /// Without the shutdown in `deinit`, AsyncHTTPClient traps here and the whole test
+    /// process dies (it did in CI when a failed expectation ended a test early).
+    @Test func aUsedClientDroppedWithoutShutdownDoesNotTrap() async throws {
+        do {
+            let client = try ACMEClient(directoryURL: "http://127.0.0.1:9/dir", logger: Logger(label: "test"))
+            await #expect(throws: ACMEError.self) { try await client.directory() }
+        }
+        try await Task.sleep(for: .milliseconds(300))
+    }
+
     @Test func namesAreTheWildcardAndTheApexUnlessTurnedOff() {
         var configuration = ACMEConfiguration(server: "https://ca.test/dir", adminEmail: "a@b.c")
         #expect(configuration.names(for: "plane.test") == ["*.plane.test", "plane.test"])
