@@ -9,7 +9,7 @@ struct SpawnCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "spawn",
         abstract: "Start a backend on the cluster and print its URL, drone and id.",
-        discussion: "Exit status: 0 scheduled, 1 refused or no drone available, 3 nothing answered (no NATS, no controller)."
+        discussion: "Exit status: 0 scheduled (with --wait: ready), 1 refused, no drone available (with --wait: ended or not ready in time), 3 nothing answered (no NATS, no controller)."
     )
 
     @Argument(help: "The cluster, e.g. plane.test.") var cluster: String
@@ -19,6 +19,9 @@ struct SpawnCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Stop the backend after this many seconds without a connection.", valueName: "seconds")) var timeout: UInt64 = 300
     @Option(name: .long, help: "Run at most one backend for this lock name; an existing live one is returned.") var lock: String?
     @Flag(name: .long, help: "Require a bearer token for requests to the backend.") var bearerToken = false
+    @Flag(name: .long, help: "Wait until the backend is Ready; exit 1 if it ends (or is not ready within --wait-timeout) first.") var wait = false
+    @Option(name: .long, help: ArgumentHelp("With --wait: the longest to wait for Ready, in seconds.", valueName: "seconds")) var waitTimeout: Int = 300
+    @Flag(name: [.short, .long], help: "Print only the backend id (for `backend=$(plane spawn -q ...)`).") var quiet = false
     @OptionGroup var options: ClusterOptions
 
     func validate() throws {
@@ -52,26 +55,77 @@ struct SpawnCommand: AsyncParsableCommand {
         } catch {
             CLIError.request(error, subject: subject.subject, nobody: "No controller answered for cluster \(clusterName); start `plane controller` with a [scheduler] for it")
         }
-        await messenger.client.close()
         switch response {
         case .scheduled(let backend):
-            let url = "https://\(backend.backendID).\(clusterName)"
-            if options.json {
-                options.printJSON(["status": "scheduled", "backend_id": backend.backendID.rawValue, "drone": backend.drone.rawValue, "url": url,
-                                   "bearer_token": backend.bearerToken, "spawned": backend.spawned])
-            } else {
-                print(backend.spawned ? "Backend scheduled." : "Backend already running for lock \(lock ?? "").")
-                print("URL: \(url)")
-                print("Drone: \(backend.drone)")
-                print("Backend ID: \(backend.backendID)")
-                if let token = backend.bearerToken { print("Bearer token: \(token)") }
+            var state: BackendState?
+            if wait {
+                if !quiet && !options.json { print("Backend \(backend.backendID) scheduled on drone \(backend.drone); waiting until it is ready...") }
+                state = await waitUntilReady(backend.backendID, messenger: messenger)
             }
+            await messenger.client.close()
+            report(backend, cluster: clusterName, state: state)
         case .noDroneAvailable:
+            await messenger.client.close()
             if options.json { options.printJSON(["status": "no_drone_available"]) }
             CLIError.exit("No drone is available in cluster \(clusterName): start a drone (`plane drone`) for it, or wait until one is ready.", code: 1)
         case .error(let error):
+            await messenger.client.close()
             if options.json { options.printJSON(["status": "error", "code": error.code, "message": error.message]) }
             CLIError.exit("The scheduler refused the request: \(error.message) (\(error.code)).", code: 1)
+        }
+    }
+
+    /// Prints the scheduled backend; with `--wait`, ends with exit 1 unless `state` is Ready.
+    func report(_ backend: ScheduledBackend, cluster: ClusterName, state: BackendState?) {
+        let url = "https://\(backend.backendID).\(cluster)"
+        if options.json {
+            options.printJSON(["status": "scheduled", "backend_id": backend.backendID.rawValue, "drone": backend.drone.rawValue, "url": url,
+                               "bearer_token": backend.bearerToken, "spawned": backend.spawned, "state": state?.rawValue])
+        } else if quiet {
+            if !wait || state == .ready { print(backend.backendID) }
+        } else {
+            if !wait { print(backend.spawned ? "Backend scheduled." : "Backend already running for lock \(lock ?? "").") }
+            if state == .ready { print("Backend is ready.") }
+            print("URL: \(url)")
+            print("Drone: \(backend.drone)")
+            print("Backend ID: \(backend.backendID)")
+            if let token = backend.bearerToken { print("Bearer token: \(token)") }
+        }
+        fflush(nil)
+        guard wait, state != .ready else { return }
+        if let state {
+            CLIError.exit("Backend \(backend.backendID) ended as \(state.rawValue) before it was ready; see `plane logs \(backend.backendID)` and the drone's log.", code: 1)
+        }
+        CLIError.exit("Backend \(backend.backendID) was not ready within \(waitTimeout) s (--wait-timeout); `plane status \(backend.backendID) --follow` shows its state.", code: 1)
+    }
+
+    /// Follows the backend's history until it is Ready or ends (that state), or nil when
+    /// `--wait-timeout` passes first.
+    func waitUntilReady(_ backend: BackendID, messenger: PlaneMessenger) async -> BackendState? {
+        let history: BackendStateHistory
+        do {
+            history = try await messenger.backendStateHistory(of: backend)
+        } catch {
+            CLIError.exit("Cannot read the backend_status stream to wait for \(backend): \(error)", code: 3)
+        }
+        let limit = Duration.seconds(max(1, waitTimeout))
+        return await withTaskGroup(of: BackendState?.self) { group in
+            group.addTask {
+                do {
+                    for try await stored in history {
+                        if case .success(let message) = stored.message, message.state == .ready || message.state.isTerminal { return message.state }
+                    }
+                } catch {}
+                return nil
+            }
+            group.addTask {
+                try? await Task.sleep(for: limit)
+                return nil
+            }
+            let first = await group.next() ?? nil
+            history.stop()
+            group.cancelAll()
+            return first
         }
     }
 }

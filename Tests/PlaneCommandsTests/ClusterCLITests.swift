@@ -106,6 +106,21 @@ struct ClusterCLITests {
             #expect(refused.status == 1 && refused.objects.first?["status"] as? String == "no_drone_available", "\(refused.output)")
             #expect(try plane(["drain", "plane.test", drone.rawValue, "--cancel"], nats: nats).status == 0)
 
+            // --wait -q: only the id, once the backend is Ready (the controller sees the drone
+            // ready again at its next heartbeat); an image that cannot be pulled (a registry
+            // on a loopback port nothing listens on) ends the wait with exit 1.
+            var waited = Run(status: -1, output: "")
+            #expect(try await eventually(timeout: .seconds(30)) {
+                waited = try plane(["spawn", "plane.test", image, "--wait", "-q"], nats: nats)
+                return !waited.output.contains("No drone is available")
+            })
+            let waitedID = waited.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            #expect(waited.status == 0 && (try? BackendID(waitedID)) != nil, "\(waited.output)")
+            #expect(try plane(["status", waitedID, "--json"], nats: nats).objects.last?["state"] as? String == "Ready")
+            #expect(try plane(["terminate", "plane.test", waitedID], nats: nats).status == 0)
+            let broken = try plane(["spawn", "plane.test", "127.0.0.1:1/no-such-image:1", "--wait"], nats: nats)
+            #expect(broken.status == 1 && broken.output.contains("ended as ErrorLoading"), "\(broken.output)")
+
             // Nobody answers: exit 3 and a message that says what to run.
             let unknownDrone = try plane(["drain", "plane.test", "no-such-drone"], nats: nats)
             #expect(unknownDrone.status == 3 && unknownDrone.output.contains("list-drones"), "\(unknownDrone.output)")
