@@ -24,8 +24,8 @@ struct DevCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: "The cluster name.") var cluster = "plane.localhost"
     @Option(name: .long, help: "The drone's runtime: auto (Docker when its daemon answers, else oci), docker or oci.") var runtime = "auto"
-    @Option(name: .long, help: "The HTTPS port of the proxy (0: a free one).") var httpsPort = 8443
-    @Option(name: .long, help: "The port of the controller's HTTP API (0: a free one).") var httpPort = 0
+    @Option(name: .long, help: "The HTTPS port of the proxy (a free one when taken or 0).") var httpsPort = 8443
+    @Option(name: .long, help: "The port of the controller's HTTP API (a free one when taken or 0).") var httpPort = 9090
     @Option(name: .long, help: "The NATS port (the CLI's default 4222, so `plane spawn` needs no --nats; a free one when taken or 0).") var natsPort = 4222
     @Option(name: .long, help: "Where the cluster keeps its state (the local CA is reused from here).") var stateDir = NSTemporaryDirectory() + "plane-dev"
     @Flag(name: .long, help: "Print the ready line as JSON (for scripts).") var json = false
@@ -66,7 +66,7 @@ struct DevCommand: AsyncParsableCommand {
             controllerConfiguration.dns = dns
             var http = HTTPAPIConfiguration(cluster: clusterName)
             http.bindHost = "127.0.0.1"
-            http.port = httpPort == 0 ? try DevPrerequisites.freePort() : httpPort
+            http.port = try DevPrerequisites.port(preferred: httpPort)
             http.services = ["demo": image]
             controllerConfiguration.http = http
             let controllerClient = try NATSClient(configuration: natsConfiguration, logger: Logger(label: "plane.nats"))
@@ -87,7 +87,7 @@ struct DevCommand: AsyncParsableCommand {
             droneConfiguration.agent = agent
             var proxy = ProxyConfiguration()
             proxy.bindHost = "127.0.0.1"
-            proxy.httpsPort = httpsPort == 0 ? try DevPrerequisites.freePort() : httpsPort
+            proxy.httpsPort = try DevPrerequisites.port(preferred: httpsPort)
             droneConfiguration.proxy = proxy
             droneConfiguration.certificate = files
             services += try await DroneServices.make(droneConfiguration, logger: Logger(label: "plane.drone"))

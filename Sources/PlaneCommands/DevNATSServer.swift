@@ -14,7 +14,7 @@ final class DevNATSServer: Service, @unchecked Sendable {
     static func start(directory: String, preferredPort: Int) async throws -> DevNATSServer {
         let executable = try DevPrerequisites.program("nats-server", package: "nats-server")
         try FileManager.default.createDirectory(atPath: directory + "/jetstream", withIntermediateDirectories: true)
-        let port = preferredPort != 0 && TCPPortProbe.canBind(port: preferredPort, address: "127.0.0.1") ? preferredPort : try DevPrerequisites.freePort()
+        let port = try DevPrerequisites.port(preferred: preferredPort)
         try """
             listen: "127.0.0.1:\(port)"
             jetstream { store_dir: "\(directory)/jetstream" }
@@ -76,6 +76,11 @@ enum DevPrerequisites {
     static func freePort() throws -> Int {
         guard let port = TCPPortProbe.freePort() else { throw DevError("cannot find a free port on 127.0.0.1") }
         return port
+    }
+
+    /// `preferred` when it can be bound on 127.0.0.1; a free port when it is taken or 0.
+    static func port(preferred: Int) throws -> Int {
+        preferred != 0 && TCPPortProbe.canBind(port: preferred, address: "127.0.0.1") ? preferred : try freePort()
     }
 
     static func accepts(port: Int) -> Bool { TCPPortProbe.accepts(port: port) }

@@ -9,7 +9,7 @@ import Testing
 struct DevCommandTests {
     @Test func aLocalClusterServesABackendAndCtrlCLeavesNothingBehind() async throws {
         _ = try await DockerTestImage.shared.ensureLoaded()  // dockerd is up, so `auto` picks Docker
-        let stateDir = try TestEnvironment.temporaryDirectory("plane-dev")
+        let stateDir = try TestEnvironment.temporaryDirectory("dev-command-test")
         defer { try? FileManager.default.removeItem(atPath: stateDir) }
         let plane = try TestExecutables.path("plane")
         let dev = try ChildProcess(plane, arguments: ["dev", "--state-dir", stateDir, "--https-port", "0", "--nats-port", "0", "--json"])
