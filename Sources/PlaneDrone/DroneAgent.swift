@@ -160,7 +160,9 @@ public final class DroneAgent: Service, Sendable {
         }
         if configuration.drainOnShutdown {
             for supervisor in state.withLock({ Array($0.supervisors.values) }) { await supervisor.deliver(.terminateRequested) }
-            let deadline = ContinuousClock.now + configuration.stopGrace + .seconds(5)
+            // Many backends stopping at once take longer than one (twenty Docker stops and
+            // removals on two cores overran a five-second margin and left exited containers).
+            let deadline = ContinuousClock.now + configuration.stopGrace + .seconds(30)
             while ContinuousClock.now < deadline, !state.withLock({ $0.supervisors.isEmpty }) {
                 try? await Task.sleep(for: .milliseconds(50))
             }
