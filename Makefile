@@ -8,8 +8,12 @@ export PATH := /opt/swift/usr/bin:$(PATH)
 bootstrap:
 	bash scripts/bootstrap.sh
 
+# SWIFTPM_FLAGS: extra flags for `swift build` (the README test runs `make dev` while
+# `swift test` holds the build directory's lock, so it passes --ignore-lock; nothing is rebuilt then).
+SWIFTPM_FLAGS ?=
+
 build: bootstrap
-	swift build
+	swift build $(SWIFTPM_FLAGS)
 
 # A whole local cluster in the foreground (`plane dev`): NATS, controller, drone with its
 # HTTPS proxy and a local CA, the demo image. Uses dockerd (started here if none runs) or,
