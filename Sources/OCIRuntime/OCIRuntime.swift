@@ -245,9 +245,9 @@ public final class OCIRuntime: ContainerRuntime {
             bundleSpec.mounts = try spec.mounts.map { mount throws(RuntimeError) in try volumeMount(mount) }
             let config = try builder.build(spec: bundleSpec, image: image.configuration, user: user, rootPath: "rootfs", network: bundleNetwork)
             try Self.write(config, to: directory.configFile)
+            let commands = binary.startCommands(id: id, bundle: directory.bundle, pidFile: directory.initPIDFile, log: directory.runtimeLog)
             let shimConfiguration = OCIShimConfiguration(
-                runtimeName: binary.flavor.rawValue,
-                runCommand: binary.runCommand(id: id, bundle: directory.bundle, pidFile: directory.initPIDFile, log: directory.runtimeLog),
+                runtimeName: binary.flavor.rawValue, runCommand: commands.run, startCommand: commands.start,
                 outOfMemoryCounterFiles: cgroups.outOfMemoryCounterFiles(cgroupPath(backend)))
             try Self.write(shimConfiguration, to: directory.shimConfigurationFile)
             let standby = standbyShim.withLock { standby in

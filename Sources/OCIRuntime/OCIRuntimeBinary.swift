@@ -79,11 +79,24 @@ public struct OCIRuntimeBinary: Sendable, Hashable {
         return wrapper + [path] + global + arguments
     }
 
-    /// `run --detach`: create and start in one invocation of the binary (one process start
-    /// fewer than `create` then `start`); it returns once the container's process runs,
-    /// with its pid in `pidFile`.
-    public func runCommand(id: String, bundle: String, pidFile: String, log: String) -> [String] {
-        command(["run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id], log: log)
+    /// The commands the shim runs to start a container, with its pid in `pidFile`.
+    ///
+    /// runc: `run --detach`, create and start in one invocation (one process start fewer);
+    /// it returns once the container's process runs, and a process that already ended is
+    /// left as a zombie that passes to the shim (the subreaper) with its exit status.
+    ///
+    /// crun: `create`, then `start`. `crun run --detach` reaps a container process that
+    /// ends while it is still running (a backend exiting at once), so the shim found no
+    /// child and no exit status (it recorded 255 for a backend that exited with 3, about one
+    /// start in ten under load). After `create` the process waits for `start` while already
+    /// the shim's child, so its exit status always reaches the shim.
+    public func startCommands(id: String, bundle: String, pidFile: String, log: String) -> (run: [String], start: [String]?) {
+        switch flavor {
+        case .runc:
+            (command(["run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id], log: log), nil)
+        case .crun:
+            (command(["create", "--bundle", bundle, "--pid-file", pidFile, id], log: log), command(["start", id], log: log))
+        }
     }
 
     /// Whether the runtime holds state for `id` (runc and crun keep a directory per

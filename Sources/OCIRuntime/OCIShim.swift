@@ -6,11 +6,11 @@ import PlaneCore
 /// The process that stays with one backend for its whole life (`plane oci-shim BUNDLE`).
 ///
 /// The drone starts it in a session of its own, so it outlives drone restarts. It makes
-/// itself the *child subreaper*, runs the runtime binary's `run --detach` with the
-/// backend's output going into pipes it reads, and reports the init pid (or why it failed)
+/// itself the *child subreaper*, runs the runtime binary's `run --detach` (crun: `create`
+/// and `start`) with the backend's output going into pipes it reads, and reports the init pid (or why it failed)
 /// on descriptor 3. From then on it copies the output, timestamped, into
 /// `output.log`, reaps the init process when it ends — it is re-parented to the shim once
-/// `run --detach` returns — and writes `exit.json` with the exit code and whether the memory
+/// `run --detach` (or `create`) returns — and writes `exit.json` with the exit code and whether the memory
 /// cgroup counted an OOM kill. Everything here is synchronous: no threads, no event loop.
 public enum OCIShim {
     /// The descriptor the drone reads the `OCIShimReport` from.
@@ -94,8 +94,9 @@ public enum OCIShim {
             return 1
         }
 
-        // run --detach: the container's stdout and stderr are the runtime binary's.
-        let runStatus: Int32?
+        // run --detach (or create): the container's stdout and stderr are the runtime binary's.
+        var runStatus: Int32?
+        var failedCommand = configuration.startCommand == nil ? "run" : "create"
         do {
             let run = try ProcessSpawner.spawn(configuration.runCommand[0], Array(configuration.runCommand.dropFirst()),
                                                descriptors: [1: output[1], 2: errors[1]])
@@ -108,6 +109,15 @@ public enum OCIShim {
         close(errors[1])
         var pump = OutputPump(log: log, output: output[0], errors: errors[0])
         let initPID = (try? String(contentsOfFile: directory.initPIDFile, encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
+        // crun: the created process is the shim's child now; `start` lets it run.
+        if let start = configuration.startCommand, let status = runStatus, plane_wifexited(status) != 0, plane_wexitstatus(status) == 0 {
+            failedCommand = "start"
+            do {
+                runStatus = ProcessSpawner.wait(for: try ProcessSpawner.spawn(start[0], Array(start.dropFirst())))
+            } catch {
+                runStatus = nil
+            }
+        }
         guard let runStatus, plane_wifexited(runStatus) != 0, plane_wexitstatus(runStatus) == 0 else {
             // A process it started before failing is ours to end (re-parented to us).
             if let initPID, initPID > 0 {
@@ -116,7 +126,7 @@ public enum OCIShim {
             }
             pump.drain(until: .now + .milliseconds(200))
             let reason = runtimeError(directory) ?? pump.lastLines ?? "no message"
-            reporter.fail("\(configuration.runtimeName) run failed (\(ProcessSpawner.describe(status: runStatus ?? -1))): \(reason)")
+            reporter.fail("\(configuration.runtimeName) \(failedCommand) failed (\(ProcessSpawner.describe(status: runStatus ?? -1))): \(reason)")
             return 1
         }
         guard let initPID, initPID > 0 else {
