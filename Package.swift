@@ -12,6 +12,8 @@ let package = Package(
         .library(name: "ContainerRuntime", targets: ["ContainerRuntime"]),
         .library(name: "DockerRuntime", targets: ["DockerRuntime"]),
         .library(name: "OCIRuntime", targets: ["OCIRuntime"]),
+        .library(name: "RuntimePluginKit", targets: ["RuntimePluginKit"]),
+        .executable(name: "plane-runtime-process", targets: ["plane-runtime-process"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio.git", from: "2.101.2"),
@@ -141,10 +143,51 @@ let package = Package(
         .systemLibrary(name: "CSeccomp", path: "Sources/CSeccomp", providers: [.apt(["libseccomp-dev"])]),
         .systemLibrary(name: "CLinux", path: "Sources/CLinux"),
         .target(
+            name: "ProcessSupervision",
+            dependencies: ["ContainerRuntime", "PlaneCore", "CLinux"]
+        ),
+        .target(
+            name: "RuntimePluginProtocol",
+            dependencies: ["ContainerRuntime", "PlaneCore", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        .target(
+            name: "ExternalRuntime",
+            dependencies: [
+                "ContainerRuntime",
+                "PlaneCore",
+                "RuntimePluginProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "TOMLKit", package: "TOMLKit"),
+            ]
+        ),
+        .target(
+            name: "RuntimePluginKit",
+            dependencies: [
+                "ContainerRuntime",
+                "PlaneCore",
+                "RuntimePluginProtocol",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // The reference runtime plugin (runtimes/process): built with the package so that
+        // `swift build` puts it next to `plane`, where its runtime.toml finds it.
+        .executableTarget(
+            name: "plane-runtime-process",
+            dependencies: ["RuntimePluginKit", "ContainerRuntime", "PlaneCore", "ProcessSupervision", "CSeccomp", "CLinux",
+                           .product(name: "Logging", package: "swift-log")],
+            path: "runtimes/process/Sources/plane-runtime-process"
+        ),
+        .target(
             name: "OCIRuntime",
             dependencies: [
                 "ContainerRuntime",
                 "PlaneCore",
+                "ProcessSupervision",
                 "CZlib",
                 "CZstd",
                 "CSeccomp",
@@ -189,6 +232,7 @@ let package = Package(
                 "OCIRuntime",
                 "ContainerRuntime",
                 "DockerRuntime",
+                "ExternalRuntime",
                 "ImageBuilder",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
@@ -299,8 +343,8 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneDroneTests",
-            dependencies: ["PlaneDrone", "PlaneProxy", "PlaneCore", "ContainerRuntime", "DockerRuntime", "OCIRuntime", "ScriptedRuntime", "PlaneTestSupport", "NATS", "PlaneMessaging",
-                           "plane", "plane-test-server", "plane-image-builder", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            dependencies: ["PlaneDrone", "PlaneProxy", "PlaneCore", "ContainerRuntime", "DockerRuntime", "OCIRuntime", "ExternalRuntime", "ScriptedRuntime", "PlaneTestSupport", "NATS", "PlaneMessaging",
+                           "plane", "plane-test-server", "plane-image-builder", "plane-runtime-process", .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
                            .product(name: "Logging", package: "swift-log"), .product(name: "AsyncHTTPClient", package: "async-http-client")]
         ),
         .testTarget(
@@ -320,6 +364,12 @@ let package = Package(
             dependencies: ["PlaneProxy", "PlaneCore", "PlaneTestSupport", "plane-test-server",
                            .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log")],
             exclude: ["python"]
+        ),
+        .testTarget(
+            name: "ExternalRuntimeTests",
+            dependencies: ["ExternalRuntime", "RuntimePluginProtocol", "RuntimePluginKit", "ContainerRuntime", "PlaneCore", "PlaneTestSupport", "RuntimeConformance",
+                           "plane-runtime-process", "plane-test-server", .product(name: "Logging", package: "swift-log")],
+            exclude: ["plugins"]
         ),
         .testTarget(
             name: "OCIRuntimeTests",

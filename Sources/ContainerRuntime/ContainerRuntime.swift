@@ -50,6 +50,12 @@ extension ContainerRuntime {
         }
         try spec.limits.validate()
         if spec.port == 0 { throw RuntimeError(.invalidSpec, "The backend port must be 1 to 65535.") }
+        if let pattern = capabilities.imagePattern {
+            guard let regex = try? Regex(pattern) else { throw RuntimeError(.internal, "Runtime '\(descriptor.name)' declares an image pattern that is not a regular expression: \(pattern).") }
+            if (try? regex.firstMatch(in: spec.image)) == nil {
+                throw RuntimeError(.invalidSpec, "Runtime '\(descriptor.name)' takes images matching \(pattern); '\(spec.image)' is not one.")
+            }
+        }
         if spec.options.count > 0, capabilities.optionsSchema == nil {
             throw RuntimeError(.invalidSpec, "Runtime '\(descriptor.name)' takes no options, but got: \(spec.options.keys.joined(separator: ", ")).")
         }

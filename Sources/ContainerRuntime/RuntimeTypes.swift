@@ -125,12 +125,17 @@ public struct RuntimeCapabilities: Sendable, Hashable, Codable {
     public var outOfMemoryEvents: Bool
     /// JSON Schema of the runtime's per-spawn `options` (nil: no options accepted).
     public var optionsSchema: JSONValue?
+    /// A regular expression every image reference must match (nil: the runtime checks
+    /// references itself), so a spawn with an image the runtime cannot take is refused
+    /// before anything starts.
+    public var imagePattern: String?
 
-    public init(networkModes: Set<NetworkModeKind>, mounts: Bool, stats: Bool, outOfMemoryEvents: Bool, optionsSchema: JSONValue? = nil) {
+    public init(networkModes: Set<NetworkModeKind>, mounts: Bool, stats: Bool, outOfMemoryEvents: Bool, optionsSchema: JSONValue? = nil, imagePattern: String? = nil) {
         self.networkModes = networkModes
         self.mounts = mounts
         self.stats = stats
         self.outOfMemoryEvents = outOfMemoryEvents
         self.optionsSchema = optionsSchema
+        self.imagePattern = imagePattern
     }
 }

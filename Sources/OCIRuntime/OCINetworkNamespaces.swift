@@ -2,6 +2,7 @@ import ContainerRuntime
 import Foundation
 import Logging
 import PlaneCore
+import ProcessSupervision
 import Synchronization
 
 /// Where a backend with its own network namespace is (`backend.json`), so a restarted drone

@@ -4,6 +4,7 @@ import ContainerRuntime
 import Foundation
 import Logging
 import PlaneCore
+import ProcessSupervision
 import Synchronization
 
 /// The built-in `oci` runtime: images from registries or local OCI layouts in its own
@@ -343,7 +344,7 @@ public final class OCIRuntime: ContainerRuntime {
         return .killed(signal: nil, outOfMemory: false)
     }
 
-    static func status(of exit: OCIExitRecord) -> RuntimeStatus {
+    static func status(of exit: BackendExitRecord) -> RuntimeStatus {
         if exit.outOfMemory { return .killed(signal: exit.signal ?? SIGKILL, outOfMemory: true) }
         if let signal = exit.signal { return .killed(signal: signal, outOfMemory: false) }
         return .exited(code: exit.code)
@@ -358,9 +359,9 @@ public final class OCIRuntime: ContainerRuntime {
         ((try? FileManager.default.contentsOfDirectory(atPath: backends)) ?? []).compactMap { record(in: OCIBackendDirectory(path: "\(backends)/\($0)")) }
     }
 
-    static func exitRecord(in directory: OCIBackendDirectory) -> OCIExitRecord? {
+    static func exitRecord(in directory: OCIBackendDirectory) -> BackendExitRecord? {
         guard let data = FileManager.default.contents(atPath: directory.exitFile) else { return nil }
-        return try? JSONDecoder().decode(OCIExitRecord.self, from: data)
+        return try? JSONDecoder().decode(BackendExitRecord.self, from: data)
     }
 
     static func initPID(in directory: OCIBackendDirectory) -> pid_t? {
@@ -482,7 +483,7 @@ public final class OCIRuntime: ContainerRuntime {
                     return
                 }
                 defer { close(fd) }
-                var reader = OCIOutputLog.Reader()
+                var reader = BackendOutputLog.Reader()
                 var chunk = [UInt8](repeating: 0, count: 65_536)
                 while !Task.isCancelled {
                     let count = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }

@@ -1,5 +1,6 @@
 import ContainerRuntime
 import Foundation
+import ProcessSupervision
 
 /// The OCI runtime binary (`runc` or `crun`) and how this drone calls it: always with its
 /// own `--root`, so it only ever sees its own containers, and — for crun on a host with

@@ -1,5 +1,6 @@
 import Foundation
 import PlaneCore
+import ProcessSupervision
 
 /// What the drone tells the shim of one backend (`shim.json` in the backend's directory).
 public struct OCIShimConfiguration: Codable, Sendable, Hashable {
@@ -41,48 +42,6 @@ public struct OCIShimReport: Codable, Sendable, Hashable {
     }
 }
 
-/// How a backend ended (`exit.json`), written by its shim, so the exit is known even when
-/// the drone was down at the time.
-public struct OCIExitRecord: Codable, Sendable, Hashable {
-    /// The exit code, or 128 + the signal when a signal ended it (as a shell reports it).
-    public var code: Int32
-    /// The signal that ended it, if one did.
-    public var signal: Int32?
-    /// Whether the kernel's OOM killer ended it (the memory cgroup counted an OOM kill).
-    public var outOfMemory: Bool
-    /// When the shim saw it end.
-    public var time: Timestamp
-
-    enum CodingKeys: String, CodingKey {
-        case code, signal
-        case outOfMemory = "oom_killed"
-        case timeNanoseconds = "time_ns"
-    }
-
-    public init(code: Int32, signal: Int32?, outOfMemory: Bool, time: Timestamp) {
-        self.code = code
-        self.signal = signal
-        self.outOfMemory = outOfMemory
-        self.time = time
-    }
-
-    public init(from decoder: any Decoder) throws {
-        let container = try decoder.container(keyedBy: CodingKeys.self)
-        code = try container.decode(Int32.self, forKey: .code)
-        signal = try container.decodeIfPresent(Int32.self, forKey: .signal)
-        outOfMemory = try container.decodeIfPresent(Bool.self, forKey: .outOfMemory) ?? false
-        time = Timestamp(nanosecondsSinceEpoch: try container.decode(Int64.self, forKey: .timeNanoseconds))
-    }
-
-    public func encode(to encoder: any Encoder) throws {
-        var container = encoder.container(keyedBy: CodingKeys.self)
-        try container.encode(code, forKey: .code)
-        try container.encodeIfPresent(signal, forKey: .signal)
-        try container.encode(outOfMemory, forKey: .outOfMemory)
-        try container.encode(time.nanosecondsSinceEpoch, forKey: .timeNanoseconds)
-    }
-}
-
 /// The files of one backend below the runtime's state directory
 /// (`<state>/oci/backends/<backend>/`).
 public struct OCIBackendDirectory: Sendable, Hashable {
@@ -105,7 +64,7 @@ public struct OCIBackendDirectory: Sendable, Hashable {
     public var initPIDFile: String { "\(path)/init.pid" }
     /// The runtime binary's JSON log.
     public var runtimeLog: String { "\(path)/runtime.log" }
-    /// The backend's output, one timestamped line per record (`OCIOutputLog`).
+    /// The backend's output, one timestamped line per record (`BackendOutputLog`).
     public var outputLog: String { "\(path)/output.log" }
     public var exitFile: String { "\(path)/exit.json" }
     /// `/etc/hosts` and `/etc/resolv.conf` of a backend with its own network namespace.

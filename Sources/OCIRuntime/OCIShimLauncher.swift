@@ -1,6 +1,7 @@
 import CLinux
 import ContainerRuntime
 import Foundation
+import ProcessSupervision
 
 /// Starts a backend's shim (`<shim executable> oci-shim <bundle>`) in a session of its own
 /// and waits for its report: the init pid, or why the backend could not be started.

@@ -1,6 +1,7 @@
 import CLinux
 import ContainerRuntime
 import Foundation
+import ProcessSupervision
 
 /// A backend's writable root: an overlay of the image's shared, read-only unpacked layers
 /// with an upper directory of its own (nothing is copied, ~ms to set up), or — where the

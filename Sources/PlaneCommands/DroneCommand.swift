@@ -1,6 +1,7 @@
 import ArgumentParser
 import ContainerRuntime
 import DockerRuntime
+import ExternalRuntime
 import OCIRuntime
 import PlaneACME
 import PlaneMessaging
@@ -76,8 +77,29 @@ struct DroneCommand: AsyncParsableCommand {
                                     jetStream: acme.coordinate ? messenger.jetStream : nil, metrics: metrics, logger: logger)
     }
 
-    /// The runtimes this build knows: the composition root is the only place that names them.
-    static func registry() throws -> RuntimeRegistry {
+    /// The runtimes this build knows, and the plugins in the runtimes directory: the
+    /// composition root is the only place that names them. A plugin named like a built-in
+    /// (or like another plugin) fails here, loudly.
+    static func registry(agent: AgentConfiguration? = nil, logger: Logger = Logger(label: "plane.runtime")) throws -> RuntimeRegistry {
+        var registry = try builtInRegistry()
+        let directory = agent?.runtimesDirectory ?? RuntimePluginDiscovery.defaultDirectory()
+        let found = RuntimePluginDiscovery.scan(directory)
+        for problem in found.problems { logger.warning("runtime.plugin_skipped", metadata: ["problem": "\(problem)"]) }
+        var external = ExternalRuntimeConfiguration()
+        if let agent {
+            external.callTimeout = agent.pluginCallTimeout
+            external.startTimeout = agent.pluginStartTimeout
+        }
+        for manifest in found.plugins {
+            try registry.register(manifest.name) { [external] context throws(RuntimeError) in
+                try await ExternalRuntime.make(manifest: manifest, context: context, configuration: external)
+            }
+        }
+        return registry
+    }
+
+    /// The built-in runtimes.
+    static func builtInRegistry() throws -> RuntimeRegistry {
         var registry = RuntimeRegistry()
         try registry.register(DockerRuntime.name) { context throws(RuntimeError) in
             try await DockerRuntime.make(configuration: try dockerConfiguration(context.configuration), droneID: context.droneID, logger: context.logger)
@@ -121,9 +143,12 @@ enum DroneServices {
         // The runtime first: an unknown or dead runtime is reported before anything connects.
         var runtime: (any ContainerRuntime)?
         if let agentConfiguration = configuration.agent {
-            runtime = try await DroneCommand.registry().makeRuntime(named: agentConfiguration.runtime, context: RuntimeContext(
+            let made = try await DroneCommand.registry(agent: agentConfiguration).makeRuntime(named: agentConfiguration.runtime, context: RuntimeContext(
                 droneID: droneID, stateDirectory: configuration.stateDirectory, configuration: agentConfiguration.runtimeConfiguration,
                 logger: Logger(label: "plane.runtime")))
+            // A runtime with a life of its own (a plugin's process) stops after the agent.
+            if let service = made as? any Service { services.append(.init(service: service)) }
+            runtime = made
         }
         var client: NATSClient?
         if let natsConfiguration = configuration.nats {

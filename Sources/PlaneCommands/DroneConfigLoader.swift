@@ -152,13 +152,19 @@ enum DroneConfigLoader {
         if let seconds = agent.int("startup_timeout_secs", in: 1...3600) { settings.startupTimeout = .seconds(seconds) }
         if let seconds = agent.int("stop_grace_secs", in: 0...3600) { settings.stopGrace = .seconds(seconds) }
         if let drain = agent.bool("drain_on_shutdown") { settings.drainOnShutdown = drain }
+        if let directory = agent.string("runtimes_dir") {
+            if directory.hasPrefix("/") { settings.runtimesDirectory = directory } else { agent.problem("runtimes_dir", "must be an absolute path") }
+        }
+        if let seconds = agent.int("plugin_call_timeout_secs", in: 1...3600) { settings.pluginCallTimeout = .seconds(seconds) }
+        if let seconds = agent.int("plugin_start_timeout_secs", in: 1...86_400) { settings.pluginStartTimeout = .seconds(seconds) }
         // One section per runtime; [agent.docker] is v0.3.10's and selects Docker.
         if let docker = agent.table("docker") {
             if agent.table["runtime"] == nil { settings.runtime = "docker" }
             settings.runtimeConfiguration = dockerSettings(docker, agent: &settings)
         }
         for key in agent.table.keys where !["ip", "drone_id", "runtime", "port_range", "readiness_path", "probe_timeout_ms", "startup_timeout_secs",
-                                             "stop_grace_secs", "drain_on_shutdown", "docker"].contains(key) {
+                                             "stop_grace_secs", "drain_on_shutdown", "docker", "runtimes_dir", "plugin_call_timeout_secs",
+                                             "plugin_start_timeout_secs"].contains(key) {
             // Another runtime's section ([agent.oci], [agent.<plugin>]); that runtime checks it.
             guard let section = agent.table(key) else { continue }
             if key == settings.runtime { settings.runtimeConfiguration = json(section.table) }

@@ -59,6 +59,13 @@ public struct AgentConfiguration: Sendable {
     /// Whether spawn requests may mount volumes (v0.3.10's `allow_volume_mounts`, under
     /// `[agent.docker]` there).
     public var allowVolumeMounts = false
+    /// Where out-of-process runtime plugins are found (`<name>/runtime.toml`); nil: the
+    /// default (the source tree's `runtimes/` when run from a build directory, else
+    /// `/usr/local/lib/plane/runtimes`).
+    public var runtimesDirectory: String?
+    /// The longest a call to a runtime plugin may take (`prepare` and `start`: `pluginStartTimeout`).
+    public var pluginCallTimeout: Duration = .seconds(30)
+    public var pluginStartTimeout: Duration = .seconds(600)
 
     public init(ip: PublicIPSource) { self.ip = ip }
 }

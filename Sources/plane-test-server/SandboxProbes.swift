@@ -29,6 +29,12 @@ enum SandboxProbes {
         exit(0)
     }
 
+    /// `PLANE_PROBE=limits`: print this process's rlimits (`/proc/self/limits`) and exit.
+    static func runLimitsProbe() -> Never {
+        print((try? String(contentsOfFile: "/proc/self/limits", encoding: .utf8)) ?? "no /proc/self/limits")
+        exit(0)
+    }
+
     static func errnoName(_ code: Int32) -> String {
         switch code {
         case 0: "ok"

@@ -13,6 +13,7 @@ let environment = ProcessInfo.processInfo.environment
 switch environment["PLANE_PROBE"] {
 case "sandbox": SandboxProbes.runSandboxProbe()
 case "sleep": SandboxProbes.runSleepProbe()
+case "limits": SandboxProbes.runLimitsProbe()
 default: break
 }
 let ignoreSIGTERM = environment["IGNORE_SIGTERM"] == "1"

@@ -88,6 +88,9 @@ struct DroneConfigTests {
             startup_timeout_secs = 60
             stop_grace_secs = 3
             drain_on_shutdown = true
+            runtimes_dir = "/opt/plane/runtimes"
+            plugin_call_timeout_secs = 5
+            plugin_start_timeout_secs = 120
             [agent.oci]
             runtime = "crun"
             """, environment: ["PLANE_AGENT__STARTUP_TIMEOUT_SECS": "45"])
@@ -96,6 +99,10 @@ struct DroneConfigTests {
         #expect(agent.ip == .lookup(url: "http://127.0.0.1:9999/ip") && agent.runtime == "oci" && agent.portRange == 40000...40099)
         #expect(agent.readinessPath == "/healthz" && agent.probeTimeout == .milliseconds(500) && agent.startupTimeout == .seconds(45))
         #expect(agent.stopGrace == .seconds(3) && agent.drainOnShutdown && agent.runtimeConfiguration["runtime"]?.stringValue == "crun")
+        #expect(agent.runtimesDirectory == "/opt/plane/runtimes" && agent.pluginCallTimeout == .seconds(5) && agent.pluginStartTimeout == .seconds(120))
+        #expect(throws: (any Error).self) {
+            try load("cluster_domain = \"plane.test\"\n[nats]\nhosts = [\"127.0.0.1\"]\n[agent]\nip = \"127.0.0.1\"\nruntimes_dir = \"runtimes\"\n")
+        }
     }
 
     @Test func acmeKeysWithDefaultsAndOverrides() throws {

@@ -1,5 +1,7 @@
 import AsyncHTTPClient
 import ContainerRuntime
+import ExternalRuntime
+import Foundation
 import Logging
 import NATS
 import PlaneCore
@@ -89,7 +91,7 @@ struct DroneAgentTests {
             let exiting = spawnRequest(drone: drone.id, image: image)
             let terminated = spawnRequest(drone: drone.id, image: image, idle: 1000)
             // An image no one has: ErrorLoading.
-            let missing = spawnRequest(drone: drone.id, image: "127.0.0.1:9/plane-no-such-image:latest")
+            let missing = spawnRequest(drone: drone.id, image: runtimes.missingImage)
             for request in [early, silent, failing, exiting, terminated, missing] { #expect(try await spawn(request, via: drone.client)) }
             #expect(try await eventually { relay.states(of: missing.backendID) == [.loading, .errorLoading] })
             #expect(try await eventually { relay.states(of: early.backendID) == [.loading, .starting, .errorStarting] }, "\(relay.states(of: early.backendID))")
@@ -151,8 +153,13 @@ struct DroneAgentTests {
             let image = runtimes.image
             let drone = try await RunningDrone(server: server, runtimes: runtimes) { $0.allowVolumeMounts = true }
             let request = spawnRequest(drone: drone.id, image: image, idle: 2, mounts: [VolumeMount(json: JSONObject([("Type", .string("tmpfs")), ("Target", .string("/bar"))]))])
-            #expect(try await spawn(request, via: drone.client))
-            #expect(try await eventually(timeout: .seconds(40)) { relay.states(of: request.backendID) == [.loading, .starting, .ready, .swept] })
+            if kind == .process {
+                // The process runtime declares no mounts: the spawn is refused before anything starts.
+                #expect(try await spawn(request, via: drone.client) == false)
+            } else {
+                #expect(try await spawn(request, via: drone.client))
+                #expect(try await eventually(timeout: .seconds(40)) { relay.states(of: request.backendID) == [.loading, .starting, .ready, .swept] })
+            }
             await drone.stop()
         }
     }
@@ -232,6 +239,34 @@ struct DroneAgentTests {
             // Stopping the agent lets the removals in flight finish.
             await drone.stop()
             for request in requests { #expect(try await drone.runtime.status(of: request.backendID) == .unknown) }
+        }
+    }
+
+    /// The process runtime plugin killed while three backends run: the drone restarts it,
+    /// the backends keep running and serving (no state changes), and they are swept when
+    /// idle, as if nothing had happened.
+    @Test func aKilledRuntimePluginIsRestartedAndItsBackendsAreSweptLater() async throws {
+        try await withDroneCluster(.process) { server, relay, _, runtimes in
+            let drone = try await RunningDrone(server: server, runtimes: runtimes)
+            let requests = (0..<3).map { _ in spawnRequest(drone: drone.id, image: runtimes.image, idle: 6) }
+            for request in requests { #expect(try await spawn(request, via: drone.client)) }
+            for request in requests { #expect(try await eventually { relay.states(of: request.backendID).last == .ready }) }
+            let plugin = try #require(drone.runtime as? ExternalRuntime)
+            let killed = try #require(plugin.pluginProcessID)
+            kill(killed, SIGKILL)
+            #expect(try await eventually { plugin.restarts == 1 && plugin.pluginProcessID.map { $0 != killed } == true })
+            for request in requests {
+                let route = try #require(drone.agent.routes.route(for: request.backendID.rawValue))
+                #expect(try await get(route.address) == "Hello World!")
+            }
+            // A few of the agent's status checks pass through the new plugin process.
+            try await Task.sleep(for: .seconds(3))
+            for request in requests { #expect(relay.states(of: request.backendID) == [.loading, .starting, .ready]) }
+            for request in requests {
+                #expect(try await eventually(timeout: .seconds(40)) { relay.states(of: request.backendID).last == .swept }, "\(relay.states(of: request.backendID))")
+                #expect(try await eventually { (try await drone.runtime.status(of: request.backendID)) == .unknown })
+            }
+            await drone.stop()
         }
     }
 }

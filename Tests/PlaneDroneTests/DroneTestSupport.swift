@@ -1,5 +1,6 @@
 import ContainerRuntime
 import DockerRuntime
+import ExternalRuntime
 import Logging
 import NATS
 import OCIRuntime
@@ -54,6 +55,8 @@ final class DroneObserver: Sendable {
 /// script faults).
 enum AgentRuntimeKind: String, CaseIterable, Sendable, CustomStringConvertible {
     case scripted, docker, oci
+    /// The reference runtime plugin `runtimes/process`, through the plugin protocol.
+    case process
     var description: String { rawValue }
 }
 
@@ -64,6 +67,9 @@ struct TestRuntimes: Sendable {
     /// The `plane-test-server` image as this runtime names it.
     let image: String
     let host = ScriptedHost()
+    /// The plugin runtimes made for the test's drones; their processes are stopped when the
+    /// test ends (after the drones, so a test can still ask a stopped drone's runtime).
+    let plugins = PluginRuntimes()
     /// For `.scripted`: serve backends on this address of their own instead of on the
     /// host's network (the runtime then offers `bridge` networking only).
     var ownAddress: String?
@@ -74,8 +80,12 @@ struct TestRuntimes: Sendable {
         case .docker: image = try await DockerTestImage.shared.ensureLoaded()
         case .oci: image = try await OCITestImage.shared.reference()
         case .scripted: image = "plane-test-server"
+        case .process: image = try TestExecutables.path("plane-test-server")
         }
     }
+
+    /// An image reference of the right form that this runtime cannot get (ErrorLoading).
+    var missingImage: String { kind == .process ? "/nonexistent/plane-no-such-server" : "127.0.0.1:9/plane-no-such-image:latest" }
 
     func make(drone: DroneID, stateDirectory: String, allowMounts: Bool, stats: Bool = true) async throws -> any ContainerRuntime {
         switch kind {
@@ -94,7 +104,22 @@ struct TestRuntimes: Sendable {
             var logger = Logger(label: "test.oci")
             logger.logLevel = .warning
             return try await OCIRuntime.make(configuration: oci, droneID: drone, logger: logger)
+        case .process:
+            var logger = Logger(label: "test.process")
+            logger.logLevel = .warning
+            let manifest = try RuntimePluginManifest.load(directory: PythonEnvironment.packageRoot + "/runtimes/process")
+            let runtime = try await ExternalRuntime.make(manifest: manifest, context: RuntimeContext(droneID: drone, stateDirectory: stateDirectory, logger: logger))
+            plugins.list.withLock { $0.append(runtime) }
+            return runtime
         }
+    }
+}
+
+final class PluginRuntimes: Sendable {
+    let list = Mutex<[ExternalRuntime]>([])
+
+    func shutdown() async {
+        for runtime in list.withLock({ $0 }) { await runtime.shutdown() }
     }
 }
 
@@ -110,10 +135,12 @@ func withDroneCluster(_ kind: AgentRuntimeKind, _ body: (NATSServerProcess, Test
         } catch {
             await observer.close()
             await relay.close()
+            await runtimes.plugins.shutdown()
             throw error
         }
         await observer.close()
         await relay.close()
+        await runtimes.plugins.shutdown()
     }
 }
 

@@ -5,7 +5,7 @@ import PlaneCore
 /// `<nanoseconds since the epoch> <o|e> <text>\n`. Timestamps strictly increase within a
 /// file, so a reader that remembers the last one it handled never repeats or skips a line.
 /// Lines longer than `maximumLineLength` are split.
-public enum OCIOutputLog {
+public enum BackendOutputLog {
     public static let maximumLineLength = 16_384
 
     /// One record, encoded.
@@ -51,7 +51,7 @@ public enum OCIOutputLog {
                     pending.removeAll(keepingCapacity: true)
                 } else {
                     pending.append(byte)
-                    if pending.count >= OCIOutputLog.maximumLineLength {
+                    if pending.count >= BackendOutputLog.maximumLineLength {
                         emit(pending)
                         pending.removeAll(keepingCapacity: true)
                     }
@@ -77,7 +77,7 @@ public enum OCIOutputLog {
             var lines: [LogLine] = []
             for byte in bytes {
                 if byte == UInt8(ascii: "\n") {
-                    if let line = OCIOutputLog.decode(pending) { lines.append(line) }
+                    if let line = BackendOutputLog.decode(pending) { lines.append(line) }
                     pending.removeAll(keepingCapacity: true)
                 } else {
                     pending.append(byte)

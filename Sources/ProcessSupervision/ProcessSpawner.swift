@@ -4,25 +4,25 @@ import Foundation
 
 /// Starts programs with `posix_spawn`, giving the child exactly the descriptors it is meant
 /// to have (0, 1, 2 and any listed; everything else closed), optionally in a new session.
-/// Used by the drone for the runtime binary's commands and the shim, and by the shim for
-/// `runc create`.
-enum ProcessSpawner {
+/// Used by the OCI runtime for the runtime binary's commands and its shims, and by the
+/// process runtime plugin for its shims and backends.
+public enum ProcessSpawner {
     /// The output of a program run to completion.
-    struct Completion: Sendable {
+    public struct Completion: Sendable {
         /// The raw wait status.
-        var status: Int32
-        var standardOutput: String
-        var standardError: String
+        public var status: Int32
+        public var standardOutput: String
+        public var standardError: String
 
-        var succeeded: Bool { plane_wifexited(status) != 0 && plane_wexitstatus(status) == 0 }
+        public var succeeded: Bool { plane_wifexited(status) != 0 && plane_wexitstatus(status) == 0 }
 
         /// "exit status 1" or "signal 9".
-        var statusDescription: String { ProcessSpawner.describe(status: status) }
+        public var statusDescription: String { ProcessSpawner.describe(status: status) }
     }
 
     /// Spawns `executable` with `descriptors` (child descriptor → descriptor of this process);
     /// unlisted standard descriptors are /dev/null. Returns the child's pid.
-    static func spawn(_ executable: String, _ arguments: [String], descriptors: [Int32: Int32] = [:],
+    public static func spawn(_ executable: String, _ arguments: [String], descriptors: [Int32: Int32] = [:],
                       newSession: Bool = false) throws(RuntimeError) -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
@@ -63,7 +63,7 @@ enum ProcessSpawner {
 
     /// Waits for `pid` to end and returns its raw wait status (retrying on EINTR); nil when
     /// it is not a child of this process.
-    static func wait(for pid: pid_t) -> Int32? {
+    public static func wait(for pid: pid_t) -> Int32? {
         var status: Int32 = 0
         while true {
             let result = waitpid(pid, &status, 0)
@@ -75,7 +75,7 @@ enum ProcessSpawner {
 
     /// Runs a program to completion off the cooperative pool and returns its output.
     /// `input` (at most a pipe's capacity, 64 KiB) is its standard input.
-    static func run(_ executable: String, _ arguments: [String], input: String? = nil) async throws(RuntimeError) -> Completion {
+    public static func run(_ executable: String, _ arguments: [String], input: String? = nil) async throws(RuntimeError) -> Completion {
         var output: [Int32] = [0, 0]
         var errors: [Int32] = [0, 0]
         var standardInput: [Int32] = [-1, -1]
@@ -147,7 +147,7 @@ enum ProcessSpawner {
     }
 
     /// "exit status N" or "signal N" for a raw wait status.
-    static func describe(status: Int32) -> String {
+    public static func describe(status: Int32) -> String {
         if plane_wifsignaled(status) != 0 { return "signal \(plane_wtermsig(status))" }
         return "exit status \(plane_wexitstatus(status))"
     }

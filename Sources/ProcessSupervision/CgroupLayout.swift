@@ -38,11 +38,66 @@ public struct CgroupLayout: Sendable, Hashable {
 
     /// `relative` (a cgroupsPath such as `/plane/<backend>`) in one v1 controller's
     /// hierarchy, or in the unified one.
-    func path(_ relative: String, controller: String?) -> String {
+    public func path(_ relative: String, controller: String?) -> String {
         switch (mode, controller) {
         case (.unified, _), (_, nil): return mode == .hybrid ? "\(root)/unified\(relative)" : "\(root)\(relative)"
         case (_, let controller?): return "\(root)/\(controller)\(relative)"
         }
+    }
+
+    /// The controllers a backend's own cgroup uses (v1 hierarchies; v2 enables them below
+    /// the parent).
+    static let controllers = ["memory", "pids", "cpu", "cpuacct"]
+
+    /// Makes the cgroup `relative` with the given limits (memory in bytes, a pids limit, a
+    /// CPU quota of `cpuQuota` µs per `cpuPeriod` µs), as far as the host allows; returns
+    /// the directories made (empty: no cgroup could be made, e.g. without root).
+    public func create(_ relative: String, memoryBytes: Int64?, pidsLimit: Int64?, cpuQuota: Int64?, cpuPeriod: Int64?) -> [String] {
+        var made: [String] = []
+        switch mode {
+        case .unified:
+            // Enable the controllers on the way down, then make the leaf.
+            var parent = root
+            for component in relative.split(separator: "/").dropLast() {
+                try? "+memory +pids +cpu".write(toFile: "\(parent)/cgroup.subtree_control", atomically: false, encoding: .utf8)
+                parent += "/\(component)"
+                mkdir(parent, 0o755)
+            }
+            try? "+memory +pids +cpu".write(toFile: "\(parent)/cgroup.subtree_control", atomically: false, encoding: .utf8)
+            let directory = path(relative, controller: nil)
+            guard Self.makeDirectories(directory) else { return [] }
+            made.append(directory)
+            if let memoryBytes { try? "\(memoryBytes)".write(toFile: "\(directory)/memory.max", atomically: false, encoding: .utf8) }
+            if let pidsLimit { try? "\(pidsLimit)".write(toFile: "\(directory)/pids.max", atomically: false, encoding: .utf8) }
+            if let cpuQuota { try? "\(cpuQuota) \(cpuPeriod ?? 100_000)".write(toFile: "\(directory)/cpu.max", atomically: false, encoding: .utf8) }
+        case .legacy, .hybrid:
+            for controller in Self.controllers where Self.isDirectory("\(root)/\(controller)") {
+                let directory = path(relative, controller: controller)
+                guard Self.makeDirectories(directory) else { continue }
+                made.append(directory)
+                switch controller {
+                case "memory": if let memoryBytes { try? "\(memoryBytes)".write(toFile: "\(directory)/memory.limit_in_bytes", atomically: false, encoding: .utf8) }
+                case "pids": if let pidsLimit { try? "\(pidsLimit)".write(toFile: "\(directory)/pids.max", atomically: false, encoding: .utf8) }
+                case "cpu":
+                    if let cpuQuota {
+                        try? "\(cpuPeriod ?? 100_000)".write(toFile: "\(directory)/cpu.cfs_period_us", atomically: false, encoding: .utf8)
+                        try? "\(cpuQuota)".write(toFile: "\(directory)/cpu.cfs_quota_us", atomically: false, encoding: .utf8)
+                    }
+                default: break
+                }
+            }
+        }
+        return made
+    }
+
+    /// Moves the calling process into the cgroup directories `directories` (made by `create`).
+    public static func join(_ directories: [String]) {
+        let pid = String(getpid())
+        for directory in directories { try? pid.write(toFile: "\(directory)/cgroup.procs", atomically: false, encoding: .utf8) }
+    }
+
+    static func makeDirectories(_ path: String) -> Bool {
+        (try? FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)) != nil && isDirectory(path)
     }
 
     /// The files whose `oom_kill` line counts OOM kills in the cgroup.

@@ -1,0 +1,283 @@
+import ContainerRuntime
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import PlaneCore
+import RuntimePluginProtocol
+import Synchronization
+
+/// Runs one plugin: listens on its socket, starts its executable, takes its connection,
+/// agrees on a protocol version (`hello`), and restarts it with backoff when it dies, closes
+/// its connection or stops answering. Callers get the current connection, waiting while a
+/// restart is under way.
+final class PluginSupervisor: Sendable {
+    typealias ServerChannel = NIOAsyncChannel<NIOAsyncChannel<Result<PluginMessage, PluginProtocolError>, PluginMessage>, Never>
+
+    /// One run of the plugin's executable.
+    struct Incarnation: Sendable {
+        var process: Process
+        var connection: PluginConnection
+        var hello: PluginHelloResult
+        var started: ContinuousClock.Instant
+    }
+
+    struct State {
+        var current: Incarnation?
+        /// Connections accepted and not yet taken by a starting incarnation.
+        var accepted: [PluginConnection] = []
+        var lastFailure: RuntimeError?
+        var stopping = false
+        var restarts = 0
+        var onConnect: [@Sendable (PluginConnection, PluginHelloResult, _ restart: Bool) -> Void] = []
+    }
+
+    let manifest: RuntimePluginManifest
+    let executable: String
+    let hello: PluginHello
+    let configuration: ExternalRuntimeConfiguration
+    let socketPath: String
+    let logPath: String
+    let logger: Logger
+    private let state = Mutex(State())
+    private let server = Mutex<ServerChannel?>(nil)
+
+    init(manifest: RuntimePluginManifest, executable: String, hello: PluginHello, configuration: ExternalRuntimeConfiguration, logger: Logger) {
+        self.manifest = manifest
+        self.executable = executable
+        self.hello = hello
+        self.configuration = configuration
+        self.socketPath = hello.stateDirectory + "/plugin.sock"
+        self.logPath = hello.stateDirectory + "/plugin.log"
+        self.logger = logger
+    }
+
+    var restarts: Int { state.withLock { $0.restarts } }
+    var isStopping: Bool { state.withLock { $0.stopping } }
+    var currentProcessID: Int32? { state.withLock { $0.current?.process.processIdentifier } }
+
+    /// Called after every successful `hello` (the first and each restart).
+    func onConnect(_ body: @escaping @Sendable (PluginConnection, PluginHelloResult, _ restart: Bool) -> Void) {
+        state.withLock { $0.onConnect.append(body) }
+    }
+
+    /// Listens, starts the plugin and completes the handshake; then supervises it in the
+    /// background. A first start that fails is this call's error (the drone does not start).
+    func start() async throws(RuntimeError) -> PluginHelloResult {
+        do {
+            try FileManager.default.createDirectory(atPath: hello.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
+        } catch {
+            throw RuntimeError(.unavailable, "Cannot create the state directory \(hello.stateDirectory) of runtime plugin '\(manifest.name)'.", underlying: error)
+        }
+        try await listen()
+        let incarnation: Incarnation
+        do {
+            incarnation = try await launch()
+        } catch {
+            await shutdown()
+            throw error
+        }
+        Task { await supervise(incarnation) }
+        return incarnation.hello
+    }
+
+    /// The connection to use for a call, waiting up to `timeout` for a restart to finish.
+    func connection(timeout: Duration) async throws(RuntimeError) -> PluginConnection {
+        let deadline = ContinuousClock.now + timeout
+        while true {
+            let (connection, failure, stopping) = state.withLock { ($0.current?.connection, $0.lastFailure, $0.stopping) }
+            if let connection, !connection.isClosed { return connection }
+            if stopping { throw RuntimeError(.unavailable, "Runtime plugin '\(manifest.name)' has been stopped (the drone is shutting down).") }
+            guard ContinuousClock.now < deadline else {
+                throw RuntimeError(.unavailable, "Runtime plugin '\(manifest.name)' is not running; the drone keeps restarting it. Last failure: \(failure?.description ?? "it exited"). Its output is in \(logPath).")
+            }
+            try? await Task.sleep(for: .milliseconds(20))
+        }
+    }
+
+    // MARK: Listening
+
+    func listen() async throws(RuntimeError) {
+        guard socketPath.utf8.count < 108 else {
+            throw RuntimeError(.unavailable, "The socket path \(socketPath) of runtime plugin '\(manifest.name)' is longer than a unix socket allows (107 bytes); use a shorter drone state_dir.")
+        }
+        unlink(socketPath)
+        let channel: ServerChannel
+        do {
+            channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+                .bind(unixDomainSocketPath: socketPath, cleanupExistingSocketFile: true) { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(PluginFrameToMessageDecoder()))
+                        try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(PluginMessageToFrameEncoder()))
+                        return try NIOAsyncChannel(wrappingChannelSynchronously: channel)
+                    }
+                }
+        } catch {
+            throw RuntimeError(.unavailable, "Cannot listen on \(socketPath) for runtime plugin '\(manifest.name)'.", underlying: error)
+        }
+        chmod(socketPath, 0o600)
+        server.withLock { $0 = channel }
+        Task {
+            try? await channel.executeThenClose { connections in
+                try await withThrowingDiscardingTaskGroup { group in
+                    for try await accepted in connections {
+                        group.addTask {
+                            try? await accepted.executeThenClose { inbound, outbound in
+                                let connection = PluginConnection(plugin: self.manifest.name, outbound: outbound, logger: self.logger)
+                                self.state.withLock { $0.accepted.append(connection) }
+                                await connection.read(inbound)
+                            }
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    // MARK: One run of the plugin
+
+    func launch() async throws(RuntimeError) -> Incarnation {
+        state.withLock { $0.accepted.removeAll() }
+        let process = Process()
+        process.executableURL = URL(fileURLWithPath: executable)
+        process.arguments = manifest.arguments
+        process.currentDirectoryURL = URL(fileURLWithPath: manifest.directory)
+        var environment = ProcessInfo.processInfo.environment
+        environment["PLANE_RUNTIME_SOCKET"] = socketPath
+        environment["PLANE_RUNTIME_NAME"] = manifest.name
+        process.environment = environment
+        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
+        let log = FileHandle(forWritingAtPath: logPath)
+        log?.seekToEndOfFile()
+        process.standardOutput = log
+        process.standardError = log
+        process.standardInput = FileHandle.nullDevice
+        do {
+            try process.run()
+        } catch {
+            throw RuntimeError(.unavailable, "Cannot start runtime plugin '\(manifest.name)' (\(executable)).", underlying: error)
+        }
+        try? log?.close()
+        logger.info("plugin.started", metadata: ["plane.runtime": "\(manifest.name)", "pid": "\(process.processIdentifier)"])
+
+        // Its connection, then the handshake.
+        let deadline = ContinuousClock.now + configuration.connectTimeout
+        var connection: PluginConnection?
+        while connection == nil {
+            connection = state.withLock { $0.accepted.isEmpty ? nil : $0.accepted.removeFirst() }
+            if connection != nil { break }
+            guard process.isRunning else {
+                process.waitUntilExit()
+                throw RuntimeError(.unavailable, "Runtime plugin '\(manifest.name)' exited (status \(process.terminationStatus)) before it connected. \(lastOutput())")
+            }
+            guard ContinuousClock.now < deadline else {
+                await end(process)
+                throw RuntimeError(.timeout, "Runtime plugin '\(manifest.name)' did not connect to \(socketPath) within \(configuration.connectTimeout.components.seconds) s (it must connect to $PLANE_RUNTIME_SOCKET). \(lastOutput())")
+            }
+            try? await Task.sleep(for: .milliseconds(10))
+        }
+        guard let connection else { throw RuntimeError(.internal, "unreachable") }
+        do throws(RuntimeError) {
+            let answer = try await connection.call(.hello, hello.json, timeout: configuration.connectTimeout)
+            let result: PluginHelloResult
+            do {
+                result = try PluginHelloResult(json: answer)
+            } catch {
+                throw RuntimeError(.unavailable, "Runtime plugin '\(manifest.name)' answered hello with something else than the protocol's answer: \(error.message)")
+            }
+            guard hello.protocolVersions.contains(result.protocolVersion) else {
+                throw RuntimeError(.unsupported, "Runtime plugin '\(manifest.name)' chose protocol version \(result.protocolVersion); this drone speaks \(hello.protocolVersions.sorted()).")
+            }
+            guard result.descriptor.name == manifest.name else {
+                throw RuntimeError(.unavailable, "Runtime plugin in \(manifest.directory) calls itself '\(result.descriptor.name)', but its runtime.toml says '\(manifest.name)'; make them agree.")
+            }
+            return Incarnation(process: process, connection: connection, hello: result, started: .now)
+        } catch {
+            connection.close(error)
+            await end(process)
+            throw error
+        }
+    }
+
+    /// Watches an incarnation until it ends, then restarts the plugin (with backoff) until
+    /// the drone stops.
+    func supervise(_ first: Incarnation) async {
+        var incarnation: Incarnation? = first
+        var backoff = configuration.restartBackoff
+        var isRestart = false
+        while true {
+            if let current = incarnation {
+                state.withLock { $0.current = current }
+                for callback in state.withLock({ $0.onConnect }) { callback(current.connection, current.hello, isRestart) }
+                let reason = await watch(current)
+                state.withLock { $0.current = nil }
+                current.connection.close(RuntimeError(.unavailable, "Runtime plugin '\(manifest.name)' is restarting: \(reason)."))
+                await end(current.process)
+                if state.withLock({ $0.stopping }) { return }
+                logger.warning("plugin.ended", metadata: ["plane.runtime": "\(manifest.name)", "reason": "\(reason)"])
+                state.withLock { $0.lastFailure = RuntimeError(.unavailable, reason) }
+                if ContinuousClock.now - current.started > .seconds(30) { backoff = configuration.restartBackoff }
+            }
+            if state.withLock({ $0.stopping }) { return }
+            try? await Task.sleep(for: backoff)
+            backoff = min(backoff * 2, configuration.maximumRestartBackoff)
+            if state.withLock({ $0.stopping }) { return }
+            do {
+                incarnation = try await launch()
+                isRestart = true
+                state.withLock { $0.restarts += 1 }
+                logger.notice("plugin.restarted", metadata: ["plane.runtime": "\(manifest.name)"])
+            } catch {
+                incarnation = nil
+                state.withLock { $0.lastFailure = error }
+                logger.error("plugin.restart_failed", metadata: ["plane.runtime": "\(manifest.name)", "error": "\(error)"])
+            }
+        }
+    }
+
+    /// Waits until the plugin exits, closes its connection, stops answering, or the drone stops.
+    func watch(_ incarnation: Incarnation) async -> String {
+        while true {
+            if state.withLock({ $0.stopping }) { return "the drone is stopping" }
+            if !incarnation.process.isRunning {
+                incarnation.process.waitUntilExit()
+                return "it exited (status \(incarnation.process.terminationStatus), \(incarnation.process.terminationReason == .uncaughtSignal ? "signal" : "exit"))"
+            }
+            if incarnation.connection.isClosed { return "it closed its connection" }
+            if incarnation.connection.unansweredTimeouts >= configuration.hungAfterTimeouts {
+                return "it did not answer \(configuration.hungAfterTimeouts) calls in a row"
+            }
+            try? await Task.sleep(for: .milliseconds(50))
+        }
+    }
+
+    /// SIGTERM, two seconds, SIGKILL; always reaps.
+    func end(_ process: Process) async {
+        guard process.isRunning else { return }
+        kill(process.processIdentifier, SIGTERM)
+        let deadline = ContinuousClock.now + .seconds(2)
+        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
+        process.waitUntilExit()
+    }
+
+    /// Stops the plugin and the listener; the backends it runs are not touched.
+    func shutdown() async {
+        let current = state.withLock { state -> Incarnation? in
+            state.stopping = true
+            return state.current
+        }
+        if let current {
+            current.connection.close(RuntimeError(.unavailable, "Runtime plugin '\(manifest.name)' has been stopped (the drone is shutting down)."))
+            await end(current.process)
+        }
+        if let channel = server.withLock({ $0 }) { try? await channel.channel.close() }
+        unlink(socketPath)
+    }
+
+    func lastOutput() -> String {
+        guard let text = try? String(contentsOfFile: logPath, encoding: .utf8), !text.isEmpty else { return "It wrote nothing to \(logPath)." }
+        let lines = text.split(separator: "\n").suffix(5).joined(separator: " | ")
+        return "Its last output (\(logPath)): \(lines)"
+    }
+}
