@@ -155,6 +155,8 @@ let package = Package(
             dependencies: [
                 "ContainerRuntime",
                 "PlaneCore",
+                "ProcessSupervision",
+                "CLinux",
                 "RuntimePluginProtocol",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import PlaneCore
+import ProcessSupervision
 import RuntimePluginProtocol
 import Synchronization
 
@@ -16,7 +17,7 @@ final class PluginSupervisor: Sendable {
 
     /// One run of the plugin's executable.
     struct Incarnation: Sendable {
-        var process: Process
+        var process: PluginProcess
         var connection: PluginConnection
         var hello: PluginHelloResult
         var started: ContinuousClock.Instant
@@ -54,7 +55,7 @@ final class PluginSupervisor: Sendable {
 
     var restarts: Int { state.withLock { $0.restarts } }
     var isStopping: Bool { state.withLock { $0.stopping } }
-    var currentProcessID: Int32? { state.withLock { $0.current?.process.processIdentifier } }
+    var currentProcessID: Int32? { state.withLock { $0.current?.process.pid } }
 
     /// Called after every successful `hello` (the first and each restart).
     func onConnect(_ body: @escaping @Sendable (PluginConnection, PluginHelloResult, _ restart: Bool) -> Void) {
@@ -138,27 +139,21 @@ final class PluginSupervisor: Sendable {
 
     func launch() async throws(RuntimeError) -> Incarnation {
         state.withLock { $0.accepted.removeAll() }
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = manifest.arguments
-        process.currentDirectoryURL = URL(fileURLWithPath: manifest.directory)
         var environment = ProcessInfo.processInfo.environment
         environment["PLANE_RUNTIME_SOCKET"] = socketPath
         environment["PLANE_RUNTIME_NAME"] = manifest.name
-        process.environment = environment
-        if !FileManager.default.fileExists(atPath: logPath) { _ = FileManager.default.createFile(atPath: logPath, contents: nil) }
-        let log = FileHandle(forWritingAtPath: logPath)
-        log?.seekToEndOfFile()
-        process.standardOutput = log
-        process.standardError = log
-        process.standardInput = FileHandle.nullDevice
+        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+        defer { if log >= 0 { close(log) } }
+        // posix_spawn with default signal dispositions and an empty mask: the drone ignores
+        // or blocks SIGTERM for its own shutdown handling, a plugin must not inherit that.
+        let process: PluginProcess
         do {
-            try process.run()
+            process = PluginProcess(pid: try ProcessSpawner.spawn(executable, manifest.arguments, descriptors: log >= 0 ? [1: log, 2: log] : [:],
+                                                                  environment: environment))
         } catch {
-            throw RuntimeError(.unavailable, "Cannot start runtime plugin '\(manifest.name)' (\(executable)).", underlying: error)
+            throw RuntimeError(.unavailable, "Cannot start runtime plugin '\(manifest.name)' (\(executable)): \(error.message)")
         }
-        try? log?.close()
-        logger.info("plugin.started", metadata: ["plane.runtime": "\(manifest.name)", "pid": "\(process.processIdentifier)"])
+        logger.info("plugin.started", metadata: ["plane.runtime": "\(manifest.name)", "pid": "\(process.pid)"])
 
         // Its connection, then the handshake.
         let deadline = ContinuousClock.now + configuration.connectTimeout
@@ -167,8 +162,7 @@ final class PluginSupervisor: Sendable {
             connection = state.withLock { $0.accepted.isEmpty ? nil : $0.accepted.removeFirst() }
             if connection != nil { break }
             guard process.isRunning else {
-                process.waitUntilExit()
-                throw RuntimeError(.unavailable, "Runtime plugin '\(manifest.name)' exited (status \(process.terminationStatus)) before it connected. \(lastOutput())")
+                throw RuntimeError(.unavailable, "Runtime plugin '\(manifest.name)' exited (\(process.exitDescription)) before it connected. \(lastOutput())")
             }
             guard ContinuousClock.now < deadline else {
                 await end(process)
@@ -239,10 +233,7 @@ final class PluginSupervisor: Sendable {
     func watch(_ incarnation: Incarnation) async -> String {
         while true {
             if state.withLock({ $0.stopping }) { return "the drone is stopping" }
-            if !incarnation.process.isRunning {
-                incarnation.process.waitUntilExit()
-                return "it exited (status \(incarnation.process.terminationStatus), \(incarnation.process.terminationReason == .uncaughtSignal ? "signal" : "exit"))"
-            }
+            if !incarnation.process.isRunning { return "it exited (\(incarnation.process.exitDescription))" }
             if incarnation.connection.isClosed { return "it closed its connection" }
             if incarnation.connection.unansweredTimeouts >= configuration.hungAfterTimeouts {
                 return "it did not answer \(configuration.hungAfterTimeouts) calls in a row"
@@ -252,13 +243,13 @@ final class PluginSupervisor: Sendable {
     }
 
     /// SIGTERM, two seconds, SIGKILL; always reaps.
-    func end(_ process: Process) async {
+    func end(_ process: PluginProcess) async {
         guard process.isRunning else { return }
-        kill(process.processIdentifier, SIGTERM)
+        kill(process.pid, SIGTERM)
         let deadline = ContinuousClock.now + .seconds(2)
         while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
-        if process.isRunning { kill(process.processIdentifier, SIGKILL) }
-        process.waitUntilExit()
+        if process.isRunning { kill(process.pid, SIGKILL) }
+        while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
     }
 
     /// Stops the plugin and the listener; the backends it runs are not touched.

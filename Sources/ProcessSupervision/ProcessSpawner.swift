@@ -21,9 +21,10 @@ public enum ProcessSpawner {
     }
 
     /// Spawns `executable` with `descriptors` (child descriptor → descriptor of this process);
-    /// unlisted standard descriptors are /dev/null. Returns the child's pid.
+    /// unlisted standard descriptors are /dev/null. `environment`: the child's whole
+    /// environment (nil: this process's). Returns the child's pid.
     public static func spawn(_ executable: String, _ arguments: [String], descriptors: [Int32: Int32] = [:],
-                      newSession: Bool = false) throws(RuntimeError) -> pid_t {
+                             newSession: Bool = false, environment: [String: String]? = nil) throws(RuntimeError) -> pid_t {
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
@@ -53,8 +54,13 @@ public enum ProcessSpawner {
 
         let argv = ([executable] + arguments).map { strdup($0) } + [nil]
         defer { for pointer in argv { free(pointer) } }
+        let envp: [UnsafeMutablePointer<CChar>?]? = environment.map { $0.sorted { $0.key < $1.key }.map { strdup("\($0.key)=\($0.value)") } + [nil] }
+        defer { for pointer in envp ?? [] { free(pointer) } }
         var pid = pid_t()
-        let result = argv.withUnsafeBufferPointer { posix_spawn(&pid, executable, &actions, &attributes, $0.baseAddress!, environ) }
+        let result = argv.withUnsafeBufferPointer { arguments in
+            if let envp { return envp.withUnsafeBufferPointer { posix_spawn(&pid, executable, &actions, &attributes, arguments.baseAddress!, $0.baseAddress!) } }
+            return posix_spawn(&pid, executable, &actions, &attributes, arguments.baseAddress!, environ)
+        }
         guard result == 0 else {
             throw RuntimeError(.unavailable, "Cannot start \(executable): \(String(cString: strerror(result))).")
         }
