@@ -51,6 +51,8 @@ struct DroneProcessTests {
         /// `runtime = "oci"` with crun (in a private mount namespace on this hybrid-cgroup
         /// host), the shim being the plane executable itself.
         case ociCrun = "oci (crun)"
+        /// `runtime = "process"`: the reference runtime plugin from the repository's runtimes/.
+        case process
     }
 
     @Test(arguments: Runtime.allCases)
@@ -64,13 +66,16 @@ struct DroneProcessTests {
         case .ociCrun:
             image = try await OCITestImage.shared.reference()
             extra = "runtime = \"oci\"\n[agent.oci]\nruntime = \"crun\""
+        case .process:
+            image = try TestExecutables.path("plane-test-server")
+            extra = "runtime = \"process\"\nruntimes_dir = \"\(PythonEnvironment.packageRoot)/runtimes\""
         }
         try await withNATSServer { server in
             let client = try await server.connectedClient()
             let relay = try await Relay(client: client)
             let messenger = PlaneMessenger(client: client)
             let drone = DroneID.random()
-            let config = try droneConfig(server: server, drone: drone, ports: runtime == .docker ? "23000-23099" : "23400-23499", extra: extra)
+            let config = try droneConfig(server: server, drone: drone, ports: ["docker": "23000-23099", "oci (crun)": "23400-23499"][runtime.rawValue] ?? "23600-23699", extra: extra)
             let stateDirectory = URL(fileURLWithPath: config).deletingLastPathComponent().path + "/state"
             let plane = try TestExecutables.path("plane")
             var child = try ChildProcess(plane, arguments: ["drone", config])
@@ -93,12 +98,49 @@ struct DroneProcessTests {
                 #expect(try await eventually { try FileManager.default.contentsOfDirectory(atPath: "\(stateDirectory)/oci/backends").isEmpty })
                 let containers = try FileManager.default.contentsOfDirectory(atPath: "\(stateDirectory)/oci/runtime-root").filter { $0.hasPrefix("plane-") }
                 #expect(containers.isEmpty, "crun holds no container: \(containers)")
+            case .process:
+                #expect(try await eventually { try FileManager.default.contentsOfDirectory(atPath: "\(stateDirectory)/runtimes/process/backends").isEmpty })
             }
             child.signal(SIGTERM)
             #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
+            // The plugin ends with the drone (the first one with the killed drone's connection).
+            #expect(try await eventually {
+                try FileManager.default.contentsOfDirectory(atPath: "/proc").filter { Int($0) != nil }.allSatisfy { pid in
+                    !((try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8)) ?? "").contains("\(stateDirectory)/runtimes/")
+                }
+            }, "a plugin process outlived the drone")
             relay.stop()
             await client.close()
         }
+    }
+
+    @Test func aRefusedPluginSectionStopsTheDroneWithThePluginsMessage() async throws {
+        try await withNATSServer { server in
+            let config = try droneConfig(server: server, drone: .random(), ports: "23600-23699",
+                                         extra: "runtime = \"process\"\nruntimes_dir = \"\(PythonEnvironment.packageRoot)/runtimes\"\n[agent.process]\ncolour = 1")
+            let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
+            let status = await child.waitForExit(timeout: .seconds(30))
+            #expect(status != nil && status != 0, "\(child.output)")
+            #expect(child.output.contains("[agent.process] has no key \"colour\""), "\(child.output)")
+        }
+    }
+
+    @Test func planeRuntimesListsBuiltInsAndPlugins() async throws {
+        let plane = try TestExecutables.path("plane")
+        let (status, output) = try SystemProgram.run(executable: plane, ["runtimes", "--json", "--runtimes-dir", PythonEnvironment.packageRoot + "/runtimes"])
+        #expect(status == 0, "\(output)")
+        let objects = output.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+        #expect(Set(objects.compactMap { $0["name"] as? String }) == ["docker", "oci", "process"], "\(output)")
+        let process = try #require(objects.first { $0["name"] as? String == "process" })
+        #expect(process["kind"] as? String == "plugin" && process["version"] as? String == "0.1.0" && process["network_modes"] as? [String] == ["host"])
+        #expect(process["calls"] as? [String] == ["events", "logs", "prepare", "stats"] && process["protocol_versions"] as? [Int] == [1])
+        // A broken manifest is named, and the exit status says so.
+        let broken = try TestEnvironment.temporaryDirectory("runtimes")
+        defer { try? FileManager.default.removeItem(atPath: broken) }
+        try FileManager.default.createDirectory(atPath: broken + "/bad", withIntermediateDirectories: true)
+        try "name = 1".write(toFile: broken + "/bad/runtime.toml", atomically: true, encoding: .utf8)
+        let (badStatus, badOutput) = try SystemProgram.run(executable: plane, ["runtimes", "--runtimes-dir", broken])
+        #expect(badStatus == 1 && badOutput.contains("Skipped: ") && badOutput.contains(broken + "/bad/runtime.toml"), "\(badOutput)")
     }
 
     @Test func aBadOCISettingStopsTheDroneNamingTheSetting() async throws {
