@@ -35,13 +35,14 @@ public final class ExternalRuntime: ContainerRuntime, Service {
         let hello = PluginHello(protocolVersions: PluginProtocolVersion.supported, droneID: context.droneID,
                                 stateDirectory: context.stateDirectory + "/runtimes/" + manifest.name, configuration: context.configuration)
         let supervisor = PluginSupervisor(manifest: manifest, executable: executable, hello: hello, configuration: configuration, logger: context.logger)
-        let result = try await supervisor.start()
+        let (result, connection) = try await supervisor.start()
         let runtime = ExternalRuntime(manifest: manifest, configuration: configuration, supervisor: supervisor, hello: result, logger: context.logger)
-        supervisor.onConnect { [weak runtime] connection, hello, restart in
+        runtime.followEvents(connection, hello: result)
+        supervisor.onConnect { [weak runtime] connection, hello in
             guard let runtime else { return }
             runtime.hello.withLock { $0 = hello }
             runtime.followEvents(connection, hello: hello)
-            if restart { Task { await runtime.reattach() } }
+            Task { await runtime.reattach() }
         }
         return runtime
     }

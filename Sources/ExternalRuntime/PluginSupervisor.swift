@@ -30,7 +30,7 @@ final class PluginSupervisor: Sendable {
         var lastFailure: RuntimeError?
         var stopping = false
         var restarts = 0
-        var onConnect: [@Sendable (PluginConnection, PluginHelloResult, _ restart: Bool) -> Void] = []
+        var onConnect: [@Sendable (PluginConnection, PluginHelloResult) -> Void] = []
     }
 
     let manifest: RuntimePluginManifest
@@ -57,14 +57,16 @@ final class PluginSupervisor: Sendable {
     var isStopping: Bool { state.withLock { $0.stopping } }
     var currentProcessID: Int32? { state.withLock { $0.current?.process.pid } }
 
-    /// Called after every successful `hello` (the first and each restart).
-    func onConnect(_ body: @escaping @Sendable (PluginConnection, PluginHelloResult, _ restart: Bool) -> Void) {
+    /// Called after the `hello` of every restart.
+    func onConnect(_ body: @escaping @Sendable (PluginConnection, PluginHelloResult) -> Void) {
         state.withLock { $0.onConnect.append(body) }
     }
 
     /// Listens, starts the plugin and completes the handshake; then supervises it in the
-    /// background. A first start that fails is this call's error (the drone does not start).
-    func start() async throws(RuntimeError) -> PluginHelloResult {
+    /// background (`onConnect` callbacks run for each restart, not for this first
+    /// connection, which is returned). A first start that fails is this call's error (the
+    /// drone does not start).
+    func start() async throws(RuntimeError) -> (PluginHelloResult, PluginConnection) {
         do {
             try FileManager.default.createDirectory(atPath: hello.stateDirectory, withIntermediateDirectories: true, attributes: [.posixPermissions: 0o700])
         } catch {
@@ -78,8 +80,9 @@ final class PluginSupervisor: Sendable {
             await shutdown()
             throw error
         }
+        state.withLock { $0.current = incarnation }
         Task { await supervise(incarnation) }
-        return incarnation.hello
+        return (incarnation.hello, incarnation.connection)
     }
 
     /// The connection to use for a call, waiting up to `timeout` for a restart to finish.
@@ -202,7 +205,9 @@ final class PluginSupervisor: Sendable {
         while true {
             if let current = incarnation {
                 state.withLock { $0.current = current }
-                for callback in state.withLock({ $0.onConnect }) { callback(current.connection, current.hello, isRestart) }
+                if isRestart {
+                    for callback in state.withLock({ $0.onConnect }) { callback(current.connection, current.hello) }
+                }
                 let reason = await watch(current)
                 state.withLock { $0.current = nil }
                 current.connection.close(RuntimeError(.unavailable, "Runtime plugin '\(manifest.name)' is restarting: \(reason)."))
