@@ -148,19 +148,29 @@ public final class ExternalRuntime: ContainerRuntime, Service {
                 // With follow, a plugin restart does not end the stream: it is opened again
                 // and lines already delivered (by time) are skipped.
                 var last: Timestamp?
-                var delivered = 0
+                // Lines without a time: after a reopen, the first `timeless` of them were sent.
+                var timeless = 0
+                var opened = 0
                 while !Task.isCancelled {
                     do {
                         guard calls.contains(.logs) else { throw RuntimeError(.unsupported, "Runtime plugin '\(manifest.name)' does not provide logs.") }
                         let connection = try await supervisor.connection(timeout: configuration.callTimeout)
                         var params = JSONObject([("backend_id", .string(backend.rawValue)), ("follow", .bool(follow))])
                         if let last { params["since_ns"] = .integer(last.nanosecondsSinceEpoch) }
+                        var skip = opened > 0 ? timeless : 0
+                        opened += 1
                         for try await item in connection.stream(.logs, .object(params)) {
                             let line = try PluginWire.logLine(item)
-                            if let time = line.time, let previous = last, time <= previous { continue }
-                            if line.time == nil, last == nil, delivered > 0 { continue }
-                            if let time = line.time { last = time }
-                            delivered += 1
+                            if let time = line.time {
+                                if let previous = last, time <= previous { continue }
+                                last = time
+                            } else {
+                                if skip > 0 {
+                                    skip -= 1
+                                    continue
+                                }
+                                timeless += 1
+                            }
                             continuation.yield(line)
                         }
                         continuation.finish()

@@ -131,4 +131,13 @@ struct PluginSupervisionTests {
             #expect(try await runtime.status(of: .random()) == .unknown)
         }
     }
+
+    /// Log lines without times (the protocol allows them) all arrive.
+    @Test func logLinesWithoutTimesAreAllDelivered() async throws {
+        try await ProcessPluginSetup.withPlugin(manifestDirectory: try fakePlugin("timeless")) { runtime, _ async throws in
+            var lines: [String] = []
+            for try await line in runtime.logs(of: .random(), follow: false) { lines.append(line.text) }
+            #expect(lines == ["one", "two", "three"])
+        }
+    }
 }

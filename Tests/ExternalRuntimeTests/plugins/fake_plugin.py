@@ -4,6 +4,7 @@
     fake_plugin.py hang          greets, then never answers another call
     fake_plugin.py garbage       greets; before each answer sends a frame that is not JSON;
                                  answers the first `list` with a frame longer than the protocol allows
+    fake_plugin.py timeless      offers `logs` and streams three lines without times
 """
 import json
 import os
@@ -38,7 +39,8 @@ def frames(sock):
 def hello_result(call):
     return {"id": call["id"], "result": {
         "protocol_version": 1, "name": os.environ["PLANE_RUNTIME_NAME"], "version": "0.0.1",
-        "capabilities": {"network_modes": ["host"], "mounts": False, "stats": False, "oom_events": False, "calls": []},
+        "capabilities": {"network_modes": ["host"], "mounts": False, "stats": False, "oom_events": False,
+                         "calls": ["logs"] if MODE == "timeless" else []},
         "options_schema": None}}
 
 
@@ -54,6 +56,11 @@ for call in frames(sock):
             send(sock, hello_result(call))
         continue
     if MODE == "hang":
+        continue
+    if MODE == "timeless" and method == "logs":
+        for text in ["one", "two", "three"]:
+            send(sock, {"id": call["id"], "item": {"stream": "stdout", "text": text}})
+        send(sock, {"id": call["id"], "end": True})
         continue
     if MODE == "garbage":
         sock.sendall(struct.pack(">I", 9) + b"{not json")
