@@ -62,6 +62,9 @@ for call in frames(sock):
             send(sock, {"id": call["id"], "item": {"stream": "stdout", "text": text}})
         send(sock, {"id": call["id"], "end": True})
         continue
+    if MODE == "timeless":
+        send(sock, {"id": call["id"], "result": [] if method == "list" else None})
+        continue
     if MODE == "garbage":
         sock.sendall(struct.pack(">I", 9) + b"{not json")
         # Once per plugin directory: the drone lists again after the restart this causes.
