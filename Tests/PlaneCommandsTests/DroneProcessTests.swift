@@ -207,7 +207,7 @@ struct DroneProcessTests {
             #expect(try await HTTPProbe(port: proxyPort, hostHeader: "nothere.plane.test").getOffPool("/").status == 404)
             let metrics = try await HTTPProbe(port: metricsPort).getOffPool("/metrics").body
             #expect(metrics.contains("plane_proxy_responses_total{class=\"2xx\"} 1") && metrics.contains("plane_proxy_responses_total{class=\"4xx\"} 2"), "\(metrics)")
-            _ = try await messenger.request(PlaneSubjects.terminate("plane.test", spawn.backendID), TerminationRequest(cluster: "plane.test", backendID: spawn.backendID), timeout: .seconds(2))
+            _ = try await messenger.request(PlaneSubjects.terminate("plane.test", spawn.backendID), TerminationRequest(cluster: "plane.test", backendID: spawn.backendID), timeout: .seconds(10))
             #expect(try await eventually { relay.of(spawn.backendID).last == .terminated })
             #expect(try await proxy.getOffPool("/", headers: ["Authorization": "Bearer s3cret"]).status == 404, "the route left with the backend")
             child.signal(SIGTERM)

@@ -42,7 +42,7 @@ struct DroneAgentTests {
             #expect(try await eventually { observer.registrations.withLock { $0.contains { $0.droneID == drone.id && $0.ip == "127.0.0.1" && $0.cluster == "plane.test" } } })
             #expect(try await eventually { observer.heartbeats.withLock { $0.count { $0.droneID == drone.id && $0.ready && $0.runningBackends == 0 } } >= 3 })
             let client = PlaneMessenger(client: drone.client)
-            _ = try await client.request(PlaneSubjects.drain("plane.test", drone.id), DrainDrone(drone: drone.id, cluster: "plane.test", drain: true), timeout: .seconds(1))
+            _ = try await client.request(PlaneSubjects.drain("plane.test", drone.id), DrainDrone(drone: drone.id, cluster: "plane.test", drain: true), timeout: .seconds(10))
             #expect(try await eventually { observer.lastHeartbeat(of: drone.id).map { !$0.ready && $0.state == .draining } ?? false })
             // A draining drone refuses spawns.
             #expect(try await spawn(spawnRequest(drone: drone.id, image: "x"), via: drone.client) == false)
@@ -206,7 +206,7 @@ struct DroneAgentTests {
             }
             #expect(try await other.runtime.status(of: theirs.backendID).isRunning)
             let messenger = PlaneMessenger(client: other.client)
-            _ = try await messenger.request(PlaneSubjects.terminate("plane.test", theirs.backendID), TerminationRequest(cluster: "plane.test", backendID: theirs.backendID), timeout: .seconds(2))
+            _ = try await messenger.request(PlaneSubjects.terminate("plane.test", theirs.backendID), TerminationRequest(cluster: "plane.test", backendID: theirs.backendID), timeout: .seconds(10))
             #expect(try await eventually { relay.states(of: theirs.backendID).last == .terminated })
             await againProxy.stop()
             await otherProxy.stop()
@@ -233,7 +233,7 @@ struct DroneAgentTests {
             #expect(Set(addresses).count == requests.count)
             let messenger = PlaneMessenger(client: drone.client)
             for request in requests {
-                _ = try await messenger.request(PlaneSubjects.terminate("plane.test", request.backendID), TerminationRequest(cluster: "plane.test", backendID: request.backendID), timeout: .seconds(2))
+                _ = try await messenger.request(PlaneSubjects.terminate("plane.test", request.backendID), TerminationRequest(cluster: "plane.test", backendID: request.backendID), timeout: .seconds(10))
             }
             for request in requests { #expect(try await eventually(timeout: .seconds(60)) { relay.states(of: request.backendID).last == .terminated }) }
             // Stopping the agent lets the removals in flight finish.
