@@ -78,25 +78,38 @@ public final class Controller: Service, Sendable {
         ])
     }
 
+    /// The status stream (created, or its limits brought up to date) and the KV buckets.
+    private func openStore(_ schedulerConfiguration: SchedulerConfiguration) async throws -> ControllerStore {
+        let config = BackendStatusStream.configuration(historyPerBackend: schedulerConfiguration.statusHistoryMessages,
+                                                       maxAge: schedulerConfiguration.statusHistoryMaxAge,
+                                                       replicas: schedulerConfiguration.replicas)
+        let info = try await messenger.jetStream.ensureStream(config)
+        if info.config.maxMessagesPerSubject != config.maxMessagesPerSubject || info.config.maxAge != config.maxAge {
+            var updated = info.config
+            updated.maxMessagesPerSubject = config.maxMessagesPerSubject
+            updated.maxAge = config.maxAge
+            _ = try await messenger.jetStream.updateStream(updated)
+            logger.notice("controller.status_stream_limits_updated", metadata: ["stream.max_per_backend": "\(config.maxMessagesPerSubject ?? 0)"])
+        }
+        return try await ControllerStore.open(messenger.jetStream, replicas: schedulerConfiguration.replicas)
+    }
+
     private func setUp(_ next: inout Parts, _ subscriptions: inout Subscriptions) async throws {
         if let schedulerConfiguration = configuration.scheduler {
-            let store: ControllerStore
-            do {
-                let config = BackendStatusStream.configuration(historyPerBackend: schedulerConfiguration.statusHistoryMessages,
-                                                               maxAge: schedulerConfiguration.statusHistoryMaxAge,
-                                                               replicas: schedulerConfiguration.replicas)
-                let info = try await messenger.jetStream.ensureStream(config)
-                if info.config.maxMessagesPerSubject != config.maxMessagesPerSubject || info.config.maxAge != config.maxAge {
-                    var updated = info.config
-                    updated.maxMessagesPerSubject = config.maxMessagesPerSubject
-                    updated.maxAge = config.maxAge
-                    _ = try await messenger.jetStream.updateStream(updated)
-                    logger.notice("controller.status_stream_limits_updated", metadata: ["stream.max_per_backend": "\(config.maxMessagesPerSubject ?? 0)"])
+            var store: ControllerStore?
+            // A JetStream API that does not answer in time (a busy server, a NATS cluster still
+            // electing its JetStream leader) is asked again, four times in all.
+            for attempt in 1...4 where store == nil {
+                do {
+                    store = try await openStore(schedulerConfiguration)
+                } catch let error as NATSError where error.code == .timeout && attempt < 4 {
+                    logger.warning("controller.jetstream_slow", metadata: ["attempt": "\(attempt)", "error": "\(error.message)"])
+                    try await Task.sleep(for: .seconds(1))
+                } catch {
+                    throw ControllerError(.unavailable, "The controller needs JetStream (stream backend_status, KV buckets plane_backends and plane_locks); start nats-server with -js.", cause: error)
                 }
-                store = try await ControllerStore.open(messenger.jetStream, replicas: schedulerConfiguration.replicas)
-            } catch {
-                throw ControllerError(.unavailable, "The controller needs JetStream (stream backend_status, KV buckets plane_backends and plane_locks); start nats-server with -js.", cause: error)
             }
+            guard let store else { throw ControllerError(.unavailable, "JetStream did not answer the controller; is nats-server overloaded?") }
             let scheduler = Scheduler(configuration: schedulerConfiguration, messenger: messenger, store: store, metrics: metrics,
                                       logger: logger.withSource("scheduler"))
             next.scheduler = scheduler

@@ -71,9 +71,12 @@ struct DroneAgentTests {
             #expect(drone.agent.routes.route(for: id.rawValue) == nil)
             #expect(try await eventually { (try await drone.runtime.status(of: id)) == .unknown })
             #expect(try await eventually { observer.lastHeartbeat(of: drone.id)?.runningBackends == 0 })
-            // Each log line once: the start line and one per request (the probe's and ours).
+            // Each log line once: the start line once (v0.3.10 re-sent the whole log when its
+            // monitor restarted at Ready), and one per request: the probe's (more than one when
+            // a probe timed out under load) and ours.
             let lines = observer.logs.withLock { $0.filter { $0.backendID == id }.map(\.text) }
-            #expect(lines.count == 3, "\(lines)")
+            #expect(lines.count { $0.contains("listening on") } == 1 && lines.count >= 3, "\(lines)")
+            #expect(lines.count { $0.contains("GET /") } == lines.count - 1, "\(lines)")
             await drone.stop()
         }
     }
