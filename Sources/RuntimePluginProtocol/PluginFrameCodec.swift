@@ -1,30 +1,29 @@
 import PlaneCore
 import NIOCore
 
-/// Frames on a NIO channel: bytes in, one `PluginFrameDecoder.Output` per frame out. A
+/// Frames on a NIO channel: bytes in, one decoded message (or why not) per frame out. A
 /// frame whose JSON is not a message is passed on as a failure (the framing is intact, so
 /// the connection can go on); an oversized length prefix is a channel error (it cannot).
 public struct PluginFrameToMessageDecoder: ByteToMessageDecoder {
     public typealias InboundOut = Result<PluginMessage, PluginProtocolError>
 
+    /// The framing itself, the pure state machine the protocol's unit tests feed byte by byte.
+    private var frames = PluginFrameDecoder()
+
     public init() {}
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt32.self) else { return .needMoreData }
-        guard Int(length) <= PluginFrame.maximumLength else {
-            throw PluginProtocolError(.frameTooLong, "A frame announces \(length) bytes; the limit is \(PluginFrame.maximumLength).")
+        if let bytes = buffer.readBytes(length: buffer.readableBytes), !bytes.isEmpty { frames.feed(bytes) }
+        // Every complete frame now: NIO calls again only when more bytes arrive.
+        while let payload = try frames.next() {
+            let message = Result { () throws(PluginProtocolError) -> PluginMessage in try PluginMessage.decode(payload) }
+            context.fireChannelRead(wrapInboundOut(message))
         }
-        guard buffer.readableBytes >= 4 + Int(length) else { return .needMoreData }
-        buffer.moveReaderIndex(forwardBy: 4)
-        let payload = buffer.readBytes(length: Int(length)) ?? []
-        let message = Result { () throws(PluginProtocolError) -> PluginMessage in try PluginMessage.decode(payload) }
-        context.fireChannelRead(wrapInboundOut(message))
-        return .continue
+        return .needMoreData
     }
 
     public mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
-        while try decode(context: context, buffer: &buffer) == .continue {}
-        return .needMoreData
+        try decode(context: context, buffer: &buffer)
     }
 }
 
