@@ -12,7 +12,7 @@ struct DevCommandTests {
         let stateDir = try TestEnvironment.temporaryDirectory("dev-command-test")
         defer { try? FileManager.default.removeItem(atPath: stateDir) }
         let plane = try TestExecutables.path("plane")
-        let dev = try ChildProcess(plane, arguments: ["dev", "--state-dir", stateDir, "--https-port", "0", "--nats-port", "0", "--json"])
+        let dev = try ChildProcess(plane, arguments: ["dev", "--state-dir", stateDir, "--https-port", "0", "--http-port", "0", "--nats-port", "0", "--json"])
         var ready: [String: Any]?
         #expect(try await eventually(timeout: .seconds(90)) {
             ready = dev.output.split(separator: "\n").lazy.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.first
