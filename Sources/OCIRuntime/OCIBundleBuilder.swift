@@ -25,6 +25,9 @@ public struct OCIBundleBuilder: Sendable {
     public static let defaultPath = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
     public var seccomp: OCIRuntimeSpec.Seccomp?
+    /// `seccomp` compiled, for runtimes that load a compiled filter (crun); written as the
+    /// `run.oci.seccomp_bpf_data` annotation beside `linux.seccomp`.
+    public var compiledSeccomp: SeccompFilter?
     /// Applied when the spawn sets no pids limit.
     public var defaultPidsLimit: Int64
     public var readOnlyRoot: Bool
@@ -128,7 +131,8 @@ public struct OCIBundleBuilder: Sendable {
             hostname: spec.containerName,
             mounts: mounts,
             linux: .init(namespaces: namespaces, resources: resources, cgroupsPath: Self.cgroupPath(of: spec.backendID.rawValue), seccomp: seccomp,
-                         maskedPaths: Self.maskedPaths, readonlyPaths: Self.readonlyPaths))
+                         maskedPaths: Self.maskedPaths, readonlyPaths: Self.readonlyPaths),
+            annotations: seccomp == nil ? nil : compiledSeccomp.map { [SeccompFilter.crunAnnotation: $0.base64] })
     }
 
     /// Deny every device but the ones a process needs (null, zero, full, tty, random,

@@ -65,6 +65,8 @@ public final class OCIRuntime: ContainerRuntime {
         let registry = RegistryClient(insecureRegistries: Set(configuration.insecureRegistries), client: Self.registryHTTPClient, logger: logger)
         let store = try OCIContentStore(root: "\(root)/content", registry: registry, logger: logger)
         var builder = OCIBundleBuilder(seccomp: seccomp, defaultPidsLimit: configuration.defaultPidsLimit, readOnlyRoot: configuration.readOnlyRoot)
+        // crun would compile the profile in every start; it is compiled once, here.
+        if binary.flavor == .crun, let seccomp { builder.compiledSeccomp = try SeccompFilter(compiling: seccomp) }
         // Docker's open-files limit, but never above what the drone itself may raise to.
         var openFiles = rlimit()
         if getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &openFiles) == 0, openFiles.rlim_max < builder.openFilesLimit {
@@ -77,6 +79,7 @@ public final class OCIRuntime: ContainerRuntime {
         logger.info("oci.ready", metadata: [
             "plane.oci_runtime": "\(binary.flavor.rawValue) \(binary.version)", "plane.cgroups": "\(cgroups.mode.rawValue)",
             "plane.private_mount_namespace": "\(!binary.wrapper.isEmpty)", "plane.state_dir": "\(root)",
+            "plane.seccomp": "\(seccomp == nil ? "unconfined" : builder.compiledSeccomp.map { "compiled once (\($0.instructionCount) instructions)" } ?? "compiled by \(binary.flavor.rawValue) per start")",
             "plane.network": "\(networks.map { "namespace \($0.subnet)" } ?? "host")",
         ])
         return runtime

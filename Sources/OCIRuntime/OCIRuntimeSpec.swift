@@ -7,6 +7,8 @@ public struct OCIRuntimeSpec: Sendable, Hashable, Codable {
     public var hostname: String?
     public var mounts: [Mount]
     public var linux: Linux
+    /// Runtime-specific settings; crun reads the compiled seccomp filter from here.
+    public var annotations: [String: String]?
 
     public struct Process: Sendable, Hashable, Codable {
         public var terminal = false

@@ -87,10 +87,42 @@ public enum TestEnvironment {
 
     static func canBind(port: Int, address text: String) -> Bool { TCPPortProbe.canBind(port: port, address: text) }
 
-    /// A new empty directory under the system's temporary directory.
+    /// A new empty directory below this test process's temporary root, which goes away
+    /// with the process.
     public static func temporaryDirectory(_ prefix: String) throws -> String {
-        let path = NSTemporaryDirectory() + "\(prefix)-\(UUID().uuidString.prefix(8))"
+        let path = temporaryRoot + "/\(prefix)-\(UUID().uuidString.prefix(8))"
         try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
         return path
+    }
+
+    /// `$TMPDIR/plane-tests-<pid>`: every temporary directory of this test process (image
+    /// layouts, content stores, drone state: gigabytes over a full run). Removed when the
+    /// process exits; the roots of test processes that were killed are removed by the next
+    /// one.
+    public static let temporaryRoot: String = {
+        let base = NSTemporaryDirectory()
+        for entry in (try? FileManager.default.contentsOfDirectory(atPath: base)) ?? [] where entry.hasPrefix(rootPrefix) {
+            guard let pid = pid_t(entry.dropFirst(rootPrefix.count)), pid != getpid(), kill(pid, 0) != 0, errno == ESRCH else { continue }
+            removeTree(base + entry)
+        }
+        let root = base + rootPrefix + "\(getpid())"
+        try? FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        atexit { TestEnvironment.removeTree(TestEnvironment.temporaryRoot) }
+        return root
+    }()
+
+    private static let rootPrefix = "plane-tests-"
+
+    /// `rm -rf --one-file-system`: what a test left mounted below the tree (an overlay root
+    /// it did not unmount) is skipped rather than emptied. Spawned without Foundation, as it
+    /// also runs from an `atexit` handler.
+    static func removeTree(_ path: String) {
+        var pid: pid_t = 0
+        let arguments = ["/bin/rm", "-rf", "--one-file-system", path]
+        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
+        defer { for pointer in argv { free(pointer) } }
+        guard posix_spawn(&pid, "/bin/rm", nil, nil, &argv, environ) == 0 else { return }
+        var status: Int32 = 0
+        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
     }
 }

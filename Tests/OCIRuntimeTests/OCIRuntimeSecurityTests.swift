@@ -48,6 +48,17 @@ struct OCIRuntimeSecurityTests {
         #expect(probe["CapAmb"] == "0000000000000000")
         #expect(probe["NoNewPrivs"] == "1")
         #expect(probe["Seccomp"] == "2", "a seccomp filter is in force")
+        // crun is handed the filter compiled once by the drone (and loads it instead of the
+        // profile); runc compiles linux.seccomp itself. Both keep linux.seccomp.
+        let configuration = try JSONDecoder().decode(OCIRuntimeSpec.self, from: Data(contentsOf: URL(fileURLWithPath: runtime.directory(spec.backendID).configFile)))
+        #expect(configuration.linux.seccomp != nil)
+        let compiled = configuration.annotations?[SeccompFilter.crunAnnotation]
+        if variant.binary == "crun" {
+            let program = try #require(compiled.flatMap { Data(base64Encoded: $0) })
+            #expect(Array(program) == (try SeccompFilter(compiling: try #require(configuration.linux.seccomp)).program))
+        } else {
+            #expect(compiled == nil)
+        }
         await cleanUp(runtime, spec.backendID)
     }
 
