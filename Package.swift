@@ -375,7 +375,7 @@ let package = Package(
         ),
         .testTarget(
             name: "OCIRuntimeTests",
-            dependencies: ["OCIRuntime", "ContainerRuntime", "CZstd", "CLinux", "ImageBuilder", "PlaneCore", "PlaneTestSupport", "RuntimeConformance", "plane", "plane-test-server",
+            dependencies: ["OCIRuntime", "ContainerRuntime", "ProcessSupervision", "CZstd", "CLinux", "ImageBuilder", "PlaneCore", "PlaneTestSupport", "RuntimeConformance", "plane", "plane-test-server",
                            "plane-runtime-driver"]
         ),
         .testTarget(

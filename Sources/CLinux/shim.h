@@ -59,3 +59,38 @@ static inline int plane_wifexited(int status) { return WIFEXITED(status); }
 static inline int plane_wexitstatus(int status) { return WEXITSTATUS(status); }
 static inline int plane_wifsignaled(int status) { return WIFSIGNALED(status); }
 static inline int plane_wtermsig(int status) { return WTERMSIG(status); }
+
+/// The calling thread leaves for a mount namespace of its own, with every mount private
+/// and `detach` (when not NULL) lazily unmounted in it; what it spawns from then on starts
+/// there. Returns a descriptor of the namespace it was in (for
+/// `plane_return_to_mount_namespace`), or -1 with errno (then it is still where it was).
+/// unshare and setns are syscalls, declared only under _GNU_SOURCE.
+static inline int plane_enter_private_mount_namespace(const char *detach) {
+    int original = open("/proc/thread-self/ns/mnt", O_RDONLY | O_CLOEXEC);
+    if (original < 0) return -1;
+    if (syscall(SYS_unshare, 0x00020000 /* CLONE_NEWNS */) != 0) {
+        int saved = errno;
+        close(original);
+        errno = saved;
+        return -1;
+    }
+    if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) != 0
+        || (detach != NULL && umount2(detach, MNT_DETACH) != 0 && errno != EINVAL && errno != ENOENT)) {
+        int saved = errno;
+        syscall(SYS_setns, original, 0x00020000);
+        close(original);
+        errno = saved;
+        return -1;
+    }
+    return original;
+}
+
+/// Back to the mount namespace `original` came from (closing it); the private one goes
+/// away with the last process in it. 0, or -1 with errno.
+static inline int plane_return_to_mount_namespace(int original) {
+    int result = (int)syscall(SYS_setns, original, 0x00020000 /* CLONE_NEWNS */);
+    int saved = errno;
+    close(original);
+    errno = saved;
+    return result;
+}

@@ -252,7 +252,7 @@ public final class OCIRuntime: ContainerRuntime {
             let commands = binary.startCommands(id: id, bundle: directory.bundle, pidFile: directory.initPIDFile, log: directory.runtimeLog)
             let shimConfiguration = OCIShimConfiguration(
                 runtimeName: binary.flavor.rawValue, runCommand: commands.run, startCommand: commands.start,
-                outOfMemoryCounterFiles: cgroups.outOfMemoryCounterFiles(cgroupPath(backend)))
+                outOfMemoryCounterFiles: cgroups.outOfMemoryCounterFiles(cgroupPath(backend)), privateNamespaceDetach: binary.privateNamespaceDetach)
             try Self.write(shimConfiguration, to: directory.shimConfigurationFile)
             let standby = standbyShim.withLock { standby in
                 defer { standby = nil }

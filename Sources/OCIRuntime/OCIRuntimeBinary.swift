@@ -14,15 +14,21 @@ public struct OCIRuntimeBinary: Sendable, Hashable {
     public let version: String
     /// The runtime's state directory (`--root`).
     public let root: String
-    /// Prepended to every command (the private mount namespace for crun on hybrid hosts).
+    /// Prepended to every command the drone runs (the private mount namespace for crun on
+    /// hybrid hosts).
     public let wrapper: [String]
+    /// The mount a private mount namespace goes without (the cgroup2 mount of a hybrid
+    /// host), when commands need one: the shim enters such a namespace itself for a start
+    /// instead of running the wrapper's programs twice on the start's path.
+    public let privateNamespaceDetach: String?
 
-    public init(path: String, flavor: Flavor, version: String, root: String, wrapper: [String] = []) {
+    public init(path: String, flavor: Flavor, version: String, root: String, wrapper: [String] = [], privateNamespaceDetach: String? = nil) {
         self.path = path
         self.flavor = flavor
         self.version = version
         self.root = root
         self.wrapper = wrapper
+        self.privateNamespaceDetach = privateNamespaceDetach
     }
 
     /// Finds `name` (a path, or a name looked up in PATH), asks it for its version, and
@@ -44,13 +50,15 @@ public struct OCIRuntimeBinary: Sendable, Hashable {
         }
         let version = firstLine.split(separator: " ").last.map(String.init) ?? "unknown"
         var wrapper: [String] = []
+        var detach: String?
         if flavor == .crun, cgroups.mode == .hybrid {
             let unshare = try executablePath("unshare", what: "unshare (needed to run crun on this host with hybrid cgroups)", package: "util-linux")
             // A private mount namespace in which the cgroup2 mount crun trips over is gone.
             wrapper = [unshare, "--mount", "--propagation", "private", "--", "/bin/sh", "-c",
                        "umount \(cgroups.root)/unified 2>/dev/null || umount -l \(cgroups.root)/unified; exec \"$@\"", "plane-crun"]
+            detach = "\(cgroups.root)/unified"
         }
-        return OCIRuntimeBinary(path: path, flavor: flavor, version: version, root: root, wrapper: wrapper)
+        return OCIRuntimeBinary(path: path, flavor: flavor, version: version, root: root, wrapper: wrapper, privateNamespaceDetach: detach)
     }
 
     static func executablePath(_ name: String, what: String, package: String) throws(RuntimeError) -> String {
@@ -69,7 +77,7 @@ public struct OCIRuntimeBinary: Sendable, Hashable {
     }
 
     /// The command line for `arguments` (global flags, then the subcommand's).
-    public func command(_ arguments: [String], log: String? = nil) -> [String] {
+    public func command(_ arguments: [String], log: String? = nil, wrapped: Bool = true) -> [String] {
         var global = ["--root", root]
         if let log {
             switch flavor {
@@ -77,7 +85,7 @@ public struct OCIRuntimeBinary: Sendable, Hashable {
             case .crun: global += ["--log=file:\(log)", "--log-format=json"]
             }
         }
-        return wrapper + [path] + global + arguments
+        return (wrapped ? wrapper : []) + [path] + global + arguments
     }
 
     /// The commands the shim runs to start a container, with its pid in `pidFile`.
@@ -91,12 +99,15 @@ public struct OCIRuntimeBinary: Sendable, Hashable {
     /// child and no exit status (it recorded 255 for a backend that exited with 3, about one
     /// start in ten under load). After `create` the process waits for `start` while already
     /// the shim's child, so its exit status always reaches the shim.
+    ///
+    /// The commands go without the wrapper: the shim runs them in the private mount
+    /// namespace itself (`OCIShimConfiguration.privateNamespaceDetach`).
     public func startCommands(id: String, bundle: String, pidFile: String, log: String) -> (run: [String], start: [String]?) {
         switch flavor {
         case .runc:
-            (command(["run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id], log: log), nil)
+            (command(["run", "--detach", "--bundle", bundle, "--pid-file", pidFile, id], log: log, wrapped: false), nil)
         case .crun:
-            (command(["create", "--bundle", bundle, "--pid-file", pidFile, id], log: log), command(["start", id], log: log))
+            (command(["create", "--bundle", bundle, "--pid-file", pidFile, id], log: log, wrapped: false), command(["start", id], log: log, wrapped: false))
         }
     }
 

@@ -95,6 +95,25 @@ public enum OCIShim {
             return 1
         }
 
+        // crun on a hybrid host: its commands run in a private mount namespace without the
+        // cgroup2 mount, entered here (no extra programs on the start's path) and left
+        // once they are done, so the shim holds no copy of the host's mounts.
+        var originalNamespace: Int32?
+        if let detach = configuration.privateNamespaceDetach {
+            let descriptor = plane_enter_private_mount_namespace(detach)
+            guard descriptor >= 0 else {
+                reporter.fail("The shim cannot enter a private mount namespace without \(detach) for \(configuration.runtimeName): \(String(cString: strerror(errno))).")
+                return 1
+            }
+            originalNamespace = descriptor
+        }
+        func leavePrivateNamespace() {
+            if let descriptor = originalNamespace, plane_return_to_mount_namespace(descriptor) != 0 {
+                FileHandle.standardError.write(Data("oci-shim: cannot return to the drone's mount namespace: \(String(cString: strerror(errno)))\n".utf8))
+            }
+            originalNamespace = nil
+        }
+
         // run --detach (or create): the container's stdout and stderr are the runtime binary's.
         var runStatus: Int32?
         var failedCommand = configuration.startCommand == nil ? "run" : "create"
@@ -103,6 +122,7 @@ public enum OCIShim {
                                                descriptors: [1: output[1], 2: errors[1]])
             runStatus = ProcessSpawner.wait(for: run)
         } catch {
+            leavePrivateNamespace()
             reporter.fail("\(error)")
             return 1
         }
@@ -119,6 +139,7 @@ public enum OCIShim {
                 runStatus = nil
             }
         }
+        leavePrivateNamespace()
         guard let runStatus, plane_wifexited(runStatus) != 0, plane_wexitstatus(runStatus) == 0 else {
             // A process it started before failing is ours to end (re-parented to us).
             if let initPID, initPID > 0 {

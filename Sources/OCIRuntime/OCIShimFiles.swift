@@ -7,26 +7,32 @@ public struct OCIShimConfiguration: Codable, Sendable, Hashable {
     /// The runtime binary's name for messages (`runc`, `crun`).
     public var runtimeName: String
     /// The runtime binary's `run --detach` (runc) or `create` (crun) command, complete
-    /// (wrapper, global flags, bundle, pid file, container id).
+    /// (global flags, bundle, pid file, container id).
     public var runCommand: [String]
     /// crun: the `start` command run after `runCommand` succeeded; nil for runc.
     public var startCommand: [String]?
     /// Files with an `oom_kill N` line (cgroup v2 `memory.events`, v1 `memory.oom_control`)
     /// read when the backend ends, to tell an OOM kill from another SIGKILL.
     public var outOfMemoryCounterFiles: [String]
+    /// When set, the commands run in a private mount namespace without this mount (crun
+    /// on a host with hybrid cgroups); the shim returns to its own namespace after them.
+    public var privateNamespaceDetach: String?
 
     enum CodingKeys: String, CodingKey {
         case runtimeName = "runtime_name"
         case runCommand = "run_command"
         case startCommand = "start_command"
         case outOfMemoryCounterFiles = "oom_counter_files"
+        case privateNamespaceDetach = "private_namespace_detach"
     }
 
-    public init(runtimeName: String, runCommand: [String], startCommand: [String]? = nil, outOfMemoryCounterFiles: [String]) {
+    public init(runtimeName: String, runCommand: [String], startCommand: [String]? = nil, outOfMemoryCounterFiles: [String],
+                privateNamespaceDetach: String? = nil) {
         self.runtimeName = runtimeName
         self.runCommand = runCommand
         self.startCommand = startCommand
         self.outOfMemoryCounterFiles = outOfMemoryCounterFiles
+        self.privateNamespaceDetach = privateNamespaceDetach
     }
 }
 

@@ -3,6 +3,7 @@ import Foundation
 @testable import OCIRuntime
 import PlaneCore
 import PlaneTestSupport
+import ProcessSupervision
 import Testing
 
 /// The sandbox as seen from inside a running backend (the test server's `/probe/…`
@@ -53,6 +54,14 @@ struct OCIRuntimeSecurityTests {
         let configuration = try JSONDecoder().decode(OCIRuntimeSpec.self, from: Data(contentsOf: URL(fileURLWithPath: runtime.directory(spec.backendID).configFile)))
         #expect(configuration.linux.seccomp != nil)
         let compiled = configuration.annotations?[SeccompFilter.crunAnnotation]
+        // The shim ran crun in a private mount namespace on this hybrid host (crun refuses
+        // to run otherwise) without the wrapper's programs, and went back to the drone's.
+        let directory = runtime.directory(spec.backendID)
+        let shim = try JSONDecoder().decode(OCIShimConfiguration.self, from: Data(contentsOf: URL(fileURLWithPath: directory.shimConfigurationFile)))
+        #expect(shim.runCommand.first?.hasSuffix("/\(variant.binary)") == true, "\(shim.runCommand)")
+        #expect((shim.privateNamespaceDetach != nil) == (variant.binary == "crun" && CgroupLayout.detect().mode == .hybrid))
+        let shimPID = try String(contentsOfFile: directory.shimPIDFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(shimPID)/ns/mnt") == FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt"))
         if variant.binary == "crun" {
             let program = try #require(compiled.flatMap { Data(base64Encoded: $0) })
             #expect(Array(program) == (try SeccompFilter(compiling: try #require(configuration.linux.seccomp)).program))
