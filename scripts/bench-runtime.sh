@@ -133,8 +133,9 @@ Time from the start call to the first HTTP 200 of `plane-test-server` (host netw
 
 The OCI runtime's path does more than the hand-made ones: it resolves the image, mounts a
 fresh overlay root and writes `config.json` per backend, and hands the start to a
-`plane oci-shim` process (a standby one, loaded ahead of need) that runs `run --detach` (crun: `create` then `start`)
-with the container's output in pipes it keeps reading, and reports the container's pid.
+`plane oci-shim` process (a standby one, loaded ahead of need) that runs `run --detach` (crun: `create` then `start`,
+in a private mount namespace the shim enters itself on this hybrid-cgroup host) with the
+container's output in pipes it keeps reading, and reports the container's pid.
 The `runc spec` bundle has no seccomp filter, `runc spec`'s smaller capability set and no
 cgroup limits; the "same sandbox" bundle is the `config.json` the OCI runtime wrote, so its
 row is the price of the sandbox itself. Most of that price is the seccomp filter (the row
