@@ -252,6 +252,7 @@ let package = Package(
                 "PlaneCore",
                 "NATS",
                 "ImageBuilder",
+                "ProcessSupervision",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

@@ -158,17 +158,14 @@ public enum OCIShim {
         reporter.succeed(pid: initPID)
 
         let status = pump.run(untilExitOf: initPID)
-        let record = BackendExitRecord(waitStatus: status, outOfMemoryCounterFiles: configuration.outOfMemoryCounterFiles)
         do {
-            let data = try JSONEncoder().encode(record)
-            try data.write(to: URL(fileURLWithPath: directory.exitFile), options: .atomic)
+            try BackendExitRecord(waitStatus: status, outOfMemoryCounterFiles: configuration.outOfMemoryCounterFiles).write(to: directory.exitFile)
         } catch {
             FileHandle.standardError.write(Data("plane oci-shim: cannot write \(directory.exitFile): \(error)\n".utf8))
             return 1
         }
         // Anything else re-parented to the shim meanwhile.
-        var ignored: Int32 = 0
-        while waitpid(-1, &ignored, WNOHANG) > 0 {}
+        ProcessSpawner.reapEndedChildren()
         return 0
     }
 

@@ -94,22 +94,29 @@ public final class Controller: Service, Sendable {
         return try await ControllerStore.open(messenger.jetStream, replicas: schedulerConfiguration.replicas)
     }
 
+    /// `openStore`, asked again when JetStream does not answer in time (a busy server, a
+    /// NATS cluster still electing its JetStream leader): four attempts in all.
+    private func openStoreRetrying(_ schedulerConfiguration: SchedulerConfiguration) async throws -> ControllerStore {
+        var attempt = 1
+        while true {
+            do {
+                return try await openStore(schedulerConfiguration)
+            } catch let error as NATSError where error.code == .timeout {
+                guard attempt < 4 else {
+                    throw ControllerError(.unavailable, "JetStream did not answer the controller in four attempts; check that nats-server is not overloaded and, in a NATS cluster, that JetStream has a leader.", cause: error)
+                }
+                logger.warning("controller.jetstream_slow", metadata: ["attempt": "\(attempt)", "error": "\(error.message)"])
+                attempt += 1
+                try await Task.sleep(for: .seconds(1))
+            } catch {
+                throw ControllerError(.unavailable, "The controller needs JetStream (stream backend_status, KV buckets plane_backends and plane_locks); start nats-server with -js.", cause: error)
+            }
+        }
+    }
+
     private func setUp(_ next: inout Parts, _ subscriptions: inout Subscriptions) async throws {
         if let schedulerConfiguration = configuration.scheduler {
-            var store: ControllerStore?
-            // A JetStream API that does not answer in time (a busy server, a NATS cluster still
-            // electing its JetStream leader) is asked again, four times in all.
-            for attempt in 1...4 where store == nil {
-                do {
-                    store = try await openStore(schedulerConfiguration)
-                } catch let error as NATSError where error.code == .timeout && attempt < 4 {
-                    logger.warning("controller.jetstream_slow", metadata: ["attempt": "\(attempt)", "error": "\(error.message)"])
-                    try await Task.sleep(for: .seconds(1))
-                } catch {
-                    throw ControllerError(.unavailable, "The controller needs JetStream (stream backend_status, KV buckets plane_backends and plane_locks); start nats-server with -js.", cause: error)
-                }
-            }
-            guard let store else { throw ControllerError(.unavailable, "JetStream did not answer the controller; is nats-server overloaded?") }
+            let store = try await openStoreRetrying(schedulerConfiguration)
             let scheduler = Scheduler(configuration: schedulerConfiguration, messenger: messenger, store: store, metrics: metrics,
                                       logger: logger.withSource("scheduler"))
             next.scheduler = scheduler

@@ -1,5 +1,6 @@
 import Foundation
 import PlaneCore
+import ProcessSupervision
 import Synchronization
 
 /// A program the tests need from the system, with the Debian package that provides it.
@@ -114,15 +115,10 @@ public enum TestEnvironment {
     private static let rootPrefix = "plane-tests-"
 
     /// `rm -rf --one-file-system`: what a test left mounted below the tree (an overlay root
-    /// it did not unmount) is skipped rather than emptied. Spawned without Foundation, as it
-    /// also runs from an `atexit` handler.
+    /// it did not unmount) is skipped rather than emptied. Spawned with posix_spawn, not
+    /// Foundation's Process, as it also runs from an `atexit` handler.
     static func removeTree(_ path: String) {
-        var pid: pid_t = 0
-        let arguments = ["/bin/rm", "-rf", "--one-file-system", path]
-        var argv: [UnsafeMutablePointer<CChar>?] = arguments.map { strdup($0) } + [nil]
-        defer { for pointer in argv { free(pointer) } }
-        guard posix_spawn(&pid, "/bin/rm", nil, nil, &argv, environ) == 0 else { return }
-        var status: Int32 = 0
-        while waitpid(pid, &status, 0) < 0, errno == EINTR {}
+        guard let pid = try? ProcessSpawner.spawn("/bin/rm", ["-rf", "--one-file-system", path]) else { return }
+        _ = ProcessSpawner.wait(for: pid)
     }
 }

@@ -59,6 +59,11 @@ public struct BackendExitRecord: Codable, Sendable, Hashable {
         self.init(code: plane_wexitstatus(status), signal: nil, outOfMemory: outOfMemory, time: .now())
     }
 
+    /// Writes the record to `path` atomically (a reader never sees half of it).
+    public func write(to path: String) throws {
+        try JSONEncoder().encode(self).write(to: URL(fileURLWithPath: path), options: .atomic)
+    }
+
     /// The `oom_kill` count in a cgroup `memory.events` or `memory.oom_control` file.
     public static func outOfMemoryKills(in file: String) -> Int {
         guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return 0 }

@@ -79,6 +79,12 @@ public enum ProcessSpawner {
         }
     }
 
+    /// Reaps every child that has ended, without waiting (a subreaper's leftovers).
+    public static func reapEndedChildren() {
+        var ignored: Int32 = 0
+        while waitpid(-1, &ignored, WNOHANG) > 0 {}
+    }
+
     /// Runs a program to completion off the cooperative pool and returns its output.
     /// `input` (at most a pipe's capacity, 64 KiB) is its standard input.
     public static func run(_ executable: String, _ arguments: [String], input: String? = nil) async throws(RuntimeError) -> Completion {

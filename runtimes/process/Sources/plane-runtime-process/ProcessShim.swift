@@ -37,20 +37,14 @@ enum ProcessShim {
         let status = pump.run(untilExitOf: backend)
         // What the backend started and left running ends with it.
         kill(-backend, SIGKILL)
-        let counters = record.cgroupDirectories.compactMap { directory -> String? in
-            if FileManager.default.fileExists(atPath: directory + "/memory.events") { return directory + "/memory.events" }
-            if FileManager.default.fileExists(atPath: directory + "/memory.oom_control") { return directory + "/memory.oom_control" }
-            return nil
-        }
-        let exit = BackendExitRecord(waitStatus: status, outOfMemoryCounterFiles: counters)
+        let counters = record.cgroupDirectories.isEmpty ? [] : CgroupLayout.detect().outOfMemoryCounterFiles(record.cgroupPath)
         do {
-            try JSONEncoder().encode(exit).write(to: URL(fileURLWithPath: directory.exitFile), options: .atomic)
+            try BackendExitRecord(waitStatus: status, outOfMemoryCounterFiles: counters).write(to: directory.exitFile)
         } catch {
             FileHandle.standardError.write(Data("plane-runtime-process shim: cannot write \(directory.exitFile): \(error)\n".utf8))
             return 1
         }
-        var ignored: Int32 = 0
-        while waitpid(-1, &ignored, WNOHANG) > 0 {}
+        ProcessSpawner.reapEndedChildren()
         return 0
     }
 }
