@@ -17,7 +17,10 @@ import PlaneCore
 /// - `status` of an unknown backend is `.unknown`, not an error.
 /// - `events` delivers exits and OOM kills of this drone's backends for as long as the
 ///   runtime lives (re-establishing its source when needed).
-/// - `logs` yields the backend's output lines from its start, then follows until it ends.
+/// - `logs` yields the backend's output lines from its start, then follows until it ends
+///   (the stream finishes once the process has exited and its output is read). Lines carry
+///   times that strictly increase per backend, the same on every read, when the runtime
+///   can give them: the drone resumes after the last time it published.
 /// - `list` returns the handles of this drone's backends, running or not.
 /// - Errors are `RuntimeError`; `.unavailable` means the runtime itself is down.
 public protocol ContainerRuntime: Sendable {

@@ -1,13 +1,24 @@
 import ContainerRuntime
+import PlaneCore
 
 /// Splits Docker's multiplexed log stream (non-TTY containers): frames of an 8-byte header
 /// (stream byte, three zero bytes, big-endian length) and payload, which do not align with
 /// the chunks the HTTP body arrives in. Yields complete lines per stream.
+///
+/// With `timestamps` (the stream was asked for with `timestamps=1`), each frame's payload
+/// starts with the entry's RFC 3339 time and a space; a line takes the time of the frame
+/// that began it. Times are made strictly increasing (a line with the time of the one
+/// before gets one nanosecond more), the same way on every read from the log's start, so a
+/// reader that remembers the last time it handled resumes after exactly that line.
 public struct DockerLogDemultiplexer: Sendable {
+    private let timestamps: Bool
     private var buffer: [UInt8] = []
-    private var partial: [LogLine.Stream: [UInt8]] = [:]
+    private var partial: [LogLine.Stream: (text: [UInt8], time: Timestamp?)] = [:]
+    private var lastTime: Timestamp?
 
-    public init() {}
+    public init(timestamps: Bool = false) {
+        self.timestamps = timestamps
+    }
 
     /// Feeds a chunk; returns the lines it completed.
     public mutating func feed(_ chunk: some Sequence<UInt8>) -> [LogLine] {
@@ -18,16 +29,23 @@ public struct DockerLogDemultiplexer: Sendable {
             let streamByte = buffer[offset]
             let length = Int(buffer[offset + 4]) << 24 | Int(buffer[offset + 5]) << 16 | Int(buffer[offset + 6]) << 8 | Int(buffer[offset + 7])
             guard buffer.count - offset - 8 >= length else { break }
-            let payload = buffer[(offset + 8)..<(offset + 8 + length)]
+            var payload = buffer[(offset + 8)..<(offset + 8 + length)]
             offset += 8 + length
+            var frameTime: Timestamp?
+            if timestamps, let space = payload.firstIndex(of: UInt8(ascii: " ")),
+               let time = try? Timestamp(rfc3339: String(decoding: payload[..<space], as: UTF8.self)) {
+                frameTime = time
+                payload = payload[payload.index(after: space)...]
+            }
             let stream: LogLine.Stream = streamByte == 2 ? .stderr : .stdout
-            var pending = partial[stream] ?? []
+            var pending = partial[stream] ?? ([], nil)
             for byte in payload {
+                if pending.time == nil { pending.time = frameTime }
                 if byte == UInt8(ascii: "\n") {
-                    lines.append(LogLine(stream: stream, text: String(decoding: pending, as: UTF8.self)))
-                    pending.removeAll(keepingCapacity: true)
+                    lines.append(line(stream, pending))
+                    pending = ([], nil)
                 } else {
-                    pending.append(byte)
+                    pending.text.append(byte)
                 }
             }
             partial[stream] = pending
@@ -40,12 +58,21 @@ public struct DockerLogDemultiplexer: Sendable {
     public mutating func finish() -> [LogLine] {
         var lines: [LogLine] = []
         for stream in [LogLine.Stream.stdout, .stderr] {
-            if let pending = partial[stream], !pending.isEmpty {
-                lines.append(LogLine(stream: stream, text: String(decoding: pending, as: UTF8.self)))
+            if let pending = partial[stream], !pending.text.isEmpty {
+                lines.append(line(stream, pending))
             }
         }
         partial.removeAll()
         return lines
+    }
+
+    private mutating func line(_ stream: LogLine.Stream, _ pending: (text: [UInt8], time: Timestamp?)) -> LogLine {
+        var time = pending.time
+        if let given = time, let last = lastTime, given <= last {
+            time = Timestamp(nanosecondsSinceEpoch: last.nanosecondsSinceEpoch + 1)
+        }
+        if let time { lastTime = time }
+        return LogLine(stream: stream, text: String(decoding: pending.text, as: UTF8.self), time: time)
     }
 }
 

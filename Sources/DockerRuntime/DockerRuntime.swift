@@ -300,9 +300,9 @@ public final class DockerRuntime: ContainerRuntime {
             let task = Task {
                 do throws(RuntimeError) {
                     guard try await self.owns(backend) else { throw RuntimeError(.notFound, "No backend \(backend) of this drone in Docker.") }
-                    let (status, body) = try await client.stream(.GET, "/containers/\(name)/logs", query: [("stdout", "1"), ("stderr", "1"), ("follow", follow ? "1" : "0")])
+                    let (status, body) = try await client.stream(.GET, "/containers/\(name)/logs", query: [("stdout", "1"), ("stderr", "1"), ("timestamps", "1"), ("follow", follow ? "1" : "0")])
                     if status == 404 { throw RuntimeError(.notFound, "No backend \(backend) in Docker.") }
-                    var demux = DockerLogDemultiplexer()
+                    var demux = DockerLogDemultiplexer(timestamps: true)
                     do {
                         for try await chunk in body {
                             for line in demux.feed(chunk.readableBytesView) { continuation.yield(line) }

@@ -6,8 +6,12 @@ import PlaneMessaging
 /// While a backend is `Starting` or `Ready`: its log lines on `backend.{id}.log` (each
 /// once, also across restarts of the monitor or the drone), a stats sample on
 /// `backend.{id}.stats` every 10 s, and its DNS A record on `cluster.{c}.dns.A` at once
-/// and every 50 s.
+/// and every 50 s. When the backend ends, the log follower outlives the rest until the
+/// process's output is read to its end (`stopKeepingLogs`, `finishLogs(within:)`), so the
+/// last lines a backend prints (a crash message, its shutdown) are published too.
 final class BackendMonitor: Sendable {
+    private let logs: Task<Void, Never>
+    private let positionRecorder: Task<Void, Never>
     private let tasks: [Task<Void, Never>]
 
     init(backend: BackendID, context: AgentContext, logsSince: Timestamp?) {
@@ -15,8 +19,15 @@ final class BackendMonitor: Sendable {
         let runtime = context.runtime
         let logger = context.logger
         let store = context.store
-        var tasks: [Task<Void, Never>] = []
-        tasks.append(Task {
+        // The position of the last published line is stored beside the publishing, not
+        // before the next line: a store write waits for the disk (synchronous = FULL), and
+        // under load that took seconds a line. Writes coalesce to the newest position.
+        let (positions, recorder) = AsyncStream.makeStream(of: Timestamp.self, bufferingPolicy: .bufferingNewest(1))
+        positionRecorder = Task {
+            for await time in positions { try? await store.recordLogPosition(backend, time: time) }
+        }
+        logs = Task {
+            defer { recorder.finish() }
             var last = logsSince
             do {
                 for try await line in runtime.logs(of: backend, follow: true) {
@@ -25,14 +36,15 @@ final class BackendMonitor: Sendable {
                     try? await messenger.publish(PlaneSubjects.backendLog(backend), message)
                     if let time = line.time {
                         last = time
-                        try? await store.recordLogPosition(backend, time: time)
+                        recorder.yield(time)
                     }
                 }
             } catch is CancellationError {
             } catch {
                 logger.debug("monitor.logs_ended", metadata: ["plane.backend": "\(backend)", "error": "\(error)"])
             }
-        })
+        }
+        var tasks: [Task<Void, Never>] = []
         tasks.append(Task {
             // `plane logs`: the recent output on request, from the runtime's own log.
             let subscription: PlaneSubscription<BackendLogHistoryRequest, [DroneLogMessage]>
@@ -99,7 +111,33 @@ final class BackendMonitor: Sendable {
         return Array(recent[start...])
     }
 
+    /// Ends everything at once (the agent stops and leaves the backend running).
     func stop() {
+        logs.cancel()
         for task in tasks { task.cancel() }
+    }
+
+    /// Returns once the position of the last published line is stored (after `stop`), so
+    /// a drone started next does not publish it again.
+    func positionRecorded() async {
+        await positionRecorder.value
+    }
+
+    /// Ends stats, DNS and log history; the log follower goes on until the output ends.
+    func stopKeepingLogs() {
+        for task in tasks { task.cancel() }
+    }
+
+    /// Waits until the log follower has read the output to its end (the process exited),
+    /// at most `limit`, then ends it.
+    func finishLogs(within limit: Duration) async {
+        let logs = logs
+        await withTaskGroup(of: Void.self) { group in
+            group.addTask { await logs.value }
+            group.addTask { try? await Task.sleep(for: limit) }
+            await group.next()
+            logs.cancel()
+            group.cancelAll()
+        }
     }
 }

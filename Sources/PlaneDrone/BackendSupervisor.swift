@@ -23,6 +23,9 @@ actor BackendSupervisor {
     private var cancelledWork: Task<Void, Never>?
     private var idleWatch: Task<Void, Never>?
     private var monitor: BackendMonitor?
+    /// The monitor of a backend being cleaned up: its log follower reads the last output
+    /// until the process has been stopped.
+    private var endingMonitor: BackendMonitor?
     private var exitCode: Int32?
     private var loadingRecorded: Bool
     private var logsSince: Timestamp?
@@ -64,17 +67,20 @@ actor BackendSupervisor {
     }
 
     /// Stops watching the backend without touching it (agent shutdown). A backend that is
-    /// already being cleaned up is left to finish; returns false for it.
+    /// already being cleaned up is left to finish; returns false for it. Returns once the
+    /// position of its last published log line is stored.
     @discardableResult
-    func detach() -> Bool {
+    func detach() async -> Bool {
         if machine.cleaningUp { return false }
         detached = true
         work?.cancel()
         idleWatch?.cancel()
-        monitor?.stop()
+        let monitor = monitor
         work = nil
         idleWatch = nil
-        monitor = nil
+        self.monitor = nil
+        monitor?.stop()
+        await monitor?.positionRecorded()
         return true
     }
 
@@ -82,6 +88,7 @@ actor BackendSupervisor {
     /// recovery stops and removes the container.
     func abandonCleanup() {
         retriesCleanup = false
+        endingMonitor?.stop()
     }
 
     func deliver(_ event: BackendLifecycle.Event) async {
@@ -162,7 +169,8 @@ actor BackendSupervisor {
             monitor?.stop()
             monitor = BackendMonitor(backend: backend, context: context, logsSince: logsSince)
         case .stopMonitor:
-            monitor?.stop()
+            monitor?.stopKeepingLogs()
+            endingMonitor = monitor
             monitor = nil
         case .addRoute(let address):
             let route = RouteTable.Route(backendID: backend, address: address, bearerToken: spawn.bearerToken)
@@ -207,6 +215,7 @@ actor BackendSupervisor {
             let runtime = context.runtime
             let grace = context.configuration.stopGrace
             let unfinished = cancelledWork
+            let endingMonitor = endingMonitor
             cancelledWork = nil
             Task {
                 await unfinished?.value
@@ -217,6 +226,8 @@ actor BackendSupervisor {
                 while true {
                     do {
                         try await runtime.stop(backend, grace: grace)
+                        // What it printed until it ended is published before its log goes.
+                        await endingMonitor?.finishLogs(within: .seconds(2))
                         try await runtime.remove(backend)
                         break
                     } catch {
@@ -230,7 +241,9 @@ actor BackendSupervisor {
             }
         case .finish:
             monitor?.stop()
+            endingMonitor?.stop()
             monitor = nil
+            endingMonitor = nil
             await onFinish(backend)
         }
     }

@@ -121,6 +121,7 @@ final class ScriptedBackend: Sendable {
             if grace > .zero { try? await Task.sleep(for: grace) }
             exit(code: 137, killed: true)
         } else {
+            log("scripted plane-test-server: SIGTERM, exiting")
             exit(code: 0)
         }
     }

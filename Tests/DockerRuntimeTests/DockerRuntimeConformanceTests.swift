@@ -196,6 +196,36 @@ struct DockerRuntimeUnitTests {
         #expect(lines == [LogLine(stream: .stdout, text: "hello"), LogLine(stream: .stderr, text: "oops"), LogLine(stream: .stdout, text: "world"), LogLine(stream: .stdout, text: "last")])
     }
 
+    @Test func logTimestampsAreStrippedAndStrictlyIncreasing() throws {
+        func frame(_ stream: UInt8, _ text: String) -> [UInt8] {
+            let b = Array(text.utf8)
+            return [stream, 0, 0, 0, UInt8(b.count >> 24), UInt8(b.count >> 16 & 0xFF), UInt8(b.count >> 8 & 0xFF), UInt8(b.count & 0xFF)] + b
+        }
+        // Docker stamps each entry; a line longer than its 16 KiB buffer comes as two entries.
+        let bytes = frame(1, "2026-12-03T05:00:00.000000100Z first\n")
+            + frame(2, "2026-12-03T05:00:00.000000100Z same time\n")
+            + frame(1, "2026-12-03T05:00:00.000000050Z earlier\n")
+            + frame(1, "2026-12-03T05:00:01.000000000Z long ")
+            + frame(1, "2026-12-03T05:00:01.500000000Z line\n")
+            + frame(1, "2026-12-03T05:00:02.000000000Z unfinished")
+        func read(_ chunkSize: Int) -> [LogLine] {
+            var demux = DockerLogDemultiplexer(timestamps: true)
+            var lines: [LogLine] = []
+            for start in stride(from: 0, to: bytes.count, by: chunkSize) { lines += demux.feed(bytes[start..<min(start + chunkSize, bytes.count)]) }
+            return lines + demux.finish()
+        }
+        let base: Int64 = try Timestamp(rfc3339: "2026-12-03T05:00:00Z").nanosecondsSinceEpoch
+        let lines = read(1)
+        #expect(lines.map(\.text) == ["first", "same time", "earlier", "long line", "unfinished"])
+        #expect(lines.map(\.stream) == [.stdout, .stderr, .stdout, .stdout, .stdout])
+        #expect(lines.map { $0.time?.nanosecondsSinceEpoch } == [base + 100, base + 101, base + 102, base + 1_000_000_000, base + 2_000_000_000])
+        // The same times on every read, however the body is cut.
+        #expect(read(7) == lines && read(bytes.count) == lines)
+        // Without timestamps asked for, the text is left alone.
+        var plain = DockerLogDemultiplexer()
+        #expect(plain.feed(frame(1, "2026-12-03T05:00:00Z kept\n")) == [LogLine(stream: .stdout, text: "2026-12-03T05:00:00Z kept")])
+    }
+
     @Test func statsFollowTheSpec() throws {
         let v1 = try JSONParser.parse(#"{"cpu_stats":{"cpu_usage":{"total_usage":300},"system_cpu_usage":2000},"precpu_stats":{"cpu_usage":{"total_usage":100},"system_cpu_usage":1000},"memory_stats":{"usage":1000,"limit":4000,"stats":{"cache":200}}}"#)
         let sample = try DockerStatsCalculator.sample(from: v1)

@@ -72,17 +72,20 @@ struct DroneAgentTests {
             #expect(try await eventually { (try await drone.runtime.status(of: id)) == .unknown })
             #expect(try await eventually { observer.lastHeartbeat(of: drone.id)?.runningBackends == 0 })
             // Each log line once: the start line once (v0.3.10 re-sent the whole log when its
-            // monitor restarted at Ready), and one per request: the probe's (more than one when
-            // a probe timed out under load) and ours.
-            let lines = observer.logs.withLock { $0.filter { $0.backendID == id }.map(\.text) }
-            #expect(lines.count { $0.contains("listening on") } == 1 && lines.count >= 3, "\(lines)")
-            #expect(lines.count { $0.contains("GET /") } == lines.count - 1, "\(lines)")
+            // monitor restarted at Ready), one per request: the probe's (more than one when a
+            // probe timed out under load) and ours, and the last, printed on the sweep's SIGTERM.
+            func lines() -> [String] { observer.logs.withLock { $0.filter { $0.backendID == id }.map(\.text) } }
+            #expect(try await eventually { lines().contains { $0.contains("SIGTERM, exiting") } }, "\(lines())")
+            let all = lines()
+            #expect(all.count { $0.contains("listening on") } == 1 && all.first?.contains("listening on") == true, "\(all)")
+            #expect(all.count { $0.contains("SIGTERM, exiting") } == 1 && all.last?.contains("SIGTERM, exiting") == true, "\(all)")
+            #expect(all.count { $0.contains("GET /") } == all.count - 2 && all.count >= 4, "\(all)")
             await drone.stop()
         }
     }
 
     @Test(arguments: AgentRuntimeKind.allCases) func failuresEndTerminalAndRemoveTheContainer(_ kind: AgentRuntimeKind) async throws {
-        try await withDroneCluster(kind) { server, relay, _, runtimes in
+        try await withDroneCluster(kind) { server, relay, observer, runtimes in
             let image = runtimes.image
             let drone = try await RunningDrone(server: server, runtimes: runtimes) { $0.startupTimeout = .seconds(8) }
             // Exits while starting.
@@ -111,6 +114,13 @@ struct DroneAgentTests {
             #expect(try await eventually { relay.states(of: terminated.backendID).last == .terminated })
             #expect(try await eventually { relay.states(of: silent.backendID) == [.loading, .starting, .timedOutBeforeReady] }, "\(relay.states(of: silent.backendID))")
             #expect(try await drone.store.backend(failing.backendID)?.exitCode == 1)
+            // The last lines a backend printed before it ended are published.
+            func published(_ backend: BackendID, _ text: String) -> Bool {
+                observer.logs.withLock { $0.contains { $0.backendID == backend && $0.text.contains(text) } }
+            }
+            #expect(try await eventually { published(failing.backendID, "GET /exit/1 200") })
+            #expect(try await eventually { published(exiting.backendID, "GET /exit/0 200") })
+            #expect(try await eventually { published(early.backendID, "exiting with code 1") })
             for request in [early, silent, failing, exiting, terminated, missing] {
                 #expect(try await eventually { (try await drone.runtime.status(of: request.backendID)) == .unknown }, "\(request.backendID)")
             }
@@ -168,7 +178,7 @@ struct DroneAgentTests {
     }
 
     @Test(arguments: AgentRuntimeKind.allCases) func restartReattachesAndTwoDronesShareADaemon(_ kind: AgentRuntimeKind) async throws {
-        try await withDroneCluster(kind) { server, relay, _, runtimes in
+        try await withDroneCluster(kind) { server, relay, observer, runtimes in
             let image = runtimes.image
             // Drones on one host need disjoint port ranges.
             let first = try await RunningDrone(server: server, runtimes: runtimes) { $0.portRange = 22000...22099 }
@@ -206,6 +216,13 @@ struct DroneAgentTests {
             for request in mine {
                 #expect(try await eventually(timeout: .seconds(40)) { relay.states(of: request.backendID).last == .swept })
                 #expect(relay.states(of: request.backendID) == [.loading, .starting, .ready, .swept])
+                // The restarted drone's monitor went on after the last line the first one
+                // published: the start line once, the request through the new proxy, the
+                // sweep's SIGTERM.
+                func lines() -> [String] { observer.logs.withLock { $0.filter { $0.backendID == request.backendID }.map(\.text) } }
+                #expect(try await eventually { lines().contains { $0.contains("SIGTERM, exiting") } }, "\(lines())")
+                #expect(lines().count { $0.contains("listening on") } == 1, "\(lines())")
+                #expect(lines().count { $0.contains("GET / 200") } >= 2, "\(lines())")
             }
             #expect(try await other.runtime.status(of: theirs.backendID).isRunning)
             let messenger = PlaneMessenger(client: other.client)
