@@ -86,11 +86,19 @@ static inline int plane_enter_private_mount_namespace(const char *detach) {
 }
 
 /// Back to the mount namespace `original` came from (closing it); the private one goes
-/// away with the last process in it. 0, or -1 with errno.
+/// away with the last process in it. setns moves the working directory to the namespace's
+/// root; the caller's is taken back by its path (the same directory there, which is how
+/// the drone recognises a shim by its working directory). 0, or -1 with errno.
 static inline int plane_return_to_mount_namespace(int original) {
+    char directory[4096];
+    int hasDirectory = getcwd(directory, sizeof directory) != NULL;
     int result = (int)syscall(SYS_setns, original, 0x00020000 /* CLONE_NEWNS */);
     int saved = errno;
     close(original);
+    if (result == 0 && hasDirectory && chdir(directory) != 0) {
+        saved = errno;
+        result = -1;
+    }
     errno = saved;
     return result;
 }

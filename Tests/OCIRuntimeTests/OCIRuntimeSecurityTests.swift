@@ -62,6 +62,11 @@ struct OCIRuntimeSecurityTests {
         #expect((shim.privateNamespaceDetach != nil) == (variant.binary == "crun" && CgroupLayout.detect().mode == .hybrid))
         let shimPID = try String(contentsOfFile: directory.shimPIDFile, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(shimPID)/ns/mnt") == FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/ns/mnt"))
+        // In its backend's directory still (setns had moved it to the root), by which the
+        // drone knows it for the backend's shim: the exit code of a backend whose shim was
+        // not recognised was lost.
+        #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(shimPID)/cwd") == directory.path)
+        #expect(OCIRuntime.isAlive(shimOf: directory))
         if variant.binary == "crun" {
             let program = try #require(compiled.flatMap { Data(base64Encoded: $0) })
             #expect(Array(program) == (try SeccompFilter(compiling: try #require(configuration.linux.seccomp)).program))
