@@ -122,8 +122,9 @@ public struct BackendLifecycle: Sendable, Hashable {
         case (.loading, .loaded(let address)):
             self.address = address
             state = .starting
-            if exitedWhileLoading { return [.report(.starting)] + terminate(as: .errorStarting) }
             monitoring = true
+            // It already ended: no probe, but its output (why it ended) is still published.
+            if exitedWhileLoading { return [.report(.starting), .startMonitor] + terminate(as: .errorStarting) }
             return [.report(.starting), .startMonitor, .probe(address: address)]
         case (.loading, .loadFailed):
             return terminate(as: .errorLoading)

@@ -226,8 +226,10 @@ actor BackendSupervisor {
                 while true {
                     do {
                         try await runtime.stop(backend, grace: grace)
-                        // What it printed until it ended is published before its log goes.
-                        await endingMonitor?.finishLogs(within: .seconds(2))
+                        // What it printed until it ended is published before its log goes. The
+                        // stream ends with the process; the bound is for a runtime whose stream
+                        // does not (a busy dockerd took over 2 s to open one in a loaded CI run).
+                        await endingMonitor?.finishLogs(within: .seconds(10))
                         try await runtime.remove(backend)
                         break
                     } catch {
