@@ -240,8 +240,10 @@ public final class OCIRuntime: ContainerRuntime {
                 bundleNetwork = .namespace(path: created.path, hostsFile: directory.hostsFile, resolvConfFile: directory.resolvConfFile)
             }
             let rootKind = try RootFilesystem.create(in: directory, layers: image.layers.map { store.layerPath($0) }, allowOverlay: configuration.useOverlay)
-            let record = OCIBackendRecord(backendID: backend, containerID: id, image: image.reference, address: address, port: spec.port,
+            var record = OCIBackendRecord(backendID: backend, containerID: id, image: image.reference, address: address, port: spec.port,
                                           overlayRoot: rootKind == .overlay, network: network)
+            record.runtimeFlavor = binary.flavor.rawValue
+            record.runtimeBinary = binary.path
             try Self.write(record, to: directory.recordFile)
             let user = try OCIBundleBuilder.resolveUser(image.configuration.config?.user, passwd: Self.readImageFile(directory.rootfs, "etc/passwd"),
                                                         group: Self.readImageFile(directory.rootfs, "etc/group"), image: spec.image)
@@ -407,6 +409,7 @@ public final class OCIRuntime: ContainerRuntime {
         let id = containerID(backend)
         let current = try await status(of: backend)
         guard current.isRunning || current == .created else { return }
+        let binary = try await binary(of: backend)
         try await binary.kill(id, signal: "TERM")
         if await waitForExit(backend, within: grace) { return }
         logger.info("oci.backend_killed_after_grace", metadata: ["plane.backend": "\(backend)", "plane.grace": "\(grace)"])
@@ -430,6 +433,7 @@ public final class OCIRuntime: ContainerRuntime {
     public func remove(_ backend: BackendID) async throws(RuntimeError) {
         let directory = directory(backend)
         let id = containerID(backend)
+        let binary = try await binary(of: backend)
         if let pid = Self.initPID(in: directory), Self.isRunning(pid, cgroup: cgroupPath(backend)) {
             try await binary.kill(id, signal: "KILL")
             _ = await waitForExit(backend, within: .seconds(10))
@@ -448,6 +452,7 @@ public final class OCIRuntime: ContainerRuntime {
     /// Removes what a failed start left (the start removes its network namespace).
     func discard(_ backend: BackendID) async {
         let directory = directory(backend)
+        let binary = (try? await binary(of: backend)) ?? binary
         if let pid = Self.initPID(in: directory), Self.isRunning(pid, cgroup: cgroupPath(backend)) {
             try? await binary.kill(containerID(backend), signal: "KILL")
         }
@@ -559,6 +564,19 @@ public final class OCIRuntime: ContainerRuntime {
             handles[backend] = RuntimeHandle(backendID: backend, runtime: Self.name, runtimeID: container.id, address: nil)
         }
         return handles.values.sorted { $0.backendID.rawValue < $1.backendID.rawValue }
+    }
+
+    /// The binary that runs `backend`: the drone's, unless the backend's record names
+    /// another kind (the drone was started with another `[agent.oci] runtime` since), whose
+    /// state only that one can read.
+    func binary(of backend: BackendID) async throws(RuntimeError) -> OCIRuntimeBinary {
+        guard let record = Self.record(in: directory(backend)), let flavor = record.runtimeFlavor, let path = record.runtimeBinary,
+              flavor != binary.flavor.rawValue else { return binary }
+        do {
+            return try await OCIRuntimeBinary.locate(path, root: binary.root, cgroups: cgroups)
+        } catch {
+            throw RuntimeError(.unavailable, "Backend \(backend) was started with \(flavor) (\(path)), which this drone cannot run now: \(error.message) Reinstall it to stop and remove the backend.", underlying: error)
+        }
     }
 
     /// After a drone restart: running backends are watched for their exit again; exits

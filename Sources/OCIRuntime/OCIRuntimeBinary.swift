@@ -31,10 +31,19 @@ public struct OCIRuntimeBinary: Sendable, Hashable {
         self.privateNamespaceDetach = privateNamespaceDetach
     }
 
-    /// Finds `name` (a path, or a name looked up in PATH), asks it for its version, and
-    /// decides how to call it on this host.
+    /// Finds `name` (a path, a name looked up in PATH, or `auto`: crun when installed, else
+    /// runc), asks it for its version, and decides how to call it on this host.
     public static func locate(_ name: String, root: String, cgroups: CgroupLayout) async throws(RuntimeError) -> OCIRuntimeBinary {
-        let path = try executablePath(name, what: "OCI runtime '\(name)'", package: name.hasSuffix("crun") ? "crun" : "runc")
+        let path: String
+        if name == "auto" {
+            // crun starts a backend in about two thirds of runc's time (docs/benchmarks.md).
+            guard let found = (try? executablePath("crun", what: "crun", package: "crun")) ?? (try? executablePath("runc", what: "runc", package: "runc")) else {
+                throw RuntimeError(.unavailable, "Neither crun nor runc is installed for the OCI runtime: apt-get install -y crun (or runc), or set [agent.oci] runtime to the path of one.")
+            }
+            path = found
+        } else {
+            path = try executablePath(name, what: "OCI runtime '\(name)'", package: name.hasSuffix("crun") ? "crun" : "runc")
+        }
         let completion = try await ProcessSpawner.run(path, ["--version"])
         guard completion.succeeded else {
             throw RuntimeError(.unavailable, "\(path) --version failed (\(completion.statusDescription)): \(completion.standardError.trimmingCharacters(in: .whitespacesAndNewlines))")

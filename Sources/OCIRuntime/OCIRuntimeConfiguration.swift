@@ -12,8 +12,9 @@ public enum OCINetworkMode: String, Sendable, Hashable {
 
 /// `[agent.oci]` settings of a drone (see docs/configuration.md).
 public struct OCIRuntimeConfiguration: Sendable, Hashable {
-    /// The OCI runtime binary: `runc`, `crun`, or a path to either.
-    public var runtime: String = "runc"
+    /// The OCI runtime binary: `auto` (crun when installed, else runc), `runc`, `crun`, or a
+    /// path to either.
+    public var runtime: String = "auto"
     /// Where the runtime keeps its content store, backends and the binary's `--root`
     /// (default: `<state_dir>/oci`).
     public var stateDirectory: String

@@ -91,6 +91,11 @@ public struct OCIBackendRecord: Codable, Sendable, Hashable {
     public var overlayRoot: Bool
     /// The backend's own network namespace (`network = "namespace"`); nil on the host's network.
     public var network: OCIBackendNetwork?
+    /// The binary that runs the container (`runc` or `crun`) and its path: a drone started
+    /// later with another one still stops and deletes it with this one. Nil in records of
+    /// earlier versions (the drone's binary then).
+    public var runtimeFlavor: String?
+    public var runtimeBinary: String?
 
     enum CodingKeys: String, CodingKey {
         case backendID = "backend_id"
@@ -98,5 +103,7 @@ public struct OCIBackendRecord: Codable, Sendable, Hashable {
         case image, address, port
         case overlayRoot = "overlay_root"
         case network
+        case runtimeFlavor = "runtime"
+        case runtimeBinary = "runtime_binary"
     }
 }

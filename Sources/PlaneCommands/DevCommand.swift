@@ -111,12 +111,12 @@ struct DevCommand: AsyncParsableCommand {
             guard DevPrerequisites.dockerAnswers() else { throw DevError("no Docker daemon answers at /var/run/docker.sock; start dockerd (apt-get install -y docker.io) or use --runtime oci") }
             return "docker"
         case "oci":
-            guard DevPrerequisites.has("runc") || DevPrerequisites.has("crun") else { throw DevError("neither runc nor crun is installed; install one with: apt-get install -y runc") }
+            guard DevPrerequisites.has("runc") || DevPrerequisites.has("crun") else { throw DevError("neither runc nor crun is installed; install one with: apt-get install -y crun") }
             return "oci"
         case "auto":
             if DevPrerequisites.dockerAnswers() { return "docker" }
             if DevPrerequisites.has("runc") || DevPrerequisites.has("crun") { return "oci" }
-            throw DevError("no runtime: no Docker daemon answers and neither runc nor crun is installed; install one with: apt-get install -y docker.io (and start dockerd) or apt-get install -y runc")
+            throw DevError("no runtime: no Docker daemon answers and neither runc nor crun is installed; install one with: apt-get install -y docker.io (and start dockerd) or apt-get install -y crun")
         default:
             throw ValidationError("--runtime must be auto, docker or oci")
         }

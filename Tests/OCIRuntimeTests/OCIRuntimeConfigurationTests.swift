@@ -22,7 +22,7 @@ struct OCIRuntimeConfigurationTests {
 
     @Test func defaultsLiveInTheDronesStateDirectory() throws {
         let defaults = try configuration("{}")
-        #expect(defaults.runtime == "runc" && defaults.stateDirectory == "/var/lib/plane/oci" && defaults.shimExecutable == nil)
+        #expect(defaults.runtime == "auto" && defaults.stateDirectory == "/var/lib/plane/oci" && defaults.shimExecutable == nil)
         #expect(defaults.defaultRegistry == RegistryReference.dockerHub && defaults.insecureRegistries.isEmpty && defaults.seccompProfile == "default")
         #expect(defaults.defaultPidsLimit == 4096 && !defaults.readOnlyRoot && !defaults.allowMounts && defaults.useOverlay)
         #expect(defaults.imageRetention == .seconds(86_400) && defaults.garbageCollectionInterval == .seconds(3600) && defaults.standbyShim)

@@ -2,6 +2,7 @@ import ContainerRuntime
 import Foundation
 @testable import OCIRuntime
 import PlaneCore
+import ProcessSupervision
 import PlaneTestSupport
 import Testing
 
@@ -72,6 +73,36 @@ struct OCIRuntimeLifecycleTests {
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: "\(state)/backends")
         #expect(leftovers.isEmpty, "removed backends leave no files: \(leftovers)")
         #expect(!FileManager.default.fileExists(atPath: "/sys/fs/cgroup/memory/plane/\(running.backendID)"), "the cgroup is gone")
+    }
+
+    /// The default `auto` picks crun where it is installed (CI installs both); a drone
+    /// restarted with the other binary still stops and removes what the first one started.
+    @Test(arguments: [(OCIVariant.runcLayout, OCIVariant.crunLayout), (.crunLayout, .runcLayout)])
+    func aDroneRestartedWithTheOtherBinaryStillEndsItsBackends(_ first: OCIVariant, _ then: OCIVariant) async throws {
+        let cgroups = CgroupLayout.detect()
+        let root = try TestEnvironment.temporaryDirectory("oci-auto")
+        #expect(try await OCIRuntimeBinary.locate("auto", root: root, cgroups: cgroups).flavor == .crun)
+
+        let (before, drone, image) = try await OCITestSetup.runtime(first)
+        let state = before.configuration.stateDirectory
+        let backend = try spec(drone: drone, image: image)
+        let handle = try await before.start(backend)
+        _ = try await HTTPProbe(host: "127.0.0.1", port: Int(backend.port)).waitUntilAnswering("/")
+        let record = try #require(OCIRuntime.record(in: before.directory(backend.backendID)))
+        #expect(record.runtimeFlavor == first.binary && record.runtimeBinary?.hasSuffix("/\(first.binary)") == true)
+
+        let after = try await restarted(then, drone: drone, stateDirectory: state)
+        #expect(after.binary.flavor.rawValue == then.binary)
+        #expect(try await after.list() == [handle])
+        #expect(try await after.binary(of: backend.backendID).flavor.rawValue == first.binary)
+        try await after.stop(backend.backendID, grace: .seconds(5))
+        let stopped = try await after.status(of: backend.backendID)
+        #expect(stopped == .exited(code: 0), "\(stopped); shim.log: \((try? String(contentsOfFile: after.directory(backend.backendID).shimLog, encoding: .utf8)) ?? "none")")
+        try await after.remove(backend.backendID)
+        #expect(try await after.list().isEmpty)
+        // The first binary's own state of the container is gone too.
+        let firstBinary = try await OCIRuntimeBinary.locate(first.binary, root: "\(state)/runtime-root", cgroups: cgroups)
+        #expect(try await firstBinary.list().isEmpty)
     }
 
     @Test func outputGoesToTheLogWithStreamsAndFollowEndsWithTheBackend() async throws {
