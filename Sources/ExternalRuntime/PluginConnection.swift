@@ -30,11 +30,14 @@ final class PluginConnection: Sendable {
     let logger: Logger
     private let outbound: Outbound
     private let state = Mutex(State())
+    /// Called when the connection closes or a call times out (what its supervisor watches).
+    private let onChange: @Sendable () -> Void
 
-    init(plugin: String, outbound: Outbound, logger: Logger) {
+    init(plugin: String, outbound: Outbound, logger: Logger, onChange: @escaping @Sendable () -> Void = {}) {
         self.plugin = plugin
         self.outbound = outbound
         self.logger = logger
+        self.onChange = onChange
     }
 
     var isClosed: Bool { state.withLock { $0.closed != nil } }
@@ -179,6 +182,7 @@ final class PluginConnection: Sendable {
             return call
         }
         guard let pending else { return }
+        onChange()
         logger.warning("plugin.call_timed_out", metadata: ["plane.runtime": "\(plugin)", "method": "\(method.rawValue)"])
         pending.continuation.resume(returning: .failure(RuntimeError(
             .timeout, "Runtime plugin '\(plugin)' did not answer \(method.rawValue) within \(timeout.components.seconds) s; it may be hung (the drone restarts a plugin that misses three calls in a row).")))
@@ -207,6 +211,7 @@ final class PluginConnection: Sendable {
         }
         for stream in streams { stream.finish(throwing: error) }
         outbound.finish()
+        onChange()
     }
 
     func closedError() -> RuntimeError {

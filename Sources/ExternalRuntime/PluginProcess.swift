@@ -3,23 +3,24 @@ import Foundation
 import ProcessSupervision
 import Synchronization
 
-/// A plugin's process, started by the drone: whether it still runs, and how it ended (it is
-/// reaped by the first look after its end).
+/// A plugin's process, started by the drone: whether it still runs, and how it ended. A
+/// thread of its own waits for the exit (reaping it) and calls `onExit`, so nothing polls.
 final class PluginProcess: Sendable {
     let pid: pid_t
     private let status = Mutex<Int32?>(nil)
 
-    init(pid: pid_t) { self.pid = pid }
-
-    var isRunning: Bool {
-        status.withLock { status in
-            guard status == nil else { return false }
+    init(pid: pid_t, onExit: @escaping @Sendable () -> Void) {
+        self.pid = pid
+        Thread.detachNewThread { [self] in
             var raw: Int32 = 0
-            let result = waitpid(pid, &raw, WNOHANG)
-            if result == pid { status = raw } else if result == -1 { status = -1 }
-            return status == nil
+            var result: pid_t
+            repeat { result = waitpid(pid, &raw, 0) } while result == -1 && errno == EINTR
+            self.status.withLock { $0 = result == pid ? raw : -1 }
+            onExit()
         }
     }
+
+    var isRunning: Bool { status.withLock { $0 == nil } }
 
     /// "exit status 1", "signal 9".
     var exitDescription: String {

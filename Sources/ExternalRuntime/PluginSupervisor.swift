@@ -11,7 +11,9 @@ import Synchronization
 /// Runs one plugin: listens on its socket, starts its executable, takes its connection,
 /// agrees on a protocol version (`hello`), and restarts it with backoff when it dies, closes
 /// its connection or stops answering. Callers get the current connection, waiting while a
-/// restart is under way.
+/// restart is under way. Every wait is woken by the change it waits for
+/// (`PluginStateChanges`): the process's exit, a connection accepted or closed, a call
+/// timed out, the drone stopping.
 final class PluginSupervisor: Sendable {
     typealias ServerChannel = NIOAsyncChannel<NIOAsyncChannel<Result<PluginMessage, PluginProtocolError>, PluginMessage>, Never>
 
@@ -41,6 +43,7 @@ final class PluginSupervisor: Sendable {
     let logPath: String
     let logger: Logger
     private let state = Mutex(State())
+    private let changes = PluginStateChanges()
     private let server = Mutex<ServerChannel?>(nil)
 
     init(manifest: RuntimePluginManifest, executable: String, hello: PluginHello, configuration: ExternalRuntimeConfiguration, logger: Logger) {
@@ -80,7 +83,7 @@ final class PluginSupervisor: Sendable {
             await shutdown()
             throw error
         }
-        state.withLock { $0.current = incarnation }
+        setCurrent(incarnation)
         Task { await supervise(incarnation) }
         return (incarnation.hello, incarnation.connection)
     }
@@ -89,13 +92,14 @@ final class PluginSupervisor: Sendable {
     func connection(timeout: Duration) async throws(RuntimeError) -> PluginConnection {
         let deadline = ContinuousClock.now + timeout
         while true {
+            let seen = changes.generation
             let (connection, failure, stopping) = state.withLock { ($0.current?.connection, $0.lastFailure, $0.stopping) }
             if let connection, !connection.isClosed { return connection }
             if stopping { throw RuntimeError(.unavailable, "Runtime plugin '\(manifest.name)' has been stopped (the drone is shutting down).") }
             guard ContinuousClock.now < deadline else {
                 throw RuntimeError(.unavailable, "Runtime plugin '\(manifest.name)' is not running; the drone keeps restarting it. Last failure: \(failure?.description ?? "it exited"). Its output is in \(logPath).")
             }
-            try? await Task.sleep(for: .milliseconds(20))
+            await changes.wait(after: seen, until: deadline)
         }
     }
 
@@ -127,8 +131,10 @@ final class PluginSupervisor: Sendable {
                     for try await accepted in connections {
                         group.addTask {
                             try? await accepted.executeThenClose { inbound, outbound in
-                                let connection = PluginConnection(plugin: self.manifest.name, outbound: outbound, logger: self.logger)
+                                let changes = self.changes
+                                let connection = PluginConnection(plugin: self.manifest.name, outbound: outbound, logger: self.logger) { changes.signal() }
                                 self.state.withLock { $0.accepted.append(connection) }
+                                changes.signal()
                                 await connection.read(inbound)
                             }
                         }
@@ -151,8 +157,9 @@ final class PluginSupervisor: Sendable {
         // or blocks SIGTERM for its own shutdown handling, a plugin must not inherit that.
         let process: PluginProcess
         do {
+            let changes = changes
             process = PluginProcess(pid: try ProcessSpawner.spawn(executable, manifest.arguments, descriptors: log >= 0 ? [1: log, 2: log] : [:],
-                                                                  environment: environment))
+                                                                  environment: environment)) { changes.signal() }
         } catch {
             throw RuntimeError(.unavailable, "Cannot start runtime plugin '\(manifest.name)' (\(executable)): \(error.message)")
         }
@@ -162,6 +169,7 @@ final class PluginSupervisor: Sendable {
         let deadline = ContinuousClock.now + configuration.connectTimeout
         var connection: PluginConnection?
         while connection == nil {
+            let seen = changes.generation
             connection = state.withLock { $0.accepted.isEmpty ? nil : $0.accepted.removeFirst() }
             if connection != nil { break }
             guard process.isRunning else {
@@ -171,7 +179,7 @@ final class PluginSupervisor: Sendable {
                 await end(process)
                 throw RuntimeError(.timeout, "Runtime plugin '\(manifest.name)' did not connect to \(socketPath) within \(configuration.connectTimeout.components.seconds) s (it must connect to $PLANE_RUNTIME_SOCKET). \(lastOutput())")
             }
-            try? await Task.sleep(for: .milliseconds(10))
+            await changes.wait(after: seen, until: deadline)
         }
         guard let connection else { throw RuntimeError(.internal, "unreachable") }
         do throws(RuntimeError) {
@@ -204,12 +212,12 @@ final class PluginSupervisor: Sendable {
         var isRestart = false
         while true {
             if let current = incarnation {
-                state.withLock { $0.current = current }
+                setCurrent(current)
                 if isRestart {
                     for callback in state.withLock({ $0.onConnect }) { callback(current.connection, current.hello) }
                 }
                 let reason = await watch(current)
-                state.withLock { $0.current = nil }
+                setCurrent(nil)
                 current.connection.close(RuntimeError(.unavailable, "Runtime plugin '\(manifest.name)' is restarting: \(reason)."))
                 await end(current.process)
                 if state.withLock({ $0.stopping }) { return }
@@ -217,8 +225,8 @@ final class PluginSupervisor: Sendable {
                 state.withLock { $0.lastFailure = RuntimeError(.unavailable, reason) }
                 if ContinuousClock.now - current.started > .seconds(30) { backoff = configuration.restartBackoff }
             }
-            if state.withLock({ $0.stopping }) { return }
-            try? await Task.sleep(for: backoff)
+            // The backoff, cut short when the drone stops.
+            if await changes.wait(until: .now + backoff, for: { state.withLock { $0.stopping } }) { return }
             backoff = min(backoff * 2, configuration.maximumRestartBackoff)
             if state.withLock({ $0.stopping }) { return }
             do {
@@ -237,24 +245,29 @@ final class PluginSupervisor: Sendable {
     /// Waits until the plugin exits, closes its connection, stops answering, or the drone stops.
     func watch(_ incarnation: Incarnation) async -> String {
         while true {
+            let seen = changes.generation
             if state.withLock({ $0.stopping }) { return "the drone is stopping" }
             if !incarnation.process.isRunning { return "it exited (\(incarnation.process.exitDescription))" }
             if incarnation.connection.isClosed { return "it closed its connection" }
             if incarnation.connection.unansweredTimeouts >= configuration.hungAfterTimeouts {
                 return "it did not answer \(configuration.hungAfterTimeouts) calls in a row"
             }
-            try? await Task.sleep(for: .milliseconds(50))
+            await changes.wait(after: seen)
         }
+    }
+
+    private func setCurrent(_ incarnation: Incarnation?) {
+        state.withLock { $0.current = incarnation }
+        changes.signal()
     }
 
     /// SIGTERM, two seconds, SIGKILL; always reaps.
     func end(_ process: PluginProcess) async {
         guard process.isRunning else { return }
         kill(process.pid, SIGTERM)
-        let deadline = ContinuousClock.now + .seconds(2)
-        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
-        if process.isRunning { kill(process.pid, SIGKILL) }
-        while process.isRunning { try? await Task.sleep(for: .milliseconds(10)) }
+        if await changes.wait(until: .now + .seconds(2), for: { !process.isRunning }) { return }
+        kill(process.pid, SIGKILL)
+        _ = await changes.wait { !process.isRunning }
     }
 
     /// Stops the plugin and the listener; the backends it runs are not touched.
@@ -263,6 +276,7 @@ final class PluginSupervisor: Sendable {
             state.stopping = true
             return state.current
         }
+        changes.signal()
         if let current {
             current.connection.close(RuntimeError(.unavailable, "Runtime plugin '\(manifest.name)' has been stopped (the drone is shutting down)."))
             await end(current.process)
