@@ -228,7 +228,7 @@ actor BackendSupervisor {
                         try await runtime.stop(backend, grace: grace)
                         // What it printed until it ended is published before its log goes. The
                         // stream ends with the process; the bound is for a runtime whose stream
-                        // does not (a busy dockerd took over 2 s to open one in a loaded CI run).
+                        // does not, and generous for a busy one.
                         await endingMonitor?.finishLogs(within: .seconds(10))
                         try await runtime.remove(backend)
                         break
