@@ -272,12 +272,16 @@ public final class DroneAgent: Service, Sendable {
         return .publish(hostAddress: "127.0.0.1")
     }
 
-    /// A port from the range that no live backend holds and that is free on the host.
+    /// A port from the range that no live backend holds and that is free on the host. The
+    /// search starts at a random port of the range and goes on from the last one given, so
+    /// drones whose ranges overlap (by mistake, or a `plane dev` beside a drone) rarely try
+    /// the same port at the same moment: between the check and the backend's bind another
+    /// drone's check would pass too.
     func reservePort() async throws -> Int {
         let inUse = try await context.store.portsInUse()
         let range = configuration.portRange
         return try state.withLock { state in
-            var candidate = state.nextPort ?? range.lowerBound
+            var candidate = state.nextPort ?? Int.random(in: range)
             for _ in 0..<range.count {
                 if candidate > range.upperBound { candidate = range.lowerBound }
                 if !inUse.contains(candidate), !state.reservedPorts.contains(candidate), Self.isFree(port: candidate) {

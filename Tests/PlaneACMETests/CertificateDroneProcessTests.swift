@@ -49,8 +49,11 @@ struct CertificateDroneProcessTests {
             let bundle = try #require(try CertificateBundle.read(files))
             #expect(Set(bundle.names) == ["*.plane.test", "plane.test"] && bundle.chainLength == 2)
             #expect(FileManager.default.fileExists(atPath: "\(directory)/state/acme/account-key.pem"))
+            // The gauge is set once the files are written: a moment after they appear.
+            let expiry = "plane_certificate_expiry_timestamp_seconds \(Int64(bundle.notAfter.timeIntervalSince1970))"
+            #expect(try await eventually { (try? HTTPProbe(port: metricsPort).get("/metrics").body.contains(expiry)) == true })
             let metrics = try HTTPProbe(port: metricsPort).get("/metrics")
-            #expect(metrics.body.contains("plane_certificate_expiry_timestamp_seconds \(Int64(bundle.notAfter.timeIntervalSince1970))"), "\(metrics.body)")
+            #expect(metrics.body.contains(expiry), "\(metrics.body)")
             #expect(metrics.body.contains("plane_acme_renewal_attempts_total 1") && metrics.body.contains("plane_acme_renewal_failures_total 0"))
             child.signal(SIGTERM)
             #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
