@@ -1,4 +1,3 @@
-import CLinux
 import Foundation
 import ProcessSupervision
 import Synchronization
@@ -12,10 +11,8 @@ final class PluginProcess: Sendable {
     init(pid: pid_t, onExit: @escaping @Sendable () -> Void) {
         self.pid = pid
         Thread.detachNewThread { [self] in
-            var raw: Int32 = 0
-            var result: pid_t
-            repeat { result = waitpid(pid, &raw, 0) } while result == -1 && errno == EINTR
-            self.status.withLock { $0 = result == pid ? raw : -1 }
+            let ended = ProcessSpawner.wait(for: pid) ?? -1
+            self.status.withLock { $0 = ended }
             onExit()
         }
     }
