@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: bootstrap build dev test bench bench-nats bench-runtime bench-controller bench-proxy image clean
+.PHONY: bootstrap build release dev test bench bench-nats bench-runtime bench-controller bench-proxy image clean
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -14,6 +14,11 @@ SWIFTPM_FLAGS ?=
 
 build: bootstrap
 	swift build $(SWIFTPM_FLAGS)
+
+# The production build of `plane` (docs/operations.md, "Building for production"):
+# release configuration without run-time exclusivity checks; .build/release/plane.
+release: bootstrap
+	bash scripts/release-build.sh --product plane
 
 # A whole local cluster in the foreground (`plane dev`): NATS, controller, drone with its
 # HTTPS proxy and a local CA, the demo image. Uses dockerd (started here if none runs) or,

@@ -365,7 +365,8 @@ let package = Package(
         .testTarget(
             name: "PlaneProxyTests",
             dependencies: ["PlaneProxy", "PlaneCore", "PlaneTestSupport", "plane-test-server",
-                           .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "Logging", package: "swift-log")],
+                           .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
+                           .product(name: "Logging", package: "swift-log")],
             exclude: ["python"]
         ),
         .testTarget(

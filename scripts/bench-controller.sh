@@ -10,7 +10,7 @@ SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
 
 bash scripts/bootstrap.sh
 echo "bench: building ControllerBench (release)"
-swift build -c release --product ControllerBench >/dev/null
+bash scripts/release-build.sh --product ControllerBench >/dev/null
 BENCH=.build/release/ControllerBench
 work=$(mktemp -d)
 pids=()

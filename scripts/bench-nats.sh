@@ -12,7 +12,7 @@ RUNS=${RUNS:-3}
 
 bash scripts/bootstrap.sh
 echo "bench: building NATSBench (release)"
-swift build -c release --product NATSBench >/dev/null
+bash scripts/release-build.sh --product NATSBench >/dev/null
 BENCH=.build/release/NATSBench
 
 if [ ! -x .venv-bench/bin/python ]; then

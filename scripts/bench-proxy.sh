@@ -22,8 +22,8 @@ for program in wrk nginx; do
 done
 bash scripts/test-python.sh >/dev/null
 echo "bench: building ProxyBench and plane-test-server (release)"
-swift build -c release --product ProxyBench >/dev/null
-swift build -c release --product plane-test-server >/dev/null
+bash scripts/release-build.sh --product ProxyBench >/dev/null
+bash scripts/release-build.sh --product plane-test-server >/dev/null
 BIN=.build/release
 PY=.build/plane-test-venv/bin/python
 
@@ -34,12 +34,14 @@ trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "bench: nothing on port $1" >&2; exit 1; }
 
-backend=$(free_port); proxy=$(free_port); proxy_tls=$(free_port); nginx_port=$(free_port); nginx_tls=$(free_port)
+backend=$(free_port); proxy=$(free_port); proxy_tls=$(free_port); nginx_port=$(free_port); nginx_tls=$(free_port); floor=$(free_port)
 PORT=$backend HOST=127.0.0.1 $BIN/plane-test-server >/dev/null & pids+=($!); backend_pid=$!
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" -days 1 \
   -subj "/CN=plane.test" -addext "subjectAltName=DNS:*.plane.test,DNS:plane.test" 2>/dev/null
 $BIN/ProxyBench "$proxy" "127.0.0.1:$backend" >/dev/null & pids+=($!); proxy_pid=$!
 $BIN/ProxyBench "$proxy_tls" "127.0.0.1:$backend" "$work/key.pem" "$work/cert.pem" >/dev/null & pids+=($!); proxy_tls_pid=$!
+# NIO's floor: bytes relayed between each client connection and its own backend connection.
+PROXY_FLOOR=1 $BIN/ProxyBench "$floor" "127.0.0.1:$backend" >/dev/null & pids+=($!); floor_pid=$!
 mkdir -p "$work/nginx"
 cat > "$work/nginx.conf" <<NGINX
 worker_processes auto;
@@ -69,35 +71,37 @@ http {
 }
 NGINX
 nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!); nginx_pid=$!
-for port in $backend $proxy $proxy_tls $nginx_port $nginx_tls; do wait_port "$port"; done
+for port in $backend $proxy $proxy_tls $nginx_port $nginx_tls $floor; do wait_port "$port"; done
 nginx_workers=$(pgrep -P "$nginx_pid" | tr '\n' ' ')
 
-# CPU time (clock ticks, user + system) of these processes' threads so far.
+# CPU time of these processes' threads so far: "user system" in clock ticks.
 cpu_ticks() {
-  local total=0 task fields
+  local user=0 system=0 task fields
   for pid in "$@"; do
     for task in /proc/"$pid"/task/*/stat; do
       read -r -a fields < "$task" || continue
-      total=$((total + fields[13] + fields[14]))
+      user=$((user + fields[13]))
+      system=$((system + fields[14]))
     done
   done
-  echo "$total"
+  echo "$user $system"
 }
 
-# "requests/s p99 cpu" of one wrk run against $1; cpu: µs of CPU the serving processes
-# (the rest of the arguments) spent per request, the measure least moved by the noise
-# of a shared machine.
+# "requests/s p99 user system" of one wrk run against $1; user and system: µs (one decimal)
+# of CPU the serving processes (the rest of the arguments) spent per request, the measure
+# least moved by the noise of a shared machine.
 run_wrk() {
-  local url=$1 out before after
+  local url=$1 out user_before system_before user_after system_after
   shift
-  before=$(cpu_ticks "$@")
+  read -r user_before system_before <<<"$(cpu_ticks "$@")"
   out=$(wrk -t"$THREADS" -c"$CONNECTIONS" -d"${DURATION}s" --latency -H "Host: foobar.plane.test" "$url" 2>&1)
-  after=$(cpu_ticks "$@")
+  read -r user_after system_after <<<"$(cpu_ticks "$@")"
   local rps p99 requests
   rps=$(awk '/Requests\/sec/ {print $2}' <<<"$out")
   p99=$(awk '$1 == "99%" {print $2}' <<<"$out")
   requests=$(awk '/requests in/ {print $1}' <<<"$out")
-  echo "$rps $p99 $(( (after - before) * 1000000 / $(getconf CLK_TCK) / requests ))"
+  python3 -c "import sys; t = 1e6 / float(sys.argv[3]) / float(sys.argv[4]); print(sys.argv[1], sys.argv[2], f'{int(sys.argv[5]) * t:.1f}', f'{int(sys.argv[6]) * t:.1f}')" \
+    "$rps" "$p99" "$(getconf CLK_TCK)" "$requests" "$((user_after - user_before))" "$((system_after - system_before))"
 }
 to_ms() { python3 -c "import sys; v=sys.argv[1]; print(float(v[:-2]) if v.endswith('ms') else float(v[:-2])/1000 if v.endswith('us') else float(v[:-1])*1000)" "$1"; }
 
@@ -108,9 +112,10 @@ wrk -t1 -c4 -d2s -H "Host: foobar.plane.test" "http://127.0.0.1:$proxy/" >/dev/n
 declare -A results
 for round in $(seq "$ROUNDS"); do
   echo "bench: round $round of $ROUNDS"
-  for path in direct proxy nginx proxy_tls nginx_tls; do
+  for path in direct floor proxy nginx proxy_tls nginx_tls; do
     case $path in
       direct) url="http://127.0.0.1:$backend/"; serving=$backend_pid ;;
+      floor) url="http://127.0.0.1:$floor/"; serving=$floor_pid ;;
       proxy) url="http://127.0.0.1:$proxy/"; serving=$proxy_pid ;;
       nginx) url="http://127.0.0.1:$nginx_port/"; serving=$nginx_workers ;;
       proxy_tls) url="https://127.0.0.1:$proxy_tls/"; serving=$proxy_tls_pid ;;
@@ -120,18 +125,20 @@ for round in $(seq "$ROUNDS"); do
     results[$path]+="$(run_wrk "$url" $serving);"
   done
 done
-# The median round by requests/s (with its p99), and the median CPU per request.
+# The median round by requests/s (with its p99), and the median user and system CPU per request.
 median() { python3 -c "
 import sys
 runs = [r.split() for r in sys.argv[1].split(';') if r.strip()]
 by_rate = sorted(runs, key=lambda r: float(r[0]))[len(runs) // 2]
-cpu = sorted(int(r[2]) for r in runs)[len(runs) // 2]
-print(f'{float(by_rate[0]):.0f} {by_rate[1]} {cpu}')" "$1"; }
-read -r direct_rps direct_p99 direct_cpu <<<"$(median "${results[direct]}")"
-read -r proxy_rps proxy_p99 proxy_cpu <<<"$(median "${results[proxy]}")"
-read -r nginx_rps nginx_p99 nginx_cpu <<<"$(median "${results[nginx]}")"
-read -r proxy_tls_rps proxy_tls_p99 proxy_tls_cpu <<<"$(median "${results[proxy_tls]}")"
-read -r nginx_tls_rps nginx_tls_p99 nginx_tls_cpu <<<"$(median "${results[nginx_tls]}")"
+user = sorted(float(r[2]) for r in runs)[len(runs) // 2]
+system = sorted(float(r[3]) for r in runs)[len(runs) // 2]
+print(f'{float(by_rate[0]):.0f} {by_rate[1]} {user:.1f} {system:.1f} {user + system:.1f}')" "$1"; }
+read -r direct_rps direct_p99 direct_user direct_system direct_cpu <<<"$(median "${results[direct]}")"
+read -r floor_rps floor_p99 floor_user floor_system floor_cpu <<<"$(median "${results[floor]}")"
+read -r proxy_rps proxy_p99 proxy_user proxy_system proxy_cpu <<<"$(median "${results[proxy]}")"
+read -r nginx_rps nginx_p99 nginx_user nginx_system nginx_cpu <<<"$(median "${results[nginx]}")"
+read -r proxy_tls_rps proxy_tls_p99 proxy_tls_user proxy_tls_system proxy_tls_cpu <<<"$(median "${results[proxy_tls]}")"
+read -r nginx_tls_rps nginx_tls_p99 nginx_tls_user nginx_tls_system nginx_tls_cpu <<<"$(median "${results[nginx_tls]}")"
 
 ws() { "$PY" Tests/PlaneProxyTests/python/ws_peer.py load --url "ws://foobar.plane.test:$1/" --port "$1" --connections 50 --messages 2000 | sed -n 's/.*messages_per_second=\([0-9]*\).*/\1/p'; }
 ws_direct=$(ws "$backend")
@@ -145,18 +152,23 @@ section=$(cat <<MD
 
 \`make bench-proxy\` (scripts/bench-proxy.sh): wrk ($THREADS threads, $CONNECTIONS connections,
 ${DURATION} s each, \`Host: foobar.plane.test\`; $ROUNDS rounds with the paths taking turns, the
-median round of each path shown) against the plane-test-server backend (release
-build), all on this $cores-core machine at once (wrk, proxy, backend share the cores). Our
-proxy is \`ProxyBench\` (the drone's \`ProxyServer\` with one route, release build); nginx
-(Debian) is set up as the same reverse proxy with 64 keep-alive upstream connections.
+median round of each path shown) against the plane-test-server backend, all on this
+$cores-core machine at once (wrk, proxy, backend share the cores), $(date -u +%Y-%m-%d), $(uname -sr). Our
+proxy is \`ProxyBench\` (the drone's \`ProxyServer\` with one route); it and the backend are
+built as \`make release\` builds \`plane\` (\`scripts/release-build.sh\`). nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')
+(Debian) is set up as the same reverse proxy with 64 keep-alive upstream connections. The
+"relay floor" is no proxy: \`ProxyBench\` with \`PROXY_FLOOR=1\` gives each client
+connection its own backend connection and relays bytes both ways without looking at them,
+the least SwiftNIO work a proxied request can cost.
 
-| Path | Requests/s | p99 latency | CPU per request (serving process) |
+| Path | Requests/s | p99 latency | CPU per request, user + system (serving process) |
 |---|---|---|---|
-| direct to the backend | $direct_rps | $direct_p99 | $direct_cpu µs |
-| our proxy, HTTP | $proxy_rps | $proxy_p99 | $proxy_cpu µs |
-| nginx, HTTP | $nginx_rps | $nginx_p99 | $nginx_cpu µs |
-| our proxy, TLS | $proxy_tls_rps | $proxy_tls_p99 | $proxy_tls_cpu µs |
-| nginx, TLS | $nginx_tls_rps | $nginx_tls_p99 | $nginx_tls_cpu µs |
+| direct to the backend | $direct_rps | $direct_p99 | $direct_user + $direct_system = $direct_cpu µs |
+| relay floor (SwiftNIO, no HTTP) | $floor_rps | $floor_p99 | $floor_user + $floor_system = $floor_cpu µs |
+| our proxy, HTTP | $proxy_rps | $proxy_p99 | $proxy_user + $proxy_system = $proxy_cpu µs |
+| nginx, HTTP | $nginx_rps | $nginx_p99 | $nginx_user + $nginx_system = $nginx_cpu µs |
+| our proxy, TLS | $proxy_tls_rps | $proxy_tls_p99 | $proxy_tls_user + $proxy_tls_system = $proxy_tls_cpu µs |
+| nginx, TLS | $nginx_tls_rps | $nginx_tls_p99 | $nginx_tls_user + $nginx_tls_system = $nginx_tls_cpu µs |
 
 Ratios: our proxy / nginx = **$(ratio "$proxy_rps" "$nginx_rps")** (HTTP) and
 **$(ratio "$proxy_tls_rps" "$nginx_tls_rps")** (TLS) in requests/s (goal ≥ 1.00); p99 minus nginx's:

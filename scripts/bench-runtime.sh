@@ -17,8 +17,8 @@ work=$(mktemp -d)
 cleanup() { bash scripts/docker-daemon.sh stop; rm -rf "$work"; }
 trap cleanup EXIT
 echo "bench: building (release) and packaging plane-test-server"
-swift build -c release --product RuntimeBench >/dev/null
-swift build -c release --product plane >/dev/null
+bash scripts/release-build.sh --product RuntimeBench >/dev/null
+bash scripts/release-build.sh --product plane >/dev/null
 swift package --allow-writing-to-package-directory build-image --product plane-test-server --tag bench >/dev/null
 docker load -i .build/plane-images/plane-test-server/plane-test-server.tar >/dev/null
 BENCH=.build/release/RuntimeBench

@@ -22,97 +22,153 @@ public enum ForwardedHeaders {
 
     /// Writes the head sent to the backend for a client request.
     public static func writeUpstreamRequest(_ head: HTTP1Head, target: String, clientAddress: String?, scheme: String, upgrade: Bool, into buffer: inout ByteBuffer) {
-        buffer.writeString(head.method)
-        buffer.writeStaticString(" ")
-        buffer.writeString(target)
-        buffer.writeStaticString(" HTTP/1.1\r\n")
         let named = namedByConnection(head)
-        var forwardedFor: String?
-        for index in head.fields.indices {
-            let field = head.fields[index]
-            switch field.known {
-            case .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade, .expect, .xForwardedProto, .xForwardedHost:
-                continue
-            case .xForwardedFor:
-                let value = head.value(at: index)
-                forwardedFor = forwardedFor.map { $0 + ", " + value } ?? value
-                continue
-            default:
-                if !named.isEmpty, named.contains(head.name(at: index).lowercased()) { continue }
-                writeLine(field, of: head, into: &buffer)
+        let upgradeValue = upgrade ? head.firstIndex(of: .upgrade) : nil
+        let host = head.firstIndex(of: .host)
+        let capacity = requestCapacity(head, target: target, clientAddress: clientAddress, scheme: scheme)
+        head.bytes.withUnsafeReadableBytes { source in
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { destination in
+                var out = HeadWriter(destination)
+                out.write(head.method)
+                out.write(" ")
+                out.write(target)
+                out.write(" HTTP/1.1\r\n")
+                for index in head.fields.indices {
+                    let field = head.fields[index]
+                    switch field.known {
+                    case .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade, .expect, .xForwardedProto, .xForwardedHost, .xForwardedFor:
+                        continue
+                    default:
+                        if !named.isEmpty, named.contains(head.name(at: index).lowercased()) { continue }
+                        out.write(source, Int(field.lineStart), Int(field.valueEnd))
+                        out.write("\r\n")
+                    }
+                }
+                if let upgradeValue {
+                    let field = head.fields[upgradeValue]
+                    out.write("Connection: upgrade\r\nUpgrade: ")
+                    out.write(source, Int(field.valueStart), Int(field.valueEnd))
+                    out.write("\r\n")
+                }
+                // X-Forwarded-For: the values that came (in order), then the client's address.
+                var wroteForwardedFor = false
+                for field in head.fields where field.known == .xForwardedFor && field.valueEnd > field.valueStart {
+                    out.write(wroteForwardedFor ? ", " : "X-Forwarded-For: ")
+                    out.write(source, Int(field.valueStart), Int(field.valueEnd))
+                    wroteForwardedFor = true
+                }
+                if let clientAddress {
+                    out.write(wroteForwardedFor ? ", " : "X-Forwarded-For: ")
+                    out.write(clientAddress)
+                    wroteForwardedFor = true
+                }
+                if wroteForwardedFor { out.write("\r\n") }
+                out.write("X-Forwarded-Proto: ")
+                out.write(scheme)
+                out.write("\r\n")
+                if let host {
+                    let field = head.fields[host]
+                    out.write("X-Forwarded-Host: ")
+                    out.write(source, Int(field.valueStart), Int(field.valueEnd))
+                    out.write("\r\n")
+                }
+                out.write("\r\n")
+                return out.count
             }
         }
-        if upgrade, let protocols = head.first(.upgrade) {
-            buffer.writeStaticString("Connection: upgrade\r\nUpgrade: ")
-            buffer.writeString(protocols)
-            buffer.writeStaticString("\r\n")
-        }
-        if let clientAddress {
-            buffer.writeStaticString("X-Forwarded-For: ")
-            if let forwardedFor, !forwardedFor.isEmpty {
-                buffer.writeString(forwardedFor)
-                buffer.writeStaticString(", ")
-            }
-            buffer.writeString(clientAddress)
-            buffer.writeStaticString("\r\n")
-        } else if let forwardedFor {
-            buffer.writeStaticString("X-Forwarded-For: ")
-            buffer.writeString(forwardedFor)
-            buffer.writeStaticString("\r\n")
-        }
-        buffer.writeStaticString("X-Forwarded-Proto: ")
-        buffer.writeString(scheme)
-        buffer.writeStaticString("\r\n")
-        if let host = head.first(.host) {
-            buffer.writeStaticString("X-Forwarded-Host: ")
-            buffer.writeString(host)
-            buffer.writeStaticString("\r\n")
-        }
-        buffer.writeStaticString("\r\n")
     }
 
     /// Writes the head sent to the client for a backend response (always as HTTP/1.1).
     /// `keepTransferEncoding` is false when the proxy takes the chunks apart (HTTP/1.0 client).
     public static func writeDownstreamResponse(_ head: HTTP1Head, connection: ConnectionHeader, keepTransferEncoding: Bool = true, into buffer: inout ByteBuffer) {
-        buffer.writeStaticString("HTTP/1.1 ")
-        var statusLineEnd = head.startLineEnd - 1
-        if statusLineEnd > head.statusCodeStart, head.bytes.getInteger(at: head.bytes.readerIndex + statusLineEnd - 1, as: UInt8.self) == 0x0D { statusLineEnd -= 1 }
-        var statusLine = head.slice(head.statusCodeStart, statusLineEnd)
-        buffer.writeBuffer(&statusLine)
-        buffer.writeStaticString("\r\n")
         let named = namedByConnection(head)
-        for index in head.fields.indices {
-            let field = head.fields[index]
-            switch field.known {
-            case .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade:
-                continue
-            case .transferEncoding where !keepTransferEncoding:
-                continue
-            default:
-                if !named.isEmpty, named.contains(head.name(at: index).lowercased()) { continue }
-                writeLine(field, of: head, into: &buffer)
+        let upgradeValue = connection == .upgrade ? head.firstIndex(of: .upgrade) : nil
+        let capacity = responseCapacity(head)
+        head.bytes.withUnsafeReadableBytes { source in
+            buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { destination in
+                var out = HeadWriter(destination)
+                out.write("HTTP/1.1 ")
+                var statusLineEnd = head.startLineEnd - 1
+                if statusLineEnd > head.statusCodeStart, source[statusLineEnd - 1] == 0x0D { statusLineEnd -= 1 }
+                out.write(source, head.statusCodeStart, statusLineEnd)
+                out.write("\r\n")
+                for index in head.fields.indices {
+                    let field = head.fields[index]
+                    switch field.known {
+                    case .connection, .keepAlive, .proxyConnection, .te, .trailer, .upgrade:
+                        continue
+                    case .transferEncoding where !keepTransferEncoding:
+                        continue
+                    default:
+                        if !named.isEmpty, named.contains(head.name(at: index).lowercased()) { continue }
+                        out.write(source, Int(field.lineStart), Int(field.valueEnd))
+                        out.write("\r\n")
+                    }
+                }
+                switch connection {
+                case .none: break
+                case .close: out.write("Connection: close\r\n")
+                case .keepAlive: out.write("Connection: keep-alive\r\n")
+                case .upgrade:
+                    out.write("Connection: upgrade\r\n")
+                    if let upgradeValue {
+                        let field = head.fields[upgradeValue]
+                        out.write("Upgrade: ")
+                        out.write(source, Int(field.valueStart), Int(field.valueEnd))
+                        out.write("\r\n")
+                    }
+                }
+                out.write("\r\n")
+                return out.count
             }
         }
-        switch connection {
-        case .none: break
-        case .close: buffer.writeStaticString("Connection: close\r\n")
-        case .keepAlive: buffer.writeStaticString("Connection: keep-alive\r\n")
-        case .upgrade:
-            buffer.writeStaticString("Connection: upgrade\r\n")
-            if let protocols = head.first(.upgrade) {
-                buffer.writeStaticString("Upgrade: ")
-                buffer.writeString(protocols)
-                buffer.writeStaticString("\r\n")
-            }
-        }
-        buffer.writeStaticString("\r\n")
     }
 
-    /// A header line as it came, without trailing whitespace, ended with CRLF.
-    private static func writeLine(_ field: HTTP1Head.Field, of head: HTTP1Head, into buffer: inout ByteBuffer) {
-        var line = head.slice(Int(field.lineStart), Int(field.valueEnd))
-        buffer.writeBuffer(&line)
-        buffer.writeStaticString("\r\n")
+    /// At least the bytes `writeUpstreamRequest` writes: the head's lines (each at most one
+    /// byte longer with CRLF), the new start line and the added header lines (X-Forwarded-Host
+    /// and the forwarded X-Forwarded-For values repeat bytes of the head). A buffer
+    /// allocated with this capacity is written without growing.
+    public static func requestCapacity(_ head: HTTP1Head, target: String, clientAddress: String?, scheme: String) -> Int {
+        2 * head.bytes.readableBytes + head.fields.count + head.method.utf8.count + target.utf8.count + (clientAddress?.utf8.count ?? 0) + scheme.utf8.count + 160
+    }
+
+    /// At least the bytes `writeDownstreamResponse` writes: the head's lines (each at most one
+    /// byte longer with CRLF), the new status line and Connection/Upgrade (the Upgrade value
+    /// repeats bytes of the head).
+    public static func responseCapacity(_ head: HTTP1Head) -> Int {
+        2 * head.bytes.readableBytes + head.fields.count + 96
+    }
+
+    /// Copies pieces of a head into memory reserved for it, one bounds check per piece
+    /// (`ByteBuffer`'s own writes check capacity and uniqueness for each of the twenty or
+    /// so pieces of a head).
+    struct HeadWriter {
+        let destination: UnsafeMutableRawBufferPointer
+        private(set) var count = 0
+
+        init(_ destination: UnsafeMutableRawBufferPointer) {
+            self.destination = destination
+        }
+
+        mutating func write(_ bytes: UnsafeRawBufferPointer) {
+            precondition(count + bytes.count <= destination.count, "a head is larger than the capacity reserved for it")
+            guard let source = bytes.baseAddress, bytes.count > 0 else { return }
+            (destination.baseAddress! + count).copyMemory(from: source, byteCount: bytes.count)
+            count += bytes.count
+        }
+
+        mutating func write(_ source: UnsafeRawBufferPointer, _ start: Int, _ end: Int) {
+            write(UnsafeRawBufferPointer(rebasing: source[start..<end]))
+        }
+
+        mutating func write(_ text: StaticString) {
+            write(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+        }
+
+        mutating func write(_ text: String) {
+            var text = text
+            text.withUTF8 { write(UnsafeRawBufferPointer($0)) }
+        }
     }
 
     /// Extra hop-by-hop header names the `Connection` header lists (its usual tokens

@@ -76,6 +76,11 @@ public struct HTTP1Head: Sendable {
         return nil
     }
 
+    /// Where the first field of a kind is (an index of `fields`).
+    func firstIndex(of known: Known) -> Int? {
+        fields.firstIndex { $0.known == known }
+    }
+
     /// Every value of a known field, in order.
     public func values(_ known: Known) -> [String] {
         var result: [String] = []

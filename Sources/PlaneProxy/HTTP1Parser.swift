@@ -61,6 +61,9 @@ struct HTTP1Parser {
     /// A head being received: how far it has been searched, where the current line starts.
     private var scanned = 0
     private var lineStart = 0
+    /// The field list of the last head, reused for the next one: heads do not outlive
+    /// their handling, so its storage is unshared again by then (no allocation per head).
+    private var fieldStorage: [HTTP1Head.Field] = []
     /// The framing of the message in progress.
     private(set) var framing = Framing.none
     /// Responses: the answered request was `HEAD`, so the response has no body whatever
@@ -168,7 +171,8 @@ struct HTTP1Parser {
         scanned = 0
         lineStart = 0
         let bytes = buffer.readSlice(length: end)!
-        let head = try Self.parseHead(bytes, kind: kind)
+        fieldStorage.removeAll(keepingCapacity: true)
+        let head = try Self.parseHead(bytes, kind: kind, fields: &fieldStorage)
         try startBody(of: head)
         return head
     }
@@ -203,7 +207,8 @@ struct HTTP1Parser {
     }
 
     /// Parses a whole head (start line, header lines, empty line).
-    static func parseHead(_ bytes: ByteBuffer, kind: Kind) throws(ProxyError) -> HTTP1Head {
+    /// `fields` is empty storage for the field list.
+    static func parseHead(_ bytes: ByteBuffer, kind: Kind, fields: inout [HTTP1Head.Field]) throws(ProxyError) -> HTTP1Head {
         typealias Field = HTTP1Head.Field
         let result: Result<HTTP1Head, ProxyError> = bytes.withUnsafeReadableBytes { raw in
             // Lines: [start, contentEnd) without the terminator, next line at `after`.
@@ -248,8 +253,7 @@ struct HTTP1Parser {
                 for index in 12..<startEnd where isControl(raw[index]) { return .failure(malformed(kind, "the reason phrase holds a control character.")) }
                 statusCodeStart = 9
             }
-            var fields: [Field] = []
-            fields.reserveCapacity(12)
+            if fields.capacity < 12 { fields.reserveCapacity(12) }
             var position = first.after
             while let (contentEnd, after) = line(from: position) {
                 if contentEnd == position { break }  // the empty line

@@ -55,10 +55,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var closesClient = false
         /// The response must have started by then (set once the request is sent).
         var responseDeadline: NIODeadline?
-        let started: ContinuousClock.Instant
+        let started: NIODeadline
 
         init(upstreamHead: ByteBuffer, target: ProxyRouter.Target, isHEAD: Bool, clientIsHTTP10: Bool, keepAlive: Bool, isUpgrade: Bool, expectsContinue: Bool,
-             started: ContinuousClock.Instant) {
+             started: NIODeadline) {
             self.started = started
             self.upstreamHead = upstreamHead
             self.target = target
@@ -92,11 +92,20 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var state = State.idle {
         didSet {
             if case .idle = state {
-                let now = NIODeadline.now()
+                let now = self.now
                 headerDeadline.awaitingHead(now: now)
                 headerDeadlineChanged(now: now)
             }
         }
+    }
+    /// The time of the event being handled, read from the clock at most once per event:
+    /// every entry point (from NIO, the upstream side or a timer) clears it first.
+    private var eventTime: NIODeadline?
+    private var now: NIODeadline {
+        if let eventTime { return eventTime }
+        let time = NIODeadline.now()
+        eventTime = time
+        return time
     }
     /// The header read and idle timeouts (no handler of their own: one handler per connection).
     private var headerDeadline: HeaderDeadline
@@ -111,8 +120,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var clientAddress: String?
     /// Bytes not yet reported to the metrics.
     private var tally = ProxyMetrics.ByteTally()
-    private var lastActivity: (backend: BackendID, at: ContinuousClock.Instant)?
-    static let activityInterval = Duration.milliseconds(100)
+    private var lastActivity: (backend: BackendID, at: NIODeadline)?
+    static let activityInterval = TimeAmount.milliseconds(100)
+    /// This connection's last route lookup.
+    private var routeCache = RouteTable.Cache()
+    /// The counters of this connection's event loop.
+    private let metrics: ProxyMetrics.Shard
+    /// `[proxy] upstream_timeout_secs`.
+    private let responseTimeout: TimeAmount
     /// A response head not written yet: the first body bytes join it, so that a small
     /// response leaves in one buffer.
     private var responseHead: ByteBuffer?
@@ -121,6 +136,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     init(shared: ProxyContext, pool: UpstreamPool) {
         self.shared = shared
         self.pool = pool
+        metrics = shared.metrics.shard(for: pool.eventLoop)
+        responseTimeout = shared.configuration.upstreamResponseTimeout.timeAmount
         parser = HTTP1Parser(kind: .request, maxHeadBytes: shared.configuration.maxHeaderBytes)
         headerDeadline = HeaderDeadline(headLimit: shared.configuration.headerReadTimeout.timeAmount, idleLimit: shared.configuration.idleTimeout.timeAmount)
     }
@@ -130,8 +147,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         clientAddress = context.channel.remoteAddress?.ipAddress
+        eventTime = nil
         if context.channel.isActive {
-            let now = NIODeadline.now()
+            let now = self.now
             headerDeadline.connectionStarted(now: now)
             headerDeadlineChanged(now: now)
         }
@@ -139,7 +157,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelActive(context: ChannelHandlerContext) {
         clientAddress = context.channel.remoteAddress?.ipAddress
-        let now = NIODeadline.now()
+        eventTime = nil
+        let now = self.now
         headerDeadline.connectionStarted(now: now)
         headerDeadlineChanged(now: now)
         context.fireChannelActive()
@@ -171,7 +190,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         headerCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) {
             self.headerCheck = nil
             guard let context = self.context else { return }
-            let now = NIODeadline.now()
+            self.eventTime = nil
+            let now = self.now
             if self.headerDeadline.isExpired(at: now) {
                 self.shared.logger.debug("proxy.header_timeout")
                 self.closeClient()
@@ -185,13 +205,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let buffer = unwrapInboundIn(data)
+        eventTime = nil
         if case .idle = state, buffer.readableBytes > 0 {
-            let now = NIODeadline.now()
+            let now = self.now
             headerDeadline.bytesArrived(now: now)
             headerDeadlineChanged(now: now)
         }
         tally.fromClient += buffer.readableBytes
-        if tally.isLarge { shared.metrics.report(&tally) }
+        if tally.isLarge { metrics.report(&tally) }
         if case .done = state { return }
         inClientRead = true
         parser.append(buffer)
@@ -263,7 +284,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             respondLocally(.methodNotAllowed, body: "CONNECT is not supported by this proxy.", keepAlive: false)
             return
         }
-        switch shared.router.decide(request, lookup: shared.routes.route(for:)) {
+        let routes = shared.routes
+        switch shared.router.decide(request, lookup: { routes.route(for: $0, cache: &routeCache) }) {
         case .notFound:
             respondLocally(.notFound, headers: [("Access-Control-Allow-Origin", "*")], keepAlive: keepAlive)
         case .unauthorized:
@@ -278,10 +300,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                                              ("Set-Cookie", "\(BearerTokenCheck.cookieName)=\(token); Path=\(cookiePath); HttpOnly; SameSite=Lax\(secure)")],
                            keepAlive: keepAlive)
         case .forward(let target):
-            let now = ContinuousClock.now
+            let now = self.now
             if let backend = target.backendID { markActive(backend, now: now) }
             let isUpgrade = head.isUpgrade
-            var upstreamHead = context?.channel.allocator.buffer(capacity: head.bytes.readableBytes + 160) ?? ByteBuffer()
+            let capacity = ForwardedHeaders.requestCapacity(head, target: target.uri, clientAddress: clientAddress, scheme: shared.scheme)
+            var upstreamHead = context?.channel.allocator.buffer(capacity: capacity) ?? ByteBuffer()
             ForwardedHeaders.writeUpstreamRequest(head, target: target.uri, clientAddress: clientAddress, scheme: shared.scheme, upgrade: isUpgrade, into: &upstreamHead)
             let exchange = Exchange(upstreamHead: upstreamHead, target: target, isHEAD: head.method == "HEAD", clientIsHTTP10: head.minorVersion == 0,
                                     keepAlive: head.isKeepAlive, isUpgrade: isUpgrade, expectsContinue: expectsContinue, started: now)
@@ -293,7 +316,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Marks the backend active in the route table, at most every `activityInterval` per
     /// connection and backend (the table is read once a second; a busy keep-alive
     /// connection need not take its lock for every request).
-    private func markActive(_ backend: BackendID, now: ContinuousClock.Instant) {
+    private func markActive(_ backend: BackendID, now: NIODeadline) {
         if let last = lastActivity, now - last.at < Self.activityInterval, last.backend == backend { return }
         lastActivity = (backend, now)
         shared.routes.recordActivity(backend)
@@ -311,12 +334,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Upstream connection
 
     private func attachUpstream(to exchange: Exchange) {
-        if let handler = pool.take(exchange.target.address) {
+        if let handler = pool.take(exchange.target.address, now: now) {
             exchange.reused = true
             attach(handler, to: exchange)
             return
         }
         pool.connect(exchange.target.address, timeout: shared.configuration.upstreamConnectTimeout.timeAmount).assumeIsolated().whenComplete { result in
+            self.eventTime = nil
             guard case .proxying(let current) = self.state, current === exchange else {
                 if case .success(let channel) = result { channel.close(promise: nil) }
                 return
@@ -355,7 +379,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// connection, re-armed when it fires early, instead of one per request.
     private func armResponseTimeout(_ exchange: Exchange) {
         guard exchange.upstream != nil, exchange.requestEnded, !exchange.responseStarted, let context else { return }
-        let deadline = NIODeadline.now() + shared.configuration.upstreamResponseTimeout.timeAmount
+        let deadline = now + responseTimeout
         exchange.responseDeadline = deadline
         if responseCheck == nil { armResponseCheck(at: deadline, context: context) }
     }
@@ -364,9 +388,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // Captures self strongly (no side table for a weak reference); `handlerRemoved` cancels it.
         responseCheck = context.eventLoop.assumeIsolated().scheduleTask(deadline: when) {
             self.responseCheck = nil
+            self.eventTime = nil
             guard case .proxying(let exchange) = self.state, !exchange.responseStarted, let deadline = exchange.responseDeadline,
                   let context = self.context else { return }
-            if deadline > .now() {
+            if deadline > self.now {
                 self.armResponseCheck(at: deadline, context: context)
                 return
             }
@@ -408,8 +433,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             }
             exchange.responseDeadline = nil
             exchange.responseStarted = true
-            shared.metrics.proxied(status: response.status, latency: ContinuousClock.now - exchange.started, bytes: &tally)
-            var head = context.channel.allocator.buffer(capacity: response.bytes.readableBytes + 64 + min(handler.parser.bufferedBytes, Self.maxJoinedBody))
+            metrics.proxied(status: response.status, latency: now - exchange.started, bytes: &tally)
+            var head = context.channel.allocator.buffer(capacity: ForwardedHeaders.responseCapacity(response) + min(handler.parser.bufferedBytes, Self.maxJoinedBody))
             if response.status == 101 {
                 ForwardedHeaders.writeDownstreamResponse(response, connection: .upgrade, into: &head)
                 tally.toClient += head.readableBytes
@@ -434,7 +459,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             responseHead = head
         case .body(var buffer):
             tally.toClient += buffer.readableBytes
-            if tally.isLarge { shared.metrics.report(&tally) }
+            if tally.isLarge { metrics.report(&tally) }
             if var head = responseHead {
                 responseHead = nil
                 if buffer.readableBytes <= Self.maxJoinedBody {
@@ -461,6 +486,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
     }
 
+    /// The upstream side is about to hand over what one read brought (an entry point).
+    func upstreamEventsBegin() {
+        eventTime = nil
+    }
+
     func upstreamReadComplete(_ handler: UpstreamHandler) {
         guard let context else { return }
         writeResponseHead(context)
@@ -476,6 +506,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func upstreamClosed(_ handler: UpstreamHandler, error: (any Error)?) {
         guard case .proxying(let exchange) = state, exchange.upstream === handler else { return }
+        eventTime = nil
         exchange.upstream = nil
         handler.owner = nil
         // A pooled connection the backend had just closed (or reset): try once more on a new
@@ -493,6 +524,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func upstreamBecameWritable(_ handler: UpstreamHandler) {
+        eventTime = nil
         resumeClientReadsIfHeld()
     }
 
@@ -503,7 +535,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if let upstream = exchange.upstream {
             exchange.upstream = nil
             if exchange.upstreamKeepAlive, exchange.requestEnded, !exchange.isUpgrade {
-                pool.give(upstream, address: exchange.target.address)
+                pool.give(upstream, address: exchange.target.address, now: now)
             } else {
                 upstream.owner = nil
                 upstream.close()
@@ -528,7 +560,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         state = .done
         let fromBackend = handler.parser.takeRemaining()
         tally.toClient += fromBackend.readableBytes
-        shared.metrics.report(&tally)
+        metrics.report(&tally)
         if fromBackend.readableBytes > 0 { context.write(wrapOutboundOut(fromBackend), promise: nil) }
         context.flush()
         let fromClient = parser.takeRemaining()
@@ -566,7 +598,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         guard let context else { return }
         // State first: the next request is only looked at once this one is settled.
         state = requestEnded ? (keepAlive ? .idle : .done) : .discarding(keepAlive: keepAlive)
-        shared.metrics.response(status: Int(status.code), bytes: &tally)
+        metrics.response(status: Int(status.code), bytes: &tally)
         var buffer = context.channel.allocator.buffer(capacity: 128 + body.utf8.count)
         Self.writeResponse(status, headers: extra, body: body, keepAlive: keepAlive, into: &buffer)
         let written = context.writeAndFlush(wrapOutboundOut(buffer))
@@ -651,6 +683,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        eventTime = nil
         if let event = event as? ChannelEvent, case .inputClosed = event {
             clientInputClosed = true
             switch state {
@@ -678,7 +711,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        shared.metrics.report(&tally)
+        eventTime = nil
+        metrics.report(&tally)
         headerCheck?.cancel()
         headerCheck = nil
         if case .proxying(let exchange) = state {

@@ -1,3 +1,4 @@
+import NIOCore
 import Synchronization
 
 /// The proxy's counters, rendered in the Prometheus text format on the drone's `/metrics`:
@@ -5,7 +6,8 @@ import Synchronization
 /// open upgraded connections, and bytes in each direction.
 ///
 /// Connections count their bytes in a `ByteTally` and hand it over with the next response
-/// they record (or at 64 KiB, or when they close), so the lock is taken about once per request.
+/// they record (or at 64 KiB, or when they close), so a lock is taken about once per request: the lock of the connection's event loop
+/// (`Shard`); a scrape adds the shards up.
 public final class ProxyMetrics: Sendable {
     /// Histogram bucket bounds in seconds.
     static let latencyBounds: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
@@ -31,61 +33,101 @@ public final class ProxyMetrics: Sendable {
         var bytesOut: UInt64 = 0
     }
 
-    private let counters = Mutex(Counters())
+    /// Counters written by one event loop thread (read by scrapes): a thread taking a lock
+    /// that only it writes to keeps the lock's cache line, where one lock for every thread
+    /// would move between cores on every request.
+    final class Shard: Sendable {
+        let counters = Mutex(Counters())
+
+        /// A local answer (with the connection's unreported bytes).
+        func response(status: Int, bytes tally: inout ByteTally) {
+            let index = min(max(status / 100, 0), 5)
+            let taken = tally
+            tally = ByteTally()
+            counters.withLock { counters in
+                counters.statusClasses[index] += 1
+                counters.add(taken)
+            }
+        }
+
+        /// A response from a backend began: its status class, the time to its head and the
+        /// connection's unreported bytes, in one lock.
+        func proxied(status: Int, latency: TimeAmount, bytes tally: inout ByteTally) {
+            let index = min(max(status / 100, 0), 5)
+            let seconds = Double(latency.nanoseconds) / 1e9
+            let taken = tally
+            tally = ByteTally()
+            counters.withLock { counters in
+                counters.statusClasses[index] += 1
+                for (bucket, bound) in ProxyMetrics.latencyBounds.enumerated() where seconds <= bound { counters.latencyBuckets[bucket] += 1 }
+                counters.latencyCount += 1
+                counters.latencySeconds += seconds
+                counters.add(taken)
+            }
+        }
+
+        func upgraded(opened: Bool) {
+            counters.withLock { counters in
+                counters.upgradedOpen += opened ? 1 : -1
+                if opened { counters.upgradedTotal += 1 }
+            }
+        }
+
+        /// Reports a connection's bytes (when its tally is large, or it closes).
+        func report(_ tally: inout ByteTally) {
+            guard !tally.isEmpty else { return }
+            let taken = tally
+            tally = ByteTally()
+            counters.withLock { $0.add(taken) }
+        }
+    }
+
+    /// One shard per event loop, and one for everything else.
+    private let shards = Mutex<[ObjectIdentifier: Shard]>([:])
+    private let common = Shard()
 
     public init() {}
 
-    /// A local answer (with the connection's unreported bytes).
-    func response(status: Int, bytes tally: inout ByteTally) {
-        let index = min(max(status / 100, 0), 5)
-        let taken = tally
-        tally = ByteTally()
-        counters.withLock { counters in
-            counters.statusClasses[index] += 1
-            counters.add(taken)
+    /// The shard of the connections of `eventLoop`.
+    func shard(for eventLoop: any EventLoop) -> Shard {
+        shards.withLock { shards in
+            let key = ObjectIdentifier(eventLoop)
+            if let shard = shards[key] { return shard }
+            let shard = Shard()
+            shards[key] = shard
+            return shard
         }
     }
 
-    /// A response from a backend began: its status class, the time to its head and the
-    /// connection's unreported bytes, in one lock.
-    func proxied(status: Int, latency duration: Duration, bytes tally: inout ByteTally) {
-        let index = min(max(status / 100, 0), 5)
-        let seconds = Double(duration.components.seconds) + Double(duration.components.attoseconds) / 1e18
-        let taken = tally
-        tally = ByteTally()
-        counters.withLock { counters in
-            counters.statusClasses[index] += 1
-            for (bucket, bound) in Self.latencyBounds.enumerated() where seconds <= bound { counters.latencyBuckets[bucket] += 1 }
-            counters.latencyCount += 1
-            counters.latencySeconds += seconds
-            counters.add(taken)
-        }
-    }
+    func upgraded(opened: Bool) { common.upgraded(opened: opened) }
+    func report(_ tally: inout ByteTally) { common.report(&tally) }
 
-    func upgraded(opened: Bool) {
-        counters.withLock { counters in
-            counters.upgradedOpen += opened ? 1 : -1
-            if opened { counters.upgradedTotal += 1 }
+    /// All shards added up.
+    private var total: Counters {
+        var total = common.counters.withLock { $0 }
+        for shard in shards.withLock({ Array($0.values) }) {
+            let counters = shard.counters.withLock { $0 }
+            for index in 0..<6 { total.statusClasses[index] += counters.statusClasses[index] }
+            for index in 0..<13 { total.latencyBuckets[index] += counters.latencyBuckets[index] }
+            total.latencyCount += counters.latencyCount
+            total.latencySeconds += counters.latencySeconds
+            total.upgradedOpen += counters.upgradedOpen
+            total.upgradedTotal += counters.upgradedTotal
+            total.bytesIn += counters.bytesIn
+            total.bytesOut += counters.bytesOut
         }
-    }
-
-    /// Reports a connection's bytes (when its tally is large, or it closes).
-    func report(_ tally: inout ByteTally) {
-        guard !tally.isEmpty else { return }
-        let taken = tally
-        tally = ByteTally()
-        counters.withLock { $0.add(taken) }
+        return total
     }
 
     /// Responses of one status class (1 to 5) so far.
-    public func responses(ofClass statusClass: Int) -> UInt64 { counters.withLock { $0.statusClasses[statusClass] } }
-    public var openUpgradedConnections: Int64 { counters.withLock { $0.upgradedOpen } }
+    public func responses(ofClass statusClass: Int) -> UInt64 { total.statusClasses[statusClass] }
+    public var openUpgradedConnections: Int64 { total.upgradedOpen }
     /// Bytes read from clients and written to them (HTTP heads and bodies, upgraded streams).
-    public var bytes: (in: UInt64, out: UInt64) { counters.withLock { ($0.bytesIn, $0.bytesOut) } }
+    public var bytes: (in: UInt64, out: UInt64) { let total = self.total; return (total.bytesIn, total.bytesOut) }
 
     /// The Prometheus text exposition.
     public func render() -> String {
-        let c = counters.withLock { $0 }
+        let c = total
         var lines = ["# HELP plane_proxy_responses_total Responses sent to clients, by status class.", "# TYPE plane_proxy_responses_total counter"]
         for statusClass in 1...5 {
             lines.append("plane_proxy_responses_total{class=\"\(statusClass)xx\"} \(c.statusClasses[statusClass])")

@@ -36,6 +36,18 @@ public final class RouteTable: Sendable {
     }
 
     private let entries = Mutex<[String: Entry]>([:])
+    /// Counts changes of the routes (not of their activity): a `Cache` holding a lookup
+    /// from the same generation needs no lock.
+    private let generation = Atomic<UInt64>(0)
+
+    /// One connection's last lookup. Keep-alive connections ask for the same route again
+    /// and again; while the table's routes are unchanged the answer is the cached one,
+    /// without taking the table's lock (which every event loop thread would share).
+    struct Cache {
+        fileprivate var key = ""
+        fileprivate var generation = UInt64.max
+        fileprivate var route: Route?
+    }
 
     public init() {}
 
@@ -45,6 +57,16 @@ public final class RouteTable: Sendable {
         return entries.withLock { $0[key]?.route }
     }
 
+    /// `route(for:)` through a connection's cache. The generation is read before the
+    /// lookup, so a change racing with it makes the next call look up again.
+    func route(for subdomain: String, cache: inout Cache) -> Route? {
+        let current = generation.load(ordering: .acquiring)
+        if cache.generation == current, cache.key == subdomain { return cache.route }
+        let route = route(for: subdomain)
+        cache = Cache(key: subdomain, generation: current, route: route)
+        return route
+    }
+
     /// Adds or replaces a route; the backend counts as active now (or at `lastActive`, for
     /// a route restored after a restart).
     public func add(_ route: Route, lastActive: Timestamp = .now()) {
@@ -52,11 +74,15 @@ public final class RouteTable: Sendable {
         let age = Duration.nanoseconds(max(0, Timestamp.now().nanosecondsSinceEpoch - lastActive.nanosecondsSinceEpoch))
         entries.withLock {
             $0[route.backendID.rawValue] = Entry(route: route, lastActive: now - age, lastActiveWallClock: lastActive, openConnections: 0, dirty: false)
+            generation.wrappingAdd(1, ordering: .releasing)
         }
     }
 
     public func remove(_ backend: BackendID) {
-        _ = entries.withLock { $0.removeValue(forKey: backend.rawValue) }
+        entries.withLock {
+            _ = $0.removeValue(forKey: backend.rawValue)
+            generation.wrappingAdd(1, ordering: .releasing)
+        }
     }
 
     /// A request reached the backend.

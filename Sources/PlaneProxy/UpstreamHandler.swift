@@ -85,6 +85,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     /// Hands out parsed events while this connection still belongs to `owner`.
     private func deliver(to owner: ProxyHandler, context: ChannelHandlerContext) {
+        owner.upstreamEventsBegin()
         while self.owner === owner, !parser.hasSwitchedProtocols {
             let event: HTTP1Parser.Event?
             do {

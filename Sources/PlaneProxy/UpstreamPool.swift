@@ -50,9 +50,9 @@ final class UpstreamPool: @unchecked Sendable {
     }
 
     /// An idle connection to `address`, if one is still open.
-    func take(_ address: String) -> UpstreamHandler? {
+    func take(_ address: String, now: NIODeadline = .now()) -> UpstreamHandler? {
         eventLoop.preconditionInEventLoop()
-        let cutoff = NIODeadline.now() - idleLifetime
+        let cutoff = now - idleLifetime
         // In place, with one lookup: a copy of the list per request would cost more than
         // the request. An emptied list stays until the sweeper passes. Stale connections
         // close only after the list is let go of: a close reports back into `drop`.
@@ -71,11 +71,11 @@ final class UpstreamPool: @unchecked Sendable {
     }
 
     /// Returns a connection after a complete exchange; closes it when the pool is full.
-    func give(_ handler: UpstreamHandler, address: String) {
+    func give(_ handler: UpstreamHandler, address: String, now: NIODeadline = .now()) {
         eventLoop.preconditionInEventLoop()
         handler.owner = nil
         guard let channel = handler.channel else { return }
-        guard channel.isActive, handler.reusable, Self.park(IdleConnection(channel: channel, handler: handler, since: .now()), in: &idle[address, default: []], max: maxIdle) else {
+        guard channel.isActive, handler.reusable, Self.park(IdleConnection(channel: channel, handler: handler, since: now), in: &idle[address, default: []], max: maxIdle) else {
             channel.close(promise: nil)
             return
         }

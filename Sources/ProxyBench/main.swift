@@ -7,11 +7,20 @@ import PlaneProxy
 // The proxy alone, for scripts/bench-proxy.sh: serves host `foobar.plane.test` (and path
 // routing) to one upstream until killed.
 //   ProxyBench <port> <upstream host:port> [<key.pem> <cert.pem>]
+// With PROXY_FLOOR=1 it is no proxy but the relay of `RelayFloor` (plain HTTP only).
 
 let arguments = CommandLine.arguments
 guard arguments.count == 3 || arguments.count == 5, let port = Int(arguments[1]) else {
     FileHandle.standardError.write(Data("usage: ProxyBench <port> <upstream host:port> [<key.pem> <cert.pem>]\n".utf8))
     exit(64)
+}
+if ProcessInfo.processInfo.environment["PROXY_FLOOR"] == "1" {
+    guard arguments.count == 3, let colon = arguments[2].lastIndex(of: ":"), let upstreamPort = Int(arguments[2][arguments[2].index(after: colon)...]) else {
+        FileHandle.standardError.write(Data("ProxyBench: PROXY_FLOOR=1 takes <port> <upstream host:port>\n".utf8))
+        exit(64)
+    }
+    try await RelayFloor.run(port: port, upstreamHost: String(arguments[2][..<colon]), upstreamPort: upstreamPort)
+    exit(0)
 }
 var logger = Logger(label: "bench.proxy")
 logger.logLevel = .warning

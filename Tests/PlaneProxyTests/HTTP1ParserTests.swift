@@ -175,6 +175,47 @@ struct HTTP1ParserTests {
         #expect(String(buffer: out) == "HTTP/1.1 404\r\nConnection: close\r\n\r\n")
     }
 
+    /// Heads are written into memory reserved once (`requestCapacity`/`responseCapacity`):
+    /// the worst case for that bound is many short lines ending in a bare LF (each gains a
+    /// byte as CRLF) and X-Forwarded-For and Host values that are written twice.
+    @Test func rewrittenHeadsFitTheCapacityReservedForThem() throws {
+        var text = "GET /a HTTP/1.1\nHost: h\n"
+        for index in 0..<200 { text += index % 2 == 0 ? "a:\n" : "X-Forwarded-For: \(index)\n" }
+        text += "\n"
+        var parser = HTTP1Parser(kind: .request, maxHeadBytes: 8192)
+        parser.append(ByteBuffer(string: text))
+        guard case .head(let request) = try parser.next() else { Issue.record("no head"); return }
+        let capacity = ForwardedHeaders.requestCapacity(request, target: "/a", clientAddress: "127.0.0.1", scheme: "https")
+        var out = ByteBufferAllocator().buffer(capacity: capacity)
+        ForwardedHeaders.writeUpstreamRequest(request, target: "/a", clientAddress: "127.0.0.1", scheme: "https", upgrade: false, into: &out)
+        let written = String(buffer: out)
+        #expect(out.readableBytes <= capacity)
+        #expect(written.hasPrefix("GET /a HTTP/1.1\r\nHost: h\r\na:\r\na:\r\n"))
+        let forwarded = (0..<200).filter { $0 % 2 == 1 }.map(String.init).joined(separator: ", ")
+        #expect(written.hasSuffix("X-Forwarded-For: \(forwarded), 127.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: h\r\n\r\n"))
+
+        var responseText = "HTTP/1.1 101 Switching\nUpgrade: websocket\n"
+        for _ in 0..<300 { responseText += "b:\n" }
+        responseText += "\n"
+        var responses = HTTP1Parser(kind: .response, maxHeadBytes: 8192)
+        responses.append(ByteBuffer(string: responseText))
+        guard case .head(let response) = try responses.next() else { Issue.record("no head"); return }
+        var head = ByteBufferAllocator().buffer(capacity: ForwardedHeaders.responseCapacity(response))
+        ForwardedHeaders.writeDownstreamResponse(response, connection: .upgrade, into: &head)
+        #expect(head.readableBytes <= ForwardedHeaders.responseCapacity(response))
+        #expect(String(buffer: head).hasSuffix("b:\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n"))
+    }
+
+    /// The parser reuses its field list for the next head; a head still held keeps its own.
+    @Test func aHeadKeptWhileTheNextIsParsedKeepsItsFields() throws {
+        var parser = HTTP1Parser(kind: .request, maxHeadBytes: 4096)
+        parser.append(ByteBuffer(string: "GET /1 HTTP/1.1\r\nHost: one\r\nCookie: c=1\r\n\r\nGET /2 HTTP/1.1\r\nHost: two\r\n\r\n"))
+        guard case .head(let first) = try parser.next(), case .end = try parser.next(),
+              case .head(let second) = try parser.next() else { Issue.record("no heads"); return }
+        #expect(first.first(.host) == "one" && first.first(.cookie) == "c=1" && first.fieldCount == 2)
+        #expect(second.first(.host) == "two" && second.fieldCount == 1)
+    }
+
     /// Mutated and randomly split messages: the parser hands out events or throws, it never
     /// traps (a trap would end the drone with every connection on it), and what it hands
     /// out never exceeds what went in.

@@ -32,4 +32,25 @@ struct RouteTableTests {
         table.add(RouteTable.Route(backendID: id, address: "127.0.0.1:30002", bearerToken: nil), lastActive: tenMinutesAgo)
         #expect(table.idleTime(of: id)! >= .seconds(599))
     }
+
+    /// A connection's cached lookup is used while the routes are unchanged and looked up
+    /// again after any route is added or removed.
+    @Test func cachedLookupsFollowRouteChanges() {
+        let table = RouteTable()
+        let id = BackendID.random()
+        var cache = RouteTable.Cache()
+        #expect(table.route(for: id.rawValue, cache: &cache) == nil)
+        table.add(RouteTable.Route(backendID: id, address: "127.0.0.1:30003", bearerToken: nil))
+        #expect(table.route(for: id.rawValue, cache: &cache)?.address == "127.0.0.1:30003")
+        // Activity is no route change: the cached answer stays.
+        table.recordActivity(id)
+        #expect(table.route(for: id.rawValue, cache: &cache)?.address == "127.0.0.1:30003")
+        table.add(RouteTable.Route(backendID: id, address: "127.0.0.1:30004", bearerToken: nil))
+        #expect(table.route(for: id.rawValue, cache: &cache)?.address == "127.0.0.1:30004")
+        // Another subdomain through the same cache.
+        #expect(table.route(for: "other", cache: &cache) == nil)
+        #expect(table.route(for: id.rawValue, cache: &cache)?.address == "127.0.0.1:30004")
+        table.remove(id)
+        #expect(table.route(for: id.rawValue, cache: &cache) == nil)
+    }
 }

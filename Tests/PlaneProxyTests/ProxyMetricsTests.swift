@@ -1,0 +1,33 @@
+import NIOCore
+import NIOEmbedded
+import Testing
+@testable import PlaneProxy
+
+struct ProxyMetricsTests {
+    /// Counters are kept per event loop and added up when read or rendered.
+    @Test func shardsOfTwoEventLoopsAddUp() {
+        let metrics = ProxyMetrics()
+        let firstLoop = EmbeddedEventLoop()
+        let secondLoop = EmbeddedEventLoop()
+        let first = metrics.shard(for: firstLoop)
+        let second = metrics.shard(for: secondLoop)
+        #expect(metrics.shard(for: secondLoop) === second && metrics.shard(for: firstLoop) === first)
+        #expect(first !== second)
+        var tally = ProxyMetrics.ByteTally(fromClient: 100, toClient: 1000)
+        first.proxied(status: 200, latency: .milliseconds(3), bytes: &tally)
+        #expect(tally.isEmpty)
+        tally = ProxyMetrics.ByteTally(fromClient: 10, toClient: 20)
+        second.proxied(status: 204, latency: .milliseconds(30), bytes: &tally)
+        tally = ProxyMetrics.ByteTally(fromClient: 1, toClient: 2)
+        second.response(status: 404, bytes: &tally)
+        metrics.upgraded(opened: true)
+        #expect(metrics.responses(ofClass: 2) == 2 && metrics.responses(ofClass: 4) == 1)
+        #expect(metrics.bytes == (in: 111, out: 1022))
+        #expect(metrics.openUpgradedConnections == 1)
+        let text = metrics.render()
+        #expect(text.contains("plane_proxy_upstream_latency_seconds_bucket{le=\"0.005\"} 1\n"))
+        #expect(text.contains("plane_proxy_upstream_latency_seconds_bucket{le=\"0.05\"} 2\n"))
+        #expect(text.contains("plane_proxy_upstream_latency_seconds_count 2\n"))
+        #expect(text.contains("plane_proxy_responses_total{class=\"2xx\"} 2\n"))
+    }
+}
