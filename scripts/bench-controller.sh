@@ -100,7 +100,7 @@ section = f"""<!-- bench-controller:start -->
 
 Measured by `make bench-controller` (`scripts/bench-controller.sh`) on {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()}, {datetime.date.today().isoformat()}; median of 3 runs each; everything (nats-server, controller, drones, load generator) on this one machine.
 
-**Schedule decisions per second**: one controller (`-c release`), 10 drones written as test code that answer every spawn `true` at once, 5,000 requests with 64 in flight over NATS. Each decision is a drone choice, one JetStream KV create (the backend id) and a spawn request/reply.
+**Schedule decisions per second**: one controller (built by `scripts/release-build.sh`, as `make release` builds `plane`), 10 drones written as test code that answer every spawn `true` at once, 5,000 requests with 64 in flight over NATS. Each decision is a drone choice, one JetStream KV create (the backend id) and a spawn request/reply.
 
 | Measurement | Result |
 |---|---:|

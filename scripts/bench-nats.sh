@@ -68,7 +68,7 @@ compare clients only within one run.
 - Date: {datetime.date.today().isoformat()}; median of {len(rows)//2} runs each
 - Publish: {r['messages']:,} messages of {r['payload_bytes']} bytes on one connection, then a flush (PING/PONG) so the server has them all.
 - Request/reply: {r['requests']:,} sequential requests ({r['payload_bytes']} bytes) to an echo responder on a second connection of the same client library; then the same number with {r['concurrency']} requests in flight at a time.
-- Our client: `Sources/NATSBench` built with `-c release`. Reference: nats-py {pyversion} (PyPI) on CPython {platform.python_version()}, asyncio.
+- Our client: `Sources/NATSBench` built with `scripts/release-build.sh` (the `make release` build). Reference: nats-py {pyversion} (PyPI) on CPython {platform.python_version()}, asyncio.
 
 | Measurement | Plane (Swift) | nats-py | Ratio |
 |---|---:|---:|---:|

@@ -152,7 +152,7 @@ a drone set to runc pays the compilation on every start.
 
 ### Drone memory per idle backend
 
-A real `plane drone` (release build) on a real nats-server, sent spawn requests until the
+A real `plane drone` (`make release` build) on a real nats-server, sent spawn requests until the
 number of backends below are all `Ready`; resident memory of the drone process before the
 first spawn and 10 s after the last backend became ready. With the oci runtime every backend
 also has its own `plane oci-shim` process; its proportional set size (shared pages of the
