@@ -26,7 +26,7 @@ public enum ForwardedHeaders {
         let upgradeValue = upgrade ? head.firstIndex(of: .upgrade) : nil
         let host = head.firstIndex(of: .host)
         let capacity = requestCapacity(head, target: target, clientAddress: clientAddress, scheme: scheme)
-        head.bytes.withUnsafeReadableBytes { source in
+        _ = head.bytes.withUnsafeReadableBytes { source in
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { destination in
                 var out = HeadWriter(destination)
                 out.write(head.method)
@@ -40,15 +40,12 @@ public enum ForwardedHeaders {
                         continue
                     default:
                         if !named.isEmpty, named.contains(head.name(at: index).lowercased()) { continue }
-                        out.write(source, Int(field.lineStart), Int(field.valueEnd))
-                        out.write("\r\n")
+                        out.writeLine(of: field, in: source)
                     }
                 }
                 if let upgradeValue {
-                    let field = head.fields[upgradeValue]
-                    out.write("Connection: upgrade\r\nUpgrade: ")
-                    out.write(source, Int(field.valueStart), Int(field.valueEnd))
-                    out.write("\r\n")
+                    out.write("Connection: upgrade\r\n")
+                    out.writeHeader("Upgrade: ", valueOf: head.fields[upgradeValue], in: source)
                 }
                 // X-Forwarded-For: the values that came (in order), then the client's address.
                 var wroteForwardedFor = false
@@ -66,12 +63,7 @@ public enum ForwardedHeaders {
                 out.write("X-Forwarded-Proto: ")
                 out.write(scheme)
                 out.write("\r\n")
-                if let host {
-                    let field = head.fields[host]
-                    out.write("X-Forwarded-Host: ")
-                    out.write(source, Int(field.valueStart), Int(field.valueEnd))
-                    out.write("\r\n")
-                }
+                if let host { out.writeHeader("X-Forwarded-Host: ", valueOf: head.fields[host], in: source) }
                 out.write("\r\n")
                 return out.count
             }
@@ -84,7 +76,7 @@ public enum ForwardedHeaders {
         let named = namedByConnection(head)
         let upgradeValue = connection == .upgrade ? head.firstIndex(of: .upgrade) : nil
         let capacity = responseCapacity(head)
-        head.bytes.withUnsafeReadableBytes { source in
+        _ = head.bytes.withUnsafeReadableBytes { source in
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { destination in
                 var out = HeadWriter(destination)
                 out.write("HTTP/1.1 ")
@@ -101,8 +93,7 @@ public enum ForwardedHeaders {
                         continue
                     default:
                         if !named.isEmpty, named.contains(head.name(at: index).lowercased()) { continue }
-                        out.write(source, Int(field.lineStart), Int(field.valueEnd))
-                        out.write("\r\n")
+                        out.writeLine(of: field, in: source)
                     }
                 }
                 switch connection {
@@ -111,12 +102,7 @@ public enum ForwardedHeaders {
                 case .keepAlive: out.write("Connection: keep-alive\r\n")
                 case .upgrade:
                     out.write("Connection: upgrade\r\n")
-                    if let upgradeValue {
-                        let field = head.fields[upgradeValue]
-                        out.write("Upgrade: ")
-                        out.write(source, Int(field.valueStart), Int(field.valueEnd))
-                        out.write("\r\n")
-                    }
+                    if let upgradeValue { out.writeHeader("Upgrade: ", valueOf: head.fields[upgradeValue], in: source) }
                 }
                 out.write("\r\n")
                 return out.count
@@ -168,6 +154,19 @@ public enum ForwardedHeaders {
         mutating func write(_ text: String) {
             var text = text
             text.withUTF8 { write(UnsafeRawBufferPointer($0)) }
+        }
+
+        /// A header line of `source` as it came, without trailing whitespace, ended with CRLF.
+        mutating func writeLine(of field: HTTP1Head.Field, in source: UnsafeRawBufferPointer) {
+            write(source, Int(field.lineStart), Int(field.valueEnd))
+            write("\r\n")
+        }
+
+        /// `name` (with its colon and space), the value of a field of `source`, CRLF.
+        mutating func writeHeader(_ name: StaticString, valueOf field: HTTP1Head.Field, in source: UnsafeRawBufferPointer) {
+            write(name)
+            write(source, Int(field.valueStart), Int(field.valueEnd))
+            write("\r\n")
         }
     }
 

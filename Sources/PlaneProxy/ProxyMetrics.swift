@@ -6,8 +6,8 @@ import Synchronization
 /// open upgraded connections, and bytes in each direction.
 ///
 /// Connections count their bytes in a `ByteTally` and hand it over with the next response
-/// they record (or at 64 KiB, or when they close), so a lock is taken about once per request: the lock of the connection's event loop
-/// (`Shard`); a scrape adds the shards up.
+/// they record (or at 64 KiB, or when they close), so a lock is taken about once per
+/// request: the lock of the connection's event loop (`Shard`); a scrape adds them up.
 public final class ProxyMetrics: Sendable {
     /// Histogram bucket bounds in seconds.
     static let latencyBounds: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
