@@ -142,10 +142,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         headerDeadline = HeaderDeadline(headLimit: shared.configuration.headerReadTimeout.timeAmount, idleLimit: shared.configuration.idleTimeout.timeAmount)
     }
 
-    var clientWritable: Bool { context?.channel.isWritable ?? false }
+    /// The client connection takes more writes (kept from `channelWritabilityChanged`, so
+    /// that the upstream side's reads need not ask the channel each time).
+    private(set) var clientWritable = false
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        clientWritable = context.channel.isWritable
         clientAddress = context.channel.remoteAddress?.ipAddress
         eventTime = nil
         if context.channel.isActive {
@@ -170,6 +173,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         headerCheck?.cancel()
         headerCheck = nil
         self.context = nil
+        clientWritable = false
         state = .done
     }
 
@@ -678,7 +682,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable, case .proxying(let exchange) = state { exchange.upstream?.resumeReading() }
+        clientWritable = context.channel.isWritable
+        if clientWritable, case .proxying(let exchange) = state { exchange.upstream?.resumeReading() }
         context.fireChannelWritabilityChanged()
     }
 

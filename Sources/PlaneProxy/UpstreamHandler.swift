@@ -22,6 +22,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var parkedAddress = ""
     /// False once the backend sent more than it was asked for.
     private(set) var reusable = true
+    /// The connection is open (kept here: cheaper to read than the channel's own state,
+    /// which the pool would ask for on every take and give).
+    private(set) var isActive = false
 
     init(maxHeadBytes: Int) {
         parser = HTTP1Parser(kind: .response, maxHeadBytes: maxHeadBytes)
@@ -31,10 +34,17 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
+        isActive = context.channel.isActive
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        isActive = true
+        context.fireChannelActive()
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
+        isActive = false
         owner = nil
         parkedIn = nil
     }
@@ -123,6 +133,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        isActive = false
         if let pool = parkedIn {
             parkedIn = nil
             pool.drop(self, address: parkedAddress)

@@ -17,7 +17,6 @@ final class UpstreamPool: @unchecked Sendable {
     private let maxHeadBytes: Int
 
     struct IdleConnection {
-        var channel: any Channel
         var handler: UpstreamHandler
         var since: NIODeadline
     }
@@ -43,7 +42,7 @@ final class UpstreamPool: @unchecked Sendable {
             let cutoff = NIODeadline.now() - self.idleLifetime
             for (address, list) in self.idle {
                 let (stale, fresh) = (list.filter { $0.since < cutoff }, list.filter { $0.since >= cutoff })
-                for connection in stale { connection.channel.close(promise: nil) }
+                for connection in stale { connection.handler.close() }
                 self.idle[address] = fresh.isEmpty ? nil : fresh
             }
         }
@@ -56,16 +55,16 @@ final class UpstreamPool: @unchecked Sendable {
         // In place, with one lookup: a copy of the list per request would cost more than
         // the request. An emptied list stays until the sweeper passes. Stale connections
         // close only after the list is let go of: a close reports back into `drop`.
-        var stale: [any Channel] = []
+        var stale: [UpstreamHandler] = []
         let handler = Self.popUsable(&idle[address, default: []], cutoff: cutoff, stale: &stale)
-        for channel in stale { channel.close(promise: nil) }
+        for handler in stale { handler.close() }
         return handler
     }
 
-    private static func popUsable(_ list: inout [IdleConnection], cutoff: NIODeadline, stale: inout [any Channel]) -> UpstreamHandler? {
+    private static func popUsable(_ list: inout [IdleConnection], cutoff: NIODeadline, stale: inout [UpstreamHandler]) -> UpstreamHandler? {
         while let last = list.popLast() {
-            if last.channel.isActive, last.since >= cutoff { return last.handler }
-            stale.append(last.channel)
+            if last.handler.isActive, last.since >= cutoff { return last.handler }
+            stale.append(last.handler)
         }
         return nil
     }
@@ -74,9 +73,8 @@ final class UpstreamPool: @unchecked Sendable {
     func give(_ handler: UpstreamHandler, address: String, now: NIODeadline = .now()) {
         eventLoop.preconditionInEventLoop()
         handler.owner = nil
-        guard let channel = handler.channel else { return }
-        guard channel.isActive, handler.reusable, Self.park(IdleConnection(channel: channel, handler: handler, since: now), in: &idle[address, default: []], max: maxIdle) else {
-            channel.close(promise: nil)
+        guard handler.isActive, handler.reusable, Self.park(IdleConnection(handler: handler, since: now), in: &idle[address, default: []], max: maxIdle) else {
+            handler.close()
             return
         }
         startSweeping()
@@ -100,7 +98,7 @@ final class UpstreamPool: @unchecked Sendable {
     /// Closes every idle connection (shutdown).
     func closeAll() {
         eventLoop.preconditionInEventLoop()
-        for connection in idle.values.joined() { connection.channel.close(promise: nil) }
+        for connection in idle.values.joined() { connection.handler.close() }
         idle = [:]
         sweeper?.cancel()
         sweeper = nil
