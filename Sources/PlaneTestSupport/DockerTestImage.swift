@@ -13,7 +13,7 @@ public actor DockerTestImage {
         let output = try TestEnvironment.temporaryDirectory("plane-docker-image")
         defer { try? FileManager.default.removeItem(atPath: output) }
         let result = try ContainerImageBuilder(executable: try TestExecutables.path("plane-test-server"), name: "plane-test-server", tag: "conformance").build(into: output)
-        try SystemProgram("docker", debianPackage: "docker.io").run(["load", "-i", result.dockerArchive])
+        try await SystemProgram("docker", debianPackage: "docker.io").run(["load", "-i", result.dockerArchive])
         loaded = true
         return Self.reference
     }

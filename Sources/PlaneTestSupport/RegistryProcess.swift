@@ -36,7 +36,7 @@ public final class RegistryProcess: @unchecked Sendable {
 
                 """
         } else if let credentials {
-            let line = try SystemProgram("htpasswd", debianPackage: "apache2-utils").run(["-Bbn", credentials.user, credentials.password])
+            let line = try await SystemProgram("htpasswd", debianPackage: "apache2-utils").run(["-Bbn", credentials.user, credentials.password])
             try line.trimmingCharacters(in: .whitespacesAndNewlines).appending("\n").write(toFile: "\(directory)/htpasswd", atomically: true, encoding: .utf8)
             config += "\nauth:\n  htpasswd:\n    realm: plane-test\n    path: \(directory)/htpasswd\n"
         }

@@ -18,7 +18,7 @@ public final class RegistryTokenServer: @unchecked Sendable {
     public static func start(credentials: (user: String, password: String)) async throws -> RegistryTokenServer {
         let directory = try TestEnvironment.temporaryDirectory("plane-token-server")
         let openssl = try SystemProgram.openssl.path()
-        _ = try SystemProgram.run(executable: openssl, ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "\(directory)/token.key",
+        _ = try await SystemProgram.run(executable: openssl, ["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-keyout", "\(directory)/token.key",
                                                           "-out", "\(directory)/token.crt", "-subj", "/CN=plane-test-token", "-days", "2"])
         guard FileManager.default.fileExists(atPath: "\(directory)/token.crt") else { throw TestSupportError("openssl made no token certificate") }
         try script.write(toFile: "\(directory)/token_server.py", atomically: true, encoding: .utf8)

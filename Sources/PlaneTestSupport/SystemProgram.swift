@@ -60,6 +60,30 @@ public struct SystemProgram: Sendable {
     }
 }
 
+extension SystemProgram {
+    /// `run(_:in:)` for async code: the program runs and is waited for on a thread of its
+    /// own. Waiting on a thread of Swift's cooperative pool (one per core; two here) stalls
+    /// every task of the test process meanwhile: a test waiting for `dig` would hold up
+    /// another test's NATS reply until that one timed out.
+    @discardableResult
+    public func run(_ arguments: [String], in directory: String? = nil) async throws -> String {
+        try await Self.offThePool { try self.run(arguments, in: directory) }
+    }
+
+    /// `run(executable:_:in:environment:)` for async code, on a thread of its own.
+    public static func run(executable: String, _ arguments: [String], in directory: String? = nil,
+                           environment: [String: String] = [:]) async throws -> (status: Int32, output: String) {
+        try await offThePool { try run(executable: executable, arguments, in: directory, environment: environment) }
+    }
+
+    /// Runs blocking work on a new thread and waits for it without blocking the caller's.
+    static func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+        try await withCheckedThrowingContinuation { continuation in
+            Thread.detachNewThread { continuation.resume(with: Result { try work() }) }
+        }
+    }
+}
+
 public struct TestSupportError: Error, CustomStringConvertible, Sendable {
     public let description: String
     public init(_ description: String) { self.description = description }

@@ -103,7 +103,7 @@ final class Driver {
             return ["status": response.status, "body": response.body]
         case "run":
             guard let argv = command["argv"] as? [String], let executable = argv.first else { throw DriverFailure("'argv' (a list of strings) is missing") }
-            let result = try SystemProgram.run(executable: executable, Array(argv.dropFirst()))
+            let result = try await SystemProgram.run(executable: executable, Array(argv.dropFirst()))
             return ["status": Int(result.status), "output": result.output]
         case let other:
             throw DriverFailure("unknown command '\(other)'")

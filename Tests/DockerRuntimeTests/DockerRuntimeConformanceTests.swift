@@ -44,7 +44,7 @@ struct DockerRuntimeConformanceTests {
         var spec = try h.spec(env: ["A": "b"])
         spec.limits = ResourceLimitsSpec(wire: ResourceLimits(cpuPeriod: 1, cpuPeriodPercent: 50, cpuTimeLimit: 90, memoryLimitBytes: 128 << 20), pidsLimit: 100)
         _ = try await h.runtime.start(spec)
-        let json = try SystemProgram("docker", debianPackage: "docker.io").run(["inspect", spec.containerName])
+        let json = try await SystemProgram("docker", debianPackage: "docker.io").run(["inspect", spec.containerName])
         try await h.runtime.stop(spec.backendID, grace: .seconds(2))
         try await h.runtime.remove(spec.backendID)
         let info = try #require((try JSONParser.parse(json)).arrayValue?.first?.objectValue)
@@ -98,7 +98,7 @@ struct DockerRuntimeConformanceTests {
             } catch {
                 #expect(error.code == .imageUnavailable && error.message.contains("pull policy is Never"))
             }
-            _ = try? SystemProgram("docker", debianPackage: "docker.io").run(["rmi", reference])
+            _ = try? await SystemProgram("docker", debianPackage: "docker.io").run(["rmi", reference])
             await registry.stop()
         } catch {
             await registry.stop()

@@ -52,7 +52,7 @@ struct ContainerImageBuilderTests {
         defer { try? FileManager.default.removeItem(atPath: output) }
         // Through the tool the plugin runs.
         let tool = try TestExecutables.path("plane-image-builder")
-        let json = try SystemProgram(tool, debianPackage: "(built by swift build)").run([try TestExecutables.path("plane-test-server"), "plane-test-server", output, "test"])
+        let json = try await SystemProgram(tool, debianPackage: "(built by swift build)").run([try TestExecutables.path("plane-test-server"), "plane-test-server", output, "test"])
         let result = try JSONDecoder().decode(ContainerImageBuilder.Result.self, from: Data(json.utf8))
         #expect(result.reference == "plane-test-server:test")
 
@@ -76,7 +76,7 @@ struct ContainerImageBuilderTests {
         // The layer is a root filesystem in which the server runs by itself (chroot, no Docker).
         let rootfs = "\(output)/rootfs"
         try FileManager.default.createDirectory(atPath: rootfs, withIntermediateDirectories: true)
-        try SystemProgram("tar", debianPackage: "tar").run(["-xf", "\(blobs)/\(result.layerDigest.dropFirst(7))", "-C", rootfs])
+        try await SystemProgram("tar", debianPackage: "tar").run(["-xf", "\(blobs)/\(result.layerDigest.dropFirst(7))", "-C", rootfs])
         #expect(FileManager.default.isExecutableFile(atPath: "\(rootfs)/usr/local/bin/plane-test-server"))
         #expect(FileManager.default.fileExists(atPath: "\(rootfs)/etc/passwd"))
         let port = try TestEnvironment.freePort()
@@ -97,7 +97,7 @@ struct ContainerImageBuilderTests {
         await server.stop()
 
         // The docker-load archive lists the image and carries the same layer.
-        let listing = try SystemProgram("tar", debianPackage: "tar").run(["-tf", result.dockerArchive])
+        let listing = try await SystemProgram("tar", debianPackage: "tar").run(["-tf", result.dockerArchive])
         #expect(listing.contains("manifest.json"))
         #expect(listing.contains("\(result.layerDigest.dropFirst(7))/layer.tar"))
     }

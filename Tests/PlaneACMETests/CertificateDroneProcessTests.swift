@@ -80,12 +80,16 @@ struct CertificateDroneProcessTests {
             let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
             let root = try cluster.pebble.issuingRoot()
             let curl = try SystemProgram("curl", debianPackage: "curl").path()
-            func get() throws -> (status: Int32, output: String) {
-                try SystemProgram.run(executable: curl, ["-sS", "--max-time", "5", "--cacert", root, "--resolve", "foo.plane.test:\(httpsPort):127.0.0.1",
+            func get() async throws -> (status: Int32, output: String) {
+                try await SystemProgram.run(executable: curl, ["-sS", "--max-time", "5", "--cacert", root, "--resolve", "foo.plane.test:\(httpsPort):127.0.0.1",
                                                          "-o", "/dev/null", "-w", "%{http_code}", "https://foo.plane.test:\(httpsPort)/"])
             }
-            #expect(try await eventually(timeout: .seconds(60)) { !child.isRunning || (try? get())?.output == "404" }, "\(child.output)")
-            #expect(child.isRunning && (try? get())?.output == "404", "\(child.output)")
+            #expect(try await eventually(timeout: .seconds(60)) {
+                guard child.isRunning else { return true }
+                return (try? await get())?.output == "404"
+            }, "\(child.output)")
+            let served = (try? await get())?.output
+            #expect(child.isRunning && served == "404", "\(child.output)")
             let bundle = try #require(try CertificateBundle.read(files(in: directory)))
             #expect(bundle.chainLength == 2 && Set(bundle.names) == ["*.plane.test", "plane.test"])
             child.signal(SIGTERM)

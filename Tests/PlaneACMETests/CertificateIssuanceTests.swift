@@ -57,12 +57,12 @@ struct CertificateIssuanceTests {
             defer { watcher.cancel() }
             let port = try #require(proxy.port)
             let root = try cluster.pebble.issuingRoot()
-            func get() throws -> (status: Int32, output: String) {
-                try SystemProgram.run(executable: try Self.curl.path(), ["-sS", "--max-time", "5", "--cacert", root, "--resolve", "foo.plane.test:\(port):127.0.0.1",
+            func get() async throws -> (status: Int32, output: String) {
+                try await SystemProgram.run(executable: try Self.curl.path(), ["-sS", "--max-time", "5", "--cacert", root, "--resolve", "foo.plane.test:\(port):127.0.0.1",
                                                                          "-o", "/dev/null", "-w", "%{http_code}", "https://foo.plane.test:\(port)/"])
             }
             // No certificate yet: handshakes are refused rather than served with a wrong one.
-            #expect(try get().status != 0)
+            #expect(try await get().status != 0)
 
             let refresher = try await cluster.refresher()
             let wait = await refresher.refreshOnce()
@@ -75,7 +75,7 @@ struct CertificateIssuanceTests {
             #expect(refresher.metrics.render().contains("plane_certificate_expiry_timestamp_seconds \(Int64(bundle.notAfter.timeIntervalSince1970))"))
 
             // The proxy serves it without a restart; curl validates it against pebble's root.
-            #expect(try await eventually(timeout: .seconds(10)) { (try? get())?.output == "404" })
+            #expect(try await eventually(timeout: .seconds(10)) { (try? await get())?.output == "404" })
             // Not due: another round orders nothing.
             _ = await refresher.refreshOnce()
             #expect(refresher.metrics.attempts == 1)

@@ -19,8 +19,8 @@ struct ClusterCLITests {
         }
     }
 
-    func plane(_ arguments: [String], nats: String) throws -> Run {
-        let (status, output) = try SystemProgram.run(executable: try TestExecutables.path("plane"), arguments + ["--nats", nats])
+    func plane(_ arguments: [String], nats: String) async throws -> Run {
+        let (status, output) = try await SystemProgram.run(executable: try TestExecutables.path("plane"), arguments + ["--nats", nats])
         return Run(status: status, output: output)
     }
 
@@ -52,10 +52,10 @@ struct ClusterCLITests {
 
             // The drone shows up in list-drones once it heartbeats.
             #expect(try await eventually(timeout: .seconds(30)) {
-                try plane(["list-drones", "--json", "--wait", "5"], nats: nats).objects.contains { $0["drone"] as? String == drone.rawValue && $0["state"] as? String == "Ready" }
+                try await plane(["list-drones", "--json", "--wait", "5"], nats: nats).objects.contains { $0["drone"] as? String == drone.rawValue && $0["state"] as? String == "Ready" }
             }, "\(droneProcess.output)")
 
-            let spawn = try plane(["spawn", "plane.test", image, "--json", "--bearer-token", "--env", "GREETING=hi"], nats: nats)
+            let spawn = try await plane(["spawn", "plane.test", image, "--json", "--bearer-token", "--env", "GREETING=hi"], nats: nats)
             #expect(spawn.status == 0, "\(spawn.output)")
             let scheduled = try #require(spawn.objects.first)
             let backend = try #require(scheduled["backend_id"] as? String)
@@ -63,13 +63,13 @@ struct ClusterCLITests {
             let token = try #require(scheduled["bearer_token"] as? String)
 
             #expect(try await eventually(timeout: .seconds(60)) {
-                try plane(["status", backend, "--json"], nats: nats).objects.contains { $0["state"] as? String == "Ready" }
+                try await plane(["status", backend, "--json"], nats: nats).objects.contains { $0["state"] as? String == "Ready" }
             }, "\(droneProcess.output)")
             let proxy = HTTPProbe(port: proxyPort, hostHeader: "\(backend).plane.test")
             #expect(try await proxy.getOffPool("/", headers: ["Authorization": "Bearer \(token)"]).body == "Hello World!")
             // Its output, from the drone running it: the start line and the request just made.
             #expect(try await eventually(timeout: .seconds(20)) {
-                let logs = try plane(["logs", backend, "--json"], nats: nats)
+                let logs = try await plane(["logs", backend, "--json"], nats: nats)
                 return logs.status == 0 && logs.objects.contains { ($0["text"] as? String)?.hasPrefix("plane-test-server: listening on") == true }
                     && logs.objects.contains { ($0["text"] as? String)?.contains("GET / 200") == true }
             })
@@ -79,56 +79,56 @@ struct ClusterCLITests {
             _ = try await proxy.getOffPool("/followed", headers: ["Authorization": "Bearer \(token)"])
             #expect(try await eventually(timeout: .seconds(20)) { follower.output.contains("GET /followed") }, "\(follower.output)")
             await follower.stop()
-            let tail = try plane(["logs", backend, "--lines", "1"], nats: nats)
+            let tail = try await plane(["logs", backend, "--lines", "1"], nats: nats)
             #expect(tail.status == 0 && tail.output.split(separator: "\n").count == 1, "\(tail.output)")
             // Text output: one tab-separated line per change, oldest first.
-            let text = try plane(["status", backend], nats: nats)
+            let text = try await plane(["status", backend], nats: nats)
             #expect(text.status == 0 && text.output.hasPrefix("\(backend)\tLoading\t"), "\(text.output)")
 
-            let dns = try plane(["list-dns", "--json", "--cluster", "plane.test"], nats: nats)
+            let dns = try await plane(["list-dns", "--json", "--cluster", "plane.test"], nats: nats)
             #expect(dns.objects.contains { $0["name"] as? String == "\(backend).plane.test" && $0["type"] as? String == "A" && $0["value"] as? String == "127.0.0.1" },
                     "\(dns.output)")
 
-            let terminate = try plane(["terminate", "plane.test", backend, "--json"], nats: nats)
+            let terminate = try await plane(["terminate", "plane.test", backend, "--json"], nats: nats)
             #expect(terminate.status == 0 && terminate.objects.first?["status"] as? String == "terminating", "\(terminate.output)")
             #expect(try await eventually(timeout: .seconds(60)) {
-                try plane(["status", backend, "--json"], nats: nats).objects.last?["state"] as? String == "Terminated"
+                try await plane(["status", backend, "--json"], nats: nats).objects.last?["state"] as? String == "Terminated"
             })
 
             // Drained, the drone takes no backend: spawn says so with exit 1; --cancel undoes it.
-            #expect(try plane(["drain", "plane.test", drone.rawValue], nats: nats).status == 0)
+            #expect(try await plane(["drain", "plane.test", drone.rawValue], nats: nats).status == 0)
             #expect(try await eventually(timeout: .seconds(30)) {
-                try plane(["list-drones", "--json", "--wait", "5"], nats: nats).objects.contains { $0["drone"] as? String == drone.rawValue && $0["ready"] as? Bool == false }
+                try await plane(["list-drones", "--json", "--wait", "5"], nats: nats).objects.contains { $0["drone"] as? String == drone.rawValue && $0["ready"] as? Bool == false }
             })
             // The controller hears the same heartbeats; give it one more.
             try await Task.sleep(for: .seconds(5))
-            let refused = try plane(["spawn", "plane.test", image, "--json"], nats: nats)
+            let refused = try await plane(["spawn", "plane.test", image, "--json"], nats: nats)
             #expect(refused.status == 1 && refused.objects.first?["status"] as? String == "no_drone_available", "\(refused.output)")
-            #expect(try plane(["drain", "plane.test", drone.rawValue, "--cancel"], nats: nats).status == 0)
+            #expect(try await plane(["drain", "plane.test", drone.rawValue, "--cancel"], nats: nats).status == 0)
 
             // --wait -q: only the id, once the backend is Ready (the controller sees the drone
             // ready again at its next heartbeat); an image that cannot be pulled (a registry
             // on a loopback port nothing listens on) ends the wait with exit 1.
             var waited = Run(status: -1, output: "")
             #expect(try await eventually(timeout: .seconds(30)) {
-                waited = try plane(["spawn", "plane.test", image, "--wait", "-q"], nats: nats)
+                waited = try await plane(["spawn", "plane.test", image, "--wait", "-q"], nats: nats)
                 return !waited.output.contains("No drone is available")
             })
             let waitedID = waited.output.trimmingCharacters(in: .whitespacesAndNewlines)
             #expect(waited.status == 0 && (try? BackendID(waitedID)) != nil, "\(waited.output)")
-            #expect(try plane(["status", waitedID, "--json"], nats: nats).objects.last?["state"] as? String == "Ready")
-            #expect(try plane(["terminate", "plane.test", waitedID], nats: nats).status == 0)
-            let broken = try plane(["spawn", "plane.test", "127.0.0.1:1/no-such-image:1", "--wait"], nats: nats)
+            #expect(try await plane(["status", waitedID, "--json"], nats: nats).objects.last?["state"] as? String == "Ready")
+            #expect(try await plane(["terminate", "plane.test", waitedID], nats: nats).status == 0)
+            let broken = try await plane(["spawn", "plane.test", "127.0.0.1:1/no-such-image:1", "--wait"], nats: nats)
             #expect(broken.status == 1 && broken.output.contains("ended as ErrorLoading"), "\(broken.output)")
 
             // Nobody answers: exit 3 and a message that says what to run.
-            let unknownDrone = try plane(["drain", "plane.test", "no-such-drone"], nats: nats)
+            let unknownDrone = try await plane(["drain", "plane.test", "no-such-drone"], nats: nats)
             #expect(unknownDrone.status == 3 && unknownDrone.output.contains("list-drones"), "\(unknownDrone.output)")
-            let otherCluster = try plane(["spawn", "other.test", image, "--request-timeout", "2"], nats: nats)
+            let otherCluster = try await plane(["spawn", "other.test", image, "--request-timeout", "2"], nats: nats)
             #expect(otherCluster.status == 1 && otherCluster.output.contains("No drone is available in cluster other.test"), "\(otherCluster.output)")
-            let noLogs = try plane(["logs", backend, "--request-timeout", "2"], nats: nats)
+            let noLogs = try await plane(["logs", backend, "--request-timeout", "2"], nats: nats)
             #expect(noLogs.status == 3 && noLogs.output.contains("No drone runs backend \(backend)"), "\(noLogs.output)")
-            let unknownBackend = try plane(["status", "no-such-backend"], nats: nats)
+            let unknownBackend = try await plane(["status", "no-such-backend"], nats: nats)
             #expect(unknownBackend.status == 1 && unknownBackend.output.contains("No state recorded"), "\(unknownBackend.output)")
 
             droneProcess.signal(SIGTERM)
@@ -138,13 +138,13 @@ struct ClusterCLITests {
         }
     }
 
-    @Test func withoutNATSTheCommandsSayWhereTheyLooked() throws {
+    @Test func withoutNATSTheCommandsSayWhereTheyLooked() async throws {
         let port = try TestEnvironment.freePort()
         for arguments in [["spawn", "plane.test", "img"], ["status"], ["list-drones", "--wait", "1"], ["list-dns"], ["terminate", "plane.test", "b1"]] {
-            let run = try plane(arguments, nats: "nats://127.0.0.1:\(port)")
+            let run = try await plane(arguments, nats: "nats://127.0.0.1:\(port)")
             #expect(run.status == 3 && run.output.contains("Cannot reach NATS at nats://127.0.0.1:\(port)"), "\(arguments): \(run.output)")
         }
-        let badEnv = try plane(["spawn", "plane.test", "img", "--env", "NOEQUALS"], nats: "nats://127.0.0.1:\(port)")
+        let badEnv = try await plane(["spawn", "plane.test", "img", "--env", "NOEQUALS"], nats: "nats://127.0.0.1:\(port)")
         #expect(badEnv.status != 0 && badEnv.output.contains("KEY=VALUE"), "\(badEnv.output)")
     }
 }

@@ -122,22 +122,22 @@ struct ControllerConfigTests {
         }
     }
 
-    @Test func theCommandRefusesABadFileAndDumpsAGoodOne() throws {
+    @Test func theCommandRefusesABadFileAndDumpsAGoodOne() async throws {
         let directory = try TestEnvironment.temporaryDirectory("controller-config")
         let bad = directory + "/bad.toml"
         let good = directory + "/good.toml"
         try "[nats]\nhosts=[\"127.0.0.1:4222\"]\n[dsn]\n".write(toFile: bad, atomically: true, encoding: .utf8)
         try "[nats]\nhosts=[\"127.0.0.1:4222\"]\n[dns]\nport=5353\n".write(toFile: good, atomically: true, encoding: .utf8)
         let plane = try TestExecutables.path("plane")
-        let (badStatus, badOutput) = try run(plane, ["controller", bad])
+        let (badStatus, badOutput) = try await run(plane, ["controller", bad])
         #expect(badStatus == 2 && badOutput.contains("dsn: unknown key"))
-        let (missingStatus, missingOutput) = try run(plane, ["controller", "--config", directory + "/missing.toml"])
+        let (missingStatus, missingOutput) = try await run(plane, ["controller", "--config", directory + "/missing.toml"])
         #expect(missingStatus == 2 && missingOutput.contains("Cannot read the configuration"))
-        let (goodStatus, goodOutput) = try run(plane, ["controller", "--dump-config", "--config", good])
+        let (goodStatus, goodOutput) = try await run(plane, ["controller", "--dump-config", "--config", good])
         #expect(goodStatus == 0 && goodOutput.contains("port = 5353"))
     }
 
-    func run(_ path: String, _ arguments: [String]) throws -> (Int32, String) {
-        try SystemProgram.run(executable: path, arguments)
+    func run(_ path: String, _ arguments: [String]) async throws -> (Int32, String) {
+        try await SystemProgram.run(executable: path, arguments)
     }
 }

@@ -35,10 +35,10 @@ struct ControllerProcessTests {
             let messenger = PlaneMessenger(client: try await server.connectedClient())
             try await messenger.publish(PlaneSubjects.dns("plane.test", .a), SetDnsRecord(cluster: "plane.test", kind: .a, name: "b1", value: "10.1.2.3"))
             try await messenger.client.flush()
-            let dig = { try SystemProgram.dig.run(["@127.0.0.1", "-p", "\(dnsPort)", "+time=3", "+tries=2", "+short", "A", "b1.plane.test"]) }
+            let dig = { try await SystemProgram.dig.run(["@127.0.0.1", "-p", "\(dnsPort)", "+time=3", "+tries=2", "+short", "A", "b1.plane.test"]) }
             var answer = ""
             for _ in 0..<40 where answer != "10.1.2.3\n" {
-                answer = try dig()
+                answer = try await dig()
                 try await Task.sleep(for: .milliseconds(50))
             }
             #expect(answer == "10.1.2.3\n")

@@ -23,14 +23,14 @@ struct DevCommandTests {
         let httpsPort = try #require(info["https_port"] as? Int), drone = try #require(info["drone"] as? String)
         #expect(info["runtime"] as? String == "docker" && info["cluster"] as? String == "plane.localhost")
 
-        let (status, output) = try SystemProgram.run(executable: plane, ["spawn", "plane.localhost", try #require(info["image"] as? String), "--nats", nats, "--json"])
+        let (status, output) = try await SystemProgram.run(executable: plane, ["spawn", "plane.localhost", try #require(info["image"] as? String), "--nats", nats, "--json"])
         #expect(status == 0, "\(output)")
         let spawned = try #require(try JSONSerialization.jsonObject(with: Data(output.utf8)) as? [String: Any])
         let backend = try #require(spawned["backend_id"] as? String)
         let host = "\(backend).plane.localhost"
         let curl = try SystemProgram("curl", debianPackage: "curl").path()
         #expect(try await eventually(timeout: .seconds(60)) {
-            let (code, body) = try SystemProgram.run(executable: curl, ["-sS", "--max-time", "5", "--cacert", ca, "--resolve", "\(host):\(httpsPort):127.0.0.1",
+            let (code, body) = try await SystemProgram.run(executable: curl, ["-sS", "--max-time", "5", "--cacert", ca, "--resolve", "\(host):\(httpsPort):127.0.0.1",
                                                                         "https://\(host):\(httpsPort)/"])
             return code == 0 && body == "Hello World!"
         }, "\(dev.output)")
@@ -43,7 +43,7 @@ struct DevCommandTests {
             return cmdline.contains(stateDir)
         }
         #expect(leftovers.isEmpty, "processes still running: \(leftovers)")
-        let containers = try SystemProgram("docker", debianPackage: "docker.io").run(["ps", "-a", "-q", "--filter", "label=dev.plane.drone=\(drone)"])
+        let containers = try await SystemProgram("docker", debianPackage: "docker.io").run(["ps", "-a", "-q", "--filter", "label=dev.plane.drone=\(drone)"])
         #expect(containers.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "containers left: \(containers)")
         let mounts = try String(contentsOfFile: "/proc/mounts", encoding: .utf8)
         #expect(!mounts.contains(stateDir), "mounts left under \(stateDir)")
@@ -53,7 +53,7 @@ struct DevCommandTests {
         let stateDir = try TestEnvironment.temporaryDirectory("plane-dev-missing")
         defer { try? FileManager.default.removeItem(atPath: stateDir) }
         // A PATH without nats-server (which Debian installs in /usr/sbin).
-        let (status, output) = try SystemProgram.run(executable: try TestExecutables.path("plane"), ["dev", "--state-dir", stateDir, "--runtime", "oci"],
+        let (status, output) = try await SystemProgram.run(executable: try TestExecutables.path("plane"), ["dev", "--state-dir", stateDir, "--runtime", "oci"],
                                                      environment: ["PATH": "/usr/bin:/bin"])
         #expect(status == 1 && output.contains("apt-get install -y nats-server"), "\(output)")
     }

@@ -173,7 +173,7 @@ struct DroneConfigTests {
         #expect(problems("cluster_domain = \"plane.test\"\n").contains { $0.contains("no part is enabled") })
     }
 
-    @Test func theCommandDumpsItsConfigurationAndRefusesAnUnknownRuntime() throws {
+    @Test func theCommandDumpsItsConfigurationAndRefusesAnUnknownRuntime() async throws {
         let directory = try TestEnvironment.temporaryDirectory("drone-config")
         let good = directory + "/drone.toml"
         try """
@@ -189,7 +189,7 @@ struct DroneConfigTests {
             """.write(toFile: good, atomically: true, encoding: .utf8)
         let plane = try TestExecutables.path("plane")
         // PLANE_LOG is the log level, not a configuration key (it was taken for one).
-        let (status, output) = try SystemProgram.run(executable: plane, ["drone", "--dump-config", good],
+        let (status, output) = try await SystemProgram.run(executable: plane, ["drone", "--dump-config", good],
                                                      environment: ["PLANE_AGENT__PORT_RANGE": "40000-40999", "PLANE_LOG": "debug", "PLANE_TEST_ANYTHING": "x"])
         #expect(status == 0, "\(output)")
         for line in ["cluster_domain = \"plane.test\"", "db_path = \"\(directory)/drone.sqlite3\"", "runtime = \"docker\"", "port_range = \"40000-40999\"",
@@ -201,7 +201,7 @@ struct DroneConfigTests {
         let unknown = directory + "/unknown.toml"
         try "cluster_domain = \"plane.test\"\nstate_dir = \"\(directory)\"\n[nats]\nhosts = [\"127.0.0.1:9\"]\n[agent]\nip = \"10.0.0.5\"\nruntime = \"gvisor-vm\"\n"
             .write(toFile: unknown, atomically: true, encoding: .utf8)
-        let (refused, message) = try SystemProgram.run(executable: plane, ["drone", unknown])
+        let (refused, message) = try await SystemProgram.run(executable: plane, ["drone", unknown])
         #expect(refused == 1 && message.contains("gvisor-vm") && message.contains("docker"), "\(message)")
     }
 }

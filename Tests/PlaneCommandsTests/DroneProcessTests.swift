@@ -127,7 +127,7 @@ struct DroneProcessTests {
 
     @Test func planeRuntimesListsBuiltInsAndPlugins() async throws {
         let plane = try TestExecutables.path("plane")
-        let (status, output) = try SystemProgram.run(executable: plane, ["runtimes", "--json", "--runtimes-dir", PythonEnvironment.packageRoot + "/runtimes"])
+        let (status, output) = try await SystemProgram.run(executable: plane, ["runtimes", "--json", "--runtimes-dir", PythonEnvironment.packageRoot + "/runtimes"])
         #expect(status == 0, "\(output)")
         let objects = output.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
         #expect(Set(objects.compactMap { $0["name"] as? String }) == ["docker", "oci", "process"], "\(output)")
@@ -139,7 +139,7 @@ struct DroneProcessTests {
         defer { try? FileManager.default.removeItem(atPath: broken) }
         try FileManager.default.createDirectory(atPath: broken + "/bad", withIntermediateDirectories: true)
         try "name = 1".write(toFile: broken + "/bad/runtime.toml", atomically: true, encoding: .utf8)
-        let (badStatus, badOutput) = try SystemProgram.run(executable: plane, ["runtimes", "--runtimes-dir", broken])
+        let (badStatus, badOutput) = try await SystemProgram.run(executable: plane, ["runtimes", "--runtimes-dir", broken])
         #expect(badStatus == 1 && badOutput.contains("Skipped: ") && badOutput.contains(broken + "/bad/runtime.toml"), "\(badOutput)")
     }
 
@@ -246,7 +246,7 @@ struct DroneProcessTests {
             let url = "http://\(host):\(proxyPort)"
             let curl = try SystemProgram("curl", debianPackage: "curl").path()
             let resolve = ["--resolve", "\(host):\(proxyPort):127.0.0.1"]
-            _ = try SystemProgram.run(executable: curl, ["-sS"] + resolve + ["\(url)/"])
+            _ = try await SystemProgram.run(executable: curl, ["-sS"] + resolve + ["\(url)/"])
             try await Task.sleep(for: .seconds(1))
             let idle = Self.residentBytes(of: child.pid)
             let peak = Mutex(idle)

@@ -57,7 +57,7 @@ struct ReadmeTests {
             ((try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? "").contains("/tmp/plane-dev/")
         }
         #expect(leftovers.isEmpty, "processes still running: \(leftovers)")
-        let containers = try SystemProgram("docker", debianPackage: "docker.io").run(["ps", "-a", "-q", "--filter", "label=dev.plane.drone=\(drone)"])
+        let containers = try await SystemProgram("docker", debianPackage: "docker.io").run(["ps", "-a", "-q", "--filter", "label=dev.plane.drone=\(drone)"])
         #expect(containers.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "containers left: \(containers)")
         #expect(!(try String(contentsOfFile: "/proc/mounts", encoding: .utf8)).contains("/tmp/plane-dev/"), "mounts left under /tmp/plane-dev/")
     }

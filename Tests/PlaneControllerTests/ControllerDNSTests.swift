@@ -22,8 +22,8 @@ import Testing
         }
     }
 
-    func dig(_ controller: RunningController, _ arguments: String...) throws -> String {
-        try SystemProgram.dig.run(["@127.0.0.1", "-p", "\(try port(of: controller))", "+time=3", "+tries=2"] + arguments)
+    func dig(_ controller: RunningController, _ arguments: String...) async throws -> String {
+        try await SystemProgram.dig.run(["@127.0.0.1", "-p", "\(try port(of: controller))", "+time=3", "+tries=2"] + arguments)
     }
 
     func port(of controller: RunningController) throws -> Int {
@@ -39,21 +39,21 @@ import Testing
             try await drone.publish(PlaneSubjects.dns("plane.test", .a), SetDnsRecord(cluster: "plane.test", kind: .a, name: "six", value: "2001:db8::6"))
             try await drone.publish(PlaneSubjects.dns("plane.test", .txt), SetDnsRecord(cluster: "plane.test", kind: .txt, name: "_acme-challenge", value: "foobar"))
             try await drone.client.flush()
-            #expect(try await eventually { try dig(controller, "+short", "A", "louie.plane.test") == "14.14.14.14\n" })
-            #expect(try dig(controller, "+short", "AAAA", "six.plane.test") == "2001:db8::6\n")
-            #expect(try dig(controller, "+tcp", "+short", "TXT", "_acme-challenge.plane.test") == "\"foobar\"\n")
-            let soa = try dig(controller, "+noall", "+answer", "SOA", "plane.test")
+            #expect(try await eventually { try await dig(controller, "+short", "A", "louie.plane.test") == "14.14.14.14\n" })
+            #expect(try await dig(controller, "+short", "AAAA", "six.plane.test") == "2001:db8::6\n")
+            #expect(try await dig(controller, "+tcp", "+short", "TXT", "_acme-challenge.plane.test") == "\"foobar\"\n")
+            let soa = try await dig(controller, "+noall", "+answer", "SOA", "plane.test")
             #expect(soa.contains("plane.test. admin.plane.test."))
-            #expect(try dig(controller, "A", "nobody.plane.test").contains("status: NXDOMAIN"))
+            #expect(try await dig(controller, "A", "nobody.plane.test").contains("status: NXDOMAIN"))
             // acme.set_dns_record is answered `true` and the TXT value is served.
-            let accepted = try await drone.request(PlaneSubjects.acmeSetDnsRecord, SetAcmeDnsRecord(cluster: "plane.test", value: "challenge-1"), timeout: .seconds(5))
+            let accepted = try await drone.request(PlaneSubjects.acmeSetDnsRecord, SetAcmeDnsRecord(cluster: "plane.test", value: "challenge-1"), timeout: .seconds(30))
             #expect(accepted)
-            #expect(try dig(controller, "+short", "TXT", "_acme-challenge.plane.test") == "\"foobar\"\n\"challenge-1\"\n")
+            #expect(try await dig(controller, "+short", "TXT", "_acme-challenge.plane.test") == "\"foobar\"\n\"challenge-1\"\n")
             // A bad record is dropped; the server keeps serving.
             try await drone.client.publish("cluster.plane_test.dns.A", payload: Array("{\"cluster\":\"plane.test\",\"kind\":\"A\",\"name\":\"x\",\"value\":\"nope\"}".utf8))
             try await drone.client.publish("cluster.plane_test.dns.A", payload: Array("garbage".utf8))
             try await drone.client.flush()
-            #expect(try dig(controller, "+short", "A", "louie.plane.test") == "14.14.14.14\n")
+            #expect(try await dig(controller, "+short", "A", "louie.plane.test") == "14.14.14.14\n")
             await drone.client.close()
             await controller.stop()
         }
@@ -65,11 +65,11 @@ import Testing
             let drone = PlaneMessenger(client: try await server.connectedClient())
             try await drone.publish(PlaneSubjects.dns("plane.test", .a), SetDnsRecord(cluster: "plane.test", kind: .a, name: "louie", value: "12.12.12.12"))
             try await drone.client.flush()
-            #expect(try await eventually { try dig(first, "+short", "A", "louie.plane.test") == "12.12.12.12\n" })
+            #expect(try await eventually { try await dig(first, "+short", "A", "louie.plane.test") == "12.12.12.12\n" })
             await first.stop()
             // The stream kept the record: a new controller serves it before any drone re-sends.
             let second = try await dnsController(server)
-            #expect(try dig(second, "+short", "A", "louie.plane.test") == "12.12.12.12\n")
+            #expect(try await dig(second, "+short", "A", "louie.plane.test") == "12.12.12.12\n")
             await drone.client.close()
             await second.stop()
         }

@@ -25,8 +25,8 @@ struct DNSServerTests {
         await server.stop()
     }
 
-    func dig(_ port: Int, _ arguments: String...) throws -> String {
-        try SystemProgram.dig.run(["@127.0.0.1", "-p", "\(port)", "+time=3", "+tries=2"] + arguments)
+    func dig(_ port: Int, _ arguments: String...) async throws -> String {
+        try await SystemProgram.dig.run(["@127.0.0.1", "-p", "\(port)", "+time=3", "+tries=2"] + arguments)
     }
 
     @Test func specDNSCasesOverUDPAndTCP() async throws {
@@ -36,14 +36,14 @@ struct DNSServerTests {
             try store.setAddress("12.12.12.12", name: "louie", zone: zone)
             try store.setAddress("14.14.14.14", name: "louie", zone: zone)
             for transport in ["+notcp", "+tcp"] {
-                #expect(try dig(port, transport, "+short", "TXT", "_acme-challenge.plane.test") == "\"foobar\"\n\"foobaz\"\n")
-                #expect(try dig(port, transport, "+short", "A", "louie.plane.test") == "14.14.14.14\n")
-                #expect(try dig(port, transport, "+short", "A", "LOUIE.PLANE.TEST") == "14.14.14.14\n")
-                let soa = try dig(port, transport, "+noall", "+answer", "SOA", "plane.test")
+                #expect(try await dig(port, transport, "+short", "TXT", "_acme-challenge.plane.test") == "\"foobar\"\n\"foobaz\"\n")
+                #expect(try await dig(port, transport, "+short", "A", "louie.plane.test") == "14.14.14.14\n")
+                #expect(try await dig(port, transport, "+short", "A", "LOUIE.PLANE.TEST") == "14.14.14.14\n")
+                let soa = try await dig(port, transport, "+noall", "+answer", "SOA", "plane.test")
                 #expect(soa.split(separator: "\n").count == 1 && soa.contains("ns.plane.test. admin.plane.test."))
-                #expect(try dig(port, transport, "+short", "NS", "plane.test") == "ns.plane.test.\n")
+                #expect(try await dig(port, transport, "+short", "NS", "plane.test") == "ns.plane.test.\n")
                 // dns_bad_request: `foo.bar` has no records (we refuse: not our zone).
-                #expect(try dig(port, transport, "+short", "A", "foo.bar") == "")
+                #expect(try await dig(port, transport, "+short", "A", "foo.bar") == "")
             }
         }
     }
@@ -54,34 +54,34 @@ struct DNSServerTests {
         try await withServer { _, store, port in
             let long = String(repeating: "a", count: 63) + "." + String(repeating: "b", count: 63)
             try store.setAddress("10.9.8.7", name: long, zone: zone)
-            #expect(try dig(port, "+short", "A", "\(long).plane.test") == "10.9.8.7\n")
+            #expect(try await dig(port, "+short", "A", "\(long).plane.test") == "10.9.8.7\n")
             // EDNS padding makes the query 468 bytes long.
-            #expect(try dig(port, "+short", "+padding=468", "A", "\(long).plane.test") == "10.9.8.7\n")
+            #expect(try await dig(port, "+short", "+padding=468", "A", "\(long).plane.test") == "10.9.8.7\n")
         }
     }
 
     @Test func statusAndFlagsAsDigSeesThem() async throws {
         try await withServer { _, store, port in
             try store.setAddress("12.12.12.12", name: "louie", zone: zone)
-            let answer = try dig(port, "A", "louie.plane.test")
+            let answer = try await dig(port, "A", "louie.plane.test")
             #expect(answer.contains("status: NOERROR") && answer.contains("flags: qr aa rd;"))
-            let nodata = try dig(port, "TXT", "louie.plane.test")
+            let nodata = try await dig(port, "TXT", "louie.plane.test")
             #expect(nodata.contains("status: NOERROR") && nodata.contains("ANSWER: 0") && nodata.contains("AUTHORITY: 1"))
-            let nx = try dig(port, "A", "nobody.plane.test")
+            let nx = try await dig(port, "A", "nobody.plane.test")
             #expect(nx.contains("status: NXDOMAIN") && nx.contains("flags: qr aa rd;"))
-            let refused = try dig(port, "A", "example.com")
+            let refused = try await dig(port, "A", "example.com")
             #expect(refused.contains("status: REFUSED"))
-            #expect(try dig(port, "+tcp", "A", "example.com").contains("status: REFUSED"))
+            #expect(try await dig(port, "+tcp", "A", "example.com").contains("status: REFUSED"))
         }
     }
 
     @Test func bigAnswersAreTruncatedOverUDPAndCompleteOverTCP() async throws {
         try await withServer { server, store, port in
             for index in 0..<12 { try store.addText(String(repeating: "v", count: 200) + "\(index)", name: "big", zone: zone) }
-            let truncated = try dig(port, "+ignore", "+noedns", "TXT", "big.plane.test")
+            let truncated = try await dig(port, "+ignore", "+noedns", "TXT", "big.plane.test")
             #expect(truncated.contains(" tc") && truncated.contains("ANSWER: 0"))
             // Without +ignore, dig retries over TCP on TC and gets everything.
-            let full = try dig(port, "+short", "TXT", "big.plane.test")
+            let full = try await dig(port, "+short", "TXT", "big.plane.test")
             #expect(full.split(separator: "\n").count == 12)
             #expect(server.counters.truncated >= 2)
         }
@@ -122,7 +122,7 @@ struct DNSServerTests {
                 // Let the server work through the burst (what the kernel dropped from a full
                 // socket buffer never arrives), then a real query keeps being answered, over UDP and TCP.
                 try await waitUntilQuiet(server)
-                let answer = try dig(port, round % 2 == 0 ? "+notcp" : "+tcp", "+short", "A", "louie.plane.test")
+                let answer = try await dig(port, round % 2 == 0 ? "+notcp" : "+tcp", "+short", "A", "louie.plane.test")
                 #expect(answer == "12.12.12.12\n", "round \(round)")
             }
             try await client.close()
@@ -132,7 +132,7 @@ struct DNSServerTests {
             try await tcp.close()
             let counts = server.counters.byOutcome
             #expect((counts[.formatError] ?? 0) > 100 && (counts[.dropped] ?? 0) > 100)
-            #expect(try dig(port, "+short", "A", "louie.plane.test") == "12.12.12.12\n")
+            #expect(try await dig(port, "+short", "A", "louie.plane.test") == "12.12.12.12\n")
         }
     }
 }

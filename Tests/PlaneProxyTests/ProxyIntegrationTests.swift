@@ -244,7 +244,7 @@ struct ProxyIntegrationTests {
         let curl = try SystemProgram("curl", debianPackage: "curl").path()
         let resolve = ["--resolve", "foobar.plane.test:\(s.port):127.0.0.1"]
         let size = 200 << 20
-        let down = try SystemProgram.run(executable: curl, ["-sS", "-o", "/dev/null", "-w", "%{size_download}"] + resolve + ["http://foobar.plane.test:\(s.port)/download/\(size)"])
+        let down = try await SystemProgram.run(executable: curl, ["-sS", "-o", "/dev/null", "-w", "%{size_download}"] + resolve + ["http://foobar.plane.test:\(s.port)/download/\(size)"])
         #expect(down.status == 0 && down.output == String(size), "\(down.output)")
         // A sparse file reads as zeros; curl sends it with Expect: 100-continue. The upload may
         // take longer than upstream_timeout_secs: that limit starts once the request is sent.
@@ -253,7 +253,7 @@ struct ProxyIntegrationTests {
         let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: file))
         try handle.truncate(atOffset: UInt64(size))
         try handle.close()
-        let up = try SystemProgram.run(executable: curl, ["-sS", "-X", "POST", "-T", file, "--limit-rate", "50M"] + resolve + ["http://foobar.plane.test:\(s.port)/upload"])
+        let up = try await SystemProgram.run(executable: curl, ["-sS", "-X", "POST", "-T", file, "--limit-rate", "50M"] + resolve + ["http://foobar.plane.test:\(s.port)/upload"])
         #expect(up.status == 0 && up.output == "received \(size)", "\(up.output)")
         await s.stop()
     }

@@ -23,8 +23,8 @@ struct ProxyTLSTests {
 
         /// `curl` for `https://{host}:{port}{path}` resolved to 127.0.0.1, trusting `ca`:
         /// exit status, body, and the trailer `code version`.
-        func get(_ host: String = "foobar.plane.test", _ path: String = "/", ca: String, extra: [String] = []) throws -> (status: Int32, output: String) {
-            try SystemProgram.run(executable: try ProxyTLSTests.curl.path(), ["-sS", "--max-time", "5", "--cacert", ca, "--resolve", "\(host):\(port):127.0.0.1",
+        func get(_ host: String = "foobar.plane.test", _ path: String = "/", ca: String, extra: [String] = []) async throws -> (status: Int32, output: String) {
+            try await SystemProgram.run(executable: try ProxyTLSTests.curl.path(), ["-sS", "--max-time", "5", "--cacert", ca, "--resolve", "\(host):\(port):127.0.0.1",
                                                                               "-w", "\n%{http_code} %{http_version}"] + extra + ["https://\(host):\(port)\(path)"])
         }
 
@@ -69,15 +69,15 @@ struct ProxyTLSTests {
         let dir = try directory()
         let s = try await setUp(directory: dir)
         let ca = dir + "/first/ca.pem"
-        let routed = try s.get(ca: ca)
+        let routed = try await s.get(ca: ca)
         #expect(routed.status == 0 && routed.output == "Hello World!\n200 1.1", "\(routed.output)")
-        let apex = try s.get("plane.test", ca: ca)
+        let apex = try await s.get("plane.test", ca: ca)
         #expect(apex.status == 0 && apex.output.hasSuffix("404 1.1"), "\(apex.output)")
-        let seen = try s.get("foobar.plane.test", "/headers", ca: ca)
+        let seen = try await s.get("foobar.plane.test", "/headers", ca: ca)
         #expect(seen.output.contains("\"x-forwarded-proto\":\"https\""), "\(seen.output)")
-        #expect(try s.get(ca: ca, extra: ["--tlsv1.2", "--tls-max", "1.2"]).status == 0)
-        #expect(try s.get(ca: ca, extra: ["--tlsv1.3"]).status == 0)
-        #expect(try s.get(ca: ca, extra: ["--tlsv1.1", "--tls-max", "1.1"]).status != 0, "TLS 1.1 is refused")
+        #expect(try await s.get(ca: ca, extra: ["--tlsv1.2", "--tls-max", "1.2"]).status == 0)
+        #expect(try await s.get(ca: ca, extra: ["--tlsv1.3"]).status == 0)
+        #expect(try await s.get(ca: ca, extra: ["--tlsv1.1", "--tls-max", "1.1"]).status != 0, "TLS 1.1 is refused")
         await s.stop()
     }
 
@@ -89,17 +89,17 @@ struct ProxyTLSTests {
         let next = try TestCertificates.generate(in: dir + "/second", names: Self.names)
         try Data(contentsOf: URL(fileURLWithPath: next.serverKey)).write(to: URL(fileURLWithPath: s.keyPath), options: .atomic)
         try Data(contentsOf: URL(fileURLWithPath: next.serverCertificate)).write(to: URL(fileURLWithPath: s.certificatePath), options: .atomic)
-        #expect(try await eventually(timeout: .seconds(10)) { try s.get(ca: next.caCertificate).status == 0 })
-        #expect(try s.get(ca: dir + "/first/ca.pem").status != 0, "the old certificate is gone")
+        #expect(try await eventually(timeout: .seconds(10)) { try await s.get(ca: next.caCertificate).status == 0 })
+        #expect(try await s.get(ca: dir + "/first/ca.pem").status != 0, "the old certificate is gone")
         // A broken certificate file: logged, the current pair stays.
         try "-----BEGIN CERTIFICATE-----\nnot base64\n-----END CERTIFICATE-----\n".write(toFile: s.certificatePath, atomically: true, encoding: .utf8)
         try await Task.sleep(for: .milliseconds(500))
-        #expect(try s.get(ca: next.caCertificate).output.hasSuffix("200 1.1"))
+        #expect(try await s.get(ca: next.caCertificate).output.hasSuffix("200 1.1"))
         // A key that does not belong to the certificate: also refused.
         try Data(contentsOf: URL(fileURLWithPath: next.serverCertificate)).write(to: URL(fileURLWithPath: s.certificatePath), options: .atomic)
         try Data(contentsOf: URL(fileURLWithPath: dir + "/first/server.key")).write(to: URL(fileURLWithPath: s.keyPath), options: .atomic)
         try await Task.sleep(for: .milliseconds(500))
-        #expect(try s.get(ca: next.caCertificate).output.hasSuffix("200 1.1"))
+        #expect(try await s.get(ca: next.caCertificate).output.hasSuffix("200 1.1"))
         #expect(s.store.reload() != nil, "a mismatched pair is an error")
         watcher.cancel()
         await s.stop()
@@ -111,10 +111,10 @@ struct ProxyTLSTests {
         #expect(s.store.current == nil)
         let watcher = Task { await s.store.watch(every: .milliseconds(100)) }
         let certificates = try TestCertificates.generate(in: dir + "/first", names: Self.names)
-        #expect(try s.get(ca: certificates.caCertificate).status != 0)
+        #expect(try await s.get(ca: certificates.caCertificate).status != 0)
         try FileManager.default.copyItem(atPath: certificates.serverKey, toPath: s.keyPath)
         try FileManager.default.copyItem(atPath: certificates.serverCertificate, toPath: s.certificatePath)
-        #expect(try await eventually(timeout: .seconds(10)) { try s.get(ca: certificates.caCertificate).status == 0 })
+        #expect(try await eventually(timeout: .seconds(10)) { try await s.get(ca: certificates.caCertificate).status == 0 })
         watcher.cancel()
         await s.stop()
     }
