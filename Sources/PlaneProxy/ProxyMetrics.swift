@@ -83,20 +83,14 @@ public final class ProxyMetrics: Sendable {
     }
 
     /// One shard per event loop, and one for everything else.
-    private let shards = Mutex<[ObjectIdentifier: Shard]>([:])
+    private let shards = PerEventLoop<Shard>()
     private let common = Shard()
 
     public init() {}
 
     /// The shard of the connections of `eventLoop`.
     func shard(for eventLoop: any EventLoop) -> Shard {
-        shards.withLock { shards in
-            let key = ObjectIdentifier(eventLoop)
-            if let shard = shards[key] { return shard }
-            let shard = Shard()
-            shards[key] = shard
-            return shard
-        }
+        shards.value(for: eventLoop) { _ in Shard() }
     }
 
     func upgraded(opened: Bool) { common.upgraded(opened: opened) }
@@ -105,7 +99,7 @@ public final class ProxyMetrics: Sendable {
     /// All shards added up.
     private var total: Counters {
         var total = common.counters.withLock { $0 }
-        for shard in shards.withLock({ Array($0.values) }) {
+        for shard in shards.values {
             let counters = shard.counters.withLock { $0 }
             for index in 0..<6 { total.statusClasses[index] += counters.statusClasses[index] }
             for index in 0..<13 { total.latencyBuckets[index] += counters.latencyBuckets[index] }

@@ -1,6 +1,5 @@
 import NIOCore
 import NIOPosix
-import Synchronization
 
 /// Keep-alive connections to backends, one pool per event loop (a client connection and
 /// its upstream connection always share a loop, so a request never changes threads), at
@@ -134,7 +133,7 @@ final class UpstreamPool: @unchecked Sendable {
 
 /// One pool per event loop of the proxy's group.
 final class UpstreamPools: Sendable {
-    private let pools: Mutex<[ObjectIdentifier: UpstreamPool]> = Mutex([:])
+    private let pools = PerEventLoop<UpstreamPool>()
     private let maxIdle: Int
     private let maxHeadBytes: Int
 
@@ -144,17 +143,11 @@ final class UpstreamPools: Sendable {
     }
 
     func pool(for eventLoop: any EventLoop) -> UpstreamPool {
-        pools.withLock { pools in
-            let key = ObjectIdentifier(eventLoop)
-            if let pool = pools[key] { return pool }
-            let pool = UpstreamPool(eventLoop: eventLoop, maxIdle: maxIdle, maxHeadBytes: maxHeadBytes)
-            pools[key] = pool
-            return pool
-        }
+        pools.value(for: eventLoop) { UpstreamPool(eventLoop: $0, maxIdle: maxIdle, maxHeadBytes: maxHeadBytes) }
     }
 
     func closeAll() {
-        for pool in pools.withLock({ Array($0.values) }) {
+        for pool in pools.values {
             pool.eventLoop.execute { pool.closeAll() }
         }
     }

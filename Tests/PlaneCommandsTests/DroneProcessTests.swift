@@ -264,8 +264,8 @@ struct DroneProcessTests {
             try handle.truncate(atOffset: 1 << 30)
             try handle.close()
             let gigabyte = 1 << 30
-            async let upload = offPool { try SystemProgram.run(executable: curl, ["-sS", "-X", "POST", "-T", file] + resolve + ["\(url)/upload"]) }
-            async let download = offPool { try SystemProgram.run(executable: curl, ["-sS", "-o", "/dev/null", "-w", "%{size_download}"] + resolve + ["\(url)/download/\(gigabyte)"]) }
+            async let upload = SystemProgram.run(executable: curl, ["-sS", "-X", "POST", "-T", file] + resolve + ["\(url)/upload"])
+            async let download = SystemProgram.run(executable: curl, ["-sS", "-o", "/dev/null", "-w", "%{size_download}"] + resolve + ["\(url)/download/\(gigabyte)"])
             let (up, down) = try await (upload, download)
             sampler.cancel()
             #expect(up.status == 0 && up.output == "received \(gigabyte)", "\(up.output)\n\(child.output)")
@@ -279,12 +279,6 @@ struct DroneProcessTests {
             #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
             relay.stop()
             await client.close()
-        }
-    }
-
-    func offPool<T: Sendable>(_ body: @escaping @Sendable () throws -> T) async throws -> T {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue(label: "plane.test.off-pool").async { continuation.resume(with: Result { try body() }) }
         }
     }
 }

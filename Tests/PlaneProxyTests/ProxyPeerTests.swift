@@ -13,14 +13,9 @@ import Testing
 struct ProxyPeerTests {
     static let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("python").path
 
-    /// Runs a Python script of `python/` to completion, off the cooperative pool.
+    /// Runs a Python script of `python/` to completion (off the cooperative pool).
     func python(_ script: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
-        let python = try PythonEnvironment.python()
-        return try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue(label: "plane.test.python").async {
-                continuation.resume(with: Result { try SystemProgram.run(executable: python, ["\(Self.scripts)/\(script)"] + arguments) })
-            }
-        }
+        try await SystemProgram.run(executable: try PythonEnvironment.python(), ["\(Self.scripts)/\(script)"] + arguments)
     }
 
     struct Bed {
