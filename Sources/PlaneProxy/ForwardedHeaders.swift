@@ -29,9 +29,9 @@ public enum ForwardedHeaders {
         _ = head.bytes.withUnsafeReadableBytes { source in
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { destination in
                 var out = HeadWriter(destination)
-                out.write(head.method)
+                out.write(string: head.method)
                 out.write(" ")
-                out.write(target)
+                out.write(string: target)
                 out.write(" HTTP/1.1\r\n")
                 for index in head.fields.indices {
                     let field = head.fields[index]
@@ -50,18 +50,18 @@ public enum ForwardedHeaders {
                 // X-Forwarded-For: the values that came (in order), then the client's address.
                 var wroteForwardedFor = false
                 for field in head.fields where field.known == .xForwardedFor && field.valueEnd > field.valueStart {
-                    out.write(wroteForwardedFor ? ", " : "X-Forwarded-For: ")
+                    out.write(wroteForwardedFor ? ", " as StaticString : "X-Forwarded-For: ")
                     out.write(source, Int(field.valueStart), Int(field.valueEnd))
                     wroteForwardedFor = true
                 }
                 if let clientAddress {
-                    out.write(wroteForwardedFor ? ", " : "X-Forwarded-For: ")
-                    out.write(clientAddress)
+                    out.write(wroteForwardedFor ? ", " as StaticString : "X-Forwarded-For: ")
+                    out.write(string: clientAddress)
                     wroteForwardedFor = true
                 }
                 if wroteForwardedFor { out.write("\r\n") }
                 out.write("X-Forwarded-Proto: ")
-                out.write(scheme)
+                out.write(string: scheme)
                 out.write("\r\n")
                 if let host { out.writeHeader("X-Forwarded-Host: ", valueOf: head.fields[host], in: source) }
                 out.write("\r\n")
@@ -151,7 +151,9 @@ public enum ForwardedHeaders {
             write(UnsafeRawBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
         }
 
-        mutating func write(_ text: String) {
+        /// Named apart from `write(_: StaticString)`, so that literals take that one (a
+        /// literal passed as `String` costs reference counting for nothing).
+        mutating func write(string text: String) {
             var text = text
             text.withUTF8 { write(UnsafeRawBufferPointer($0)) }
         }

@@ -76,6 +76,14 @@ public struct HTTP1Head: Sendable {
         return nil
     }
 
+    /// The bytes of the first value of a known field, without making a `String` of them.
+    func withFirstValue<Result>(_ known: Known, _ body: (UnsafeRawBufferPointer?) -> Result) -> Result {
+        guard let field = fields.first(where: { $0.known == known }) else { return body(nil) }
+        return bytes.withUnsafeReadableBytes { raw in
+            body(UnsafeRawBufferPointer(rebasing: raw[Int(field.valueStart)..<Int(field.valueEnd)]))
+        }
+    }
+
     /// Where the first field of a kind is (an index of `fields`).
     func firstIndex(of known: Known) -> Int? {
         fields.firstIndex { $0.known == known }

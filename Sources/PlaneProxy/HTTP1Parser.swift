@@ -1,4 +1,9 @@
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// HTTP/1.x message framing (RFC 9112) as a state machine without I/O: bytes go in with
 /// `append`, and `next()` hands out what they make: a head, body bytes, the end of the
@@ -183,19 +188,23 @@ struct HTTP1Parser {
         var lineStart = self.lineStart
         let end: Int? = buffer.withUnsafeReadableBytes { raw in
             var index = scanned
-            while index < raw.count {
-                if raw[index] == 0x0A {
-                    if index == lineStart || (index == lineStart + 1 && raw[lineStart] == 0x0D) { return index + 1 }
-                    lineStart = index + 1
-                }
-                index += 1
+            while let lf = Self.lineFeed(in: raw, from: index) {
+                if lf == lineStart || (lf == lineStart + 1 && raw[lineStart] == 0x0D) { return lf + 1 }
+                lineStart = lf + 1
+                index = lf + 1
             }
-            scanned = index
+            scanned = raw.count
             return nil
         }
         self.scanned = scanned
         self.lineStart = lineStart
         return end
+    }
+
+    /// The index of the first LF in `raw[from...]` (`memchr`: a word or more at a time).
+    static func lineFeed(in raw: UnsafeRawBufferPointer, from: Int) -> Int? {
+        guard from < raw.count, let base = raw.baseAddress, let found = memchr(base + from, 0x0A, raw.count - from) else { return nil }
+        return base.distance(to: UnsafeRawPointer(found))
     }
 
     private static func tooLarge(_ kind: Kind) -> ProxyError {
@@ -213,9 +222,7 @@ struct HTTP1Parser {
         let result: Result<HTTP1Head, ProxyError> = bytes.withUnsafeReadableBytes { raw in
             // Lines: [start, contentEnd) without the terminator, next line at `after`.
             func line(from start: Int) -> (contentEnd: Int, after: Int)? {
-                var index = start
-                while index < raw.count, raw[index] != 0x0A { index += 1 }
-                guard index < raw.count else { return nil }
+                guard let index = lineFeed(in: raw, from: start) else { return nil }
                 let contentEnd = index > start && raw[index - 1] == 0x0D ? index - 1 : index
                 return (contentEnd, index + 1)
             }
@@ -297,13 +304,18 @@ struct HTTP1Parser {
 
     /// tchar (RFC 9110 §5.6.2).
     static func isTokenByte(_ byte: UInt8) -> Bool {
+        // One bit per byte value below 128: a shift and a mask instead of a chain of compares.
         switch byte {
-        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: true
-        case UInt8(ascii: "!"), UInt8(ascii: "#"), UInt8(ascii: "$"), UInt8(ascii: "%"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "*"),
-             UInt8(ascii: "+"), UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "^"), UInt8(ascii: "_"), UInt8(ascii: "`"), UInt8(ascii: "|"), UInt8(ascii: "~"): true
+        case 0..<64: (tokenBytesBelow64 >> UInt64(byte)) & 1 == 1
+        case 64..<128: (tokenBytesFrom64 >> UInt64(byte - 64)) & 1 == 1
         default: false
         }
     }
+
+    /// tchar (`!#$%&'*+-.^_`|~`, digits, letters) as bit masks over 0–63 and 64–127
+    /// (`HTTP1ParserTests` checks them against the grammar).
+    static let tokenBytesBelow64: UInt64 = 0x03FF_6CFA_0000_0000
+    static let tokenBytesFrom64: UInt64 = 0x57FF_FFFF_C7FF_FFFE
 
     /// A control character other than tab (NUL, CR, LF, DEL, ...).
     static func isControl(_ byte: UInt8) -> Bool { (byte < 0x20 && byte != 0x09) || byte == 0x7F }

@@ -39,6 +39,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         let clientIsHTTP10: Bool
         let keepAlive: Bool
         let isUpgrade: Bool
+        /// The request has body bytes to come after its head (a length or chunks).
+        let hasBody: Bool
         /// The client waits for `100 Continue` before sending the body; the proxy sends it
         /// once the backend connection is there (the backend never sees `Expect`).
         let expectsContinue: Bool
@@ -57,8 +59,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         var responseDeadline: NIODeadline?
         let started: NIODeadline
 
-        init(upstreamHead: ByteBuffer, target: ProxyRouter.Target, isHEAD: Bool, clientIsHTTP10: Bool, keepAlive: Bool, isUpgrade: Bool, expectsContinue: Bool,
-             started: NIODeadline) {
+        init(upstreamHead: ByteBuffer, target: ProxyRouter.Target, isHEAD: Bool, clientIsHTTP10: Bool, keepAlive: Bool, isUpgrade: Bool, hasBody: Bool,
+             expectsContinue: Bool, started: NIODeadline) {
+            self.hasBody = hasBody
             self.started = started
             self.upstreamHead = upstreamHead
             self.target = target
@@ -124,14 +127,23 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     static let activityInterval = TimeAmount.milliseconds(100)
     /// This connection's last route lookup.
     private var routeCache = RouteTable.Cache()
+    /// The pool's bucket for this connection's last backend.
+    private var poolBucket: UpstreamPool.Bucket?
     /// The counters of this connection's event loop.
     private let metrics: ProxyMetrics.Shard
     /// `[proxy] upstream_timeout_secs`.
     private let responseTimeout: TimeAmount
-    /// A response head not written yet: the first body bytes join it, so that a small
-    /// response leaves in one buffer.
-    private var responseHead: ByteBuffer?
+    /// A response head not written yet (in `responseBuffer`): the first body bytes join
+    /// it, so that a small response leaves in one buffer.
+    private var responseHeadPending = false
     static let maxJoinedBody = 8192
+    /// The memory heads are written into, kept from request to request: once the socket
+    /// has written a head and let go of it, the next head reuses the memory instead of
+    /// allocating (`ByteBuffer.clear` allocates only while the last one is still held).
+    private var requestBuffer = ByteBuffer()
+    private var responseBuffer = ByteBuffer()
+    /// Head memory beyond this is not kept for the next request (idle connections stay small).
+    static let maxKeptHeadBuffer = 4096
 
     init(shared: ProxyContext, pool: UpstreamPool) {
         self.shared = shared
@@ -274,7 +286,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func received(head: HTTP1Head) {
-        let request = ProxyRouter.Request(host: head.first(.host), uri: head.target, authorization: head.values(.authorization), cookies: head.values(.cookie))
+        let request = ProxyRouter.Request(host: nil, uri: head.target, authorization: head.values(.authorization), cookies: head.values(.cookie))
+        let subdomain = head.withFirstValue(.host) { host in host.flatMap { shared.router.subdomain(ofHost: $0) } }
         let hasBody: Bool
         switch parser.framing {
         case .none, .length(0): hasBody = false
@@ -289,7 +302,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             return
         }
         let routes = shared.routes
-        switch shared.router.decide(request, lookup: { routes.route(for: $0, cache: &routeCache) }) {
+        switch shared.router.decide(request, subdomain: subdomain, lookup: { routes.route(for: $0, cache: &routeCache) }) {
         case .notFound:
             respondLocally(.notFound, headers: [("Access-Control-Allow-Origin", "*")], keepAlive: keepAlive)
         case .unauthorized:
@@ -308,13 +321,19 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if let backend = target.backendID { markActive(backend, now: now) }
             let isUpgrade = head.isUpgrade
             let capacity = ForwardedHeaders.requestCapacity(head, target: target.uri, clientAddress: clientAddress, scheme: shared.scheme)
-            var upstreamHead = context?.channel.allocator.buffer(capacity: capacity) ?? ByteBuffer()
-            ForwardedHeaders.writeUpstreamRequest(head, target: target.uri, clientAddress: clientAddress, scheme: shared.scheme, upgrade: isUpgrade, into: &upstreamHead)
-            let exchange = Exchange(upstreamHead: upstreamHead, target: target, isHEAD: head.method == "HEAD", clientIsHTTP10: head.minorVersion == 0,
-                                    keepAlive: head.isKeepAlive, isUpgrade: isUpgrade, expectsContinue: expectsContinue, started: now)
+            Self.reuse(&requestBuffer, capacity: capacity)
+            ForwardedHeaders.writeUpstreamRequest(head, target: target.uri, clientAddress: clientAddress, scheme: shared.scheme, upgrade: isUpgrade, into: &requestBuffer)
+            let exchange = Exchange(upstreamHead: requestBuffer, target: target, isHEAD: head.method == "HEAD", clientIsHTTP10: head.minorVersion == 0,
+                                    keepAlive: head.isKeepAlive, isUpgrade: isUpgrade, hasBody: hasBody, expectsContinue: expectsContinue, started: now)
             state = .proxying(exchange)
             attachUpstream(to: exchange)
         }
+    }
+
+    /// Empties a head buffer for the next head, in place unless the last head is still
+    /// being written.
+    private static func reuse(_ buffer: inout ByteBuffer, capacity: Int) {
+        buffer.clear(minimumCapacity: capacity)
     }
 
     /// Marks the backend active in the route table, at most every `activityInterval` per
@@ -338,7 +357,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Upstream connection
 
     private func attachUpstream(to exchange: Exchange) {
-        if let handler = pool.take(exchange.target.address, now: now) {
+        let bucket = pool.bucket(for: exchange.target.address, cached: poolBucket)
+        poolBucket = bucket
+        if let handler = pool.take(from: bucket, now: now) {
             exchange.reused = true
             attach(handler, to: exchange)
             return
@@ -367,7 +388,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private func attach(_ handler: UpstreamHandler, to exchange: Exchange) {
         handler.lease(to: self, answersHEAD: exchange.isHEAD)
         exchange.upstream = handler
-        handler.write(exchange.upstreamHead, flush: false)
+        // A request without a body is all there: it leaves at once (one pass through the
+        // pipeline instead of a write and a flush later).
+        handler.write(exchange.upstreamHead, flush: !exchange.hasBody && exchange.buffered.isEmpty)
         for buffer in exchange.buffered { handler.write(buffer, flush: false) }
         exchange.buffered = []
         if !inClientRead { handler.flush() }
@@ -438,11 +461,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             exchange.responseDeadline = nil
             exchange.responseStarted = true
             metrics.proxied(status: response.status, latency: now - exchange.started, bytes: &tally)
-            var head = context.channel.allocator.buffer(capacity: ForwardedHeaders.responseCapacity(response) + min(handler.parser.bufferedBytes, Self.maxJoinedBody))
+            Self.reuse(&responseBuffer, capacity: ForwardedHeaders.responseCapacity(response) + min(handler.parser.bufferedBytes, Self.maxJoinedBody))
             if response.status == 101 {
-                ForwardedHeaders.writeDownstreamResponse(response, connection: .upgrade, into: &head)
-                tally.toClient += head.readableBytes
-                context.write(wrapOutboundOut(head), promise: nil)
+                ForwardedHeaders.writeDownstreamResponse(response, connection: .upgrade, into: &responseBuffer)
+                tally.toClient += responseBuffer.readableBytes
+                context.write(wrapOutboundOut(responseBuffer), promise: nil)
                 switchToSplice(exchange, handler: handler, context: context)
                 return
             }
@@ -458,20 +481,21 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             exchange.closesClient = closes
             // An upgrade the backend declined leaves the client's parser in upgrade mode: close.
             let connection: ForwardedHeaders.ConnectionHeader = closes ? .close : exchange.clientIsHTTP10 ? .keepAlive : .none
-            ForwardedHeaders.writeDownstreamResponse(response, connection: connection, keepTransferEncoding: keepTransferEncoding, into: &head)
-            tally.toClient += head.readableBytes
-            responseHead = head
+            ForwardedHeaders.writeDownstreamResponse(response, connection: connection, keepTransferEncoding: keepTransferEncoding, into: &responseBuffer)
+            tally.toClient += responseBuffer.readableBytes
+            responseHeadPending = true
         case .body(var buffer):
             tally.toClient += buffer.readableBytes
             if tally.isLarge { metrics.report(&tally) }
-            if var head = responseHead {
-                responseHead = nil
+            if responseHeadPending {
+                responseHeadPending = false
+                // Written into before it is shared with the socket: no copy.
                 if buffer.readableBytes <= Self.maxJoinedBody {
-                    head.writeBuffer(&buffer)
-                    context.write(wrapOutboundOut(head), promise: nil)
+                    responseBuffer.writeBuffer(&buffer)
+                    context.write(wrapOutboundOut(responseBuffer), promise: nil)
                     return
                 }
-                context.write(wrapOutboundOut(head), promise: nil)
+                context.write(wrapOutboundOut(responseBuffer), promise: nil)
             }
             context.write(wrapOutboundOut(buffer), promise: nil)
         case .end:
@@ -502,9 +526,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func writeResponseHead(_ context: ChannelHandlerContext) {
-        if let head = responseHead {
-            responseHead = nil
-            context.write(wrapOutboundOut(head), promise: nil)
+        if responseHeadPending {
+            responseHeadPending = false
+            context.write(wrapOutboundOut(responseBuffer), promise: nil)
         }
     }
 
@@ -536,10 +560,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// closes), the client connection waits for its next request (or closes).
     /// Returns whether the client connection must close after the response.
     private func finish(_ exchange: Exchange) -> Bool {
+        // A large head (or joined body) is not kept while the connection waits.
+        if requestBuffer.capacity > Self.maxKeptHeadBuffer { requestBuffer = ByteBuffer() }
+        if responseBuffer.capacity > Self.maxKeptHeadBuffer { responseBuffer = ByteBuffer() }
         if let upstream = exchange.upstream {
             exchange.upstream = nil
             if exchange.upstreamKeepAlive, exchange.requestEnded, !exchange.isUpgrade {
-                pool.give(upstream, address: exchange.target.address, now: now)
+                pool.give(upstream, to: pool.bucket(for: exchange.target.address, cached: poolBucket), now: now)
             } else {
                 upstream.owner = nil
                 upstream.close()
@@ -649,7 +676,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private func closeClient() {
         state = .done
-        responseHead = nil
+        responseHeadPending = false
         context?.close(promise: nil)
     }
 
@@ -662,7 +689,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         if case .proxying(let exchange) = state {
             // After an upgrade request the bytes are not HTTP until the backend decided.
             if exchange.requestEnded { return exchange.isUpgrade }
-            guard let channel = exchange.upstream?.channel, channel.isWritable else { return true }
+            guard let upstream = exchange.upstream, upstream.isWritable else { return true }
         }
         return false
     }

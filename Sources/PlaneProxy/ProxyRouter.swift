@@ -77,6 +77,12 @@ public struct ProxyRouter: Sendable {
     }
 
     public func decide(_ request: Request, lookup: (String) -> RouteTable.Route?) -> Decision {
+        decide(request, subdomain: subdomain(of: request.host), lookup: lookup)
+    }
+
+    /// `decide` with the Host's subdomain already found (`subdomain(ofHost:)`: the proxy
+    /// reads it from the head's bytes, without making a `String` of the whole Host).
+    func decide(_ request: Request, subdomain: String?, lookup: (String) -> RouteTable.Route?) -> Decision {
         let (path, query) = Self.split(request.uri)
         // 1. Path routing.
         if allowPathRouting, path.hasPrefix(Self.pathPrefix) {
@@ -89,7 +95,7 @@ public struct ProxyRouter: Sendable {
             return routed(route, path: rest, query: query, request: request, cookiePath: base + "/", locationPrefix: base)
         }
         // 2. Host routing.
-        guard let subdomain = subdomain(of: request.host), let route = lookup(subdomain) else { return noRoute(request) }
+        guard let subdomain, let route = lookup(subdomain) else { return noRoute(request) }
         return routed(route, path: path, query: query, request: request, cookiePath: "/", locationPrefix: "")
     }
 
@@ -97,23 +103,25 @@ public struct ProxyRouter: Sendable {
     /// On the request path: works on the bytes, allocates at most the result.
     public func subdomain(of host: String?) -> String? {
         guard var host else { return nil }
-        let suffix = clusterSuffix
-        return host.withUTF8 { name -> String? in
-            suffix.utf8.withContiguousStorageIfAvailable { suffix -> String? in
-                // An IPv6 literal is never under the cluster domain.
-                guard name.first != UInt8(ascii: "[") else { return nil }
-                var end = name.count
-                if let colon = name.lastIndex(of: UInt8(ascii: ":")) { end = colon }
-                if end > 0, name[end - 1] == UInt8(ascii: ".") { end -= 1 }
-                guard end > suffix.count else { return nil }
-                let labelEnd = end - suffix.count
-                var hasUpper = false
-                for index in 0..<suffix.count where Self.lowercase(name[labelEnd + index]) != suffix[index] { return nil }
-                for index in 0..<labelEnd where name[index] >= 0x41 && name[index] <= 0x5A { hasUpper = true }
-                let label = String(decoding: UnsafeBufferPointer(rebasing: name[0..<labelEnd]), as: UTF8.self)
-                return hasUpper ? label.lowercased() : label
-            } ?? nil
-        }
+        return host.withUTF8 { subdomain(ofHost: UnsafeRawBufferPointer($0)) }
+    }
+
+    /// `subdomain(of:)` for the bytes of a Host value.
+    func subdomain(ofHost name: UnsafeRawBufferPointer) -> String? {
+        clusterSuffix.utf8.withContiguousStorageIfAvailable { suffix -> String? in
+            // An IPv6 literal is never under the cluster domain.
+            guard name.first != UInt8(ascii: "[") else { return nil }
+            var end = name.count
+            if let colon = name.lastIndex(of: UInt8(ascii: ":")) { end = colon }
+            if end > 0, name[end - 1] == UInt8(ascii: ".") { end -= 1 }
+            guard end > suffix.count else { return nil }
+            let labelEnd = end - suffix.count
+            var hasUpper = false
+            for index in 0..<suffix.count where Self.lowercase(name[labelEnd + index]) != suffix[index] { return nil }
+            for index in 0..<labelEnd where name[index] >= 0x41 && name[index] <= 0x5A { hasUpper = true }
+            let label = String(decoding: UnsafeRawBufferPointer(rebasing: name[0..<labelEnd]), as: UTF8.self)
+            return hasUpper ? label.lowercased() : label
+        } ?? nil
     }
 
     private static func lowercase(_ byte: UInt8) -> UInt8 { byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte }

@@ -17,14 +17,17 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private(set) var context: ChannelHandlerContext?
     var parser: HTTP1Parser
     private var pendingRead = false
-    /// While parked: the pool to tell when the connection closes, and its key there.
-    private var parkedIn: UpstreamPool?
-    private var parkedAddress = ""
+    /// While parked: the pool to tell when the connection closes, and its bucket there.
+    private var parkedIn: (pool: UpstreamPool, bucket: UpstreamPool.Bucket)?
     /// False once the backend sent more than it was asked for.
     private(set) var reusable = true
     /// The connection is open (kept here: cheaper to read than the channel's own state,
     /// which the pool would ask for on every take and give).
     private(set) var isActive = false
+    /// The connection takes more writes (kept from `channelWritabilityChanged`).
+    private(set) var isWritable = false
+    /// Bytes were written and not flushed yet: a flush without them is skipped.
+    private var needsFlush = false
 
     init(maxHeadBytes: Int) {
         parser = HTTP1Parser(kind: .response, maxHeadBytes: maxHeadBytes)
@@ -35,6 +38,7 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerAdded(context: ChannelHandlerContext) {
         self.context = context
         isActive = context.channel.isActive
+        isWritable = context.channel.isWritable
     }
 
     func channelActive(context: ChannelHandlerContext) {
@@ -45,15 +49,15 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func handlerRemoved(context: ChannelHandlerContext) {
         self.context = nil
         isActive = false
+        isWritable = false
         owner = nil
         parkedIn = nil
     }
 
     /// The pool holds this connection now: no owner, and a close must be reported.
-    func parked(in pool: UpstreamPool, address: String) {
+    func parked(in pool: UpstreamPool, bucket: UpstreamPool.Bucket) {
         owner = nil
-        parkedIn = pool
-        parkedAddress = address
+        parkedIn = (pool, bucket)
     }
 
     func lease(to owner: ProxyHandler, answersHEAD: Bool) {
@@ -73,13 +77,19 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func write(_ buffer: ByteBuffer, flush: Bool) {
         guard let context else { return }
         if flush {
+            needsFlush = false
             context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
         } else {
+            needsFlush = true
             context.write(wrapOutboundOut(buffer), promise: nil)
         }
     }
 
-    func flush() { context?.flush() }
+    func flush() {
+        guard needsFlush, let context else { return }
+        needsFlush = false
+        context.flush()
+    }
 
     func close() { context?.close(promise: nil) }
 
@@ -134,9 +144,9 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         isActive = false
-        if let pool = parkedIn {
+        if let (pool, bucket) = parkedIn {
             parkedIn = nil
-            pool.drop(self, address: parkedAddress)
+            pool.drop(self, from: bucket)
         }
         if let owner {
             if parser.inputEnded() == .completedMessage { deliver(to: owner, context: context) }
@@ -151,7 +161,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func channelWritabilityChanged(context: ChannelHandlerContext) {
-        if context.channel.isWritable { owner?.upstreamBecameWritable(self) }
+        isWritable = context.channel.isWritable
+        if isWritable { owner?.upstreamBecameWritable(self) }
         context.fireChannelWritabilityChanged()
     }
 

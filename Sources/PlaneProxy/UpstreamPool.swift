@@ -10,7 +10,7 @@ final class UpstreamPool: @unchecked Sendable {
     let eventLoop: any EventLoop
     private let maxIdle: Int
     private let idleLifetime: TimeAmount
-    private var idle: [String: [IdleConnection]] = [:]
+    private var idle: [String: Bucket] = [:]
     private var sweeper: RepeatedTask?
 
     private let maxHeadBytes: Int
@@ -18,6 +18,21 @@ final class UpstreamPool: @unchecked Sendable {
     struct IdleConnection {
         var handler: UpstreamHandler
         var since: NIODeadline
+    }
+
+    /// The idle connections to one address. A client connection keeps the bucket of its
+    /// last request (`bucket(for:cached:)`), so that the next request to the same backend
+    /// finds it without hashing the address.
+    final class Bucket: @unchecked Sendable {
+        // Confined to the pool's event loop, as the pool is.
+        let address: String
+        fileprivate(set) var connections: [IdleConnection] = []
+        /// Taken out of the pool (the sweeper found it empty): a kept reference is stale.
+        fileprivate(set) var retired = false
+
+        init(address: String) {
+            self.address = address
+        }
     }
 
     private let sweepInterval: TimeAmount
@@ -39,23 +54,42 @@ final class UpstreamPool: @unchecked Sendable {
         sweeper = eventLoop.scheduleRepeatedTask(initialDelay: max(idleLifetime, sweepInterval), delay: sweepInterval) { [weak self] _ in
             guard let self else { return }
             let cutoff = NIODeadline.now() - self.idleLifetime
-            for (address, list) in self.idle {
-                let (stale, fresh) = (list.filter { $0.since < cutoff }, list.filter { $0.since >= cutoff })
+            for (address, bucket) in self.idle {
+                let stale = bucket.connections.filter { $0.since < cutoff }
+                bucket.connections.removeAll { $0.since < cutoff }
+                if bucket.connections.isEmpty {
+                    bucket.retired = true
+                    self.idle[address] = nil
+                }
+                // After the list changed: a close reports back into `drop`.
                 for connection in stale { connection.handler.close() }
-                self.idle[address] = fresh.isEmpty ? nil : fresh
             }
         }
     }
 
+    /// The bucket for `address`: `cached` if it is still this pool's bucket for it.
+    func bucket(for address: String, cached: Bucket? = nil) -> Bucket {
+        if let cached, !cached.retired, cached.address == address { return cached }
+        if let bucket = idle[address] { return bucket }
+        let bucket = Bucket(address: address)
+        idle[address] = bucket
+        return bucket
+    }
+
     /// An idle connection to `address`, if one is still open.
     func take(_ address: String, now: NIODeadline = .now()) -> UpstreamHandler? {
+        take(from: bucket(for: address), now: now)
+    }
+
+    /// An idle connection from the bucket, if one is still open.
+    func take(from bucket: Bucket, now: NIODeadline) -> UpstreamHandler? {
         eventLoop.preconditionInEventLoop()
         let cutoff = now - idleLifetime
-        // In place, with one lookup: a copy of the list per request would cost more than
-        // the request. An emptied list stays until the sweeper passes. Stale connections
-        // close only after the list is let go of: a close reports back into `drop`.
+        // In place: a copy of the list per request would cost more than the request. An
+        // emptied bucket stays until the sweeper passes. Stale connections close only
+        // after the list is let go of: a close reports back into `drop`.
         var stale: [UpstreamHandler] = []
-        let handler = Self.popUsable(&idle[address, default: []], cutoff: cutoff, stale: &stale)
+        let handler = Self.popUsable(&bucket.connections, cutoff: cutoff, stale: &stale)
         for handler in stale { handler.close() }
         return handler
     }
@@ -70,14 +104,19 @@ final class UpstreamPool: @unchecked Sendable {
 
     /// Returns a connection after a complete exchange; closes it when the pool is full.
     func give(_ handler: UpstreamHandler, address: String, now: NIODeadline = .now()) {
+        give(handler, to: bucket(for: address), now: now)
+    }
+
+    /// Returns a connection to the bucket it was taken for (`bucket(for:cached:)`).
+    func give(_ handler: UpstreamHandler, to bucket: Bucket, now: NIODeadline) {
         eventLoop.preconditionInEventLoop()
         handler.owner = nil
-        guard handler.isActive, handler.reusable, Self.park(IdleConnection(handler: handler, since: now), in: &idle[address, default: []], max: maxIdle) else {
+        guard handler.isActive, handler.reusable, !bucket.retired, Self.park(IdleConnection(handler: handler, since: now), in: &bucket.connections, max: maxIdle) else {
             handler.close()
             return
         }
         startSweeping()
-        handler.parked(in: self, address: address)
+        handler.parked(in: self, bucket: bucket)
     }
 
     private static func park(_ connection: IdleConnection, in list: inout [IdleConnection], max: Int) -> Bool {
@@ -87,18 +126,23 @@ final class UpstreamPool: @unchecked Sendable {
     }
 
     /// Forgets an idle connection (it closed).
-    func drop(_ handler: UpstreamHandler, address: String) {
+    func drop(_ handler: UpstreamHandler, from bucket: Bucket) {
         eventLoop.preconditionInEventLoop()
-        guard let index = idle[address]?.firstIndex(where: { $0.handler === handler }) else { return }
-        idle[address]?.remove(at: index)
-        if idle[address]?.isEmpty == true { idle[address] = nil }
+        guard let index = bucket.connections.firstIndex(where: { $0.handler === handler }) else { return }
+        bucket.connections.remove(at: index)
     }
 
     /// Closes every idle connection (shutdown).
     func closeAll() {
         eventLoop.preconditionInEventLoop()
-        for connection in idle.values.joined() { connection.handler.close() }
+        let buckets = idle.values
         idle = [:]
+        for bucket in buckets {
+            bucket.retired = true
+            let connections = bucket.connections
+            bucket.connections = []
+            for connection in connections { connection.handler.close() }
+        }
         sweeper?.cancel()
         sweeper = nil
     }

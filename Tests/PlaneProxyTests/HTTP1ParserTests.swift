@@ -55,6 +55,14 @@ struct HTTP1ParserTests {
         #expect(decoded.items == [.head("POST / 1.1"), .body("hello0123456789"), .end])
     }
 
+    /// The token bit masks say exactly what RFC 9110's tchar says, for every byte value.
+    @Test func tokenBytesAreTheGrammarsTchar() {
+        let tchar = Set("!#$%&'*+-.^_`|~0123456789abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ".utf8)
+        for byte in UInt8.min...UInt8.max {
+            #expect(HTTP1Parser.isTokenByte(byte) == tchar.contains(byte), "byte \(byte)")
+        }
+    }
+
     /// A small read is copied, so the reader (the TLS handler reuses one 32 KiB buffer for
     /// every read) gets its storage back unshared; a large one is kept as it came.
     @Test func smallReadsAreCopiedLargeOnesKept() throws {

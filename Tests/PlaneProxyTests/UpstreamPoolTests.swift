@@ -35,4 +35,35 @@ struct UpstreamPoolTests {
         try await loop.submit { pool.closeAll() }.get()
         await backend.stop()
     }
+
+    /// A client connection keeps the bucket of its last backend; once the sweeper has
+    /// emptied and removed that bucket, the kept one is not used again: a connection given
+    /// back after that lands where the next `take` finds it.
+    @Test func aBucketTheSweeperRemovedIsNotUsedAgain() async throws {
+        let port = try TestEnvironment.freePort()
+        let backend = try ChildProcess(try TestExecutables.path("plane-test-server"), environment: ["PORT": String(port), "HOST": "127.0.0.1"])
+        _ = try await HTTPProbe(port: port).waitUntilAnswering("/")
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let pool = UpstreamPool(eventLoop: loop, maxIdle: 2, maxHeadBytes: 4096, idleLifetime: .milliseconds(100), sweepInterval: .milliseconds(50))
+        let address = "127.0.0.1:\(port)"
+        let first = try await pool.connect(address, timeout: .seconds(5)).get()
+        let kept = try await loop.submit {
+            let bucket = pool.bucket(for: address)
+            pool.give(try first.pipeline.syncOperations.handler(type: UpstreamHandler.self), to: bucket, now: .now())
+            return bucket
+        }.get()
+        // The sweeper closes the connection once it is idle past its lifetime, and drops the emptied bucket.
+        #expect(try await eventually { try await loop.submit { kept.retired }.get() })
+        #expect(!first.isActive)
+        let second = try await pool.connect(address, timeout: .seconds(5)).get()
+        let (replaced, found) = try await loop.submit {
+            let handler = try second.pipeline.syncOperations.handler(type: UpstreamHandler.self)
+            let bucket = pool.bucket(for: address, cached: kept)
+            pool.give(handler, to: bucket, now: .now())
+            return (bucket !== kept, pool.take(address) === handler)
+        }.get()
+        #expect(replaced && found)
+        try await loop.submit { pool.closeAll() }.get()
+        await backend.stop()
+    }
 }
