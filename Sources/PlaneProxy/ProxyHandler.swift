@@ -357,9 +357,12 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Upstream connection
 
     private func attachUpstream(to exchange: Exchange) {
+        // An upgrade gets a connection of its own: the splice uses it up anyway, and many
+        // servers switch protocols only on a connection's first request (SwiftNIO's
+        // upgrade handler is gone after it): on a reused one they answer 200.
         let bucket = pool.bucket(for: exchange.target.address, cached: poolBucket)
         poolBucket = bucket
-        if let handler = pool.take(from: bucket, now: now) {
+        if !exchange.isUpgrade, let handler = pool.take(from: bucket, now: now) {
             exchange.reused = true
             attach(handler, to: exchange)
             return

@@ -107,6 +107,15 @@ struct ProxyIntegrationTests {
         #expect(try await eventually { (s.routes.idleTime(of: "foobar") ?? .zero) > .zero })
         // The connection is plain HTTP again for others.
         #expect(try await s.probe().getOffPool("/").body == "Hello World!")
+        // Requests on new client connections (spread over the event loops) leave kept-alive
+        // connections to the backend in every loop's pool; an upgrade does not take one (the
+        // backend, like many, switches protocols only on a connection's first request).
+        for _ in 1...4 { _ = try await s.probe().getOffPool("/") }
+        let again = try s.probe().webSocket("/ws")
+        try again.sendText("again")
+        let (opcode, payload) = try again.receive()
+        #expect(opcode == .text && String(decoding: payload, as: UTF8.self) == "again")
+        again.close()
         await s.stop()
     }
 
