@@ -7,10 +7,10 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
-DURATION=${DURATION:-10}
+DURATION=${DURATION:-6}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 
 bash scripts/bootstrap.sh
 for program in wrk nginx; do
@@ -108,11 +108,16 @@ to_ms() { python3 -c "import sys; v=sys.argv[1]; print(float(v[:-2]) if v.endswi
 echo "bench: wrk -t$THREADS -c$CONNECTIONS -d${DURATION}s"
 wrk -t1 -c4 -d2s -H "Host: foobar.plane.test" "http://127.0.0.1:$proxy/" >/dev/null  # warm up
 # ROUNDS rounds, the paths taking turns inside each round (so that a noisy moment of this
-# shared machine hits all of them alike); each path reports its median round by requests/s.
+# shared machine hits all of them alike), in reverse order every other round (so that a
+# drift of the machine's speed favours no path); each path reports its median round by
+# requests/s, and each round compares our proxy with nginx measured right beside it.
 declare -A results
+paths="direct floor proxy nginx proxy_tls nginx_tls"
 for round in $(seq "$ROUNDS"); do
   echo "bench: round $round of $ROUNDS"
-  for path in direct floor proxy nginx proxy_tls nginx_tls; do
+  order=$paths
+  if [ $((round % 2)) -eq 0 ]; then order=$(tr ' ' '\n' <<<"$paths" | tac | tr '\n' ' '); fi
+  for path in $order; do
     case $path in
       direct) url="http://127.0.0.1:$backend/"; serving=$backend_pid ;;
       floor) url="http://127.0.0.1:$floor/"; serving=$floor_pid ;;
@@ -140,7 +145,24 @@ read -r nginx_rps nginx_p99 nginx_user nginx_system nginx_cpu <<<"$(median "${re
 read -r proxy_tls_rps proxy_tls_p99 proxy_tls_user proxy_tls_system proxy_tls_cpu <<<"$(median "${results[proxy_tls]}")"
 read -r nginx_tls_rps nginx_tls_p99 nginx_tls_user nginx_tls_system nginx_tls_cpu <<<"$(median "${results[nginx_tls]}")"
 
-ws() { "$PY" Tests/PlaneProxyTests/python/ws_peer.py load --url "ws://foobar.plane.test:$1/" --port "$1" --connections 50 --messages 2000 | sed -n 's/.*messages_per_second=\([0-9]*\).*/\1/p'; }
+# Per round: our proxy's requests/s over nginx's, measured next to each other; the median
+# of these paired ratios is the comparison least moved by the machine's changing speed.
+paired() { python3 -c "
+import sys
+ours = [float(r.split()[0]) for r in sys.argv[1].split(';') if r.strip()]
+theirs = [float(r.split()[0]) for r in sys.argv[2].split(';') if r.strip()]
+ratios = [a / b for a, b in zip(ours, theirs)]
+print(f'{sorted(ratios)[len(ratios) // 2]:.2f}', ' '.join(f'{r:.2f}' for r in ratios))" "$1" "$2"; }
+read -r paired_http paired_http_rounds <<<"$(paired "${results[proxy]}" "${results[nginx]}")"
+read -r paired_tls paired_tls_rounds <<<"$(paired "${results[proxy_tls]}" "${results[nginx_tls]}")"
+
+ws() {
+  local out rate
+  out=$("$PY" Tests/PlaneProxyTests/python/ws_peer.py load --url "ws://foobar.plane.test:$1/" --port "$1" --connections 50 --messages 2000 2>&1 || true)
+  rate=$(sed -n 's/.*messages_per_second=\([0-9]*\).*/\1/p' <<<"$out")
+  if [ -z "$rate" ]; then echo "bench: the WebSocket run against port $1 failed: $out" >&2; exit 1; fi
+  echo "$rate"
+}
 ws_direct=$(ws "$backend")
 ws_proxy=$(ws "$proxy")
 
@@ -151,8 +173,8 @@ section=$(cat <<MD
 ## Proxy
 
 \`make bench-proxy\` (scripts/bench-proxy.sh): wrk ($THREADS threads, $CONNECTIONS connections,
-${DURATION} s each, \`Host: foobar.plane.test\`; $ROUNDS rounds with the paths taking turns, the
-median round of each path shown) against the plane-test-server backend, all on this
+${DURATION} s each, \`Host: foobar.plane.test\`; $ROUNDS rounds with the paths taking turns, every
+other round in reverse order, the median round of each path shown) against the plane-test-server backend, all on this
 $cores-core machine at once (wrk, proxy, backend share the cores), $(date -u +%Y-%m-%d), $(uname -sr). Our
 proxy is \`ProxyBench\` (the drone's \`ProxyServer\` with one route); it and the backend are
 built as \`make release\` builds \`plane\` (\`scripts/release-build.sh\`). nginx $(nginx -v 2>&1 | sed 's/.*nginx\///')
@@ -170,8 +192,10 @@ the least SwiftNIO work a proxied request can cost.
 | our proxy, TLS | $proxy_tls_rps | $proxy_tls_p99 | $proxy_tls_user + $proxy_tls_system = $proxy_tls_cpu µs |
 | nginx, TLS | $nginx_tls_rps | $nginx_tls_p99 | $nginx_tls_user + $nginx_tls_system = $nginx_tls_cpu µs |
 
-Ratios: our proxy / nginx = **$(ratio "$proxy_rps" "$nginx_rps")** (HTTP) and
-**$(ratio "$proxy_tls_rps" "$nginx_tls_rps")** (TLS) in requests/s (goal ≥ 1.00); p99 minus nginx's:
+Our proxy / nginx in requests/s (goal ≥ 1.00), the median of the rounds' ratios (each
+round measures both next to each other): **$paired_http** over HTTP (rounds: $paired_http_rounds) and
+**$paired_tls** over TLS (rounds: $paired_tls_rounds); the ratio of the medians in the table:
+$(ratio "$proxy_rps" "$nginx_rps") (HTTP) and $(ratio "$proxy_tls_rps" "$nginx_tls_rps") (TLS). p99 minus nginx's:
 **$(delta "$proxy_p99" "$nginx_p99") ms** (HTTP) and **$(delta "$proxy_tls_p99" "$nginx_tls_p99") ms** (TLS) (goal ≤ +1 ms);
 our proxy / direct = $(ratio "$proxy_rps" "$direct_rps"). CPU per request, ours / nginx's:
 $(ratio "$proxy_cpu" "$nginx_cpu") (HTTP) and $(ratio "$proxy_tls_cpu" "$nginx_tls_cpu") (TLS). The CPU column moves least from run to
