@@ -24,6 +24,7 @@ public final class ProxyMetrics: Sendable {
     struct Counters {
         // Inline storage: no copy-on-write check or heap array under the lock.
         var statusClasses = InlineArray<6, UInt64>(repeating: 0)
+        /// Per bucket, not cumulative (one increment per response); a scrape adds them up.
         var latencyBuckets = InlineArray<13, UInt64>(repeating: 0)
         var latencyCount: UInt64 = 0
         var latencySeconds: Double = 0
@@ -59,7 +60,7 @@ public final class ProxyMetrics: Sendable {
             tally = ByteTally()
             counters.withLock { counters in
                 counters.statusClasses[index] += 1
-                for (bucket, bound) in ProxyMetrics.latencyBounds.enumerated() where seconds <= bound { counters.latencyBuckets[bucket] += 1 }
+                if let bucket = ProxyMetrics.bucket(of: seconds) { counters.latencyBuckets[bucket] += 1 }
                 counters.latencyCount += 1
                 counters.latencySeconds += seconds
                 counters.add(taken)
@@ -80,6 +81,14 @@ public final class ProxyMetrics: Sendable {
             tally = ByteTally()
             counters.withLock { $0.add(taken) }
         }
+    }
+
+    /// The first bucket whose bound holds `seconds` (nil: only `+Inf`).
+    static func bucket(of seconds: Double) -> Int? {
+        let bounds = latencyBounds
+        var index = 0
+        while index < bounds.count, seconds > bounds[index] { index += 1 }
+        return index < bounds.count ? index : nil
     }
 
     /// One shard per event loop, and one for everything else.
@@ -128,8 +137,10 @@ public final class ProxyMetrics: Sendable {
         }
         lines += ["# HELP plane_proxy_upstream_latency_seconds Time from sending a request to a backend to its response head.",
                   "# TYPE plane_proxy_upstream_latency_seconds histogram"]
+        var cumulative: UInt64 = 0
         for (index, bound) in Self.latencyBounds.enumerated() {
-            lines.append("plane_proxy_upstream_latency_seconds_bucket{le=\"\(bound)\"} \(c.latencyBuckets[index])")
+            cumulative += c.latencyBuckets[index]
+            lines.append("plane_proxy_upstream_latency_seconds_bucket{le=\"\(bound)\"} \(cumulative)")
         }
         let count = c.latencyCount
         lines += ["plane_proxy_upstream_latency_seconds_bucket{le=\"+Inf\"} \(count)",

@@ -31,4 +31,20 @@ struct ProxyMetricsTests {
         #expect(text.contains("plane_proxy_upstream_latency_seconds_count 2\n"))
         #expect(text.contains("plane_proxy_responses_total{class=\"2xx\"} 2\n"))
     }
+
+    /// Each response counts in the first bucket that holds its latency; the rendered
+    /// buckets are cumulative, and a latency beyond the last bound is only in `+Inf`.
+    @Test func latencyBucketsRenderCumulatively() {
+        let metrics = ProxyMetrics()
+        let shard = metrics.shard(for: EmbeddedEventLoop())
+        var tally = ProxyMetrics.ByteTally()
+        for milliseconds in [1, 1, 2, 700, 20_000] {
+            shard.proxied(status: 200, latency: .milliseconds(Int64(milliseconds)), bytes: &tally)
+        }
+        let text = metrics.render()
+        for (bound, count) in [("0.001", 2), ("0.0025", 3), ("0.5", 3), ("1.0", 4), ("10.0", 4), ("+Inf", 5)] {
+            #expect(text.contains("plane_proxy_upstream_latency_seconds_bucket{le=\"\(bound)\"} \(count)\n"), "le=\(bound)")
+        }
+        #expect(text.contains("plane_proxy_upstream_latency_seconds_count 5\n"))
+    }
 }
