@@ -98,6 +98,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 let now = self.now
                 headerDeadline.awaitingHead(now: now)
                 headerDeadlineChanged(now: now)
+                // A large head (or joined body) is not kept while the connection waits.
+                if requestBuffer.capacity > Self.maxKeptHeadBuffer { requestBuffer = ByteBuffer() }
+                if responseBuffer.capacity > Self.maxKeptHeadBuffer { responseBuffer = ByteBuffer() }
             }
         }
     }
@@ -563,9 +566,6 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// closes), the client connection waits for its next request (or closes).
     /// Returns whether the client connection must close after the response.
     private func finish(_ exchange: Exchange) -> Bool {
-        // A large head (or joined body) is not kept while the connection waits.
-        if requestBuffer.capacity > Self.maxKeptHeadBuffer { requestBuffer = ByteBuffer() }
-        if responseBuffer.capacity > Self.maxKeptHeadBuffer { responseBuffer = ByteBuffer() }
         if let upstream = exchange.upstream {
             exchange.upstream = nil
             if exchange.upstreamKeepAlive, exchange.requestEnded, !exchange.isUpgrade {
