@@ -48,22 +48,33 @@ final class UpstreamPool: @unchecked Sendable {
     }
 
     /// Closes connections idle for longer than `idleLifetime`; one repeated task per pool
-    /// instead of a timer per returned connection.
+    /// instead of a timer per returned connection, running only while the pool holds
+    /// connections. It holds the pool strongly: a weak reference would give the pool a
+    /// side table, and every retain and release of it (one each per request) would take
+    /// the runtime's slow path.
     private func startSweeping() {
         guard sweeper == nil else { return }
-        sweeper = eventLoop.scheduleRepeatedTask(initialDelay: max(idleLifetime, sweepInterval), delay: sweepInterval) { [weak self] _ in
-            guard let self else { return }
-            let cutoff = NIODeadline.now() - self.idleLifetime
-            for (address, bucket) in self.idle {
-                let stale = bucket.connections.filter { $0.since < cutoff }
-                bucket.connections.removeAll { $0.since < cutoff }
-                if bucket.connections.isEmpty {
-                    bucket.retired = true
-                    self.idle[address] = nil
-                }
-                // After the list changed: a close reports back into `drop`.
-                for connection in stale { connection.handler.close() }
+        sweeper = eventLoop.scheduleRepeatedTask(initialDelay: max(idleLifetime, sweepInterval), delay: sweepInterval) { task in
+            self.sweep()
+            if self.idle.isEmpty {
+                task.cancel()
+                self.sweeper = nil
             }
+        }
+    }
+
+    /// Closes the connections idle past their lifetime; an emptied bucket leaves the pool.
+    private func sweep() {
+        let cutoff = NIODeadline.now() - idleLifetime
+        for (address, bucket) in idle {
+            let stale = bucket.connections.filter { $0.since < cutoff }
+            bucket.connections.removeAll { $0.since < cutoff }
+            if bucket.connections.isEmpty {
+                bucket.retired = true
+                idle[address] = nil
+            }
+            // After the list changed: a close reports back into `drop`.
+            for connection in stale { connection.handler.close() }
         }
     }
 

@@ -66,4 +66,27 @@ struct UpstreamPoolTests {
         try await loop.submit { pool.closeAll() }.get()
         await backend.stop()
     }
+
+    /// The sweeper holds the pool only while the pool holds connections: once it has closed
+    /// the last one it stops, and a pool nobody uses any more is freed.
+    @Test func theSweeperStopsWithTheLastConnection() async throws {
+        let port = try TestEnvironment.freePort()
+        let backend = try ChildProcess(try TestExecutables.path("plane-test-server"), environment: ["PORT": String(port), "HOST": "127.0.0.1"])
+        _ = try await HTTPProbe(port: port).waitUntilAnswering("/")
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        let address = "127.0.0.1:\(port)"
+        weak var freed: UpstreamPool?
+        var connection: (any Channel)?
+        do {
+            let pool = UpstreamPool(eventLoop: loop, maxIdle: 2, maxHeadBytes: 4096, idleLifetime: .milliseconds(100), sweepInterval: .milliseconds(50))
+            freed = pool
+            let channel = try await pool.connect(address, timeout: .seconds(5)).get()
+            connection = channel
+            try await loop.submit { pool.give(try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self), address: address) }.get()
+        }
+        #expect(freed != nil, "the pool is kept while it holds a connection")
+        #expect(try await eventually { connection?.isActive == false })
+        #expect(try await eventually { freed == nil })
+        await backend.stop()
+    }
 }
