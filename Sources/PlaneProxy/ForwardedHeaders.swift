@@ -29,7 +29,7 @@ public enum ForwardedHeaders {
         _ = head.bytes.withUnsafeReadableBytes { source in
             buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: capacity) { destination in
                 var out = HeadWriter(destination)
-                out.write(string: head.method)
+                out.write(source, 0, Int(head.methodEnd))
                 out.write(" ")
                 out.write(string: target)
                 out.write(" HTTP/1.1\r\n")
@@ -115,7 +115,7 @@ public enum ForwardedHeaders {
     /// and the forwarded X-Forwarded-For values repeat bytes of the head). A buffer
     /// allocated with this capacity is written without growing.
     public static func requestCapacity(_ head: HTTP1Head, target: String, clientAddress: String?, scheme: String) -> Int {
-        2 * head.bytes.readableBytes + head.fields.count + head.method.utf8.count + target.utf8.count + (clientAddress?.utf8.count ?? 0) + scheme.utf8.count + 160
+        2 * head.bytes.readableBytes + head.fields.count + Int(head.methodEnd) + target.utf8.count + (clientAddress?.utf8.count ?? 0) + scheme.utf8.count + 160
     }
 
     /// At least the bytes `writeDownstreamResponse` writes: the head's lines (each at most one

@@ -1,4 +1,9 @@
 import NIOCore
+#if canImport(Glibc)
+import Glibc
+#elseif canImport(Darwin)
+import Darwin
+#endif
 
 /// One HTTP/1.x message head (request or response) as the bytes it arrived in, with where
 /// each header field is. Names and values become `String`s only when asked for, and the
@@ -54,10 +59,16 @@ public struct HTTP1Head: Sendable {
     let fields: [Field]
     /// `1` for HTTP/1.1 (and later 1.x), `0` for HTTP/1.0.
     public let minorVersion: Int
-    /// Requests: the method. Responses: empty.
-    public let method: String
+    /// Requests: where the method ends in `bytes` (it starts at 0). Responses: 0.
+    let methodEnd: Int32
+    /// Requests: where the request target is in `bytes`. Responses: 0.
+    let targetStart: Int32
+    let targetEnd: Int32
+    /// Requests: the method. Responses: empty. (Made when asked for: a head carries
+    /// no `String`s, so handing it around costs no reference counting.)
+    public var method: String { string(0, methodEnd) }
     /// Requests: the request target. Responses: empty.
-    public let target: String
+    public var target: String { string(targetStart, targetEnd) }
     /// Responses: the status code. Requests: 0.
     public let status: Int
     /// Responses: where the status code starts in `bytes` (the status line is re-sent from there).
@@ -66,6 +77,14 @@ public struct HTTP1Head: Sendable {
     let startLineEnd: Int
 
     public var fieldCount: Int { fields.count }
+
+    /// Whether the method is `name` (methods are case-sensitive), without making a `String`.
+    public func methodIs(_ name: StaticString) -> Bool {
+        guard Int(methodEnd) == name.utf8CodeUnitCount else { return false }
+        return bytes.withUnsafeReadableBytes { raw in
+            memcmp(raw.baseAddress!, name.utf8Start, name.utf8CodeUnitCount) == 0
+        }
+    }
 
     public func name(at index: Int) -> String { string(fields[index].nameStart, fields[index].nameEnd) }
     public func value(at index: Int) -> String { string(fields[index].valueStart, fields[index].valueEnd) }

@@ -227,7 +227,7 @@ struct HTTP1Parser {
                 return (contentEnd, index + 1)
             }
             guard let first = line(from: 0) else { return .failure(malformed(kind, "no start line.")) }
-            var method = "", target = "", status = 0, minor = 0, statusCodeStart = 0
+            var methodEnd = 0, targetStart = 0, targetEnd = 0, status = 0, minor = 0, statusCodeStart = 0
             let startEnd = first.contentEnd
             switch kind {
             case .request:
@@ -235,19 +235,17 @@ struct HTTP1Parser {
                 var index = 0
                 while index < startEnd, isTokenByte(raw[index]) { index += 1 }
                 guard index > 0, index < startEnd, raw[index] == 0x20 else { return .failure(malformed(kind, "the request line is not 'METHOD target HTTP/1.1'.")) }
-                let methodEnd = index
+                methodEnd = index
                 index += 1
-                let targetStart = index
+                targetStart = index
                 while index < startEnd, raw[index] > 0x20, raw[index] != 0x7F { index += 1 }
                 guard index > targetStart, index < startEnd, raw[index] == 0x20 else { return .failure(malformed(kind, "the request line is not 'METHOD target HTTP/1.1'.")) }
-                let targetEnd = index
+                targetEnd = index
                 switch version(raw, from: index + 1, to: startEnd) {
                 case .some(let value): minor = value
                 case .none: return .failure(malformed(kind, "the request line is not 'METHOD target HTTP/1.1'."))
                 }
                 if minor < 0 { return .failure(ProxyError(.unsupportedVersion, "Only HTTP/1.0 and HTTP/1.1 are spoken here.")) }
-                method = String(decoding: UnsafeRawBufferPointer(rebasing: raw[0..<methodEnd]), as: UTF8.self)
-                target = String(decoding: UnsafeRawBufferPointer(rebasing: raw[targetStart..<targetEnd]), as: UTF8.self)
             case .response:
                 // HTTP/1.x SP 3DIGIT [SP reason]
                 guard startEnd >= 12, raw[8] == 0x20, let value = version(raw, from: 0, to: 8), value >= 0,
@@ -287,7 +285,8 @@ struct HTTP1Parser {
                                     lineStart: Int32(position), lineEnd: Int32(after)))
                 position = after
             }
-            return .success(HTTP1Head(bytes: bytes, fields: fields, minorVersion: minor, method: method, target: target, status: status,
+            return .success(HTTP1Head(bytes: bytes, fields: fields, minorVersion: minor, methodEnd: Int32(methodEnd), targetStart: Int32(targetStart),
+                                      targetEnd: Int32(targetEnd), status: status,
                                       statusCodeStart: statusCodeStart, startLineEnd: first.after))
         }
         return try result.get()

@@ -300,7 +300,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // A local answer to a client that waits for 100 Continue: its body never comes, so
         // the connection cannot carry another request.
         let keepAlive = head.isKeepAlive && !expectsContinue
-        if head.method == "CONNECT" {
+        if head.methodIs("CONNECT") {
             respondLocally(.methodNotAllowed, body: "CONNECT is not supported by this proxy.", keepAlive: false)
             return
         }
@@ -326,7 +326,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let capacity = ForwardedHeaders.requestCapacity(head, target: target.uri, clientAddress: clientAddress, scheme: shared.scheme)
             Self.reuse(&requestBuffer, capacity: capacity)
             ForwardedHeaders.writeUpstreamRequest(head, target: target.uri, clientAddress: clientAddress, scheme: shared.scheme, upgrade: isUpgrade, into: &requestBuffer)
-            let exchange = Exchange(upstreamHead: requestBuffer, target: target, isHEAD: head.method == "HEAD", clientIsHTTP10: head.minorVersion == 0,
+            let exchange = Exchange(upstreamHead: requestBuffer, target: target, isHEAD: head.methodIs("HEAD"), clientIsHTTP10: head.minorVersion == 0,
                                     keepAlive: head.isKeepAlive, isUpgrade: isUpgrade, hasBody: hasBody, expectsContinue: expectsContinue, started: now)
             state = .proxying(exchange)
             attachUpstream(to: exchange)

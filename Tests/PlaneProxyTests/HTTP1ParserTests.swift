@@ -90,6 +90,8 @@ struct HTTP1ParserTests {
         #expect(head.values(.cookie) == ["a=1", "b=2"])
         #expect(head.isUpgrade && head.isKeepAlive)
         #expect(head.fieldCount == 6 && head.name(at: 5) == "X-Other" && head.value(at: 5).isEmpty)
+        // The method is compared as bytes, exactly (methods are case-sensitive).
+        #expect(head.methodIs("GET") && !head.methodIs("GE") && !head.methodIs("GETS") && !head.methodIs("get") && !head.methodIs("HEAD"))
         var old = HTTP1Parser(kind: .request, maxHeadBytes: 4096)
         old.append(ByteBuffer(string: "GET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\nConnection: close\r\n\r\n"))
         guard case .head(let first) = try old.next(), case .end = try old.next(), case .head(let second) = try old.next() else { Issue.record("no heads"); return }
