@@ -154,6 +154,8 @@ public enum ForwardedHeaders {
         /// Named apart from `write(_: StaticString)`, so that literals take that one (a
         /// literal passed as `String` costs reference counting for nothing).
         mutating func write(string text: String) {
+            // Native and small strings are contiguous UTF-8 (no copy of the string to a `var`).
+            if text.utf8.withContiguousStorageIfAvailable({ write(UnsafeRawBufferPointer($0)) }) != nil { return }
             var text = text
             text.withUTF8 { write(UnsafeRawBufferPointer($0)) }
         }
