@@ -9,13 +9,18 @@ import Testing
 /// pool's own bookkeeping), a full pool closes what it cannot keep.
 @Suite(.timeLimit(.minutes(2)))
 struct UpstreamPoolTests {
-    @Test func staleConnectionsCloseAndFreshOnesComeBack() async throws {
+    /// A plane-test-server on a free loopback port, answering; its `host:port`.
+    func startBackend() async throws -> (ChildProcess, String) {
         let port = try TestEnvironment.freePort()
         let backend = try ChildProcess(try TestExecutables.path("plane-test-server"), environment: ["PORT": String(port), "HOST": "127.0.0.1"])
         _ = try await HTTPProbe(port: port).waitUntilAnswering("/")
+        return (backend, "127.0.0.1:\(port)")
+    }
+
+    @Test func staleConnectionsCloseAndFreshOnesComeBack() async throws {
+        let (backend, address) = try await startBackend()
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let pool = UpstreamPool(eventLoop: loop, maxIdle: 1, maxHeadBytes: 4096, idleLifetime: .milliseconds(200), sweepInterval: .hours(1))
-        let address = "127.0.0.1:\(port)"
         let first = try await pool.connect(address, timeout: .seconds(5)).get()
         let second = try await pool.connect(address, timeout: .seconds(5)).get()
         let (reused, full) = try await loop.submit {
@@ -40,12 +45,9 @@ struct UpstreamPoolTests {
     /// emptied and removed that bucket, the kept one is not used again: a connection given
     /// back after that lands where the next `take` finds it.
     @Test func aBucketTheSweeperRemovedIsNotUsedAgain() async throws {
-        let port = try TestEnvironment.freePort()
-        let backend = try ChildProcess(try TestExecutables.path("plane-test-server"), environment: ["PORT": String(port), "HOST": "127.0.0.1"])
-        _ = try await HTTPProbe(port: port).waitUntilAnswering("/")
+        let (backend, address) = try await startBackend()
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let pool = UpstreamPool(eventLoop: loop, maxIdle: 2, maxHeadBytes: 4096, idleLifetime: .milliseconds(100), sweepInterval: .milliseconds(50))
-        let address = "127.0.0.1:\(port)"
         let first = try await pool.connect(address, timeout: .seconds(5)).get()
         let kept = try await loop.submit {
             let bucket = pool.bucket(for: address)
@@ -70,11 +72,8 @@ struct UpstreamPoolTests {
     /// The sweeper holds the pool only while the pool holds connections: once it has closed
     /// the last one it stops, and a pool nobody uses any more is freed.
     @Test func theSweeperStopsWithTheLastConnection() async throws {
-        let port = try TestEnvironment.freePort()
-        let backend = try ChildProcess(try TestExecutables.path("plane-test-server"), environment: ["PORT": String(port), "HOST": "127.0.0.1"])
-        _ = try await HTTPProbe(port: port).waitUntilAnswering("/")
+        let (backend, address) = try await startBackend()
         let loop = MultiThreadedEventLoopGroup.singleton.next()
-        let address = "127.0.0.1:\(port)"
         weak var freed: UpstreamPool?
         var connection: (any Channel)?
         do {
