@@ -324,19 +324,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             if let backend = target.backendID { markActive(backend, now: now) }
             let isUpgrade = head.isUpgrade
             let capacity = ForwardedHeaders.requestCapacity(head, target: target.uri, clientAddress: clientAddress, scheme: shared.scheme)
-            Self.reuse(&requestBuffer, capacity: capacity)
+            requestBuffer.clear(minimumCapacity: capacity)  // in place once the last head is written
             ForwardedHeaders.writeUpstreamRequest(head, target: target.uri, clientAddress: clientAddress, scheme: shared.scheme, upgrade: isUpgrade, into: &requestBuffer)
             let exchange = Exchange(upstreamHead: requestBuffer, target: target, isHEAD: head.methodIs("HEAD"), clientIsHTTP10: head.minorVersion == 0,
                                     keepAlive: head.isKeepAlive, isUpgrade: isUpgrade, hasBody: hasBody, expectsContinue: expectsContinue, started: now)
             state = .proxying(exchange)
             attachUpstream(to: exchange)
         }
-    }
-
-    /// Empties a head buffer for the next head, in place unless the last head is still
-    /// being written.
-    private static func reuse(_ buffer: inout ByteBuffer, capacity: Int) {
-        buffer.clear(minimumCapacity: capacity)
     }
 
     /// Marks the backend active in the route table, at most every `activityInterval` per
@@ -467,7 +461,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             exchange.responseDeadline = nil
             exchange.responseStarted = true
             metrics.proxied(status: response.status, latency: now - exchange.started, bytes: &tally)
-            Self.reuse(&responseBuffer, capacity: ForwardedHeaders.responseCapacity(response) + min(handler.parser.bufferedBytes, Self.maxJoinedBody))
+            responseBuffer.clear(minimumCapacity: ForwardedHeaders.responseCapacity(response) + min(handler.parser.bufferedBytes, Self.maxJoinedBody))
             if response.status == 101 {
                 ForwardedHeaders.writeDownstreamResponse(response, connection: .upgrade, into: &responseBuffer)
                 tally.toClient += responseBuffer.readableBytes
