@@ -21,7 +21,9 @@ public struct HTTPProbe: Sendable {
         self.hostHeader = hostHeader
     }
 
-    /// `GET path`; throws when the connection fails or times out.
+    /// `GET path`; throws when the connection fails or times out. Blocks the calling
+    /// thread, so async code uses the async overload.
+    @available(*, noasync, message: "blocks a thread of the cooperative pool; use the async overload")
     public func get(_ path: String, headers: [String: String] = [:]) throws -> Response {
         let socket = try TestSocket(host: host, port: port, timeout: timeout)
         defer { socket.close() }
@@ -33,14 +35,10 @@ public struct HTTPProbe: Sendable {
         return try Self.parse(raw)
     }
 
-    /// `get` on a thread of its own, so that many probes at once never block the tasks
-    /// (Swift's cooperative pool has only as many threads as cores).
-    public func getOffPool(_ path: String, headers: [String: String] = [:]) async throws -> Response {
-        try await withCheckedThrowingContinuation { continuation in
-            DispatchQueue(label: "plane.http-probe").async {
-                continuation.resume(with: Result { try self.get(path, headers: headers) })
-            }
-        }
+    /// `get` on a thread of its own, so that probes never block the tasks (Swift's
+    /// cooperative pool has only as many threads as cores).
+    public func get(_ path: String, headers: [String: String] = [:]) async throws -> Response {
+        try await SystemProgram.offThePool { try self.get(path, headers: headers) }
     }
 
     /// Retries `get` until the server answers or `within` passes.
@@ -48,7 +46,7 @@ public struct HTTPProbe: Sendable {
         let deadline = ContinuousClock.now + within
         var lastError: (any Error)?
         while ContinuousClock.now < deadline {
-            do { return try await getOffPool(path) } catch { lastError = error }
+            do { return try await get(path) } catch { lastError = error }
             try await Task.sleep(for: .milliseconds(20))
         }
         throw TestSupportError("no HTTP answer from \(host):\(port)\(path) within \(within): \(String(describing: lastError))")
@@ -97,7 +95,9 @@ public struct HTTPProbe: Sendable {
 
     // MARK: WebSocket
 
-    /// Opens a WebSocket on `path` (client frames masked, as RFC 6455 requires).
+    /// Opens a WebSocket on `path` (client frames masked, as RFC 6455 requires). Blocks
+    /// the calling thread, so async code uses the async overload.
+    @available(*, noasync, message: "blocks a thread of the cooperative pool; use the async overload")
     public func webSocket(_ path: String = "/") throws -> TestWebSocket {
         let socket = try TestSocket(host: host, port: port, timeout: timeout)
         let key = Data((0..<16).map { _ in UInt8.random(in: 0...255) }).base64EncodedString()
@@ -110,6 +110,11 @@ public struct HTTPProbe: Sendable {
             throw TestSupportError("WebSocket upgrade refused with \(response.status)")
         }
         return TestWebSocket(socket: socket)
+    }
+
+    /// `webSocket(_:)` on a thread of its own.
+    public func webSocket(_ path: String = "/") async throws -> TestWebSocket {
+        try await SystemProgram.offThePool { try self.webSocket(path) }
     }
 }
 

@@ -25,7 +25,7 @@ public final class PebbleProcess: @unchecked Sendable {
 
     public static func start(dnsServer: String, options: Options = Options()) async throws -> PebbleProcess {
         let directory = try TestEnvironment.temporaryDirectory("plane-pebble")
-        let certificates = try TestCertificates.generate(in: directory)
+        let certificates = try await TestCertificates.generate(in: directory)
         let port = try TestEnvironment.freePort()
         let managementPort = try TestEnvironment.freePort()
         var settings: [String: Any] = [
@@ -49,7 +49,7 @@ public final class PebbleProcess: @unchecked Sendable {
         let pebble = PebbleProcess(port: port, managementPort: managementPort, directory: directory, listenerCA: certificates.caCertificate, child: child)
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
-            if (try? pebble.curl("https://127.0.0.1:\(port)/dir")) != nil { return pebble }
+            if (try? await pebble.curl("https://127.0.0.1:\(port)/dir")) != nil { return pebble }
             guard child.isRunning else { throw TestSupportError("pebble exited: \(child.output)") }
             try await Task.sleep(for: .milliseconds(100))
         }
@@ -66,8 +66,8 @@ public final class PebbleProcess: @unchecked Sendable {
     }
 
     /// The root that signs issued certificates (new at every pebble start), written to a file.
-    public func issuingRoot() throws -> String {
-        let pem = try curl("https://127.0.0.1:\(managementPort)/roots/0")
+    public func issuingRoot() async throws -> String {
+        let pem = try await curl("https://127.0.0.1:\(managementPort)/roots/0")
         let path = "\(directory)/issuing-root.pem"
         try pem.write(toFile: path, atomically: true, encoding: .utf8)
         return path
@@ -75,8 +75,8 @@ public final class PebbleProcess: @unchecked Sendable {
 
     public var output: String { child.output }
 
-    func curl(_ url: String) throws -> String {
-        try SystemProgram("curl", debianPackage: "curl").run(["-sSf", "--max-time", "5", "--cacert", listenerCA, url])
+    func curl(_ url: String) async throws -> String {
+        try await SystemProgram("curl", debianPackage: "curl").run(["-sSf", "--max-time", "5", "--cacert", listenerCA, url])
     }
 
     public func stop() async {

@@ -46,7 +46,7 @@ public final class RegistryProcess: @unchecked Sendable {
         let registry = RegistryProcess(port: port, directory: directory, credentials: tokenServer?.credentials ?? credentials, child: child)
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
-            if let status = try? HTTPProbe(port: port).get("/v2/").status, status == 200 || status == 401 { return registry }
+            if let status = try? await HTTPProbe(port: port).get("/v2/").status, status == 200 || status == 401 { return registry }
             guard child.isRunning else { throw TestSupportError("docker-registry exited: \(child.output)") }
             try await Task.sleep(for: .milliseconds(50))
         }
@@ -63,28 +63,28 @@ public final class RegistryProcess: @unchecked Sendable {
 
     /// Pushes a local Docker image here as `repository:tag` with the docker CLI (its login
     /// state kept in a private config directory); returns the full reference.
-    public func push(localImage: String, as repository: String, tag: String) throws -> String {
+    public func push(localImage: String, as repository: String, tag: String) async throws -> String {
         let docker = SystemProgram("docker", debianPackage: "docker.io")
         let config = "\(directory)/docker-config"
         try FileManager.default.createDirectory(atPath: config, withIntermediateDirectories: true)
         let reference = "\(address)/\(repository):\(tag)"
-        try docker.run(["tag", localImage, reference])
+        try await docker.run(["tag", localImage, reference])
         if let credentials {
-            try docker.run(["--config", config, "login", address, "-u", credentials.user, "-p", credentials.password])
+            try await docker.run(["--config", config, "login", address, "-u", credentials.user, "-p", credentials.password])
         }
-        try docker.run(["--config", config, "push", reference])
-        try docker.run(["rmi", reference])
+        try await docker.run(["--config", config, "push", reference])
+        try await docker.run(["rmi", reference])
         return reference
     }
 
     /// Pushes the OCI image layout at `layout` (its `tag`) here as `repository:tag` with
     /// skopeo (which compresses the layers with gzip); returns the full reference.
     @discardableResult
-    public func push(ociLayout layout: String, tag: String, as repository: String) throws -> String {
+    public func push(ociLayout layout: String, tag: String, as repository: String) async throws -> String {
         let reference = "\(address)/\(repository):\(tag)"
         var arguments = ["copy", "--quiet", "--dest-tls-verify=false"]
         if let credentials { arguments += ["--dest-creds", "\(credentials.user):\(credentials.password)"] }
-        try SystemProgram("skopeo", debianPackage: "skopeo").run(arguments + ["oci:\(layout):\(tag)", "docker://\(reference)"])
+        try await SystemProgram("skopeo", debianPackage: "skopeo").run(arguments + ["oci:\(layout):\(tag)", "docker://\(reference)"])
         return reference
     }
 

@@ -31,7 +31,7 @@ public final class RegistryTokenServer: @unchecked Sendable {
         let server = RegistryTokenServer(port: port, directory: directory, credentials: credentials, child: child)
         let deadline = ContinuousClock.now + .seconds(20)
         while ContinuousClock.now < deadline {
-            if let status = try? HTTPProbe(port: port).get("/health").status, status == 200 { return server }
+            if let status = try? await HTTPProbe(port: port).get("/health").status, status == 200 { return server }
             guard child.isRunning else { throw TestSupportError("the token server exited: \(child.output)") }
             try await Task.sleep(for: .milliseconds(50))
         }

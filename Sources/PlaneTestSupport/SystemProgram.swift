@@ -31,7 +31,9 @@ public struct SystemProgram: Sendable {
         throw TestSupportError("'\(name)' is not installed; install it with: apt-get install -y \(debianPackage) (or run scripts/bootstrap.sh)")
     }
 
-    /// Runs the program to completion; throws with its output when it fails.
+    /// Runs the program to completion; throws with its output when it fails. Blocks the
+    /// calling thread, so async code uses the async overload (see below).
+    @available(*, noasync, message: "blocks a thread of the cooperative pool; use the async overload")
     @discardableResult
     public func run(_ arguments: [String], in directory: String? = nil) throws -> String {
         let (status, text) = try Self.run(executable: try path(), arguments, in: directory)
@@ -42,7 +44,8 @@ public struct SystemProgram: Sendable {
     }
 
     /// Runs any executable to completion: its exit status and its output (stdout and
-    /// stderr together).
+    /// stderr together). Blocks the calling thread, like `run(_:in:)`.
+    @available(*, noasync, message: "blocks a thread of the cooperative pool; use the async overload")
     public static func run(executable: String, _ arguments: [String], in directory: String? = nil,
                            environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
         let process = Process()
@@ -64,7 +67,9 @@ extension SystemProgram {
     /// `run(_:in:)` for async code: the program runs and is waited for on a thread of its
     /// own. Waiting on a thread of Swift's cooperative pool (one per core; two here) stalls
     /// every task of the test process meanwhile: a test waiting for `dig` would hold up
-    /// another test's NATS reply until that one timed out.
+    /// another test's NATS reply until that one timed out, and two tests waiting for curl
+    /// on the controller of their own process stalled the whole run for curl's 30 s. The
+    /// blocking overloads are therefore `noasync`.
     @discardableResult
     public func run(_ arguments: [String], in directory: String? = nil) async throws -> String {
         try await Self.offThePool { try self.run(arguments, in: directory) }
@@ -77,7 +82,7 @@ extension SystemProgram {
     }
 
     /// Runs blocking work on a new thread and waits for it without blocking the caller's.
-    static func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    public static func offThePool<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         try await withCheckedThrowingContinuation { continuation in
             Thread.detachNewThread { continuation.resume(with: Result { try work() }) }
         }

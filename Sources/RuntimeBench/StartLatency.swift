@@ -16,7 +16,7 @@ struct StartLatency {
             let began = clock.now
             try await start(run, port)
             let probe = HTTPProbe(host: "127.0.0.1", port: port)
-            while (try? probe.get("/"))?.status != 200 { try await Task.sleep(for: .milliseconds(2)) }
+            while (try? await probe.get("/"))?.status != 200 { try await Task.sleep(for: .milliseconds(2)) }
             let elapsed = clock.now - began
             try await stop(run)
             if run > 0 { samples.append(Double(elapsed.components.seconds) * 1000 + Double(elapsed.components.attoseconds) / 1e15) }

@@ -56,7 +56,7 @@ public enum RuntimeConformance {
             #expect(address.port == spec.port)
             let http = HTTPProbe(host: address.host, port: Int(address.port))
             #expect(try await http.waitUntilAnswering("/").body == "Hello World!")
-            let env = try JSONSerialization.jsonObject(with: Data(try http.get("/env").body.utf8)) as? [String: String]
+            let env = try JSONSerialization.jsonObject(with: Data(try await http.get("/env").body.utf8)) as? [String: String]
             #expect(env?["PORT"] == String(spec.port), "the runtime passes PORT")
             #expect(env?["GREETING"] == "conformance")
             #expect(try await h.runtime.status(of: spec.backendID) == .running(address: address))
@@ -75,7 +75,7 @@ public enum RuntimeConformance {
             try await h.runtime.remove(spec.backendID)
             #expect(try await h.runtime.status(of: spec.backendID) == .unknown)
             #expect(!(try await h.runtime.list().contains { $0.backendID == spec.backendID }))
-            #expect(throws: (any Error).self, "the port is free again") { try http.get("/") }
+            await #expect(throws: (any Error).self, "the port is free again") { try await http.get("/") }
         } catch {
             await cleanUp(h, spec.backendID)
             throw error
@@ -109,7 +109,7 @@ public enum RuntimeConformance {
             let address = try #require(handle.address)
             let http = HTTPProbe(host: address.host, port: Int(address.port))
             _ = try await http.waitUntilAnswering("/")
-            _ = try? http.get("/exit/0")
+            _ = try? await http.get("/exit/0")
             try await waitFor("exit 0") { try await h.runtime.status(of: spec.backendID) == .exited(code: 0) }
             await cleanUp(h, spec.backendID)
         } catch {

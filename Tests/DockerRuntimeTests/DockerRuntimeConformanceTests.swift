@@ -69,7 +69,7 @@ struct DockerRuntimeConformanceTests {
         let h = try await DockerTestSetup.harness()
         let registry = try await RegistryProcess.start(credentials: ("plane", "s3cret"))
         do {
-            let reference = try registry.push(localImage: h.testServerImage, as: "plane/test-server", tag: "v1")
+            let reference = try await registry.push(localImage: h.testServerImage, as: "plane/test-server", tag: "v1")
             var spec = try h.spec(image: reference)
             spec.pullPolicy = .always
             // Wrong password: the pull fails with the registry's answer, naming the image.

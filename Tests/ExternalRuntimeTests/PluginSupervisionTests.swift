@@ -50,15 +50,15 @@ struct PluginSupervisionTests {
             // The backends never stopped; the new plugin process finds all three.
             for spec in specs {
                 #expect(try await runtime.status(of: spec.backendID) == .running(address: BackendAddress(host: "127.0.0.1", port: spec.port)))
-                #expect(try HTTPProbe(host: "127.0.0.1", port: Int(spec.port)).get("/").body == "Hello World!")
+                #expect(try await HTTPProbe(host: "127.0.0.1", port: Int(spec.port)).get("/").body == "Hello World!")
             }
             #expect(Set(try await runtime.list().map(\.backendID)) == Set(specs.map(\.backendID)))
             // The log stream that followed a backend across the restart goes on.
-            _ = try HTTPProbe(host: "127.0.0.1", port: Int(specs[0].port)).get("/after-restart")
+            _ = try await HTTPProbe(host: "127.0.0.1", port: Int(specs[0].port)).get("/after-restart")
             let lines = try await follower.value
             #expect(lines.filter { $0.contains("listening on") }.count == 1, "no line twice: \(lines)")
             // The event stream resumed: an exit after the restart arrives.
-            _ = try? HTTPProbe(host: "127.0.0.1", port: Int(specs[1].port)).get("/exit/7")
+            _ = try? await HTTPProbe(host: "127.0.0.1", port: Int(specs[1].port)).get("/exit/7")
             var exited: Int32?
             for await event in events where event.backendID == specs[1].backendID {
                 if case .exited(let code) = event.kind { exited = code; break }

@@ -254,7 +254,7 @@ struct NATSClientIntegrationTests {
     @Test func tlsConnectionWithCustomCA() async throws {
         let dir = try TestEnvironment.temporaryDirectory("plane-tls")
         defer { try? FileManager.default.removeItem(atPath: dir) }
-        let certs = try TestCertificates.generate(in: dir)
+        let certs = try await TestCertificates.generate(in: dir)
         var options = NATSServerProcess.Options()
         options.tls = (certs.serverCertificate, certs.serverKey, certs.caCertificate)
         options.jetStream = false

@@ -28,7 +28,7 @@ struct OCIContentStoreTests {
     @Test func pullsFromARegistryOnceAndConcurrently() async throws {
         let registry = try await RegistryProcess.start()
         defer { Task { await registry.stop() } }
-        let reference = try registry.push(ociLayout: try await OCITestImage.shared.layout(), tag: OCITestImage.tag, as: "plane/test-server")
+        let reference = try await registry.push(ociLayout: try await OCITestImage.shared.layout(), tag: OCITestImage.tag, as: "plane/test-server")
         let store = try makeStore(insecure: [registry.address])
         let parsed = try OCIImageReference(reference)
         // Two pulls at once share the download and the unpack.
@@ -57,7 +57,7 @@ struct OCIContentStoreTests {
     @Test func credentialsAreUsedAndWrongOnesExplained() async throws {
         let registry = try await RegistryProcess.start(credentials: ("plane", "s3cret"))
         defer { Task { await registry.stop() } }
-        let reference = try OCIImageReference(try registry.push(ociLayout: try await OCITestImage.shared.layout(), tag: OCITestImage.tag, as: "private/server"))
+        let reference = try OCIImageReference(try await registry.push(ociLayout: try await OCITestImage.shared.layout(), tag: OCITestImage.tag, as: "private/server"))
         let store = try makeStore(insecure: [registry.address])
         await #expect { try await store.pull(reference, credentials: nil, policy: .always) } throws: {
             ($0 as? RuntimeError)?.message.contains("needs credentials") ?? false
@@ -76,7 +76,7 @@ struct OCIContentStoreTests {
         let registry = try await RegistryProcess.start(tokenServer: tokens)
         defer { Task { await registry.stop() } }
         // skopeo goes through the token flow to push.
-        let reference = try OCIImageReference(try registry.push(ociLayout: try await OCITestImage.shared.layout(), tag: OCITestImage.tag, as: "team/server"))
+        let reference = try OCIImageReference(try await registry.push(ociLayout: try await OCITestImage.shared.layout(), tag: OCITestImage.tag, as: "team/server"))
         let store = try makeStore(insecure: [registry.address])
         await #expect { try await store.pull(reference, credentials: RegistryCredentials(username: "plane", password: "wrong"), policy: .always) } throws: {
             guard let error = $0 as? RuntimeError else { return false }
@@ -95,7 +95,7 @@ struct OCIContentStoreTests {
     @Test func aBlobThatDoesNotMatchItsDigestIsRefused() async throws {
         let registry = try await RegistryProcess.start()
         defer { Task { await registry.stop() } }
-        let reference = try OCIImageReference(try registry.push(ociLayout: try await OCITestImage.shared.layout(), tag: OCITestImage.tag, as: "plane/tampered"))
+        let reference = try OCIImageReference(try await registry.push(ociLayout: try await OCITestImage.shared.layout(), tag: OCITestImage.tag, as: "plane/tampered"))
         // Find the layer blob the registry serves and change one byte of it.
         let store = try makeStore(insecure: [registry.address])
         guard case .registry(let registryReference) = reference else { Issue.record("not a registry reference"); return }

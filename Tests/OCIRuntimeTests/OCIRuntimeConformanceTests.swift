@@ -31,7 +31,7 @@ enum OCITestSetup {
             if let reference, let process { return (reference, process.address) }
             let process = try await RegistryProcess.start()
             self.process = process
-            let pushed = try process.push(ociLayout: try await OCITestImage.shared.layout(), tag: OCITestImage.tag, as: "plane/test-server")
+            let pushed = try await process.push(ociLayout: try await OCITestImage.shared.layout(), tag: OCITestImage.tag, as: "plane/test-server")
             reference = pushed
             return (pushed, process.address)
         }

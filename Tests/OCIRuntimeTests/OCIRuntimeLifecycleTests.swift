@@ -36,7 +36,7 @@ struct OCIRuntimeLifecycleTests {
         _ = try await endingHTTP.waitUntilAnswering("/")
 
         // "The drone restarts": a new runtime on the same state; meanwhile one backend exits.
-        _ = try? endingHTTP.get("/exit/7")
+        _ = try? await endingHTTP.get("/exit/7")
         let second = try await restarted(variant, drone: drone, stateDirectory: state)
         let listed = try await second.list()
         #expect(Set(listed) == [handle, endingHandle], "list from the runtime's own state")
@@ -55,7 +55,7 @@ struct OCIRuntimeLifecycleTests {
         // Exits of re-attached backends reach the new event stream; logs are all there once.
         let events = second.events()
         try await Task.sleep(for: .milliseconds(200))
-        _ = try? http.get("/exit/5")
+        _ = try? await http.get("/exit/5")
         var code: Int32?
         for await event in events where event.backendID == running.backendID {
             if case .exited(let c) = event.kind { code = c; break }

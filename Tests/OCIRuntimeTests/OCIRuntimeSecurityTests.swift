@@ -39,7 +39,7 @@ struct OCIRuntimeSecurityTests {
         let spec = try spec(runtime, drone: drone, image: image)
         defer { Task { await cleanUp(runtime, spec.backendID) } }
         let http = try await start(runtime, spec)
-        let body = try http.get("/probe/sandbox").body
+        let body = try await http.get("/probe/sandbox").body
         let probe = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: String], "probe answered \(body)")
         #expect(probe["unshare"] == "EPERM")
         #expect(probe["keyctl"] == "EPERM")
@@ -84,7 +84,7 @@ struct OCIRuntimeSecurityTests {
         let http = try await start(runtime, spec)
         var slow = http
         slow.timeout = .seconds(60)
-        let body = try slow.get("/probe/spawn/400").body
+        let body = try await slow.get("/probe/spawn/400").body
         let result = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: String], "probe answered \(body)")
         let started = try #require(Int(result["started"] ?? ""))
         #expect(started < 40, "the pids limit (40, threads included) stops the children: \(body)")
@@ -105,7 +105,7 @@ struct OCIRuntimeSecurityTests {
         defer { Task { await cleanUp(runtime, spec.backendID) } }
         let events = runtime.events()
         let http = try await start(runtime, spec)
-        _ = try? http.get("/probe/allocate/512")
+        _ = try? await http.get("/probe/allocate/512")
         var kinds: [RuntimeEvent.Kind] = []
         for await event in events where event.backendID == spec.backendID {
             kinds.append(event.kind)

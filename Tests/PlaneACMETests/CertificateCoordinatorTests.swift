@@ -45,7 +45,7 @@ struct CertificateCoordinatorTests {
             #expect(try await coordinator.sharedCertificate() == nil)
             let directory = try TestEnvironment.temporaryDirectory("plane-acme-shared")
             defer { try? FileManager.default.removeItem(atPath: directory) }
-            let made = try TestCertificates.generate(in: directory, names: ["DNS:*.plane.test", "DNS:plane.test"])
+            let made = try await TestCertificates.generate(in: directory, names: ["DNS:*.plane.test", "DNS:plane.test"])
             let bundle = try CertificateBundle(keyPEM: try String(contentsOfFile: made.serverKey, encoding: .utf8),
                                                chainPEM: try String(contentsOfFile: made.serverCertificate, encoding: .utf8))
             try await coordinator.share(bundle)

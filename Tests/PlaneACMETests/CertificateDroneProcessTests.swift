@@ -51,8 +51,8 @@ struct CertificateDroneProcessTests {
             #expect(FileManager.default.fileExists(atPath: "\(directory)/state/acme/account-key.pem"))
             // The gauge is set once the files are written: a moment after they appear.
             let expiry = "plane_certificate_expiry_timestamp_seconds \(Int64(bundle.notAfter.timeIntervalSince1970))"
-            #expect(try await eventually { (try? HTTPProbe(port: metricsPort).get("/metrics").body.contains(expiry)) == true })
-            let metrics = try HTTPProbe(port: metricsPort).get("/metrics")
+            #expect(try await eventually { (try? await HTTPProbe(port: metricsPort).get("/metrics").body.contains(expiry)) == true })
+            let metrics = try await HTTPProbe(port: metricsPort).get("/metrics")
             #expect(metrics.body.contains(expiry), "\(metrics.body)")
             #expect(metrics.body.contains("plane_acme_renewal_attempts_total 1") && metrics.body.contains("plane_acme_renewal_failures_total 0"))
             child.signal(SIGTERM)
@@ -78,7 +78,7 @@ struct CertificateDroneProcessTests {
                 https_port = \(httpsPort)
                 """)
             let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
-            let root = try cluster.pebble.issuingRoot()
+            let root = try await cluster.pebble.issuingRoot()
             let curl = try SystemProgram("curl", debianPackage: "curl").path()
             func get() async throws -> (status: Int32, output: String) {
                 try await SystemProgram.run(executable: curl, ["-sS", "--max-time", "5", "--cacert", root, "--resolve", "foo.plane.test:\(httpsPort):127.0.0.1",

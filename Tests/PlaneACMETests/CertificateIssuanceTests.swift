@@ -56,7 +56,7 @@ struct CertificateIssuanceTests {
             let watcher = Task { await store.watch(every: .milliseconds(200)) }
             defer { watcher.cancel() }
             let port = try #require(proxy.port)
-            let root = try cluster.pebble.issuingRoot()
+            let root = try await cluster.pebble.issuingRoot()
             func get() async throws -> (status: Int32, output: String) {
                 try await SystemProgram.run(executable: try Self.curl.path(), ["-sS", "--max-time", "5", "--cacert", root, "--resolve", "foo.plane.test:\(port):127.0.0.1",
                                                                          "-o", "/dev/null", "-w", "%{http_code}", "https://foo.plane.test:\(port)/"])

@@ -66,7 +66,7 @@ struct ClusterCLITests {
                 try await plane(["status", backend, "--json"], nats: nats).objects.contains { $0["state"] as? String == "Ready" }
             }, "\(droneProcess.output)")
             let proxy = HTTPProbe(port: proxyPort, hostHeader: "\(backend).plane.test")
-            #expect(try await proxy.getOffPool("/", headers: ["Authorization": "Bearer \(token)"]).body == "Hello World!")
+            #expect(try await proxy.get("/", headers: ["Authorization": "Bearer \(token)"]).body == "Hello World!")
             // Its output, from the drone running it: the start line and the request just made.
             #expect(try await eventually(timeout: .seconds(20)) {
                 let logs = try await plane(["logs", backend, "--json"], nats: nats)
@@ -76,7 +76,7 @@ struct ClusterCLITests {
             // --follow: lines published after it started arrive too.
             let follower = try ChildProcess(try TestExecutables.path("plane"), arguments: ["logs", backend, "--follow", "--nats", nats])
             #expect(try await eventually(timeout: .seconds(20)) { follower.output.contains("GET / 200") })
-            _ = try await proxy.getOffPool("/followed", headers: ["Authorization": "Bearer \(token)"])
+            _ = try await proxy.get("/followed", headers: ["Authorization": "Bearer \(token)"])
             #expect(try await eventually(timeout: .seconds(20)) { follower.output.contains("GET /followed") }, "\(follower.output)")
             await follower.stop()
             let tail = try await plane(["logs", backend, "--lines", "1"], nats: nats)

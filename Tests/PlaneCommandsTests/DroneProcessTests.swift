@@ -93,7 +93,7 @@ struct DroneProcessTests {
             switch runtime {
             case .docker:
                 let docker = SystemProgram("docker", debianPackage: "docker.io")
-                #expect(try await eventually { try docker.run(["ps", "-aq", "--filter", "label=dev.plane.drone=\(drone)"]).isEmpty })
+                #expect(try await eventually { try await docker.run(["ps", "-aq", "--filter", "label=dev.plane.drone=\(drone)"]).isEmpty })
             case .ociCrun:
                 #expect(try await eventually { try FileManager.default.contentsOfDirectory(atPath: "\(stateDirectory)/oci/backends").isEmpty })
                 let containers = try FileManager.default.contentsOfDirectory(atPath: "\(stateDirectory)/oci/runtime-root").filter { $0.hasPrefix("plane-") }
@@ -202,14 +202,14 @@ struct DroneProcessTests {
             #expect(try await eventually { (try? await messenger.request(PlaneSubjects.spawn(drone), spawn, timeout: .seconds(2))) == true }, "\(child.output)")
             #expect(try await eventually { relay.of(spawn.backendID).last == .ready }, "\(child.output)")
             let proxy = HTTPProbe(port: proxyPort, hostHeader: "\(spawn.backendID).plane.test:\(proxyPort)")
-            #expect(try await proxy.getOffPool("/").status == 401)
-            #expect(try await proxy.getOffPool("/", headers: ["Authorization": "Bearer s3cret"]).body == "Hello World!")
-            #expect(try await HTTPProbe(port: proxyPort, hostHeader: "nothere.plane.test").getOffPool("/").status == 404)
-            let metrics = try await HTTPProbe(port: metricsPort).getOffPool("/metrics").body
+            #expect(try await proxy.get("/").status == 401)
+            #expect(try await proxy.get("/", headers: ["Authorization": "Bearer s3cret"]).body == "Hello World!")
+            #expect(try await HTTPProbe(port: proxyPort, hostHeader: "nothere.plane.test").get("/").status == 404)
+            let metrics = try await HTTPProbe(port: metricsPort).get("/metrics").body
             #expect(metrics.contains("plane_proxy_responses_total{class=\"2xx\"} 1") && metrics.contains("plane_proxy_responses_total{class=\"4xx\"} 2"), "\(metrics)")
             _ = try await messenger.request(PlaneSubjects.terminate("plane.test", spawn.backendID), TerminationRequest(cluster: "plane.test", backendID: spawn.backendID), timeout: .seconds(10))
             #expect(try await eventually { relay.of(spawn.backendID).last == .terminated })
-            #expect(try await proxy.getOffPool("/", headers: ["Authorization": "Bearer s3cret"]).status == 404, "the route left with the backend")
+            #expect(try await proxy.get("/", headers: ["Authorization": "Bearer s3cret"]).status == 404, "the route left with the backend")
             child.signal(SIGTERM)
             #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
             relay.stop()

@@ -22,12 +22,12 @@ import Testing
     }
 
     /// (status, headers+body) of one curl call.
-    func curl(_ controller: RunningController, _ method: String, _ path: String, body: String? = nil) throws -> (Int, String) {
+    func curl(_ controller: RunningController, _ method: String, _ path: String, body: String? = nil) async throws -> (Int, String) {
         let port = try #require(controller.controller.httpServer?.address?.port)
         var arguments = ["-s", "-D", "-", "-X", method, "--max-time", "30"]
         if let body { arguments += ["-H", "Content-Type: application/json", "-d", body] }
         arguments.append("http://127.0.0.1:\(port)\(path)")
-        let output = try Self.curl.run(arguments)
+        let output = try await Self.curl.run(arguments)
         let status = Int(output.split(separator: " ").dropFirst().first ?? "") ?? 0
         return (status, output)
     }
@@ -44,7 +44,7 @@ import Testing
             try await drone.startHeartbeats()
             try await Task.sleep(for: .milliseconds(300))
             // The seed README's request.
-            let (status, output) = try curl(controller, "POST", "/service/hello-world/spawn", body: "{}")
+            let (status, output) = try await curl(controller, "POST", "/service/hello-world/spawn", body: "{}")
             #expect(status == 200, "\(output)")
             let reply = try bodyJSON(output)
             let name = try #require(reply["name"]?.stringValue)
@@ -54,13 +54,13 @@ import Testing
             let spawn = try #require(drone.spawns.withLock { $0.first })
             #expect(spawn.executable.image == "plane-test-server:latest" && spawn.maxIdleSeconds == 60)
             // With fields: lock, token, port, env.
-            let (_, locked) = try curl(controller, "POST", "/service/hello-world/spawn",
+            let (_, locked) = try await curl(controller, "POST", "/service/hello-world/spawn",
                                        body: #"{"lock":"doc-1","require_bearer_token":true,"port":8081,"env":{"A":"b"},"grace_period_seconds":120}"#)
             let first = try bodyJSON(locked)
             #expect(first["bearer_token"]?.stringValue?.count == 30 && first["spawned"]?.boolValue == true)
             let lockedSpawn = try #require(drone.spawns.withLock { $0.last })
             #expect(lockedSpawn.executable.port == 8081 && lockedSpawn.executable.env == ["A": "b"] && lockedSpawn.maxIdleSeconds == 120)
-            let (_, again) = try curl(controller, "POST", "/service/hello-world/spawn", body: #"{"lock":"doc-1"}"#)
+            let (_, again) = try await curl(controller, "POST", "/service/hello-world/spawn", body: #"{"lock":"doc-1"}"#)
             let second = try bodyJSON(again)
             #expect(second["name"] == first["name"] && second["spawned"]?.boolValue == false)
             // Status: the latest state, with CORS; then the event stream ends after a terminal state.
@@ -78,7 +78,7 @@ import Testing
             }
             history.stop()
             #expect(stored == ["Loading", "Starting", "Starting", "Ready"])
-            let (statusCode, statusOutput) = try curl(controller, "GET", "/backend/\(name)/status")
+            let (statusCode, statusOutput) = try await curl(controller, "GET", "/backend/\(name)/status")
             #expect(statusCode == 200 && statusOutput.lowercased().contains("access-control-allow-origin: *"))
             let current = try bodyJSON(statusOutput)
             #expect(current["state"]?.stringValue == "Ready" && current["backend"]?.stringValue == name && current["time"]?.stringValue != nil)
@@ -87,7 +87,7 @@ import Testing
                 let update = UpdateBackendStateMessage(cluster: "plane.test", state: .terminated, backend: backend, time: .now(), drone: drone.id)
                 _ = try await relay.request(PlaneSubjects.updateBackendState("plane.test", backend), update, timeout: .seconds(5))
             }
-            let (_, events) = try curl(controller, "GET", "/backend/\(name)/status/stream")
+            let (_, events) = try await curl(controller, "GET", "/backend/\(name)/status/stream")
             try await terminate.value
             let states = events.replacingOccurrences(of: "\r\n", with: "\n").components(separatedBy: "\n").filter { $0.hasPrefix("data: ") }.compactMap {
                 try? JSONParser.parse(String($0.dropFirst(6))).objectValue?["state"]?.stringValue
@@ -105,27 +105,27 @@ import Testing
         try await withCluster { server in
             let controller = try await apiController(server)
             // No drone: 503.
-            let (noDrone, output) = try curl(controller, "POST", "/service/hello-world/spawn", body: "{}")
+            let (noDrone, output) = try await curl(controller, "POST", "/service/hello-world/spawn", body: "{}")
             #expect(try noDrone == 503 && bodyJSON(output)["code"]?.stringValue == "NoDroneAvailable")
             // Unknown service: 404 naming the known ones.
-            let (unknown, unknownOutput) = try curl(controller, "POST", "/service/nope/spawn", body: "{}")
+            let (unknown, unknownOutput) = try await curl(controller, "POST", "/service/nope/spawn", body: "{}")
             #expect(try unknown == 404 && bodyJSON(unknownOutput)["error"]?.stringValue?.contains("hello-world") == true)
             // Bad JSON and bad fields: 400 naming the problem.
-            let (badJSON, badOutput) = try curl(controller, "POST", "/service/hello-world/spawn", body: "{\"lock\":")
+            let (badJSON, badOutput) = try await curl(controller, "POST", "/service/hello-world/spawn", body: "{\"lock\":")
             #expect(try badJSON == 400 && bodyJSON(badOutput)["error"]?.stringValue?.contains("not valid JSON") == true)
-            let (badField, fieldOutput) = try curl(controller, "POST", "/service/hello-world/spawn", body: #"{"port":"eighty"}"#)
+            let (badField, fieldOutput) = try await curl(controller, "POST", "/service/hello-world/spawn", body: #"{"port":"eighty"}"#)
             #expect(try badField == 400 && bodyJSON(fieldOutput)["error"]?.stringValue?.contains("'port'") == true)
-            let (typo, typoOutput) = try curl(controller, "POST", "/service/hello-world/spawn", body: #"{"lokc":"x"}"#)
+            let (typo, typoOutput) = try await curl(controller, "POST", "/service/hello-world/spawn", body: #"{"lokc":"x"}"#)
             #expect(try typo == 400 && bodyJSON(typoOutput)["error"]?.stringValue?.contains("lokc") == true)
             // Unknown backend status: 404; not an id: 400; unknown route: 404; wrong method: 405.
-            #expect(try curl(controller, "GET", "/backend/\(BackendID.random())/status").0 == 404)
-            #expect(try curl(controller, "GET", "/backend/Not.An.Id/status").0 == 400)
-            #expect(try curl(controller, "GET", "/nothing/here").0 == 404)
-            #expect(try curl(controller, "GET", "/service/hello-world/spawn").0 == 405)
+            #expect(try await curl(controller, "GET", "/backend/\(BackendID.random())/status").0 == 404)
+            #expect(try await curl(controller, "GET", "/backend/Not.An.Id/status").0 == 400)
+            #expect(try await curl(controller, "GET", "/nothing/here").0 == 404)
+            #expect(try await curl(controller, "GET", "/service/hello-world/spawn").0 == 405)
             // Health and metrics.
-            let (health, healthOutput) = try curl(controller, "GET", "/healthz")
+            let (health, healthOutput) = try await curl(controller, "GET", "/healthz")
             #expect(health == 200 && healthOutput.hasSuffix("ok\n"))
-            let (_, metrics) = try curl(controller, "GET", "/metrics")
+            let (_, metrics) = try await curl(controller, "GET", "/metrics")
             #expect(metrics.contains("plane_schedule_requests_total{result=\"no_drone_available\"} 1"))
             #expect(metrics.contains("plane_live_drones 0") && metrics.contains("plane_schedule_latency_seconds_count 1"))
             await controller.stop()

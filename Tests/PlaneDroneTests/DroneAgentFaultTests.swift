@@ -59,7 +59,7 @@ struct DroneAgentFaultTests {
             let route = try #require(drone.agent.routes.route(for: request.backendID.rawValue))
             #expect(route.address.hasPrefix("127.0.0.2:"), "\(route.address)")
             let port = try #require(Int(route.address.split(separator: ":").last ?? ""))
-            #expect(try await HTTPProbe(host: "127.0.0.2", port: port).getOffPool("/").body == "Hello World!")
+            #expect(try await HTTPProbe(host: "127.0.0.2", port: port).get("/").body == "Hello World!")
             #expect(try await drone.store.backend(request.backendID)?.address == route.address)
             await drone.stop()
         }

@@ -194,7 +194,7 @@ struct DroneAgentTests {
             let firstProxy = try await startProxy(first.agent.routes, host: "127.0.0.11", port: proxyPort)
             let otherProxy = try await startProxy(other.agent.routes, host: "127.0.0.12", port: proxyPort)
             func through(_ host: String, _ backend: BackendID) async throws -> HTTPProbe.Response {
-                try await HTTPProbe(host: host, port: proxyPort, hostHeader: "\(backend).plane.test").getOffPool("/")
+                try await HTTPProbe(host: host, port: proxyPort, hostHeader: "\(backend).plane.test").get("/")
             }
             #expect(try await through("127.0.0.11", mine[0].backendID).body == "Hello World!")
             #expect(try await through("127.0.0.11", theirs.backendID).status == 404)

@@ -45,12 +45,12 @@ struct ProxyIntegrationTests {
 
     @Test func unknownHostsAre404AndRoutedOnesReachTheBackendWithTheirHost() async throws {
         let s = try await setUp()
-        let missing = try await s.probe("nothere.plane.test").getOffPool("/")
+        let missing = try await s.probe("nothere.plane.test").get("/")
         #expect(missing.status == 404 && missing.body.isEmpty && missing.headers["access-control-allow-origin"] == "*")
-        #expect(try await s.probe("plane.test").getOffPool("/").status == 404)
-        let hello = try await s.probe().getOffPool("/")
+        #expect(try await s.probe("plane.test").get("/").status == 404)
+        let hello = try await s.probe().get("/")
         #expect(hello.status == 200 && hello.body == "Hello World!")
-        let seen = try JSONSerialization.jsonObject(with: Data(try await s.probe("FooBar.plane.test").getOffPool("/headers").body.utf8)) as? [String: String]
+        let seen = try JSONSerialization.jsonObject(with: Data(try await s.probe("FooBar.plane.test").get("/headers").body.utf8)) as? [String: String]
         #expect(seen?["host"] == "FooBar.plane.test:\(s.port)")
         #expect(seen?["x-forwarded-for"] == "127.0.0.1" && seen?["x-forwarded-proto"] == "http" && seen?["x-forwarded-host"] == "FooBar.plane.test:\(s.port)")
         #expect(s.proxy.metrics.responses(ofClass: 2) == 2 && s.proxy.metrics.responses(ofClass: 4) == 2)
@@ -63,7 +63,7 @@ struct ProxyIntegrationTests {
         let before = try #require(s.routes.idleTime(of: "foobar"))
         #expect(before >= .milliseconds(900))
         let sent = ContinuousClock.now
-        _ = try await s.probe().getOffPool("/")
+        _ = try await s.probe().get("/")
         // The request reset the idle clock: it is younger than the request itself.
         #expect(try #require(s.routes.idleTime(of: "foobar")) <= ContinuousClock.now - sent)
         await s.stop()
@@ -72,27 +72,27 @@ struct ProxyIntegrationTests {
     @Test func bearerTokensAndTheAuthCookie() async throws {
         let s = try await setUp(token: "foobar")
         let probe = s.probe()
-        let missing = try await probe.getOffPool("/")
+        let missing = try await probe.get("/")
         #expect(missing.status == 401 && missing.body == "Expected bearer token.")
-        #expect(try await probe.getOffPool("/", headers: ["Authorization": "Bearer foobaz"]).status == 403)
-        #expect(try await probe.getOffPool("/", headers: ["Authorization": "Bearer foobar"]).body == "Hello World!")
-        #expect(try await probe.getOffPool("/", headers: ["Cookie": "_plane_auth=foobar"]).body == "Hello World!")
+        #expect(try await probe.get("/", headers: ["Authorization": "Bearer foobaz"]).status == 403)
+        #expect(try await probe.get("/", headers: ["Authorization": "Bearer foobar"]).body == "Hello World!")
+        #expect(try await probe.get("/", headers: ["Cookie": "_plane_auth=foobar"]).body == "Hello World!")
         for odd in ["", "B", "Bearer", "x y z", "Bearer  "] {
-            #expect(try await probe.getOffPool("/", headers: ["Authorization": odd]).status == 403, "\(odd.debugDescription)")
+            #expect(try await probe.get("/", headers: ["Authorization": odd]).status == 403, "\(odd.debugDescription)")
         }
         // A control character is not HTTP: a clear 400, not a dropped connection.
-        #expect(try await probe.getOffPool("/", headers: ["Authorization": "Bearer \u{7}"]).status == 400)
-        let redirect = try await probe.getOffPool("/_plane_auth?token=foobar&redirect=/blahblah%3Fa%3Db")
+        #expect(try await probe.get("/", headers: ["Authorization": "Bearer \u{7}"]).status == 400)
+        let redirect = try await probe.get("/_plane_auth?token=foobar&redirect=/blahblah%3Fa%3Db")
         #expect(redirect.status == 302 && redirect.headers["location"] == "/blahblah?a=b")
         #expect(redirect.headers["set-cookie"] == "_plane_auth=foobar; Path=/; HttpOnly; SameSite=Lax")
-        let invalid = try await probe.getOffPool("/_plane_auth?token=foobar&redirect=https://evil.example/")
+        let invalid = try await probe.get("/_plane_auth?token=foobar&redirect=https://evil.example/")
         #expect(invalid.status == 400 && invalid.body == "Redirect must be relative and start with a slash.")
         await s.stop()
     }
 
     @Test func webSocketsAreSplicedAndKeepTheBackendActive() async throws {
         let s = try await setUp()
-        let socket = try s.probe().webSocket("/ws")
+        let socket = try await s.probe().webSocket("/ws")
         for n in 1...6 {
             try socket.sendText("\(n)")
             let (opcode, payload) = try socket.receive()
@@ -106,12 +106,12 @@ struct ProxyIntegrationTests {
         #expect(try await eventually { s.proxy.metrics.bytes.in > 200 && s.proxy.metrics.bytes.out > 150 })
         #expect(try await eventually { (s.routes.idleTime(of: "foobar") ?? .zero) > .zero })
         // The connection is plain HTTP again for others.
-        #expect(try await s.probe().getOffPool("/").body == "Hello World!")
+        #expect(try await s.probe().get("/").body == "Hello World!")
         // Requests on new client connections (spread over the event loops) leave kept-alive
         // connections to the backend in every loop's pool; an upgrade does not take one (the
         // backend, like many, switches protocols only on a connection's first request).
-        for _ in 1...4 { _ = try await s.probe().getOffPool("/") }
-        let again = try s.probe().webSocket("/ws")
+        for _ in 1...4 { _ = try await s.probe().get("/") }
+        let again = try await s.probe().webSocket("/ws")
         try again.sendText("again")
         let (opcode, payload) = try again.receive()
         #expect(opcode == .text && String(decoding: payload, as: UTF8.self) == "again")
@@ -124,10 +124,10 @@ struct ProxyIntegrationTests {
         let passthrough = try ChildProcess(try TestExecutables.path("plane-test-server"), environment: ["PORT": String(passthroughPort), "HOST": "127.0.0.1"])
         _ = try await HTTPProbe(port: passthroughPort).waitUntilAnswering("/")
         let s = try await setUp { $0.passthrough = "127.0.0.1:\(passthroughPort)" }
-        #expect(try await s.probe("nothere.plane.test").getOffPool("/").body == "Hello World!")
-        #expect(try await s.probe("elsewhere.example").getOffPool("/").body == "Hello World!")
+        #expect(try await s.probe("nothere.plane.test").get("/").body == "Hello World!")
+        #expect(try await s.probe("elsewhere.example").get("/").body == "Hello World!")
         await s.backend.stop()
-        let gone = try await s.probe().getOffPool("/")
+        let gone = try await s.probe().get("/")
         #expect(gone.status == 502)
         await s.proxy.stop()
         await passthrough.stop()
@@ -170,7 +170,7 @@ struct ProxyIntegrationTests {
         let partial = try await probe.raw("GET /partial HTTP/1.1\r\nHost: foobar.plane.test\r\n\r\n")
         #expect(partial.text.hasPrefix("HTTP/1.1 200") && partial.text.hasSuffix("0123456789") && partial.closed, "\(partial.text)")
         // A backend slower than upstream_timeout_secs: 504.
-        let slow = try await probe.getOffPool("/slow/3000")
+        let slow = try await probe.get("/slow/3000")
         #expect(slow.status == 504)
         // Garbage and a 1 MB header: 400 (or 431), then closed.
         let garbage = try await probe.raw("\u{1}\u{2}GARBAGE \r\n\r\n")
@@ -196,7 +196,7 @@ struct ProxyIntegrationTests {
                                          Array("GET / HTTP/1.1\r\nHost: foobar.plane.test\r\nConnection: close\r\n\r\n".utf8)], pause: .milliseconds(200))
         #expect(count("Hello World!", in: quick.text) == 2, "\(quick.text)")
         // Through all of that the proxy kept serving.
-        #expect(try await probe.getOffPool("/").body == "Hello World!")
+        #expect(try await probe.get("/").body == "Hello World!")
         await s.stop()
     }
 
@@ -225,8 +225,8 @@ struct ProxyIntegrationTests {
             // It listens (so the 502 below is about its answer, not a refused connect).
             #expect(try await eventually { (try? await HTTPProbe(port: port).raw("GET / HTTP/1.1\r\n\r\n"))?.text.contains("lots") == true })
             s.routes.add(RouteTable.Route(backendID: try BackendID(name), address: "127.0.0.1:\(port)", bearerToken: nil))
-            #expect(try await s.probe("\(name).plane.test").getOffPool("/").status == 502, "\(name)")
-            #expect(try await probe.getOffPool("/").body == "Hello World!")
+            #expect(try await s.probe("\(name).plane.test").get("/").status == 502, "\(name)")
+            #expect(try await probe.get("/").body == "Hello World!")
             await backend.stop()
         }
         #expect(s.proxy.metrics.responses(ofClass: 1) == 0, "an unasked 101 is not counted as relayed")
@@ -241,10 +241,10 @@ struct ProxyIntegrationTests {
         let many = try await s.probe().raw(requests)
         #expect(count("HTTP/1.1 200 OK", in: many.text) == 51 && many.closed)
         let local = HTTPProbe(port: s.port, hostHeader: "localhost:\(s.port)")
-        #expect(try await local.getOffPool("/_plane_backend=foobar/").body == "Hello World!")
-        let env = try await local.getOffPool("/_plane_backend=foobar/headers?x=1")
+        #expect(try await local.get("/_plane_backend=foobar/").body == "Hello World!")
+        let env = try await local.get("/_plane_backend=foobar/headers?x=1")
         #expect(env.body.contains("\"host\":\"localhost:\(s.port)\""), "\(env.body)")
-        #expect(try await local.getOffPool("/_plane_backend=nothere/").status == 404)
+        #expect(try await local.get("/_plane_backend=nothere/").status == 404)
         await s.stop()
     }
 

@@ -15,7 +15,7 @@ struct ProxyPeerTests {
 
     /// Runs a Python script of `python/` to completion (off the cooperative pool).
     func python(_ script: String, _ arguments: [String]) async throws -> (status: Int32, output: String) {
-        try await SystemProgram.run(executable: try PythonEnvironment.python(), ["\(Self.scripts)/\(script)"] + arguments)
+        try await SystemProgram.run(executable: try await PythonEnvironment.python(), ["\(Self.scripts)/\(script)"] + arguments)
     }
 
     struct Bed {
@@ -40,7 +40,7 @@ struct ProxyPeerTests {
         var ca: String?
         if tls {
             let directory = try TestEnvironment.temporaryDirectory("proxy-peer")
-            let certificates = try TestCertificates.generate(in: directory, names: ["DNS:*.plane.test", "DNS:plane.test"])
+            let certificates = try await TestCertificates.generate(in: directory, names: ["DNS:*.plane.test", "DNS:plane.test"])
             store = TLSCertificateStore(keyPath: certificates.serverKey, certificatePath: certificates.serverCertificate, logger: logger)
             try #require(store?.reload() == nil)
             ca = certificates.caCertificate
@@ -72,7 +72,7 @@ struct ProxyPeerTests {
 
     @Test func socketIOWorksThroughTheProxyWithEveryTransportAndPathRouting() async throws {
         let port = try TestEnvironment.freePort()
-        let server = try ChildProcess(try PythonEnvironment.python(), arguments: ["\(Self.scripts)/socketio_server.py", String(port)])
+        let server = try ChildProcess(try await PythonEnvironment.python(), arguments: ["\(Self.scripts)/socketio_server.py", String(port)])
         #expect(try await eventually { server.output.contains("listening") || !server.isRunning }, "\(server.output)")
         let bed = try await bed(upstreamPort: port, tls: true, children: [server]) { $0.allowPathRouting = true }
         let ca = try #require(bed.ca)
@@ -103,7 +103,7 @@ struct ProxyPeerTests {
 
     @Test func anUpgradedConnectionCarriesAHalfClose() async throws {
         let port = try TestEnvironment.freePort()
-        let server = try ChildProcess(try PythonEnvironment.python(), arguments: ["\(Self.scripts)/half_close.py", "server", String(port)])
+        let server = try ChildProcess(try await PythonEnvironment.python(), arguments: ["\(Self.scripts)/half_close.py", "server", String(port)])
         #expect(try await eventually { server.output.contains("listening") || !server.isRunning }, "\(server.output)")
         let bed = try await bed(upstreamPort: port, tls: false, children: [server])
         // The client stops sending; the backend sees the end of input, answers, and closes.

@@ -42,7 +42,7 @@ struct ProxyTLSTests {
         routes.add(RouteTable.Route(backendID: "foobar", address: "127.0.0.1:\(backendPort)", bearerToken: nil))
         let keyPath = directory + "/site-key.pem", certificatePath = directory + "/site-cert.pem"
         if withCertificate {
-            let certificates = try TestCertificates.generate(in: directory + "/first", names: Self.names)
+            let certificates = try await TestCertificates.generate(in: directory + "/first", names: Self.names)
             try FileManager.default.copyItem(atPath: certificates.serverKey, toPath: keyPath)
             try FileManager.default.copyItem(atPath: certificates.serverCertificate, toPath: certificatePath)
         }
@@ -86,7 +86,7 @@ struct ProxyTLSTests {
         let s = try await setUp(directory: dir)
         let watcher = Task { await s.store.watch(every: .milliseconds(100)) }
         // A new pair from another CA, written as the refresher does (key first).
-        let next = try TestCertificates.generate(in: dir + "/second", names: Self.names)
+        let next = try await TestCertificates.generate(in: dir + "/second", names: Self.names)
         try Data(contentsOf: URL(fileURLWithPath: next.serverKey)).write(to: URL(fileURLWithPath: s.keyPath), options: .atomic)
         try Data(contentsOf: URL(fileURLWithPath: next.serverCertificate)).write(to: URL(fileURLWithPath: s.certificatePath), options: .atomic)
         #expect(try await eventually(timeout: .seconds(10)) { try await s.get(ca: next.caCertificate).status == 0 })
@@ -110,7 +110,7 @@ struct ProxyTLSTests {
         let s = try await setUp(directory: dir, withCertificate: false)
         #expect(s.store.current == nil)
         let watcher = Task { await s.store.watch(every: .milliseconds(100)) }
-        let certificates = try TestCertificates.generate(in: dir + "/first", names: Self.names)
+        let certificates = try await TestCertificates.generate(in: dir + "/first", names: Self.names)
         #expect(try await s.get(ca: certificates.caCertificate).status != 0)
         try FileManager.default.copyItem(atPath: certificates.serverKey, toPath: s.keyPath)
         try FileManager.default.copyItem(atPath: certificates.serverCertificate, toPath: s.certificatePath)
@@ -123,7 +123,7 @@ struct ProxyTLSTests {
         let dir = try directory()
         let s = try await setUp(directory: dir, redirect: true)
         let redirectPort = try #require(s.proxy.redirectPort)
-        let answer = try await HTTPProbe(port: redirectPort, hostHeader: "foobar.plane.test:\(redirectPort)").getOffPool("/a/b?c=d")
+        let answer = try await HTTPProbe(port: redirectPort, hostHeader: "foobar.plane.test:\(redirectPort)").get("/a/b?c=d")
         #expect(answer.status == 308 && answer.headers["location"] == "https://foobar.plane.test:\(s.port)/a/b?c=d", "\(answer)")
         let noHost = try await HTTPProbe(port: redirectPort).raw("GET / HTTP/1.0\r\n\r\n")
         #expect(noHost.text.hasPrefix("HTTP/1.0 400"), "\(noHost.text)")

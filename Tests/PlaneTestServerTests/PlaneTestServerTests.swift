@@ -16,7 +16,7 @@ struct PlaneTestServerTests {
         let response = try await http.waitUntilAnswering("/")
         #expect(response.status == 200)
         #expect(response.body == "Hello World!")
-        #expect(try http.get("/missing").status == 404)
+        #expect(try await http.get("/missing").status == 404)
         #expect(server.output.contains("listening on 127.0.0.1:\(http.port)"))
         #expect(server.output.contains("GET / 200"))
         #expect(server.output.contains("GET /missing 404"))
@@ -26,10 +26,10 @@ struct PlaneTestServerTests {
     @Test func reportsHeadersAndEnvironmentAsJSON() async throws {
         let (server, http) = try await start(["GREETING": "hi/there"])
         _ = try await http.waitUntilAnswering("/")
-        let headers = try JSONSerialization.jsonObject(with: Data(try http.get("/headers", headers: ["X-Plane-Test": "42"]).body.utf8)) as? [String: String]
+        let headers = try JSONSerialization.jsonObject(with: Data(try await http.get("/headers", headers: ["X-Plane-Test": "42"]).body.utf8)) as? [String: String]
         #expect(headers?["x-plane-test"] == "42")
         #expect(headers?["host"] == "127.0.0.1:\(http.port)")
-        let env = try JSONSerialization.jsonObject(with: Data(try http.get("/env").body.utf8)) as? [String: String]
+        let env = try JSONSerialization.jsonObject(with: Data(try await http.get("/env").body.utf8)) as? [String: String]
         #expect(env?["GREETING"] == "hi/there")
         #expect(env?["PORT"] == String(http.port))
         await server.stop()
@@ -38,20 +38,20 @@ struct PlaneTestServerTests {
     @Test func exitPathEndsTheProcessWithThatCode() async throws {
         let (server, http) = try await start()
         _ = try await http.waitUntilAnswering("/")
-        #expect(try http.get("/exit/3").body == "Exiting with code 3")
+        #expect(try await http.get("/exit/3").body == "Exiting with code 3")
         #expect(await server.waitForExit() == 3)
     }
 
     @Test func exitCodeEnvironmentExitsWithoutServing() async throws {
         let (server, http) = try await start(["EXIT_CODE": "5", "EXIT_TIMEOUT": "200"])
         #expect(await server.waitForExit() == 5)
-        #expect(throws: (any Error).self) { try http.get("/") }
+        await #expect(throws: (any Error).self) { try await http.get("/") }
     }
 
     @Test func webSocketEchoesTextAndBinary() async throws {
         let (server, http) = try await start()
         _ = try await http.waitUntilAnswering("/")
-        let socket = try http.webSocket("/any/path")
+        let socket = try await http.webSocket("/any/path")
         try socket.sendText("hello")
         let (opcode, payload) = try socket.receive()
         #expect(opcode == .text && String(decoding: payload, as: UTF8.self) == "hello")
@@ -77,7 +77,7 @@ struct PlaneTestServerTests {
         stubborn.signal(SIGTERM)
         try await Task.sleep(for: .milliseconds(300))
         #expect(stubborn.isRunning)
-        #expect(try stubbornHTTP.get("/").body == "Hello World!")
+        #expect(try await stubbornHTTP.get("/").body == "Hello World!")
         await stubborn.stop(grace: .milliseconds(200))
         #expect(!stubborn.isRunning)
     }
