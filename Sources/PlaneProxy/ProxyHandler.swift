@@ -488,27 +488,36 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             tally.toClient += buffer.readableBytes
             if tally.isLarge { metrics.report(&tally) }
             if responseHeadPending {
-                responseHeadPending = false
-                // Written into before it is shared with the socket: no copy.
-                if buffer.readableBytes <= Self.maxJoinedBody {
+                // Small body bytes join the head where it was reserved for them (written
+                // into before the buffer is shared with the socket: no copy), and the
+                // response stays pending: when its end comes in the same read, head and
+                // body leave with one writeAndFlush.
+                if buffer.readableBytes <= responseBuffer.writableBytes {
                     responseBuffer.writeBuffer(&buffer)
-                    context.write(wrapOutboundOut(responseBuffer), promise: nil)
                     return
                 }
+                responseHeadPending = false
                 context.write(wrapOutboundOut(responseBuffer), promise: nil)
             }
             context.write(wrapOutboundOut(buffer), promise: nil)
         case .end:
-            writeResponseHead(context)
+            // Taken before `finish`: the idle state may let go of a large response buffer.
+            let pending: ByteBuffer? = responseHeadPending ? responseBuffer : nil
+            responseHeadPending = false
             let close = finish(exchange)
             if close {
                 // Close once the response is out (a close with writes pending would cut it).
-                context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
+                let last = pending ?? context.channel.allocator.buffer(capacity: 0)
+                context.writeAndFlush(wrapOutboundOut(last)).assumeIsolated().whenComplete { _ in
                     context.close(promise: nil)
                 }
             } else {
                 // The upstream connection is back in the pool: its read-complete no longer flushes here.
-                context.flush()
+                if let pending {
+                    context.writeAndFlush(wrapOutboundOut(pending), promise: nil)
+                } else {
+                    context.flush()
+                }
                 processClientInput()
             }
         }
