@@ -136,9 +136,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let metrics: ProxyMetrics.Shard
     /// `[proxy] upstream_timeout_secs`.
     private let responseTimeout: TimeAmount
-    /// A response head not written yet (in `responseBuffer`): the first body bytes join
-    /// it, so that a small response leaves in one buffer.
+    /// A response head not written yet (in `responseBuffer`), with the body bytes that fit
+    /// the memory reserved behind it: a small response leaves in one buffer, with one
+    /// `writeAndFlush` at its end, or at the end of the read that brought it.
     private var responseHeadPending = false
+    /// At most this much of the body already read is reserved behind a response head.
     static let maxJoinedBody = 8192
     /// The memory heads are written into, kept from request to request: once the socket
     /// has written a head and let go of it, the next head reuses the memory instead of

@@ -7,7 +7,7 @@ import Synchronization
 public enum PythonEnvironment {
     public static let packages = ["websockets", "python-socketio", "aiohttp"]
     /// The one preparation of the venv that every test awaits (checked or created once
-    /// per test process).
+    /// per test process; a failure is kept, so every test that needs the venv reports it).
     private static let preparation = Mutex<Task<String, any Error>?>(nil)
 
     /// The package's root directory (this file is `Sources/PlaneTestSupport/...`).
