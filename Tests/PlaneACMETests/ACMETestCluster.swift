@@ -104,6 +104,20 @@ final class ACMETestCluster: Sendable {
         CertificateFiles(keyPath: "\(directory)/\(drone)/key.pem", certificatePath: "\(directory)/\(drone)/cert.pem")
     }
 
+    /// The pair in `files` once there is one that `accept`s, nil after `timeout`. While a
+    /// refresher may be writing: it renames the new key before the new chain
+    /// (`CertificateFileWriter`), so a read between the two sees a key that does not belong
+    /// to the chain; such a read is tried again, as the proxy does.
+    static func pair(in files: CertificateFiles, timeout: Duration = .seconds(60),
+                     where accept: (CertificateBundle) -> Bool = { _ in true }) async throws -> CertificateBundle? {
+        var found: CertificateBundle?
+        _ = try await eventually(timeout: timeout) {
+            found = (try? CertificateBundle.read(files)).flatMap { accept($0) ? $0 : nil }
+            return found != nil
+        }
+        return found
+    }
+
     func stop() async {
         tasks.withLock { $0 }.forEach { $0.cancel() }
         await pebble.stop()

@@ -120,14 +120,13 @@ struct CertificateIssuanceTests {
             }
             let service = Task { try await refresher.run() }
             let files = cluster.files("drone-a")
-            #expect(try await eventually(timeout: .seconds(60)) { (try? CertificateBundle.read(files)) != nil })
-            let first = try #require(try CertificateBundle.read(files))
+            // Read while the refresher runs: a read between its two renames is tried again.
+            let first = try #require(try await ACMETestCluster.pair(in: files))
             let accountKey = try String(contentsOfFile: refresher.issuer.accounts.keyPath, encoding: .utf8)
             let account = refresher.issuer.accounts.accountURL(server: cluster.pebble.directoryURL)
             #expect(account != nil)
-            #expect(try await eventually(timeout: .seconds(90)) { (try? CertificateBundle.read(files))?.serialNumber != first.serialNumber })
+            let second = try #require(try await ACMETestCluster.pair(in: files, timeout: .seconds(90)) { $0.serialNumber != first.serialNumber })
             let renewedAt = Date()
-            let second = try #require(try CertificateBundle.read(files))
             #expect(renewedAt < first.notAfter, "renewed only after the first certificate expired")
             #expect(second.notAfter > first.notAfter)
             // One account: the same key and the same account URL on pebble.
