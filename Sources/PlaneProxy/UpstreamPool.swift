@@ -78,18 +78,16 @@ final class UpstreamPool: @unchecked Sendable {
         }
     }
 
-    /// The bucket for `address`: `cached` if it is still this pool's bucket for it.
+    /// The bucket for `address`: `cached` if it is still this pool's bucket for it. A new
+    /// bucket starts the sweeper, which removes it once it is empty: a backend that never
+    /// got a connection back (it refused them all, or it is gone) leaves no bucket behind.
     func bucket(for address: String, cached: Bucket? = nil) -> Bucket {
         if let cached, !cached.retired, cached.address == address { return cached }
         if let bucket = idle[address] { return bucket }
         let bucket = Bucket(address: address)
         idle[address] = bucket
+        startSweeping()
         return bucket
-    }
-
-    /// An idle connection to `address`, if one is still open.
-    func take(_ address: String, now: NIODeadline = .now()) -> UpstreamHandler? {
-        take(from: bucket(for: address), now: now)
     }
 
     /// An idle connection from the bucket, if one is still open.
@@ -113,12 +111,8 @@ final class UpstreamPool: @unchecked Sendable {
         return nil
     }
 
-    /// Returns a connection after a complete exchange; closes it when the pool is full.
-    func give(_ handler: UpstreamHandler, address: String, now: NIODeadline = .now()) {
-        give(handler, to: bucket(for: address), now: now)
-    }
-
-    /// Returns a connection to the bucket it was taken for (`bucket(for:cached:)`).
+    /// Returns a connection after a complete exchange to the bucket it was taken for
+    /// (`bucket(for:cached:)`); closes it when the bucket is full.
     func give(_ handler: UpstreamHandler, to bucket: Bucket, now: NIODeadline) {
         eventLoop.preconditionInEventLoop()
         handler.owner = nil

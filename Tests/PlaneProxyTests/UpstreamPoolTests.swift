@@ -25,17 +25,18 @@ struct UpstreamPoolTests {
         let second = try await pool.connect(address, timeout: .seconds(5)).get()
         let (reused, full) = try await loop.submit {
             let handlers = try [first, second].map { try $0.pipeline.syncOperations.handler(type: UpstreamHandler.self) }
-            pool.give(handlers[0], address: address)
-            pool.give(handlers[1], address: address)  // beyond maxIdle: closed
-            return (pool.take(address) === handlers[0], pool.take(address) == nil)
+            let bucket = pool.bucket(for: address)
+            pool.give(handlers[0], to: bucket, now: .now())
+            pool.give(handlers[1], to: bucket, now: .now())  // beyond maxIdle: closed
+            return (pool.take(from: bucket, now: .now()) === handlers[0], pool.take(from: bucket, now: .now()) == nil)
         }.get()
         #expect(reused && full)
         #expect(try await eventually { !second.isActive })
         // Parked again, then older than the idle lifetime: taking it closes it instead (the
         // sweeper is an hour away, so this is `take`'s own check).
-        try await loop.submit { pool.give(try first.pipeline.syncOperations.handler(type: UpstreamHandler.self), address: address) }.get()
+        try await loop.submit { pool.give(try first.pipeline.syncOperations.handler(type: UpstreamHandler.self), to: pool.bucket(for: address), now: .now()) }.get()
         try await Task.sleep(for: .milliseconds(300))
-        #expect(try await loop.submit { pool.take(address) == nil }.get())
+        #expect(try await loop.submit { pool.take(from: pool.bucket(for: address), now: .now()) == nil }.get())
         #expect(try await eventually { !first.isActive })
         try await loop.submit { pool.closeAll() }.get()
         await backend.stop()
@@ -62,7 +63,7 @@ struct UpstreamPoolTests {
             let handler = try second.pipeline.syncOperations.handler(type: UpstreamHandler.self)
             let bucket = pool.bucket(for: address, cached: kept)
             pool.give(handler, to: bucket, now: .now())
-            return (bucket !== kept, pool.take(address) === handler)
+            return (bucket !== kept, pool.take(from: pool.bucket(for: address), now: .now()) === handler)
         }.get()
         #expect(replaced && found)
         try await loop.submit { pool.closeAll() }.get()
@@ -83,7 +84,7 @@ struct UpstreamPoolTests {
             connection = channel
             // Parked (checked in the same turn of the loop, before any sweep can run).
             let parked = try await loop.submit {
-                pool.give(try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self), address: address)
+                pool.give(try channel.pipeline.syncOperations.handler(type: UpstreamHandler.self), to: pool.bucket(for: address), now: .now())
                 return pool.bucket(for: address).connections.count == 1
             }.get()
             #expect(parked)
@@ -92,5 +93,25 @@ struct UpstreamPoolTests {
         #expect(try await eventually { connection?.isActive == false })
         #expect(try await eventually { freed == nil })
         await backend.stop()
+    }
+
+    /// A bucket made for a backend that never got a connection back (every connect to it
+    /// failed) leaves the pool with the next sweep, and the pool is freed: one bucket per
+    /// backend address ever tried would otherwise stay for the drone's lifetime.
+    @Test func aBucketThatNeverHeldAConnectionLeavesThePool() async throws {
+        let loop = MultiThreadedEventLoopGroup.singleton.next()
+        weak var freed: UpstreamPool?
+        let bucket: UpstreamPool.Bucket
+        do {
+            let pool = UpstreamPool(eventLoop: loop, maxIdle: 2, maxHeadBytes: 4096, idleLifetime: .milliseconds(100), sweepInterval: .milliseconds(50))
+            freed = pool
+            bucket = try await loop.submit {
+                let bucket = pool.bucket(for: "127.0.0.1:1")
+                #expect(pool.take(from: bucket, now: .now()) == nil)
+                return bucket
+            }.get()
+        }
+        #expect(try await eventually { try await loop.submit { bucket.retired }.get() })
+        #expect(try await eventually { freed == nil })
     }
 }
