@@ -108,22 +108,39 @@ public struct ResourceLimitsSpec: Sendable, Hashable, Codable {
 
     /// Converts the wire's `ResourceLimits`: `cpu_period` is in seconds (v0.3.10's unit),
     /// `cpu_period_percent` a share of the period, `cpu_time_limit` seconds (v0.3.10 wrongly
-    /// applied minutes), `memory_limit_bytes` bytes.
-    public init(wire: ResourceLimits, pidsLimit: Int64? = nil) {
+    /// applied minutes), `memory_limit_bytes` bytes. Every value a client can send either
+    /// converts or is an `invalidSpec` error (no arithmetic here can overflow); `validate()`
+    /// then checks what the kernel takes.
+    public init(wire: ResourceLimits, pidsLimit: Int64? = nil) throws(RuntimeError) {
         memoryBytes = wire.memoryLimitBytes
-        let period = wire.cpuPeriod.map { Int64(clamping: $0.seconds) * 1_000_000 }
+        var period: Int64?
+        if let seconds = wire.cpuPeriod?.seconds {
+            guard let whole = Int64(exactly: seconds), case (let microseconds, false) = whole.multipliedReportingOverflow(by: 1_000_000) else {
+                throw RuntimeError(.invalidSpec, "cpu_period must be 1 second or less (it is in seconds on the wire; the kernel takes 1 ms to 1 s), got \(seconds) s.")
+            }
+            period = microseconds
+        }
         cpuPeriodMicroseconds = period
         if let percent = wire.cpuPeriodPercent {
             let base = period ?? Self.defaultCPUPeriodMicroseconds
             cpuPeriodMicroseconds = base
-            cpuQuotaMicroseconds = base * Int64(percent) / 100
+            // A period beyond 1 s is refused above; base ≤ 1e6 and percent ≤ 255 cannot overflow.
+            guard case (let scaled, false) = base.multipliedReportingOverflow(by: Int64(percent)) else {
+                throw RuntimeError(.invalidSpec, "cpu_period_percent \(percent) of a \(base) µs period is out of range.")
+            }
+            cpuQuotaMicroseconds = scaled / 100
         }
-        cpuTimeLimitSeconds = wire.cpuTimeLimit?.seconds
+        if let seconds = wire.cpuTimeLimit?.seconds {
+            guard seconds <= UInt64(Int64.max) else {
+                throw RuntimeError(.invalidSpec, "cpu_time_limit \(seconds) s is out of range; use at most \(Int64.max) s, or leave it out for no limit.")
+            }
+            cpuTimeLimitSeconds = seconds
+        }
         self.pidsLimit = pidsLimit
     }
 
     /// The smallest memory limit a container can start with (Docker's and runc's floor).
-    public static let minimumMemoryBytes: Int64 = 6 << 20
+    public static let minimumMemoryBytes: Int64 = ResourceLimits.minimumMemoryBytes
 
     /// Checks the limits the kernel would refuse (the CFS period is 1 ms to 1 s, a quota at
     /// least 1 ms) or that could never run a process, so a spawn is refused up front instead

@@ -35,11 +35,15 @@ public struct RuntimeError: Error, Sendable, Hashable, CustomStringConvertible {
     public var message: String
     /// The underlying failure, described (errors of other libraries are not all Sendable).
     public var cause: String?
+    /// When a configured input limit refused the operation: its key (`agent.oci.max_layer_bytes`),
+    /// which the drone counts in `/metrics`.
+    public var limit: String?
 
-    public init(_ code: Code, _ message: String, cause: String? = nil) {
+    public init(_ code: Code, _ message: String, cause: String? = nil, limit: String? = nil) {
         self.code = code
         self.message = message
         self.cause = cause
+        self.limit = limit
     }
 
     public init(_ code: Code, _ message: String, underlying: any Error) {

@@ -69,6 +69,10 @@ public struct RuntimeEvent: Sendable, Hashable, Codable {
 public struct LogLine: Sendable, Hashable, Codable {
     public enum Stream: String, Sendable, Hashable, Codable { case stdout, stderr }
 
+    /// Runtimes split longer output lines into lines of at most this many bytes (as Docker
+    /// does), so a backend printing without newlines cannot make anyone hold its output.
+    public static let maximumLength = 16_384
+
     public var stream: Stream
     /// The line without its trailing newline.
     public var text: String

@@ -81,6 +81,9 @@ struct LayerUnpacker {
 
     private mutating func apply<Source: ByteSource>(_ entry: TarEntry, reader: inout TarReader<Source>, buffer: inout [UInt8]) throws(RuntimeError) {
         guard let parts = Self.components(of: entry.path) else { throw refused(entry.path, "has a '..' component (path traversal)") }
+        guard parts.count <= OCIImageLimits.maxPathDepth else {
+            throw refused(String(entry.path.prefix(200)) + "…", "is nested more than \(OCIImageLimits.maxPathDepth) directories deep")
+        }
         guard let name = parts.last else {
             // The root itself ("./"): only its metadata.
             if entry.kind == .directory { applyMetadata(root, entry, isDirectory: true) }
@@ -202,7 +205,10 @@ struct LayerUnpacker {
     }
 
     private func setAttributes(_ path: String, _ entry: TarEntry) {
-        for (name, value) in entry.extendedAttributes {
+        // `trusted.*` attributes are the host's own business: overlayfs reads
+        // `trusted.overlay.*` (opaque directories, redirects) from the layers it stacks, so
+        // an image must not bring its own.
+        for (name, value) in entry.extendedAttributes where !name.hasPrefix("trusted.") {
             // Attributes the host does not take (an unprivileged drone, a filesystem without
             // them) are left out, as container engines do.
             _ = value.withUnsafeBytes { lsetxattr(path, name, $0.baseAddress, $0.count, 0) }

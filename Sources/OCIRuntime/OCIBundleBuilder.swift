@@ -160,33 +160,36 @@ public struct OCIBundleBuilder: Sendable {
         let parts = text.split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false).map(String.init)
         let passwdEntries = (passwd ?? "").split(separator: "\n").map { $0.split(separator: ":", omittingEmptySubsequences: false).map(String.init) }.filter { $0.count >= 4 }
         let groupEntries = (group ?? "").split(separator: "\n").map { $0.split(separator: ":", omittingEmptySubsequences: false).map(String.init) }.filter { $0.count >= 3 }
+        // An id is 0...4294967294: 4294967295 is uid_t's -1, which the kernel reads as "no change".
+        func id(_ text: String) -> UInt32? { UInt32(text).flatMap { $0 == UInt32.max ? nil : $0 } }
         var uid: UInt32
         var gid: UInt32 = 0
-        if let number = UInt32(parts[0]) {
+        if let number = id(parts[0]) {
             uid = number
-            if let entry = passwdEntries.first(where: { UInt32($0[2]) == number }), let primary = UInt32(entry[3]) { gid = primary }
+            if let entry = passwdEntries.first(where: { id($0[2]) == number }), let primary = id(entry[3]) { gid = primary }
         } else {
-            guard let entry = passwdEntries.first(where: { $0[0] == parts[0] }), let number = UInt32(entry[2]), let primary = UInt32(entry[3]) else {
-                throw RuntimeError(.invalidSpec, "Image \(image) runs as user '\(parts[0])', which its /etc/passwd does not have.")
+            guard let entry = passwdEntries.first(where: { $0[0] == parts[0] }), let number = id(entry[2]), let primary = id(entry[3]) else {
+                throw RuntimeError(.invalidSpec, "Image \(image) runs as user '\(parts[0].prefix(64))', which its /etc/passwd does not have (or not with valid ids).")
             }
             uid = number
             gid = primary
         }
         if parts.count > 1 {
-            if let number = UInt32(parts[1]) {
+            if let number = id(parts[1]) {
                 gid = number
             } else {
-                guard let entry = groupEntries.first(where: { $0[0] == parts[1] }), let number = UInt32(entry[2]) else {
-                    throw RuntimeError(.invalidSpec, "Image \(image) runs as group '\(parts[1])', which its /etc/group does not have.")
+                guard let entry = groupEntries.first(where: { $0[0] == parts[1] }), let number = id(entry[2]) else {
+                    throw RuntimeError(.invalidSpec, "Image \(image) runs as group '\(parts[1].prefix(64))', which its /etc/group does not have.")
                 }
                 gid = number
             }
         }
-        // Supplementary groups: those listing the user by name.
-        let name = passwdEntries.first { UInt32($0[2]) == uid }?[0]
-        let additional = name.map { name in
-            groupEntries.filter { $0.count >= 4 && $0[3].split(separator: ",").contains(Substring(name)) }.compactMap { UInt32($0[2]) }.filter { $0 != gid }
-        } ?? []
+        // Supplementary groups: those listing the user by name; at most 64 (more than any real
+        // image has, and a bound on what a hostile /etc/group puts into config.json).
+        let name = passwdEntries.first { id($0[2]) == uid }?[0]
+        let additional = Array((name.map { name in
+            groupEntries.filter { $0.count >= 4 && $0[3].split(separator: ",").contains(Substring(name)) }.compactMap { id($0[2]) }.filter { $0 != gid }
+        } ?? []).prefix(64))
         return .init(uid: uid, gid: gid, additionalGids: additional.isEmpty ? nil : additional)
     }
 }

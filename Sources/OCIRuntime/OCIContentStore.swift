@@ -30,12 +30,15 @@ public actor OCIContentStore {
     public nonisolated let root: String
     nonisolated let registry: RegistryClient
     let logger: Logger
+    /// What an image may make the store download, read and unpack.
+    nonisolated let limits: OCIImageLimits
     private var inFlight: [String: Task<Void, any Error>] = [:]
 
-    init(root: String, registry: RegistryClient, logger: Logger) throws(RuntimeError) {
+    init(root: String, registry: RegistryClient, logger: Logger, limits: OCIImageLimits = OCIImageLimits()) throws(RuntimeError) {
         self.root = root
         self.registry = registry
         self.logger = logger
+        self.limits = limits
         for directory in ["blobs/sha256", "blobs/sha512", "layers/sha256", "layers/sha512", "images", "tmp"] {
             try Self.makeDirectory("\(root)/\(directory)")
         }
@@ -118,18 +121,19 @@ public actor OCIContentStore {
     private func pullFromRegistry(_ reference: RegistryReference, credentials: RegistryCredentials?) async throws(RuntimeError) -> ResolvedImage {
         let name = reference.description
         logger.info("oci.pull", metadata: ["plane.image": "\(name)"])
-        var (data, mediaType, digest) = try await registry.manifest(reference, at: reference.reference, credentials: credentials)
+        var (data, mediaType, digest) = try await registry.manifest(reference, at: reference.reference, credentials: credentials, maxBytes: limits.maxManifestBytes)
         var type = mediaType.flatMap { OCIMediaType.isIndex($0) || OCIMediaType.isManifest($0) ? $0 : nil } ?? OCIJSON.mediaType(of: data)
         if OCIMediaType.isIndex(type) {
             let index = try OCIJSON.decode(OCIImageIndex.self, from: data, what: "image index", image: name)
             let chosen = try index.manifest(for: .host, image: name)
-            (data, mediaType, digest) = try await registry.manifest(reference, at: chosen.digest.description, credentials: credentials)
+            (data, mediaType, digest) = try await registry.manifest(reference, at: chosen.digest.description, credentials: credentials, maxBytes: limits.maxManifestBytes)
             type = mediaType ?? OCIJSON.mediaType(of: data)
         }
         guard OCIMediaType.isManifest(type) || type == nil else {
             throw RuntimeError(.imageUnavailable, "Image \(name): registry \(reference.registry) sent a manifest of type '\(type ?? "?")', which this runtime does not read (it reads OCI and Docker schema 2).")
         }
         let manifest = try OCIJSON.decode(OCIImageManifest.self, from: data, what: "manifest", image: name)
+        try check(manifest, image: name)
         try writeAtomically(data, to: blobPath(digest))
         let configPath = blobPath(manifest.config.digest)
         try await once("blob \(manifest.config.digest)") { [registry = self.registry] in
@@ -167,8 +171,12 @@ public actor OCIContentStore {
     /// An OCI image layout on disk (`index.json` and `blobs/`), e.g. the one `build-image`
     /// writes. Its blobs are checked against their digests and unpacked from where they are.
     private func readLayout(path: String, tag: String?, reference: String) async throws(RuntimeError) -> ResolvedImage {
-        guard let indexData = FileManager.default.contents(atPath: "\(path)/index.json") else {
-            throw RuntimeError(.imageUnavailable, "Image \(reference): \(path) is not an OCI image layout (no readable index.json).")
+        let indexData: Data
+        do {
+            indexData = Data(try BoundedFileReader.read("\(path)/index.json", limit: limits.maxManifestBytes, what: "The index.json of layout \(path)",
+                                                        limitKey: "agent.oci.max_manifest_bytes"))
+        } catch {
+            throw RuntimeError(.imageUnavailable, "Image \(reference): \(path) is not an OCI image layout (no readable index.json: \(error.message))", limit: error.limit)
         }
         let index = try OCIJSON.decode(OCIImageIndex.self, from: indexData, what: "layout index.json", image: reference)
         let refName = "org.opencontainers.image.ref.name"
@@ -178,24 +186,27 @@ public actor OCIContentStore {
             throw RuntimeError(.imageUnavailable, "Image \(reference): the layout has \(candidates.isEmpty ? "no manifest" : "several manifests") for \(tag.map { "tag '\($0)'" } ?? "no tag"); its tags: \(tags.isEmpty ? "none" : tags.joined(separator: ", ")).")
         }
         func layoutBlob(_ digest: OCIDigest) -> String { "\(path)/blobs/\(digest.algorithm.rawValue)/\(digest.hex)" }
-        func verified(_ digest: OCIDigest) throws(RuntimeError) -> Data {
-            guard let data = FileManager.default.contents(atPath: layoutBlob(digest)) else {
+        func verified(_ digest: OCIDigest, limit: Int, key: String) throws(RuntimeError) -> Data {
+            guard FileManager.default.fileExists(atPath: layoutBlob(digest)) else {
                 throw RuntimeError(.imageUnavailable, "Image \(reference): blob \(digest) is missing from the layout.")
             }
+            let data = Data(try BoundedFileReader.read(layoutBlob(digest), limit: limit, what: "Blob \(digest) of layout \(path)", limitKey: key))
             var hasher = OCIDigest.Hasher(digest.algorithm)
             data.withUnsafeBytes { hasher.update($0) }
             guard hasher.finalize() == digest else { throw RuntimeError(.imageUnavailable, "Image \(reference): blob \(digest) of the layout does not match its digest; refusing it.") }
             return data
         }
         var manifestDigest = descriptor.digest
-        var data = try verified(manifestDigest)
+        let manifestKey = "agent.oci.max_manifest_bytes"
+        var data = try verified(manifestDigest, limit: limits.maxManifestBytes, key: manifestKey)
         if OCIMediaType.isIndex(descriptor.mediaType) {
             let nested = try OCIJSON.decode(OCIImageIndex.self, from: data, what: "image index", image: reference)
             manifestDigest = try nested.manifest(for: .host, image: reference).digest
-            data = try verified(manifestDigest)
+            data = try verified(manifestDigest, limit: limits.maxManifestBytes, key: manifestKey)
         }
         let manifest = try OCIJSON.decode(OCIImageManifest.self, from: data, what: "manifest", image: reference)
-        let configData = try verified(manifest.config.digest)
+        try check(manifest, image: reference)
+        let configData = try verified(manifest.config.digest, limit: Int(limits.maxConfigBytes), key: "agent.oci.max_config_bytes")
         let configuration = try OCIJSON.decode(OCIImageConfiguration.self, from: configData, what: "configuration", image: reference)
         for layer in manifest.layers {
             try await unpackLayer(layer, blob: layoutBlob(layer.digest), image: reference, verify: true)
@@ -204,8 +215,23 @@ public actor OCIContentStore {
     }
 
     private func readConfiguration(at path: String, image: String) throws(RuntimeError) -> OCIImageConfiguration {
-        guard let data = FileManager.default.contents(atPath: path) else { throw RuntimeError(.internal, "The configuration blob of image \(image) vanished from the store.") }
-        return try OCIJSON.decode(OCIImageConfiguration.self, from: data, what: "configuration", image: image)
+        let data = try BoundedFileReader.read(path, limit: Int(limits.maxConfigBytes), what: "The configuration of image \(image)", limitKey: "agent.oci.max_config_bytes")
+        return try OCIJSON.decode(OCIImageConfiguration.self, from: Data(data), what: "configuration", image: image)
+    }
+
+    /// What a manifest asks the store to download, within `limits` before any of it is
+    /// fetched: the number of layers, the config's and each layer's size (a size of its own
+    /// the registry must then keep to: blobs are cut off and refused beyond it).
+    nonisolated func check(_ manifest: OCIImageManifest, image: String) throws(RuntimeError) {
+        guard manifest.layers.count <= limits.maxLayers else {
+            throw OCIImageLimits.exceeded("max_layers", "Image \(image) has \(manifest.layers.count) layers, more than \(limits.maxLayers)")
+        }
+        guard manifest.config.size >= 0, manifest.config.size <= limits.maxConfigBytes else {
+            throw OCIImageLimits.exceeded("max_config_bytes", "Image \(image) has a configuration of \(manifest.config.size) bytes, more than \(limits.maxConfigBytes)")
+        }
+        for layer in manifest.layers where layer.size < 0 || layer.size > limits.maxLayerBytes {
+            throw OCIImageLimits.exceeded("max_layer_bytes", "Image \(image) has a layer \(layer.digest) of \(layer.size) bytes, more than \(limits.maxLayerBytes)")
+        }
     }
 
     func layerIsUnpacked(_ digest: OCIDigest) -> Bool { FileManager.default.fileExists(atPath: layerPath(digest)) }
@@ -236,10 +262,12 @@ public actor OCIContentStore {
             let compression = try LayerCompression(mediaType: layer.mediaType, image: image)
             let what = "Layer \(layer.digest) of image \(image)"
             let started = ContinuousClock.now
+            let limits = self.limits
             try await Self.offload { () throws(RuntimeError) in
                 try Self.makeDirectory(temporary)
                 do throws(RuntimeError) {
-                    try LayerArchive.unpack(blob: blob, compression: compression, expectedDigest: verify ? layer.digest : nil, into: temporary, mode: .overlayLayer, what: what)
+                    try LayerArchive.unpack(blob: blob, compression: compression, expectedDigest: verify ? layer.digest : nil, into: temporary, mode: .overlayLayer, what: what,
+                                            limits: limits)
                 } catch {
                     try? FileManager.default.removeItem(atPath: temporary)
                     throw error
@@ -317,20 +345,21 @@ public actor OCIContentStore {
 
 /// Reading a layer blob: decompression, digest check and unpacking in one pass.
 enum LayerArchive {
-    static func unpack(blob: String, compression: LayerCompression, expectedDigest: OCIDigest?, into root: String, mode: LayerUnpacker.Mode, what: String) throws(RuntimeError) {
+    static func unpack(blob: String, compression: LayerCompression, expectedDigest: OCIDigest?, into root: String, mode: LayerUnpacker.Mode, what: String,
+                       limits: OCIImageLimits = OCIImageLimits()) throws(RuntimeError) {
         let file = try FileByteSource(path: blob)
         defer { file.close() }
         let hashing = HashingByteSource(file, algorithm: expectedDigest?.algorithm ?? .sha256)
         var unpacker = LayerUnpacker(root: root, mode: mode, what: what)
         switch compression {
         case .none:
-            var reader = TarReader(hashing, what: what)
+            var reader = TarReader(hashing, what: what, limits: limits)
             try unpacker.unpack(&reader)
         case .gzip:
-            var reader = TarReader(try GzipByteSource(hashing, what: what), what: what)
+            var reader = TarReader(try GzipByteSource(hashing, what: what), what: what, limits: limits)
             try unpacker.unpack(&reader)
         case .zstd:
-            var reader = TarReader(try ZstdByteSource(hashing, what: what), what: what)
+            var reader = TarReader(try ZstdByteSource(hashing, what: what), what: what, limits: limits)
             try unpacker.unpack(&reader)
         }
         if let expectedDigest {

@@ -63,7 +63,7 @@ public final class OCIRuntime: ContainerRuntime {
         }
         let networks = configuration.network == .namespace ? try OCINetworkNamespaces.make(subnet: configuration.subnet, logger: logger) : nil
         let registry = RegistryClient(insecureRegistries: Set(configuration.insecureRegistries), client: Self.registryHTTPClient, logger: logger)
-        let store = try OCIContentStore(root: "\(root)/content", registry: registry, logger: logger)
+        let store = try OCIContentStore(root: "\(root)/content", registry: registry, logger: logger, limits: configuration.imageLimits)
         var builder = OCIBundleBuilder(seccomp: seccomp, defaultPidsLimit: configuration.defaultPidsLimit, readOnlyRoot: configuration.readOnlyRoot)
         // crun would compile the profile in every start; it is compiled once, here.
         if binary.flavor == .crun, let seccomp { builder.compiledSeccomp = try SeccompFilter(compiling: seccomp) }
@@ -245,8 +245,10 @@ public final class OCIRuntime: ContainerRuntime {
             record.runtimeFlavor = binary.flavor.rawValue
             record.runtimeBinary = binary.path
             try Self.write(record, to: directory.recordFile)
-            let user = try OCIBundleBuilder.resolveUser(image.configuration.config?.user, passwd: Self.readImageFile(directory.rootfs, "etc/passwd"),
-                                                        group: Self.readImageFile(directory.rootfs, "etc/group"), image: spec.image)
+            // The image's own user database, read only when its User needs it.
+            let userText = image.configuration.config?.user ?? ""
+            let user = try OCIBundleBuilder.resolveUser(userText, passwd: userText.isEmpty ? nil : try Self.readImageFile(directory.rootfs, "etc/passwd"),
+                                                        group: userText.isEmpty ? nil : try Self.readImageFile(directory.rootfs, "etc/group"), image: spec.image)
             var bundleSpec = spec
             bundleSpec.mounts = try spec.mounts.map { mount throws(RuntimeError) in try volumeMount(mount) }
             let config = try builder.build(spec: bundleSpec, image: image.configuration, user: user, rootPath: "rootfs", network: bundleNetwork)
@@ -297,16 +299,13 @@ public final class OCIRuntime: ContainerRuntime {
         return MountSpec(kind: .bind, source: path, target: mount.target, readOnly: mount.readOnly)
     }
 
-    /// A file of the image's root, never through a symlink (an image could point
-    /// `/etc/passwd` at a file of the host).
-    static func readImageFile(_ root: String, _ relative: String) -> String? {
-        var path = root
-        for component in relative.split(separator: "/") {
-            path += "/\(component)"
-            var info = stat()
-            guard lstat(path, &info) == 0, (info.st_mode & S_IFMT) != S_IFLNK else { return nil }
-        }
-        return try? String(contentsOfFile: path, encoding: .utf8)
+    /// A file of the image's root (`/etc/passwd`, `/etc/group`): never through a symlink (an
+    /// image could point `/etc/passwd` at a file of the host), only a regular file, at most
+    /// 1 MiB, never a blocking read (a FIFO or `/dev/zero` there is an error, not a hang).
+    /// Nil when the image has no such file.
+    static func readImageFile(_ root: String, _ relative: String) throws(RuntimeError) -> String? {
+        guard let bytes = try BoundedFileReader.read(relative, under: root, limit: OCIImageLimits.maxImageFileBytes, what: "The image's /\(relative)") else { return nil }
+        return String(decoding: bytes, as: UTF8.self)
     }
 
     static func write(text: String, to path: String) throws(RuntimeError) {

@@ -49,6 +49,9 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
     /// Name servers in the `resolv.conf` of backends with their own namespace (nil: the
     /// host's, without loopback addresses, which a namespace cannot reach).
     public var nameservers: [String]?
+    /// Bounds on what an image (its author, its registry) can make the drone download,
+    /// read and unpack.
+    public var imageLimits = OCIImageLimits()
 
     public init(stateDirectory: String) {
         self.stateDirectory = stateDirectory
@@ -63,9 +66,11 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
             guard let text = value.stringValue, !text.isEmpty else { throw Self.invalid(key, "a non-empty string") }
             return text
         }
-        func integer(_ key: String, minimum: Int64) throws(RuntimeError) -> Int64? {
+        func integer(_ key: String, minimum: Int64, maximum: Int64 = Int64.max) throws(RuntimeError) -> Int64? {
             guard let value = json[key] else { return nil }
-            guard let number = value.int64Value, number >= minimum else { throw Self.invalid(key, "an integer of at least \(minimum)") }
+            guard let number = value.int64Value, number >= minimum, number <= maximum else {
+                throw Self.invalid(key, maximum == Int64.max ? "an integer of at least \(minimum)" : "an integer from \(minimum) to \(maximum)")
+            }
             return number
         }
         func bool(_ key: String) throws(RuntimeError) -> Bool? {
@@ -75,7 +80,8 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
         }
         let known: Set<String> = ["runtime", "state_dir", "shim", "default_registry", "insecure_registries", "seccomp_profile", "pids_limit",
                                   "read_only_root", "allow_mounts", "overlay", "image_retention_secs", "gc_interval_secs",
-                                  "standby_shim", "network", "subnet", "nameservers"]
+                                  "standby_shim", "network", "subnet", "nameservers", "max_manifest_bytes", "max_config_bytes", "max_layers",
+                                  "max_layer_bytes", "max_layer_unpacked_bytes", "max_file_bytes", "max_layer_entries"]
         if let unknown = json.keys.first(where: { !known.contains($0) }) {
             throw RuntimeError(.invalidSpec, "[agent.oci] has no setting '\(unknown)'; known: \(known.sorted().joined(separator: ", ")).")
         }
@@ -88,12 +94,19 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
             insecureRegistries = items.compactMap(\.stringValue)
         }
         if let value = try string("seccomp_profile") { seccompProfile = value }
-        if let value = try integer("pids_limit", minimum: 1) { defaultPidsLimit = value }
+        if let value = try integer("pids_limit", minimum: 1, maximum: 4_194_304) { defaultPidsLimit = value }
         if let value = try bool("read_only_root") { readOnlyRoot = value }
         if let value = try bool("allow_mounts") { allowMounts = value }
         if let value = try bool("overlay") { useOverlay = value }
-        if let value = try integer("image_retention_secs", minimum: 0) { imageRetention = .seconds(value) }
-        if let value = try integer("gc_interval_secs", minimum: 1) { garbageCollectionInterval = .seconds(value) }
+        if let value = try integer("image_retention_secs", minimum: 0, maximum: 10 * 365 * 86_400) { imageRetention = .seconds(value) }
+        if let value = try integer("gc_interval_secs", minimum: 1, maximum: 365 * 86_400) { garbageCollectionInterval = .seconds(value) }
+        if let value = try integer("max_manifest_bytes", minimum: 1024, maximum: 64 << 20) { imageLimits.maxManifestBytes = Int(value) }
+        if let value = try integer("max_config_bytes", minimum: 1024, maximum: 256 << 20) { imageLimits.maxConfigBytes = value }
+        if let value = try integer("max_layers", minimum: 1, maximum: 1000) { imageLimits.maxLayers = Int(value) }
+        if let value = try integer("max_layer_bytes", minimum: 1024, maximum: 1 << 50) { imageLimits.maxLayerBytes = value }
+        if let value = try integer("max_layer_unpacked_bytes", minimum: 1024, maximum: 1 << 50) { imageLimits.maxLayerUnpackedBytes = value }
+        if let value = try integer("max_file_bytes", minimum: 1, maximum: 1 << 50) { imageLimits.maxFileBytes = value }
+        if let value = try integer("max_layer_entries", minimum: 1, maximum: 100_000_000) { imageLimits.maxLayerEntries = Int(value) }
         if let value = try bool("standby_shim") { standbyShim = value }
         if let value = try string("network") {
             guard let mode = OCINetworkMode(rawValue: value) else { throw Self.invalid("network", "\"host\" or \"namespace\"") }

@@ -130,11 +130,18 @@ final class RegistryClient: Sendable {
 
     /// A manifest or index by tag or digest: its bytes, media type and digest (checked
     /// against the requested digest, or the registry's `Docker-Content-Digest`).
-    func manifest(_ reference: RegistryReference, at tagOrDigest: String, credentials: RegistryCredentials?) async throws(RuntimeError) -> (data: Data, mediaType: String?, digest: OCIDigest) {
+    func manifest(_ reference: RegistryReference, at tagOrDigest: String, credentials: RegistryCredentials?,
+                  maxBytes: Int = OCIImageLimits().maxManifestBytes) async throws(RuntimeError) -> (data: Data, mediaType: String?, digest: OCIDigest) {
         let (response, headers) = try await get("\(baseURL(reference))/manifests/\(tagOrDigest)", reference: reference, credentials: credentials,
                                                 accept: OCIMediaType.manifestAccept, timeout: .seconds(60))
         let body: ByteBuffer
-        do { body = try await response.body.collect(upTo: 8 << 20) } catch { throw unreachable(reference, error) }
+        do {
+            body = try await response.body.collect(upTo: maxBytes)
+        } catch let error as NIOTooManyBytesError {
+            throw OCIImageLimits.exceeded("max_manifest_bytes", "Registry \(reference.registry) sent a manifest for image \(reference) of more than \(maxBytes) bytes (\(error))")
+        } catch {
+            throw unreachable(reference, error)
+        }
         let answer = Answer(status: Int(response.status.code), headers: headers, body: body)
         guard answer.status == 200 else {
             let missing = answer.status == 404 ? " (no such repository or tag)" : ""

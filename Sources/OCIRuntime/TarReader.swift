@@ -10,8 +10,9 @@ struct TarEntry: Sendable, Hashable {
     var path: String
     var kind: Kind
     var mode: UInt32
-    var uid: Int
-    var gid: Int
+    /// 0...4294967294 (a uid_t other than -1), checked when the header is read.
+    var uid: UInt32
+    var gid: UInt32
     var size: Int64
     var modificationTime: Int64
     var linkTarget: String
@@ -23,15 +24,24 @@ struct TarEntry: Sendable, Hashable {
 
 /// Reads a tar stream (ustar, PAX, GNU long names) entry by entry. After `next()` returns an
 /// entry, its data is read with `readData` (or skipped by the next `next()`).
+///
+/// Every number in a header is range-checked where it is read (sizes, ids, record lengths),
+/// so no arithmetic on them can overflow, and the archive as a whole stays within `limits`
+/// (entries, bytes per file, bytes in all): a decompression bomb ends at the first limit.
 struct TarReader<Source: ByteSource> {
     private var source: Source
     private var remainingData: Int64 = 0
     private var padding: Int64 = 0
     private let what: String
+    private let limits: OCIImageLimits
+    /// Entries and file bytes so far.
+    private(set) var entryCount = 0
+    private(set) var unpackedBytes: Int64 = 0
 
-    init(_ source: Source, what: String) {
+    init(_ source: Source, what: String, limits: OCIImageLimits = OCIImageLimits()) {
         self.source = source
         self.what = what
+        self.limits = limits
     }
 
     private func malformed(_ why: String) -> RuntimeError {
@@ -66,7 +76,7 @@ struct TarReader<Source: ByteSource> {
     }
 
     private mutating func readBytes(_ count: Int64) throws(RuntimeError) -> [UInt8] {
-        guard count <= 1 << 20 else { throw malformed("an extended header of \(count) bytes is larger than 1 MiB") }
+        guard count <= Int64(OCIImageLimits.maxExtendedHeaderBytes) else { throw malformed("an extended header of \(count) bytes is larger than 1 MiB") }
         var bytes = [UInt8](repeating: 0, count: Int(count))
         let complete = try bytes.withBytes { raw throws(RuntimeError) in try readExactly(raw) }
         guard complete || count == 0 else { throw malformed("it ends inside an extended header") }
@@ -94,6 +104,7 @@ struct TarReader<Source: ByteSource> {
         var longName: String?
         var longLink: String?
         var pax: [String: [UInt8]] = [:]
+        var extendedBytes: Int64 = 0
         var header = [UInt8](repeating: 0, count: 512)
         while true {
             let complete = try header.withBytes { raw throws(RuntimeError) in try readExactly(raw) }
@@ -102,6 +113,16 @@ struct TarReader<Source: ByteSource> {
             try verifyChecksum(header)
             let type = header[156]
             let size = try number(header, 124, 12, "size")
+            switch type {
+            case UInt8(ascii: "L"), UInt8(ascii: "K"), UInt8(ascii: "x"), UInt8(ascii: "g"):
+                // Extended headers before one entry: at most 1 MiB together.
+                guard size <= Int64(OCIImageLimits.maxExtendedHeaderBytes) - extendedBytes else {
+                    throw malformed("the extended headers before one entry are larger than 1 MiB")
+                }
+                extendedBytes += size
+            default:
+                break
+            }
             switch type {
             case UInt8(ascii: "L"):
                 longName = Self.string(try readBytes(size))
@@ -130,6 +151,10 @@ struct TarReader<Source: ByteSource> {
             case UInt8(ascii: "6"): kind = .fifo
             default: throw malformed("entry type '\(Character(UnicodeScalar(type)))' is not supported")
             }
+            entryCount += 1
+            guard entryCount <= limits.maxLayerEntries else {
+                throw OCIImageLimits.exceeded("max_layer_entries", "\(what) has more than \(limits.maxLayerEntries) entries")
+            }
             var path = Self.string(header[0..<100])
             let magic = header[257..<263]
             if magic.elementsEqual(Array("ustar\0".utf8)) || magic.elementsEqual(Array("ustar ".utf8)) {
@@ -141,15 +166,20 @@ struct TarReader<Source: ByteSource> {
             var link = Self.string(header[157..<257])
             if let longLink { link = longLink }
             if let value = pax["linkpath"] { link = Self.string(value) }
+            guard path.utf8.count <= OCIImageLimits.maxPathBytes, link.utf8.count <= OCIImageLimits.maxPathBytes else {
+                throw malformed("an entry's path or link target is longer than \(OCIImageLimits.maxPathBytes) bytes")
+            }
             var entrySize = size
             if let value = pax["size"] {
-                guard let parsed = Int64(Self.string(value)), parsed >= 0 else { throw malformed("a PAX size is not a number") }
+                guard let parsed = Int64(Self.string(value)), parsed >= 0 else { throw malformed("a PAX size is not a number of bytes") }
                 entrySize = parsed
             }
-            var uid = Int(try number(header, 108, 8, "uid"))
-            var gid = Int(try number(header, 116, 8, "gid"))
-            if let value = pax["uid"], let parsed = Int(Self.string(value)) { uid = parsed }
-            if let value = pax["gid"], let parsed = Int(Self.string(value)) { gid = parsed }
+            // Every size is bounded here, so the arithmetic on it below cannot overflow.
+            guard entrySize <= limits.maxFileBytes else {
+                throw OCIImageLimits.exceeded("max_file_bytes", "\(what) has an entry '\(path.prefix(200))' of \(entrySize) bytes, more than \(limits.maxFileBytes)")
+            }
+            let uid = try Self.identifier(pax["uid"], header: try number(header, 108, 8, "uid"), "uid", malformed)
+            let gid = try Self.identifier(pax["gid"], header: try number(header, 116, 8, "gid"), "gid", malformed)
             var mtime = try number(header, 136, 12, "mtime")
             if let value = pax["mtime"], let seconds = Int64(Self.string(value).split(separator: ".").first ?? "") { mtime = seconds }
             var attributes: [String: [UInt8]] = [:]
@@ -157,6 +187,12 @@ struct TarReader<Source: ByteSource> {
                 attributes[String(key.dropFirst("SCHILY.xattr.".count))] = value
             }
             let hasData = kind == .file
+            if hasData {
+                unpackedBytes += entrySize
+                guard unpackedBytes <= limits.maxLayerUnpackedBytes else {
+                    throw OCIImageLimits.exceeded("max_layer_unpacked_bytes", "\(what) unpacks to more than \(limits.maxLayerUnpackedBytes) bytes")
+                }
+            }
             remainingData = hasData ? entrySize : 0
             padding = hasData ? Self.padding(for: entrySize) : 0
             // Some writers give links and directories a size; their data is skipped.
@@ -167,6 +203,20 @@ struct TarReader<Source: ByteSource> {
                 deviceMajor: UInt32(truncatingIfNeeded: try number(header, 329, 8, "devmajor")),
                 deviceMinor: UInt32(truncatingIfNeeded: try number(header, 337, 8, "devminor")), extendedAttributes: attributes)
         }
+    }
+
+    /// A uid or gid: the PAX record's decimal value if there is one, else the header's; it
+    /// must be a valid id (0...4294967294: uid_t without the reserved -1).
+    static func identifier(_ pax: [UInt8]?, header: Int64, _ field: String, _ malformed: (String) -> RuntimeError) throws(RuntimeError) -> UInt32 {
+        var value = header
+        if let pax {
+            guard let parsed = Int64(string(pax)) else { throw malformed("the PAX \(field) is not a number") }
+            value = parsed
+        }
+        guard value >= 0, value < Int64(UInt32.max), let id = UInt32(exactly: value) else {
+            throw malformed("the \(field) \(value) is not a valid id (0 to 4294967294)")
+        }
+        return id
     }
 
     private func verifyChecksum(_ header: [UInt8]) throws(RuntimeError) {
@@ -217,8 +267,9 @@ struct TarReader<Source: ByteSource> {
         var records: [String: [UInt8]] = [:]
         var index = 0
         while index < bytes.count {
+            // `length <= bytes.count - index`: a huge length must not overflow the sum.
             guard let space = bytes[index...].firstIndex(of: UInt8(ascii: " ")),
-                  let length = Int(Self.string(bytes[index..<space])), length > 0, index + length <= bytes.count,
+                  let length = Int(Self.string(bytes[index..<space])), length > space - index, length <= bytes.count - index,
                   bytes[index + length - 1] == UInt8(ascii: "\n"),
                   let equals = bytes[(space + 1)..<(index + length)].firstIndex(of: UInt8(ascii: "="))
             else { throw malformed("a PAX extended header record is malformed") }

@@ -182,6 +182,9 @@ public final class ACMEClient: Sendable {
         formatter.timeZone = TimeZone(identifier: "GMT")
         formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
         guard let date = formatter.date(from: value) else { return nil }
-        return .milliseconds(max(0, Int64(date.timeIntervalSince(now) * 1000)))
+        // A server's date may be any year: bounded (to a year) before it becomes an integer.
+        let milliseconds = date.timeIntervalSince(now) * 1000
+        guard milliseconds.isFinite else { return nil }
+        return .milliseconds(Int64(min(max(0, milliseconds), 365 * 86_400_000)))
     }
 }

@@ -38,7 +38,9 @@ public struct RenewalPolicy: Sendable, Hashable {
     /// How long to sleep before looking again at a certificate that is not due.
     public func nextCheck(notBefore: Date, notAfter: Date, now: Date) -> Duration {
         let untilDue = renewalDate(notBefore: notBefore, notAfter: notAfter).timeIntervalSince(now)
-        return min(checkInterval, .milliseconds(Int64(max(1, untilDue) * 1000)))
+        // A certificate's dates are the CA's: bounded to the check interval before the
+        // conversion to an integer.
+        return .milliseconds(Int64(min(max(1, untilDue), checkInterval.seconds) * 1000))
     }
 
     /// The wait after `failures` consecutive failed orders: `retryInterval` doubled per

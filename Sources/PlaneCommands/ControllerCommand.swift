@@ -83,11 +83,23 @@ enum ControllerConfigDump {
             if let m = d.mailbox { lines.append("soa_email (RNAME) = \"\(m)\"") }
             if let n = d.nameServer { lines.append("nameserver = \"\(n)\"") }
             lines.append("zones = [\(d.zones.map { "\"\($0.key)\"" }.joined(separator: ", "))]")
+            lines += ["max_records = \(d.limits.maxRecords)", "max_txt_per_name = \(d.limits.maxTextsPerName)",
+                      "max_txt_bytes = \(d.limits.maxTextBytes)", "max_zones = \(d.limits.maxZones)"]
         }
         if let h = c.http {
             lines += ["", "[http]", "port = \(h.port)", "bind_ip = \"\(h.bindHost)\"", "cluster = \"\(h.cluster)\"", "", "[http.services]"]
             lines += h.services.sorted { $0.key < $1.key }.map { "\($0.key) = \"\($0.value)\"" }
         }
+        lines += [""] + LimitsDump.lines(c.limits)
         return lines.joined(separator: "\n")
+    }
+}
+
+/// `[limits]` in `--dump-config`, the same in both files.
+enum LimitsDump {
+    static func lines(_ limits: InputLimits) -> [String] {
+        ["[limits]", "max_message_bytes = \(limits.json.maxBytes)", "max_json_depth = \(limits.json.maxDepth)",
+         "max_json_string_bytes = \(limits.json.maxStringBytes)", "max_env_bytes = \(limits.spawn.maxEnvBytes)",
+         "max_metadata_bytes = \(limits.spawn.maxMetadataBytes)"]
     }
 }

@@ -42,6 +42,10 @@ enum ControllerConfigLoader {
             for zone in section.stringArray("zones") ?? [] {
                 do { config.zones.append(try DNSName(zone)) } catch { section.problem("zones", error.message) }
             }
+            if let v = section.int("max_records", in: 1...10_000_000) { config.limits.maxRecords = v }
+            if let v = section.int("max_txt_per_name", in: 1...255) { config.limits.maxTextsPerName = v }
+            if let v = section.int("max_txt_bytes", in: 1...16_384) { config.limits.maxTextBytes = v }
+            if let v = section.int("max_zones", in: 1...10_000) { config.limits.maxZones = v }
             dns = config
         }
         var http: HTTPAPIConfiguration?
@@ -63,12 +67,13 @@ enum ControllerConfigLoader {
             }
             http = config
         }
+        let limits = InputLimits.read(root.table("limits"))
         if scheduler == nil && dns == nil && http == nil && root.problems.isEmpty {
             root.problem("controller", "no part is enabled; add [scheduler], [dns] and/or [http] (as v0.3.10: \"No event loops selected\")")
         }
         try root.finish(source: source)
         guard let nats else { throw ConfigError(.invalid, source: source, problems: ["nats: missing"]) }
-        return ControllerConfiguration(nats: nats, scheduler: scheduler, dns: dns, http: http)
+        return ControllerConfiguration(nats: nats, scheduler: scheduler, dns: dns, http: http, limits: limits)
     }
 }
 

@@ -188,7 +188,7 @@ enum DroneServices {
         if let metricsConfiguration = configuration.metrics {
             let hasACME = configuration.acme != nil
             let endpoint = MetricsEndpoint(configuration: metricsConfiguration, logger: logger) {
-                metrics.render() + (hasACME ? acmeMetrics.render() : "")
+                metrics.render() + (hasACME ? acmeMetrics.render() : "") + LimitCounters.shared.prometheusText()
             }
             try await endpoint.start()
             services.append(.init(service: endpoint))
@@ -220,7 +220,8 @@ enum DroneConfigDump {
             lines += ["runtime = \"\(a.runtime)\"", "port_range = \"\(a.portRange.lowerBound)-\(a.portRange.upperBound)\"",
                       "readiness_path = \"\(a.readinessPath)\"", "probe_timeout_ms = \(milliseconds(a.probeTimeout))",
                       "startup_timeout_secs = \(a.startupTimeout.components.seconds)", "stop_grace_secs = \(a.stopGrace.components.seconds)",
-                      "drain_on_shutdown = \(a.drainOnShutdown)", "allow_volume_mounts = \(a.allowVolumeMounts)"]
+                      "drain_on_shutdown = \(a.drainOnShutdown)", "allow_volume_mounts = \(a.allowVolumeMounts)",
+                      "max_log_line_bytes = \(a.maxLogLineBytes)", "max_log_bytes_per_minute = \(a.maxLogBytesPerMinute)"]
             if a.runtimeConfiguration.count > 0 {
                 lines += ["", "[agent.\(a.runtime)]  # as passed to the runtime"]
                 lines += a.runtimeConfiguration.members.map { "\($0.key) = \(JSONWriter.string($0.value))" }
@@ -233,6 +234,7 @@ enum DroneConfigDump {
             lines += ["allow_path_routing = \(p.allowPathRouting)", "upstream_connect_timeout_ms = \(milliseconds(p.upstreamConnectTimeout))",
                       "upstream_timeout_secs = \(p.upstreamResponseTimeout.components.seconds)", "header_read_timeout_secs = \(p.headerReadTimeout.components.seconds)",
                       "idle_timeout_secs = \(p.idleTimeout.components.seconds)", "max_header_bytes = \(p.maxHeaderBytes)",
+                      "max_header_count = \(p.maxHeaderCount)",
                       "upstream_idle_connections = \(p.upstreamIdleConnections)"]
         }
         if let m = c.metrics {
@@ -249,6 +251,7 @@ enum DroneConfigDump {
                       "validation_timeout_secs = \(acme.validationTimeout.components.seconds)", "coordinate = \(acme.coordinate)"]
             if let eab = acme.externalAccountBinding { lines += ["", "[acme.eab]", "key_id = \"\(eab.keyID)\"", "key = \"(set)\""] }
         }
+        if let a = c.agent { lines += [""] + LimitsDump.lines(a.limits) }
         return lines.joined(separator: "\n")
     }
 

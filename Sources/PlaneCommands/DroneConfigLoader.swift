@@ -42,6 +42,7 @@ enum DroneConfigLoader {
         if let agent = root.table("agent") {
             config.agent = readAgent(agent, config: &config, root: root)
         }
+        config.agent?.limits = InputLimits.read(root.table("limits"))
         if let proxy = root.table("proxy") {
             var settings = ProxyConfiguration()
             if let bind = proxy.string("bind_ip") { settings.bindHost = bind }
@@ -57,6 +58,7 @@ enum DroneConfigLoader {
             if let seconds = proxy.int("header_read_timeout_secs", in: 1...3600) { settings.headerReadTimeout = .seconds(seconds) }
             if let seconds = proxy.int("idle_timeout_secs", in: 1...86_400) { settings.idleTimeout = .seconds(seconds) }
             if let bytes = proxy.int("max_header_bytes", in: 1024...(16 << 20)) { settings.maxHeaderBytes = bytes }
+            if let count = proxy.int("max_header_count", in: 8...10_000) { settings.maxHeaderCount = count }
             if let count = proxy.int("upstream_idle_connections", in: 0...10_000) { settings.upstreamIdleConnections = count }
             if settings.httpRedirectPort != nil, config.certificate == nil {
                 proxy.problem("http_redirect_port", "redirects to HTTPS, which needs [cert]")
@@ -157,6 +159,9 @@ enum DroneConfigLoader {
         }
         if let seconds = agent.int("plugin_call_timeout_secs", in: 1...3600) { settings.pluginCallTimeout = .seconds(seconds) }
         if let seconds = agent.int("plugin_start_timeout_secs", in: 1...86_400) { settings.pluginStartTimeout = .seconds(seconds) }
+        if let bytes = agent.int("max_log_line_bytes", in: 256...16_384) { settings.maxLogLineBytes = bytes }
+        if let bytes = agent.int("max_log_bytes_per_minute", in: 1024...(1 << 30)) { settings.maxLogBytesPerMinute = bytes }
+
         // One section per runtime; [agent.docker] is v0.3.10's and selects Docker.
         if let docker = agent.table("docker") {
             if agent.table["runtime"] == nil { settings.runtime = "docker" }
@@ -164,7 +169,7 @@ enum DroneConfigLoader {
         }
         for key in agent.table.keys where !["ip", "drone_id", "runtime", "port_range", "readiness_path", "probe_timeout_ms", "startup_timeout_secs",
                                              "stop_grace_secs", "drain_on_shutdown", "docker", "runtimes_dir", "plugin_call_timeout_secs",
-                                             "plugin_start_timeout_secs"].contains(key) {
+                                             "plugin_start_timeout_secs", "max_log_line_bytes", "max_log_bytes_per_minute"].contains(key) {
             // Another runtime's section ([agent.oci], [agent.<plugin>]); that runtime checks it.
             guard let section = agent.table(key) else { continue }
             if key == settings.runtime { settings.runtimeConfiguration = json(section.table) }

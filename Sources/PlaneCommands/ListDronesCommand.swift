@@ -26,7 +26,9 @@ struct ListDronesCommand: AsyncParsableCommand {
             CLIError.exit("Cannot subscribe to drone heartbeats: \(error)", code: 3)
         }
         var drones: [String: DroneStatusMessage] = [:]
-        let deadline = ContinuousClock.now + .milliseconds(Int64(max(0.1, wait) * 1000))
+        // Any number on the command line is a wait from 0.1 s to a day (NaN and 1e300 included).
+        let seconds = wait.isFinite ? min(max(0.1, wait), 86_400) : 86_400
+        let deadline = ContinuousClock.now + .milliseconds(Int64(seconds * 1000))
         let stopper = Task {
             try? await Task.sleep(until: deadline)
             try? subscription.unsubscribe()

@@ -45,7 +45,7 @@ public final class Controller: Service, Sendable {
 
     public init(configuration: ControllerConfiguration, client: NATSClient, logger: Logger) {
         self.configuration = configuration
-        self.messenger = PlaneMessenger(client: client, logger: logger)
+        self.messenger = PlaneMessenger(client: client, logger: logger, limits: configuration.limits.json)
         self.logger = logger
     }
 
@@ -118,7 +118,7 @@ public final class Controller: Service, Sendable {
         if let schedulerConfiguration = configuration.scheduler {
             let store = try await openStoreRetrying(schedulerConfiguration)
             let scheduler = Scheduler(configuration: schedulerConfiguration, messenger: messenger, store: store, metrics: metrics,
-                                      logger: logger.withSource("scheduler"))
+                                      logger: logger.withSource("scheduler"), spawnLimits: configuration.limits.spawn)
             next.scheduler = scheduler
             next.store = store
             next.relay = StateRelay(messenger: messenger, store: store, metrics: metrics, logger: logger.withSource("relay"))
@@ -128,7 +128,8 @@ public final class Controller: Service, Sendable {
             subscriptions.updates = try await messenger.subscribe(PlaneSubjects.updateBackendStateAll, queue: Self.queueGroup)
         }
         if let dns = configuration.dns {
-            let store = DNSRecordStore(zones: dns.zones + (configuration.http.flatMap { try? DNSName($0.cluster.rawValue) }.map { [$0] } ?? []))
+            let store = DNSRecordStore(zones: dns.zones + (configuration.http.flatMap { try? DNSName($0.cluster.rawValue) }.map { [$0] } ?? []),
+                                       limits: dns.limits)
             var authority = DNSAuthority(nameServer: dns.nameServer, mailbox: dns.mailbox)
             authority.serial = UInt32(truncatingIfNeeded: Timestamp.now().secondsSinceEpoch)
             let feed = DNSRecordFeed(messenger: messenger, store: store, logger: logger.withSource("dns"))

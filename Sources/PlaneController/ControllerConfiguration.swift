@@ -12,13 +12,16 @@ public struct ControllerConfiguration: Sendable {
     public var dns: ControllerDNSConfiguration?
     /// `[http]`: the HTTP API.
     public var http: HTTPAPIConfiguration?
+    /// `[limits]`: bounds on wire messages and spawns.
+    public var limits: InputLimits
 
     public init(nats: NATSClientConfiguration, scheduler: SchedulerConfiguration? = nil,
-                dns: ControllerDNSConfiguration? = nil, http: HTTPAPIConfiguration? = nil) {
+                dns: ControllerDNSConfiguration? = nil, http: HTTPAPIConfiguration? = nil, limits: InputLimits = InputLimits()) {
         self.nats = nats
         self.scheduler = scheduler
         self.dns = dns
         self.http = http
+        self.limits = limits
     }
 }
 
@@ -53,6 +56,8 @@ public struct ControllerDNSConfiguration: Sendable, Hashable {
     public var mailbox: DNSName?
     /// Zones answered authoritatively besides every cluster a drone publishes records for.
     public var zones: [DNSName] = []
+    /// `max_records`, `max_txt_per_name`, `max_txt_bytes`, `max_zones`.
+    public var limits = DNSRecordStore.Limits()
 
     public init() {}
 }

@@ -69,6 +69,7 @@ public final class ControllerMetrics: Sendable {
         for (state, count) in backendsByState.sorted(by: { $0.key < $1.key }) { out += "plane_backends{state=\"\(state)\"} \(count)\n" }
         out += "# HELP plane_dns_queries_total DNS queries, by outcome.\n# TYPE plane_dns_queries_total counter\n"
         for (outcome, count) in dnsQueries.sorted(by: { $0.key < $1.key }) { out += "plane_dns_queries_total{result=\"\(outcome)\"} \(count)\n" }
+        out += LimitCounters.shared.prometheusText()
         return out
     }
 }

@@ -38,6 +38,10 @@ public struct DNSRecordFeed: Sendable {
             case .a: try store.setAddress(record.value, name: record.name, zone: zone, age: age)
             case .txt: try store.addText(record.value, name: record.name, zone: zone, age: age)
             }
+        } catch where error.code == .limitExceeded {
+            if let limit = error.limit { LimitCounters.shared.record(limit) }
+            logger.warning("limit.exceeded", metadata: ["plane.limit": "\(error.limit ?? "")", "plane.cluster": "\(record.cluster)",
+                                                       "dns.name": "\(record.name)", "error": "\(error.message)"])
         } catch {
             logger.warning("dns.record_rejected", metadata: ["plane.cluster": "\(record.cluster)", "dns.name": "\(record.name)", "error": "\(error)"])
         }
@@ -53,7 +57,7 @@ public struct DNSRecordFeed: Sendable {
             var replayed = 0
             for try await message in consumer {
                 if let record = try? WireDecoder().decode(SetDnsRecord.self, from: message.payload) {
-                    let age = Duration.nanoseconds(max(0, Timestamp.now().nanosecondsSinceEpoch - message.timestampNanoseconds))
+                    let age = max(.zero, Timestamp.now().duration(since: Timestamp(nanosecondsSinceEpoch: message.timestampNanoseconds)))
                     apply(record, age: age)
                     replayed += 1
                 }

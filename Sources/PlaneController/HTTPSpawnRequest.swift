@@ -22,7 +22,7 @@ public struct HTTPSpawnRequest: Sendable, Hashable {
         if body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return request }
         let value: JSONValue
         do {
-            value = try JSONParser.parse(body)
+            value = try JSONParser.parse(body, limits: .wire)
         } catch {
             throw ControllerError(.invalidRequest, "The body is not valid JSON: \(error.message)")
         }

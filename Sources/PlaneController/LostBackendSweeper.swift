@@ -21,7 +21,7 @@ struct LostBackendSweeper: Sendable {
         guard now - started >= grace, directory.isCaughtUp else { return }
         let wallNow = Timestamp.now()
         for record in directory.all {
-            let age = Duration.nanoseconds(wallNow.nanosecondsSinceEpoch - record.time.nanosecondsSinceEpoch)
+            let age = wallNow.duration(since: record.time)
             if !record.isLive {
                 if age > scheduler.configuration.statusHistoryMaxAge {
                     try? await store.backends.purge(record.backendID.rawValue)

@@ -14,10 +14,13 @@ public final class Scheduler: Sendable {
     let registry: Mutex<DroneRegistry>
     let metrics: ControllerMetrics
     let logger: Logger
+    /// `[limits]` on a request's environment and metadata, checked before anything is placed.
+    let spawnLimits: SpawnLimits
 
     public init(configuration: SchedulerConfiguration, messenger: PlaneMessenger, store: ControllerStore,
-                metrics: ControllerMetrics, logger: Logger) {
+                metrics: ControllerMetrics, logger: Logger, spawnLimits: SpawnLimits = SpawnLimits()) {
         self.configuration = configuration
+        self.spawnLimits = spawnLimits
         self.messenger = messenger
         self.store = store
         self.metrics = metrics
@@ -43,6 +46,19 @@ public final class Scheduler: Sendable {
     /// Answers one schedule request. Never throws: every failure is an answer.
     public func schedule(_ request: ScheduleRequest) async -> ScheduleResponse {
         let started = ContinuousClock.now
+        do {
+            try spawnLimits.check(request.executable, metadata: request.metadata)
+        } catch {
+            // Refused before anything is placed: the sender learns which limit or field.
+            if let limit = error.limit {
+                LimitCounters.shared.record(limit)
+                logger.warning("limit.exceeded", metadata: ["plane.limit": "\(limit)", "plane.cluster": "\(request.cluster)", "error": "\(error.message)"])
+            } else {
+                logger.notice("scheduler.invalid_request", metadata: ["plane.cluster": "\(request.cluster)", "error": "\(error)"])
+            }
+            metrics.recordInvalidSchedule()
+            return .error(ScheduleError(error))
+        }
         let response: ScheduleResponse
         do {
             response = try await place(request)
@@ -184,7 +200,7 @@ public final class Scheduler: Sendable {
                 if lock.confirmed, let drone = lock.drone {
                     return .held(ScheduledBackend(drone: drone, backendID: lock.backendID, bearerToken: lock.bearerToken, spawned: false))
                 }
-                let age = Duration.nanoseconds(Timestamp.now().nanosecondsSinceEpoch - lock.created.nanosecondsSinceEpoch)
+                let age = Timestamp.now().duration(since: lock.created)
                 if age > pendingLimit {
                     try? await store.locks.delete(lockKey, revision: revision)
                     continue

@@ -17,17 +17,23 @@ public struct PlaneCoreError: Error, Sendable, Hashable, CustomStringConvertible
         public static let invalidLock = Code(rawValue: "invalid_lock")
         public static let invalidTimestamp = Code(rawValue: "invalid_timestamp")
         public static let invalidDuration = Code(rawValue: "invalid_duration")
+        /// The input is larger (or deeper, or longer) than a configured limit allows; `limit`
+        /// names the limit's configuration key.
+        public static let limitExceeded = Code(rawValue: "limit_exceeded")
     }
 
     public var code: Code
     public var message: String
     /// The coding path of the offending field, e.g. `executable.port`, when known.
     public var field: String?
+    /// For `limitExceeded`: the configuration key of the limit (`limits.max_message_bytes`).
+    public var limit: String?
 
-    public init(_ code: Code, _ message: String, field: String? = nil) {
+    public init(_ code: Code, _ message: String, field: String? = nil, limit: String? = nil) {
         self.code = code
         self.message = message
         self.field = field
+        self.limit = limit
     }
 
     public var description: String {

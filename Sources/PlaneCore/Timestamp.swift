@@ -33,8 +33,21 @@ public struct Timestamp: Sendable, Hashable, Comparable, Codable, CustomStringCo
         (lhs.secondsSinceEpoch, lhs.nanoseconds) < (rhs.secondsSinceEpoch, rhs.nanoseconds)
     }
 
-    /// Nanoseconds since the epoch (fits until the year 2262).
-    public var nanosecondsSinceEpoch: Int64 { secondsSinceEpoch &* 1_000_000_000 &+ Int64(nanoseconds) }
+    /// Nanoseconds since the epoch (exact from 1677 to 2262; a peer's timestamp beyond
+    /// that, up to the year 9999 that RFC 3339 allows, saturates to `Int64.min`/`.max`).
+    public var nanosecondsSinceEpoch: Int64 {
+        let (product, overflow) = secondsSinceEpoch.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return secondsSinceEpoch < 0 ? .min : .max }
+        let (sum, overflowed) = product.addingReportingOverflow(Int64(nanoseconds))
+        return overflowed ? .max : sum
+    }
+
+    /// `self - earlier`, exact for any two timestamps (negative when `earlier` is later):
+    /// ages of peers' timestamps are computed with this, never by subtracting nanoseconds,
+    /// which overflows for far-apart times.
+    public func duration(since earlier: Timestamp) -> Duration {
+        .seconds(secondsSinceEpoch) - .seconds(earlier.secondsSinceEpoch) + .nanoseconds(Int64(nanoseconds) - Int64(earlier.nanoseconds))
+    }
 
     /// The inverse of `nanosecondsSinceEpoch` (also before 1970).
     public init(nanosecondsSinceEpoch value: Int64) {

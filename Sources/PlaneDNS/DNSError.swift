@@ -14,16 +14,23 @@ public struct DNSError: Error, Sendable, CustomStringConvertible {
         public static let invalidConfiguration = Code(rawValue: "invalid_configuration")
         /// A socket could not be bound.
         public static let bindFailed = Code(rawValue: "bind_failed")
+        /// A record was refused because the store is at one of its limits (`limit` names it).
+        public static let limitExceeded = Code(rawValue: "limit_exceeded")
+        /// A message does not fit DNS's 16-bit counts and lengths.
+        public static let messageTooLarge = Code(rawValue: "message_too_large")
     }
 
     public var code: Code
     public var message: String
     public var cause: (any Error)?
+    /// For `limitExceeded`: the configuration key of the limit (`dns.max_records`).
+    public var limit: String?
 
-    public init(_ code: Code, _ message: String, cause: (any Error)? = nil) {
+    public init(_ code: Code, _ message: String, cause: (any Error)? = nil, limit: String? = nil) {
         self.code = code
         self.message = message
         self.cause = cause
+        self.limit = limit
     }
 
     public var description: String {

@@ -1,4 +1,6 @@
-/// Serializes DNS messages, compressing names against earlier ones (RFC 1035 §4.1.4).
+/// Serializes DNS messages, compressing names against earlier ones (RFC 1035 §4.1.4). A
+/// message whose counts or record data do not fit DNS's 16-bit fields, or that is longer
+/// than 65535 bytes (the most TCP's length prefix can frame), is `messageTooLarge`.
 public struct DNSMessageWriter {
     public private(set) var bytes: [UInt8] = []
     /// Suffixes written literally so far, with their offsets, for compression.
@@ -6,38 +8,51 @@ public struct DNSMessageWriter {
 
     public init() { bytes.reserveCapacity(512) }
 
-    public static func serialize(_ message: DNSMessage) -> [UInt8] {
+    /// The longest message: what TCP's two-byte length can frame.
+    public static let maximumLength = 65535
+
+    public static func serialize(_ message: DNSMessage) throws(DNSError) -> [UInt8] {
         var writer = DNSMessageWriter()
-        writer.write(message)
+        try writer.write(message)
         return writer.bytes
     }
 
-    public mutating func write(_ message: DNSMessage) {
+    static func tooLarge(_ what: String) -> DNSError {
+        DNSError(.messageTooLarge, "The DNS message does not fit: \(what).")
+    }
+
+    static func count(_ value: Int, _ what: String) throws(DNSError) -> UInt16 {
+        guard let count = UInt16(exactly: value) else { throw tooLarge("\(value) \(what)") }
+        return count
+    }
+
+    public mutating func write(_ message: DNSMessage) throws(DNSError) {
         writeUInt16(message.header.id)
         writeUInt16(message.header.flags)
-        writeUInt16(UInt16(message.questions.count))
-        writeUInt16(UInt16(message.answers.count))
-        writeUInt16(UInt16(message.authorities.count))
-        writeUInt16(UInt16(message.additionals.count + (message.edns == nil ? 0 : 1)))
+        writeUInt16(try Self.count(message.questions.count, "questions"))
+        writeUInt16(try Self.count(message.answers.count, "answers"))
+        writeUInt16(try Self.count(message.authorities.count, "authority records"))
+        writeUInt16(try Self.count(message.additionals.count + (message.edns == nil ? 0 : 1), "additional records"))
         for question in message.questions {
             writeName(question.name)
             writeUInt16(question.type.rawValue)
             writeUInt16(question.recordClass.rawValue)
         }
-        for record in message.answers { writeRecord(record) }
-        for record in message.authorities { writeRecord(record) }
-        for record in message.additionals { writeRecord(record) }
+        for record in message.answers { try writeRecord(record) }
+        for record in message.authorities { try writeRecord(record) }
+        for record in message.additionals { try writeRecord(record) }
         if let edns = message.edns {
             bytes.append(0)
             writeUInt16(DNSRecordType.opt.rawValue)
             writeUInt16(edns.udpPayloadSize)
             writeUInt32(UInt32(edns.extendedResponseCode) << 24 | UInt32(edns.version) << 16 | (edns.dnssecOK ? 0x8000 : 0))
-            writeUInt16(UInt16(edns.options.count))
+            writeUInt16(try Self.count(edns.options.count, "bytes of EDNS options"))
             bytes.append(contentsOf: edns.options)
         }
+        guard bytes.count <= Self.maximumLength else { throw Self.tooLarge("\(bytes.count) bytes") }
     }
 
-    mutating func writeRecord(_ record: DNSResourceRecord) {
+    mutating func writeRecord(_ record: DNSResourceRecord) throws(DNSError) {
         writeName(record.name)
         writeUInt16(record.type.rawValue)
         writeUInt16(record.recordClass.rawValue)
@@ -59,7 +74,7 @@ public struct DNSMessageWriter {
             for value in [soa.serial, soa.refresh, soa.retry, soa.expire, soa.minimum] { writeUInt32(value) }
         case .other(_, let data): bytes.append(contentsOf: data)
         }
-        let length = bytes.count - lengthOffset - 2
+        let length = try Self.count(bytes.count - lengthOffset - 2, "bytes of record data")
         bytes[lengthOffset] = UInt8(length >> 8)
         bytes[lengthOffset + 1] = UInt8(length & 0xFF)
     }

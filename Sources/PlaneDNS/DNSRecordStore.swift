@@ -5,21 +5,59 @@
 ///
 /// Zones are the configured ones plus every cluster a record was ever set for, so a
 /// v0.3.10 deployment without a zone list still gets authoritative answers.
+///
+/// Whatever peers publish, the store stays within its `Limits`: a record beyond them is
+/// refused with `limitExceeded` (refreshing a record it holds always works).
 public final class DNSRecordStore: Sendable {
     public typealias Clock = @Sendable () -> ContinuousClock.Instant
+
+    /// Bounds on what publishers can make the store hold (`[dns]` in `controller.toml`).
+    public struct Limits: Sendable, Hashable {
+        /// `dns.max_records`: addresses and TXT values in all, expired ones included until
+        /// they are purged.
+        public var maxRecords: Int
+        /// `dns.max_txt_per_name`: TXT values at one name.
+        public var maxTextsPerName: Int
+        /// `dns.max_txt_bytes`: one TXT value.
+        public var maxTextBytes: Int
+        /// `dns.max_zones`: zones, configured ones included.
+        public var maxZones: Int
+
+        public init(maxRecords: Int = 100_000, maxTextsPerName: Int = 16, maxTextBytes: Int = 1024, maxZones: Int = 64) {
+            self.maxRecords = maxRecords
+            self.maxTextsPerName = maxTextsPerName
+            self.maxTextBytes = maxTextBytes
+            self.maxZones = maxZones
+        }
+
+        public static let maxRecordsKey = "dns.max_records"
+        public static let maxTextsPerNameKey = "dns.max_txt_per_name"
+        public static let maxTextBytesKey = "dns.max_txt_bytes"
+        public static let maxZonesKey = "dns.max_zones"
+    }
 
     struct Entry {
         var address: (data: DNSRecordData, expires: ContinuousClock.Instant)?
         var texts: [(value: String, expires: ContinuousClock.Instant)] = []
         var isEmpty: Bool { address == nil && texts.isEmpty }
+        var recordCount: Int { (address == nil ? 0 : 1) + texts.count }
     }
 
     struct State {
         var entries: [String: Entry] = [:]
+        /// Zone keys in the order they were added, and the same as a set for lookups.
         var zones: [String]
+        var zoneSet: Set<String>
+        /// Addresses plus TXT values held (live or not yet purged).
+        var recordCount = 0
         /// Names above a record's name inside its zone (empty non-terminals); rebuilt when
         /// expired records are purged.
         var ancestors: Set<String> = []
+
+        init(zones: [String]) {
+            self.zones = zones
+            self.zoneSet = Set(zones)
+        }
 
         mutating func addAncestors(of key: String, zone: String) {
             var name = Substring(key)
@@ -30,12 +68,33 @@ public final class DNSRecordStore: Sendable {
             }
         }
 
+        /// The longest zone that is the name or one of its parents. A few zones (the usual
+        /// case) are compared directly; beyond that the name's suffixes are looked up from the
+        /// longest, so the cost follows the name's labels, not the number of zones.
         func zone(containing key: String) -> String? {
-            var best: String?
-            for zone in zones where key == zone || zone.isEmpty || (key.hasSuffix(zone) && key.utf8.dropLast(zone.utf8.count).last == UInt8(ascii: ".")) {
-                if best == nil || zone.utf8.count > best!.utf8.count { best = zone }
+            if zones.count <= 8 {
+                var best: String?
+                for zone in zones where key == zone || zone.isEmpty || (key.hasSuffix(zone) && key.utf8.dropLast(zone.utf8.count).last == UInt8(ascii: ".")) {
+                    if best == nil || zone.utf8.count > best!.utf8.count { best = zone }
+                }
+                return best
             }
-            return best
+            var name = Substring(key)
+            while true {
+                if zoneSet.contains(String(name)) { return String(name) }
+                guard let dot = name.firstIndex(of: ".") else { break }
+                name = name[name.index(after: dot)...]
+            }
+            return zoneSet.contains("") ? "" : nil
+        }
+
+        /// Adds a zone; false when the store holds `limit` zones already.
+        mutating func addZone(_ key: String, limit: Int) -> Bool {
+            if zoneSet.contains(key) { return true }
+            guard zones.count < limit else { return false }
+            zones.append(key)
+            zoneSet.insert(key)
+            return true
         }
     }
 
@@ -56,11 +115,15 @@ public final class DNSRecordStore: Sendable {
     }
 
     public let ttl: Duration
+    public let limits: Limits
     private let now: Clock
     private let state: ReadWriteLock<State>
 
-    public init(zones: [DNSName] = [], ttl: Duration = .seconds(60), clock: @escaping Clock = { ContinuousClock.now }) {
+    /// Configured `zones` are all kept, even beyond `limits.maxZones` (which then leaves no
+    /// room for zones that records bring).
+    public init(zones: [DNSName] = [], ttl: Duration = .seconds(60), limits: Limits = Limits(), clock: @escaping Clock = { ContinuousClock.now }) {
         self.ttl = ttl
+        self.limits = limits
         self.now = clock
         var keys: [String] = []
         for zone in zones where !keys.contains(zone.key) { keys.append(zone.key) }
@@ -70,10 +133,20 @@ public final class DNSRecordStore: Sendable {
     /// The zone apex keys this server is authoritative for.
     public var zones: [String] { state.read { $0.zones } }
 
-    /// Adds a zone (idempotent).
-    public func addZone(_ zone: DNSName) {
+    /// Adds a zone (idempotent); refused beyond `limits.maxZones`.
+    public func addZone(_ zone: DNSName) throws(DNSError) {
         let key = zone.key
-        state.write { if !$0.zones.contains(key) { $0.zones.append(key) } }
+        guard state.write({ $0.addZone(key, limit: limits.maxZones) }) else { throw zoneLimit(key) }
+    }
+
+    private func zoneLimit(_ key: String) -> DNSError {
+        DNSError(.limitExceeded, "The DNS server holds \(limits.maxZones) zones; records for the new zone '\(key)' are refused (\(Limits.maxZonesKey)).",
+                 limit: Limits.maxZonesKey)
+    }
+
+    private func recordLimit() -> DNSError {
+        DNSError(.limitExceeded, "The DNS server holds \(limits.maxRecords) records; new ones are refused until old ones expire (\(Limits.maxRecordsKey)).",
+                 limit: Limits.maxRecordsKey)
     }
 
     /// Sets the address of `name` in `zone` (`name` empty = the apex). The value must be an
@@ -90,9 +163,12 @@ public final class DNSRecordStore: Sendable {
         }
         let key = try Self.key(name: name, zone: zone)
         let expires = now() + ttl - age
-        state.write { state in
-            if !state.zones.contains(zone.key) { state.zones.append(zone.key) }
+        try state.write { state throws(DNSError) in
+            let isNew = state.entries[key]?.address == nil
+            if isNew, state.recordCount >= limits.maxRecords { throw recordLimit() }
+            guard state.addZone(zone.key, limit: limits.maxZones) else { throw zoneLimit(zone.key) }
             state.entries[key, default: Entry()].address = (data, expires)
+            if isNew { state.recordCount += 1 }
             state.addAncestors(of: key, zone: zone.key)
         }
     }
@@ -100,17 +176,27 @@ public final class DNSRecordStore: Sendable {
     /// Adds a TXT value at `name` in `zone`. Publishing the same value again refreshes it
     /// (v0.3.10 appended duplicates); different values are kept in insertion order.
     public func addText(_ value: String, name: String, zone: DNSName, age: Duration = .zero) throws(DNSError) {
+        guard value.utf8.count <= limits.maxTextBytes else {
+            throw DNSError(.limitExceeded, "A TXT value of \(value.utf8.count) bytes for \(name) is longer than \(limits.maxTextBytes) (\(Limits.maxTextBytesKey)).",
+                           limit: Limits.maxTextBytesKey)
+        }
         let key = try Self.key(name: name, zone: zone)
         let expires = now() + ttl - age
-        state.write { state in
-            if !state.zones.contains(zone.key) { state.zones.append(zone.key) }
-            state.addAncestors(of: key, zone: zone.key)
-            var entry = state.entries[key, default: Entry()]
+        try state.write { state throws(DNSError) in
+            var entry = state.entries[key] ?? Entry()
             if let index = entry.texts.firstIndex(where: { $0.value == value }) {
                 entry.texts[index].expires = max(entry.texts[index].expires, expires)
             } else {
+                guard entry.texts.count < limits.maxTextsPerName else {
+                    throw DNSError(.limitExceeded, "\(key) holds \(limits.maxTextsPerName) TXT values; another is refused until one expires (\(Limits.maxTextsPerNameKey)).",
+                                   limit: Limits.maxTextsPerNameKey)
+                }
+                guard state.recordCount < limits.maxRecords else { throw recordLimit() }
+                guard state.addZone(zone.key, limit: limits.maxZones) else { throw zoneLimit(zone.key) }
                 entry.texts.append((value, expires))
+                state.recordCount += 1
             }
+            state.addAncestors(of: key, zone: zone.key)
             state.entries[key] = entry
         }
     }
@@ -158,6 +244,7 @@ public final class DNSRecordStore: Sendable {
                 removed += before - entry.texts.count
                 state.entries[key] = entry.isEmpty ? nil : entry
             }
+            state.recordCount -= removed
             if removed > 0 {
                 state.ancestors = []
                 for key in state.entries.keys {

@@ -52,6 +52,10 @@ public struct DNSResponder: Sendable {
               question.type != .axfr, question.type != .ixfr else {
             return finish(errorReply(to: query, code: .refused), outcome: .refused, transport: transport, limit: limit)
         }
+        // A label holding a dot cannot be one of our names (its key would read as several labels).
+        guard !question.name.labels.contains(where: { $0.contains(UInt8(ascii: ".")) }) else {
+            return finish(errorReply(to: query, code: .refused), outcome: .refused, transport: transport, limit: limit)
+        }
         let key = question.name.key
         let lookup = store.lookup(key)
         guard let zoneKey = lookup.zone else {
@@ -141,19 +145,21 @@ public struct DNSResponder: Sendable {
     }
 
     func finish(_ reply: DNSMessage, outcome: Outcome, transport: Transport, limit: Int) -> Response {
-        var bytes = DNSMessageWriter.serialize(reply)
-        var truncated = false
-        if transport == .udp && bytes.count > limit {
-            // Too big for this client's UDP buffer: send the question only, with TC, so the
-            // client asks again over TCP.
-            var short = reply
-            short.answers = []
-            short.authorities = []
-            short.additionals = []
-            short.header.isTruncated = true
-            bytes = DNSMessageWriter.serialize(short)
-            truncated = true
+        let limit = transport == .udp ? limit : DNSMessageWriter.maximumLength
+        if let bytes = try? DNSMessageWriter.serialize(reply), bytes.count <= limit {
+            return Response(bytes: bytes, outcome: outcome, truncated: false)
         }
-        return Response(bytes: bytes, outcome: outcome, truncated: truncated)
+        // Too big for this client's UDP buffer (or, over TCP, for any DNS message): the
+        // question only, with TC, so a UDP client asks again over TCP. The store's limits
+        // keep answers far below 64 KiB; this is the last line, never a trap.
+        var short = reply
+        short.answers = []
+        short.authorities = []
+        short.additionals = []
+        short.header.isTruncated = true
+        guard let bytes = try? DNSMessageWriter.serialize(short) else {
+            return Response(bytes: nil, outcome: .dropped, truncated: false)
+        }
+        return Response(bytes: bytes, outcome: outcome, truncated: true)
     }
 }

@@ -202,8 +202,13 @@ final class DNSStreamHandler: ChannelInboundHandler {
             context.close(promise: nil)
             return
         }
+        // The responder never answers more than 65535 bytes (`DNSMessageWriter.maximumLength`).
+        guard let length = UInt16(exactly: bytes.count) else {
+            context.close(promise: nil)
+            return
+        }
         var buffer = context.channel.allocator.buffer(capacity: bytes.count + 2)
-        buffer.writeInteger(UInt16(bytes.count))
+        buffer.writeInteger(length)
         buffer.writeBytes(bytes)
         context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
     }

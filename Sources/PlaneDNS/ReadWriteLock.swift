@@ -25,13 +25,13 @@ final class ReadWriteLock<State>: @unchecked Sendable {
         lock.deallocate()
     }
 
-    func read<T>(_ body: (borrowing State) throws -> T) rethrows -> T {
+    func read<T, E: Error>(_ body: (borrowing State) throws(E) -> T) throws(E) -> T {
         pthread_rwlock_rdlock(lock)
         defer { pthread_rwlock_unlock(lock) }
         return try body(state)
     }
 
-    func write<T>(_ body: (inout State) throws -> T) rethrows -> T {
+    func write<T, E: Error>(_ body: (inout State) throws(E) -> T) throws(E) -> T {
         pthread_rwlock_wrlock(lock)
         defer { pthread_rwlock_unlock(lock) }
         return try body(&state)

@@ -26,14 +26,28 @@ final class BackendMonitor: Sendable {
         positionRecorder = Task {
             for await time in positions { try? await store.recordLogPosition(backend, time: time) }
         }
+        let configuration = context.configuration
         logs = Task {
             defer { recorder.finish() }
             var last = logsSince
+            var limiter = LogVolumeLimiter(maxLineBytes: configuration.maxLogLineBytes, maxBytesPerMinute: configuration.maxLogBytesPerMinute)
+            func reportDrops(_ dropped: (lines: Int, bytes: Int)) async {
+                LimitCounters.shared.record(LogVolumeLimiter.maxBytesPerMinuteKey)
+                logger.warning("limit.exceeded", metadata: ["plane.limit": "\(LogVolumeLimiter.maxBytesPerMinuteKey)", "plane.backend": "\(backend)",
+                                                           "log.dropped_lines": "\(dropped.lines)", "log.dropped_bytes": "\(dropped.bytes)"])
+                let notice = LogVolumeLimiter.dropNotice(lines: dropped.lines, bytes: dropped.bytes, limit: limiter.maxBytesPerMinute)
+                try? await messenger.publish(PlaneSubjects.backendLog(backend), DroneLogMessage(backendID: backend, kind: .stderr, text: notice))
+            }
             do {
                 for try await line in runtime.logs(of: backend, follow: true) {
                     if let time = line.time, let previous = last, time <= previous { continue }
-                    let message = DroneLogMessage(backendID: backend, kind: line.stream == .stdout ? .stdout : .stderr, text: line.text)
-                    try? await messenger.publish(PlaneSubjects.backendLog(backend), message)
+                    let decision = limiter.admit(line.text, at: .now)
+                    if let dropped = decision.droppedBefore { await reportDrops(dropped) }
+                    if decision.cut { LimitCounters.shared.record(LogVolumeLimiter.maxLineBytesKey) }
+                    if let text = decision.text {
+                        let message = DroneLogMessage(backendID: backend, kind: line.stream == .stdout ? .stdout : .stderr, text: text)
+                        try? await messenger.publish(PlaneSubjects.backendLog(backend), message)
+                    }
                     if let time = line.time {
                         last = time
                         recorder.yield(time)
@@ -43,6 +57,7 @@ final class BackendMonitor: Sendable {
             } catch {
                 logger.debug("monitor.logs_ended", metadata: ["plane.backend": "\(backend)", "error": "\(error)"])
             }
+            if let dropped = limiter.pendingDrops { await reportDrops(dropped) }
         }
         var tasks: [Task<Void, Never>] = []
         tasks.append(Task {

@@ -60,7 +60,7 @@ public final class DroneAgent: Service, Sendable {
         self.routes = routes
         self.timing = timing
         self.logger = logger
-        let messenger = PlaneMessenger(client: client, logger: logger)
+        let messenger = PlaneMessenger(client: client, logger: logger, limits: configuration.limits.json)
         context = AgentContext(droneID: droneID, cluster: cluster, configuration: configuration, runtime: runtime, store: store,
                                outbox: StateOutbox(store: store, messenger: messenger, logger: logger), routes: routes,
                                messenger: messenger, publicIP: publicIP, statsInterval: timing.stats, dnsInterval: timing.dnsRefresh,
@@ -209,6 +209,10 @@ public final class DroneAgent: Service, Sendable {
             _ = try? await delivery.respond(true)
             await supervisor.begin()
         } catch {
+            if let limit = (error as? PlaneCoreError)?.limit {
+                LimitCounters.shared.record(limit)
+                logger.warning("limit.exceeded", metadata: ["plane.limit": "\(limit)", "plane.backend": "\(request.backendID)", "nats.subject": "\(delivery.subject)"])
+            }
             logger.warning("agent.spawn_refused", metadata: ["plane.backend": "\(request.backendID)", "reason": "\(error)"])
             _ = try? await delivery.respond(false)
         }
@@ -226,6 +230,7 @@ public final class DroneAgent: Service, Sendable {
         guard request.executable.volumeMounts.isEmpty || configuration.allowVolumeMounts else {
             throw DroneError(.invalidSpawn, "Volume mounts are not allowed on this drone (set allow_volume_mounts).")
         }
+        try configuration.limits.spawn.check(request.executable, metadata: request.metadata)
         let port = try await reservePort()
         do {
             let spec = try makeSpec(request, port: port)
@@ -257,9 +262,10 @@ public final class DroneAgent: Service, Sendable {
         var mounts: [MountSpec] = []
         for mount in executable.volumeMounts { mounts.append(try MountSpec(wire: mount)) }
         guard !executable.image.isEmpty else { throw DroneError(.invalidSpawn, "The request names no image.") }
+        guard let backendPort = UInt16(exactly: port), backendPort > 0 else { throw DroneError(.invalidSpawn, "Port \(port) is not a TCP port.") }
         return BackendSpec(
-            backendID: request.backendID, droneID: droneID, image: executable.image, env: executable.env, port: UInt16(port),
-            network: Self.networkPlan(for: context.runtime.descriptor.capabilities), limits: ResourceLimitsSpec(wire: executable.resourceLimits),
+            backendID: request.backendID, droneID: droneID, image: executable.image, env: executable.env, port: backendPort,
+            network: Self.networkPlan(for: context.runtime.descriptor.capabilities), limits: try ResourceLimitsSpec(wire: executable.resourceLimits),
             pullPolicy: executable.pullPolicy, credentials: executable.credentials.map(RegistryCredentials.init(wire:)), mounts: mounts)
     }
 
@@ -319,7 +325,9 @@ public final class DroneAgent: Service, Sendable {
                 continue
             }
             let status = held.contains(id) ? ((try? await runtime.status(of: id)) ?? .unknown) : .unknown
-            guard status.isRunning, backend.state != .loading, let port = backend.port else {
+            // A stored spawn this drone would no longer accept cannot be supervised; it ends.
+            let spec = backend.port.flatMap { port in try? makeSpec(backend.spawn, port: port) }
+            guard status.isRunning, backend.state != .loading, let port = backend.port, let spec else {
                 // Lost, ended while the drone was away, or interrupted while loading.
                 let terminal: BackendState
                 switch (backend.state, status) {
@@ -339,8 +347,7 @@ public final class DroneAgent: Service, Sendable {
                 continue
             }
             state.withLock { _ = $0.reservedPorts.insert(port) }
-            let spec = try makeSpec(backend.spawn, port: port)
-            let address = backend.address ?? BackendAddress(host: "127.0.0.1", port: UInt16(port)).description
+            let address = backend.address ?? BackendAddress(host: "127.0.0.1", port: spec.port).description
             if backend.state == .ready {
                 let route = storedRoutes[id]
                 routes.add(RouteTable.Route(backendID: id, address: address, bearerToken: backend.spawn.bearerToken), lastActive: route?.lastActive ?? backend.updated)

@@ -66,6 +66,14 @@ public struct AgentConfiguration: Sendable {
     /// The longest a call to a runtime plugin may take (`prepare` and `start`: `pluginStartTimeout`).
     public var pluginCallTimeout: Duration = .seconds(30)
     public var pluginStartTimeout: Duration = .seconds(600)
+    /// `[limits]`: bounds on wire messages and on what one spawn may carry.
+    public var limits = InputLimits()
+    /// `max_log_line_bytes`: a backend's output line longer than this is cut (and marked);
+    /// runtimes split lines at `LogLine.maximumLength` (16 KiB) already.
+    public var maxLogLineBytes = 16 << 10
+    /// `max_log_bytes_per_minute`: a backend's output beyond this many bytes in a minute is
+    /// not published (the drone says how much it dropped).
+    public var maxLogBytesPerMinute = 4 << 20
 
     public init(ip: PublicIPSource) { self.ip = ip }
 }

@@ -228,7 +228,7 @@ public final class DroneStore: Sendable {
                 try Row.fetchAll(db, sql: "SELECT seq, message FROM outbox ORDER BY seq").map { row throws(DroneError) in
                     let text: String = row["message"]
                     do {
-                        return OutboxEntry(sequence: row["seq"], update: try WireDecoder().decode(UpdateBackendStateMessage.self, from: Array(text.utf8)))
+                        return OutboxEntry(sequence: row["seq"], update: try WireDecoder(limits: .stored).decode(UpdateBackendStateMessage.self, from: Array(text.utf8)))
                     } catch {
                         throw DroneError(.storeFailed, "Outbox entry \(row["seq"] as Int64) does not decode: \(error)", cause: error)
                     }
@@ -292,7 +292,7 @@ public struct StoredBackend: Sendable, Hashable {
         let spec: String = row["spec"]
         let stateText: String = row["state"]
         do {
-            spawn = try WireDecoder().decode(SpawnRequest.self, from: Array(spec.utf8))
+            spawn = try WireDecoder(limits: .stored).decode(SpawnRequest.self, from: Array(spec.utf8))
             cluster = try ClusterName(row["cluster"] as String)
         } catch {
             throw DroneError(.storeFailed, "Stored backend \(row["id"] as String) does not decode: \(error)", cause: error)

@@ -8,11 +8,13 @@ public struct PlaneMessenger: Sendable {
     public let client: NATSClient
     public let logger: Logger
     private let encoder = WireEncoder()
-    private let decoder = WireDecoder()
+    private let decoder: WireDecoder
 
-    public init(client: NATSClient, logger: Logger = Logger(label: "plane.messaging")) {
+    /// `limits` bounds every message decoded here (`[limits]`; the defaults when not given).
+    public init(client: NATSClient, logger: Logger = Logger(label: "plane.messaging"), limits: JSONLimits = .wire) {
         self.client = client
         self.logger = logger
+        self.decoder = WireDecoder(limits: limits)
     }
 
     public var jetStream: JetStream { JetStream(client: client) }
@@ -64,8 +66,15 @@ public struct PlaneMessenger: Sendable {
         return true
     }
 
+    /// Decodes a delivery. A message over a limit is counted (`plane_input_limit_hits_total`)
+    /// and logged with its subject here; other decoding failures are the subscriber's to report.
     func decode<M: Decodable>(_ type: M.Type, _ message: NATSMessage) -> Result<M, PlaneCoreError> {
-        Result { () throws(PlaneCoreError) -> M in try decoder.decode(M.self, from: message.payload.readableBytesView) }
+        let result = Result { () throws(PlaneCoreError) -> M in try decoder.decode(M.self, from: message.payload.readableBytesView) }
+        if case .failure(let error) = result, error.code == .limitExceeded, let limit = error.limit {
+            LimitCounters.shared.record(limit)
+            logger.warning("limit.exceeded", metadata: ["plane.limit": "\(limit)", "nats.subject": "\(message.subject)", "error": "\(error.message)"])
+        }
+        return result
     }
 
     // MARK: Backend state history (JetStream)

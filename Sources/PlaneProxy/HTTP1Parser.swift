@@ -11,10 +11,16 @@ import Darwin
 /// chunk framing (the proxy forwards it as it came) unless `decodeChunks` is set.
 ///
 /// It is strict where laxness lets two parsers disagree about where a message ends
-/// (request smuggling): header names must be tokens with the colon right after them,
-/// values must not hold control characters, folded lines are refused, a request with both
-/// `Content-Length` and `Transfer-Encoding` or with conflicting lengths is refused, and a
-/// request's transfer coding must end in `chunked`.
+/// (request smuggling, RFC 9112 §2.2, §3.2, §6.1, §7.1), so that what the proxy forwards is
+/// exactly what it parsed: every line ends in CRLF (a bare LF is refused), header names must
+/// be tokens with the colon right after them, values must not hold control characters,
+/// folded lines are refused, a message with both `Content-Length` and `Transfer-Encoding`
+/// or with conflicting lengths is refused, `chunked` may only be the last transfer coding
+/// (of a request: it must be), `Connection` may not name `Content-Length`,
+/// `Transfer-Encoding` or `Host`, and chunk extensions are bounded. A request must have one
+/// valid `Host` (HTTP/1.1: exactly one; HTTP/1.0: at most one), a target in origin form, in
+/// absolute form naming the same authority as `Host`, `*` for `OPTIONS`, or an authority for
+/// `CONNECT`; and at most `maxHeaderCount` header lines.
 struct HTTP1Parser {
     enum Kind: Sendable { case request, response }
 
@@ -58,9 +64,19 @@ struct HTTP1Parser {
     }
 
     static let maxChunkLine = 4096
+    /// Chunk extensions of one message together (each chunk line is also at most
+    /// `maxChunkLine`): many tiny chunks with long extensions would otherwise make the proxy
+    /// walk and forward far more framing than data.
+    static let maxChunkExtensionBytes = 16 * 1024
 
     let kind: Kind
     let maxHeadBytes: Int
+    /// `[proxy] max_header_count`: header lines of one head (and trailer lines of one body).
+    let maxHeaderCount: Int
+    /// Chunk extension bytes of the message in progress.
+    private var chunkExtensionBytes = 0
+    /// Trailer lines of the message in progress.
+    private var trailerLines = 0
     private var buffer = ByteBuffer()
     private var state = State.head
     /// A head being received: how far it has been searched, where the current line starts.
@@ -77,9 +93,10 @@ struct HTTP1Parser {
     /// Chunked bodies come out as their data only (for an HTTP/1.0 client).
     var decodeChunks = false
 
-    init(kind: Kind, maxHeadBytes: Int) {
+    init(kind: Kind, maxHeadBytes: Int, maxHeaderCount: Int = 100) {
         self.kind = kind
         self.maxHeadBytes = maxHeadBytes
+        self.maxHeaderCount = maxHeaderCount
     }
 
     /// Bytes received but not handed out yet.
@@ -177,7 +194,7 @@ struct HTTP1Parser {
         lineStart = 0
         let bytes = buffer.readSlice(length: end)!
         fieldStorage.removeAll(keepingCapacity: true)
-        let head = try Self.parseHead(bytes, kind: kind, fields: &fieldStorage)
+        let head = try Self.parseHead(bytes, kind: kind, fields: &fieldStorage, maxHeaderCount: maxHeaderCount)
         try startBody(of: head)
         return head
     }
@@ -208,7 +225,13 @@ struct HTTP1Parser {
     }
 
     private static func tooLarge(_ kind: Kind) -> ProxyError {
-        ProxyError(.headTooLarge, kind == .request ? "The request head is larger than [proxy] max_header_bytes." : "The backend's response head is larger than [proxy] max_header_bytes.")
+        ProxyError(.headTooLarge, kind == .request ? "The request head is larger than [proxy] max_header_bytes." : "The backend's response head is larger than [proxy] max_header_bytes.",
+                   limit: "proxy.max_header_bytes")
+    }
+
+    private static func tooManyFields(_ kind: Kind, _ limit: Int) -> ProxyError {
+        ProxyError(.headTooLarge, (kind == .request ? "The request has" : "The backend's response has") + " more than \(limit) header lines ([proxy] max_header_count).",
+                   limit: "proxy.max_header_count")
     }
 
     private static func malformed(_ kind: Kind, _ what: String) -> ProxyError {
@@ -217,16 +240,19 @@ struct HTTP1Parser {
 
     /// Parses a whole head (start line, header lines, empty line).
     /// `fields` is empty storage for the field list.
-    static func parseHead(_ bytes: ByteBuffer, kind: Kind, fields: inout [HTTP1Head.Field]) throws(ProxyError) -> HTTP1Head {
+    static func parseHead(_ bytes: ByteBuffer, kind: Kind, fields: inout [HTTP1Head.Field], maxHeaderCount: Int = .max) throws(ProxyError) -> HTTP1Head {
         typealias Field = HTTP1Head.Field
         let result: Result<HTTP1Head, ProxyError> = bytes.withUnsafeReadableBytes { raw in
-            // Lines: [start, contentEnd) without the terminator, next line at `after`.
+            // Lines: [start, contentEnd) without the CRLF, next line at `after`; nil at the end
+            // of the bytes, contentEnd -1 for a line ended by a bare LF.
             func line(from start: Int) -> (contentEnd: Int, after: Int)? {
                 guard let index = lineFeed(in: raw, from: start) else { return nil }
-                let contentEnd = index > start && raw[index - 1] == 0x0D ? index - 1 : index
-                return (contentEnd, index + 1)
+                guard index > start, raw[index - 1] == 0x0D else { return (-1, index + 1) }
+                return (index - 1, index + 1)
             }
+            let bareLF = malformed(kind, "a line ends with a bare LF (lines end with CRLF).")
             guard let first = line(from: 0) else { return .failure(malformed(kind, "no start line.")) }
+            guard first.contentEnd >= 0 else { return .failure(bareLF) }
             var methodEnd = 0, targetStart = 0, targetEnd = 0, status = 0, minor = 0, statusCodeStart = 0
             let startEnd = first.contentEnd
             switch kind {
@@ -261,7 +287,9 @@ struct HTTP1Parser {
             if fields.capacity < 12 { fields.reserveCapacity(12) }
             var position = first.after
             while let (contentEnd, after) = line(from: position) {
+                guard contentEnd >= 0 else { return .failure(bareLF) }
                 if contentEnd == position { break }  // the empty line
+                guard fields.count < maxHeaderCount else { return .failure(tooManyFields(kind, maxHeaderCount)) }
                 let first = raw[position]
                 if first == 0x20 || first == 0x09 { return .failure(malformed(kind, "a folded header line (obsolete line folding is not accepted).")) }
                 var index = position
@@ -321,11 +349,13 @@ struct HTTP1Parser {
 
     // MARK: Bodies
 
-    /// Decides the framing of the message whose head was just parsed (RFC 9112 §6.3).
+    /// Decides the framing of the message whose head was just parsed (RFC 9112 §6.3), and
+    /// refuses heads another parser could read differently.
     private mutating func startBody(of head: HTTP1Head) throws(ProxyError) {
         var length: Int?
-        var lastCoding: String?
+        var codings: [String] = []
         var hasTransferEncoding = false
+        var hosts = 0
         for index in head.fields.indices {
             switch head.fields[index].known {
             case .contentLength:
@@ -334,16 +364,31 @@ struct HTTP1Parser {
                 length = value
             case .transferEncoding:
                 hasTransferEncoding = true
-                if let last = HTTP1Head.tokens(head.value(at: index)).last { lastCoding = last }
+                codings += HTTP1Head.tokens(head.value(at: index))
+            case .host:
+                hosts += 1
+            case .connection:
+                // A hop-by-hop list naming a framing header would make the proxy drop it.
+                for token in HTTP1Head.tokens(head.value(at: index)) where token == "content-length" || token == "transfer-encoding" || token == "host" {
+                    throw Self.malformed(kind, "Connection names \(token), a header that frames or routes the message.")
+                }
             default:
                 break
             }
         }
+        chunkExtensionBytes = 0
+        if hasTransferEncoding {
+            guard length == nil else { throw Self.malformed(kind, "both Content-Length and Transfer-Encoding.") }
+            // chunked may be applied once, as the last coding (RFC 9112 §6.1).
+            if let index = codings.firstIndex(of: "chunked"), index != codings.count - 1 {
+                throw Self.malformed(kind, "a Transfer-Encoding with chunked before its end (\(codings.joined(separator: ", "))).")
+            }
+        }
         switch kind {
         case .request:
+            try Self.checkTarget(of: head, hosts: hosts)
             if hasTransferEncoding {
-                guard length == nil else { throw Self.malformed(kind, "both Content-Length and Transfer-Encoding.") }
-                guard lastCoding == "chunked" else { throw Self.malformed(kind, "a Transfer-Encoding that does not end in chunked.") }
+                guard codings.last == "chunked" else { throw Self.malformed(kind, "a Transfer-Encoding that does not end in chunked.") }
                 framing = .chunked
             } else {
                 framing = length.map { .length($0) } ?? .none
@@ -361,7 +406,7 @@ struct HTTP1Parser {
             if answersHEAD || head.status == 204 || head.status == 304 {
                 framing = .none
             } else if hasTransferEncoding {
-                framing = lastCoding == "chunked" ? .chunked : .untilClose
+                framing = codings.last == "chunked" ? .chunked : .untilClose
             } else {
                 framing = length.map { .length($0) } ?? .untilClose
             }
@@ -373,6 +418,91 @@ struct HTTP1Parser {
         case .untilClose: state = .untilClose
         }
     }
+
+    /// A request's `Host` and target (RFC 9112 §3.2): HTTP/1.1 needs exactly one `Host`,
+    /// HTTP/1.0 at most one, and its value must be a host with an optional port. The target
+    /// is origin form (`/path`), absolute form (`http://host/path`, whose authority must be
+    /// `Host`'s), `*` (only `OPTIONS`) or, for `CONNECT` (which the proxy answers 405), an
+    /// authority.
+    static func checkTarget(of head: HTTP1Head, hosts: Int) throws(ProxyError) {
+        guard hosts <= 1 else { throw malformed(.request, "more than one Host header.") }
+        guard hosts == 1 || head.minorVersion == 0 else { throw malformed(.request, "an HTTP/1.1 request without a Host header.") }
+        let result: ProxyError? = head.bytes.withUnsafeReadableBytes { raw in
+            var hostValue: UnsafeRawBufferPointer?
+            if let field = head.fields.first(where: { $0.known == .host }) {
+                let value = UnsafeRawBufferPointer(rebasing: raw[Int(field.valueStart)..<Int(field.valueEnd)])
+                guard isAuthority(value, allowEmpty: true) else { return malformed(.request, "the Host header is not a host[:port].") }
+                hostValue = value
+            }
+            let target = UnsafeRawBufferPointer(rebasing: raw[Int(head.targetStart)..<Int(head.targetEnd)])
+            if target.first == UInt8(ascii: "/") { return nil }
+            if target.count == 1, target.first == UInt8(ascii: "*") {
+                return head.methodIs("OPTIONS") ? nil : malformed(.request, "the target * is only for OPTIONS.")
+            }
+            if head.methodIs("CONNECT") { return nil }
+            // Absolute form: scheme "://" authority [path-abempty] [? query].
+            guard let schemeEnd = absoluteFormAuthorityStart(target) else {
+                return malformed(.request, "the request target is not a path (/...), an absolute URL or *.")
+            }
+            var authorityEnd = schemeEnd
+            while authorityEnd < target.count, target[authorityEnd] != UInt8(ascii: "/"), target[authorityEnd] != UInt8(ascii: "?") { authorityEnd += 1 }
+            let authority = UnsafeRawBufferPointer(rebasing: target[schemeEnd..<authorityEnd])
+            guard isAuthority(authority, allowEmpty: false) else { return malformed(.request, "the absolute target's authority is not a host[:port] (no user info).") }
+            guard let hostValue, authority.count == hostValue.count,
+                  zip(authority, hostValue).allSatisfy({ lowercase($0) == lowercase($1) }) else {
+                return malformed(.request, "the absolute target's authority and the Host header disagree.")
+            }
+            return nil
+        }
+        if let result { throw result }
+    }
+
+    /// Where the authority starts in an `http://` or `https://` target (scheme in any case).
+    private static func absoluteFormAuthorityStart(_ target: UnsafeRawBufferPointer) -> Int? {
+        for (scheme, length) in [("http://", 7), ("https://", 8)] where target.count > length {
+            if zip(target.prefix(length), scheme.utf8).allSatisfy({ lowercase($0) == $1 }) { return length }
+        }
+        return nil
+    }
+
+    /// `host[:port]`: a registered name or IPv4 address (RFC 3986 unreserved, sub-delims and
+    /// percent signs), or an IPv6 literal in brackets, then at most five port digits.
+    static func isAuthority(_ value: UnsafeRawBufferPointer, allowEmpty: Bool) -> Bool {
+        if value.isEmpty { return allowEmpty }
+        var index = 0
+        if value[0] == UInt8(ascii: "[") {
+            guard let close = value.firstIndex(of: UInt8(ascii: "]")), close > 1 else { return false }
+            for byte in value[1..<close] where !(isHexDigit(byte) || byte == UInt8(ascii: ":") || byte == UInt8(ascii: ".")) { return false }
+            index = close + 1
+        } else {
+            while index < value.count, value[index] != UInt8(ascii: ":") {
+                guard isRegisteredNameByte(value[index]) else { return false }
+                index += 1
+            }
+            guard index > 0 else { return false }
+        }
+        guard index < value.count else { return true }
+        guard value[index] == UInt8(ascii: ":") else { return false }
+        let port = value[(index + 1)...]
+        return port.count <= 5 && port.allSatisfy { $0 >= 0x30 && $0 <= 0x39 }
+    }
+
+    private static func isHexDigit(_ byte: UInt8) -> Bool {
+        (0x30...0x39).contains(byte) || (0x41...0x46).contains(byte) || (0x61...0x66).contains(byte)
+    }
+
+    /// unreserved / sub-delims / "%" (RFC 3986 reg-name).
+    private static func isRegisteredNameByte(_ byte: UInt8) -> Bool {
+        switch byte {
+        case 0x30...0x39, 0x41...0x5A, 0x61...0x7A: true
+        case UInt8(ascii: "-"), UInt8(ascii: "."), UInt8(ascii: "_"), UInt8(ascii: "~"), UInt8(ascii: "%"),
+             UInt8(ascii: "!"), UInt8(ascii: "$"), UInt8(ascii: "&"), UInt8(ascii: "'"), UInt8(ascii: "("), UInt8(ascii: ")"),
+             UInt8(ascii: "*"), UInt8(ascii: "+"), UInt8(ascii: ","), UInt8(ascii: ";"), UInt8(ascii: "="): true
+        default: false
+        }
+    }
+
+    private static func lowercase(_ byte: UInt8) -> UInt8 { byte >= 0x41 && byte <= 0x5A ? byte | 0x20 : byte }
 
     /// Walks chunk framing. Without `decodeChunks` everything walked comes out as one
     /// slice, framing included; with it, only chunk data comes out.
@@ -392,8 +522,14 @@ struct HTTP1Parser {
                     if available > Self.maxChunkLine { throw Self.malformed(kind, "a chunk size line is too long.") }
                     break loop
                 }
-                guard let size = chunkSize(from: walked, to: contentEnd) else { throw Self.malformed(kind, "a chunk size is not hexadecimal.") }
+                guard contentEnd >= 0 else { throw Self.malformed(kind, "a chunk size line ends with a bare LF.") }
+                guard let (size, extensionBytes) = chunkSize(from: walked, to: contentEnd) else { throw Self.malformed(kind, "a chunk size is not hexadecimal.") }
+                chunkExtensionBytes += extensionBytes
+                guard chunkExtensionBytes <= Self.maxChunkExtensionBytes else {
+                    throw Self.malformed(kind, "the chunk extensions of one message are longer than \(Self.maxChunkExtensionBytes) bytes.")
+                }
                 walked = after - buffer.readerIndex
+                if size == 0 { trailerLines = 0 }
                 state = size == 0 ? .trailers(bytes: 0) : .chunkData(remaining: size)
             case .chunkData(let remaining):
                 guard available > 0 else { break loop }
@@ -406,9 +542,9 @@ struct HTTP1Parser {
                 walked += count
             case .chunkDataEnd:
                 guard available > 0 else { break loop }
-                let byte = buffer.getInteger(at: buffer.readerIndex + walked, as: UInt8.self)!
+                let byte = buffer.getInteger(at: buffer.readerIndex + walked, as: UInt8.self) ?? 0
                 if byte == 0x0A {
-                    walked += 1
+                    throw Self.malformed(kind, "a chunk ends with a bare LF.")
                 } else if byte == 0x0D {
                     guard available > 1 else { break loop }
                     guard buffer.getInteger(at: buffer.readerIndex + walked + 1, as: UInt8.self) == 0x0A else { throw Self.malformed(kind, "a chunk does not end with CRLF.") }
@@ -422,6 +558,7 @@ struct HTTP1Parser {
                     if bytes + available > maxHeadBytes { throw Self.malformed(kind, "the trailer section is too large.") }
                     break loop
                 }
+                guard contentEnd >= 0 else { throw Self.malformed(kind, "a trailer line ends with a bare LF.") }
                 let lineLength = after - (buffer.readerIndex + walked)
                 walked += lineLength
                 if contentEnd == after - lineLength {
@@ -433,9 +570,16 @@ struct HTTP1Parser {
                 // take for the end of the message (a bare CR, say).
                 let contentStart = after - lineLength
                 let base = buffer.readerIndex
-                if buffer.withUnsafeReadableBytes({ $0[(contentStart - base)..<(contentEnd - base)].contains(where: Self.isControl) }) {
-                    throw Self.malformed(kind, "a trailer line holds a control character.")
+                let isField = buffer.withUnsafeReadableBytes { raw -> Bool in
+                    let line = raw[(contentStart - base)..<(contentEnd - base)]
+                    guard !line.contains(where: Self.isControl) else { return false }
+                    // `Name: value`, as a header line (no folding, a token right before the colon).
+                    guard let colon = line.firstIndex(of: 0x3A), colon > line.startIndex else { return false }
+                    return line[line.startIndex..<colon].allSatisfy(Self.isTokenByte)
                 }
+                guard isField else { throw Self.malformed(kind, "a trailer line is not 'Name: value' or holds a control character.") }
+                trailerLines += 1
+                guard trailerLines <= maxHeaderCount else { throw Self.tooManyFields(kind, maxHeaderCount) }
                 state = .trailers(bytes: bytes + lineLength)
             default:
                 break loop
@@ -448,19 +592,21 @@ struct HTTP1Parser {
         return take(&buffer, &walked)
     }
 
-    /// The line starting `offset` bytes past the reader index: where its content ends and
-    /// where the next line starts (absolute indices), or nil before its LF arrived.
+    /// The line starting `offset` bytes past the reader index: where its content ends
+    /// (before the CRLF; -1 when the line ends with a bare LF) and where the next line
+    /// starts (absolute indices), or nil before its LF arrived.
     private func lineAt(_ offset: Int) -> (contentEnd: Int, after: Int)? {
         let start = buffer.readerIndex + offset
         let view = buffer.readableBytesView.dropFirst(offset)
         guard let lf = view.firstIndex(of: 0x0A) else { return nil }
         let absolute = buffer.readerIndex + (lf - buffer.readableBytesView.startIndex)
-        let contentEnd = absolute > start && buffer.getInteger(at: absolute - 1, as: UInt8.self) == 0x0D ? absolute - 1 : absolute
-        return (contentEnd, absolute + 1)
+        guard absolute > start, buffer.getInteger(at: absolute - 1, as: UInt8.self) == 0x0D else { return (-1, absolute + 1) }
+        return (absolute - 1, absolute + 1)
     }
 
-    /// `chunk-size [BWS ";" chunk-ext]` between `offset` (past the reader index) and `end` (absolute).
-    private func chunkSize(from offset: Int, to end: Int) -> Int? {
+    /// `chunk-size [BWS ";" chunk-ext]` between `offset` (past the reader index) and `end`
+    /// (absolute): the size and how many bytes of extension follow it.
+    private func chunkSize(from offset: Int, to end: Int) -> (size: Int, extensionBytes: Int)? {
         var index = buffer.readerIndex + offset
         var size = 0
         var digits = 0
@@ -481,11 +627,12 @@ struct HTTP1Parser {
         guard digits > 0 else { return nil }
         // Only whitespace and an extension may follow; no control characters.
         var sawExtension = false
+        let extensionStart = index
         while index < end, let byte = buffer.getInteger(at: index, as: UInt8.self) {
             if byte == UInt8(ascii: ";") { sawExtension = true }
             if Self.isControl(byte) || (!sawExtension && byte != 0x20 && byte != 0x09) { return nil }
             index += 1
         }
-        return size
+        return (size, index - extensionStart)
     }
 }

@@ -19,8 +19,11 @@ public struct ProxyConfiguration: Sendable, Hashable {
     public var headerReadTimeout: Duration = .seconds(30)
     /// A keep-alive connection with no request in flight closes after this time.
     public var idleTimeout: Duration = .seconds(120)
-    /// Largest request head accepted (431 beyond).
+    /// Largest request head accepted (431 beyond); also the largest response head (502).
     public var maxHeaderBytes: Int = 64 * 1024
+    /// Most header lines in a request head (431 beyond) or a response head (502), and
+    /// trailer lines in a body.
+    public var maxHeaderCount: Int = 100
     /// Idle keep-alive connections kept per backend and event loop.
     public var upstreamIdleConnections: Int = 32
 

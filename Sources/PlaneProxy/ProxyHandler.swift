@@ -155,7 +155,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         self.pool = pool
         metrics = shared.metrics.shard(for: pool.eventLoop)
         responseTimeout = shared.configuration.upstreamResponseTimeout.timeAmount
-        parser = HTTP1Parser(kind: .request, maxHeadBytes: shared.configuration.maxHeaderBytes)
+        parser = HTTP1Parser(kind: .request, maxHeadBytes: shared.configuration.maxHeaderBytes, maxHeaderCount: shared.configuration.maxHeaderCount)
         headerDeadline = HeaderDeadline(headLimit: shared.configuration.headerReadTimeout.timeAmount, idleLimit: shared.configuration.idleTimeout.timeAmount)
     }
 
@@ -558,6 +558,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             attachUpstream(to: exchange)
             return
         }
+        if let error = error as? ProxyError, let limit = error.limit {
+            LimitCounters.shared.record(limit)
+            shared.logger.notice("limit.exceeded", metadata: ["plane.limit": "\(limit)", "plane.backend": "\(exchange.target.backendID?.rawValue ?? "passthrough")"])
+        }
         if let error { shared.logger.debug("proxy.upstream_failed", metadata: ["error": "\(error)"]) }
         upstreamFailed(exchange, status: .badGateway)
     }
@@ -657,6 +661,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A request that is not HTTP/1.x: 400 (431 for a head too large, 505 for another
     /// version) if no response is under way, and the connection closes.
     private func protocolError(_ error: ProxyError) {
+        if let limit = error.limit {
+            LimitCounters.shared.record(limit)
+            shared.logger.notice("limit.exceeded", metadata: ["plane.limit": "\(limit)", "proxy.client": "\(clientAddress ?? "?")"])
+        }
         shared.logger.debug("proxy.bad_request", metadata: ["error": "\(error)"])
         switch state {
         case .idle, .discarding, .finishingRequest:

@@ -30,7 +30,8 @@ public final class ProxyServer: Service, Sendable {
         self.logger = logger
         context = ProxyContext(
             router: ProxyRouter(cluster: cluster, allowPathRouting: configuration.allowPathRouting, passthrough: configuration.passthrough),
-            routes: routes, configuration: configuration, metrics: metrics, pools: UpstreamPools(maxIdle: configuration.upstreamIdleConnections, maxHeadBytes: configuration.maxHeaderBytes),
+            routes: routes, configuration: configuration, metrics: metrics, pools: UpstreamPools(maxIdle: configuration.upstreamIdleConnections, maxHeadBytes: configuration.maxHeaderBytes,
+                                                                                                           maxHeaderCount: configuration.maxHeaderCount),
             logger: logger, scheme: certificates == nil ? "http" : "https")
     }
 
@@ -123,7 +124,11 @@ public final class ProxyServer: Service, Sendable {
 }
 
 extension Duration {
+    /// Saturating: settings are range-checked, and a longer duration still does not overflow.
     var timeAmount: TimeAmount {
-        .nanoseconds(components.seconds * 1_000_000_000 + components.attoseconds / 1_000_000_000)
+        let (nanoseconds, overflow) = components.seconds.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return .nanoseconds(components.seconds < 0 ? .min : .max) }
+        let (sum, overflowed) = nanoseconds.addingReportingOverflow(components.attoseconds / 1_000_000_000)
+        return .nanoseconds(overflowed ? .max : sum)
     }
 }

@@ -71,7 +71,7 @@ public final class RouteTable: Sendable {
     /// a route restored after a restart).
     public func add(_ route: Route, lastActive: Timestamp = .now()) {
         let now = ContinuousClock.now
-        let age = Duration.nanoseconds(max(0, Timestamp.now().nanosecondsSinceEpoch - lastActive.nanosecondsSinceEpoch))
+        let age = max(.zero, Timestamp.now().duration(since: lastActive))
         entries.withLock {
             $0[route.backendID.rawValue] = Entry(route: route, lastActive: now - age, lastActiveWallClock: lastActive, openConnections: 0, dirty: false)
             generation.wrappingAdd(1, ordering: .releasing)

@@ -29,8 +29,8 @@ final class UpstreamHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Bytes were written and not flushed yet: a flush without them is skipped.
     private var needsFlush = false
 
-    init(maxHeadBytes: Int) {
-        parser = HTTP1Parser(kind: .response, maxHeadBytes: maxHeadBytes)
+    init(maxHeadBytes: Int, maxHeaderCount: Int = 100) {
+        parser = HTTP1Parser(kind: .response, maxHeadBytes: maxHeadBytes, maxHeaderCount: maxHeaderCount)
     }
 
     var channel: (any Channel)? { context?.channel }

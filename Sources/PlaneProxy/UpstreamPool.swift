@@ -14,6 +14,7 @@ final class UpstreamPool: @unchecked Sendable {
     private var sweeper: RepeatedTask?
 
     private let maxHeadBytes: Int
+    private let maxHeaderCount: Int
 
     struct IdleConnection {
         var handler: UpstreamHandler
@@ -39,7 +40,8 @@ final class UpstreamPool: @unchecked Sendable {
 
     /// - Parameter sweepInterval: how often idle connections past `idleLifetime` are closed
     ///   (default: half the lifetime); `take` never hands out one past it either.
-    init(eventLoop: any EventLoop, maxIdle: Int, maxHeadBytes: Int, idleLifetime: TimeAmount = .seconds(30), sweepInterval: TimeAmount? = nil) {
+    init(eventLoop: any EventLoop, maxIdle: Int, maxHeadBytes: Int, maxHeaderCount: Int = 100, idleLifetime: TimeAmount = .seconds(30), sweepInterval: TimeAmount? = nil) {
+        self.maxHeaderCount = maxHeaderCount
         self.eventLoop = eventLoop
         self.maxIdle = maxIdle
         self.maxHeadBytes = maxHeadBytes
@@ -155,6 +157,7 @@ final class UpstreamPool: @unchecked Sendable {
     /// Opens a new connection to `address` on this pool's loop.
     func connect(_ address: String, timeout: TimeAmount) -> EventLoopFuture<any Channel> {
         let maxHeadBytes = self.maxHeadBytes
+        let maxHeaderCount = self.maxHeaderCount
         guard let (host, port) = Self.split(address) else {
             return eventLoop.makeFailedFuture(ProxyError(.upstreamUnreachable, "The backend address '\(address)' is not host:port."))
         }
@@ -164,7 +167,7 @@ final class UpstreamPool: @unchecked Sendable {
             .channelOption(.allowRemoteHalfClosure, value: true)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(maxHeadBytes: maxHeadBytes))
+                    try channel.pipeline.syncOperations.addHandler(UpstreamHandler(maxHeadBytes: maxHeadBytes, maxHeaderCount: maxHeaderCount))
                 }
             }
             .connect(host: host, port: port)
@@ -185,14 +188,16 @@ final class UpstreamPools: Sendable {
     private let pools = PerEventLoop<UpstreamPool>()
     private let maxIdle: Int
     private let maxHeadBytes: Int
+    private let maxHeaderCount: Int
 
-    init(maxIdle: Int, maxHeadBytes: Int) {
+    init(maxIdle: Int, maxHeadBytes: Int, maxHeaderCount: Int = 100) {
+        self.maxHeaderCount = maxHeaderCount
         self.maxIdle = maxIdle
         self.maxHeadBytes = maxHeadBytes
     }
 
     func pool(for eventLoop: any EventLoop) -> UpstreamPool {
-        pools.value(for: eventLoop) { UpstreamPool(eventLoop: $0, maxIdle: maxIdle, maxHeadBytes: maxHeadBytes) }
+        pools.value(for: eventLoop) { UpstreamPool(eventLoop: $0, maxIdle: maxIdle, maxHeadBytes: maxHeadBytes, maxHeaderCount: maxHeaderCount) }
     }
 
     func closeAll() {

@@ -6,7 +6,7 @@ import PlaneCore
 /// file, so a reader that remembers the last one it handled never repeats or skips a line.
 /// Lines longer than `maximumLineLength` are split.
 public enum BackendOutputLog {
-    public static let maximumLineLength = 16_384
+    public static let maximumLineLength = LogLine.maximumLength
 
     /// One record, encoded.
     public static func encode(time: Int64, stream: LogLine.Stream, text: some Collection<UInt8>) -> [UInt8] {

@@ -88,28 +88,51 @@ struct BackendSpecTests {
         #expect(BackendSpec.backendID(fromContainerName: "plane-Not_Valid") == nil)
     }
 
-    @Test func wireLimitsGetCorrectUnits() {
+    @Test func wireLimitsGetCorrectUnits() throws {
         let wire = ResourceLimits(cpuPeriod: 1, cpuPeriodPercent: 50, cpuTimeLimit: 120, memoryLimitBytes: 1 << 28)
-        let limits = ResourceLimitsSpec(wire: wire, pidsLimit: 256)
+        let limits = try ResourceLimitsSpec(wire: wire, pidsLimit: 256)
         #expect(limits.cpuPeriodMicroseconds == 1_000_000)
         #expect(limits.cpuQuotaMicroseconds == 500_000)
         #expect(limits.cpuTimeLimitSeconds == 120, "seconds, not v0.3.10's minutes")
         #expect(limits.memoryBytes == 1 << 28)
         #expect(limits.pidsLimit == 256)
-        let percentOnly = ResourceLimitsSpec(wire: ResourceLimits(cpuPeriodPercent: 25))
+        let percentOnly = try ResourceLimitsSpec(wire: ResourceLimits(cpuPeriodPercent: 25))
         #expect(percentOnly.cpuPeriodMicroseconds == 100_000 && percentOnly.cpuQuotaMicroseconds == 25_000)
-        #expect(ResourceLimitsSpec(wire: ResourceLimits()) == ResourceLimitsSpec())
+        #expect(try ResourceLimitsSpec(wire: ResourceLimits()) == ResourceLimitsSpec())
+    }
+
+    /// Any integer a client can put into the wire's limits converts or is a named error:
+    /// v0.3's unit of `cpu_period` (seconds) times 1e6 overflowed for large values, and the
+    /// arithmetic trap stopped every drone the scheduler offered the request to.
+    @Test(arguments: [UInt64(9_223_372_036_855), UInt64(Int64.max), UInt64.max, UInt64(Int64.max) + 1])
+    func hugeWireValuesAreErrorsNotTraps(seconds: UInt64) throws {
+        let period = try #require(throws: RuntimeError.self) { try ResourceLimitsSpec(wire: ResourceLimits(cpuPeriod: DurationSeconds(seconds), cpuPeriodPercent: 255)) }
+        #expect(period.code == .invalidSpec && period.message.contains("cpu_period"))
+        #expect(throws: PlaneCoreError.self) { try ResourceLimits(cpuPeriod: DurationSeconds(seconds)).check() }
+        if seconds > UInt64(Int64.max) {
+            let time = try #require(throws: RuntimeError.self) { try ResourceLimitsSpec(wire: ResourceLimits(cpuTimeLimit: DurationSeconds(seconds))) }
+            #expect(time.message.contains("cpu_time_limit"))
+            #expect(throws: PlaneCoreError.self) { try ResourceLimits(cpuTimeLimit: DurationSeconds(seconds)).check() }
+        } else {
+            // In range for the conversion (an hour of CPU or a century: the client's choice).
+            #expect(try ResourceLimitsSpec(wire: ResourceLimits(cpuTimeLimit: DurationSeconds(seconds))).cpuTimeLimitSeconds == seconds)
+        }
+        // The largest percentage of the largest period still converts.
+        #expect(try ResourceLimitsSpec(wire: ResourceLimits(cpuPeriod: 1, cpuPeriodPercent: 255)).cpuQuotaMicroseconds == 2_550_000)
+        try ResourceLimits(cpuPeriod: 1, cpuPeriodPercent: 255, cpuTimeLimit: 1, memoryLimitBytes: Int64.max).check()
+        #expect(throws: PlaneCoreError.self) { try ResourceLimits(memoryLimitBytes: Int64.min).check() }
+        #expect(throws: PlaneCoreError.self) { try ResourceLimits(cpuPeriodPercent: 0).check() }
     }
 
     @Test func limitsTheKernelWouldRefuseAreInvalid() throws {
         try ResourceLimitsSpec(wire: ResourceLimits(cpuPeriod: 1, cpuPeriodPercent: 200, cpuTimeLimit: 1, memoryLimitBytes: 6 << 20), pidsLimit: 1).validate()
         let refused: [ResourceLimitsSpec] = [
-            ResourceLimitsSpec(wire: ResourceLimits(memoryLimitBytes: 1 << 20)),
-            ResourceLimitsSpec(wire: ResourceLimits(cpuPeriod: 2)),
-            ResourceLimitsSpec(wire: ResourceLimits(cpuPeriod: 0)),
-            ResourceLimitsSpec(wire: ResourceLimits(cpuPeriodPercent: 0)),
-            ResourceLimitsSpec(wire: ResourceLimits(cpuTimeLimit: 0)),
-            ResourceLimitsSpec(wire: ResourceLimits(), pidsLimit: 0),
+            try ResourceLimitsSpec(wire: ResourceLimits(memoryLimitBytes: 1 << 20)),
+            try ResourceLimitsSpec(wire: ResourceLimits(cpuPeriod: 2)),
+            try ResourceLimitsSpec(wire: ResourceLimits(cpuPeriod: 0)),
+            try ResourceLimitsSpec(wire: ResourceLimits(cpuPeriodPercent: 0)),
+            try ResourceLimitsSpec(wire: ResourceLimits(cpuTimeLimit: 0)),
+            try ResourceLimitsSpec(wire: ResourceLimits(), pidsLimit: 0),
         ]
         for limits in refused {
             #expect(throws: RuntimeError.self, "\(limits)") { try limits.validate() }

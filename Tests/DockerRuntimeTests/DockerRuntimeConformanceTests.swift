@@ -42,7 +42,7 @@ struct DockerRuntimeConformanceTests {
     @Test func limitsLabelsAndEnvironmentReachDocker() async throws {
         let h = try await DockerTestSetup.harness()
         var spec = try h.spec(env: ["A": "b"])
-        spec.limits = ResourceLimitsSpec(wire: ResourceLimits(cpuPeriod: 1, cpuPeriodPercent: 50, cpuTimeLimit: 90, memoryLimitBytes: 128 << 20), pidsLimit: 100)
+        spec.limits = try ResourceLimitsSpec(wire: ResourceLimits(cpuPeriod: 1, cpuPeriodPercent: 50, cpuTimeLimit: 90, memoryLimitBytes: 128 << 20), pidsLimit: 100)
         _ = try await h.runtime.start(spec)
         let json = try await SystemProgram("docker", debianPackage: "docker.io").run(["inspect", spec.containerName])
         try await h.runtime.stop(spec.backendID, grace: .seconds(2))
@@ -224,6 +224,24 @@ struct DockerRuntimeUnitTests {
         // Without timestamps asked for, the text is left alone.
         var plain = DockerLogDemultiplexer()
         #expect(plain.feed(frame(1, "2026-12-03T05:00:00Z kept\n")) == [LogLine(stream: .stdout, text: "2026-12-03T05:00:00Z kept")])
+    }
+
+    /// A backend's output is read as it arrives: a frame whose header announces 4 GiB is
+    /// never held whole, and output without newlines comes out in lines of at most
+    /// `LogLine.maximumLength` (the demultiplexer held a line until its newline, so one
+    /// `yes | tr -d '\n'` could fill the drone's memory).
+    @Test func outputWithoutNewlinesIsCutAndHugeFramesStream() {
+        var demux = DockerLogDemultiplexer(timestamps: true)
+        var lines = demux.feed([1, 0, 0, 0, 0xFF, 0xFF, 0xFF, 0xFF] + Array("2026-12-03T05:00:00Z ".utf8))
+        let chunk = [UInt8](repeating: UInt8(ascii: "y"), count: 10_000)
+        for _ in 0..<100 { lines += demux.feed(chunk) }
+        #expect(lines.count == 1_000_000 / LogLine.maximumLength)
+        #expect(lines.allSatisfy { $0.text.utf8.count == LogLine.maximumLength && $0.stream == .stdout && $0.time != nil })
+        // A line in the same frame ends as usual.
+        lines = demux.feed(Array("tail\nnext\n".utf8))
+        #expect(lines.map(\.text).last == "next")
+        var splitter = LineSplitter()
+        #expect(splitter.feed([UInt8](repeating: 0x61, count: LineSplitter.maximumRecordLength + 10) + Array("\n{}\n".utf8)) == [Array("{}".utf8)])
     }
 
     @Test func statsFollowTheSpec() throws {

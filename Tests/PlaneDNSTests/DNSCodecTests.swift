@@ -5,7 +5,7 @@ struct DNSCodecTests {
     func query(_ name: String, _ type: DNSRecordType, id: UInt16 = 0x1234, edns: EDNS? = nil) throws -> [UInt8] {
         var header = DNSHeader(id: id)
         header.recursionDesired = true
-        return DNSMessageWriter.serialize(DNSMessage(header: header, questions: [DNSQuestion(name: try DNSName(name), type: type)], edns: edns))
+        return try DNSMessageWriter.serialize(DNSMessage(header: header, questions: [DNSQuestion(name: try DNSName(name), type: type)], edns: edns))
     }
 
     @Test func queryBytesMatchTheRFCLayout() throws {
@@ -36,7 +36,7 @@ struct DNSCodecTests {
             ],
             authorities: [DNSResourceRecord(name: zone, ttl: 5, data: .soa(soa)), DNSResourceRecord(name: zone, ttl: 5, data: .ns(try DNSName("ns.plane.test")))],
             edns: edns)
-        let bytes = DNSMessageWriter.serialize(message)
+        let bytes = try DNSMessageWriter.serialize(message)
         let parsed = try DNSMessageReader.parse(bytes)
         #expect(parsed == message)
         // The answer owners are pointers to the question name (offset 12).

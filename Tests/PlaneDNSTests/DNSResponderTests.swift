@@ -19,7 +19,7 @@ struct DNSResponderTests {
         var header = DNSHeader(id: 99)
         header.recursionDesired = true
         let query = DNSMessage(header: header, questions: [DNSQuestion(name: try DNSName(name), type: type)], edns: edns)
-        let response = responder.respond(to: DNSMessageWriter.serialize(query), transport: transport)
+        let response = responder.respond(to: try DNSMessageWriter.serialize(query), transport: transport)
         return (try DNSMessageReader.parse(try #require(response.bytes)), response.outcome)
     }
 
@@ -62,7 +62,7 @@ struct DNSResponderTests {
     }
 
     @Test func ednsAndTruncation() throws {
-        let store = DNSRecordStore(zones: [zone])
+        let store = DNSRecordStore(zones: [zone], limits: .init(maxTextsPerName: 20))
         for index in 0..<20 { try store.addText(String(repeating: Character("\(index % 10)"), count: 200) + "\(index)", name: "big", zone: zone) }
         let responder = DNSResponder(store: store, authority: DNSAuthority())
         // Without EDNS, UDP answers stop at 512 bytes: TC set, no records.
@@ -83,6 +83,37 @@ struct DNSResponderTests {
         #expect(outcome == .badVersion && badVersion.responseCode == .badVersion)
     }
 
+    /// The most a store's limits allow at one name (255 TXT values of 16 KiB) is far more
+    /// than a DNS message holds: over UDP and TCP alike the answer is the question with TC,
+    /// never a length that does not fit its 16-bit field (which trapped before).
+    @Test(arguments: [DNSResponder.Transport.udp, .tcp])
+    func answersBeyondWhatDNSCanFrameAreTruncated(transport: DNSResponder.Transport) throws {
+        let store = DNSRecordStore(zones: [zone], limits: .init(maxTextsPerName: 255, maxTextBytes: 16_384))
+        for index in 0..<255 { try store.addText(String(repeating: "v", count: 16_384 - 3) + String(format: "%03d", index), name: "huge", zone: zone) }
+        let responder = DNSResponder(store: store, authority: DNSAuthority())
+        let (answer, outcome) = try ask(responder, "huge.plane.test", .txt, transport: transport)
+        #expect(outcome == .answered && answer.header.isTruncated && answer.answers.isEmpty && answer.questions.count == 1)
+        // One value of 16 KiB fits a TCP answer, split into 255-byte strings.
+        try store.addText(String(repeating: "w", count: 16_384), name: "one", zone: zone)
+        let (single, _) = try ask(responder, "one.plane.test", .txt, transport: .tcp)
+        #expect(!single.header.isTruncated && single.answers.count == 1)
+        guard case .txt(let strings) = single.answers.first?.data else { Issue.record("no TXT"); return }
+        #expect(strings.count == 65 && strings.reduce(0) { $0 + $1.count } == 16_384)
+    }
+
+    /// A query whose label holds a dot byte cannot name one of our records (its lookup key
+    /// would read as more labels): refused, not answered with another name's record.
+    @Test func labelsWithDotsAreRefused() throws {
+        let store = DNSRecordStore(zones: [zone])
+        try store.setAddress("12.12.12.12", name: "b", zone: zone)
+        let responder = DNSResponder(store: store, authority: DNSAuthority())
+        let name = DNSName(uncheckedLabels: [Array("x.b".utf8), Array("plane".utf8), Array("test".utf8)])
+        let query = DNSMessage(header: DNSHeader(id: 3), questions: [DNSQuestion(name: name, type: .a)])
+        let response = responder.respond(to: try DNSMessageWriter.serialize(query), transport: .udp)
+        #expect(response.outcome == .refused)
+        #expect(try ask(responder, "b.plane.test", .a).1 == .answered)
+    }
+
     @Test func malformedAndOddQueries() throws {
         let responder = try makeResponder()
         // Too short for a header: dropped.
@@ -90,21 +121,21 @@ struct DNSResponderTests {
         // A response (QR set) is never answered.
         var header = DNSHeader(id: 5)
         header.isResponse = true
-        #expect(responder.respond(to: DNSMessageWriter.serialize(DNSMessage(header: header)), transport: .udp).outcome == .dropped)
+        #expect(responder.respond(to: try DNSMessageWriter.serialize(DNSMessage(header: header)), transport: .udp).outcome == .dropped)
         // A header followed by garbage: FORMERR with the id.
         let garbage: [UInt8] = [0xAB, 0xCD, 0x01, 0x00, 0, 1, 0, 0, 0, 0, 0, 0, 0xFF, 0xFF]
         let formerr = responder.respond(to: garbage, transport: .udp)
         let parsed = try DNSMessageReader.parse(try #require(formerr.bytes))
         #expect(formerr.outcome == .formatError && parsed.header.id == 0xABCD && parsed.responseCode == .formatError)
         // No question, or two: FORMERR. Another opcode (NOTIFY): NOTIMP.
-        #expect(responder.respond(to: DNSMessageWriter.serialize(DNSMessage(header: DNSHeader(id: 1))), transport: .udp).outcome == .formatError)
+        #expect(responder.respond(to: try DNSMessageWriter.serialize(DNSMessage(header: DNSHeader(id: 1))), transport: .udp).outcome == .formatError)
         let question = DNSQuestion(name: zone, type: .a)
-        #expect(responder.respond(to: DNSMessageWriter.serialize(DNSMessage(header: DNSHeader(id: 1), questions: [question, question])), transport: .udp).outcome == .formatError)
+        #expect(responder.respond(to: try DNSMessageWriter.serialize(DNSMessage(header: DNSHeader(id: 1), questions: [question, question])), transport: .udp).outcome == .formatError)
         var notify = DNSHeader(id: 1)
         notify.opcode = 4
-        #expect(responder.respond(to: DNSMessageWriter.serialize(DNSMessage(header: notify, questions: [question])), transport: .udp).outcome == .notImplemented)
+        #expect(responder.respond(to: try DNSMessageWriter.serialize(DNSMessage(header: notify, questions: [question])), transport: .udp).outcome == .notImplemented)
         // Class CH: REFUSED.
         let chaos = DNSQuestion(name: zone, type: .txt, recordClass: DNSClass(rawValue: 3))
-        #expect(responder.respond(to: DNSMessageWriter.serialize(DNSMessage(header: DNSHeader(id: 1), questions: [chaos])), transport: .udp).outcome == .refused)
+        #expect(responder.respond(to: try DNSMessageWriter.serialize(DNSMessage(header: DNSHeader(id: 1), questions: [chaos])), transport: .udp).outcome == .refused)
     }
 }

@@ -100,7 +100,7 @@ struct DNSServerTests {
     @Test func garbageNeverStopsTheServer() async throws {
         try await withServer { server, store, port in
             try store.setAddress("12.12.12.12", name: "louie", zone: zone)
-            let valid = DNSMessageWriter.serialize(DNSMessage(header: DNSHeader(id: 1), questions: [DNSQuestion(name: try DNSName("louie.plane.test"), type: .a)]))
+            let valid = try DNSMessageWriter.serialize(DNSMessage(header: DNSHeader(id: 1), questions: [DNSQuestion(name: try DNSName("louie.plane.test"), type: .a)]))
             let client = try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton).bind(host: "127.0.0.1", port: 0).get()
             let target = try SocketAddress(ipAddress: "127.0.0.1", port: port)
             var generator = SystemRandomNumberGenerator()

@@ -41,17 +41,18 @@ struct HTTP1ParserTests {
     @Test(arguments: [1, 3, 7, Int.max])
     func requestsWithEachFramingInAnyPieces(step: Int) throws {
         let text = "GET /a?b=c HTTP/1.1\r\nHost: x\r\n\r\n"
-            + "POST /up HTTP/1.1\r\nContent-Length: 5\r\n\r\nhello"
+            + "POST /up HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\n\r\nhello"
             + "\r\n"  // a stray empty line before a request is allowed
             + "PUT /c HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n"
-            + "GET /lf HTTP/1.1\nHost: y\n\n"
+            + "OPTIONS * HTTP/1.1\r\nHost: y:8080\r\n\r\n"
+            + "GET http://Y:8080/abs?q HTTP/1.1\r\nHost: y:8080\r\n\r\n"
         let (items, parser) = try parse(text, step: step)
         #expect(items == [.head("GET /a?b=c 1.1"), .end,
                           .head("POST /up 1.1"), .body("hello"), .end,
                           .head("PUT /c 1.0"), .body("5;ext=1\r\nhello\r\n6\r\n world\r\n0\r\nX-Trailer: 1\r\n\r\n"), .end,
-                          .head("GET /lf 1.1"), .end])
+                          .head("OPTIONS * 1.1"), .end, .head("GET http://Y:8080/abs?q 1.1"), .end])
         #expect(parser.isBetweenMessages && parser.bufferedBytes == 0)
-        let decoded = try parse("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\nA\r\n0123456789\r\n0\r\n\r\n", step: step, decodeChunks: true)
+        let decoded = try parse("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip, chunked\r\n\r\n5\r\nhello\r\nA\r\n0123456789\r\n0\r\n\r\n", step: step, decodeChunks: true)
         #expect(decoded.items == [.head("POST / 1.1"), .body("hello0123456789"), .end])
     }
 
@@ -93,7 +94,7 @@ struct HTTP1ParserTests {
         // The method is compared as bytes, exactly (methods are case-sensitive).
         #expect(head.methodIs("GET") && !head.methodIs("GE") && !head.methodIs("GETS") && !head.methodIs("get") && !head.methodIs("HEAD"))
         var old = HTTP1Parser(kind: .request, maxHeadBytes: 4096)
-        old.append(ByteBuffer(string: "GET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\nConnection: close\r\n\r\n"))
+        old.append(ByteBuffer(string: "GET / HTTP/1.0\r\n\r\nGET / HTTP/1.1\r\nHost: h\r\nConnection: close\r\n\r\n"))
         guard case .head(let first) = try old.next(), case .end = try old.next(), case .head(let second) = try old.next() else { Issue.record("no heads"); return }
         #expect(!first.isKeepAlive && !second.isKeepAlive)
     }
@@ -122,21 +123,53 @@ struct HTTP1ParserTests {
     @Test(arguments: [
         "GET / HTTP/1.1\r\nHost : x\r\n\r\n",  // space before the colon
         "GET / HTTP/1.1\r\nHost: x\r\n folded\r\n\r\n",  // obsolete line folding
-        "GET / HTTP/1.1\r\nX: a\u{7}b\r\n\r\n",  // control character in a value
-        "GET / HTTP/1.1\r\nX: a\rb\r\n\r\n",  // bare CR
+        "GET / HTTP/1.1\r\nHost: x\r\nX: a\u{7}b\r\n\r\n",  // control character in a value
+        "GET / HTTP/1.1\r\nHost: x\r\nX: a\rb\r\n\r\n",  // bare CR
         "GET  / HTTP/1.1\r\n\r\n",  // two spaces
         "GET / HTTP/1.1 \r\n\r\n",
         "\u{1}\u{2}GARBAGE \r\n\r\n",
         "GET / FTP/1.1\r\n\r\n",
-        "POST / HTTP/1.1\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",  // smuggling
-        "POST / HTTP/1.1\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
-        "POST / HTTP/1.1\r\nContent-Length: -5\r\n\r\n",
-        "POST / HTTP/1.1\r\nContent-Length: 99999999999999999999\r\n\r\n",
-        "POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n",
-        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
-        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",  // chunk longer than its size
-        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n",  // size overflow
-        "POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\r\n",  // a trailer line a lax parser reads as the end
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nTransfer-Encoding: chunked\r\n\r\n",  // smuggling
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nContent-Length: 6\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: -5\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 99999999999999999999\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n2\r\nabc\r\n",  // chunk longer than its size
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nfffffffffffffffff\r\n",  // size overflow
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\r\n",  // a trailer line a lax parser reads as the end
+        // RFC 9112 §2.2: lines end with CRLF, in the head, chunk sizes, chunk data and trailers.
+        "GET / HTTP/1.1\nHost: x\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\n\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\nhello\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n5\r\nhello\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nT: 1\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\nnot a field\r\n\r\n",
+        // §6.1: chunked only once and last; a request's codings must end in it.
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, chunked\r\n\r\n0\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: gzip\r\n\r\n",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked, identity\r\n\r\n",
+        // §7.6.1: a Connection header that would make a proxy drop a framing or routing header.
+        "POST / HTTP/1.1\r\nHost: x\r\nContent-Length: 5\r\nConnection: Content-Length\r\n\r\nhello",
+        "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\nConnection: close, transfer-encoding\r\n\r\n0\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: x\r\nConnection: host\r\n\r\n",
+        // §3.2: one Host (HTTP/1.1 must have one), a valid one, agreeing with an absolute target.
+        "GET / HTTP/1.1\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n",
+        "GET / HTTP/1.0\r\nHost: a\r\nhost: a\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a/b\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a:80:80\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: a:123456\r\n\r\n",
+        "GET / HTTP/1.1\r\nHost: user@a\r\n\r\n",
+        "GET http://evil.example/ HTTP/1.1\r\nHost: b.plane.test\r\n\r\n",
+        "GET http://b.plane.test:81/ HTTP/1.1\r\nHost: b.plane.test\r\n\r\n",
+        "GET http://user@b.plane.test/ HTTP/1.1\r\nHost: b.plane.test\r\n\r\n",
+        "GET http:/b.plane.test/ HTTP/1.1\r\nHost: b.plane.test\r\n\r\n",
+        "GET ftp://b.plane.test/ HTTP/1.1\r\nHost: b.plane.test\r\n\r\n",
+        "GET relative HTTP/1.1\r\nHost: b.plane.test\r\n\r\n",
+        "GET * HTTP/1.1\r\nHost: b.plane.test\r\n\r\n",
     ])
     func malformedRequestsAreRefused(text: String) {
         #expect(throws: ProxyError.self) { _ = try parse(text) }
@@ -149,11 +182,41 @@ struct HTTP1ParserTests {
         // Refused before the whole head arrived, without waiting for its end.
         #expect { _ = try parse(String(large.prefix(4500))) } throws: { ($0 as? ProxyError)?.code == .headTooLarge }
         #expect { _ = try parse("GET / HTTP/2.0\r\n\r\n") } throws: { ($0 as? ProxyError)?.code == .unsupportedVersion }
-        #expect(try parse("GET / HTTP/1.1\r\nContent-Length: 3, 3\r\n\r\nabc").items == [.head("GET / 1.1"), .body("abc"), .end])
-        // Same values repeated are one length; a response with both headers follows the chunks.
-        #expect(try parse("HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n", kind: .response).items
-                == [.head("200 1.1"), .body("0\r\n\r\n"), .end])
-        #expect(throws: ProxyError.self) { _ = try parse("HTTP/1.1 2x0 OK\r\n\r\n", kind: .response) }
+        #expect(try parse("GET / HTTP/1.1\r\nHost: x\r\nContent-Length: 3, 3\r\n\r\nabc").items == [.head("GET / 1.1"), .body("abc"), .end])
+        // Same values repeated are one length; a response with both headers is refused (a 502),
+        // as are responses another parser could frame differently.
+        for response in ["HTTP/1.1 200 OK\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n\r\n",
+                         "HTTP/1.1 200 OK\nContent-Length: 0\r\n\r\n",
+                         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked, gzip, chunked\r\n\r\n",
+                         "HTTP/1.1 200 OK\r\nConnection: content-length\r\nContent-Length: 2\r\n\r\nok",
+                         "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n2\nok\r\n0\r\n\r\n",
+                         "HTTP/1.1 2x0 OK\r\n\r\n"] {
+            #expect(throws: ProxyError.self, "\(response)") { _ = try parse(response, kind: .response) }
+        }
+        // A coding after chunked ends a response by the close (RFC 9112 §6.3).
+        #expect(try parse("HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip\r\n\r\nzz", kind: .response).parser.framing == .untilClose)
+        // Header lines beyond max_header_count: the head is too large (431 / 502), named by its limit.
+        let many = "GET / HTTP/1.1\r\nHost: x\r\n" + String(repeating: "A: b\r\n", count: 99) + "\r\n"
+        #expect(try parse(many).items == [.head("GET / 1.1"), .end])
+        #expect { _ = try parse("GET / HTTP/1.1\r\nHost: x\r\n" + String(repeating: "A: b\r\n", count: 100) + "\r\n") } throws: {
+            ($0 as? ProxyError)?.code == .headTooLarge && ($0 as? ProxyError)?.limit == "proxy.max_header_count"
+        }
+        #expect { _ = try parse("HTTP/1.1 200 OK\r\n" + String(repeating: "A: b\r\n", count: 101) + "\r\n", kind: .response) } throws: {
+            ($0 as? ProxyError)?.limit == "proxy.max_header_count"
+        }
+        let trailers = "POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n0\r\n" + String(repeating: "T: 1\r\n", count: 101) + "\r\n"
+        #expect { _ = try parse(trailers, maxHeadBytes: 8192) } throws: { ($0 as? ProxyError)?.limit == "proxy.max_header_count" }
+        // Chunk extensions: at most 16 KiB per message, however they are spread.
+        let extensions = (0..<40).map { _ in "1;e=\(String(repeating: "x", count: 500))\r\na\r\n" }.joined()
+        #expect { _ = try parse("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + extensions + "0\r\n\r\n") } throws: {
+            ($0 as? ProxyError)?.message.contains("chunk extensions") == true
+        }
+        let fewExtensions = (0..<20).map { _ in "1;e=\(String(repeating: "x", count: 500))\r\na\r\n" }.joined()
+        #expect(try parse("POST / HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\n" + fewExtensions + "0\r\n\r\n").items.last == .end)
+        // CONNECT's authority form parses (the handler answers 405); HTTP/1.0 may omit Host.
+        #expect(try parse("CONNECT b.plane.test:443 HTTP/1.1\r\nHost: b.plane.test:443\r\n\r\n").items == [.head("CONNECT b.plane.test:443 1.1"), .end])
+        #expect(try parse("GET / HTTP/1.0\r\n\r\n").items == [.head("GET / 1.0"), .end])
+        #expect(try parse("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n").items == [.head("GET / 1.1"), .end])
     }
 
     @Test func headsAreRewrittenForTheBackendAndTheClient() throws {
@@ -179,20 +242,20 @@ struct HTTP1ParserTests {
         out.clear()
         ForwardedHeaders.writeDownstreamResponse(response, connection: .none, into: &out)
         #expect(String(buffer: out) == "HTTP/1.1 200 Fine Thanks\r\nContent-Length: 5\r\nSet-Cookie: a=1\r\nSet-Cookie: b=2\r\n\r\n")
-        let chunked = try head("HTTP/1.1 404\nTransfer-Encoding: chunked\n\n", kind: .response)
+        let chunked = try head("HTTP/1.1 404\r\nTransfer-Encoding: chunked\r\n\r\n", kind: .response)
         out.clear()
         ForwardedHeaders.writeDownstreamResponse(chunked, connection: .close, keepTransferEncoding: false, into: &out)
         #expect(String(buffer: out) == "HTTP/1.1 404\r\nConnection: close\r\n\r\n")
     }
 
     /// Heads are written into memory reserved once (`requestCapacity`/`responseCapacity`):
-    /// the worst case for that bound is many short lines ending in a bare LF (each gains a
-    /// byte as CRLF) and X-Forwarded-For and Host values that are written twice.
+    /// the worst case for that bound is many short lines and X-Forwarded-For and Host values
+    /// that are written twice.
     @Test func rewrittenHeadsFitTheCapacityReservedForThem() throws {
-        var text = "GET /a HTTP/1.1\nHost: h\n"
-        for index in 0..<200 { text += index % 2 == 0 ? "a:\n" : "X-Forwarded-For: \(index)\n" }
-        text += "\n"
-        var parser = HTTP1Parser(kind: .request, maxHeadBytes: 8192)
+        var text = "GET /a HTTP/1.1\r\nHost: h\r\n"
+        for index in 0..<200 { text += index % 2 == 0 ? "a:\r\n" : "X-Forwarded-For: \(index)\r\n" }
+        text += "\r\n"
+        var parser = HTTP1Parser(kind: .request, maxHeadBytes: 8192, maxHeaderCount: 1000)
         parser.append(ByteBuffer(string: text))
         guard case .head(let request) = try parser.next() else { Issue.record("no head"); return }
         let capacity = ForwardedHeaders.requestCapacity(request, target: "/a", clientAddress: "127.0.0.1", scheme: "https")
@@ -204,10 +267,10 @@ struct HTTP1ParserTests {
         let forwarded = (0..<200).filter { $0 % 2 == 1 }.map(String.init).joined(separator: ", ")
         #expect(written.hasSuffix("X-Forwarded-For: \(forwarded), 127.0.0.1\r\nX-Forwarded-Proto: https\r\nX-Forwarded-Host: h\r\n\r\n"))
 
-        var responseText = "HTTP/1.1 101 Switching\nUpgrade: websocket\n"
-        for _ in 0..<300 { responseText += "b:\n" }
-        responseText += "\n"
-        var responses = HTTP1Parser(kind: .response, maxHeadBytes: 8192)
+        var responseText = "HTTP/1.1 101 Switching\r\nUpgrade: websocket\r\n"
+        for _ in 0..<300 { responseText += "b:\r\n" }
+        responseText += "\r\n"
+        var responses = HTTP1Parser(kind: .response, maxHeadBytes: 8192, maxHeaderCount: 1000)
         responses.append(ByteBuffer(string: responseText))
         guard case .head(let response) = try responses.next() else { Issue.record("no head"); return }
         var head = ByteBufferAllocator().buffer(capacity: ForwardedHeaders.responseCapacity(response))
@@ -232,8 +295,8 @@ struct HTTP1ParserTests {
     @Test(arguments: [HTTP1Parser.Kind.request, .response])
     func randomInputNeverTraps(kind: HTTP1Parser.Kind) {
         let seeds = kind == .request
-            ? ["POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\n\r\n",
-               "PUT /c HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nT: 1\r\n\r\n"]
+            ? ["POST /up HTTP/1.1\r\nHost: a\r\nContent-Length: 5\r\n\r\nhelloGET / HTTP/1.1\r\nHost: a\r\n\r\n",
+               "PUT /c HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\n\r\n5;x=1\r\nhello\r\n1a\r\nabcdefghijklmnopqrstuvwxyz\r\n0\r\nT: 1\r\n\r\n"]
             : ["HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nokHTTP/1.1 100 Continue\r\n\r\n",
                "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\nHTTP/1.0 200 OK\r\n\r\nrest"]
         var random = SplitMix64(seed: kind == .request ? 1 : 2)

@@ -75,8 +75,13 @@ extension Duration {
         return Double(s) + Double(attos) / 1e18
     }
 
+    /// Nanoseconds, saturating (a timeout of `Int.max` seconds from a command line is "forever",
+    /// not an overflow).
     var timeAmount: Int64 {
         let (s, attos) = components
-        return s * 1_000_000_000 + attos / 1_000_000_000
+        let (nanoseconds, overflow) = s.multipliedReportingOverflow(by: 1_000_000_000)
+        if overflow { return s < 0 ? .min : .max }
+        let (sum, overflowed) = nanoseconds.addingReportingOverflow(attos / 1_000_000_000)
+        return overflowed ? (s < 0 ? .min : .max) : sum
     }
 }

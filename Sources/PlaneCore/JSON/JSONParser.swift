@@ -1,14 +1,22 @@
 /// A strict RFC 8259 JSON parser producing `JSONValue` with member order and number text
 /// preserved. Rejects trailing garbage, invalid escapes, lone surrogates, invalid UTF-8 and
-/// nesting deeper than `maximumDepth`.
+/// nesting deeper than `maximumDepth`; with `JSONLimits`, also documents, nesting and
+/// strings beyond them (`limitExceeded`, naming the limit's key).
 public struct JSONParser {
+    /// The deepest nesting any document may have, whatever the limits say (the parser
+    /// recurses once per level).
     public static let maximumDepth = 128
 
     private let bytes: [UInt8]
+    private let limits: JSONLimits
     private var index = 0
 
-    public static func parse<Bytes: Collection>(_ input: Bytes) throws(PlaneCoreError) -> JSONValue where Bytes.Element == UInt8 {
-        var parser = JSONParser(bytes: Array(input))
+    public static func parse<Bytes: Collection>(_ input: Bytes, limits: JSONLimits = .stored) throws(PlaneCoreError) -> JSONValue where Bytes.Element == UInt8 {
+        guard input.count <= limits.maxBytes else {
+            throw PlaneCoreError(.limitExceeded, "The JSON document has \(input.count) bytes; the limit is \(limits.maxBytes) (\(JSONLimits.maxBytesKey)).",
+                                 limit: JSONLimits.maxBytesKey)
+        }
+        var parser = JSONParser(bytes: Array(input), limits: limits)
         parser.skipWhitespace()
         let value = try parser.parseValue(depth: 0)
         parser.skipWhitespace()
@@ -18,11 +26,18 @@ public struct JSONParser {
         return value
     }
 
-    public static func parse(_ text: String) throws(PlaneCoreError) -> JSONValue {
-        try parse(Array(text.utf8))
+    public static func parse(_ text: String, limits: JSONLimits = .stored) throws(PlaneCoreError) -> JSONValue {
+        try parse(Array(text.utf8), limits: limits)
     }
 
-    private init(bytes: [UInt8]) { self.bytes = bytes }
+    private init(bytes: [UInt8], limits: JSONLimits) {
+        self.bytes = bytes
+        self.limits = limits
+    }
+
+    private func limitExceeded(_ what: String, _ key: String) -> PlaneCoreError {
+        PlaneCoreError(.limitExceeded, "JSON at byte \(index): \(what) (\(key)).", limit: key)
+    }
 
     private func error(_ what: String) -> PlaneCoreError {
         PlaneCoreError(.malformedJSON, "Malformed JSON at byte \(index): \(what).")
@@ -41,8 +56,10 @@ public struct JSONParser {
         guard depth < Self.maximumDepth else { throw error("nesting deeper than \(Self.maximumDepth) levels") }
         guard index < bytes.count else { throw error("unexpected end of input") }
         switch bytes[index] {
-        case UInt8(ascii: "{"): return try parseObject(depth: depth)
-        case UInt8(ascii: "["): return try parseArray(depth: depth)
+        case UInt8(ascii: "{"), UInt8(ascii: "["):
+            // `maxDepth` counts nested objects and arrays.
+            guard depth < limits.maxDepth else { throw limitExceeded("more than \(limits.maxDepth) nested objects and arrays", JSONLimits.maxDepthKey) }
+            return bytes[index] == UInt8(ascii: "{") ? try parseObject(depth: depth) : try parseArray(depth: depth)
         case UInt8(ascii: "\""): return .string(try parseString())
         case UInt8(ascii: "t"): try expectLiteral("true"); return .bool(true)
         case UInt8(ascii: "f"): try expectLiteral("false"); return .bool(false)
@@ -133,6 +150,9 @@ public struct JSONParser {
             guard index < bytes.count, isDigit(bytes[index]) else { throw error("invalid number") }
             while index < bytes.count, isDigit(bytes[index]) { index += 1 }
         }
+        guard index - start <= limits.maxStringBytes else {
+            throw limitExceeded("a number of \(index - start) characters is longer than \(limits.maxStringBytes)", JSONLimits.maxStringBytesKey)
+        }
         return String(decoding: bytes[start..<index], as: UTF8.self)
     }
 
@@ -142,6 +162,9 @@ public struct JSONParser {
         index += 1
         var out: [UInt8] = []
         while true {
+            guard out.count <= limits.maxStringBytes else {
+                throw limitExceeded("a string is longer than \(limits.maxStringBytes) bytes", JSONLimits.maxStringBytesKey)
+            }
             guard index < bytes.count else { throw error("unterminated string") }
             let byte = bytes[index]
             switch byte {

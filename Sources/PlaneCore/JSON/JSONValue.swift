@@ -59,12 +59,32 @@ public enum JSONValue: Sendable, Hashable {
     }
 }
 
-/// JSON object members in document order. Lookup is linear: wire objects are small.
+/// JSON object members in document order. Lookup is linear while an object is small (wire
+/// objects are) and goes through an index beyond `indexedCount` members, so that a peer's
+/// object with many thousands of members costs linear time to decode, not quadratic.
 public struct JSONObject: Sendable, Hashable {
     public private(set) var members: [(key: String, value: JSONValue)]
+    /// Key → position of its last occurrence, for objects of more than `indexedCount` members.
+    private var index: [String: Int]?
+
+    static let indexedCount = 16
 
     public init() { members = [] }
-    public init(_ members: [(String, JSONValue)]) { self.members = members.map { (key: $0.0, value: $0.1) } }
+    public init(_ members: [(String, JSONValue)]) {
+        self.members = members.map { (key: $0.0, value: $0.1) }
+        rebuildIndex()
+    }
+
+    private mutating func rebuildIndex() {
+        guard members.count > Self.indexedCount else {
+            index = nil
+            return
+        }
+        var positions: [String: Int] = [:]
+        positions.reserveCapacity(members.count)
+        for (position, member) in members.enumerated() { positions[member.key] = position }
+        index = positions
+    }
 
     public var count: Int { members.count }
     public var keys: [String] { members.map(\.key) }
@@ -72,13 +92,20 @@ public struct JSONObject: Sendable, Hashable {
     public subscript(key: String) -> JSONValue? {
         get {
             // Like serde_json, the last occurrence of a duplicated key wins.
-            members.last(where: { $0.key == key })?.value
+            if let index { return index[key].map { members[$0].value } }
+            return members.last(where: { $0.key == key })?.value
         }
         set {
-            if let index = members.firstIndex(where: { $0.key == key }) {
-                if let newValue { members[index].value = newValue } else { members.remove(at: index) }
+            if let position = index?[key] ?? members.lastIndex(where: { $0.key == key }) {
+                if let newValue {
+                    members[position].value = newValue
+                } else {
+                    members.remove(at: position)
+                    rebuildIndex()
+                }
             } else if let newValue {
                 members.append((key: key, value: newValue))
+                if index != nil { index?[key] = members.count - 1 } else if members.count > Self.indexedCount { rebuildIndex() }
             }
         }
     }

@@ -3,10 +3,14 @@
 /// integer field, as serde_json does), unknown keys are ignored, and every failure becomes a
 /// `PlaneCoreError` naming the offending field.
 public struct WireDecoder: Sendable {
-    public init() {}
+    /// Bounds on the documents decoded (`JSONLimits.wire` unless said otherwise; a process's
+    /// own store uses `.stored`).
+    public var limits: JSONLimits
+
+    public init(limits: JSONLimits = .wire) { self.limits = limits }
 
     public func decode<T: Decodable, Bytes: Collection>(_ type: T.Type, from bytes: Bytes) throws(PlaneCoreError) -> T where Bytes.Element == UInt8 {
-        let value = try JSONParser.parse(bytes)
+        let value = try JSONParser.parse(bytes, limits: limits)
         return try decode(type, from: value)
     }
 
