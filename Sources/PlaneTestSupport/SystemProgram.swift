@@ -87,6 +87,23 @@ extension SystemProgram {
             Thread.detachNewThread { continuation.resume(with: Result { try work() }) }
         }
     }
+
+    /// `offThePool` that gives up after `timeout` (nil then): for work that must not block,
+    /// so that a test of it fails instead of hanging. The thread of work that does block is
+    /// left behind.
+    public static func offPool<T: Sendable>(timeout: Duration, _ work: @escaping @Sendable () -> T) async throws -> T? {
+        await withCheckedContinuation { (continuation: CheckedContinuation<T?, Never>) in
+            let resumed = Mutex(false)
+            let resume: @Sendable (T?) -> Void = { value in
+                if resumed.withLock({ done in defer { done = true }; return !done }) { continuation.resume(returning: value) }
+            }
+            Thread.detachNewThread { resume(work()) }
+            Thread.detachNewThread {
+                Thread.sleep(forTimeInterval: Double(timeout.components.seconds) + Double(timeout.components.attoseconds) / 1e18)
+                resume(nil)
+            }
+        }
+    }
 }
 
 public struct TestSupportError: Error, CustomStringConvertible, Sendable {

@@ -153,4 +153,103 @@ struct LayerUnpackerTests {
         let cut = try layer { try $0.append(path: "a.txt", kind: .file(Array(repeating: 65, count: 2000)), mode: 0o644) }.prefix(1000)
         #expect { try unpack(Array(cut), into: root) } throws: { ($0 as? RuntimeError)?.message.contains("ends") ?? false }
     }
+
+    func unpack(_ bytes: [UInt8], limits: OCIImageLimits) throws -> String {
+        let root = try TestEnvironment.temporaryDirectory("layer")
+        var reader = TarReader(MemoryByteSource(bytes), what: "test layer", limits: limits)
+        var unpacker = LayerUnpacker(root: root, mode: .overlayLayer, what: "test layer")
+        try unpacker.unpack(&reader)
+        return root
+    }
+
+    /// Every number a header or PAX record carries is range-checked before any arithmetic:
+    /// each of these trapped the drone (an arithmetic overflow or an out-of-range uid_t).
+    @Test func hostileNumbersAreErrorsNotTraps() throws {
+        let cases: [(String, (inout CraftedTar) -> Void, String)] = [
+            ("PAX size 2^63-1", { $0.pax([("size", "9223372036854775807")]); $0.entry("big", .file) }, "max_file_bytes"),
+            ("PAX size beyond Int64", { $0.pax([("size", "99999999999999999999")]); $0.entry("big", .file) }, "size"),
+            ("negative PAX size", { $0.pax([("size", "-1")]); $0.entry("neg", .file) }, "size"),
+            ("base-256 size of a directory", { $0.entry("dir/", .directory, sizeField: CraftedTar.base256(1 << 50)) }, "max_file_bytes"),
+            ("base-256 size beyond Int64", { $0.entry("dir/", .directory, sizeField: CraftedTar.base256(UInt64.max)) }, "overflows"),
+            ("PAX size 2^63-1 of a symlink (its data is skipped)", { $0.pax([("size", "9223372036854775807")]); $0.entry("link", .symlink, link: "x") }, "max_file_bytes"),
+            ("PAX record length 2^63-1", { $0.pax([("path", "x")], lengths: [Int.max]) ; $0.entry("x", .file) }, "PAX"),
+            ("PAX record length shorter than its key", { $0.pax([("path", "x")], lengths: [2]); $0.entry("x", .file) }, "PAX"),
+            ("negative PAX uid", { $0.pax([("uid", "-1")]); $0.entry("f", .file) }, "uid"),
+            ("PAX uid 2^32", { $0.pax([("uid", "4294967296")]); $0.entry("f", .file) }, "uid"),
+            ("PAX gid 2^32-1", { $0.pax([("gid", "4294967295")]); $0.entry("f", .file) }, "gid"),
+            ("PAX uid not a number", { $0.pax([("uid", "root")]); $0.entry("f", .file) }, "uid"),
+            ("extended headers of 2 MiB", { tar in
+                for index in 0..<3 { tar.pax([("comment\(index)", String(repeating: "c", count: 700_000))]) }
+                tar.entry("f", .file)
+            }, "1 MiB"),
+        ]
+        for (name, build, expected) in cases {
+            var tar = CraftedTar()
+            build(&tar)
+            let error = try #require(throws: RuntimeError.self, "\(name)") { _ = try unpack(tar.finish(), limits: OCIImageLimits()) }
+            #expect((error.message + (error.limit ?? "")).contains(expected), "\(name): \(error.message)")
+        }
+        // A large PAX uid within range is kept.
+        var tar = CraftedTar()
+        tar.pax([("uid", "4294967294"), ("gid", "70000")])
+        tar.entry("f", .file, data: Array("x".utf8))
+        var reader = TarReader(MemoryByteSource(tar.finish()), what: "test layer")
+        let entry = try #require(try reader.next())
+        #expect(entry.uid == 4_294_967_294 && entry.gid == 70_000)
+    }
+
+    /// What one layer may hold is bounded, so a decompression bomb or a layer of a million
+    /// tiny files ends at the limit named, with nothing beyond it written.
+    @Test func layerLimitsAreEnforced() throws {
+        var limits = OCIImageLimits()
+        limits.maxLayerEntries = 3
+        limits.maxFileBytes = 1000
+        limits.maxLayerUnpackedBytes = 1500
+        func refusal(_ build: (inout CraftedTar) -> Void) -> String? {
+            var tar = CraftedTar()
+            build(&tar)
+            do { _ = try unpack(tar.finish(), limits: limits); return nil } catch { return (error as? RuntimeError)?.limit ?? "other: \(error)" }
+        }
+        #expect(refusal { for index in 0..<4 { $0.entry("f\(index)", .file) } } == "agent.oci.max_layer_entries")
+        #expect(refusal { $0.entry("big", .file, data: [UInt8](repeating: 1, count: 1001)) } == "agent.oci.max_file_bytes")
+        #expect(refusal { tar in for index in 0..<2 { tar.entry("f\(index)", .file, data: [UInt8](repeating: 1, count: 800)) } } == "agent.oci.max_layer_unpacked_bytes")
+        #expect(refusal { tar in for index in 0..<3 { tar.entry("f\(index)", .file, data: [UInt8](repeating: 1, count: 500)) } } == nil)
+        // A gzip bomb: 64 MiB of zeros in a file, about 64 KiB compressed, stops at the limit.
+        let directory = try TestEnvironment.temporaryDirectory("bomb")
+        var bomb = CraftedTar()
+        bomb.entry("zeros", .file, data: [UInt8](repeating: 0, count: 64 << 20))
+        _ = FileManager.default.createFile(atPath: "\(directory)/layer.tar", contents: Data(bomb.finish()))
+        let gzip = Process()
+        gzip.executableURL = URL(fileURLWithPath: "/bin/sh")
+        gzip.arguments = ["-c", "gzip -9 -c '\(directory)/layer.tar' > '\(directory)/layer.tar.gz'"]
+        try gzip.run()
+        gzip.waitUntilExit()
+        var small = OCIImageLimits()
+        small.maxLayerUnpackedBytes = 1 << 20
+        let root = try TestEnvironment.temporaryDirectory("bomb-root")
+        let error = try #require(throws: RuntimeError.self) {
+            try LayerArchive.unpack(blob: "\(directory)/layer.tar.gz", compression: .gzip, expectedDigest: nil, into: root, mode: .overlayLayer, what: "bomb", limits: small)
+        }
+        #expect(error.limit == "agent.oci.max_file_bytes" || error.limit == "agent.oci.max_layer_unpacked_bytes")
+        #expect(fileType("\(root)/zeros") == nil, "nothing of the bomb's file was written")
+    }
+
+    /// Paths deeper than 256 directories or longer than PATH_MAX are refused before anything
+    /// is created for them; `trusted.*` attributes (overlayfs's own) never come from a layer.
+    @Test func deepTreesAndHostAttributesAreRefused() throws {
+        var deep = CraftedTar()
+        deep.pax([("path", (0..<300).map { _ in "d" }.joined(separator: "/") + "/file")])
+        deep.entry("x", .file)
+        #expect { _ = try unpack(deep.finish(), limits: OCIImageLimits()) } throws: { ($0 as? RuntimeError)?.message.contains("deep") ?? false }
+        var long = CraftedTar()
+        long.pax([("path", String(repeating: "a", count: 5000))])
+        long.entry("x", .file)
+        #expect { _ = try unpack(long.finish(), limits: OCIImageLimits()) } throws: { ($0 as? RuntimeError)?.message.contains("4096") ?? false }
+        var attributes = CraftedTar()
+        attributes.pax([("SCHILY.xattr.trusted.overlay.opaque", "y"), ("SCHILY.xattr.user.note", "kept")])
+        attributes.entry("dir/", .directory, mode: 0o755)
+        let root = try unpack(attributes.finish(), limits: OCIImageLimits())
+        var value = [UInt8](repeating: 0, count: 8)
+        #expect(lgetxattr("\(root)/dir", "trusted.overlay.opaque", &value, value.count) < 0)
+    }
 }
