@@ -1,6 +1,6 @@
 import ContainerRuntime
 import Foundation
-import TOMLKit
+import PlaneCore
 
 /// A plugin's `runtime.toml`: who it is and how to start it.
 ///
@@ -49,32 +49,40 @@ public struct RuntimePluginManifest: Sendable, Hashable {
 
     public static func parse(_ text: String, directory: String) throws(RuntimeError) -> RuntimePluginManifest {
         let path = directory + "/runtime.toml"
-        let table: TOMLTable
+        let table: ConfigTable
         do {
-            table = try TOMLTable(string: text)
+            table = try TOMLParser.parse(text)
         } catch {
-            throw RuntimeError(.invalidSpec, "The runtime plugin manifest \(path) is not valid TOML.", underlying: error)
+            throw RuntimeError(.invalidSpec, "The runtime plugin manifest \(path) is not valid TOML: \(error).")
         }
         func string(_ key: String, required: Bool = true) throws(RuntimeError) -> String? {
             guard let value = table[key] else {
                 if required { throw RuntimeError(.invalidSpec, "\(path): \"\(key)\" is missing.") }
                 return nil
             }
-            guard let text = value.string else { throw RuntimeError(.invalidSpec, "\(path): \"\(key)\" must be a string.") }
+            guard case .string(let text) = value else { throw RuntimeError(.invalidSpec, "\(path): \"\(key)\" must be a string.") }
             return text
         }
         let known: Set<String> = ["name", "version", "description", "protocol_versions", "executable", "args"]
         if let unknown = table.keys.first(where: { !known.contains($0) }) {
             throw RuntimeError(.invalidSpec, "\(path): unknown key \"\(unknown)\"; the keys are \(known.sorted().joined(separator: ", ")).")
         }
-        guard let versions = table["protocol_versions"]?.array?.compactMap({ $0.int }), !versions.isEmpty,
-              versions.count == table["protocol_versions"]?.array?.count else {
+        var versions: [Int] = []
+        if case .array(let values)? = table["protocol_versions"] {
+            for value in values {
+                if case .integer(let number) = value, let version = Int(exactly: number) { versions.append(version) } else { versions = []; break }
+            }
+        }
+        guard !versions.isEmpty else {
             throw RuntimeError(.invalidSpec, "\(path): \"protocol_versions\" must be a non-empty list of integers, e.g. [1].")
         }
         var arguments: [String] = []
         if let args = table["args"] {
-            guard let list = args.array, list.allSatisfy({ $0.string != nil }) else { throw RuntimeError(.invalidSpec, "\(path): \"args\" must be a list of strings.") }
-            arguments = list.compactMap(\.string)
+            guard case .array(let list) = args else { throw RuntimeError(.invalidSpec, "\(path): \"args\" must be a list of strings.") }
+            for item in list {
+                guard case .string(let text) = item else { throw RuntimeError(.invalidSpec, "\(path): \"args\" must be a list of strings.") }
+                arguments.append(text)
+            }
         }
         let name = try string("name")!
         guard !name.isEmpty, name.allSatisfy({ $0.isASCII && ($0.isLetter || $0.isNumber || $0 == "-" || $0 == "_") }) else {
