@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: bootstrap build release dev test bench bench-nats bench-runtime bench-controller bench-proxy image clean
+.PHONY: bootstrap build release dev test fuzz bench bench-nats bench-runtime bench-controller bench-proxy image clean
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -28,12 +28,18 @@ dev: build
 	.build/debug/plane dev
 
 # Starts dockerd for the Docker runtime tests when none runs (and stops it afterwards),
-# checks the image plugin end to end, then runs every test.
+# checks the image plugin end to end, runs every test, then every fuzz target over its
+# corpus and briefly (scripts/fuzz.sh --ci: a libFuzzer build in .build-fuzz).
 test: bootstrap
 	swift build --build-tests
 	bash scripts/test-python.sh
 	bash scripts/docker-daemon.sh start
-	status=0; bash scripts/check-image.sh && bash scripts/run-tests.sh || status=$$?; bash scripts/docker-daemon.sh stop >/dev/null; exit $$status
+	status=0; bash scripts/check-image.sh && bash scripts/run-tests.sh || status=$$?; bash scripts/docker-daemon.sh stop >/dev/null; \
+	bash scripts/fuzz.sh --ci || status=$$?; exit $$status
+
+# Every fuzz target under libFuzzer for FUZZ_SECONDS (default 60) each; prints executions/s.
+fuzz: bootstrap
+	bash scripts/fuzz.sh
 
 bench: bench-nats bench-runtime bench-controller bench-proxy
 
@@ -48,7 +54,7 @@ bench-runtime: bootstrap
 	bash scripts/bench-runtime.sh
 
 clean:
-	rm -rf .build .venv-bench
+	rm -rf .build .build-fuzz .venv-bench
 
 bench-controller: bootstrap
 	bash scripts/bench-controller.sh

@@ -23,7 +23,6 @@ let package = Package(
         .package(url: "https://github.com/swift-server/swift-service-lifecycle.git", from: "2.13.0"),
         .package(url: "https://github.com/apple/swift-crypto.git", from: "4.5.2"),
         .package(url: "https://github.com/swift-server/async-http-client.git", from: "1.37.0"),
-        .package(url: "https://github.com/LebJe/TOMLKit.git", from: "0.6.0"),
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
@@ -162,7 +161,6 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
         .target(
@@ -239,7 +237,6 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
-                .product(name: "TOMLKit", package: "TOMLKit"),
             ]
         ),
         .executableTarget(
@@ -308,6 +305,26 @@ let package = Package(
                 "PlaneTestSupport",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
+        ),
+        // The parsers of outside bytes as fuzz targets (docs/security.md, "Fuzzing"), the
+        // executable that runs them (libFuzzer in `make fuzz`; corpus replay otherwise), and
+        // the tests that replay the corpus, crash reproducers included.
+        .target(
+            name: "PlaneFuzzTargets",
+            dependencies: [
+                "PlaneCore", "PlaneDNS", "PlaneProxy", "NATS", "OCIRuntime", "ContainerRuntime", "RuntimePluginProtocol", "PlaneCommands",
+                "PlaneController", "PlaneACME", "DockerRuntime", "ImageBuilder", "CZlib", "CZstd",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .executableTarget(
+            name: "plane-fuzz",
+            dependencies: ["PlaneFuzzTargets"]
+        ),
+        .testTarget(
+            name: "PlaneFuzzTests",
+            dependencies: ["PlaneFuzzTargets", "PlaneTestSupport"]
         ),
         .testTarget(
             name: "PlaneCoreTests",

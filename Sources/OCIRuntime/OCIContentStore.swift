@@ -133,7 +133,7 @@ public actor OCIContentStore {
             throw RuntimeError(.imageUnavailable, "Image \(name): registry \(reference.registry) sent a manifest of type '\(type ?? "?")', which this runtime does not read (it reads OCI and Docker schema 2).")
         }
         let manifest = try OCIJSON.decode(OCIImageManifest.self, from: data, what: "manifest", image: name)
-        try check(manifest, image: name)
+        try limits.check(manifest, image: name)
         try writeAtomically(data, to: blobPath(digest))
         let configPath = blobPath(manifest.config.digest)
         try await once("blob \(manifest.config.digest)") { [registry = self.registry] in
@@ -205,7 +205,7 @@ public actor OCIContentStore {
             data = try verified(manifestDigest, limit: limits.maxManifestBytes, key: manifestKey)
         }
         let manifest = try OCIJSON.decode(OCIImageManifest.self, from: data, what: "manifest", image: reference)
-        try check(manifest, image: reference)
+        try limits.check(manifest, image: reference)
         let configData = try verified(manifest.config.digest, limit: Int(limits.maxConfigBytes), key: "agent.oci.max_config_bytes")
         let configuration = try OCIJSON.decode(OCIImageConfiguration.self, from: configData, what: "configuration", image: reference)
         for layer in manifest.layers {
@@ -217,21 +217,6 @@ public actor OCIContentStore {
     private func readConfiguration(at path: String, image: String) throws(RuntimeError) -> OCIImageConfiguration {
         let data = try BoundedFileReader.read(path, limit: Int(limits.maxConfigBytes), what: "The configuration of image \(image)", limitKey: "agent.oci.max_config_bytes")
         return try OCIJSON.decode(OCIImageConfiguration.self, from: Data(data), what: "configuration", image: image)
-    }
-
-    /// What a manifest asks the store to download, within `limits` before any of it is
-    /// fetched: the number of layers, the config's and each layer's size (a size of its own
-    /// the registry must then keep to: blobs are cut off and refused beyond it).
-    nonisolated func check(_ manifest: OCIImageManifest, image: String) throws(RuntimeError) {
-        guard manifest.layers.count <= limits.maxLayers else {
-            throw OCIImageLimits.exceeded("max_layers", "Image \(image) has \(manifest.layers.count) layers, more than \(limits.maxLayers)")
-        }
-        guard manifest.config.size >= 0, manifest.config.size <= limits.maxConfigBytes else {
-            throw OCIImageLimits.exceeded("max_config_bytes", "Image \(image) has a configuration of \(manifest.config.size) bytes, more than \(limits.maxConfigBytes)")
-        }
-        for layer in manifest.layers where layer.size < 0 || layer.size > limits.maxLayerBytes {
-            throw OCIImageLimits.exceeded("max_layer_bytes", "Image \(image) has a layer \(layer.digest) of \(layer.size) bytes, more than \(limits.maxLayerBytes)")
-        }
     }
 
     func layerIsUnpacked(_ digest: OCIDigest) -> Bool { FileManager.default.fileExists(atPath: layerPath(digest)) }

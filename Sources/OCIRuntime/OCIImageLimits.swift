@@ -32,6 +32,21 @@ public struct OCIImageLimits: Sendable, Hashable {
 
     public init() {}
 
+    /// What a manifest asks the drone to download, within the limits before any of it is
+    /// fetched: the number of layers, the config's and each layer's size (a size of its own
+    /// the registry must then keep to: blobs are cut off and refused beyond it).
+    func check(_ manifest: OCIImageManifest, image: String) throws(RuntimeError) {
+        guard manifest.layers.count <= maxLayers else {
+            throw Self.exceeded("max_layers", "Image \(image) has \(manifest.layers.count) layers, more than \(maxLayers)")
+        }
+        guard manifest.config.size >= 0, manifest.config.size <= maxConfigBytes else {
+            throw Self.exceeded("max_config_bytes", "Image \(image) has a configuration of \(manifest.config.size) bytes, more than \(maxConfigBytes)")
+        }
+        for layer in manifest.layers where layer.size < 0 || layer.size > maxLayerBytes {
+            throw Self.exceeded("max_layer_bytes", "Image \(image) has a layer \(layer.digest) of \(layer.size) bytes, more than \(maxLayerBytes)")
+        }
+    }
+
     static func exceeded(_ key: String, _ message: String) -> RuntimeError {
         RuntimeError(.imageUnavailable, "\(message) ([agent.oci] \(key)).", limit: "agent.oci.\(key)")
     }

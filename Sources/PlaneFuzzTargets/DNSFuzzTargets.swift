@@ -1,0 +1,39 @@
+@testable import PlaneDNS
+
+/// The DNS server's packet handling: the reader on any bytes, and the responder (bytes in,
+/// bytes out) over a store with records, whose every answer must parse and fit.
+enum DNSFuzzTargets {
+    static let message = FuzzTarget("dns-message", "DNSMessageReader on any packet; what parses is written again and must read back the same.") { raw in
+        let bytes = Array(raw)
+        _ = DNSMessageReader.header(of: bytes)
+        guard let message = try? DNSMessageReader.parse(bytes) else { return }
+        guard let written = try? DNSMessageWriter.serialize(message) else { return }
+        let again = try? DNSMessageReader.parse(written)
+        FuzzTarget.require(again != nil, "a message the writer wrote does not parse")
+    }
+
+    /// A store like a controller's: addresses, TXT values (one long), an empty non-terminal.
+    static let store: DNSRecordStore = {
+        let zone = try! DNSName("plane.test")
+        let store = DNSRecordStore(zones: [zone, try! DNSName("other.example")], ttl: .seconds(1 << 40),
+                                   limits: .init(maxRecords: 1000, maxTextsPerName: 255, maxTextBytes: 16_384))
+        try! store.setAddress("12.12.12.12", name: "abc", zone: zone)
+        try! store.setAddress("2001:db8::1", name: "six", zone: zone)
+        try! store.setAddress("12.12.12.13", name: "a.b.deep", zone: zone)
+        try! store.addText("challenge-value", name: "_acme-challenge", zone: zone)
+        for index in 0..<8 { try! store.addText(String(repeating: "t", count: 16_000) + "\(index)", name: "big", zone: zone) }
+        return store
+    }()
+    static let authoritative = DNSResponder(store: store, authority: DNSAuthority())
+
+    static let responder = FuzzTarget("dns-responder", "DNSResponder on any packet over UDP and TCP: every answer parses, is a response, and fits its transport.") { raw in
+        var input = FuzzInput(raw)
+        let transport: DNSResponder.Transport = input.byte() & 1 == 0 ? .udp : .tcp
+        let packet = input.rest()
+        let response = authoritative.respond(to: packet, transport: transport)
+        guard let bytes = response.bytes else { return }
+        FuzzTarget.require(bytes.count <= (transport == .udp ? 4096 : DNSMessageWriter.maximumLength), "an answer of \(bytes.count) bytes over \(transport)")
+        let parsed = try? DNSMessageReader.parse(bytes)
+        FuzzTarget.require(parsed?.header.isResponse == true, "an answer that does not parse as a response")
+    }
+}

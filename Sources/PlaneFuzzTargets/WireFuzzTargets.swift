@@ -1,0 +1,74 @@
+import ContainerRuntime
+import PlaneController
+import PlaneCore
+
+/// The wire JSON of every message a NATS client can send to a controller or a drone, and
+/// of the records controllers keep in JetStream KV: decoded with the wire limits; what
+/// decodes is encoded again and must decode to the same value; spawns go through the
+/// checks and conversions a drone applies (where a huge `cpu_period` trapped).
+enum WireFuzzTargets {
+    /// One decoder per message type, by the type's name; the first input byte picks one.
+    static let decoders: [(name: String, decode: @Sendable ([UInt8]) -> Void)] = [
+        ("ScheduleRequest", { roundTrip(ScheduleRequest.self, $0) { request in
+            _ = try? SpawnLimits().check(request.executable, metadata: request.metadata)
+            spawnConversions(request.executable)
+        } }),
+        ("SpawnRequest", { roundTrip(SpawnRequest.self, $0) { spawn in
+            if (try? SpawnLimits().check(spawn.executable, metadata: spawn.metadata)) != nil { spawnConversions(spawn.executable) }
+            _ = spawn.maxIdleSeconds.duration
+        } }),
+        ("ScheduleResponse", { roundTrip(ScheduleResponse.self, $0) }),
+        ("TerminationRequest", { roundTrip(TerminationRequest.self, $0) }),
+        ("DrainDrone", { roundTrip(DrainDrone.self, $0) }),
+        ("DroneStatusMessage", { roundTrip(DroneStatusMessage.self, $0) }),
+        ("DroneConnectRequest", { roundTrip(DroneConnectRequest.self, $0) }),
+        ("UpdateBackendStateMessage", { roundTrip(UpdateBackendStateMessage.self, $0) { update in
+            _ = Timestamp.now().duration(since: update.time)
+            _ = update.time.rfc3339
+        } }),
+        ("BackendStateMessage", { roundTrip(BackendStateMessage.self, $0) }),
+        ("SetDnsRecord", { roundTrip(SetDnsRecord.self, $0) }),
+        ("SetAcmeDnsRecord", { roundTrip(SetAcmeDnsRecord.self, $0) }),
+        ("DroneLogMessage", { roundTrip(DroneLogMessage.self, $0) }),
+        ("BackendLogHistoryRequest", { roundTrip(BackendLogHistoryRequest.self, $0) }),
+        ("BackendStatsMessage", { roundTrip(BackendStatsMessage.self, $0) }),
+        ("LogMessage", { roundTrip(LogMessage.self, $0) }),
+        ("DroneLogMessages", { roundTrip([DroneLogMessage].self, $0) }),
+        ("BackendRecord", { roundTrip(BackendRecord.self, $0) { record in _ = Timestamp.now().duration(since: record.time) } }),
+        ("LockRecord", { roundTrip(LockRecord.self, $0) { lock in _ = Timestamp.now().duration(since: lock.created) } }),
+        ("Bool", { roundTrip(Bool.self, $0) }),
+        ("NullReply", { roundTrip(NullReply.self, $0) }),
+    ]
+
+    static let messages = FuzzTarget("wire-json", "Every wire message type and KV record: decoded with the wire limits, re-encoded and decoded to the same value; spawns through the drone's conversions.") { raw in
+        var input = FuzzInput(raw)
+        let choice = Int(input.byte()) % decoders.count
+        decoders[choice].decode(input.rest())
+    }
+
+    static func roundTrip<T: Codable & Hashable>(_ type: T.Type, _ bytes: [UInt8], then check: (T) -> Void = { _ in }) {
+        guard let value = try? WireDecoder().decode(T.self, from: bytes) else { return }
+        check(value)
+        guard let encoded = try? WireEncoder().encode(value) else {
+            FuzzTarget.require(false, "a decoded \(T.self) does not encode")
+            return
+        }
+        let again = try? WireDecoder(limits: .stored).decode(T.self, from: encoded)
+        FuzzTarget.require(again == value, "a \(T.self) changed in an encode and decode: \(String(decoding: encoded, as: UTF8.self))")
+    }
+
+    /// What the drone makes of an accepted spawn's executable.
+    static func spawnConversions(_ executable: DockerExecutableConfig) {
+        guard let limits = try? ResourceLimitsSpec(wire: executable.resourceLimits) else { return }
+        _ = try? limits.validate()
+        for mount in executable.volumeMounts { _ = try? MountSpec(wire: mount) }
+    }
+
+    static let httpSpawn = FuzzTarget("http-spawn", "The controller HTTP API's spawn body (HTTPSpawnRequest) and the schedule request made of it.") { raw in
+        guard let request = try? HTTPSpawnRequest.parse(Array(raw)) else { return }
+        let schedule = request.scheduleRequest(cluster: "plane.test", image: "plane-test-server:dev")
+        _ = try? SpawnLimits().check(schedule.executable, metadata: schedule.metadata)
+        _ = schedule.maxIdleSeconds.duration
+        roundTrip(ScheduleRequest.self, (try? WireEncoder().encode(schedule)) ?? [])
+    }
+}

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Builds `plane-fuzz` with libFuzzer and AddressSanitizer (into .build-fuzz, apart from the
+# ordinary build) and runs every fuzz target (docs/security.md, "Fuzzing").
+#
+#   scripts/fuzz.sh                 every target for FUZZ_SECONDS (default 60) each: `make fuzz`
+#   scripts/fuzz.sh --ci            every target over its corpus, then FUZZ_SECONDS (default 15)
+#                                   each; exit 1 on any finding: part of `make test`
+#   scripts/fuzz.sh TARGET...       only these targets
+#
+# Each target starts from a copy of its seed corpus (Tests/FuzzCorpus/<target>/) in
+# .build-fuzz/corpus/<target>/, where what libFuzzer finds new is kept for the next run. A
+# crash is written to .build-fuzz/crashes/<target>/crash-*; add it to Tests/FuzzCorpus/<target>/
+# (and fix it): the unit tests replay that folder. Prints executions per second per target.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+export PATH="/opt/swift/usr/bin:$PATH"
+
+ci=0
+targets=()
+for argument in "$@"; do
+  case "$argument" in
+    --ci) ci=1 ;;
+    *) targets+=("$argument") ;;
+  esac
+done
+seconds="${FUZZ_SECONDS:-$([ "$ci" = 1 ] && echo 15 || echo 60)}"
+scratch=.build-fuzz
+
+echo "fuzz: building plane-fuzz with -sanitize=fuzzer,address (into $scratch)"
+mkdir -p "$scratch"
+if ! swift build --scratch-path "$scratch" --product plane-fuzz --sanitize fuzzer --sanitize address \
+    -Xswiftc -parse-as-library -Xswiftc -DPLANE_LIBFUZZER > "$scratch/build.log" 2>&1; then
+  tail -n 40 "$scratch/build.log"
+  echo "fuzz: the fuzzing build failed (log: $scratch/build.log)" >&2
+  exit 1
+fi
+binary="$scratch/debug/plane-fuzz"
+if [ ${#targets[@]} -eq 0 ]; then
+  mapfile -t targets < <(ls Tests/FuzzCorpus)
+fi
+
+# The Swift runtime's backtracer would take the crash signals libFuzzer reports.
+export SWIFT_BACKTRACE=enable=no
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}"
+status=0
+printf '%-18s %12s %10s %8s  %s\n' target executions "execs/s" seconds result
+for target in "${targets[@]}"; do
+  corpus="$scratch/corpus/$target"
+  crashes="$scratch/crashes/$target"
+  mkdir -p "$corpus" "$crashes"
+  cp -n "Tests/FuzzCorpus/$target/"* "$corpus/" 2>/dev/null
+  log="$scratch/logs/$target.log"
+  mkdir -p "$scratch/logs"
+  FUZZ_TARGET="$target" "$binary" "$corpus" "Tests/FuzzCorpus/$target" \
+    -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 \
+    -artifact_prefix="$crashes/" > "$log" 2>&1
+  rc=$?
+  executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
+  rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+  if [ "$rc" -eq 0 ]; then
+    result=ok
+  else
+    result="FINDING (exit $rc): $(ls -t "$crashes" | head -1)"
+    status=1
+  fi
+  printf '%-18s %12s %10s %8s  %s\n' "$target" "${executions:-?}" "${rate:-?}" "$seconds" "$result"
+  if [ "$rc" -ne 0 ]; then
+    grep -E "ERROR|Fatal error|fuzz invariant|SUMMARY|^#0 |^    #[0-9] " "$log" | head -n 25
+    echo "    log: $log"
+  fi
+done
+exit "$status"
