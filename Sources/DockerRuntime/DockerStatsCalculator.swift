@@ -26,6 +26,13 @@ enum DockerStatsCalculator {
         let usage = number(memory, ["usage"]) ?? 0
         let cache = number(memory, ["stats", "cache"]) ?? number(memory, ["stats", "inactive_file"]) ?? 0
         let limit = number(memory, ["limit"]) ?? 0
-        return ResourceSample(cpuPercent: cpuPercent, memoryBytes: UInt64(max(0, usage - cache)), memoryLimitBytes: UInt64(max(0, limit)))
+        return ResourceSample(cpuPercent: cpuPercent.isFinite ? cpuPercent : 0, memoryBytes: bytes(usage - cache), memoryLimitBytes: bytes(limit))
+    }
+
+    /// A byte count from a JSON number: 0 for negative, NaN or infinite values, at most
+    /// `UInt64.max` (a `Double` beyond it would trap in the conversion).
+    static func bytes(_ value: Double) -> UInt64 {
+        guard value.isFinite, value > 0 else { return 0 }
+        return value >= 18_446_744_073_709_549_568 ? .max : UInt64(value)
     }
 }

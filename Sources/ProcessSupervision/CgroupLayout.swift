@@ -122,7 +122,8 @@ public struct CgroupLayout: Sendable, Hashable {
             let inactiveFile = Self.field("inactive_file", in: (try? Self.read("\(directory)/memory.stat")) ?? "") ?? 0
             let cpuMicroseconds = Self.field("usage_usec", in: try Self.read("\(directory)/cpu.stat")) ?? 0
             return Usage(memoryBytes: current > inactiveFile ? current - inactiveFile : current,
-                         memoryLimitBytes: limitText == "max" ? nil : UInt64(limitText), cpuNanoseconds: cpuMicroseconds * 1_000)
+                         memoryLimitBytes: limitText == "max" ? nil : UInt64(limitText),
+                         cpuNanoseconds: cpuMicroseconds.multipliedReportingOverflow(by: 1_000).overflow ? .max : cpuMicroseconds * 1_000)
         case .legacy, .hybrid:
             let memory = path(relative, controller: "memory")
             let current = try Self.number(in: "\(memory)/memory.usage_in_bytes")

@@ -252,6 +252,11 @@ struct DockerRuntimeUnitTests {
         let v2 = try JSONParser.parse(#"{"cpu_stats":{"cpu_usage":{"total_usage":5}},"memory_stats":{"usage":500,"limit":1000,"stats":{"inactive_file":100}}}"#)
         let s2 = try DockerStatsCalculator.sample(from: v2)
         #expect(s2.cpuPercent == 0 && s2.memoryBytes == 400)
+        // Numbers beyond what the fields hold are clamped, not trapped on (a Double of 1e30
+        // made UInt64's conversion trap).
+        let huge = try JSONParser.parse(#"{"cpu_stats":{"cpu_usage":{"total_usage":1e400},"system_cpu_usage":1},"memory_stats":{"usage":1e30,"limit":-5,"stats":{"cache":-1e300}}}"#)
+        let s3 = try DockerStatsCalculator.sample(from: huge)
+        #expect(s3.memoryBytes == UInt64.max && s3.memoryLimitBytes == 0 && s3.cpuPercent == 0)
     }
 
     @Test func eventsParse() throws {
