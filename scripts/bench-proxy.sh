@@ -3,7 +3,9 @@
 # in one run: (a) direct to the backend, (b) through our proxy, (c) through nginx set up as
 # the same reverse proxy with keep-alive upstreams; plain HTTP and TLS. Then WebSocket echo
 # messages/s through our proxy vs direct. Writes the "Proxy" section of docs/benchmarks.md.
-# Not a test.
+# With BASELINE=<directory holding a ProxyBench built from an earlier commit> (and
+# BASELINE_NAME, how to call it), that proxy runs in the same rounds too: a change to the
+# proxy is measured before and after in one run. Not a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
@@ -11,6 +13,8 @@ DURATION=${DURATION:-6}
 CONNECTIONS=${CONNECTIONS:-64}
 THREADS=${THREADS:-2}
 ROUNDS=${ROUNDS:-5}
+BASELINE=${BASELINE:-}
+BASELINE_NAME=${BASELINE_NAME:-the baseline}
 
 bash scripts/bootstrap.sh
 for program in wrk nginx; do
@@ -42,6 +46,14 @@ $BIN/ProxyBench "$proxy" "127.0.0.1:$backend" >/dev/null & pids+=($!); proxy_pid
 $BIN/ProxyBench "$proxy_tls" "127.0.0.1:$backend" "$work/key.pem" "$work/cert.pem" >/dev/null & pids+=($!); proxy_tls_pid=$!
 # NIO's floor: bytes relayed between each client connection and its own backend connection.
 PROXY_FLOOR=1 $BIN/ProxyBench "$floor" "127.0.0.1:$backend" >/dev/null & pids+=($!); floor_pid=$!
+paths="direct floor proxy nginx proxy_tls nginx_tls"
+if [ -n "$BASELINE" ]; then
+  base=$(free_port); base_tls=$(free_port)
+  "$BASELINE/ProxyBench" "$base" "127.0.0.1:$backend" >/dev/null & pids+=($!); base_pid=$!
+  "$BASELINE/ProxyBench" "$base_tls" "127.0.0.1:$backend" "$work/key.pem" "$work/cert.pem" >/dev/null & pids+=($!); base_tls_pid=$!
+  for port in $base $base_tls; do wait_port "$port"; done
+  paths="$paths base base_tls"
+fi
 mkdir -p "$work/nginx"
 cat > "$work/nginx.conf" <<NGINX
 worker_processes auto;
@@ -112,7 +124,6 @@ wrk -t1 -c4 -d2s -H "Host: foobar.plane.test" "http://127.0.0.1:$proxy/" >/dev/n
 # drift of the machine's speed favours no path); each path reports its median round by
 # requests/s, and each round compares our proxy with nginx measured right beside it.
 declare -A results
-paths="direct floor proxy nginx proxy_tls nginx_tls"
 for round in $(seq "$ROUNDS"); do
   echo "bench: round $round of $ROUNDS"
   order=$paths
@@ -125,6 +136,8 @@ for round in $(seq "$ROUNDS"); do
       nginx) url="http://127.0.0.1:$nginx_port/"; serving=$nginx_workers ;;
       proxy_tls) url="https://127.0.0.1:$proxy_tls/"; serving=$proxy_tls_pid ;;
       nginx_tls) url="https://127.0.0.1:$nginx_tls/"; serving=$nginx_workers ;;
+      base) url="http://127.0.0.1:$base/"; serving=$base_pid ;;
+      base_tls) url="https://127.0.0.1:$base_tls/"; serving=$base_tls_pid ;;
     esac
     # shellcheck disable=SC2086
     results[$path]+="$(run_wrk "$url" $serving);"
@@ -155,6 +168,21 @@ ratios = [a / b for a, b in zip(ours, theirs)]
 print(f'{sorted(ratios)[len(ratios) // 2]:.2f}', ' '.join(f'{r:.2f}' for r in ratios))" "$1" "$2"; }
 read -r paired_http paired_http_rounds <<<"$(paired "${results[proxy]}" "${results[nginx]}")"
 read -r paired_tls paired_tls_rounds <<<"$(paired "${results[proxy_tls]}" "${results[nginx_tls]}")"
+baseline_text=""
+if [ -n "$BASELINE" ]; then
+  read -r base_rps base_p99 base_user base_system base_cpu <<<"$(median "${results[base]}")"
+  read -r base_tls_rps base_tls_p99 base_tls_user base_tls_system base_tls_cpu <<<"$(median "${results[base_tls]}")"
+  read -r paired_base base_rounds <<<"$(paired "${results[base]}" "${results[nginx]}")"
+  read -r paired_base_tls base_tls_rounds <<<"$(paired "${results[base_tls]}" "${results[nginx_tls]}")"
+  read -r after_before after_before_rounds <<<"$(paired "${results[proxy]}" "${results[base]}")"
+  read -r after_before_tls after_before_tls_rounds <<<"$(paired "${results[proxy_tls]}" "${results[base_tls]}")"
+  baseline_text="
+Before and after, in the same rounds: $BASELINE_NAME (\\`BASELINE\\`) / nginx **$paired_base** over HTTP
+(rounds: $base_rounds) and **$paired_base_tls** over TLS (rounds: $base_tls_rounds), $base_rps and $base_tls_rps requests/s,
+CPU per request $base_user + $base_system = $base_cpu µs (HTTP) and $base_tls_user + $base_tls_system = $base_tls_cpu µs (TLS);
+this proxy / $BASELINE_NAME: $after_before over HTTP (rounds: $after_before_rounds) and $after_before_tls over TLS (rounds: $after_before_tls_rounds).
+"
+fi
 
 ws() {
   local out rate
@@ -200,7 +228,7 @@ $(ratio "$proxy_rps" "$nginx_rps") (HTTP) and $(ratio "$proxy_tls_rps" "$nginx_t
 our proxy / direct = $(ratio "$proxy_rps" "$direct_rps"). CPU per request, ours / nginx's:
 $(ratio "$proxy_cpu" "$nginx_cpu") (HTTP) and $(ratio "$proxy_tls_cpu" "$nginx_tls_cpu") (TLS). The CPU column moves least from run to
 run; requests/s and p99 on this shared 2-core machine move by 15 % and more.
-
+$baseline_text
 WebSocket echo (50 connections × 2,000 messages, Python \`websockets\` client, which is
 itself the bottleneck): $ws_proxy messages/s through our proxy vs $ws_direct direct
 (ratio $(ratio "$ws_proxy" "$ws_direct")).

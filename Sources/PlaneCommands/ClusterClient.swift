@@ -36,7 +36,9 @@ struct ClusterOptions: ParsableArguments {
         }
     }
 
-    var timeout: Duration { .seconds(max(1, requestTimeout)) }
+    /// 1 s to a day, whatever the command line says (a timeout of `Int.max` seconds would
+    /// overflow the clock's deadline).
+    var timeout: Duration { .seconds(min(max(1, requestTimeout), 86_400)) }
 
     /// Prints `object` as one line of JSON with sorted keys.
     func printJSON(_ object: [String: Any?]) {

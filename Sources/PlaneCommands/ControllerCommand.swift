@@ -76,7 +76,8 @@ enum ControllerConfigDump {
             lines += ["", "[scheduler]", "drone_timeout_secs = \(s.droneTimeout.components.seconds)", "spawn_timeout_secs = \(s.spawnTimeout.components.seconds)",
                       "recent_spawn_window_secs = \(s.recentSpawnWindow.components.seconds)", "max_spawn_attempts = \(s.maxSpawnAttempts)",
                       "drone_lost_grace_secs = \(s.droneLostGrace.components.seconds)", "status_history_messages = \(s.statusHistoryMessages)",
-                      "status_history_max_age_secs = \(s.statusHistoryMaxAge.components.seconds)", "replicas = \(s.replicas)"]
+                      "status_history_max_age_secs = \(s.statusHistoryMaxAge.components.seconds)", "replicas = \(s.replicas)",
+                      "max_drones = \(s.maxDrones)"]
         }
         if let d = c.dns {
             lines += ["", "[dns]", "port = \(d.server.port)", "bind_ip = \"\(d.server.bindHost)\""]

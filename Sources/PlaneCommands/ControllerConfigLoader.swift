@@ -26,6 +26,7 @@ enum ControllerConfigLoader {
             if let v = section.integer("status_history_messages", in: 1...1_000_000) { config.statusHistoryMessages = v }
             if let v = section.int("status_history_max_age_secs", in: 60...(10 * 365 * 86_400)) { config.statusHistoryMaxAge = .seconds(v) }
             if let v = section.int("replicas", in: 1...5) { config.replicas = v }
+            if let v = section.int("max_drones", in: 1...1_000_000) { config.maxDrones = v }
             scheduler = config
         }
         var dns: ControllerDNSConfiguration?

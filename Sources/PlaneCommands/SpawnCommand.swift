@@ -108,7 +108,7 @@ struct SpawnCommand: AsyncParsableCommand {
         } catch {
             CLIError.exit("Cannot read the backend_status stream to wait for \(backend): \(error)", code: 3)
         }
-        let limit = Duration.seconds(max(1, waitTimeout))
+        let limit = Duration.seconds(min(max(1, waitTimeout), 365 * 86_400))
         return await withTaskGroup(of: BackendState?.self) { group in
             group.addTask {
                 do {

@@ -44,6 +44,8 @@ public struct SchedulerConfiguration: Sendable, Hashable {
     public var statusHistoryMaxAge: Duration = .seconds(7 * 24 * 3600)
     /// JetStream KV bucket replicas (raise in a NATS cluster).
     public var replicas: Int = 1
+    /// Drones the scheduler keeps track of (heartbeats come from anyone who can publish).
+    public var maxDrones: Int = 10_000
 
     public init() {}
 }

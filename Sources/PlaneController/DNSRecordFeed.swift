@@ -39,9 +39,10 @@ public struct DNSRecordFeed: Sendable {
             case .txt: try store.addText(record.value, name: record.name, zone: zone, age: age)
             }
         } catch where error.code == .limitExceeded {
-            if let limit = error.limit { LimitCounters.shared.record(limit) }
-            logger.warning("limit.exceeded", metadata: ["plane.limit": "\(error.limit ?? "")", "plane.cluster": "\(record.cluster)",
-                                                       "dns.name": "\(record.name)", "error": "\(error.message)"])
+            if let limit = error.limit, let hits = LimitCounters.shared.record(limit) {
+                logger.warning("limit.exceeded", metadata: ["plane.limit": "\(limit)", "plane.limit_hits": "\(hits)", "plane.cluster": "\(record.cluster)",
+                                                           "dns.name": "\(record.name.prefix(80))", "error": "\(error.message)"])
+            }
         } catch {
             logger.warning("dns.record_rejected", metadata: ["plane.cluster": "\(record.cluster)", "dns.name": "\(record.name)", "error": "\(error)"])
         }

@@ -15,23 +15,52 @@ public struct DroneRecord: Sendable, Hashable {
 
 /// The drone registry and the drone choice, as a plain state machine: heartbeats in,
 /// decisions out, time passed in by the caller (so tests run under a manual clock).
+///
+/// Anyone who can publish on NATS can send heartbeats, so the registry is bounded: drones
+/// not heard from for `forgetAfter` are forgotten (to the scheduler and the lost-backend
+/// sweeper a forgotten drone is one not heard from), and at most `maxDrones` are kept.
 public struct DroneRegistry: Sendable {
     public var droneTimeout: Duration
     public var recentSpawnWindow: Duration
+    /// `[scheduler] max_drones`.
+    public var maxDrones: Int
+    /// Longer than any grace period that asks whether a drone was heard from.
+    public var forgetAfter: Duration
     private(set) var drones: [DroneID: DroneRecord] = [:]
     /// Spawns this controller assigned recently, per drone.
     private var assignments: [DroneID: [ContinuousClock.Instant]] = [:]
 
-    public init(droneTimeout: Duration = .seconds(5), recentSpawnWindow: Duration = .seconds(10)) {
+    public static let maxDronesKey = "scheduler.max_drones"
+    /// A heartbeat's version string is kept to this length.
+    static let maxVersionLength = 64
+
+    public init(droneTimeout: Duration = .seconds(5), recentSpawnWindow: Duration = .seconds(10), maxDrones: Int = 10_000,
+                forgetAfter: Duration = .seconds(3600)) {
         self.droneTimeout = droneTimeout
         self.recentSpawnWindow = recentSpawnWindow
+        self.maxDrones = maxDrones
+        self.forgetAfter = forgetAfter
     }
 
-    public mutating func heartbeat(_ message: DroneStatusMessage, at now: ContinuousClock.Instant, wallClock: Timestamp = .now()) {
+    /// Records a heartbeat; false when it is from a drone the registry has no room for
+    /// (`maxDrones` others were heard from within `forgetAfter`).
+    @discardableResult
+    public mutating func heartbeat(_ message: DroneStatusMessage, at now: ContinuousClock.Instant, wallClock: Timestamp = .now()) -> Bool {
+        if drones[message.droneID] == nil, drones.count >= maxDrones {
+            forgetSilentDrones(at: now)
+            guard drones.count < maxDrones else { return false }
+        }
         drones[message.droneID] = DroneRecord(
             droneID: message.droneID, cluster: message.cluster, ready: message.ready, state: message.state,
-            runningBackends: Int(message.runningBackends ?? 0), version: message.droneVersion,
+            runningBackends: Int(message.runningBackends ?? 0), version: String(message.droneVersion.prefix(Self.maxVersionLength)),
             lastSeen: now, lastSeenWallClock: wallClock)
+        return true
+    }
+
+    /// Forgets drones not heard from within `forgetAfter` (and their assignments).
+    public mutating func forgetSilentDrones(at now: ContinuousClock.Instant) {
+        drones = drones.filter { now - $0.value.lastSeen < forgetAfter }
+        assignments = assignments.filter { drones[$0.key] != nil }
     }
 
     /// Every drone ever heard from (for listing).

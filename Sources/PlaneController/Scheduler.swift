@@ -25,13 +25,18 @@ public final class Scheduler: Sendable {
         self.store = store
         self.metrics = metrics
         self.logger = logger
-        self.registry = Mutex(DroneRegistry(droneTimeout: configuration.droneTimeout, recentSpawnWindow: configuration.recentSpawnWindow))
+        self.registry = Mutex(DroneRegistry(droneTimeout: configuration.droneTimeout, recentSpawnWindow: configuration.recentSpawnWindow,
+                                            maxDrones: configuration.maxDrones, forgetAfter: max(.seconds(3600), configuration.droneLostGrace * 2)))
     }
 
     // MARK: Drones
 
     public func heartbeat(_ message: DroneStatusMessage) {
-        registry.withLock { $0.heartbeat(message, at: .now) }
+        let now = ContinuousClock.now
+        guard !registry.withLock({ $0.heartbeat(message, at: now) }) else { return }
+        if let hits = LimitCounters.shared.record(DroneRegistry.maxDronesKey) {
+            logger.warning("limit.exceeded", metadata: ["plane.limit": "\(DroneRegistry.maxDronesKey)", "plane.limit_hits": "\(hits)", "plane.drone": "\(message.droneID)"])
+        }
     }
 
     public var drones: [DroneRecord] { registry.withLock { $0.all } }
@@ -51,8 +56,10 @@ public final class Scheduler: Sendable {
         } catch {
             // Refused before anything is placed: the sender learns which limit or field.
             if let limit = error.limit {
-                LimitCounters.shared.record(limit)
-                logger.warning("limit.exceeded", metadata: ["plane.limit": "\(limit)", "plane.cluster": "\(request.cluster)", "error": "\(error.message)"])
+                if let hits = LimitCounters.shared.record(limit) {
+                    logger.warning("limit.exceeded", metadata: ["plane.limit": "\(limit)", "plane.limit_hits": "\(hits)", "plane.cluster": "\(request.cluster)",
+                                                               "error": "\(error.message)"])
+                }
             } else {
                 logger.notice("scheduler.invalid_request", metadata: ["plane.cluster": "\(request.cluster)", "error": "\(error)"])
             }

@@ -32,9 +32,10 @@ final class BackendMonitor: Sendable {
             var last = logsSince
             var limiter = LogVolumeLimiter(maxLineBytes: configuration.maxLogLineBytes, maxBytesPerMinute: configuration.maxLogBytesPerMinute)
             func reportDrops(_ dropped: (lines: Int, bytes: Int)) async {
-                LimitCounters.shared.record(LogVolumeLimiter.maxBytesPerMinuteKey)
-                logger.warning("limit.exceeded", metadata: ["plane.limit": "\(LogVolumeLimiter.maxBytesPerMinuteKey)", "plane.backend": "\(backend)",
-                                                           "log.dropped_lines": "\(dropped.lines)", "log.dropped_bytes": "\(dropped.bytes)"])
+                if let hits = LimitCounters.shared.record(LogVolumeLimiter.maxBytesPerMinuteKey) {
+                    logger.warning("limit.exceeded", metadata: ["plane.limit": "\(LogVolumeLimiter.maxBytesPerMinuteKey)", "plane.limit_hits": "\(hits)",
+                                                               "plane.backend": "\(backend)", "log.dropped_lines": "\(dropped.lines)", "log.dropped_bytes": "\(dropped.bytes)"])
+                }
                 let notice = LogVolumeLimiter.dropNotice(lines: dropped.lines, bytes: dropped.bytes, limit: limiter.maxBytesPerMinute)
                 try? await messenger.publish(PlaneSubjects.backendLog(backend), DroneLogMessage(backendID: backend, kind: .stderr, text: notice))
             }
@@ -43,7 +44,9 @@ final class BackendMonitor: Sendable {
                     if let time = line.time, let previous = last, time <= previous { continue }
                     let decision = limiter.admit(line.text, at: .now)
                     if let dropped = decision.droppedBefore { await reportDrops(dropped) }
-                    if decision.cut { LimitCounters.shared.record(LogVolumeLimiter.maxLineBytesKey) }
+                    if decision.cut, let hits = LimitCounters.shared.record(LogVolumeLimiter.maxLineBytesKey) {
+                        logger.notice("limit.exceeded", metadata: ["plane.limit": "\(LogVolumeLimiter.maxLineBytesKey)", "plane.limit_hits": "\(hits)", "plane.backend": "\(backend)"])
+                    }
                     if let text = decision.text {
                         let message = DroneLogMessage(backendID: backend, kind: line.stream == .stdout ? .stdout : .stderr, text: text)
                         try? await messenger.publish(PlaneSubjects.backendLog(backend), message)

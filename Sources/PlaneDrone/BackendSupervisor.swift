@@ -140,10 +140,10 @@ actor BackendSupervisor {
                     self.post(.loaded(address: address))
                 } catch is CancellationError {
                 } catch {
-                    if let limit = (error as? RuntimeError)?.limit {
-                        // An image (or its registry) went beyond a configured bound.
-                        LimitCounters.shared.record(limit)
-                        logger.warning("limit.exceeded", metadata: ["plane.limit": "\(limit)", "plane.backend": "\(backend)", "plane.image": "\(spec.image)"])
+                    // An image (or its registry) went beyond a configured bound.
+                    if let limit = (error as? RuntimeError)?.limit, let hits = LimitCounters.shared.record(limit) {
+                        logger.warning("limit.exceeded", metadata: ["plane.limit": "\(limit)", "plane.limit_hits": "\(hits)", "plane.backend": "\(backend)",
+                                                                   "plane.image": "\(spec.image)"])
                     }
                     logger.warning("backend.load_failed", metadata: ["plane.backend": "\(backend)", "error": "\(error)"])
                     self.post(.loadFailed(reason: "\(error)"))

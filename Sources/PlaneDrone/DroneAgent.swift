@@ -209,9 +209,9 @@ public final class DroneAgent: Service, Sendable {
             _ = try? await delivery.respond(true)
             await supervisor.begin()
         } catch {
-            if let limit = (error as? PlaneCoreError)?.limit {
-                LimitCounters.shared.record(limit)
-                logger.warning("limit.exceeded", metadata: ["plane.limit": "\(limit)", "plane.backend": "\(request.backendID)", "nats.subject": "\(delivery.subject)"])
+            if let limit = (error as? PlaneCoreError)?.limit, let hits = LimitCounters.shared.record(limit) {
+                logger.warning("limit.exceeded", metadata: ["plane.limit": "\(limit)", "plane.limit_hits": "\(hits)", "plane.backend": "\(request.backendID)",
+                                                           "nats.subject": "\(delivery.subject)"])
             }
             logger.warning("agent.spawn_refused", metadata: ["plane.backend": "\(request.backendID)", "reason": "\(error)"])
             _ = try? await delivery.respond(false)

@@ -70,9 +70,9 @@ public struct PlaneMessenger: Sendable {
     /// and logged with its subject here; other decoding failures are the subscriber's to report.
     func decode<M: Decodable>(_ type: M.Type, _ message: NATSMessage) -> Result<M, PlaneCoreError> {
         let result = Result { () throws(PlaneCoreError) -> M in try decoder.decode(M.self, from: message.payload.readableBytesView) }
-        if case .failure(let error) = result, error.code == .limitExceeded, let limit = error.limit {
-            LimitCounters.shared.record(limit)
-            logger.warning("limit.exceeded", metadata: ["plane.limit": "\(limit)", "nats.subject": "\(message.subject)", "error": "\(error.message)"])
+        if case .failure(let error) = result, error.code == .limitExceeded, let limit = error.limit, let hits = LimitCounters.shared.record(limit) {
+            logger.warning("limit.exceeded", metadata: ["plane.limit": "\(limit)", "plane.limit_hits": "\(hits)", "nats.subject": "\(message.subject)",
+                                                       "error": "\(error.message)"])
         }
         return result
     }

@@ -558,9 +558,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             attachUpstream(to: exchange)
             return
         }
-        if let error = error as? ProxyError, let limit = error.limit {
-            LimitCounters.shared.record(limit)
-            shared.logger.notice("limit.exceeded", metadata: ["plane.limit": "\(limit)", "plane.backend": "\(exchange.target.backendID?.rawValue ?? "passthrough")"])
+        if let error = error as? ProxyError, let limit = error.limit, let hits = LimitCounters.shared.record(limit) {
+            shared.logger.notice("limit.exceeded", metadata: ["plane.limit": "\(limit)", "plane.limit_hits": "\(hits)",
+                                                             "plane.backend": "\(exchange.target.backendID?.rawValue ?? "passthrough")"])
         }
         if let error { shared.logger.debug("proxy.upstream_failed", metadata: ["error": "\(error)"]) }
         upstreamFailed(exchange, status: .badGateway)
@@ -661,9 +661,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// A request that is not HTTP/1.x: 400 (431 for a head too large, 505 for another
     /// version) if no response is under way, and the connection closes.
     private func protocolError(_ error: ProxyError) {
-        if let limit = error.limit {
-            LimitCounters.shared.record(limit)
-            shared.logger.notice("limit.exceeded", metadata: ["plane.limit": "\(limit)", "proxy.client": "\(clientAddress ?? "?")"])
+        if let limit = error.limit, let hits = LimitCounters.shared.record(limit) {
+            shared.logger.notice("limit.exceeded", metadata: ["plane.limit": "\(limit)", "plane.limit_hits": "\(hits)", "proxy.client": "\(clientAddress ?? "?")"])
         }
         shared.logger.debug("proxy.bad_request", metadata: ["error": "\(error)"])
         switch state {

@@ -90,6 +90,26 @@ struct DroneRegistryTests {
         #expect(Set(tokens).count == 100)
         #expect(tokens.allSatisfy { $0.count == 30 && $0.allSatisfy { $0.isASCII && ($0.isLetter || $0.isNumber) } })
     }
+    /// Heartbeats come from anyone who can publish: the registry keeps at most `maxDrones`,
+    /// forgets silent ones, and a drone it knows always gets through.
+    @Test func theRegistryIsBounded() {
+        var registry = DroneRegistry(maxDrones: 3, forgetAfter: .seconds(100))
+        let known = (0..<3).map { _ in DroneID.random() }
+        for drone in known { registry.heartbeat(heartbeat(drone), at: t0) }
+        let fourth = registry.heartbeat(heartbeat(.random()), at: t0 + .seconds(10))
+        #expect(!fourth, "a fourth drone while three are live")
+        let again = registry.heartbeat(heartbeat(known[0]), at: t0 + .seconds(60))
+        #expect(again, "a known drone is always heard")
+        // Two of them fall silent long enough to be forgotten: room for new ones.
+        let newcomer = DroneID.random()
+        let admitted = registry.heartbeat(heartbeat(newcomer), at: t0 + .seconds(150))
+        #expect(admitted)
+        #expect(registry.all.count == 2 && registry.record(of: known[1]) == nil && registry.record(of: newcomer) != nil)
+        #expect(!registry.isAlive(known[1], at: t0 + .seconds(150), within: .seconds(60)))
+        let long = DroneStatusMessage(droneID: .random(), cluster: "plane.test", droneVersion: String(repeating: "v", count: 100_000))
+        registry.heartbeat(long, at: t0 + .seconds(151))
+        #expect(registry.record(of: long.droneID)?.version.count == 64)
+    }
 }
 
 struct HTTPSpawnRequestTests {
@@ -114,4 +134,5 @@ struct HTTPSpawnRequestTests {
             }
         }
     }
+
 }

@@ -82,6 +82,20 @@ struct InputLimitTests {
                                           "limits.max_message_bytes: -1 is out of range; use 1024...67108864"])
     }
 
+    @Test func countersRenderAsPrometheusTextAndThrottleLogging() {
+        let counters = LimitCounters()
+        let start = ContinuousClock.now
+        // The first hit is logged, the next within 10 s are only counted, then one line
+        // stands for all of them.
+        #expect(counters.record("dns.max_records", now: start) == 1)
+        #expect(counters.record("dns.max_records", now: start + .seconds(1)) == nil)
+        #expect(counters.record("dns.max_records", now: start + .seconds(9)) == nil)
+        #expect(counters.record("dns.max_records", now: start + .seconds(11)) == 3)
+        #expect(counters.record("limits.max_message_bytes", now: start + .seconds(11)) == 1)
+        #expect(counters.count("dns.max_records") == 4)
+        #expect(counters.prometheusText().hasSuffix("plane_input_limit_hits_total{limit=\"dns.max_records\"} 4\nplane_input_limit_hits_total{limit=\"limits.max_message_bytes\"} 1\n"))
+    }
+
     @Test func countersRenderAsPrometheusText() {
         let counters = LimitCounters()
         counters.record("dns.max_records")
