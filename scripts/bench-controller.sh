@@ -1,12 +1,17 @@
 #!/usr/bin/env bash
 # Benchmarks the controller: schedule decisions per second with 10 drones answering at
 # once, and DNS queries per second with dnsperf against our server and against nsd serving
-# the same zone. Writes the "Controller" section of docs/benchmarks.md. Not a test.
+# the same zone. Writes the "Controller" section of docs/benchmarks.md. With BASELINE=<directory
+# holding a ControllerBench built from an earlier commit> (and BASELINE_NAME), its DNS server
+# is measured in turns with ours in the same run: a change to the DNS answer path before and
+# after. Not a test.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 RECORDS=${RECORDS:-1000}
 SECONDS_PER_RUN=${SECONDS_PER_RUN:-10}
+BASELINE=${BASELINE:-}
+BASELINE_NAME=${BASELINE_NAME:-the baseline}
 
 bash scripts/bootstrap.sh
 echo "bench: building ControllerBench (release)"
@@ -46,12 +51,26 @@ dnsperf_qps() { # port
 
 ours_port=$(free_port)
 $BENCH dns "$ours_port" "$RECORDS" > "$work/ours.log" 2>&1 &
-pids+=($!)
+pids+=($!); ours_pid=$!
 until grep -q ready "$work/ours.log"; do sleep 0.1; done
 dig @127.0.0.1 -p "$ours_port" +short b1.plane.test A | grep -q 10.0.0.1
 ours_qps=()
-for run in 1 2 3; do ours_qps+=("$(dnsperf_qps "$ours_port")"); done
-kill "${pids[-1]}"; wait "${pids[-1]}" 2>/dev/null || true
+base_qps=()
+if [ -n "$BASELINE" ]; then
+  base_port=$(free_port)
+  "$BASELINE/ControllerBench" dns "$base_port" "$RECORDS" > "$work/base.log" 2>&1 &
+  pids+=($!); base_pid=$!
+  until grep -q ready "$work/base.log"; do sleep 0.1; done
+  # In turns, every other run the baseline first, so that neither gains from the order.
+  for run in 1 2 3 4; do
+    if [ $((run % 2)) -eq 1 ]; then ours_qps+=("$(dnsperf_qps "$ours_port")"); base_qps+=("$(dnsperf_qps "$base_port")")
+    else base_qps+=("$(dnsperf_qps "$base_port")"); ours_qps+=("$(dnsperf_qps "$ours_port")"); fi
+  done
+  kill "$base_pid"; wait "$base_pid" 2>/dev/null || true
+else
+  for run in 1 2 3; do ours_qps+=("$(dnsperf_qps "$ours_port")"); done
+fi
+kill "$ours_pid"; wait "$ours_pid" 2>/dev/null || true
 
 nsd_port=$(free_port)
 cat > "$work/nsd.conf" <<CONF
@@ -86,9 +105,10 @@ nsd_qps=()
 for run in 1 2 3; do nsd_qps+=("$(dnsperf_qps "$nsd_port")"); done
 nsd_version=$(nsd -v 2>&1 | head -1)
 
-python3 - "$nsd_version" "${schedule[*]}" "${ours_qps[*]}" "${nsd_qps[*]}" "$RECORDS" <<'PY'
+python3 - "$nsd_version" "${schedule[*]}" "${ours_qps[*]}" "${nsd_qps[*]}" "$RECORDS" "${base_qps[*]:-}" "$BASELINE_NAME" <<'PY'
 import json, os, re, statistics, sys, datetime, platform
 nsd_version, schedule, ours, nsd, records = sys.argv[1], sys.argv[2], sys.argv[3].split(), sys.argv[4].split(), sys.argv[5]
+base, base_name = [float(x) for x in sys.argv[6].split()], sys.argv[7]
 runs = [json.loads(line) for line in re.findall(r"\{[^}]*\}", schedule)]
 sched = statistics.median(r["per_second"] for r in runs)
 failures = sum(r["failures"] for r in runs)
@@ -115,7 +135,9 @@ Measured by `make bench-controller` (`scripts/bench-controller.sh`) on {os.cpu_c
 | nsd (reference) | {mn:,.0f} |
 
 Ratio: {mo / mn:.2f}x the reference (goal: at least 0.5x). {"Met." if mo / mn >= 0.5 else "NOT met."}
-<!-- bench-controller:end -->
+{f"""
+Before and after, in turns in the same run (4 runs each): {base_name} answered {statistics.median(base):,.0f} queries/s, this build {mo:,.0f} (runs: {', '.join(f'{x:,.0f}' for x in ours)} vs {', '.join(f'{x:,.0f}' for x in base)}); this build / {base_name}: {mo / statistics.median(base):.2f}.
+""" if base else ""}<!-- bench-controller:end -->
 """
 path = "docs/benchmarks.md"
 doc = open(path).read()

@@ -25,10 +25,10 @@ enum HTTPFuzzTargets {
                     case .head(let head):
                         handedOut += head.bytes.readableBytes
                         let subdomain = head.withFirstValue(.host) { $0.flatMap { router.subdomain(ofHost: $0) } }
-                        let request = ProxyRouter.Request(host: nil, uri: head.target, authorization: head.values(.authorization), cookies: head.values(.cookie))
+                        let request = ProxyRouter.Request(host: nil, uri: head.originTarget, authorization: head.values(.authorization), cookies: head.values(.cookie))
                         let decision = router.decide(request, subdomain: subdomain, lookup: { $0 == "abc" ? route : nil })
                         let target: String
-                        if case .forward(let forwarded) = decision { target = forwarded.uri } else { target = head.target }
+                        if case .forward(let forwarded) = decision { target = forwarded.uri } else { target = head.originTarget }
                         let capacity = ForwardedHeaders.requestCapacity(head, target: target, clientAddress: "127.0.0.1", scheme: "https")
                         var out = ByteBufferAllocator().buffer(capacity: capacity)
                         ForwardedHeaders.writeUpstreamRequest(head, target: target, clientAddress: "127.0.0.1", scheme: "https", upgrade: head.isUpgrade, into: &out)

@@ -69,6 +69,16 @@ public struct HTTP1Head: Sendable {
     public var method: String { string(0, methodEnd) }
     /// Requests: the request target. Responses: empty.
     public var target: String { string(targetStart, targetEnd) }
+    /// Requests: the target in origin form (`/path?query`): an absolute-form target
+    /// (`http://host/path`, whose authority the parser checked against `Host`) without its
+    /// scheme and authority; any other target as it is.
+    public var originTarget: String {
+        let target = self.target
+        guard target.utf8.first != UInt8(ascii: "/"), let scheme = target.range(of: "://") else { return target }
+        let rest = target[scheme.upperBound...]
+        guard let start = rest.firstIndex(where: { $0 == "/" || $0 == "?" }) else { return "/" }
+        return rest[start] == "?" ? "/" + rest[start...] : String(rest[start...])
+    }
     /// Responses: the status code. Requests: 0.
     public let status: Int
     /// Responses: where the status code starts in `bytes` (the status line is re-sent from there).

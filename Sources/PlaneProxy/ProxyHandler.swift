@@ -291,7 +291,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     private func received(head: HTTP1Head) {
-        let request = ProxyRouter.Request(host: nil, uri: head.target, authorization: head.values(.authorization), cookies: head.values(.cookie))
+        let request = ProxyRouter.Request(host: nil, uri: head.originTarget, authorization: head.values(.authorization), cookies: head.values(.cookie))
         let subdomain = head.withFirstValue(.host) { host in host.flatMap { shared.router.subdomain(ofHost: $0) } }
         let hasBody: Bool
         switch parser.framing {

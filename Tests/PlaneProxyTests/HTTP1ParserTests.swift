@@ -217,6 +217,13 @@ struct HTTP1ParserTests {
         #expect(try parse("CONNECT b.plane.test:443 HTTP/1.1\r\nHost: b.plane.test:443\r\n\r\n").items == [.head("CONNECT b.plane.test:443 1.1"), .end])
         #expect(try parse("GET / HTTP/1.0\r\n\r\n").items == [.head("GET / 1.0"), .end])
         #expect(try parse("GET / HTTP/1.1\r\nHost: [::1]:8080\r\n\r\n").items == [.head("GET / 1.1"), .end])
+        // An absolute target is routed and forwarded in origin form.
+        for (target, origin) in [("http://b.plane.test/a/b?c", "/a/b?c"), ("HTTPS://b.plane.test", "/"), ("http://b.plane.test?q=1", "/?q=1"), ("/x", "/x"), ("*", "*")] {
+            var parser = HTTP1Parser(kind: .request, maxHeadBytes: 4096)
+            parser.append(ByteBuffer(string: "\(target == "*" ? "OPTIONS" : "GET") \(target) HTTP/1.1\r\nHost: b.plane.test\r\n\r\n"))
+            guard case .head(let head) = try parser.next() else { Issue.record("no head for \(target)"); continue }
+            #expect(head.originTarget == origin, "\(target)")
+        }
     }
 
     @Test func headsAreRewrittenForTheBackendAndTheClient() throws {
