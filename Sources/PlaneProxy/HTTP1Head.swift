@@ -144,6 +144,33 @@ public struct HTTP1Head: Sendable {
         }
     }
 
+    /// The framing or routing header (`content-length`, `transfer-encoding`, `host`) that
+    /// the `Connection` field at `index` names, if any: read from the bytes (no `String`s
+    /// for the usual `keep-alive` or `close`).
+    func framingHeaderNamed(byConnectionAt index: Int) -> String? {
+        let field = fields[index]
+        return bytes.withUnsafeReadableBytes { raw -> String? in
+            var position = Int(field.valueStart)
+            let end = Int(field.valueEnd)
+            while position < end {
+                var tokenEnd = position
+                while tokenEnd < end, raw[tokenEnd] != UInt8(ascii: ",") { tokenEnd += 1 }
+                var start = position, stop = tokenEnd
+                while start < stop, raw[start] == 0x20 || raw[start] == 0x09 { start += 1 }
+                while stop > start, raw[stop - 1] == 0x20 || raw[stop - 1] == 0x09 { stop -= 1 }
+                let token = UnsafeRawBufferPointer(rebasing: raw[start..<stop])
+                for name in ["content-length", "transfer-encoding", "host"] as [StaticString] where token.count == name.utf8CodeUnitCount {
+                    let expected = UnsafeBufferPointer(start: name.utf8Start, count: name.utf8CodeUnitCount)
+                    if zip(token, expected).allSatisfy({ ($0 >= 0x41 && $0 <= 0x5A ? $0 | 0x20 : $0) == $1 }) {
+                        return String(decoding: expected, as: UTF8.self)
+                    }
+                }
+                position = tokenEnd + 1
+            }
+            return nil
+        }
+    }
+
     /// A `Content-Length` value (`5`, or a list of equal values `5, 5`) read from the bytes;
     /// nil when it is not a number of at most 18 digits or the list disagrees.
     func contentLength(at index: Int) -> Int? {

@@ -250,9 +250,9 @@ struct HTTP1Parser {
                 guard index > start, raw[index - 1] == 0x0D else { return (-1, index + 1) }
                 return (index - 1, index + 1)
             }
-            let bareLF = malformed(kind, "a line ends with a bare LF (lines end with CRLF).")
+            func bareLF() -> ProxyError { malformed(kind, "a line ends with a bare LF (lines end with CRLF).") }
             guard let first = line(from: 0) else { return .failure(malformed(kind, "no start line.")) }
-            guard first.contentEnd >= 0 else { return .failure(bareLF) }
+            guard first.contentEnd >= 0 else { return .failure(bareLF()) }
             var methodEnd = 0, targetStart = 0, targetEnd = 0, status = 0, minor = 0, statusCodeStart = 0
             let startEnd = first.contentEnd
             switch kind {
@@ -287,7 +287,7 @@ struct HTTP1Parser {
             if fields.capacity < 12 { fields.reserveCapacity(12) }
             var position = first.after
             while let (contentEnd, after) = line(from: position) {
-                guard contentEnd >= 0 else { return .failure(bareLF) }
+                guard contentEnd >= 0 else { return .failure(bareLF()) }
                 if contentEnd == position { break }  // the empty line
                 guard fields.count < maxHeaderCount else { return .failure(tooManyFields(kind, maxHeaderCount)) }
                 let first = raw[position]
@@ -369,8 +369,8 @@ struct HTTP1Parser {
                 hosts += 1
             case .connection:
                 // A hop-by-hop list naming a framing header would make the proxy drop it.
-                for token in HTTP1Head.tokens(head.value(at: index)) where token == "content-length" || token == "transfer-encoding" || token == "host" {
-                    throw Self.malformed(kind, "Connection names \(token), a header that frames or routes the message.")
+                if let named = head.framingHeaderNamed(byConnectionAt: index) {
+                    throw Self.malformed(kind, "Connection names \(named), a header that frames or routes the message.")
                 }
             default:
                 break
