@@ -55,6 +55,7 @@ for target in "${targets[@]}"; do
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 \
     -artifact_prefix="$crashes/" > "$log" 2>&1
   rc=$?
+  rm -rf "${TMPDIR:-/tmp}"/plane-fuzz-layer-*  # the tar-layer target's scratch directories
   executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
   if [ "$rc" -eq 0 ]; then

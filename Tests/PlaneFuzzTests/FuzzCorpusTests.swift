@@ -1,5 +1,5 @@
 import Foundation
-import PlaneFuzzTargets
+@testable import PlaneFuzzTargets
 import Testing
 
 /// Every fuzz target over its corpus in `Tests/FuzzCorpus/<target>/`: the seeds, and every
@@ -21,6 +21,7 @@ struct FuzzCorpusTests {
         for file in files {
             target([UInt8](try #require(FileManager.default.contents(atPath: file))))
         }
+        if name == LayerFuzzTarget.tarLayer.name { try? FileManager.default.removeItem(atPath: LayerFuzzTarget.base) }
     }
 
     /// Every target names a folder of the corpus, and every folder a target.
