@@ -2,7 +2,8 @@
 # Builds `plane-fuzz` with libFuzzer and AddressSanitizer (into .build-fuzz, apart from the
 # ordinary build) and runs every fuzz target (docs/security.md, "Fuzzing").
 #
-#   scripts/fuzz.sh                 every target for FUZZ_SECONDS (default 60) each: `make fuzz`
+#   scripts/fuzz.sh                 every target for FUZZ_SECONDS (default 60) each: `make fuzz`;
+#                                   writes the "Fuzzing" section of docs/benchmarks.md
 #   scripts/fuzz.sh --ci            every target over its corpus, then FUZZ_SECONDS (default 15)
 #                                   each; exit 1 on any finding: part of `make test`
 #   scripts/fuzz.sh TARGET...       only these targets
@@ -43,6 +44,8 @@ fi
 export SWIFT_BACKTRACE=enable=no
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}"
 status=0
+rows="$scratch/rows"
+: > "$rows"
 printf '%-18s %12s %10s %8s  %s\n' target executions "execs/s" seconds result
 for target in "${targets[@]}"; do
   corpus="$scratch/corpus/$target"
@@ -65,9 +68,40 @@ for target in "${targets[@]}"; do
     status=1
   fi
   printf '%-18s %12s %10s %8s  %s\n' "$target" "${executions:-?}" "${rate:-?}" "$seconds" "$result"
+  echo "$target ${executions:-?} ${rate:-?} $result" >> "$rows"
   if [ "$rc" -ne 0 ]; then
     grep -E "ERROR|Fatal error|fuzz invariant|SUMMARY|^#0 |^    #[0-9] " "$log" | head -n 25
     echo "    log: $log"
   fi
 done
+if [ "$ci" = 0 ] && [ "$status" = 0 ] && [ "$(wc -l < "$rows")" = "$(ls Tests/FuzzCorpus | wc -l)" ]; then
+  python3 - "$rows" "$seconds" <<'PY'
+import datetime, os, platform, re, sys
+rows = [line.split(maxsplit=3) for line in open(sys.argv[1]) if line.strip()]
+seconds = sys.argv[2]
+cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+table = "\n".join(f"| `{r[0]}` | {int(r[2]):,} | {int(r[1]):,} |" for r in rows)
+section = f"""<!-- fuzz:start -->
+## Fuzzing
+
+`make fuzz` (`scripts/fuzz.sh`): every fuzz target (docs/security.md, "Fuzzing") under
+libFuzzer with AddressSanitizer, a debug build with `-sanitize=fuzzer,address`, {seconds} s
+each from its corpus, one at a time on {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()},
+{datetime.date.today().isoformat()}. No finding.
+
+| Target | Executions/s | Executions |
+|---|---:|---:|
+{table}
+<!-- fuzz:end -->
+"""
+path = "docs/benchmarks.md"
+doc = open(path).read()
+if "<!-- fuzz:start -->" in doc:
+    doc = re.sub(r"<!-- fuzz:start -->.*?<!-- fuzz:end -->\n", lambda _: section, doc, flags=re.S)
+else:
+    doc = doc.rstrip("\n") + "\n\n" + section
+open(path, "w").write(doc)
+PY
+  echo "fuzz: docs/benchmarks.md updated"
+fi
 exit "$status"
