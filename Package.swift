@@ -313,7 +313,7 @@ let package = Package(
             name: "PlaneFuzzTargets",
             dependencies: [
                 "PlaneCore", "PlaneDNS", "PlaneProxy", "NATS", "OCIRuntime", "ContainerRuntime", "RuntimePluginProtocol", "PlaneCommands",
-                "PlaneController", "PlaneACME", "DockerRuntime", "ImageBuilder", "CZlib", "CZstd",
+                "PlaneController", "PlaneACME", "DockerRuntime", "ImageBuilder", "PlaneTestSupport", "CZlib", "CZstd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
             ]

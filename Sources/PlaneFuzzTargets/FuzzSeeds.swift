@@ -7,6 +7,7 @@ import ImageBuilder
 import PlaneController
 import PlaneCore
 @testable import PlaneDNS
+import PlaneTestSupport
 import RuntimePluginProtocol
 
 /// The seed corpus: real inputs of every target, made with the project's own writers
@@ -145,26 +146,12 @@ public enum FuzzSeeds {
         try? tar.append(path: "etc/.wh.removed", kind: .file([]), mode: 0o644)
         try? tar.append(path: "var/.wh..wh..opq", kind: .file([]), mode: 0o644)
         let plain = tar.finish()
-        var pax: [UInt8] = []
-        func header(_ name: String, _ type: UInt8, _ data: [UInt8]) {
-            var block = [UInt8](repeating: 0, count: 512)
-            for (index, byte) in name.utf8.prefix(100).enumerated() { block[index] = byte }
-            let size = String(data.count, radix: 8)
-            for (index, byte) in (String(repeating: "0", count: 11 - size.count) + size).utf8.enumerated() { block[124 + index] = byte }
-            for (index, byte) in "0000644".utf8.enumerated() { block[100 + index] = byte }
-            block[156] = type
-            for (index, byte) in "ustar\u{0}00".utf8.enumerated() { block[257 + index] = byte }
-            for index in 148..<156 { block[index] = 0x20 }
-            let sum = String(block.reduce(0) { $0 + Int($1) }, radix: 8)
-            for (index, byte) in (String(repeating: "0", count: 6 - sum.count) + sum).utf8.enumerated() { block[148 + index] = byte }
-            block[154] = 0
-            pax += block + data + [UInt8](repeating: 0, count: (512 - data.count % 512) % 512)
-        }
-        let records = "30 path=a/long/path/from/pax\n" + "12 uid=1000\n" + "12 gid=1000\n" + "30 SCHILY.xattr.user.note=hi\n"
-        header("PaxHeaders/x", UInt8(ascii: "x"), Array(records.utf8))
-        header("short", UInt8(ascii: "0"), Array("pax file".utf8))
-        header("fifo", UInt8(ascii: "6"), [])
-        pax += [UInt8](repeating: 0, count: 1024)
+        var crafted = CraftedTar()
+        crafted.pax([("path", "a/long/path/from/pax"), ("uid", "1000"), ("gid", "1000"), ("SCHILY.xattr.user.note", "hi")])
+        crafted.entry("short", .file, data: Array("pax file".utf8))
+        crafted.entry("fifo", .fifo)
+        crafted.entry("dev/null", .characterDevice, deviceMajor: 1, deviceMinor: 3)
+        let pax = crafted.finish()
         return [[0] + plain, [0x10] + plain, [1] + gzip(plain), [2] + zstd(plain), [0] + pax, [0x13] + pax]
     }
 
