@@ -103,7 +103,7 @@ pids+=($!)
 until dig @127.0.0.1 -p "$nsd_port" +short +time=1 +tries=1 b1.plane.test A 2>/dev/null | grep -q 10.0.0.1; do sleep 0.2; done
 nsd_qps=()
 for run in 1 2 3; do nsd_qps+=("$(dnsperf_qps "$nsd_port")"); done
-nsd_version=$(nsd -v 2>&1 | head -1)
+nsd_version=$(nsd -v 2>&1 | sed -n 1p)  # sed reads it all: head would end nsd with SIGPIPE
 
 python3 - "$nsd_version" "${schedule[*]}" "${ours_qps[*]}" "${nsd_qps[*]}" "$RECORDS" "${base_qps[*]:-}" "$BASELINE_NAME" <<'PY'
 import json, os, re, statistics, sys, datetime, platform
@@ -115,6 +115,13 @@ failures = sum(r["failures"] for r in runs)
 ours = [float(x) for x in ours]; nsd = [float(x) for x in nsd]
 mo, mn = statistics.median(ours), statistics.median(nsd)
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
+comparison = ""
+if base:
+    mb = statistics.median(base)
+    runs_ours = ", ".join(f"{x:,.0f}" for x in ours)
+    runs_base = ", ".join(f"{x:,.0f}" for x in base)
+    comparison = (f"\nBefore and after, in turns in the same run (4 runs each): {base_name} answered {mb:,.0f} queries/s, "
+                  f"this build {mo:,.0f} (runs: {runs_ours} vs {runs_base}); this build / {base_name}: {mo / mb:.2f}.\n")
 section = f"""<!-- bench-controller:start -->
 ## Controller: scheduling and DNS
 
@@ -135,9 +142,7 @@ Measured by `make bench-controller` (`scripts/bench-controller.sh`) on {os.cpu_c
 | nsd (reference) | {mn:,.0f} |
 
 Ratio: {mo / mn:.2f}x the reference (goal: at least 0.5x). {"Met." if mo / mn >= 0.5 else "NOT met."}
-{f"""
-Before and after, in turns in the same run (4 runs each): {base_name} answered {statistics.median(base):,.0f} queries/s, this build {mo:,.0f} (runs: {', '.join(f'{x:,.0f}' for x in ours)} vs {', '.join(f'{x:,.0f}' for x in base)}); this build / {base_name}: {mo / statistics.median(base):.2f}.
-""" if base else ""}<!-- bench-controller:end -->
+{comparison}<!-- bench-controller:end -->
 """
 path = "docs/benchmarks.md"
 doc = open(path).read()

@@ -177,7 +177,7 @@ if [ -n "$BASELINE" ]; then
   read -r after_before after_before_rounds <<<"$(paired "${results[proxy]}" "${results[base]}")"
   read -r after_before_tls after_before_tls_rounds <<<"$(paired "${results[proxy_tls]}" "${results[base_tls]}")"
   baseline_text="
-Before and after, in the same rounds: $BASELINE_NAME (\\`BASELINE\\`) / nginx **$paired_base** over HTTP
+Before and after, in the same rounds: $BASELINE_NAME (\`BASELINE\`) / nginx **$paired_base** over HTTP
 (rounds: $base_rounds) and **$paired_base_tls** over TLS (rounds: $base_tls_rounds), $base_rps and $base_tls_rps requests/s,
 CPU per request $base_user + $base_system = $base_cpu µs (HTTP) and $base_tls_user + $base_tls_system = $base_tls_cpu µs (TLS);
 this proxy / $BASELINE_NAME: $after_before over HTTP (rounds: $after_before_rounds) and $after_before_tls over TLS (rounds: $after_before_tls_rounds).

@@ -37,12 +37,21 @@ public struct DNSName: Sendable, Hashable, CustomStringConvertible {
     public var wireLength: Int { labels.reduce(1) { $0 + 1 + $1.count } }
 
     /// Lower-cased dotted form without a trailing dot (`""` for the root): the lookup key.
-    public var key: String {
+    public var key: String { lookupKey(refusingDots: false) ?? "" }
+
+    /// `key`, or nil when a label holds a dot byte (possible on the wire): such a name's
+    /// key would read as more labels, i.e. as another name.
+    public var unambiguousKey: String? { lookupKey(refusingDots: true) }
+
+    private func lookupKey(refusingDots: Bool) -> String? {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(wireLength)
         for label in labels {
             if !bytes.isEmpty { bytes.append(UInt8(ascii: ".")) }
-            for byte in label { bytes.append(Self.lowercase(byte)) }
+            for byte in label {
+                if refusingDots, byte == UInt8(ascii: ".") { return nil }
+                bytes.append(Self.lowercase(byte))
+            }
         }
         return String(decoding: bytes, as: UTF8.self)
     }

@@ -53,10 +53,9 @@ public struct DNSResponder: Sendable {
             return finish(errorReply(to: query, code: .refused), outcome: .refused, transport: transport, limit: limit)
         }
         // A label holding a dot cannot be one of our names (its key would read as several labels).
-        guard !question.name.labels.contains(where: { $0.contains(UInt8(ascii: ".")) }) else {
+        guard let key = question.name.unambiguousKey else {
             return finish(errorReply(to: query, code: .refused), outcome: .refused, transport: transport, limit: limit)
         }
-        let key = question.name.key
         let lookup = store.lookup(key)
         guard let zoneKey = lookup.zone else {
             return finish(errorReply(to: query, code: .refused), outcome: .refused, transport: transport, limit: limit)
