@@ -275,9 +275,9 @@ public struct TOMLParser {
         guard let byte = peek else { throw error("expected a value") }
         switch byte {
         case UInt8(ascii: "\""):
-            return .value(.string(starts(with: "\"\"\"") ? try parseMultilineBasicString() : try parseBasicString()))
+            return .value(.string(starts(with: "\"\"\"") ? try parseMultilineString(basic: true) : try parseBasicString()))
         case UInt8(ascii: "'"):
-            return .value(.string(starts(with: "'''") ? try parseMultilineLiteralString() : try parseLiteralString()))
+            return .value(.string(starts(with: "'''") ? try parseMultilineString(basic: false) : try parseLiteralString()))
         case UInt8(ascii: "["):
             guard depth < Self.maximumDepth else { throw error("arrays and inline tables nested deeper than \(Self.maximumDepth)") }
             return .value(try parseArray(depth: depth + 1))
@@ -420,38 +420,24 @@ public struct TOMLParser {
         }
     }
 
-    /// A newline right after the opening delimiter is not part of the string.
-    private mutating func skipFirstNewline() {
-        if peek == 0x0A { index += 1 } else if peek == 0x0D, peek(1) == 0x0A { index += 2 }
-    }
-
-    /// Up to two quotes before the closing three belong to the string.
-    private mutating func closingQuotes(_ quote: UInt8) -> Int? {
-        var run = 0
-        while peek(run) == quote { run += 1 }
-        guard run >= 3 else { return nil }
-        guard run <= 5 else { return nil }
-        return run - 3
-    }
-
-    private mutating func parseMultilineBasicString() throws(SyntaxError) -> String {
+    /// A multi-line string (`"""` basic, with escapes and line-ending backslashes, or `'''`
+    /// literal): newlines are kept, a newline right after the opening delimiter is not, and up
+    /// to two quotes before the closing three belong to the string.
+    private mutating func parseMultilineString(basic: Bool) throws(SyntaxError) -> String {
+        let quote = basic ? UInt8(ascii: "\"") : UInt8(ascii: "'")
         index += 3
-        skipFirstNewline()
+        if peek == 0x0A { index += 1 } else if peek == 0x0D, peek(1) == 0x0A { index += 2 }
         var out: [UInt8] = []
         while true {
-            guard let byte = peek else { throw error("the multi-line string is not closed with '\"\"\"'") }
-            if byte == UInt8(ascii: "\"") {
-                if let extra = closingQuotes(byte) {
-                    out.append(contentsOf: [UInt8](repeating: byte, count: extra))
-                    index += extra + 3
-                    return String(decoding: out, as: UTF8.self)
-                }
+            guard let byte = peek else { throw error(basic ? "the multi-line string is not closed with '\"\"\"'" : "the multi-line string is not closed with \"'''\"") }
+            if byte == quote {
                 var run = 0
-                while peek(run) == byte { run += 1 }
-                guard run < 3 else { throw error("more than five quotes in a row in a multi-line string") }
-                out.append(contentsOf: [UInt8](repeating: byte, count: run))
+                while peek(run) == quote { run += 1 }
+                guard run <= 5 else { throw error("more than five quotes in a row in a multi-line string") }
+                out.append(contentsOf: [UInt8](repeating: quote, count: run >= 3 ? run - 3 : run))
                 index += run
-            } else if byte == UInt8(ascii: "\\") {
+                if run >= 3 { return String(decoding: out, as: UTF8.self) }
+            } else if basic, byte == UInt8(ascii: "\\") {
                 // A line-ending backslash trims the whitespace and newlines that follow.
                 var lookahead = index + 1
                 while lookahead < bytes.count, bytes[lookahead] == 0x20 || bytes[lookahead] == 0x09 { lookahead += 1 }
@@ -463,37 +449,6 @@ public struct TOMLParser {
                 } else {
                     try parseEscape(into: &out)
                 }
-            } else if byte == 0x0A {
-                out.append(byte)
-                index += 1
-            } else if byte == 0x0D, peek(1) == 0x0A {
-                out.append(contentsOf: [0x0D, 0x0A])
-                index += 2
-            } else {
-                guard isAllowedInString(byte) else { throw error("a control character in a string") }
-                out.append(byte)
-                index += 1
-            }
-        }
-    }
-
-    private mutating func parseMultilineLiteralString() throws(SyntaxError) -> String {
-        index += 3
-        skipFirstNewline()
-        var out: [UInt8] = []
-        while true {
-            guard let byte = peek else { throw error("the multi-line string is not closed with \"'''\"") }
-            if byte == UInt8(ascii: "'") {
-                if let extra = closingQuotes(byte) {
-                    out.append(contentsOf: [UInt8](repeating: byte, count: extra))
-                    index += extra + 3
-                    return String(decoding: out, as: UTF8.self)
-                }
-                var run = 0
-                while peek(run) == byte { run += 1 }
-                guard run < 3 else { throw error("more than five quotes in a row in a multi-line string") }
-                out.append(contentsOf: [UInt8](repeating: byte, count: run))
-                index += run
             } else if byte == 0x0A {
                 out.append(byte)
                 index += 1
