@@ -58,6 +58,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         /// The response must have started by then (set once the request is sent).
         var responseDeadline: NIODeadline?
         let started: NIODeadline
+        /// The backend's open-exchange counter while this exchange counts as open (it is
+        /// never idle then): from routing until the response is written to the client.
+        var openAt: RouteTable.OpenExchanges?
 
         init(upstreamHead: ByteBuffer, target: ProxyRouter.Target, isHEAD: Bool, clientIsHTTP10: Bool, keepAlive: Bool, isUpgrade: Bool, hasBody: Bool,
              expectsContinue: Bool, started: NIODeadline) {
@@ -94,6 +97,10 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var parser: HTTP1Parser
     private var state = State.idle {
         didSet {
+            // Leaving an exchange, by whatever path: it no longer keeps its backend busy.
+            if case .proxying(let previous) = oldValue, previous.openAt != nil {
+                if case .proxying(let current) = state, current === previous {} else { exchangeEnded(previous) }
+            }
             if case .idle = state {
                 let now = self.now
                 headerDeadline.awaitingHead(now: now)
@@ -323,6 +330,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                            keepAlive: keepAlive)
         case .forward(let target):
             let now = self.now
+            // The route just looked up is in the cache, with its backend's exchange counter.
+            let openAt = target.backendID == nil ? nil : routeCache.exchanges
             if let backend = target.backendID { markActive(backend, now: now) }
             let isUpgrade = head.isUpgrade
             let capacity = ForwardedHeaders.requestCapacity(head, target: target.uri, clientAddress: clientAddress, scheme: shared.scheme)
@@ -330,9 +339,39 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             ForwardedHeaders.writeUpstreamRequest(head, target: target.uri, clientAddress: clientAddress, scheme: shared.scheme, upgrade: isUpgrade, into: &requestBuffer)
             let exchange = Exchange(upstreamHead: requestBuffer, target: target, isHEAD: head.methodIs("HEAD"), clientIsHTTP10: head.minorVersion == 0,
                                     keepAlive: head.isKeepAlive, isUpgrade: isUpgrade, hasBody: hasBody, expectsContinue: expectsContinue, started: now)
+            if let openAt {
+                openAt.open()
+                exchange.openAt = openAt
+            }
             state = .proxying(exchange)
             attachUpstream(to: exchange)
         }
+    }
+
+    /// An exchange ends: its backend's idle clock starts now, and the exchange stops counting
+    /// as open. A response still on its way to a client that reads slowly keeps it open until
+    /// it is written; that is asked (`bufferedWritableBytes`) only of exchanges that lasted
+    /// longer than `activityInterval`: a shorter one was read whole from its backend within
+    /// that time (backpressure keeps a slow client's response in the backend), so the
+    /// proxy holds all of it.
+    private func exchangeEnded(_ exchange: Exchange) {
+        guard let openAt = exchange.openAt else { return }
+        exchange.openAt = nil
+        let now = self.now
+        let backend = exchange.target.backendID
+        if now - exchange.started >= Self.activityInterval, let context, context.channel.isActive,
+           let pending = try? context.channel.syncOptions?.getOption(ChannelOptions.bufferedWritableBytes), pending > 0 {
+            let routes = shared.routes
+            // Writes complete in order: this one when the response's last byte is out.
+            context.writeAndFlush(wrapOutboundOut(context.channel.allocator.buffer(capacity: 0))).assumeIsolated().whenComplete { _ in
+                if let backend { routes.recordActivity(backend) }
+                openAt.close()
+            }
+            return
+        }
+        // Activity first: between the two, the backend must not look idle since long ago.
+        if let backend { markActive(backend, now: now) }
+        openAt.close()
     }
 
     /// Marks the backend active in the route table, at most every `activityInterval` per

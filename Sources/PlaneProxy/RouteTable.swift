@@ -20,12 +20,27 @@ public final class RouteTable: Sendable {
         }
     }
 
+    /// The exchanges (a request and its response) open at a backend right now, counted by
+    /// the proxy without the table's lock: an atomic per route, found through each client
+    /// connection's `Cache`. A backend with an open exchange is not idle.
+    final class OpenExchanges: Sendable {
+        let count = Atomic<Int>(0)
+
+        /// An exchange began (its request was routed here).
+        func open() { count.wrappingAdd(1, ordering: .relaxed) }
+        /// An exchange ended (its response was written to the client, or either side went).
+        func close() { count.wrappingSubtract(1, ordering: .relaxed) }
+        var isEmpty: Bool { count.load(ordering: .relaxed) <= 0 }
+    }
+
     struct Entry {
         var route: Route
         var lastActive: ContinuousClock.Instant
         var lastActiveWallClock: Timestamp
-        /// Open connections (WebSockets, long requests): a backend with one is not idle.
+        /// Open upgraded connections (WebSockets): a backend with one is not idle.
         var openConnections: Int
+        /// Open exchanges: a backend with one is not idle either.
+        let exchanges: OpenExchanges
         var dirty: Bool
 
         mutating func markActive(at now: ContinuousClock.Instant, wallClock: Timestamp) {
@@ -47,6 +62,8 @@ public final class RouteTable: Sendable {
         fileprivate var key = ""
         fileprivate var generation = UInt64.max
         fileprivate var route: Route?
+        /// The open-exchange counter of `route`.
+        fileprivate(set) var exchanges: OpenExchanges?
     }
 
     public init() {}
@@ -62,9 +79,10 @@ public final class RouteTable: Sendable {
     func route(for subdomain: String, cache: inout Cache) -> Route? {
         let current = generation.load(ordering: .acquiring)
         if cache.generation == current, cache.key == subdomain { return cache.route }
-        let route = route(for: subdomain)
-        cache = Cache(key: subdomain, generation: current, route: route)
-        return route
+        let key = subdomain.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? subdomain.lowercased() : subdomain
+        let entry = entries.withLock { $0[key].map { ($0.route, $0.exchanges) } }
+        cache = Cache(key: subdomain, generation: current, route: entry?.0, exchanges: entry?.1)
+        return entry?.0
     }
 
     /// Adds or replaces a route; the backend counts as active now (or at `lastActive`, for
@@ -73,7 +91,8 @@ public final class RouteTable: Sendable {
         let now = ContinuousClock.now
         let age = max(.zero, Timestamp.now().duration(since: lastActive))
         entries.withLock {
-            $0[route.backendID.rawValue] = Entry(route: route, lastActive: now - age, lastActiveWallClock: lastActive, openConnections: 0, dirty: false)
+            $0[route.backendID.rawValue] = Entry(route: route, lastActive: now - age, lastActiveWallClock: lastActive, openConnections: 0,
+                                                 exchanges: $0[route.backendID.rawValue]?.exchanges ?? OpenExchanges(), dirty: false)
             generation.wrappingAdd(1, ordering: .releasing)
         }
     }
@@ -106,12 +125,13 @@ public final class RouteTable: Sendable {
         }
     }
 
-    /// How long the backend has been idle: zero while a connection is open; nil without a
-    /// route.
+    /// How long the backend has been idle: zero while an exchange or an upgraded connection
+    /// is open, else the time since the last request began or the last exchange or
+    /// connection ended; nil without a route.
     public func idleTime(of backend: BackendID, now: ContinuousClock.Instant = .now) -> Duration? {
         entries.withLock {
             guard let entry = $0[backend.rawValue] else { return nil }
-            return entry.openConnections > 0 ? .zero : now - entry.lastActive
+            return entry.openConnections > 0 || !entry.exchanges.isEmpty ? .zero : now - entry.lastActive
         }
     }
 

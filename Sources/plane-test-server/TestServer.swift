@@ -12,7 +12,8 @@ import NIOWebSocket
 ///   `GET /headers` returns the request headers as a JSON object; `GET /env` its environment;
 /// - for proxy tests: `/upload` answers `received {n}` with the request body's size,
 ///   `/echo` streams the request body back as it arrives, `/download/{n}` streams n bytes,
-///   `/slow/{ms}` answers after a delay, `/partial` promises 100 bytes, sends 10 and closes;
+///   `/slow/{ms}` answers after a delay, `/sse/{count}/{ms}` streams `count` server-sent events
+///   `ms` apart, `/partial` promises 100 bytes, sends 10 and closes;
 /// - for sandbox tests (SandboxProbes): `/probe/sandbox` (unshare, keyctl and mount
 ///   results, capabilities, no_new_privs, seccomp mode), `/probe/spawn/{n}` (start up to n
 ///   child processes), `/probe/allocate/{mib}` (allocate and touch memory);
@@ -117,6 +118,15 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
                 let (handler, context) = loopBound.value
                 handler.reply(head, .ok, "slept \(milliseconds) ms", context: context)
             }
+        } else if path.hasPrefix("/sse/"), case let parts = path.dropFirst("/sse/".count).split(separator: "/"), parts.count == 2,
+                  let count = Int(parts[0]), let milliseconds = Int64(parts[1]), count >= 0, milliseconds >= 0 {
+            // Server-sent events: `count` events `milliseconds` apart, chunked.
+            say("plane-test-server: \(head.method) \(head.uri) 200")
+            var headers = HTTPHeaders()
+            headers.add(name: "Content-Type", value: "text/event-stream")
+            headers.add(name: "Cache-Control", value: "no-cache")
+            context.writeAndFlush(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
+            streamEvents(next: 1, count: count, every: .milliseconds(milliseconds), context: context)
         } else if path == "/partial" {
             say("plane-test-server: \(head.method) \(head.uri) 200")
             var headers = HTTPHeaders()
@@ -128,6 +138,20 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             return nil
         }
         return true
+    }
+
+    /// Writes server-sent event `next` of `count` (`data: n`), then the next after `every`.
+    private func streamEvents(next: Int, count: Int, every: TimeAmount, context: ChannelHandlerContext) {
+        guard next <= count else {
+            context.writeAndFlush(wrapOutboundOut(.end(nil)), promise: nil)
+            return
+        }
+        context.writeAndFlush(wrapOutboundOut(.body(.byteBuffer(ByteBuffer(string: "data: \(next)\n\n")))), promise: nil)
+        let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
+        context.eventLoop.scheduleTask(in: every) {
+            let (handler, context) = loopBound.value
+            handler.streamEvents(next: next + 1, count: count, every: every, context: context)
+        }
     }
 
     /// Writes `remaining` bytes in 64 KiB chunks, one chunk in flight at a time (so a slow

@@ -69,6 +69,34 @@ struct ProxyIntegrationTests {
         await s.stop()
     }
 
+    /// An exchange keeps its backend from being idle for as long as it is open: a response
+    /// that takes longer than the idle clock runs, a slow upload, a slow client's download;
+    /// the clock starts again when the exchange ends (it used to run from the request's
+    /// start, so a backend was swept under a long poll).
+    @Test func openExchangesKeepTheBackendBusy() async throws {
+        let s = try await setUp()
+        func idle() -> Duration { s.routes.idleTime(of: "foobar") ?? .seconds(999) }
+        // A response that takes 1.5 s.
+        let slow = Task { try await s.probe().get("/slow/1500") }
+        try await Task.sleep(for: .milliseconds(400))
+        for _ in 0..<4 {
+            #expect(idle() == .zero, "idle while a response is awaited")
+            try await Task.sleep(for: .milliseconds(250))
+        }
+        #expect(try await slow.value.body == "slept 1500 ms")
+        #expect(idle() < .milliseconds(300), "the idle clock starts when the exchange ends")
+        // An upload sent slowly: open while its body arrives.
+        let upload = Task {
+            try await s.probe().raw([Array("POST /upload HTTP/1.1\r\nHost: foobar.plane.test\r\nContent-Length: 6\r\nConnection: close\r\n\r\n".utf8),
+                                     Array("ab".utf8), Array("cd".utf8), Array("ef".utf8)], pause: .milliseconds(500))
+        }
+        try await Task.sleep(for: .milliseconds(700))
+        #expect(idle() == .zero, "idle while a request body is being uploaded")
+        #expect(try await upload.value.text.hasSuffix("received 6"))
+        #expect(idle() < .milliseconds(300))
+        await s.stop()
+    }
+
     @Test func bearerTokensAndTheAuthCookie() async throws {
         let s = try await setUp(token: "foobar")
         let probe = s.probe()

@@ -53,4 +53,25 @@ struct RouteTableTests {
         table.remove(id)
         #expect(table.route(for: id.rawValue, cache: &cache) == nil)
     }
+
+    /// An open exchange makes the backend's idle time zero; the count survives a route
+    /// being replaced (a restart's re-add) and never reads below zero.
+    @Test func openExchangesMakeTheIdleTimeZero() throws {
+        let table = RouteTable()
+        let id: BackendID = "busy"
+        table.add(RouteTable.Route(backendID: id, address: "127.0.0.1:1", bearerToken: nil), lastActive: Timestamp(secondsSinceEpoch: 0))
+        var cache = RouteTable.Cache()
+        #expect(table.route(for: "busy", cache: &cache) != nil)
+        let exchanges = try #require(cache.exchanges)
+        #expect(try #require(table.idleTime(of: id)) > .seconds(1_000_000))
+        exchanges.open()
+        exchanges.open()
+        #expect(table.idleTime(of: id) == .zero)
+        table.add(RouteTable.Route(backendID: id, address: "127.0.0.1:2", bearerToken: nil), lastActive: Timestamp(secondsSinceEpoch: 0))
+        #expect(table.idleTime(of: id) == .zero, "the open exchanges outlive the route's replacement")
+        exchanges.close()
+        #expect(table.idleTime(of: id) == .zero)
+        exchanges.close()
+        #expect(try #require(table.idleTime(of: id)) > .seconds(1_000_000))
+    }
 }
