@@ -1,6 +1,7 @@
 """A socket.io client (python-socketio) for the proxy tests: connects through the proxy
 (every host name resolves to 127.0.0.1), with the given transports, emits "echo" and
-waits for the acknowledgement. Prints "ok <transport> <ack>" and exits 0, else exits 1."""
+waits for the acknowledgement; with --hold, stays connected that many seconds and does it
+again. Prints "ok <transport> <ack>" and exits 0, else exits 1."""
 import argparse
 import asyncio
 import socket
@@ -38,6 +39,15 @@ async def run(args):
         if ack.get("echo") != "hello through plane":
             print(f"bad ack {ack!r}")
             return 1
+        if args.hold > 0:
+            await asyncio.sleep(args.hold)
+            if not client.connected:
+                print("disconnected while held")
+                return 1
+            ack = await client.call("echo", "still here", timeout=10)
+            if ack.get("echo") != "still here":
+                print(f"bad ack after holding {ack!r}")
+                return 1
         print(f"ok {upgraded_to} {ack['transport']}")
         return 0
     finally:
@@ -51,6 +61,7 @@ def main():
     parser.add_argument("--path", default="socket.io")
     parser.add_argument("--transports", default="polling,websocket")
     parser.add_argument("--ca")
+    parser.add_argument("--hold", type=float, default=0, help="seconds to stay connected before a second event")
     args = parser.parse_args()
     return asyncio.run(run(args))
 

@@ -1,0 +1,159 @@
+import Foundation
+import NATS
+import PlaneCore
+import PlaneMessaging
+import PlaneTestSupport
+import Testing
+
+/// Plane's promise, tried as users meet it: a backend keeps running while a connection to
+/// it is open, whatever the transport, and is swept `max_idle_secs` after the last one
+/// ends. Real `plane drone` with its TLS proxy on nats-server, backends on the `process`
+/// runtime plugin, clients curl and python-socketio; `max_idle_secs` is 3, every exchange
+/// lasts three times that or more.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct IdleSemanticsTests {
+    static let maxIdle: UInt64 = 3
+    static let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("PlaneProxyTests/python").path
+
+    /// A running drone with a TLS proxy for `*.plane.test`.
+    struct Bed {
+        let drone: DroneID
+        let child: ChildProcess
+        let client: NATSClient
+        let relay: DroneProcessTests.Relay
+        let messenger: PlaneMessenger
+        let proxyPort: Int
+        let ca: String
+        let directory: String
+
+        /// Spawns `executable` (an absolute path, for the process runtime) and waits for Ready.
+        func spawn(_ executable: String) async throws -> BackendID {
+            let request = SpawnRequest(cluster: "plane.test", droneID: drone, maxIdleSeconds: DurationSeconds(IdleSemanticsTests.maxIdle),
+                                       backendID: .random(), executable: DockerExecutableConfig(image: executable))
+            #expect(try await eventually { (try? await messenger.request(PlaneSubjects.spawn(drone), request, timeout: .seconds(2))) == true }, "\(child.output)")
+            #expect(try await eventually { relay.of(request.backendID).last == .ready }, "\(relay.of(request.backendID)) \(child.output)")
+            return request.backendID
+        }
+
+        /// `curl` through the proxy to `https://{backend}.plane.test/{path}`: its exit status,
+        /// then its output.
+        func curl(_ backend: BackendID, _ path: String, _ arguments: [String] = [], stdin: String? = nil) async throws -> (status: Int32, output: String) {
+            let host = "\(backend).plane.test"
+            let curl = try SystemProgram("curl", debianPackage: "curl").path()
+            let call = ["-sS", "--max-time", "60", "--cacert", ca, "--resolve", "\(host):\(proxyPort):127.0.0.1"] + arguments + ["https://\(host):\(proxyPort)\(path)"]
+            guard let stdin else { return try await SystemProgram.run(executable: curl, call) }
+            // The body comes from a shell pipeline that writes it slowly.
+            let quoted = ([curl] + call).map { "'\($0.replacingOccurrences(of: "'", with: "'\\''"))'" }.joined(separator: " ")
+            return try await SystemProgram.run(executable: "/bin/sh", ["-c", "(\(stdin)) | \(quoted)"])
+        }
+
+        /// The states reported so far are those of a backend that is still running.
+        func isRunning(_ backend: BackendID) -> Bool { relay.of(backend) == [.loading, .starting, .ready] }
+
+        /// Waits for the sweep; returns how long after `since` the drone reported it.
+        func sweptAfter(_ backend: BackendID, since: ContinuousClock.Instant) async throws -> Duration {
+            #expect(try await eventually(timeout: .seconds(30)) { relay.of(backend).last == .swept }, "\(relay.of(backend)) \(child.output)")
+            #expect(relay.of(backend) == [.loading, .starting, .ready, .swept])
+            return .now - since
+        }
+
+        func stop() async {
+            child.signal(SIGTERM)
+            #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
+            relay.stop()
+            await client.close()
+        }
+    }
+
+    func withDrone(_ body: (Bed) async throws -> Void) async throws {
+        try await withNATSServer { server in
+            let directory = try TestEnvironment.temporaryDirectory("idle-semantics")
+            let certificates = try await TestCertificates.generate(in: directory, names: ["DNS:*.plane.test", "DNS:plane.test"])
+            let drone = DroneID.random()
+            let proxyPort = try TestEnvironment.freePort()
+            let config = try DroneConfigFile.write(in: directory, drone: drone.rawValue, nats: server.url, ports: "23900-23999", extra: """
+                runtime = "process"
+                runtimes_dir = "\(PythonEnvironment.packageRoot)/runtimes"
+                [proxy]
+                bind_ip = "127.0.0.1"
+                https_port = \(proxyPort)
+                [cert]
+                key_path = "\(certificates.serverKey)"
+                cert_path = "\(certificates.serverCertificate)"
+                """)
+            let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
+            let client = try await server.connectedClient()
+            let relay = try await DroneProcessTests.Relay(client: client)
+            let bed = Bed(drone: drone, child: child, client: client, relay: relay, messenger: PlaneMessenger(client: client),
+                          proxyPort: proxyPort, ca: certificates.caCertificate, directory: directory)
+            do {
+                try await body(bed)
+            } catch {
+                await bed.stop()
+                throw error
+            }
+            await bed.stop()
+        }
+    }
+
+    /// A server-sent event stream, a slow response and a slow upload, each three times
+    /// `max_idle_secs` long and each on a backend of its own (so that none keeps another's
+    /// backend busy), arrive whole; each backend is swept `max_idle_secs` after its
+    /// exchange ended, not earlier.
+    @Test func longExchangesKeepTheirBackends() async throws {
+        try await withDrone { bed in
+            let server = try TestExecutables.path("plane-test-server")
+            let streamed = try await bed.spawn(server)
+            let slow = try await bed.spawn(server)
+            let uploaded = try await bed.spawn(server)
+            let seconds = Int(3 * Self.maxIdle)
+            async let events = bed.curl(streamed, "/sse/\(seconds)/1000", ["-N"])
+            async let answer = bed.curl(slow, "/slow/\(seconds * 1000)")
+            // A chunked body of `seconds` ten-byte pieces, one a second.
+            async let upload = bed.curl(uploaded, "/upload", ["-T", "-", "-X", "POST"],
+                                        stdin: "i=0; while [ $i -lt \(seconds) ]; do printf 0123456789; sleep 1; i=$((i+1)); done")
+            let (e, a, u) = try await (events, answer, upload)
+            let ended = ContinuousClock.now
+            let expectedEvents = (1...seconds).map { "data: \($0)\n\n" }.joined()
+            #expect(e.status == 0 && e.output == expectedEvents, "\(e.output)\n\(bed.child.output)")
+            #expect(a.status == 0 && a.output == "slept \(seconds * 1000) ms", "\(a.output)\n\(bed.child.output)")
+            #expect(u.status == 0 && u.output == "received \(seconds * 10)", "\(u.output)\n\(bed.child.output)")
+            for backend in [streamed, slow, uploaded] {
+                #expect(bed.isRunning(backend), "swept while its exchange was open: \(bed.relay.of(backend))")
+            }
+            for backend in [streamed, slow, uploaded] {
+                let after = try await bed.sweptAfter(backend, since: ended)
+                #expect(after >= .milliseconds(Int64(Self.maxIdle) * 1000 - 500), "swept \(after) after its exchange ended")
+            }
+        }
+    }
+
+    /// python-socketio through the TLS proxy, the server's ping interval (8 s) longer than
+    /// `max_idle_secs`, so a polling client's long-poll GET outlasts the idle time: polling
+    /// with upgrade, polling only and WebSocket only, one after another on one backend,
+    /// each connected for 10 s with an event and its acknowledgement at both ends. The
+    /// backend is never swept while a client is connected, and is swept after the last
+    /// one leaves.
+    @Test func socketIOClientsOfEveryTransportKeepTheBackend() async throws {
+        try await withDrone { bed in
+            // The process runtime executes a path: a script that starts the socket.io server.
+            let launcher = bed.directory + "/socketio-backend.sh"
+            let python = try await PythonEnvironment.python()
+            try "#!/bin/sh\nexec '\(python)' '\(Self.scripts)/socketio_server.py' \"$PORT\" 8\n".write(toFile: launcher, atomically: true, encoding: .utf8)
+            try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: launcher)
+            let backend = try await bed.spawn(launcher)
+            let url = "https://\(backend).plane.test:\(bed.proxyPort)"
+            var left = ContinuousClock.now
+            for (transports, expected) in [("polling,websocket", "ok websocket websocket"), ("polling", "ok polling polling"), ("websocket", "ok websocket websocket")] {
+                let (status, output) = try await SystemProgram.run(executable: python, ["\(Self.scripts)/socketio_client.py", "--url", url, "--ca", bed.ca,
+                                                                                       "--transports", transports, "--hold", "10"])
+                left = .now
+                #expect(status == 0 && output.contains(expected), "\(transports): \(output)\n\(bed.child.output)")
+                #expect(bed.isRunning(backend), "swept while a \(transports) client was connected: \(bed.relay.of(backend))")
+            }
+            let after = try await bed.sweptAfter(backend, since: left)
+            #expect(after >= .milliseconds(Int64(Self.maxIdle) * 1000 - 500), "swept \(after) after the last client left")
+        }
+    }
+}
