@@ -76,7 +76,10 @@ struct ProxyIntegrationTests {
     @Test func openExchangesKeepTheBackendBusy() async throws {
         let s = try await setUp()
         func idle() -> Duration { s.routes.idleTime(of: "foobar") ?? .seconds(999) }
-        // A response that takes 1.5 s.
+        // A response that takes 1.5 s. It ends 1.5 s after it was sent at the earliest, so the
+        // idle clock may have run for no longer than the time since then (if the request's
+        // start counted, it would have run for longer; a fixed bound is flaky on a busy machine).
+        let slowSent = ContinuousClock.now
         let slow = Task { try await s.probe().get("/slow/1500") }
         try await Task.sleep(for: .milliseconds(400))
         for _ in 0..<4 {
@@ -84,8 +87,9 @@ struct ProxyIntegrationTests {
             try await Task.sleep(for: .milliseconds(250))
         }
         #expect(try await slow.value.body == "slept 1500 ms")
-        #expect(idle() < .milliseconds(300), "the idle clock starts when the exchange ends")
-        // An upload sent slowly: open while its body arrives.
+        #expect(idle() <= ContinuousClock.now - (slowSent + .milliseconds(1500)), "the idle clock starts when the exchange ends")
+        // An upload sent slowly (its last piece 1.5 s after its head): open while its body arrives.
+        let uploadSent = ContinuousClock.now
         let upload = Task {
             try await s.probe().raw([Array("POST /upload HTTP/1.1\r\nHost: foobar.plane.test\r\nContent-Length: 6\r\nConnection: close\r\n\r\n".utf8),
                                      Array("ab".utf8), Array("cd".utf8), Array("ef".utf8)], pause: .milliseconds(500))
@@ -93,7 +97,7 @@ struct ProxyIntegrationTests {
         try await Task.sleep(for: .milliseconds(700))
         #expect(idle() == .zero, "idle while a request body is being uploaded")
         #expect(try await upload.value.text.hasSuffix("received 6"))
-        #expect(idle() < .milliseconds(300))
+        #expect(idle() <= ContinuousClock.now - (uploadSent + .milliseconds(1500)))
         await s.stop()
     }
 
