@@ -108,7 +108,7 @@ public final class ProxyServer: Service, Sendable {
                 }
                 // The proxy frames HTTP/1.1 itself: one handler sees the bytes (after TLS), no
                 // codec handlers in between; it keeps the header and idle timeouts too.
-                try pipeline.addHandler(ProxyHandler(shared: context, pool: context.pools.pool(for: channel.eventLoop)))
+                try pipeline.addHandler(ProxyHandler(shared: context, connector: context.pools.pool(for: channel.eventLoop)))
             }
         }
     }

@@ -154,8 +154,8 @@ final class UpstreamPool: @unchecked Sendable {
         sweeper = nil
     }
 
-    /// Opens a new connection to `address` on this pool's loop.
-    func connect(_ address: String, timeout: TimeAmount) -> EventLoopFuture<any Channel> {
+    /// Opens a new connection to `address` on this pool's loop, with an `UpstreamHandler`.
+    func connectChannel(_ address: String, timeout: TimeAmount) -> EventLoopFuture<any Channel> {
         let maxHeadBytes = self.maxHeadBytes
         let maxHeaderCount = self.maxHeaderCount
         guard let (host, port) = Self.split(address) else {

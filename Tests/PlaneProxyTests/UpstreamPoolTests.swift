@@ -21,8 +21,8 @@ struct UpstreamPoolTests {
         let (backend, address) = try await startBackend()
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let pool = UpstreamPool(eventLoop: loop, maxIdle: 1, maxHeadBytes: 4096, idleLifetime: .milliseconds(200), sweepInterval: .hours(1))
-        let first = try await pool.connect(address, timeout: .seconds(5)).get()
-        let second = try await pool.connect(address, timeout: .seconds(5)).get()
+        let first = try await pool.connectChannel(address, timeout: .seconds(5)).get()
+        let second = try await pool.connectChannel(address, timeout: .seconds(5)).get()
         let (reused, full) = try await loop.submit {
             let handlers = try [first, second].map { try $0.pipeline.syncOperations.handler(type: UpstreamHandler.self) }
             let bucket = pool.bucket(for: address)
@@ -49,7 +49,7 @@ struct UpstreamPoolTests {
         let (backend, address) = try await startBackend()
         let loop = MultiThreadedEventLoopGroup.singleton.next()
         let pool = UpstreamPool(eventLoop: loop, maxIdle: 2, maxHeadBytes: 4096, idleLifetime: .milliseconds(100), sweepInterval: .milliseconds(50))
-        let first = try await pool.connect(address, timeout: .seconds(5)).get()
+        let first = try await pool.connectChannel(address, timeout: .seconds(5)).get()
         let kept = try await loop.submit {
             let bucket = pool.bucket(for: address)
             pool.give(try first.pipeline.syncOperations.handler(type: UpstreamHandler.self), to: bucket, now: .now())
@@ -58,7 +58,7 @@ struct UpstreamPoolTests {
         // The sweeper closes the connection once it is idle past its lifetime, and drops the emptied bucket.
         #expect(try await eventually { try await loop.submit { kept.retired }.get() })
         #expect(!first.isActive)
-        let second = try await pool.connect(address, timeout: .seconds(5)).get()
+        let second = try await pool.connectChannel(address, timeout: .seconds(5)).get()
         let (replaced, found) = try await loop.submit {
             let handler = try second.pipeline.syncOperations.handler(type: UpstreamHandler.self)
             let bucket = pool.bucket(for: address, cached: kept)
@@ -80,7 +80,7 @@ struct UpstreamPoolTests {
         do {
             let pool = UpstreamPool(eventLoop: loop, maxIdle: 2, maxHeadBytes: 4096, idleLifetime: .milliseconds(100), sweepInterval: .milliseconds(50))
             freed = pool
-            let channel = try await pool.connect(address, timeout: .seconds(5)).get()
+            let channel = try await pool.connectChannel(address, timeout: .seconds(5)).get()
             connection = channel
             // Parked (checked in the same turn of the loop, before any sweep can run).
             let parked = try await loop.submit {
