@@ -34,6 +34,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     private let shared: ProxyContext
     private let connector: any UpstreamConnector
+    private let eventLoop: any EventLoop
     private var context: ChannelHandlerContext?
     private var parser: HTTP1Parser
     private var machine: Machine
@@ -50,12 +51,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// The connector's hint for the last backend address.
     private var connectorHint: UpstreamPool.Bucket?
 
-    /// The time of the event being handled, read from the clock at most once per event:
-    /// every entry point (from NIO, the upstream side or a timer) clears it first.
+    /// The time of the event being handled, read from the loop's clock at most once per
+    /// event: every entry point (from NIO, the upstream side or a timer) clears it first.
+    /// (The loop's clock is the system's, or a test's `EmbeddedEventLoop` time.)
     private var eventTime: NIODeadline?
     private var now: NIODeadline {
         if let eventTime { return eventTime }
-        let time = NIODeadline.now()
+        let time = eventLoop.now
         eventTime = time
         return time
     }
@@ -95,6 +97,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     init(shared: ProxyContext, connector: any UpstreamConnector) {
         self.shared = shared
         self.connector = connector
+        eventLoop = connector.eventLoop
         metrics = shared.metrics.shard(for: connector.eventLoop)
         machine = Machine(responseTimeout: shared.configuration.upstreamResponseTimeout.timeAmount)
         parser = HTTP1Parser(kind: .request, maxHeadBytes: shared.configuration.maxHeaderBytes, maxHeaderCount: shared.configuration.maxHeaderCount)

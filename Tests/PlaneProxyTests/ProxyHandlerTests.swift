@@ -1,0 +1,324 @@
+import Logging
+import NIOCore
+import NIOEmbedded
+@testable import PlaneProxy
+import PlaneCore
+import Testing
+
+/// Hands out `EmbeddedChannel`s with an `UpstreamHandler` as backend connections, and keeps
+/// parked ones in a list: the proxy's handler runs without a socket.
+final class EmbeddedUpstreamConnector: UpstreamConnector {
+    let loop: EmbeddedEventLoop
+    var eventLoop: any EventLoop { loop }
+    /// Every connection opened, oldest first.
+    private(set) var opened: [EmbeddedChannel] = []
+    private(set) var parked: [UpstreamHandler] = []
+    /// The next connects fail with this.
+    var failConnects: (any Error)?
+
+    init(loop: EmbeddedEventLoop) {
+        self.loop = loop
+    }
+
+    func take(_ address: String, hint: inout UpstreamPool.Bucket?, now: NIODeadline) -> UpstreamHandler? {
+        parked.popLast()
+    }
+
+    func park(_ upstream: UpstreamHandler, address: String, hint: inout UpstreamPool.Bucket?, now: NIODeadline) {
+        upstream.owner = nil
+        parked.append(upstream)
+    }
+
+    func connect(_ address: String, timeout: TimeAmount) -> EventLoopFuture<UpstreamHandler> {
+        if let failConnects {
+            // As a socket's: later, not within the request's own read.
+            let promise = loop.makePromise(of: UpstreamHandler.self)
+            loop.execute { promise.fail(failConnects) }
+            return promise.futureResult
+        }
+        let handler = UpstreamHandler(maxHeadBytes: 16 * 1024)
+        let channel = EmbeddedChannel(loop: loop)
+        do {
+            try channel.pipeline.syncOperations.addHandler(ReadCounter())
+            try channel.pipeline.syncOperations.addHandler(handler)
+            try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 9)).wait()
+        } catch {
+            return loop.makeFailedFuture(error)
+        }
+        opened.append(channel)
+        return loop.makeSucceededFuture(handler)
+    }
+}
+
+/// Counts the reads asked of a channel (they pass through it towards the socket).
+final class ReadCounter: ChannelOutboundHandler {
+    typealias OutboundIn = ByteBuffer
+    var reads = 0
+
+    func read(context: ChannelHandlerContext) {
+        reads += 1
+        context.read()
+    }
+}
+
+/// `ProxyHandler` on `EmbeddedChannel`s: the client's bytes go in, the backend's bytes come
+/// back through embedded upstream connections, time is the embedded loop's.
+struct ProxyHandlerTests {
+    let loop = EmbeddedEventLoop()
+    let connector: EmbeddedUpstreamConnector
+    let client: EmbeddedChannel
+    let routes = RouteTable()
+    let metrics = ProxyMetrics()
+    let clientReads = ReadCounter()
+
+    init() throws {
+        connector = EmbeddedUpstreamConnector(loop: loop)
+        client = EmbeddedChannel(loop: loop)
+        try setUp()
+    }
+
+    private func setUp(_ adjust: (inout ProxyConfiguration) -> Void = { _ in }) throws {
+        var configuration = ProxyConfiguration()
+        configuration.upstreamResponseTimeout = .seconds(10)
+        configuration.headerReadTimeout = .seconds(5)
+        adjust(&configuration)
+        routes.add(RouteTable.Route(backendID: "foobar", address: "127.0.0.1:9", bearerToken: nil))
+        let shared = ProxyContext(router: ProxyRouter(cluster: "plane.test"), routes: routes, configuration: configuration, metrics: metrics,
+                                  pools: UpstreamPools(maxIdle: 1, maxHeadBytes: 1024), logger: Logger(label: "test.proxy"), scheme: "http")
+        try client.pipeline.syncOperations.addHandler(clientReads)
+        try client.pipeline.syncOperations.addHandler(ProxyHandler(shared: shared, connector: connector))
+        try client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
+    }
+
+    /// A fresh client channel on the connector's loop (the handler's timers run on it).
+    static func make() throws -> ProxyHandlerTests {
+        try ProxyHandlerTests()
+    }
+
+    // MARK: Helpers
+
+    func send(_ text: String) throws {
+        try client.writeInbound(ByteBuffer(string: text))
+    }
+
+    /// Everything the client received so far.
+    func received() throws -> String {
+        var text = ""
+        while let buffer = try client.readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
+        return text
+    }
+
+    /// Everything `upstream` was sent so far.
+    func sent(to upstream: EmbeddedChannel) throws -> String {
+        var text = ""
+        while let buffer = try upstream.readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
+        return text
+    }
+
+    func answer(_ upstream: EmbeddedChannel, _ text: String) throws {
+        try upstream.writeInbound(ByteBuffer(string: text))
+        upstream.pipeline.fireChannelReadComplete()
+    }
+
+    var idle: Duration? { routes.idleTime(of: "foobar", now: .now + .seconds(3600)) }
+
+    static let get = "GET /x HTTP/1.1\r\nHost: foobar.plane.test\r\n\r\n"
+
+    // MARK: Tests
+
+    @Test func aKeepAliveExchangeIsForwardedAnsweredAndItsConnectionParked() throws {
+        let t = try Self.make()
+        try t.send(Self.get)
+        let upstream = try #require(t.connector.opened.first)
+        let head = try t.sent(to: upstream)
+        #expect(head.hasPrefix("GET /x HTTP/1.1\r\n") && head.contains("\r\nX-Forwarded-Proto: http\r\n") && head.hasSuffix("\r\n\r\n"), "\(head)")
+        #expect(t.idle == .zero, "an open exchange keeps its backend busy")
+        try t.answer(upstream, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+        #expect(try t.received() == "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nhi")
+        #expect(t.connector.parked.count == 1 && upstream.isActive)
+        #expect(t.idle != .zero, "the exchange ended")
+        // The next request takes the parked connection.
+        try t.send(Self.get)
+        #expect(t.connector.opened.count == 1 && t.connector.parked.isEmpty)
+        #expect(try t.sent(to: upstream).hasPrefix("GET /x HTTP/1.1\r\n"))
+        try t.answer(upstream, "HTTP/1.1 204 No Content\r\n\r\n")
+        #expect(try t.received().hasPrefix("HTTP/1.1 204 No Content\r\n"))
+        #expect(t.client.isActive)
+    }
+
+    @Test func connectionCloseClosesBothSidesOnceTheResponseIsWritten() throws {
+        let t = try Self.make()
+        try t.send("GET / HTTP/1.1\r\nHost: foobar.plane.test\r\nConnection: close\r\n\r\n")
+        let upstream = try #require(t.connector.opened.first)
+        _ = try t.sent(to: upstream)
+        try t.answer(upstream, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        #expect(try t.received() == "HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        #expect(!t.client.isActive && !upstream.isActive && t.connector.parked.isEmpty)
+    }
+
+    @Test func aStalePooledConnectionIsRetriedOnANewOne() throws {
+        let t = try Self.make()
+        try t.send(Self.get)
+        let first = try #require(t.connector.opened.first)
+        try t.answer(first, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        _ = try t.received()
+        // The backend closed the parked connection just as it was taken.
+        try t.send(Self.get)
+        _ = try t.sent(to: first)
+        try first.close().wait()
+        #expect(t.connector.opened.count == 2)
+        let second = t.connector.opened[1]
+        #expect(try t.sent(to: second).hasPrefix("GET /x HTTP/1.1\r\n"))
+        try t.answer(second, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")
+        #expect(try t.received().hasSuffix("\r\n\r\nok"))
+        #expect(t.client.isActive)
+    }
+
+    @Test func aRequestWhoseBodyWentOutIsNotSentTwice() throws {
+        let t = try Self.make()
+        try t.send(Self.get)
+        let first = try #require(t.connector.opened.first)
+        try t.answer(first, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        _ = try t.received()
+        try t.send("POST /pay HTTP/1.1\r\nHost: foobar.plane.test\r\nContent-Length: 3\r\n\r\nabc")
+        #expect(try t.sent(to: first).hasSuffix("\r\n\r\nabc"))
+        try first.close().wait()
+        #expect(t.connector.opened.count == 1, "not sent again")
+        #expect(try t.received().hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"))
+        #expect(t.idle != .zero)
+    }
+
+    @Test func pipelinedRequestsGoOneAtATime() throws {
+        let t = try Self.make()
+        try t.send(Self.get + "GET /second HTTP/1.1\r\nHost: foobar.plane.test\r\n\r\n")
+        let upstream = try #require(t.connector.opened.first)
+        let first = try t.sent(to: upstream)
+        #expect(first.hasPrefix("GET /x ") && !first.contains("/second"))
+        try t.answer(upstream, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n1")
+        // The first response is out; the second request goes on the same (parked, retaken) connection.
+        #expect(try t.sent(to: upstream).hasPrefix("GET /second "))
+        try t.answer(upstream, "HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2")
+        let both = try t.received()
+        #expect(both.hasSuffix("\r\n\r\n1HTTP/1.1 200 OK\r\nContent-Length: 1\r\n\r\n2"), "\(both)")
+        #expect(t.connector.opened.count == 1)
+    }
+
+    @Test func backpressureStopsTheOtherSidesReads() throws {
+        let t = try Self.make()
+        try t.send("POST /up HTTP/1.1\r\nHost: foobar.plane.test\r\nContent-Length: 10\r\n\r\nab")
+        let upstream = try #require(t.connector.opened.first)
+        let upstreamReads = try upstream.pipeline.syncOperations.handler(type: ReadCounter.self)
+        // The backend cannot take more: the client's reads wait until it can.
+        upstream.isWritable = false
+        upstream.pipeline.fireChannelWritabilityChanged()
+        let before = t.clientReads.reads
+        t.client.read()
+        #expect(t.clientReads.reads == before)
+        upstream.isWritable = true
+        upstream.pipeline.fireChannelWritabilityChanged()
+        #expect(t.clientReads.reads == before + 1)
+        try t.send("cdefghij")
+        #expect(try t.sent(to: upstream).hasSuffix("abcdefghij"))
+        // The client cannot take more: the backend's reads wait until it can.
+        try t.answer(upstream, "HTTP/1.1 200 OK\r\nContent-Length: 4\r\n\r\nab")
+        t.client.isWritable = false
+        t.client.pipeline.fireChannelWritabilityChanged()
+        let upstreamBefore = upstreamReads.reads
+        upstream.read()
+        #expect(upstreamReads.reads == upstreamBefore)
+        t.client.isWritable = true
+        t.client.pipeline.fireChannelWritabilityChanged()
+        #expect(upstreamReads.reads == upstreamBefore + 1)
+        try t.answer(upstream, "cd")
+        #expect(try t.received().hasSuffix("\r\n\r\nabcd"))
+    }
+
+    @Test func anUpgradeBecomesASpliceAndCountsAsAnOpenConnection() throws {
+        let t = try Self.make()
+        try t.send("GET /ws HTTP/1.1\r\nHost: foobar.plane.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nearly")
+        let upstream = try #require(t.connector.opened.first)
+        let head = try t.sent(to: upstream)
+        #expect(head.hasPrefix("GET /ws HTTP/1.1\r\n") && !head.contains("early"), "the bytes after an upgrade head wait for the answer")
+        try t.answer(upstream, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\nhello")
+        let answer = try t.received()
+        #expect(answer.hasPrefix("HTTP/1.1 101 Switching Protocols\r\n") && answer.hasSuffix("\r\n\r\nhello"), "\(answer)")
+        #expect(try t.sent(to: upstream) == "early")
+        try t.send("more")
+        #expect(try t.sent(to: upstream) == "more")
+        #expect(t.idle == .zero && t.metrics.openUpgradedConnections == 1)
+        try t.client.close().wait()
+        #expect(!upstream.isActive && t.metrics.openUpgradedConnections == 0)
+        #expect(t.idle != .zero)
+    }
+
+    @Test func anEarlyUpstreamCloseIs502AndAClientGoneMidBodyClosesTheUpstream() throws {
+        var t = try Self.make()
+        try t.send(Self.get)
+        try #require(t.connector.opened.first).close().wait()
+        #expect(try t.received().hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"))
+        #expect(t.client.isActive, "the request was complete: the connection carries on")
+        t = try Self.make()
+        try t.send("POST /up HTTP/1.1\r\nHost: foobar.plane.test\r\nContent-Length: 10\r\n\r\nab")
+        let upstream = try #require(t.connector.opened.first)
+        #expect(t.idle == .zero)
+        try t.client.close().wait()
+        #expect(!upstream.isActive && t.idle != .zero)
+    }
+
+    @Test func aFailedConnectIs502() throws {
+        let t = try Self.make()
+        t.connector.failConnects = ProxyError(.upstreamUnreachable, "refused")
+        try t.send(Self.get)
+        t.loop.run()
+        #expect(try t.received().hasPrefix("HTTP/1.1 502 Bad Gateway\r\n"))
+        #expect(t.idle != .zero && t.client.isActive)
+    }
+
+    @Test func expectContinueIsAnsweredByTheProxy() throws {
+        let t = try Self.make()
+        try t.send("PUT /f HTTP/1.1\r\nHost: foobar.plane.test\r\nExpect: 100-continue\r\nContent-Length: 3\r\n\r\n")
+        let upstream = try #require(t.connector.opened.first)
+        #expect(!(try t.sent(to: upstream).lowercased().contains("expect")))
+        #expect(try t.received() == "HTTP/1.1 100 Continue\r\n\r\n")
+        try t.send("abc")
+        #expect(try t.sent(to: upstream) == "abc")
+    }
+
+    @Test func headAnswersAndInformationalAnswers() throws {
+        let t = try Self.make()
+        try t.send("HEAD / HTTP/1.1\r\nHost: foobar.plane.test\r\n\r\n")
+        let upstream = try #require(t.connector.opened.first)
+        // A HEAD answer's length describes a body that does not come.
+        try t.answer(upstream, "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+        #expect(try t.received() == "HTTP/1.1 200 OK\r\nContent-Length: 5\r\n\r\n")
+        #expect(t.connector.parked.count == 1)
+        try t.send(Self.get)
+        try t.answer(upstream, "HTTP/1.1 103 Early Hints\r\nLink: </a.css>\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        #expect(try t.received() == "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+    }
+
+    @Test func aSilentBackendIs504AndASilentClientIsClosed() throws {
+        let t = try Self.make()
+        try t.send(Self.get)
+        let upstream = try #require(t.connector.opened.first)
+        t.loop.advanceTime(by: .seconds(9))
+        #expect(try t.received().isEmpty)
+        t.loop.advanceTime(by: .seconds(2))
+        #expect(try t.received().hasPrefix("HTTP/1.1 504 Gateway Timeout\r\n"))
+        #expect(!upstream.isActive && t.client.isActive)
+        // A head that does not complete within the header timeout closes the connection.
+        try t.send("GET / HTTP/1.1\r\nHost: foo")
+        t.loop.advanceTime(by: .seconds(6))
+        #expect(!t.client.isActive)
+    }
+
+    @Test func localAnswers() throws {
+        let t = try Self.make()
+        try t.send("GET / HTTP/1.1\r\nHost: nothere.plane.test\r\n\r\n")
+        #expect(try t.received().hasPrefix("HTTP/1.1 404 Not Found\r\n"))
+        try t.send("CONNECT a:1 HTTP/1.1\r\nHost: a\r\n\r\n")
+        #expect(try t.received().hasPrefix("HTTP/1.1 405 Method Not Allowed\r\n"))
+        #expect(!t.client.isActive)
+        #expect(t.connector.opened.isEmpty)
+    }
+}
