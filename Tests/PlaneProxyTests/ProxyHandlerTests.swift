@@ -166,7 +166,7 @@ struct ProxyHandlerTests {
         try t.send(Self.get)
         _ = try t.sent(to: first)
         try first.close().wait()
-        #expect(t.connector.opened.count == 2)
+        try #require(t.connector.opened.count == 2)
         let second = t.connector.opened[1]
         #expect(try t.sent(to: second).hasPrefix("GET /x HTTP/1.1\r\n"))
         try t.answer(second, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok")

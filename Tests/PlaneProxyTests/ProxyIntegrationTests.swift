@@ -101,6 +101,51 @@ struct ProxyIntegrationTests {
         await s.stop()
     }
 
+    /// A pooled connection the backend closes as the next request arrives: a request without
+    /// a body is sent again on a new connection and answered; one whose body went out is
+    /// not sent twice (502), and the client connection carries on after both.
+    @Test func aStalePooledConnectionIsRetriedOnlyWhenNothingOfTheRequestWasConsumed() async throws {
+        let backendPort = try TestEnvironment.freePort()
+        let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("python").path
+        let backend = try ChildProcess(try SystemProgram("python3", debianPackage: "python3").path(), arguments: ["\(scripts)/one_request_backend.py", String(backendPort)])
+        _ = try await HTTPProbe(port: backendPort).waitUntilAnswering("/")
+        let before = try JSONSerialization.jsonObject(with: Data(try await HTTPProbe(port: backendPort).get("/count").body.utf8)) as? [String: Int]
+        let getsBefore = try #require(before?["GET"])
+        let routes = RouteTable()
+        routes.add(RouteTable.Route(backendID: "foobar", address: "127.0.0.1:\(backendPort)", bearerToken: nil))
+        var configuration = ProxyConfiguration()
+        configuration.bindHost = "127.0.0.1"
+        configuration.httpsPort = 0
+        var logger = Logger(label: "test.proxy")
+        logger.logLevel = .warning
+        let proxy = ProxyServer(cluster: "plane.test", configuration: configuration, routes: routes, logger: logger)
+        try await proxy.start()
+        let port = try #require(proxy.port)
+        // One client connection (one event loop, one pool), requests one after another.
+        let host = "Host: foobar.plane.test\r\n"
+        let (text, closed) = try await HTTPProbe(port: port).raw([
+            Array("GET /a HTTP/1.1\r\n\(host)\r\n".utf8),
+            Array("GET /b HTTP/1.1\r\n\(host)\r\n".utf8),
+            Array("POST /pay HTTP/1.1\r\n\(host)Content-Length: 1\r\n\r\nx".utf8),
+            Array("GET /count HTTP/1.1\r\n\(host)Connection: close\r\n\r\n".utf8),
+        ], pause: .milliseconds(300))
+        let answers = text.components(separatedBy: "HTTP/1.1 ").dropFirst().map { "HTTP/1.1 " + $0 }
+        try #require(answers.count == 4, "\(text)")
+        // Bodies are "{backend connection} {method} {path}".
+        let bodies = answers.map { $0.components(separatedBy: "\r\n\r\n").last ?? "" }
+        #expect(answers[0].hasPrefix("HTTP/1.1 200 ") && bodies[0].hasSuffix(" GET /a"), "\(answers[0])")
+        // The pooled connection closed on /b: sent again on another connection.
+        #expect(answers[1].hasPrefix("HTTP/1.1 200 ") && bodies[1].hasSuffix(" GET /b"), "\(answers[1])")
+        #expect(bodies[0].split(separator: " ").first != bodies[1].split(separator: " ").first)
+        #expect(answers[2].hasPrefix("HTTP/1.1 502 "), "\(answers[2])")
+        // The backend saw /a, /b twice, the POST once (and this request).
+        let counts = try JSONSerialization.jsonObject(with: Data(bodies[3].utf8)) as? [String: Int]
+        #expect(counts == ["GET": getsBefore + 4, "POST": 1], "\(answers[3])")
+        #expect(closed)
+        await proxy.stop()
+        await backend.stop()
+    }
+
     @Test func bearerTokensAndTheAuthCookie() async throws {
         let s = try await setUp(token: "foobar")
         let probe = s.probe()
