@@ -96,6 +96,12 @@ public struct HTTP1Head: Sendable {
         }
     }
 
+    /// The method is idempotent (RFC 9110 §9.2.2: GET, HEAD, PUT, DELETE, OPTIONS, TRACE):
+    /// a request a proxy may send again after a connection failed under it.
+    public var hasIdempotentMethod: Bool {
+        methodIs("GET") || methodIs("HEAD") || methodIs("PUT") || methodIs("DELETE") || methodIs("OPTIONS") || methodIs("TRACE")
+    }
+
     public func name(at index: Int) -> String { string(fields[index].nameStart, fields[index].nameEnd) }
     public func value(at index: Int) -> String { string(fields[index].valueStart, fields[index].valueEnd) }
 

@@ -24,6 +24,8 @@ struct ProxyConnectionStateMachine {
     /// What the proxy learned from a forwarded request's head.
     struct Request: Equatable {
         var isHEAD: Bool
+        /// Its method is idempotent: it may be sent again on a new connection.
+        var isIdempotent: Bool
         var clientIsHTTP10: Bool
         /// The client lets the connection carry another request (`Connection`, version).
         var keepAlive: Bool
@@ -158,7 +160,8 @@ struct ProxyConnectionStateMachine {
         /// The connection is there: write the head, then held body bytes (`flushHead`: the
         /// head alone is the whole request). `sendContinue`: answer the client's
         /// `Expect: 100-continue`. A `responseDeadline` arms the response timer.
-        case sendRequest(flushHead: Bool, sendContinue: Bool, responseDeadline: NIODeadline?)
+        /// `answersHEAD`: the response has no body whatever its head says.
+        case sendRequest(flushHead: Bool, sendContinue: Bool, answersHEAD: Bool, responseDeadline: NIODeadline?)
         /// The request is complete: flush it; a `responseDeadline` arms the response timer.
         case flushRequest(responseDeadline: NIODeadline?)
         /// The response timer fired early: arm it again for this deadline.
@@ -335,6 +338,11 @@ struct ProxyConnectionStateMachine {
         return .none
     }
 
+    /// The client did not send a request head in time (`HeaderDeadline`): closed.
+    mutating func headerTimedOut() -> Action {
+        protocolViolation()
+    }
+
     mutating func clientBecameWritable() -> Action {
         if case .proxying(_, .attached, _, _) = state { return .resumeResponseReads }
         return .none
@@ -356,7 +364,7 @@ struct ProxyConnectionStateMachine {
         let ended = if case .ended = body { true } else { false }
         return .sendRequest(flushHead: !request.hasBody && !body.started,
                             sendContinue: request.expectsContinue && !ended && !retry,
-                            responseDeadline: deadline)
+                            answersHEAD: request.isHEAD, responseDeadline: deadline)
     }
 
     mutating func upstreamConnectFailed(attempt: UInt32) -> Action {
@@ -418,9 +426,10 @@ struct ProxyConnectionStateMachine {
     /// The leased connection closed or failed.
     mutating func upstreamClosed(_ failure: UpstreamFailure) -> Action {
         guard case .proxying(let request, .attached(let reused, let retried), let body, let response) = state else { return .none }
-        // A pooled connection the backend had just closed (or reset): once more on a new one,
-        // if nothing of the request can have been consumed.
-        if failure == .closed, reused, !retried, case .awaited = response, !body.started {
+        // A pooled connection the backend had just closed (or reset), as a server does whose
+        // keep-alive timeout ran out as the request arrived: once more on a new one, for an
+        // idempotent request of which no body byte went out (RFC 9110 §9.2.2).
+        if failure == .closed, reused, !retried, request.isIdempotent, case .awaited = response, !body.started {
             let attempt = nextAttempt()
             state = .proxying(request, .connecting(id: attempt, retry: true), body, .awaited(deadline: nil))
             return .retry(attempt: attempt)
@@ -450,6 +459,7 @@ struct ProxyConnectionStateMachine {
         return .answer(LocalAnswer(status: status), keepAlive: keepAlive, endsExchange: true, awaitsRequest: ended && keepAlive)
     }
 
+    /// The connection closes, with the exchange under way if there is one.
     private mutating func protocolViolation() -> Action {
         let previous = state
         state = .done

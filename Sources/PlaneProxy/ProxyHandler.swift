@@ -159,8 +159,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .retry(let attempt):
             releaseUpstream(.close)
             lease(attempt: attempt, pooled: false)
-        case .sendRequest(let flushHead, let sendContinue, let deadline):
-            sendRequest(flushHead: flushHead, sendContinue: sendContinue)
+        case .sendRequest(let flushHead, let sendContinue, let answersHEAD, let deadline):
+            sendRequest(flushHead: flushHead, sendContinue: sendContinue, answersHEAD: answersHEAD)
             if let deadline { armResponseTimer(deadline) }
             resumeClientReadsIfHeld()
         case .flushRequest(let deadline):
@@ -264,7 +264,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let now = self.now
             if self.headerDeadline.isExpired(at: now) {
                 self.shared.logger.debug("proxy.header_timeout")
-                self.perform(.closeClient(endsExchange: self.machine.clientClosed() == .endExchange))
+                self.perform(self.machine.headerTimedOut())
             } else if let next = self.headerDeadline.timerTime(now: now) {
                 self.armHeaderCheck(at: next, context: context)
             }
@@ -339,7 +339,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         default: hasBody = true
         }
         let now = self.now
-        let facts = Machine.Request(isHEAD: head.methodIs("HEAD"), clientIsHTTP10: head.minorVersion == 0, keepAlive: head.isKeepAlive, isUpgrade: head.isUpgrade,
+        let facts = Machine.Request(isHEAD: head.methodIs("HEAD"), isIdempotent: head.hasIdempotentMethod, clientIsHTTP10: head.minorVersion == 0, keepAlive: head.isKeepAlive, isUpgrade: head.isUpgrade,
                                     hasBody: hasBody, expectsContinue: head.minorVersion >= 1 && hasBody && head.hasToken("100-continue", in: .expect), started: now)
         let route: Machine.Route
         var forwardTo: ProxyRouter.Target?
@@ -431,15 +431,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     /// Writes the request head and the body bytes held while connecting.
-    private func sendRequest(flushHead: Bool, sendContinue: Bool) {
+    private func sendRequest(flushHead: Bool, sendContinue: Bool, answersHEAD: Bool) {
         guard let upstream else { return }
-        guard case .proxying(let request, _, _, _) = machine.state else { return }
-        upstream.lease(to: self, answersHEAD: request.isHEAD)
+        upstream.lease(to: self, answersHEAD: answersHEAD)
         // A request without a body is all there: it leaves at once (one pass through the
         // pipeline instead of a write and a flush later).
         upstream.write(requestBuffer, flush: flushHead)
-        for buffer in heldBody { upstream.write(buffer, flush: false) }
-        heldBody.removeAll()
+        if !heldBody.isEmpty {
+            for buffer in heldBody { upstream.write(buffer, flush: false) }
+            heldBody.removeAll()
+        }
         if !inClientRead { upstream.flush() }
         if sendContinue {
             context?.writeAndFlush(wrapOutboundOut(ByteBuffer(staticString: "HTTP/1.1 100 Continue\r\n\r\n")), promise: nil)

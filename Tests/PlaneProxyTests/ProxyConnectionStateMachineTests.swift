@@ -11,8 +11,8 @@ struct ProxyConnectionStateMachineTests {
     let timeout = TimeAmount.seconds(30)
 
     func request(keepAlive: Bool = true, http10: Bool = false, body: Bool = false, upgrade: Bool = false, expectsContinue: Bool = false,
-                 head: Bool = false) -> Machine.Request {
-        Machine.Request(isHEAD: head, clientIsHTTP10: http10, keepAlive: keepAlive, isUpgrade: upgrade, hasBody: body,
+                 head: Bool = false, idempotent: Bool = true) -> Machine.Request {
+        Machine.Request(isHEAD: head, isIdempotent: idempotent, clientIsHTTP10: http10, keepAlive: keepAlive, isUpgrade: upgrade, hasBody: body,
                         expectsContinue: expectsContinue, started: start)
     }
 
@@ -23,7 +23,7 @@ struct ProxyConnectionStateMachineTests {
         var machine = Machine(responseTimeout: timeout)
         #expect(machine.requestHead(request, route: .forward) == .forward(attempt: 1, pooled: !request.isUpgrade))
         let sent = machine.upstreamConnected(attempt: 1, reused: reused, now: start)
-        #expect(sent == .sendRequest(flushHead: !request.hasBody, sendContinue: request.expectsContinue, responseDeadline: nil))
+        #expect(sent == .sendRequest(flushHead: !request.hasBody, sendContinue: request.expectsContinue, answersHEAD: request.isHEAD, responseDeadline: nil))
         return machine
     }
 
@@ -108,7 +108,7 @@ struct ProxyConnectionStateMachineTests {
         // While connecting, the client's reads wait (bytes already read are held).
         #expect(machine.holdsClientReads(pipelinedBytes: 0, upstreamWritable: false))
         #expect(machine.requestBody() == .holdBody)
-        #expect(machine.upstreamConnected(attempt: 1, reused: false, now: start) == .sendRequest(flushHead: false, sendContinue: false, responseDeadline: nil))
+        #expect(machine.upstreamConnected(attempt: 1, reused: false, now: start) == .sendRequest(flushHead: false, sendContinue: false, answersHEAD: false, responseDeadline: nil))
         // A backend that cannot take more stops the client's reads; writable again resumes them.
         #expect(machine.holdsClientReads(pipelinedBytes: 0, upstreamWritable: false))
         #expect(!machine.holdsClientReads(pipelinedBytes: 0, upstreamWritable: true))
@@ -130,7 +130,7 @@ struct ProxyConnectionStateMachineTests {
         #expect(machine.upstreamConnectFailed(attempt: 1) == .none)
         // The retry is sent at once with its deadline (the request is complete), and no 100 Continue.
         #expect(machine.upstreamConnected(attempt: 2, reused: false, now: start + .seconds(2))
-            == .sendRequest(flushHead: true, sendContinue: false, responseDeadline: start + .seconds(32)))
+            == .sendRequest(flushHead: true, sendContinue: false, answersHEAD: false, responseDeadline: start + .seconds(32)))
         // Closed again: no third try.
         #expect(machine.upstreamClosed(.closed) == .answer(.init(status: .badGateway), keepAlive: true, endsExchange: true, awaitsRequest: true))
         #expect(machine.awaitsRequest)
@@ -144,6 +144,10 @@ struct ProxyConnectionStateMachineTests {
         // Body bytes went out.
         machine = attached(request(body: true), reused: true)
         _ = machine.requestBody()
+        _ = machine.requestEnd(now: start)
+        #expect(machine.upstreamClosed(.closed) == .answer(.init(status: .badGateway), keepAlive: true, endsExchange: true, awaitsRequest: true))
+        // A method that is not idempotent (a POST without a body), even on a pooled connection.
+        machine = attached(request(idempotent: false), reused: true)
         _ = machine.requestEnd(now: start)
         #expect(machine.upstreamClosed(.closed) == .answer(.init(status: .badGateway), keepAlive: true, endsExchange: true, awaitsRequest: true))
         // The backend answered something that is not HTTP.
@@ -204,13 +208,13 @@ struct ProxyConnectionStateMachineTests {
     @Test func expectContinueIsAnsweredOnceTheBackendConnectionIsThere() {
         var machine = Machine(responseTimeout: timeout)
         _ = machine.requestHead(request(body: true, expectsContinue: true), route: .forward)
-        #expect(machine.upstreamConnected(attempt: 1, reused: true, now: start) == .sendRequest(flushHead: false, sendContinue: true, responseDeadline: nil))
+        #expect(machine.upstreamConnected(attempt: 1, reused: true, now: start) == .sendRequest(flushHead: false, sendContinue: true, answersHEAD: false, responseDeadline: nil))
         // Not after the body is complete (the client gave up waiting).
         machine = Machine(responseTimeout: timeout)
         _ = machine.requestHead(request(body: true, expectsContinue: true), route: .forward)
         #expect(machine.requestBody() == .holdBody)
         _ = machine.requestEnd(now: start)
-        #expect(machine.upstreamConnected(attempt: 1, reused: false, now: start) == .sendRequest(flushHead: false, sendContinue: false, responseDeadline: start + timeout))
+        #expect(machine.upstreamConnected(attempt: 1, reused: false, now: start) == .sendRequest(flushHead: false, sendContinue: false, answersHEAD: false, responseDeadline: start + timeout))
     }
 
     @Test func informationalAnswersAreDroppedAndUpgradesSplice() {
@@ -301,7 +305,7 @@ struct ProxyConnectionStateMachineTests {
             { $0.requestMalformed(ProxyError(.malformedMessage, "x")) }, { $0.requestEventsDrained() }, { $0.clientInputEnded() },
             { $0.clientBecameWritable() }, { $0.upstreamConnected(attempt: 1, reused: true, now: start) }, { $0.upstreamConnectFailed(attempt: 1) },
             { $0.responseTimerFired(now: start + .hours(1)) }, { $0.responseHead(Self.ok) }, { $0.responseBody() }, { $0.responseEnd() },
-            { $0.upstreamClosed(.closed) }, { $0.upstreamBecameWritable() }, { $0.clientClosed() },
+            { $0.upstreamClosed(.closed) }, { $0.upstreamBecameWritable() }, { $0.clientClosed() }, { $0.headerTimedOut() },
         ]
         for state in states {
             for (index, event) in events.enumerated() {

@@ -33,7 +33,7 @@ final class EmbeddedUpstreamConnector: UpstreamConnector {
         if let failConnects {
             // As a socket's: later, not within the request's own read.
             let promise = loop.makePromise(of: UpstreamHandler.self)
-            loop.execute { promise.fail(failConnects) }
+            loop.assumeIsolated().execute { promise.fail(failConnects) }
             return promise.futureResult
         }
         let handler = UpstreamHandler(maxHeadBytes: 16 * 1024)
@@ -46,7 +46,9 @@ final class EmbeddedUpstreamConnector: UpstreamConnector {
             return loop.makeFailedFuture(error)
         }
         opened.append(channel)
-        return loop.makeSucceededFuture(handler)
+        let promise = loop.makePromise(of: UpstreamHandler.self)
+        promise.assumeIsolated().succeed(handler)
+        return promise.futureResult
     }
 }
 

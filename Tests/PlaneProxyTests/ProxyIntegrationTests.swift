@@ -101,9 +101,9 @@ struct ProxyIntegrationTests {
         await s.stop()
     }
 
-    /// A pooled connection the backend closes as the next request arrives: a request without
-    /// a body is sent again on a new connection and answered; one whose body went out is
-    /// not sent twice (502), and the client connection carries on after both.
+    /// A pooled connection the backend closes as the next request arrives: an idempotent
+    /// request without a body is sent again on a new connection and answered; a POST, with a
+    /// body or without, is not sent twice (502), and the client connection carries on.
     @Test func aStalePooledConnectionIsRetriedOnlyWhenNothingOfTheRequestWasConsumed() async throws {
         let backendPort = try TestEnvironment.freePort()
         let scripts = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("python").path
@@ -126,21 +126,26 @@ struct ProxyIntegrationTests {
         let (text, closed) = try await HTTPProbe(port: port).raw([
             Array("GET /a HTTP/1.1\r\n\(host)\r\n".utf8),
             Array("GET /b HTTP/1.1\r\n\(host)\r\n".utf8),
+            Array("POST /nobody HTTP/1.1\r\n\(host)Content-Length: 0\r\n\r\n".utf8),
+            Array("GET /c HTTP/1.1\r\n\(host)\r\n".utf8),
             Array("POST /pay HTTP/1.1\r\n\(host)Content-Length: 1\r\n\r\nx".utf8),
             Array("GET /count HTTP/1.1\r\n\(host)Connection: close\r\n\r\n".utf8),
         ], pause: .milliseconds(300))
         let answers = text.components(separatedBy: "HTTP/1.1 ").dropFirst().map { "HTTP/1.1 " + $0 }
-        try #require(answers.count == 4, "\(text)")
+        try #require(answers.count == 6, "\(text)")
         // Bodies are "{backend connection} {method} {path}".
         let bodies = answers.map { $0.components(separatedBy: "\r\n\r\n").last ?? "" }
         #expect(answers[0].hasPrefix("HTTP/1.1 200 ") && bodies[0].hasSuffix(" GET /a"), "\(answers[0])")
         // The pooled connection closed on /b: sent again on another connection.
         #expect(answers[1].hasPrefix("HTTP/1.1 200 ") && bodies[1].hasSuffix(" GET /b"), "\(answers[1])")
         #expect(bodies[0].split(separator: " ").first != bodies[1].split(separator: " ").first)
+        // A POST is never sent twice, without a body (not idempotent) or with one.
         #expect(answers[2].hasPrefix("HTTP/1.1 502 "), "\(answers[2])")
-        // The backend saw /a, /b twice, the POST once (and this request).
-        let counts = try JSONSerialization.jsonObject(with: Data(bodies[3].utf8)) as? [String: Int]
-        #expect(counts == ["GET": getsBefore + 4, "POST": 1], "\(answers[3])")
+        #expect(answers[3].hasPrefix("HTTP/1.1 200 ") && bodies[3].hasSuffix(" GET /c"), "\(answers[3])")
+        #expect(answers[4].hasPrefix("HTTP/1.1 502 "), "\(answers[4])")
+        // The backend saw /a, /b twice, /c, each POST once (and this request).
+        let counts = try JSONSerialization.jsonObject(with: Data(bodies[5].utf8)) as? [String: Int]
+        #expect(counts == ["GET": getsBefore + 5, "POST": 2], "\(answers[5])")
         #expect(closed)
         await proxy.stop()
         await backend.stop()
