@@ -129,6 +129,38 @@ struct IdleSemanticsTests {
         }
     }
 
+    /// Clients killed in the middle of an exchange (a server-sent event stream, a slow
+    /// upload): their exchanges end with their connections, so the backends do not stay
+    /// busy; each is swept `max_idle_secs` after its client died.
+    @Test func aClientKilledMidExchangeDoesNotKeepItsBackend() async throws {
+        try await withDrone { bed in
+            let server = try TestExecutables.path("plane-test-server")
+            let streamed = try await bed.spawn(server)
+            let uploaded = try await bed.spawn(server)
+            let curl = try SystemProgram("curl", debianPackage: "curl").path()
+            func call(_ backend: BackendID, _ path: String, _ arguments: [String]) -> [String] {
+                let host = "\(backend).plane.test"
+                return ["-sS", "--cacert", bed.ca, "--resolve", "\(host):\(bed.proxyPort):127.0.0.1"] + arguments + ["https://\(host):\(bed.proxyPort)\(path)"]
+            }
+            let stream = try ChildProcess(curl, arguments: call(streamed, "/sse/600/1000", ["-N"]))
+            // A body without end at 1 KiB/s.
+            let upload = try ChildProcess(curl, arguments: call(uploaded, "/upload", ["-T", "/dev/zero", "-X", "POST", "--limit-rate", "1K"]))
+            try await Task.sleep(for: .seconds(Int(2 * Self.maxIdle)))
+            for backend in [streamed, uploaded] {
+                #expect(bed.isRunning(backend), "swept while its exchange was open: \(bed.relay.of(backend))")
+            }
+            stream.signal(SIGKILL)
+            upload.signal(SIGKILL)
+            let killed = ContinuousClock.now
+            _ = await stream.waitForExit()
+            _ = await upload.waitForExit()
+            for backend in [streamed, uploaded] {
+                let after = try await bed.sweptAfter(backend, since: killed)
+                #expect(after >= .milliseconds(Int64(Self.maxIdle) * 1000 - 500), "swept \(after) after its client was killed")
+            }
+        }
+    }
+
     /// python-socketio through the TLS proxy, the server's ping interval (8 s) longer than
     /// `max_idle_secs`, so a polling client's long-poll GET outlasts the idle time: polling
     /// with upgrade, polling only and WebSocket only, one after another on one backend,

@@ -76,28 +76,36 @@ struct ProxyIntegrationTests {
     @Test func openExchangesKeepTheBackendBusy() async throws {
         let s = try await setUp()
         func idle() -> Duration { s.routes.idleTime(of: "foobar") ?? .seconds(999) }
-        // A response that takes 1.5 s. It ends 1.5 s after it was sent at the earliest, so the
-        // idle clock may have run for no longer than the time since then (if the request's
-        // start counted, it would have run for longer; a fixed bound is flaky on a busy machine).
-        let slowSent = ContinuousClock.now
-        let slow = Task { try await s.probe().get("/slow/1500") }
-        try await Task.sleep(for: .milliseconds(400))
-        for _ in 0..<4 {
-            #expect(idle() == .zero, "idle while a response is awaited")
-            try await Task.sleep(for: .milliseconds(250))
+        /// Once the exchange is open (idle exactly zero: activity alone is never exactly
+        /// zero), every reading taken before `since + span`, when the exchange cannot have
+        /// ended yet, must be zero. Time is read after each reading, so a busy machine that
+        /// delays the test can only make it check less, never wrongly.
+        func staysBusy(since: ContinuousClock.Instant, for span: Duration, _ what: String) async throws {
+            #expect(try await eventually { idle() == .zero }, "\(what): never open")
+            while true {
+                let reading = idle()
+                guard ContinuousClock.now - since < span else { return }
+                #expect(reading == .zero, "idle while \(what)")
+                try await Task.sleep(for: .milliseconds(100))
+            }
         }
-        #expect(try await slow.value.body == "slept 1500 ms")
-        #expect(idle() <= ContinuousClock.now - (slowSent + .milliseconds(1500)), "the idle clock starts when the exchange ends")
-        // An upload sent slowly (its last piece 1.5 s after its head): open while its body arrives.
+        // A response that takes 3 s: it ends 3 s after it was sent at the earliest, so the
+        // idle clock may have run for no longer than the time since then (if the request's
+        // start counted, it would have run for longer).
+        let slowSent = ContinuousClock.now
+        let slow = Task { try await s.probe().get("/slow/3000") }
+        try await staysBusy(since: slowSent, for: .milliseconds(3000), "a response is awaited")
+        #expect(try await slow.value.body == "slept 3000 ms")
+        #expect(idle() <= ContinuousClock.now - (slowSent + .milliseconds(3000)), "the idle clock starts when the exchange ends")
+        // An upload sent slowly (its last piece 2.4 s after its head): open while its body arrives.
         let uploadSent = ContinuousClock.now
         let upload = Task {
             try await s.probe().raw([Array("POST /upload HTTP/1.1\r\nHost: foobar.plane.test\r\nContent-Length: 6\r\nConnection: close\r\n\r\n".utf8),
-                                     Array("ab".utf8), Array("cd".utf8), Array("ef".utf8)], pause: .milliseconds(500))
+                                     Array("ab".utf8), Array("cd".utf8), Array("ef".utf8)], pause: .milliseconds(800))
         }
-        try await Task.sleep(for: .milliseconds(700))
-        #expect(idle() == .zero, "idle while a request body is being uploaded")
+        try await staysBusy(since: uploadSent, for: .milliseconds(2400), "a request body is being uploaded")
         #expect(try await upload.value.text.hasSuffix("received 6"))
-        #expect(idle() <= ContinuousClock.now - (uploadSent + .milliseconds(1500)))
+        #expect(idle() <= ContinuousClock.now - (uploadSent + .milliseconds(2400)))
         await s.stop()
     }
 
