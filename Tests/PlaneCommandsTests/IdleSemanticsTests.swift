@@ -108,13 +108,15 @@ struct IdleSemanticsTests {
             let slow = try await bed.spawn(server)
             let uploaded = try await bed.spawn(server)
             let seconds = Int(3 * Self.maxIdle)
+            // None of the exchanges can end before this (a lower bound: the sweep is timed
+            // from it, so a busy machine that notices the ends late cannot fail the test).
+            let earliestEnd = ContinuousClock.now + .seconds(seconds)
             async let events = bed.curl(streamed, "/sse/\(seconds)/1000", ["-N"])
             async let answer = bed.curl(slow, "/slow/\(seconds * 1000)")
             // A chunked body of `seconds` ten-byte pieces, one a second.
             async let upload = bed.curl(uploaded, "/upload", ["-T", "-", "-X", "POST"],
                                         stdin: "i=0; while [ $i -lt \(seconds) ]; do printf 0123456789; sleep 1; i=$((i+1)); done")
             let (e, a, u) = try await (events, answer, upload)
-            let ended = ContinuousClock.now
             let expectedEvents = (1...seconds).map { "data: \($0)\n\n" }.joined()
             #expect(e.status == 0 && e.output == expectedEvents, "\(e.output)\n\(bed.child.output)")
             #expect(a.status == 0 && a.output == "slept \(seconds * 1000) ms", "\(a.output)\n\(bed.child.output)")
@@ -123,7 +125,7 @@ struct IdleSemanticsTests {
                 #expect(bed.isRunning(backend), "swept while its exchange was open: \(bed.relay.of(backend))")
             }
             for backend in [streamed, slow, uploaded] {
-                let after = try await bed.sweptAfter(backend, since: ended)
+                let after = try await bed.sweptAfter(backend, since: earliestEnd)
                 #expect(after >= .milliseconds(Int64(Self.maxIdle) * 1000 - 500), "swept \(after) after its exchange ended")
             }
         }
@@ -149,9 +151,9 @@ struct IdleSemanticsTests {
             for backend in [streamed, uploaded] {
                 #expect(bed.isRunning(backend), "swept while its exchange was open: \(bed.relay.of(backend))")
             }
+            let killed = ContinuousClock.now  // before the connections close
             stream.signal(SIGKILL)
             upload.signal(SIGKILL)
-            let killed = ContinuousClock.now
             _ = await stream.waitForExit()
             _ = await upload.waitForExit()
             for backend in [streamed, uploaded] {
@@ -178,9 +180,10 @@ struct IdleSemanticsTests {
             let url = "https://\(backend).plane.test:\(bed.proxyPort)"
             var left = ContinuousClock.now
             for (transports, expected) in [("polling,websocket", "ok websocket websocket"), ("polling", "ok polling polling"), ("websocket", "ok websocket websocket")] {
+                // The client stays 10 s: it cannot have left before (a lower bound for the sweep's timing).
+                left = .now + .seconds(10)
                 let (status, output) = try await SystemProgram.run(executable: python, ["\(Self.scripts)/socketio_client.py", "--url", url, "--ca", bed.ca,
                                                                                        "--transports", transports, "--hold", "10"])
-                left = .now
                 #expect(status == 0 && output.contains(expected), "\(transports): \(output)\n\(bed.child.output)")
                 #expect(bed.isRunning(backend), "swept while a \(transports) client was connected: \(bed.relay.of(backend))")
             }
