@@ -122,6 +122,16 @@ struct ProxyHandlerTests {
         upstream.pipeline.fireChannelReadComplete()
     }
 
+    /// One exchange answered: its connection (the first opened) is parked afterwards.
+    func exchangeOnce() throws -> EmbeddedChannel {
+        try send(Self.get)
+        let upstream = try #require(connector.opened.first)
+        try answer(upstream, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
+        _ = try received()
+        _ = try sent(to: upstream)
+        return upstream
+    }
+
     var idle: Duration? { routes.idleTime(of: "foobar", now: .now + .seconds(3600)) }
 
     static let get = "GET /x HTTP/1.1\r\nHost: foobar.plane.test\r\n\r\n"
@@ -160,10 +170,7 @@ struct ProxyHandlerTests {
 
     @Test func aStalePooledConnectionIsRetriedOnANewOne() throws {
         let t = try Self.make()
-        try t.send(Self.get)
-        let first = try #require(t.connector.opened.first)
-        try t.answer(first, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-        _ = try t.received()
+        let first = try t.exchangeOnce()
         // The backend closed the parked connection just as it was taken.
         try t.send(Self.get)
         _ = try t.sent(to: first)
@@ -178,10 +185,7 @@ struct ProxyHandlerTests {
 
     @Test func aRequestWhoseBodyWentOutIsNotSentTwice() throws {
         let t = try Self.make()
-        try t.send(Self.get)
-        let first = try #require(t.connector.opened.first)
-        try t.answer(first, "HTTP/1.1 200 OK\r\nContent-Length: 0\r\n\r\n")
-        _ = try t.received()
+        let first = try t.exchangeOnce()
         try t.send("POST /pay HTTP/1.1\r\nHost: foobar.plane.test\r\nContent-Length: 3\r\n\r\nabc")
         #expect(try t.sent(to: first).hasSuffix("\r\n\r\nabc"))
         try first.close().wait()
