@@ -112,14 +112,14 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             headers.add(name: "Content-Length", value: String(size))
             context.write(wrapOutboundOut(.head(HTTPResponseHead(version: head.version, status: .ok, headers: headers))), promise: nil)
             streamDownload(remaining: size, context: context)
-        } else if path.hasPrefix("/slow/"), let milliseconds = Int64(path.dropFirst("/slow/".count)) {
+        } else if path.hasPrefix("/slow/"), let milliseconds = Int64(path.dropFirst("/slow/".count)), (0...Self.maxDelayMilliseconds).contains(milliseconds) {
             let loopBound = NIOLoopBound((self, context), eventLoop: context.eventLoop)
             context.eventLoop.scheduleTask(in: .milliseconds(milliseconds)) {
                 let (handler, context) = loopBound.value
                 handler.reply(head, .ok, "slept \(milliseconds) ms", context: context)
             }
         } else if path.hasPrefix("/sse/"), case let parts = path.dropFirst("/sse/".count).split(separator: "/"), parts.count == 2,
-                  let count = Int(parts[0]), let milliseconds = Int64(parts[1]), count >= 0, milliseconds >= 0 {
+                  let count = Int(parts[0]), let milliseconds = Int64(parts[1]), count >= 0, (0...Self.maxDelayMilliseconds).contains(milliseconds) {
             // Server-sent events: `count` events `milliseconds` apart, chunked.
             say("plane-test-server: \(head.method) \(head.uri) 200")
             var headers = HTTPHeaders()
@@ -139,6 +139,9 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         }
         return true
     }
+
+    /// The longest delay `/slow` and `/sse` take (a day; a larger one would overflow `TimeAmount`).
+    static let maxDelayMilliseconds: Int64 = 86_400_000
 
     /// Writes server-sent event `next` of `count` (`data: n`), then the next after `every`.
     private func streamEvents(next: Int, count: Int, every: TimeAmount, context: ChannelHandlerContext) {
