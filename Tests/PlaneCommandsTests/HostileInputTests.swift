@@ -52,6 +52,11 @@ struct HostileInputTests {
 
         func stop() async {
             heartbeatTask.withLock { $0?.cancel() }
+            // The backend goes before the drone: a drone that stops leaves its backends
+            // running (for the next start to reattach), and nothing would end it.
+            _ = try? await messenger.request(PlaneSubjects.terminate(HostileInputTests.cluster, backend),
+                                             TerminationRequest(cluster: HostileInputTests.cluster, backendID: backend), timeout: .seconds(10))
+            _ = try? await eventually(timeout: .seconds(30)) { await state(of: backend) == "Terminated" }
             await drone.stop(grace: .seconds(20))
             await controller.stop()
             await messenger.client.close()

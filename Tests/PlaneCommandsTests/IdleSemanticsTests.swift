@@ -3,6 +3,7 @@ import NATS
 import PlaneCore
 import PlaneMessaging
 import PlaneTestSupport
+import Synchronization
 import Testing
 
 /// Plane's promise, tried as users meet it: a backend keeps running while a connection to
@@ -26,11 +27,19 @@ struct IdleSemanticsTests {
         let proxyPort: Int
         let ca: String
         let directory: String
+        /// Every backend spawned: those still running when the test ends are terminated
+        /// (a drone that stops leaves its backends running, for the next start to reattach).
+        let spawned = Spawned()
+
+        final class Spawned: Sendable {
+            let backends = Mutex<[BackendID]>([])
+        }
 
         /// Spawns `executable` (an absolute path, for the process runtime) and waits for Ready.
         func spawn(_ executable: String) async throws -> BackendID {
             let request = SpawnRequest(cluster: "plane.test", droneID: drone, maxIdleSeconds: DurationSeconds(IdleSemanticsTests.maxIdle),
                                        backendID: .random(), executable: DockerExecutableConfig(image: executable))
+            spawned.backends.withLock { $0.append(request.backendID) }
             #expect(try await eventually { (try? await messenger.request(PlaneSubjects.spawn(drone), request, timeout: .seconds(2))) == true }, "\(child.output)")
             #expect(try await eventually { relay.of(request.backendID).last == .ready }, "\(relay.of(request.backendID)) \(child.output)")
             return request.backendID
@@ -59,6 +68,11 @@ struct IdleSemanticsTests {
         }
 
         func stop() async {
+            for backend in spawned.backends.withLock({ $0 }) where relay.of(backend).last?.isTerminal != true {
+                _ = try? await messenger.request(PlaneSubjects.terminate("plane.test", backend), TerminationRequest(cluster: "plane.test", backendID: backend),
+                                                 timeout: .seconds(5))
+                _ = try? await eventually(timeout: .seconds(15)) { relay.of(backend).last?.isTerminal == true }
+            }
             child.signal(SIGTERM)
             #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
             relay.stop()
