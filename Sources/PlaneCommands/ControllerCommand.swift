@@ -88,8 +88,16 @@ enum ControllerConfigDump {
                       "max_txt_bytes = \(d.limits.maxTextBytes)", "max_zones = \(d.limits.maxZones)"]
         }
         if let h = c.http {
-            lines += ["", "[http]", "port = \(h.port)", "bind_ip = \"\(h.bindHost)\"", "cluster = \"\(h.cluster)\"", "", "[http.services]"]
-            lines += h.services.sorted { $0.key < $1.key }.map { "\($0.key) = \"\($0.value)\"" }
+            lines += ["", "[http]", "port = \(h.port)", "bind_ip = \"\(h.bindHost)\"", "cluster = \"\(h.cluster)\"",
+                      "token = \(h.token == nil ? "(none: loopback only)" : "(set)")", "", "[http.services]"]
+            let sorted = h.services.sorted { $0.key < $1.key }
+            lines += sorted.filter { $0.value == HTTPServiceConfiguration(image: $0.value.image) }.map { "\($0.key) = \"\($0.value.image)\"" }
+            for (name, service) in sorted where service != HTTPServiceConfiguration(image: service.image) {
+                lines += ["", "[http.services.\(name)]", "image = \"\(service.image)\"",
+                          "env = { \(service.env.sorted { $0.key < $1.key }.map { "\($0.key) = \"\($0.value)\"" }.joined(separator: ", ")) }",
+                          "allowed_env = [\(service.allowedEnv.sorted().map { "\"\($0)\"" }.joined(separator: ", "))]",
+                          "allowed_mount_sources = [\(service.allowedMountSources.map { "\"\($0)\"" }.joined(separator: ", "))]"]
+            }
         }
         lines += [""] + LimitsDump.lines(c.limits)
         return lines.joined(separator: "\n")

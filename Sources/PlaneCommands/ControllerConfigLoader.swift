@@ -1,3 +1,4 @@
+import Foundation
 import NATS
 import PlaneController
 import PlaneCore
@@ -63,9 +64,15 @@ enum ControllerConfigLoader {
             if let bind = section.string("bind_ip") { config.bindHost = bind }
             if let services = section.table("services") {
                 for key in services.table.keys {
-                    if let image = services.string(key) { config.services[key] = image }
+                    if case .table = services.table[key] {
+                        if let service = services.table(key).flatMap(readService) { config.services[key] = service }
+                    } else if let image = services.string(key) {
+                        config.services[key] = HTTPServiceConfiguration(image: image)
+                    }
                 }
             }
+            config.token = readToken(section)
+            if let problem = config.exposureProblem { section.problem(config.token == nil ? "bind_ip" : "token", problem) }
             http = config
         }
         let limits = InputLimits.read(root.table("limits"))
@@ -75,6 +82,52 @@ enum ControllerConfigLoader {
         try root.finish(source: source)
         guard let nats else { throw ConfigError(.invalid, source: source, problems: ["nats: missing"]) }
         return ControllerConfiguration(nats: nats, scheduler: scheduler, dns: dns, http: http, limits: limits)
+    }
+}
+
+extension ControllerConfigLoader {
+    /// `[http.services.NAME]`: `image`, `env`, `allowed_env`, `allowed_mount_sources`.
+    static func readService(_ section: ConfigReader) -> HTTPServiceConfiguration? {
+        let image = section.string("image")
+        if image == nil { section.problem("image", "missing; name the image the service runs, e.g. image = \"ghcr.io/example/app:1\"") }
+        var service = HTTPServiceConfiguration(image: image ?? "")
+        if let env = section.table("env") {
+            for key in env.table.keys { if let value = env.string(key) { service.env[key] = value } }
+        }
+        service.allowedEnv = Set(section.stringArray("allowed_env") ?? [])
+        for source in section.stringArray("allowed_mount_sources") ?? [] {
+            if source.hasPrefix("/") {
+                if HTTPServiceConfiguration.normalizedAbsolutePath(source) == nil {
+                    section.problem("allowed_mount_sources", "'\(source)' must be an absolute path without '..'")
+                    continue
+                }
+            } else if source.isEmpty || source.contains("/") {
+                section.problem("allowed_mount_sources", "'\(source)' is neither an absolute path nor a Docker volume name")
+                continue
+            }
+            service.allowedMountSources.append(source)
+        }
+        return image == nil ? nil : service
+    }
+
+    /// `token`, or the first line of the file `token_file` names (at most 4 KiB), not both.
+    static func readToken(_ section: ConfigReader) -> String? {
+        let inline = section.string("token")
+        guard let path = section.string("token_file") else { return inline }
+        if inline != nil {
+            section.problem("token_file", "set token or token_file, not both")
+            return nil
+        }
+        do {
+            let bytes = try BoundedFile.read(path, limit: 4096)
+            let line = String(decoding: bytes, as: UTF8.self).split(whereSeparator: \.isNewline).first.map(String.init) ?? ""
+            let token = line.trimmingCharacters(in: .whitespaces)
+            if token.isEmpty { section.problem("token_file", "\(path) is empty; write the token on its first line") }
+            return token.isEmpty ? nil : token
+        } catch {
+            section.problem("token_file", "\(path) cannot be read: \(error.reason)")
+            return nil
+        }
     }
 }
 

@@ -67,7 +67,7 @@ struct DevCommand: AsyncParsableCommand {
             var http = HTTPAPIConfiguration(cluster: clusterName)
             http.bindHost = "127.0.0.1"
             http.port = try DevPrerequisites.port(preferred: httpPort)
-            http.services = ["demo": image]
+            http.services = ["demo": HTTPServiceConfiguration(image: image)]
             controllerConfiguration.http = http
             let controllerClient = try NATSClient(configuration: natsConfiguration, logger: Logger(label: "plane.nats"))
             try await controllerClient.connect()

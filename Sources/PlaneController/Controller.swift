@@ -199,7 +199,12 @@ public final class Controller: Service, Sendable {
             group.addTask {
                 for await delivery in heartbeats {
                     switch delivery.message {
-                    case .success(let message): scheduler.heartbeat(message)
+                    case .success(let message):
+                        if let problem = SubjectConsistency.problem(heartbeat: message, subject: delivery.subject) {
+                            logger.warning("scheduler.bad_heartbeat", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(problem)"])
+                            continue
+                        }
+                        scheduler.heartbeat(message)
                     case .failure(let error): logger.warning("scheduler.bad_heartbeat", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(error)"])
                     }
                 }
@@ -225,6 +230,13 @@ public final class Controller: Service, Sendable {
                                 logger.notice("scheduler.invalid_request", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(error)"])
                                 _ = try? await delivery.respond(.error(ScheduleError(error)))
                             case .success(let request):
+                                if let problem = SubjectConsistency.problem(schedule: request, subject: delivery.subject) {
+                                    metrics.recordInvalidSchedule()
+                                    logger.notice("scheduler.invalid_request", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(problem)"])
+                                    _ = try? await delivery.respond(.error(ScheduleError(code: "cluster_mismatch",
+                                        message: "The request's cluster \(request.cluster) does not match its subject \(delivery.subject); send it to cluster.\(request.cluster.subjectForm).schedule.")))
+                                    return
+                                }
                                 guard delivery.replyTo != nil else {
                                     // Nobody could learn where the backend went: spawn nothing.
                                     logger.warning("scheduler.request_without_reply_subject", metadata: ["plane.cluster": "\(request.cluster)"])
@@ -249,6 +261,13 @@ public final class Controller: Service, Sendable {
                                 logger.error("relay.invalid_update", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(error)"])
                                 _ = try? await delivery.respond(NullReply())
                             case .success(let update):
+                                if let problem = SubjectConsistency.problem(update: update, subject: delivery.subject) {
+                                    // Not stored; answered so that the sender stops retrying.
+                                    logger.warning("relay.invalid_update", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(problem)"])
+                                    metrics.recordRejectedUpdate()
+                                    _ = try? await delivery.respond(NullReply())
+                                    return
+                                }
                                 do {
                                     try await relay.relay(update)
                                     _ = try? await delivery.respond(NullReply())
@@ -279,7 +298,12 @@ public final class Controller: Service, Sendable {
             group.addTask {
                 for await delivery in records {
                     switch delivery.message {
-                    case .success(let record): feed.apply(record)
+                    case .success(let record):
+                        if let problem = SubjectConsistency.problem(record: record, subject: delivery.subject) {
+                            logger.warning("dns.bad_record", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(problem)"])
+                            continue
+                        }
+                        feed.apply(record)
                     case .failure(let error): logger.warning("dns.bad_record", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(error)"])
                     }
                 }

@@ -65,12 +65,48 @@ public struct ControllerDNSConfiguration: Sendable, Hashable {
 }
 
 public struct HTTPAPIConfiguration: Sendable, Hashable {
-    public var bindHost: String = "0.0.0.0"
+    /// Loopback by default: beyond this host the API needs `token`.
+    public var bindHost: String = "127.0.0.1"
     public var port: Int = 9090
     /// The cluster spawns go to.
     public var cluster: ClusterName
-    /// Service name → image.
-    public var services: [String: String] = [:]
+    /// Service name → what a spawn of it runs and what callers may add.
+    public var services: [String: HTTPServiceConfiguration] = [:]
+    /// The token callers present as `Authorization: Bearer <token>` (`token` or
+    /// `token_file`). Nil: no authentication, allowed only on a loopback address.
+    public var token: String?
 
     public init(cluster: ClusterName) { self.cluster = cluster }
+
+    /// Whether `bindHost` is a loopback address (127.0.0.0/8, `::1`, `localhost`): only
+    /// this host can connect.
+    public var bindsLoopbackOnly: Bool { Self.isLoopback(bindHost) }
+
+    public static func isLoopback(_ host: String) -> Bool {
+        if host == "localhost" || host == "::1" || host == "[::1]" { return true }
+        let octets = host.split(separator: ".", omittingEmptySubsequences: false)
+        guard octets.count == 4, octets.allSatisfy({ $0.count <= 3 && UInt8($0) != nil }) else { return false }
+        return octets[0] == "127"
+    }
+
+    /// The shortest token accepted: 16 characters.
+    public static let minimumTokenLength = 16
+
+    /// Why this configuration must not start, or nil: an API reachable from other hosts
+    /// without a token, or a token that is too short or not printable ASCII.
+    public var exposureProblem: String? {
+        if let token {
+            if token.utf8.count < Self.minimumTokenLength {
+                return "the token has \(token.utf8.count) characters; use at least \(Self.minimumTokenLength) (e.g. openssl rand -hex 32)"
+            }
+            if !token.utf8.allSatisfy({ $0 > 0x20 && $0 < 0x7F }) {
+                return "the token must be printable ASCII without spaces"
+            }
+            return nil
+        }
+        if !bindsLoopbackOnly {
+            return "bind_ip \(bindHost) makes the HTTP API reachable from other hosts without authentication; set token (or token_file), or bind_ip = \"127.0.0.1\""
+        }
+        return nil
+    }
 }

@@ -6,6 +6,9 @@ public struct ControllerError: Error, Sendable, CustomStringConvertible {
         public var description: String { rawValue }
         /// A client's request cannot be used (bad JSON, invalid id or cluster).
         public static let invalidRequest = Code(rawValue: "invalid_request")
+        /// The caller is authenticated but may not do this (an env name or mount the
+        /// service does not allow).
+        public static let forbidden = Code(rawValue: "forbidden")
         /// No ready drone accepted the backend.
         public static let noDroneAvailable = Code(rawValue: "no_drone_available")
         /// NATS or JetStream failed under the controller.

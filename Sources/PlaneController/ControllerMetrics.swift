@@ -14,6 +14,7 @@ public final class ControllerMetrics: Sendable {
         var latencySum: Double = 0
         var latencyCount = 0
         var relayed = 0
+        var rejectedUpdates = 0
     }
 
     private let state = Mutex(State())
@@ -45,6 +46,12 @@ public final class ControllerMetrics: Sendable {
         state.withLock { $0.relayed += 1 }
     }
 
+    /// A state update not stored: its payload names another cluster or backend than its
+    /// subject, or its backend belongs to another cluster.
+    func recordRejectedUpdate() {
+        state.withLock { $0.rejectedUpdates += 1 }
+    }
+
     /// Schedule requests answered so far, by result.
     public var scheduleResults: [String: Int] { state.withLock { $0.schedules } }
 
@@ -64,6 +71,8 @@ public final class ControllerMetrics: Sendable {
         out += "plane_schedule_latency_seconds_sum \(snapshot.latencySum)\nplane_schedule_latency_seconds_count \(snapshot.latencyCount)\n"
         out += "# HELP plane_state_updates_relayed_total Backend state updates written to the backend_status stream.\n# TYPE plane_state_updates_relayed_total counter\n"
         out += "plane_state_updates_relayed_total \(snapshot.relayed)\n"
+        out += "# HELP plane_state_updates_rejected_total Backend state updates not stored: their payload names another cluster or backend than their subject, or the backend is another cluster's.\n# TYPE plane_state_updates_rejected_total counter\n"
+        out += "plane_state_updates_rejected_total \(snapshot.rejectedUpdates)\n"
         out += "# HELP plane_live_drones Drones heard from within the drone timeout.\n# TYPE plane_live_drones gauge\nplane_live_drones \(liveDrones)\n"
         out += "# HELP plane_backends Backends known to the controller, by state.\n# TYPE plane_backends gauge\n"
         for (state, count) in backendsByState.sorted(by: { $0.key < $1.key }) { out += "plane_backends{state=\"\(state)\"} \(count)\n" }

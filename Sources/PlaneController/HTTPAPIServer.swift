@@ -51,6 +51,9 @@ public final class HTTPAPIServer: Sendable {
     }
 
     func start() async throws {
+        if let problem = configuration.exposureProblem {
+            throw ControllerError(.startupFailed, "The HTTP API does not start: \(problem).")
+        }
         do {
             let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -111,6 +114,9 @@ public final class HTTPAPIServer: Sendable {
                         guard let request = head else { return }
                         let keepAlive = request.isKeepAlive
                         let response = await respond(to: request, body: Array(body.readableBytesView))
+                        if case .complete(let complete) = response, complete.status == .unauthorized {
+                            logger.notice("http.unauthorized", metadata: ["http.path": "\(request.uri.prefix(200))"])
+                        }
                         switch response {
                         case .complete(let complete):
                             try await write(complete, to: outbound, keepAlive: keepAlive)
@@ -133,14 +139,35 @@ public final class HTTPAPIServer: Sendable {
         case events(BackendID)
     }
 
+    /// Whether the request carries the configured token. Without a token configured (a
+    /// loopback-only API) nobody is authenticated, and nobody needs to be.
+    func authenticated(_ head: HTTPRequestHead) -> Bool {
+        guard let token = configuration.token else { return false }
+        let expected = Array(token.utf8)[...]
+        var matched = false
+        for value in head.headers["authorization"] {
+            if let given = BearerCredential.parse(value), ConstantTimeComparison.equal(given, expected) { matched = true }
+        }
+        return matched
+    }
+
     func respond(to head: HTTPRequestHead, body: [UInt8]) async -> Outcome {
         let path = head.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? "/"
         let parts = path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
         let cors = parts.first == "backend"
         if head.method == .OPTIONS {
             return .complete(HTTPAPIResponse(status: .noContent, cors: cors, extraHeaders: [
-                ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"), ("Access-Control-Allow-Headers", "Content-Type"),
+                ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"), ("Access-Control-Allow-Headers", "Content-Type, Authorization"),
             ]))
+        }
+        let authenticated = authenticated(head)
+        // Public with a token configured: health (for load balancers) and a backend's state
+        // (for the browsers of its users, which must not hold the API token).
+        let isPublic = parts == ["healthz"] || (parts.first == "backend" && head.method == .GET)
+        if configuration.token != nil && !authenticated && !isPublic {
+            let presented = !head.headers["authorization"].isEmpty
+            return .complete(.error(.unauthorized, presented ? "The token is not valid." : "This API needs Authorization: Bearer <token> ([http] token).",
+                                    extraHeaders: [("WWW-Authenticate", "Bearer")]))
         }
         switch (head.method, parts.count, parts.first) {
         case (.GET, 0, _):
@@ -151,7 +178,7 @@ public final class HTTPAPIServer: Sendable {
             let text = metrics.render(liveDrones: liveDrones(), backendsByState: backendCounts(), dnsQueries: dnsCounts())
             return .complete(HTTPAPIResponse(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Array(text.utf8)))
         case (.POST, 3, "service") where parts[2] == "spawn":
-            return .complete(await spawn(service: parts[1], body: body, host: head.headers["host"].first))
+            return .complete(await spawn(service: parts[1], body: body, host: head.headers["host"].first, authenticated: authenticated))
         case (.GET, 3, "backend") where parts[2] == "status", (.GET, 4, "backend") where parts[2] == "status" && parts[3] == "stream":
             guard let backend = try? BackendID(parts[1]) else {
                 return .complete(.error(.badRequest, "'\(parts[1])' is not a backend id.", cors: true))
@@ -167,20 +194,21 @@ public final class HTTPAPIServer: Sendable {
 
     // MARK: Routes
 
-    func spawn(service: String, body: [UInt8], host: String?) async -> HTTPAPIResponse {
-        guard let image = configuration.services[service] else {
+    func spawn(service: String, body: [UInt8], host: String?, authenticated: Bool) async -> HTTPAPIResponse {
+        guard let serviceConfiguration = configuration.services[service] else {
             let known = configuration.services.keys.sorted().joined(separator: ", ")
             return .error(.notFound, "Unknown service '\(service)'. Configured services: \(known.isEmpty ? "none ([http.services] is empty)" : known).")
         }
-        let request: HTTPSpawnRequest
+        let schedule: ScheduleRequest
         do {
-            request = try HTTPSpawnRequest.parse(body)
+            let request = try HTTPSpawnRequest.parse(body)
+            schedule = try request.scheduleRequest(cluster: configuration.cluster, service: serviceConfiguration, named: service)
         } catch {
-            return .error(.badRequest, error.message)
+            return .error(error.code == .forbidden ? .forbidden : .badRequest, error.message, code: error.code == .forbidden ? error.code.rawValue : nil)
         }
         let response: ScheduleResponse
         do {
-            response = try await messenger.request(PlaneSubjects.schedule(configuration.cluster), request.scheduleRequest(cluster: configuration.cluster, image: image),
+            response = try await messenger.request(PlaneSubjects.schedule(configuration.cluster), schedule,
                                                    timeout: spawnTimeout)
         } catch {
             logger.warning("http.schedule_failed", metadata: ["error": "\(error)"])
@@ -192,7 +220,9 @@ public final class HTTPAPIServer: Sendable {
             object["url"] = .string("https://\(configuration.cluster.hostname(of: backend.backendID))")
             object["name"] = .string(backend.backendID.rawValue)
             object["status_url"] = .string("http://\(host ?? "\(configuration.bindHost):\(configuration.port)")/backend/\(backend.backendID)/status")
-            if let token = backend.bearerToken { object["bearer_token"] = .string(token) }
+            // An existing backend's token goes only to an authenticated caller: whoever names
+            // a lock must not learn the token of the backend that holds it.
+            if let token = backend.bearerToken, backend.spawned || authenticated { object["bearer_token"] = .string(token) }
             object["spawned"] = .bool(backend.spawned)
             object["drone"] = .string(backend.drone.rawValue)
             return HTTPAPIResponse(status: .ok, json: .object(object))
@@ -275,11 +305,14 @@ struct HTTPAPIResponse: Sendable {
     }
 
     /// `{"error": message, "code": code}`.
-    static func error(_ status: HTTPResponseStatus, _ message: String, code: String? = nil, cors: Bool = false) -> HTTPAPIResponse {
+    static func error(_ status: HTTPResponseStatus, _ message: String, code: String? = nil, cors: Bool = false,
+                      extraHeaders: [(String, String)] = []) -> HTTPAPIResponse {
         var object = JSONObject()
         object["error"] = .string(message)
         object["code"] = .string(code ?? status.reasonPhrase.lowercased().replacingOccurrences(of: " ", with: "_"))
-        return HTTPAPIResponse(status: status, json: .object(object), cors: cors)
+        var response = HTTPAPIResponse(status: status, json: .object(object), cors: cors)
+        response.extraHeaders = extraHeaders
+        return response
     }
 }
 

@@ -64,9 +64,12 @@ public struct HTTPSpawnRequest: Sendable, Hashable {
         return request
     }
 
-    /// The wire request for `image` in `cluster`.
-    public func scheduleRequest(cluster: ClusterName, image: String) -> ScheduleRequest {
-        let executable = DockerExecutableConfig(image: image, env: env, port: port, volumeMounts: volumeMounts)
+    /// The wire request for a spawn of `service` in `cluster`; throws `.forbidden` naming
+    /// an env name or mount the service does not let callers choose.
+    public func scheduleRequest(cluster: ClusterName, service: HTTPServiceConfiguration, named name: String) throws(ControllerError) -> ScheduleRequest {
+        let environment = try service.environment(from: env, service: name)
+        try service.check(volumeMounts, service: name)
+        let executable = DockerExecutableConfig(image: service.image, env: environment, port: port, volumeMounts: volumeMounts)
         return ScheduleRequest(cluster: cluster, maxIdleSeconds: DurationSeconds(gracePeriodSeconds), executable: executable,
                                requireBearerToken: requireBearerToken, lock: lock)
     }

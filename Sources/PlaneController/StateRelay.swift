@@ -22,7 +22,15 @@ public struct StateRelay: Sendable {
     }
 
     /// Stores one update; throws when the stream did not take it (the drone will retry).
+    /// An update for a backend this controller group knows in another cluster is dropped:
+    /// a drone of one cluster cannot change the state of another cluster's backends.
     public func relay(_ update: UpdateBackendStateMessage) async throws {
+        if let (current, _) = try await store.backend(update.backend), current.cluster != update.cluster {
+            logger.warning("relay.foreign_cluster", metadata: ["plane.backend": "\(update.backend)", "plane.cluster": "\(update.cluster)",
+                                                               "plane.backend_cluster": "\(current.cluster)"])
+            metrics.recordRejectedUpdate()
+            return
+        }
         let message = update.relayed
         let messageID = "\(update.backend).\(update.state.rawValue).\(update.time.nanosecondsSinceEpoch)"
         _ = try await messenger.jetStream.publish(PlaneSubjects.backendStatus(update.backend).subject,

@@ -69,7 +69,11 @@ enum WireFuzzTargets {
 
     static let httpSpawn = FuzzTarget("http-spawn", "The controller HTTP API's spawn body (HTTPSpawnRequest) and the schedule request made of it.") { raw in
         guard let request = try? HTTPSpawnRequest.parse(Array(raw)) else { return }
-        let schedule = request.scheduleRequest(cluster: "plane.test", image: "plane-test-server:dev")
+        // The default service refuses caller env and mounts; the open one takes what its
+        // policy allows, so the policy checks see every body too.
+        _ = try? request.scheduleRequest(cluster: "plane.test", service: "plane-test-server:dev", named: "fuzz")
+        let open = HTTPServiceConfiguration(image: "plane-test-server:dev", env: ["FIXED": "1"], allowedEnv: ["*"], allowedMountSources: ["/srv", "data"])
+        guard let schedule = try? request.scheduleRequest(cluster: "plane.test", service: open, named: "fuzz") else { return }
         _ = try? SpawnLimits().check(schedule.executable, metadata: schedule.metadata)
         _ = schedule.maxIdleSeconds.duration
         roundTrip(ScheduleRequest.self, (try? WireEncoder().encode(schedule)) ?? [])

@@ -122,12 +122,60 @@ struct ControllerConfigTests {
         }
     }
 
+    @Test func theHTTPAPIIsLoopbackOnlyUnlessItHasAToken() throws {
+        let base = "[nats]\nhosts = [\"a\"]\n[http]\ncluster = \"plane.test\"\n"
+        let local = try load(base)
+        #expect(local.http?.bindHost == "127.0.0.1" && local.http?.token == nil)
+        // Exposed without a token: refused, saying what to do.
+        let exposed = problems(base + "bind_ip = \"0.0.0.0\"\n")
+        #expect(exposed.contains { $0.hasPrefix("http.bind_ip:") && $0.contains("token") }, "\(exposed)")
+        #expect(problems(base + "bind_ip = \"127.0.0.2\"\n").isEmpty && problems(base + "bind_ip = \"::1\"\n").isEmpty)
+        #expect(problems(base + "bind_ip = \"127.0.0.1.5\"\n").contains { $0.hasPrefix("http.bind_ip:") })
+        // A token: inline, from the environment or from a file; short ones and both at once refused.
+        let token = String(repeating: "a1", count: 16)
+        #expect(try load(base + "bind_ip = \"0.0.0.0\"\ntoken = \"\(token)\"\n").http?.token == token)
+        #expect(try load(base + "bind_ip = \"0.0.0.0\"\n", environment: ["PLANE_HTTP__TOKEN": token]).http?.token == token)
+        #expect(problems(base + "token = \"short\"\n").contains { $0.hasPrefix("http.token:") && $0.contains("at least 16") })
+        #expect(problems(base + "token = \"has a space in it ok\"\n").contains { $0.hasPrefix("http.token:") })
+        let file = FileManager.default.temporaryDirectory.appendingPathComponent("plane-token-\(UInt32.random(in: 0...UInt32.max))").path
+        defer { try? FileManager.default.removeItem(atPath: file) }
+        try Data((token + "\n").utf8).write(to: URL(fileURLWithPath: file))
+        #expect(try load(base + "bind_ip = \"0.0.0.0\"\ntoken_file = \"\(file)\"\n").http?.token == token)
+        #expect(problems(base + "token = \"\(token)\"\ntoken_file = \"\(file)\"\n").contains { $0.hasPrefix("http.token_file:") })
+        #expect(problems(base + "token_file = \"/nonexistent/plane-token\"\n").contains { $0.hasPrefix("http.token_file:") })
+    }
+
+    @Test func servicesTakeV0310sFormAndTablesWithWhatCallersMayAdd() throws {
+        let config = try load("""
+            [nats]
+            hosts = ["a"]
+            [http]
+            cluster = "plane.test"
+            services.plain = "img:1"
+            [http.services.notebook]
+            image = "nb:3"
+            env = { MODE = "shared" }
+            allowed_env = ["USER_NAME"]
+            allowed_mount_sources = ["/srv/notebooks", "scratch"]
+            """)
+        let services = try #require(config.http?.services)
+        #expect(services["plain"] == HTTPServiceConfiguration(image: "img:1"))
+        #expect(services["notebook"] == HTTPServiceConfiguration(image: "nb:3", env: ["MODE": "shared"], allowedEnv: ["USER_NAME"],
+                                                                 allowedMountSources: ["/srv/notebooks", "scratch"]))
+        let bad = problems("[nats]\nhosts = [\"a\"]\n[http]\ncluster = \"plane.test\"\n[http.services.x]\nallowed_mount_sources = [\"/srv/../etc\", \"a/b\"]\nimag = \"y\"\n")
+        #expect(bad.contains { $0.hasPrefix("http.services.x.image: missing") }, "\(bad)")
+        #expect(bad.contains { $0.hasPrefix("http.services.x.imag: unknown key") }, "\(bad)")
+        #expect(bad.contains { $0.hasPrefix("http.services.x.allowed_mount_sources: '/srv/../etc'") }, "\(bad)")
+        #expect(bad.contains { $0.hasPrefix("http.services.x.allowed_mount_sources: 'a/b'") }, "\(bad)")
+    }
+
     @Test func theCommandRefusesABadFileAndDumpsAGoodOne() async throws {
         let directory = try TestEnvironment.temporaryDirectory("controller-config")
         let bad = directory + "/bad.toml"
         let good = directory + "/good.toml"
         try "[nats]\nhosts=[\"127.0.0.1:4222\"]\n[dsn]\n".write(toFile: bad, atomically: true, encoding: .utf8)
-        try "[nats]\nhosts=[\"127.0.0.1:4222\"]\n[dns]\nport=5353\n".write(toFile: good, atomically: true, encoding: .utf8)
+        try "[nats]\nhosts=[\"127.0.0.1:4222\"]\n[dns]\nport=5353\n[http]\ncluster=\"plane.test\"\nbind_ip=\"0.0.0.0\"\ntoken=\"secret-token-0123456789\"\n[http.services.nb]\nimage=\"nb:1\"\nallowed_env=[\"U\"]\n"
+            .write(toFile: good, atomically: true, encoding: .utf8)
         let plane = try TestExecutables.path("plane")
         let (badStatus, badOutput) = try await run(plane, ["controller", bad])
         #expect(badStatus == 2 && badOutput.contains("dsn: unknown key"))
@@ -135,6 +183,7 @@ struct ControllerConfigTests {
         #expect(missingStatus == 2 && missingOutput.contains("Cannot read the configuration"))
         let (goodStatus, goodOutput) = try await run(plane, ["controller", "--dump-config", "--config", good])
         #expect(goodStatus == 0 && goodOutput.contains("port = 5353"))
+        #expect(goodOutput.contains("token = (set)") && !goodOutput.contains("secret-token") && goodOutput.contains("allowed_env = [\"U\"]"), "\(goodOutput)")
     }
 
     func run(_ path: String, _ arguments: [String]) async throws -> (Int32, String) {

@@ -116,7 +116,7 @@ struct HTTPSpawnRequestTests {
     @Test func emptyBodiesAreDefaults() throws {
         #expect(try HTTPSpawnRequest.parse([]) == HTTPSpawnRequest())
         #expect(try HTTPSpawnRequest.parse(Array(" {} ".utf8)) == HTTPSpawnRequest())
-        let wire = try HTTPSpawnRequest.parse(Array("{}".utf8)).scheduleRequest(cluster: "plane.test", image: "img:1")
+        let wire = try HTTPSpawnRequest.parse(Array("{}".utf8)).scheduleRequest(cluster: "plane.test", service: "img:1", named: "svc")
         #expect(wire.maxIdleSeconds == 60 && wire.executable.image == "img:1" && wire.lock == nil && !wire.requireBearerToken)
     }
 

@@ -11,21 +11,22 @@ import Testing
 @Suite(.serialized) struct HTTPAPITests {
     static let curl = SystemProgram("curl", debianPackage: "curl")
 
-    func apiController(_ server: NATSServerProcess) async throws -> RunningController {
+    func apiController(_ server: NATSServerProcess, token: String? = nil) async throws -> RunningController {
         try await RunningController(server: server) { configuration in
             var http = HTTPAPIConfiguration(cluster: "plane.test")
-            http.bindHost = "127.0.0.1"
             http.port = 0
-            http.services = ["hello-world": "plane-test-server:latest"]
+            http.token = token
+            http.services = ["hello-world": HTTPServiceConfiguration(image: "plane-test-server:latest", allowedEnv: ["A"]), "plain": "plane-test-server:latest"]
             configuration.http = http
         }
     }
 
     /// (status, headers+body) of one curl call.
-    func curl(_ controller: RunningController, _ method: String, _ path: String, body: String? = nil) async throws -> (Int, String) {
+    func curl(_ controller: RunningController, _ method: String, _ path: String, body: String? = nil, token: String? = nil) async throws -> (Int, String) {
         let port = try #require(controller.controller.httpServer?.address?.port)
         var arguments = ["-s", "-D", "-", "-X", method, "--max-time", "30"]
         if let body { arguments += ["-H", "Content-Type: application/json", "-d", body] }
+        if let token { arguments += ["-H", "Authorization: Bearer \(token)"] }
         arguments.append("http://127.0.0.1:\(port)\(path)")
         let output = try await Self.curl.run(arguments)
         let status = Int(output.split(separator: " ").dropFirst().first ?? "") ?? 0
@@ -62,7 +63,9 @@ import Testing
             #expect(lockedSpawn.executable.port == 8081 && lockedSpawn.executable.env == ["A": "b"] && lockedSpawn.maxIdleSeconds == 120)
             let (_, again) = try await curl(controller, "POST", "/service/hello-world/spawn", body: #"{"lock":"doc-1"}"#)
             let second = try bodyJSON(again)
-            #expect(second["name"] == first["name"] && second["spawned"]?.boolValue == false)
+            // The backend holding the lock is the answer, but its token is not: without
+            // [http] token nobody is authenticated, and naming a lock must not reveal it.
+            #expect(second["name"] == first["name"] && second["spawned"]?.boolValue == false && second["bearer_token"] == nil)
             // Status: the latest state, with CORS; then the event stream ends after a terminal state.
             let backend = try BackendID(name)
             let relay = PlaneMessenger(client: try await server.connectedClient())
@@ -117,6 +120,12 @@ import Testing
             #expect(try badField == 400 && bodyJSON(fieldOutput)["error"]?.stringValue?.contains("'port'") == true)
             let (typo, typoOutput) = try await curl(controller, "POST", "/service/hello-world/spawn", body: #"{"lokc":"x"}"#)
             #expect(try typo == 400 && bodyJSON(typoOutput)["error"]?.stringValue?.contains("lokc") == true)
+            // Env and mounts the service does not allow: 403 naming the key that would allow them.
+            let (env, envOutput) = try await curl(controller, "POST", "/service/plain/spawn", body: #"{"env":{"A":"b"}}"#)
+            #expect(try env == 403 && bodyJSON(envOutput)["error"]?.stringValue?.contains("allowed_env") == true)
+            let (mount, mountOutput) = try await curl(controller, "POST", "/service/hello-world/spawn",
+                                                      body: #"{"volume_mounts":[{"Type":"bind","Source":"/","Target":"/host"}]}"#)
+            #expect(try mount == 403 && bodyJSON(mountOutput)["error"]?.stringValue?.contains("allowed_mount_sources") == true)
             // Unknown backend status: 404; not an id: 400; unknown route: 404; wrong method: 405.
             #expect(try await curl(controller, "GET", "/backend/\(BackendID.random())/status").0 == 404)
             #expect(try await curl(controller, "GET", "/backend/Not.An.Id/status").0 == 400)
@@ -129,6 +138,57 @@ import Testing
             #expect(metrics.contains("plane_schedule_requests_total{result=\"no_drone_available\"} 1"))
             #expect(metrics.contains("plane_live_drones 0") && metrics.contains("plane_schedule_latency_seconds_count 1"))
             await controller.stop()
+        }
+    }
+
+    /// With `[http] token`, everything but health and a backend's state needs the token;
+    /// an authenticated caller gets an existing lock's bearer token.
+    @Test func aTokenGuardsTheAPI() async throws {
+        try await withCluster { server in
+            let token = "t0k3n-" + BackendID.random().rawValue
+            let controller = try await apiController(server, token: token)
+            let drone = try await FakeDrone(server: server)
+            try await drone.startHeartbeats()
+            try await Task.sleep(for: .milliseconds(300))
+            let (missing, missingOutput) = try await curl(controller, "POST", "/service/hello-world/spawn", body: "{}")
+            #expect(missing == 401 && missingOutput.lowercased().contains("www-authenticate: bearer"), "\(missingOutput)")
+            let (wrong, wrongOutput) = try await curl(controller, "POST", "/service/hello-world/spawn", body: "{}", token: token + "x")
+            #expect(try wrong == 401 && bodyJSON(wrongOutput)["error"]?.stringValue == "The token is not valid.")
+            #expect(try await curl(controller, "GET", "/metrics", token: String(token.dropLast())).0 == 401)
+            #expect(try await curl(controller, "GET", "/", token: nil).0 == 401)
+            #expect(drone.spawnCount == 0)
+            // Health and a backend's state stay public.
+            #expect(try await curl(controller, "GET", "/healthz").0 == 200)
+            #expect(try await curl(controller, "GET", "/backend/\(BackendID.random())/status").0 == 404)
+            // With the token: spawns, and the lock's holder with its bearer token.
+            let (spawned, spawnedOutput) = try await curl(controller, "POST", "/service/hello-world/spawn", body: #"{"lock":"doc","require_bearer_token":true}"#, token: token)
+            #expect(spawned == 200, "\(spawnedOutput)")
+            let first = try bodyJSON(spawnedOutput)
+            let bearer = try #require(first["bearer_token"]?.stringValue)
+            let (_, againOutput) = try await curl(controller, "POST", "/service/hello-world/spawn", body: #"{"lock":"doc"}"#, token: token)
+            let again = try bodyJSON(againOutput)
+            #expect(again["spawned"]?.boolValue == false && again["bearer_token"]?.stringValue == bearer)
+            #expect(try await curl(controller, "GET", "/metrics", token: token).0 == 200)
+            await drone.close()
+            await controller.stop()
+        }
+    }
+
+    /// An API reachable from other hosts without a token does not start.
+    @Test func anExposedAPIWithoutATokenDoesNotStart() async throws {
+        try await withCluster { server in
+            do {
+                let controller = try await RunningController(server: server) { configuration in
+                    var http = HTTPAPIConfiguration(cluster: "plane.test")
+                    http.bindHost = "0.0.0.0"
+                    http.port = 0
+                    configuration.http = http
+                }
+                await controller.stop()
+                Issue.record("the controller started an unauthenticated API on 0.0.0.0")
+            } catch let error as ControllerError {
+                #expect(error.code == .startupFailed && error.message.contains("token"))
+            }
         }
     }
 }

@@ -229,6 +229,53 @@ import Testing
         }
     }
 
+    /// A peer that may publish on one cluster's subjects cannot reach another cluster by
+    /// naming it in the payload, nor change another cluster's backends.
+    @Test func payloadsThatDoNotMatchTheirSubjectsAreRefused() async throws {
+        try await withCluster { server in
+            let controller = try await RunningController(server: server)
+            let drone = try await FakeDrone(server: server)
+            try await drone.startHeartbeats()
+            let client = PlaneMessenger(client: try await server.connectedClient())
+            try await Task.sleep(for: .milliseconds(200))
+            // A schedule request for plane.test sent on another cluster's subject: refused,
+            // nothing spawned.
+            let crossed = try await client.client.request("cluster.other_test.schedule", payload: try WireEncoder().encode(scheduleRequest()), timeout: .seconds(5))
+            let answer = try WireDecoder().decode(ScheduleResponse.self, from: Array(crossed.payload.readableBytesView))
+            guard case .error(let error) = answer else { Issue.record("expected an error, got \(answer)"); return }
+            #expect(error.code == "cluster_mismatch" && drone.spawnCount == 0)
+            // A backend of plane.test.
+            let reply = try await client.request(PlaneSubjects.schedule("plane.test"), scheduleRequest(), timeout: .seconds(5))
+            guard case .scheduled(let backend) = reply else { Issue.record("expected Scheduled, got \(reply)"); return }
+            let id = backend.backendID
+            // Updates that name another backend than their subject, or come from another
+            // cluster, are answered (so a sender stops retrying) and change nothing.
+            let other = BackendID.random()
+            let mismatched = UpdateBackendStateMessage(cluster: "plane.test", state: .terminated, backend: id, time: .now(), drone: drone.id)
+            _ = try await client.client.request("cluster.plane_test.backend.\(other).status", payload: try WireEncoder().encode(mismatched), timeout: .seconds(5))
+            let foreign = UpdateBackendStateMessage(cluster: "other.test", state: .terminated, backend: id, time: .now(), drone: DroneID.random())
+            _ = try await client.request(PlaneSubjects.updateBackendState("other.test", id), foreign, timeout: .seconds(5))
+            // The drone's own update is stored; the earlier ones were not.
+            let ready = UpdateBackendStateMessage(cluster: "plane.test", state: .ready, backend: id, time: .now(), drone: drone.id)
+            _ = try await client.request(PlaneSubjects.updateBackendState("plane.test", id), ready, timeout: .seconds(5))
+            let history = try await client.backendStateHistory(of: id)
+            var states: [BackendState] = []
+            for try await entry in history {
+                states.append(try entry.message.get().state)
+                if entry.pending == 0 { break }
+            }
+            history.stop()
+            #expect(states == [.ready])
+            #expect(try await eventually { controller.controller.directory.record(of: id)?.state == .ready })
+            let store = try await ControllerStore.open(client.jetStream, replicas: 1)
+            #expect(try await store.backend(other) == nil)
+            #expect(controller.controller.metrics.render(liveDrones: 0, backendsByState: [:], dnsQueries: [:]).contains("plane_state_updates_rejected_total 2"))
+            await drone.close()
+            await client.client.close()
+            await controller.stop()
+        }
+    }
+
     @Test func backendsOfAVanishedDroneAreLostAndTheirLocksFreed() async throws {
         try await withCluster { server in
             let controller = try await RunningController(server: server) { $0.scheduler?.droneLostGrace = .seconds(5) }

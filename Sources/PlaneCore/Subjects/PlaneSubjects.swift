@@ -97,4 +97,13 @@ public enum PlaneSubjects {
     public static func droneLogs(_ drone: DroneID) -> PublishSubject<LogMessage> {
         .init("logs.drone.\(drone.rawValue)")
     }
+
+    // MARK: Reading subjects
+
+    /// The subject's token at `index` (`cluster.plane_test.schedule`, 1 → `plane_test`),
+    /// nil when it has fewer tokens.
+    public static func token(_ index: Int, of subject: String) -> Substring? {
+        let tokens = subject.split(separator: ".", omittingEmptySubsequences: false)
+        return tokens.indices.contains(index) ? tokens[index] : nil
+    }
 }
