@@ -32,6 +32,17 @@ static inline int plane_pidfd_open(pid_t pid) {
 #endif
 }
 
+/// Whether the kernel has mount_setattr(2) (Linux 5.12), which OCI runtimes use for
+/// recursively read-only mounts (`rro`): an invalid call fails with EBADF or EINVAL there,
+/// with ENOSYS on an older kernel.
+static inline int plane_has_mount_setattr(void) {
+#ifndef SYS_mount_setattr
+#define SYS_mount_setattr 442
+#endif
+    long result = syscall(SYS_mount_setattr, -1, "", 0, (void *)0, 0);
+    return !(result != 0 && errno == ENOSYS);
+}
+
 /// Marks every descriptor from `first` on close-on-exec (close_range with
 /// CLOSE_RANGE_CLOEXEC, Linux 5.11), leaving them open in this process: safe in a process
 /// whose runtime (libdispatch's event loop) owns descriptors of its own.

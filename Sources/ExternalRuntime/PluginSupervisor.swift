@@ -151,7 +151,7 @@ final class PluginSupervisor: Sendable {
         var environment = ProcessInfo.processInfo.environment
         environment["PLANE_RUNTIME_SOCKET"] = socketPath
         environment["PLANE_RUNTIME_NAME"] = manifest.name
-        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         defer { if log >= 0 { close(log) } }
         // posix_spawn with default signal dispositions and an empty mask: the drone ignores
         // or blocks SIGTERM for its own shutdown handling, a plugin must not inherit that.

@@ -149,7 +149,7 @@ struct LayerUnpacker {
                 }
             }
             if isRoot { _ = fchown(fd, uid_t(entry.uid), gid_t(entry.gid)) }
-            _ = fchmod(fd, mode_t(entry.mode))
+            _ = fchmod(fd, mode_t(entry.mode) & Self.keptModeBits)
             setAttributes(path, entry)
             setTime(path, entry.modificationTime)
         case .symlink:
@@ -177,19 +177,21 @@ struct LayerUnpacker {
             if targetPath == path { return }
             try removeExisting(path)
             guard link(targetPath, path) == 0 else { throw failed("link", path) }
-        case .characterDevice, .blockDevice, .fifo:
+        case .characterDevice, .blockDevice:
+            // An image's device nodes are left out: a backend's /dev is the runtime's, and a
+            // node elsewhere could open a host device. (Whiteouts are handled above.)
             try removeExisting(path)
-            let type: mode_t = entry.kind == .fifo ? S_IFIFO : entry.kind == .blockDevice ? S_IFBLK : S_IFCHR
-            let device = entry.kind == .fifo ? 0 : Self.deviceNumber(major: entry.deviceMajor, minor: entry.deviceMinor)
-            guard mknod(path, type | mode_t(entry.mode), device) == 0 else {
-                // Without the privilege for device nodes (a rootless drone), leave them out as
-                // Docker's rootless mode does.
-                if errno == EPERM, entry.kind != .fifo { return }
-                throw failed("mknod", path)
-            }
+        case .fifo:
+            try removeExisting(path)
+            guard mknod(path, S_IFIFO | (mode_t(entry.mode) & Self.keptModeBits), 0) == 0 else { throw failed("mknod", path) }
             applyMetadata(path, entry, isDirectory: false)
         }
     }
+
+    /// Permission bits kept from an image: everything but setuid and setgid, which would
+    /// grant nothing anyway (backends run with no_new_privs) and are not carried into the
+    /// drone's disk.
+    static let keptModeBits: mode_t = 0o1777
 
     /// glibc's `makedev` (a macro Swift does not import).
     static func deviceNumber(major: UInt32, minor: UInt32) -> dev_t {
@@ -199,7 +201,7 @@ struct LayerUnpacker {
 
     private func applyMetadata(_ path: String, _ entry: TarEntry, isDirectory: Bool) {
         if isRoot { _ = lchown(path, uid_t(entry.uid), gid_t(entry.gid)) }
-        _ = chmod(path, mode_t(entry.mode))
+        _ = chmod(path, mode_t(entry.mode) & Self.keptModeBits)
         setAttributes(path, entry)
         if !isDirectory { setTime(path, entry.modificationTime) }
     }

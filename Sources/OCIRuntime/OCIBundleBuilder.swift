@@ -31,6 +31,9 @@ public struct OCIBundleBuilder: Sendable {
     /// Applied when the spawn sets no pids limit.
     public var defaultPidsLimit: Int64
     public var readOnlyRoot: Bool
+    /// Whether read-only bind mounts are made read-only recursively (`rro`, mount_setattr,
+    /// Linux 5.12): without it a mount below a read-only bind's source stays writable.
+    public var recursiveReadOnly = false
     /// Open files per process (RLIMIT_NOFILE, soft and hard).
     public var openFilesLimit: UInt64 = 1_048_576
 
@@ -109,7 +112,8 @@ public struct OCIBundleBuilder: Sendable {
             case .tmpfs:
                 mounts.append(.init(destination: mount.target, type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev"] + (mount.readOnly ? ["ro"] : [])))
             case .bind, .volume:
-                mounts.append(.init(destination: mount.target, type: "bind", source: mount.source, options: ["rbind", "nosuid", "nodev"] + (mount.readOnly ? ["ro"] : ["rw"])))
+                let access = mount.readOnly ? (recursiveReadOnly ? ["ro", "rro", "rprivate"] : ["ro"]) : ["rw"]
+                mounts.append(.init(destination: mount.target, type: "bind", source: mount.source, options: ["rbind", "nosuid", "nodev"] + access))
             }
         }
 

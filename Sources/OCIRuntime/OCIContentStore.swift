@@ -39,7 +39,8 @@ public actor OCIContentStore {
         self.registry = registry
         self.logger = logger
         self.limits = limits
-        for directory in ["blobs/sha256", "blobs/sha512", "layers/sha256", "layers/sha512", "images", "tmp"] {
+        try Self.makeDirectory(root)
+        for directory in ["blobs", "blobs/sha256", "blobs/sha512", "layers", "layers/sha256", "layers/sha512", "images", "tmp"] {
             try Self.makeDirectory("\(root)/\(directory)")
         }
         // Leftovers of an earlier run that stopped mid-pull.
@@ -49,7 +50,8 @@ public actor OCIContentStore {
     }
 
     static func makeDirectory(_ path: String) throws(RuntimeError) {
-        do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+        // Owner-only: a private image's layers must not be readable by other users.
+        do { try PrivateFiles.directory(path) } catch {
             throw RuntimeError(.unavailable, "Cannot create \(path) for the OCI runtime's content store.", underlying: error)
         }
     }
@@ -87,6 +89,7 @@ public actor OCIContentStore {
         let temporary = temporaryPath("write")
         do {
             try data.write(to: URL(fileURLWithPath: temporary))
+            try PrivateFiles.restrictFile(temporary)
             guard rename(temporary, path) == 0 else { throw RuntimeError(.internal, "Cannot rename \(temporary) to \(path): \(String(cString: strerror(errno))).") }
         } catch let error as RuntimeError {
             unlink(temporary)

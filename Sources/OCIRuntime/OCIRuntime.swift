@@ -41,9 +41,10 @@ public final class OCIRuntime: ContainerRuntime {
     /// the backends an earlier run of the drone left running.
     public static func make(configuration: OCIRuntimeConfiguration, droneID: DroneID, logger: Logger) async throws(RuntimeError) -> OCIRuntime {
         let root = configuration.stateDirectory
-        for directory in ["\(root)/backends", "\(root)/runtime-root", "\(root)/volumes"] {
+        // Owner-only: backends' roots, outputs and volumes, and the binary's state.
+        for directory in [root, "\(root)/backends", "\(root)/runtime-root", "\(root)/volumes"] {
             do {
-                try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+                try PrivateFiles.directory(directory)
             } catch {
                 throw RuntimeError(.unavailable, "Cannot create \(directory) for the OCI runtime; check [agent.oci] state_dir.", underlying: error)
             }
@@ -65,6 +66,7 @@ public final class OCIRuntime: ContainerRuntime {
         let registry = RegistryClient(insecureRegistries: Set(configuration.insecureRegistries), client: Self.registryHTTPClient, logger: logger)
         let store = try OCIContentStore(root: "\(root)/content", registry: registry, logger: logger, limits: configuration.imageLimits)
         var builder = OCIBundleBuilder(seccomp: seccomp, defaultPidsLimit: configuration.defaultPidsLimit, readOnlyRoot: configuration.readOnlyRoot)
+        builder.recursiveReadOnly = plane_has_mount_setattr() != 0
         // crun would compile the profile in every start; it is compiled once, here.
         if binary.flavor == .crun, let seccomp { builder.compiledSeccomp = try SeccompFilter(compiling: seccomp) }
         // Docker's open-files limit, but never above what the drone itself may raise to.
@@ -321,6 +323,9 @@ public final class OCIRuntime: ContainerRuntime {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.sortedKeys]
             try encoder.encode(value).write(to: URL(fileURLWithPath: path), options: .atomic)
+            // The bundle's config.json has the backend's env (secrets, often); the parent
+            // is 0700 already, the file is the drone's alone too.
+            try PrivateFiles.restrictFile(path)
         } catch {
             throw RuntimeError(.internal, "Cannot write \(path).", underlying: error)
         }

@@ -40,7 +40,7 @@ public enum OCIShim {
         }
         let bundle = String(decoding: line, as: UTF8.self)
         guard bundle.hasPrefix("/") else { return 0 }
-        let log = open(OCIBackendDirectory(path: bundle).shimLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+        let log = open(OCIBackendDirectory(path: bundle).shimLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         if log >= 0 {
             dup2(log, 1)
             dup2(log, 2)
@@ -83,7 +83,7 @@ public enum OCIShim {
         }
         try? String(getpid()).write(toFile: directory.shimPIDFile, atomically: true, encoding: .utf8)
 
-        let log = open(directory.outputLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o640)
+        let log = open(directory.outputLog, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
         guard log >= 0 else {
             reporter.fail("The shim cannot open \(directory.outputLog): \(String(cString: strerror(errno))).")
             return 1

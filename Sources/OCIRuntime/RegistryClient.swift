@@ -175,7 +175,7 @@ final class RegistryClient: Sendable {
             let body = (try? await response.body.collect(upTo: 1 << 16)) ?? ByteBuffer()
             throw RuntimeError(.imageUnavailable, "Registry \(reference.registry) did not send blob \(descriptor.digest) of image \(reference): \(Self.errorText(Answer(status: Int(response.status.code), headers: headers, body: body))).")
         }
-        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw RuntimeError(.internal, "Cannot create \(path): \(String(cString: strerror(errno))).") }
         var hasher = OCIDigest.Hasher(descriptor.digest.algorithm)
         var received: Int64 = 0

@@ -5,7 +5,9 @@ import ProcessSupervision
 
 /// A backend's writable root: an overlay of the image's shared, read-only unpacked layers
 /// with an upper directory of its own (nothing is copied, ~ms to set up), or — where the
-/// kernel or the filesystem refuses overlayfs — a private merged copy of the layers.
+/// kernel or the filesystem refuses overlayfs — a private merged copy of the layers. Either
+/// way an image's setuid and setgid bits grant nothing and its device nodes open nothing:
+/// the overlay is mounted `nosuid,nodev`, and a copy leaves both out.
 enum RootFilesystem {
     enum Kind: Sendable, Equatable { case overlay, copy }
 
@@ -32,7 +34,7 @@ enum RootFilesystem {
         let lower = layers.reversed().joined(separator: ":")
         let options = "lowerdir=\(lower),upperdir=\(directory.overlayUpper),workdir=\(directory.overlayWork)"
         guard options.utf8.count <= maximumOptionsLength else { return false }
-        if mount("overlay", directory.rootfs, "overlay", 0, options) == 0 { return true }
+        if mount("overlay", directory.rootfs, "overlay", UInt(MS_NOSUID) | UInt(MS_NODEV), options) == 0 { return true }
         switch errno {
         // Not supported here (no overlayfs, upper on an overlay, no privilege): copy instead.
         case ENODEV, EINVAL, EPERM, EOPNOTSUPP, ENOTSUP: return false
@@ -70,8 +72,12 @@ enum RootFilesystem {
 
 /// Copies unpacked overlay-format layers (whiteouts as 0/0 character devices, opaque
 /// directories marked with `trusted.overlay.opaque`) on top of each other into one tree:
-/// what overlayfs shows, as real files. Never follows a symlink of the tree it writes.
+/// what overlayfs shows, as real files. Never follows a symlink of the tree it writes. As
+/// the overlay is mounted `nosuid,nodev`, the copy drops setuid and setgid bits and leaves
+/// device nodes out (layers unpacked by this version have neither; older ones may).
 enum LayerMerger {
+    static let keptModeBits = LayerUnpacker.keptModeBits
+
     static func merge(layer: String, into root: String) throws(RuntimeError) {
         try mergeDirectory(source: layer, destination: root)
     }
@@ -105,15 +111,17 @@ enum LayerMerger {
             try removeTree(to)
             switch type {
             case S_IFREG:
-                try copyFile(from, to: to, mode: info.st_mode & 0o7777)
+                try copyFile(from, to: to, mode: info.st_mode & keptModeBits)
             case S_IFLNK:
                 var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
                 let length = readlink(from, &buffer, buffer.count - 1)
                 guard length >= 0 else { throw failure("readlink", from) }
                 buffer[length] = 0
                 guard symlink(buffer, to) == 0 else { throw failure("symlink", to) }
+            case S_IFCHR, S_IFBLK:
+                continue
             default:
-                guard mknod(to, info.st_mode, info.st_rdev) == 0 else { throw failure("mknod", to) }
+                guard mknod(to, info.st_mode & (S_IFMT | keptModeBits), info.st_rdev) == 0 else { throw failure("mknod", to) }
             }
             try copyMetadata(info, to: to)
         }
@@ -146,7 +154,7 @@ enum LayerMerger {
     private static func copyMetadata(_ info: stat, to path: String) throws(RuntimeError) {
         guard lchown(path, info.st_uid, info.st_gid) == 0 else { throw failure("lchown", path) }
         if info.st_mode & S_IFMT != S_IFLNK {
-            guard chmod(path, info.st_mode & 0o7777) == 0 else { throw failure("chmod", path) }
+            guard chmod(path, info.st_mode & keptModeBits) == 0 else { throw failure("chmod", path) }
         }
         let times = [info.st_atim, info.st_mtim]
         _ = times.withUnsafeBufferPointer { utimensat(AT_FDCWD, path, $0.baseAddress, AT_SYMLINK_NOFOLLOW) }

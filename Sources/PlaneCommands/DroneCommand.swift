@@ -138,6 +138,11 @@ struct DroneCommand: AsyncParsableCommand {
 /// `plane drone` and `plane dev`.
 enum DroneServices {
     static func make(_ configuration: DroneConfiguration, logger: Logger) async throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
+        // The state directory (store, keys, the runtime's images and backends) is the
+        // drone's alone: 0700, narrowed at start if an earlier version left it wider.
+        do { try PrivateFiles.directory(configuration.stateDirectory) } catch {
+            throw DroneError(.startupFailed, "Cannot create the state directory \(error); check state_dir in drone.toml.", cause: error)
+        }
         let droneID = try configuration.droneID ?? DroneIdentity.load(stateDirectory: configuration.stateDirectory)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
         // The runtime first: an unknown or dead runtime is reported before anything connects.

@@ -11,9 +11,10 @@ public enum DroneIdentity {
                 let text = try String(contentsOfFile: path, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
                 return try DroneID(text)
             }
-            try FileManager.default.createDirectory(atPath: stateDirectory, withIntermediateDirectories: true)
+            try PrivateFiles.directory(stateDirectory)
             let id = DroneID.random()
             try (id.rawValue + "\n").write(toFile: path, atomically: true, encoding: .utf8)
+            try PrivateFiles.restrictFile(path)
             return id
         } catch {
             throw DroneError(.startupFailed, "Cannot read or create the drone id in \(path): \(error). Set drone_id in drone.toml or make the state directory writable.", cause: error)

@@ -11,14 +11,18 @@ public final class DroneStore: Sendable {
     /// Opens (creating if needed) the database at `path` and migrates it.
     public init(path: String) throws(DroneError) {
         do {
-            try FileManager.default.createDirectory(atPath: (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent,
-                                                    withIntermediateDirectories: true)
+            // Owner-only: the store holds whole spawn requests (registry passwords, bearer
+            // tokens). SQLite creates `-wal` and `-shm` with the database file's mode.
+            let parent = (path as NSString).deletingLastPathComponent.isEmpty ? "." : (path as NSString).deletingLastPathComponent
+            if !FileManager.default.fileExists(atPath: parent) { try PrivateFiles.directory(parent) }
+            try PrivateFiles.createFile(path)
             var configuration = Configuration()
             configuration.prepareDatabase { db in
                 try db.execute(sql: "PRAGMA synchronous = FULL")
             }
             pool = try DatabasePool(path: path, configuration: configuration)
             try Self.migrator.migrate(pool)
+            for suffix in ["-wal", "-shm", "-journal"] { try PrivateFiles.restrictFile(path + suffix) }
         } catch {
             throw DroneError(.storeFailed, "Cannot open the drone store at \(path): \(error). Check that the state directory is writable.", cause: error)
         }

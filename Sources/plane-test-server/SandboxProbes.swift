@@ -47,6 +47,7 @@ enum SandboxProbes {
         case ENETUNREACH: "ENETUNREACH"
         case EHOSTUNREACH: "EHOSTUNREACH"
         case ETIMEDOUT: "ETIMEDOUT"
+        case EROFS: "EROFS"
         default: "errno \(code)"
         }
     }
@@ -73,6 +74,28 @@ enum SandboxProbes {
         var length = socklen_t(MemoryLayout<Int32>.size)
         getsockopt(fd, SOL_SOCKET, SO_ERROR, &failure, &length)
         return failure == 0 ? "connected" : "error: \(errnoName(failure))"
+    }
+
+    /// Creates (or truncates) the file at `path` and writes a byte: `ok` or `error: <errno>`.
+    static func write(path: String) -> String {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else { return "error: \(errnoName(errno))" }
+        defer { close(fd) }
+        return Glibc.write(fd, "x", 1) == 1 ? "ok" : "error: \(errnoName(errno))"
+    }
+
+    /// The mount options of the mount at `target` as /proc/self/mountinfo shows them (its
+    /// per-mount options, then the superblock's), or `error: not mounted`.
+    static func mountOptions(of target: String) -> String {
+        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return "error: no mountinfo" }
+        var found: String?
+        for line in text.split(separator: "\n") {
+            let fields = line.split(separator: " ")
+            guard fields.count > 6, fields[4] == target[...] else { continue }
+            let superOptions = fields.last.map(String.init) ?? ""
+            found = "\(fields[5]) \(superOptions)"
+        }
+        return found ?? "error: not mounted"
     }
 
     /// Runs this executable again with `PLANE_PROBE=sandbox` and returns what it printed.

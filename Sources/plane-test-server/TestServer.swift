@@ -14,7 +14,8 @@ import NIOWebSocket
 ///   `/echo` streams the request body back as it arrives, `/download/{n}` streams n bytes,
 ///   `/slow/{ms}` answers after a delay, `/sse/{count}/{ms}` streams `count` server-sent events
 ///   `ms` apart, `/partial` promises 100 bytes, sends 10 and closes;
-/// - for sandbox tests (SandboxProbes): `/probe/sandbox` (unshare, keyctl and mount
+/// - for sandbox tests (SandboxProbes): `/probe/write/{path}` (create a file),
+///   `/probe/mount/{path}` (the mount options there), `/probe/sandbox` (unshare, keyctl and mount
 ///   results, capabilities, no_new_privs, seccomp mode), `/probe/spawn/{n}` (start up to n
 ///   child processes), `/probe/allocate/{mib}` (allocate and touch memory);
 /// - any path with a WebSocket upgrade echoes text and binary messages;
@@ -216,6 +217,12 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             contentType = "application/json"
         case let p where p.hasPrefix("/probe/allocate/"):
             body = SandboxProbes.allocate(Int(p.dropFirst("/probe/allocate/".count)) ?? 0)
+        case let p where p.hasPrefix("/probe/write/"):
+            // /probe/write/{absolute path}: create a file there.
+            body = SandboxProbes.write(path: String(p.dropFirst("/probe/write".count)))
+        case let p where p.hasPrefix("/probe/mount/"):
+            // /probe/mount/{absolute path}: the options of the mount there (the last one).
+            body = SandboxProbes.mountOptions(of: String(p.dropFirst("/probe/mount".count)))
         case let p where p.hasPrefix("/probe/connect/"):
             // /probe/connect/{ipv4}/{port}
             let parts = p.dropFirst("/probe/connect/".count).split(separator: "/")

@@ -45,8 +45,30 @@ struct LayerUnpackerTests {
         #expect(try FileManager.default.destinationOfSymbolicLink(atPath: "\(root)/bin") == "usr/bin")
         #expect(read("\(root)/deep/implicit/parent.txt") == "x")
         var info = stat()
-        #expect(lstat("\(root)/usr/bin/alias", &info) == 0 && info.st_mode & 0o7777 == 0o4755, "setuid survives the owner change")
+        // Setuid and setgid bits are not carried into the drone's disk (they would grant
+        // nothing: backends run with no_new_privs).
+        #expect(lstat("\(root)/usr/bin/alias", &info) == 0 && info.st_mode & 0o7777 == 0o755)
         #expect(lstat("\(root)/deep/implicit/parent.txt", &info) == 0 && info.st_mode & 0o7777 == 0o640)
+    }
+
+    /// Device nodes in a layer are left out (whiteouts still work); a FIFO stays, without
+    /// setuid or setgid bits.
+    @Test func deviceNodesAreLeftOut() throws {
+        for mode in [LayerUnpacker.Mode.overlayLayer, .merged] {
+            let root = try TestEnvironment.temporaryDirectory("layer-devices")
+            var tar = CraftedTar()
+            tar.entry("dev/", .directory, mode: 0o755)
+            tar.entry("dev/sda", .blockDevice, mode: 0o666, deviceMajor: 8, deviceMinor: 0)
+            tar.entry("dev/mem", .characterDevice, mode: 0o666, deviceMajor: 1, deviceMinor: 1)
+            tar.entry("shared/", .directory, mode: 0o2775)
+            tar.entry("shared/pipe", .fifo, mode: 0o6644)
+            try unpack(tar.finish(), into: root, mode: mode)
+            #expect(fileType("\(root)/dev/sda") == nil && fileType("\(root)/dev/mem") == nil, "\(mode)")
+            #expect(fileType("\(root)/shared/pipe") == S_IFIFO)
+            var info = stat()
+            #expect(lstat("\(root)/shared/pipe", &info) == 0 && info.st_mode & 0o7777 == 0o644)
+            #expect(lstat("\(root)/shared", &info) == 0 && info.st_mode & 0o7777 == 0o775)
+        }
     }
 
     @Test func gzipAndZstdLayers() throws {

@@ -1,3 +1,4 @@
+import Foundation
 import PlaneCore
 import PlaneTestSupport
 import Testing
@@ -13,6 +14,32 @@ struct DroneStoreTests {
 
     func update(_ backend: BackendID, _ state: BackendState) -> UpdateBackendStateMessage {
         UpdateBackendStateMessage(cluster: "plane.test", state: state, backend: backend, time: .now(), drone: drone)
+    }
+
+    static func mode(_ path: String) -> mode_t? {
+        var info = stat()
+        return lstat(path, &info) == 0 ? info.st_mode & 0o7777 : nil
+    }
+
+    /// The store holds whole spawn requests (registry passwords, bearer tokens): its
+    /// directory, database, WAL and shared-memory files are the drone's alone, also when an
+    /// earlier version left them readable.
+    @Test func theStoreIsOwnerOnly() async throws {
+        let directory = try TestEnvironment.temporaryDirectory("drone-store-modes") + "/state"
+        let path = directory + "/drone.sqlite3"
+        do {
+            let store = try DroneStore(path: path)
+            _ = try await store.insert(spawn(token: "secret"), cluster: "plane.test", runtime: "docker", drone: drone, time: .now())
+            #expect(Self.mode(directory) == 0o700)
+            for file in [path, path + "-wal", path + "-shm"] {
+                #expect(Self.mode(file) == 0o600, "\(file): \(String(Self.mode(file) ?? 0, radix: 8))")
+            }
+        }
+        for file in [path, path + "-wal", path + "-shm"] { chmod(file, 0o644) }
+        _ = try DroneStore(path: path)
+        for file in [path, path + "-wal", path + "-shm"] where FileManager.default.fileExists(atPath: file) {
+            #expect(Self.mode(file) == 0o600, "\(file) narrowed at open")
+        }
     }
 
     @Test func backendsStatesAndTheOutboxSurviveAReopen() async throws {
