@@ -8,8 +8,19 @@ export PATH="/opt/swift/usr/bin:$PATH"
 LOG=.build/test-output.log
 mkdir -p .build
 
+# Drones the tests start on Docker create the default isolated network (plane-backends);
+# the run removes it again when it was not there before (its containers are gone by then).
+SOCKET=/var/run/docker.sock
+network_exists() { [ "$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$SOCKET" http://docker/networks/plane-backends 2>/dev/null)" = 200 ]; }
+had_network=0
+network_exists && had_network=1
+
 swift test "$@" 2>&1 | tee "$LOG"
 status=${PIPESTATUS[0]}
+if [ "$had_network" = 0 ] && network_exists; then
+  curl -s -o /dev/null -X DELETE --unix-socket "$SOCKET" http://docker/networks/plane-backends || true
+  network_exists && echo "run-tests: the plane-backends network could not be removed (containers left on it?)"
+fi
 if [ "$status" -ne 0 ]; then
   echo
   echo "=== run-tests: swift test failed (exit $status); the failures, from $LOG ==="

@@ -34,6 +34,7 @@ public final class DockerRuntime: ContainerRuntime {
         let serverAPI = info["ApiVersion"]?.stringValue ?? DockerEngineClient.preferredAPIVersion
         if Self.compare(serverAPI, DockerEngineClient.preferredAPIVersion) < 0 { client.apiVersion = serverAPI }
         let engine = info["Version"]?.stringValue ?? "?"
+        try await DockerNetworkSetup(client: client, logger: logger).ensure(configuration.network)
         return DockerRuntime(configuration: configuration, droneID: droneID, logger: logger, client: client, engineVersion: engine)
     }
 
@@ -43,7 +44,7 @@ public final class DockerRuntime: ContainerRuntime {
         self.logger = logger
         self.client = client
         descriptor = RuntimeDescriptor(name: Self.name, version: "docker \(engineVersion), API \(client.apiVersion)", capabilities: RuntimeCapabilities(
-            networkModes: [.host, .bridge, .publish], mounts: configuration.allowMounts, stats: true, outOfMemoryEvents: true,
+            networkModes: configuration.network == .host ? [.host] : [.bridge], mounts: configuration.allowMounts, stats: true, outOfMemoryEvents: true,
             optionsSchema: Self.optionsSchema))
         eventHub = DockerEventHub(client: client, droneID: droneID, logger: logger)
     }
@@ -187,13 +188,16 @@ public final class DockerRuntime: ContainerRuntime {
             host.append(("NetworkMode", .string("host")))
             labels.append((Self.addressLabel, .string(address)))
         case .bridge(let network):
-            host.append(("NetworkMode", .string(network ?? "bridge")))
+            host.append(("NetworkMode", .string(network ?? configuration.network.dockerName)))
             exposed = JSONObject([(portKey, .object(JSONObject()))])
         case .publish(let hostAddress):
             host.append(("NetworkMode", .string("bridge")))
             exposed = JSONObject([(portKey, .object(JSONObject()))])
             host.append(("PortBindings", .object(JSONObject([(portKey, .array([.object(JSONObject([("HostIp", .string(hostAddress)), ("HostPort", .string(""))]))]))]))))
         }
+        // No raw sockets: on a shared bridge they allow ARP spoofing of a neighbour's
+        // address, on the host's network sniffing and spoofing of loopback traffic.
+        host.append(("CapDrop", .array([.string("NET_RAW")])))
         let limits = spec.limits
         if let memory = limits.memoryBytes { host.append(("Memory", .integer(memory))) }
         if let period = limits.cpuPeriodMicroseconds { host.append(("CpuPeriod", .integer(period))) }

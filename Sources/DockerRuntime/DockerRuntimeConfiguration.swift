@@ -1,5 +1,25 @@
 /// `[agent.docker]` / `[runtime.docker]` settings of a drone.
 public struct DockerRuntimeConfiguration: Sendable, Hashable {
+    /// Where backends are networked.
+    public enum Network: Sendable, Hashable {
+        /// A bridge network the drone creates when it is missing (`name`, on `subnet`), with
+        /// traffic between its containers disabled: each backend has an address of its own,
+        /// reached by the drone at that address and `PORT`, and no backend can reach
+        /// another. The default.
+        case managed(name: String, subnet: String)
+        /// v0.3.10's `network = "NAME"`: an existing Docker network the operator made, with
+        /// whatever isolation it has. The proxy reaches containers at their address on it.
+        case named(String)
+        /// `network = "host"`: the host's network, shared by every backend and the drone
+        /// (an explicit opt-in; docs/security.md, "Host networking").
+        case host
+    }
+
+    /// The managed network's default name.
+    public static let defaultManagedNetwork = "plane-backends"
+    /// The managed network's default subnet.
+    public static let defaultSubnet = "10.214.0.0/16"
+
     /// Unix socket path (`/var/run/docker.sock`, `unix:///...`) or `http://host:port`.
     public var endpoint: String = "/var/run/docker.sock"
     /// OCI runtime for backends (e.g. `runsc`); nil: the daemon's default.
@@ -11,6 +31,7 @@ public struct DockerRuntimeConfiguration: Sendable, Hashable {
     public var pidsLimit: Int64? = 4096
     /// Whether spawn requests may mount anything (v0.3.10's `allow_volume_mounts`).
     public var allowMounts: Bool = false
+    public var network: Network = .managed(name: defaultManagedNetwork, subnet: defaultSubnet)
 
     public init() {}
 }

@@ -121,8 +121,15 @@ struct DroneCommand: AsyncParsableCommand {
             if let value = member.value.stringValue { configuration.logOptions[member.key] = value }
         }
         configuration.allowMounts = json["allow_mounts"]?.boolValue ?? false
-        if json["network"] != nil || json["insecure_gpu"]?.boolValue == true {
-            throw RuntimeError(.invalidSpec, "[agent.docker] network and insecure_gpu are not supported: backends use host networking with the port the drone assigns, and GPUs are not passed through. Remove them from drone.toml.")
+        if json["insecure_gpu"]?.boolValue == true {
+            throw RuntimeError(.invalidSpec, "[agent.docker] insecure_gpu is not supported: GPUs are not passed through. Remove it from drone.toml.")
+        }
+        switch json["network"]?.stringValue {
+        case "host"?: configuration.network = .host
+        case let name?: configuration.network = .named(name)
+        case nil:
+            configuration.network = .managed(name: json["managed_network"]?.stringValue ?? DockerRuntimeConfiguration.defaultManagedNetwork,
+                                             subnet: json["subnet"]?.stringValue ?? DockerRuntimeConfiguration.defaultSubnet)
         }
         return configuration
     }

@@ -1,4 +1,6 @@
+import DockerRuntime
 import NATS
+import OCIRuntime
 import PlaneACME
 import PlaneCore
 import PlaneDrone
@@ -191,7 +193,27 @@ enum DroneConfigLoader {
             default: docker.problem("connection", "write either { socket = \"/var/run/docker.sock\" } or { http = \"http://host:2375\" }")
             }
         }
-        if let network = docker.string("network") { object["network"] = .string(network) }
+        if let network = docker.string("network") {
+            if DockerNetworkName.isValid(network) { object["network"] = .string(network) } else {
+                docker.problem("network", "'\(network)' is not a Docker network name (letters, digits, '_', '.', '-'); use \"host\" for host networking")
+            }
+        }
+        if let name = docker.string("managed_network") {
+            if DockerNetworkName.isValid(name), name != "host" { object["managed_network"] = .string(name) } else {
+                docker.problem("managed_network", "'\(name)' is not a Docker network name (letters, digits, '_', '.', '-')")
+            }
+        }
+        if let subnet = docker.string("subnet") {
+            do {
+                let parsed = try IPv4Subnet(subnet)
+                if parsed.prefixLength > 28 { docker.problem("subnet", "\(subnet) is too small; give at least a /28") } else { object["subnet"] = .string(subnet) }
+            } catch {
+                docker.problem("subnet", error.message)
+            }
+        }
+        if object["network"] != nil, object["managed_network"] != nil || object["subnet"] != nil {
+            docker.problem("network", "set network (an existing network, or \"host\") or managed_network/subnet (the drone's own network), not both")
+        }
         if let gpu = docker.bool("insecure_gpu") { object["insecure_gpu"] = .bool(gpu) }
         if let allow = docker.bool("allow_volume_mounts") {
             agent.allowVolumeMounts = allow

@@ -20,10 +20,14 @@ public struct RuntimeConformanceHarness: Sendable {
         self.unknownImage = unknownImage
     }
 
-    /// A host-network spec on 127.0.0.1 with a fresh port.
+    /// A spec with a fresh port, networked as a drone would network it on this runtime:
+    /// the host's network on 127.0.0.1 where the runtime offers it (as configured), else an
+    /// address of the backend's own.
     public func spec(_ backend: BackendID = .random(), env: [String: String] = [:], image: String? = nil) throws -> BackendSpec {
-        BackendSpec(backendID: backend, droneID: droneID, image: image ?? testServerImage, env: env,
-                    port: UInt16(try TestEnvironment.freePort()), network: .host(address: "127.0.0.1"), pullPolicy: .ifNotPresent)
+        let modes = runtime.descriptor.capabilities.networkModes
+        let network: NetworkPlan = modes.contains(.host) ? .host(address: "127.0.0.1") : modes.contains(.bridge) ? .bridge(network: nil) : .publish(hostAddress: "127.0.0.1")
+        return BackendSpec(backendID: backend, droneID: droneID, image: image ?? testServerImage, env: env,
+                           port: UInt16(try TestEnvironment.freePort()), network: network, pullPolicy: .ifNotPresent)
     }
 }
 

@@ -53,7 +53,10 @@ struct DockerRuntimeConformanceTests {
         #expect(host["CpuPeriod"]?.int64Value == 1_000_000)
         #expect(host["CpuQuota"]?.int64Value == 500_000)
         #expect(host["PidsLimit"]?.int64Value == 100)
-        #expect(host["NetworkMode"]?.stringValue == "host")
+        // The drone's own isolated network, no published ports, no raw sockets.
+        #expect(host["NetworkMode"]?.stringValue == DockerRuntimeConfiguration.defaultManagedNetwork)
+        #expect((host["PortBindings"]?.objectValue?.count ?? 0) == 0)
+        #expect(host["CapDrop"]?.arrayValue?.compactMap(\.stringValue) == ["NET_RAW"])
         let ulimit = host["Ulimits"]?.arrayValue?.first?.objectValue
         #expect(ulimit?["Name"]?.stringValue == "cpu" && ulimit?["Soft"]?.int64Value == 90 && ulimit?["Hard"]?.int64Value == 90)
         let config = try #require(info["Config"]?.objectValue)

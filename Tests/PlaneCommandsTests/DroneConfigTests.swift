@@ -1,3 +1,4 @@
+import DockerRuntime
 import Foundation
 import NATS
 import PlaneACME
@@ -71,6 +72,26 @@ struct DroneConfigTests {
         #expect(agent.runtimeConfiguration["oci_runtime"]?.stringValue == "runsc" && agent.runtimeConfiguration["endpoint"]?.stringValue == "/var/run/docker.sock")
         #expect(agent.runtimeConfiguration["log_driver"]?.stringValue == "syslog" && agent.runtimeConfiguration["network"]?.stringValue == "plane")
         #expect(config.proxy == { var p = ProxyConfiguration(); p.bindHost = "0.0.0.0"; p.httpsPort = 443; p.passthrough = "10.0.0.9:8080"; return p }())
+        // v0.3.10's network is used as named (the compose sample's "plane").
+        #expect(try DroneCommand.dockerConfiguration(agent.runtimeConfiguration).network == .named("plane"))
+    }
+
+    /// Without network settings Docker backends go on the drone's own isolated network;
+    /// `network = "host"` opts into host networking.
+    @Test func dockerNetworkSettings() throws {
+        let base = "cluster_domain = \"plane.test\"\n[nats]\nhosts = [\"x\"]\n[agent]\nip = \"1.2.3.4\"\n[agent.docker]\n"
+        func network(_ keys: String) throws -> DockerRuntimeConfiguration.Network {
+            try DroneCommand.dockerConfiguration(try #require(try load(base + keys).agent).runtimeConfiguration).network
+        }
+        #expect(try network("") == .managed(name: "plane-backends", subnet: "10.214.0.0/16"))
+        #expect(try network("network = \"host\"\n") == .host)
+        #expect(try network("managed_network = \"tenants\"\nsubnet = \"10.99.0.0/24\"\n") == .managed(name: "tenants", subnet: "10.99.0.0/24"))
+        #expect(try network("", ) == network("insecure_gpu = false\n"))
+        for (keys, prefix) in [("network = \"a/b\"\n", "agent.docker.network:"), ("subnet = \"10.0.0.0/30\"\n", "agent.docker.subnet:"),
+                               ("subnet = \"10.0.0.1/24\"\n", "agent.docker.subnet:"), ("network = \"plane\"\nsubnet = \"10.9.0.0/16\"\n", "agent.docker.network:"),
+                               ("managed_network = \"host\"\n", "agent.docker.managed_network:")] {
+            #expect(problems(base + keys).contains { $0.hasPrefix(prefix) }, "\(keys) → \(problems(base + keys))")
+        }
     }
 
     @Test func ourKeysAndOtherRuntimes() throws {

@@ -114,6 +114,39 @@ struct DroneProcessTests {
         }
     }
 
+    /// v0.3.10's `[agent.docker] network = "NAME"` (its compose sample's setting): the drone
+    /// starts, its backends join that network and are reached at their address there.
+    @Test func aV0310DroneTomlWithANamedDockerNetworkStartsAndServes() async throws {
+        let docker = SystemProgram("docker", debianPackage: "docker.io")
+        let network = "plane-test-v0310-\(UInt32.random(in: 0...UInt32.max))"
+        _ = try await docker.run(["network", "create", "--subnet", "10.215.254.0/24", network])
+        let image = try await DockerTestImage.shared.ensureLoaded()
+        try await withNATSServer { server in
+            let client = try await server.connectedClient()
+            let relay = try await Relay(client: client)
+            let messenger = PlaneMessenger(client: client)
+            let drone = DroneID.random()
+            let config = try droneConfig(server: server, drone: drone, ports: "23700-23799", extra: "[agent.docker]\nnetwork = \"\(network)\"")
+            let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
+            let spawn = request(drone, image: image, idle: 3)
+            #expect(try await eventually { (try? await messenger.request(PlaneSubjects.spawn(drone), spawn, timeout: .seconds(2))) == true }, "\(child.output)")
+            #expect(try await eventually { relay.of(spawn.backendID).last == .ready }, "\(child.output)")
+            let inspect = try await docker.run(["inspect", "plane-\(spawn.backendID)"])
+            let info = try JSONParser.parse(inspect).arrayValue?.first?.objectValue
+            #expect(info?["HostConfig"]?.objectValue?["NetworkMode"]?.stringValue == network)
+            let address = info?["NetworkSettings"]?.objectValue?["Networks"]?.objectValue?[network]?.objectValue?["IPAddress"]?.stringValue
+            #expect(address?.hasPrefix("10.215.254.") == true, "\(address ?? "no address")")
+            // Ready means the drone's readiness probe reached it there; idle, it is swept.
+            #expect(try await eventually(timeout: .seconds(30)) { relay.of(spawn.backendID).last == .swept }, "\(child.output)")
+            #expect(try await eventually { try await docker.run(["ps", "-aq", "--filter", "label=dev.plane.drone=\(drone)"]).isEmpty })
+            child.signal(SIGTERM)
+            #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
+            relay.stop()
+            await client.close()
+        }
+        _ = try? await docker.run(["network", "rm", network])
+    }
+
     @Test func aRefusedPluginSectionStopsTheDroneWithThePluginsMessage() async throws {
         try await withNATSServer { server in
             let config = try droneConfig(server: server, drone: .random(), ports: "23600-23699",

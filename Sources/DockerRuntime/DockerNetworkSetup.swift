@@ -1,0 +1,99 @@
+import ContainerRuntime
+import Logging
+import PlaneCore
+
+extension DockerRuntimeConfiguration.Network {
+    /// The `NetworkMode` of a backend container.
+    var dockerName: String {
+        switch self {
+        case .managed(let name, _), .named(let name): name
+        case .host: "host"
+        }
+    }
+}
+
+/// Makes sure the network backends join is there before any backend starts: the drone's
+/// own isolated bridge network (created when missing, checked when present), or the
+/// operator's named network (which must exist).
+struct DockerNetworkSetup {
+    /// The bridge driver's option that lets containers of one network talk to each other.
+    static let interContainerOption = "com.docker.network.bridge.enable_icc"
+
+    let client: DockerEngineClient
+    let logger: Logger
+
+    func ensure(_ network: DockerRuntimeConfiguration.Network) async throws(RuntimeError) {
+        switch network {
+        case .host:
+            return
+        case .named(let name):
+            let response = try await client.call(.GET, "/networks/\(name)")
+            switch response.status {
+            case 200: return
+            case 404:
+                throw RuntimeError(.unavailable, "Docker network '\(name)' ([agent.docker] network) does not exist; create it (docker network create \(name)) or remove the key to let the drone use an isolated network of its own.")
+            default:
+                throw RuntimeError(.unavailable, "Docker could not inspect network '\(name)': \(response.status) \(response.message)")
+            }
+        case .managed(let name, let subnet):
+            // Two drones of one daemon may create it at once: the loser finds it made.
+            for _ in 0..<3 {
+                let response = try await client.call(.GET, "/networks/\(name)")
+                switch response.status {
+                case 200:
+                    try check(response.json?.objectValue ?? JSONObject(), name: name, subnet: subnet)
+                    return
+                case 404:
+                    if try await create(name: name, subnet: subnet) { return }
+                default:
+                    throw RuntimeError(.unavailable, "Docker could not inspect network '\(name)': \(response.status) \(response.message)")
+                }
+            }
+            throw RuntimeError(.unavailable, "Docker network '\(name)' could not be created or found; check the daemon's log.")
+        }
+    }
+
+    /// An existing managed network must isolate its containers; one made by someone else
+    /// with inter-container traffic on is refused rather than used.
+    func check(_ info: JSONObject, name: String, subnet: String) throws(RuntimeError) {
+        let driver = info["Driver"]?.stringValue ?? "?"
+        let isolating = info["Options"]?.objectValue?[Self.interContainerOption]?.stringValue == "false"
+        guard driver == "bridge", isolating else {
+            throw RuntimeError(.invalidSpec, "Docker network '\(name)' exists but does not isolate backends (driver \(driver), \(Self.interContainerOption) is not false); remove it (docker network rm \(name)) so the drone creates it, or set [agent.docker] managed_network to another name.")
+        }
+        let subnets = (info["IPAM"]?.objectValue?["Config"]?.arrayValue ?? []).compactMap { $0.objectValue?["Subnet"]?.stringValue }
+        if !subnets.contains(subnet) {
+            logger.notice("docker.network_subnet_differs", metadata: ["docker.network": "\(name)", "docker.subnet": "\(subnets.joined(separator: ","))", "docker.configured_subnet": "\(subnet)"])
+        }
+    }
+
+    /// Creates the managed network; false when someone else created it meanwhile.
+    func create(name: String, subnet: String) async throws(RuntimeError) -> Bool {
+        let body = JSONValue.object(JSONObject([
+            ("Name", .string(name)), ("Driver", .string("bridge")), ("CheckDuplicate", .bool(true)),
+            ("IPAM", .object(JSONObject([("Config", .array([.object(JSONObject([("Subnet", .string(subnet))]))]))]))),
+            ("Options", .object(JSONObject([(Self.interContainerOption, .string("false"))]))),
+            ("Labels", .object(JSONObject([(DockerRuntime.managedLabel, .string("true"))]))),
+        ]))
+        let response = try await client.call(.POST, "/networks/create", body: body)
+        switch response.status {
+        case 201:
+            logger.info("docker.network_created", metadata: ["docker.network": "\(name)", "docker.subnet": "\(subnet)"])
+            return true
+        case 409:
+            return false
+        default:
+            throw RuntimeError(.unavailable, "Docker could not create network '\(name)' on \(subnet): \(response.message). If the subnet overlaps another network, set [agent.docker] subnet to a free one.")
+        }
+    }
+}
+
+/// What a Docker network name may be here: it goes into Engine API paths, so only the
+/// characters Docker's own names use.
+public enum DockerNetworkName {
+    public static func isValid(_ name: String) -> Bool {
+        guard let first = name.utf8.first, name.utf8.count <= 128 else { return false }
+        let alphanumeric: (UInt8) -> Bool = { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) }
+        return alphanumeric(first) && name.utf8.allSatisfy { alphanumeric($0) || $0 == 95 || $0 == 46 || $0 == 45 }
+    }
+}

@@ -1,0 +1,127 @@
+import ContainerRuntime
+import Foundation
+import Logging
+import PlaneCore
+import PlaneTestSupport
+import Testing
+@testable import DockerRuntime
+
+/// Backends on Docker are isolated from each other by default: the drone's own bridge
+/// network with inter-container traffic off, no published ports, no raw sockets. v0.3.10's
+/// named network is honoured; host networking is an opt-in without raw sockets. Every
+/// network here is this test's own (its name and a subnet of 10.215.0.0/16, beside the default network's 10.214.0.0/16), removed at
+/// the end.
+@Suite(.serialized, .timeLimit(.minutes(5)))
+struct DockerNetworkIsolationTests {
+    static let docker = SystemProgram("docker", debianPackage: "docker.io")
+    /// CAP_NET_RAW's bit in /proc/self/status's capability masks.
+    static let netRawBit: UInt64 = 1 << 13
+
+    func runtime(_ network: DockerRuntimeConfiguration.Network, drone: DroneID = .random()) async throws -> DockerRuntime {
+        var configuration = DockerRuntimeConfiguration()
+        configuration.endpoint = DockerTestSetup.endpoint
+        configuration.network = network
+        return try await DockerRuntime.make(configuration: configuration, droneID: drone, logger: Logger(label: "test.docker"))
+    }
+
+    func start(_ runtime: DockerRuntime, image: String) async throws -> (BackendSpec, HTTPProbe) {
+        let network: NetworkPlan = runtime.descriptor.capabilities.networkModes.contains(.host) ? .host(address: "127.0.0.1") : .bridge(network: nil)
+        let spec = BackendSpec(backendID: .random(), droneID: runtime.droneID, image: image, port: UInt16(try TestEnvironment.freePort()), network: network)
+        let handle = try await runtime.start(spec)
+        let address = try #require(handle.address)
+        let http = HTTPProbe(host: address.host, port: Int(address.port))
+        #expect(try await http.waitUntilAnswering("/").body == "Hello World!")
+        return (spec, http)
+    }
+
+    func effectiveCapabilities(_ http: HTTPProbe) async throws -> UInt64 {
+        let body = try await http.get("/probe/sandbox").body
+        let probe = try #require(try JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: String], "probe answered \(body)")
+        return try #require(UInt64(probe["CapEff"] ?? "", radix: 16))
+    }
+
+    func removeNetwork(_ name: String) async {
+        _ = try? await Self.docker.run(["network", "rm", name])
+    }
+
+    static func uniqueName(_ prefix: String) -> String { "\(prefix)-\(UInt32.random(in: 0...UInt32.max))" }
+
+    @Test func backendsOnTheManagedNetworkCannotReachEachOther() async throws {
+        let name = Self.uniqueName("plane-test-isolated")
+        let runtime = try await runtime(.managed(name: name, subnet: "10.215.251.0/24"))
+        let image = try await DockerTestImage.shared.ensureLoaded()
+        var started: [BackendID] = []
+        do {
+            #expect(runtime.descriptor.capabilities.networkModes == [.bridge])
+            let (first, a) = try await start(runtime, image: image)
+            started.append(first.backendID)
+            let (second, b) = try await start(runtime, image: image)
+            started.append(second.backendID)
+            // Each has an address of its own on the network; the drone reaches both.
+            #expect(a.host.hasPrefix("10.215.251.") && b.host.hasPrefix("10.215.251.") && a.host != b.host)
+            let fromA = try await a.get("/probe/connect/\(b.host)/\(b.port)").body
+            #expect(fromA.hasPrefix("error: "), "a backend reached its neighbour: \(fromA)")
+            #expect(try await b.get("/probe/connect/\(a.host)/\(a.port)").body.hasPrefix("error: "))
+            #expect(try await b.get("/probe/connect/\(b.host)/\(b.port)").body == "connected", "its own address works")
+            #expect(try await effectiveCapabilities(a) & Self.netRawBit == 0, "no raw sockets")
+            let inspect = try await Self.docker.run(["network", "inspect", name])
+            let options = try #require(try JSONParser.parse(inspect).arrayValue?.first?.objectValue?["Options"]?.objectValue)
+            #expect(options[DockerNetworkSetup.interContainerOption]?.stringValue == "false")
+            // A second drone on the same daemon uses the network as it is.
+            _ = try await self.runtime(.managed(name: name, subnet: "10.215.251.0/24"))
+        } catch {
+            Issue.record("\(error)")
+        }
+        for backend in started {
+            try? await runtime.stop(backend, grace: .seconds(1))
+            try? await runtime.remove(backend)
+        }
+        await removeNetwork(name)
+    }
+
+    @Test func aNamedNetworkIsUsedAndMustExist() async throws {
+        let name = Self.uniqueName("plane-test-named")
+        do {
+            _ = try await runtime(.named(name))
+            Issue.record("a drone started on a network that does not exist")
+        } catch let error as RuntimeError {
+            #expect(error.message.contains("does not exist") && error.message.contains("docker network create \(name)"))
+        }
+        _ = try await Self.docker.run(["network", "create", "--subnet", "10.215.252.0/24", name])
+        do {
+            let runtime = try await runtime(.named(name))
+            let (spec, http) = try await start(runtime, image: try await DockerTestImage.shared.ensureLoaded())
+            #expect(http.host.hasPrefix("10.215.252."), "reached at its address on the named network: \(http.host)")
+            let inspect = try await Self.docker.run(["inspect", spec.containerName])
+            let host = try JSONParser.parse(inspect).arrayValue?.first?.objectValue?["HostConfig"]?.objectValue
+            #expect(host?["NetworkMode"]?.stringValue == name)
+            try? await runtime.stop(spec.backendID, grace: .seconds(1))
+            try? await runtime.remove(spec.backendID)
+        } catch {
+            Issue.record("\(error)")
+        }
+        await removeNetwork(name)
+    }
+
+    @Test func anExistingNetworkThatDoesNotIsolateIsRefused() async throws {
+        let name = Self.uniqueName("plane-test-open")
+        _ = try await Self.docker.run(["network", "create", "--subnet", "10.215.253.0/24", name])
+        do {
+            _ = try await runtime(.managed(name: name, subnet: "10.215.253.0/24"))
+            Issue.record("a network with inter-container traffic on was used for backends")
+        } catch let error as RuntimeError {
+            #expect(error.code == .invalidSpec && error.message.contains(DockerNetworkSetup.interContainerOption))
+        }
+        await removeNetwork(name)
+    }
+
+    @Test func hostNetworkingIsAnOptInWithoutRawSockets() async throws {
+        let runtime = try await runtime(.host)
+        #expect(runtime.descriptor.capabilities.networkModes == [.host])
+        let (spec, http) = try await start(runtime, image: try await DockerTestImage.shared.ensureLoaded())
+        #expect(http.host == "127.0.0.1")
+        #expect(try await effectiveCapabilities(http) & Self.netRawBit == 0)
+        try? await runtime.stop(spec.backendID, grace: .seconds(1))
+        try? await runtime.remove(spec.backendID)
+    }
+}
