@@ -29,35 +29,48 @@ public struct OCIBackendNetwork: Codable, Sendable, Hashable {
 /// linked to the drone's by a veth pair with a /31 from `subnet` (the drone's end the even
 /// address, the backend's `eth0` the odd one, its default route through the drone's end).
 /// The drone reaches the backend at its address and `PORT`; backends do not share the
-/// drone's loopback, and nothing that comes in on their links is forwarded. Made with iproute2's `ip` (`ip netns`, two `ip -batch` runs per
+/// drone's loopback, and nothing that comes in on their links is forwarded. Made with iproute2's `ip` (`ip netns`, three `ip` runs per
 /// backend), which needs CAP_NET_ADMIN.
+///
+/// Each namespace this drone made is marked by a file of its name in `ownedDirectory`
+/// (written right after `ip netns add` succeeded, removed after the namespace is deleted):
+/// only marked namespaces are ever deleted, so drones that share a host and a subnet (two
+/// drones started with the default, or tests running side by side) skip each other's
+/// addresses instead of deleting each other's namespaces.
 public final class OCINetworkNamespaces: Sendable {
     /// Where `ip netns` keeps named namespaces.
     public static let directory = "/run/netns"
 
     let ip: String
     let logger: Logger
+    /// One empty file per namespace this drone made.
+    let ownedDirectory: String
     private let pool: Mutex<OCIAddressPool>
 
     public var subnet: IPv4Subnet { pool.withLock { $0.subnet } }
 
-    init(subnet: IPv4Subnet, ip: String, logger: Logger) {
+    init(subnet: IPv4Subnet, ip: String, ownedDirectory: String, logger: Logger) {
         self.ip = ip
         self.logger = logger
+        self.ownedDirectory = ownedDirectory
         pool = Mutex(OCIAddressPool(subnet: subnet))
     }
 
     /// Checks that `ip` is there and the subnet has room.
-    static func make(subnet: IPv4Subnet, logger: Logger) throws(RuntimeError) -> OCINetworkNamespaces {
+    static func make(subnet: IPv4Subnet, ownedDirectory: String, logger: Logger) throws(RuntimeError) -> OCINetworkNamespaces {
         guard subnet.prefixLength <= 30 else {
             throw RuntimeError(.invalidSpec, "[agent.oci] subnet \(subnet) is too small; give at least a /30 (each backend takes two addresses).")
         }
-        let ip = try OCIRuntimeBinary.executablePath("ip", what: "iproute2's ip (for [agent.oci] network = \"namespace\")", package: "iproute2")
-        return OCINetworkNamespaces(subnet: subnet, ip: ip, logger: logger)
+        let ip = try OCIRuntimeBinary.executablePath("ip", what: "iproute2's ip (for [agent.oci] network = \"namespace\", the default)", package: "iproute2")
+        do { try PrivateFiles.directory(ownedDirectory) } catch {
+            throw RuntimeError(.unavailable, "Cannot create \(ownedDirectory) for the OCI runtime's network namespaces.", underlying: error)
+        }
+        return OCINetworkNamespaces(subnet: subnet, ip: ip, ownedDirectory: ownedDirectory, logger: logger)
     }
 
-    /// Backends found after a restart keep their addresses; namespaces of this subnet that
-    /// no backend has (a start cut short by a crash) are removed.
+    /// Backends found after a restart keep their addresses; namespaces this drone made that
+    /// no backend has (a start cut short by a crash) are removed. Namespaces of the subnet
+    /// that another drone made are left alone (their addresses are skipped when taken).
     func adopt(_ networks: [OCIBackendNetwork]) async {
         let kept = Set(networks.map(\.namespace))
         pool.withLock { pool in
@@ -65,10 +78,9 @@ public final class OCINetworkNamespaces: Sendable {
                 if let address = IPv4Subnet.parse(network.address) { pool.claim(backendAddress: address) }
             }
         }
-        let subnet = subnet
-        let names = (try? FileManager.default.contentsOfDirectory(atPath: Self.directory)) ?? []
-        for name in names.sorted() where !kept.contains(name) {
-            guard let address = OCIAddressPool.backendAddress(ofName: name), subnet.contains(address) else { continue }
+        let owned = (try? FileManager.default.contentsOfDirectory(atPath: ownedDirectory)) ?? []
+        for name in owned.sorted() where !kept.contains(name) {
+            guard OCIAddressPool.backendAddress(ofName: name) != nil else { continue }
             logger.notice("oci.network_orphan_removed", metadata: ["plane.netns": "\(name)"])
             await delete(name)
         }
@@ -85,7 +97,15 @@ public final class OCINetworkNamespaces: Sendable {
             let network = OCIBackendNetwork(namespace: pair.name, hostAddress: IPv4Subnet.format(pair.hostAddress),
                                             address: IPv4Subnet.format(pair.backendAddress))
             if FileManager.default.fileExists(atPath: network.path) {
-                logger.warning("oci.network_name_taken", metadata: ["plane.netns": "\(network.namespace)", "plane.address": "\(network.address)"])
+                logger.notice("oci.network_name_taken", metadata: ["plane.netns": "\(network.namespace)", "plane.address": "\(network.address)"])
+                continue
+            }
+            // The namespace is this drone's only once its own `netns add` made it: another
+            // drone may have made it since the check above.
+            switch try await add(network.namespace) {
+            case .added: break
+            case .taken:
+                logger.notice("oci.network_name_taken", metadata: ["plane.netns": "\(network.namespace)", "plane.address": "\(network.address)"])
                 continue
             }
             do {
@@ -99,10 +119,27 @@ public final class OCINetworkNamespaces: Sendable {
         }
     }
 
+    enum AddOutcome { case added, taken }
+
+    /// `ip netns add`, then the ownership mark; `.taken` when the namespace exists already.
+    func add(_ name: String) async throws(RuntimeError) -> AddOutcome {
+        let completion = try await ProcessSpawner.run(ip, ["netns", "add", name])
+        guard completion.succeeded else {
+            let detail = completion.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
+            if detail.contains("File exists") { return .taken }
+            throw RuntimeError(.unavailable, "ip netns add \(name) ended with \(completion.statusDescription): \(detail) Namespace networking needs root (CAP_NET_ADMIN).")
+        }
+        let marker = open("\(ownedDirectory)/\(name)", O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+        if marker >= 0 { close(marker) } else {
+            logger.warning("oci.network_mark_failed", metadata: ["plane.netns": "\(name)", "error": "\(String(cString: strerror(errno)))"])
+        }
+        return .added
+    }
+
+    /// Links and addresses of a namespace `add` made.
     func configure(_ network: OCIBackendNetwork) async throws(RuntimeError) {
         let name = network.namespace
         let outside = """
-            netns add \(name)
             link add \(name) type veth peer name eth0 netns \(name)
             addr add \(network.hostAddress)/31 dev \(name)
             link set \(name) up
@@ -154,6 +191,8 @@ public final class OCINetworkNamespaces: Sendable {
         }
         if !problems.isEmpty {
             logger.warning("oci.network_remove_failed", metadata: ["plane.netns": "\(name)", "error": "\(problems.joined(separator: "; "))"])
+        } else {
+            unlink("\(ownedDirectory)/\(name)")
         }
     }
 

@@ -4,9 +4,11 @@ import PlaneCore
 
 /// How the OCI runtime networks backends (`[agent.oci] network`).
 public enum OCINetworkMode: String, Sendable, Hashable {
-    /// The host's network; each backend listens on the port the drone assigns (`PORT`).
+    /// The host's network, shared by every backend and the drone; each backend listens on
+    /// the port the drone assigns (`PORT`). An explicit opt-in.
     case host
-    /// A network namespace per backend, made by the drone (`OCINetworkNamespaces`).
+    /// A network namespace per backend, made by the drone (`OCINetworkNamespaces`). The
+    /// default.
     case namespace
 }
 
@@ -43,7 +45,7 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
     /// the plane executable to load (about 10 ms; docs/benchmarks.md).
     public var standbyShim: Bool = true
     /// How backends are networked.
-    public var network: OCINetworkMode = .host
+    public var network: OCINetworkMode = .namespace
     /// Addresses of backend network namespaces (`network = "namespace"`), two per backend.
     public var subnet = IPv4Subnet(base: 0x0AD5_0000, prefixLength: 16)
     /// Name servers in the `resolv.conf` of backends with their own namespace (nil: the

@@ -65,6 +65,7 @@ do {
         var configuration = OCIRuntimeConfiguration(stateDirectory: state)
         configuration.runtime = arguments[1]
         configuration.shimExecutable = arguments[3]
+        configuration.network = .host
         let runtime = try await OCIRuntime.make(configuration: configuration, droneID: benchDrone, logger: quiet)
         try emit(["runtime": "oci-\(arguments[1])", "samples_ms": try await startLatency(runtime, image: arguments[2], runs: runs(at: 4))])
     case "bundle" where arguments.count >= 3:
@@ -78,6 +79,7 @@ do {
         defer { try? FileManager.default.removeItem(atPath: state) }
         var configuration = OCIRuntimeConfiguration(stateDirectory: state)
         configuration.shimExecutable = arguments[2]
+        configuration.network = .host
         let runtime = try await OCIRuntime.make(configuration: configuration, droneID: benchDrone, logger: quiet)
         let spec = BackendSpec(backendID: .random(), droneID: benchDrone, image: arguments[1], port: UInt16(try TestEnvironment.freePort()),
                                network: .host(address: "127.0.0.1"), pullPolicy: .ifNotPresent)

@@ -53,13 +53,20 @@ struct OCINetworkNamespaceTests {
         #expect(try await get(driver, "10.213.0.1:8080", "/probe/connect/10.213.0.0/9099") == "error: ECONNREFUSED",
                 "the drone's end of the link answers, but nothing listens there")
 
-        // "The drone restarts"; meanwhile a crash left a namespace of the subnet behind.
+        // Each namespace the drone made is marked as its own.
+        let owned = "\(state)/oci/networks"
+        #expect(Set(try FileManager.default.contentsOfDirectory(atPath: owned)) == ["plane0ad50001", "plane0ad50003"])
+        // "The drone restarts"; meanwhile a crash left one of its namespaces behind (made
+        // and marked, its backend never recorded), and another drone sharing the subnet
+        // made one of its own.
         try await driver.call(["command": "close"])
+        #expect(try await driver.run("/usr/sbin/ip", "netns", "add", "plane0ad50005").status == 0)
+        #expect(FileManager.default.createFile(atPath: "\(owned)/plane0ad50005", contents: nil))
         #expect(try await driver.run("/usr/sbin/ip", "netns", "add", "plane0ad50007").status == 0)
         try await driver.call(make)
         let listed = try await driver.call(["command": "list"])["backends"] as? [[String: String]] ?? []
         #expect(Set(listed.compactMap { $0["address"] }) == ["10.213.0.1:8080", "10.213.0.3:8080"], "addresses are kept across the restart")
-        #expect(try await namespaces(driver) == ["plane0ad50001", "plane0ad50003"], "the orphan is gone")
+        #expect(try await namespaces(driver) == ["plane0ad50001", "plane0ad50003", "plane0ad50007"], "its own orphan is gone, the other drone's stays")
         let third = BackendID.random().rawValue
         #expect(try await driver.call(["command": "start", "backend": third, "image": image, "port": 8080])["address"] as? String == "10.213.0.5:8080",
                 "a new backend gets a free address")
@@ -68,12 +75,11 @@ struct OCINetworkNamespaceTests {
         // Removal takes the namespace and the drone's end of the link.
         try await driver.call(["command": "stop", "backend": first, "grace_ms": 2000])
         try await driver.call(["command": "remove", "backend": first])
-        #expect(try await namespaces(driver) == ["plane0ad50003", "plane0ad50005"])
+        #expect(try await namespaces(driver) == ["plane0ad50003", "plane0ad50005", "plane0ad50007"])
         #expect(try await driver.run("/usr/sbin/ip", "link", "show", "plane0ad50001").status != 0)
 
-        // A namespace of the subnet that is not this drone's (made meanwhile by someone
-        // else) is skipped, not taken over or deleted.
-        #expect(try await driver.run("/usr/sbin/ip", "netns", "add", "plane0ad50007").status == 0)
+        // The namespace of the subnet that is not this drone's is skipped, not taken over
+        // or deleted.
         let fourth = BackendID.random().rawValue
         #expect(try await driver.call(["command": "start", "backend": fourth, "image": image, "port": 8080])["address"] as? String == "10.213.0.1:8080",
                 "the next address (.7) is skipped; the freed .1 is used")
@@ -87,5 +93,31 @@ struct OCINetworkNamespaceTests {
         #expect(try await namespaces(driver).isEmpty)
         let links = try await driver.run("/usr/sbin/ip", "-o", "link", "show")
         #expect(!links.output.contains("plane0ad5"), "\(links.output)")
+    }
+
+    /// A drone with no network settings: namespaces are the default, on 10.213.0.0/16, and
+    /// backends reach neither each other nor the drone's loopback.
+    @Test func namespacesAreTheDefault() async throws {
+        let driver = try RuntimeDriverProcess()
+        defer { driver.end() }
+        let state = try TestEnvironment.temporaryDirectory("oci-netns-default")
+        let image = try await OCITestImage.shared.reference()
+        try await driver.call([
+            "command": "make", "state_dir": state, "drone": DroneID.random().rawValue,
+            "oci": ["runtime": "crun", "shim": try TestExecutables.path("plane")],
+        ])
+        let first = BackendID.random().rawValue, second = BackendID.random().rawValue
+        let a = try await driver.call(["command": "start", "backend": first, "image": image, "port": 8080])["address"] as? String ?? ""
+        let b = try await driver.call(["command": "start", "backend": second, "image": image, "port": 8080])["address"] as? String ?? ""
+        #expect(a.hasPrefix("10.213.") && b.hasPrefix("10.213.") && a != b, "\(a) \(b)")
+        try await driver.call(["command": "listen", "port": 9099])
+        let bHost = b.split(separator: ":").first.map(String.init) ?? ""
+        #expect(try await get(driver, a, "/probe/connect/\(bHost)/8080").hasPrefix("error: "), "a backend reached its neighbour")
+        #expect(try await get(driver, a, "/probe/connect/127.0.0.1/9099") == "error: ECONNREFUSED", "the drone's loopback is not the backend's")
+        for backend in [first, second] {
+            try await driver.call(["command": "stop", "backend": backend, "grace_ms": 2000])
+            try await driver.call(["command": "remove", "backend": backend])
+        }
+        #expect(try await namespaces(driver).isEmpty)
     }
 }

@@ -26,7 +26,7 @@ struct OCIRuntimeConfigurationTests {
         #expect(defaults.defaultRegistry == RegistryReference.dockerHub && defaults.insecureRegistries.isEmpty && defaults.seccompProfile == "default")
         #expect(defaults.defaultPidsLimit == 4096 && !defaults.readOnlyRoot && !defaults.allowMounts && defaults.useOverlay)
         #expect(defaults.imageRetention == .seconds(86_400) && defaults.garbageCollectionInterval == .seconds(3600) && defaults.standbyShim)
-        #expect(defaults.network == .host && defaults.subnet.description == "10.213.0.0/16" && defaults.nameservers == nil)
+        #expect(defaults.network == .namespace && defaults.subnet.description == "10.213.0.0/16" && defaults.nameservers == nil)
     }
 
     @Test func everyKeyIsRead() throws {

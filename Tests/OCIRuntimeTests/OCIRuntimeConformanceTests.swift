@@ -49,6 +49,9 @@ enum OCITestSetup {
         var configuration = OCIRuntimeConfiguration(stateDirectory: try TestEnvironment.temporaryDirectory("oci-runtime"))
         configuration.runtime = variant.binary
         configuration.shimExecutable = try TestExecutables.path("plane")
+        // These tests reach backends on 127.0.0.1 and `PORT`; namespace networking (the
+        // default) has its own tests (OCINetworkNamespaceTests, in a namespace of their own).
+        configuration.network = .host
         var image = try await OCITestImage.shared.reference()
         if variant.fromRegistry {
             let registry = try await SharedRegistry.shared.imageReference()

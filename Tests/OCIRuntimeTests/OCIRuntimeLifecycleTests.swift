@@ -19,6 +19,7 @@ struct OCIRuntimeLifecycleTests {
         var configuration = OCIRuntimeConfiguration(stateDirectory: stateDirectory)
         configuration.runtime = variant.binary
         configuration.shimExecutable = try TestExecutables.path("plane")
+        configuration.network = .host
         return try await OCIRuntime.make(configuration: configuration, droneID: drone, logger: OCITestSetup.logger())
     }
 
