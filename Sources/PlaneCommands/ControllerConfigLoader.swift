@@ -131,6 +131,17 @@ extension ControllerConfigLoader {
     }
 }
 
+/// A NATS inbox prefix from configuration: tokens without wildcards or blanks, so that a
+/// permission like `_INBOX_plane_drone_1.>` covers every reply subject made from it.
+enum NATSInboxPrefix {
+    static func isValid(_ prefix: String) -> Bool {
+        guard !prefix.isEmpty, prefix.utf8.count <= 128 else { return false }
+        return prefix.split(separator: ".", omittingEmptySubsequences: false).allSatisfy { token in
+            !token.isEmpty && token.utf8.allSatisfy { ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 95 || $0 == 45 }
+        }
+    }
+}
+
 /// `[nats]` as both controller.toml and drone.toml write it.
 enum NATSConfigReader {
     static func read(_ section: ConfigReader?, in root: ConfigReader, name: String) -> NATSClientConfiguration? {
@@ -160,6 +171,11 @@ enum NATSConfigReader {
             }
         }
         if let ca = section.string("ca_file") { config.tls = .init(caFile: ca, required: true) }
+        if let prefix = section.string("inbox_prefix") {
+            if NATSInboxPrefix.isValid(prefix) { config.inboxPrefix = prefix } else {
+                section.problem("inbox_prefix", "'\(prefix)' must be subject tokens of letters, digits, '_' and '-' separated by '.', e.g. \"_INBOX_plane_drone_1\"")
+            }
+        }
         // The controller retries its first connection like v0.3.10 (30 × 10 s) would, but
         // with backoff; afterwards it reconnects forever.
         config.initialConnectAttempts = 30

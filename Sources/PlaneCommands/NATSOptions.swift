@@ -10,10 +10,19 @@ struct NATSOptions: ParsableArguments {
     @Option(name: .long, help: ArgumentHelp("PEM file of the CA that signed the NATS server's TLS certificate (enables TLS).", valueName: "path"))
     var natsCA: String?
 
+    @Option(name: .long, help: ArgumentHelp("Prefix of reply subjects (default _INBOX); set it where NATS permissions give each user its own inbox.", valueName: "prefix"))
+    var natsInboxPrefix: String?
+
     func clientConfiguration(name: String) throws -> NATSClientConfiguration {
         let urls = nats.split(separator: ",").map { String($0) }
         var config = try NATSClientConfiguration(urls: urls, name: name)
         if let natsCA { config.tls = .init(caFile: natsCA, required: true) }
+        if let natsInboxPrefix {
+            guard NATSInboxPrefix.isValid(natsInboxPrefix) else {
+                throw ValidationError("--nats-inbox-prefix must be subject tokens of letters, digits, '_' and '-' separated by '.'")
+            }
+            config.inboxPrefix = natsInboxPrefix
+        }
         return config
     }
 }

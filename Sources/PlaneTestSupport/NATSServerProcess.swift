@@ -13,6 +13,9 @@ public final class NATSServerProcess: Sendable {
         public var password: String?
         /// PEM files for TLS on the client port, and the CA that signed the certificate.
         public var tls: (certificate: String, key: String, ca: String)?
+        /// A whole `authorization { ... }` block instead of `token`/`user`; `user` and
+        /// `password` are then what the server's own probe (and `connectedClient`) use.
+        public var authorization: String?
         public init() {}
     }
 
@@ -45,7 +48,9 @@ public final class NATSServerProcess: Sendable {
         if options.jetStream {
             lines.append("jetstream { store_dir: \"\(directory)/js\", max_memory_store: 268435456, max_file_store: 1073741824 }")
         }
-        if let token = options.token {
+        if let authorization = options.authorization {
+            lines.append(authorization)
+        } else if let token = options.token {
             lines.append("authorization { token: \"\(token)\" }")
         } else if let user = options.user, let password = options.password {
             lines.append("authorization { user: \"\(user)\", password: \"\(password)\" }")
