@@ -198,6 +198,7 @@ public final class DockerRuntime: ContainerRuntime {
         // No raw sockets: on a shared bridge they allow ARP spoofing of a neighbour's
         // address, on the host's network sniffing and spoofing of loopback traffic.
         host.append(("CapDrop", .array([.string("NET_RAW")])))
+        host.append(("OomScoreAdj", .integer(Int64(configuration.oomScoreAdjust))))
         let limits = spec.limits
         if let memory = limits.memoryBytes { host.append(("Memory", .integer(memory))) }
         if let period = limits.cpuPeriodMicroseconds { host.append(("CpuPeriod", .integer(period))) }
@@ -209,7 +210,9 @@ public final class DockerRuntime: ContainerRuntime {
         if !spec.mounts.isEmpty {
             host.append(("Mounts", .array(spec.mounts.map { mount in
                 var m: [(String, JSONValue)] = [("Type", .string(mount.kind.rawValue)), ("Target", .string(mount.target)), ("ReadOnly", .bool(mount.readOnly))]
-                if mount.kind != .tmpfs { m.append(("Source", .string(mount.source))) }
+                if mount.kind != .tmpfs { m.append(("Source", .string(mount.source))) } else {
+                    m.append(("TmpfsOptions", .object(JSONObject([("SizeBytes", .integer(configuration.tmpfsSizeBytes))]))))
+                }
                 return .object(JSONObject(m))
             })))
         }

@@ -32,6 +32,11 @@ public struct DockerRuntimeConfiguration: Sendable, Hashable {
     /// Whether spawn requests may mount anything (v0.3.10's `allow_volume_mounts`).
     public var allowMounts: Bool = false
     public var network: Network = .managed(name: defaultManagedNetwork, subnet: defaultSubnet)
+    /// The OOM killer's preference for backends (`OomScoreAdj`, -1000...1000): above the
+    /// drone's own 0, so under memory pressure a backend is killed before the drone.
+    public var oomScoreAdjust: Int = 500
+    /// Size of a spawn's tmpfs mounts.
+    public var tmpfsSizeBytes: Int64 = 64 << 20
 
     public init() {}
 }

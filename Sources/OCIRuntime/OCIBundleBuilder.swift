@@ -8,9 +8,11 @@ import Foundation
 /// even when the spawn gives none) and rlimits. Pure: the caller resolves the user.
 public struct OCIBundleBuilder: Sendable {
     /// Docker's default capabilities.
+    /// Docker's default set without `CAP_NET_RAW` (raw sockets would let a backend sniff
+    /// or spoof traffic on the network it shares: the host's in host mode).
     public static let defaultCapabilities = [
         "CAP_AUDIT_WRITE", "CAP_CHOWN", "CAP_DAC_OVERRIDE", "CAP_FOWNER", "CAP_FSETID", "CAP_KILL", "CAP_MKNOD",
-        "CAP_NET_BIND_SERVICE", "CAP_NET_RAW", "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT",
+        "CAP_NET_BIND_SERVICE", "CAP_SETFCAP", "CAP_SETGID", "CAP_SETPCAP", "CAP_SETUID", "CAP_SYS_CHROOT",
     ]
 
     /// What Docker hides from /proc and /sys.
@@ -34,6 +36,10 @@ public struct OCIBundleBuilder: Sendable {
     /// Whether read-only bind mounts are made read-only recursively (`rro`, mount_setattr,
     /// Linux 5.12): without it a mount below a read-only bind's source stays writable.
     public var recursiveReadOnly = false
+    /// The backend's `oom_score_adj` (nil: the runtime binary's default, 0).
+    public var oomScoreAdjust: Int?
+    /// `size=` of tmpfs mounts (nil: the kernel's default, half of the memory).
+    public var tmpfsSizeBytes: Int64?
     /// Open files per process (RLIMIT_NOFILE, soft and hard).
     public var openFilesLimit: UInt64 = 1_048_576
 
@@ -84,6 +90,7 @@ public struct OCIBundleBuilder: Sendable {
             rlimits.append(.init(type: "RLIMIT_CPU", hard: seconds, soft: seconds))
         }
 
+        let tmpfsSize = tmpfsSizeBytes.map { ["size=\($0)"] } ?? []
         var mounts: [OCIRuntimeSpec.Mount] = [
             .init(destination: "/proc", type: "proc", source: "proc", options: ["nosuid", "noexec", "nodev"]),
             .init(destination: "/dev", type: "tmpfs", source: "tmpfs", options: ["nosuid", "strictatime", "mode=755", "size=65536k"]),
@@ -105,12 +112,12 @@ public struct OCIBundleBuilder: Sendable {
             mounts.append(.init(destination: file.destination, type: "bind", source: file.source, options: ["rbind", "ro", "nosuid", "nodev", "noexec"]))
         }
         if readOnlyRoot {
-            mounts.append(.init(destination: "/tmp", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777"]))
+            mounts.append(.init(destination: "/tmp", type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev", "mode=1777"] + tmpfsSize))
         }
         for mount in spec.mounts {
             switch mount.kind {
             case .tmpfs:
-                mounts.append(.init(destination: mount.target, type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev"] + (mount.readOnly ? ["ro"] : [])))
+                mounts.append(.init(destination: mount.target, type: "tmpfs", source: "tmpfs", options: ["nosuid", "nodev"] + tmpfsSize + (mount.readOnly ? ["ro"] : [])))
             case .bind, .volume:
                 let access = mount.readOnly ? (recursiveReadOnly ? ["ro", "rro", "rprivate"] : ["ro"]) : ["rw"]
                 mounts.append(.init(destination: mount.target, type: "bind", source: mount.source, options: ["rbind", "nosuid", "nodev"] + access))
@@ -130,7 +137,7 @@ public struct OCIBundleBuilder: Sendable {
         let capabilities = OCIRuntimeSpec.Capabilities(bounding: Self.defaultCapabilities, effective: Self.defaultCapabilities, permitted: Self.defaultCapabilities)
         return OCIRuntimeSpec(
             process: .init(user: user, args: arguments, env: environment.map { "\($0.0)=\($0.1)" }, cwd: cwd, capabilities: capabilities,
-                           rlimits: rlimits, noNewPrivileges: true, oomScoreAdj: nil),
+                           rlimits: rlimits, noNewPrivileges: true, oomScoreAdj: oomScoreAdjust),
             root: .init(path: rootPath, readonly: readOnlyRoot),
             hostname: spec.containerName,
             mounts: mounts,

@@ -68,6 +68,8 @@ public final class OCIRuntime: ContainerRuntime {
         let store = try OCIContentStore(root: "\(root)/content", registry: registry, logger: logger, limits: configuration.imageLimits)
         var builder = OCIBundleBuilder(seccomp: seccomp, defaultPidsLimit: configuration.defaultPidsLimit, readOnlyRoot: configuration.readOnlyRoot)
         builder.recursiveReadOnly = plane_has_mount_setattr() != 0
+        builder.oomScoreAdjust = configuration.oomScoreAdjust
+        builder.tmpfsSizeBytes = configuration.tmpfsSizeBytes
         // crun would compile the profile in every start; it is compiled once, here.
         if binary.flavor == .crun, let seccomp { builder.compiledSeccomp = try SeccompFilter(compiling: seccomp) }
         // Docker's open-files limit, but never above what the drone itself may raise to.

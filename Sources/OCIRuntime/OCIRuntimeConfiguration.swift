@@ -44,6 +44,11 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
     /// Keep one shim process started ahead of need, so a backend's start does not wait for
     /// the plane executable to load (about 10 ms; docs/benchmarks.md).
     public var standbyShim: Bool = true
+    /// The OOM killer's preference for backends (`oom_score_adj`, -1000...1000): above the
+    /// drone's own 0, so under memory pressure a backend is killed before the drone.
+    public var oomScoreAdjust: Int = 500
+    /// Size of tmpfs mounts (`/tmp` of a read-only root, and a spawn's tmpfs mounts).
+    public var tmpfsSizeBytes: Int64 = 64 << 20
     /// How backends are networked.
     public var network: OCINetworkMode = .namespace
     /// Addresses of backend network namespaces (`network = "namespace"`), two per backend.
@@ -83,7 +88,8 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
         let known: Set<String> = ["runtime", "state_dir", "shim", "default_registry", "insecure_registries", "seccomp_profile", "pids_limit",
                                   "read_only_root", "allow_mounts", "overlay", "image_retention_secs", "gc_interval_secs",
                                   "standby_shim", "network", "subnet", "nameservers", "max_manifest_bytes", "max_config_bytes", "max_layers",
-                                  "max_layer_bytes", "max_layer_unpacked_bytes", "max_file_bytes", "max_layer_entries"]
+                                  "max_layer_bytes", "max_layer_unpacked_bytes", "max_file_bytes", "max_layer_entries", "oom_score_adj",
+                                  "tmp_size_bytes"]
         if let unknown = json.keys.first(where: { !known.contains($0) }) {
             throw RuntimeError(.invalidSpec, "[agent.oci] has no setting '\(unknown)'; known: \(known.sorted().joined(separator: ", ")).")
         }
@@ -110,6 +116,8 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
         if let value = try integer("max_file_bytes", minimum: 1, maximum: 1 << 50) { imageLimits.maxFileBytes = value }
         if let value = try integer("max_layer_entries", minimum: 1, maximum: 100_000_000) { imageLimits.maxLayerEntries = Int(value) }
         if let value = try bool("standby_shim") { standbyShim = value }
+        if let value = try integer("oom_score_adj", minimum: -1000, maximum: 1000) { oomScoreAdjust = Int(value) }
+        if let value = try integer("tmp_size_bytes", minimum: 1 << 20, maximum: 1 << 40) { tmpfsSizeBytes = value }
         if let value = try string("network") {
             guard let mode = OCINetworkMode(rawValue: value) else { throw Self.invalid("network", "\"host\" or \"namespace\"") }
             network = mode

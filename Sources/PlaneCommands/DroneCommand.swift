@@ -121,6 +121,8 @@ struct DroneCommand: AsyncParsableCommand {
             if let value = member.value.stringValue { configuration.logOptions[member.key] = value }
         }
         configuration.allowMounts = json["allow_mounts"]?.boolValue ?? false
+        if let value = json["oom_score_adj"]?.int64Value { configuration.oomScoreAdjust = Int(value) }
+        if let value = json["tmp_size_bytes"]?.int64Value { configuration.tmpfsSizeBytes = value }
         if json["insecure_gpu"]?.boolValue == true {
             throw RuntimeError(.invalidSpec, "[agent.docker] insecure_gpu is not supported: GPUs are not passed through. Remove it from drone.toml.")
         }

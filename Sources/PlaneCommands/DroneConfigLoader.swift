@@ -198,6 +198,8 @@ enum DroneConfigLoader {
                 docker.problem("network", "'\(network)' is not a Docker network name (letters, digits, '_', '.', '-'); use \"host\" for host networking")
             }
         }
+        if let value = docker.integer("oom_score_adj", in: -1000...1000) { object["oom_score_adj"] = .integer(value) }
+        if let value = docker.integer("tmp_size_bytes", in: (1 << 20)...(1 << 40)) { object["tmp_size_bytes"] = .integer(value) }
         if let name = docker.string("managed_network") {
             if DockerNetworkName.isValid(name), name != "host" { object["managed_network"] = .string(name) } else {
                 docker.problem("managed_network", "'\(name)' is not a Docker network name (letters, digits, '_', '.', '-')")

@@ -84,6 +84,16 @@ enum SandboxProbes {
         return Glibc.write(fd, "x", 1) == 1 ? "ok" : "error: \(errnoName(errno))"
     }
 
+    /// The first 64 KiB of the file at `path`, or `error: <errno>`.
+    static func readFile(path: String) -> String {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { return "error: \(errnoName(errno))" }
+        defer { close(fd) }
+        var bytes = [UInt8](repeating: 0, count: 65_536)
+        let count = bytes.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+        return count >= 0 ? String(decoding: bytes.prefix(count), as: UTF8.self) : "error: \(errnoName(errno))"
+    }
+
     /// The mount options of the mount at `target` as /proc/self/mountinfo shows them (its
     /// per-mount options, then the superblock's), or `error: not mounted`.
     static func mountOptions(of target: String) -> String {

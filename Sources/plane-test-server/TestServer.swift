@@ -14,7 +14,7 @@ import NIOWebSocket
 ///   `/echo` streams the request body back as it arrives, `/download/{n}` streams n bytes,
 ///   `/slow/{ms}` answers after a delay, `/sse/{count}/{ms}` streams `count` server-sent events
 ///   `ms` apart, `/partial` promises 100 bytes, sends 10 and closes;
-/// - for sandbox tests (SandboxProbes): `/probe/write/{path}` (create a file),
+/// - for sandbox tests (SandboxProbes): `/probe/write/{path}` (create a file), `/probe/read/{path}`,
 ///   `/probe/mount/{path}` (the mount options there), `/probe/sandbox` (unshare, keyctl and mount
 ///   results, capabilities, no_new_privs, seccomp mode), `/probe/spawn/{n}` (start up to n
 ///   child processes), `/probe/allocate/{mib}` (allocate and touch memory);
@@ -220,6 +220,9 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         case let p where p.hasPrefix("/probe/write/"):
             // /probe/write/{absolute path}: create a file there.
             body = SandboxProbes.write(path: String(p.dropFirst("/probe/write".count)))
+        case let p where p.hasPrefix("/probe/read/"):
+            // /probe/read/{absolute path}: the file's first 64 KiB.
+            body = SandboxProbes.readFile(path: String(p.dropFirst("/probe/read".count)))
         case let p where p.hasPrefix("/probe/mount/"):
             // /probe/mount/{absolute path}: the options of the mount there (the last one).
             body = SandboxProbes.mountOptions(of: String(p.dropFirst("/probe/mount".count)))

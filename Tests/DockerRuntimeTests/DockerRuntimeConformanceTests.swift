@@ -57,6 +57,7 @@ struct DockerRuntimeConformanceTests {
         #expect(host["NetworkMode"]?.stringValue == DockerRuntimeConfiguration.defaultManagedNetwork)
         #expect((host["PortBindings"]?.objectValue?.count ?? 0) == 0)
         #expect(host["CapDrop"]?.arrayValue?.compactMap(\.stringValue) == ["NET_RAW"])
+        #expect(host["OomScoreAdj"]?.int64Value == 500, "a backend is killed before the drone")
         let ulimit = host["Ulimits"]?.arrayValue?.first?.objectValue
         #expect(ulimit?["Name"]?.stringValue == "cpu" && ulimit?["Soft"]?.int64Value == 90 && ulimit?["Hard"]?.int64Value == 90)
         let config = try #require(info["Config"]?.objectValue)

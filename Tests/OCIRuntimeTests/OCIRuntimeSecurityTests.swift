@@ -12,8 +12,9 @@ import Testing
 struct OCIRuntimeSecurityTests {
     static let variants: [OCIVariant] = [.runcLayout, .crunLayout]
 
-    /// Docker's default capability set as /proc/self/status shows it.
-    static let dockerCapabilities = "00000000a80425fb"
+    /// Docker's default capability set without CAP_NET_RAW (bit 13) as /proc/self/status
+    /// shows it.
+    static let dockerCapabilities = "00000000a80405fb"
 
     func start(_ runtime: OCIRuntime, _ spec: BackendSpec) async throws -> HTTPProbe {
         let handle = try await runtime.start(spec)
@@ -49,6 +50,8 @@ struct OCIRuntimeSecurityTests {
         #expect(probe["CapAmb"] == "0000000000000000")
         #expect(probe["NoNewPrivs"] == "1")
         #expect(probe["Seccomp"] == "2", "a seccomp filter is in force")
+        // The OOM killer takes a backend before the drone.
+        #expect(try await http.get("/probe/read/proc/self/oom_score_adj").body == "500\n")
         // crun is handed the filter compiled once by the drone (and loads it instead of the
         // profile); runc compiles linux.seccomp itself. Both keep linux.seccomp.
         let configuration = try JSONDecoder().decode(OCIRuntimeSpec.self, from: Data(contentsOf: URL(fileURLWithPath: runtime.directory(spec.backendID).configFile)))
