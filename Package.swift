@@ -123,6 +123,7 @@ let package = Package(
             name: "ContainerRuntime",
             dependencies: [
                 "PlaneCore",
+                .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

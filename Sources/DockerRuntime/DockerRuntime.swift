@@ -23,6 +23,7 @@ public final class DockerRuntime: ContainerRuntime {
     let logger: Logger
     let client: DockerEngineClient
     private let eventHub: DockerEventHub
+    let imageAccess: DockerImageAccess
 
     /// Connects to the daemon and speaks its API version when it is older than ours.
     public static func make(configuration: DockerRuntimeConfiguration, droneID: DroneID, logger: Logger) async throws(RuntimeError) -> DockerRuntime {
@@ -47,6 +48,7 @@ public final class DockerRuntime: ContainerRuntime {
             networkModes: configuration.network == .host ? [.host] : [.bridge], mounts: configuration.allowMounts, stats: true, outOfMemoryEvents: true,
             optionsSchema: Self.optionsSchema))
         eventHub = DockerEventHub(client: client, droneID: droneID, logger: logger)
+        imageAccess = DockerImageAccess(path: configuration.imageAccessFile, logger: logger)
     }
 
     static func compare(_ a: String, _ b: String) -> Int {
@@ -89,15 +91,24 @@ public final class DockerRuntime: ContainerRuntime {
         try validate(spec)
         let reference = try DockerImageReference(spec.image)
         let present = try await imageIsPresent(reference)
+        let scope = ImageAccessScope(spec.credentials, registry: reference.registry)
+        let usable = present && imageAccess.mayUse(reference.description, scope: scope)
         switch spec.pullPolicy {
         case .never:
             if !present {
                 throw RuntimeError(.imageUnavailable, "Image \(reference) is not on this drone and the pull policy is Never; load it first or use IfNotPresent.")
             }
+            if !usable {
+                throw RuntimeError(.imageUnavailable, "Image \(reference) was pulled with other credentials and the pull policy is Never; pass the credentials it was pulled with, or use IfNotPresent.")
+            }
         case .ifNotPresent:
-            if !present { try await pull(reference, credentials: spec.credentials) }
+            if !usable {
+                try await pull(reference, credentials: spec.credentials)
+                imageAccess.granted(reference.description, scope: scope)
+            }
         case .always:
             try await pull(reference, credentials: spec.credentials)
+            imageAccess.granted(reference.description, scope: scope)
         }
     }
 
@@ -148,9 +159,12 @@ public final class DockerRuntime: ContainerRuntime {
     public func start(_ spec: BackendSpec) async throws(RuntimeError) -> RuntimeHandle {
         try validate(spec)
         let reference = try DockerImageReference(spec.image)
-        // `prepare` normally ran already; without it, make the image available now.
+        // `prepare` normally ran already; without it (or if it was for other credentials),
+        // make the image available to this spawn now.
         let present = try await imageIsPresent(reference)
-        if !present { try await prepare(spec) }
+        if !present || !imageAccess.mayUse(reference.description, scope: ImageAccessScope(spec.credentials, registry: reference.registry)) {
+            try await prepare(spec)
+        }
         let name = spec.containerName
         let create = try await client.call(.POST, "/containers/create", query: [("name", name)], body: createBody(spec, reference: reference))
         switch create.status {

@@ -35,6 +35,9 @@ public struct DockerRuntimeConfiguration: Sendable, Hashable {
     /// The OOM killer's preference for backends (`OomScoreAdj`, -1000...1000): above the
     /// drone's own 0, so under memory pressure a backend is killed before the drone.
     public var oomScoreAdjust: Int = 500
+    /// Where the drone records which credentials may use the images it pulled with
+    /// credentials (`DockerImageAccess`); nil: kept in memory only.
+    public var imageAccessFile: String?
     /// Size of a spawn's tmpfs mounts.
     public var tmpfsSizeBytes: Int64 = 64 << 20
 

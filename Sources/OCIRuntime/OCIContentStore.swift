@@ -2,6 +2,7 @@ import ContainerRuntime
 import Foundation
 import Logging
 import PlaneCore
+import Synchronization
 
 /// What an image resolved to: its configuration and its unpacked layers, bottom first.
 public struct ResolvedImage: Sendable, Hashable, Codable {
@@ -12,6 +13,9 @@ public struct ResolvedImage: Sendable, Hashable, Codable {
     public var layers: [OCIDigest]
     /// When a backend last started from it (for garbage collection).
     public var lastUsed: Timestamp
+    /// Whom the registry served it to (registry images; nil for a layout, or a record from
+    /// before scopes were kept, which is resolved again before use).
+    public var access: ImageAccessScope?
 }
 
 /// The drone's image content in its state directory, shared by all its backends:
@@ -20,8 +24,12 @@ public struct ResolvedImage: Sendable, Hashable, Codable {
 ///   digest before it is stored;
 /// - `layers/<algorithm>/<hex>/`: each layer unpacked once (read-only lower layers of every
 ///   backend's overlay root), named by the layer blob's digest;
-/// - `images/<sha256 of the reference>.json`: what a reference resolved to, and when it was
-///   last used.
+/// - `images/<sha256 of the reference>.json`: what a reference resolved to, whom the
+///   registry served it to (`ImageAccessScope`), and when it was last used;
+/// - `access/<algorithm>/<hex>`: for each blob, the repositories and scopes the registry has
+///   let read it. A pull with another scope asks the registry (`HEAD`) before it uses a
+///   blob that is already here, so content one spawn pulled with credentials is never
+///   served to a spawn without them.
 ///
 /// Everything is written under `tmp/` and renamed into place, so a crash never leaves a
 /// half-written blob or layer under its final name. Concurrent pulls of the same content
@@ -40,7 +48,8 @@ public actor OCIContentStore {
         self.logger = logger
         self.limits = limits
         try Self.makeDirectory(root)
-        for directory in ["blobs", "blobs/sha256", "blobs/sha512", "layers", "layers/sha256", "layers/sha512", "images", "tmp"] {
+        for directory in ["blobs", "blobs/sha256", "blobs/sha512", "layers", "layers/sha256", "layers/sha512", "access", "access/sha256",
+                          "access/sha512", "images", "tmp"] {
             try Self.makeDirectory("\(root)/\(directory)")
         }
         // Leftovers of an earlier run that stopped mid-pull.
@@ -58,6 +67,7 @@ public actor OCIContentStore {
 
     public nonisolated func blobPath(_ digest: OCIDigest) -> String { "\(root)/blobs/\(digest.algorithm.rawValue)/\(digest.hex)" }
     public nonisolated func layerPath(_ digest: OCIDigest) -> String { "\(root)/layers/\(digest.algorithm.rawValue)/\(digest.hex)" }
+    nonisolated func accessPath(_ digest: OCIDigest) -> String { "\(root)/access/\(digest.algorithm.rawValue)/\(digest.hex)" }
     nonisolated func imageRecordPath(_ reference: String) -> String { "\(root)/images/\(OCIDigest.sha256(of: Array(reference.utf8)).hex).json" }
 
     nonisolated func temporaryPath(_ name: String) -> String { "\(root)/tmp/\(name)-\(UUID().uuidString)" }
@@ -106,8 +116,15 @@ public actor OCIContentStore {
     /// unpacked), following the pull policy.
     public func pull(_ reference: OCIImageReference, credentials: RegistryCredentials?, policy: DockerPullPolicy) async throws(RuntimeError) -> ResolvedImage {
         let key = reference.description
-        if policy != .always, case .registry = reference, let image = resolvedImage(key) { return image }
-        if policy == .never, case .registry = reference {
+        if policy != .always, case .registry(let registryReference) = reference, let image = resolvedImage(key) {
+            // Usable as it is only if the registry served it to anyone, or to these very
+            // credentials; otherwise the registry is asked again with the spawn's own.
+            let scope = ImageAccessScope(credentials, registry: registryReference.registry)
+            if image.access == .anonymous || image.access == scope { return image }
+            if policy == .never {
+                throw RuntimeError(.imageUnavailable, "Image \(key) is on this drone, pulled with other credentials, and the pull policy is Never; pass the credentials it was pulled with, or use IfNotPresent.")
+            }
+        } else if policy == .never, case .registry = reference {
             throw RuntimeError(.imageUnavailable, "Image \(key) is not on this drone and the pull policy is Never; pull it first or use IfNotPresent.")
         }
         let image: ResolvedImage
@@ -123,6 +140,7 @@ public actor OCIContentStore {
 
     private func pullFromRegistry(_ reference: RegistryReference, credentials: RegistryCredentials?) async throws(RuntimeError) -> ResolvedImage {
         let name = reference.description
+        let scope = ImageAccessScope(credentials, registry: reference.registry)
         logger.info("oci.pull", metadata: ["plane.image": "\(name)"])
         var (data, mediaType, digest) = try await registry.manifest(reference, at: reference.reference, credentials: credentials, maxBytes: limits.maxManifestBytes)
         var type = mediaType.flatMap { OCIMediaType.isIndex($0) || OCIMediaType.isManifest($0) ? $0 : nil } ?? OCIJSON.mediaType(of: data)
@@ -139,12 +157,15 @@ public actor OCIContentStore {
         try limits.check(manifest, image: name)
         try writeAtomically(data, to: blobPath(digest))
         let configPath = blobPath(manifest.config.digest)
+        let downloadedConfig = Mutex(false)
         try await once("blob \(manifest.config.digest)") { [registry = self.registry] in
             guard !FileManager.default.fileExists(atPath: configPath) else { return }
             let temporary = self.temporaryPath("blob")
             try await registry.downloadBlob(manifest.config, of: reference, credentials: credentials, to: temporary)
             guard rename(temporary, configPath) == 0 else { throw RuntimeError(.internal, "Cannot store blob \(manifest.config.digest).") }
+            downloadedConfig.withLock { $0 = true }
         }
+        try await ensureAccess(manifest.config, of: reference, credentials: credentials, scope: scope, downloaded: downloadedConfig.withLock { $0 })
         let configuration = try readConfiguration(at: configPath, image: name)
         // Layers concurrently: each downloaded (if missing), checked, unpacked (if missing).
         do {
@@ -152,12 +173,15 @@ public actor OCIContentStore {
                 for layer in manifest.layers {
                     group.addTask {
                         let blob = self.blobPath(layer.digest)
+                        let downloaded = Mutex(false)
                         try await self.once("blob \(layer.digest)") { [registry = self.registry] in
                             guard await !self.layerIsUnpacked(layer.digest), !FileManager.default.fileExists(atPath: blob) else { return }
                             let temporary = self.temporaryPath("blob")
                             try await registry.downloadBlob(layer, of: reference, credentials: credentials, to: temporary)
                             guard rename(temporary, blob) == 0 else { throw RuntimeError(.internal, "Cannot store blob \(layer.digest).") }
+                            downloaded.withLock { $0 = true }
                         }
+                        try await self.ensureAccess(layer, of: reference, credentials: credentials, scope: scope, downloaded: downloaded.withLock { $0 })
                         try await self.unpackLayer(layer, blob: blob, image: name, verify: false)
                     }
                 }
@@ -168,7 +192,33 @@ public actor OCIContentStore {
         } catch {
             throw RuntimeError(.imageUnavailable, "Pulling image \(name) failed.", underlying: error)
         }
-        return ResolvedImage(reference: name, manifestDigest: digest, configuration: configuration, layers: manifest.layers.map(\.digest), lastUsed: .now())
+        return ResolvedImage(reference: name, manifestDigest: digest, configuration: configuration, layers: manifest.layers.map(\.digest), lastUsed: .now(),
+                             access: scope)
+    }
+
+    /// Makes sure this pull may use the blob now on the drone: one it downloaded itself is
+    /// recorded as readable by its repository and scope; one that was here already (or that
+    /// another pull brought meanwhile) is used only when the registry has served it to this
+    /// repository and scope before, or does now: it is downloaded again and checked against
+    /// its digest, then dropped. (A `HEAD` would not do: a registry that merely names a
+    /// digest, without having its bytes, would get another spawn's private layer.)
+    private func ensureAccess(_ descriptor: OCIDescriptor, of reference: RegistryReference, credentials: RegistryCredentials?, scope: ImageAccessScope,
+                              downloaded: Bool) async throws(RuntimeError) {
+        let entry = "\(reference.registry)/\(reference.repository) \(scope.rawValue)"
+        let path = accessPath(descriptor.digest)
+        let known = (try? String(contentsOfFile: path, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
+        if known.contains(entry) { return }
+        if !downloaded {
+            let temporary = temporaryPath("proof")
+            defer { unlink(temporary) }
+            do {
+                try await registry.downloadBlob(descriptor, of: reference, credentials: credentials, to: temporary)
+            } catch {
+                throw RuntimeError(.imageUnavailable, "Image \(reference): registry \(reference.registry) does not serve blob \(descriptor.digest) to \(scope); the copy on this drone, from another pull, is not used (\(error.message)).", underlying: error)
+            }
+        }
+        let current = (try? String(contentsOfFile: path, encoding: .utf8))?.split(separator: "\n").map(String.init) ?? []
+        try writeAtomically(Data((current + [entry]).joined(separator: "\n").utf8 + [0x0A]), to: path)
     }
 
     /// An OCI image layout on disk (`index.json` and `blobs/`), e.g. the one `build-image`
@@ -321,6 +371,9 @@ public actor OCIContentStore {
         for algorithm in ["sha256", "sha512"] {
             for hex in (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/blobs/\(algorithm)")) ?? [] where !keepBlobs.contains("\(algorithm):\(hex)") {
                 if unlink("\(root)/blobs/\(algorithm)/\(hex)") == 0 { removed += 1 }
+            }
+            for hex in (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/access/\(algorithm)")) ?? [] where !keepBlobs.contains("\(algorithm):\(hex)") {
+                unlink("\(root)/access/\(algorithm)/\(hex)")
             }
             for hex in (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/layers/\(algorithm)")) ?? [] where !keepLayers.contains("\(algorithm):\(hex)") {
                 if (try? FileManager.default.removeItem(atPath: "\(root)/layers/\(algorithm)/\(hex)")) != nil { removed += 1 }

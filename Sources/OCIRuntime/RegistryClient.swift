@@ -14,7 +14,8 @@ final class RegistryClient: Sendable {
     let insecureRegistries: Set<String>
     let client: HTTPClient
     let logger: Logger
-    /// Bearer tokens by registry and scope, reused until they fail.
+    /// Bearer tokens by registry, scope and the credentials they were got with (a token got
+    /// with credentials is never used for a pull without them), reused until they fail.
     private let tokens = Mutex<[String: String]>([:])
 
     init(insecureRegistries: Set<String>, client: HTTPClient, logger: Logger) {
@@ -62,7 +63,7 @@ final class RegistryClient: Sendable {
     func get(_ url: String, reference: RegistryReference, credentials: RegistryCredentials?, accept: [String] = [],
              timeout: Duration) async throws(RuntimeError) -> (HTTPClientResponse, HTTPHeaders) {
         let scope = "repository:\(reference.repository):pull"
-        let tokenKey = "\(reference.registry) \(scope)"
+        let tokenKey = "\(reference.registry) \(scope) \(ImageAccessScope(credentials, registry: reference.registry).rawValue)"
         var authorization = tokens.withLock { $0[tokenKey] }.map { "Bearer \($0)" }
         for attempt in 0..<2 {
             var request = HTTPClientRequest(url: url)
@@ -104,6 +105,16 @@ final class RegistryClient: Sendable {
         query.append(URLQueryItem(name: "scope", value: scope))
         components.queryItems = query
         guard let url = components.string else { throw RuntimeError(.imageUnavailable, "Registry \(reference.registry) gave an unusable token realm '\(realm)'.") }
+        // Credentials travel only over HTTPS, or in plain HTTP to the registry's own host
+        // when that registry is configured insecure.
+        if credentials != nil, components.scheme?.lowercased() != "https" {
+            let sameInsecureHost = components.host.map { host in
+                insecureRegistries.contains(reference.registry) && (reference.apiHost == host || reference.apiHost.hasPrefix(host + ":"))
+            } ?? false
+            guard sameInsecureHost else {
+                throw RuntimeError(.imageUnavailable, "Registry \(reference.registry) sends credentials for image \(reference) to \(components.scheme ?? "?")://\(components.host ?? "?"), which is not HTTPS; they are not sent.")
+            }
+        }
         var request = HTTPClientRequest(url: url)
         if let credentials {
             request.headers.add(name: "Authorization", value: "Basic " + Data("\(credentials.username):\(credentials.password)".utf8).base64EncodedString())

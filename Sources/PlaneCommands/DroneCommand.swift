@@ -102,7 +102,9 @@ struct DroneCommand: AsyncParsableCommand {
     static func builtInRegistry() throws -> RuntimeRegistry {
         var registry = RuntimeRegistry()
         try registry.register(DockerRuntime.name) { context throws(RuntimeError) in
-            try await DockerRuntime.make(configuration: try dockerConfiguration(context.configuration), droneID: context.droneID, logger: context.logger)
+            var configuration = try dockerConfiguration(context.configuration)
+            configuration.imageAccessFile = context.stateDirectory + "/docker-image-access.json"
+            return try await DockerRuntime.make(configuration: configuration, droneID: context.droneID, logger: context.logger)
         }
         try registry.register(OCIRuntime.name) { context throws(RuntimeError) in
             let configuration = try OCIRuntimeConfiguration(json: context.configuration, droneStateDirectory: context.stateDirectory)

@@ -93,6 +93,29 @@ struct DockerRuntimeConformanceTests {
             #expect(try await HTTPProbe(host: address.host, port: Int(address.port)).waitUntilAnswering("/").body == "Hello World!")
             try await h.runtime.stop(spec.backendID, grace: .seconds(2))
             try await h.runtime.remove(spec.backendID)
+            // The image is on the daemon now, but a spawn without the credentials (or with
+            // wrong ones) cannot run it: Docker is asked to pull it with theirs, and the
+            // registry refuses. With the right ones it runs without a new pull being needed.
+            for credentials in [nil, RegistryCredentials(username: "plane", password: "wrong")] {
+                var other = try h.spec(image: reference)
+                other.credentials = credentials
+                do {
+                    _ = try await h.runtime.start(other)
+                    try? await h.runtime.stop(other.backendID, grace: .seconds(1))
+                    try? await h.runtime.remove(other.backendID)
+                    Issue.record("a private image ran for a spawn with \(credentials == nil ? "no" : "wrong") credentials")
+                } catch {
+                    #expect(error.code == .imageUnavailable, "\(error)")
+                }
+                var never = other
+                never.pullPolicy = .never
+                await #expect(throws: RuntimeError.self) { try await h.runtime.prepare(never) }
+            }
+            var again = try h.spec(image: reference)
+            again.credentials = RegistryCredentials(username: "plane", password: "s3cret")
+            _ = try await h.runtime.start(again)
+            try await h.runtime.stop(again.backendID, grace: .seconds(2))
+            try await h.runtime.remove(again.backendID)
             // Pull policy Never with an image that is not there.
             var never = try h.spec(image: "\(registry.address)/plane/absent:v9")
             never.pullPolicy = .never

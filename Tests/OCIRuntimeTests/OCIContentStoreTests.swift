@@ -70,6 +70,54 @@ struct OCIContentStoreTests {
         #expect(await serverBinary(in: store, image))
     }
 
+    /// A private image pulled with credentials is not served to a spawn without them (or
+    /// with wrong ones): the registry is asked again with theirs and refuses. The right
+    /// credentials use what is here.
+    @Test func aPrivateImageIsNotRunnableWithoutItsCredentials() async throws {
+        let registry = try await RegistryProcess.start(credentials: ("plane", "s3cret"))
+        defer { Task { await registry.stop() } }
+        let reference = try OCIImageReference(try await registry.push(ociLayout: try await OCITestImage.shared.layout(), tag: OCITestImage.tag, as: "private/scoped"))
+        let store = try makeStore(insecure: [registry.address])
+        let right = RegistryCredentials(username: "plane", password: "s3cret")
+        let image = try await store.pull(reference, credentials: right, policy: .ifNotPresent)
+        #expect(image.access == ImageAccessScope(right, registry: registry.address) && image.access != .anonymous)
+        for (credentials, policy) in [(nil, DockerPullPolicy.ifNotPresent), (RegistryCredentials(username: "plane", password: "wrong"), .ifNotPresent), (nil, .never)] {
+            await #expect(throws: RuntimeError.self, "\(String(describing: credentials)) \(policy)") {
+                try await store.pull(reference, credentials: credentials, policy: policy)
+            }
+        }
+        #expect(try await store.pull(reference, credentials: right, policy: .never).manifestDigest == image.manifestDigest)
+        // The scope is never the secret itself.
+        let record = try String(contentsOfFile: store.imageRecordPath(reference.description), encoding: .utf8)
+        #expect(!record.contains("s3cret"))
+    }
+
+    /// Blobs already on the drone are shared between images only where the registry that
+    /// names them also serves them to the pull: an image of another registry whose manifest
+    /// names a private layer it does not have gets nothing from the drone's copy.
+    @Test func aBlobOnTheDroneIsUsedOnlyWhereTheRegistryServesIt() async throws {
+        let layout = try await OCITestImage.shared.layout()
+        let privateRegistry = try await RegistryProcess.start(credentials: ("plane", "s3cret"))
+        defer { Task { await privateRegistry.stop() } }
+        let publicRegistry = try await RegistryProcess.start()
+        defer { Task { await publicRegistry.stop() } }
+        let privateReference = try OCIImageReference(try await privateRegistry.push(ociLayout: layout, tag: OCITestImage.tag, as: "private/server"))
+        let publicReference = try OCIImageReference(try await publicRegistry.push(ociLayout: layout, tag: OCITestImage.tag, as: "mirror/server"))
+        let other = try OCIImageReference(try await publicRegistry.push(ociLayout: layout, tag: OCITestImage.tag, as: "mirror/other"))
+        let store = try makeStore(insecure: [privateRegistry.address, publicRegistry.address])
+        let image = try await store.pull(privateReference, credentials: RegistryCredentials(username: "plane", password: "s3cret"), policy: .always)
+        // The public registry has the same layers: the drone's copies are proven and reused.
+        #expect(try await store.pull(publicReference, credentials: nil, policy: .always).layers == image.layers)
+        // Now one of them is gone from the public registry, whose other repository still
+        // names it.
+        let layer = try #require(image.layers.last)
+        try FileManager.default.removeItem(atPath: publicRegistry.blobDataPath(sha256: layer.hex))
+        await #expect { try await store.pull(other, credentials: nil, policy: .always) } throws: {
+            guard let error = $0 as? RuntimeError else { return false }
+            return error.code == .imageUnavailable && error.message.contains("not used")
+        }
+    }
+
     @Test func bearerTokensFromATokenServerAndAWrongPasswordExplained() async throws {
         let tokens = try await RegistryTokenServer.start(credentials: ("plane", "t0ken-s3cret"))
         defer { Task { await tokens.stop() } }

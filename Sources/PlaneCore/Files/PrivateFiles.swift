@@ -15,6 +15,11 @@ public enum PrivateFiles {
         public var path: String
         public var errno: Int32
         public var description: String { "\(path): \(String(cString: strerror(errno)))" }
+
+        public init(path: String, errno: Int32) {
+            self.path = path
+            self.errno = errno
+        }
     }
 
     public static let directoryMode: mode_t = 0o700
