@@ -94,6 +94,8 @@ let package = Package(
                 "NATS",
                 "PlaneMessaging",
                 "ContainerRuntime",
+                "ProcessSupervision",
+                "CLinux",
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
@@ -350,7 +352,7 @@ let package = Package(
         ),
         .testTarget(
             name: "DockerRuntimeTests",
-            dependencies: ["DockerRuntime", "ContainerRuntime", "RuntimeConformance", "PlaneTestSupport", "PlaneCore", "ImageBuilder", "plane-test-server", "plane-image-builder",
+            dependencies: ["DockerRuntime", "ContainerRuntime", "ProcessSupervision", "CLinux", "RuntimeConformance", "PlaneTestSupport", "PlaneCore", "ImageBuilder", "plane-test-server", "plane-image-builder",
                            .product(name: "AsyncHTTPClient", package: "async-http-client"), .product(name: "NIOCore", package: "swift-nio")]
         ),
         .testTarget(

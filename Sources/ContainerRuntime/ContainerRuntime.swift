@@ -36,9 +36,15 @@ public protocol ContainerRuntime: Sendable {
     func logs(of backend: BackendID, follow: Bool) -> AsyncThrowingStream<LogLine, any Error>
     func stats(of backend: BackendID) async throws(RuntimeError) -> ResourceSample
     func list() async throws(RuntimeError) -> [RuntimeHandle]
+    /// The host process id of the backend's main process, when the runtime knows it (for
+    /// checking, with host networking, that the listener on its port is its own); nil
+    /// otherwise.
+    func mainProcessID(of backend: BackendID) async throws(RuntimeError) -> Int32?
 }
 
 extension ContainerRuntime {
+    public func mainProcessID(of backend: BackendID) async throws(RuntimeError) -> Int32? { nil }
+
     /// The checks every runtime shares: the network mode is supported, mounts are allowed,
     /// the limits are ones the kernel takes, the port is set, and options are only given
     /// to runtimes that accept some.

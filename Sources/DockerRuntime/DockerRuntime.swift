@@ -261,6 +261,14 @@ public final class DockerRuntime: ContainerRuntime {
         return .exited(code: code)
     }
 
+    public func mainProcessID(of backend: BackendID) async throws(RuntimeError) -> Int32? {
+        let response = try await client.call(.GET, "/containers/\(BackendSpec.containerName(for: backend))/json")
+        guard response.status == 200, let info = response.json?.objectValue,
+              info["Config"]?.objectValue?["Labels"]?.objectValue?[Self.droneLabel]?.stringValue == droneID.rawValue,
+              let pid = info["State"]?.objectValue?["Pid"]?.int64Value, pid > 0, pid <= Int64(Int32.max) else { return nil }
+        return Int32(pid)
+    }
+
     static func address(info: JSONObject) -> BackendAddress? {
         let labels = info["Config"]?.objectValue?["Labels"]?.objectValue
         guard let port = labels?[portLabel]?.stringValue.flatMap(UInt16.init) else { return nil }

@@ -475,6 +475,11 @@ public final class OCIRuntime: ContainerRuntime {
 
     // MARK: Observation
 
+    public func mainProcessID(of backend: BackendID) async throws(RuntimeError) -> Int32? {
+        let text = try? String(contentsOfFile: directory(backend).initPIDFile, encoding: .utf8)
+        return text.flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }.flatMap { $0 > 0 ? $0 : nil }
+    }
+
     public func events() -> AsyncStream<RuntimeEvent> {
         let (stream, continuation) = AsyncStream.makeStream(of: RuntimeEvent.self)
         let state = state

@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import PlaneCore
 import PlaneProxy
+import ProcessSupervision
 
 /// Runs one backend: feeds `BackendLifecycle` events and performs the actions it returns
 /// (runtime calls, the readiness probe, the route, the monitor, durable state reports).
@@ -152,14 +153,29 @@ actor BackendSupervisor {
         case .probe(let address):
             let configuration = context.configuration
             let runtime = context.runtime
+            let logger = context.logger
+            // With host networking a neighbour could listen on this backend's port first:
+            // it is Ready only when the listener is its own (when the runtime can tell).
+            let hostPort: UInt16? = if case .host = spec.network { spec.port } else { nil }
             work = Task {
                 let deadline = ContinuousClock.now + configuration.startupTimeout
                 var attempts = 0
+                var reportedForeign = false
                 while ContinuousClock.now < deadline, !Task.isCancelled {
                     attempts += 1
                     if await Self.probeOnce(address: address, path: configuration.readinessPath, timeout: configuration.probeTimeout) {
-                        self.post(.probeAnswered)
-                        return
+                        guard let port = hostPort, let pid = try? await runtime.mainProcessID(of: backend) else {
+                            self.post(.probeAnswered)
+                            return
+                        }
+                        if ListenerOwnership.check(port: port, mainProcess: pid) == .owned {
+                            self.post(.probeAnswered)
+                            return
+                        }
+                        if !reportedForeign {
+                            reportedForeign = true
+                            logger.warning("backend.port_taken", metadata: ["plane.backend": "\(backend)", "plane.port": "\(port)"])
+                        }
                     }
                     // Every few attempts, ask whether the process still runs.
                     if attempts % 10 == 0, let status = try? await runtime.status(of: backend), !status.isRunning {

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import PlaneCore
 import PlaneTestSupport
+import ProcessSupervision
 import Testing
 @testable import DockerRuntime
 
@@ -121,6 +122,10 @@ struct DockerNetworkIsolationTests {
         let (spec, http) = try await start(runtime, image: try await DockerTestImage.shared.ensureLoaded())
         #expect(http.host == "127.0.0.1")
         #expect(try await effectiveCapabilities(http) & Self.netRawBit == 0)
+        // The drone can tell the listener on the port is the container's own.
+        let main = try #require(try await runtime.mainProcessID(of: spec.backendID))
+        #expect(ListenerOwnership.check(port: spec.port, mainProcess: main) == .owned)
+        #expect(ListenerOwnership.check(port: spec.port, mainProcess: getpid()) == .foreign)
         try? await runtime.stop(spec.backendID, grace: .seconds(1))
         try? await runtime.remove(spec.backendID)
     }

@@ -147,6 +147,31 @@ struct DroneProcessTests {
         _ = try? await docker.run(["network", "rm", network])
     }
 
+    /// Host networking, an explicit opt-in: a backend becomes Ready only once the drone has
+    /// seen that the listener on its port is its own (Docker and OCI).
+    @Test(arguments: ["docker", "oci"])
+    func hostNetworkingBackendsBecomeReadyWhenTheListenerIsTheirOwn(_ runtime: String) async throws {
+        let image = runtime == "docker" ? try await DockerTestImage.shared.ensureLoaded() : try await OCITestImage.shared.reference()
+        let extra = runtime == "docker" ? "[agent.docker]\nnetwork = \"host\"" : "runtime = \"oci\"\n[agent.oci]\nnetwork = \"host\""
+        try await withNATSServer { server in
+            let client = try await server.connectedClient()
+            let relay = try await Relay(client: client)
+            let messenger = PlaneMessenger(client: client)
+            let drone = DroneID.random()
+            let config = try droneConfig(server: server, drone: drone, ports: runtime == "docker" ? "23900-23949" : "23950-23999", extra: extra)
+            let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
+            let spawn = request(drone, image: image, idle: 2)
+            #expect(try await eventually { (try? await messenger.request(PlaneSubjects.spawn(drone), spawn, timeout: .seconds(2))) == true }, "\(child.output)")
+            #expect(try await eventually { relay.of(spawn.backendID).last == .ready }, "\(child.output)")
+            #expect(!child.output.contains("backend.port_taken"))
+            #expect(try await eventually(timeout: .seconds(30)) { relay.of(spawn.backendID).last == .swept }, "\(child.output)")
+            child.signal(SIGTERM)
+            #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
+            relay.stop()
+            await client.close()
+        }
+    }
+
     @Test func aRefusedPluginSectionStopsTheDroneWithThePluginsMessage() async throws {
         try await withNATSServer { server in
             let config = try droneConfig(server: server, drone: .random(), ports: "23600-23699",
