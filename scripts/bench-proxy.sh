@@ -33,20 +33,38 @@ PY=.build/plane-test-venv/bin/python
 
 work=$(mktemp -d)
 pids=()
-cleanup() { for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done; rm -rf "$work"; }
+# The isolated path: a second backend in a network namespace of this script's own, behind a
+# veth /31 of 10.212.254.0/31 (the drone's end .0, the backend's .1), as the OCI runtime's
+# default network puts backends; both proxies reach it there.
+NETNS=planebench$$
+ISO_HOST=10.212.254.0
+ISO_BACKEND=10.212.254.1
+cleanup() {
+  for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; wait "$pid" 2>/dev/null || true; done
+  ip link delete "$NETNS" 2>/dev/null || true
+  ip netns delete "$NETNS" 2>/dev/null || true
+  rm -rf "$work"
+}
 trap cleanup EXIT
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (echo > /dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "bench: nothing on port $1" >&2; exit 1; }
 
 backend=$(free_port); proxy=$(free_port); proxy_tls=$(free_port); nginx_port=$(free_port); nginx_tls=$(free_port); floor=$(free_port)
+proxy_iso=$(free_port); nginx_iso=$(free_port); iso_port=8080
 PORT=$backend HOST=127.0.0.1 $BIN/plane-test-server >/dev/null & pids+=($!); backend_pid=$!
+ip netns add "$NETNS"
+ip link add "$NETNS" type veth peer name eth0 netns "$NETNS"
+ip addr add "$ISO_HOST/31" dev "$NETNS"; ip link set "$NETNS" up
+ip -netns "$NETNS" link set lo up; ip -netns "$NETNS" addr add "$ISO_BACKEND/31" dev eth0; ip -netns "$NETNS" link set eth0 up
+ip netns exec "$NETNS" env PORT=$iso_port HOST=$ISO_BACKEND $BIN/plane-test-server >/dev/null & pids+=($!); iso_backend_pid=$!
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -keyout "$work/key.pem" -out "$work/cert.pem" -days 1 \
   -subj "/CN=plane.test" -addext "subjectAltName=DNS:*.plane.test,DNS:plane.test" 2>/dev/null
 $BIN/ProxyBench "$proxy" "127.0.0.1:$backend" >/dev/null & pids+=($!); proxy_pid=$!
 $BIN/ProxyBench "$proxy_tls" "127.0.0.1:$backend" "$work/key.pem" "$work/cert.pem" >/dev/null & pids+=($!); proxy_tls_pid=$!
 # NIO's floor: bytes relayed between each client connection and its own backend connection.
 PROXY_FLOOR=1 $BIN/ProxyBench "$floor" "127.0.0.1:$backend" >/dev/null & pids+=($!); floor_pid=$!
-paths="direct floor proxy nginx proxy_tls nginx_tls"
+$BIN/ProxyBench "$proxy_iso" "$ISO_BACKEND:$iso_port" >/dev/null & pids+=($!); proxy_iso_pid=$!
+paths="direct floor proxy nginx proxy_tls nginx_tls proxy_iso nginx_iso"
 if [ -n "$BASELINE" ]; then
   base=$(free_port); base_tls=$(free_port)
   "$BASELINE/ProxyBench" "$base" "127.0.0.1:$backend" >/dev/null & pids+=($!); base_pid=$!
@@ -66,6 +84,19 @@ http {
   fastcgi_temp_path $work/nginx/fastcgi; uwsgi_temp_path $work/nginx/uwsgi; scgi_temp_path $work/nginx/scgi;
   map \$http_upgrade \$connection_upgrade { default upgrade; '' ''; }
   upstream backend { server 127.0.0.1:$backend; keepalive 64; }
+  upstream isolated { server $ISO_BACKEND:$iso_port; keepalive 64; }
+  server {
+    listen 127.0.0.1:$nginx_iso;
+    location / {
+      proxy_pass http://isolated;
+      proxy_http_version 1.1;
+      proxy_set_header Host \$host;
+      proxy_set_header Upgrade \$http_upgrade;
+      proxy_set_header Connection \$connection_upgrade;
+      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+    }
+  }
   server {
     listen 127.0.0.1:$nginx_port;
     listen 127.0.0.1:$nginx_tls ssl;
@@ -83,7 +114,7 @@ http {
 }
 NGINX
 nginx -c "$work/nginx.conf" -g 'daemon off;' & pids+=($!); nginx_pid=$!
-for port in $backend $proxy $proxy_tls $nginx_port $nginx_tls $floor; do wait_port "$port"; done
+for port in $backend $proxy $proxy_tls $nginx_port $nginx_tls $floor $proxy_iso $nginx_iso; do wait_port "$port"; done
 nginx_workers=$(pgrep -P "$nginx_pid" | tr '\n' ' ')
 
 # CPU time of these processes' threads so far: "user system" in clock ticks.
@@ -138,6 +169,8 @@ for round in $(seq "$ROUNDS"); do
       nginx_tls) url="https://127.0.0.1:$nginx_tls/"; serving=$nginx_workers ;;
       base) url="http://127.0.0.1:$base/"; serving=$base_pid ;;
       base_tls) url="https://127.0.0.1:$base_tls/"; serving=$base_tls_pid ;;
+      proxy_iso) url="http://127.0.0.1:$proxy_iso/"; serving=$proxy_iso_pid ;;
+      nginx_iso) url="http://127.0.0.1:$nginx_iso/"; serving=$nginx_workers ;;
     esac
     # shellcheck disable=SC2086
     results[$path]+="$(run_wrk "$url" $serving);"
@@ -168,6 +201,9 @@ ratios = [a / b for a, b in zip(ours, theirs)]
 print(f'{sorted(ratios)[len(ratios) // 2]:.2f}', ' '.join(f'{r:.2f}' for r in ratios))" "$1" "$2"; }
 read -r paired_http paired_http_rounds <<<"$(paired "${results[proxy]}" "${results[nginx]}")"
 read -r paired_tls paired_tls_rounds <<<"$(paired "${results[proxy_tls]}" "${results[nginx_tls]}")"
+read -r proxy_iso_rps proxy_iso_p99 proxy_iso_user proxy_iso_system proxy_iso_cpu <<<"$(median "${results[proxy_iso]}")"
+read -r nginx_iso_rps nginx_iso_p99 nginx_iso_user nginx_iso_system nginx_iso_cpu <<<"$(median "${results[nginx_iso]}")"
+read -r paired_iso paired_iso_rounds <<<"$(paired "${results[proxy_iso]}" "${results[nginx_iso]}")"
 baseline_text=""
 if [ -n "$BASELINE" ]; then
   read -r base_rps base_p99 base_user base_system base_cpu <<<"$(median "${results[base]}")"
@@ -219,6 +255,8 @@ the least SwiftNIO work a proxied request can cost.
 | nginx, HTTP | $nginx_rps | $nginx_p99 | $nginx_user + $nginx_system = $nginx_cpu µs |
 | our proxy, TLS | $proxy_tls_rps | $proxy_tls_p99 | $proxy_tls_user + $proxy_tls_system = $proxy_tls_cpu µs |
 | nginx, TLS | $nginx_tls_rps | $nginx_tls_p99 | $nginx_tls_user + $nginx_tls_system = $nginx_tls_cpu µs |
+| our proxy, HTTP, isolated backend | $proxy_iso_rps | $proxy_iso_p99 | $proxy_iso_user + $proxy_iso_system = $proxy_iso_cpu µs |
+| nginx, HTTP, isolated backend | $nginx_iso_rps | $nginx_iso_p99 | $nginx_iso_user + $nginx_iso_system = $nginx_iso_cpu µs |
 
 Our proxy / nginx in requests/s (goal ≥ 1.00), the median of the rounds' ratios (each
 round measures both next to each other): **$paired_http** over HTTP (rounds: $paired_http_rounds) and
@@ -228,6 +266,12 @@ $(ratio "$proxy_rps" "$nginx_rps") (HTTP) and $(ratio "$proxy_tls_rps" "$nginx_t
 our proxy / direct = $(ratio "$proxy_rps" "$direct_rps"). CPU per request, ours / nginx's:
 $(ratio "$proxy_cpu" "$nginx_cpu") (HTTP) and $(ratio "$proxy_tls_cpu" "$nginx_tls_cpu") (TLS). The CPU column moves least from run to
 run; requests/s and p99 on this shared 2-core machine move by 15 % and more.
+
+Isolated backend (the default networks since issue 12: the backend in a network namespace
+of its own behind a veth link, at $ISO_BACKEND, as the OCI runtime puts it; Docker's bridge
+is the same kind of path): our proxy / nginx **$paired_iso** (rounds: $paired_iso_rounds), p99
+minus nginx's $(delta "$proxy_iso_p99" "$nginx_iso_p99") ms; our proxy isolated / on loopback
+$(ratio "$proxy_iso_rps" "$proxy_rps").
 $baseline_text
 WebSocket echo (50 connections × 2,000 messages, Python \`websockets\` client, which is
 itself the bottleneck): $ws_proxy messages/s through our proxy vs $ws_direct direct

@@ -27,6 +27,7 @@ struct HandMadeBundleBench {
             // hand-made bundle would have it ready.
             try JSONSerialization.data(withJSONObject: config).write(to: URL(fileURLWithPath: configPath))
             try Self.execute(binary, ["--root", root, "run", "-d", "--bundle", bundle, "plane-bench-\(run)"])
+            return nil
         }, stop: { run in
             try Self.execute(binary, ["--root", root, "kill", "plane-bench-\(run)", "KILL"])
             for _ in 0..<500 {

@@ -7,15 +7,16 @@ struct StartLatency {
     let runs: Int
 
     /// One warm-up run, then `runs` measured ones. `start` starts a backend serving on the
-    /// given port; `stop` ends it and removes what it left, outside the timed region.
-    func measure(start: (Int, Int) async throws -> Void, stop: (Int) async throws -> Void) async throws -> [Double] {
+    /// given port and returns where it listens (nil: 127.0.0.1 and that port); `stop` ends
+    /// it and removes what it left, outside the timed region.
+    func measure(start: (Int, Int) async throws -> (host: String, port: Int)?, stop: (Int) async throws -> Void) async throws -> [Double] {
         var samples: [Double] = []
         let clock = ContinuousClock()
         for run in 0...runs {
             let port = try TestEnvironment.freePort()
             let began = clock.now
-            try await start(run, port)
-            let probe = HTTPProbe(host: "127.0.0.1", port: port)
+            let target = try await start(run, port) ?? (host: "127.0.0.1", port: port)
+            let probe = HTTPProbe(host: target.host, port: target.port)
             while (try? await probe.get("/"))?.status != 200 { try await Task.sleep(for: .milliseconds(2)) }
             let elapsed = clock.now - began
             try await stop(run)

@@ -1,7 +1,10 @@
 // Benchmark behind `make bench-runtime`. Prints one JSON line per invocation.
 //
-//   RuntimeBench docker <image> [runs]                       DockerRuntime.start → first 200
-//   RuntimeBench oci <runc|crun> <image> <plane> [runs]      OCIRuntime.start → first 200
+//   RuntimeBench docker <image> [runs] [host|isolated]       DockerRuntime.start → first 200
+//   RuntimeBench oci <runc|crun> <image> <plane> [runs] [host|isolated]   OCIRuntime.start → first 200
+//
+// `isolated` is each runtime's default network (Docker: the drone's bridge network with
+// inter-container traffic off; OCI: a network namespace per backend); `host` the opt-in.
 //   RuntimeBench bundle <runc> <bundle> [runs]               hand-made `runc run -d` → first 200
 //   RuntimeBench oci-config <image> <plane> <file>           the config.json the OCI runtime writes
 //   RuntimeBench idle-memory <plane> <docker|oci-runc|oci-crun> <image> <count>
@@ -16,8 +19,8 @@ import PlaneCore
 import PlaneTestSupport
 
 let usage = """
-    usage: RuntimeBench docker <image> [runs]
-           RuntimeBench oci <runc|crun> <image> <plane-executable> [runs]
+    usage: RuntimeBench docker <image> [runs] [host|isolated]
+           RuntimeBench oci <runc|crun> <image> <plane-executable> [runs] [host|isolated]
            RuntimeBench bundle <runc-binary> <bundle-directory> [runs]
            RuntimeBench oci-config <image> <plane-executable> <output-file>
            RuntimeBench idle-memory <plane-executable> <docker|oci-runc|oci-crun> <image> <count>
@@ -37,16 +40,22 @@ let quiet: Logger = ProcessInfo.processInfo.environment["BENCH_LOG"] == "1"
     ? Logger(label: "bench", factory: { StreamLogHandler.standardError(label: $0) })
     : Logger(label: "bench", factory: { _ in SwiftLogNoOpLogHandler() })
 
-/// Starts and removes backends of `image` on `runtime`, timing each start to its first 200.
+/// `host` or `isolated` at `index` (default host).
+func isolated(at index: Int) -> Bool { arguments.count > index && arguments[index] == "isolated" }
+
+/// Starts and removes backends of `image` on `runtime`, timing each start to its first 200
+/// at the address the runtime returns (the drone's plan: host networking where offered).
 func startLatency(_ runtime: some ContainerRuntime, image: String, runs: Int) async throws -> [Double] {
     var specs: [Int: BackendSpec] = [:]
-    let warm = BackendSpec(backendID: .random(), droneID: benchDrone, image: image, port: 1, network: .host(address: "127.0.0.1"), pullPolicy: .ifNotPresent)
+    let network: NetworkPlan = runtime.descriptor.capabilities.networkModes.contains(.host) ? .host(address: "127.0.0.1") : .bridge(network: nil)
+    let warm = BackendSpec(backendID: .random(), droneID: benchDrone, image: image, port: 1, network: network, pullPolicy: .ifNotPresent)
     try await runtime.prepare(warm)
     return try await StartLatency(runs: runs).measure(start: { run, port in
         let spec = BackendSpec(backendID: .random(), droneID: benchDrone, image: image, port: UInt16(port),
-                               network: .host(address: "127.0.0.1"), pullPolicy: .never)
+                               network: network, pullPolicy: .never)
         specs[run] = spec
-        _ = try await runtime.start(spec)
+        let handle = try await runtime.start(spec)
+        return handle.address.map { (host: $0.host, port: Int($0.port)) }
     }, stop: { run in
         let spec = specs[run]!
         try await runtime.stop(spec.backendID, grace: .seconds(2))
@@ -57,17 +66,19 @@ func startLatency(_ runtime: some ContainerRuntime, image: String, runs: Int) as
 do {
     switch arguments.first {
     case "docker" where arguments.count >= 2:
-        let runtime = try await DockerRuntime.make(configuration: DockerRuntimeConfiguration(), droneID: benchDrone, logger: quiet)
-        try emit(["runtime": "docker", "samples_ms": try await startLatency(runtime, image: arguments[1], runs: runs(at: 2))])
+        var configuration = DockerRuntimeConfiguration()
+        if !isolated(at: 3) { configuration.network = .host }
+        let runtime = try await DockerRuntime.make(configuration: configuration, droneID: benchDrone, logger: quiet)
+        try emit(["runtime": isolated(at: 3) ? "docker-isolated" : "docker", "samples_ms": try await startLatency(runtime, image: arguments[1], runs: runs(at: 2))])
     case "oci" where arguments.count >= 4:
         let state = try TestEnvironment.temporaryDirectory("bench-oci")
         defer { try? FileManager.default.removeItem(atPath: state) }
         var configuration = OCIRuntimeConfiguration(stateDirectory: state)
         configuration.runtime = arguments[1]
         configuration.shimExecutable = arguments[3]
-        configuration.network = .host
+        configuration.network = isolated(at: 5) ? .namespace : .host
         let runtime = try await OCIRuntime.make(configuration: configuration, droneID: benchDrone, logger: quiet)
-        try emit(["runtime": "oci-\(arguments[1])", "samples_ms": try await startLatency(runtime, image: arguments[2], runs: runs(at: 4))])
+        try emit(["runtime": "oci-\(arguments[1])\(isolated(at: 5) ? "-isolated" : "")", "samples_ms": try await startLatency(runtime, image: arguments[2], runs: runs(at: 4))])
     case "bundle" where arguments.count >= 3:
         let root = try TestEnvironment.temporaryDirectory("bench-runc-root")
         defer { try? FileManager.default.removeItem(atPath: root) }
