@@ -22,7 +22,7 @@ struct DockerNetworkSetup {
     let client: DockerEngineClient
     let logger: Logger
 
-    func ensure(_ network: DockerRuntimeConfiguration.Network) async throws(RuntimeError) {
+    func ensure(_ network: DockerRuntimeConfiguration.Network, egress: Bool = true) async throws(RuntimeError) {
         switch network {
         case .host:
             return
@@ -41,10 +41,10 @@ struct DockerNetworkSetup {
                 let response = try await client.call(.GET, "/networks/\(name)")
                 switch response.status {
                 case 200:
-                    try check(response.json?.objectValue ?? JSONObject(), name: name, subnet: subnet)
+                    try check(response.json?.objectValue ?? JSONObject(), name: name, subnet: subnet, egress: egress)
                     return
                 case 404:
-                    if try await create(name: name, subnet: subnet) { return }
+                    if try await create(name: name, subnet: subnet, egress: egress) { return }
                 default:
                     throw RuntimeError(.unavailable, "Docker could not inspect network '\(name)': \(response.status) \(response.message)")
                 }
@@ -55,11 +55,15 @@ struct DockerNetworkSetup {
 
     /// An existing managed network must isolate its containers; one made by someone else
     /// with inter-container traffic on is refused rather than used.
-    func check(_ info: JSONObject, name: String, subnet: String) throws(RuntimeError) {
+    func check(_ info: JSONObject, name: String, subnet: String, egress: Bool = true) throws(RuntimeError) {
         let driver = info["Driver"]?.stringValue ?? "?"
         let isolating = info["Options"]?.objectValue?[Self.interContainerOption]?.stringValue == "false"
         guard driver == "bridge", isolating else {
             throw RuntimeError(.invalidSpec, "Docker network '\(name)' exists but does not isolate backends (driver \(driver), \(Self.interContainerOption) is not false); remove it (docker network rm \(name)) so the drone creates it, or set [agent.docker] managed_network to another name.")
+        }
+        let isInternal = info["Internal"]?.boolValue ?? false
+        guard isInternal == !egress else {
+            throw RuntimeError(.invalidSpec, "Docker network '\(name)' exists \(isInternal ? "without" : "with") a way out, but [agent.docker] egress is \(egress ? "\"allow\"" : "\"deny\""); remove it (docker network rm \(name)) so the drone creates it as configured, or set managed_network to another name.")
         }
         let subnets = (info["IPAM"]?.objectValue?["Config"]?.arrayValue ?? []).compactMap { $0.objectValue?["Subnet"]?.stringValue }
         if !subnets.contains(subnet) {
@@ -68,9 +72,9 @@ struct DockerNetworkSetup {
     }
 
     /// Creates the managed network; false when someone else created it meanwhile.
-    func create(name: String, subnet: String) async throws(RuntimeError) -> Bool {
+    func create(name: String, subnet: String, egress: Bool = true) async throws(RuntimeError) -> Bool {
         let body = JSONValue.object(JSONObject([
-            ("Name", .string(name)), ("Driver", .string("bridge")), ("CheckDuplicate", .bool(true)),
+            ("Name", .string(name)), ("Driver", .string("bridge")), ("CheckDuplicate", .bool(true)), ("Internal", .bool(!egress)),
             ("IPAM", .object(JSONObject([("Config", .array([.object(JSONObject([("Subnet", .string(subnet))]))]))]))),
             ("Options", .object(JSONObject([(Self.interContainerOption, .string("false"))]))),
             ("Labels", .object(JSONObject([(DockerRuntime.managedLabel, .string("true"))]))),

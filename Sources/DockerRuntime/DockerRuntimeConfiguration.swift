@@ -32,6 +32,10 @@ public struct DockerRuntimeConfiguration: Sendable, Hashable {
     /// Whether spawn requests may mount anything (v0.3.10's `allow_volume_mounts`).
     public var allowMounts: Bool = false
     public var network: Network = .managed(name: defaultManagedNetwork, subnet: defaultSubnet)
+    /// Whether backends on the managed network may reach anything beyond the drone's host
+    /// (`egress`): `true` (Docker's NAT, the default) or `false` (an internal network: the
+    /// drone reaches the backends, they reach nothing outside).
+    public var egress: Bool = true
     /// The OOM killer's preference for backends (`OomScoreAdj`, -1000...1000): above the
     /// drone's own 0, so under memory pressure a backend is killed before the drone.
     public var oomScoreAdjust: Int = 500

@@ -124,6 +124,7 @@ struct DroneCommand: AsyncParsableCommand {
         }
         configuration.allowMounts = json["allow_mounts"]?.boolValue ?? false
         if let value = json["oom_score_adj"]?.int64Value { configuration.oomScoreAdjust = Int(value) }
+        if let value = json["egress"]?.stringValue { configuration.egress = value == "allow" }
         if let value = json["tmp_size_bytes"]?.int64Value { configuration.tmpfsSizeBytes = value }
         if json["insecure_gpu"]?.boolValue == true {
             throw RuntimeError(.invalidSpec, "[agent.docker] insecure_gpu is not supported: GPUs are not passed through. Remove it from drone.toml.")

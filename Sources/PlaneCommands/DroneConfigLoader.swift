@@ -199,6 +199,11 @@ enum DroneConfigLoader {
             }
         }
         if let value = docker.integer("oom_score_adj", in: -1000...1000) { object["oom_score_adj"] = .integer(value) }
+        if let egress = docker.string("egress") {
+            if ["allow", "deny"].contains(egress) { object["egress"] = .string(egress) } else {
+                docker.problem("egress", "'\(egress)' is not a policy; use \"allow\" (the default) or \"deny\"")
+            }
+        }
         if let value = docker.integer("tmp_size_bytes", in: (1 << 20)...(1 << 40)) { object["tmp_size_bytes"] = .integer(value) }
         if let name = docker.string("managed_network") {
             if DockerNetworkName.isValid(name), name != "host" { object["managed_network"] = .string(name) } else {
@@ -213,8 +218,8 @@ enum DroneConfigLoader {
                 docker.problem("subnet", error.message)
             }
         }
-        if object["network"] != nil, object["managed_network"] != nil || object["subnet"] != nil {
-            docker.problem("network", "set network (an existing network, or \"host\") or managed_network/subnet (the drone's own network), not both")
+        if object["network"] != nil, object["managed_network"] != nil || object["subnet"] != nil || object["egress"] != nil {
+            docker.problem("network", "set network (an existing network, or \"host\") or managed_network/subnet/egress (the drone's own network), not both")
         }
         if let gpu = docker.bool("insecure_gpu") { object["insecure_gpu"] = .bool(gpu) }
         if let allow = docker.bool("allow_volume_mounts") {

@@ -116,6 +116,60 @@ struct DockerNetworkIsolationTests {
         await removeNetwork(name)
     }
 
+    /// `egress = "deny"`: the drone's network is internal, backends reach nothing beyond the
+    /// drone's host; with the default they do. "Beyond" is a network namespace of this
+    /// test's own behind a veth link (10.215.241.0/24), with a listener in it.
+    @Test func egressCanBeDenied() async throws {
+        let outside = "pltegress\(UInt16.random(in: 0...UInt16.max))"
+        let ip = "/usr/sbin/ip"
+        for arguments in [["netns", "add", outside], ["link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", outside],
+                          ["addr", "add", "10.215.241.1/24", "dev", outside], ["link", "set", outside, "up"],
+                          ["-netns", outside, "link", "set", "lo", "up"], ["-netns", outside, "addr", "add", "10.215.241.2/24", "dev", "eth0"],
+                          ["-netns", outside, "link", "set", "eth0", "up"], ["-netns", outside, "route", "add", "default", "via", "10.215.241.1"]] {
+            _ = try await SystemProgram.run(executable: ip, arguments)
+        }
+        let listener = try ChildProcess("/usr/sbin/ip", arguments: ["netns", "exec", outside, "env", "PORT=8080", "HOST=10.215.241.2", try TestExecutables.path("plane-test-server")])
+        let open = Self.uniqueName("plane-test-egress")
+        let closed = Self.uniqueName("plane-test-internal")
+        var started: [(DockerRuntime, BackendID)] = []
+        do {
+            _ = try await HTTPProbe(host: "10.215.241.2", port: 8080).waitUntilAnswering("/")
+            let image = try await DockerTestImage.shared.ensureLoaded()
+            var results: [Bool: String] = [:]
+            for (name, subnet, egress) in [(open, "10.215.242.0/24", true), (closed, "10.215.243.0/24", false)] {
+                var configuration = DockerRuntimeConfiguration()
+                configuration.endpoint = DockerTestSetup.endpoint
+                configuration.network = .managed(name: name, subnet: subnet)
+                configuration.egress = egress
+                let runtime = try await DockerRuntime.make(configuration: configuration, droneID: .random(), logger: Logger(label: "test.docker"))
+                let (spec, http) = try await start(runtime, image: image)
+                started.append((runtime, spec.backendID))
+                results[egress] = try await http.get("/probe/connect/10.215.241.2/8080").body
+            }
+            #expect(results[true] == "connected", "with egress allowed: \(results[true] ?? "?")")
+            #expect(results[false]?.hasPrefix("error: ") == true, "with egress denied: \(results[false] ?? "?")")
+            let inspect = try await Self.docker.run(["network", "inspect", closed])
+            #expect(try JSONParser.parse(inspect).arrayValue?.first?.objectValue?["Internal"]?.boolValue == true)
+            // A drone configured the other way refuses the existing network.
+            var mismatched = DockerRuntimeConfiguration()
+            mismatched.endpoint = DockerTestSetup.endpoint
+            mismatched.network = .managed(name: closed, subnet: "10.215.243.0/24")
+            await #expect(throws: RuntimeError.self) { _ = try await DockerRuntime.make(configuration: mismatched, droneID: .random(), logger: Logger(label: "test.docker")) }
+        } catch {
+            Issue.record("\(error)")
+        }
+        for (runtime, backend) in started {
+            try? await runtime.stop(backend, grace: .seconds(1))
+            try? await runtime.remove(backend)
+        }
+        listener.signal(SIGKILL)
+        _ = await listener.waitForExit(timeout: .seconds(5))
+        await removeNetwork(open)
+        await removeNetwork(closed)
+        _ = try? await SystemProgram.run(executable: ip, ["link", "delete", outside])
+        _ = try? await SystemProgram.run(executable: ip, ["netns", "delete", outside])
+    }
+
     @Test func hostNetworkingIsAnOptInWithoutRawSockets() async throws {
         let runtime = try await runtime(.host)
         #expect(runtime.descriptor.capabilities.networkModes == [.host])

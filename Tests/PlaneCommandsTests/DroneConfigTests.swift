@@ -87,9 +87,12 @@ struct DroneConfigTests {
         #expect(try network("network = \"host\"\n") == .host)
         #expect(try network("managed_network = \"tenants\"\nsubnet = \"10.99.0.0/24\"\n") == .managed(name: "tenants", subnet: "10.99.0.0/24"))
         #expect(try network("", ) == network("insecure_gpu = false\n"))
+        #expect(try DroneCommand.dockerConfiguration(try #require(try load(base + "egress = \"deny\"\n").agent).runtimeConfiguration).egress == false)
+        #expect(try DroneCommand.dockerConfiguration(try #require(try load(base).agent).runtimeConfiguration).egress)
         for (keys, prefix) in [("network = \"a/b\"\n", "agent.docker.network:"), ("subnet = \"10.0.0.0/30\"\n", "agent.docker.subnet:"),
                                ("subnet = \"10.0.0.1/24\"\n", "agent.docker.subnet:"), ("network = \"plane\"\nsubnet = \"10.9.0.0/16\"\n", "agent.docker.network:"),
-                               ("managed_network = \"host\"\n", "agent.docker.managed_network:")] {
+                               ("managed_network = \"host\"\n", "agent.docker.managed_network:"), ("egress = \"some\"\n", "agent.docker.egress:"),
+                               ("network = \"plane\"\negress = \"deny\"\n", "agent.docker.network:")] {
             #expect(problems(base + keys).contains { $0.hasPrefix(prefix) }, "\(keys) → \(problems(base + keys))")
         }
     }
