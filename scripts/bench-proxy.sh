@@ -73,6 +73,10 @@ if [ -n "$BASELINE" ]; then
   paths="$paths base base_tls"
 fi
 mkdir -p "$work/nginx"
+# What both nginx locations set (as the drone's proxy does); expanded into the heredoc as is.
+proxy_headers='proxy_http_version 1.1; proxy_set_header Host $host; proxy_set_header Upgrade $http_upgrade;
+      proxy_set_header Connection $connection_upgrade; proxy_set_header X-Forwarded-For $proxy_add_x_forwarded_for;
+      proxy_set_header X-Forwarded-Proto $scheme;'
 cat > "$work/nginx.conf" <<NGINX
 worker_processes auto;
 pid $work/nginx.pid;
@@ -89,12 +93,7 @@ http {
     listen 127.0.0.1:$nginx_iso;
     location / {
       proxy_pass http://isolated;
-      proxy_http_version 1.1;
-      proxy_set_header Host \$host;
-      proxy_set_header Upgrade \$http_upgrade;
-      proxy_set_header Connection \$connection_upgrade;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto \$scheme;
+      $proxy_headers
     }
   }
   server {
@@ -103,12 +102,7 @@ http {
     ssl_certificate $work/cert.pem; ssl_certificate_key $work/key.pem;
     location / {
       proxy_pass http://backend;
-      proxy_http_version 1.1;
-      proxy_set_header Host \$host;
-      proxy_set_header Upgrade \$http_upgrade;
-      proxy_set_header Connection \$connection_upgrade;
-      proxy_set_header X-Forwarded-For \$proxy_add_x_forwarded_for;
-      proxy_set_header X-Forwarded-Proto \$scheme;
+      $proxy_headers
     }
   }
 }
