@@ -102,7 +102,14 @@ public final class OCINetworkNamespaces: Sendable {
             }
             // The namespace is this drone's only once its own `netns add` made it: another
             // drone may have made it since the check above.
-            switch try await add(network.namespace) {
+            let outcome: AddOutcome
+            do {
+                outcome = try await add(network.namespace)
+            } catch {
+                pool.withLock { $0.release(backendAddress: pair.backendAddress) }
+                throw error
+            }
+            switch outcome {
             case .added: break
             case .taken:
                 logger.notice("oci.network_name_taken", metadata: ["plane.netns": "\(network.namespace)", "plane.address": "\(network.address)"])

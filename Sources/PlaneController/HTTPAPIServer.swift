@@ -115,7 +115,9 @@ public final class HTTPAPIServer: Sendable {
                         let keepAlive = request.isKeepAlive
                         let response = await respond(to: request, body: Array(body.readableBytesView))
                         if case .complete(let complete) = response, complete.status == .unauthorized {
-                            logger.notice("http.unauthorized", metadata: ["http.path": "\(request.uri.prefix(200))"])
+                            // The path only: a query string could carry a secret.
+                            let path = request.uri.split(separator: "?", maxSplits: 1).first ?? ""
+                            logger.notice("http.unauthorized", metadata: ["http.path": "\(path.prefix(200))"])
                         }
                         switch response {
                         case .complete(let complete):

@@ -168,9 +168,18 @@ actor BackendSupervisor {
                             self.post(.probeAnswered)
                             return
                         }
-                        if ListenerOwnership.check(port: port, mainProcess: pid) == .owned {
+                        switch ListenerOwnership.check(port: port, mainProcess: pid) {
+                        case .owned:
                             self.post(.probeAnswered)
                             return
+                        case .unknown:
+                            // The runtime's pid is not visible here (a drone in a container
+                            // of its own): the check cannot be made.
+                            logger.debug("backend.port_owner_unknown", metadata: ["plane.backend": "\(backend)"])
+                            self.post(.probeAnswered)
+                            return
+                        case .foreign, .noListener:
+                            break
                         }
                         if !reportedForeign {
                             reportedForeign = true

@@ -18,14 +18,17 @@ public enum ListenerOwnership {
         case owned
         /// Only processes outside the backend's cgroup listen on the port.
         case foreign
-        /// Nothing listens on the port (or the backend's main process is gone).
+        /// Nothing listens on the port.
         case noListener
+        /// The main process is not visible here (gone, or in a pid namespace this process
+        /// does not see, e.g. a drone in a container): nothing can be told.
+        case unknown
     }
 
     public static func check(port: UInt16, mainProcess: Int32, procRoot: String = "/proc") -> Outcome {
+        guard let cgroup = read("\(procRoot)/\(mainProcess)/cgroup"), !cgroup.isEmpty else { return .unknown }
         let inodes = listeningInodes(port: port, procRoot: procRoot)
         guard !inodes.isEmpty else { return .noListener }
-        guard let cgroup = read("\(procRoot)/\(mainProcess)/cgroup"), !cgroup.isEmpty else { return .noListener }
         for pid in processIDs(procRoot: procRoot) where read("\(procRoot)/\(pid)/cgroup") == cgroup {
             if holdsAny(inodes, pid: pid, procRoot: procRoot) { return .owned }
         }
