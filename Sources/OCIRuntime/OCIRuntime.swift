@@ -259,9 +259,10 @@ public final class OCIRuntime: ContainerRuntime {
             let config = try builder.build(spec: bundleSpec, image: image.configuration, user: user, rootPath: "rootfs", network: bundleNetwork)
             try Self.write(config, to: directory.configFile)
             let commands = binary.startCommands(id: id, bundle: directory.bundle, pidFile: directory.initPIDFile, log: directory.runtimeLog)
-            let shimConfiguration = OCIShimConfiguration(
+            var shimConfiguration = OCIShimConfiguration(
                 runtimeName: binary.flavor.rawValue, runCommand: commands.run, startCommand: commands.start,
                 outOfMemoryCounterFiles: cgroups.outOfMemoryCounterFiles(cgroupPath(backend)), privateNamespaceDetach: binary.privateNamespaceDetach)
+            shimConfiguration.maxOutputBytes = configuration.maxOutputBytes
             try Self.write(shimConfiguration, to: directory.shimConfigurationFile)
             let standby = standbyShim.withLock { standby in
                 defer { standby = nil }
@@ -493,7 +494,7 @@ public final class OCIRuntime: ContainerRuntime {
         let directory = directory(backend)
         return AsyncThrowingStream { continuation in
             let task = Task {
-                let fd = open(directory.outputLog, O_RDONLY | O_CLOEXEC)
+                var fd = open(directory.outputLog, O_RDONLY | O_CLOEXEC)
                 guard fd >= 0 else {
                     if FileManager.default.fileExists(atPath: directory.path) {
                         continuation.finish()
@@ -514,6 +515,16 @@ public final class OCIRuntime: ContainerRuntime {
                     if count < 0, errno == EINTR { continue }
                     // At the end: done unless following a backend that still runs.
                     guard follow, FileManager.default.fileExists(atPath: directory.path) else { break }
+                    // The shim rotated the log (`max_output_bytes`): go on in the new file.
+                    if Self.wasReplaced(fd, path: directory.outputLog) {
+                        let fresh = open(directory.outputLog, O_RDONLY | O_CLOEXEC)
+                        if fresh >= 0 {
+                            close(fd)
+                            fd = fresh
+                            reader = BackendOutputLog.Reader()
+                            continue
+                        }
+                    }
                     if Self.exitRecord(in: directory) != nil, !Self.isAlive(shimOf: directory) {
                         // The shim wrote the last output before exit.json; read what is left.
                         let rest = chunk.withUnsafeMutableBytes { read(fd, $0.baseAddress, $0.count) }
@@ -529,6 +540,14 @@ public final class OCIRuntime: ContainerRuntime {
             }
             continuation.onTermination = { _ in task.cancel() }
         }
+    }
+
+    /// Whether `path` now names another file than the open `fd` (a rotated log).
+    static func wasReplaced(_ fd: Int32, path: String) -> Bool {
+        var open = stat()
+        var current = stat()
+        guard fstat(fd, &open) == 0, stat(path, &current) == 0 else { return false }
+        return open.st_ino != current.st_ino || open.st_dev != current.st_dev
     }
 
     public func stats(of backend: BackendID) async throws(RuntimeError) -> ResourceSample {

@@ -47,6 +47,9 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
     /// The OOM killer's preference for backends (`oom_score_adj`, -1000...1000): above the
     /// drone's own 0, so under memory pressure a backend is killed before the drone.
     public var oomScoreAdjust: Int = 500
+    /// A backend's stored output (`output.log`) is rotated beyond this size, one older file
+    /// kept (`output.log.1`): at most about twice this on disk per backend.
+    public var maxOutputBytes: Int64 = 16 << 20
     /// Size of tmpfs mounts (`/tmp` of a read-only root, and a spawn's tmpfs mounts).
     public var tmpfsSizeBytes: Int64 = 64 << 20
     /// How backends are networked.
@@ -89,7 +92,7 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
                                   "read_only_root", "allow_mounts", "overlay", "image_retention_secs", "gc_interval_secs",
                                   "standby_shim", "network", "subnet", "nameservers", "max_manifest_bytes", "max_config_bytes", "max_layers",
                                   "max_layer_bytes", "max_layer_unpacked_bytes", "max_file_bytes", "max_layer_entries", "oom_score_adj",
-                                  "tmp_size_bytes"]
+                                  "tmp_size_bytes", "max_output_bytes"]
         if let unknown = json.keys.first(where: { !known.contains($0) }) {
             throw RuntimeError(.invalidSpec, "[agent.oci] has no setting '\(unknown)'; known: \(known.sorted().joined(separator: ", ")).")
         }
@@ -118,6 +121,7 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
         if let value = try bool("standby_shim") { standbyShim = value }
         if let value = try integer("oom_score_adj", minimum: -1000, maximum: 1000) { oomScoreAdjust = Int(value) }
         if let value = try integer("tmp_size_bytes", minimum: 1 << 20, maximum: 1 << 40) { tmpfsSizeBytes = value }
+        if let value = try integer("max_output_bytes", minimum: 64 << 10, maximum: 1 << 40) { maxOutputBytes = value }
         if let value = try string("network") {
             guard let mode = OCINetworkMode(rawValue: value) else { throw Self.invalid("network", "\"host\" or \"namespace\"") }
             network = mode

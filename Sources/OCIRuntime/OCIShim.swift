@@ -128,7 +128,8 @@ public enum OCIShim {
         }
         close(output[1])
         close(errors[1])
-        var pump = OutputPump(log: log, output: output[0], errors: errors[0])
+        var pump = OutputPump(log: log, output: output[0], errors: errors[0],
+                              rotation: configuration.maxOutputBytes.map { OutputPump.Rotation(path: directory.outputLog, maxBytes: $0) })
         let initPID = (try? String(contentsOfFile: directory.initPIDFile, encoding: .utf8)).flatMap { pid_t($0.trimmingCharacters(in: .whitespacesAndNewlines)) }
         // crun: the created process is the shim's child now; `start` lets it run.
         if let start = configuration.startCommand, let status = runStatus, plane_wifexited(status) != 0, plane_wexitstatus(status) == 0 {

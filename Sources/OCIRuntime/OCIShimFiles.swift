@@ -17,6 +17,8 @@ public struct OCIShimConfiguration: Codable, Sendable, Hashable {
     /// When set, the commands run in a private mount namespace without this mount (crun
     /// on a host with hybrid cgroups); the shim returns to its own namespace after them.
     public var privateNamespaceDetach: String?
+    /// The output log is rotated beyond this many bytes (nil: never, as shims before it).
+    public var maxOutputBytes: Int64?
 
     enum CodingKeys: String, CodingKey {
         case runtimeName = "runtime_name"
@@ -24,6 +26,7 @@ public struct OCIShimConfiguration: Codable, Sendable, Hashable {
         case startCommand = "start_command"
         case outOfMemoryCounterFiles = "oom_counter_files"
         case privateNamespaceDetach = "private_namespace_detach"
+        case maxOutputBytes = "max_output_bytes"
     }
 
     public init(runtimeName: String, runCommand: [String], startCommand: [String]? = nil, outOfMemoryCounterFiles: [String],

@@ -6,14 +6,33 @@ import PlaneCore
 /// Copies a backend's stdout and stderr (two pipes) into its output log
 /// (`BackendOutputLog` records) until both end and the process was reaped; used by the
 /// shims that outlive the drone (OCI) or the plugin (process runtime).
+///
+/// With `rotation`, the log is bounded: once it holds more than `maxBytes`, it is renamed
+/// to `{path}.1` (replacing the one before) and a new one is started, so a backend's stored
+/// output never takes more than about twice that. Readers that follow it reopen the path
+/// when it is replaced (the OCI runtime's `logs(of:follow:)`).
 public struct OutputPump {
-    let log: Int32
+    public struct Rotation: Sendable {
+        public var path: String
+        public var maxBytes: Int64
+        public init(path: String, maxBytes: Int64) {
+            self.path = path
+            self.maxBytes = maxBytes
+        }
+    }
+
+    var log: Int32
+    let rotation: Rotation?
+    var logBytes: Int64 = 0
     var streams: [(fd: Int32, stream: LogLine.Stream, lines: BackendOutputLog.LineAssembler)]
     var lastTime: Int64 = 0
     var recent: [String] = []
 
-    public init(log: Int32, output: Int32, errors: Int32) {
+    public init(log: Int32, output: Int32, errors: Int32, rotation: Rotation? = nil) {
         self.log = log
+        self.rotation = rotation
+        var info = stat()
+        if fstat(log, &info) == 0 { logBytes = Int64(info.st_size) }
         streams = [(output, .stdout, BackendOutputLog.LineAssembler()), (errors, .stderr, BackendOutputLog.LineAssembler())]
     }
 
@@ -116,7 +135,20 @@ public struct OutputPump {
         lastTime = time
         let record = BackendOutputLog.encode(time: time, stream: stream, text: line)
         _ = record.withUnsafeBytes { FileDescriptorIO.writeAll(log, $0) }
+        logBytes += Int64(record.count)
+        if let rotation, logBytes > rotation.maxBytes { rotate(rotation) }
         recent.append(String(decoding: line, as: UTF8.self))
         if recent.count > 5 { recent.removeFirst() }
+    }
+
+    /// The current log becomes `{path}.1`; writing goes on in a new file at `path`. When
+    /// the new file cannot be made, writing goes on in the old one (nothing is lost).
+    private mutating func rotate(_ rotation: Rotation) {
+        guard rename(rotation.path, rotation.path + ".1") == 0 else { return }
+        let fresh = open(rotation.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        guard fresh >= 0 else { return }
+        close(log)
+        log = fresh
+        logBytes = 0
     }
 }

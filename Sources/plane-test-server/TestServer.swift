@@ -220,6 +220,20 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
         case let p where p.hasPrefix("/probe/write/"):
             // /probe/write/{absolute path}: create a file there.
             body = SandboxProbes.write(path: String(p.dropFirst("/probe/write".count)))
+        case let p where p.hasPrefix("/probe/print/"):
+            // /probe/print/{bytes}: that much output on stdout (lines of 100), at most 64 MiB.
+            let bytes = min(max(Int(p.dropFirst("/probe/print/".count)) ?? 0, 0), 64 << 20)
+            let line = String(repeating: "x", count: 99) + "\n"
+            var text = ""
+            for _ in 0..<(bytes / 100) { text += line }
+            var bytesLeft = Array(text.utf8)[...]
+            while !bytesLeft.isEmpty {
+                let written = bytesLeft.withUnsafeBytes { Glibc.write(1, $0.baseAddress, $0.count) }
+                if written < 0, errno == EINTR { continue }
+                guard written > 0 else { break }
+                bytesLeft = bytesLeft.dropFirst(written)
+            }
+            body = "printed \(bytes / 100 * 100)"
         case let p where p.hasPrefix("/probe/read/"):
             // /probe/read/{absolute path}: the file's first 64 KiB.
             body = SandboxProbes.readFile(path: String(p.dropFirst("/probe/read".count)))

@@ -61,6 +61,38 @@ struct OCIPrivateDataTests {
         try? await runtime.remove(spec.backendID)
     }
 
+    /// A backend's stored output is bounded: beyond `max_output_bytes` the log is rotated
+    /// (one older file kept), and a reader that follows it goes on in the new file.
+    @Test func theOutputLogIsRotated() async throws {
+        let (runtime, drone, image) = try await OCITestSetup.runtime(.crunLayout) { $0.maxOutputBytes = 64 << 10 }
+        let spec = BackendSpec(backendID: .random(), droneID: drone, image: image, port: UInt16(try TestEnvironment.freePort()),
+                               network: .host(address: "127.0.0.1"))
+        _ = try await runtime.start(spec)
+        defer { Task { try? await runtime.stop(spec.backendID, grace: .seconds(1)); try? await runtime.remove(spec.backendID) } }
+        let http = HTTPProbe(port: Int(spec.port))
+        _ = try await http.waitUntilAnswering("/")
+        let follower = Task {
+            var sawMarker = false
+            for try await line in runtime.logs(of: spec.backendID, follow: true) where line.text.contains("/after-rotation") {
+                sawMarker = true
+                break
+            }
+            return sawMarker
+        }
+        for _ in 0..<5 { #expect(try await http.get("/probe/print/100000").body == "printed 100000") }
+        _ = try await http.get("/after-rotation")
+        let output = runtime.directory(spec.backendID).outputLog
+        func size(_ path: String) -> Int64 {
+            var info = stat()
+            return stat(path, &info) == 0 ? Int64(info.st_size) : -1
+        }
+        #expect(size(output + ".1") > 0, "rotated")
+        #expect(size(output) <= (64 << 10) + 200 && size(output + ".1") <= (64 << 10) + 200, "\(size(output)) \(size(output + ".1"))")
+        let deadline = Task { try await Task.sleep(for: .seconds(20)); follower.cancel() }
+        #expect(try await follower.value, "the follower read on into the new file")
+        deadline.cancel()
+    }
+
     /// Without overlayfs, the merged copy of an image drops setuid and setgid bits and its
     /// device nodes: what `nosuid,nodev` does for an overlay root.
     @Test func aCopiedRootKeepsNoSetuidBitsNorDevices() throws {

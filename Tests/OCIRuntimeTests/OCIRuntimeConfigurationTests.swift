@@ -36,7 +36,7 @@ struct OCIRuntimeConfigurationTests {
              "pids_limit": 256, "read_only_root": true, "allow_mounts": true, "overlay": false,
              "image_retention_secs": 0, "gc_interval_secs": 60, "standby_shim": false,
              "network": "namespace", "subnet": "192.168.240.0/20", "nameservers": ["192.0.2.53", "2001:db8::53"],
-             "oom_score_adj": 900, "tmp_size_bytes": 1048576}
+             "oom_score_adj": 900, "tmp_size_bytes": 1048576, "max_output_bytes": 1048576}
             """)
         #expect(all.runtime == "crun" && all.stateDirectory == "/srv/oci" && all.shimExecutable == "/usr/local/bin/plane")
         #expect(all.defaultRegistry == "registry.example:5000" && all.insecureRegistries == ["127.0.0.1:5000", "build-cache:80"])
@@ -45,7 +45,7 @@ struct OCIRuntimeConfigurationTests {
         #expect(all.imageRetention == .zero && all.garbageCollectionInterval == .seconds(60) && !all.standbyShim)
         let subnet = try IPv4Subnet("192.168.240.0/20")
         #expect(all.network == .namespace && all.subnet == subnet && all.nameservers == ["192.0.2.53", "2001:db8::53"])
-        #expect(all.oomScoreAdjust == 900 && all.tmpfsSizeBytes == 1 << 20)
+        #expect(all.oomScoreAdjust == 900 && all.tmpfsSizeBytes == 1 << 20 && all.maxOutputBytes == 1 << 20)
         #expect(problem(#"{"oom_score_adj": 1001}"#)?.contains("oom_score_adj") == true)
     }
 
