@@ -134,7 +134,19 @@ actor BackendSupervisor {
                     } else if case .host(let host) = spec.network {
                         address = BackendAddress(host: host, port: spec.port).description
                     } else {
-                        throw RuntimeError(.internal, "The runtime did not say where backend \(backend) listens.")
+                        // A backend with an address of its own that ended during its start has
+                        // none any more (Docker clears it): it started, and ended.
+                        switch try? await runtime.status(of: backend) {
+                        case .exited(let code)?:
+                            self.post(.exited(code: code))
+                        case .killed(let signal, _)?:
+                            self.post(.exited(code: 128 + (signal ?? 9)))
+                        default:
+                            throw RuntimeError(.internal, "The runtime did not say where backend \(backend) listens.")
+                        }
+                        guard !Task.isCancelled else { return }
+                        self.post(.loaded(address: ""))
+                        return
                     }
                     try? await store.recordPlacement(backend, runtimeID: handle.runtimeID, address: address, port: Int(spec.port))
                     guard !Task.isCancelled else { return }
