@@ -142,6 +142,21 @@ public struct ResourceLimitsSpec: Sendable, Hashable, Codable {
     /// The smallest memory limit a container can start with (Docker's and runc's floor).
     public static let minimumMemoryBytes: Int64 = ResourceLimits.minimumMemoryBytes
 
+    /// The built-in runtimes' memory limit for a backend whose spawn sets none (4 GiB; the
+    /// runtimes' `memory_limit_bytes` key): one backend cannot take the whole host.
+    public static let defaultMemoryBytes: Int64 = 4 << 30
+    /// The largest `memory_limit_bytes` setting (1 PiB).
+    public static let maximumMemoryBytes: Int64 = 1 << 50
+    /// What a runtime's `memory_limit_bytes` key takes, for its error message.
+    public static let memoryLimitSettingRange = "0 (no limit) or an integer from \(minimumMemoryBytes) (6 MiB) to \(maximumMemoryBytes)"
+
+    /// A runtime's `memory_limit_bytes` setting: 0 (no limit) or a limit a container can
+    /// start with; nil when `value` is neither.
+    public static func memoryLimitSetting(_ value: Int64?) -> Int64? {
+        guard let value, value == 0 || (minimumMemoryBytes...maximumMemoryBytes).contains(value) else { return nil }
+        return value
+    }
+
     /// Checks the limits the kernel would refuse (the CFS period is 1 ms to 1 s, a quota at
     /// least 1 ms) or that could never run a process, so a spawn is refused up front instead
     /// of failing while loading.

@@ -214,7 +214,7 @@ public final class DockerRuntime: ContainerRuntime {
         host.append(("CapDrop", .array([.string("NET_RAW")])))
         host.append(("OomScoreAdj", .integer(Int64(configuration.oomScoreAdjust))))
         let limits = spec.limits
-        if let memory = limits.memoryBytes { host.append(("Memory", .integer(memory))) }
+        if let memory = limits.memoryBytes ?? configuration.memoryLimitBytes { host.append(("Memory", .integer(memory))) }
         if let period = limits.cpuPeriodMicroseconds { host.append(("CpuPeriod", .integer(period))) }
         if let quota = limits.cpuQuotaMicroseconds { host.append(("CpuQuota", .integer(quota))) }
         if let pids = limits.pidsLimit ?? configuration.pidsLimit { host.append(("PidsLimit", .integer(pids))) }

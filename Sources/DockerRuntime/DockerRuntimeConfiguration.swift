@@ -1,3 +1,5 @@
+import ContainerRuntime
+
 /// `[agent.docker]` / `[runtime.docker]` settings of a drone.
 public struct DockerRuntimeConfiguration: Sendable, Hashable {
     /// Where backends are networked.
@@ -27,8 +29,10 @@ public struct DockerRuntimeConfiguration: Sendable, Hashable {
     /// Docker log driver and options for backends; nil: the daemon's default.
     public var logDriver: String?
     public var logOptions: [String: String] = [:]
-    /// Process limit per backend (nil: unlimited).
+    /// Process limit per backend when the spawn sets none (nil: unlimited).
     public var pidsLimit: Int64? = 4096
+    /// Memory limit per backend when the spawn sets none (nil: unlimited).
+    public var memoryLimitBytes: Int64? = ResourceLimitsSpec.defaultMemoryBytes
     /// Whether spawn requests may mount anything (v0.3.10's `allow_volume_mounts`).
     public var allowMounts: Bool = false
     public var network: Network = .managed(name: defaultManagedNetwork, subnet: defaultSubnet)

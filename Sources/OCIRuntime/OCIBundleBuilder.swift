@@ -32,6 +32,8 @@ public struct OCIBundleBuilder: Sendable {
     public var compiledSeccomp: SeccompFilter?
     /// Applied when the spawn sets no pids limit.
     public var defaultPidsLimit: Int64
+    /// Applied when the spawn sets no memory limit (nil: none).
+    public var defaultMemoryBytes: Int64?
     public var readOnlyRoot: Bool
     /// Whether read-only bind mounts are made read-only recursively (`rro`, mount_setattr,
     /// Linux 5.12): without it a mount below a read-only bind's source stays writable.
@@ -130,7 +132,7 @@ public struct OCIBundleBuilder: Sendable {
         let limits = spec.limits
         let resources = OCIRuntimeSpec.Resources(
             devices: Self.deviceRules,
-            memory: limits.memoryBytes.map { .init(limit: $0, swap: $0) },
+            memory: (limits.memoryBytes ?? defaultMemoryBytes).map { .init(limit: $0, swap: $0) },
             cpu: limits.cpuQuotaMicroseconds.map { .init(quota: $0, period: UInt64(limits.cpuPeriodMicroseconds ?? ResourceLimitsSpec.defaultCPUPeriodMicroseconds)) },
             pids: .init(limit: limits.pidsLimit ?? defaultPidsLimit))
 

@@ -69,6 +69,7 @@ public final class OCIRuntime: ContainerRuntime {
         var builder = OCIBundleBuilder(seccomp: seccomp, defaultPidsLimit: configuration.defaultPidsLimit, readOnlyRoot: configuration.readOnlyRoot)
         builder.recursiveReadOnly = plane_has_mount_setattr() != 0
         builder.oomScoreAdjust = configuration.oomScoreAdjust
+        builder.defaultMemoryBytes = configuration.defaultMemoryBytes
         builder.tmpfsSizeBytes = configuration.tmpfsSizeBytes
         // crun would compile the profile in every start; it is compiled once, here.
         if binary.flavor == .crun, let seccomp { builder.compiledSeccomp = try SeccompFilter(compiling: seccomp) }

@@ -31,6 +31,8 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
     public var seccompProfile: String = "default"
     /// Process limit per backend when the spawn sets none.
     public var defaultPidsLimit: Int64 = 4096
+    /// Memory limit per backend when the spawn sets none (nil: none).
+    public var defaultMemoryBytes: Int64? = ResourceLimitsSpec.defaultMemoryBytes
     /// A read-only root file system for every backend (with a writable tmpfs `/tmp`).
     public var readOnlyRoot: Bool = false
     /// Whether spawn requests may mount anything (v0.3.10's `allow_volume_mounts`).
@@ -92,7 +94,7 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
                                   "read_only_root", "allow_mounts", "overlay", "image_retention_secs", "gc_interval_secs",
                                   "standby_shim", "network", "subnet", "nameservers", "max_manifest_bytes", "max_config_bytes", "max_layers",
                                   "max_layer_bytes", "max_layer_unpacked_bytes", "max_file_bytes", "max_layer_entries", "oom_score_adj",
-                                  "tmp_size_bytes", "max_output_bytes"]
+                                  "tmp_size_bytes", "max_output_bytes", "memory_limit_bytes"]
         if let unknown = json.keys.first(where: { !known.contains($0) }) {
             throw RuntimeError(.invalidSpec, "[agent.oci] has no setting '\(unknown)'; known: \(known.sorted().joined(separator: ", ")).")
         }
@@ -106,6 +108,12 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
         }
         if let value = try string("seccomp_profile") { seccompProfile = value }
         if let value = try integer("pids_limit", minimum: 1, maximum: 4_194_304) { defaultPidsLimit = value }
+        if let value = json["memory_limit_bytes"] {
+            guard let bytes = ResourceLimitsSpec.memoryLimitSetting(value.int64Value) else {
+                throw Self.invalid("memory_limit_bytes", ResourceLimitsSpec.memoryLimitSettingRange)
+            }
+            defaultMemoryBytes = bytes == 0 ? nil : bytes
+        }
         if let value = try bool("read_only_root") { readOnlyRoot = value }
         if let value = try bool("allow_mounts") { allowMounts = value }
         if let value = try bool("overlay") { useOverlay = value }

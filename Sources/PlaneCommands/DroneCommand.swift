@@ -126,6 +126,8 @@ struct DroneCommand: AsyncParsableCommand {
         if let value = json["oom_score_adj"]?.int64Value { configuration.oomScoreAdjust = Int(value) }
         if let value = json["egress"]?.stringValue { configuration.egress = value == "allow" }
         if let value = json["tmp_size_bytes"]?.int64Value { configuration.tmpfsSizeBytes = value }
+        if let value = json["pids_limit"]?.int64Value { configuration.pidsLimit = value }
+        if let value = json["memory_limit_bytes"]?.int64Value { configuration.memoryLimitBytes = value == 0 ? nil : value }
         if json["insecure_gpu"]?.boolValue == true {
             throw RuntimeError(.invalidSpec, "[agent.docker] insecure_gpu is not supported: GPUs are not passed through. Remove it from drone.toml.")
         }

@@ -1,3 +1,4 @@
+import ContainerRuntime
 import DockerRuntime
 import NATS
 import OCIRuntime
@@ -205,6 +206,12 @@ enum DroneConfigLoader {
             }
         }
         if let value = docker.integer("tmp_size_bytes", in: (1 << 20)...(1 << 40)) { object["tmp_size_bytes"] = .integer(value) }
+        if let value = docker.integer("pids_limit", in: 1...4_194_304) { object["pids_limit"] = .integer(value) }
+        if let value = docker.integer("memory_limit_bytes") {
+            if ResourceLimitsSpec.memoryLimitSetting(value) != nil { object["memory_limit_bytes"] = .integer(value) } else {
+                docker.problem("memory_limit_bytes", "\(value) is out of range; use \(ResourceLimitsSpec.memoryLimitSettingRange)")
+            }
+        }
         if let name = docker.string("managed_network") {
             if DockerNetworkName.isValid(name), name != "host" { object["managed_network"] = .string(name) } else {
                 docker.problem("managed_network", "'\(name)' is not a Docker network name (letters, digits, '_', '.', '-')")

@@ -69,6 +69,22 @@ struct DockerRuntimeConformanceTests {
         #expect(env.contains("A=b") && env.contains("PORT=\(spec.port)"))
     }
 
+    /// A spawn without limits of its own gets the drone's memory and pids limits.
+    @Test func aSpawnWithoutLimitsGetsTheDronesDefaults() async throws {
+        let h = try await DockerTestSetup.harness()
+        let spec = try h.spec()
+        #expect(spec.limits.memoryBytes == nil && spec.limits.pidsLimit == nil)
+        _ = try await h.runtime.start(spec)
+        let json = try await SystemProgram("docker", debianPackage: "docker.io").run(["inspect", spec.containerName])
+        let sample = try await h.runtime.stats(of: spec.backendID)
+        try await h.runtime.stop(spec.backendID, grace: .seconds(2))
+        try await h.runtime.remove(spec.backendID)
+        let host = try #require((try JSONParser.parse(json)).arrayValue?.first?.objectValue?["HostConfig"]?.objectValue)
+        #expect(host["Memory"]?.int64Value == ResourceLimitsSpec.defaultMemoryBytes)
+        #expect(host["PidsLimit"]?.int64Value == 4096)
+        #expect(sample.memoryLimitBytes == UInt64(ResourceLimitsSpec.defaultMemoryBytes), "the limit shows in the backend's stats")
+    }
+
     @Test func pullsFromARegistryWithCredentials() async throws {
         let h = try await DockerTestSetup.harness()
         let registry = try await RegistryProcess.start(credentials: ("plane", "s3cret"))

@@ -31,7 +31,13 @@ struct OCIBundleBuilderTests {
         #expect(config.linux.namespaces.map(\.type) == ["pid", "ipc", "uts", "mount"], "host network: no network namespace")
         #expect(config.mounts.contains { $0.destination == "/etc/hosts" && $0.source == "/etc/hosts" }, "host network: the host's hosts file")
         #expect(config.linux.resources.pids?.limit == 1024, "a default pids limit")
-        #expect(config.linux.resources.memory == nil)
+        #expect(config.linux.resources.memory == nil, "no default memory limit set on this builder")
+        var limited = builder
+        limited.defaultMemoryBytes = 512 << 20
+        let defaulted = try limited.build(spec: spec(), image: image, user: .init(uid: 0, gid: 0), rootPath: "rootfs", network: .host)
+        #expect(defaulted.linux.resources.memory == .init(limit: 512 << 20, swap: 512 << 20), "the drone's default when the spawn sets none")
+        let own = try limited.build(spec: spec(limits: ResourceLimitsSpec(memoryBytes: 2 << 30)), image: image, user: .init(uid: 0, gid: 0), rootPath: "rootfs", network: .host)
+        #expect(own.linux.resources.memory?.limit == 2 << 30, "a spawn's own limit wins, above the default too")
         #expect(config.linux.maskedPaths.contains("/proc/kcore") && config.linux.readonlyPaths.contains("/proc/sys"))
         #expect(config.linux.resources.devices.first == .init(allow: false, access: "rwm"))
         #expect(config.mounts.contains { $0.destination == "/sys" && $0.options?.contains("ro") == true })

@@ -24,6 +24,7 @@ struct OCIRuntimeConfigurationTests {
         let defaults = try configuration("{}")
         #expect(defaults.runtime == "auto" && defaults.stateDirectory == "/var/lib/plane/oci" && defaults.shimExecutable == nil)
         #expect(defaults.defaultRegistry == RegistryReference.dockerHub && defaults.insecureRegistries.isEmpty && defaults.seccompProfile == "default")
+        #expect(defaults.defaultMemoryBytes == 4 << 30, "a backend without a limit of its own cannot take the whole host")
         #expect(defaults.defaultPidsLimit == 4096 && !defaults.readOnlyRoot && !defaults.allowMounts && defaults.useOverlay)
         #expect(defaults.imageRetention == .seconds(86_400) && defaults.garbageCollectionInterval == .seconds(3600) && defaults.standbyShim)
         #expect(defaults.network == .namespace && defaults.subnet.description == "10.213.0.0/16" && defaults.nameservers == nil)
@@ -36,7 +37,7 @@ struct OCIRuntimeConfigurationTests {
              "pids_limit": 256, "read_only_root": true, "allow_mounts": true, "overlay": false,
              "image_retention_secs": 0, "gc_interval_secs": 60, "standby_shim": false,
              "network": "namespace", "subnet": "192.168.240.0/20", "nameservers": ["192.0.2.53", "2001:db8::53"],
-             "oom_score_adj": 900, "tmp_size_bytes": 1048576, "max_output_bytes": 1048576}
+             "oom_score_adj": 900, "tmp_size_bytes": 1048576, "max_output_bytes": 1048576, "memory_limit_bytes": 67108864}
             """)
         #expect(all.runtime == "crun" && all.stateDirectory == "/srv/oci" && all.shimExecutable == "/usr/local/bin/plane")
         #expect(all.defaultRegistry == "registry.example:5000" && all.insecureRegistries == ["127.0.0.1:5000", "build-cache:80"])
@@ -45,7 +46,8 @@ struct OCIRuntimeConfigurationTests {
         #expect(all.imageRetention == .zero && all.garbageCollectionInterval == .seconds(60) && !all.standbyShim)
         let subnet = try IPv4Subnet("192.168.240.0/20")
         #expect(all.network == .namespace && all.subnet == subnet && all.nameservers == ["192.0.2.53", "2001:db8::53"])
-        #expect(all.oomScoreAdjust == 900 && all.tmpfsSizeBytes == 1 << 20 && all.maxOutputBytes == 1 << 20)
+        #expect(all.oomScoreAdjust == 900 && all.tmpfsSizeBytes == 1 << 20 && all.maxOutputBytes == 1 << 20 && all.defaultMemoryBytes == 64 << 20)
+        #expect(try configuration(#"{"memory_limit_bytes": 0}"#).defaultMemoryBytes == nil, "0: no limit")
         #expect(problem(#"{"oom_score_adj": 1001}"#)?.contains("oom_score_adj") == true)
     }
 
@@ -56,6 +58,11 @@ struct OCIRuntimeConfigurationTests {
         #expect(problem(#"{"runtime": 3}"#) == "[agent.oci] runtime must be a non-empty string.")
         #expect(problem(#"{"pids_limit": 0}"#) == "[agent.oci] pids_limit must be an integer from 1 to 4194304.")
         #expect(problem(#"{"pids_limit": 1.5}"#) == "[agent.oci] pids_limit must be an integer from 1 to 4194304.")
+        let memoryRange = "[agent.oci] memory_limit_bytes must be 0 (no limit) or an integer from 6291456 (6 MiB) to 1125899906842624."
+        #expect(problem(#"{"memory_limit_bytes": 4096}"#) == memoryRange, "below what a container starts with")
+        #expect(problem(#"{"memory_limit_bytes": -1}"#) == memoryRange)
+        #expect(problem(#"{"memory_limit_bytes": 9223372036854775807}"#) == memoryRange)
+        #expect(problem(#"{"memory_limit_bytes": "4G"}"#) == memoryRange)
         #expect(problem(#"{"gc_interval_secs": 0}"#) == "[agent.oci] gc_interval_secs must be an integer from 1 to 31536000.")
         #expect(problem(#"{"image_retention_secs": -1}"#) == "[agent.oci] image_retention_secs must be an integer from 0 to 315360000.")
         // Settings far beyond sense are refused with their range, not carried into arithmetic

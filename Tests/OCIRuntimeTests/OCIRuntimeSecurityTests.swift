@@ -118,4 +118,28 @@ struct OCIRuntimeSecurityTests {
         #expect(try await runtime.status(of: spec.backendID) == .killed(signal: SIGKILL, outOfMemory: true))
         await cleanUp(runtime, spec.backendID)
     }
+
+    /// A spawn without a memory limit of its own gets the drone's (`memory_limit_bytes`):
+    /// a backend allocating beyond it is OOM-killed and the drone goes on.
+    @Test func aSpawnWithoutAMemoryLimitStopsAtTheDronesDefault() async throws {
+        let (runtime, drone, image) = try await OCITestSetup.runtime(.crunLayout) { $0.defaultMemoryBytes = 64 << 20 }
+        let spec = try spec(runtime, drone: drone, image: image)
+        #expect(spec.limits.memoryBytes == nil)
+        defer { Task { await cleanUp(runtime, spec.backendID) } }
+        let events = runtime.events()
+        let http = try await start(runtime, spec)
+        _ = try? await http.get("/probe/allocate/512")
+        var kinds: [RuntimeEvent.Kind] = []
+        for await event in events where event.backendID == spec.backendID {
+            kinds.append(event.kind)
+            if case .exited = event.kind { break }
+        }
+        #expect(kinds == [.outOfMemory, .exited(code: 137)])
+        let other = try self.spec(runtime, drone: drone, image: image)
+        _ = try await start(runtime, other)
+        let sample = try await runtime.stats(of: other.backendID)
+        #expect(sample.memoryLimitBytes == 64 << 20, "the limit shows in the backend's stats")
+        await cleanUp(runtime, other.backendID)
+        await cleanUp(runtime, spec.backendID)
+    }
 }

@@ -97,6 +97,22 @@ struct DroneConfigTests {
         }
     }
 
+    /// Per-backend ceilings when the spawn sets none: memory (0: none) and processes.
+    @Test func dockerBackendLimits() throws {
+        let base = "cluster_domain = \"plane.test\"\n[nats]\nhosts = [\"x\"]\n[agent]\nip = \"1.2.3.4\"\n[agent.docker]\n"
+        func docker(_ keys: String) throws -> DockerRuntimeConfiguration {
+            try DroneCommand.dockerConfiguration(try #require(try load(base + keys).agent).runtimeConfiguration)
+        }
+        #expect(try docker("").memoryLimitBytes == 4 << 30 && docker("").pidsLimit == 4096)
+        #expect(try docker("memory_limit_bytes = 268435456\npids_limit = 64\n").memoryLimitBytes == 256 << 20)
+        #expect(try docker("pids_limit = 64\n").pidsLimit == 64)
+        #expect(try docker("memory_limit_bytes = 0\n").memoryLimitBytes == nil, "0: no limit")
+        for keys in ["memory_limit_bytes = 1024\n", "memory_limit_bytes = -5\n", "memory_limit_bytes = \"4G\"\n", "pids_limit = 0\n"] {
+            let found = problems(base + keys)
+            #expect(found.count == 1 && found[0].hasPrefix("agent.docker.\(keys.prefix { $0 != " " }):"), "\(keys) → \(found)")
+        }
+    }
+
     @Test func ourKeysAndOtherRuntimes() throws {
         let config = try load("""
             cluster_domain = "plane.test"
