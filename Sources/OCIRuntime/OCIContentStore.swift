@@ -24,6 +24,8 @@ public struct ResolvedImage: Sendable, Hashable, Codable {
 ///   digest before it is stored;
 /// - `layers/<algorithm>/<hex>/`: each layer unpacked once (read-only lower layers of every
 ///   backend's overlay root), named by the layer blob's digest;
+/// - `layer-sizes/<algorithm>/<hex>`: the file data each layer unpacked to, charged to every
+///   image that uses the layer against `max_image_unpacked_bytes` (`ImageUnpackBudget`);
 /// - `images/<sha256 of the reference>.json`: what a reference resolved to, whom the
 ///   registry served it to (`ImageAccessScope`), and when it was last used;
 /// - `access/<algorithm>/<hex>`: for each blob, the repositories and scopes the registry has
@@ -48,8 +50,8 @@ public actor OCIContentStore {
         self.logger = logger
         self.limits = limits
         try Self.makeDirectory(root)
-        for directory in ["blobs", "blobs/sha256", "blobs/sha512", "layers", "layers/sha256", "layers/sha512", "access", "access/sha256",
-                          "access/sha512", "images", "tmp"] {
+        for directory in ["blobs", "blobs/sha256", "blobs/sha512", "layers", "layers/sha256", "layers/sha512", "layer-sizes", "layer-sizes/sha256",
+                          "layer-sizes/sha512", "access", "access/sha256", "access/sha512", "images", "tmp"] {
             try Self.makeDirectory("\(root)/\(directory)")
         }
         // Leftovers of an earlier run that stopped mid-pull.
@@ -68,6 +70,9 @@ public actor OCIContentStore {
     public nonisolated func blobPath(_ digest: OCIDigest) -> String { "\(root)/blobs/\(digest.algorithm.rawValue)/\(digest.hex)" }
     public nonisolated func layerPath(_ digest: OCIDigest) -> String { "\(root)/layers/\(digest.algorithm.rawValue)/\(digest.hex)" }
     nonisolated func accessPath(_ digest: OCIDigest) -> String { "\(root)/access/\(digest.algorithm.rawValue)/\(digest.hex)" }
+    /// The unpacked file data of a layer, in bytes (decimal text), written before the layer
+    /// is moved into place.
+    nonisolated func layerSizePath(_ digest: OCIDigest) -> String { "\(root)/layer-sizes/\(digest.algorithm.rawValue)/\(digest.hex)" }
     nonisolated func imageRecordPath(_ reference: String) -> String { "\(root)/images/\(OCIDigest.sha256(of: Array(reference.utf8)).hex).json" }
 
     nonisolated func temporaryPath(_ name: String) -> String { "\(root)/tmp/\(name)-\(UUID().uuidString)" }
@@ -95,7 +100,7 @@ public actor OCIContentStore {
         try? record(image)
     }
 
-    func writeAtomically(_ data: Data, to path: String) throws(RuntimeError) {
+    nonisolated func writeAtomically(_ data: Data, to path: String) throws(RuntimeError) {
         let temporary = temporaryPath("write")
         do {
             try data.write(to: URL(fileURLWithPath: temporary))
@@ -169,6 +174,7 @@ public actor OCIContentStore {
         let configuration = try readConfiguration(at: configPath, image: name)
         // Layers concurrently: each downloaded (if missing), checked, unpacked (if missing).
         do {
+            let budget = ImageUnpackBudget(limit: limits.maxImageUnpackedBytes, image: name)
             try await withThrowingTaskGroup(of: Void.self) { group in
                 for layer in manifest.layers {
                     group.addTask {
@@ -182,7 +188,7 @@ public actor OCIContentStore {
                             downloaded.withLock { $0 = true }
                         }
                         try await self.ensureAccess(layer, of: reference, credentials: credentials, scope: scope, downloaded: downloaded.withLock { $0 })
-                        try await self.unpackLayer(layer, blob: blob, image: name, verify: false)
+                        try await self.unpackLayer(layer, blob: blob, image: name, verify: false, budget: budget)
                     }
                 }
                 try await group.waitForAll()
@@ -261,8 +267,9 @@ public actor OCIContentStore {
         try limits.check(manifest, image: reference)
         let configData = try verified(manifest.config.digest, limit: Int(limits.maxConfigBytes), key: "agent.oci.max_config_bytes")
         let configuration = try OCIJSON.decode(OCIImageConfiguration.self, from: configData, what: "configuration", image: reference)
+        let budget = ImageUnpackBudget(limit: limits.maxImageUnpackedBytes, image: reference)
         for layer in manifest.layers {
-            try await unpackLayer(layer, blob: layoutBlob(layer.digest), image: reference, verify: true)
+            try await unpackLayer(layer, blob: layoutBlob(layer.digest), image: reference, verify: true, budget: budget)
         }
         return ResolvedImage(reference: reference, manifestDigest: manifestDigest, configuration: configuration, layers: manifest.layers.map(\.digest), lastUsed: .now())
     }
@@ -290,11 +297,14 @@ public actor OCIContentStore {
     }
 
     /// Unpacks the layer blob at `blob` into `layers/…` (once), checking its digest on the
-    /// way when `verify` (blobs not from our own checked store).
-    private func unpackLayer(_ layer: OCIDescriptor, blob: String, image: String, verify: Bool) async throws(RuntimeError) {
+    /// way when `verify` (blobs not from our own checked store), and charges what it unpacks
+    /// to (or, for a layer already here, its recorded size) `budget`.
+    private func unpackLayer(_ layer: OCIDescriptor, blob: String, image: String, verify: Bool, budget: ImageUnpackBudget) async throws(RuntimeError) {
         let destination = layerPath(layer.digest)
+        let sizePath = layerSizePath(layer.digest)
         let temporary = temporaryPath("layer")
         let logger = logger
+        let charged = Mutex(false)
         try await once("layer \(layer.digest)") {
             guard !FileManager.default.fileExists(atPath: destination) else { return }
             let compression = try LayerCompression(mediaType: layer.mediaType, image: image)
@@ -304,8 +314,10 @@ public actor OCIContentStore {
             try await Self.offload { () throws(RuntimeError) in
                 try Self.makeDirectory(temporary)
                 do throws(RuntimeError) {
-                    try LayerArchive.unpack(blob: blob, compression: compression, expectedDigest: verify ? layer.digest : nil, into: temporary, mode: .overlayLayer, what: what,
-                                            limits: limits)
+                    let size = try LayerArchive.unpack(blob: blob, compression: compression, expectedDigest: verify ? layer.digest : nil, into: temporary,
+                                                       mode: .overlayLayer, what: what, limits: limits, budget: budget)
+                    charged.withLock { $0 = true }
+                    try self.writeAtomically(Data("\(size)\n".utf8), to: sizePath)
                 } catch {
                     try? FileManager.default.removeItem(atPath: temporary)
                     throw error
@@ -317,6 +329,36 @@ public actor OCIContentStore {
             }
             logger.debug("oci.layer_unpacked", metadata: ["plane.layer": "\(layer.digest)", "plane.duration": "\(ContinuousClock.now - started)"])
         }
+        if !charged.withLock({ $0 }) { try budget.charge(try await recordedSize(of: layer.digest)) }
+    }
+
+    /// A layer's recorded unpacked size; a layer unpacked before sizes were recorded is
+    /// measured (its regular files' sizes) once and recorded.
+    private func recordedSize(of digest: OCIDigest) async throws(RuntimeError) -> Int64 {
+        let path = layerSizePath(digest)
+        if let text = try? String(contentsOfFile: path, encoding: .utf8), let size = Int64(text.trimmingCharacters(in: .whitespacesAndNewlines)), size >= 0 {
+            return size
+        }
+        let layer = layerPath(digest)
+        let measured = Mutex<Int64>(0)
+        try await Self.offload { () throws(RuntimeError) in
+            let size = Self.fileDataSize(under: layer)
+            measured.withLock { $0 = size }
+            try self.writeAtomically(Data("\(size)\n".utf8), to: path)
+        }
+        return measured.withLock { $0 }
+    }
+
+    /// The sizes of the regular files below `directory` (links not followed), saturating.
+    static func fileDataSize(under directory: String) -> Int64 {
+        var total: Int64 = 0
+        guard let walker = FileManager.default.enumerator(atPath: directory) else { return 0 }
+        while let relative = walker.nextObject() as? String {
+            var info = stat()
+            guard lstat("\(directory)/\(relative)", &info) == 0, (info.st_mode & S_IFMT) == S_IFREG else { continue }
+            total = total.addingReportingOverflow(Int64(info.st_size)).overflow ? Int64.max : total + Int64(info.st_size)
+        }
+        return total
     }
 
     /// Runs blocking file work off the cooperative thread pool.
@@ -378,6 +420,9 @@ public actor OCIContentStore {
             for hex in (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/layers/\(algorithm)")) ?? [] where !keepLayers.contains("\(algorithm):\(hex)") {
                 if (try? FileManager.default.removeItem(atPath: "\(root)/layers/\(algorithm)/\(hex)")) != nil { removed += 1 }
             }
+            for hex in (try? FileManager.default.contentsOfDirectory(atPath: "\(root)/layer-sizes/\(algorithm)")) ?? [] where !keepLayers.contains("\(algorithm):\(hex)") {
+                unlink("\(root)/layer-sizes/\(algorithm)/\(hex)")
+            }
         }
         if removed > 0 { logger.info("oci.garbage_collected", metadata: ["plane.removed": "\(removed)"]) }
         return removed
@@ -386,22 +431,31 @@ public actor OCIContentStore {
 
 /// Reading a layer blob: decompression, digest check and unpacking in one pass.
 enum LayerArchive {
+    /// Returns the file data unpacked, in bytes.
+    @discardableResult
     static func unpack(blob: String, compression: LayerCompression, expectedDigest: OCIDigest?, into root: String, mode: LayerUnpacker.Mode, what: String,
-                       limits: OCIImageLimits = OCIImageLimits()) throws(RuntimeError) {
+                       limits: OCIImageLimits = OCIImageLimits(), budget: ImageUnpackBudget? = nil) throws(RuntimeError) -> Int64 {
         let file = try FileByteSource(path: blob)
         defer { file.close() }
         let hashing = HashingByteSource(file, algorithm: expectedDigest?.algorithm ?? .sha256)
         var unpacker = LayerUnpacker(root: root, mode: mode, what: what)
+        let unpacked: Int64
         switch compression {
         case .none:
             var reader = TarReader(hashing, what: what, limits: limits)
+            reader.budget = budget
             try unpacker.unpack(&reader)
+            unpacked = reader.unpackedBytes
         case .gzip:
             var reader = TarReader(try GzipByteSource(hashing, what: what), what: what, limits: limits)
+            reader.budget = budget
             try unpacker.unpack(&reader)
+            unpacked = reader.unpackedBytes
         case .zstd:
             var reader = TarReader(try ZstdByteSource(hashing, what: what), what: what, limits: limits)
+            reader.budget = budget
             try unpacker.unpack(&reader)
+            unpacked = reader.unpackedBytes
         }
         if let expectedDigest {
             // What follows the archive's end (padding) belongs to the blob too.
@@ -410,5 +464,6 @@ enum LayerArchive {
                 throw RuntimeError(.imageUnavailable, "\(what) does not match its digest; refusing it.")
             }
         }
+        return unpacked
     }
 }

@@ -16,6 +16,8 @@ public struct OCIImageLimits: Sendable, Hashable {
     /// `max_layer_unpacked_bytes`: the file data of one layer, unpacked (a decompression
     /// bomb stops here).
     public var maxLayerUnpackedBytes: Int64 = 32 << 30
+    /// `max_image_unpacked_bytes`: the file data of all an image's layers together.
+    public var maxImageUnpackedBytes: Int64 = 64 << 30
     /// `max_file_bytes`: one file of a layer.
     public var maxFileBytes: Int64 = 16 << 30
     /// `max_layer_entries`: files, directories and links of one layer.
@@ -29,6 +31,8 @@ public struct OCIImageLimits: Sendable, Hashable {
     public static let maxExtendedHeaderBytes = 1 << 20
     /// The longest file the drone reads from an image's root (`/etc/passwd`, `/etc/group`).
     public static let maxImageFileBytes = 1 << 20
+    /// The largest value of any byte-size key (1 PiB): sums of a few stay far from overflow.
+    public static let maximumSetting: Int64 = 1 << 50
 
     public init() {}
 

@@ -38,6 +38,9 @@ struct TarReader<Source: ByteSource> {
     private(set) var entryCount = 0
     private(set) var unpackedBytes: Int64 = 0
 
+    /// The image's budget across its layers, charged with each file's size (nil: none).
+    var budget: ImageUnpackBudget?
+
     init(_ source: Source, what: String, limits: OCIImageLimits = OCIImageLimits()) {
         self.source = source
         self.what = what
@@ -192,6 +195,7 @@ struct TarReader<Source: ByteSource> {
                 guard unpackedBytes <= limits.maxLayerUnpackedBytes else {
                     throw OCIImageLimits.exceeded("max_layer_unpacked_bytes", "\(what) unpacks to more than \(limits.maxLayerUnpackedBytes) bytes")
                 }
+                try budget?.charge(entrySize)
             }
             remainingData = hasData ? entrySize : 0
             padding = hasData ? Self.padding(for: entrySize) : 0

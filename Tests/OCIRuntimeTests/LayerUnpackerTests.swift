@@ -256,6 +256,35 @@ struct LayerUnpackerTests {
         #expect(fileType("\(root)/zeros") == nil, "nothing of the bomb's file was written")
     }
 
+    /// An image's layers share one budget (`max_image_unpacked_bytes`): the layer that takes
+    /// the total beyond it stops at the file that would, before writing that file.
+    @Test func anImagesLayersShareOneBudget() throws {
+        let budget = ImageUnpackBudget(limit: 1500, image: "test image")
+        func layer(_ name: String) -> [UInt8] {
+            var tar = CraftedTar()
+            tar.entry(name, .file, data: [UInt8](repeating: 1, count: 800))
+            return tar.finish()
+        }
+        func unpack(_ bytes: [UInt8], into root: String) throws(RuntimeError) {
+            var reader = TarReader(MemoryByteSource(bytes), what: "test layer")
+            reader.budget = budget
+            var unpacker = LayerUnpacker(root: root, mode: .overlayLayer, what: "test layer")
+            try unpacker.unpack(&reader)
+        }
+        let first = try TestEnvironment.temporaryDirectory("layer")
+        try unpack(layer("a"), into: first)
+        #expect(fileType("\(first)/a") == S_IFREG && budget.usedBytes == 800)
+        let second = try TestEnvironment.temporaryDirectory("layer")
+        let error = try #require(throws: RuntimeError.self) { try unpack(layer("b"), into: second) }
+        #expect(error.limit == "agent.oci.max_image_unpacked_bytes" && error.message.contains("test image"), "\(error)")
+        #expect(fileType("\(second)/b") == nil, "the file beyond the budget was not written")
+        // Sizes from outside (a corrupt record) are clamped, never overflow.
+        let large = ImageUnpackBudget(limit: 1 << 40, image: "x")
+        #expect(throws: RuntimeError.self) { try large.charge(Int64.max) }
+        #expect(throws: RuntimeError.self) { try large.charge(Int64.max) }
+        #expect(throws: Never.self) { try ImageUnpackBudget(limit: 1 << 50, image: "x").charge(-5) }
+    }
+
     /// Paths deeper than 256 directories or longer than PATH_MAX are refused before anything
     /// is created for them; `trusted.*` attributes (overlayfs's own) never come from a layer.
     @Test func deepTreesAndHostAttributesAreRefused() throws {

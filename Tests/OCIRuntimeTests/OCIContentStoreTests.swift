@@ -161,6 +161,40 @@ struct OCIContentStoreTests {
         #expect(!FileManager.default.fileExists(atPath: store.blobPath(layer.digest)), "nothing was stored")
     }
 
+    /// `max_image_unpacked_bytes` bounds an image's layers together, whether they are
+    /// unpacked by its pull or were already on the drone for another image.
+    @Test func anImagesUnpackedSizeIsBoundedAcrossItsLayers() async throws {
+        var limits = OCIImageLimits()
+        limits.maxImageUnpackedBytes = 1 << 20
+        var logger = Logger(label: "test.oci")
+        logger.logLevel = .warning
+        let store = try OCIContentStore(root: try TestEnvironment.temporaryDirectory("oci-store"),
+                                        registry: RegistryClient(insecureRegistries: [], client: HTTPClient.shared, logger: logger), logger: logger, limits: limits)
+        func layer(_ name: String) -> CraftedImage.Layer {
+            var tar = CraftedTar()
+            tar.entry(name, .file, data: [UInt8](repeating: 7, count: 600 << 10))
+            return .tar(tar.finish())
+        }
+        func pull(_ layers: [CraftedImage.Layer]) async throws -> ResolvedImage {
+            try await store.pull(try OCIImageReference("oci-layout:\(try CraftedImage.layout(layers: layers)):crafted"), credentials: nil, policy: .ifNotPresent)
+        }
+        func refusedAtTheImageLimit(_ error: any Error) -> Bool { (error as? RuntimeError)?.limit == "agent.oci.max_image_unpacked_bytes" }
+        // 600 KiB: within; its size is recorded beside the layer.
+        let small = try await pull([layer("a")])
+        let recorded = try String(contentsOfFile: store.layerSizePath(small.layers[0]), encoding: .utf8)
+        #expect(recorded == "\(600 << 10)\n")
+        // 1.2 MiB in two new layers: the second stops the pull.
+        await #expect(performing: { try await pull([layer("b"), layer("c")]) }, throws: refusedAtTheImageLimit)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(store.root)/tmp").isEmpty, "nothing left half-unpacked")
+        // The layer already here counts too.
+        await #expect(performing: { try await pull([layer("a"), layer("d")]) }, throws: refusedAtTheImageLimit)
+        // A layer from before sizes were recorded is measured once.
+        unlink(store.layerSizePath(small.layers[0]))
+        await #expect(performing: { try await pull([layer("a"), layer("d")]) }, throws: refusedAtTheImageLimit)
+        #expect(try String(contentsOfFile: store.layerSizePath(small.layers[0]), encoding: .utf8) == "\(600 << 10)\n")
+        #expect(try await pull([layer("a")]).layers == small.layers, "the image within the limit still pulls")
+    }
+
     @Test func localLayoutsAndGarbageCollection() async throws {
         let store = try makeStore(insecure: [])
         let text = try await OCITestImage.shared.reference()
@@ -176,6 +210,7 @@ struct OCIContentStoreTests {
         #expect(await store.collectGarbage(unusedSince: Timestamp(secondsSinceEpoch: Timestamp.now().secondsSinceEpoch + 3600), inUse: []) >= 1)
         #expect(await store.resolvedImage(text) == nil)
         #expect(try FileManager.default.contentsOfDirectory(atPath: "\(store.root)/layers/sha256").isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: "\(store.root)/layer-sizes/sha256").isEmpty, "sizes go with their layers")
     }
 
     @Test func anIndexPicksTheHostsPlatform() throws {

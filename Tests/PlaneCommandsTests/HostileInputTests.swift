@@ -337,12 +337,20 @@ struct HostileInputTests {
         tar = CraftedTar()
         tar.entry("zeros", .file, data: [UInt8](repeating: 0, count: 160 << 20))
         images.append(("a decompression bomb", try await push("bomb", [.gzip(try await CraftedImage.gzip(tar.finish()))]), "agent.oci.max_layer_unpacked_bytes"))
+        // Two layers within max_layer_unpacked_bytes, together beyond max_image_unpacked_bytes.
+        var halves: [CraftedImage.Layer] = []
+        for name in ["zeros-a", "zeros-b"] {
+            tar = CraftedTar()
+            tar.entry(name, .file, data: [UInt8](repeating: 0, count: 60 << 20))
+            halves.append(.gzip(try await CraftedImage.gzip(tar.finish())))
+        }
+        images.append(("two layers beyond the image's limit", try await push("halves", halves), "agent.oci.max_image_unpacked_bytes"))
         tar = CraftedTar()
         tar.pax([("path", (0..<300).map { _ in "d" }.joined(separator: "/") + "/file")])
         tar.entry("x", .file)
         images.append(("a directory tree 300 deep", try await push("deep", [.tar(tar.finish())]), nil))
 
-        let extra = "[agent.oci]\nruntime = \"crun\"\ninsecure_registries = [\"\(registry.address)\"]\nmax_layer_unpacked_bytes = 134217728\nmax_file_bytes = 268435456\n"
+        let extra = "[agent.oci]\nruntime = \"crun\"\ninsecure_registries = [\"\(registry.address)\"]\nmax_layer_unpacked_bytes = 134217728\nmax_image_unpacked_bytes = 104857600\nmax_file_bytes = 268435456\n"
         try await withCluster(.oci, image: try await OCITestImage.shared.reference(), droneExtra: extra) { cluster in
             for (what, reference, limit) in images {
                 let since = ContinuousClock.now
