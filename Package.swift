@@ -134,6 +134,7 @@ let package = Package(
             dependencies: [
                 "ContainerRuntime",
                 "PlaneCore",
+                "ProcessSupervision",
                 .product(name: "AsyncHTTPClient", package: "async-http-client"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),

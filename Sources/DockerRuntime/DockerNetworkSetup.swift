@@ -1,6 +1,7 @@
 import ContainerRuntime
 import Logging
 import PlaneCore
+import ProcessSupervision
 
 extension DockerRuntimeConfiguration.Network {
     /// The `NetworkMode` of a backend container.
@@ -22,7 +23,7 @@ struct DockerNetworkSetup {
     let client: DockerEngineClient
     let logger: Logger
 
-    func ensure(_ network: DockerRuntimeConfiguration.Network, egress: Bool = true) async throws(RuntimeError) {
+    func ensure(_ network: DockerRuntimeConfiguration.Network, egress: EgressPolicy = .allowAll, endpoint: String = "/var/run/docker.sock") async throws(RuntimeError) {
         switch network {
         case .host:
             return
@@ -37,14 +38,17 @@ struct DockerNetworkSetup {
             }
         case .managed(let name, let subnet):
             // Two drones of one daemon may create it at once: the loser finds it made.
-            for _ in 0..<3 {
+            for _ in 0..<4 {
                 let response = try await client.call(.GET, "/networks/\(name)")
                 switch response.status {
                 case 200:
-                    try check(response.json?.objectValue ?? JSONObject(), name: name, subnet: subnet, egress: egress)
+                    let info = response.json?.objectValue ?? JSONObject()
+                    try check(info, name: name, subnet: subnet, egress: egress)
+                    try await applyFirewall(egress, network: name, info: info, endpoint: endpoint)
                     return
                 case 404:
-                    if try await create(name: name, subnet: subnet, egress: egress) { return }
+                    // Created: the next round inspects it (for its bridge's name).
+                    _ = try await create(name: name, subnet: subnet, egress: egress)
                 default:
                     throw RuntimeError(.unavailable, "Docker could not inspect network '\(name)': \(response.status) \(response.message)")
                 }
@@ -53,17 +57,45 @@ struct DockerNetworkSetup {
         }
     }
 
+    /// The Linux bridge of a network Docker describes.
+    static func bridgeName(_ info: JSONObject) -> String? {
+        if let name = info["Options"]?.objectValue?["com.docker.network.bridge.name"]?.stringValue, !name.isEmpty { return name }
+        guard let id = info["Id"]?.stringValue, id.count >= 12 else { return nil }
+        return "br-\(id.prefix(12))"
+    }
+
+    /// An allow list is held by the drone's chain in `DOCKER-USER` for the network's bridge;
+    /// any other policy removes a chain an earlier configuration left (best effort).
+    func applyFirewall(_ egress: EgressPolicy, network: String, info: JSONObject, endpoint: String) async throws(RuntimeError) {
+        guard let bridge = Self.bridgeName(info), bridge.utf8.count <= 15,
+              bridge.utf8.allSatisfy({ ($0 >= 48 && $0 <= 57) || ($0 >= 65 && $0 <= 90) || ($0 >= 97 && $0 <= 122) || $0 == 45 || $0 == 95 || $0 == 46 }) else {
+            if case .allowList = egress {
+                throw RuntimeError(.unavailable, "Docker network '\(network)' has no bridge interface this drone can name; an egress allow list needs the drone's own bridge network.")
+            }
+            return
+        }
+        let placement = EgressFirewall.Placement.docker(bridge: bridge)
+        guard case .allowList = egress else {
+            if let firewall = try? EgressFirewall.make(logger: logger) { await firewall.remove(placement: placement) }
+            return
+        }
+        guard endpoint.hasPrefix("/") || endpoint.hasPrefix("unix://") else {
+            throw RuntimeError(.invalidSpec, "[agent.docker] egress lists networks, which the drone enforces in the Docker host's packet filter: it must run on that host (connection = { socket = ... }), not reach Docker at \(endpoint).")
+        }
+        try await EgressFirewall.make(logger: logger).apply(egress, placement: placement)
+    }
+
     /// An existing managed network must isolate its containers; one made by someone else
     /// with inter-container traffic on is refused rather than used.
-    func check(_ info: JSONObject, name: String, subnet: String, egress: Bool = true) throws(RuntimeError) {
+    func check(_ info: JSONObject, name: String, subnet: String, egress: EgressPolicy = .allowAll) throws(RuntimeError) {
         let driver = info["Driver"]?.stringValue ?? "?"
         let isolating = info["Options"]?.objectValue?[Self.interContainerOption]?.stringValue == "false"
         guard driver == "bridge", isolating else {
             throw RuntimeError(.invalidSpec, "Docker network '\(name)' exists but does not isolate backends (driver \(driver), \(Self.interContainerOption) is not false); remove it (docker network rm \(name)) so the drone creates it, or set [agent.docker] managed_network to another name.")
         }
         let isInternal = info["Internal"]?.boolValue ?? false
-        guard isInternal == !egress else {
-            throw RuntimeError(.invalidSpec, "Docker network '\(name)' exists \(isInternal ? "without" : "with") a way out, but [agent.docker] egress is \(egress ? "\"allow\"" : "\"deny\""); remove it (docker network rm \(name)) so the drone creates it as configured, or set managed_network to another name.")
+        guard isInternal == (egress == .denyAll) else {
+            throw RuntimeError(.invalidSpec, "Docker network '\(name)' exists \(isInternal ? "without" : "with") a way out, but [agent.docker] egress is \(egress == .denyAll ? "\"deny\"" : "not \"deny\""); remove it (docker network rm \(name)) so the drone creates it as configured, or set managed_network to another name.")
         }
         let subnets = (info["IPAM"]?.objectValue?["Config"]?.arrayValue ?? []).compactMap { $0.objectValue?["Subnet"]?.stringValue }
         if !subnets.contains(subnet) {
@@ -72,9 +104,9 @@ struct DockerNetworkSetup {
     }
 
     /// Creates the managed network; false when someone else created it meanwhile.
-    func create(name: String, subnet: String, egress: Bool = true) async throws(RuntimeError) -> Bool {
+    func create(name: String, subnet: String, egress: EgressPolicy = .allowAll) async throws(RuntimeError) -> Bool {
         let body = JSONValue.object(JSONObject([
-            ("Name", .string(name)), ("Driver", .string("bridge")), ("CheckDuplicate", .bool(true)), ("Internal", .bool(!egress)),
+            ("Name", .string(name)), ("Driver", .string("bridge")), ("CheckDuplicate", .bool(true)), ("Internal", .bool(egress == .denyAll)),
             ("IPAM", .object(JSONObject([("Config", .array([.object(JSONObject([("Subnet", .string(subnet))]))]))]))),
             ("Options", .object(JSONObject([(Self.interContainerOption, .string("false"))]))),
             ("Labels", .object(JSONObject([(DockerRuntime.managedLabel, .string("true"))]))),

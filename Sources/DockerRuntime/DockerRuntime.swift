@@ -35,7 +35,7 @@ public final class DockerRuntime: ContainerRuntime {
         let serverAPI = info["ApiVersion"]?.stringValue ?? DockerEngineClient.preferredAPIVersion
         if Self.compare(serverAPI, DockerEngineClient.preferredAPIVersion) < 0 { client.apiVersion = serverAPI }
         let engine = info["Version"]?.stringValue ?? "?"
-        try await DockerNetworkSetup(client: client, logger: logger).ensure(configuration.network, egress: configuration.egress)
+        try await DockerNetworkSetup(client: client, logger: logger).ensure(configuration.network, egress: configuration.egress, endpoint: configuration.endpoint)
         return DockerRuntime(configuration: configuration, droneID: droneID, logger: logger, client: client, engineVersion: engine)
     }
 

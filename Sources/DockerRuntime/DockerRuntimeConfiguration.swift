@@ -36,10 +36,11 @@ public struct DockerRuntimeConfiguration: Sendable, Hashable {
     /// Whether spawn requests may mount anything (v0.3.10's `allow_volume_mounts`).
     public var allowMounts: Bool = false
     public var network: Network = .managed(name: defaultManagedNetwork, subnet: defaultSubnet)
-    /// Whether backends on the managed network may reach anything beyond the drone's host
-    /// (`egress`): `true` (Docker's NAT, the default) or `false` (an internal network: the
-    /// drone reaches the backends, they reach nothing outside).
-    public var egress: Bool = true
+    /// What backends on the managed network may reach beyond the drone's host (`egress`):
+    /// everything (Docker's NAT, the default), nothing (an internal network: the drone
+    /// reaches the backends, they reach nothing outside), or the listed networks (Docker's
+    /// NAT, with the drone's `EgressFirewall` chain in `DOCKER-USER`).
+    public var egress: EgressPolicy = .allowAll
     /// The OOM killer's preference for backends (`OomScoreAdj`, -1000...1000): above the
     /// drone's own 0, so under memory pressure a backend is killed before the drone.
     public var oomScoreAdjust: Int = 500

@@ -1,3 +1,5 @@
+import ContainerRuntime
+
 /// The addresses of backend network namespaces: the subnet is cut into pairs of two
 /// (a /31 link each), the even address for the drone's end of the backend's veth link, the
 /// odd one for the backend. Pure bookkeeping; `OCINetworkNamespaces` makes the links.

@@ -45,19 +45,30 @@ public final class OCINetworkNamespaces: Sendable {
     let logger: Logger
     /// One empty file per namespace this drone made.
     let ownedDirectory: String
+    /// Whether packets from backends are forwarded at all (an `egress` other than `deny`;
+    /// the drone's `EgressFirewall` chain then decides where they may go).
+    let forwarding: Bool
     private let pool: Mutex<OCIAddressPool>
 
     public var subnet: IPv4Subnet { pool.withLock { $0.subnet } }
 
-    init(subnet: IPv4Subnet, ip: String, ownedDirectory: String, logger: Logger) {
+    /// In `ownedDirectory` while this drone's egress chains exist (so a drone with `deny`
+    /// removes only chains it made, not those of another drone on the subnet).
+    static let firewallMarker = "egress-firewall"
+
+    init(subnet: IPv4Subnet, ip: String, ownedDirectory: String, forwarding: Bool = false, logger: Logger) {
         self.ip = ip
         self.logger = logger
         self.ownedDirectory = ownedDirectory
+        self.forwarding = forwarding
         pool = Mutex(OCIAddressPool(subnet: subnet))
     }
 
-    /// Checks that `ip` is there and the subnet has room.
-    static func make(subnet: IPv4Subnet, ownedDirectory: String, logger: Logger) throws(RuntimeError) -> OCINetworkNamespaces {
+    /// Checks that `ip` is there and the subnet has room, and sets up the egress policy:
+    /// with `deny` nothing from a backend is forwarded; otherwise the host must forward
+    /// (`net.ipv4.ip_forward`) and the drone's iptables chains let backends out (masqueraded)
+    /// to what the policy allows.
+    static func make(subnet: IPv4Subnet, ownedDirectory: String, egress: EgressPolicy = .denyAll, logger: Logger) async throws(RuntimeError) -> OCINetworkNamespaces {
         guard subnet.prefixLength <= 30 else {
             throw RuntimeError(.invalidSpec, "[agent.oci] subnet \(subnet) is too small; give at least a /30 (each backend takes two addresses).")
         }
@@ -65,7 +76,23 @@ public final class OCINetworkNamespaces: Sendable {
         do { try PrivateFiles.directory(ownedDirectory) } catch {
             throw RuntimeError(.unavailable, "Cannot create \(ownedDirectory) for the OCI runtime's network namespaces.", underlying: error)
         }
-        return OCINetworkNamespaces(subnet: subnet, ip: ip, ownedDirectory: ownedDirectory, logger: logger)
+        let placement = EgressFirewall.Placement.namespaces(subnet: subnet, interfacePrefix: OCIAddressPool.namePrefix)
+        let marker = "\(ownedDirectory)/\(firewallMarker)"
+        if egress == .denyAll {
+            if FileManager.default.fileExists(atPath: marker), let firewall = try? EgressFirewall.make(logger: logger) {
+                await firewall.remove(placement: placement)
+                unlink(marker)
+            }
+        } else {
+            let forwarding = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_forward", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            guard forwarding == "1" else {
+                throw RuntimeError(.unavailable, "[agent.oci] egress \(egress) needs the host to forward packets: set net.ipv4.ip_forward = 1 (sysctl -w net.ipv4.ip_forward=1, and in /etc/sysctl.d/), or use egress = \"deny\".")
+            }
+            let fd = open(marker, O_WRONLY | O_CREAT | O_CLOEXEC, 0o600)
+            if fd >= 0 { close(fd) }
+            try await EgressFirewall.make(logger: logger).apply(egress, placement: placement)
+        }
+        return OCINetworkNamespaces(subnet: subnet, ip: ip, ownedDirectory: ownedDirectory, forwarding: egress != .denyAll, logger: logger)
     }
 
     /// Backends found after a restart keep their addresses; namespaces this drone made that
@@ -76,6 +103,13 @@ public final class OCINetworkNamespaces: Sendable {
         pool.withLock { pool in
             for network in networks {
                 if let address = IPv4Subnet.parse(network.address) { pool.claim(backendAddress: address) }
+            }
+        }
+        // The egress policy may have changed while the drone was down: running backends
+        // follow the current one.
+        for network in networks {
+            do { try Self.setForwarding(from: network.namespace, forwarding) } catch {
+                logger.warning("oci.network_forwarding_failed", metadata: ["plane.netns": "\(network.namespace)", "error": "\(error.message)"])
             }
         }
         let owned = (try? FileManager.default.contentsOfDirectory(atPath: ownedDirectory)) ?? []
@@ -165,19 +199,21 @@ public final class OCINetworkNamespaces: Sendable {
                 let detail = completion.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
                 throw RuntimeError(.unavailable, "ip \(arguments.joined(separator: " ")) ended with \(completion.statusDescription): \(detail)")
             }
-            if arguments.first == "-batch" { try Self.stopForwarding(from: name) }
+            if arguments.first == "-batch" { try Self.setForwarding(from: name, forwarding) }
         }
     }
 
-    /// Packets that come in on a backend's link are never forwarded (whatever the host's
-    /// `ip_forward`), so a backend reaches the drone's own addresses and nothing beyond:
-    /// not other backends, not other hosts.
-    static func stopForwarding(from interface: String) throws(RuntimeError) {
+    /// With `egress = "deny"` packets that come in on a backend's link are never forwarded
+    /// (whatever the host's `ip_forward`), so a backend reaches the drone's own addresses and
+    /// nothing beyond: not other backends, not other hosts. Otherwise they are, and the
+    /// drone's `EgressFirewall` chain drops what the policy does not allow (and always
+    /// traffic between backends).
+    static func setForwarding(from interface: String, _ enabled: Bool) throws(RuntimeError) {
         let path = "/proc/sys/net/ipv4/conf/\(interface)/forwarding"
         let fd = open(path, O_WRONLY | O_CLOEXEC)
         guard fd >= 0 else { throw RuntimeError(.unavailable, "Cannot open \(path): \(String(cString: strerror(errno))).") }
         defer { close(fd) }
-        guard write(fd, "0\n", 2) == 2 else { throw RuntimeError(.unavailable, "Cannot write \(path): \(String(cString: strerror(errno))).") }
+        guard write(fd, enabled ? "1\n" : "0\n", 2) == 2 else { throw RuntimeError(.unavailable, "Cannot write \(path): \(String(cString: strerror(errno))).") }
     }
 
     /// Removes a backend's link and namespace and frees its address.

@@ -63,7 +63,7 @@ public final class OCIRuntime: ContainerRuntime {
             throw RuntimeError(.unavailable, "The OCI shim executable \(shim) does not exist; set [agent.oci] shim to the plane executable.")
         }
         let networks = configuration.network == .namespace
-            ? try OCINetworkNamespaces.make(subnet: configuration.subnet, ownedDirectory: "\(root)/networks", logger: logger) : nil
+            ? try await OCINetworkNamespaces.make(subnet: configuration.subnet, ownedDirectory: "\(root)/networks", egress: configuration.egress, logger: logger) : nil
         let registry = RegistryClient(insecureRegistries: Set(configuration.insecureRegistries), client: Self.registryHTTPClient, logger: logger)
         let store = try OCIContentStore(root: "\(root)/content", registry: registry, logger: logger, limits: configuration.imageLimits)
         var builder = OCIBundleBuilder(seccomp: seccomp, defaultPidsLimit: configuration.defaultPidsLimit, readOnlyRoot: configuration.readOnlyRoot)

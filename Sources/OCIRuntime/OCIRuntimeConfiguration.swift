@@ -56,6 +56,10 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
     public var tmpfsSizeBytes: Int64 = 64 << 20
     /// How backends are networked.
     public var network: OCINetworkMode = .namespace
+    /// What backends in namespaces may reach beyond the drone's host: nothing (the
+    /// default: nothing from their links is forwarded), everything, or the listed networks
+    /// (forwarded, masqueraded, filtered by the drone's `EgressFirewall` chains).
+    public var egress: EgressPolicy = .denyAll
     /// Addresses of backend network namespaces (`network = "namespace"`), two per backend.
     public var subnet = IPv4Subnet(base: 0x0AD5_0000, prefixLength: 16)
     /// Name servers in the `resolv.conf` of backends with their own namespace (nil: the
@@ -94,7 +98,7 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
                                   "read_only_root", "allow_mounts", "overlay", "image_retention_secs", "gc_interval_secs",
                                   "standby_shim", "network", "subnet", "nameservers", "max_manifest_bytes", "max_config_bytes", "max_layers",
                                   "max_layer_bytes", "max_layer_unpacked_bytes", "max_file_bytes", "max_layer_entries", "oom_score_adj",
-                                  "tmp_size_bytes", "max_output_bytes", "memory_limit_bytes", "max_image_unpacked_bytes"]
+                                  "tmp_size_bytes", "max_output_bytes", "memory_limit_bytes", "max_image_unpacked_bytes", "egress"]
         if let unknown = json.keys.first(where: { !known.contains($0) }) {
             throw RuntimeError(.invalidSpec, "[agent.oci] has no setting '\(unknown)'; known: \(known.sorted().joined(separator: ", ")).")
         }
@@ -131,6 +135,9 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
         if let value = try integer("oom_score_adj", minimum: -1000, maximum: 1000) { oomScoreAdjust = Int(value) }
         if let value = try integer("tmp_size_bytes", minimum: 1 << 20, maximum: 1 << 40) { tmpfsSizeBytes = value }
         if let value = try integer("max_output_bytes", minimum: 64 << 10, maximum: 1 << 40) { maxOutputBytes = value }
+        if let value = json["egress"] {
+            do { egress = try EgressPolicy(setting: value) } catch { throw RuntimeError(.invalidSpec, "[agent.oci] \(error.message)") }
+        }
         if let value = try string("network") {
             guard let mode = OCINetworkMode(rawValue: value) else { throw Self.invalid("network", "\"host\" or \"namespace\"") }
             network = mode

@@ -200,10 +200,8 @@ enum DroneConfigLoader {
             }
         }
         if let value = docker.integer("oom_score_adj", in: -1000...1000) { object["oom_score_adj"] = .integer(value) }
-        if let egress = docker.string("egress") {
-            if ["allow", "deny"].contains(egress) { object["egress"] = .string(egress) } else {
-                docker.problem("egress", "'\(egress)' is not a policy; use \"allow\" (the default) or \"deny\"")
-            }
+        if docker.contains("egress"), let value = docker.table["egress"].map(json) {
+            do { object["egress"] = try EgressPolicy(setting: value).setting } catch { docker.problem("egress", error.message) }
         }
         if let value = docker.integer("tmp_size_bytes", in: (1 << 20)...(1 << 40)) { object["tmp_size_bytes"] = .integer(value) }
         if let value = docker.integer("pids_limit", in: 1...4_194_304) { object["pids_limit"] = .integer(value) }

@@ -136,7 +136,7 @@ struct DockerNetworkIsolationTests {
             _ = try await HTTPProbe(host: "10.215.241.2", port: 8080).waitUntilAnswering("/")
             let image = try await DockerTestImage.shared.ensureLoaded()
             var results: [Bool: String] = [:]
-            for (name, subnet, egress) in [(open, "10.215.242.0/24", true), (closed, "10.215.243.0/24", false)] {
+            for (name, subnet, egress) in [(open, "10.215.242.0/24", EgressPolicy.allowAll), (closed, "10.215.243.0/24", .denyAll)] {
                 var configuration = DockerRuntimeConfiguration()
                 configuration.endpoint = DockerTestSetup.endpoint
                 configuration.network = .managed(name: name, subnet: subnet)
@@ -144,7 +144,7 @@ struct DockerNetworkIsolationTests {
                 let runtime = try await DockerRuntime.make(configuration: configuration, droneID: .random(), logger: Logger(label: "test.docker"))
                 let (spec, http) = try await start(runtime, image: image)
                 started.append((runtime, spec.backendID))
-                results[egress] = try await http.get("/probe/connect/10.215.241.2/8080").body
+                results[egress == .allowAll] = try await http.get("/probe/connect/10.215.241.2/8080").body
             }
             #expect(results[true] == "connected", "with egress allowed: \(results[true] ?? "?")")
             #expect(results[false]?.hasPrefix("error: ") == true, "with egress denied: \(results[false] ?? "?")")
@@ -166,6 +166,65 @@ struct DockerNetworkIsolationTests {
         _ = await listener.waitForExit(timeout: .seconds(5))
         await removeNetwork(open)
         await removeNetwork(closed)
+        _ = try? await SystemProgram.run(executable: ip, ["link", "delete", outside])
+        _ = try? await SystemProgram.run(executable: ip, ["netns", "delete", outside])
+    }
+
+    /// `egress = [networks]`: backends reach the listed networks and nothing else beyond the
+    /// drone's host, through the drone's chain in DOCKER-USER; a drone restarted with
+    /// `allow` removes the chain. "Beyond" is a namespace of this test's own
+    /// (10.215.244.2 and .3, one listener on both).
+    @Test func egressAllowListsLetBackendsReachOnlyThoseNetworks() async throws {
+        let outside = "pltallow\(UInt16.random(in: 0...UInt16.max))"
+        let ip = "/usr/sbin/ip"
+        for arguments in [["netns", "add", outside], ["link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", outside],
+                          ["addr", "add", "10.215.244.1/24", "dev", outside], ["link", "set", outside, "up"],
+                          ["-netns", outside, "link", "set", "lo", "up"], ["-netns", outside, "addr", "add", "10.215.244.2/24", "dev", "eth0"],
+                          ["-netns", outside, "addr", "add", "10.215.244.3/24", "dev", "eth0"],
+                          ["-netns", outside, "link", "set", "eth0", "up"], ["-netns", outside, "route", "add", "default", "via", "10.215.244.1"]] {
+            _ = try await SystemProgram.run(executable: ip, arguments)
+        }
+        let listener = try ChildProcess(ip, arguments: ["netns", "exec", outside, "env", "PORT=8080", "HOST=0.0.0.0", try TestExecutables.path("plane-test-server")])
+        let name = Self.uniqueName("plane-test-allow")
+        let firewall = try EgressFirewall.make(logger: Logger(label: "test.egress"))
+        var bridge: String?
+        var started: [(DockerRuntime, BackendID)] = []
+        do {
+            _ = try await HTTPProbe(host: "10.215.244.2", port: 8080).waitUntilAnswering("/")
+            let image = try await DockerTestImage.shared.ensureLoaded()
+            var configuration = DockerRuntimeConfiguration()
+            configuration.endpoint = DockerTestSetup.endpoint
+            configuration.network = .managed(name: name, subnet: "10.215.245.0/24")
+            configuration.egress = .allowList([try IPv4Subnet("10.215.244.2/32")])
+            let runtime = try await DockerRuntime.make(configuration: configuration, droneID: .random(), logger: Logger(label: "test.docker"))
+            let inspect = try JSONParser.parse(try await Self.docker.run(["network", "inspect", name])).arrayValue?.first?.objectValue ?? JSONObject()
+            bridge = DockerNetworkSetup.bridgeName(inspect)
+            #expect(inspect["Internal"]?.boolValue == false, "an allow list needs Docker's way out")
+            let (first, http) = try await start(runtime, image: image)
+            let (second, other) = try await start(runtime, image: image)
+            started += [(runtime, first.backendID), (runtime, second.backendID)]
+            #expect(try await http.get("/probe/connect/10.215.244.2/8080").body == "connected", "the listed network")
+            #expect(try await http.get("/probe/connect/10.215.244.3/8080").body.hasPrefix("error: "), "an address not listed")
+            #expect(try await http.get("/probe/connect/\(other.host)/\(other.port)").body.hasPrefix("error: "), "the neighbour")
+            let chain = EgressFirewall.chain(for: .docker(bridge: bridge ?? "?"))
+            #expect(try await SystemProgram.run(executable: "/usr/sbin/iptables", ["-S", "DOCKER-USER"]).output.contains("-j \(chain)"))
+
+            // The drone restarted with `allow`: the chain goes, everything is reachable.
+            configuration.egress = .allowAll
+            _ = try await DockerRuntime.make(configuration: configuration, droneID: .random(), logger: Logger(label: "test.docker"))
+            #expect(!(try await SystemProgram.run(executable: "/usr/sbin/iptables", ["-S", "DOCKER-USER"]).output.contains(chain)))
+            #expect(try await http.get("/probe/connect/10.215.244.3/8080").body == "connected")
+        } catch {
+            Issue.record("\(error)")
+        }
+        for (runtime, backend) in started {
+            try? await runtime.stop(backend, grace: .seconds(1))
+            try? await runtime.remove(backend)
+        }
+        if let bridge { await firewall.remove(placement: .docker(bridge: bridge)) }
+        listener.signal(SIGKILL)
+        _ = await listener.waitForExit(timeout: .seconds(5))
+        await removeNetwork(name)
         _ = try? await SystemProgram.run(executable: ip, ["link", "delete", outside])
         _ = try? await SystemProgram.run(executable: ip, ["netns", "delete", outside])
     }

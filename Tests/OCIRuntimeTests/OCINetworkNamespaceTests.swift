@@ -120,4 +120,70 @@ struct OCINetworkNamespaceTests {
         }
         #expect(try await namespaces(driver).isEmpty)
     }
+
+    /// `egress`: with the default (`deny`) nothing from a backend is forwarded; with a list
+    /// only connections to the listed networks leave (masqueraded); with `allow` all do;
+    /// backends never reach each other. "Outside" is a namespace of this test's own inside
+    /// the driver's (10.216.0.2 and .3, one listener on both); a drone restarted with
+    /// another policy applies it to the backends it finds.
+    @Test func egressPolicies() async throws {
+        let driver = try RuntimeDriverProcess()
+        defer { driver.end() }
+        for argv in [["/bin/sh", "-c", "echo 1 > /proc/sys/net/ipv4/ip_forward"], ["/usr/sbin/ip", "netns", "add", "pltout"],
+                     ["/usr/sbin/ip", "link", "add", "pltout", "type", "veth", "peer", "name", "eth0", "netns", "pltout"],
+                     ["/usr/sbin/ip", "addr", "add", "10.216.0.1/24", "dev", "pltout"], ["/usr/sbin/ip", "link", "set", "pltout", "up"],
+                     ["/usr/sbin/ip", "-netns", "pltout", "addr", "add", "10.216.0.2/24", "dev", "eth0"],
+                     ["/usr/sbin/ip", "-netns", "pltout", "addr", "add", "10.216.0.3/24", "dev", "eth0"],
+                     ["/usr/sbin/ip", "-netns", "pltout", "link", "set", "eth0", "up"]] {
+            let result = try await driver.run(argv)
+            guard result.status == 0 else { throw RuntimeDriverProcess.Failure(description: "\(argv): \(result.output)") }
+        }
+        // The listener runs in the outside namespace, entered through the driver's (a child
+        // of this test, ended by PID; not of the driver, whose commands wait for their output).
+        let namespaces = "/proc/\(driver.process.processIdentifier)/ns"
+        let listener = try ChildProcess("/usr/bin/nsenter", arguments: ["--net=\(namespaces)/net", "--mount=\(namespaces)/mnt", "ip", "netns", "exec", "pltout",
+                                                                        "env", "PORT=8080", "HOST=0.0.0.0", try TestExecutables.path("plane-test-server")])
+        defer { listener.signal(SIGKILL) }
+        let state = try TestEnvironment.temporaryDirectory("oci-egress")
+        let image = try await OCITestImage.shared.reference()
+        func make(_ egress: Any?) async throws {
+            var oci: [String: Any] = ["runtime": "crun", "shim": try TestExecutables.path("plane"), "subnet": "10.213.0.0/29"]
+            if let egress { oci["egress"] = egress }
+            try await driver.call(["command": "make", "state_dir": state, "drone": "egress-drone", "oci": oci])
+        }
+        func reaches(_ backend: String, _ host: String) async throws -> Bool {
+            try await get(driver, backend, "/probe/connect/\(host)/8080") == "connected"
+        }
+        try await make(["10.216.0.2/32"])
+        let first = BackendID.random().rawValue, second = BackendID.random().rawValue
+        let a = try await driver.call(["command": "start", "backend": first, "image": image, "port": 8080])["address"] as? String ?? ""
+        let b = try await driver.call(["command": "start", "backend": second, "image": image, "port": 8080])["address"] as? String ?? ""
+        for _ in 0..<50 where !(try await reaches(a, "10.216.0.2")) { try await Task.sleep(for: .milliseconds(100)) }
+        #expect(try await reaches(a, "10.216.0.2"), "the listed network is reachable")
+        #expect(!(try await reaches(a, "10.216.0.3")), "an unlisted address is not")
+        let aToB = try await reaches(a, "10.213.0.3"), bToA = try await reaches(b, "10.213.0.1")
+        #expect(!aToB && !bToA, "backends do not reach each other")
+        let rules = try await driver.run(["/usr/sbin/iptables", "-S", "PLANE-OCI-0AD50000-29"]).output
+        #expect(rules.contains("-A PLANE-OCI-0AD50000-29 -d 10.216.0.2/32 -j ACCEPT"), "\(rules)")
+
+        // Restarted with `allow`: everything out, still not each other.
+        try await driver.call(["command": "close"])
+        try await make("allow")
+        let listed = try await reaches(a, "10.216.0.2"), unlisted = try await reaches(a, "10.216.0.3")
+        #expect(listed && unlisted, "with allow, everything")
+        #expect(!(try await reaches(a, "10.213.0.3")), "backends do not reach each other")
+
+        // Restarted with the default: nothing out, for the running backends too; the chains
+        // are gone.
+        try await driver.call(["command": "close"])
+        try await make(nil)
+        let afterDeny = try await reaches(a, "10.216.0.2"), otherAfterDeny = try await reaches(b, "10.216.0.3")
+        #expect(!afterDeny && !otherAfterDeny, "with deny, nothing, for backends started before too")
+        #expect(try await driver.run(["/usr/sbin/iptables", "-S", "PLANE-OCI-0AD50000-29"]).status != 0)
+        #expect(!(try await driver.run(["/usr/sbin/iptables", "-t", "nat", "-S", "POSTROUTING"]).output.contains("PLANE-NAT")))
+        for backend in [first, second] {
+            try await driver.call(["command": "stop", "backend": backend, "grace_ms": 2000])
+            try await driver.call(["command": "remove", "backend": backend])
+        }
+    }
 }

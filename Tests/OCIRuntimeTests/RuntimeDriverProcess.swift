@@ -64,7 +64,9 @@ final class RuntimeDriverProcess: @unchecked Sendable {
     }
 
     /// Runs a program in the driver's namespaces; its exit status and output.
-    func run(_ argv: String...) async throws -> (status: Int, output: String) {
+    func run(_ argv: String...) async throws -> (status: Int, output: String) { try await run(argv) }
+
+    func run(_ argv: [String]) async throws -> (status: Int, output: String) {
         let answer = try await call(["command": "run", "argv": argv])
         return (answer["status"] as? Int ?? -1, answer["output"] as? String ?? "")
     }

@@ -1,3 +1,4 @@
+import ContainerRuntime
 import DockerRuntime
 import Foundation
 import NATS
@@ -87,11 +88,16 @@ struct DroneConfigTests {
         #expect(try network("network = \"host\"\n") == .host)
         #expect(try network("managed_network = \"tenants\"\nsubnet = \"10.99.0.0/24\"\n") == .managed(name: "tenants", subnet: "10.99.0.0/24"))
         #expect(try network("", ) == network("insecure_gpu = false\n"))
-        #expect(try DroneCommand.dockerConfiguration(try #require(try load(base + "egress = \"deny\"\n").agent).runtimeConfiguration).egress == false)
-        #expect(try DroneCommand.dockerConfiguration(try #require(try load(base).agent).runtimeConfiguration).egress)
+        func egress(_ keys: String) throws -> EgressPolicy {
+            try DroneCommand.dockerConfiguration(try #require(try load(base + keys).agent).runtimeConfiguration).egress
+        }
+        #expect(try egress("egress = \"deny\"\n") == .denyAll)
+        #expect(try egress("") == .allowAll)
+        #expect(try egress("egress = [\"10.0.0.0/8\", \"203.0.113.7/32\"]\n") == .allowList([try IPv4Subnet("10.0.0.0/8"), try IPv4Subnet("203.0.113.7/32")]))
         for (keys, prefix) in [("network = \"a/b\"\n", "agent.docker.network:"), ("subnet = \"10.0.0.0/30\"\n", "agent.docker.subnet:"),
                                ("subnet = \"10.0.0.1/24\"\n", "agent.docker.subnet:"), ("network = \"plane\"\nsubnet = \"10.9.0.0/16\"\n", "agent.docker.network:"),
-                               ("managed_network = \"host\"\n", "agent.docker.managed_network:"), ("egress = \"some\"\n", "agent.docker.egress:"),
+                               ("managed_network = \"host\"\n", "agent.docker.managed_network:"), ("egress = \"some\"\n", "agent.docker.egress:"), ("egress = [\"10.0.0.1/8\"]\n", "agent.docker.egress:"),
+                               ("egress = []\n", "agent.docker.egress:"), ("egress = [5]\n", "agent.docker.egress:"),
                                ("network = \"plane\"\negress = \"deny\"\n", "agent.docker.network:")] {
             #expect(problems(base + keys).contains { $0.hasPrefix(prefix) }, "\(keys) → \(problems(base + keys))")
         }

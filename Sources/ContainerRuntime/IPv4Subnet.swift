@@ -1,4 +1,3 @@
-import ContainerRuntime
 
 /// An IPv4 network in CIDR notation (`10.213.0.0/16`), for the addresses of backend
 /// network namespaces.
@@ -21,7 +20,7 @@ public struct IPv4Subnet: Sendable, Hashable, CustomStringConvertible {
         prefixLength = length
     }
 
-    init(base: UInt32, prefixLength: Int) {
+    public init(base: UInt32, prefixLength: Int) {
         self.base = base
         self.prefixLength = prefixLength
     }
