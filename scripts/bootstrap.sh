@@ -23,6 +23,8 @@ declare -A PACKAGES=(
   [skopeo]=skopeo
   [ip]=iproute2
   [unshare]=util-linux
+  [iptables]=iptables
+  [mkfs.btrfs]=btrfs-progs
   [pebble]=pebble
 )
 
@@ -37,6 +39,7 @@ declare -A HEADERS=(
   [zlib.h]=zlib1g-dev
   [zstd.h]=libzstd-dev
   [seccomp.h]=libseccomp-dev
+  [linux/btrfs.h]=linux-libc-dev
 )
 for header in "${!HEADERS[@]}"; do
   [ -f "/usr/include/$header" ] || missing+=("${HEADERS[$header]}")

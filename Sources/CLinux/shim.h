@@ -113,3 +113,50 @@ static inline int plane_return_to_mount_namespace(int original) {
     errno = saved;
     return result;
 }
+
+// btrfs subvolumes with a quota group limit (a backend's writable layer).
+#include <sys/ioctl.h>
+#include <sys/statfs.h>
+#include <stdint.h>
+#include <string.h>
+#include <linux/btrfs.h>
+
+/// Whether `path` is on btrfs: 1, 0, or -1 with errno.
+static inline int plane_is_btrfs(const char *path) {
+    struct statfs info;
+    if (statfs(path, &info) != 0) return -1;
+    return (unsigned long)info.f_type == 0x9123683EUL;
+}
+
+/// Creates subvolume `name` in the directory `parent` (BTRFS_IOC_SUBVOL_CREATE). 0, or -1
+/// with errno.
+static inline int plane_btrfs_create_subvolume(const char *parent, const char *name) {
+    struct btrfs_ioctl_vol_args arguments;
+    memset(&arguments, 0, sizeof arguments);
+    if (strlen(name) > BTRFS_PATH_NAME_MAX) { errno = ENAMETOOLONG; return -1; }
+    strncpy(arguments.name, name, BTRFS_PATH_NAME_MAX);
+    int fd = open(parent, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int result = ioctl(fd, BTRFS_IOC_SUBVOL_CREATE, &arguments);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return result;
+}
+
+/// Limits what the subvolume at `path` refers to (its quota group's max_rfer) to `bytes`.
+/// 0, or -1 with errno (ENOTCONN: quotas are not enabled on the filesystem).
+static inline int plane_btrfs_limit_subvolume(const char *path, uint64_t bytes) {
+    struct btrfs_ioctl_qgroup_limit_args arguments;
+    memset(&arguments, 0, sizeof arguments);
+    arguments.qgroupid = 0; /* the subvolume of the descriptor */
+    arguments.lim.flags = BTRFS_QGROUP_LIMIT_MAX_RFER;
+    arguments.lim.max_rfer = bytes;
+    int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+    if (fd < 0) return -1;
+    int result = ioctl(fd, BTRFS_IOC_QGROUP_LIMIT, &arguments);
+    int saved = errno;
+    close(fd);
+    errno = saved;
+    return result;
+}

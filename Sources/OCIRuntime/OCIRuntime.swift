@@ -66,6 +66,14 @@ public final class OCIRuntime: ContainerRuntime {
             ? try await OCINetworkNamespaces.make(subnet: configuration.subnet, ownedDirectory: "\(root)/networks", egress: configuration.egress, logger: logger) : nil
         let registry = RegistryClient(insecureRegistries: Set(configuration.insecureRegistries), client: Self.registryHTTPClient, logger: logger)
         let store = try OCIContentStore(root: "\(root)/content", registry: registry, logger: logger, limits: configuration.imageLimits)
+        if let limit = configuration.writableLayerBytes {
+            guard configuration.useOverlay else {
+                throw RuntimeError(.invalidSpec, "[agent.oci] writable_layer_bytes limits an overlay's writable layer; it cannot be used with overlay = false.")
+            }
+            if let problem = RootFilesystem.writableLayerLimitProblem(in: root) {
+                throw RuntimeError(.unavailable, "[agent.oci] writable_layer_bytes (\(limit)) needs state_dir on btrfs with quotas enabled, and \(root) cannot: \(problem). Put state_dir on such a filesystem, or remove the key.")
+            }
+        }
         var builder = OCIBundleBuilder(seccomp: seccomp, defaultPidsLimit: configuration.defaultPidsLimit, readOnlyRoot: configuration.readOnlyRoot)
         builder.recursiveReadOnly = plane_has_mount_setattr() != 0
         builder.oomScoreAdjust = configuration.oomScoreAdjust
@@ -245,7 +253,8 @@ public final class OCIRuntime: ContainerRuntime {
                                                                      nameservers: configuration.nameservers), to: directory.resolvConfFile)
                 bundleNetwork = .namespace(path: created.path, hostsFile: directory.hostsFile, resolvConfFile: directory.resolvConfFile)
             }
-            let rootKind = try RootFilesystem.create(in: directory, layers: image.layers.map { store.layerPath($0) }, allowOverlay: configuration.useOverlay)
+            let rootKind = try RootFilesystem.create(in: directory, layers: image.layers.map { store.layerPath($0) }, allowOverlay: configuration.useOverlay,
+                                                     writableLayerBytes: configuration.writableLayerBytes)
             var record = OCIBackendRecord(backendID: backend, containerID: id, image: image.reference, address: address, port: spec.port,
                                           overlayRoot: rootKind == .overlay, network: network)
             record.runtimeFlavor = binary.flavor.rawValue

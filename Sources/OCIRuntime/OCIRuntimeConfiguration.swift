@@ -31,6 +31,9 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
     public var seccompProfile: String = "default"
     /// Process limit per backend when the spawn sets none.
     public var defaultPidsLimit: Int64 = 4096
+    /// What a backend may write to its root file system (its overlay's upper directory), in
+    /// bytes, held by a btrfs quota group on its own subvolume (nil: no limit).
+    public var writableLayerBytes: Int64?
     /// Memory limit per backend when the spawn sets none (nil: none).
     public var defaultMemoryBytes: Int64? = ResourceLimitsSpec.defaultMemoryBytes
     /// A read-only root file system for every backend (with a writable tmpfs `/tmp`).
@@ -98,7 +101,7 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
                                   "read_only_root", "allow_mounts", "overlay", "image_retention_secs", "gc_interval_secs",
                                   "standby_shim", "network", "subnet", "nameservers", "max_manifest_bytes", "max_config_bytes", "max_layers",
                                   "max_layer_bytes", "max_layer_unpacked_bytes", "max_file_bytes", "max_layer_entries", "oom_score_adj",
-                                  "tmp_size_bytes", "max_output_bytes", "memory_limit_bytes", "max_image_unpacked_bytes", "egress"]
+                                  "tmp_size_bytes", "max_output_bytes", "memory_limit_bytes", "max_image_unpacked_bytes", "egress", "writable_layer_bytes"]
         if let unknown = json.keys.first(where: { !known.contains($0) }) {
             throw RuntimeError(.invalidSpec, "[agent.oci] has no setting '\(unknown)'; known: \(known.sorted().joined(separator: ", ")).")
         }
@@ -137,6 +140,10 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
         if let value = try integer("max_output_bytes", minimum: 64 << 10, maximum: 1 << 40) { maxOutputBytes = value }
         if let value = json["egress"] {
             do { egress = try EgressPolicy(setting: value) } catch { throw RuntimeError(.invalidSpec, "[agent.oci] \(error.message)") }
+        }
+        if let value = try integer("writable_layer_bytes", minimum: 0, maximum: 1 << 50) {
+            guard value == 0 || value >= 1 << 20 else { throw Self.invalid("writable_layer_bytes", "0 (no limit) or an integer from 1048576 (1 MiB) to \(Int64(1) << 50)") }
+            writableLayerBytes = value == 0 ? nil : value
         }
         if let value = try string("network") {
             guard let mode = OCINetworkMode(rawValue: value) else { throw Self.invalid("network", "\"host\" or \"namespace\"") }

@@ -15,7 +15,13 @@ enum RootFilesystem {
     static let maximumOptionsLength = 4_000
 
     /// Makes `directory.rootfs` from `layers` (unpacked layer directories, bottom first).
-    static func create(in directory: OCIBackendDirectory, layers: [String], allowOverlay: Bool = true) throws(RuntimeError) -> Kind {
+    /// With `writableLayerBytes`, the overlay's upper and work directories are a btrfs
+    /// subvolume (`overlay/`) whose quota group is limited to that many bytes: a write
+    /// beyond fails with EDQUOT. Such a root is always an overlay (a copy would not be
+    /// limited).
+    static func create(in directory: OCIBackendDirectory, layers: [String], allowOverlay: Bool = true,
+                       writableLayerBytes: Int64? = nil) throws(RuntimeError) -> Kind {
+        if let writableLayerBytes { try makeLimitedWritableLayer(directory, bytes: writableLayerBytes) }
         for path in [directory.rootfs, directory.overlayUpper, directory.overlayWork] {
             do {
                 try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true)
@@ -24,8 +30,45 @@ enum RootFilesystem {
             }
         }
         if allowOverlay, try mountOverlay(directory, layers: layers) { return .overlay }
+        if writableLayerBytes != nil {
+            throw RuntimeError(.unavailable, "The backend's root cannot be an overlay here, and [agent.oci] writable_layer_bytes limits only an overlay's writable layer; fix overlayfs on the state directory or remove the key.")
+        }
         for layer in layers { try LayerMerger.merge(layer: layer, into: directory.rootfs) }
         return .copy
+    }
+
+    /// The backend's `overlay/` as a btrfs subvolume limited to `bytes`.
+    static func makeLimitedWritableLayer(_ directory: OCIBackendDirectory, bytes: Int64) throws(RuntimeError) {
+        do {
+            try FileManager.default.createDirectory(atPath: directory.path, withIntermediateDirectories: true)
+        } catch {
+            throw RuntimeError(.internal, "Cannot create \(directory.path) for the backend's root.", underlying: error)
+        }
+        let subvolume = "\(directory.path)/overlay"
+        guard FileManager.default.fileExists(atPath: subvolume) || plane_btrfs_create_subvolume(directory.path, "overlay") == 0 else {
+            throw RuntimeError(.unavailable, "Cannot make \(subvolume) a btrfs subvolume: \(String(cString: strerror(errno))). [agent.oci] writable_layer_bytes needs state_dir on btrfs.")
+        }
+        guard plane_btrfs_limit_subvolume(subvolume, UInt64(max(0, bytes))) == 0 else {
+            let reason = errno == ENOTCONN ? "quotas are not enabled on its filesystem (btrfs quota enable {mount point})" : String(cString: strerror(errno))
+            throw RuntimeError(.unavailable, "Cannot limit \(subvolume) to \(bytes) bytes: \(reason).")
+        }
+    }
+
+    /// Why `directory` cannot hold limited writable layers, or nil when it can: it must be
+    /// on btrfs with quotas enabled. Tried for real: a subvolume is made, limited and removed.
+    static func writableLayerLimitProblem(in directory: String) -> String? {
+        switch plane_is_btrfs(directory) {
+        case 1: break
+        case 0: return "it is not on btrfs"
+        default: return String(cString: strerror(errno))
+        }
+        let probe = "writable-layer-check-\(UInt32.random(in: 0...UInt32.max))"
+        guard plane_btrfs_create_subvolume(directory, probe) == 0 else { return "cannot create a subvolume there: \(String(cString: strerror(errno)))" }
+        defer { rmdir("\(directory)/\(probe)") }
+        guard plane_btrfs_limit_subvolume("\(directory)/\(probe)", 1 << 20) == 0 else {
+            return errno == ENOTCONN ? "btrfs quotas are not enabled (btrfs quota enable {mount point})" : "cannot limit a subvolume: \(String(cString: strerror(errno)))"
+        }
+        return nil
     }
 
     /// Mounts the overlay; false when overlayfs is not possible here (so a copy is made).

@@ -48,6 +48,8 @@ enum SandboxProbes {
         case EHOSTUNREACH: "EHOSTUNREACH"
         case ETIMEDOUT: "ETIMEDOUT"
         case EROFS: "EROFS"
+        case EDQUOT: "EDQUOT"
+        case ENOSPC: "ENOSPC"
         default: "errno \(code)"
         }
     }
@@ -82,6 +84,25 @@ enum SandboxProbes {
         guard fd >= 0 else { return "error: \(errnoName(errno))" }
         defer { close(fd) }
         return Glibc.write(fd, "x", 1) == 1 ? "ok" : "error: \(errnoName(errno))"
+    }
+
+    /// Writes `megabytes` MiB to `path` (replacing it) and syncs it: `wrote {n}`, or the error
+    /// and how many MiB went in before it (`error: EDQUOT after 7`).
+    static func fill(path: String, megabytes: Int) -> String {
+        let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC | O_NOFOLLOW, 0o644)
+        guard fd >= 0 else { return "error: \(errnoName(errno))" }
+        defer { close(fd) }
+        let chunk = [UInt8](repeating: 0x5A, count: 1 << 20)
+        for written in 0..<max(0, min(megabytes, 4096)) {
+            var offset = 0
+            while offset < chunk.count {
+                let count = chunk.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, chunk.count - offset) }
+                guard count > 0 else { return "error: \(errnoName(errno)) after \(written)" }
+                offset += count
+            }
+        }
+        guard fsync(fd) == 0 else { return "error: \(errnoName(errno)) at sync" }
+        return "wrote \(megabytes)"
     }
 
     /// The first 64 KiB of the file at `path`, or `error: <errno>`.

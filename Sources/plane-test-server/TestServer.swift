@@ -17,7 +17,8 @@ import NIOWebSocket
 /// - for sandbox tests (SandboxProbes): `/probe/write/{path}` (create a file), `/probe/read/{path}`,
 ///   `/probe/mount/{path}` (the mount options there), `/probe/sandbox` (unshare, keyctl and mount
 ///   results, capabilities, no_new_privs, seccomp mode), `/probe/spawn/{n}` (start up to n
-///   child processes), `/probe/allocate/{mib}` (allocate and touch memory);
+///   child processes), `/probe/allocate/{mib}` (allocate and touch memory), `/probe/fill/{mib}`
+///   (write that many MiB to `/plane-fill`);
 /// - any path with a WebSocket upgrade echoes text and binary messages;
 /// - env `EXIT_CODE` (+ `EXIT_TIMEOUT` in ms) exits after the delay without serving;
 /// - listens on `0.0.0.0:$PORT` (default 8080; `HOST` overrides the address);
@@ -217,6 +218,9 @@ final class HTTPHandler: ChannelInboundHandler, RemovableChannelHandler {
             contentType = "application/json"
         case let p where p.hasPrefix("/probe/allocate/"):
             body = SandboxProbes.allocate(Int(p.dropFirst("/probe/allocate/".count)) ?? 0)
+        case let p where p.hasPrefix("/probe/fill/"):
+            // /probe/fill/{mib}: write that many MiB to /plane-fill (the writable layer).
+            body = SandboxProbes.fill(path: "/plane-fill", megabytes: Int(p.dropFirst("/probe/fill/".count)) ?? 0)
         case let p where p.hasPrefix("/probe/write/"):
             // /probe/write/{absolute path}: create a file there.
             body = SandboxProbes.write(path: String(p.dropFirst("/probe/write".count)))

@@ -38,7 +38,7 @@ struct OCIRuntimeConfigurationTests {
              "pids_limit": 256, "read_only_root": true, "allow_mounts": true, "overlay": false,
              "image_retention_secs": 0, "gc_interval_secs": 60, "standby_shim": false,
              "network": "namespace", "subnet": "192.168.240.0/20", "nameservers": ["192.0.2.53", "2001:db8::53"],
-             "oom_score_adj": 900, "tmp_size_bytes": 1048576, "max_output_bytes": 1048576, "memory_limit_bytes": 67108864, "egress": ["10.20.0.0/16"]}
+             "oom_score_adj": 900, "tmp_size_bytes": 1048576, "max_output_bytes": 1048576, "memory_limit_bytes": 67108864, "egress": ["10.20.0.0/16"], "writable_layer_bytes": 1073741824}
             """)
         #expect(all.runtime == "crun" && all.stateDirectory == "/srv/oci" && all.shimExecutable == "/usr/local/bin/plane")
         #expect(all.defaultRegistry == "registry.example:5000" && all.insecureRegistries == ["127.0.0.1:5000", "build-cache:80"])
@@ -50,7 +50,9 @@ struct OCIRuntimeConfigurationTests {
         #expect(all.oomScoreAdjust == 900 && all.tmpfsSizeBytes == 1 << 20 && all.maxOutputBytes == 1 << 20 && all.defaultMemoryBytes == 64 << 20)
         #expect(try configuration(#"{"memory_limit_bytes": 0}"#).defaultMemoryBytes == nil, "0: no limit")
         let listed = EgressPolicy.allowList([try IPv4Subnet("10.20.0.0/16")])
-        #expect(all.egress == listed)
+        #expect(all.egress == listed && all.writableLayerBytes == 1 << 30)
+        #expect(try configuration(#"{"writable_layer_bytes": 0}"#).writableLayerBytes == nil && (try configuration("{}")).writableLayerBytes == nil)
+        #expect(problem(#"{"writable_layer_bytes": 4096}"#) == "[agent.oci] writable_layer_bytes must be 0 (no limit) or an integer from 1048576 (1 MiB) to 1125899906842624.")
         #expect(try configuration(#"{"egress": "allow"}"#).egress == .allowAll)
         #expect(problem(#"{"egress": "open"}"#)?.hasPrefix("[agent.oci] egress 'open' is not a policy") == true)
         #expect(problem(#"{"oom_score_adj": 1001}"#)?.contains("oom_score_adj") == true)

@@ -119,6 +119,59 @@ struct OCIRuntimeSecurityTests {
         await cleanUp(runtime, spec.backendID)
     }
 
+    /// `writable_layer_bytes`: what a backend writes to its root stops at its own limit
+    /// (EDQUOT), another backend has a limit of its own; on a filesystem that cannot hold
+    /// the limit the runtime refuses to start, saying what it needs. The filesystem is a
+    /// btrfs image of this test's own with quotas enabled, mounted on a loop device.
+    @Test func aBackendsWritableLayerStopsAtItsLimit() async throws {
+        let scratch = try TestEnvironment.temporaryDirectory("oci-quota")
+        let plain = try TestEnvironment.temporaryDirectory("oci-no-quota")
+        if RootFilesystem.writableLayerLimitProblem(in: plain) != nil {
+            await #expect { _ = try await OCITestSetup.runtime(.crunLayout) { $0.stateDirectory = plain; $0.writableLayerBytes = 8 << 20 } } throws: {
+                guard let error = $0 as? RuntimeError else { return false }
+                return error.code == .unavailable && error.message.contains("writable_layer_bytes") && error.message.contains("btrfs")
+            }
+        }
+        let mountPoint = "\(scratch)/mnt"
+        try FileManager.default.createDirectory(atPath: mountPoint, withIntermediateDirectories: true)
+        _ = try await SystemProgram("truncate", debianPackage: "coreutils").run(["-s", "1G", "\(scratch)/fs.img"])
+        _ = try await SystemProgram("mkfs.btrfs", debianPackage: "btrfs-progs").run(["-q", "-f", "\(scratch)/fs.img"])
+        _ = try await SystemProgram("mount", debianPackage: "mount").run(["-o", "loop", "\(scratch)/fs.img", mountPoint])
+        var started: [BackendID] = []
+        var runtime: OCIRuntime?
+        do {
+            // Without quotas enabled, refused with what to do.
+            await #expect { _ = try await OCITestSetup.runtime(.crunLayout) { $0.stateDirectory = "\(mountPoint)/oci"; $0.writableLayerBytes = 8 << 20 } } throws: {
+                ($0 as? RuntimeError)?.message.contains("btrfs quota enable") ?? false
+            }
+            _ = try await SystemProgram("btrfs", debianPackage: "btrfs-progs").run(["quota", "enable", mountPoint])
+            let (made, drone, image) = try await OCITestSetup.runtime(.crunLayout) {
+                $0.stateDirectory = "\(mountPoint)/oci"
+                $0.writableLayerBytes = 8 << 20
+                $0.standbyShim = false
+            }
+            runtime = made
+            let limited = try spec(made, drone: drone, image: image)
+            let other = try spec(made, drone: drone, image: image)
+            started = [limited.backendID, other.backendID]
+            let http = try await start(made, limited)
+            let neighbour = try await start(made, other)
+            #expect(try await http.get("/probe/fill/4").body == "wrote 4")
+            let over = try await http.get("/probe/fill/16").body
+            #expect(over.hasPrefix("error: EDQUOT"), "\(over)")
+            #expect(try await neighbour.get("/probe/fill/6").body == "wrote 6", "another backend has a limit of its own")
+            #expect(try await http.waitUntilAnswering("/").body == "Hello World!", "the backend goes on")
+        } catch {
+            Issue.record("\(error)")
+        }
+        if let runtime { for backend in started { await cleanUp(runtime, backend) } }
+        runtime = nil
+        if (try? await SystemProgram("umount", debianPackage: "mount").run([mountPoint])) == nil {
+            _ = try? await SystemProgram("umount", debianPackage: "mount").run(["-l", mountPoint])
+        }
+        try? FileManager.default.removeItem(atPath: scratch)
+    }
+
     /// A spawn without a memory limit of its own gets the drone's (`memory_limit_bytes`):
     /// a backend allocating beyond it is OOM-killed and the drone goes on.
     @Test func aSpawnWithoutAMemoryLimitStopsAtTheDronesDefault() async throws {
