@@ -254,6 +254,7 @@ let package = Package(
                 "NATS",
                 "ImageBuilder",
                 "ProcessSupervision",
+                "CLinux",
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),

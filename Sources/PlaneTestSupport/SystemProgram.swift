@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import PlaneCore
 import ProcessSupervision
@@ -48,18 +49,40 @@ public struct SystemProgram: Sendable {
     @available(*, noasync, message: "blocks a thread of the cooperative pool; use the async overload")
     public static func run(executable: String, _ arguments: [String], in directory: String? = nil,
                            environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
-        let process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        if let directory { process.currentDirectoryURL = URL(fileURLWithPath: directory) }
-        if !environment.isEmpty { process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 } }
-        let pipe = Pipe()
-        process.standardOutput = pipe
-        process.standardError = pipe
-        try process.run()
-        let output = pipe.fileHandleForReading.readDataToEndOfFile()
-        process.waitUntilExit()
-        return (process.terminationStatus, String(decoding: output, as: UTF8.self))
+        // posix_spawn (ProcessSpawner), not Foundation's Process: its run() on Linux reads
+        // /proc/self/fd with a dirent over-read that crashed the test process now and then
+        // (SIGSEGV in memcpy; swift-corelibs-foundation PR 5472).
+        var pipe: [Int32] = [0, 0]
+        guard plane_pipe_cloexec(&pipe) == 0 else { throw TestSupportError("pipe2 failed: \(String(cString: strerror(errno)))") }
+        var program = executable
+        var argumentList = arguments
+        if let directory {
+            program = "/bin/sh"
+            argumentList = ["-c", #"cd "$0" && exec "$@""#, directory, executable] + arguments
+        }
+        let pid: pid_t
+        do {
+            pid = try ProcessSpawner.spawn(program, argumentList, descriptors: [1: pipe[1], 2: pipe[1]],
+                                           environment: environment.isEmpty ? nil : ProcessInfo.processInfo.environment.merging(environment) { $1 })
+        } catch {
+            close(pipe[0])
+            close(pipe[1])
+            throw TestSupportError("cannot start \(executable): \(error)")
+        }
+        close(pipe[1])
+        var output: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 65_536)
+        while true {
+            let count = buffer.withUnsafeMutableBytes { read(pipe[0], $0.baseAddress, $0.count) }
+            if count > 0 { output += buffer[0..<count]; continue }
+            if count < 0, errno == EINTR { continue }
+            break
+        }
+        close(pipe[0])
+        let status = ProcessSpawner.wait(for: pid) ?? -1
+        // As Foundation reports it: the exit code, or the signal that ended the program.
+        let reported = plane_wifexited(status) != 0 ? plane_wexitstatus(status) : (plane_wifsignaled(status) != 0 ? plane_wtermsig(status) : status)
+        return (reported, String(decoding: output, as: UTF8.self))
     }
 }
 

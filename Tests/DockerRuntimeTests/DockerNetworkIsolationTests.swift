@@ -45,6 +45,17 @@ struct DockerNetworkIsolationTests {
         _ = try? await Self.docker.run(["network", "rm", name])
     }
 
+    /// "Beyond the drone's host": a network namespace `name` behind a veth link, the host's
+    /// end `{network}.1/24`, the namespace's `eth0` with `{network}.{address}` for each of
+    /// `addresses`, routed back through the host's end. The caller deletes it.
+    func makeOutsideNamespace(_ name: String, network: String, addresses: [Int]) async throws {
+        var commands = [["netns", "add", name], ["link", "add", name, "type", "veth", "peer", "name", "eth0", "netns", name],
+                        ["addr", "add", "\(network).1/24", "dev", name], ["link", "set", name, "up"], ["-netns", name, "link", "set", "lo", "up"]]
+        commands += addresses.map { ["-netns", name, "addr", "add", "\(network).\($0)/24", "dev", "eth0"] }
+        commands += [["-netns", name, "link", "set", "eth0", "up"], ["-netns", name, "route", "add", "default", "via", "\(network).1"]]
+        for arguments in commands { _ = try await SystemProgram.run(executable: "/usr/sbin/ip", arguments) }
+    }
+
     static func uniqueName(_ prefix: String) -> String { "\(prefix)-\(UInt32.random(in: 0...UInt32.max))" }
 
     @Test func backendsOnTheManagedNetworkCannotReachEachOther() async throws {
@@ -122,12 +133,7 @@ struct DockerNetworkIsolationTests {
     @Test func egressCanBeDenied() async throws {
         let outside = "pltegress\(UInt16.random(in: 0...UInt16.max))"
         let ip = "/usr/sbin/ip"
-        for arguments in [["netns", "add", outside], ["link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", outside],
-                          ["addr", "add", "10.215.241.1/24", "dev", outside], ["link", "set", outside, "up"],
-                          ["-netns", outside, "link", "set", "lo", "up"], ["-netns", outside, "addr", "add", "10.215.241.2/24", "dev", "eth0"],
-                          ["-netns", outside, "link", "set", "eth0", "up"], ["-netns", outside, "route", "add", "default", "via", "10.215.241.1"]] {
-            _ = try await SystemProgram.run(executable: ip, arguments)
-        }
+        try await makeOutsideNamespace(outside, network: "10.215.241", addresses: [2])
         let listener = try ChildProcess("/usr/sbin/ip", arguments: ["netns", "exec", outside, "env", "PORT=8080", "HOST=10.215.241.2", try TestExecutables.path("plane-test-server")])
         let open = Self.uniqueName("plane-test-egress")
         let closed = Self.uniqueName("plane-test-internal")
@@ -177,13 +183,7 @@ struct DockerNetworkIsolationTests {
     @Test func egressAllowListsLetBackendsReachOnlyThoseNetworks() async throws {
         let outside = "pltallow\(UInt16.random(in: 0...UInt16.max))"
         let ip = "/usr/sbin/ip"
-        for arguments in [["netns", "add", outside], ["link", "add", outside, "type", "veth", "peer", "name", "eth0", "netns", outside],
-                          ["addr", "add", "10.215.244.1/24", "dev", outside], ["link", "set", outside, "up"],
-                          ["-netns", outside, "link", "set", "lo", "up"], ["-netns", outside, "addr", "add", "10.215.244.2/24", "dev", "eth0"],
-                          ["-netns", outside, "addr", "add", "10.215.244.3/24", "dev", "eth0"],
-                          ["-netns", outside, "link", "set", "eth0", "up"], ["-netns", outside, "route", "add", "default", "via", "10.215.244.1"]] {
-            _ = try await SystemProgram.run(executable: ip, arguments)
-        }
+        try await makeOutsideNamespace(outside, network: "10.215.244", addresses: [2, 3])
         let listener = try ChildProcess(ip, arguments: ["netns", "exec", outside, "env", "PORT=8080", "HOST=0.0.0.0", try TestExecutables.path("plane-test-server")])
         let name = Self.uniqueName("plane-test-allow")
         let firewall = try EgressFirewall.make(logger: Logger(label: "test.egress"))

@@ -29,6 +29,19 @@ struct OCIRuntimeSecurityTests {
                     network: .host(address: "127.0.0.1"), limits: limits)
     }
 
+    /// Starts the backend, has it allocate `mebibytes`, and returns its events up to its exit.
+    func allocationEvents(_ runtime: OCIRuntime, _ spec: BackendSpec, mebibytes: Int) async throws -> [RuntimeEvent.Kind] {
+        let events = runtime.events()
+        let http = try await start(runtime, spec)
+        _ = try? await http.get("/probe/allocate/\(mebibytes)")
+        var kinds: [RuntimeEvent.Kind] = []
+        for await event in events where event.backendID == spec.backendID {
+            kinds.append(event.kind)
+            if case .exited = event.kind { break }
+        }
+        return kinds
+    }
+
     func cleanUp(_ runtime: OCIRuntime, _ backend: BackendID) async {
         try? await runtime.stop(backend, grace: .seconds(1))
         try? await runtime.remove(backend)
@@ -106,15 +119,7 @@ struct OCIRuntimeSecurityTests {
         let (runtime, drone, image) = try await OCITestSetup.runtime(variant)
         let spec = try spec(runtime, drone: drone, image: image, limits: ResourceLimitsSpec(memoryBytes: 64 << 20))
         defer { Task { await cleanUp(runtime, spec.backendID) } }
-        let events = runtime.events()
-        let http = try await start(runtime, spec)
-        _ = try? await http.get("/probe/allocate/512")
-        var kinds: [RuntimeEvent.Kind] = []
-        for await event in events where event.backendID == spec.backendID {
-            kinds.append(event.kind)
-            if case .exited = event.kind { break }
-        }
-        #expect(kinds == [.outOfMemory, .exited(code: 137)])
+        #expect(try await allocationEvents(runtime, spec, mebibytes: 512) == [.outOfMemory, .exited(code: 137)])
         #expect(try await runtime.status(of: spec.backendID) == .killed(signal: SIGKILL, outOfMemory: true))
         await cleanUp(runtime, spec.backendID)
     }
@@ -179,15 +184,7 @@ struct OCIRuntimeSecurityTests {
         let spec = try spec(runtime, drone: drone, image: image)
         #expect(spec.limits.memoryBytes == nil)
         defer { Task { await cleanUp(runtime, spec.backendID) } }
-        let events = runtime.events()
-        let http = try await start(runtime, spec)
-        _ = try? await http.get("/probe/allocate/512")
-        var kinds: [RuntimeEvent.Kind] = []
-        for await event in events where event.backendID == spec.backendID {
-            kinds.append(event.kind)
-            if case .exited = event.kind { break }
-        }
-        #expect(kinds == [.outOfMemory, .exited(code: 137)])
+        #expect(try await allocationEvents(runtime, spec, mebibytes: 512) == [.outOfMemory, .exited(code: 137)])
         let other = try self.spec(runtime, drone: drone, image: image)
         _ = try await start(runtime, other)
         let sample = try await runtime.stats(of: other.backendID)
