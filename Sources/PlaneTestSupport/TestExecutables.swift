@@ -1,3 +1,6 @@
+import CLinux
+import ProcessSupervision
+import Synchronization
 import Foundation
 
 /// Executables of this package, built next to the test bundle (`.build/<config>/`).
@@ -12,23 +15,27 @@ public enum TestExecutables {
     }
 }
 
-/// A child process the test started; ended by PID.
+/// A child process the test started; ended by PID. Started with posix_spawn
+/// (ProcessSpawner), not Foundation's Process, whose run() on Linux can crash the test
+/// process (a dirent over-read of /proc/self/fd; see SystemProgram).
 public final class ChildProcess: @unchecked Sendable {
-    public let process: Process
+    public let pid: Int32
     public let logPath: String
+    /// The raw wait status once reaped.
+    private let ended = Mutex<Int32?>(nil)
 
     /// Starts `executable` with `environment` added to the current one; output goes to a log file.
     public init(_ executable: String, arguments: [String] = [], environment: [String: String] = [:]) throws {
-        process = Process()
-        process.executableURL = URL(fileURLWithPath: executable)
-        process.arguments = arguments
-        process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
         logPath = NSTemporaryDirectory() + "plane-child-\(UUID().uuidString.prefix(8)).log"
-        _ = FileManager.default.createFile(atPath: logPath, contents: nil)
-        let log = FileHandle(forWritingAtPath: logPath)
-        process.standardOutput = log
-        process.standardError = log
-        try process.run()
+        let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard log >= 0 else { throw TestSupportError("cannot create \(logPath): \(String(cString: strerror(errno)))") }
+        defer { close(log) }
+        do {
+            pid = try ProcessSpawner.spawn(executable, arguments, descriptors: [1: log, 2: log],
+                                           environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
+        } catch {
+            throw TestSupportError("cannot start \(executable): \(error)")
+        }
     }
 
     /// Starts `executable` under a small watchdog shell that ends it when the test process
@@ -53,26 +60,41 @@ public final class ChildProcess: @unchecked Sendable {
         return try ChildProcess("/bin/sh", arguments: ["-c", watchdog, "watchdog", String(getpid()), executable] + arguments, environment: environment)
     }
 
-    public var pid: Int32 { process.processIdentifier }
-    public var isRunning: Bool { process.isRunning }
+    /// Whether it still runs (reaps it once it has ended).
+    public var isRunning: Bool {
+        ended.withLock { status in
+            guard status == nil else { return false }
+            var raw: Int32 = 0
+            let result = waitpid(pid, &raw, WNOHANG)
+            if result == pid { status = raw; return false }
+            // Not our child any more (reaped elsewhere): it has ended.
+            if result == -1, errno == ECHILD { status = -1; return false }
+            return true
+        }
+    }
+
     public var output: String { (try? String(contentsOfFile: logPath, encoding: .utf8)) ?? "" }
 
-    public func signal(_ signal: Int32) { if process.isRunning { kill(process.processIdentifier, signal) } }
+    public func signal(_ signal: Int32) { if isRunning { kill(pid, signal) } }
 
-    /// Waits for the process to end (up to `timeout`) and returns its exit status, or nil.
+    /// Waits for the process to end (up to `timeout`) and returns its exit status (the
+    /// signal's number when a signal ended it, as Foundation reports it), or nil.
     public func waitForExit(timeout: Duration = .seconds(10)) async -> Int32? {
         let deadline = ContinuousClock.now + timeout
-        while process.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
-        if process.isRunning { return nil }
-        process.waitUntilExit()
-        return process.terminationStatus
+        while isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(10)) }
+        if isRunning { return nil }
+        return ended.withLock { $0 }.map { raw in
+            plane_wifexited(raw) != 0 ? plane_wexitstatus(raw) : (plane_wifsignaled(raw) != 0 ? plane_wtermsig(raw) : raw)
+        }
     }
 
     /// A test that throws before `stop()` still ends its process: the last reference kills it.
     deinit {
-        if process.isRunning {
-            kill(process.processIdentifier, SIGKILL)
-            process.waitUntilExit()
+        if isRunning {
+            kill(pid, SIGKILL)
+            ended.withLock { status in
+                if status == nil { status = ProcessSpawner.wait(for: pid) ?? -1 }
+            }
         }
         try? FileManager.default.removeItem(atPath: logPath)
     }
