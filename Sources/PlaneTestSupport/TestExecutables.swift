@@ -31,7 +31,9 @@ public final class ChildProcess: @unchecked Sendable {
         guard log >= 0 else { throw TestSupportError("cannot create \(logPath): \(String(cString: strerror(errno)))") }
         defer { close(log) }
         do {
-            pid = try ProcessSpawner.spawn(executable, arguments, descriptors: [1: log, 2: log],
+            // A session (so a process group) of its own, as Foundation's Process made one:
+            // tests end a child with everything it started by signalling `-pid`.
+            pid = try ProcessSpawner.spawn(executable, arguments, descriptors: [1: log, 2: log], newSession: true,
                                            environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
         } catch {
             throw TestSupportError("cannot start \(executable): \(error)")
