@@ -48,7 +48,13 @@ struct DockerNetworkSetup {
                     return
                 case 404:
                     // Created: the next round inspects it (for its bridge's name).
-                    _ = try await create(name: name, subnet: subnet, egress: egress)
+                    do {
+                        _ = try await create(name: name, subnet: subnet, egress: egress)
+                    } catch {
+                        // Another drone creating it at the same moment makes dockerd refuse
+                        // ours as overlapping its address pool: if it exists now, use it.
+                        guard try await client.call(.GET, "/networks/\(name)").status == 200 else { throw error }
+                    }
                 default:
                     throw RuntimeError(.unavailable, "Docker could not inspect network '\(name)': \(response.status) \(response.message)")
                 }
