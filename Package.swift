@@ -256,6 +256,8 @@ let package = Package(
                 "ProcessSupervision",
                 "CLinux",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
             ]
         ),
         .target(name: "CTestServerSupport"),

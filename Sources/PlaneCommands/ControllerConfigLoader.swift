@@ -24,6 +24,8 @@ enum ControllerConfigLoader {
             if let v = section.int("recent_spawn_window_secs", in: 0...3600) { config.recentSpawnWindow = .seconds(v) }
             if let v = section.int("max_spawn_attempts", in: 1...20) { config.maxSpawnAttempts = v }
             if let v = section.int("drone_lost_grace_secs", in: 5...86_400) { config.droneLostGrace = .seconds(v) }
+            if let v = section.int("lock_reassign_after_secs", in: 2...86_400) { config.lockReassignAfter = .seconds(v) }
+            if let v = section.int("lease_margin_secs", in: 1...3600) { config.leaseMargin = .seconds(v) }
             if let v = section.integer("status_history_messages", in: 1...1_000_000) { config.statusHistoryMessages = v }
             if let v = section.int("status_history_max_age_secs", in: 60...(10 * 365 * 86_400)) { config.statusHistoryMaxAge = .seconds(v) }
             if let v = section.int("replicas", in: 1...5) { config.replicas = v }

@@ -164,6 +164,10 @@ enum DroneConfigLoader {
         if let seconds = agent.int("plugin_start_timeout_secs", in: 1...86_400) { settings.pluginStartTimeout = .seconds(seconds) }
         if let bytes = agent.int("max_log_line_bytes", in: 256...16_384) { settings.maxLogLineBytes = bytes }
         if let bytes = agent.int("max_log_bytes_per_minute", in: 1024...(1 << 30)) { settings.maxLogBytesPerMinute = bytes }
+        if let seconds = agent.int("lease_renew_secs", in: 1...600) { settings.lease.renewInterval = .seconds(seconds) }
+        if let seconds = agent.int("lease_soft_secs", in: 2...3600) { settings.lease.soft = .seconds(seconds) }
+        if let seconds = agent.int("lease_hard_secs", in: 3...3600) { settings.lease.hard = .seconds(seconds) }
+        if let problem = settings.lease.problem { agent.problem("lease_hard_secs", problem) }
 
         // One section per runtime; [agent.docker] is v0.3.10's and selects Docker.
         if let docker = agent.table("docker") {
@@ -172,7 +176,8 @@ enum DroneConfigLoader {
         }
         for key in agent.table.keys where !["ip", "drone_id", "runtime", "port_range", "readiness_path", "probe_timeout_ms", "startup_timeout_secs",
                                              "stop_grace_secs", "drain_on_shutdown", "docker", "runtimes_dir", "plugin_call_timeout_secs",
-                                             "plugin_start_timeout_secs", "max_log_line_bytes", "max_log_bytes_per_minute"].contains(key) {
+                                             "plugin_start_timeout_secs", "max_log_line_bytes", "max_log_bytes_per_minute",
+                                             "lease_renew_secs", "lease_soft_secs", "lease_hard_secs"].contains(key) {
             // Another runtime's section ([agent.oci], [agent.<plugin>]); that runtime checks it.
             guard let section = agent.table(key) else { continue }
             if key == settings.runtime { settings.runtimeConfiguration = json(section.table) }

@@ -27,6 +27,21 @@ public final class BackendDirectory: Sendable {
         }
     }
 
+    /// The backends of `ids` that have ended, with their terminal state (for a drone that
+    /// reconciles after an absence). Empty until the watch has caught up; at most
+    /// `maximumReconciled` ids are looked at.
+    func ended(among ids: [BackendID]) -> [EndedBackend] {
+        guard isCaughtUp else { return [] }
+        return records.withLock { records in
+            ids.prefix(Self.maximumReconciled).compactMap { id in
+                guard let record = records[id], let state = record.state, state.isTerminal else { return nil }
+                return EndedBackend(backend: id, state: state)
+            }
+        }
+    }
+
+    static let maximumReconciled = 100_000
+
     func apply(_ entry: KeyValueEntry) {
         guard let id = try? BackendID(entry.key) else { return }
         if entry.operation != .put {

@@ -46,8 +46,12 @@ public struct LockRecord: Sendable, Hashable, Codable {
     /// When the lock was taken (controller clock), to recognise a holder that crashed
     /// before confirming.
     public var created: Timestamp
+    /// The bucket revision at which the lock was taken: the holder's fencing token.
+    public var fencingToken: UInt64?
 
-    public init(backendID: BackendID, drone: DroneID? = nil, bearerToken: String? = nil, confirmed: Bool = false, created: Timestamp) {
+    public init(backendID: BackendID, drone: DroneID? = nil, bearerToken: String? = nil, confirmed: Bool = false, created: Timestamp,
+                fencingToken: UInt64? = nil) {
+        self.fencingToken = fencingToken
         self.backendID = backendID
         self.drone = drone
         self.bearerToken = bearerToken
@@ -60,6 +64,7 @@ public struct LockRecord: Sendable, Hashable, Codable {
         case drone
         case bearerToken = "bearer_token"
         case confirmed, created
+        case fencingToken = "fencing_token"
     }
 
     public static func key(cluster: ClusterName, lock: LockName) -> String {

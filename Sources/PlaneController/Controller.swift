@@ -24,6 +24,7 @@ public final class Controller: Service, Sendable {
         var scheduler: Scheduler?
         var relay: StateRelay?
         var store: ControllerStore?
+        var leases: DroneLeases?
         var dnsStore: DNSRecordStore?
         var dnsServer: DNSServer?
         var dnsFeed: DNSRecordFeed?
@@ -37,6 +38,7 @@ public final class Controller: Service, Sendable {
         var registrations: PlaneSubscription<DroneConnectRequest, NullReply>?
         var schedules: PlaneSubscription<ScheduleRequest, ScheduleResponse>?
         var updates: PlaneSubscription<UpdateBackendStateMessage, NullReply>?
+        var leases: PlaneSubscription<DroneLeaseRequest, DroneLeaseGrant>?
         var dnsRecords: PlaneSubscription<SetDnsRecord, NullReply>?
         var acme: PlaneSubscription<SetAcmeDnsRecord, Bool>?
     }
@@ -117,15 +119,18 @@ public final class Controller: Service, Sendable {
     private func setUp(_ next: inout Parts, _ subscriptions: inout Subscriptions) async throws {
         if let schedulerConfiguration = configuration.scheduler {
             let store = try await openStoreRetrying(schedulerConfiguration)
-            let scheduler = Scheduler(configuration: schedulerConfiguration, messenger: messenger, store: store, metrics: metrics,
+            let leases = DroneLeases(bucket: store.leases, logger: logger.withSource("leases"))
+            let scheduler = Scheduler(configuration: schedulerConfiguration, messenger: messenger, store: store, leases: leases, metrics: metrics,
                                       logger: logger.withSource("scheduler"), spawnLimits: configuration.limits.spawn)
             next.scheduler = scheduler
             next.store = store
             next.relay = StateRelay(messenger: messenger, store: store, metrics: metrics, logger: logger.withSource("relay"))
+            next.leases = leases
             subscriptions.heartbeats = try await messenger.subscribe(PlaneSubjects.droneStatusAll)
             subscriptions.registrations = try await messenger.subscribe(PlaneSubjects.droneRegisterPattern)
             subscriptions.schedules = try await messenger.subscribe(PlaneSubjects.scheduleAll, queue: Self.queueGroup)
             subscriptions.updates = try await messenger.subscribe(PlaneSubjects.updateBackendStateAll, queue: Self.queueGroup)
+            subscriptions.leases = try await messenger.subscribe(PlaneSubjects.leaseAll, queue: Self.queueGroup)
         }
         if let dns = configuration.dns {
             let store = DNSRecordStore(zones: dns.zones + (configuration.http.flatMap { try? DNSName($0.cluster.rawValue) }.map { [$0] } ?? []),
@@ -158,6 +163,7 @@ public final class Controller: Service, Sendable {
         try? s.registrations?.unsubscribe()
         try? s.schedules?.unsubscribe()
         try? s.updates?.unsubscribe()
+        try? s.leases?.unsubscribe()
         try? s.dnsRecords?.unsubscribe()
         try? s.acme?.unsubscribe()
     }
@@ -168,8 +174,8 @@ public final class Controller: Service, Sendable {
         guard let subscriptions = parts.subscriptions else { return }
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
-                if let scheduler = parts.scheduler, let relay = parts.relay, let store = parts.store {
-                    self.serveScheduler(scheduler, relay: relay, store: store, subscriptions: subscriptions, started: parts.started, in: &group)
+                if let scheduler = parts.scheduler, let relay = parts.relay, let store = parts.store, let leases = parts.leases {
+                    self.serveScheduler(scheduler, relay: relay, store: store, leases: leases, subscriptions: subscriptions, started: parts.started, in: &group)
                 }
                 if let feed = parts.dnsFeed, let server = parts.dnsServer, let dnsStore = parts.dnsStore {
                     self.serveDNS(feed, server: server, store: dnsStore, subscriptions: subscriptions, in: &group)
@@ -190,7 +196,7 @@ public final class Controller: Service, Sendable {
         await parts.httpServer?.stop()
     }
 
-    func serveScheduler(_ scheduler: Scheduler, relay: StateRelay, store: ControllerStore, subscriptions: Subscriptions,
+    func serveScheduler(_ scheduler: Scheduler, relay: StateRelay, store: ControllerStore, leases: DroneLeases, subscriptions: Subscriptions,
                         started: ContinuousClock.Instant, in group: inout DiscardingTaskGroup) {
         let logger = logger
         let metrics = metrics
@@ -281,8 +287,36 @@ public final class Controller: Service, Sendable {
                 }
             }
         }
+        if let renewals = subscriptions.leases {
+            group.addTask {
+                await withDiscardingTaskGroup { handlers in
+                    for await delivery in renewals {
+                        handlers.addTask {
+                            switch delivery.message {
+                            case .failure(let error):
+                                logger.warning("leases.invalid_request", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(error)"])
+                            case .success(let request):
+                                if let problem = SubjectConsistency.problem(lease: request, subject: delivery.subject) {
+                                    logger.warning("leases.invalid_request", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(problem)"])
+                                    return
+                                }
+                                do {
+                                    let epoch = try await leases.renew(request)
+                                    let ended = directory.ended(among: request.backends ?? [])
+                                    _ = try? await delivery.respond(DroneLeaseGrant(epoch: epoch, ended: ended))
+                                } catch {
+                                    // No answer: the drone's lease runs on from its last grant.
+                                    logger.warning("leases.renew_failed", metadata: ["plane.drone": "\(request.drone)", "error": "\(error)"])
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        }
         group.addTask { await directory.follow(store, logger: logger) }
-        let sweeper = LostBackendSweeper(scheduler: scheduler, directory: directory, relay: relay, store: store, logger: logger, started: started)
+        group.addTask { await leases.follow() }
+        let sweeper = LostBackendSweeper(scheduler: scheduler, directory: directory, relay: relay, store: store, leases: leases, logger: logger, started: started)
         group.addTask {
             while !Task.isCancelled {
                 try? await Task.sleep(for: .seconds(2))

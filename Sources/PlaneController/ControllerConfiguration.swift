@@ -38,6 +38,13 @@ public struct SchedulerConfiguration: Sendable, Hashable {
     /// A drone not heard from for this long has its backends reported `Lost` and their
     /// locks released.
     public var droneLostGrace: Duration = .seconds(60)
+    /// A backend holding a lock is reported `Lost` (and its lock freed) only once its
+    /// drone's lease has not been renewed for this long, and never before the drone's own
+    /// `lease_hard` plus `leaseMargin` (docs/architecture.md, "Locks across partitions").
+    public var lockReassignAfter: Duration = .seconds(30)
+    /// What the wait beyond a drone's `lease_hard` allows for: clock rate differences,
+    /// message delays and the time a kill takes.
+    public var leaseMargin: Duration = .seconds(5)
     /// State changes kept per backend in the `backend_status` stream.
     public var statusHistoryMessages: Int64 = 100
     /// Age after which state changes leave the `backend_status` stream.

@@ -6,9 +6,12 @@ import PlaneCore
 public struct ControllerStore: Sendable {
     public static let backendsBucket = "plane_backends"
     public static let locksBucket = "plane_locks"
+    public static let leasesBucket = "plane_leases"
 
     public let backends: KeyValueBucket
     public let locks: KeyValueBucket
+    /// `plane_leases`: drones' leases (`DroneLeases`).
+    public let leases: KeyValueBucket
 
     public static func open(_ js: JetStream, replicas: Int) async throws -> ControllerStore {
         var backends = KeyValueConfiguration(bucket: backendsBucket)
@@ -17,7 +20,10 @@ public struct ControllerStore: Sendable {
         var locks = KeyValueConfiguration(bucket: locksBucket)
         locks.replicas = replicas
         locks.description = "Plane: lock name -> the backend holding it"
-        return ControllerStore(backends: try await js.keyValue(backends), locks: try await js.keyValue(locks))
+        var leases = KeyValueConfiguration(bucket: leasesBucket)
+        leases.replicas = replicas
+        leases.description = "Plane: drone id -> the lease its lock-holding backends run under"
+        return ControllerStore(backends: try await js.keyValue(backends), locks: try await js.keyValue(locks), leases: try await js.keyValue(leases))
     }
 
     public func backend(_ id: BackendID) async throws -> (record: BackendRecord, revision: UInt64)? {

@@ -11,15 +11,19 @@ public final class Scheduler: Sendable {
     public let configuration: SchedulerConfiguration
     let messenger: PlaneMessenger
     let store: ControllerStore
+    /// The drones' leases: whether a drone that may hold an unconfirmed lock's backend is
+    /// still renewing.
+    let leases: DroneLeases
     let registry: Mutex<DroneRegistry>
     let metrics: ControllerMetrics
     let logger: Logger
     /// `[limits]` on a request's environment and metadata, checked before anything is placed.
     let spawnLimits: SpawnLimits
 
-    public init(configuration: SchedulerConfiguration, messenger: PlaneMessenger, store: ControllerStore,
+    public init(configuration: SchedulerConfiguration, messenger: PlaneMessenger, store: ControllerStore, leases: DroneLeases,
                 metrics: ControllerMetrics, logger: Logger, spawnLimits: SpawnLimits = SpawnLimits()) {
         self.configuration = configuration
+        self.leases = leases
         self.spawnLimits = spawnLimits
         self.messenger = messenger
         self.store = store
@@ -92,6 +96,8 @@ public final class Scheduler: Sendable {
         }
         var lockKey: String?
         var lockRevision: UInt64 = 0
+        // The revision of the lock's creation: every later holder's is larger.
+        var fencingToken: UInt64?
         if let lock = request.lock {
             let key = LockRecord.key(cluster: request.cluster, lock: lock)
             switch try await acquire(lockKey: key, backendID: backendID, drone: drone, token: token) {
@@ -99,6 +105,7 @@ public final class Scheduler: Sendable {
             case .acquired(let revision):
                 lockKey = key
                 lockRevision = revision
+                fencingToken = revision
             }
         }
         // The backend id is claimed with a create, so an id that is already live (or was
@@ -120,21 +127,22 @@ public final class Scheduler: Sendable {
             tried.insert(drone)
             registry.withLock { $0.assign(drone, at: .now) }
             let spawn = SpawnRequest(cluster: request.cluster, droneID: drone, maxIdleSeconds: request.maxIdleSeconds, backendID: backendID,
-                                     metadata: request.metadata, executable: request.executable, bearerToken: token)
+                                     metadata: request.metadata, executable: request.executable, bearerToken: token,
+                                     lock: request.lock, fencingToken: fencingToken)
             if await sendSpawn(spawn) {
                 if let lockKey {
-                    let lock = LockRecord(backendID: backendID, drone: drone, bearerToken: token, confirmed: true, created: .now())
+                    let lock = LockRecord(backendID: backendID, drone: drone, bearerToken: token, confirmed: true, created: .now(), fencingToken: fencingToken)
                     _ = try await store.locks.update(lockKey, value: try ControllerStore.encode(lock), revision: lockRevision)
                 }
                 logger.info("scheduler.scheduled", metadata: ["plane.backend": "\(backendID)", "plane.drone": "\(drone)", "plane.cluster": "\(request.cluster)"])
-                return .scheduled(ScheduledBackend(drone: drone, backendID: backendID, bearerToken: token, spawned: true))
+                return .scheduled(ScheduledBackend(drone: drone, backendID: backendID, bearerToken: token, spawned: true, fencingToken: fencingToken))
             }
             guard tried.count < max(1, configuration.maxSpawnAttempts), let next = pick(in: request.cluster, excluding: tried) else { break }
             drone = next
             record.drone = drone
             recordRevision = try await store.backends.update(backendID.rawValue, value: try ControllerStore.encode(record), revision: recordRevision)
             if let lockKey {
-                let lock = LockRecord(backendID: backendID, drone: drone, bearerToken: token, confirmed: false, created: .now())
+                let lock = LockRecord(backendID: backendID, drone: drone, bearerToken: token, confirmed: false, created: .now(), fencingToken: fencingToken)
                 lockRevision = try await store.locks.update(lockKey, value: try ControllerStore.encode(lock), revision: lockRevision)
             }
         }
@@ -150,7 +158,7 @@ public final class Scheduler: Sendable {
     func liveBackend(for request: ScheduleRequest) async throws -> ScheduledBackend? {
         if let lock = request.lock, let (holder, _) = try await store.lock(LockRecord.key(cluster: request.cluster, lock: lock)),
            holder.confirmed, let drone = holder.drone, try await store.backend(holder.backendID)?.record.isLive ?? true {
-            return ScheduledBackend(drone: drone, backendID: holder.backendID, bearerToken: holder.bearerToken, spawned: false)
+            return ScheduledBackend(drone: drone, backendID: holder.backendID, bearerToken: holder.bearerToken, spawned: false, fencingToken: holder.fencingToken)
         }
         if let id = request.backendID, let (record, _) = try await store.backend(id), record.isLive, let drone = record.drone {
             return ScheduledBackend(drone: drone, backendID: id, bearerToken: record.bearerToken, spawned: false)
@@ -186,6 +194,48 @@ public final class Scheduler: Sendable {
         }
     }
 
+    /// A lock whose placing controller never confirmed it. Its backend may run: a drone that
+    /// reported it has it (the lock is confirmed for it and it answers); a drone that renewed
+    /// its lease after the spawn was answered would have reported it, so one that has not
+    /// does not have it (its record ends, the drone is told to terminate it in case, and
+    /// the lock is freed); a drone that has not renewed since is left to the lost-backend sweep, which
+    /// frees the lock once that lease is revoked. Nil: look again.
+    func resolveUnconfirmed(_ lock: LockRecord, lockKey: String, revision: UInt64, holder: BackendRecord?) async throws -> ScheduledBackend? {
+        guard let holder, let drone = holder.drone else {
+            // No backend was claimed (the id is claimed before any spawn is sent).
+            try? await store.locks.delete(lockKey, revision: revision)
+            return nil
+        }
+        if holder.state != nil {
+            var confirmed = lock
+            confirmed.confirmed = true
+            confirmed.drone = drone
+            _ = try? await store.locks.update(lockKey, value: try ControllerStore.encode(confirmed), revision: revision)
+            return ScheduledBackend(drone: drone, backendID: lock.backendID, bearerToken: lock.bearerToken, spawned: false, fencingToken: lock.fencingToken)
+        }
+        let now = ContinuousClock.now
+        let age = Timestamp.now().duration(since: lock.created)
+        let verdict = leases.verdict(for: drone, at: now, reassignAfter: configuration.lockReassignAfter, margin: configuration.leaseMargin)
+        // Renewed after the spawn was answered (or timed out): the drone was connected then,
+        // and its outbox would have reported a backend it had accepted.
+        let renewedSince = leases.observation(of: drone).map { now - $0.seen < age - configuration.spawnTimeout } ?? false
+        switch verdict {
+        case .valid where renewedSince, .none:
+            guard let (current, recordRevision) = try await store.backend(lock.backendID), current.isLive, current.state == nil else { return nil }
+            var ended = current
+            ended.state = .errorLoading
+            ended.time = .now()
+            _ = try? await store.backends.update(lock.backendID.rawValue, value: try ControllerStore.encode(ended), revision: recordRevision)
+            let termination = TerminationRequest(cluster: current.cluster, backendID: lock.backendID)
+            try? await messenger.client.publish(PlaneSubjects.terminate(current.cluster, lock.backendID).subject, payload: WireEncoder().encode(termination))
+            try? await store.locks.delete(lockKey, revision: revision)
+            logger.notice("scheduler.unconfirmed_lock_freed", metadata: ["plane.backend": "\(lock.backendID)", "plane.drone": "\(drone)"])
+        case .valid, .stale, .revoked:
+            try await Task.sleep(for: .milliseconds(200))
+        }
+        return nil
+    }
+
     enum LockOutcome {
         case acquired(revision: UInt64)
         case held(ScheduledBackend)
@@ -205,12 +255,16 @@ public final class Scheduler: Sendable {
                     continue
                 }
                 if lock.confirmed, let drone = lock.drone {
-                    return .held(ScheduledBackend(drone: drone, backendID: lock.backendID, bearerToken: lock.bearerToken, spawned: false))
+                    return .held(ScheduledBackend(drone: drone, backendID: lock.backendID, bearerToken: lock.bearerToken, spawned: false,
+                                                  fencingToken: lock.fencingToken))
                 }
                 let age = Timestamp.now().duration(since: lock.created)
                 if age > pendingLimit {
-                    try? await store.locks.delete(lockKey, revision: revision)
-                    continue
+                    // The controller placing it is gone (or very slow).
+                    switch try await resolveUnconfirmed(lock, lockKey: lockKey, revision: revision, holder: holder) {
+                    case .some(let held): return .held(held)
+                    case .none: continue
+                    }
                 }
                 try await Task.sleep(for: .milliseconds(20))
                 continue

@@ -28,6 +28,15 @@ enum SubjectConsistency {
         return nil
     }
 
+    /// `cluster.{cluster_s}.drone.{drone_id}.lease`.
+    static func problem(lease request: DroneLeaseRequest, subject: String) -> String? {
+        if let problem = cluster(request.cluster, at: 1, of: subject) { return problem }
+        guard PlaneSubjects.token(3, of: subject) == request.drone.rawValue[...] else {
+            return "the payload's drone \(request.drone) is not the subject's"
+        }
+        return nil
+    }
+
     /// `cluster.{cluster_s}.dns.{A|TXT}`.
     static func problem(record: SetDnsRecord, subject: String) -> String? {
         if let problem = cluster(record.cluster, at: 1, of: subject) { return problem }

@@ -11,6 +11,7 @@ import PlaneCore
 ///    │                                           Ready ──exit 0──▶ Exited
 ///    └──load failed──▶ ErrorLoading              Ready ──exit≠0──▶ Failed
 /// Loading / Starting / Ready ──terminate──▶ Terminated
+/// Loading / Starting / Ready ──lease expired / ended elsewhere──▶ Lost (or the cluster's state)
 /// every terminal state: route removed, container stopped and removed
 /// ```
 ///
@@ -35,6 +36,12 @@ public struct BackendLifecycle: Sendable, Hashable {
         /// No request and no open connection for `max_idle_secs`.
         case idleExpired
         case terminateRequested
+        /// The drone's lease lapsed (or was revoked) while this backend holds a lock: it
+        /// stops, and the cluster may give its lock to another backend.
+        case leaseExpired
+        /// The cluster recorded this terminal state while the drone could not report (e.g.
+        /// `Lost` during a partition): the backend stops and keeps that state.
+        case endedElsewhere(BackendState)
         /// Stop and remove finished (a failing runtime is retried with backoff until the
         /// agent stops; then the next start's recovery removes what is left).
         case cleanedUp
@@ -148,6 +155,10 @@ public struct BackendLifecycle: Sendable, Hashable {
             return terminate(as: .swept)
         case (_, .terminateRequested):
             return terminate(as: .terminated)
+        case (_, .leaseExpired):
+            return terminate(as: .lost)
+        case (_, .endedElsewhere(let decided)):
+            return terminate(as: decided.isTerminal ? decided : .lost)
         default:
             // Late or repeated results (a probe answer after a timeout, ...) change nothing.
             return []

@@ -35,12 +35,17 @@ actor BackendSupervisor {
     private var detached = false
     /// Cleared when the agent stops: a failing cleanup stops retrying (recovery finishes it).
     private var retriesCleanup = true
+    /// The stop's grace when the lease ends the backend (what is left until `lease_hard`).
+    private var stopGraceOverride: Duration?
+    /// The lease epoch the backend was accepted under (nil: it holds no lock).
+    let leaseEpoch: UInt64?
 
     var backendID: BackendID { spawn.backendID }
     var state: BackendState { machine.state }
 
     init(spawn: SpawnRequest, spec: BackendSpec, context: AgentContext, machine: BackendLifecycle = BackendLifecycle(),
-         loadingRecorded: Bool, logsSince: Timestamp? = nil, onFinish: @escaping @Sendable (BackendID) async -> Void) {
+         loadingRecorded: Bool, logsSince: Timestamp? = nil, leaseEpoch: UInt64? = nil, onFinish: @escaping @Sendable (BackendID) async -> Void) {
+        self.leaseEpoch = leaseEpoch
         self.spawn = spawn
         self.spec = spec
         self.context = context
@@ -90,6 +95,13 @@ actor BackendSupervisor {
     func abandonCleanup() {
         retriesCleanup = false
         endingMonitor?.stop()
+    }
+
+    /// The lease ends this lock-holding backend: stopped with `grace` (what is left until
+    /// `lease_hard`; zero kills it at once).
+    func expireLease(grace: Duration) async {
+        stopGraceOverride = min(stopGraceOverride ?? grace, grace)
+        await deliver(.leaseExpired)
     }
 
     func deliver(_ event: BackendLifecycle.Event) async {
@@ -255,7 +267,7 @@ actor BackendSupervisor {
             idleWatch = nil
         case .stopAndRemove:
             let runtime = context.runtime
-            let grace = context.configuration.stopGrace
+            let grace = stopGraceOverride.map { min($0, context.configuration.stopGrace) } ?? context.configuration.stopGrace
             let unfinished = cancelledWork
             let endingMonitor = endingMonitor
             cancelledWork = nil

@@ -40,6 +40,12 @@ public final class DroneAgent: Service, Sendable {
         var reservedPorts: Set<Int> = []
         var nextPort: Int?
         var started = false
+        /// The lease lock-holding backends run under.
+        var lease: DroneLease
+        /// The next renewal lists the drone's backends (after a start or a failed renewal).
+        var reconcileNeeded = true
+        var renewals = 0
+        var failedRenewals = 0
     }
 
     struct Subscriptions: Sendable {
@@ -48,7 +54,7 @@ public final class DroneAgent: Service, Sendable {
         var drains: PlaneSubscription<DrainDrone, NullReply>
     }
 
-    private let state = Mutex(State())
+    private let state: Mutex<State>
     private let subscriptions = Mutex<Subscriptions?>(nil)
 
     public init(droneID: DroneID, cluster: ClusterName, configuration: AgentConfiguration, runtime: any ContainerRuntime,
@@ -60,6 +66,7 @@ public final class DroneAgent: Service, Sendable {
         self.routes = routes
         self.timing = timing
         self.logger = logger
+        state = Mutex(State(lease: DroneLease(timing: configuration.lease)))
         let messenger = PlaneMessenger(client: client, logger: logger, limits: configuration.limits.json)
         context = AgentContext(droneID: droneID, cluster: cluster, configuration: configuration, runtime: runtime, store: store,
                                outbox: StateOutbox(store: store, messenger: messenger, logger: logger), routes: routes,
@@ -82,7 +89,10 @@ public final class DroneAgent: Service, Sendable {
         let drains = try await messenger.subscribe(PlaneSubjects.drain(cluster, droneID))
         subscriptions.withLock { $0 = Subscriptions(spawns: spawns, terminations: terminations, drains: drains) }
         try await context.outbox.resume()
+        try await loadLease()
         try await recover()
+        // A lease that ran out while the drone was down ends its lock-holding backends now.
+        await performLease(state.withLock { $0.lease.tick(now: .now) })
         try await messenger.publish(PlaneSubjects.droneRegister, DroneConnectRequest(droneID: droneID, cluster: cluster, ip: context.publicIP))
         try await heartbeat()
         state.withLock { $0.started = true }
@@ -135,6 +145,19 @@ public final class DroneAgent: Service, Sendable {
                         try? await Task.sleep(for: self.timing.heartbeat)
                         if Task.isCancelled { return }
                         do { try await self.heartbeat() } catch { self.logger.warning("agent.heartbeat_failed", metadata: ["error": "\(error)"]) }
+                    }
+                }
+                group.addTask {
+                    while !Task.isCancelled {
+                        let sent = ContinuousClock.now
+                        await self.renewLease()
+                        try? await Task.sleep(until: sent + self.configuration.lease.renewInterval)
+                    }
+                }
+                group.addTask {
+                    while !Task.isCancelled {
+                        try? await Task.sleep(for: .milliseconds(250))
+                        await self.performLease(self.state.withLock { $0.lease.tick(now: .now) })
                     }
                 }
                 group.addTask {
@@ -193,6 +216,105 @@ public final class DroneAgent: Service, Sendable {
         try await context.messenger.publish(PlaneSubjects.droneStatus(droneID), message)
     }
 
+    // MARK: Lease
+
+    /// Where the lease stood when the drone last ran: its epoch, and a deadline that counts
+    /// the time the drone was down (by the wall clock; a clock that went back counts as the
+    /// whole lease gone).
+    func loadLease() async throws {
+        guard let stored = try await context.store.lease() else { return }
+        let hard = configuration.lease.hard
+        var elapsed = Timestamp.now().duration(since: stored.grantedAt)
+        if elapsed < .zero || elapsed > hard * 2 { elapsed = hard * 2 }
+        let grantedAt = ContinuousClock.now - elapsed
+        state.withLock { $0.lease = DroneLease(timing: configuration.lease, epoch: stored.epoch, grantedAt: grantedAt) }
+    }
+
+    /// The lease epoch (nil before the first grant).
+    public var leaseEpoch: UInt64? { state.withLock { $0.lease.epoch } }
+
+    /// One renewal through the controllers; after a start or a failed renewal (and every
+    /// tenth time) it lists the drone's backends, and those the cluster ended meanwhile stop.
+    func renewLease() async {
+        let (epoch, reconcile) = state.withLock { state -> (UInt64?, Bool) in
+            state.renewals &+= 1
+            return (state.lease.epoch, state.reconcileNeeded || state.renewals % 10 == 0)
+        }
+        let timing = configuration.lease
+        let hardMilliseconds = UInt64(clamping: timing.hard.components.seconds * 1000 + timing.hard.components.attoseconds / 1_000_000_000_000_000)
+        let request = DroneLeaseRequest(cluster: cluster, drone: droneID, epoch: epoch, leaseHardMilliseconds: hardMilliseconds,
+                                        backends: reconcile ? supervisedBackends.sorted { $0.rawValue < $1.rawValue } : nil)
+        let sentAt = ContinuousClock.now
+        let wallSentAt = Timestamp.now()
+        let grant: DroneLeaseGrant
+        do {
+            grant = try await context.messenger.request(PlaneSubjects.lease(cluster, droneID), request, timeout: max(timing.renewInterval, .seconds(1)))
+        } catch {
+            let failures = state.withLock { state in
+                state.reconcileNeeded = true
+                state.failedRenewals += 1
+                return state.failedRenewals
+            }
+            if failures == 1 || failures % 30 == 0 {
+                logger.warning("agent.lease_renewal_failed", metadata: ["plane.drone": "\(droneID)", "lease.failures": "\(failures)", "error": "\(error)"])
+            }
+            return
+        }
+        let (actions, failures) = state.withLock { state in
+            if reconcile { state.reconcileNeeded = false }
+            let failures = state.failedRenewals
+            state.failedRenewals = 0
+            return (state.lease.granted(epoch: grant.epoch, sentAt: sentAt, now: .now), failures)
+        }
+        if failures > 0 {
+            logger.notice("agent.lease_renewed", metadata: ["plane.drone": "\(droneID)", "lease.failures": "\(failures)", "plane.lease_epoch": "\(grant.epoch)"])
+        }
+        do { try await context.store.recordLease(epoch: grant.epoch, grantedAt: wallSentAt) } catch {
+            logger.warning("agent.lease_store_failed", metadata: ["error": "\(error)"])
+        }
+        await performLease(actions)
+        for ended in grant.ended {
+            guard let supervisor = state.withLock({ $0.supervisors[ended.backend] }) else { continue }
+            logger.notice("agent.ended_elsewhere", metadata: ["plane.backend": "\(ended.backend)", "plane.state": "\(ended.state.rawValue)"])
+            await supervisor.deliver(.endedElsewhere(ended.state))
+        }
+    }
+
+    /// Supervisors of backends that hold a lock.
+    var lockHolders: [BackendSupervisor] { state.withLock { $0.supervisors.values.filter { $0.spawn.lock != nil } } }
+
+    func performLease(_ actions: [DroneLease.Action]) async {
+        for action in actions {
+            switch action {
+            case .stopLockHolders(let grace):
+                let holders = lockHolders
+                if !holders.isEmpty {
+                    logger.warning("agent.lease_lapsing", metadata: ["plane.drone": "\(droneID)", "plane.backends": "\(holders.count)", "stop.grace": "\(grace)"])
+                }
+                for supervisor in holders { await supervisor.expireLease(grace: grace) }
+            case .killLockHolders:
+                let holders = lockHolders
+                if !holders.isEmpty {
+                    logger.warning("agent.lease_expired", metadata: ["plane.drone": "\(droneID)", "plane.backends": "\(holders.count)"])
+                }
+                for supervisor in holders {
+                    await supervisor.expireLease(grace: .zero)
+                    // Whatever stop is in flight (with a longer grace), the process ends now.
+                    try? await context.runtime.stop(supervisor.backendID, grace: .zero)
+                }
+            case .fenceLockHolders(let epoch):
+                let holders = lockHolders.filter { $0.leaseEpoch != epoch }
+                if !holders.isEmpty {
+                    logger.warning("agent.lease_revoked", metadata: ["plane.drone": "\(droneID)", "plane.backends": "\(holders.count)", "plane.lease_epoch": "\(epoch)"])
+                }
+                for supervisor in holders {
+                    await supervisor.expireLease(grace: .zero)
+                    try? await context.runtime.stop(supervisor.backendID, grace: .zero)
+                }
+            }
+        }
+    }
+
     // MARK: Spawning
 
     func handleSpawn(_ delivery: PlaneDelivery<SpawnRequest, Bool>) async {
@@ -231,12 +353,25 @@ public final class DroneAgent: Service, Sendable {
             throw DroneError(.invalidSpawn, "Volume mounts are not allowed on this drone (set allow_volume_mounts).")
         }
         try configuration.limits.spawn.check(request.executable, metadata: request.metadata)
+        var leaseEpoch: UInt64?
+        if request.lock != nil {
+            // A lock holder runs only under a lease the controllers know about (renewed now
+            // if the drone has none yet, e.g. right after it started).
+            leaseEpoch = state.withLock { $0.lease.allowsLockHolders(at: .now) ? $0.lease.epoch : nil }
+            if leaseEpoch == nil {
+                await renewLease()
+                leaseEpoch = state.withLock { $0.lease.allowsLockHolders(at: .now) ? $0.lease.epoch : nil }
+            }
+            guard leaseEpoch != nil else {
+                throw DroneError(.invalidSpawn, "The drone holds no current lease, so it starts no backend with a lock; it renews its lease through the controllers every \(configuration.lease.renewInterval).")
+            }
+        }
         let port = try await reservePort()
         do {
             let spec = try makeSpec(request, port: port)
             try context.runtime.validate(spec)
             let entry = try await context.store.insert(request, cluster: cluster, runtime: context.runtime.descriptor.name, drone: droneID, time: .now())
-            let supervisor = makeSupervisor(request, spec: spec, machine: BackendLifecycle(), loadingRecorded: true, logsSince: nil)
+            let supervisor = makeSupervisor(request, spec: spec, machine: BackendLifecycle(), loadingRecorded: true, logsSince: nil, leaseEpoch: leaseEpoch)
             await context.outbox.enqueue(entry)
             return supervisor
         } catch {
@@ -245,9 +380,10 @@ public final class DroneAgent: Service, Sendable {
         }
     }
 
-    func makeSupervisor(_ request: SpawnRequest, spec: BackendSpec, machine: BackendLifecycle, loadingRecorded: Bool, logsSince: Timestamp?) -> BackendSupervisor {
+    func makeSupervisor(_ request: SpawnRequest, spec: BackendSpec, machine: BackendLifecycle, loadingRecorded: Bool, logsSince: Timestamp?,
+                        leaseEpoch: UInt64?) -> BackendSupervisor {
         let supervisor = BackendSupervisor(spawn: request, spec: spec, context: context, machine: machine, loadingRecorded: loadingRecorded,
-                                           logsSince: logsSince) { [weak self] backend in
+                                           logsSince: logsSince, leaseEpoch: leaseEpoch) { [weak self] backend in
             self?.state.withLock { state in
                 state.supervisors[backend] = nil
                 state.reservedPorts.remove(Int(spec.port))
@@ -258,7 +394,8 @@ public final class DroneAgent: Service, Sendable {
     }
 
     func makeSpec(_ request: SpawnRequest, port: Int) throws -> BackendSpec {
-        let executable = request.executable
+        var executable = request.executable
+        if let token = request.fencingToken { executable.env["PLANE_FENCING_TOKEN"] = String(token) }
         var mounts: [MountSpec] = []
         for mount in executable.volumeMounts { mounts.append(try MountSpec(wire: mount)) }
         guard !executable.image.isEmpty else { throw DroneError(.invalidSpawn, "The request names no image.") }
@@ -352,8 +489,10 @@ public final class DroneAgent: Service, Sendable {
                 let route = storedRoutes[id]
                 routes.add(RouteTable.Route(backendID: id, address: address, bearerToken: backend.spawn.bearerToken), lastActive: route?.lastActive ?? backend.updated)
             }
+            // A lock holder goes on under the lease the drone had when it stopped.
             let supervisor = makeSupervisor(backend.spawn, spec: spec, machine: .resumed(state: backend.state, address: address),
-                                            loadingRecorded: true, logsSince: backend.lastLogTime)
+                                            loadingRecorded: true, logsSince: backend.lastLogTime,
+                                            leaseEpoch: backend.spawn.lock == nil ? nil : state.withLock { $0.lease.epoch })
             await supervisor.resume()
             logger.info("agent.reattached", metadata: ["plane.backend": "\(id)", "plane.state": "\(backend.state.rawValue)"])
         }

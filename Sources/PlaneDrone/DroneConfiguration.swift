@@ -74,6 +74,9 @@ public struct AgentConfiguration: Sendable {
     /// `max_log_bytes_per_minute`: a backend's output beyond this many bytes in a minute is
     /// not published (the drone says how much it dropped).
     public var maxLogBytesPerMinute = 4 << 20
+    /// `lease_renew_secs`, `lease_soft_secs`, `lease_hard_secs`: the lease lock-holding
+    /// backends run under (`DroneLease`).
+    public var lease = DroneLease.Timing()
 
     public init(ip: PublicIPSource) { self.ip = ip }
 }

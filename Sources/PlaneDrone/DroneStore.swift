@@ -64,6 +64,15 @@ public final class DroneStore: Sendable {
         migrator.registerMigration("v2-log-position") { db in
             try db.execute(sql: "ALTER TABLE backend ADD COLUMN last_log_ns INTEGER")
         }
+        migrator.registerMigration("v3-lease") { db in
+            try db.execute(sql: """
+                CREATE TABLE lease (
+                    id INTEGER PRIMARY KEY CHECK (id = 1),
+                    epoch INTEGER NOT NULL,
+                    granted_ns INTEGER NOT NULL
+                )
+                """)
+        }
         return migrator
     }
 
@@ -126,6 +135,34 @@ public final class DroneStore: Sendable {
         do {
             try await pool.write { db in
                 try db.execute(sql: "UPDATE backend SET last_log_ns = ? WHERE id = ?", arguments: [time.nanosecondsSinceEpoch, backend.rawValue])
+            }
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    // MARK: Lease
+
+    /// The drone's lease: its epoch and when the last granted renewal was sent (wall clock),
+    /// so a restarted drone goes on from the same deadline.
+    public func recordLease(epoch: UInt64, grantedAt: Timestamp) async throws(DroneError) {
+        do {
+            try await pool.write { db in
+                try db.execute(sql: "INSERT INTO lease (id, epoch, granted_ns) VALUES (1, ?, ?) ON CONFLICT(id) DO UPDATE SET epoch = excluded.epoch, granted_ns = excluded.granted_ns",
+                               arguments: [Int64(bitPattern: epoch), grantedAt.nanosecondsSinceEpoch])
+            }
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    public func lease() async throws(DroneError) -> (epoch: UInt64, grantedAt: Timestamp)? {
+        do {
+            return try await pool.read { db -> (UInt64, Timestamp)? in
+                guard let row = try Row.fetchOne(db, sql: "SELECT epoch, granted_ns FROM lease WHERE id = 1") else { return nil }
+                let epoch: Int64 = row["epoch"]
+                let granted: Int64 = row["granted_ns"]
+                return (UInt64(bitPattern: epoch), Timestamp(nanosecondsSinceEpoch: granted))
             }
         } catch {
             throw storeError(error)

@@ -114,6 +114,7 @@ public enum FuzzSeeds {
         add("BackendLogHistoryRequest", BackendLogHistoryRequest(backendID: "abc", lines: 10))
         add("Bool", true)
         add("NullReply", NullReply())
+        add("DroneLeaseRecord", DroneLeaseRecord(drone: "drone-1", cluster: "plane.test", epoch: 2, revoked: true, leaseHardMilliseconds: 20_000, renewed: time))
         let limits = ResourceLimits(cpuPeriod: 1, cpuPeriodPercent: 50, cpuTimeLimit: 60, memoryLimitBytes: 64 << 20)
         let executable = DockerExecutableConfig(image: "plane-test-server:dev", env: ["A": "b"], credentials: .usernamePassword(username: "u", password: "p"),
                                                 resourceLimits: limits, volumeMounts: [VolumeMount(type: "bind", source: "/data", target: "/data")])

@@ -38,6 +38,15 @@ enum WireFuzzTargets {
         ("LockRecord", { roundTrip(LockRecord.self, $0) { lock in _ = Timestamp.now().duration(since: lock.created) } }),
         ("Bool", { roundTrip(Bool.self, $0) }),
         ("NullReply", { roundTrip(NullReply.self, $0) }),
+        ("DroneLeaseRequest", { roundTrip(DroneLeaseRequest.self, $0) }),
+        ("DroneLeaseGrant", { roundTrip(DroneLeaseGrant.self, $0) }),
+        ("DroneLeaseRecord", { roundTrip(DroneLeaseRecord.self, $0) { record in
+            var table = DroneLeaseTable()
+            table.watchCaughtUp()
+            let now = ContinuousClock.now
+            table.observe(record, revision: 1, at: now)
+            _ = table.verdict(for: record.drone, at: now + .seconds(3600), reassignAfter: .seconds(30), margin: .seconds(5))
+        } }),
     ]
 
     static let messages = FuzzTarget("wire-json", "Every wire message type and KV record: decoded with the wire limits, re-encoded and decoded to the same value; spawns through the drone's conversions.") { raw in

@@ -151,7 +151,7 @@ struct DockerRuntimeConformanceTests {
 
     @Test func eventStreamReconnectsWhenTheDaemonStreamEnds() async throws {
         // The runtime talks to dockerd through a relay that can cut its connections.
-        let relay = try await UnixSocketRelay(unixSocket: DockerTestSetup.endpoint)
+        let relay = try await NetworkRelay(to: .unixSocket(DockerTestSetup.endpoint))
         let image = try await DockerTestImage.shared.ensureLoaded()
         var configuration = DockerRuntimeConfiguration()
         configuration.endpoint = "http://127.0.0.1:\(relay.port)"

@@ -55,6 +55,8 @@ struct ControllerConfigTests {
             recent_spawn_window_secs = 20
             max_spawn_attempts = 5
             drone_lost_grace_secs = 90
+            lock_reassign_after_secs = 45
+            lease_margin_secs = 7
             status_history_messages = 50
             status_history_max_age_secs = 86400
             replicas = 3
@@ -75,6 +77,7 @@ struct ControllerConfigTests {
         let s = try #require(config.scheduler)
         #expect(s.droneTimeout == .seconds(7) && s.spawnTimeout == .seconds(3) && s.recentSpawnWindow == .seconds(20) && s.maxSpawnAttempts == 5)
         #expect(s.droneLostGrace == .seconds(90) && s.statusHistoryMessages == 50 && s.statusHistoryMaxAge == .seconds(86400) && s.replicas == 3)
+        #expect(s.lockReassignAfter == .seconds(45) && s.leaseMargin == .seconds(7))
         #expect(config.nats.auth == .userPassword(user: "u", password: "p") && config.nats.tls?.caFile == "/etc/plane/nats-ca.pem")
         #expect(config.dns?.nameServer?.description == "ns1.plane.example." && config.dns?.zones.map(\.key) == ["plane.example", "other.example"])
         #expect(config.http?.port == 9191 && config.http?.cluster == "plane.example")

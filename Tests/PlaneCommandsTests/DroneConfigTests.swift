@@ -219,6 +219,17 @@ struct DroneConfigTests {
         #expect(problems("cluster_domain = \"plane.test\"\n").contains { $0.contains("no part is enabled") })
     }
 
+    @Test func leaseKeysAndTheirOrder() throws {
+        let base = "cluster_domain = \"plane.test\"\n[nats]\nhosts=[\"x\"]\n[agent]\nip = \"1.2.3.4\"\n"
+        let defaults = try #require(try load(base).agent)
+        #expect(defaults.lease == DroneLease.Timing(renewInterval: .seconds(2), soft: .seconds(10), hard: .seconds(20)))
+        let set = try #require(try load(base + "lease_renew_secs = 1\nlease_soft_secs = 3\nlease_hard_secs = 5\n").agent)
+        #expect(set.lease == DroneLease.Timing(renewInterval: .seconds(1), soft: .seconds(3), hard: .seconds(5)))
+        #expect(problems(base + "lease_soft_secs = 30\n").contains { $0.hasPrefix("agent.lease_hard_secs:") && $0.contains("longer than lease_soft_secs") })
+        #expect(problems(base + "lease_renew_secs = 10\n").contains { $0.contains("lease_soft_secs must be longer than lease_renew_secs") })
+        #expect(problems(base + "lease_hard_secs = 0\n").contains { $0.hasPrefix("agent.lease_hard_secs:") })
+    }
+
     @Test func theCommandDumpsItsConfigurationAndRefusesAnUnknownRuntime() async throws {
         let directory = try TestEnvironment.temporaryDirectory("drone-config")
         let good = directory + "/drone.toml"

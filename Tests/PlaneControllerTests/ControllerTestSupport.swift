@@ -71,6 +71,12 @@ final class FakeDrone: Sendable {
 
     var spawnCount: Int { spawns.withLock { $0.count } }
 
+    /// Renews this drone's lease as a `plane drone` does (lease_hard `hard`).
+    func renewLease(epoch: UInt64?, hard: Duration = .seconds(2), backends: [BackendID]? = nil, timeout: Duration = .seconds(5)) async throws -> DroneLeaseGrant {
+        let request = DroneLeaseRequest(cluster: cluster, drone: id, epoch: epoch, leaseHardMilliseconds: UInt64(hard.components.seconds * 1000), backends: backends)
+        return try await messenger.request(PlaneSubjects.lease(cluster, id), request, timeout: timeout)
+    }
+
     /// `count` drones of `plane.test`, heartbeating.
     static func heartbeating(_ count: Int, server: NATSServerProcess) async throws -> [FakeDrone] {
         var drones: [FakeDrone] = []

@@ -103,3 +103,29 @@ struct BackendLifecycleTests {
         #expect(ended.handle(.cleanedUp) == [.finish])
     }
 }
+
+/// The lease's events: a lapse or a decision made elsewhere ends a backend in any state.
+struct BackendLifecycleLeaseTests {
+    @Test(arguments: [0, 1, 2])
+    func aLeaseThatLapsesEndsTheBackendAsLost(_ steps: Int) {
+        var machine = BackendLifecycle()
+        let path: [BackendLifecycle.Event] = [.spawned, .loaded(address: "a:1"), .probeAnswered]
+        for event in path.prefix(steps + 1) { _ = machine.handle(event) }
+        let actions = machine.handle(.leaseExpired)
+        #expect(machine.state == .lost)
+        #expect(actions.contains(.report(.lost)) && actions.contains(.stopAndRemove))
+        #expect(machine.handle(.leaseExpired).isEmpty, "once")
+    }
+
+    @Test func aStateTheClusterRecordedIsKept() {
+        var machine = BackendLifecycle.resumed(state: .ready, address: "a:1")
+        let actions = machine.handle(.endedElsewhere(.lost))
+        #expect(machine.state == .lost && actions.contains(.removeRoute) && actions.contains(.report(.lost)))
+        var other = BackendLifecycle.resumed(state: .ready, address: "a:1")
+        _ = other.handle(.endedElsewhere(.ready))
+        #expect(other.state == .lost, "a live state from elsewhere is no ending; it counts as lost")
+        var ended = BackendLifecycle.resumed(state: .ready, address: "a:1")
+        _ = ended.handle(.idleExpired)
+        #expect(ended.handle(.endedElsewhere(.lost)).isEmpty && ended.state == .swept, "a terminal state is never left")
+    }
+}

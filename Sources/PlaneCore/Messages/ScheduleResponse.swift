@@ -56,8 +56,12 @@ public struct ScheduledBackend: Sendable, Hashable, Codable {
     /// Always written: `false` when a live backend already held the request's lock and is
     /// returned instead. A reply without it (a v0.3.10 controller) decodes as `true`.
     public var spawned: Bool
+    /// Extension: for a backend that holds a lock, the lock's fencing token (see
+    /// `SpawnRequest.fencingToken`). Omitted when nil.
+    public var fencingToken: UInt64?
 
-    public init(drone: DroneID, backendID: BackendID, bearerToken: String? = nil, spawned: Bool = true) {
+    public init(drone: DroneID, backendID: BackendID, bearerToken: String? = nil, spawned: Bool = true, fencingToken: UInt64? = nil) {
+        self.fencingToken = fencingToken
         self.drone = drone
         self.backendID = backendID
         self.bearerToken = bearerToken
@@ -69,6 +73,7 @@ public struct ScheduledBackend: Sendable, Hashable, Codable {
         case backendID = "backend_id"
         case bearerToken = "bearer_token"
         case spawned
+        case fencingToken = "fencing_token"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -77,6 +82,7 @@ public struct ScheduledBackend: Sendable, Hashable, Codable {
         backendID = try c.decode(BackendID.self, forKey: .backendID)
         bearerToken = try c.decodeIfPresent(String.self, forKey: .bearerToken)
         spawned = try c.decode(Bool.self, forKey: .spawned, default: true)
+        fencingToken = try c.decodeIfPresent(UInt64.self, forKey: .fencingToken)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -85,6 +91,7 @@ public struct ScheduledBackend: Sendable, Hashable, Codable {
         try c.encode(backendID, forKey: .backendID)
         try c.encodeIfPresent(bearerToken, forKey: .bearerToken)
         try c.encode(spawned, forKey: .spawned)
+        try c.encodeIfPresent(fencingToken, forKey: .fencingToken)
     }
 }
 

@@ -10,11 +10,21 @@ public struct SpawnRequest: Sendable, Hashable, Codable {
     public var executable: DockerExecutableConfig
     /// If set, the proxy requires it.
     public var bearerToken: String?
+    /// Extension: the lock the backend holds. The drone runs it only under a valid lease and
+    /// stops it when it cannot renew that lease. Omitted when nil.
+    public var lock: LockName?
+    /// Extension: the lock's fencing token (the `plane_locks` revision at which the lock was
+    /// taken; a later holder of the same lock always has a larger one). The backend gets it
+    /// as `PLANE_FENCING_TOKEN`. Omitted when nil.
+    public var fencingToken: UInt64?
 
     public init(
         cluster: ClusterName?, droneID: DroneID, maxIdleSeconds: DurationSeconds, backendID: BackendID,
-        metadata: [String: String] = [:], executable: DockerExecutableConfig, bearerToken: String? = nil
+        metadata: [String: String] = [:], executable: DockerExecutableConfig, bearerToken: String? = nil,
+        lock: LockName? = nil, fencingToken: UInt64? = nil
     ) {
+        self.lock = lock
+        self.fencingToken = fencingToken
         self.cluster = cluster
         self.droneID = droneID
         self.maxIdleSeconds = maxIdleSeconds
@@ -31,6 +41,8 @@ public struct SpawnRequest: Sendable, Hashable, Codable {
         case backendID = "backend_id"
         case metadata, executable
         case bearerToken = "bearer_token"
+        case lock
+        case fencingToken = "fencing_token"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -42,6 +54,8 @@ public struct SpawnRequest: Sendable, Hashable, Codable {
         metadata = try c.decode([String: String].self, forKey: .metadata)
         executable = try c.decode(DockerExecutableConfig.self, forKey: .executable)
         bearerToken = try c.decodeIfPresent(String.self, forKey: .bearerToken)
+        lock = try c.decodeIfPresent(LockName.self, forKey: .lock)
+        fencingToken = try c.decodeIfPresent(UInt64.self, forKey: .fencingToken)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -53,5 +67,7 @@ public struct SpawnRequest: Sendable, Hashable, Codable {
         try c.encodeSortedMap(metadata, forKey: .metadata)
         try c.encode(executable, forKey: .executable)
         try c.encode(bearerToken, forKey: .bearerToken)
+        try c.encodeIfPresent(lock, forKey: .lock)
+        try c.encodeIfPresent(fencingToken, forKey: .fencingToken)
     }
 }

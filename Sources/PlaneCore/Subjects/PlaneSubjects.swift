@@ -33,6 +33,14 @@ public enum PlaneSubjects {
         .init("cluster.\(cluster.subjectForm).drone.\(drone.rawValue).drain")
     }
 
+    /// `cluster.{cluster_s}.drone.{drone_id}.lease` (extension): a drone renews the lease of
+    /// its lock-holding backends; one controller (queue group) answers.
+    public static func lease(_ cluster: ClusterName, _ drone: DroneID) -> RequestSubject<DroneLeaseRequest, DroneLeaseGrant> {
+        .init("cluster.\(cluster.subjectForm).drone.\(drone.rawValue).lease")
+    }
+
+    public static let leaseAll = SubjectPattern<DroneLeaseRequest, DroneLeaseGrant>("cluster.*.drone.*.lease")
+
     // MARK: Backends
 
     /// `cluster.{cluster_s}.backend.{backend_id}.terminate`; reply `null`.

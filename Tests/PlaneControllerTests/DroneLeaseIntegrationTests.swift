@@ -1,0 +1,183 @@
+import NATS
+import PlaneCore
+import PlaneMessaging
+import PlaneTestSupport
+import Synchronization
+import Testing
+@testable import PlaneController
+
+/// The controllers' side of drone leases on a real nats-server: grants, revocation, a new
+/// epoch after it, reconciliation, and when a lock-holding backend is declared lost.
+@Suite(.timeLimit(.minutes(3)))
+struct DroneLeaseIntegrationTests {
+    func controller(_ server: NATSServerProcess) async throws -> RunningController {
+        try await RunningController(server: server) {
+            $0.scheduler?.lockReassignAfter = .seconds(3)
+            $0.scheduler?.leaseMargin = .seconds(1)
+            $0.scheduler?.droneLostGrace = .seconds(5)
+        }
+    }
+
+    @Test func grantsKeepTheirEpochAndBadRequestsGetNoGrant() async throws {
+        try await withCluster { server in
+            let running = try await controller(server)
+            let drone = try await FakeDrone(server: server)
+            #expect(try await drone.renewLease(epoch: nil).epoch == 1)
+            #expect(try await drone.renewLease(epoch: 1).epoch == 1)
+            // lease_hard beyond an hour would keep its locks forever: refused.
+            await #expect(throws: NATSError.self) { try await drone.renewLease(epoch: 1, hard: .seconds(7200), timeout: .seconds(1)) }
+            // A renewal for another drone than the subject's is not granted.
+            let other = DroneLeaseRequest(cluster: "plane.test", drone: .random(), epoch: nil, leaseHardMilliseconds: 2000)
+            await #expect(throws: NATSError.self) {
+                try await drone.messenger.request(PlaneSubjects.lease("plane.test", drone.id), other, timeout: .seconds(1))
+            }
+            await drone.close()
+            await running.stop()
+        }
+    }
+
+    @Test func aLockHolderIsLostOnlyOnceItsDronesLeaseWentStaleAndWasRevoked() async throws {
+        try await withCluster { server in
+            let running = try await controller(server)
+            let drone = try await FakeDrone(server: server)
+            try await drone.startHeartbeats()
+            let epoch = try await drone.renewLease(epoch: nil).epoch
+            let renewing = Task {
+                while !Task.isCancelled {
+                    _ = try? await drone.renewLease(epoch: epoch)
+                    try? await Task.sleep(for: .milliseconds(500))
+                }
+            }
+            let client = PlaneMessenger(client: try await server.connectedClient())
+            try await Task.sleep(for: .milliseconds(300))
+            guard case .scheduled(let holder) = try await client.request(PlaneSubjects.schedule("plane.test"), scheduleRequest(lock: "doc"), timeout: .seconds(5)),
+                  case .scheduled(let free) = try await client.request(PlaneSubjects.schedule("plane.test"), scheduleRequest(), timeout: .seconds(5)) else {
+                Issue.record("expected Scheduled"); return
+            }
+            #expect(holder.fencingToken != nil && free.fencingToken == nil)
+            #expect(drone.spawns.withLock { $0.first?.lock } == "doc")
+            // Heartbeats stop, renewals go on: the lockless backend is lost after the drone's
+            // grace; the lock holder stays, since its drone still holds the lease.
+            drone.stopHeartbeats()
+            #expect(try await eventually(timeout: .seconds(30)) { running.controller.directory.record(of: free.backendID)?.state == .lost })
+            try await Task.sleep(for: .seconds(4))
+            #expect(running.controller.directory.record(of: holder.backendID)?.isLive == true)
+            // Renewals stop too: after lock_reassign_after the lease is revoked, the holder is
+            // lost, and its lock taken by a new backend with a larger fencing token.
+            renewing.cancel()
+            _ = await renewing.value
+            #expect(try await eventually(timeout: .seconds(30)) { running.controller.directory.record(of: holder.backendID)?.state == .lost })
+            let replacement = try await FakeDrone(server: server)
+            try await replacement.startHeartbeats()
+            try await Task.sleep(for: .milliseconds(300))
+            guard case .scheduled(let next) = try await client.request(PlaneSubjects.schedule("plane.test"), scheduleRequest(lock: "doc"), timeout: .seconds(5)) else {
+                Issue.record("expected Scheduled"); return
+            }
+            #expect(next.drone == replacement.id && next.spawned && (next.fencingToken ?? 0) > (holder.fencingToken ?? .max))
+            // The drone comes back: a new epoch, and the list of what the cluster ended.
+            let grant = try await drone.renewLease(epoch: epoch, backends: [holder.backendID, free.backendID, next.backendID])
+            #expect(grant.epoch == epoch + 1)
+            #expect(Set(grant.ended) == [EndedBackend(backend: holder.backendID, state: .lost), EndedBackend(backend: free.backendID, state: .lost)])
+            renewing.cancel()
+            await replacement.close()
+            await drone.close()
+            await client.client.close()
+            await running.stop()
+        }
+    }
+
+    /// A renewal written between a controller's judgement and its revocation wins: the
+    /// revocation is a compare-and-set on the revision that was judged stale.
+    @Test func aRenewalRacingTheRevocationWins() async throws {
+        try await withCluster { server in
+            let client = try await server.connectedClient()
+            let store = try await ControllerStore.open(JetStream(client: client), replicas: 1)
+            let leases = DroneLeases(bucket: store.leases, logger: .init(label: "test"))
+            let drone = DroneID.random()
+            let request = DroneLeaseRequest(cluster: "plane.test", drone: drone, epoch: nil, leaseHardMilliseconds: 2000)
+            #expect(try await leases.renew(request) == 1)
+            let judged = try #require(try await store.leases.get(drone.rawValue)).revision
+            leases.table.withLock { $0.observe(try! WireDecoder().decode(DroneLeaseRecord.self, from: [UInt8]("""
+                {"drone":"\(drone)","cluster":"plane.test","epoch":1,"revoked":false,"lease_hard_ms":2000,"renewed":"2026-12-05T00:00:00Z"}
+                """.utf8)), revision: judged, at: .now) }
+            #expect(try await leases.renew(request) == 1)
+            #expect(try await leases.revoke(drone, revision: judged) == false, "the renewal came first")
+            let current = try #require(try await store.leases.get(drone.rawValue))
+            leases.table.withLock { $0.observe(try! WireDecoder().decode(DroneLeaseRecord.self, from: current.value), revision: current.revision, at: .now) }
+            #expect(try await leases.revoke(drone, revision: current.revision))
+            #expect(try await leases.renew(DroneLeaseRequest(cluster: "plane.test", drone: drone, epoch: 1, leaseHardMilliseconds: 2000)) == 2)
+            await client.close()
+        }
+    }
+}
+
+/// What a controller killed between a drone's `true` and the lock's confirmation leaves
+/// behind (a pending lock and a claimed backend), and how the next request resolves it.
+@Suite(.timeLimit(.minutes(3)))
+struct UnconfirmedLockTests {
+    enum Left { case reported, unreported, unreportedOnALapsedDrone }
+
+    @Test(arguments: [Left.reported, .unreported, .unreportedOnALapsedDrone])
+    func aLockLeftPendingByACrashedController(_ left: Left) async throws {
+        try await withCluster { server in
+            let running = try await RunningController(server: server) {
+                $0.scheduler?.spawnTimeout = .seconds(1)
+                $0.scheduler?.maxSpawnAttempts = 1
+                $0.scheduler?.lockReassignAfter = .seconds(3)
+                $0.scheduler?.leaseMargin = .seconds(1)
+            }
+            let client = try await server.connectedClient()
+            let store = try await ControllerStore.open(JetStream(client: client), replicas: 1)
+            let owner = try await FakeDrone(server: server)
+            try await owner.startHeartbeats()
+            _ = try await owner.renewLease(epoch: nil)
+            let renewing = Task {
+                while !Task.isCancelled, left != .unreportedOnALapsedDrone {
+                    _ = try? await owner.renewLease(epoch: 1)
+                    try? await Task.sleep(for: .milliseconds(300))
+                }
+            }
+            // What the crashed controller wrote: the lock (pending), the backend's record.
+            let lock: LockName = "doc"
+            let key = LockRecord.key(cluster: "plane.test", lock: lock)
+            let orphan = BackendID.random()
+            let token = try await store.locks.create(key, value: try ControllerStore.encode(LockRecord(backendID: orphan, drone: owner.id, created: .now())))
+            var record = BackendRecord(backendID: orphan, cluster: "plane.test", drone: owner.id, time: .now(), lock: lock)
+            if left == .reported { record.state = .loading }
+            _ = try await store.backends.create(orphan.rawValue, value: try ControllerStore.encode(record))
+            let terminations = try await PlaneMessenger(client: client).subscribe(PlaneSubjects.terminateAll("plane.test"))
+
+            let messenger = PlaneMessenger(client: client)
+            let response = try await messenger.request(PlaneSubjects.schedule("plane.test"), scheduleRequest(lock: lock), timeout: .seconds(30))
+            guard case .scheduled(let answer) = response else { Issue.record("\(response)"); return }
+            switch left {
+            case .reported:
+                // Its drone has it: it holds the lock, now confirmed.
+                #expect(answer.backendID == orphan && !answer.spawned && answer.fencingToken == nil)
+                #expect(try await store.lock(key)?.record.confirmed == true)
+            case .unreported:
+                // A renewing drone would have reported it: it never started. Its record ends,
+                // its drone is told to stop it in case, and the lock goes to a new backend.
+                #expect(answer.backendID != orphan && answer.spawned && (answer.fencingToken ?? 0) > token)
+                #expect(try await store.backend(orphan)?.record.state == .errorLoading)
+                var told = false
+                for await delivery in terminations {
+                    if case .success(let request) = delivery.message, request.backendID == orphan { told = true; break }
+                }
+                #expect(told)
+            case .unreportedOnALapsedDrone:
+                // Its drone may have it and is not renewing: the lock moves only after the
+                // drone's lease is revoked and the backend reported Lost.
+                #expect(answer.backendID != orphan && answer.spawned)
+                #expect(try await store.backend(orphan)?.record.state == .lost)
+                let lease = try #require(try await store.leases.get(owner.id.rawValue))
+                #expect(try WireDecoder().decode(DroneLeaseRecord.self, from: lease.value).revoked)
+            }
+            renewing.cancel()
+            try? terminations.unsubscribe()
+            await owner.close()
+            await client.close()
+            await running.stop()
+        }
+    }
+}
