@@ -7,13 +7,19 @@ import Foundation
 public enum DroneConfigFile {
     /// Writes `drone.toml` into `directory` and returns its path.
     public static func write(in directory: String, drone: String, nats: String, ports: String, extra: String = "") throws -> String {
+        try write(in: directory, drone: drone, natsHosts: [nats], ports: ports, extra: extra)
+    }
+
+    /// The same with several NATS servers (the nodes of a NATS cluster).
+    public static func write(in directory: String, drone: String, natsHosts: [String], ports: String, extra: String = "") throws -> String {
         let path = directory + "/drone.toml"
+        let hosts = natsHosts.map { "\"\($0)\"" }.joined(separator: ", ")
         try """
             cluster_domain = "plane.test"
             drone_id = "\(drone)"
             state_dir = "\(directory)/state"
             [nats]
-            hosts = ["\(nats)"]
+            hosts = [\(hosts)]
             [agent]
             ip = "127.0.0.1"
             port_range = "\(ports)"

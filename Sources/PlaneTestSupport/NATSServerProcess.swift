@@ -16,6 +16,8 @@ public final class NATSServerProcess: Sendable {
         /// A whole `authorization { ... }` block instead of `token`/`user`; `user` and
         /// `password` are then what the server's own probe (and `connectedClient`) use.
         public var authorization: String?
+        /// A member of a NATS cluster (`startCluster`): its route port and its peers'.
+        public var cluster: (name: String, routePort: Int, peers: [Int])?
         public init() {}
     }
 
@@ -58,10 +60,42 @@ public final class NATSServerProcess: Sendable {
         if let tls = options.tls {
             lines.append("tls { cert_file: \"\(tls.certificate)\", key_file: \"\(tls.key)\", timeout: 5 }")
         }
+        if let cluster = options.cluster {
+            let routes = cluster.peers.map { "nats-route://127.0.0.1:\($0)" }.joined(separator: ", ")
+            lines.append("cluster { name: \(cluster.name), listen: 127.0.0.1:\(cluster.routePort), routes: [\(routes)] }")
+        }
         try lines.joined(separator: "\n").write(toFile: "\(directory)/nats.conf", atomically: true, encoding: .utf8)
     }
 
+    /// Starts a NATS cluster of `size` servers with JetStream (each a `NATSServerProcess` with
+    /// its own client port and store) and waits until every one answers JetStream requests
+    /// (a JetStream meta leader is elected).
+    public static func startCluster(size: Int = 3) async throws -> [NATSServerProcess] {
+        let routePorts = try (0..<size).map { _ in try TestEnvironment.freePort() }
+        var servers: [NATSServerProcess] = []
+        do {
+            for index in 0..<size {
+                var options = Options()
+                options.cluster = (name: "plane_test", routePort: routePorts[index], peers: routePorts.enumerated().filter { $0.offset != index }.map(\.element))
+                let server = NATSServerProcess(port: try TestEnvironment.freePort(), options: options, directory: try TestEnvironment.temporaryDirectory("plane-nats"))
+                try server.writeConfig()
+                try server.spawn()
+                servers.append(server)
+            }
+            for server in servers { try await server.waitUntilReady(within: .seconds(60)) }
+        } catch {
+            for server in servers { await server.shutdown() }
+            throw error
+        }
+        return servers
+    }
+
     private func launch() async throws {
+        try spawn()
+        try await waitUntilReady()
+    }
+
+    private func spawn() throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: try SystemProgram.natsServer.path())
         p.arguments = ["-c", "\(directory)/nats.conf"]
@@ -70,11 +104,10 @@ public final class NATSServerProcess: Sendable {
         p.standardError = log ?? FileHandle.nullDevice
         try p.run()
         process.withLock { $0 = p }
-        try await waitUntilReady()
     }
 
-    private func waitUntilReady() async throws {
-        let deadline = ContinuousClock.now + .seconds(30)
+    private func waitUntilReady(within timeout: Duration = .seconds(30)) async throws {
+        let deadline = ContinuousClock.now + timeout
         var lastError: (any Error)?
         while ContinuousClock.now < deadline {
             guard process.withLock({ $0?.isRunning ?? false }) else {

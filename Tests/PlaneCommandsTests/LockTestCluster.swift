@@ -21,9 +21,12 @@ final class LockTestCluster: Sendable {
 
     struct Drone: Sendable {
         let id: DroneID
-        let relay: NetworkRelay
+        /// Between the drone and the first NATS server; nil for a drone that is given every
+        /// server of a NATS cluster.
+        let relay: NetworkRelay?
         let config: String
         let child: ChildProcess
+        var isPartitioned: Bool { relay?.isPartitioned ?? false }
     }
 
     /// A moment at which one lock ran in more than one process.
@@ -40,7 +43,10 @@ final class LockTestCluster: Sendable {
     static let reassignAfter: Duration = .seconds(8)
     static let droneLostGrace: Duration = .seconds(10)
 
-    let server: NATSServerProcess
+    /// The NATS servers (one, or the nodes of a NATS cluster); the test's client uses the first.
+    let servers: [NATSServerProcess]
+    /// `[scheduler] replicas` of the controllers.
+    let replicas: Int
     let runtime: Runtime
     let image: String
     let client: NATSClient
@@ -55,17 +61,24 @@ final class LockTestCluster: Sendable {
     private let nextPorts = Mutex(0)
     private let basePort: Int
 
-    init(server: NATSServerProcess, runtime: Runtime, basePort: Int) async throws {
-        self.server = server
+    init(servers: [NATSServerProcess], runtime: Runtime, basePort: Int, replicas: Int = 1) async throws {
+        self.servers = servers
+        self.replicas = replicas
         self.runtime = runtime
         self.basePort = basePort
         switch runtime {
         case .process: image = try TestExecutables.path("plane-test-server")
         case .docker: image = try await DockerTestImage.shared.ensureLoaded()
         }
-        client = try await server.connectedClient()
+        client = try await servers[0].connectedClient { $0.servers = servers.map(\.serverURL) }
         messenger = PlaneMessenger(client: client)
     }
+
+    convenience init(server: NATSServerProcess, runtime: Runtime, basePort: Int) async throws {
+        try await self.init(servers: [server], runtime: runtime, basePort: basePort)
+    }
+
+    var natsHosts: String { servers.map { "\"\($0.url)\"" }.joined(separator: ", ") }
 
     var droneList: [Drone] { drones.withLock { $0 } }
 
@@ -77,8 +90,9 @@ final class LockTestCluster: Sendable {
         let path = directory + "/controller.toml"
         try """
             [nats]
-            hosts = ["\(server.url)"]
+            hosts = [\(natsHosts)]
             [scheduler]
+            replicas = \(replicas)
             lock_reassign_after_secs = \(Self.reassignAfter.components.seconds)
             lease_margin_secs = 2
             drone_lost_grace_secs = \(Self.droneLostGrace.components.seconds)
@@ -91,16 +105,17 @@ final class LockTestCluster: Sendable {
 
     var controllerList: [ChildProcess] { controllers.withLock { $0 } }
 
+    /// A drone behind a relay to the first server (`relayed`), or given every server.
     @discardableResult
-    func startDrone() async throws -> Drone {
+    func startDrone(relayed: Bool = true) async throws -> Drone {
         let id = DroneID.random()
-        let relay = try await NetworkRelay(to: .tcp(host: "127.0.0.1", port: server.port))
+        let relay = relayed ? try await NetworkRelay(to: .tcp(host: "127.0.0.1", port: servers[0].port)) : nil
         let index = nextPorts.withLock { value in defer { value += 1 }; return value }
         let low = basePort + index * 50
         var extra = Self.leaseKeys
         if runtime == .process { extra += "\nruntime = \"process\"\nruntimes_dir = \"\(PythonEnvironment.packageRoot)/runtimes\"" }
-        let config = try DroneConfigFile.write(in: try TestEnvironment.temporaryDirectory("lock-drone"), drone: id.rawValue, nats: relay.natsURL,
-                                               ports: "\(low)-\(low + 49)", extra: extra)
+        let config = try DroneConfigFile.write(in: try TestEnvironment.temporaryDirectory("lock-drone"), drone: id.rawValue,
+                                               natsHosts: relay.map { [$0.natsURL] } ?? servers.map(\.url), ports: "\(low)-\(low + 49)", extra: extra)
         let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
         let drone = Drone(id: id, relay: relay, config: config, child: child)
         drones.withLock { $0.append(drone) }
@@ -120,12 +135,12 @@ final class LockTestCluster: Sendable {
     func stopAll() async {
         watcher.withLock { $0?.cancel() }
         for drone in droneList {
-            drone.relay.heal()
+            drone.relay?.heal()
             drone.child.signal(SIGTERM)
         }
         for drone in droneList {
             if await drone.child.waitForExit(timeout: .seconds(30)) == nil { drone.child.signal(SIGKILL) }
-            await drone.relay.close()
+            await drone.relay?.close()
         }
         for controller in controllerList {
             controller.signal(SIGTERM)
@@ -226,6 +241,18 @@ final class LockTestCluster: Sendable {
     }
 
     var violationList: [Violation] { violations.withLock { $0 } }
+
+    /// Processes that run for a lock without being its holder in the lock table (empty once
+    /// every drone runs only what it may).
+    func mismatches() async throws -> String {
+        var mismatch = ""
+        for (lock, tokens) in running() {
+            let holder = try await lockHolder(lock)
+            let allowed: Set<String> = holder.flatMap { $0.fencingToken.map { [String($0)] } } ?? []
+            if !tokens.isSubset(of: allowed) { mismatch += "\(lock): runs \(tokens.sorted()), lock table \(allowed.sorted()); " }
+        }
+        return mismatch
+    }
 }
 
 extension JetStream {
