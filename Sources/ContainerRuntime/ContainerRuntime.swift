@@ -21,6 +21,11 @@ import PlaneCore
 ///   (the stream finishes once the process has exited and its output is read). Lines carry
 ///   times that strictly increase per backend, the same on every read, when the runtime
 ///   can give them: the drone resumes after the last time it published.
+/// - `wait(for:)` returns once the backend's process has ended, with how it ended
+///   (`exited`, `killed`), or `unknown` when the runtime holds nothing for it; it never
+///   returns for a running backend. Runtimes that can wait natively say so
+///   (`RuntimeCapabilities.waits`); the others get a default that asks `status` every
+///   `RuntimeWaitDefaults.pollInterval`. Cancelling the calling task ends the wait.
 /// - `list` returns the handles of this drone's backends, running or not.
 /// - Errors are `RuntimeError`; `.unavailable` means the runtime itself is down.
 public protocol ContainerRuntime: Sendable {
@@ -40,10 +45,31 @@ public protocol ContainerRuntime: Sendable {
     /// checking, with host networking, that the listener on its port is its own); nil
     /// otherwise.
     func mainProcessID(of backend: BackendID) async throws(RuntimeError) -> Int32?
+    /// How the backend ended, once it has (Nomad's `WaitTask` in spirit).
+    func wait(for backend: BackendID) async throws(RuntimeError) -> RuntimeStatus
+}
+
+/// The default `wait(for:)` of runtimes that cannot wait natively.
+public enum RuntimeWaitDefaults {
+    public static let pollInterval: Duration = .seconds(2)
 }
 
 extension ContainerRuntime {
     public func mainProcessID(of backend: BackendID) async throws(RuntimeError) -> Int32? { nil }
+
+    /// Asks `status` every `RuntimeWaitDefaults.pollInterval` until the process is not
+    /// running; a cancelled wait returns `.unknown` at once.
+    public func wait(for backend: BackendID) async throws(RuntimeError) -> RuntimeStatus {
+        while !Task.isCancelled {
+            let status = try await status(of: backend)
+            switch status {
+            case .running, .created: break
+            case .exited, .killed, .unknown: return status
+            }
+            try? await Task.sleep(for: RuntimeWaitDefaults.pollInterval)
+        }
+        return .unknown
+    }
 
     /// The checks every runtime shares: the network mode is supported, mounts are allowed,
     /// the limits are ones the kernel takes, the port is set, and options are only given

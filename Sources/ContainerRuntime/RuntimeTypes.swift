@@ -133,8 +133,13 @@ public struct RuntimeCapabilities: Sendable, Hashable, Codable {
     /// references itself), so a spawn with an image the runtime cannot take is refused
     /// before anything starts.
     public var imagePattern: String?
+    /// `wait(for:)` is native (the runtime learns of the exit as it happens) rather than the
+    /// default that polls `status`; the drone then needs no event stream for exits.
+    public var waits: Bool
 
-    public init(networkModes: Set<NetworkModeKind>, mounts: Bool, stats: Bool, outOfMemoryEvents: Bool, optionsSchema: JSONValue? = nil, imagePattern: String? = nil) {
+    public init(networkModes: Set<NetworkModeKind>, mounts: Bool, stats: Bool, outOfMemoryEvents: Bool, optionsSchema: JSONValue? = nil, imagePattern: String? = nil,
+                waits: Bool = false) {
+        self.waits = waits
         self.networkModes = networkModes
         self.mounts = mounts
         self.stats = stats

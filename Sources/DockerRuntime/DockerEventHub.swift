@@ -4,8 +4,9 @@ import PlaneCore
 import Synchronization
 
 /// Reads Docker's `/events` stream (container `die` and `oom` events of this drone's
-/// backends) and fans it out to every `events()` subscriber. When the daemon's stream ends
-/// or breaks it is re-opened from the last event's time, without repeating events.
+/// backends) and fans it out to every `events()` subscriber and to the backends' waiters
+/// (`exits`, behind `wait(for:)`). When the daemon's stream ends or breaks it is re-opened
+/// from the last event's time, without repeating events; every waiter then looks again.
 final class DockerEventHub: Sendable {
     private struct State {
         var subscribers: [UInt64: AsyncStream<RuntimeEvent>.Continuation] = [:]
@@ -14,6 +15,8 @@ final class DockerEventHub: Sendable {
     }
 
     private let state = Mutex(State())
+    /// Waiters of `DockerRuntime.wait(for:)`.
+    let exits = BackendExitSignals()
     private let client: DockerEngineClient
     private let droneID: DroneID
     private let logger: Logger
@@ -35,11 +38,18 @@ final class DockerEventHub: Sendable {
             return (id, s.reader == nil)
         }
         continuation.onTermination = { [weak self] _ in _ = self?.state.withLock { $0.subscribers.removeValue(forKey: id) } }
-        if startReader {
-            let task = Task { [weak self] () -> Void in await self?.readForever() }
-            state.withLock { $0.reader = task }
-        }
+        if startReader { startReading() }
         return stream
+    }
+
+    /// Starts reading `/events` unless it runs already.
+    func startReading() {
+        let started = state.withLock { s -> Bool in
+            guard s.reader == nil else { return false }
+            s.reader = Task { [weak self] () -> Void in await self?.readForever() }
+            return true
+        }
+        if started { logger.debug("docker.events_reader_started") }
     }
 
     private func publish(_ event: RuntimeEvent) {
@@ -60,6 +70,8 @@ final class DockerEventHub: Sendable {
                 let (status, body) = try await client.stream(.GET, "/events", query: query, headTimeout: .seconds(30))
                 guard status == 200 else { throw RuntimeError(.unavailable, "Docker /events answered \(status)") }
                 backoff = .milliseconds(200)
+                // Between two streams an exit may have gone unseen by a waiter: all look again.
+                exits.signalAll()
                 var splitter = LineSplitter()
                 for try await chunk in body {
                     for line in splitter.feed(chunk.readableBytesView) {
@@ -70,6 +82,7 @@ final class DockerEventHub: Sendable {
                         if timeNano > 0 { since = Timestamp(secondsSinceEpoch: timeNano / 1_000_000_000, nanoseconds: UInt32(timeNano % 1_000_000_000)) }
                         guard let parsed = Self.runtimeEvent(event) else { continue }
                         publish(parsed)
+                        exits.signal(parsed.backendID)
                     }
                 }
                 logger.debug("docker.events_stream_ended")

@@ -46,7 +46,7 @@ public final class DockerRuntime: ContainerRuntime {
         self.client = client
         descriptor = RuntimeDescriptor(name: Self.name, version: "docker \(engineVersion), API \(client.apiVersion)", capabilities: RuntimeCapabilities(
             networkModes: configuration.network == .host ? [.host] : [.bridge], mounts: configuration.allowMounts, stats: true, outOfMemoryEvents: true,
-            optionsSchema: Self.optionsSchema))
+            optionsSchema: Self.optionsSchema, waits: true))
         eventHub = DockerEventHub(client: client, droneID: droneID, logger: logger)
         imageAccess = DockerImageAccess(path: configuration.imageAccessFile, logger: logger)
     }
@@ -321,6 +321,13 @@ public final class DockerRuntime: ContainerRuntime {
     // MARK: Observation
 
     public func events() -> AsyncStream<RuntimeEvent> { eventHub.subscribe() }
+
+    /// Native: woken by the `/events` stream's `die` and `oom` for the backend (and by the
+    /// stream reopening), then the container's state says how it ended.
+    public func wait(for backend: BackendID) async throws(RuntimeError) -> RuntimeStatus {
+        eventHub.startReading()
+        return try await eventHub.exits.wait(for: backend) { () async throws(RuntimeError) -> RuntimeStatus in try await self.status(of: backend) }
+    }
 
     public func logs(of backend: BackendID, follow: Bool) -> AsyncThrowingStream<LogLine, any Error> {
         let client = self.client

@@ -116,7 +116,8 @@ public final class OCIRuntime: ContainerRuntime {
         self.state = state
         descriptor = RuntimeDescriptor(
             name: Self.name, version: "\(binary.flavor.rawValue) \(binary.version)",
-            capabilities: RuntimeCapabilities(networkModes: networks == nil ? [.host] : [.bridge], mounts: configuration.allowMounts, stats: true, outOfMemoryEvents: true))
+            capabilities: RuntimeCapabilities(networkModes: networks == nil ? [.host] : [.bridge], mounts: configuration.allowMounts, stats: true, outOfMemoryEvents: true,
+                                              waits: true))
         let backends = backendsDirectory
         let collector = store
         let retention = configuration.imageRetention
@@ -491,6 +492,11 @@ public final class OCIRuntime: ContainerRuntime {
         return text.flatMap { Int32($0.trimmingCharacters(in: .whitespacesAndNewlines)) }.flatMap { $0 > 0 ? $0 : nil }
     }
 
+    /// Native: woken when the exit watch (every 100 ms) finds the shim's `exit.json`.
+    public func wait(for backend: BackendID) async throws(RuntimeError) -> RuntimeStatus {
+        try await state.exits.wait(for: backend) { () async throws(RuntimeError) -> RuntimeStatus in try await self.status(of: backend) }
+    }
+
     public func events() -> AsyncStream<RuntimeEvent> {
         let (stream, continuation) = AsyncStream.makeStream(of: RuntimeEvent.self)
         let state = state
@@ -637,6 +643,8 @@ public final class OCIRuntime: ContainerRuntime {
 /// The mutable part of the OCI runtime: starts in progress, watched backends, event
 /// subscribers, CPU samples.
 actor OCIRuntimeState {
+    /// Waiters of `OCIRuntime.wait(for:)`, woken by `poll`.
+    nonisolated let exits = BackendExitSignals()
     private var starting: Set<BackendID> = []
     /// Backends whose exit is not reported yet, with the pid of their shim when this
     /// process started it (and so must reap it).
@@ -675,10 +683,14 @@ actor OCIRuntimeState {
         for (backend, shim) in watched {
             let backendDirectory = directory(backend)
             guard let exit = OCIRuntime.exitRecord(in: backendDirectory) else {
-                if !FileManager.default.fileExists(atPath: backendDirectory.path) { watched[backend] = nil }
+                if !FileManager.default.fileExists(atPath: backendDirectory.path) {
+                    watched[backend] = nil
+                    exits.signal(backend)
+                }
                 continue
             }
             watched[backend] = nil
+            exits.signal(backend)
             if let shim { unreaped.insert(shim) }
             var events: [RuntimeEvent] = []
             if exit.outOfMemory { events.append(RuntimeEvent(backendID: backend, kind: .outOfMemory, time: exit.time)) }

@@ -55,6 +55,7 @@ struct RuntimesCommand: AsyncParsableCommand {
                 object["mounts"] = descriptor.capabilities.mounts
                 object["stats"] = descriptor.capabilities.stats
                 object["oom_events"] = descriptor.capabilities.outOfMemoryEvents
+                object["waits"] = descriptor.capabilities.waits
                 object["options"] = descriptor.capabilities.optionsSchema.map { JSONWriter.string($0) } ?? "none"
                 if let external = runtime as? ExternalRuntime {
                     object["calls"] = external.calls.map(\.rawValue).sorted()

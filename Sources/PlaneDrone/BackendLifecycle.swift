@@ -1,3 +1,4 @@
+import ContainerRuntime
 import PlaneCore
 
 /// One backend's lifecycle as a pure state machine: events in, actions out. The drone's
@@ -45,6 +46,26 @@ public struct BackendLifecycle: Sendable, Hashable {
         /// Stop and remove finished (a failing runtime is retried with backoff until the
         /// agent stops; then the next start's recovery removes what is left).
         case cleanedUp
+    }
+
+    /// The event a runtime's answer about a backend means: nil while it runs (or was
+    /// created and not started yet); an exit code for an exit, 128 + the signal for a kill
+    /// (137 for the OOM killer); `notRunning` when the runtime holds nothing for it. Every
+    /// runtime observation goes through here (a wait's result, a status, an event).
+    public static func observed(_ status: RuntimeStatus) -> Event? {
+        switch status {
+        case .running, .created: nil
+        case .exited(let code): .exited(code: code)
+        case .killed(let signal, _): .exited(code: Int32(clamping: 128 + Int(signal ?? 9)))
+        case .unknown: .notRunning
+        }
+    }
+
+    public static func observed(_ event: RuntimeEvent.Kind) -> Event {
+        switch event {
+        case .exited(let code): .exited(code: code)
+        case .outOfMemory: .exited(code: 137)
+        }
     }
 
     public enum Action: Sendable, Hashable {

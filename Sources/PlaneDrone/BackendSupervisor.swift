@@ -23,6 +23,8 @@ actor BackendSupervisor {
     /// nothing and the container would be made afterwards and left behind.
     private var cancelledWork: Task<Void, Never>?
     private var idleWatch: Task<Void, Never>?
+    /// Waits on the runtime for the process to end (`ContainerRuntime.wait(for:)`).
+    private var exitWatch: Task<Void, Never>?
     private var monitor: BackendMonitor?
     /// The monitor of a backend being cleaned up: its log follower reads the last output
     /// until the process has been stopped.
@@ -60,6 +62,16 @@ actor BackendSupervisor {
         await apply(machine.handle(.spawned))
     }
 
+    /// A backend found after a drone restart, with what the runtime says of it now: one
+    /// that ended meanwhile ends as its lifecycle decides; otherwise it continues.
+    func recover(observed: BackendLifecycle.Event?) async {
+        if let observed, !machine.state.isTerminal, machine.state != .loading {
+            await deliver(observed)
+            return
+        }
+        await resume()
+    }
+
     /// Continues a backend found after a drone restart.
     func resume() async {
         if machine.state == .starting || machine.state == .ready { await perform(.startMonitor) }
@@ -81,6 +93,8 @@ actor BackendSupervisor {
         detached = true
         work?.cancel()
         idleWatch?.cancel()
+        exitWatch?.cancel()
+        exitWatch = nil
         let monitor = monitor
         work = nil
         idleWatch = nil
@@ -148,14 +162,10 @@ actor BackendSupervisor {
                     } else {
                         // A backend with an address of its own that ended during its start has
                         // none any more (Docker clears it): it started, and ended.
-                        switch try? await runtime.status(of: backend) {
-                        case .exited(let code)?:
-                            self.post(.exited(code: code))
-                        case .killed(let signal, _)?:
-                            self.post(.exited(code: 128 + (signal ?? 9)))
-                        default:
+                        guard let status = try? await runtime.status(of: backend), case .exited? = BackendLifecycle.observed(status) else {
                             throw RuntimeError(.internal, "The runtime did not say where backend \(backend) listens.")
                         }
+                        self.post(BackendLifecycle.observed(status) ?? .notRunning)
                         guard !Task.isCancelled else { return }
                         self.post(.loaded(address: ""))
                         return
@@ -183,10 +193,8 @@ actor BackendSupervisor {
             let hostPort: UInt16? = if case .host = spec.network { spec.port } else { nil }
             work = Task {
                 let deadline = ContinuousClock.now + configuration.startupTimeout
-                var attempts = 0
                 var reportedForeign = false
                 while ContinuousClock.now < deadline, !Task.isCancelled {
-                    attempts += 1
                     if await Self.probeOnce(address: address, path: configuration.readinessPath, timeout: configuration.probeTimeout) {
                         guard let port = hostPort, let pid = try? await runtime.mainProcessID(of: backend) else {
                             self.post(.probeAnswered)
@@ -210,11 +218,7 @@ actor BackendSupervisor {
                             logger.warning("backend.port_taken", metadata: ["plane.backend": "\(backend)", "plane.port": "\(port)"])
                         }
                     }
-                    // Every few attempts, ask whether the process still runs.
-                    if attempts % 10 == 0, let status = try? await runtime.status(of: backend), !status.isRunning {
-                        if case .exited(let code) = status { self.post(.exited(code: code)) } else { self.post(.notRunning) }
-                        return
-                    }
+                    // An exit while starting comes from the exit watch (`wait`).
                     try? await Task.sleep(for: .milliseconds(25))
                 }
                 if !Task.isCancelled { self.post(.probeTimedOut) }
@@ -222,6 +226,7 @@ actor BackendSupervisor {
         case .startMonitor:
             monitor?.stop()
             monitor = BackendMonitor(backend: backend, context: context, logsSince: logsSince)
+            watchExit()
         case .stopMonitor:
             monitor?.stopKeepingLogs()
             endingMonitor = monitor
@@ -237,24 +242,11 @@ actor BackendSupervisor {
         case .watchIdle:
             let routes = context.routes
             let maxIdle = spawn.maxIdleSeconds.duration
-            let runtime = context.runtime
             idleWatch = Task {
-                var ticks = 0
                 while !Task.isCancelled {
                     if let idle = routes.idleTime(of: backend), idle >= maxIdle {
                         self.post(.idleExpired)
                         return
-                    }
-                    // Exits normally arrive as runtime events; a missed event (a stream
-                    // that reconnected at the wrong moment) is caught here every 2 s.
-                    ticks += 1
-                    if ticks % 8 == 0, let status = try? await runtime.status(of: backend), !Task.isCancelled {
-                        switch status {
-                        case .running: break
-                        case .exited(let code): self.post(.exited(code: code)); return
-                        case .killed: self.post(.exited(code: 137)); return
-                        case .unknown, .created: self.post(.notRunning); return
-                        }
                     }
                     try? await Task.sleep(for: .milliseconds(250))
                 }
@@ -265,6 +257,8 @@ actor BackendSupervisor {
             work = nil
             idleWatch?.cancel()
             idleWatch = nil
+            exitWatch?.cancel()
+            exitWatch = nil
         case .stopAndRemove:
             let runtime = context.runtime
             let grace = stopGraceOverride.map { min($0, context.configuration.stopGrace) } ?? context.configuration.stopGrace
@@ -296,11 +290,37 @@ actor BackendSupervisor {
                 self.post(.cleanedUp)
             }
         case .finish:
+            exitWatch?.cancel()
+            exitWatch = nil
             monitor?.stop()
             endingMonitor?.stop()
             monitor = nil
             endingMonitor = nil
             await onFinish(backend)
+        }
+    }
+
+    /// Waits on the runtime until the process ends and delivers what that means. A runtime
+    /// that fails (is down) is asked again with backoff; cancelled when the backend ends.
+    private func watchExit() {
+        guard exitWatch == nil else { return }
+        let runtime = context.runtime
+        let backend = backendID
+        let logger = context.logger
+        exitWatch = Task {
+            var backoff = Duration.milliseconds(500)
+            while !Task.isCancelled {
+                do {
+                    let status = try await runtime.wait(for: backend)
+                    guard !Task.isCancelled else { return }
+                    if let event = BackendLifecycle.observed(status) { self.post(event) }
+                    return
+                } catch {
+                    logger.debug("backend.wait_failed", metadata: ["plane.backend": "\(backend)", "error": "\(error)", "retry_in": "\(backoff)"])
+                }
+                try? await Task.sleep(for: backoff)
+                backoff = min(backoff * 2, .seconds(30))
+            }
         }
     }
 

@@ -131,12 +131,14 @@ public final class DroneAgent: Service, Sendable {
                         _ = try? await delivery.respond(NullReply())
                     }
                 }
-                group.addTask {
-                    for await event in self.context.runtime.events() {
-                        guard let supervisor = self.state.withLock({ $0.supervisors[event.backendID] }) else { continue }
-                        switch event.kind {
-                        case .exited(let code): await supervisor.deliver(.exited(code: code))
-                        case .outOfMemory: await supervisor.deliver(.exited(code: 137))
+                // Exits come from each backend's wait on the runtime. A runtime that cannot wait
+                // natively (its wait asks `status` every 2 s) also has its event stream read,
+                // so an exit it announces is handled at once.
+                if !self.context.runtime.descriptor.capabilities.waits {
+                    group.addTask {
+                        for await event in self.context.runtime.events() {
+                            guard let supervisor = self.state.withLock({ $0.supervisors[event.backendID] }) else { continue }
+                            await supervisor.deliver(BackendLifecycle.observed(event.kind))
                         }
                     }
                 }
@@ -442,9 +444,30 @@ public final class DroneAgent: Service, Sendable {
 
     // MARK: Recovery
 
-    /// Reconciles the store with what the runtime holds for this drone: running backends
-    /// are re-attached with their state and idle clock, backends the runtime lost end, and
-    /// containers the store does not know are removed.
+    /// A stored backend without a spec this drone can make (accepted before a check existed,
+    /// or never placed): it ends without a supervisor, reported `ErrorLoading` (never placed)
+    /// or `Failed`, and whatever the runtime holds of it is stopped and removed.
+    func endUnsupervisable(_ backend: StoredBackend, status: RuntimeStatus) async {
+        let id = backend.backendID
+        if !backend.state.isTerminal {
+            let terminal: BackendState = backend.state == .loading ? .errorLoading : .failed
+            var exitCode: Int32?
+            if case .exited(let code) = status { exitCode = code }
+            let update = UpdateBackendStateMessage(cluster: backend.cluster, state: terminal, backend: id, time: .now(), drone: droneID)
+            if let entry = try? await context.store.recordState(update, exitCode: exitCode) { await context.outbox.enqueue(entry) }
+            try? await context.store.removeRoute(of: id)
+            logger.notice("agent.recovered_as_ended", metadata: ["plane.backend": "\(id)", "plane.state": "\(terminal.rawValue)"])
+        }
+        try? await context.runtime.stop(id, grace: configuration.stopGrace)
+        try? await context.runtime.remove(id)
+    }
+
+    /// Reconciles the store with what the runtime holds for this drone. Each stored backend
+    /// gets its supervisor back with its state, and what the runtime says about it is an
+    /// event of its `BackendLifecycle`: a running one is re-attached (route, idle clock,
+    /// monitor), one that ended or was lost while the drone was away ends as the lifecycle
+    /// decides (and is stopped and removed like any ending backend), one interrupted while
+    /// loading ends `ErrorLoading`. Containers the store does not know are removed.
     func recover() async throws {
         let runtime = context.runtime
         let handles = try await runtime.list()
@@ -454,38 +477,18 @@ public final class DroneAgent: Service, Sendable {
         let storedRoutes = Dictionary(try await context.store.allRoutes().map { ($0.backendID, $0) }, uniquingKeysWith: { a, _ in a })
         for backend in stored {
             let id = backend.backendID
-            guard !backend.state.isTerminal else {
-                if held.contains(id) {
-                    try? await runtime.stop(id, grace: configuration.stopGrace)
-                    try? await runtime.remove(id)
-                }
-                continue
-            }
+            // An ended backend whose container is gone needs nothing.
+            if backend.state.isTerminal && !held.contains(id) { continue }
             let status = held.contains(id) ? ((try? await runtime.status(of: id)) ?? .unknown) : .unknown
-            // A stored spawn this drone would no longer accept cannot be supervised; it ends.
-            let spec = backend.port.flatMap { port in try? makeSpec(backend.spawn, port: port) }
-            guard status.isRunning, backend.state != .loading, let port = backend.port, let spec else {
-                // Lost, ended while the drone was away, or interrupted while loading.
-                let terminal: BackendState
-                switch (backend.state, status) {
-                case (.loading, _): terminal = .errorLoading
-                case (.starting, _): terminal = .errorStarting
-                case (_, .exited(let code)): terminal = code == 0 ? .exited : .failed
-                default: terminal = .failed
-                }
-                var exitCode: Int32?
-                if case .exited(let code) = status { exitCode = code }
-                let update = UpdateBackendStateMessage(cluster: backend.cluster, state: terminal, backend: id, time: .now(), drone: droneID)
-                await context.outbox.enqueue(try await context.store.recordState(update, exitCode: exitCode))
-                try? await context.store.removeRoute(of: id)
-                try? await runtime.stop(id, grace: configuration.stopGrace)
-                try? await runtime.remove(id)
-                logger.notice("agent.recovered_as_ended", metadata: ["plane.backend": "\(id)", "plane.state": "\(terminal.rawValue)"])
+            // A stored spawn this drone would no longer accept cannot be supervised.
+            guard let port = backend.port, let spec = try? makeSpec(backend.spawn, port: port) else {
+                await endUnsupervisable(backend, status: status)
                 continue
             }
             state.withLock { _ = $0.reservedPorts.insert(port) }
             let address = backend.address ?? BackendAddress(host: "127.0.0.1", port: spec.port).description
-            if backend.state == .ready {
+            let observed = BackendLifecycle.observed(status)
+            if backend.state == .ready, observed == nil {
                 let route = storedRoutes[id]
                 routes.add(RouteTable.Route(backendID: id, address: address, bearerToken: backend.spawn.bearerToken), lastActive: route?.lastActive ?? backend.updated)
             }
@@ -493,8 +496,15 @@ public final class DroneAgent: Service, Sendable {
             let supervisor = makeSupervisor(backend.spawn, spec: spec, machine: .resumed(state: backend.state, address: address),
                                             loadingRecorded: true, logsSince: backend.lastLogTime,
                                             leaseEpoch: backend.spawn.lock == nil ? nil : state.withLock { $0.lease.epoch })
-            await supervisor.resume()
-            logger.info("agent.reattached", metadata: ["plane.backend": "\(id)", "plane.state": "\(backend.state.rawValue)"])
+            await supervisor.recover(observed: observed)
+            let now = await supervisor.state
+            if backend.state.isTerminal {
+                logger.info("agent.recovered_cleanup", metadata: ["plane.backend": "\(id)", "plane.state": "\(backend.state.rawValue)"])
+            } else if now.isTerminal {
+                logger.notice("agent.recovered_as_ended", metadata: ["plane.backend": "\(id)", "plane.state": "\(now.rawValue)"])
+            } else {
+                logger.info("agent.reattached", metadata: ["plane.backend": "\(id)", "plane.state": "\(now.rawValue)"])
+            }
         }
         for handle in handles where !storedIDs.contains(handle.backendID) {
             logger.notice("agent.removing_unknown_container", metadata: ["plane.backend": "\(handle.backendID)"])

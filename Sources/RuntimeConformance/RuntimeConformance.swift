@@ -122,6 +122,43 @@ public enum RuntimeConformance {
         }
     }
 
+    /// `wait(for:)` returns `.unknown` for an unknown backend, does not return while the
+    /// backend runs, returns how it ended once it has (`GET /exit/5`), and ends when the
+    /// waiting task is cancelled.
+    public static func waitReturnsHowTheBackendEnded(_ h: RuntimeConformanceHarness) async throws {
+        #expect(try await h.runtime.wait(for: .random()) == .unknown)
+        let spec = try h.spec()
+        do {
+            let handle = try await h.runtime.start(spec)
+            let address = try #require(handle.address)
+            let http = HTTPProbe(host: address.host, port: Int(address.port))
+            _ = try await http.waitUntilAnswering("/")
+            let runtime = h.runtime
+            let backend = spec.backendID
+            // A cancelled wait ends.
+            let cancelled = Task { try await runtime.wait(for: backend) }
+            try await Task.sleep(for: .milliseconds(300))
+            cancelled.cancel()
+            _ = try? await cancelled.value
+            let waiter = Task { try await runtime.wait(for: backend) }
+            try await Task.sleep(for: .seconds(1))
+            #expect(try await h.runtime.status(of: backend).isRunning, "the backend still runs, so the wait has not returned")
+            _ = try? await http.get("/exit/5")
+            let ended = try await withThrowingTaskGroup(of: RuntimeStatus?.self) { group in
+                group.addTask { try await waiter.value }
+                group.addTask { try await Task.sleep(for: .seconds(20)); return nil }
+                defer { group.cancelAll() }
+                return try await group.next() ?? nil
+            }
+            waiter.cancel()
+            #expect(ended == .exited(code: 5))
+            await cleanUp(h, spec.backendID)
+        } catch {
+            await cleanUp(h, spec.backendID)
+            throw error
+        }
+    }
+
     /// Stop and remove succeed for unknown backends and when repeated.
     public static func stopAndRemoveAreIdempotent(_ h: RuntimeConformanceHarness) async throws {
         let unknown = BackendID.random()

@@ -112,6 +112,7 @@ final class ScriptedBackend: Sendable {
         for connection in ended.connections { connection.close(promise: nil) }
         for follower in ended.followers { follower.finish() }
         host?.deliver(RuntimeEvent(backendID: spec.backendID, kind: .exited(code: code)), drone: spec.droneID)
+        host?.exits.signal(spec.backendID)
     }
 
     /// SIGTERM: exits with 0, or with `IGNORE_SIGTERM=1` is killed after `grace`.

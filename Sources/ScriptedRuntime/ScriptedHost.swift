@@ -87,6 +87,10 @@ public final class ScriptedHost: Sendable {
         state.withLock { state in state.backends[id].flatMap { $0.spec.droneID == drone ? $0 : nil } }
     }
 
+    /// Waiters of `ScriptedRuntime.wait(for:)`: woken by the backend's end itself, so an
+    /// event stream that drops events (`dropsEvents`) does not hide an exit from them.
+    let exits = BackendExitSignals()
+
     /// Publishes an exit to the drone's event streams, unless the script drops events.
     func deliver(_ event: RuntimeEvent, drone: DroneID) {
         let subscribers: [AsyncStream<RuntimeEvent>.Continuation] = state.withLock { state in

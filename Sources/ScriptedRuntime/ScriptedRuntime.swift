@@ -25,7 +25,7 @@ public struct ScriptedRuntime: ContainerRuntime {
         self.droneID = droneID
         self.ownAddress = ownAddress
         descriptor = RuntimeDescriptor(name: Self.name, version: "1", capabilities: RuntimeCapabilities(
-            networkModes: ownAddress == nil ? [.host] : [.bridge], mounts: true, stats: stats, outOfMemoryEvents: false))
+            networkModes: ownAddress == nil ? [.host] : [.bridge], mounts: true, stats: stats, outOfMemoryEvents: false, waits: true))
     }
 
     public func validate(_ spec: BackendSpec) throws(RuntimeError) {
@@ -92,6 +92,11 @@ public struct ScriptedRuntime: ContainerRuntime {
         guard let found = host.backend(backend, of: droneID) else { return }
         await found.stop(grace: .zero)
         host.state.withLock { _ = $0.backends.removeValue(forKey: backend) }
+        host.exits.signal(backend)
+    }
+
+    public func wait(for backend: BackendID) async throws(RuntimeError) -> RuntimeStatus {
+        try await host.exits.wait(for: backend) { () async throws(RuntimeError) -> RuntimeStatus in try await self.status(of: backend) }
     }
 
     public func events() -> AsyncStream<RuntimeEvent> {

@@ -18,6 +18,7 @@ struct ScriptedRuntimeConformanceTests {
     @Test func startServesAndCleansUp() async throws { try await RuntimeConformance.startServesAndCleansUp(harness()) }
     @Test func exitCodeIsReportedAndEvented() async throws { try await RuntimeConformance.exitCodeIsReportedAndEvented(harness()) }
     @Test func exitPathEndsWithZero() async throws { try await RuntimeConformance.exitPathEndsWithZero(harness()) }
+    @Test func waitReturnsHowTheBackendEnded() async throws { try await RuntimeConformance.waitReturnsHowTheBackendEnded(harness()) }
     @Test func stopAndRemoveAreIdempotent() async throws { try await RuntimeConformance.stopAndRemoveAreIdempotent(harness()) }
     @Test func unknownImageFailsFast() async throws { try await RuntimeConformance.unknownImageFailsFast(harness()) }
     @Test func invalidOptionFailsBeforeCreating() async throws { try await RuntimeConformance.invalidOptionFailsBeforeCreating(harness()) }

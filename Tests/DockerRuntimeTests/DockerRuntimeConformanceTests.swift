@@ -34,6 +34,7 @@ struct DockerRuntimeConformanceTests {
     @Test func startServesAndCleansUp() async throws { try await RuntimeConformance.startServesAndCleansUp(try await DockerTestSetup.harness()) }
     @Test func exitCodeIsReportedAndEvented() async throws { try await RuntimeConformance.exitCodeIsReportedAndEvented(try await DockerTestSetup.harness()) }
     @Test func exitPathEndsWithZero() async throws { try await RuntimeConformance.exitPathEndsWithZero(try await DockerTestSetup.harness()) }
+    @Test func waitReturnsHowTheBackendEnded() async throws { try await RuntimeConformance.waitReturnsHowTheBackendEnded(try await DockerTestSetup.harness()) }
     @Test func stopAndRemoveAreIdempotent() async throws { try await RuntimeConformance.stopAndRemoveAreIdempotent(try await DockerTestSetup.harness()) }
     @Test func unknownImageFailsFast() async throws { try await RuntimeConformance.unknownImageFailsFast(try await DockerTestSetup.harness()) }
     @Test func invalidOptionFailsBeforeCreating() async throws { try await RuntimeConformance.invalidOptionFailsBeforeCreating(try await DockerTestSetup.harness()) }

@@ -13,6 +13,7 @@ struct ProcessPluginConformanceTests {
     @Test func startServesAndCleansUp() async throws { try await ProcessPluginSetup.withPlugin { try await RuntimeConformance.startServesAndCleansUp($1) } }
     @Test func exitCodeIsReportedAndEvented() async throws { try await ProcessPluginSetup.withPlugin { try await RuntimeConformance.exitCodeIsReportedAndEvented($1) } }
     @Test func exitPathEndsWithZero() async throws { try await ProcessPluginSetup.withPlugin { try await RuntimeConformance.exitPathEndsWithZero($1) } }
+    @Test func waitReturnsHowTheBackendEnded() async throws { try await ProcessPluginSetup.withPlugin { try await RuntimeConformance.waitReturnsHowTheBackendEnded($1) } }
     @Test func stopAndRemoveAreIdempotent() async throws { try await ProcessPluginSetup.withPlugin { try await RuntimeConformance.stopAndRemoveAreIdempotent($1) } }
     @Test func unknownImageFailsFast() async throws { try await ProcessPluginSetup.withPlugin { try await RuntimeConformance.unknownImageFailsFast($1) } }
     @Test func invalidOptionFailsBeforeCreating() async throws { try await ProcessPluginSetup.withPlugin { try await RuntimeConformance.invalidOptionFailsBeforeCreating($1) } }

@@ -24,6 +24,7 @@ struct PythonPluginConformanceTests {
     @Test func startServesAndCleansUp() async throws { try await withPythonPlugin { try await RuntimeConformance.startServesAndCleansUp($0) } }
     @Test func exitCodeIsReportedAndEvented() async throws { try await withPythonPlugin { try await RuntimeConformance.exitCodeIsReportedAndEvented($0) } }
     @Test func exitPathEndsWithZero() async throws { try await withPythonPlugin { try await RuntimeConformance.exitPathEndsWithZero($0) } }
+    @Test func waitReturnsHowTheBackendEnded() async throws { try await withPythonPlugin { try await RuntimeConformance.waitReturnsHowTheBackendEnded($0) } }
     @Test func stopAndRemoveAreIdempotent() async throws { try await withPythonPlugin { try await RuntimeConformance.stopAndRemoveAreIdempotent($0) } }
     @Test func unknownImageFailsFast() async throws { try await withPythonPlugin { try await RuntimeConformance.unknownImageFailsFast($0) } }
     @Test func invalidOptionFailsBeforeCreating() async throws { try await withPythonPlugin { try await RuntimeConformance.invalidOptionFailsBeforeCreating($0) } }

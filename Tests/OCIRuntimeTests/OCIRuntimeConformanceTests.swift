@@ -82,6 +82,9 @@ struct OCIRuntimeConformanceTests {
     func exitPathEndsWithZero(_ variant: OCIVariant) async throws { try await RuntimeConformance.exitPathEndsWithZero(try await OCITestSetup.harness(variant)) }
 
     @Test(arguments: OCIVariant.allCases)
+    func waitReturnsHowTheBackendEnded(_ variant: OCIVariant) async throws { try await RuntimeConformance.waitReturnsHowTheBackendEnded(try await OCITestSetup.harness(variant)) }
+
+    @Test(arguments: OCIVariant.allCases)
     func stopAndRemoveAreIdempotent(_ variant: OCIVariant) async throws { try await RuntimeConformance.stopAndRemoveAreIdempotent(try await OCITestSetup.harness(variant)) }
 
     @Test(arguments: OCIVariant.allCases)

@@ -1,3 +1,4 @@
+import ContainerRuntime
 import PlaneCore
 import Testing
 @testable import PlaneDrone
@@ -127,5 +128,37 @@ struct BackendLifecycleLeaseTests {
         var ended = BackendLifecycle.resumed(state: .ready, address: "a:1")
         _ = ended.handle(.idleExpired)
         #expect(ended.handle(.endedElsewhere(.lost)).isEmpty && ended.state == .swept, "a terminal state is never left")
+    }
+}
+
+/// Every runtime observation means one lifecycle event, whichever path brought it.
+struct RuntimeObservationTests {
+    @Test func statusesAndEventsMapToOneMeaning() {
+        #expect(BackendLifecycle.observed(RuntimeStatus.running(address: nil)) == nil)
+        #expect(BackendLifecycle.observed(RuntimeStatus.created) == nil)
+        #expect(BackendLifecycle.observed(RuntimeStatus.exited(code: 3)) == .exited(code: 3))
+        #expect(BackendLifecycle.observed(RuntimeStatus.killed(signal: 15, outOfMemory: false)) == .exited(code: 143))
+        #expect(BackendLifecycle.observed(RuntimeStatus.killed(signal: nil, outOfMemory: true)) == .exited(code: 137))
+        #expect(BackendLifecycle.observed(RuntimeStatus.killed(signal: .max, outOfMemory: false)) == .exited(code: .max), "a plugin's signal number cannot overflow")
+        #expect(BackendLifecycle.observed(RuntimeStatus.unknown) == .notRunning)
+        #expect(BackendLifecycle.observed(RuntimeEvent.Kind.outOfMemory) == .exited(code: 137))
+        #expect(BackendLifecycle.observed(RuntimeEvent.Kind.exited(code: 0)) == .exited(code: 0))
+    }
+
+    /// Recovery as events: what a restarted drone finds decides the terminal state.
+    @Test func whatARestartedDroneFindsEndsAsTheLifecycleSays() {
+        func ending(_ state: BackendState, _ status: RuntimeStatus) -> BackendState {
+            var machine = BackendLifecycle.resumed(state: state, address: "a:1")
+            if let event = BackendLifecycle.observed(status) { _ = machine.handle(event) } else { _ = machine.resume() }
+            return machine.state
+        }
+        #expect(ending(.starting, .exited(code: 0)) == .errorStarting)
+        #expect(ending(.starting, .unknown) == .errorStarting)
+        #expect(ending(.ready, .exited(code: 0)) == .exited)
+        #expect(ending(.ready, .exited(code: 2)) == .failed)
+        #expect(ending(.ready, .killed(signal: 9, outOfMemory: true)) == .failed)
+        #expect(ending(.ready, .unknown) == .failed)
+        #expect(ending(.ready, .running(address: nil)) == .ready)
+        #expect(ending(.loading, .running(address: nil)) == .errorLoading)
     }
 }
