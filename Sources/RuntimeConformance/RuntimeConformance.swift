@@ -105,14 +105,20 @@ public enum RuntimeConformance {
         }
     }
 
+    /// Starts `spec` and waits until it answers HTTP at the address the runtime returned.
+    static func startAnswering(_ h: RuntimeConformanceHarness, _ spec: BackendSpec) async throws -> HTTPProbe {
+        let handle = try await h.runtime.start(spec)
+        let address = try #require(handle.address)
+        let http = HTTPProbe(host: address.host, port: Int(address.port))
+        _ = try await http.waitUntilAnswering("/")
+        return http
+    }
+
     /// `GET /exit/0` ends as exited with 0.
     public static func exitPathEndsWithZero(_ h: RuntimeConformanceHarness) async throws {
         let spec = try h.spec()
         do {
-            let handle = try await h.runtime.start(spec)
-            let address = try #require(handle.address)
-            let http = HTTPProbe(host: address.host, port: Int(address.port))
-            _ = try await http.waitUntilAnswering("/")
+            let http = try await startAnswering(h, spec)
             _ = try? await http.get("/exit/0")
             try await waitFor("exit 0") { try await h.runtime.status(of: spec.backendID) == .exited(code: 0) }
             await cleanUp(h, spec.backendID)
@@ -129,10 +135,7 @@ public enum RuntimeConformance {
         #expect(try await h.runtime.wait(for: .random()) == .unknown)
         let spec = try h.spec()
         do {
-            let handle = try await h.runtime.start(spec)
-            let address = try #require(handle.address)
-            let http = HTTPProbe(host: address.host, port: Int(address.port))
-            _ = try await http.waitUntilAnswering("/")
+            let http = try await startAnswering(h, spec)
             let runtime = h.runtime
             let backend = spec.backendID
             // A cancelled wait ends.
