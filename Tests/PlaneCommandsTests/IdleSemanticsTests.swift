@@ -118,15 +118,17 @@ struct IdleSemanticsTests {
     @Test func longExchangesKeepTheirBackends() async throws {
         try await withDrone { bed in
             let server = try TestExecutables.path("plane-test-server")
-            let streamed = try await bed.spawn(server)
-            let slow = try await bed.spawn(server)
-            let uploaded = try await bed.spawn(server)
             let seconds = Int(3 * Self.maxIdle)
+            // Each exchange starts as soon as its backend is Ready (spawning the next one may
+            // take longer than max_idle_secs on a busy machine).
+            let streamed = try await bed.spawn(server)
             // None of the exchanges can end before this (a lower bound: the sweep is timed
             // from it, so a busy machine that notices the ends late cannot fail the test).
             let earliestEnd = ContinuousClock.now + .seconds(seconds)
             async let events = bed.curl(streamed, "/sse/\(seconds)/1000", ["-N"])
+            let slow = try await bed.spawn(server)
             async let answer = bed.curl(slow, "/slow/\(seconds * 1000)")
+            let uploaded = try await bed.spawn(server)
             // A chunked body of `seconds` ten-byte pieces, one a second.
             async let upload = bed.curl(uploaded, "/upload", ["-T", "-", "-X", "POST"],
                                         stdin: "i=0; while [ $i -lt \(seconds) ]; do printf 0123456789; sleep 1; i=$((i+1)); done")
@@ -151,14 +153,15 @@ struct IdleSemanticsTests {
     @Test func aClientKilledMidExchangeDoesNotKeepItsBackend() async throws {
         try await withDrone { bed in
             let server = try TestExecutables.path("plane-test-server")
-            let streamed = try await bed.spawn(server)
-            let uploaded = try await bed.spawn(server)
             let curl = try SystemProgram("curl", debianPackage: "curl").path()
             func call(_ backend: BackendID, _ path: String, _ arguments: [String]) -> [String] {
                 let host = "\(backend).plane.test"
                 return ["-sS", "--cacert", bed.ca, "--resolve", "\(host):\(bed.proxyPort):127.0.0.1"] + arguments + ["https://\(host):\(bed.proxyPort)\(path)"]
             }
+            // Each exchange starts as soon as its backend is Ready.
+            let streamed = try await bed.spawn(server)
             let stream = try ChildProcess(curl, arguments: call(streamed, "/sse/600/1000", ["-N"]))
+            let uploaded = try await bed.spawn(server)
             // A body without end at 1 KiB/s.
             let upload = try ChildProcess(curl, arguments: call(uploaded, "/upload", ["-T", "/dev/zero", "-X", "POST", "--limit-rate", "1K"]))
             try await Task.sleep(for: .seconds(Int(2 * Self.maxIdle)))
