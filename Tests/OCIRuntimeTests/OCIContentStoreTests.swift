@@ -225,3 +225,108 @@ struct OCIContentStoreTests {
         #expect { try foreign.manifest(for: .host, image: "i") } throws: { ($0 as? RuntimeError)?.message.contains("linux/s390x") ?? false }
     }
 }
+
+/// A registry that asks for a bearer token from a realm of its choosing (the realm is any
+/// URL the registry writes into its `WWW-Authenticate`): the drone sends the spawn's registry
+/// credentials only over HTTPS, or in plain HTTP back to the same registry host when that
+/// registry is configured insecure — never to another host in the clear.
+@Suite(.serialized, .timeLimit(.minutes(2)))
+struct RegistryTokenRealmTests {
+    /// Serves a registry on 127.0.0.1 that answers 401 with a token realm on `realmHost`, and
+    /// a token service there that writes each request's `Authorization` to a log.
+    final class HostileRegistry: Sendable {
+        let registryPort: Int
+        let realmPort: Int
+        let log: String
+        let child: ChildProcess
+
+        init(realmHost: String) async throws {
+            let directory = try TestEnvironment.temporaryDirectory("hostile-registry")
+            registryPort = try TestEnvironment.freePort()
+            realmPort = realmHost == "127.0.0.1" ? registryPort : try TestEnvironment.freePort()
+            log = directory + "/token-requests.log"
+            try Self.script.write(toFile: directory + "/registry.py", atomically: true, encoding: .utf8)
+            let python = try SystemProgram("python3", debianPackage: "python3").path()
+            child = try ChildProcess.watched(python, arguments: [directory + "/registry.py", String(registryPort), realmHost, String(realmPort), log])
+            let deadline = ContinuousClock.now + .seconds(20)
+            while (try? await HTTPProbe(port: registryPort).get("/health").status) != 200 {
+                guard ContinuousClock.now < deadline, child.isRunning else { throw TestSupportError("the hostile registry did not start: \(child.output)") }
+                try await Task.sleep(for: .milliseconds(50))
+            }
+        }
+
+        var tokenRequests: [String] {
+            ((try? String(contentsOfFile: log, encoding: .utf8)) ?? "").split(separator: "\n").map(String.init)
+        }
+
+        func stop() async { await child.stop() }
+
+        static let script = #"""
+            import http.server, json, sys, threading
+            registry_port, realm_host, realm_port, log = int(sys.argv[1]), sys.argv[2], int(sys.argv[3]), sys.argv[4]
+
+            class Handler(http.server.BaseHTTPRequestHandler):
+                def log_message(self, *args): pass
+                def answer(self, status, body, headers=()):
+                    data = json.dumps(body).encode()
+                    self.send_response(status)
+                    self.send_header("Content-Type", "application/json")
+                    self.send_header("Content-Length", str(len(data)))
+                    for name, value in headers: self.send_header(name, value)
+                    self.end_headers()
+                    self.wfile.write(data)
+                def do_GET(self):
+                    if self.path == "/health":
+                        return self.answer(200, {})
+                    if self.path.startswith("/token"):
+                        with open(log, "a") as f:
+                            f.write("%s %s\n" % (self.server.server_address[0], self.headers.get("Authorization", "none")))
+                        return self.answer(200, {"token": "hostile-token"})
+                    if self.headers.get("Authorization", "").startswith("Bearer "):
+                        return self.answer(404, {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]})
+                    realm = 'Bearer realm="http://%s:%d/token",service="hostile"' % (realm_host, realm_port)
+                    return self.answer(401, {"errors": [{"code": "UNAUTHORIZED", "message": "authentication required"}]}, [("WWW-Authenticate", realm)])
+
+            servers = [http.server.ThreadingHTTPServer(("127.0.0.1", registry_port), Handler)]
+            if (realm_host, realm_port) != ("127.0.0.1", registry_port):
+                servers.append(http.server.ThreadingHTTPServer((realm_host, realm_port), Handler))
+            for server in servers[1:]:
+                threading.Thread(target=server.serve_forever, daemon=True).start()
+            servers[0].serve_forever()
+            """#
+    }
+
+    func pull(from registry: HostileRegistry) async throws -> RuntimeError? {
+        var logger = Logger(label: "test.oci")
+        logger.logLevel = .critical
+        let address = "127.0.0.1:\(registry.registryPort)"
+        let client = RegistryClient(insecureRegistries: [address], client: HTTPClient.shared, logger: logger)
+        let store = try OCIContentStore(root: try TestEnvironment.temporaryDirectory("oci-store"), registry: client, logger: logger)
+        let reference = try OCIImageReference("\(address)/team/server:latest")
+        do {
+            _ = try await store.pull(reference, credentials: RegistryCredentials(username: "plane", password: "s3cret-pass"), policy: .always)
+            return nil
+        } catch {
+            return error
+        }
+    }
+
+    @Test func credentialsAreNotSentInTheClearToAnotherHost() async throws {
+        let registry = try await HostileRegistry(realmHost: "127.0.0.2")
+        let error = try await pull(from: registry)
+        await registry.stop()
+        #expect(error?.code == .imageUnavailable)
+        #expect(error?.description.contains("not HTTPS; they are not sent") == true, "\(String(describing: error))")
+        #expect(registry.tokenRequests.isEmpty, "the realm on another host was asked: \(registry.tokenRequests)")
+    }
+
+    @Test func anInsecureRegistryGetsThemBackOnItsOwnHost() async throws {
+        let registry = try await HostileRegistry(realmHost: "127.0.0.1")
+        let error = try await pull(from: registry)
+        await registry.stop()
+        // The image does not exist there; what matters is where the credentials went.
+        #expect(error?.code == .imageUnavailable)
+        let basic = "Basic " + Data("plane:s3cret-pass".utf8).base64EncodedString()
+        #expect(registry.tokenRequests == ["127.0.0.1 \(basic)"], "\(registry.tokenRequests)")
+    }
+}
