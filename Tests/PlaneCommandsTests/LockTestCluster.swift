@@ -41,6 +41,8 @@ final class LockTestCluster: Sendable {
     /// `[scheduler]` of the controllers: locks are reassigned 8 s after the last renewal
     /// seen (lease_hard 4 s + margin 2 s, and 2 s more).
     static let reassignAfter: Duration = .seconds(8)
+    /// `lease_renew_secs` of the drones.
+    static let renewInterval: Duration = .seconds(1)
     static let droneLostGrace: Duration = .seconds(10)
 
     /// The NATS servers (one, or the nodes of a NATS cluster); the test's client uses the first.
