@@ -9,7 +9,10 @@ import PlaneTestSupport
 import Synchronization
 
 // Benchmarks of the controller, driven by scripts/bench-controller.sh:
-//   ControllerBench schedule <requests> <in-flight>   schedule decisions/s, 10 fake drones
+//   ControllerBench schedule <requests> <in-flight> [drones] [fleet]
+//       schedule decisions/s with fake drones (default 10); `fleet`: the drones advertise
+//       runtime classes, capacity and an options schema, and every request asks for a class,
+//       memory and an option (issue 14's filters on every decision)
 //   ControllerBench dns <port> <records>              serve plane.test until killed (for dnsperf)
 
 let arguments = CommandLine.arguments
@@ -35,7 +38,8 @@ case "dns":
     while true { try await Task.sleep(for: .seconds(3600)) }
 
 case "schedule":
-    try await ScheduleBench.run(total: Int(arguments[2])!, inFlight: Int(arguments[3])!)
+    try await ScheduleBench.run(total: Int(arguments[2])!, inFlight: Int(arguments[3])!, drones: arguments.count > 4 ? Int(arguments[4])! : 10,
+                                fleet: arguments.count > 5 && arguments[5] == "fleet")
 
 default:
     FileHandle.standardError.write(Data("unknown mode \(arguments[1])\n".utf8))
@@ -45,7 +49,7 @@ default:
 /// Schedule decisions per second: one controller, ten drones answering `true` at once,
 /// `inFlight` requests outstanding at a time.
 enum ScheduleBench {
-    static func run(total: Int, inFlight: Int) async throws {
+    static func run(total: Int, inFlight: Int, drones droneCount: Int, fleet: Bool) async throws {
         var logger = Logger(label: "bench.controller")
         logger.logLevel = .error
         let nats = try await NATSServerProcess.start()
@@ -59,16 +63,42 @@ enum ScheduleBench {
         let droneClient = try await nats.connectedClient()
         let drones = PlaneMessenger(client: droneClient)
         var droneTasks: [Task<Void, Never>] = []
-        for _ in 0..<10 {
+        let schema = JSONValue.object(JSONObject([("type", .string("object")), ("additionalProperties", .bool(false)), ("properties", .object(JSONObject([
+            ("pids_limit", .object(JSONObject([("type", .string("integer")), ("minimum", .integer(1)), ("maximum", .integer(4_194_304))]))),
+        ])))]))
+        var statuses: [DroneStatusMessage] = []
+        for index in 0..<droneCount {
             let id = DroneID.random()
             let spawns = try await drones.subscribe(PlaneSubjects.spawn(id))
             droneTasks.append(Task { for await delivery in spawns { _ = try? await delivery.respond(true) } })
-            try await drones.publish(PlaneSubjects.droneStatus(id), DroneStatusMessage(droneID: id, cluster: "bench.test", droneVersion: "bench"))
+            var status = DroneStatusMessage(droneID: id, cluster: "bench.test", droneVersion: "bench")
+            if fleet {
+                // Four classes over the drones, half of them also "fast"; all with room.
+                status.runtime = index % 3 == 0 ? "docker" : "oci"
+                status.runtimeClasses = [try FleetLabel("class-\(index % 4)")] + (index % 2 == 0 ? ["fast"] : [])
+                status.capabilities = ["network_bridge", "stats", "options"]
+                status.optionsSchema = schema
+                status.capacity = DroneCapacity(memoryBytes: 64 << 30, memoryFreeBytes: 64 << 30, cpus: 16, backendSlots: 1_000_000, backendSlotsFree: 1_000_000)
+            }
+            statuses.append(status)
+            try await drones.publish(PlaneSubjects.droneStatus(id), status)
+        }
+        // Heartbeats go on as drones send them, so none times out during a long run.
+        let heartbeats = Task {
+            while !Task.isCancelled {
+                try? await Task.sleep(for: .seconds(1))
+                for status in statuses { try? await drones.publish(PlaneSubjects.droneStatus(status.droneID), status) }
+            }
         }
         try await droneClient.flush()
         try await Task.sleep(for: .milliseconds(300))
         let requester = PlaneMessenger(client: try await nats.connectedClient())
-        let request = ScheduleRequest(cluster: "bench.test", maxIdleSeconds: 30, executable: DockerExecutableConfig(image: "bench"))
+        var executable = DockerExecutableConfig(image: "bench")
+        if fleet { executable.resourceLimits.memoryLimitBytes = 256 << 20 }
+        let request = fleet
+            ? ScheduleRequest(cluster: "bench.test", maxIdleSeconds: 30, executable: executable, runtimeClass: "class-1",
+                              runtimeOptions: JSONObject([("pids_limit", .integer(256))]))
+            : ScheduleRequest(cluster: "bench.test", maxIdleSeconds: 30, executable: executable)
         // Warm-up.
         for _ in 0..<50 { _ = try await requester.request(PlaneSubjects.schedule("bench.test"), request, timeout: .seconds(10)) }
         let counters = Counters()
@@ -85,7 +115,8 @@ enum ScheduleBench {
         }
         let elapsed = ContinuousClock.now - started
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
-        print("{\"requests\":\(total),\"in_flight\":\(inFlight),\"seconds\":\(seconds),\"per_second\":\(Double(total) / seconds),\"failures\":\(counters.failures.withLock { $0 })}")
+        print("{\"requests\":\(total),\"in_flight\":\(inFlight),\"drones\":\(droneCount),\"fleet\":\(fleet),\"seconds\":\(seconds),\"per_second\":\(Double(total) / seconds),\"failures\":\(counters.failures.withLock { $0 })}")
+        heartbeats.cancel()
         serving.cancel()
         droneTasks.forEach { $0.cancel() }
         await controller.stop()

@@ -60,10 +60,12 @@ public final class DockerRuntime: ContainerRuntime {
         return 0
     }
 
-    /// Per-spawn options: `oci_runtime` (string) overrides the configured OCI runtime.
+    /// Per-spawn options: `oci_runtime` (string) overrides the configured OCI runtime;
+    /// `pids_limit` the configured process limit.
     static let optionsSchema: JSONValue = .object(JSONObject([
         ("type", .string("object")),
-        ("properties", .object(JSONObject([("oci_runtime", .object(JSONObject([("type", .string("string"))])))]))),
+        ("properties", .object(JSONObject([("oci_runtime", .object(JSONObject([("type", .string("string")), ("minLength", .integer(1))]))),
+                                           BuiltInRuntimeOptions.pidsLimitSchema]))),
         ("additionalProperties", .bool(false)),
     ]))
 
@@ -77,8 +79,10 @@ public final class DockerRuntime: ContainerRuntime {
                 guard case .string(let name) = value, !name.isEmpty else {
                     throw RuntimeError(.invalidSpec, "Docker option 'oci_runtime' must be a non-empty string, e.g. \"runsc\".")
                 }
+            case BuiltInRuntimeOptions.pidsLimitKey:
+                _ = try BuiltInRuntimeOptions.pidsLimit(of: spec, runtime: "Docker")
             default:
-                throw RuntimeError(.invalidSpec, "Unknown Docker option '\(key)'; the Docker runtime accepts: oci_runtime.")
+                throw RuntimeError(.invalidSpec, "Unknown Docker option '\(key)'; the Docker runtime accepts: oci_runtime, pids_limit.")
             }
         }
         _ = try DockerImageReference(spec.image)
@@ -217,7 +221,8 @@ public final class DockerRuntime: ContainerRuntime {
         if let memory = limits.memoryBytes ?? configuration.memoryLimitBytes { host.append(("Memory", .integer(memory))) }
         if let period = limits.cpuPeriodMicroseconds { host.append(("CpuPeriod", .integer(period))) }
         if let quota = limits.cpuQuotaMicroseconds { host.append(("CpuQuota", .integer(quota))) }
-        if let pids = limits.pidsLimit ?? configuration.pidsLimit { host.append(("PidsLimit", .integer(pids))) }
+        let pidsOption = try? BuiltInRuntimeOptions.pidsLimit(of: spec, runtime: "Docker")
+        if let pids = pidsOption ?? limits.pidsLimit ?? configuration.pidsLimit { host.append(("PidsLimit", .integer(pids))) }
         if let cpuTime = limits.cpuTimeLimitSeconds {
             host.append(("Ulimits", .array([.object(JSONObject([("Name", .string("cpu")), ("Soft", .integer(cpuTime)), ("Hard", .integer(cpuTime))]))])))
         }

@@ -134,7 +134,7 @@ public struct OCIBundleBuilder: Sendable {
             devices: Self.deviceRules,
             memory: (limits.memoryBytes ?? defaultMemoryBytes).map { .init(limit: $0, swap: $0) },
             cpu: limits.cpuQuotaMicroseconds.map { .init(quota: $0, period: UInt64(limits.cpuPeriodMicroseconds ?? ResourceLimitsSpec.defaultCPUPeriodMicroseconds)) },
-            pids: .init(limit: limits.pidsLimit ?? defaultPidsLimit))
+            pids: .init(limit: (try? BuiltInRuntimeOptions.pidsLimit(of: spec, runtime: "OCI")) ?? limits.pidsLimit ?? defaultPidsLimit))
 
         let capabilities = OCIRuntimeSpec.Capabilities(bounding: Self.defaultCapabilities, effective: Self.defaultCapabilities, permitted: Self.defaultCapabilities)
         return OCIRuntimeSpec(

@@ -117,7 +117,7 @@ public final class OCIRuntime: ContainerRuntime {
         descriptor = RuntimeDescriptor(
             name: Self.name, version: "\(binary.flavor.rawValue) \(binary.version)",
             capabilities: RuntimeCapabilities(networkModes: networks == nil ? [.host] : [.bridge], mounts: configuration.allowMounts, stats: true, outOfMemoryEvents: true,
-                                              waits: true))
+                                              optionsSchema: Self.optionsSchema, waits: true))
         let backends = backendsDirectory
         let collector = store
         let retention = configuration.imageRetention
@@ -187,8 +187,17 @@ public final class OCIRuntime: ContainerRuntime {
 
     // MARK: Validation and images
 
+    /// Per-spawn options: `pids_limit` overrides `pids_limit` of `[agent.oci]`.
+    static let optionsSchema: JSONValue = .object(JSONObject([
+        ("type", .string("object")), ("properties", .object(JSONObject([BuiltInRuntimeOptions.pidsLimitSchema]))), ("additionalProperties", .bool(false)),
+    ]))
+
     public func validate(_ spec: BackendSpec) throws(RuntimeError) {
         try validateCommon(spec)
+        for key in spec.options.keys where key != BuiltInRuntimeOptions.pidsLimitKey {
+            throw RuntimeError(.invalidSpec, "Unknown OCI option '\(key)'; the OCI runtime accepts: pids_limit.")
+        }
+        _ = try BuiltInRuntimeOptions.pidsLimit(of: spec, runtime: "OCI")
         guard spec.droneID == droneID else {
             throw RuntimeError(.invalidSpec, "Backend \(spec.backendID) is for drone \(spec.droneID), not this one (\(droneID)).")
         }

@@ -88,7 +88,10 @@ enum ControllerConfigLoader {
 }
 
 extension ControllerConfigLoader {
-    /// `[http.services.NAME]`: `image`, `env`, `allowed_env`, `allowed_mount_sources`.
+    /// `[http.services.NAME]`: `image`, `env`, `allowed_env`, `allowed_mount_sources`, and
+    /// issue 14's `runtime_class`, `pool`, `runtime_options`, `memory_limit_bytes`,
+    /// `readiness_path`, `readiness_timeout_secs`, `max_lifetime_secs` and what callers may
+    /// choose (`allowed_runtime_classes`, `allowed_pools`, `allowed_runtime_options`).
     static func readService(_ section: ConfigReader) -> HTTPServiceConfiguration? {
         let image = section.string("image")
         if image == nil { section.problem("image", "missing; name the image the service runs, e.g. image = \"ghcr.io/example/app:1\"") }
@@ -109,6 +112,29 @@ extension ControllerConfigLoader {
             }
             service.allowedMountSources.append(source)
         }
+        do {
+            if let name = section.string("runtime_class") { service.runtimeClass = try FleetLabel(name) }
+        } catch { section.problem("runtime_class", error.message) }
+        do {
+            if let name = section.string("pool") { service.pool = try FleetLabel(name) }
+        } catch { section.problem("pool", error.message) }
+        if let options = section.table("runtime_options") {
+            service.runtimeOptions = DroneConfigLoader.json(options.table)
+            for key in options.table.keys { _ = options.contains(key) }
+        }
+        if let bytes = section.integer("memory_limit_bytes", in: (1 << 20)...(1 << 50)) { service.memoryLimitBytes = bytes }
+        let readinessTimeout = section.integer("readiness_timeout_secs", in: 1...Int64(ReadinessCheck.maximumTimeoutSeconds))
+        if let path = section.string("readiness_path") {
+            do {
+                service.readiness = try ReadinessCheck(path: path, timeoutSeconds: readinessTimeout.map { DurationSeconds(UInt64($0)) })
+            } catch { section.problem("readiness_path", error.message) }
+        } else if readinessTimeout != nil {
+            section.problem("readiness_timeout_secs", "needs readiness_path")
+        }
+        if let seconds = section.integer("max_lifetime_secs", in: 1...(1 << 40)) { service.maxLifetimeSeconds = DurationSeconds(UInt64(seconds)) }
+        service.allowedRuntimeClasses = Set(section.stringArray("allowed_runtime_classes") ?? [])
+        service.allowedPools = Set(section.stringArray("allowed_pools") ?? [])
+        service.allowedRuntimeOptions = Set(section.stringArray("allowed_runtime_options") ?? [])
         return image == nil ? nil : service
     }
 

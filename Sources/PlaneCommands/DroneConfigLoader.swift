@@ -168,6 +168,20 @@ enum DroneConfigLoader {
         if let seconds = agent.int("lease_soft_secs", in: 2...3600) { settings.lease.soft = .seconds(seconds) }
         if let seconds = agent.int("lease_hard_secs", in: 3...3600) { settings.lease.hard = .seconds(seconds) }
         if let problem = settings.lease.problem { agent.problem("lease_hard_secs", problem) }
+        if let classes = agent.stringArray("runtime_classes") {
+            if classes.count > DroneStatusMessage.maximumListCount {
+                agent.problem("runtime_classes", "has \(classes.count) names; at most \(DroneStatusMessage.maximumListCount)")
+            }
+            for name in classes.prefix(DroneStatusMessage.maximumListCount) {
+                do { settings.runtimeClasses.append(try FleetLabel(name)) } catch { agent.problem("runtime_classes", error.message) }
+            }
+        }
+        if let pool = agent.string("pool"), !pool.isEmpty {
+            do { settings.pool = try FleetLabel(pool) } catch { agent.problem("pool", error.message) }
+        }
+        if let bytes = agent.integer("memory_bytes", in: (16 << 20)...(1 << 50)) { settings.memoryBytes = UInt64(bytes) }
+        if let cpus = agent.number("cpus", in: 0.01...100_000) { settings.cpus = cpus }
+        if let count = agent.int("max_backends", in: 1...1_000_000) { settings.maxBackends = count }
 
         // One section per runtime; [agent.docker] is v0.3.10's and selects Docker.
         if let docker = agent.table("docker") {
@@ -177,7 +191,8 @@ enum DroneConfigLoader {
         for key in agent.table.keys where !["ip", "drone_id", "runtime", "port_range", "readiness_path", "probe_timeout_ms", "startup_timeout_secs",
                                              "stop_grace_secs", "drain_on_shutdown", "docker", "runtimes_dir", "plugin_call_timeout_secs",
                                              "plugin_start_timeout_secs", "max_log_line_bytes", "max_log_bytes_per_minute",
-                                             "lease_renew_secs", "lease_soft_secs", "lease_hard_secs"].contains(key) {
+                                             "lease_renew_secs", "lease_soft_secs", "lease_hard_secs", "runtime_classes", "pool",
+                                             "memory_bytes", "cpus", "max_backends"].contains(key) {
             // Another runtime's section ([agent.oci], [agent.<plugin>]); that runtime checks it.
             guard let section = agent.table(key) else { continue }
             if key == settings.runtime { settings.runtimeConfiguration = json(section.table) }

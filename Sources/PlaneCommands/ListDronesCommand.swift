@@ -44,16 +44,33 @@ struct ListDronesCommand: AsyncParsableCommand {
         let sorted = drones.values.sorted { ($0.cluster.rawValue, $0.droneID.rawValue) < ($1.cluster.rawValue, $1.droneID.rawValue) }
         if options.json {
             for drone in sorted {
+                let capacity = drone.capacity
                 options.printJSON(["drone": drone.droneID.rawValue, "cluster": drone.cluster.rawValue, "ready": drone.ready, "state": drone.state.rawValue,
-                                   "running_backends": drone.runningBackends.map { Int($0) }, "version": drone.droneVersion])
+                                   "running_backends": drone.runningBackends.map { Int($0) }, "version": drone.droneVersion,
+                                   "runtime": drone.runtime, "runtime_classes": drone.runtimeClasses.map(\.rawValue), "pool": drone.pool?.rawValue,
+                                   "capabilities": drone.capabilities,
+                                   "memory_bytes": capacity?.memoryBytes, "memory_free_bytes": capacity?.memoryFreeBytes, "cpus": capacity?.cpus,
+                                   "backend_slots": capacity?.backendSlots.map { Int($0) }, "backend_slots_free": capacity?.backendSlotsFree.map { Int($0) }])
             }
         } else if sorted.isEmpty {
             print("No drone heartbeat within \(wait) s.")
         } else {
-            print("DRONE\tCLUSTER\tSTATE\tREADY\tBACKENDS\tVERSION")
+            print("DRONE\tCLUSTER\tSTATE\tREADY\tBACKENDS\tRUNTIME\tCLASSES\tPOOL\tMEM_FREE\tCPUS\tSLOTS_FREE\tVERSION")
             for drone in sorted {
-                print("\(drone.droneID)\t\(drone.cluster)\t\(drone.state.rawValue)\t\(drone.ready)\t\(drone.runningBackends.map(String.init) ?? "-")\t\(drone.droneVersion)")
+                let classes = drone.runtimeClasses.isEmpty ? "-" : drone.runtimeClasses.map(\.rawValue).joined(separator: ",")
+                let memory = drone.capacity?.memoryFreeBytes.map(Self.bytes) ?? "-"
+                let cpus = drone.capacity?.cpus.map { String(format: "%g", $0) } ?? "-"
+                let slots = drone.capacity?.backendSlotsFree.map(String.init) ?? "-"
+                print("\(drone.droneID)\t\(drone.cluster)\t\(drone.state.rawValue)\t\(drone.ready)\t\(drone.runningBackends.map(String.init) ?? "-")\t"
+                      + "\(drone.runtime ?? "-")\t\(classes)\t\(drone.pool?.rawValue ?? "default")\t\(memory)\t\(cpus)\t\(slots)\t\(drone.droneVersion)")
             }
         }
+    }
+
+    /// 1.5G, 512M, 900K, 12B.
+    static func bytes(_ count: UInt64) -> String {
+        let units: [(UInt64, String)] = [(1 << 40, "T"), (1 << 30, "G"), (1 << 20, "M"), (1 << 10, "K")]
+        for (size, unit) in units where count >= size { return String(format: "%.1f", Double(count) / Double(size)) + unit }
+        return "\(count)B"
     }
 }

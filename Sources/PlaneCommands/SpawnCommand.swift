@@ -19,6 +19,14 @@ struct SpawnCommand: AsyncParsableCommand {
     @Option(name: .long, help: ArgumentHelp("Stop the backend after this many seconds without a connection.", valueName: "seconds")) var timeout: UInt64 = 300
     @Option(name: .long, help: "Run at most one backend for this lock name; an existing live one is returned.") var lock: String?
     @Flag(name: .long, help: "Require a bearer token for requests to the backend.") var bearerToken = false
+    @Option(name: .long, help: "Only on drones that have this runtime class ([agent] runtime_classes).") var runtimeClass: String?
+    @Option(name: .long, help: "Only on drones of this pool ([agent] pool); without it, drones of the default pool.") var pool: String?
+    @Option(name: .customLong("option"), help: ArgumentHelp("A runtime option (repeatable); VALUE is JSON when it parses as JSON, else a string.", valueName: "KEY=VALUE"))
+    var runtimeOptions: [String] = []
+    @Option(name: .long, help: ArgumentHelp("The backend's memory limit.", valueName: "bytes")) var memory: Int64?
+    @Option(name: .long, help: ArgumentHelp("Ready once GET of this path answers below 400 (default: the drone's check).", valueName: "path")) var readinessPath: String?
+    @Option(name: .long, help: ArgumentHelp("With --readiness-path: not ready within this long ends it TimedOutBeforeReady.", valueName: "seconds")) var readinessTimeout: UInt64?
+    @Option(name: .long, help: ArgumentHelp("End the backend (Terminated) this long after it was spawned, busy or not.", valueName: "seconds")) var maxLifetime: UInt64?
     @Flag(name: .long, help: "Wait until the backend is Ready; exit 1 if it ends (or is not ready within --wait-timeout) first.") var wait = false
     @Option(name: .long, help: ArgumentHelp("With --wait: the longest to wait for Ready, in seconds.", valueName: "seconds")) var waitTimeout: Int = 300
     @Flag(name: [.short, .long], help: "Print only the backend id (for `backend=$(plane spawn -q ...)`).") var quiet = false
@@ -28,14 +36,38 @@ struct SpawnCommand: AsyncParsableCommand {
         for entry in env where !entry.contains("=") || entry.hasPrefix("=") {
             throw ValidationError("--env '\(entry)' is not KEY=VALUE.")
         }
+        for entry in runtimeOptions where !entry.contains("=") || entry.hasPrefix("=") {
+            throw ValidationError("--option '\(entry)' is not KEY=VALUE.")
+        }
+        if readinessTimeout != nil, readinessPath == nil { throw ValidationError("--readiness-timeout needs --readiness-path.") }
+        if maxLifetime == 0 { throw ValidationError("--max-lifetime must be at least 1 second.") }
+        if let memory, memory <= 0 { throw ValidationError("--memory must be a positive number of bytes.") }
+    }
+
+    /// `--option` entries as a JSON object: `pids_limit=64` is the integer 64, `oci_runtime=runsc`
+    /// the string "runsc".
+    static func runtimeOptionObject(_ entries: [String]) -> JSONObject {
+        var object = JSONObject()
+        for entry in entries {
+            let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            let text = parts.count > 1 ? String(parts[1]) : ""
+            object[String(parts[0])] = (try? JSONParser.parse(text, limits: .wire)) ?? .string(text)
+        }
+        return object
     }
 
     func run() async throws {
         let clusterName: ClusterName
         var lockName: LockName?
+        var runtimeClassName: FleetLabel?
+        var poolName: FleetLabel?
+        var readiness: ReadinessCheck?
         do {
             clusterName = try ClusterName(cluster)
             if let lock { lockName = try LockName(lock) }
+            if let runtimeClass { runtimeClassName = try FleetLabel(runtimeClass) }
+            if let pool { poolName = try FleetLabel(pool) }
+            if let readinessPath { readiness = try ReadinessCheck(path: readinessPath, timeoutSeconds: readinessTimeout.map { DurationSeconds($0) }) }
         } catch {
             throw ValidationError(error.message)
         }
@@ -44,9 +76,12 @@ struct SpawnCommand: AsyncParsableCommand {
             let parts = entry.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             variables[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
         }
-        let request = ScheduleRequest(cluster: clusterName, maxIdleSeconds: DurationSeconds(timeout),
-                                      executable: DockerExecutableConfig(image: image, env: variables, port: port),
-                                      requireBearerToken: bearerToken, lock: lockName)
+        var executable = DockerExecutableConfig(image: image, env: variables, port: port)
+        executable.resourceLimits.memoryLimitBytes = memory
+        let request = ScheduleRequest(cluster: clusterName, maxIdleSeconds: DurationSeconds(timeout), executable: executable,
+                                      requireBearerToken: bearerToken, lock: lockName, runtimeClass: runtimeClassName, pool: poolName,
+                                      runtimeOptions: Self.runtimeOptionObject(runtimeOptions), readiness: readiness,
+                                      maxLifetimeSeconds: maxLifetime.map { DurationSeconds($0) })
         let messenger = await options.connect()
         let subject = PlaneSubjects.schedule(clusterName)
         let response: ScheduleResponse
@@ -64,9 +99,10 @@ struct SpawnCommand: AsyncParsableCommand {
             }
             await messenger.client.close()
             report(backend, cluster: clusterName, state: state)
-        case .noDroneAvailable:
+        case .noDroneAvailable(let reason):
             await messenger.client.close()
-            if options.json { options.printJSON(["status": "no_drone_available"]) }
+            if options.json { options.printJSON(["status": "no_drone_available", "reason": reason]) }
+            if let reason { CLIError.exit("No drone is available in cluster \(clusterName): \(reason).", code: 1) }
             CLIError.exit("No drone is available in cluster \(clusterName): start a drone (`plane drone`) for it, or wait until one is ready.", code: 1)
         case .error(let error):
             await messenger.client.close()

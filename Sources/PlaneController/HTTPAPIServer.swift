@@ -228,10 +228,17 @@ public final class HTTPAPIServer: Sendable {
             object["spawned"] = .bool(backend.spawned)
             object["drone"] = .string(backend.drone.rawValue)
             return HTTPAPIResponse(status: .ok, json: .object(object))
-        case .noDroneAvailable:
+        case .noDroneAvailable(let reason?):
+            return .error(.serviceUnavailable, "No drone is available in cluster \(configuration.cluster): \(reason).", code: "NoDroneAvailable")
+        case .noDroneAvailable(nil):
             return .error(.serviceUnavailable, "No drone is available in cluster \(configuration.cluster); start a drone or wait for one to become ready.", code: "NoDroneAvailable")
         case .error(let error):
-            return .error(error.code == "backend_id_in_use" ? .conflict : .internalServerError, error.message, code: error.code)
+            let status: HTTPResponseStatus = switch error.code {
+            case "backend_id_in_use": .conflict
+            case "invalid_runtime_options", "invalid_message", "limit_exceeded": .badRequest
+            default: .internalServerError
+            }
+            return .error(status, error.message, code: error.code)
         }
     }
 

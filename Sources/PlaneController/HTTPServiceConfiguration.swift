@@ -15,6 +15,21 @@ public struct HTTPServiceConfiguration: Sendable, Hashable, ExpressibleByStringL
     /// (starting with `/`) allows bind mounts of it and below it; any other entry allows the
     /// named Docker volume.
     public var allowedMountSources: [String] = []
+    /// Where and how every spawn of the service runs (issue 14): `runtime_class`, `pool`,
+    /// `runtime_options`, `memory_limit_bytes`, `readiness_path` and
+    /// `readiness_timeout_secs`, `max_lifetime_secs`.
+    public var runtimeClass: FleetLabel?
+    public var pool: FleetLabel?
+    public var runtimeOptions = JSONObject()
+    public var memoryLimitBytes: Int64?
+    public var readiness: ReadinessCheck?
+    public var maxLifetimeSeconds: DurationSeconds?
+    /// What a caller may choose instead (`allowed_runtime_classes`, `allowed_pools`,
+    /// `allowed_runtime_options`; `*` allows any). By default nothing: a class, a pool or an
+    /// option can weaken the sandbox or reach drones the service was not meant for.
+    public var allowedRuntimeClasses: Set<String> = []
+    public var allowedPools: Set<String> = []
+    public var allowedRuntimeOptions: Set<String> = []
 
     public init(image: String, env: [String: String] = [:], allowedEnv: Set<String> = [], allowedMountSources: [String] = []) {
         self.image = image
@@ -41,6 +56,26 @@ public struct HTTPServiceConfiguration: Sendable, Hashable, ExpressibleByStringL
             result[key] = caller[key]
         }
         return result
+    }
+
+    /// The caller's runtime class, pool and options over the service's; throws `.forbidden`
+    /// naming the first the service does not let callers choose.
+    func placement(runtimeClass callerClass: FleetLabel?, pool callerPool: FleetLabel?, options callerOptions: JSONObject,
+                   service name: String) throws(ControllerError) -> (FleetLabel?, FleetLabel?, JSONObject) {
+        if let callerClass, callerClass != runtimeClass, !allowedRuntimeClasses.contains("*"), !allowedRuntimeClasses.contains(callerClass.rawValue) {
+            throw ControllerError(.forbidden, "Service '\(name)' does not let callers choose runtime class '\(callerClass)'; the operator allows classes with [http.services.\(name)] allowed_runtime_classes.")
+        }
+        if let callerPool, callerPool != pool, !allowedPools.contains("*"), !allowedPools.contains(callerPool.rawValue) {
+            throw ControllerError(.forbidden, "Service '\(name)' does not let callers choose pool '\(callerPool)'; the operator allows pools with [http.services.\(name)] allowed_pools.")
+        }
+        var options = runtimeOptions
+        for (key, value) in callerOptions.members {
+            guard allowedRuntimeOptions.contains("*") || allowedRuntimeOptions.contains(key) else {
+                throw ControllerError(.forbidden, "Service '\(name)' does not let callers set runtime option '\(key)'; the operator allows options with [http.services.\(name)] allowed_runtime_options.")
+            }
+            options[key] = value
+        }
+        return (callerClass ?? runtimeClass, callerPool ?? pool, options)
     }
 
     /// Throws naming the first mount this service does not allow.

@@ -85,14 +85,23 @@ public final class Scheduler: Sendable {
         let token = request.requireBearerToken ? BearerToken.generate() : nil
         let backendID = request.backendID ?? BackendID.random()
         var tried: Set<DroneID> = []
+        let requirements = PlacementRequirements(request)
         // The first drone is chosen before anything is written, so a request that no
         // drone can take costs no JetStream write, and one that can costs one.
-        guard var drone = pick(in: request.cluster, excluding: tried) else {
+        var drone: DroneID
+        switch pick(in: request.cluster, requirements: requirements, excluding: tried) {
+        case .chosen(let chosen):
+            drone = chosen
+        case .noDrone(let reason):
             // A live backend that holds the lock (or the id) is still the answer, even when
             // no drone could take a new one right now.
             if let existing = try await liveBackend(for: request) { return .scheduled(existing) }
-            logger.notice("scheduler.no_drone_available", metadata: ["plane.cluster": "\(request.cluster)", "drones.tried": "0"])
-            return .noDroneAvailable
+            logger.notice("scheduler.no_drone_available", metadata: ["plane.cluster": "\(request.cluster)", "drones.tried": "0", "reason": "\(reason)"])
+            return .noDroneAvailable(reason: request.usesFleetExtensions ? reason : nil)
+        case .invalidOptions(let problems):
+            if let existing = try await liveBackend(for: request) { return .scheduled(existing) }
+            logger.notice("scheduler.invalid_runtime_options", metadata: ["plane.cluster": "\(request.cluster)", "error": "\(problems)"])
+            return .error(ScheduleError(code: "invalid_runtime_options", message: problems))
         }
         var lockKey: String?
         var lockRevision: UInt64 = 0
@@ -125,10 +134,11 @@ public final class Scheduler: Sendable {
 
         while true {
             tried.insert(drone)
-            registry.withLock { $0.assign(drone, at: .now) }
+            registry.withLock { $0.assign(drone, memoryBytes: requirements.memoryBytes ?? 0, at: .now) }
             let spawn = SpawnRequest(cluster: request.cluster, droneID: drone, maxIdleSeconds: request.maxIdleSeconds, backendID: backendID,
                                      metadata: request.metadata, executable: request.executable, bearerToken: token,
-                                     lock: request.lock, fencingToken: fencingToken)
+                                     lock: request.lock, fencingToken: fencingToken, runtimeClass: request.runtimeClass, pool: request.pool,
+                                     runtimeOptions: request.runtimeOptions, readiness: request.readiness, maxLifetimeSeconds: request.maxLifetimeSeconds)
             if await sendSpawn(spawn) {
                 if let lockKey {
                     let lock = LockRecord(backendID: backendID, drone: drone, bearerToken: token, confirmed: true, created: .now(), fencingToken: fencingToken)
@@ -137,7 +147,8 @@ public final class Scheduler: Sendable {
                 logger.info("scheduler.scheduled", metadata: ["plane.backend": "\(backendID)", "plane.drone": "\(drone)", "plane.cluster": "\(request.cluster)"])
                 return .scheduled(ScheduledBackend(drone: drone, backendID: backendID, bearerToken: token, spawned: true, fencingToken: fencingToken))
             }
-            guard tried.count < max(1, configuration.maxSpawnAttempts), let next = pick(in: request.cluster, excluding: tried) else { break }
+            guard tried.count < max(1, configuration.maxSpawnAttempts),
+                  case .chosen(let next) = pick(in: request.cluster, requirements: requirements, excluding: tried) else { break }
             drone = next
             record.drone = drone
             recordRevision = try await store.backends.update(backendID.rawValue, value: try ControllerStore.encode(record), revision: recordRevision)
@@ -151,7 +162,8 @@ public final class Scheduler: Sendable {
         _ = try? await store.backends.update(backendID.rawValue, value: try ControllerStore.encode(record), revision: recordRevision)
         if let lockKey { try? await store.locks.delete(lockKey, revision: lockRevision) }
         logger.notice("scheduler.no_drone_available", metadata: ["plane.cluster": "\(request.cluster)", "plane.backend": "\(backendID)", "drones.tried": "\(tried.count)"])
-        return .noDroneAvailable
+        let reason = "\(tried.count) matching drone\(tried.count == 1 ? "" : "s") refused the spawn or did not answer in time (see their logs)"
+        return .noDroneAvailable(reason: request.usesFleetExtensions ? reason : nil)
     }
 
     /// The live backend holding the request's lock or its explicit backend id, if any.
@@ -166,12 +178,13 @@ public final class Scheduler: Sendable {
         return nil
     }
 
-    /// Chooses a drone (the spawn counts towards its load only once it is sent).
-    func pick(in cluster: ClusterName, excluding tried: Set<DroneID>) -> DroneID? {
+    /// Chooses a drone that meets the requirements (the spawn counts towards its load only
+    /// once it is sent).
+    func pick(in cluster: ClusterName, requirements: PlacementRequirements, excluding tried: Set<DroneID>) -> DroneChoice {
         let now = ContinuousClock.now
         return registry.withLock { registry in
             var generator = SystemRandomNumberGenerator()
-            return registry.choose(in: cluster, excluding: tried, at: now, using: &generator)
+            return registry.choose(in: cluster, requirements: requirements, excluding: tried, at: now, using: &generator)
         }
     }
 

@@ -17,6 +17,8 @@ public struct PlaneCoreError: Error, Sendable, Hashable, CustomStringConvertible
         public static let invalidLock = Code(rawValue: "invalid_lock")
         public static let invalidTimestamp = Code(rawValue: "invalid_timestamp")
         public static let invalidDuration = Code(rawValue: "invalid_duration")
+        /// A runtime class or pool name, or a readiness check, that breaks its rules.
+        public static let invalidFleetField = Code(rawValue: "invalid_fleet_field")
         /// The input is larger (or deeper, or longer) than a configured limit allows; `limit`
         /// names the limit's configuration key.
         public static let limitExceeded = Code(rawValue: "limit_exceeded")

@@ -37,6 +37,8 @@ public struct BackendLifecycle: Sendable, Hashable {
         /// No request and no open connection for `max_idle_secs`.
         case idleExpired
         case terminateRequested
+        /// The spawn's `max_lifetime_secs` is over: it ends `Terminated`, busy or not.
+        case lifetimeExpired
         /// The drone's lease lapsed (or was revoked) while this backend holds a lock: it
         /// stops, and the cluster may give its lock to another backend.
         case leaseExpired
@@ -174,7 +176,7 @@ public struct BackendLifecycle: Sendable, Hashable {
             return terminate(as: .failed)
         case (.ready, .idleExpired):
             return terminate(as: .swept)
-        case (_, .terminateRequested):
+        case (_, .terminateRequested), (_, .lifetimeExpired):
             return terminate(as: .terminated)
         case (_, .leaseExpired):
             return terminate(as: .lost)

@@ -41,13 +41,22 @@ actor BackendSupervisor {
     private var stopGraceOverride: Duration?
     /// The lease epoch the backend was accepted under (nil: it holds no lock).
     let leaseEpoch: UInt64?
+    /// When the drone accepted the spawn (its `max_lifetime_secs` counts from here).
+    let created: Timestamp
+    /// The memory the backend reserves of the drone's `memory_bytes`: its spawn's limit.
+    let reservedMemory: UInt64
+    /// Ends the backend when its `max_lifetime_secs` is over.
+    private var lifetimeWatch: Task<Void, Never>?
 
     var backendID: BackendID { spawn.backendID }
     var state: BackendState { machine.state }
 
     init(spawn: SpawnRequest, spec: BackendSpec, context: AgentContext, machine: BackendLifecycle = BackendLifecycle(),
-         loadingRecorded: Bool, logsSince: Timestamp? = nil, leaseEpoch: UInt64? = nil, onFinish: @escaping @Sendable (BackendID) async -> Void) {
+         loadingRecorded: Bool, logsSince: Timestamp? = nil, leaseEpoch: UInt64? = nil, created: Timestamp = .now(),
+         onFinish: @escaping @Sendable (BackendID) async -> Void) {
         self.leaseEpoch = leaseEpoch
+        self.created = created
+        self.reservedMemory = spawn.executable.resourceLimits.memoryLimitBytes.flatMap { UInt64(exactly: $0) } ?? 0
         self.spawn = spawn
         self.spec = spec
         self.context = context
@@ -59,6 +68,7 @@ actor BackendSupervisor {
 
     /// Starts a new backend.
     func begin() async {
+        watchLifetime()
         await apply(machine.handle(.spawned))
     }
 
@@ -74,6 +84,7 @@ actor BackendSupervisor {
 
     /// Continues a backend found after a drone restart.
     func resume() async {
+        if !machine.state.isTerminal { watchLifetime() }
         if machine.state == .starting || machine.state == .ready { await perform(.startMonitor) }
         await apply(machine.resume())
     }
@@ -94,6 +105,8 @@ actor BackendSupervisor {
         work?.cancel()
         idleWatch?.cancel()
         exitWatch?.cancel()
+        lifetimeWatch?.cancel()
+        lifetimeWatch = nil
         exitWatch = nil
         let monitor = monitor
         work = nil
@@ -191,11 +204,15 @@ actor BackendSupervisor {
             // With host networking a neighbour could listen on this backend's port first:
             // it is Ready only when the listener is its own (when the runtime can tell).
             let hostPort: UInt16? = if case .host = spec.network { spec.port } else { nil }
+            // The spawn's own check: its path must answer with a status below 400.
+            let readiness = spawn.readiness
+            let path = readiness?.path ?? configuration.readinessPath
+            let startupTimeout = readiness?.timeoutSeconds?.duration ?? configuration.startupTimeout
             work = Task {
-                let deadline = ContinuousClock.now + configuration.startupTimeout
+                let deadline = ContinuousClock.now + startupTimeout
                 var reportedForeign = false
                 while ContinuousClock.now < deadline, !Task.isCancelled {
-                    if await Self.probeOnce(address: address, path: configuration.readinessPath, timeout: configuration.probeTimeout) {
+                    if await Self.probeOnce(address: address, path: path, timeout: configuration.probeTimeout, requireSuccess: readiness != nil) {
                         guard let port = hostPort, let pid = try? await runtime.mainProcessID(of: backend) else {
                             self.post(.probeAnswered)
                             return
@@ -259,6 +276,8 @@ actor BackendSupervisor {
             idleWatch = nil
             exitWatch?.cancel()
             exitWatch = nil
+            lifetimeWatch?.cancel()
+            lifetimeWatch = nil
         case .stopAndRemove:
             let runtime = context.runtime
             let grace = stopGraceOverride.map { min($0, context.configuration.stopGrace) } ?? context.configuration.stopGrace
@@ -300,6 +319,22 @@ actor BackendSupervisor {
         }
     }
 
+    /// With `max_lifetime_secs`, ends the backend (`Terminated`) that long after its spawn
+    /// was accepted, busy or not; after a drone restart the time counts from then too.
+    private func watchLifetime() {
+        guard lifetimeWatch == nil, let lifetime = spawn.maxLifetimeSeconds?.duration else { return }
+        let elapsed = Timestamp.now().duration(since: created)
+        let left = elapsed < .zero ? lifetime : lifetime - elapsed
+        let backend = backendID
+        let logger = context.logger
+        lifetimeWatch = Task {
+            if left > .zero { try? await Task.sleep(for: left) }
+            guard !Task.isCancelled else { return }
+            logger.info("backend.lifetime_expired", metadata: ["plane.backend": "\(backend)", "max_lifetime_secs": "\(lifetime.components.seconds)"])
+            self.post(.lifetimeExpired)
+        }
+    }
+
     /// Waits on the runtime until the process ends and delivers what that means. A runtime
     /// that fails (is down) is asked again with backoff; cancelled when the backend ends.
     private func watchExit() {
@@ -324,13 +359,14 @@ actor BackendSupervisor {
         }
     }
 
-    /// One readiness attempt: any HTTP answer counts.
-    static func probeOnce(address: String, path: String, timeout: Duration) async -> Bool {
+    /// One readiness attempt: any HTTP answer counts, or with `requireSuccess` (a spawn's
+    /// own `readiness`) one with a status below 400.
+    static func probeOnce(address: String, path: String, timeout: Duration, requireSuccess: Bool = false) async -> Bool {
         let request = HTTPClientRequest(url: "http://\(address)\(path)")
         do {
             let response = try await HTTPClient.shared.execute(request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
             _ = try? await response.body.collect(upTo: 1 << 20)
-            return true
+            return !requireSuccess || response.status.code < 400
         } catch {
             return false
         }

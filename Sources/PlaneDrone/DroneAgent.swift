@@ -32,12 +32,16 @@ public final class DroneAgent: Service, Sendable {
     let context: AgentContext
     let timing: AgentTiming
     let logger: Logger
+    /// The room the drone offers backends (`memory_bytes`, `cpus`, `max_backends`).
+    let capacityPlan: DroneCapacityPlan
 
     struct State {
         var draining = false
         var stopping = false
         var supervisors: [BackendID: BackendSupervisor] = [:]
         var reservedPorts: Set<Int> = []
+        /// Memory reserved by spawns being accepted (not yet supervised).
+        var pendingMemory: [BackendID: UInt64] = [:]
         var nextPort: Int?
         var started = false
         /// The lease lock-holding backends run under.
@@ -66,6 +70,7 @@ public final class DroneAgent: Service, Sendable {
         self.routes = routes
         self.timing = timing
         self.logger = logger
+        capacityPlan = DroneCapacityPlan(configuration: configuration)
         state = Mutex(State(lease: DroneLease(timing: configuration.lease)))
         let messenger = PlaneMessenger(client: client, logger: logger, limits: configuration.limits.json)
         context = AgentContext(droneID: droneID, cluster: cluster, configuration: configuration, runtime: runtime, store: store,
@@ -213,9 +218,36 @@ public final class DroneAgent: Service, Sendable {
         let (draining, stopping) = state.withLock { ($0.draining, $0.stopping) }
         let running = try await context.store.liveBackendCount()
         let ready = !draining && !stopping
+        let (reserved, live) = state.withLock { Self.reservations($0) }
+        let descriptor = context.runtime.descriptor
         let message = DroneStatusMessage(droneID: droneID, cluster: cluster, droneVersion: PlaneVersion.current, ready: ready,
-                                         state: ready ? .ready : (stopping ? .stopped : .draining), runningBackends: UInt32(running))
+                                         state: ready ? .ready : (stopping ? .stopped : .draining), runningBackends: UInt32(clamping: running),
+                                         runtime: descriptor.name, runtimeClasses: configuration.runtimeClasses, pool: configuration.pool,
+                                         capabilities: Self.capabilityNames(descriptor.capabilities), optionsSchema: descriptor.capabilities.optionsSchema,
+                                         capacity: capacityPlan.capacity(reservedMemory: reserved, liveBackends: live))
         try await context.messenger.publish(PlaneSubjects.droneStatus(droneID), message)
+    }
+
+    /// Memory reserved by the backends this agent supervises and the spawns it is
+    /// accepting, and how many those are.
+    static func reservations(_ state: State) -> (memory: UInt64, backends: Int) {
+        var memory: UInt64 = 0
+        for supervisor in state.supervisors.values {
+            memory = memory.addingReportingOverflow(supervisor.reservedMemory).partialValue
+        }
+        for pending in state.pendingMemory.values { memory = memory.addingReportingOverflow(pending).partialValue }
+        return (memory, state.supervisors.count + state.pendingMemory.count)
+    }
+
+    /// The runtime's capabilities as the status message names them.
+    static func capabilityNames(_ capabilities: RuntimeCapabilities) -> [String] {
+        var names = capabilities.networkModes.map { "network_\($0.rawValue)" }.sorted()
+        if capabilities.mounts { names.append("mounts") }
+        if capabilities.stats { names.append("stats") }
+        if capabilities.outOfMemoryEvents { names.append("oom_events") }
+        if capabilities.waits { names.append("waits") }
+        if capabilities.optionsSchema != nil { names.append("options") }
+        return names
     }
 
     // MARK: Lease
@@ -355,6 +387,13 @@ public final class DroneAgent: Service, Sendable {
             throw DroneError(.invalidSpawn, "Volume mounts are not allowed on this drone (set allow_volume_mounts).")
         }
         try configuration.limits.spawn.check(request.executable, metadata: request.metadata)
+        if let runtimeClass = request.runtimeClass, !configuration.runtimeClasses.contains(runtimeClass) {
+            let offered = configuration.runtimeClasses.map(\.rawValue).joined(separator: ", ")
+            throw DroneError(.invalidSpawn, "The request asks for runtime class '\(runtimeClass)'; this drone has \(offered.isEmpty ? "none" : offered) ([agent] runtime_classes).")
+        }
+        if let pool = request.pool, pool != configuration.pool {
+            throw DroneError(.invalidSpawn, "The request is for pool '\(pool)'; this drone is in \(configuration.pool.map { "pool '\($0)'" } ?? "the default pool").")
+        }
         var leaseEpoch: UInt64?
         if request.lock != nil {
             // A lock holder runs only under a lease the controllers know about (renewed now
@@ -368,12 +407,22 @@ public final class DroneAgent: Service, Sendable {
                 throw DroneError(.invalidSpawn, "The drone holds no current lease, so it starts no backend with a lock; it renews its lease through the controllers every \(configuration.lease.renewInterval).")
             }
         }
+        // Room for it (memory and a slot), reserved until its supervisor holds it.
+        let memory = request.executable.resourceLimits.memoryLimitBytes.flatMap { UInt64(exactly: $0) } ?? 0
+        try state.withLock { state throws(DroneError) in
+            let (reserved, live) = Self.reservations(state)
+            try capacityPlan.admit(memory: memory, reservedMemory: reserved, liveBackends: live)
+            state.pendingMemory[request.backendID] = memory
+        }
+        defer { state.withLock { _ = $0.pendingMemory.removeValue(forKey: request.backendID) } }
         let port = try await reservePort()
         do {
             let spec = try makeSpec(request, port: port)
             try context.runtime.validate(spec)
-            let entry = try await context.store.insert(request, cluster: cluster, runtime: context.runtime.descriptor.name, drone: droneID, time: .now())
-            let supervisor = makeSupervisor(request, spec: spec, machine: BackendLifecycle(), loadingRecorded: true, logsSince: nil, leaseEpoch: leaseEpoch)
+            let created = Timestamp.now()
+            let entry = try await context.store.insert(request, cluster: cluster, runtime: context.runtime.descriptor.name, drone: droneID, time: created)
+            let supervisor = makeSupervisor(request, spec: spec, machine: BackendLifecycle(), loadingRecorded: true, logsSince: nil, leaseEpoch: leaseEpoch,
+                                            created: created)
             await context.outbox.enqueue(entry)
             return supervisor
         } catch {
@@ -383,9 +432,9 @@ public final class DroneAgent: Service, Sendable {
     }
 
     func makeSupervisor(_ request: SpawnRequest, spec: BackendSpec, machine: BackendLifecycle, loadingRecorded: Bool, logsSince: Timestamp?,
-                        leaseEpoch: UInt64?) -> BackendSupervisor {
+                        leaseEpoch: UInt64?, created: Timestamp) -> BackendSupervisor {
         let supervisor = BackendSupervisor(spawn: request, spec: spec, context: context, machine: machine, loadingRecorded: loadingRecorded,
-                                           logsSince: logsSince, leaseEpoch: leaseEpoch) { [weak self] backend in
+                                           logsSince: logsSince, leaseEpoch: leaseEpoch, created: created) { [weak self] backend in
             self?.state.withLock { state in
                 state.supervisors[backend] = nil
                 state.reservedPorts.remove(Int(spec.port))
@@ -405,7 +454,8 @@ public final class DroneAgent: Service, Sendable {
         return BackendSpec(
             backendID: request.backendID, droneID: droneID, image: executable.image, env: executable.env, port: backendPort,
             network: Self.networkPlan(for: context.runtime.descriptor.capabilities), limits: try ResourceLimitsSpec(wire: executable.resourceLimits),
-            pullPolicy: executable.pullPolicy, credentials: executable.credentials.map(RegistryCredentials.init(wire:)), mounts: mounts)
+            pullPolicy: executable.pullPolicy, credentials: executable.credentials.map(RegistryCredentials.init(wire:)), mounts: mounts,
+            options: request.runtimeOptions)
     }
 
     /// The host's network on loopback where the runtime offers it (the proxy and the
@@ -495,7 +545,7 @@ public final class DroneAgent: Service, Sendable {
             // A lock holder goes on under the lease the drone had when it stopped.
             let supervisor = makeSupervisor(backend.spawn, spec: spec, machine: .resumed(state: backend.state, address: address),
                                             loadingRecorded: true, logsSince: backend.lastLogTime,
-                                            leaseEpoch: backend.spawn.lock == nil ? nil : state.withLock { $0.lease.epoch })
+                                            leaseEpoch: backend.spawn.lock == nil ? nil : state.withLock { $0.lease.epoch }, created: backend.created)
             await supervisor.recover(observed: observed)
             let now = await supervisor.state
             if backend.state.isTerminal {

@@ -77,6 +77,16 @@ public struct AgentConfiguration: Sendable {
     /// `lease_renew_secs`, `lease_soft_secs`, `lease_hard_secs`: the lease lock-holding
     /// backends run under (`DroneLease`).
     public var lease = DroneLease.Timing()
+    /// `runtime_classes`: the classes spawns may ask for to land here (issue 14).
+    public var runtimeClasses: [FleetLabel] = []
+    /// `pool`: the drone's pool; nil: the default pool.
+    public var pool: FleetLabel?
+    /// `memory_bytes`: memory the drone offers to backends; nil: the host's total memory.
+    public var memoryBytes: UInt64?
+    /// `cpus`: CPUs the drone offers to backends; nil: the CPUs online.
+    public var cpus: Double?
+    /// `max_backends`: live backends the drone runs at most.
+    public var maxBackends = 1000
 
     public init(ip: PublicIPSource) { self.ip = ip }
 }

@@ -95,3 +95,46 @@ struct SubjectConsistencyTests {
         #expect(SubjectConsistency.problem(record: record, subject: "cluster") != nil)
     }
 }
+
+/// Issue 14 through the HTTP API: the body's runtime class, pool, options, readiness and
+/// lifetime, and the service's say over what a caller may choose.
+struct HTTPSpawnPlacementTests {
+    func body(_ text: String) throws(ControllerError) -> HTTPSpawnRequest { try HTTPSpawnRequest.parse(Array(text.utf8)) }
+
+    @Test func theBodysFieldsAreParsedAndChecked() throws {
+        let request = try body(#"{"runtime_class":"sandbox","pool":"west","runtime_options":{"pids_limit":64},"readiness":{"path":"/healthz","timeout_secs":9},"max_lifetime_secs":60}"#)
+        #expect(request.runtimeClass == "sandbox" && request.pool == "west" && request.runtimeOptions["pids_limit"] == .integer(64))
+        #expect(request.readiness == (try ReadinessCheck(path: "/healthz", timeoutSeconds: 9)) && request.maxLifetimeSeconds == 60)
+        for bad in [#"{"runtime_class":"Bad"}"#, #"{"pool":7}"#, #"{"runtime_options":"x"}"#, #"{"readiness":{"path":"x"}}"#, #"{"max_lifetime_secs":0}"#] {
+            let error = try #require(throws: ControllerError.self) { try body(bad) }
+            #expect(error.code == .invalidRequest, "\(bad)")
+        }
+    }
+
+    @Test func aServicePlacesItsSpawnsAndCallersChooseOnlyWhatItAllows() throws {
+        var service = HTTPServiceConfiguration(image: "img")
+        service.runtimeClass = "sandbox"
+        service.runtimeOptions = JSONObject([("pids_limit", .integer(128))])
+        service.memoryLimitBytes = 256 << 20
+        service.readiness = try ReadinessCheck(path: "/ready")
+        service.maxLifetimeSeconds = 3600
+        let plain = try HTTPSpawnRequest().scheduleRequest(cluster: "plane.test", service: service, named: "nb")
+        #expect(plain.runtimeClass == "sandbox" && plain.pool == nil && plain.runtimeOptions["pids_limit"] == .integer(128))
+        #expect(plain.executable.resourceLimits.memoryLimitBytes == 256 << 20 && plain.readiness?.path == "/ready" && plain.maxLifetimeSeconds == 3600)
+        // Nothing else by default.
+        for refused in [#"{"runtime_class":"fast"}"#, #"{"pool":"west"}"#, #"{"runtime_options":{"pids_limit":4096}}"#] {
+            let error = try #require(throws: ControllerError.self) { try body(refused).scheduleRequest(cluster: "plane.test", service: service, named: "nb") }
+            #expect(error.code == .forbidden, "\(refused)")
+        }
+        // The service's own class may be named; readiness and lifetime are the caller's.
+        let same = try body(#"{"runtime_class":"sandbox","max_lifetime_secs":30}"#).scheduleRequest(cluster: "plane.test", service: service, named: "nb")
+        #expect(same.runtimeClass == "sandbox" && same.maxLifetimeSeconds == 30)
+        service.allowedRuntimeClasses = ["fast"]
+        service.allowedPools = ["*"]
+        service.allowedRuntimeOptions = ["pids_limit"]
+        let chosen = try body(#"{"runtime_class":"fast","pool":"west","runtime_options":{"pids_limit":64}}"#)
+            .scheduleRequest(cluster: "plane.test", service: service, named: "nb")
+        #expect(chosen.runtimeClass == "fast" && chosen.pool == "west" && chosen.runtimeOptions["pids_limit"] == .integer(64))
+        #expect(throws: ControllerError.self) { try body(#"{"runtime_options":{"oci_runtime":"runc"}}"#).scheduleRequest(cluster: "plane.test", service: service, named: "nb") }
+    }
+}

@@ -162,3 +162,30 @@ struct RuntimeObservationTests {
         #expect(ending(.loading, .running(address: nil)) == .errorLoading)
     }
 }
+
+/// Issue 14 on the drone: a spawn's lifetime ends it whatever it is doing, and the capacity
+/// plan admits backends by memory and slots.
+struct FleetDroneUnitTests {
+    @Test func anExpiredLifetimeEndsTheBackendTerminatedFromAnyLiveState() {
+        for prefix: [BackendLifecycle.Event] in [[.spawned], [.spawned, .loaded(address: "a")], [.spawned, .loaded(address: "a"), .probeAnswered]] {
+            var machine = BackendLifecycle()
+            for event in prefix { _ = machine.handle(event) }
+            let actions = machine.handle(.lifetimeExpired)
+            #expect(machine.state == .terminated && actions.contains(.report(.terminated)) && actions.contains(.stopAndRemove), "\(prefix)")
+            #expect(machine.handle(.lifetimeExpired).isEmpty)
+        }
+    }
+
+    @Test func theCapacityPlanAdmitsByMemoryAndSlots() throws {
+        let plan = DroneCapacityPlan(memoryBytes: 1 << 30, cpus: 2, maxBackends: 3)
+        try plan.admit(memory: 512 << 20, reservedMemory: 512 << 20, liveBackends: 2)
+        #expect(throws: DroneError.self) { try plan.admit(memory: 512 << 20 + 1, reservedMemory: 512 << 20, liveBackends: 0) }
+        #expect(throws: DroneError.self) { try plan.admit(memory: 0, reservedMemory: 0, liveBackends: 3) }
+        #expect(throws: DroneError.self) { try plan.admit(memory: .max, reservedMemory: 2, liveBackends: 0) }
+        let capacity = plan.capacity(reservedMemory: 768 << 20, liveBackends: 1)
+        #expect(capacity == DroneCapacity(memoryBytes: 1 << 30, memoryFreeBytes: 256 << 20, cpus: 2, backendSlots: 3, backendSlotsFree: 2))
+        #expect(plan.capacity(reservedMemory: 2 << 30, liveBackends: 9).memoryFreeBytes == 0)
+        #expect(plan.capacity(reservedMemory: 2 << 30, liveBackends: 9).backendSlotsFree == 0)
+        #expect((DroneCapacityPlan.hostMemoryBytes() ?? 0) > 1 << 28)
+    }
+}

@@ -9,8 +9,31 @@ public struct DroneStatusMessage: Sendable, Hashable, Codable {
     public var state: DroneState
     /// Backends in `Loading`, `Starting` or `Ready`. Omitted when nil.
     public var runningBackends: UInt32?
+    /// Extension (issue 14): the runtime's name (`docker`, `oci`, a plugin's). Omitted when nil.
+    public var runtime: String?
+    /// Extension: the runtime classes the operator gave the drone. Omitted when empty.
+    public var runtimeClasses: [FleetLabel]
+    /// Extension: the drone's pool (nil: the default pool). Omitted when nil.
+    public var pool: FleetLabel?
+    /// Extension: what the runtime can do (`stats`, `network_namespace`, ...). Omitted when empty.
+    public var capabilities: [String]
+    /// Extension: the JSON Schema of the runtime's per-spawn options (nil: it takes none).
+    public var optionsSchema: JSONValue?
+    /// Extension: the drone's room for more backends. Omitted when nil.
+    public var capacity: DroneCapacity?
 
-    public init(droneID: DroneID, cluster: ClusterName, droneVersion: String, ready: Bool = true, state: DroneState = .ready, runningBackends: UInt32? = nil) {
+    /// At most this many runtime classes and capabilities are sent and accepted.
+    public static let maximumListCount = 32
+
+    public init(droneID: DroneID, cluster: ClusterName, droneVersion: String, ready: Bool = true, state: DroneState = .ready, runningBackends: UInt32? = nil,
+                runtime: String? = nil, runtimeClasses: [FleetLabel] = [], pool: FleetLabel? = nil, capabilities: [String] = [],
+                optionsSchema: JSONValue? = nil, capacity: DroneCapacity? = nil) {
+        self.runtime = runtime
+        self.runtimeClasses = runtimeClasses
+        self.pool = pool
+        self.capabilities = capabilities
+        self.optionsSchema = optionsSchema
+        self.capacity = capacity
         self.droneID = droneID
         self.cluster = cluster
         self.droneVersion = droneVersion
@@ -25,6 +48,11 @@ public struct DroneStatusMessage: Sendable, Hashable, Codable {
         case droneVersion = "drone_version"
         case ready, state
         case runningBackends = "running_backends"
+        case runtime
+        case runtimeClasses = "runtime_classes"
+        case pool, capabilities
+        case optionsSchema = "options_schema"
+        case capacity
     }
 
     public init(from decoder: any Decoder) throws {
@@ -35,6 +63,12 @@ public struct DroneStatusMessage: Sendable, Hashable, Codable {
         ready = try c.decode(Bool.self, forKey: .ready, default: true)
         state = try c.decode(DroneState.self, forKey: .state, default: .ready)
         runningBackends = try c.decodeIfPresent(UInt32.self, forKey: .runningBackends)
+        runtime = try c.decodeIfPresent(String.self, forKey: .runtime)
+        runtimeClasses = try c.decodeList(FleetLabel.self, forKey: .runtimeClasses, maximum: Self.maximumListCount)
+        pool = try c.decodeIfPresent(FleetLabel.self, forKey: .pool)
+        capabilities = try c.decodeList(String.self, forKey: .capabilities, maximum: Self.maximumListCount)
+        optionsSchema = try c.decodeIfPresent(JSONValue.self, forKey: .optionsSchema).flatMap { $0.isNull ? nil : $0 }
+        capacity = try c.decodeIfPresent(DroneCapacity.self, forKey: .capacity)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -45,6 +79,12 @@ public struct DroneStatusMessage: Sendable, Hashable, Codable {
         try c.encode(ready, forKey: .ready)
         try c.encode(state, forKey: .state)
         try c.encodeIfPresent(runningBackends, forKey: .runningBackends)
+        try c.encodeIfPresent(runtime, forKey: .runtime)
+        try c.encodeUnlessEmpty(runtimeClasses, forKey: .runtimeClasses)
+        try c.encodeIfPresent(pool, forKey: .pool)
+        try c.encodeUnlessEmpty(capabilities, forKey: .capabilities)
+        try c.encodeIfPresent(optionsSchema, forKey: .optionsSchema)
+        try c.encodeIfPresent(capacity, forKey: .capacity)
     }
 }
 

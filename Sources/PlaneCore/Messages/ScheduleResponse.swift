@@ -1,12 +1,20 @@
 /// The scheduler's reply to a `ScheduleRequest` (spec §3.2), externally tagged:
-/// `{"Scheduled":{...}}`, `"NoDroneAvailable"`, or our addition `{"Error":{...}}`.
+/// `{"Scheduled":{...}}`, `"NoDroneAvailable"`, or our additions `{"Error":{...}}` and
+/// `{"NoDroneAvailable":{"reason":"..."}}`.
 public enum ScheduleResponse: Sendable, Hashable, Codable {
     case scheduled(ScheduledBackend)
-    case noDroneAvailable
+    /// `reason` (extension, issue 14) names what no drone had. It is encoded only when set:
+    /// the scheduler sets it only for requests that use issue 14's fields
+    /// (`ScheduleRequest.usesFleetExtensions`), whose senders decode the object form; a
+    /// v0.3.10 client gets the bare string it knows.
+    case noDroneAvailable(reason: String?)
     /// Extension: the request was refused (it did not decode, or carried an invalid id or
     /// cluster). v0.3.10 clients fail to decode it, which is the intended effect: they
     /// report an error instead of believing a backend was scheduled.
     case error(ScheduleError)
+
+    /// `NoDroneAvailable` without a reason (v0.3.10's form).
+    public static var noDroneAvailable: ScheduleResponse { .noDroneAvailable(reason: nil) }
 
     enum Tag: String, CodingKey {
         case scheduled = "Scheduled"
@@ -23,7 +31,11 @@ public enum ScheduleResponse: Sendable, Hashable, Codable {
             return
         }
         let c = try decoder.container(keyedBy: Tag.self)
-        if c.contains(.scheduled) {
+        if c.contains(.noDroneAvailable) {
+            struct Body: Decodable { var reason: String? }
+            let body = try c.decodeIfPresent(Body.self, forKey: .noDroneAvailable)
+            self = .noDroneAvailable(reason: body?.reason)
+        } else if c.contains(.scheduled) {
             self = .scheduled(try c.decode(ScheduledBackend.self, forKey: .scheduled))
         } else if c.contains(.error) {
             self = .error(try c.decode(ScheduleError.self, forKey: .error))
@@ -37,7 +49,11 @@ public enum ScheduleResponse: Sendable, Hashable, Codable {
         case .scheduled(let backend):
             var c = encoder.container(keyedBy: Tag.self)
             try c.encode(backend, forKey: .scheduled)
-        case .noDroneAvailable:
+        case .noDroneAvailable(let reason?):
+            var c = encoder.container(keyedBy: Tag.self)
+            var body = c.nestedContainer(keyedBy: AnyCodingKey.self, forKey: .noDroneAvailable)
+            try body.encode(reason, forKey: AnyCodingKey(stringValue: "reason"))
+        case .noDroneAvailable(nil):
             var c = encoder.singleValueContainer()
             try c.encode(Tag.noDroneAvailable.rawValue)
         case .error(let error):

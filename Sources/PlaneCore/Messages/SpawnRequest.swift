@@ -17,12 +17,25 @@ public struct SpawnRequest: Sendable, Hashable, Codable {
     /// taken; a later holder of the same lock always has a larger one). The backend gets it
     /// as `PLANE_FENCING_TOKEN`. Omitted when nil.
     public var fencingToken: UInt64?
+    /// Extension (issue 14), as in `ScheduleRequest`; the drone refuses a spawn for a class
+    /// or pool it does not have. Each omitted when nil or empty.
+    public var runtimeClass: FleetLabel?
+    public var pool: FleetLabel?
+    public var runtimeOptions: JSONObject
+    public var readiness: ReadinessCheck?
+    public var maxLifetimeSeconds: DurationSeconds?
 
     public init(
         cluster: ClusterName?, droneID: DroneID, maxIdleSeconds: DurationSeconds, backendID: BackendID,
         metadata: [String: String] = [:], executable: DockerExecutableConfig, bearerToken: String? = nil,
-        lock: LockName? = nil, fencingToken: UInt64? = nil
+        lock: LockName? = nil, fencingToken: UInt64? = nil, runtimeClass: FleetLabel? = nil, pool: FleetLabel? = nil,
+        runtimeOptions: JSONObject = JSONObject(), readiness: ReadinessCheck? = nil, maxLifetimeSeconds: DurationSeconds? = nil
     ) {
+        self.runtimeClass = runtimeClass
+        self.pool = pool
+        self.runtimeOptions = runtimeOptions
+        self.readiness = readiness
+        self.maxLifetimeSeconds = maxLifetimeSeconds
         self.lock = lock
         self.fencingToken = fencingToken
         self.cluster = cluster
@@ -43,6 +56,11 @@ public struct SpawnRequest: Sendable, Hashable, Codable {
         case bearerToken = "bearer_token"
         case lock
         case fencingToken = "fencing_token"
+        case runtimeClass = "runtime_class"
+        case pool
+        case runtimeOptions = "runtime_options"
+        case readiness
+        case maxLifetimeSeconds = "max_lifetime_secs"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -56,6 +74,11 @@ public struct SpawnRequest: Sendable, Hashable, Codable {
         bearerToken = try c.decodeIfPresent(String.self, forKey: .bearerToken)
         lock = try c.decodeIfPresent(LockName.self, forKey: .lock)
         fencingToken = try c.decodeIfPresent(UInt64.self, forKey: .fencingToken)
+        runtimeClass = try c.decodeIfPresent(FleetLabel.self, forKey: .runtimeClass)
+        pool = try c.decodeIfPresent(FleetLabel.self, forKey: .pool)
+        runtimeOptions = try c.decodeObject(forKey: .runtimeOptions)
+        readiness = try c.decodeIfPresent(ReadinessCheck.self, forKey: .readiness)
+        maxLifetimeSeconds = try c.decodeIfPresent(DurationSeconds.self, forKey: .maxLifetimeSeconds)
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -69,5 +92,10 @@ public struct SpawnRequest: Sendable, Hashable, Codable {
         try c.encode(bearerToken, forKey: .bearerToken)
         try c.encodeIfPresent(lock, forKey: .lock)
         try c.encodeIfPresent(fencingToken, forKey: .fencingToken)
+        try c.encodeIfPresent(runtimeClass, forKey: .runtimeClass)
+        try c.encodeIfPresent(pool, forKey: .pool)
+        try c.encodeUnlessEmpty(runtimeOptions, forKey: .runtimeOptions)
+        try c.encodeIfPresent(readiness, forKey: .readiness)
+        try c.encodeIfPresent(maxLifetimeSeconds, forKey: .maxLifetimeSeconds)
     }
 }

@@ -33,3 +33,34 @@ public struct NullReply: Sendable, Hashable, Codable {
         try container.encodeNil()
     }
 }
+
+extension KeyedDecodingContainer {
+    /// A JSON object field that may be missing or `null` (both: empty); anything else that is
+    /// not an object is an error naming the field.
+    func decodeObject(forKey key: Key) throws -> JSONObject {
+        guard let value = try decodeIfPresent(JSONValue.self, forKey: key), !value.isNull else { return JSONObject() }
+        guard let object = value.objectValue else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "\(key.stringValue) must be a JSON object")
+        }
+        return object
+    }
+
+    /// A list field that may be missing (empty), at most `maximum` long.
+    func decodeList<T: Decodable>(_ type: T.Type, forKey key: Key, maximum: Int) throws -> [T] {
+        guard let list = try decodeIfPresent([T].self, forKey: key) else { return [] }
+        guard list.count <= maximum else {
+            throw DecodingError.dataCorruptedError(forKey: key, in: self, debugDescription: "\(key.stringValue) has \(list.count) entries; at most \(maximum) are allowed")
+        }
+        return list
+    }
+}
+
+extension KeyedEncodingContainer {
+    mutating func encodeUnlessEmpty(_ object: JSONObject, forKey key: Key) throws {
+        if object.count > 0 { try encode(JSONValue.object(object), forKey: key) }
+    }
+
+    mutating func encodeUnlessEmpty<T: Encodable>(_ list: [T], forKey key: Key) throws {
+        if !list.isEmpty { try encode(list, forKey: key) }
+    }
+}

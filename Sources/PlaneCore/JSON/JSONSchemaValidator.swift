@@ -1,5 +1,3 @@
-import PlaneCore
-
 /// Checks a JSON value against a JSON Schema — the subset runtime plugins use to describe
 /// their per-spawn `options`: `type` (one or a list), `enum`, `const`, `properties`,
 /// `required`, `additionalProperties` (false or a schema), `items`, `minItems`,
