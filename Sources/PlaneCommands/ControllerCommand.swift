@@ -97,6 +97,18 @@ enum ControllerConfigDump {
                           "env = { \(service.env.sorted { $0.key < $1.key }.map { "\($0.key) = \"\($0.value)\"" }.joined(separator: ", ")) }",
                           "allowed_env = [\(service.allowedEnv.sorted().map { "\"\($0)\"" }.joined(separator: ", "))]",
                           "allowed_mount_sources = [\(service.allowedMountSources.map { "\"\($0)\"" }.joined(separator: ", "))]"]
+                func list(_ names: Set<String>) -> String { "[\(names.sorted().map { "\"\($0)\"" }.joined(separator: ", "))]" }
+                if let runtimeClass = service.runtimeClass { lines.append("runtime_class = \"\(runtimeClass)\"") }
+                if let pool = service.pool { lines.append("pool = \"\(pool)\"") }
+                if service.runtimeOptions.count > 0 { lines.append("runtime_options = \(JSONWriter.string(.object(service.runtimeOptions)))  # as JSON") }
+                if let memory = service.memoryLimitBytes { lines.append("memory_limit_bytes = \(memory)") }
+                if let readiness = service.readiness {
+                    lines.append("readiness_path = \"\(readiness.path)\"")
+                    if let timeout = readiness.timeoutSeconds { lines.append("readiness_timeout_secs = \(timeout.seconds)") }
+                }
+                if let lifetime = service.maxLifetimeSeconds { lines.append("max_lifetime_secs = \(lifetime.seconds)") }
+                lines += ["allowed_runtime_classes = \(list(service.allowedRuntimeClasses))", "allowed_pools = \(list(service.allowedPools))",
+                          "allowed_runtime_options = \(list(service.allowedRuntimeOptions))"]
             }
         }
         lines += [""] + LimitsDump.lines(c.limits)

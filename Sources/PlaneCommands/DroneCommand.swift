@@ -240,7 +240,13 @@ enum DroneConfigDump {
                       "readiness_path = \"\(a.readinessPath)\"", "probe_timeout_ms = \(milliseconds(a.probeTimeout))",
                       "startup_timeout_secs = \(a.startupTimeout.components.seconds)", "stop_grace_secs = \(a.stopGrace.components.seconds)",
                       "drain_on_shutdown = \(a.drainOnShutdown)", "allow_volume_mounts = \(a.allowVolumeMounts)",
-                      "max_log_line_bytes = \(a.maxLogLineBytes)", "max_log_bytes_per_minute = \(a.maxLogBytesPerMinute)"]
+                      "max_log_line_bytes = \(a.maxLogLineBytes)", "max_log_bytes_per_minute = \(a.maxLogBytesPerMinute)",
+                      "lease_renew_secs = \(a.lease.renewInterval.components.seconds)", "lease_soft_secs = \(a.lease.soft.components.seconds)",
+                      "lease_hard_secs = \(a.lease.hard.components.seconds)",
+                      "runtime_classes = [\(a.runtimeClasses.map { "\"\($0)\"" }.joined(separator: ", "))]",
+                      "pool = \"\(a.pool?.rawValue ?? "")\"  # empty: the default pool",
+                      "memory_bytes = \(DroneCapacityPlan(configuration: a).memoryBytes)\(a.memoryBytes == nil ? "  # the host's MemTotal" : "")",
+                      "cpus = \(DroneCapacityPlan(configuration: a).cpus)\(a.cpus == nil ? "  # the CPUs online" : "")", "max_backends = \(a.maxBackends)"]
             if a.runtimeConfiguration.count > 0 {
                 lines += ["", "[agent.\(a.runtime)]  # as passed to the runtime"]
                 lines += a.runtimeConfiguration.members.map { "\($0.key) = \(JSONWriter.string($0.value))" }

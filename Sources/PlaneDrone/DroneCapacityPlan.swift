@@ -6,12 +6,13 @@ import PlaneCore
 /// reserves its spawn's memory limit (none: nothing) and one slot. Pure: the agent passes the
 /// reservations in. The scheduler filters on the capacity heartbeats carry; the drone admits
 /// by the same numbers, so two controllers placing at once cannot overfill it.
-struct DroneCapacityPlan: Sendable, Hashable {
-    var memoryBytes: UInt64
-    var cpus: Double
-    var maxBackends: Int
+public struct DroneCapacityPlan: Sendable, Hashable {
+    public var memoryBytes: UInt64
+    public var cpus: Double
+    public var maxBackends: Int
 
-    init(configuration: AgentConfiguration) {
+    /// The configured values, the host's where `[agent]` sets none.
+    public init(configuration: AgentConfiguration) {
         memoryBytes = configuration.memoryBytes ?? Self.hostMemoryBytes() ?? (1 << 30)
         cpus = configuration.cpus ?? Double(ProcessInfo.processInfo.activeProcessorCount)
         maxBackends = configuration.maxBackends

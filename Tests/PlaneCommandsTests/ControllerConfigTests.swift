@@ -172,6 +172,36 @@ struct ControllerConfigTests {
         #expect(bad.contains { $0.hasPrefix("http.services.x.allowed_mount_sources: 'a/b'") }, "\(bad)")
     }
 
+    @Test func servicesPlaceTheirSpawns() throws {
+        let config = try load("""
+            [nats]
+            hosts = ["a"]
+            [http]
+            cluster = "plane.test"
+            [http.services.sandbox]
+            image = "sb:1"
+            runtime_class = "sandbox"
+            pool = "eu"
+            runtime_options = { pids_limit = 64 }
+            memory_limit_bytes = 268435456
+            readiness_path = "/healthz"
+            readiness_timeout_secs = 20
+            max_lifetime_secs = 3600
+            allowed_runtime_classes = ["fast"]
+            allowed_pools = ["*"]
+            allowed_runtime_options = ["pids_limit"]
+            """)
+        let service = try #require(config.http?.services["sandbox"])
+        #expect(service.runtimeClass == "sandbox" && service.pool == "eu" && service.runtimeOptions["pids_limit"] == .integer(64))
+        let readiness = try ReadinessCheck(path: "/healthz", timeoutSeconds: 20)
+        #expect(service.memoryLimitBytes == 268_435_456 && service.readiness == readiness)
+        #expect(service.maxLifetimeSeconds == 3600 && service.allowedRuntimeClasses == ["fast"] && service.allowedPools == ["*"])
+        let bad = problems("[nats]\nhosts = [\"a\"]\n[http]\ncluster = \"plane.test\"\n[http.services.x]\nimage = \"y\"\nruntime_class = \"Big\"\nreadiness_timeout_secs = 5\nmax_lifetime_secs = 0\n")
+        for prefix in ["http.services.x.runtime_class:", "http.services.x.readiness_timeout_secs: needs readiness_path", "http.services.x.max_lifetime_secs:"] {
+            #expect(bad.contains { $0.hasPrefix(prefix) }, "\(prefix) in \(bad)")
+        }
+    }
+
     @Test func theCommandRefusesABadFileAndDumpsAGoodOne() async throws {
         let directory = try TestEnvironment.temporaryDirectory("controller-config")
         let bad = directory + "/bad.toml"

@@ -230,6 +230,20 @@ struct DroneConfigTests {
         #expect(problems(base + "lease_hard_secs = 0\n").contains { $0.hasPrefix("agent.lease_hard_secs:") })
     }
 
+    @Test func fleetKeys() throws {
+        let base = "cluster_domain = \"plane.test\"\n[nats]\nhosts=[\"x\"]\n[agent]\nip = \"1.2.3.4\"\n"
+        let defaults = try #require(try load(base).agent)
+        #expect(defaults.runtimeClasses.isEmpty && defaults.pool == nil && defaults.memoryBytes == nil && defaults.cpus == nil && defaults.maxBackends == 1000)
+        let set = try #require(try load(base + "runtime_classes = [\"sandbox\", \"fast\"]\npool = \"eu\"\nmemory_bytes = 1073741824\ncpus = 1.5\nmax_backends = 40\n").agent)
+        #expect(set.runtimeClasses == ["sandbox", "fast"] && set.pool == "eu" && set.memoryBytes == 1 << 30 && set.cpus == 1.5 && set.maxBackends == 40)
+        #expect(try load(base + "pool = \"\"\n").agent?.pool == nil)
+        for (line, key) in [("runtime_classes = [\"Sand Box\"]", "agent.runtime_classes:"), ("pool = \"-x\"", "agent.pool:"), ("memory_bytes = 5", "agent.memory_bytes:"),
+                            ("cpus = -1", "agent.cpus:"), ("max_backends = 0", "agent.max_backends:"),
+                            ("runtime_classes = [\((0..<33).map { "\"c\($0)\"" }.joined(separator: ","))]", "agent.runtime_classes:")] {
+            #expect(problems(base + line + "\n").contains { $0.hasPrefix(key) }, "\(line)")
+        }
+    }
+
     @Test func theCommandDumpsItsConfigurationAndRefusesAnUnknownRuntime() async throws {
         let directory = try TestEnvironment.temporaryDirectory("drone-config")
         let good = directory + "/drone.toml"

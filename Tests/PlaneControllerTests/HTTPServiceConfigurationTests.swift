@@ -104,7 +104,8 @@ struct HTTPSpawnPlacementTests {
     @Test func theBodysFieldsAreParsedAndChecked() throws {
         let request = try body(#"{"runtime_class":"sandbox","pool":"west","runtime_options":{"pids_limit":64},"readiness":{"path":"/healthz","timeout_secs":9},"max_lifetime_secs":60}"#)
         #expect(request.runtimeClass == "sandbox" && request.pool == "west" && request.runtimeOptions["pids_limit"] == .integer(64))
-        #expect(request.readiness == (try ReadinessCheck(path: "/healthz", timeoutSeconds: 9)) && request.maxLifetimeSeconds == 60)
+        let readiness = try ReadinessCheck(path: "/healthz", timeoutSeconds: 9)
+        #expect(request.readiness == readiness && request.maxLifetimeSeconds == 60)
         for bad in [#"{"runtime_class":"Bad"}"#, #"{"pool":7}"#, #"{"runtime_options":"x"}"#, #"{"readiness":{"path":"x"}}"#, #"{"max_lifetime_secs":0}"#] {
             let error = try #require(throws: ControllerError.self) { try body(bad) }
             #expect(error.code == .invalidRequest, "\(bad)")
