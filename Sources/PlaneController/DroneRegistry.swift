@@ -17,6 +17,9 @@ public struct DroneRecord: Sendable, Hashable {
     public var pool: FleetLabel?
     public var capabilities: [String] = []
     public var optionsSchema: JSONValue?
+    /// Equal for drones whose schemas were equal when they arrived (0: none), so a decision
+    /// checks options once per schema without hashing or comparing schemas.
+    var optionsSchemaID = 0
     public var capacity: DroneCapacity?
 }
 
@@ -34,6 +37,10 @@ public struct DroneRegistry: Sendable {
     /// Longer than any grace period that asks whether a drone was heard from.
     public var forgetAfter: Duration
     private(set) var drones: [DroneID: DroneRecord] = [:]
+    /// Schemas seen, by value, to their id (`DroneRecord.optionsSchemaID`); emptied when it
+    /// holds `maxDrones` (ids are never reused, so a record's id stays unique).
+    private var schemaIDs: [JSONValue: Int] = [:]
+    private var nextSchemaID = 1
     /// Spawns this controller assigned recently, per drone, with the memory each asked for.
     private var assignments: [DroneID: [Assignment]] = [:]
 
@@ -66,17 +73,29 @@ public struct DroneRegistry: Sendable {
             guard drones.count < maxDrones else { return false }
         }
         var schema = message.optionsSchema
-        if let known = drones[message.droneID]?.optionsSchema, known == schema {
-            schema = known
-        } else if let given = schema, JSONWriter.string(given).utf8.count > Self.maxOptionsSchemaBytes {
-            schema = nil
+        var schemaID = 0
+        if let known = drones[message.droneID], known.optionsSchema == schema {
+            schema = known.optionsSchema
+            schemaID = known.optionsSchemaID
+        } else if let given = schema {
+            if JSONWriter.string(given).utf8.count > Self.maxOptionsSchemaBytes {
+                schema = nil
+            } else if let id = schemaIDs[given] {
+                schemaID = id
+            } else {
+                if schemaIDs.count >= maxDrones { schemaIDs = [:] }
+                schemaID = nextSchemaID
+                nextSchemaID += 1
+                schemaIDs[given] = schemaID
+            }
         }
         drones[message.droneID] = DroneRecord(
             droneID: message.droneID, cluster: message.cluster, ready: message.ready, state: message.state,
             runningBackends: Int(message.runningBackends ?? 0), version: String(message.droneVersion.prefix(Self.maxVersionLength)),
             lastSeen: now, lastSeenWallClock: wallClock, runtime: message.runtime.map { String($0.prefix(Self.maxVersionLength)) },
             runtimeClasses: message.runtimeClasses, pool: message.pool,
-            capabilities: message.capabilities.map { String($0.prefix(Self.maxVersionLength)) }, optionsSchema: schema, capacity: message.capacity)
+            capabilities: message.capabilities.map { String($0.prefix(Self.maxVersionLength)) }, optionsSchema: schema, optionsSchemaID: schemaID,
+            capacity: message.capacity)
         return true
     }
 
@@ -113,12 +132,35 @@ public struct DroneRegistry: Sendable {
     /// heartbeat said, less the spawns this controller assigned to it since (nil: the drone
     /// does not say).
     func room(of record: DroneRecord) -> (memoryBytes: UInt64?, slots: UInt32?) {
-        let since = assignments[record.droneID]?.filter { $0.at >= record.lastSeen } ?? []
-        let memory = record.capacity?.memoryFreeBytes.map { free in
-            since.reduce(free) { left, assignment in left >= assignment.memoryBytes ? left - assignment.memoryBytes : 0 }
+        guard let capacity = record.capacity, capacity.memoryFreeBytes != nil || capacity.backendSlotsFree != nil else { return (nil, nil) }
+        var memory = capacity.memoryFreeBytes
+        var count: UInt32 = 0
+        for assignment in assignments[record.droneID] ?? [] where assignment.at >= record.lastSeen {
+            count &+= 1
+            if let left = memory { memory = left >= assignment.memoryBytes ? left - assignment.memoryBytes : 0 }
         }
-        let slots = record.capacity?.backendSlotsFree.map { free in free >= UInt32(clamping: since.count) ? free - UInt32(clamping: since.count) : 0 }
+        let slots = capacity.backendSlotsFree.map { free in free >= count ? free - count : 0 }
         return (memory, slots)
+    }
+
+    /// Whether a drone meets everything but readiness (checked by the caller). `verdicts`
+    /// caches the options check by schema id.
+    func meets(_ record: DroneRecord, _ requirements: PlacementRequirements, options: JSONValue?, verdicts: inout [Int: Bool]) -> Bool {
+        guard record.pool == requirements.pool else { return false }
+        if let runtimeClass = requirements.runtimeClass, !record.runtimeClasses.contains(runtimeClass) { return false }
+        if let options {
+            let accepted: Bool
+            if let known = verdicts[record.optionsSchemaID] {
+                accepted = known
+            } else {
+                accepted = record.optionsSchema.map { JSONSchemaValidator(schema: $0).problems(of: options, at: "runtime_options").isEmpty } ?? false
+                verdicts[record.optionsSchemaID] = accepted
+            }
+            guard accepted else { return false }
+        }
+        let room = room(of: record)
+        if let memory = requirements.memoryBytes, let free = room.memoryBytes, free < memory { return false }
+        return room.slots != 0
     }
 
     /// Power of two random choices among any ready drones (no requirements).
@@ -136,6 +178,29 @@ public struct DroneRegistry: Sendable {
     /// no drone met.
     public func choose(in cluster: ClusterName, requirements: PlacementRequirements, excluding: Set<DroneID> = [], at now: ContinuousClock.Instant,
                        using generator: inout some RandomNumberGenerator) -> DroneChoice {
+        // One pass over the drones in the common case; the reason is worked out only when
+        // none is left.
+        let options: JSONValue? = requirements.runtimeOptions.count > 0 ? .object(requirements.runtimeOptions) : nil
+        var verdicts: [Int: Bool] = [:]
+        var matching: [DroneID] = []
+        for record in drones.values where record.cluster == cluster && record.ready && now - record.lastSeen < droneTimeout
+            && !excluding.contains(record.droneID) && meets(record, requirements, options: options, verdicts: &verdicts) {
+            matching.append(record.droneID)
+        }
+        guard let first = matching.randomElement(using: &generator) else {
+            return explain(in: cluster, requirements: requirements, excluding: excluding, at: now)
+        }
+        guard matching.count > 1 else { return .chosen(first) }
+        var second = first
+        while second == first { second = matching.randomElement(using: &generator) ?? first }
+        let (a, b) = (load(of: first, at: now), load(of: second, at: now))
+        if a != b { return .chosen(a < b ? first : second) }
+        return .chosen(first)
+    }
+
+    /// Why no drone meets `requirements`: the requirements applied one at a time, in order;
+    /// the first that leaves none is the reason.
+    func explain(in cluster: ClusterName, requirements: PlacementRequirements, excluding: Set<DroneID>, at now: ContinuousClock.Instant) -> DroneChoice {
         var candidates = candidates(in: cluster, at: now)
         guard !candidates.isEmpty else { return .noDrone(reason: "no drone of cluster \(cluster) is ready") }
         candidates.removeAll { excluding.contains($0.droneID) }
@@ -181,17 +246,7 @@ public struct DroneRegistry: Sendable {
                 return .noDrone(reason: "no matching drone has \(memory) bytes of memory free for the spawn's memory limit (the most any has: \(most) bytes)")
             }
         }
-        let withMemory = candidates.count
-        candidates.removeAll { rooms[$0.droneID]?.slots == 0 }
-        guard !candidates.isEmpty else { return .noDrone(reason: "all \(withMemory) matching drones are full (max_backends)") }
-
-        guard let first = candidates.randomElement(using: &generator) else { return .noDrone(reason: "no drone") }
-        guard candidates.count > 1 else { return .chosen(first.droneID) }
-        var second = first
-        while second.droneID == first.droneID { second = candidates.randomElement(using: &generator) ?? first }
-        let (a, b) = (load(of: first.droneID, at: now), load(of: second.droneID, at: now))
-        if a != b { return .chosen(a < b ? first.droneID : second.droneID) }
-        return .chosen(first.droneID)
+        return .noDrone(reason: "all \(candidates.count) matching drone\(candidates.count == 1 ? " is" : "s are") full (max_backends)")
     }
 
     /// Counts a spawn assigned to `drone` towards its load (and, until its next heartbeat,

@@ -121,12 +121,24 @@ public enum FuzzSeeds {
         add("SpawnRequest", SpawnRequest(cluster: "plane.test", droneID: "drone-1", maxIdleSeconds: 30, backendID: "abc", metadata: ["k": "v"], executable: executable,
                                          bearerToken: "token"))
         add("ScheduleRequest", ScheduleRequest(cluster: "plane.test", maxIdleSeconds: 30, executable: executable))
+        // Mixed fleets (issue 14).
+        let readiness = try? ReadinessCheck(path: "/healthz", timeoutSeconds: 20)
+        add("ScheduleRequest", ScheduleRequest(cluster: "plane.test", maxIdleSeconds: 30, executable: executable, runtimeClass: "sandbox", pool: "eu",
+                                               runtimeOptions: JSONObject([("pids_limit", .integer(64))]), readiness: readiness, maxLifetimeSeconds: 600))
+        add("SpawnRequest", SpawnRequest(cluster: "plane.test", droneID: "drone-1", maxIdleSeconds: 30, backendID: "abc", executable: executable, runtimeClass: "sandbox",
+                                         runtimeOptions: JSONObject([("nofile", .integer(100))]), readiness: readiness, maxLifetimeSeconds: 60))
+        add("DroneStatusMessage", DroneStatusMessage(droneID: "drone-1", cluster: "plane.test", droneVersion: "0.4", runningBackends: 2, runtime: "oci",
+                                                     runtimeClasses: ["sandbox"], pool: "eu", capabilities: ["stats"],
+                                                     optionsSchema: .object(JSONObject([("type", .string("object"))])),
+                                                     capacity: DroneCapacity(memoryBytes: 1 << 30, memoryFreeBytes: 1 << 29, cpus: 2, backendSlots: 10, backendSlotsFree: 9)))
+        add("ScheduleResponse", ScheduleResponse.noDroneAvailable(reason: "no ready drone has runtime class 'gpu'"))
         return seeds
     }
 
     static let httpSpawnBodies: [[UInt8]] = [
         Array("{}".utf8), Array("".utf8),
         Array(#"{"lock":"doc-1","require_bearer_token":true,"port":8080,"env":{"A":"b"},"grace_period_seconds":120,"volume_mounts":[{"Type":"tmpfs","Target":"/t"}]}"#.utf8),
+        Array(#"{"runtime_class":"sandbox","pool":"eu","runtime_options":{"pids_limit":64},"readiness":{"path":"/healthz","timeout_secs":9},"max_lifetime_secs":60}"#.utf8),
     ]
 
     static let natsStreams: [[UInt8]] = [
@@ -230,7 +242,7 @@ public enum FuzzSeeds {
                + "zones = [\"plane.test\"]\nmax_records = 1000\n\n[http]\ncluster = \"plane.test\"\nservices.hello = \"plane-test-server:dev\"\n\n[limits]\nmax_message_bytes = 65536\n"
                + "\u{0}DNS__PORT=53\nLIMITS__MAX_JSON_DEPTH=16\n").utf8),
         Array(("cluster_domain = \"plane.test\"\nstate_dir = \"/tmp/plane-fuzz-state\"\n\n[nats]\nhosts = [\"127.0.0.1\"]\n\n[agent]\nip = \"127.0.0.1\"\nruntime = \"oci\"\n"
-               + "port_range = \"20000-20999\"\nmax_log_bytes_per_minute = 100000\n\n[agent.oci]\nnetwork = \"namespace\"\nsubnet = \"10.213.0.0/16\"\nmax_layers = 20\n"
+               + "port_range = \"20000-20999\"\nmax_log_bytes_per_minute = 100000\nruntime_classes = [\"sandbox\"]\npool = \"eu\"\nmemory_bytes = 1073741824\ncpus = 2\nmax_backends = 50\n\n[agent.oci]\nnetwork = \"namespace\"\nsubnet = \"10.213.0.0/16\"\nmax_layers = 20\n"
                + "insecure_registries = [\"127.0.0.1:5000\"]\n\n[proxy]\nhttps_port = 8443\nmax_header_count = 50\n\n[metrics]\nport = 9100\n\n[limits]\nmax_env_bytes = 1024\n"
                + "\u{0}AGENT__PORT_RANGE=30000-30010\n").utf8),
     ]

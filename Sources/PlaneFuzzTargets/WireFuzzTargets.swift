@@ -76,14 +76,31 @@ enum WireFuzzTargets {
         for mount in executable.volumeMounts { _ = try? MountSpec(wire: mount) }
     }
 
+    static let fleetSchema = JSONValue.object(JSONObject([
+        ("type", .string("object")), ("additionalProperties", .bool(false)),
+        ("properties", .object(JSONObject([("pids_limit", .object(JSONObject([("type", .string("integer")), ("minimum", .integer(1)), ("maximum", .integer(4_194_304))]))),
+                                           ("oci_runtime", .object(JSONObject([("type", .string("string")), ("pattern", .string("^[a-z]+$"))])))]))),
+    ]))
+
     static let httpSpawn = FuzzTarget("http-spawn", "The controller HTTP API's spawn body (HTTPSpawnRequest) and the schedule request made of it.") { raw in
         guard let request = try? HTTPSpawnRequest.parse(Array(raw)) else { return }
         // The default service refuses caller env and mounts; the open one takes what its
         // policy allows, so the policy checks see every body too.
         _ = try? request.scheduleRequest(cluster: "plane.test", service: "plane-test-server:dev", named: "fuzz")
-        let open = HTTPServiceConfiguration(image: "plane-test-server:dev", env: ["FIXED": "1"], allowedEnv: ["*"], allowedMountSources: ["/srv", "data"])
+        var open = HTTPServiceConfiguration(image: "plane-test-server:dev", env: ["FIXED": "1"], allowedEnv: ["*"], allowedMountSources: ["/srv", "data"])
+        open.allowedRuntimeClasses = ["*"]
+        open.allowedPools = ["*"]
+        open.allowedRuntimeOptions = ["*"]
         guard let schedule = try? request.scheduleRequest(cluster: "plane.test", service: open, named: "fuzz") else { return }
         _ = try? SpawnLimits().check(schedule.executable, metadata: schedule.metadata)
+        // The placement of it, options checked against a schema.
+        var registry = DroneRegistry()
+        let now = ContinuousClock.now
+        registry.heartbeat(DroneStatusMessage(droneID: "drone-1", cluster: "plane.test", droneVersion: "fuzz", runtime: "oci", runtimeClasses: ["sandbox"],
+                                              pool: schedule.pool, optionsSchema: fleetSchema,
+                                              capacity: DroneCapacity(memoryFreeBytes: 1 << 30, backendSlotsFree: 1)), at: now)
+        var generator = SystemRandomNumberGenerator()
+        _ = registry.choose(in: "plane.test", requirements: PlacementRequirements(schedule), at: now, using: &generator)
         _ = schedule.maxIdleSeconds.duration
         roundTrip(ScheduleRequest.self, (try? WireEncoder().encode(schedule)) ?? [])
     }
