@@ -180,6 +180,16 @@ struct MixedFleetTests {
             return false
         }, "the memory is free again once the backend ended")
 
+        // A drone checks the same itself (a spawn sent to it directly, as by a confused or
+        // hostile controller): another class, another pool, more memory than it has free.
+        for (what, runtimeClass, pool, memory) in [("class", "gpu", nil, nil), ("pool", nil, "batch", nil), ("memory", nil, nil, Int64(2 << 30))] as [(String, FleetLabel?, FleetLabel?, Int64?)] {
+            var executable = DockerExecutableConfig(image: fleet.registryImage)
+            executable.resourceLimits.memoryLimitBytes = memory
+            let spawn = SpawnRequest(cluster: Self.cluster, droneID: fleet.oci, maxIdleSeconds: 30, backendID: .random(), executable: executable,
+                                     runtimeClass: runtimeClass, pool: pool)
+            #expect(try await fleet.messenger.request(PlaneSubjects.spawn(fleet.oci), spawn, timeout: .seconds(10)) == false, "\(what)")
+        }
+
         // The CLI and the HTTP API show the reason.
         let (status, output) = try await SystemProgram.run(executable: try TestExecutables.path("plane"),
                                                            ["spawn", "plane.test", fleet.registryImage, "--runtime-class", "gpu", "--nats", fleet.natsURL])
