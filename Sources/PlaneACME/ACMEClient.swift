@@ -176,12 +176,8 @@ public final class ACMEClient: Sendable {
     /// `Retry-After` as delta-seconds or an HTTP date (RFC 9110 §10.2.3).
     static func retryAfter(_ value: String?, now: Date = Date()) -> Duration? {
         guard let value = value?.trimmingCharacters(in: .whitespaces), !value.isEmpty else { return nil }
-        if let seconds = Int(value) { return .seconds(max(0, seconds)) }
-        let formatter = DateFormatter()
-        formatter.locale = Locale(identifier: "en_US_POSIX")
-        formatter.timeZone = TimeZone(identifier: "GMT")
-        formatter.dateFormat = "EEE, dd MMM yyyy HH:mm:ss zzz"
-        guard let date = formatter.date(from: value) else { return nil }
+        if let seconds = Int(value) { return .seconds(min(max(0, seconds), 365 * 86_400)) }
+        guard let date = HTTPDate.parse(value) else { return nil }
         // A server's date may be any year: bounded (to a year) before it becomes an integer.
         let milliseconds = date.timeIntervalSince(now) * 1000
         guard milliseconds.isFinite else { return nil }

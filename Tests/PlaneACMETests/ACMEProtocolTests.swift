@@ -79,6 +79,24 @@ struct ACMEProtocolTests {
         // 2023-11-14 22:13:30 GMT is now + 10 s.
         #expect(ACMEClient.retryAfter("Tue, 14 Nov 2023 22:13:30 GMT", now: now) == .seconds(10))
         #expect(ACMEClient.retryAfter("soon") == nil && ACMEClient.retryAfter(nil) == nil)
+        // Bounded to a year; a date in the past is now.
+        #expect(ACMEClient.retryAfter("99999999999") == .seconds(365 * 86_400))
+        #expect(ACMEClient.retryAfter("Mon, 01 Jan 1990 00:00:00 GMT", now: now) == .zero)
+        #expect(ACMEClient.retryAfter("Fri, 31 Dec 9999 23:59:59 GMT", now: now) == .seconds(365 * 86_400))
+    }
+
+    /// HTTP dates by hand: Foundation's DateFormatter trapped on a hostile server's
+    /// non-ASCII `Retry-After` (a finding of the acme fuzz target, now in its corpus).
+    @Test func httpDatesAreParsedStrictly() {
+        #expect(HTTPDate.parse("Sun, 06 Nov 1994 08:49:37 GMT") == Date(timeIntervalSince1970: 784_111_777))
+        #expect(HTTPDate.parse("Thu, 01 Jan 1970 00:00:00 GMT") == Date(timeIntervalSince1970: 0))
+        #expect(HTTPDate.parse("Tue, 29 Feb 2000 12:00:00 GMT") == Date(timeIntervalSince1970: 951_825_600))
+        for bad in ["Wed, 21\u{670}\u{FFFD}\u{FFFD} 4052 07:28:00 GOT", "Sun, 06 Nov 1994 08:49:37 UTC", "Sunday, 06-Nov-94 08:49:37 GMT",
+                    "Sun Nov  6 08:49:37 1994", "Sun, 31 Nov 1994 08:49:37 GMT", "Sun, 29 Feb 1900 08:49:37 GMT", "Sun, 06 Nov 1994 24:00:00 GMT",
+                    "Sun, 06 Nov 1994 08:60:00 GMT", "Sun, 06 Nov 199x 08:49:37 GMT", "Sun, 06 Nov 1994 08:49:37 GMT ", "Xyz, 06 Nov 1994 08:49:37 GMT",
+                    "Sun, 06 Foo 1994 08:49:37 GMT", "Sun, +6 Nov 1994 08:49:37 GMT", ""] {
+            #expect(HTTPDate.parse(bad) == nil, "\(bad)")
+        }
     }
 
     @Test func problemsNameTheirType() throws {
