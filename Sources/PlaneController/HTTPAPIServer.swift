@@ -123,8 +123,8 @@ public final class HTTPAPIServer: Sendable {
                         case .complete(let complete):
                             try await write(complete, to: outbound, keepAlive: keepAlive)
                             if !keepAlive { return }
-                        case .events(let backend):
-                            try await streamEvents(of: backend, to: outbound)
+                        case .events(let backend, let after):
+                            try await streamEvents(of: backend, after: after, to: outbound)
                             return
                         }
                         head = nil
@@ -138,7 +138,20 @@ public final class HTTPAPIServer: Sendable {
 
     enum Outcome {
         case complete(HTTPAPIResponse)
-        case events(BackendID)
+        /// A backend's state changes as Server-Sent Events, after the stream sequence given
+        /// as `Last-Event-ID` (nil: from the start).
+        case events(BackendID, after: UInt64?)
+    }
+
+    /// The query's `name=value` pairs (no decoding beyond what the routes need: flags).
+    static func query(of uri: String) -> [String: String] {
+        guard let mark = uri.firstIndex(of: "?") else { return [:] }
+        var pairs: [String: String] = [:]
+        for item in uri[uri.index(after: mark)...].split(separator: "&").prefix(32) {
+            let parts = item.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
+            pairs[String(parts[0])] = parts.count > 1 ? String(parts[1]) : ""
+        }
+        return pairs
     }
 
     /// Whether the request carries the configured token. Without a token configured (a
@@ -159,7 +172,7 @@ public final class HTTPAPIServer: Sendable {
         let cors = parts.first == "backend"
         if head.method == .OPTIONS {
             return .complete(HTTPAPIResponse(status: .noContent, cors: cors, extraHeaders: [
-                ("Access-Control-Allow-Methods", "GET, POST, OPTIONS"), ("Access-Control-Allow-Headers", "Content-Type, Authorization"),
+                ("Access-Control-Allow-Methods", "GET, POST, DELETE, OPTIONS"), ("Access-Control-Allow-Headers", "Content-Type, Authorization"),
             ]))
         }
         let authenticated = authenticated(head)
@@ -185,12 +198,22 @@ public final class HTTPAPIServer: Sendable {
             guard let backend = try? BackendID(parts[1]) else {
                 return .complete(.error(.badRequest, "'\(parts[1])' is not a backend id.", cors: true))
             }
-            if parts.count == 4 { return .events(backend) }
+            if parts.count == 4 {
+                // A reconnecting EventSource sends the id of the last event it saw.
+                let lastID = head.headers["last-event-id"].first.flatMap { UInt64($0.trimmingCharacters(in: .whitespaces)) }
+                return .events(backend, after: lastID)
+            }
             return .complete(await status(of: backend))
-        case (_, 3, "service"), (_, 3, "backend"), (_, 4, "backend"), (_, 0, _), (_, 1, "healthz"), (_, 1, "metrics"):
+        case (.DELETE, 3, "ctrl") where parts[1] == "backend":
+            guard let backend = try? BackendID(parts[2]) else { return .complete(.error(.badRequest, "'\(parts[2])' is not a backend id.")) }
+            return .complete(await terminate(backend, hard: Self.query(of: head.uri)["hard"] == "true"))
+        case (.POST, 4, "ctrl") where parts[1] == "drone" && parts[3] == "drain":
+            guard let drone = try? DroneID(parts[2]) else { return .complete(.error(.badRequest, "'\(parts[2])' is not a drone id.")) }
+            return .complete(await drain(drone, drain: Self.query(of: head.uri)["cancel"] != "true"))
+        case (_, 3, "service"), (_, 3, "backend"), (_, 4, "backend"), (_, 0, _), (_, 1, "healthz"), (_, 1, "metrics"), (_, 3, "ctrl"), (_, 4, "ctrl"):
             return .complete(.error(.methodNotAllowed, "\(head.method.rawValue) is not allowed on \(path).", cors: cors))
         default:
-            return .complete(.error(.notFound, "No route \(path). Routes: POST /service/{name}/spawn, GET /backend/{id}/status[/stream], GET /healthz, GET /metrics.", cors: cors))
+            return .complete(.error(.notFound, "No route \(path). Routes: POST /service/{name}/spawn, GET /backend/{id}/status[/stream], DELETE /ctrl/backend/{id}[?hard=true], POST /ctrl/drone/{id}/drain[?cancel=true], GET /healthz, GET /metrics.", cors: cors))
         }
     }
 
@@ -242,6 +265,43 @@ public final class HTTPAPIServer: Sendable {
         }
     }
 
+    /// `DELETE /ctrl/backend/{id}`: asks the drone holding the backend to stop it (with its
+    /// grace period, or at once with `hard`). `202` with its last recorded state; `404` for a
+    /// backend without one; `409` for one that has ended already.
+    func terminate(_ backend: BackendID, hard: Bool) async -> HTTPAPIResponse {
+        let state: BackendState
+        do {
+            guard let stored = try await messenger.jetStream.lastMessage(stream: PlaneSubjects.backendStatusStream, subject: PlaneSubjects.backendStatus(backend).subject) else {
+                return .error(.notFound, "Backend \(backend) has no recorded state.")
+            }
+            state = try WireDecoder().decode(BackendStateMessage.self, from: stored.payload).state
+        } catch {
+            return .error(.serviceUnavailable, "The backend_status stream cannot be read (\(error)).")
+        }
+        if state.isTerminal { return .error(.conflict, "Backend \(backend) has ended already (\(state.rawValue)).", code: "ended") }
+        let request = TerminationRequest(cluster: configuration.cluster, backendID: backend, hard: hard)
+        do {
+            try await messenger.client.publish(PlaneSubjects.terminate(configuration.cluster, backend).subject, payload: WireEncoder().encode(request))
+        } catch {
+            return .error(.serviceUnavailable, "The termination could not be sent (\(error)); try again.")
+        }
+        logger.info("http.terminate", metadata: ["plane.backend": "\(backend)", "plane.hard": "\(hard)"])
+        return HTTPAPIResponse(status: .accepted, json: .object(JSONObject([("backend_id", .string(backend.rawValue)), ("state", .string(state.rawValue)), ("hard", .bool(hard))])))
+    }
+
+    /// `POST /ctrl/drone/{id}/drain`: the drone takes no new backends (`?cancel=true`: it
+    /// takes them again). `200` once the drone answered; `504` when it did not.
+    func drain(_ drone: DroneID, drain: Bool) async -> HTTPAPIResponse {
+        let request = DrainDrone(drone: drone, cluster: configuration.cluster, drain: drain)
+        do {
+            _ = try await messenger.request(PlaneSubjects.drain(configuration.cluster, drone), request, timeout: .seconds(5))
+        } catch {
+            return .error(.gatewayTimeout, "Drone \(drone) of cluster \(configuration.cluster) did not answer the drain request (\(error)); is it running?")
+        }
+        logger.info("http.drain", metadata: ["plane.drone": "\(drone)", "plane.drain": "\(drain)"])
+        return HTTPAPIResponse(status: .ok, json: .object(JSONObject([("drone", .string(drone.rawValue)), ("draining", .bool(drain))])))
+    }
+
     func status(of backend: BackendID) async -> HTTPAPIResponse {
         do {
             guard let stored = try await messenger.jetStream.lastMessage(stream: PlaneSubjects.backendStatusStream, subject: PlaneSubjects.backendStatus(backend).subject) else {
@@ -259,21 +319,29 @@ public final class HTTPAPIServer: Sendable {
     }
 
     /// Server-Sent Events: every state change (repeats of the same state dropped), from
-    /// the stored history on, until a terminal state.
-    func streamEvents(of backend: BackendID, to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
+    /// the stored history on (or after `after`, a `Last-Event-ID`), until a terminal state.
+    /// Each event's `id` is its `backend_status` stream sequence.
+    func streamEvents(of backend: BackendID, after: UInt64?, to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "text/event-stream")
         headers.add(name: "Cache-Control", value: "no-cache")
         headers.add(name: "Access-Control-Allow-Origin", value: "*")
         headers.add(name: "Connection", value: "close")
         try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)))
-        let history = try await messenger.backendStateHistory(of: backend)
+        // A client that saw the last event already, and it was terminal, gets the end at once
+        // (nothing more will come).
+        if let after, let stored = try? await messenger.jetStream.lastMessage(stream: PlaneSubjects.backendStatusStream, subject: PlaneSubjects.backendStatus(backend).subject),
+           stored.streamSequence <= after, (try? WireDecoder().decode(BackendStateMessage.self, from: stored.payload))?.state.isTerminal == true {
+            try await outbound.write(.end(nil))
+            return
+        }
+        let history = try await messenger.backendStateHistory(of: backend, after: after)
         defer { history.stop() }
         var last: BackendState?
         for try await stored in history {
             guard case .success(let message) = stored.message, message.state != last else { continue }
             last = message.state
-            let line = "data: " + String(decoding: JSONWriter.write(Self.statusJSON(message)), as: UTF8.self) + "\n\n"
+            let line = "id: \(stored.streamSequence)\ndata: " + String(decoding: JSONWriter.write(Self.statusJSON(message)), as: UTF8.self) + "\n\n"
             try await outbound.write(.body(.byteBuffer(ByteBuffer(string: line))))
             if message.state.isTerminal { break }
         }

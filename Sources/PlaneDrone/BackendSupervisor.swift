@@ -131,6 +131,13 @@ actor BackendSupervisor {
         await deliver(.leaseExpired)
     }
 
+    /// A termination request: stopped with the drone's `stop_grace_secs`, or killed at once
+    /// (`hard`).
+    func terminate(hard: Bool) async {
+        if hard { stopGraceOverride = .zero }
+        await deliver(.terminateRequested)
+    }
+
     func deliver(_ event: BackendLifecycle.Event) async {
         guard !detached else { return }
         if case .exited(let code) = event { exitCode = code }

@@ -121,8 +121,8 @@ public final class DroneAgent: Service, Sendable {
                         _ = try? await delivery.respond(NullReply())
                         guard case .success(let request) = delivery.message else { continue }
                         if let supervisor = self.state.withLock({ $0.supervisors[request.backendID] }) {
-                            self.logger.info("agent.terminate", metadata: ["plane.backend": "\(request.backendID)"])
-                            await supervisor.deliver(.terminateRequested)
+                            self.logger.info("agent.terminate", metadata: ["plane.backend": "\(request.backendID)", "plane.hard": "\(request.hard)"])
+                            await supervisor.terminate(hard: request.hard)
                         }
                     }
                 }

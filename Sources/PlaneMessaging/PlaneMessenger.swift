@@ -94,9 +94,11 @@ public struct PlaneMessenger: Sendable {
 
     /// Replays the stored state changes (of one backend, or all) from the beginning, then
     /// follows new ones. `initialPending` on the result tells how many were stored.
-    public func backendStateHistory(of backend: BackendID? = nil) async throws -> BackendStateHistory {
+    /// `after`: only what was stored after that stream sequence (an SSE `Last-Event-ID`).
+    public func backendStateHistory(of backend: BackendID? = nil, after: UInt64? = nil) async throws -> BackendStateHistory {
         let filter = backend.map { PlaneSubjects.backendStatus($0).subject } ?? PlaneSubjects.backendStatusAll.pattern
-        let consumer = try await jetStream.orderedConsumer(stream: PlaneSubjects.backendStatusStream, options: OrderedConsumerOptions(filterSubject: filter))
+        let policy: DeliverPolicy = after.map { .startSequence($0 == .max ? .max : $0 + 1) } ?? .all
+        let consumer = try await jetStream.orderedConsumer(stream: PlaneSubjects.backendStatusStream, options: OrderedConsumerOptions(filterSubject: filter, deliverPolicy: policy))
         return BackendStateHistory(consumer: consumer)
     }
 }

@@ -4,7 +4,13 @@ import PlaneController
 import PlaneCore
 import PlaneMessaging
 import PlaneTestSupport
+import Synchronization
 import Testing
+
+/// What the control routes sent, as a test's listeners saw it.
+final class SeenControlMessages: Sendable {
+    let value = Mutex<(terminations: [TerminationRequest], drains: [Bool])>(([], []))
+}
 
 /// The HTTP API with curl, as the seed README shows it, against a controller on a real
 /// nats-server and a drone written as test code.
@@ -169,6 +175,92 @@ import Testing
             let again = try bodyJSON(againOutput)
             #expect(again["spawned"]?.boolValue == false && again["bearer_token"]?.stringValue == bearer)
             #expect(try await curl(controller, "GET", "/metrics", token: token).0 == 200)
+            await drone.close()
+            await controller.stop()
+        }
+    }
+
+    /// Backend and drone control over HTTP, and event streams that resume: `DELETE
+    /// /ctrl/backend/{id}[?hard=true]`, `POST /ctrl/drone/{id}/drain[?cancel=true]`, SSE ids
+    /// and `Last-Event-ID`.
+    @Test func controlRoutesAndResumableEvents() async throws {
+        try await withCluster { server in
+            let token = "t0k3n-" + BackendID.random().rawValue
+            let controller = try await apiController(server, token: token)
+            let drone = try await FakeDrone(server: server)
+            try await drone.startHeartbeats()
+            try await Task.sleep(for: .milliseconds(300))
+            let relay = PlaneMessenger(client: try await server.connectedClient())
+            let terminations = try await relay.subscribe(PlaneSubjects.terminateAll("plane.test"))
+            let drains = try await relay.subscribe(PlaneSubjects.drain("plane.test", drone.id))
+            let seen = SeenControlMessages()
+            let listeners = [
+                Task { for await delivery in terminations { if case .success(let request) = delivery.message { seen.value.withLock { $0.terminations.append(request) } } } },
+                Task {
+                    for await delivery in drains {
+                        if case .success(let request) = delivery.message { seen.value.withLock { $0.drains.append(request.drain) } }
+                        _ = try? await delivery.respond(NullReply())
+                    }
+                },
+            ]
+            let (_, spawnOutput) = try await curl(controller, "POST", "/service/hello-world/spawn", body: "{}", token: token)
+            let name = try #require(try bodyJSON(spawnOutput)["name"]?.stringValue)
+            let backend = try BackendID(name)
+            func report(_ state: BackendState) async throws {
+                let update = UpdateBackendStateMessage(cluster: "plane.test", state: state, backend: backend, time: .now(), drone: drone.id)
+                _ = try await relay.request(PlaneSubjects.updateBackendState("plane.test", backend), update, timeout: .seconds(5))
+            }
+            for state in [BackendState.loading, .starting, .ready] { try await report(state) }
+
+            // The control routes need the token.
+            #expect(try await curl(controller, "DELETE", "/ctrl/backend/\(name)").0 == 401)
+            #expect(try await curl(controller, "POST", "/ctrl/drone/\(drone.id)/drain").0 == 401)
+            let (soft, softOutput) = try await curl(controller, "DELETE", "/ctrl/backend/\(name)", token: token)
+            let softBody = try bodyJSON(softOutput)
+            #expect(soft == 202 && softBody["state"]?.stringValue == "Ready", "\(softOutput)")
+            let (hard, hardOutput) = try await curl(controller, "DELETE", "/ctrl/backend/\(name)?hard=true", token: token)
+            let hardBody = try bodyJSON(hardOutput)
+            #expect(hard == 202 && hardBody["hard"]?.boolValue == true, "\(hardOutput)")
+            #expect(try await eventually { seen.value.withLock { $0.terminations.map(\.hard) } == [false, true] })
+            #expect(seen.value.withLock { $0.terminations.allSatisfy { $0.backendID == backend && $0.cluster == "plane.test" } })
+            #expect(try await curl(controller, "DELETE", "/ctrl/backend/\(BackendID.random())", token: token).0 == 404)
+            #expect(try await curl(controller, "DELETE", "/ctrl/backend/Not_An_ID", token: token).0 == 400)
+            #expect(try await curl(controller, "GET", "/ctrl/backend/\(name)", token: token).0 == 405)
+
+            // Drain and undrain; a drone that does not answer is 504.
+            let (drained, drainedOutput) = try await curl(controller, "POST", "/ctrl/drone/\(drone.id)/drain", token: token)
+            let drainedBody = try bodyJSON(drainedOutput)
+            #expect(drained == 200 && drainedBody["draining"]?.boolValue == true, "\(drainedOutput)")
+            #expect(try await curl(controller, "POST", "/ctrl/drone/\(drone.id)/drain?cancel=true", token: token).0 == 200)
+            #expect(seen.value.withLock { $0.drains } == [true, false])
+            #expect(try await curl(controller, "POST", "/ctrl/drone/\(DroneID.random())/drain", token: token).0 == 504)
+
+            // Events carry their stream sequence as id; Last-Event-ID resumes after it.
+            try await report(.terminated)
+            #expect(try await curl(controller, "DELETE", "/ctrl/backend/\(name)", token: token).0 == 409)
+            let port = try #require(controller.controller.httpServer?.address?.port)
+            func events(lastEventID: String?) async throws -> [(id: String, state: String)] {
+                var arguments = ["-s", "--max-time", "20"]
+                if let lastEventID { arguments += ["-H", "Last-Event-ID: \(lastEventID)"] }
+                let text = try await Self.curl.run(arguments + ["http://127.0.0.1:\(port)/backend/\(name)/status/stream"])
+                var result: [(String, String)] = []
+                var id = ""
+                for line in text.split(separator: "\n") {
+                    if line.hasPrefix("id: ") { id = String(line.dropFirst(4)) }
+                    if line.hasPrefix("data: "), let state = try? JSONParser.parse(String(line.dropFirst(6))).objectValue?["state"]?.stringValue { result.append((id, state)) }
+                }
+                return result
+            }
+            let all = try await events(lastEventID: nil)
+            #expect(all.map(\.state) == ["Loading", "Starting", "Ready", "Terminated"])
+            #expect(all.allSatisfy { UInt64($0.id) != nil } && Set(all.map(\.id)).count == 4, "\(all)")
+            let resumed = try await events(lastEventID: all[1].id)
+            #expect(resumed.map(\.state) == ["Ready", "Terminated"] && resumed.map(\.id) == all.suffix(2).map(\.id))
+            // After the terminal event, a reconnect ends at once; a garbled id starts over.
+            #expect(try await events(lastEventID: all[3].id).isEmpty)
+            #expect(try await events(lastEventID: "not-a-number").map(\.state) == all.map(\.state))
+            listeners.forEach { $0.cancel() }
+            await relay.client.close()
             await drone.close()
             await controller.stop()
         }

@@ -137,14 +137,32 @@ public struct TerminationRequest: Sendable, Hashable, Codable {
     /// Note: `cluster_id` on the wire, not `cluster`.
     public var cluster: ClusterName
     public var backendID: BackendID
+    /// Extension: stop without a grace period (SIGKILL at once). Omitted when false.
+    public var hard: Bool
 
-    public init(cluster: ClusterName, backendID: BackendID) {
+    public init(cluster: ClusterName, backendID: BackendID, hard: Bool = false) {
         self.cluster = cluster
         self.backendID = backendID
+        self.hard = hard
     }
 
     enum CodingKeys: String, CodingKey {
         case cluster = "cluster_id"
         case backendID = "backend_id"
+        case hard
+    }
+
+    public init(from decoder: any Decoder) throws {
+        let c = try decoder.container(keyedBy: CodingKeys.self)
+        cluster = try c.decode(ClusterName.self, forKey: .cluster)
+        backendID = try c.decode(BackendID.self, forKey: .backendID)
+        hard = try c.decode(Bool.self, forKey: .hard, default: false)
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var c = encoder.container(keyedBy: CodingKeys.self)
+        try c.encode(cluster, forKey: .cluster)
+        try c.encode(backendID, forKey: .backendID)
+        if hard { try c.encode(true, forKey: .hard) }
     }
 }
