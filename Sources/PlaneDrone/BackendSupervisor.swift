@@ -132,9 +132,16 @@ actor BackendSupervisor {
     }
 
     /// A termination request: stopped with the drone's `stop_grace_secs`, or killed at once
-    /// (`hard`).
+    /// (`hard`) — also when a graceful stop is already waiting out its grace period.
     func terminate(hard: Bool) async {
-        if hard { stopGraceOverride = .zero }
+        if hard {
+            stopGraceOverride = .zero
+            if machine.cleaningUp && !detached {
+                let runtime = context.runtime
+                let backend = backendID
+                try? await runtime.stop(backend, grace: .zero)
+            }
+        }
         await deliver(.terminateRequested)
     }
 

@@ -119,7 +119,11 @@ final class ScriptedBackend: Sendable {
     func stop(grace: Duration) async {
         guard status.isRunning else { return }
         if spec.effectiveEnvironment["IGNORE_SIGTERM"] == "1" {
-            if grace > .zero { try? await Task.sleep(for: grace) }
+            // Like a real runtime, the stop returns as soon as the process is gone (killed by
+            // another, harder stop meanwhile).
+            let deadline = ContinuousClock.now + grace
+            while status.isRunning, ContinuousClock.now < deadline { try? await Task.sleep(for: .milliseconds(20)) }
+            guard status.isRunning else { return }
             exit(code: 137, killed: true)
         } else {
             log("scripted plane-test-server: SIGTERM, exiting")

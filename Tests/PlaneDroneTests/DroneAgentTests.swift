@@ -128,6 +128,37 @@ struct DroneAgentTests {
         }
     }
 
+    /// `TerminationRequest.hard` kills at once, also a backend already waiting out a graceful
+    /// stop, on real runtimes; a graceful stop of a backend that ignores SIGTERM takes the
+    /// drone's grace period.
+    @Test(arguments: [AgentRuntimeKind.scripted, .docker, .oci]) func aHardTerminationKillsAtOnce(_ kind: AgentRuntimeKind) async throws {
+        try await withDroneCluster(kind) { server, relay, _, runtimes in
+            let drone = try await RunningDrone(server: server, runtimes: runtimes) { $0.stopGrace = .seconds(30) }
+            let messenger = PlaneMessenger(client: drone.client)
+            let stubborn = (0..<2).map { _ in spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000, env: ["IGNORE_SIGTERM": "1"]) }
+            for request in stubborn { #expect(try await spawn(request, via: drone.client)) }
+            for request in stubborn { #expect(try await eventually { relay.states(of: request.backendID).last == .ready }) }
+            func terminate(_ request: SpawnRequest, hard: Bool) async throws {
+                _ = try await messenger.request(PlaneSubjects.terminate("plane.test", request.backendID),
+                                                TerminationRequest(cluster: "plane.test", backendID: request.backendID, hard: hard), timeout: .seconds(5))
+            }
+            let started = ContinuousClock.now
+            try await terminate(stubborn[0], hard: true)
+            #expect(try await eventually(timeout: .seconds(10)) { (try await drone.runtime.status(of: stubborn[0].backendID)) == .unknown })
+            #expect(ContinuousClock.now - started < .seconds(15))
+            #expect(relay.states(of: stubborn[0].backendID).last == .terminated)
+            // Gracefully: still running while the grace lasts; a hard termination then kills it.
+            try await terminate(stubborn[1], hard: false)
+            #expect(try await eventually { relay.states(of: stubborn[1].backendID).last == .terminated })
+            try await Task.sleep(for: .seconds(2))
+            #expect((try await drone.runtime.status(of: stubborn[1].backendID)).isRunning, "SIGTERM is ignored until the grace period ends")
+            try await terminate(stubborn[1], hard: true)
+            #expect(try await eventually(timeout: .seconds(10)) { (try await drone.runtime.status(of: stubborn[1].backendID)) == .unknown })
+            #expect(ContinuousClock.now - started < .seconds(25))
+            await drone.stop()
+        }
+    }
+
     @Test(arguments: AgentRuntimeKind.allCases) func terminationWhileLoadingAndBadSpawns(_ kind: AgentRuntimeKind) async throws {
         try await withDroneCluster(kind) { server, relay, _, runtimes in
             let image = runtimes.image
