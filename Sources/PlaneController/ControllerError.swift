@@ -9,6 +9,8 @@ public struct ControllerError: Error, Sendable, CustomStringConvertible {
         /// The caller is authenticated but may not do this (an env name or mount the
         /// service does not allow).
         public static let forbidden = Code(rawValue: "forbidden")
+        /// What the request names does not exist (a service).
+        public static let notFound = Code(rawValue: "not_found")
         /// No ready drone accepted the backend.
         public static let noDroneAvailable = Code(rawValue: "no_drone_available")
         /// NATS or JetStream failed under the controller.

@@ -204,16 +204,18 @@ public final class HTTPAPIServer: Sendable {
                 return .events(backend, after: lastID)
             }
             return .complete(await status(of: backend))
+        case (.POST, 2, "ctrl") where parts[1] == "connect":
+            return .complete(await connect(body: body, host: head.headers["host"].first))
         case (.DELETE, 3, "ctrl") where parts[1] == "backend":
             guard let backend = try? BackendID(parts[2]) else { return .complete(.error(.badRequest, "'\(parts[2])' is not a backend id.")) }
             return .complete(await terminate(backend, hard: Self.query(of: head.uri)["hard"] == "true"))
         case (.POST, 4, "ctrl") where parts[1] == "drone" && parts[3] == "drain":
             guard let drone = try? DroneID(parts[2]) else { return .complete(.error(.badRequest, "'\(parts[2])' is not a drone id.")) }
             return .complete(await drain(drone, drain: Self.query(of: head.uri)["cancel"] != "true"))
-        case (_, 3, "service"), (_, 3, "backend"), (_, 4, "backend"), (_, 0, _), (_, 1, "healthz"), (_, 1, "metrics"), (_, 3, "ctrl"), (_, 4, "ctrl"):
+        case (_, 3, "service"), (_, 3, "backend"), (_, 4, "backend"), (_, 0, _), (_, 1, "healthz"), (_, 1, "metrics"), (_, 2, "ctrl"), (_, 3, "ctrl"), (_, 4, "ctrl"):
             return .complete(.error(.methodNotAllowed, "\(head.method.rawValue) is not allowed on \(path).", cors: cors))
         default:
-            return .complete(.error(.notFound, "No route \(path). Routes: POST /service/{name}/spawn, GET /backend/{id}/status[/stream], DELETE /ctrl/backend/{id}[?hard=true], POST /ctrl/drone/{id}/drain[?cancel=true], GET /healthz, GET /metrics.", cors: cors))
+            return .complete(.error(.notFound, "No route \(path). Routes: POST /service/{name}/spawn, GET /backend/{id}/status[/stream], POST /ctrl/connect, DELETE /ctrl/backend/{id}[?hard=true], POST /ctrl/drone/{id}/drain[?cancel=true], GET /healthz, GET /metrics.", cors: cors))
         }
     }
 
@@ -259,6 +261,53 @@ public final class HTTPAPIServer: Sendable {
             let status: HTTPResponseStatus = switch error.code {
             case "backend_id_in_use": .conflict
             case "invalid_runtime_options", "invalid_message", "limit_exceeded": .badRequest
+            default: .internalServerError
+            }
+            return .error(status, error.message, code: error.code)
+        }
+    }
+
+    /// `POST /ctrl/connect`: the live backend for a key, or a new one (the key is its lock,
+    /// so every controller answers the same backend). Only with `[http] token`: the answer
+    /// carries the backend's bearer token, and naming a key must not reveal it to anyone.
+    func connect(body: [UInt8], host: String?) async -> HTTPAPIResponse {
+        guard configuration.token != nil else {
+            return .error(.forbidden, "POST /ctrl/connect needs [http] token: its answer carries the backend's bearer token, which must not go to whoever names a key.")
+        }
+        let schedule: ScheduleRequest
+        do {
+            schedule = try HTTPConnectRequest.parse(body).scheduleRequest(cluster: configuration.cluster, services: configuration.services)
+        } catch {
+            let status: HTTPResponseStatus = switch error.code {
+            case .forbidden: .forbidden
+            case .notFound: .notFound
+            default: .badRequest
+            }
+            return .error(status, error.message, code: error.code == .invalidRequest ? nil : error.code.rawValue)
+        }
+        let response: ScheduleResponse
+        do {
+            response = try await messenger.request(PlaneSubjects.schedule(configuration.cluster), schedule, timeout: spawnTimeout)
+        } catch {
+            logger.warning("http.schedule_failed", metadata: ["error": "\(error)"])
+            return .error(.serviceUnavailable, "No scheduler answered for cluster \(configuration.cluster) (\(error)); is a controller with [scheduler] running?")
+        }
+        switch response {
+        case .scheduled(let backend):
+            var object = JSONObject()
+            object["backend_id"] = .string(backend.backendID.rawValue)
+            object["url"] = .string("https://\(configuration.cluster.hostname(of: backend.backendID))")
+            if let token = backend.bearerToken { object["token"] = .string(token) }
+            object["status_url"] = .string("http://\(host ?? "\(configuration.bindHost):\(configuration.port)")/backend/\(backend.backendID)/status")
+            object["spawned"] = .bool(backend.spawned)
+            object["drone"] = .string(backend.drone.rawValue)
+            logger.info("http.connect", metadata: ["plane.backend": "\(backend.backendID)", "plane.spawned": "\(backend.spawned)"])
+            return HTTPAPIResponse(status: .ok, json: .object(object))
+        case .noDroneAvailable(let reason):
+            return .error(.serviceUnavailable, "No drone is available in cluster \(configuration.cluster)\(reason.map { ": \($0)." } ?? "; start a drone or wait for one to become ready.")", code: "NoDroneAvailable")
+        case .error(let error):
+            let status: HTTPResponseStatus = switch error.code {
+            case "invalid_runtime_options", "invalid_message", "limit_exceeded", "invalid_lock": .badRequest
             default: .internalServerError
             }
             return .error(status, error.message, code: error.code)

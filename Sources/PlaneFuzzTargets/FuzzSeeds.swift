@@ -139,6 +139,8 @@ public enum FuzzSeeds {
         Array("{}".utf8), Array("".utf8),
         Array(#"{"lock":"doc-1","require_bearer_token":true,"port":8080,"env":{"A":"b"},"grace_period_seconds":120,"volume_mounts":[{"Type":"tmpfs","Target":"/t"}]}"#.utf8),
         Array(#"{"runtime_class":"sandbox","pool":"eu","runtime_options":{"pids_limit":64},"readiness":{"path":"/healthz","timeout_secs":9},"max_lifetime_secs":60}"#.utf8),
+        Array(#"{"key":"doc-42","spawn_config":{"service":"fuzz","env":{"A":"x"},"max_idle_secs":120,"memory_limit_bytes":268435456},"user":"ada"}"#.utf8),
+        Array(#"{"key":"nb","spawn_config":{"image":"img:1","runtime_class":"sandbox","readiness":{"path":"/"},"max_lifetime_secs":60}}"#.utf8),
     ]
 
     static let natsStreams: [[UInt8]] = [

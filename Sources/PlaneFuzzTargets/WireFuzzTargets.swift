@@ -83,6 +83,10 @@ enum WireFuzzTargets {
     ]))
 
     static let httpSpawn = FuzzTarget("http-spawn", "The controller HTTP API's spawn body (HTTPSpawnRequest) and the schedule request made of it.") { raw in
+        // The same bytes as a connect body.
+        if let connect = try? HTTPConnectRequest.parse(Array(raw)) {
+            _ = try? connect.scheduleRequest(cluster: "plane.test", services: ["fuzz": "plane-test-server:dev"])
+        }
         guard let request = try? HTTPSpawnRequest.parse(Array(raw)) else { return }
         // The default service refuses caller env and mounts; the open one takes what its
         // policy allows, so the policy checks see every body too.

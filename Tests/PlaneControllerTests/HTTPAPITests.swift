@@ -266,6 +266,69 @@ final class SeenControlMessages: Sendable {
         }
     }
 
+    /// `POST /ctrl/connect`: one key from 20 clients at once through two controllers is one
+    /// backend; an ended backend's key gets a new one; without `[http] token` there is no
+    /// connect.
+    @Test func connectByKeyThroughTwoControllers() async throws {
+        try await withCluster { server in
+            let token = "t0k3n-" + BackendID.random().rawValue
+            let controllers = [try await apiController(server, token: token), try await apiController(server, token: token)]
+            let drone = try await FakeDrone(server: server)
+            try await drone.startHeartbeats()
+            try await Task.sleep(for: .milliseconds(600))
+            let body = #"{"key":"doc-42","spawn_config":{"service":"hello-world","env":{"A":"x"},"max_idle_secs":120},"user":"ada"}"#
+            let answers = try await withThrowingTaskGroup(of: (Int, String).self) { group in
+                for index in 0..<20 { group.addTask { try await self.curl(controllers[index % 2], "POST", "/ctrl/connect", body: body, token: token) } }
+                var all: [(Int, String)] = []
+                for try await answer in group { all.append(answer) }
+                return all
+            }
+            #expect(answers.allSatisfy { $0.0 == 200 }, "\(answers.map(\.1))")
+            let replies = try answers.map { try bodyJSON($0.1) }
+            let ids = Set(replies.compactMap { $0["backend_id"]?.stringValue })
+            #expect(ids.count == 1, "\(ids)")
+            #expect(replies.count { $0["spawned"]?.boolValue == true } == 1)
+            #expect(Set(replies.compactMap { $0["token"]?.stringValue }).count == 1 && replies.allSatisfy { $0["token"]?.stringValue?.count == 30 })
+            let id = try #require(ids.first)
+            #expect(replies.allSatisfy { $0["url"]?.stringValue == "https://\(id).plane.test" && $0["drone"]?.stringValue == drone.id.rawValue })
+            #expect(replies.allSatisfy { $0["status_url"]?.stringValue?.hasSuffix("/backend/\(id)/status") == true })
+            #expect(drone.spawnCount == 1)
+            let spawn = try #require(drone.spawns.withLock { $0.first })
+            #expect(spawn.lock == "doc-42" && spawn.bearerToken != nil && spawn.metadata["user"] == "ada" && spawn.executable.env == ["A": "x"] && spawn.maxIdleSeconds == 120)
+
+            // An ended backend's key gets a new one.
+            let relay = PlaneMessenger(client: try await server.connectedClient())
+            let backend = try BackendID(id)
+            for state in [BackendState.loading, .ready, .terminated] {
+                let update = UpdateBackendStateMessage(cluster: "plane.test", state: state, backend: backend, time: .now(), drone: drone.id)
+                _ = try await relay.request(PlaneSubjects.updateBackendState("plane.test", backend), update, timeout: .seconds(5))
+            }
+            let (status, output) = try await curl(controllers[1], "POST", "/ctrl/connect", body: body, token: token)
+            let replaced = try bodyJSON(output)
+            #expect(status == 200 && replaced["spawned"]?.boolValue == true && replaced["backend_id"]?.stringValue != id, "\(output)")
+
+            // An image instead of a service; bad bodies; no token.
+            let (imageStatus, imageOutput) = try await curl(controllers[0], "POST", "/ctrl/connect",
+                                                            body: #"{"key":"nb-1","spawn_config":{"image":"img:1","memory_limit_bytes":268435456,"max_lifetime_secs":60}}"#, token: token)
+            #expect(imageStatus == 200, "\(imageOutput)")
+            let imageSpawn = try #require(drone.spawns.withLock { $0.last })
+            #expect(imageSpawn.executable.image == "img:1" && imageSpawn.executable.resourceLimits.memoryLimitBytes == 268_435_456 && imageSpawn.maxLifetimeSeconds == 60)
+            for (bad, expected) in [(#"{"spawn_config":{"service":"hello-world"}}"#, 400), (#"{"key":"k","spawn_config":{}}"#, 400),
+                                    (#"{"key":"k","spawn_config":{"service":"nope"}}"#, 404), (#"{"key":"k","spawn_config":{"service":"plain","env":{"A":"b"}}}"#, 403),
+                                    (#"{"key":"k","spawn_config":{"image":"i","service":"plain"}}"#, 400), (#"{"key":"k","spawn_config":{"image":"i"},"extra":1}"#, 400)] {
+                #expect(try await curl(controllers[0], "POST", "/ctrl/connect", body: bad, token: token).0 == expected, "\(bad)")
+            }
+            #expect(try await curl(controllers[0], "POST", "/ctrl/connect", body: body).0 == 401)
+            await relay.client.close()
+            await drone.close()
+            for controller in controllers { await controller.stop() }
+            // A loopback API without a token has no connect.
+            let open = try await apiController(server)
+            #expect(try await curl(open, "POST", "/ctrl/connect", body: body).0 == 403)
+            await open.stop()
+        }
+    }
+
     /// An API reachable from other hosts without a token does not start.
     @Test func anExposedAPIWithoutATokenDoesNotStart() async throws {
         try await withCluster { server in
