@@ -206,6 +206,8 @@ public final class HTTPAPIServer: Sendable {
             return .complete(await status(of: backend))
         case (.POST, 2, "ctrl") where parts[1] == "connect":
             return .complete(await connect(body: body, host: head.headers["host"].first))
+        case (.DELETE, 3, "ctrl") where parts[1] == "token":
+            return .complete(await revoke(token: parts[2]))
         case (.DELETE, 3, "ctrl") where parts[1] == "backend":
             guard let backend = try? BackendID(parts[2]) else { return .complete(.error(.badRequest, "'\(parts[2])' is not a backend id.")) }
             return .complete(await terminate(backend, hard: Self.query(of: head.uri)["hard"] == "true"))
@@ -215,7 +217,7 @@ public final class HTTPAPIServer: Sendable {
         case (_, 3, "service"), (_, 3, "backend"), (_, 4, "backend"), (_, 0, _), (_, 1, "healthz"), (_, 1, "metrics"), (_, 2, "ctrl"), (_, 3, "ctrl"), (_, 4, "ctrl"):
             return .complete(.error(.methodNotAllowed, "\(head.method.rawValue) is not allowed on \(path).", cors: cors))
         default:
-            return .complete(.error(.notFound, "No route \(path). Routes: POST /service/{name}/spawn, GET /backend/{id}/status[/stream], POST /ctrl/connect, DELETE /ctrl/backend/{id}[?hard=true], POST /ctrl/drone/{id}/drain[?cancel=true], GET /healthz, GET /metrics.", cors: cors))
+            return .complete(.error(.notFound, "No route \(path). Routes: POST /service/{name}/spawn, GET /backend/{id}/status[/stream], POST /ctrl/connect, DELETE /ctrl/token/{token}, DELETE /ctrl/backend/{id}[?hard=true], POST /ctrl/drone/{id}/drain[?cancel=true], GET /healthz, GET /metrics.", cors: cors))
         }
     }
 
@@ -294,10 +296,17 @@ public final class HTTPAPIServer: Sendable {
         }
         switch response {
         case .scheduled(let backend):
+            // This caller's own access token, given to the backend's drone before the answer.
+            let token = BearerToken.accessToken(for: backend.backendID)
+            switch await changeAccessToken(token, of: backend.backendID, revoke: false) {
+            case .done: break
+            case .refused(let reason), .unreachable(let reason):
+                return .error(.serviceUnavailable, "Backend \(backend.backendID) was found, but its drone did not take the access token (\(reason)); try again.")
+            }
             var object = JSONObject()
             object["backend_id"] = .string(backend.backendID.rawValue)
             object["url"] = .string("https://\(configuration.cluster.hostname(of: backend.backendID))")
-            if let token = backend.bearerToken { object["token"] = .string(token) }
+            object["token"] = .string(token)
             object["status_url"] = .string("http://\(host ?? "\(configuration.bindHost):\(configuration.port)")/backend/\(backend.backendID)/status")
             object["spawned"] = .bool(backend.spawned)
             object["drone"] = .string(backend.drone.rawValue)
@@ -311,6 +320,45 @@ public final class HTTPAPIServer: Sendable {
             default: .internalServerError
             }
             return .error(status, error.message, code: error.code)
+        }
+    }
+
+    enum AccessTokenChange {
+        case done
+        case refused(String)
+        case unreachable(String)
+    }
+
+    /// Grants or revokes a per-connect access token through the backend's drone.
+    func changeAccessToken(_ token: String, of backend: BackendID, revoke: Bool) async -> AccessTokenChange {
+        do {
+            let message = try BackendAccessTokenMessage(cluster: configuration.cluster, backendID: backend, token: token, revoke: revoke)
+            let accepted = try await messenger.request(PlaneSubjects.accessToken(configuration.cluster, backend), message, timeout: .seconds(5))
+            return accepted ? .done : .refused("the drone refused it; see its log")
+        } catch {
+            return .unreachable("\(error)")
+        }
+    }
+
+    /// `DELETE /ctrl/token/{token}`: a per-connect access token stops working. `200`; `404`
+    /// for a backend that has ended (its tokens ended with it); `504` when its drone did not
+    /// answer.
+    func revoke(token: String) async -> HTTPAPIResponse {
+        guard let backend = BackendAccessTokenMessage.backendID(of: token) else {
+            return .error(.badRequest, "That is not an access token from POST /ctrl/connect ({backend_id}.{32 letters or digits}).")
+        }
+        if let stored = try? await messenger.jetStream.lastMessage(stream: PlaneSubjects.backendStatusStream, subject: PlaneSubjects.backendStatus(backend).subject),
+           let state = try? WireDecoder().decode(BackendStateMessage.self, from: stored.payload).state, state.isTerminal {
+            return .error(.notFound, "Backend \(backend) has ended (\(state.rawValue)); its access tokens ended with it.")
+        }
+        switch await changeAccessToken(token, of: backend, revoke: true) {
+        case .done:
+            logger.info("http.token_revoked", metadata: ["plane.backend": "\(backend)"])
+            return HTTPAPIResponse(status: .ok, json: .object(JSONObject([("backend_id", .string(backend.rawValue)), ("revoked", .bool(true))])))
+        case .refused(let reason):
+            return .error(.internalServerError, "The drone of backend \(backend) did not revoke the token (\(reason)).")
+        case .unreachable(let reason):
+            return .error(.gatewayTimeout, "The drone of backend \(backend) did not answer (\(reason)); the token may still work, try again.")
         }
     }
 

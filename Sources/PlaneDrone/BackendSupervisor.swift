@@ -263,7 +263,8 @@ actor BackendSupervisor {
             endingMonitor = monitor
             monitor = nil
         case .addRoute(let address):
-            let route = RouteTable.Route(backendID: backend, address: address, bearerToken: spawn.bearerToken)
+            let tokens = (try? await context.store.accessTokens(of: backend)) ?? []
+            let route = RouteTable.Route(backendID: backend, address: address, bearerToken: spawn.bearerToken, accessTokens: tokens)
             context.routes.add(route)
             try? await context.store.setRoute(StoredRoute(subdomain: backend.rawValue, backendID: backend, address: address,
                                                           bearerToken: spawn.bearerToken, lastActive: .now()))

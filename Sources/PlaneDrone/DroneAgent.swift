@@ -56,6 +56,7 @@ public final class DroneAgent: Service, Sendable {
         var spawns: PlaneSubscription<SpawnRequest, Bool>
         var terminations: PlaneSubscription<TerminationRequest, NullReply>
         var drains: PlaneSubscription<DrainDrone, NullReply>
+        var accessTokens: PlaneSubscription<BackendAccessTokenMessage, Bool>
     }
 
     private let state: Mutex<State>
@@ -92,7 +93,8 @@ public final class DroneAgent: Service, Sendable {
         let spawns = try await messenger.subscribe(PlaneSubjects.spawn(droneID))
         let terminations = try await messenger.subscribe(PlaneSubjects.terminateAll(cluster))
         let drains = try await messenger.subscribe(PlaneSubjects.drain(cluster, droneID))
-        subscriptions.withLock { $0 = Subscriptions(spawns: spawns, terminations: terminations, drains: drains) }
+        let accessTokens = try await messenger.subscribe(PlaneSubjects.accessTokenAll(cluster))
+        subscriptions.withLock { $0 = Subscriptions(spawns: spawns, terminations: terminations, drains: drains, accessTokens: accessTokens) }
         try await context.outbox.resume()
         try await loadLease()
         try await recover()
@@ -115,6 +117,9 @@ public final class DroneAgent: Service, Sendable {
                             spawns.addTask { await self.handleSpawn(delivery) }
                         }
                     }
+                }
+                group.addTask {
+                    for await delivery in subscriptions.accessTokens { await self.handleAccessToken(delivery) }
                 }
                 group.addTask {
                     for await delivery in subscriptions.terminations {
@@ -187,6 +192,7 @@ public final class DroneAgent: Service, Sendable {
             try? s.spawns.unsubscribe()
             try? s.terminations.unsubscribe()
             try? s.drains.unsubscribe()
+            try? s.accessTokens.unsubscribe()
         }
         if configuration.drainOnShutdown {
             for supervisor in state.withLock({ Array($0.supervisors.values) }) { await supervisor.deliver(.terminateRequested) }
@@ -374,6 +380,24 @@ public final class DroneAgent: Service, Sendable {
         }
     }
 
+    /// Grants or revokes a per-connect access token of a backend this drone runs (and is not
+    /// ending): stored, then given to the route; answered `true`. Requests for backends of
+    /// other drones are not answered (their drone answers).
+    func handleAccessToken(_ delivery: PlaneDelivery<BackendAccessTokenMessage, Bool>) async {
+        guard case .success(let request) = delivery.message, request.cluster == cluster,
+              SubjectPattern<BackendAccessTokenMessage, Bool>.token(3, of: delivery.subject) == Substring(request.backendID.rawValue),
+              let supervisor = state.withLock({ $0.supervisors[request.backendID] }), !(await supervisor.state.isTerminal) else { return }
+        do {
+            let tokens = try await context.store.changeAccessToken(request.token, of: request.backendID, revoke: request.revoke)
+            routes.setAccessTokens(tokens, of: request.backendID)
+            logger.info("agent.access_token", metadata: ["plane.backend": "\(request.backendID)", "plane.revoke": "\(request.revoke)", "plane.tokens": "\(tokens.count)"])
+            _ = try? await delivery.respond(true)
+        } catch {
+            logger.warning("agent.access_token_refused", metadata: ["plane.backend": "\(request.backendID)", "error": "\(error)"])
+            _ = try? await delivery.respond(false)
+        }
+    }
+
     /// Checks a spawn request and records it durably; the returned supervisor is registered
     /// (so a termination can reach it) but not started.
     func accept(_ request: SpawnRequest) async throws -> BackendSupervisor {
@@ -540,7 +564,9 @@ public final class DroneAgent: Service, Sendable {
             let observed = BackendLifecycle.observed(status)
             if backend.state == .ready, observed == nil {
                 let route = storedRoutes[id]
-                routes.add(RouteTable.Route(backendID: id, address: address, bearerToken: backend.spawn.bearerToken), lastActive: route?.lastActive ?? backend.updated)
+                let tokens = (try? await context.store.accessTokens(of: id)) ?? []
+                routes.add(RouteTable.Route(backendID: id, address: address, bearerToken: backend.spawn.bearerToken, accessTokens: tokens),
+                           lastActive: route?.lastActive ?? backend.updated)
             }
             // A lock holder goes on under the lease the drone had when it stopped.
             let supervisor = makeSupervisor(backend.spawn, spec: spec, machine: .resumed(state: backend.state, address: address),

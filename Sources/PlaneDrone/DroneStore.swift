@@ -73,6 +73,15 @@ public final class DroneStore: Sendable {
                 )
                 """)
         }
+        migrator.registerMigration("v4-access-tokens") { db in
+            try db.execute(sql: """
+                CREATE TABLE access_token (
+                    backend TEXT NOT NULL REFERENCES backend(id) ON DELETE CASCADE,
+                    token TEXT NOT NULL,
+                    PRIMARY KEY (backend, token)
+                )
+                """)
+        }
         return migrator
     }
 
@@ -213,6 +222,44 @@ public final class DroneStore: Sendable {
         }
     }
 
+    // MARK: Access tokens
+
+    /// Per-connect access tokens a backend keeps at most.
+    public static let maxAccessTokensPerBackend = 1000
+
+    /// Adds (or with `revoke` removes) a per-connect access token of `backend`; returns the
+    /// backend's tokens after the change. Throws `.invalidSpawn` beyond the bound.
+    public func changeAccessToken(_ token: String, of backend: BackendID, revoke: Bool) async throws(DroneError) -> [String] {
+        do {
+            return try await pool.write { db in
+                if revoke {
+                    try db.execute(sql: "DELETE FROM access_token WHERE backend = ? AND token = ?", arguments: [backend.rawValue, token])
+                } else {
+                    let count = try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM access_token WHERE backend = ?", arguments: [backend.rawValue]) ?? 0
+                    guard count < Self.maxAccessTokensPerBackend else {
+                        throw DroneError(.invalidSpawn, "Backend \(backend) has \(count) access tokens, the most it keeps; revoke some first.")
+                    }
+                    try db.execute(sql: "INSERT OR IGNORE INTO access_token (backend, token) VALUES (?, ?)", arguments: [backend.rawValue, token])
+                }
+                return try String.fetchAll(db, sql: "SELECT token FROM access_token WHERE backend = ? ORDER BY rowid", arguments: [backend.rawValue])
+            }
+        } catch let error as DroneError {
+            throw error
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    public func accessTokens(of backend: BackendID) async throws(DroneError) -> [String] {
+        do {
+            return try await pool.read { db in
+                try String.fetchAll(db, sql: "SELECT token FROM access_token WHERE backend = ? ORDER BY rowid", arguments: [backend.rawValue])
+            }
+        } catch {
+            throw storeError(error)
+        }
+    }
+
     // MARK: Routes
 
     public func setRoute(_ route: StoredRoute) async throws(DroneError) {
@@ -228,7 +275,11 @@ public final class DroneStore: Sendable {
 
     public func removeRoute(of backend: BackendID) async throws(DroneError) {
         do {
-            try await pool.write { db in try db.execute(sql: "DELETE FROM route WHERE backend = ?", arguments: [backend.rawValue]) }
+            // An ended backend's access tokens go with its route.
+            try await pool.write { db in
+                try db.execute(sql: "DELETE FROM route WHERE backend = ?", arguments: [backend.rawValue])
+                try db.execute(sql: "DELETE FROM access_token WHERE backend = ?", arguments: [backend.rawValue])
+            }
         } catch {
             throw storeError(error)
         }

@@ -15,17 +15,22 @@ public enum BearerTokenCheck {
 
     public static let cookieName = "_plane_auth"
 
-    public static func check(token: String, authorization: [String], cookies: [String]) -> Outcome {
+    /// `token` is the backend's bearer token; `also` its per-connect access tokens (issue
+    /// 15), each as good as the bearer token until it is revoked.
+    public static func check(token: String, also: [String] = [], authorization: [String], cookies: [String]) -> Outcome {
         var presented = false
         var allowed = false
         for value in authorization {
             presented = true
-            if let given = BearerCredential.parse(value), ConstantTimeComparison.equal(given, Array(token.utf8)[...]) { allowed = true }
+            guard let given = BearerCredential.parse(value) else { continue }
+            if ConstantTimeComparison.equal(given, Array(token.utf8)[...]) { allowed = true }
+            for other in also where ConstantTimeComparison.equal(given, Array(other.utf8)[...]) { allowed = true }
         }
         for header in cookies {
             for value in cookieValues(named: cookieName, in: header) {
                 presented = true
                 if ConstantTimeComparison.equal(value, token) { allowed = true }
+                for other in also where ConstantTimeComparison.equal(value, other) { allowed = true }
             }
         }
         if allowed { return .allowed }

@@ -131,7 +131,7 @@ public struct ProxyRouter: Sendable {
             return authCookie(query: query, cookiePath: cookiePath, locationPrefix: locationPrefix)
         }
         if let token = route.bearerToken {
-            switch BearerTokenCheck.check(token: token, authorization: request.authorization, cookies: request.cookies) {
+            switch BearerTokenCheck.check(token: token, also: route.accessTokens, authorization: request.authorization, cookies: request.cookies) {
             case .allowed: break
             case .missing: return .unauthorized
             case .wrong: return .forbidden

@@ -12,11 +12,14 @@ public final class RouteTable: Sendable {
         public var address: String
         /// Requests must carry this token when set.
         public var bearerToken: String?
+        /// Per-connect access tokens, accepted beside `bearerToken` (issue 15).
+        public var accessTokens: [String]
 
-        public init(backendID: BackendID, address: String, bearerToken: String?) {
+        public init(backendID: BackendID, address: String, bearerToken: String?, accessTokens: [String] = []) {
             self.backendID = backendID
             self.address = address
             self.bearerToken = bearerToken
+            self.accessTokens = accessTokens
         }
     }
 
@@ -93,6 +96,15 @@ public final class RouteTable: Sendable {
         entries.withLock {
             $0[route.backendID.rawValue] = Entry(route: route, lastActive: now - age, lastActiveWallClock: lastActive, openConnections: 0,
                                                  exchanges: $0[route.backendID.rawValue]?.exchanges ?? OpenExchanges(), dirty: false)
+            generation.wrappingAdd(1, ordering: .releasing)
+        }
+    }
+
+    /// Replaces the per-connect access tokens of a backend's route (its activity stays).
+    public func setAccessTokens(_ tokens: [String], of backend: BackendID) {
+        entries.withLock {
+            guard $0[backend.rawValue] != nil else { return }
+            $0[backend.rawValue]?.route.accessTokens = tokens
             generation.wrappingAdd(1, ordering: .releasing)
         }
     }

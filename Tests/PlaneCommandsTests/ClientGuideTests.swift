@@ -37,7 +37,7 @@ struct ClientGuideTests {
                 bind_ip = "127.0.0.1"
                 https_port = \(proxyPort)
                 """)
-            let droneProcess = try ChildProcess(plane, arguments: ["drone", config])
+            var droneProcess = try ChildProcess(plane, arguments: ["drone", config])
             _ = try await HTTPProbe(port: httpPort).waitUntilAnswering("/healthz", within: .seconds(30))
             let script = PythonEnvironment.packageRoot + "/docs/examples/connect.py"
             func run(_ extra: [String]) async throws -> (Int32, [JSONObject]) {
@@ -58,6 +58,34 @@ struct ClientGuideTests {
             #expect(steps.contains { $0["step"] == .string("request") && $0["status"] == .integer(200) && $0["body"] == .string("Hello World!") }, "\(steps)")
             #expect(steps.contains { $0["step"] == .string("request_without_token") && $0["status"] == .integer(401) }, "\(steps)")
             let backendID = steps.first?["backend_id"]
+
+            // Per-connect tokens through the real proxy: each connect its own; a revoked one
+            // stops working at once, the others go on, also after the drone restarts.
+            let curl = SystemProgram("curl", debianPackage: "curl")
+            func connect() async throws -> (backend: String, token: String) {
+                let output = try await curl.run(["-s", "-X", "POST", "-H", "Authorization: Bearer \(token)", "-H", "Content-Type: application/json",
+                                                 "-d", #"{"key":"doc-42","spawn_config":{"service":"editor"}}"#, "http://127.0.0.1:\(httpPort)/ctrl/connect"])
+                let reply = try #require(try JSONParser.parse(output).objectValue, "\(output)")
+                return (try #require(reply["backend_id"]?.stringValue), try #require(reply["token"]?.stringValue))
+            }
+            func status(_ backend: String, _ accessToken: String?) async throws -> Int {
+                try await HTTPProbe(port: proxyPort, hostHeader: "\(backend).plane.test").get("/", headers: accessToken.map { ["Authorization": "Bearer \($0)"] } ?? [:]).status
+            }
+            let (a, b) = (try await connect(), try await connect())
+            #expect(a.backend == b.backend && a.token != b.token && .string(a.backend) == backendID)
+            #expect(try await status(a.backend, a.token) == 200)
+            #expect(try await status(b.backend, b.token) == 200)
+            let revoke = try await curl.run(["-s", "-X", "DELETE", "-H", "Authorization: Bearer \(token)", "http://127.0.0.1:\(httpPort)/ctrl/token/\(a.token)"])
+            #expect(revoke.contains(#""revoked":true"#), "\(revoke)")
+            #expect(try await status(a.backend, a.token) == 403)
+            #expect(try await status(b.backend, b.token) == 200)
+            // The drone restarts (its backends go on); the route comes back with its tokens.
+            droneProcess.signal(SIGTERM)
+            #expect(await droneProcess.waitForExit(timeout: .seconds(30)) == 0)
+            droneProcess = try ChildProcess(plane, arguments: ["drone", config])
+            #expect(try await eventually(timeout: .seconds(30)) { (try? await status(b.backend, b.token)) == 200 }, "\(droneProcess.output.suffix(2000))")
+            #expect(try await status(a.backend, a.token) == 403)
+            #expect(try await status(a.backend, nil) == 401)
             // The same key again: the same backend, not spawned; then it is terminated.
             let (status, again) = try await run(["--terminate"])
             #expect(status == 0 && again.first?["backend_id"] == backendID && again.first?["spawned"] == .bool(false), "\(again)")

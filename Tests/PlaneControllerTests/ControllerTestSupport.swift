@@ -21,6 +21,8 @@ final class FakeDrone: Sendable {
     let ready = Mutex(true)
     let runningBackends = Mutex<UInt32?>(nil)
     let spawns = Mutex<[SpawnRequest]>([])
+    /// The per-connect access tokens it holds, by backend.
+    let accessTokens = Mutex<[BackendID: Set<String>]>([:])
     private let tasks = Mutex<[Task<Void, Never>]>([])
 
     init(server: NATSServerProcess, cluster: ClusterName = "plane.test", policy: Policy = .accept) async throws {
@@ -40,7 +42,19 @@ final class FakeDrone: Sendable {
                 }
             }
         }
-        tasks.withLock { $0.append(spawnTask) }
+        // Access tokens of the backends it accepted: stored and confirmed, as a drone does.
+        let tokenSubscription = try await messenger.subscribe(PlaneSubjects.accessTokenAll(cluster))
+        let tokenTask = Task { [weak self] in
+            for await delivery in tokenSubscription {
+                guard case .success(let request) = delivery.message, let self,
+                      self.spawns.withLock({ $0.contains { $0.backendID == request.backendID } }) else { continue }
+                self.accessTokens.withLock { tokens in
+                    if request.revoke { tokens[request.backendID]?.remove(request.token) } else { tokens[request.backendID, default: []].insert(request.token) }
+                }
+                _ = try? await delivery.respond(true)
+            }
+        }
+        tasks.withLock { $0.append(contentsOf: [spawnTask, tokenTask]) }
     }
 
     /// Sends one heartbeat now.

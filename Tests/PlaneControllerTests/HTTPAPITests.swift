@@ -288,8 +288,18 @@ final class SeenControlMessages: Sendable {
             let ids = Set(replies.compactMap { $0["backend_id"]?.stringValue })
             #expect(ids.count == 1, "\(ids)")
             #expect(replies.count { $0["spawned"]?.boolValue == true } == 1)
-            #expect(Set(replies.compactMap { $0["token"]?.stringValue }).count == 1 && replies.allSatisfy { $0["token"]?.stringValue?.count == 30 })
+            // Each connect has its own access token, given to the drone before the answer.
             let id = try #require(ids.first)
+            let tokens = Set(replies.compactMap { $0["token"]?.stringValue })
+            #expect(tokens.count == 20 && tokens.allSatisfy { $0.hasPrefix(id + ".") && $0.count == id.count + 33 })
+            #expect(drone.accessTokens.withLock { $0[try! BackendID(id)] } == tokens)
+            // Revoking one: the drone is told; a malformed token is 400.
+            let revoked = try #require(tokens.first)
+            let (revokeStatus, revokeOutput) = try await curl(controllers[1], "DELETE", "/ctrl/token/\(revoked)", token: token)
+            #expect(revokeStatus == 200, "\(revokeOutput)")
+            #expect(drone.accessTokens.withLock { $0[try! BackendID(id)] } == tokens.subtracting([revoked]))
+            #expect(try await curl(controllers[1], "DELETE", "/ctrl/token/not-a-token", token: token).0 == 400)
+            #expect(try await curl(controllers[1], "DELETE", "/ctrl/token/\(revoked)").0 == 401)
             #expect(replies.allSatisfy { $0["url"]?.stringValue == "https://\(id).plane.test" && $0["drone"]?.stringValue == drone.id.rawValue })
             #expect(replies.allSatisfy { $0["status_url"]?.stringValue?.hasSuffix("/backend/\(id)/status") == true })
             #expect(drone.spawnCount == 1)
@@ -306,6 +316,8 @@ final class SeenControlMessages: Sendable {
             let (status, output) = try await curl(controllers[1], "POST", "/ctrl/connect", body: body, token: token)
             let replaced = try bodyJSON(output)
             #expect(status == 200 && replaced["spawned"]?.boolValue == true && replaced["backend_id"]?.stringValue != id, "\(output)")
+            // The ended backend's tokens ended with it.
+            #expect(try await curl(controllers[0], "DELETE", "/ctrl/token/\(tokens.subtracting([revoked]).first ?? "")", token: token).0 == 404)
 
             // An image instead of a service; bad bodies; no token.
             let (imageStatus, imageOutput) = try await curl(controllers[0], "POST", "/ctrl/connect",

@@ -87,3 +87,24 @@ struct FleetWireTests {
         }
     }
 }
+
+/// Per-connect access tokens on the wire (issue 15): `{backend}.{32 alphanumerics}`, the
+/// backend named in the token is the message's.
+struct AccessTokenWireTests {
+    @Test func tokensNameTheirBackend() throws {
+        let backend: BackendID = "4dea4037-3d2d-4e12-95f9-a2864d9ba8dd"
+        let token = "\(backend).ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef"
+        #expect(BackendAccessTokenMessage.backendID(of: token) == backend)
+        let message = try BackendAccessTokenMessage(cluster: "plane.test", backendID: backend, token: token)
+        let text = String(decoding: try WireEncoder().encode(message), as: UTF8.self)
+        #expect(text == #"{"cluster":"plane.test","backend_id":"4dea4037-3d2d-4e12-95f9-a2864d9ba8dd","token":"\#(token)","revoke":false}"#)
+        #expect(try WireDecoder().decode(BackendAccessTokenMessage.self, from: Array(text.utf8)) == message)
+        for bad in ["\(backend).short", "\(backend).ABCDEFGHIJKLMNOPQRSTUVWXYZabcde!", "Bad_ID.ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef", "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdef", ""] {
+            #expect(BackendAccessTokenMessage.backendID(of: bad) == nil, "\(bad)")
+        }
+        // Another backend's token is refused.
+        #expect(throws: PlaneCoreError.self) { try BackendAccessTokenMessage(cluster: "plane.test", backendID: "other", token: token) }
+        let forged = text.replacingOccurrences(of: #""backend_id":"4dea4037-3d2d-4e12-95f9-a2864d9ba8dd""#, with: #""backend_id":"other""#)
+        #expect(throws: PlaneCoreError.self) { try WireDecoder().decode(BackendAccessTokenMessage.self, from: Array(forged.utf8)) }
+    }
+}

@@ -82,6 +82,28 @@ struct DroneStoreTests {
         #expect(try await store.allBackends().map(\.backendID) == [id])
     }
 
+    /// Per-connect access tokens: kept across a reopen, revocable, bounded per backend, and
+    /// gone with the backend's route when it ends.
+    @Test func accessTokensAreKeptBoundedAndEndWithTheRoute() async throws {
+        let path = try TestEnvironment.temporaryDirectory("drone-store") + "/state/drone.sqlite3"
+        let request = spawn()
+        let id = request.backendID
+        let tokens = (0..<3).map { "\(id).\(String(repeating: "abcdefgh", count: 3))\($0)\(String(repeating: "x", count: 7))" }
+        do {
+            let store = try DroneStore(path: path)
+            _ = try await store.insert(request, cluster: "plane.test", runtime: "docker", drone: drone, time: .now())
+            for token in tokens { _ = try await store.changeAccessToken(token, of: id, revoke: false) }
+            #expect(try await store.changeAccessToken(tokens[0], of: id, revoke: false) == tokens)
+            #expect(try await store.changeAccessToken(tokens[1], of: id, revoke: true) == [tokens[0], tokens[2]])
+        }
+        let store = try DroneStore(path: path)
+        #expect(try await store.accessTokens(of: id) == [tokens[0], tokens[2]])
+        for index in 0..<(DroneStore.maxAccessTokensPerBackend - 2) { _ = try await store.changeAccessToken("\(id).\(index)", of: id, revoke: false) }
+        await #expect(throws: DroneError.self) { try await store.changeAccessToken("\(id).one-more", of: id, revoke: false) }
+        try await store.removeRoute(of: id)
+        #expect(try await store.accessTokens(of: id).isEmpty)
+    }
+
     @Test func outboxKeepsOrderAcrossBackends() async throws {
         let store = try DroneStore(path: try TestEnvironment.temporaryDirectory("drone-store") + "/drone.sqlite3")
         let a = spawn()

@@ -53,6 +53,24 @@ struct ProxyRouterTests {
         #expect(decide(ProxyRouter(cluster: "plane.test"), host: "localhost", "/_plane_backend=foobar/") == .notFound)
     }
 
+    /// Per-connect access tokens (issue 15) are as good as the bearer token, by header or
+    /// cookie; any other value is still 403, and a route without a bearer token is open.
+    @Test func accessTokensBesideTheBearerToken() {
+        let shared = RouteTable.Route(backendID: "shared", address: "127.0.0.1:20003", bearerToken: "own", accessTokens: ["shared.aaa", "shared.bbb"])
+        let router = ProxyRouter(cluster: "plane.test")
+        func decide(_ authorization: [String], _ cookies: [String] = []) -> ProxyRouter.Decision {
+            router.decide(ProxyRouter.Request(host: "shared.plane.test", uri: "/", authorization: authorization, cookies: cookies)) { $0 == "shared" ? shared : nil }
+        }
+        let forward = ProxyRouter.Decision.forward(ProxyRouter.Target(backendID: "shared", address: "127.0.0.1:20003", uri: "/"))
+        #expect(decide(["Bearer own"]) == forward)
+        #expect(decide(["Bearer shared.aaa"]) == forward)
+        #expect(decide([], ["_plane_auth=shared.bbb"]) == forward)
+        #expect(decide(["Bearer shared.ccc"]) == .forbidden)
+        #expect(decide(["Bearer shared.aa"]) == .forbidden)
+        #expect(decide([]) == .unauthorized)
+        #expect(BearerTokenCheck.check(token: "own", also: ["x"], authorization: ["Bearer x", "Bearer y"], cookies: []) == .allowed)
+    }
+
     @Test func bearerTokens() {
         let router = ProxyRouter(cluster: "plane.test")
         let host = "secret.plane.test"

@@ -47,6 +47,15 @@ public enum PlaneSubjects {
     public static func terminate(_ cluster: ClusterName, _ backend: BackendID) -> RequestSubject<TerminationRequest, NullReply> {
         .init("cluster.\(cluster.subjectForm).backend.\(backend.rawValue).terminate")
     }
+    /// `cluster.{cluster_s}.backend.{backend_id}.token` (extension): grant or revoke a
+    /// per-connect access token; the drone running the backend replies `true`.
+    public static func accessToken(_ cluster: ClusterName, _ backend: BackendID) -> RequestSubject<BackendAccessTokenMessage, Bool> {
+        .init("cluster.\(cluster.subjectForm).backend.\(backend.rawValue).token")
+    }
+    /// `cluster.{cluster_s}.backend.*.token`: what each drone of the cluster subscribes to.
+    public static func accessTokenAll(_ cluster: ClusterName) -> SubjectPattern<BackendAccessTokenMessage, Bool> {
+        .init("cluster.\(cluster.subjectForm).backend.*.token")
+    }
     /// `cluster.{cluster_s}.backend.*.terminate`: what each drone of the cluster subscribes to.
     public static func terminateAll(_ cluster: ClusterName) -> SubjectPattern<TerminationRequest, NullReply> {
         .init("cluster.\(cluster.subjectForm).backend.*.terminate")
