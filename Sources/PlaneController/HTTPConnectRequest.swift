@@ -32,18 +32,7 @@ public struct HTTPConnectRequest: Sendable, Hashable {
     init(key: LockName) { self.key = key }
 
     public static func parse(_ body: [UInt8]) throws(ControllerError) -> HTTPConnectRequest {
-        let value: JSONValue
-        do {
-            value = try JSONParser.parse(body, limits: .wire)
-        } catch {
-            throw ControllerError(.invalidRequest, "The body is not valid JSON: \(error.message)")
-        }
-        guard let object = value.objectValue else {
-            throw ControllerError(.invalidRequest, "The body must be a JSON object: {\"key\": \"doc-1\", \"spawn_config\": {\"service\": \"name\"}}.")
-        }
-        for key in object.keys where !knownFields.contains(key) {
-            throw ControllerError(.invalidRequest, "Unknown field '\(key)'; the fields are \(knownFields.joined(separator: ", ")).")
-        }
+        let object = try HTTPJSONBody.object(body, knownFields: knownFields, example: #"{"key": "doc-1", "spawn_config": {"service": "name"}}"#)
         guard let keyText = object["key"]?.stringValue else { throw ControllerError(.invalidRequest, "Field 'key' (a string) is required.") }
         var request: HTTPConnectRequest
         do { request = HTTPConnectRequest(key: try LockName(keyText)) } catch { throw ControllerError(.invalidRequest, "Field 'key': \(error.message)") }
@@ -56,9 +45,7 @@ public struct HTTPConnectRequest: Sendable, Hashable {
         guard let config = object["spawn_config"]?.objectValue else {
             throw ControllerError(.invalidRequest, "Field 'spawn_config' (an object with 'service' or 'image') is required.")
         }
-        for key in config.keys where !knownSpawnFields.contains(key) {
-            throw ControllerError(.invalidRequest, "Unknown field 'spawn_config.\(key)'; the fields are \(knownSpawnFields.joined(separator: ", ")).")
-        }
+        try HTTPJSONBody.checkFields(of: config, knownFields: knownSpawnFields, prefix: "spawn_config.")
         request.service = config["service"]?.stringValue
         request.image = config["image"]?.stringValue
         guard (request.service == nil) != (request.image == nil) else {

@@ -27,18 +27,7 @@ public struct HTTPSpawnRequest: Sendable, Hashable {
     public static func parse(_ body: [UInt8]) throws(ControllerError) -> HTTPSpawnRequest {
         var request = HTTPSpawnRequest()
         if body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return request }
-        let value: JSONValue
-        do {
-            value = try JSONParser.parse(body, limits: .wire)
-        } catch {
-            throw ControllerError(.invalidRequest, "The body is not valid JSON: \(error.message)")
-        }
-        guard let object = value.objectValue else {
-            throw ControllerError(.invalidRequest, "The body must be a JSON object (e.g. {} or {\"lock\":\"doc-1\"}), not \(value.kindName).")
-        }
-        for key in object.keys where !knownFields.contains(key) {
-            throw ControllerError(.invalidRequest, "Unknown field '\(key)'; the fields are \(knownFields.joined(separator: ", ")).")
-        }
+        let object = try HTTPJSONBody.object(body, knownFields: knownFields, example: #"{} or {"lock":"doc-1"}"#)
         func field<T>(_ key: String, _ what: String, _ convert: (JSONValue) -> T?) throws(ControllerError) -> T? {
             guard let raw = object[key], !raw.isNull else { return nil }
             guard let converted = convert(raw) else { throw ControllerError(.invalidRequest, "Field '\(key)' must be \(what), not \(raw.kindName).") }
