@@ -270,11 +270,12 @@ public final class HTTPAPIServer: Sendable {
     }
 
     /// `POST /ctrl/connect`: the live backend for a key, or a new one (the key is its lock,
-    /// so every controller answers the same backend). Only with `[http] token`: the answer
-    /// carries the backend's bearer token, and naming a key must not reveal it to anyone.
+    /// so every controller answers the same backend), with an access token of this caller's
+    /// own. Only with `[http] token`: the answer grants access to the backend, which must not
+    /// go to whoever names a key.
     func connect(body: [UInt8], host: String?) async -> HTTPAPIResponse {
         guard configuration.token != nil else {
-            return .error(.forbidden, "POST /ctrl/connect needs [http] token: its answer carries the backend's bearer token, which must not go to whoever names a key.")
+            return .error(.forbidden, "POST /ctrl/connect needs [http] token: its answer grants access to the backend, which must not go to whoever names a key.")
         }
         let schedule: ScheduleRequest
         do {
