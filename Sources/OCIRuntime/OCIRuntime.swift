@@ -163,9 +163,13 @@ public final class OCIRuntime: ContainerRuntime {
     /// The HTTP client of every registry pull in this process (never shut down, like
     /// `HTTPClient.shared`). Connection attempts are retried for 5 s, not AsyncHTTPClient's
     /// default of the whole request time, so an unreachable registry fails the pull quickly.
+    /// AsyncHTTPClient also bounds a request's wait for a pooled connection by that time, so
+    /// a registry gets up to 64 connections (not 8): twenty backends pulling their layers at
+    /// once waited longer than 5 s for one of eight on a busy machine and failed.
     static let registryHTTPClient: HTTPClient = {
         var configuration = HTTPClient.Configuration()
         configuration.timeout.connect = .seconds(5)
+        configuration.connectionPool = .init(idleTimeout: .seconds(60), concurrentHTTP1ConnectionsPerHostSoftLimit: 64)
         configuration.timeout.read = .seconds(60)
         configuration.redirectConfiguration = .follow(max: 5, allowCycles: false)
         return HTTPClient(eventLoopGroupProvider: .singleton, configuration: configuration)

@@ -182,10 +182,12 @@ struct IdleSemanticsTests {
 
     /// python-socketio through the TLS proxy, the server's ping interval (8 s) longer than
     /// `max_idle_secs`, so a polling client's long-poll GET outlasts the idle time: polling
-    /// with upgrade, polling only and WebSocket only, one after another on one backend,
-    /// each connected for 10 s with an event and its acknowledgement at both ends. The
-    /// backend is never swept while a client is connected, and is swept after the last
-    /// one leaves.
+    /// with upgrade, polling only and WebSocket only on one backend, each connected for 10 s
+    /// with an event and its acknowledgement at both ends. Each starts 6 s after the one
+    /// before, so a client is alone on the backend for about 6 s (twice `max_idle_secs`)
+    /// while the next one's start overlaps its end: a Python interpreter that starts slowly
+    /// on a busy machine leaves no gap in which the backend is rightly idle. The backend is
+    /// never swept while a client is connected, and is swept after the last one leaves.
     @Test func socketIOClientsOfEveryTransportKeepTheBackend() async throws {
         try await withDrone { bed in
             // The process runtime executes a path: a script that starts the socket.io server.
@@ -195,16 +197,26 @@ struct IdleSemanticsTests {
             try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: launcher)
             let backend = try await bed.spawn(launcher)
             let url = "https://\(backend).plane.test:\(bed.proxyPort)"
-            var left = ContinuousClock.now
-            for (transports, expected) in [("polling,websocket", "ok websocket websocket"), ("polling", "ok polling polling"), ("websocket", "ok websocket websocket")] {
-                // The client stays 10 s: it cannot have left before (a lower bound for the sweep's timing).
-                left = .now + .seconds(10)
-                let (status, output) = try await SystemProgram.run(executable: python, ["\(Self.scripts)/socketio_client.py", "--url", url, "--ca", bed.ca,
-                                                                                       "--transports", transports, "--hold", "10"])
-                #expect(status == 0 && output.contains(expected), "\(transports): \(output)\n\(bed.child.output)")
-                #expect(bed.isRunning(backend), "swept while a \(transports) client was connected: \(bed.relay.of(backend))")
+            let runs = [("polling,websocket", "ok websocket websocket"), ("polling", "ok polling polling"), ("websocket", "ok websocket websocket")]
+            let ca = bed.ca
+            let lastStart = try await withThrowingTaskGroup(of: ContinuousClock.Instant.self) { group in
+                for (index, (transports, expected)) in runs.enumerated() {
+                    group.addTask {
+                        try await Task.sleep(for: .seconds(6 * index))
+                        let started = ContinuousClock.now
+                        let (status, output) = try await SystemProgram.run(executable: python, ["\(Self.scripts)/socketio_client.py", "--url", url, "--ca", ca,
+                                                                                               "--transports", transports, "--hold", "10"])
+                        #expect(status == 0 && output.contains(expected), "\(transports): \(output)\n\(bed.child.output)")
+                        #expect(bed.isRunning(backend), "swept while a \(transports) client was connected: \(bed.relay.of(backend))")
+                        return started
+                    }
+                }
+                var latest = ContinuousClock.now
+                for try await started in group { latest = max(latest, started) }
+                return latest
             }
-            let after = try await bed.sweptAfter(backend, since: left)
+            // The last client stayed 10 s: it cannot have left before (a lower bound for the sweep's timing).
+            let after = try await bed.sweptAfter(backend, since: lastStart + .seconds(10))
             #expect(after >= .milliseconds(Int64(Self.maxIdle) * 1000 - 500), "swept \(after) after the last client left")
         }
     }

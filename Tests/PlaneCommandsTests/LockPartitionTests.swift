@@ -153,9 +153,17 @@ struct LockPartitionTests {
         try await cluster.waitUntilDronesAreLeased()
         cluster.startWatching()
         let locks = (0..<6).map { "node-\($0)" }
+        // A drone is a candidate once its heartbeat reached the controllers, through the
+        // NATS cluster's routes (interest propagates between nodes a moment after a
+        // subscription): the first request may find none.
         for lock in locks {
-            let response = try await cluster.schedule(lock: lock, timeout: .seconds(30))
-            guard case .scheduled = response else { Issue.record("\(lock): \(response)"); return }
+            var response: ScheduleResponse?
+            let scheduled = try await eventually(timeout: .seconds(30)) {
+                response = try? await cluster.schedule(lock: lock, timeout: .seconds(30))
+                if case .scheduled? = response { return true }
+                return false
+            }
+            guard scheduled else { Issue.record("\(lock): \(String(describing: response))"); return }
         }
         #expect(try await eventually(timeout: .seconds(60)) { cluster.running().count == locks.count }, "\(cluster.running())")
         for victim in cluster.servers {
