@@ -83,7 +83,13 @@ public struct HTTPConnectRequest: Sendable, Hashable {
                 throw ControllerError(.notFound, "Unknown service '\(service)'. Configured services: \(known.isEmpty ? "none" : known).")
             }
             schedule = try spawn.scheduleRequest(cluster: cluster, service: configuration, named: service)
-            if let memoryLimitBytes { schedule.executable.resourceLimits.memoryLimitBytes = memoryLimitBytes }
+            // A caller may lower the service's memory limit, never raise it.
+            if let memoryLimitBytes {
+                if let limit = configuration.memoryLimitBytes, memoryLimitBytes > limit {
+                    throw ControllerError(.forbidden, "Service '\(service)' runs with at most \(limit) bytes of memory ([http.services.\(service)] memory_limit_bytes); ask for that or less.")
+                }
+                schedule.executable.resourceLimits.memoryLimitBytes = memoryLimitBytes
+            }
         } else {
             var executable = DockerExecutableConfig(image: image ?? "", env: spawn.env)
             executable.resourceLimits.memoryLimitBytes = memoryLimitBytes

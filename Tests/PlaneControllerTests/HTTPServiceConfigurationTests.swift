@@ -139,3 +139,28 @@ struct HTTPSpawnPlacementTests {
         #expect(throws: ControllerError.self) { try body(#"{"runtime_options":{"oci_runtime":"runc"}}"#).scheduleRequest(cluster: "plane.test", service: service, named: "nb") }
     }
 }
+
+/// `POST /ctrl/connect`'s body: the key is the lock, a token is always required, the service's
+/// policy applies, and a caller may lower its memory limit but not raise it.
+struct HTTPConnectRequestTests {
+    func parse(_ text: String) throws(ControllerError) -> HTTPConnectRequest { try HTTPConnectRequest.parse(Array(text.utf8)) }
+
+    @Test func aServiceConnectKeepsTheServicesPolicy() throws {
+        var service = HTTPServiceConfiguration(image: "editor:3")
+        service.memoryLimitBytes = 512 << 20
+        let services = ["editor": service]
+        let lower = try parse(#"{"key":"doc-1","spawn_config":{"service":"editor","memory_limit_bytes":268435456},"user":"ada"}"#)
+            .scheduleRequest(cluster: "plane.test", services: services)
+        #expect(lower.lock == "doc-1" && lower.requireBearerToken && lower.executable.image == "editor:3" && lower.metadata["user"] == "ada")
+        #expect(lower.executable.resourceLimits.memoryLimitBytes == 256 << 20 && lower.maxIdleSeconds == 300)
+        let error = try #require(throws: ControllerError.self) {
+            try parse(#"{"key":"doc-1","spawn_config":{"service":"editor","memory_limit_bytes":1073741824}}"#).scheduleRequest(cluster: "plane.test", services: services)
+        }
+        #expect(error.code == .forbidden)
+        #expect(throws: ControllerError.self) { try parse(#"{"key":"doc-1","spawn_config":{"service":"editor","env":{"X":"1"}}}"#).scheduleRequest(cluster: "plane.test", services: services) }
+        for bad in [#"{"key":"","spawn_config":{"service":"editor"}}"#, #"{"key":"k","spawn_config":{"image":""}}"#, #"{"key":"k","spawn_config":{"service":"editor","max_idle_secs":0}}"#,
+                    #"{"key":"k","spawn_config":{"service":"editor"},"user":"a\u0001b"}"#, #"{"key":"k","spawn_config":{"service":"editor","bogus":1}}"#, "[]"] {
+            #expect(throws: ControllerError.self, "\(bad)") { try parse(bad) }
+        }
+    }
+}
