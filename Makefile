@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: bootstrap build release dev test fuzz chaos bench bench-nats bench-runtime bench-controller bench-proxy image clean
+.PHONY: bootstrap build release dev test fuzz chaos bench bench-nats bench-runtime bench-controller bench-proxy bench-connect image clean
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -48,7 +48,7 @@ chaos: bootstrap
 	swift build --build-tests
 	CHAOS_SECONDS=$(CHAOS_SECONDS) swift test --skip-build --filter LockPartitionTests/randomPartitionsNeverRunALockTwice
 
-bench: bench-nats bench-runtime bench-controller bench-proxy
+bench: bench-nats bench-runtime bench-controller bench-proxy bench-connect
 
 # The plane-test-server container image (OCI layout and docker-load archive) via the package plugin.
 image: bootstrap
@@ -68,3 +68,6 @@ bench-controller: bootstrap
 
 bench-proxy: bootstrap
 	bash scripts/bench-proxy.sh
+
+bench-connect: bootstrap
+	bash scripts/bench-connect.sh

@@ -180,7 +180,7 @@ enum DroneServices {
         if let agentConfiguration = configuration.agent, let runtime, let client {
             let store = try DroneStore(path: configuration.effectiveDatabasePath)
             let publicIP = try await PublicIPResolver.resolve(agentConfiguration.ip)
-            let routes = RouteTable()
+            let routes = RouteTable(maxHeldRequests: configuration.proxy?.maxHeldRequests ?? ProxyConfiguration().maxHeldRequests)
             let agent = DroneAgent(droneID: droneID, cluster: configuration.cluster, configuration: agentConfiguration, runtime: runtime,
                                    store: store, client: client, publicIP: publicIP, routes: routes, logger: logger)
             try await agent.start()
@@ -260,7 +260,8 @@ enum DroneConfigDump {
                       "upstream_timeout_secs = \(p.upstreamResponseTimeout.components.seconds)", "header_read_timeout_secs = \(p.headerReadTimeout.components.seconds)",
                       "idle_timeout_secs = \(p.idleTimeout.components.seconds)", "max_header_bytes = \(p.maxHeaderBytes)",
                       "max_header_count = \(p.maxHeaderCount)",
-                      "upstream_idle_connections = \(p.upstreamIdleConnections)"]
+                      "upstream_idle_connections = \(p.upstreamIdleConnections)",
+                      "hold_while_starting_secs = \(p.holdWhileStarting.components.seconds)", "max_held_requests = \(p.maxHeldRequests)"]
         }
         if let m = c.metrics {
             lines += ["", "[metrics]", "bind_ip = \"\(m.bindHost)\"", "port = \(m.port)"]

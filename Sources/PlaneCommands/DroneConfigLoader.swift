@@ -63,6 +63,8 @@ enum DroneConfigLoader {
             if let bytes = proxy.int("max_header_bytes", in: 1024...(16 << 20)) { settings.maxHeaderBytes = bytes }
             if let count = proxy.int("max_header_count", in: 8...10_000) { settings.maxHeaderCount = count }
             if let count = proxy.int("upstream_idle_connections", in: 0...10_000) { settings.upstreamIdleConnections = count }
+            if let seconds = proxy.int("hold_while_starting_secs", in: 0...3600) { settings.holdWhileStarting = .seconds(seconds) }
+            if let count = proxy.int("max_held_requests", in: 0...1_000_000) { settings.maxHeldRequests = count }
             if settings.httpRedirectPort != nil, config.certificate == nil {
                 proxy.problem("http_redirect_port", "redirects to HTTPS, which needs [cert]")
             }

@@ -85,6 +85,7 @@ actor BackendSupervisor {
     /// Continues a backend found after a drone restart.
     func resume() async {
         if !machine.state.isTerminal { watchLifetime() }
+        if machine.state == .starting { await holdRequestsWhileStarting() }
         if machine.state == .starting || machine.state == .ready { await perform(.startMonitor) }
         await apply(machine.resume())
     }
@@ -151,6 +152,12 @@ actor BackendSupervisor {
         await apply(machine.handle(event))
     }
 
+    /// Tells the proxy the backend is starting, with the tokens its requests must carry.
+    private func holdRequestsWhileStarting() async {
+        let tokens = (try? await context.store.accessTokens(of: backendID)) ?? []
+        context.routes.starting(backendID, bearerToken: spawn.bearerToken, accessTokens: tokens)
+    }
+
     private func apply(_ actions: [BackendLifecycle.Action]) async {
         for action in actions { await perform(action) }
     }
@@ -160,6 +167,13 @@ actor BackendSupervisor {
         let logger = context.logger
         switch action {
         case .report(let state):
+            // The proxy holds requests for a backend that is starting, and lets them go
+            // (503) once it ends before Ready; Ready's route releases them.
+            if state == .loading || state == .starting {
+                await holdRequestsWhileStarting()
+            } else if state.isTerminal {
+                context.routes.notStarting(backend)
+            }
             if state == .loading && loadingRecorded { return }
             let update = UpdateBackendStateMessage(cluster: context.cluster, state: state, backend: backend, time: .now(), drone: context.droneID)
             do {

@@ -26,6 +26,13 @@ public struct ProxyConfiguration: Sendable, Hashable {
     public var maxHeaderCount: Int = 100
     /// Idle keep-alive connections kept per backend and event loop.
     public var upstreamIdleConnections: Int = 32
+    /// A request for a backend that is `Loading` or `Starting` is held this long for it to
+    /// be Ready (then forwarded); 503 with `Retry-After` when it ends or the time runs out.
+    /// Zero: no hold, 503 at once.
+    public var holdWhileStarting: Duration = .seconds(30)
+    /// Most requests held for starting backends at once, all backends together (503
+    /// beyond). Held by the route table (`RouteTable(maxHeldRequests:)`).
+    public var maxHeldRequests: Int = 4096
 
     public init() {}
 }

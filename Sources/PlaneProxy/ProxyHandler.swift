@@ -50,6 +50,16 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private var openExchange: (counter: RouteTable.OpenExchanges, started: NIODeadline)?
     /// The connector's hint for the last backend address.
     private var connectorHint: UpstreamPool.Bucket?
+    /// A request held until its backend, still starting, is Ready (its head; the client's
+    /// reads stop meanwhile and its further bytes wait in the parser).
+    private var held: Held?
+    private struct Held {
+        var head: HTTP1Head
+        var wait: RouteTable.StartWait
+        var timer: Scheduled<Void>?
+        /// The client half-closed meanwhile (handed to the machine after the request).
+        var inputEnded = false
+    }
 
     /// The time of the event being handled, read from the loop's clock at most once per
     /// event: every entry point (from NIO, the upstream side or a timer) clears it first.
@@ -130,6 +140,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     }
 
     func handlerRemoved(context: ChannelHandlerContext) {
+        cancelHold()
         responseCheck?.cancel()
         responseCheck = nil
         headerCheck?.cancel()
@@ -299,7 +310,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Hands what the client sent to the machine, event by event, until a request waits for
     /// its response (later pipelined requests stay in the parser).
     private func processClientInput() {
-        while machine.takesRequestEvents {
+        while held == nil, machine.takesRequestEvents {
             let event: HTTP1Parser.Event?
             do {
                 event = try parser.next()
@@ -326,11 +337,14 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 perform(machine.requestEnd(now: now))
             }
         }
+        if held != nil { return }
         perform(machine.requestEventsDrained())
         resumeClientReadsIfHeld()
     }
 
-    private func received(head: HTTP1Head) {
+    /// A request head: routed, then handed to the machine. `afterHold`: how the wait for
+    /// its starting backend ended (it was held before).
+    private func received(head: HTTP1Head, afterHold: RouteTable.StartOutcome? = nil) {
         let request = ProxyRouter.Request(host: nil, uri: head.originTarget, authorization: head.values(.authorization), cookies: head.values(.cookie))
         let subdomain = head.withFirstValue(.host) { host in host.flatMap { shared.router.subdomain(ofHost: $0) } }
         let hasBody: Bool
@@ -343,7 +357,9 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                                     hasBody: hasBody, expectsContinue: head.minorVersion >= 1 && hasBody && head.hasToken("100-continue", in: .expect), started: now)
         let route: Machine.Route
         var forwardTo: ProxyRouter.Target?
-        if head.methodIs("CONNECT") {
+        if let afterHold, afterHold != .ready {
+            route = .answer(Self.notReadyAnswer(afterHold, holdLimit: shared.configuration.holdWhileStarting))
+        } else if head.methodIs("CONNECT") {
             route = .answer(.init(status: .methodNotAllowed, body: "CONNECT is not supported by this proxy."), close: true)
         } else {
             let routes = shared.routes
@@ -363,6 +379,13 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             case .forward(let target):
                 route = .forward
                 forwardTo = target
+            case .hold(let backend):
+                if afterHold == nil, shared.configuration.holdWhileStarting > .zero {
+                    guard let outcome = hold(head, for: backend) else { return }
+                    received(head: head, afterHold: outcome)
+                    return
+                }
+                route = .answer(Self.notReadyAnswer(.cancelled, holdLimit: shared.configuration.holdWhileStarting))
             }
         }
         let action = machine.requestHead(facts, route: route)
@@ -384,6 +407,59 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         requestBuffer.clear(minimumCapacity: capacity)  // in place once the last head is written
         ForwardedHeaders.writeUpstreamRequest(head, target: target.uri, clientAddress: clientAddress, scheme: shared.scheme, upgrade: facts.isUpgrade, into: &requestBuffer)
         perform(action)
+    }
+
+    // MARK: Requests held while their backend starts
+
+    /// Holds the request until its backend is Ready, gone, or the hold's time is over;
+    /// meanwhile the client's reads stop (bytes already read wait in the parser). Returns
+    /// the outcome instead when it is known at once.
+    private func hold(_ head: HTTP1Head, for backend: BackendID) -> RouteTable.StartOutcome? {
+        var immediate = RouteTable.StartOutcome.ended
+        guard let wait = shared.routes.waitUntilReady(backend, on: eventLoop, immediate: &immediate) else {
+            metrics.held(immediate)
+            return immediate
+        }
+        let routes = shared.routes
+        let timer = eventLoop.assumeIsolated().scheduleTask(in: shared.configuration.holdWhileStarting.timeAmount) {
+            routes.stopWaiting(wait)
+        }
+        held = Held(head: head, wait: wait, timer: timer)
+        // Completed later, on this loop, by the table or the timer.
+        wait.outcome.assumeIsolated().whenSuccess { outcome in
+            guard let held = self.held, held.wait.id == wait.id else { return }
+            self.held = nil
+            held.timer?.cancel()
+            self.eventTime = nil
+            self.metrics.held(outcome)
+            if outcome != .ready {
+                self.shared.logger.debug("proxy.held_request_refused", metadata: ["plane.backend": "\(backend)", "proxy.outcome": "\(outcome)"])
+            }
+            self.received(head: held.head, afterHold: outcome)
+            // The request's body (and anything pipelined) waited in the parser.
+            self.processClientInput()
+            if held.inputEnded { self.perform(self.machine.clientInputEnded()) }
+        }
+        return nil
+    }
+
+    /// The client went: a held request is let go of.
+    private func cancelHold() {
+        guard let held else { return }
+        self.held = nil
+        held.timer?.cancel()
+        shared.routes.stopWaiting(held.wait)
+    }
+
+    /// 503 for a request whose backend did not become Ready.
+    static func notReadyAnswer(_ outcome: RouteTable.StartOutcome, holdLimit: Duration) -> Machine.LocalAnswer {
+        let body = switch outcome {
+        case .cancelled where holdLimit <= .zero: "The backend is starting; try again."
+        case .cancelled: "The backend did not become ready within \(holdLimit.components.seconds) s; try again."
+        case .overLimit: "Too many requests are waiting for starting backends; try again."
+        case .ended, .ready: "The backend is not ready: it ended before it was. Ask for a new one."
+        }
+        return .init(status: .serviceUnavailable, fields: [.init(name: "Retry-After", value: "1")], body: body)
     }
 
     /// Marks the backend active in the route table, at most every `activityInterval` per
@@ -633,7 +709,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     // MARK: Channel events
 
     private var clientReadsHeld: Bool {
-        machine.holdsClientReads(pipelinedBytes: parser.bufferedBytes, upstreamWritable: upstream?.isWritable ?? false)
+        held != nil || machine.holdsClientReads(pipelinedBytes: parser.bufferedBytes, upstreamWritable: upstream?.isWritable ?? false)
     }
 
     private func resumeClientReadsIfHeld() {
@@ -659,7 +735,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         eventTime = nil
         if let event = event as? ChannelEvent, case .inputClosed = event {
-            perform(machine.clientInputEnded())
+            if held != nil {
+                held?.inputEnded = true
+            } else {
+                perform(machine.clientInputEnded())
+            }
             return
         }
         context.fireUserInboundEventTriggered(event)
@@ -667,6 +747,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         eventTime = nil
+        cancelHold()
         metrics.report(&tally)
         headerCheck?.cancel()
         headerCheck = nil

@@ -32,6 +32,9 @@ public final class ProxyMetrics: Sendable {
         var upgradedTotal: UInt64 = 0
         var bytesIn: UInt64 = 0
         var bytesOut: UInt64 = 0
+        /// Requests held for a starting backend, by how the hold ended: Ready, ended,
+        /// timed out, over `max_held_requests`.
+        var held = InlineArray<4, UInt64>(repeating: 0)
     }
 
     /// Counters written by one event loop thread (read by scrapes): a thread taking a lock
@@ -65,6 +68,17 @@ public final class ProxyMetrics: Sendable {
                 counters.latencySeconds += seconds
                 counters.add(taken)
             }
+        }
+
+        /// A request held for a starting backend was let go of.
+        func held(_ outcome: RouteTable.StartOutcome) {
+            let index = switch outcome {
+            case .ready: 0
+            case .ended: 1
+            case .cancelled: 2
+            case .overLimit: 3
+            }
+            counters.withLock { $0.held[index] += 1 }
         }
 
         func upgraded(opened: Bool) {
@@ -118,6 +132,7 @@ public final class ProxyMetrics: Sendable {
             total.upgradedTotal += counters.upgradedTotal
             total.bytesIn += counters.bytesIn
             total.bytesOut += counters.bytesOut
+            for index in 0..<4 { total.held[index] += counters.held[index] }
         }
         return total
     }
@@ -125,6 +140,11 @@ public final class ProxyMetrics: Sendable {
     /// Responses of one status class (1 to 5) so far.
     public func responses(ofClass statusClass: Int) -> UInt64 { total.statusClasses[statusClass] }
     public var openUpgradedConnections: Int64 { total.upgradedOpen }
+    /// Requests held for starting backends so far, by outcome (`ready`, `ended`, `timed_out`, `over_limit`).
+    public var heldRequests: [String: UInt64] {
+        let held = total.held
+        return ["ready": held[0], "ended": held[1], "timed_out": held[2], "over_limit": held[3]]
+    }
     /// Bytes read from clients and written to them (HTTP heads and bodies, upgraded streams).
     public var bytes: (in: UInt64, out: UInt64) { let total = self.total; return (total.bytesIn, total.bytesOut) }
 
@@ -155,7 +175,13 @@ public final class ProxyMetrics: Sendable {
                   "# HELP plane_proxy_bytes_total Bytes read from clients (in) and written to them (out): HTTP heads and bodies, upgraded streams.",
                   "# TYPE plane_proxy_bytes_total counter",
                   "plane_proxy_bytes_total{direction=\"in\"} \(c.bytesIn)",
-                  "plane_proxy_bytes_total{direction=\"out\"} \(c.bytesOut)"]
+                  "plane_proxy_bytes_total{direction=\"out\"} \(c.bytesOut)",
+                  "# HELP plane_proxy_held_requests_total Requests held while their backend was starting, by how the hold ended.",
+                  "# TYPE plane_proxy_held_requests_total counter",
+                  "plane_proxy_held_requests_total{outcome=\"ready\"} \(c.held[0])",
+                  "plane_proxy_held_requests_total{outcome=\"ended\"} \(c.held[1])",
+                  "plane_proxy_held_requests_total{outcome=\"timed_out\"} \(c.held[2])",
+                  "plane_proxy_held_requests_total{outcome=\"over_limit\"} \(c.held[3])"]
         return lines.joined(separator: "\n") + "\n"
     }
 }

@@ -10,7 +10,9 @@ import PlaneCore
 /// 3. `/_plane_auth?token=&redirect=` on a routed host sets the `_plane_auth` cookie and
 ///    redirects to the relative `redirect` (400 for an absolute one or without `token`).
 /// 4. A route with a bearer token needs it (`BearerTokenCheck`): 401 without, 403 wrong.
-/// 5. No route: the passthrough upstream if configured (for any Host, also the bare
+/// 5. A backend that is still starting (`Loading` or `Starting`): the request is held
+///    until it is Ready (`hold`), after the token check.
+/// 6. No route: the passthrough upstream if configured (for any Host, also the bare
 ///    cluster domain), else 404.
 public struct ProxyRouter: Sendable {
     /// The request facts routing needs.
@@ -45,6 +47,8 @@ public struct ProxyRouter: Sendable {
 
     public enum Decision: Sendable, Hashable {
         case forward(Target)
+        /// The backend is starting: hold the request until it is Ready, then decide again.
+        case hold(BackendID)
         /// 404, empty body, `Access-Control-Allow-Origin: *`.
         case notFound
         /// 401 `Expected bearer token.`
@@ -137,6 +141,7 @@ public struct ProxyRouter: Sendable {
             case .wrong: return .forbidden
             }
         }
+        if route.isStarting { return .hold(route.backendID) }
         let uri = query.map { path + "?" + $0 } ?? path
         return .forward(Target(backendID: route.backendID, address: route.address, uri: uri))
     }

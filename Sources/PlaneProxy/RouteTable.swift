@@ -1,3 +1,4 @@
+import NIOCore
 import PlaneCore
 import Synchronization
 
@@ -14,13 +15,57 @@ public final class RouteTable: Sendable {
         public var bearerToken: String?
         /// Per-connect access tokens, accepted beside `bearerToken` (issue 15).
         public var accessTokens: [String]
+        /// The backend is `Loading` or `Starting`: no address yet. The proxy holds a
+        /// request for it (after its token check) until it is `Ready` or gone.
+        public var isStarting: Bool
 
         public init(backendID: BackendID, address: String, bearerToken: String?, accessTokens: [String] = []) {
             self.backendID = backendID
             self.address = address
             self.bearerToken = bearerToken
             self.accessTokens = accessTokens
+            self.isStarting = false
         }
+
+        /// The entry of a backend that is starting.
+        static func starting(_ backendID: BackendID, bearerToken: String?, accessTokens: [String]) -> Route {
+            var route = Route(backendID: backendID, address: "", bearerToken: bearerToken, accessTokens: accessTokens)
+            route.isStarting = true
+            return route
+        }
+    }
+
+    /// How the wait for a starting backend ended.
+    public enum StartOutcome: Sendable, Hashable {
+        /// It is `Ready`: its route is in the table.
+        case ready
+        /// It ended (or left the table) before it was `Ready`.
+        case ended
+        /// The waiter gave up (its timeout, or its client went).
+        case cancelled
+        /// Too many requests wait already (`max_held_requests`).
+        case overLimit
+    }
+
+    /// A request waiting for a starting backend: `outcome` is completed exactly once, by
+    /// the table (the backend is Ready or gone) or by `stopWaiting` (whoever takes it out
+    /// of the table first).
+    public struct StartWait: Sendable {
+        let backend: String
+        let id: UInt64
+        public let outcome: EventLoopFuture<StartOutcome>
+    }
+
+    /// A starting backend's token facts and the requests waiting for it.
+    struct Starting {
+        var route: Route
+        var waiters: [UInt64: EventLoopPromise<StartOutcome>] = [:]
+    }
+
+    struct StartingBackends {
+        var byBackend: [String: Starting] = [:]
+        var waiting = 0
+        var nextID: UInt64 = 0
     }
 
     /// The exchanges (a request and its response) open at a backend right now, counted by
@@ -54,6 +99,10 @@ public final class RouteTable: Sendable {
     }
 
     private let entries = Mutex<[String: Entry]>([:])
+    /// Backends that are `Loading` or `Starting`, with the requests held for them.
+    private let starting = Mutex(StartingBackends())
+    /// Most requests held for starting backends at once (all backends together).
+    public let maxHeldRequests: Int
     /// Counts changes of the routes (not of their activity): a `Cache` holding a lookup
     /// from the same generation needs no lock.
     private let generation = Atomic<UInt64>(0)
@@ -69,12 +118,20 @@ public final class RouteTable: Sendable {
         fileprivate(set) var exchanges: OpenExchanges?
     }
 
-    public init() {}
+    public init(maxHeldRequests: Int = 4096) {
+        self.maxHeldRequests = maxHeldRequests
+    }
 
     /// The route for `subdomain` (the backend id in the host name), if its backend is Ready.
     public func route(for subdomain: String) -> Route? {
         let key = subdomain.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? subdomain.lowercased() : subdomain
         return entries.withLock { $0[key]?.route }
+    }
+
+    /// The route of a Ready backend, else the entry of a starting one (`isStarting`).
+    private func lookup(_ key: String) -> (Route, OpenExchanges?)? {
+        if let entry = entries.withLock({ $0[key].map { ($0.route, $0.exchanges) } }) { return (entry.0, entry.1) }
+        return starting.withLock { $0.byBackend[key].map { ($0.route, nil) } }
     }
 
     /// `route(for:)` through a connection's cache. The generation is read before the
@@ -83,9 +140,83 @@ public final class RouteTable: Sendable {
         let current = generation.load(ordering: .acquiring)
         if cache.generation == current, cache.key == subdomain { return cache.route }
         let key = subdomain.utf8.contains(where: { $0 >= 0x41 && $0 <= 0x5A }) ? subdomain.lowercased() : subdomain
-        let entry = entries.withLock { $0[key].map { ($0.route, $0.exchanges) } }
+        let entry = lookup(key)
         cache = Cache(key: subdomain, generation: current, route: entry?.0, exchanges: entry?.1)
         return entry?.0
+    }
+
+    // MARK: Starting backends
+
+    /// The backend is `Loading` or `Starting` (again, after a drone restart): requests for
+    /// it are held until it is Ready. Without effect for a backend that has a route.
+    public func starting(_ backend: BackendID, bearerToken: String?, accessTokens: [String] = []) {
+        let key = backend.rawValue
+        guard entries.withLock({ $0[key] == nil }) else { return }
+        starting.withLock {
+            if $0.byBackend[key] == nil {
+                $0.byBackend[key] = Starting(route: .starting(backend, bearerToken: bearerToken, accessTokens: accessTokens))
+            }
+        }
+        generation.wrappingAdd(1, ordering: .releasing)
+    }
+
+    /// The backend ended (or will not be Ready): the requests held for it are let go of.
+    public func notStarting(_ backend: BackendID) {
+        finishStarting(backend.rawValue, outcome: .ended)
+    }
+
+    /// Whether the backend is starting (for tests and the agent).
+    public func isStarting(_ backend: BackendID) -> Bool {
+        starting.withLock { $0.byBackend[backend.rawValue] != nil }
+    }
+
+    /// Requests held right now.
+    public var heldRequests: Int { starting.withLock { $0.waiting } }
+
+    /// Holds a request for a starting backend: the wait's outcome completes on `eventLoop`.
+    /// Nil when the outcome is known at once (`immediate`): Ready meanwhile, gone, or too
+    /// many waiting.
+    public func waitUntilReady(_ backend: BackendID, on eventLoop: any EventLoop, immediate: inout StartOutcome) -> StartWait? {
+        let key = backend.rawValue
+        enum Registration { case registered(UInt64, EventLoopPromise<StartOutcome>), notStarting, overLimit }
+        let registration = starting.withLock { state -> Registration in
+            guard state.byBackend[key] != nil else { return .notStarting }
+            guard state.waiting < maxHeldRequests else { return .overLimit }
+            state.nextID &+= 1
+            state.waiting += 1
+            let promise = eventLoop.makePromise(of: StartOutcome.self)
+            state.byBackend[key]?.waiters[state.nextID] = promise
+            return .registered(state.nextID, promise)
+        }
+        switch registration {
+        case .registered(let id, let promise):
+            return StartWait(backend: key, id: id, outcome: promise.futureResult)
+        case .overLimit:
+            immediate = .overLimit
+        case .notStarting:
+            immediate = entries.withLock { $0[key] != nil } ? .ready : .ended
+        }
+        return nil
+    }
+
+    /// The waiter gives up: its outcome becomes `.cancelled` unless the table completed it.
+    public func stopWaiting(_ wait: StartWait) {
+        let promise = starting.withLock { state -> EventLoopPromise<StartOutcome>? in
+            guard let promise = state.byBackend[wait.backend]?.waiters.removeValue(forKey: wait.id) else { return nil }
+            state.waiting -= 1
+            return promise
+        }
+        promise?.succeed(.cancelled)
+    }
+
+    private func finishStarting(_ key: String, outcome: StartOutcome) {
+        let waiters = starting.withLock { state -> [EventLoopPromise<StartOutcome>] in
+            guard let entry = state.byBackend.removeValue(forKey: key) else { return [] }
+            state.waiting -= entry.waiters.count
+            return Array(entry.waiters.values)
+        }
+        generation.wrappingAdd(1, ordering: .releasing)
+        for promise in waiters { promise.succeed(outcome) }
     }
 
     /// Adds or replaces a route; the backend counts as active now (or at `lastActive`, for
@@ -98,6 +229,8 @@ public final class RouteTable: Sendable {
                                                  exchanges: $0[route.backendID.rawValue]?.exchanges ?? OpenExchanges(), dirty: false)
             generation.wrappingAdd(1, ordering: .releasing)
         }
+        // Requests held while it started go now.
+        finishStarting(route.backendID.rawValue, outcome: .ready)
     }
 
     /// Replaces the per-connect access tokens of a backend's route (its activity stays).
@@ -105,15 +238,18 @@ public final class RouteTable: Sendable {
         entries.withLock {
             guard $0[backend.rawValue] != nil else { return }
             $0[backend.rawValue]?.route.accessTokens = tokens
-            generation.wrappingAdd(1, ordering: .releasing)
         }
+        starting.withLock { $0.byBackend[backend.rawValue]?.route.accessTokens = tokens }
+        generation.wrappingAdd(1, ordering: .releasing)
     }
 
+    /// The backend left `Ready` (or ended while starting): no route, and no request is held for it.
     public func remove(_ backend: BackendID) {
         entries.withLock {
             _ = $0.removeValue(forKey: backend.rawValue)
             generation.wrappingAdd(1, ordering: .releasing)
         }
+        finishStarting(backend.rawValue, outcome: .ended)
     }
 
     /// A request reached the backend.

@@ -21,6 +21,8 @@ import NIOWebSocket
 ///   (write that many MiB to `/plane-fill`);
 /// - any path with a WebSocket upgrade echoes text and binary messages;
 /// - env `EXIT_CODE` (+ `EXIT_TIMEOUT` in ms) exits after the delay without serving;
+/// - env `START_DELAY_MS` waits that long (at most a day) before it listens: a backend that
+///   is slow to become Ready;
 /// - listens on `0.0.0.0:$PORT` (default 8080; `HOST` overrides the address);
 /// - prints one line at start and one per request; exits with 0 on SIGTERM unless
 ///   `IGNORE_SIGTERM=1`.
@@ -33,6 +35,10 @@ struct TestServer {
             say("plane-test-server: exiting with code \(code) after \(delay) ms")
             try await Task.sleep(for: .milliseconds(delay))
             exit(code)
+        }
+        if let delay = environment["START_DELAY_MS"].flatMap(UInt64.init), delay > 0 {
+            say("plane-test-server: listening in \(min(delay, 86_400_000)) ms")
+            try await Task.sleep(for: .milliseconds(min(delay, 86_400_000)))
         }
         let host = environment["HOST"] ?? "0.0.0.0"
         let port = environment["PORT"].flatMap(Int.init) ?? 8080

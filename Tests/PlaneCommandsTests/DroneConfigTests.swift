@@ -230,6 +230,16 @@ struct DroneConfigTests {
         #expect(problems(base + "lease_hard_secs = 0\n").contains { $0.hasPrefix("agent.lease_hard_secs:") })
     }
 
+    @Test func heldRequestKeys() throws {
+        let base = "cluster_domain = \"plane.test\"\n[nats]\nhosts=[\"x\"]\n[agent]\nip = \"1.2.3.4\"\n[proxy]\n"
+        let defaults = try #require(try load(base).proxy)
+        #expect(defaults.holdWhileStarting == .seconds(30) && defaults.maxHeldRequests == 4096)
+        let set = try #require(try load(base + "hold_while_starting_secs = 0\nmax_held_requests = 10\n").proxy)
+        #expect(set.holdWhileStarting == .zero && set.maxHeldRequests == 10)
+        #expect(problems(base + "hold_while_starting_secs = 3601\n").contains { $0.hasPrefix("proxy.hold_while_starting_secs:") })
+        #expect(problems(base + "max_held_requests = -1\n").contains { $0.hasPrefix("proxy.max_held_requests:") })
+    }
+
     @Test func fleetKeys() throws {
         let base = "cluster_domain = \"plane.test\"\n[nats]\nhosts=[\"x\"]\n[agent]\nip = \"1.2.3.4\"\n"
         let defaults = try #require(try load(base).agent)

@@ -6,8 +6,14 @@ struct ProxyRouterTests {
     let open = RouteTable.Route(backendID: "foobar", address: "127.0.0.1:20001", bearerToken: nil)
     let guarded = RouteTable.Route(backendID: "secret", address: "127.0.0.1:20002", bearerToken: "foobar")
 
+    var starting: RouteTable.Route {
+        var route = RouteTable.Route(backendID: "warming", address: "", bearerToken: "foobar")
+        route.isStarting = true
+        return route
+    }
+
     func lookup(_ subdomain: String) -> RouteTable.Route? {
-        [open, guarded].first { $0.backendID.rawValue == subdomain }
+        [open, guarded, starting].first { $0.backendID.rawValue == subdomain }
     }
 
     func decide(_ router: ProxyRouter, host: String?, _ uri: String = "/", authorization: [String] = [], cookies: [String] = []) -> ProxyRouter.Decision {
@@ -92,6 +98,16 @@ struct ProxyRouterTests {
             #expect(decide(router, host: host, authorization: [odd]) == .forbidden, "\(odd.debugDescription)")
         }
         #expect(decide(router, host: host, cookies: ["", ";;;", "=", "_plane_auth", "é=ü; _plane_auth=ö"]) == .forbidden)
+    }
+
+    @Test func aStartingBackendIsHeldAfterItsTokenCheck() {
+        let router = ProxyRouter(cluster: "plane.test", allowPathRouting: true)
+        #expect(decide(router, host: "warming.plane.test") == .unauthorized)
+        #expect(decide(router, host: "warming.plane.test", authorization: ["Bearer nope"]) == .forbidden)
+        #expect(decide(router, host: "warming.plane.test", authorization: ["Bearer foobar"]) == .hold("warming"))
+        #expect(decide(router, host: "other.test", "/_plane_backend=warming/x", cookies: ["_plane_auth=foobar"]) == .hold("warming"))
+        // Setting the auth cookie needs no backend.
+        #expect(decide(router, host: "warming.plane.test", "/_plane_auth?token=foobar") == .setAuthCookie(token: "foobar", location: "/", cookiePath: "/"))
     }
 
     @Test func authCookieRedirects() {

@@ -1,3 +1,4 @@
+import NIOEmbedded
 import PlaneCore
 import Testing
 @testable import PlaneProxy
@@ -73,5 +74,48 @@ struct RouteTableTests {
         #expect(table.idleTime(of: id) == .zero)
         exchanges.close()
         #expect(try #require(table.idleTime(of: id)) > .seconds(1_000_000))
+    }
+
+    @Test func startingBackendsAndTheirWaiters() throws {
+        let table = RouteTable(maxHeldRequests: 2)
+        let loop = EmbeddedEventLoop()
+        let id = BackendID.random()
+        var cache = RouteTable.Cache()
+        table.starting(id, bearerToken: "t")
+        // A starting backend is found through the cache too, without an address.
+        let entry = try #require(table.route(for: id.rawValue, cache: &cache))
+        #expect(entry.isStarting && entry.address.isEmpty && entry.bearerToken == "t")
+        #expect(table.route(for: id.rawValue) == nil)  // no Ready route yet
+        table.setAccessTokens(["\(id).link"], of: id)
+        #expect(table.route(for: id.rawValue, cache: &cache)?.accessTokens == ["\(id).link"])
+
+        var immediate = RouteTable.StartOutcome.cancelled
+        let first = try #require(table.waitUntilReady(id, on: loop, immediate: &immediate))
+        let second = try #require(table.waitUntilReady(id, on: loop, immediate: &immediate))
+        // Two wait (the limit): a third is refused at once.
+        #expect(table.waitUntilReady(id, on: loop, immediate: &immediate) == nil && immediate == .overLimit)
+        #expect(table.heldRequests == 2)
+        table.stopWaiting(second)
+        #expect(try second.outcome.wait() == .cancelled)
+        #expect(table.heldRequests == 1)
+
+        table.add(RouteTable.Route(backendID: id, address: "127.0.0.1:1", bearerToken: "t"))
+        #expect(try first.outcome.wait() == .ready)
+        // Stopping a wait that the table completed changes nothing.
+        table.stopWaiting(first)
+        #expect(table.heldRequests == 0 && !table.isStarting(id))
+        let ready = try #require(table.route(for: id.rawValue, cache: &cache))
+        #expect(!ready.isStarting && ready.address == "127.0.0.1:1")
+        // A backend with a route is not starting again.
+        table.starting(id, bearerToken: "t")
+        #expect(!table.isStarting(id))
+
+        // One that ends before Ready lets its waiters go with `ended`.
+        let other = BackendID.random()
+        table.starting(other, bearerToken: nil)
+        let waiting = try #require(table.waitUntilReady(other, on: loop, immediate: &immediate))
+        table.notStarting(other)
+        #expect(try waiting.outcome.wait() == .ended)
+        #expect(table.route(for: other.rawValue, cache: &cache) == nil)
     }
 }

@@ -19,7 +19,9 @@ def context(ca):
 
 
 async def echo(args):
-    async with connect(args.url, ssl=context(args.ca), host="127.0.0.1", port=args.port, open_timeout=10) as ws:
+    headers = [tuple(h.split(": ", 1)) for h in args.header]
+    async with connect(args.url, ssl=context(args.ca), host="127.0.0.1", port=args.port, open_timeout=args.open_timeout,
+                       additional_headers=headers) as ws:
         for i in range(1, args.messages + 1):
             await ws.send(str(i))
             reply = await asyncio.wait_for(ws.recv(), 10)
@@ -74,6 +76,8 @@ def main():
     parser.add_argument("--url", required=True)
     parser.add_argument("--port", type=int, required=True)
     parser.add_argument("--ca")
+    parser.add_argument("--header", action="append", default=[], help="'Name: value', sent with the handshake (echo)")
+    parser.add_argument("--open-timeout", type=float, default=10)
     parser.add_argument("--messages", type=int, default=6)
     parser.add_argument("--connections", type=int, default=1)
     args = parser.parse_args()
