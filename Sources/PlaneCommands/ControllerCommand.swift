@@ -34,6 +34,7 @@ struct ControllerCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
             throw ExitCode(2)
         }
+        configuration.ignoredVariables.logOnce(to: Logger(label: "plane.controller"))
         if dumpConfig {
             print(ControllerConfigDump.describe(configuration))
             return

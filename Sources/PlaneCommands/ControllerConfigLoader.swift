@@ -9,8 +9,10 @@ import PlaneDNS
 /// at once, and nothing starts.
 enum ControllerConfigLoader {
     static func load(path: String?, environment: [String: String]) throws(ConfigError) -> ControllerConfiguration {
-        let (table, source) = try TOMLConfigFile.load(path: path, environment: environment)
-        return try configuration(from: table, source: source)
+        let (table, source, ignored) = try TOMLConfigFile.load(path: path, environment: environment)
+        var config = try configuration(from: table, source: source)
+        config.ignoredVariables = (ignored + config.ignoredVariables).sorted()
+        return config
     }
 
     static func configuration(from table: ConfigTable, source: String) throws(ConfigError) -> ControllerConfiguration {
@@ -83,7 +85,9 @@ enum ControllerConfigLoader {
         }
         try root.finish(source: source)
         guard let nats else { throw ConfigError(.invalid, source: source, problems: ["nats: missing"]) }
-        return ControllerConfiguration(nats: nats, scheduler: scheduler, dns: dns, http: http, limits: limits)
+        var config = ControllerConfiguration(nats: nats, scheduler: scheduler, dns: dns, http: http, limits: limits)
+        config.ignoredVariables = root.ignoredVariables
+        return config
     }
 }
 

@@ -39,6 +39,7 @@ struct DroneCommand: AsyncParsableCommand {
         } catch {
             fail(error.message, code: 2)
         }
+        configuration.ignoredVariables.logOnce(to: Logger(label: "plane.drone"))
         if dumpConfig {
             print(DroneConfigDump.describe(configuration))
             return

@@ -11,8 +11,10 @@ import PlaneDrone
 /// types are reported by name, all at once, and nothing starts.
 enum DroneConfigLoader {
     static func load(path: String?, environment: [String: String]) throws(ConfigError) -> DroneConfiguration {
-        let (table, source) = try TOMLConfigFile.load(path: path, environment: environment)
-        return try configuration(from: table, source: source)
+        let (table, source, ignored) = try TOMLConfigFile.load(path: path, environment: environment)
+        var config = try configuration(from: table, source: source)
+        config.ignoredVariables = (ignored + config.ignoredVariables).sorted()
+        return config
     }
 
     static func configuration(from table: ConfigTable, source: String) throws(ConfigError) -> DroneConfiguration {
@@ -83,6 +85,7 @@ enum DroneConfigLoader {
             root.problem("drone", "no part is enabled; add [agent], [proxy] and/or [acme]")
         }
         try root.finish(source: source)
+        config.ignoredVariables = root.ignoredVariables
         return config
     }
 
@@ -196,6 +199,8 @@ enum DroneConfigLoader {
                                              "lease_renew_secs", "lease_soft_secs", "lease_hard_secs", "runtime_classes", "pool",
                                              "memory_bytes", "cpus", "max_backends"].contains(key) {
             // Another runtime's section ([agent.oci], [agent.<plugin>]); that runtime checks it.
+            // A variable's text here names no key (ignored, with the reader's warning).
+            if case .unparsed = agent.table[key] { continue }
             guard let section = agent.table(key) else { continue }
             if key == settings.runtime { settings.runtimeConfiguration = json(section.table) }
             for child in section.table.keys { _ = section.contains(child) }

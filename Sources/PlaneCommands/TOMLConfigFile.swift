@@ -3,10 +3,12 @@ import PlaneCore
 
 /// Reads a TOML file into a `ConfigTable` (with `TOMLParser`, ADR 0002), then applies
 /// `PLANE_*` environment overrides. The file must be a regular file of at most 4 MiB.
+/// `ignored`: variables that could not be applied (`ConfigTable.applyEnvironment`).
 enum TOMLConfigFile {
     static let maximumBytes = 4 << 20
 
-    static func load(path: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws(ConfigError) -> (ConfigTable, source: String) {
+    static func load(path: String?, environment: [String: String] = ProcessInfo.processInfo.environment) throws(ConfigError)
+        -> (ConfigTable, source: String, ignored: [String]) {
         var table = ConfigTable()
         let source = path ?? "the environment (no configuration file)"
         if let path {
@@ -21,8 +23,8 @@ enum TOMLConfigFile {
             }
             table = try parse(text, source: path)
         }
-        table.applyEnvironment(environment)
-        return (table, source)
+        let ignored = table.applyEnvironment(environment)
+        return (table, source, ignored)
     }
 
     static func parse(_ text: String, source: String) throws(ConfigError) -> ConfigTable {

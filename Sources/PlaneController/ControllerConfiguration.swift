@@ -14,6 +14,8 @@ public struct ControllerConfiguration: Sendable {
     public var http: HTTPAPIConfiguration?
     /// `[limits]`: bounds on wire messages and spawns.
     public var limits: InputLimits
+    /// `PLANE_*` environment variables that name no configuration key: ignored (logged once).
+    public var ignoredVariables: [String] = []
 
     public init(nats: NATSClientConfiguration, scheduler: SchedulerConfiguration? = nil,
                 dns: ControllerDNSConfiguration? = nil, http: HTTPAPIConfiguration? = nil, limits: InputLimits = InputLimits()) {

@@ -24,6 +24,9 @@ public struct DroneConfiguration: Sendable {
     /// `[metrics]`: where `/metrics` is served.
     public var metrics: MetricsEndpointConfiguration?
 
+    /// `PLANE_*` environment variables that name no configuration key: ignored (logged once).
+    public var ignoredVariables: [String] = []
+
     public init(cluster: ClusterName) { self.cluster = cluster }
 
     public var effectiveDatabasePath: String { databasePath ?? stateDirectory + "/drone.sqlite3" }

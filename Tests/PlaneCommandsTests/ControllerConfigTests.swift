@@ -94,6 +94,39 @@ struct ControllerConfigTests {
         #expect(config.scheduler?.droneTimeout == .seconds(9))
     }
 
+    @Test func environmentVariablesThatNameNoKeyAreIgnored() throws {
+        let file = "[nats]\nhosts = [\"a\"]\n[dns]\nport = 53\n"
+        var table = try TOMLConfigFile.parse(file, source: "controller.toml")
+        let notApplied = table.applyEnvironment(["PLANE_BIN": "/opt/other/bin", "PLANE_DNS__PROT": "54", "PLANE_DNS": "text",
+                                                 "PLANE_NATS__HOSTS__X": "1", "PLANE_": "x", "PLANE_A____B": "y", "PLANE_LOG": "debug"])
+        // The file's table and list stay; names that are no key path are not applied.
+        #expect(notApplied == ["PLANE_", "PLANE_A____B", "PLANE_DNS", "PLANE_NATS__HOSTS__X"])
+        let config = try ControllerConfigLoader.configuration(from: table, source: "controller.toml")
+        #expect(config.dns?.server.port == 53 && config.nats.servers.map(\.host) == ["a"])
+        #expect(config.ignoredVariables == ["PLANE_BIN", "PLANE_DNS__PROT"])
+        // A whole section made by variables alone is ignored too; one naming a key is applied.
+        let sectioned = try load(file, environment: ["PLANE_OTHER_TOOL__MODE": "fast", "PLANE_DNS__PORT": "5353"])
+        #expect(sectioned.ignoredVariables == ["PLANE_OTHER_TOOL__MODE"] && sectioned.dns?.server.port == 5353)
+        // A wrong value for a key it names, and a mistake in the file, stay errors.
+        #expect(problems(file, environment: ["PLANE_DNS__PORT": "x"]).contains { $0.contains("PLANE_DNS__PORT") })
+        #expect(problems(file + "prot = 54\n", environment: ["PLANE_BIN": "x"]).contains { $0.hasPrefix("dns.prot: unknown key") })
+    }
+
+    @Test func theCommandWarnsOnceOfIgnoredVariables() async throws {
+        let directory = try TestEnvironment.temporaryDirectory("controller-env")
+        defer { try? FileManager.default.removeItem(atPath: directory) }
+        let path = directory + "/controller.toml"
+        try "[nats]\nhosts=[\"127.0.0.1:4222\"]\n[scheduler]\n".write(toFile: path, atomically: true, encoding: .utf8)
+        // The warning comes before anything starts (here: before the configuration is printed).
+        let (status, output) = try await SystemProgram.run(executable: try TestExecutables.path("plane"), ["controller", "--dump-config", path],
+                                                           environment: ["PLANE_BIN": "/opt/elsewhere/plane", "PLANE_SCHEDULER__DRONE_TIMEOUT": "secret-value"])
+        #expect(status == 0 && output.contains("[scheduler]"), "\(output)")
+        let warnings = output.split(separator: "\n").filter { $0.contains("config.environment_ignored") }
+        #expect(warnings.count == 1, "\(output)")
+        #expect(warnings.first?.contains("PLANE_BIN, PLANE_SCHEDULER__DRONE_TIMEOUT") == true, "\(output)")
+        #expect(!output.contains("secret-value"))
+    }
+
     @Test func badConfigurationsNameTheirKeys() {
         let all = problems("""
             [nats]

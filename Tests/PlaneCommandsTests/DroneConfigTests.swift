@@ -240,6 +240,13 @@ struct DroneConfigTests {
         #expect(problems(base + "max_held_requests = -1\n").contains { $0.hasPrefix("proxy.max_held_requests:") })
     }
 
+    @Test func environmentVariablesThatNameNoKeyAreIgnored() throws {
+        let base = "cluster_domain = \"plane.test\"\n[nats]\nhosts=[\"x\"]\n[agent]\nip = \"1.2.3.4\"\n"
+        let config = try load(base, environment: ["PLANE_BIN": "/x", "PLANE_AGENT__PORT_RANG": "1-2", "PLANE_AGENT__STOP_GRACE_SECS": "3"])
+        #expect(config.ignoredVariables == ["PLANE_AGENT__PORT_RANG", "PLANE_BIN"] && config.agent?.stopGrace == .seconds(3))
+        #expect(problems(base + "port_rang = \"1-2\"\n").contains { $0.hasPrefix("agent.port_rang:") })
+    }
+
     @Test func fleetKeys() throws {
         let base = "cluster_domain = \"plane.test\"\n[nats]\nhosts=[\"x\"]\n[agent]\nip = \"1.2.3.4\"\n"
         let defaults = try #require(try load(base).agent)

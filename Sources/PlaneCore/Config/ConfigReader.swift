@@ -139,9 +139,11 @@ public final class ConfigReader {
     }
 
     /// Every problem found so far, including unknown keys of this table and its children.
+    /// An unknown key that comes from environment variables alone is no problem (the
+    /// environment holds `PLANE_*` variables of other programs too): `ignoredVariables`.
     public var problems: [String] {
         var all = ownProblems
-        let unknown = table.keys.filter { !known.contains($0) }
+        let unknown = table.keys.filter { !known.contains($0) && table[$0]?.environmentOnlyVariables.isEmpty != false }
         if !unknown.isEmpty {
             let expected = known.sorted().joined(separator: ", ")
             for key in unknown {
@@ -151,6 +153,17 @@ public final class ConfigReader {
         }
         for child in children { all += child.problems }
         return all
+    }
+
+    /// The `PLANE_*` variables that name no configuration key here or in the tables read
+    /// below: ignored (the commands log them once).
+    public var ignoredVariables: [String] {
+        var variables: [String] = []
+        for key in table.keys where !known.contains(key) {
+            variables += table[key]?.environmentOnlyVariables ?? []
+        }
+        for child in children { variables += child.ignoredVariables }
+        return variables.sorted()
     }
 
     /// Throws every problem found, or returns when there is none.

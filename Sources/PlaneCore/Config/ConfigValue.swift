@@ -15,6 +15,25 @@ public indirect enum ConfigValue: Sendable, Hashable {
     /// key expects (`"53"` → 53, `"true"` → true, `"a,b"` → a list).
     case unparsed(String, variable: String)
 
+    /// Every variable this value came from, when it came from the environment only (a
+    /// variable's text, or a table made of such); empty when any part is from a file.
+    var environmentOnlyVariables: [String] {
+        switch self {
+        case .unparsed(_, let variable):
+            return [variable]
+        case .table(let table):
+            var variables: [String] = []
+            for entry in table.entries {
+                let inner = entry.value.environmentOnlyVariables
+                if inner.isEmpty { return [] }
+                variables += inner
+            }
+            return variables
+        default:
+            return []
+        }
+    }
+
     var typeName: String {
         switch self {
         case .string: "a string"
@@ -65,24 +84,45 @@ public struct ConfigTable: Sendable, Hashable {
         name == "PLANE_LOG" || name.hasPrefix("PLANE_TEST_")
     }
 
-    public mutating func applyEnvironment(_ environment: [String: String], prefix: String = "PLANE_") {
+    ///
+    /// Returns the variables that could not be applied: a name that is no key path
+    /// (`PLANE_`, `PLANE_A____B`), or one that would put a key under a value from the file
+    /// that is not a table (`PLANE_CLUSTER_DOMAIN__X`): they are ignored, and the file's value
+    /// stays. (Variables that name no key are found by the readers: `ConfigReader`.)
+    @discardableResult
+    public mutating func applyEnvironment(_ environment: [String: String], prefix: String = "PLANE_") -> [String] {
+        var ignored: [String] = []
         for (name, value) in environment.sorted(by: { $0.key < $1.key }) where name.hasPrefix(prefix) && !Self.isReservedVariable(name) {
             let path = name.dropFirst(prefix.count).lowercased().components(separatedBy: "__")
-            guard !path.isEmpty, !path.contains(where: \.isEmpty) else { continue }
-            set(.unparsed(value, variable: name), at: path[...])
+            guard !path.isEmpty, !path.contains(where: \.isEmpty), set(.unparsed(value, variable: name), at: path[...]) else {
+                ignored.append(name)
+                continue
+            }
         }
+        return ignored
     }
 
-    mutating func set(_ value: ConfigValue, at path: ArraySlice<String>) {
-        guard let first = path.first else { return }
+    /// Sets `value` at `path`, making tables on the way; false (nothing changed) when a
+    /// value on the way is not a table.
+    mutating func set(_ value: ConfigValue, at path: ArraySlice<String>) -> Bool {
+        guard let first = path.first else { return false }
         if path.count == 1 {
+            if case .table = self[first], case .unparsed = value { return false }
             self[first] = value
-            return
+            return true
         }
         var child: ConfigTable
-        if case .table(let existing) = self[first] { child = existing } else { child = ConfigTable() }
-        child.set(value, at: path.dropFirst())
+        switch self[first] {
+        case .table(let existing): child = existing
+        case nil: child = ConfigTable()
+        case .unparsed:
+            // Another variable's text (PLANE_A=x and PLANE_A__B=y): the deeper one wins.
+            child = ConfigTable()
+        default: return false
+        }
+        guard child.set(value, at: path.dropFirst()) else { return false }
         self[first] = .table(child)
+        return true
     }
 }
 
