@@ -412,7 +412,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneMessagingTests",
-            dependencies: ["PlaneMessaging", "PlaneCore", "NATS", "PlaneTestSupport"]
+            dependencies: ["PlaneMessaging", "PlaneCore", "NATS", "PlaneTestSupport", .product(name: "Logging", package: "swift-log")]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -3,6 +3,7 @@ import Foundation
 import Logging
 import NATS
 import PlaneController
+import PlaneMessaging
 import PlaneCore
 import ServiceLifecycle
 
@@ -25,7 +26,6 @@ struct ControllerCommand: AsyncParsableCommand {
     var dumpConfig = false
 
     func run() async throws {
-        LoggingSystem.bootstrapPlane()
         let path = config ?? configFile
         let configuration: ControllerConfiguration
         do {
@@ -34,6 +34,8 @@ struct ControllerCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("error: \(error.message)\n".utf8))
             throw ExitCode(2)
         }
+        // After the configuration: its [log_forwarding] level is the forwarding handler's.
+        LoggingSystem.bootstrapPlane(forwarding: configuration.logForwarding)
         configuration.ignoredVariables.logOnce(to: Logger(label: "plane.controller"))
         if dumpConfig {
             print(ControllerConfigDump.describe(configuration))
@@ -57,7 +59,9 @@ struct ControllerCommand: AsyncParsableCommand {
             throw ExitCode(1)
         }
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: client), .init(service: controller, successTerminationBehavior: .gracefullyShutdownGroup)],
+            services: [.init(service: client),
+                       .init(service: NATSLogPublisher(client: client, subject: PlaneSubjects.controllerLogs, component: .controller)),
+                       .init(service: controller, successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint],
             logger: logger))
         try await group.run()
@@ -113,6 +117,7 @@ enum ControllerConfigDump {
             }
         }
         lines += [""] + LimitsDump.lines(c.limits)
+        lines += [""] + LimitsDump.lines(c.logForwarding)
         return lines.joined(separator: "\n")
     }
 }
@@ -123,5 +128,11 @@ enum LimitsDump {
         ["[limits]", "max_message_bytes = \(limits.json.maxBytes)", "max_json_depth = \(limits.json.maxDepth)",
          "max_json_string_bytes = \(limits.json.maxStringBytes)", "max_env_bytes = \(limits.spawn.maxEnvBytes)",
          "max_metadata_bytes = \(limits.spawn.maxMetadataBytes)"]
+    }
+
+    /// `[log_forwarding]`, the same in both files.
+    static func lines(_ forwarding: LogForwarding.Settings) -> [String] {
+        ["[log_forwarding]", "level = \"\(forwarding.level?.rawValue ?? "off")\"", "max_per_second = \(forwarding.maxPerSecond)",
+         "buffer = \(forwarding.bufferSize)"]
     }
 }

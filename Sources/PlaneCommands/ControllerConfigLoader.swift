@@ -80,6 +80,7 @@ enum ControllerConfigLoader {
             http = config
         }
         let limits = InputLimits.read(root.table("limits"))
+        let logForwarding = LogForwardingConfigReader.read(root.table("log_forwarding"))
         if scheduler == nil && dns == nil && http == nil && root.problems.isEmpty {
             root.problem("controller", "no part is enabled; add [scheduler], [dns] and/or [http] (as v0.3.10: \"No event loops selected\")")
         }
@@ -87,6 +88,7 @@ enum ControllerConfigLoader {
         guard let nats else { throw ConfigError(.invalid, source: source, problems: ["nats: missing"]) }
         var config = ControllerConfiguration(nats: nats, scheduler: scheduler, dns: dns, http: http, limits: limits)
         config.ignoredVariables = root.ignoredVariables
+        config.logForwarding = logForwarding
         return config
     }
 }

@@ -32,13 +32,15 @@ struct DroneCommand: AsyncParsableCommand {
     var dumpConfig = false
 
     func run() async throws {
-        LoggingSystem.bootstrapPlane()
         let configuration: DroneConfiguration
         do {
             configuration = try DroneConfigLoader.load(path: config ?? configFile, environment: ProcessInfo.processInfo.environment)
         } catch {
+            LoggingSystem.bootstrapPlane()
             fail(error.message, code: 2)
         }
+        // After the configuration: its [log_forwarding] level is the forwarding handler's.
+        LoggingSystem.bootstrapPlane(forwarding: configuration.nats == nil ? nil : configuration.logForwarding)
         configuration.ignoredVariables.logOnce(to: Logger(label: "plane.drone"))
         if dumpConfig {
             print(DroneConfigDump.describe(configuration))
@@ -175,6 +177,7 @@ enum DroneServices {
             let connected = try NATSClient(configuration: natsConfiguration, logger: Logger(label: "plane.nats"))
             try await connected.connect()
             services.append(.init(service: connected))
+            services.append(.init(service: NATSLogPublisher(client: connected, subject: PlaneSubjects.droneLogs(droneID), component: .drone(droneID))))
             client = connected
         }
         let metrics = ProxyMetrics()
@@ -279,6 +282,7 @@ enum DroneConfigDump {
             if let eab = acme.externalAccountBinding { lines += ["", "[acme.eab]", "key_id = \"\(eab.keyID)\"", "key = \"(set)\""] }
         }
         if let a = c.agent { lines += [""] + LimitsDump.lines(a.limits) }
+        if c.nats != nil { lines += [""] + LimitsDump.lines(c.logForwarding) }
         return lines.joined(separator: "\n")
     }
 

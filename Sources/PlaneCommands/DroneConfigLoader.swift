@@ -81,6 +81,7 @@ enum DroneConfigLoader {
             if let port = metrics.int("port", in: 0...65535) { settings.port = port }
             config.metrics = settings
         }
+        config.logForwarding = LogForwardingConfigReader.read(root.table("log_forwarding"))
         if config.agent == nil && config.proxy == nil && config.acme == nil && root.problems.isEmpty {
             root.problem("drone", "no part is enabled; add [agent], [proxy] and/or [acme]")
         }

@@ -1,6 +1,7 @@
 import NATS
 import PlaneCore
 import PlaneDNS
+import PlaneMessaging
 
 /// Everything `plane controller` runs with (`controller.toml`, see
 /// docs/configuration.md). Each optional section switches one part on, as in v0.3.10.
@@ -16,6 +17,8 @@ public struct ControllerConfiguration: Sendable {
     public var limits: InputLimits
     /// `PLANE_*` environment variables that name no configuration key: ignored (logged once).
     public var ignoredVariables: [String] = []
+    /// `[log_forwarding]`: the controller's log events on `logs.controller`.
+    public var logForwarding = LogForwarding.Settings()
 
     public init(nats: NATSClientConfiguration, scheduler: SchedulerConfiguration? = nil,
                 dns: ControllerDNSConfiguration? = nil, http: HTTPAPIConfiguration? = nil, limits: InputLimits = InputLimits()) {

@@ -1,6 +1,7 @@
 import NATS
 import PlaneACME
 import PlaneCore
+import PlaneMessaging
 import PlaneProxy
 
 /// Everything `plane drone` runs with (`drone.toml`, see docs/configuration.md).
@@ -26,6 +27,8 @@ public struct DroneConfiguration: Sendable {
 
     /// `PLANE_*` environment variables that name no configuration key: ignored (logged once).
     public var ignoredVariables: [String] = []
+    /// `[log_forwarding]`: the drone's log events on `logs.drone.{id}`.
+    public var logForwarding = LogForwarding.Settings()
 
     public init(cluster: ClusterName) { self.cluster = cluster }
 
