@@ -14,7 +14,9 @@ import ServiceLifecycle
 /// `plane dev`: a complete cluster on this machine, in the foreground — nats-server (a
 /// child process), a controller (scheduler, DNS, HTTP API), a drone on Docker (or the OCI
 /// runtime when no Docker daemon answers) with its HTTPS proxy and a certificate from a
-/// local CA, and the demo image. Ctrl-C stops everything, backends included.
+/// local CA, and the demo image. Ctrl-C stops everything, backends included. One `plane
+/// dev` per state directory (`DevStateLock`); its nats-server ends with it even when it is
+/// killed, and one left by an older version is stopped at the next start.
 struct DevCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dev",
@@ -47,6 +49,9 @@ struct DevCommand: AsyncParsableCommand {
         do { clusterName = try ClusterName(cluster) } catch { throw ValidationError(error.message) }
         let runtimeName = try chooseRuntime()
         try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
+        // Held until this process ends: no second plane dev on this store.
+        let stateLock = try DevStateLock.acquire(stateDirectory: stateDir)
+        defer { withExtendedLifetime(stateLock) {} }
 
         // Certificates from the local CA, for *.{cluster} and {cluster}.
         let authority = try LocalCertificateAuthority.openOrCreate(in: stateDir + "/ca")
@@ -54,7 +59,7 @@ struct DevCommand: AsyncParsableCommand {
         try authority.issue(names: ["*.\(clusterName)", clusterName.rawValue], to: files)
 
         let image = try demoImage(runtime: runtimeName)
-        let nats = try await DevNATSServer.start(directory: stateDir + "/nats", preferredPort: natsPort)
+        let nats = try await DevNATSServer.start(directory: stateDir + "/nats", preferredPort: natsPort, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: nats)]
         do {
             let natsConfiguration = try NATSClientConfiguration(urls: [nats.url], name: "plane-dev")

@@ -15,7 +15,11 @@ struct NATSLogPublisher: Service {
 
     func run() async throws {
         // Started when logging was bootstrapped (`LoggingSystem.bootstrapPlane(forwarding:)`).
-        guard let stream = forwarding.takeStream() else { return }
+        guard let stream = forwarding.takeStream() else {
+            // Forwarding is off: stay until the group stops (a service that returns ends the group).
+            try? await gracefulShutdown()
+            return
+        }
         let messenger = PlaneMessenger(client: client)
         let forwarding = self.forwarding
         await withGracefulShutdownHandler {

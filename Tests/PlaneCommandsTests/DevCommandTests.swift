@@ -49,6 +49,43 @@ struct DevCommandTests {
         #expect(!mounts.contains(stateDir), "mounts left under \(stateDir)")
     }
 
+    /// Two `plane dev` on one store: the second is refused; SIGKILL of the first ends its
+    /// nats-server too; a nats-server left on the store (as an older version left it) is
+    /// stopped by the next start.
+    @Test func oneDevPerStoreAndItsNATSServerEndsWithIt() async throws {
+        let stateDir = try TestEnvironment.temporaryDirectory("dev-store")
+        defer { try? FileManager.default.removeItem(atPath: stateDir) }
+        let plane = try TestExecutables.path("plane")
+        let arguments = ["dev", "--state-dir", stateDir, "--runtime", "oci", "--https-port", "0", "--http-port", "0", "--nats-port", "0", "--json"]
+        func ready(_ dev: ChildProcess) async throws -> Bool {
+            try await eventually(timeout: .seconds(90)) { dev.output.contains("\"drone\"") || !dev.isRunning } && dev.isRunning
+        }
+        let first = try ChildProcess(plane, arguments: arguments)
+        #expect(try await ready(first), "\(first.output)")
+        let pidFile = stateDir + "/nats/nats-server.pid"
+        let natsPid = try #require(pid_t((try String(contentsOfFile: pidFile, encoding: .utf8)).trimmingCharacters(in: .whitespacesAndNewlines)))
+        #expect(kill(natsPid, 0) == 0)
+
+        let (status, output) = try await SystemProgram.run(executable: plane, arguments)
+        #expect(status == 1 && output.contains("another plane dev (pid \(first.pid)) uses \(stateDir)"), "\(output)")
+        #expect(kill(natsPid, 0) == 0, "the refused one left the running one's server alone")
+
+        first.signal(SIGKILL)
+        _ = await first.waitForExit(timeout: .seconds(10))
+        #expect(try await eventually(timeout: .seconds(10)) { kill(natsPid, 0) != 0 }, "nats-server \(natsPid) outlived plane dev")
+
+        // A leftover server on the store, started without a parent-death signal.
+        let natsServer = try SystemProgram("nats-server", debianPackage: "nats-server").path()
+        let leftover = try ChildProcess(natsServer, arguments: ["-c", stateDir + "/nats/nats.conf", "-P", pidFile])
+        #expect(try await eventually(timeout: .seconds(10)) { (try? String(contentsOfFile: pidFile, encoding: .utf8))?.contains("\(leftover.pid)") == true })
+        let second = try ChildProcess(plane, arguments: arguments)
+        #expect(try await ready(second), "\(second.output)")
+        #expect(await leftover.waitForExit(timeout: .seconds(10)) != nil, "the leftover server was stopped")
+        #expect(second.output.contains("dev.leftover_nats_server"), "\(second.output)")
+        second.signal(SIGINT)
+        #expect(await second.waitForExit(timeout: .seconds(60)) == 0, "\(second.output)")
+    }
+
     @Test func aMissingProgramIsNamedWithItsPackage() async throws {
         let stateDir = try TestEnvironment.temporaryDirectory("plane-dev-missing")
         defer { try? FileManager.default.removeItem(atPath: stateDir) }
