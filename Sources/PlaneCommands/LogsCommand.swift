@@ -42,13 +42,18 @@ struct LogsCommand: AsyncParsableCommand {
         }
     }
 
-    func emit(_ line: DroneLogMessage) {
+    /// One line: its text without the wire's time prefix and newline (the time is a field
+    /// of its own with --json).
+    func emit(_ message: DroneLogMessage) {
+        let (time, text) = message.line
         if options.json {
-            options.printJSON(["backend_id": line.backendID.rawValue, "stream": line.kind == .stdout ? "stdout" : "stderr", "text": line.text])
-        } else if line.kind == .stderr {
-            FileHandle.standardError.write(Data((line.text + "\n").utf8))
+            var object: [String: Any] = ["backend_id": message.backendID.rawValue, "stream": message.kind == .stdout ? "stdout" : "stderr", "text": text]
+            if let time { object["time"] = time.rfc3339 }
+            options.printJSON(object)
+        } else if message.kind == .stderr {
+            FileHandle.standardError.write(Data((text + "\n").utf8))
         } else {
-            print(line.text)
+            print(text)
         }
         fflush(nil)
     }

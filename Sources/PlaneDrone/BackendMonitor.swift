@@ -37,7 +37,7 @@ final class BackendMonitor: Sendable {
                                                                "plane.backend": "\(backend)", "log.dropped_lines": "\(dropped.lines)", "log.dropped_bytes": "\(dropped.bytes)"])
                 }
                 let notice = LogVolumeLimiter.dropNotice(lines: dropped.lines, bytes: dropped.bytes, limit: limiter.maxBytesPerMinute)
-                try? await messenger.publish(PlaneSubjects.backendLog(backend), DroneLogMessage(backendID: backend, kind: .stderr, text: notice))
+                try? await messenger.publish(PlaneSubjects.backendLog(backend), DroneLogMessage(backendID: backend, kind: .stderr, line: notice, time: .now()))
             }
             do {
                 for try await line in runtime.logs(of: backend, follow: true) {
@@ -48,7 +48,7 @@ final class BackendMonitor: Sendable {
                         logger.notice("limit.exceeded", metadata: ["plane.limit": "\(LogVolumeLimiter.maxLineBytesKey)", "plane.limit_hits": "\(hits)", "plane.backend": "\(backend)"])
                     }
                     if let text = decision.text {
-                        let message = DroneLogMessage(backendID: backend, kind: line.stream == .stdout ? .stdout : .stderr, text: text)
+                        let message = DroneLogMessage(backendID: backend, kind: line.stream == .stdout ? .stdout : .stderr, line: text, time: line.time ?? .now())
                         try? await messenger.publish(PlaneSubjects.backendLog(backend), message)
                     }
                     if let time = line.time {
@@ -113,7 +113,7 @@ final class BackendMonitor: Sendable {
         var recent: [DroneLogMessage] = []
         do {
             for try await line in runtime.logs(of: backend, follow: false) {
-                recent.append(DroneLogMessage(backendID: backend, kind: line.stream == .stdout ? .stdout : .stderr, text: line.text))
+                recent.append(DroneLogMessage(backendID: backend, kind: line.stream == .stdout ? .stdout : .stderr, line: line.text, time: line.time ?? .now()))
                 if recent.count >= 2 * lines { recent.removeFirst(recent.count - lines) }
             }
         } catch {

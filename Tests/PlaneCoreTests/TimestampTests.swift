@@ -44,4 +44,16 @@ struct TimestampTests {
         #expect(DurationSeconds(.milliseconds(1500)).seconds == 2)
         #expect(DurationSeconds(.seconds(-3)).seconds == 0)
     }
+
+    @Test func backendOutputLinesTakeV0310sTimestampedForm() throws {
+        let time = try Timestamp(rfc3339: "2023-02-18T17:03:13.871622051Z")
+        let message = DroneLogMessage(backendID: "b1", kind: .stdout, line: "Listening on 0.0.0.0:8080", time: time)
+        #expect(message.text == "2023-02-18T17:03:13.871622051Z Listening on 0.0.0.0:8080\n")
+        #expect(message.line.time == time && message.line.text == "Listening on 0.0.0.0:8080")
+        // Text without the form (an older drone's) is the line itself.
+        #expect(DroneLogMessage(backendID: "b1", kind: .stdout, text: "plain words").line.text == "plain words")
+        let notATime = DroneLogMessage(backendID: "b1", kind: .stdout, text: "2023 is a year\n").line
+        #expect(notATime.time == nil && notATime.text == "2023 is a year")
+        #expect(DroneLogMessage(backendID: "b1", kind: .stderr, text: "").line.text == "")
+    }
 }

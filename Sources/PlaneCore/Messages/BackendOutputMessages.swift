@@ -10,6 +10,24 @@ public struct DroneLogMessage: Sendable, Hashable, Codable {
         self.text = text
     }
 
+    /// A line of output in v0.3.10's form (spec §3.14: Docker's frame with timestamps):
+    /// `{RFC 3339 time} {line}\n`.
+    public init(backendID: BackendID, kind: DroneLogMessageKind, line: String, time: Timestamp) {
+        self.init(backendID: backendID, kind: kind, text: time.rfc3339 + " " + line + "\n")
+    }
+
+    /// `text` taken apart: its leading time (when it has v0.3.10's form) and the line
+    /// without the time and the trailing newline.
+    public var line: (time: Timestamp?, text: String) {
+        var body = Substring(text)
+        if body.hasSuffix("\n") { body = body.dropLast() }
+        if let space = body.firstIndex(of: " "), space > body.startIndex, body[body.startIndex].isNumber,
+           let time = try? Timestamp(rfc3339: String(body[..<space])) {
+            return (time, String(body[body.index(after: space)...]))
+        }
+        return (nil, String(body))
+    }
+
     enum CodingKeys: String, CodingKey {
         case backendID = "backend_id"
         case kind, text
