@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: bootstrap build release dev test fuzz chaos bench bench-nats bench-runtime bench-controller bench-proxy bench-connect image clean
+.PHONY: bootstrap build release dev test fuzz chaos bench bench-nats bench-runtime bench-controller bench-proxy bench-connect image package clean
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -49,6 +49,10 @@ chaos: bootstrap
 	CHAOS_SECONDS=$(CHAOS_SECONDS) swift test --skip-build --filter LockPartitionTests/randomPartitionsNeverRunALockTwice
 
 bench: bench-nats bench-runtime bench-controller bench-proxy bench-connect
+
+# The Debian package (binary, systemd units, example configs) and an OCI image of plane (docs/operations.md).
+package: bootstrap
+	bash scripts/package.sh
 
 # The plane-test-server container image (OCI layout and docker-load archive) via the package plugin.
 image: bootstrap

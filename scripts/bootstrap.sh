@@ -26,6 +26,10 @@ declare -A PACKAGES=(
   [iptables]=iptables
   [mkfs.btrfs]=btrfs-progs
   [pebble]=pebble
+  [setpriv]=util-linux
+  [dpkg-deb]=dpkg
+  [systemd-analyze]=systemd
+  [adduser]=adduser
 )
 
 missing=()
