@@ -15,20 +15,12 @@ struct ClientGuideTests {
             let (httpPort, proxyPort) = (try TestEnvironment.freePort(), try TestEnvironment.freePort())
             let token = "guide-" + BackendID.random().rawValue
             let image = try TestExecutables.path("plane-test-server")
-            try """
-                [nats]
-                hosts = ["\(server.url)"]
-                [scheduler]
-                [http]
-                bind_ip = "127.0.0.1"
-                port = \(httpPort)
-                cluster = "plane.test"
-                token = "\(token)"
+            let controllerConfig = try ControllerConfigFile.write(in: directory, nats: server.url, httpPort: httpPort, token: token, extra: """
                 [http.services.editor]
                 image = "\(image)"
-                """.write(toFile: directory + "/controller.toml", atomically: true, encoding: .utf8)
+                """)
             let plane = try TestExecutables.path("plane")
-            let controller = try ChildProcess(plane, arguments: ["controller", directory + "/controller.toml"])
+            let controller = try ChildProcess(plane, arguments: ["controller", controllerConfig])
             let drone = DroneID.random()
             let config = try DroneConfigFile.write(in: directory, drone: drone.rawValue, nats: server.url, ports: "25400-25499", extra: """
                 runtime = "process"

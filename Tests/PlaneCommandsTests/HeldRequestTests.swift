@@ -17,24 +17,16 @@ struct HeldRequestTests {
             let (httpPort, proxyPort, metricsPort) = (try TestEnvironment.freePort(), try TestEnvironment.freePort(), try TestEnvironment.freePort())
             let token = "held-" + BackendID.random().rawValue
             let image = try TestExecutables.path("plane-test-server")
-            try """
-                [nats]
-                hosts = ["\(server.url)"]
-                [scheduler]
-                [http]
-                bind_ip = "127.0.0.1"
-                port = \(httpPort)
-                cluster = "plane.test"
-                token = "\(token)"
+            let controllerConfig = try ControllerConfigFile.write(in: directory, nats: server.url, httpPort: httpPort, token: token, extra: """
                 [http.services.slow]
                 image = "\(image)"
                 env = { START_DELAY_MS = "2500" }
                 [http.services.stuck]
                 image = "\(image)"
                 env = { START_DELAY_MS = "600000" }
-                """.write(toFile: directory + "/controller.toml", atomically: true, encoding: .utf8)
+                """)
             let plane = try TestExecutables.path("plane")
-            let controller = try ChildProcess(plane, arguments: ["controller", directory + "/controller.toml"])
+            let controller = try ChildProcess(plane, arguments: ["controller", controllerConfig])
             let config = try DroneConfigFile.write(in: directory, drone: DroneID.random().rawValue, nats: server.url, ports: "25500-25599", extra: """
                 runtime = "process"
                 runtimes_dir = "\(PythonEnvironment.packageRoot)/runtimes"

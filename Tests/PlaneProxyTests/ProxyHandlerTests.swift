@@ -63,9 +63,39 @@ final class ReadCounter: ChannelOutboundHandler {
     }
 }
 
+/// A `ProxyHandler` on an embedded client channel, with the helpers its tests share.
+protocol EmbeddedProxyTest {
+    var client: EmbeddedChannel { get }
+}
+
+extension EmbeddedProxyTest {
+    func send(_ text: String) throws {
+        try client.writeInbound(ByteBuffer(string: text))
+    }
+
+    /// Everything the client received so far.
+    func received() throws -> String {
+        var text = ""
+        while let buffer = try client.readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
+        return text
+    }
+
+    /// Everything `upstream` was sent so far.
+    func sent(to upstream: EmbeddedChannel) throws -> String {
+        var text = ""
+        while let buffer = try upstream.readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
+        return text
+    }
+
+    func answer(_ upstream: EmbeddedChannel, _ text: String) throws {
+        try upstream.writeInbound(ByteBuffer(string: text))
+        upstream.pipeline.fireChannelReadComplete()
+    }
+}
+
 /// `ProxyHandler` on `EmbeddedChannel`s: the client's bytes go in, the backend's bytes come
 /// back through embedded upstream connections, time is the embedded loop's.
-struct ProxyHandlerTests {
+struct ProxyHandlerTests: EmbeddedProxyTest {
     let loop = EmbeddedEventLoop()
     let connector: EmbeddedUpstreamConnector
     let client: EmbeddedChannel
@@ -98,29 +128,6 @@ struct ProxyHandlerTests {
     }
 
     // MARK: Helpers
-
-    func send(_ text: String) throws {
-        try client.writeInbound(ByteBuffer(string: text))
-    }
-
-    /// Everything the client received so far.
-    func received() throws -> String {
-        var text = ""
-        while let buffer = try client.readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
-        return text
-    }
-
-    /// Everything `upstream` was sent so far.
-    func sent(to upstream: EmbeddedChannel) throws -> String {
-        var text = ""
-        while let buffer = try upstream.readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
-        return text
-    }
-
-    func answer(_ upstream: EmbeddedChannel, _ text: String) throws {
-        try upstream.writeInbound(ByteBuffer(string: text))
-        upstream.pipeline.fireChannelReadComplete()
-    }
 
     /// One exchange answered: its connection (the first opened) is parked afterwards.
     func exchangeOnce() throws -> EmbeddedChannel {

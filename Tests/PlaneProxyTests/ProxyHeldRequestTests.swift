@@ -8,7 +8,7 @@ import Testing
 /// Requests for a backend that is still starting, on `EmbeddedChannel`s: held (the client's
 /// reads stopped) until the backend is Ready, then forwarded; 503 with `Retry-After` when it
 /// ends first or the hold's time runs out.
-struct ProxyHeldRequestTests {
+struct ProxyHeldRequestTests: EmbeddedProxyTest {
     let loop = EmbeddedEventLoop()
     let connector: EmbeddedUpstreamConnector
     let client: EmbeddedChannel
@@ -33,32 +33,16 @@ struct ProxyHeldRequestTests {
         try client.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 40000)).wait()
     }
 
-    func send(_ text: String) throws {
-        try client.writeInbound(ByteBuffer(string: text))
+    /// A read: its bytes, then its end.
+    func read(_ text: String) throws {
+        try send(text)
         client.pipeline.fireChannelReadComplete()
-    }
-
-    func received() throws -> String {
-        var text = ""
-        while let buffer = try client.readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
-        return text
-    }
-
-    func sent(to upstream: EmbeddedChannel) throws -> String {
-        var text = ""
-        while let buffer = try upstream.readOutbound(as: ByteBuffer.self) { text += String(buffer: buffer) }
-        return text
-    }
-
-    func answer(_ upstream: EmbeddedChannel, _ text: String) throws {
-        try upstream.writeInbound(ByteBuffer(string: text))
-        upstream.pipeline.fireChannelReadComplete()
     }
 
     static let get = "GET /x HTTP/1.1\r\nHost: starting.plane.test\r\nAuthorization: Bearer secret\r\n\r\n"
 
     @Test func aRequestIsHeldUntilTheBackendIsReadyThenForwarded() throws {
-        try send(Self.get)
+        try read(Self.get)
         #expect(connector.opened.isEmpty)
         #expect(try received().isEmpty)
         #expect(routes.heldRequests == 1)
@@ -86,8 +70,8 @@ struct ProxyHeldRequestTests {
     }
 
     @Test func aBodyThatArrivesWhileHeldFollowsItsHead() throws {
-        try send("POST /upload HTTP/1.1\r\nHost: starting.plane.test\r\nAuthorization: Bearer secret\r\nContent-Length: 10\r\n\r\nhello")
-        try send("world")
+        try read("POST /upload HTTP/1.1\r\nHost: starting.plane.test\r\nAuthorization: Bearer secret\r\nContent-Length: 10\r\n\r\nhello")
+        try read("world")
         #expect(connector.opened.isEmpty)
         routes.add(Self.ready)
         loop.run()
@@ -100,7 +84,7 @@ struct ProxyHeldRequestTests {
     }
 
     @Test func aWebSocketUpgradeIsHeldThenSpliced() throws {
-        try send("GET /ws HTTP/1.1\r\nHost: starting.plane.test\r\nAuthorization: Bearer secret\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
+        try read("GET /ws HTTP/1.1\r\nHost: starting.plane.test\r\nAuthorization: Bearer secret\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n"
                  + "Sec-WebSocket-Version: 13\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n\r\n")
         #expect(connector.opened.isEmpty)
         routes.add(Self.ready)
@@ -110,12 +94,12 @@ struct ProxyHeldRequestTests {
         try answer(upstream, "HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n")
         #expect(try received().hasPrefix("HTTP/1.1 101 Switching Protocols\r\n"))
         // Spliced: bytes cross unparsed.
-        try send("\u{81}\u{02}hi")
+        try read("\u{81}\u{02}hi")
         #expect(try sent(to: upstream) == "\u{81}\u{02}hi")
     }
 
     @Test func aHoldThatRunsOutIsAnswered503WithRetryAfter() throws {
-        try send(Self.get)
+        try read(Self.get)
         loop.advanceTime(by: .seconds(29))
         #expect(try received().isEmpty)
         loop.advanceTime(by: .seconds(1))
@@ -127,14 +111,14 @@ struct ProxyHeldRequestTests {
         #expect(metrics.heldRequests["timed_out"] == 1)
         #expect(connector.opened.isEmpty)
         // The connection stays usable: the next request is held again, then forwarded.
-        try send(Self.get)
+        try read(Self.get)
         routes.add(Self.ready)
         loop.run()
         #expect(connector.opened.count == 1)
     }
 
     @Test func aBackendThatEndsWhileStartingLetsItsRequestsGoWith503() throws {
-        try send(Self.get)
+        try read(Self.get)
         routes.notStarting("starting")
         loop.run()
         let answer = try received()
@@ -143,12 +127,12 @@ struct ProxyHeldRequestTests {
         #expect(metrics.heldRequests["ended"] == 1)
         #expect(connector.opened.isEmpty)
         // It is gone now: 404 like any unknown backend.
-        try send(Self.get)
+        try read(Self.get)
         #expect(try received().hasPrefix("HTTP/1.1 404 Not Found\r\n"))
     }
 
     @Test func aClientThatGoesWhileHeldLeavesNothingWaiting() throws {
-        try send(Self.get)
+        try read(Self.get)
         #expect(routes.heldRequests == 1)
         _ = try client.close().wait()
         loop.run()
@@ -159,19 +143,19 @@ struct ProxyHeldRequestTests {
     }
 
     @Test func theTokenIsCheckedBeforeTheHold() throws {
-        try send("GET /x HTTP/1.1\r\nHost: starting.plane.test\r\n\r\n")
+        try read("GET /x HTTP/1.1\r\nHost: starting.plane.test\r\n\r\n")
         #expect(try received().hasPrefix("HTTP/1.1 401 Unauthorized\r\n"))
-        try send("GET /x HTTP/1.1\r\nHost: starting.plane.test\r\nAuthorization: Bearer wrong\r\n\r\n")
+        try read("GET /x HTTP/1.1\r\nHost: starting.plane.test\r\nAuthorization: Bearer wrong\r\n\r\n")
         #expect(try received().hasPrefix("HTTP/1.1 403 Forbidden\r\n"))
         #expect(routes.heldRequests == 0)
         // A per-connect token is taken while starting too.
-        try send("GET /x HTTP/1.1\r\nHost: starting.plane.test\r\nAuthorization: Bearer starting.link\r\n\r\n")
+        try read("GET /x HTTP/1.1\r\nHost: starting.plane.test\r\nAuthorization: Bearer starting.link\r\n\r\n")
         #expect(routes.heldRequests == 1)
     }
 
     @Test func requestsBeyondTheLimitAreRefusedAtOnce() throws {
         let limited = try ProxyHeldRequestTests(maxHeld: 0)
-        try limited.send(Self.get)
+        try limited.read(Self.get)
         let answer = try limited.received()
         #expect(answer.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"))
         #expect(answer.contains("Too many requests"))
@@ -180,7 +164,7 @@ struct ProxyHeldRequestTests {
 
     @Test func withoutAHoldAStartingBackendAnswers503AtOnce() throws {
         let unheld = try ProxyHeldRequestTests(hold: .zero)
-        try unheld.send(Self.get)
+        try unheld.read(Self.get)
         let answer = try unheld.received()
         #expect(answer.hasPrefix("HTTP/1.1 503 Service Unavailable\r\n"))
         #expect(answer.contains("Retry-After: 1\r\n"))
