@@ -26,6 +26,8 @@ struct DevCommand: AsyncParsableCommand {
 
     @Option(name: .long, help: "The cluster name.") var cluster = "plane.localhost"
     @Option(name: .long, help: "The drone's runtime: auto (Docker when its daemon answers, else oci), docker or oci.") var runtime = "auto"
+    @Option(name: .long, help: "How many drones (1-8), each with its own HTTPS proxy port and state.") var drones = 1
+    @Option(name: .long, help: "The drones' runtimes, comma-separated, taken in turn (docker, oci, process); default: --runtime.") var runtimes: String?
     @Option(name: .long, help: "The HTTPS port of the proxy (a free one when taken or 0).") var httpsPort = 8443
     @Option(name: .long, help: "The port of the controller's HTTP API (a free one when taken or 0).") var httpPort = 9090
     @Option(name: .long, help: "The NATS port (the CLI's default 4222, so `plane spawn` needs no --nats; a free one when taken or 0).") var natsPort = 4222
@@ -47,7 +49,8 @@ struct DevCommand: AsyncParsableCommand {
     func start(logger: Logger) async throws {
         let clusterName: ClusterName
         do { clusterName = try ClusterName(cluster) } catch { throw ValidationError(error.message) }
-        let runtimeName = try chooseRuntime()
+        guard (1...8).contains(drones) else { throw ValidationError("--drones must be 1 to 8") }
+        let runtimeNames = try chooseRuntimes()
         try FileManager.default.createDirectory(atPath: stateDir, withIntermediateDirectories: true)
         // Held until this process ends: no second plane dev on this store.
         let stateLock = try DevStateLock.acquire(stateDirectory: stateDir)
@@ -58,7 +61,9 @@ struct DevCommand: AsyncParsableCommand {
         let files = CertificateFiles(keyPath: stateDir + "/tls/key.pem", certificatePath: stateDir + "/tls/cert.pem")
         try authority.issue(names: ["*.\(clusterName)", clusterName.rawValue], to: files)
 
-        let image = try demoImage(runtime: runtimeName)
+        var images: [String: String] = [:]
+        for name in Set(runtimeNames) { images[name] = try demoImage(runtime: name) }
+        let mixed = Set(runtimeNames).count > 1
         let nats = try await DevNATSServer.start(directory: stateDir + "/nats", preferredPort: natsPort, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: nats)]
         do {
@@ -72,7 +77,16 @@ struct DevCommand: AsyncParsableCommand {
             var http = HTTPAPIConfiguration(cluster: clusterName)
             http.bindHost = "127.0.0.1"
             http.port = try DevPrerequisites.port(preferred: httpPort)
-            http.services = ["demo": HTTPServiceConfiguration(image: image)]
+            // `demo` runs the first drone's kind; with several runtimes each has its own
+            // `demo-{runtime}`, and every service names its runtime class (the drones of
+            // that runtime have it), since an image is of one kind.
+            func service(_ runtime: String) throws -> HTTPServiceConfiguration {
+                var service = HTTPServiceConfiguration(image: images[runtime] ?? "")
+                if mixed { service.runtimeClass = try FleetLabel(runtime) }
+                return service
+            }
+            http.services = ["demo": try service(runtimeNames[0])]
+            if mixed { for name in Set(runtimeNames) { http.services["demo-\(name)"] = try service(name) } }
             controllerConfiguration.http = http
             let controllerClient = try NATSClient(configuration: natsConfiguration, logger: Logger(label: "plane.nats"))
             try await controllerClient.connect()
@@ -80,26 +94,33 @@ struct DevCommand: AsyncParsableCommand {
             try await controller.start()
             services += [.init(service: controllerClient), .init(service: controller)]
 
-            // The drone: backends stop with it (drain on shutdown).
-            var droneConfiguration = DroneConfiguration(cluster: clusterName)
-            droneConfiguration.stateDirectory = stateDir + "/drone"
-            try FileManager.default.createDirectory(atPath: droneConfiguration.stateDirectory, withIntermediateDirectories: true)
-            droneConfiguration.nats = natsConfiguration
-            var agent = AgentConfiguration(ip: .literal("127.0.0.1"))
-            agent.runtime = runtimeName
-            agent.drainOnShutdown = true
-            agent.stopGrace = .seconds(2)
-            droneConfiguration.agent = agent
-            var proxy = ProxyConfiguration()
-            proxy.bindHost = "127.0.0.1"
-            proxy.httpsPort = try DevPrerequisites.port(preferred: httpsPort)
-            droneConfiguration.proxy = proxy
-            droneConfiguration.certificate = files
-            services += try await DroneServices.make(droneConfiguration, logger: Logger(label: "plane.drone"))
-            let droneID = try DroneIdentity.load(stateDirectory: droneConfiguration.stateDirectory)
+            // The drones: backends stop with them (drain on shutdown).
+            var started: [DevDrone] = []
+            for (index, runtimeName) in runtimeNames.enumerated() {
+                var droneConfiguration = DroneConfiguration(cluster: clusterName)
+                droneConfiguration.stateDirectory = stateDir + (index == 0 ? "/drone" : "/drone-\(index + 1)")
+                try FileManager.default.createDirectory(atPath: droneConfiguration.stateDirectory, withIntermediateDirectories: true)
+                droneConfiguration.nats = natsConfiguration
+                var agent = AgentConfiguration(ip: .literal("127.0.0.1"))
+                agent.runtime = runtimeName
+                if mixed { agent.runtimeClasses = [try FleetLabel(runtimeName)] }
+                agent.drainOnShutdown = true
+                agent.stopGrace = .seconds(2)
+                // Host ports of different drones must not meet.
+                if runtimeNames.count > 1 { agent.portRange = (20000 + index * 1000)...(20999 + index * 1000) }
+                droneConfiguration.agent = agent
+                var proxy = ProxyConfiguration()
+                proxy.bindHost = "127.0.0.1"
+                proxy.httpsPort = try index == 0 ? DevPrerequisites.port(preferred: httpsPort) : DevPrerequisites.freePort()
+                droneConfiguration.proxy = proxy
+                droneConfiguration.certificate = files
+                services += try await DroneServices.make(droneConfiguration, logger: Logger(label: "plane.drone"))
+                let droneID = try DroneIdentity.load(stateDirectory: droneConfiguration.stateDirectory)
+                started.append(DevDrone(id: droneID.rawValue, runtime: runtimeName, httpsPort: proxy.httpsPort ?? 0))
+            }
 
-            printReady(cluster: clusterName, nats: nats.url, httpPort: http.port, httpsPort: proxy.httpsPort ?? 0, ca: authority.certificatePath,
-                       image: image, runtime: runtimeName, drone: droneID.rawValue, dnsPort: controller.dnsServer?.boundAddress?.port ?? 0)
+            printReady(cluster: clusterName, nats: nats.url, httpPort: http.port, ca: authority.certificatePath, image: images[runtimeNames[0]] ?? "",
+                       drones: started, dnsPort: controller.dnsServer?.boundAddress?.port ?? 0)
         } catch {
             nats.stop()
             throw error
@@ -108,10 +129,32 @@ struct DevCommand: AsyncParsableCommand {
         try await group.run()
     }
 
+    /// A drone of the local cluster, for the ready line.
+    struct DevDrone {
+        var id: String
+        var runtime: String
+        var httpsPort: Int
+    }
+
+    /// The runtime of each drone: `--runtimes` taken in turn, else `--runtime` for all.
+    func chooseRuntimes() throws -> [String] {
+        guard let runtimes else { return Array(repeating: try chooseRuntime(), count: drones) }
+        let names = runtimes.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+        guard !names.isEmpty else { throw ValidationError("--runtimes lists no runtime; name docker, oci or process") }
+        for name in Set(names) {
+            switch name {
+            case "docker", "oci": _ = try chooseRuntime(name)
+            case "process": break  // the drone finds the plugin (runtimes/process) and says so when it cannot
+            default: throw ValidationError("--runtimes: '\(name)' is not docker, oci or process")
+            }
+        }
+        return (0..<drones).map { names[$0 % names.count] }
+    }
+
     /// `auto`: Docker when its daemon answers, else the OCI runtime when runc or crun is
     /// installed; otherwise an error naming the packages.
-    func chooseRuntime() throws -> String {
-        switch runtime {
+    func chooseRuntime(_ requested: String? = nil) throws -> String {
+        switch requested ?? runtime {
         case "docker":
             guard DevPrerequisites.dockerAnswers() else { throw DevError("no Docker daemon answers at /var/run/docker.sock; start dockerd (apt-get install -y docker.io) or use --runtime oci") }
             return "docker"
@@ -134,6 +177,8 @@ struct DevCommand: AsyncParsableCommand {
         guard FileManager.default.isExecutableFile(atPath: executable) else {
             throw DevError("the demo backend \(executable) is missing; build it with: swift build --product plane-test-server")
         }
+        // The process runtime runs executables, not images.
+        if runtime == "process" { return executable }
         let result = try ContainerImageBuilder(executable: executable, name: "plane-test-server", tag: "dev").build(into: stateDir + "/image")
         guard runtime == "docker" else { return "oci-layout:\(result.ociLayout):dev" }
         let docker = try DevPrerequisites.program("docker", package: "docker.io")
@@ -147,27 +192,32 @@ struct DevCommand: AsyncParsableCommand {
         return result.reference
     }
 
-    func printReady(cluster: ClusterName, nats: String, httpPort: Int, httpsPort: Int, ca: String, image: String, runtime: String, drone: String, dnsPort: Int) {
+    func printReady(cluster: ClusterName, nats: String, httpPort: Int, ca: String, image: String, drones: [DevDrone], dnsPort: Int) {
+        let first = drones[0]
         if json {
-            let object: [String: Any] = ["cluster": cluster.rawValue, "nats": nats, "http_api": "http://127.0.0.1:\(httpPort)", "https_port": httpsPort,
-                                         "ca": ca, "image": image, "runtime": runtime, "drone": drone, "dns_port": dnsPort]
+            var object: [String: Any] = ["cluster": cluster.rawValue, "nats": nats, "http_api": "http://127.0.0.1:\(httpPort)", "https_port": first.httpsPort,
+                                         "ca": ca, "image": image, "runtime": first.runtime, "drone": first.id, "dns_port": dnsPort]
+            object["drones"] = drones.map { ["drone": $0.id, "runtime": $0.runtime, "https_port": $0.httpsPort] as [String: Any] }
             if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) {
                 print(String(decoding: data, as: UTF8.self))
             }
         } else {
+            let others = drones.dropFirst().map { "\n  Drone:     \($0.id) (\($0.runtime)), backends on :\($0.httpsPort)" }.joined()
+            let services = Set(drones.map(\.runtime)).count > 1
+                ? "\n(services demo-\(Set(drones.map(\.runtime)).sorted().joined(separator: ", demo-")) run on the drones of that runtime)" : ""
             print("""
-                Plane dev cluster '\(cluster)' is ready (runtime: \(runtime), drone: \(drone)).
+                Plane dev cluster '\(cluster)' is ready (runtime: \(first.runtime), drone: \(first.id)).\(others)
                   NATS:      \(nats)
                   HTTP API:  http://127.0.0.1:\(httpPort)
-                  Backends:  https://{backend}.\(cluster):\(httpsPort)
+                  Backends:  https://{backend}.\(cluster):\(first.httpsPort)
                   DNS:       dig @127.0.0.1 -p \(dnsPort) {backend}.\(cluster)
                   Local CA:  \(ca)
                              (curl --cacert \(ca) ..., or import it into your browser's trusted authorities)
 
                 Spawn the demo backend:
-                  plane spawn \(cluster) \(image)\(nats == "nats://127.0.0.1:4222" ? "" : " --nats \(nats)")
-                  curl -X POST -d '{}' http://127.0.0.1:\(httpPort)/service/demo/spawn
-                then open the URL it prints (with :\(httpsPort)). Ctrl-C stops everything.
+                  plane spawn \(cluster) \(image)\(nats == "nats://127.0.0.1:4222" ? "" : " --nats \(nats)")\(services.isEmpty ? "" : " --runtime-class \(first.runtime)")
+                  curl -X POST -d '{}' http://127.0.0.1:\(httpPort)/service/demo/spawn\(services)
+                then open the URL it prints (with :\(first.httpsPort)). Ctrl-C stops everything.
                 """)
         }
         fflush(nil)

@@ -86,6 +86,45 @@ struct DevCommandTests {
         #expect(await second.waitForExit(timeout: .seconds(60)) == 0, "\(second.output)")
     }
 
+    /// `--drones 2 --runtimes oci,process`: a mixed local cluster; each runtime's demo
+    /// service lands on its drone and answers through that drone's proxy.
+    @Test func aMixedLocalCluster() async throws {
+        let stateDir = try TestEnvironment.temporaryDirectory("dev-mixed")
+        defer { try? FileManager.default.removeItem(atPath: stateDir) }
+        let plane = try TestExecutables.path("plane")
+        let dev = try ChildProcess(plane, arguments: ["dev", "--state-dir", stateDir, "--drones", "2", "--runtimes", "oci,process",
+                                                      "--https-port", "0", "--http-port", "0", "--nats-port", "0", "--json"])
+        var ready: [String: Any]?
+        #expect(try await eventually(timeout: .seconds(90)) {
+            ready = dev.output.split(separator: "\n").lazy.compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }.first
+            return ready != nil || !dev.isRunning
+        }, "\(dev.output)")
+        let info = try #require(ready, "\(dev.output)")
+        let drones = try #require(info["drones"] as? [[String: Any]])
+        #expect(drones.map { $0["runtime"] as? String } == ["oci", "process"], "\(info)")
+        let api = try #require(info["http_api"] as? String), ca = try #require(info["ca"] as? String)
+        let curl = try SystemProgram("curl", debianPackage: "curl").path()
+        for drone in drones {
+            let runtime = try #require(drone["runtime"] as? String), port = try #require(drone["https_port"] as? Int)
+            var answer: [String: Any]?
+            #expect(try await eventually(timeout: .seconds(60)) {
+                let (_, body) = try await SystemProgram.run(executable: curl, ["-sS", "-X", "POST", "-d", "{}", "\(api)/service/demo-\(runtime)/spawn"])
+                answer = try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: Any]
+                return answer?["url"] != nil
+            }, "\(dev.output)")
+            let spawned = try #require(answer)
+            #expect(spawned["drone"] as? String == drone["drone"] as? String, "\(spawned)")
+            let host = try #require((spawned["url"] as? String)?.replacingOccurrences(of: "https://", with: ""))
+            #expect(try await eventually(timeout: .seconds(60)) {
+                let (code, body) = try await SystemProgram.run(executable: curl, ["-sS", "--max-time", "5", "--cacert", ca, "--resolve", "\(host):\(port):127.0.0.1",
+                                                                            "https://\(host):\(port)/"])
+                return code == 0 && body == "Hello World!"
+            }, "\(runtime): \(dev.output.suffix(3000))")
+        }
+        dev.signal(SIGINT)
+        #expect(await dev.waitForExit(timeout: .seconds(60)) == 0, "\(dev.output)")
+    }
+
     @Test func aMissingProgramIsNamedWithItsPackage() async throws {
         let stateDir = try TestEnvironment.temporaryDirectory("plane-dev-missing")
         defer { try? FileManager.default.removeItem(atPath: stateDir) }
