@@ -29,6 +29,8 @@ def main():
     parser.add_argument("--cluster", default="plane.test")
     parser.add_argument("--runs", type=int, default=100)
     parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warm-metrics", help="the drone's /metrics URL: before each connect, wait until its warm pool is full")
+    parser.add_argument("--warm-size", type=int, default=1)
     args = parser.parse_args()
     api = http.client.HTTPConnection("127.0.0.1", args.api_port, timeout=60)
     auth = {"Authorization": f"Bearer {args.token}"}
@@ -59,8 +61,25 @@ def main():
         api.request("DELETE", f"/ctrl/backend/{backend}?hard=true", headers=auth)
         api.getresponse().read()
 
+    def warm_backends():
+        import urllib.request
+        text = urllib.request.urlopen(args.warm_metrics, timeout=10).read().decode()
+        for line in text.splitlines():
+            if line.startswith('plane_warm_pool_backends{pool="%s"}' % args.service):
+                return int(line.split()[-1])
+        return 0
+
+    def wait_for_pool():
+        deadline = time.monotonic() + 60
+        while warm_backends() < args.warm_size:
+            if time.monotonic() > deadline:
+                raise RuntimeError("the warm pool did not fill within 60 s")
+            time.sleep(0.02)
+
     samples = []
     for index in range(args.warmup + args.runs):
+        if args.warm_metrics:
+            wait_for_pool()
         started = time.perf_counter()
         reply = connect(f"bench-{uuid.uuid4()}")
         first_200(reply["backend_id"], reply["token"])

@@ -112,6 +112,7 @@ enum ControllerConfigDump {
                     if let timeout = readiness.timeoutSeconds { lines.append("readiness_timeout_secs = \(timeout.seconds)") }
                 }
                 if let lifetime = service.maxLifetimeSeconds { lines.append("max_lifetime_secs = \(lifetime.seconds)") }
+                if service.warmPool > 0 { lines.append("warm_pool = \(service.warmPool)") }
                 lines += ["allowed_runtime_classes = \(list(service.allowedRuntimeClasses))", "allowed_pools = \(list(service.allowedPools))",
                           "allowed_runtime_options = \(list(service.allowedRuntimeOptions))"]
             }

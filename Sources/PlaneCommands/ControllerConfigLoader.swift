@@ -138,6 +138,10 @@ extension ControllerConfigLoader {
             section.problem("readiness_timeout_secs", "needs readiness_path")
         }
         if let seconds = section.integer("max_lifetime_secs", in: 1...(1 << 40)) { service.maxLifetimeSeconds = DurationSeconds(UInt64(seconds)) }
+        if let size = section.int("warm_pool", in: 0...WarmPoolDefinition.maximumSize) {
+            service.warmPool = size
+            if size > 0, !WarmPoolDefinition.isValidName(String(section.path.split(separator: ".").last ?? "")) { section.problem("warm_pool", "the service's name must be usable as a pool's: \(WarmPoolDefinition.nameRule)") }
+        }
         service.allowedRuntimeClasses = Set(section.stringArray("allowed_runtime_classes") ?? [])
         service.allowedPools = Set(section.stringArray("allowed_pools") ?? [])
         service.allowedRuntimeOptions = Set(section.stringArray("allowed_runtime_options") ?? [])

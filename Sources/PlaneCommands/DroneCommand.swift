@@ -181,6 +181,7 @@ enum DroneServices {
             client = connected
         }
         let metrics = ProxyMetrics()
+        var warmPools: WarmPoolKeeper?
         if let agentConfiguration = configuration.agent, let runtime, let client {
             let store = try DroneStore(path: configuration.effectiveDatabasePath)
             let publicIP = try await PublicIPResolver.resolve(agentConfiguration.ip)
@@ -188,6 +189,7 @@ enum DroneServices {
             let agent = DroneAgent(droneID: droneID, cluster: configuration.cluster, configuration: agentConfiguration, runtime: runtime,
                                    store: store, client: client, publicIP: publicIP, routes: routes, logger: logger)
             try await agent.start()
+            warmPools = agent.warmPools
             services.append(.init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup))
             if let proxyConfiguration = configuration.proxy {
                 var certificates: TLSCertificateStore?
@@ -210,8 +212,9 @@ enum DroneServices {
         }
         if let metricsConfiguration = configuration.metrics {
             let hasACME = configuration.acme != nil
+            let pools = warmPools
             let endpoint = MetricsEndpoint(configuration: metricsConfiguration, logger: logger) {
-                metrics.render() + (hasACME ? acmeMetrics.render() : "") + LimitCounters.shared.prometheusText()
+                metrics.render() + (hasACME ? acmeMetrics.render() : "") + LimitCounters.shared.prometheusText() + (pools?.prometheusText() ?? "")
             }
             try await endpoint.start()
             services.append(.init(service: endpoint))
@@ -243,7 +246,7 @@ enum DroneConfigDump {
             lines += ["runtime = \"\(a.runtime)\"", "port_range = \"\(a.portRange.lowerBound)-\(a.portRange.upperBound)\"",
                       "readiness_path = \"\(a.readinessPath)\"", "probe_timeout_ms = \(milliseconds(a.probeTimeout))",
                       "startup_timeout_secs = \(a.startupTimeout.components.seconds)", "stop_grace_secs = \(a.stopGrace.components.seconds)",
-                      "drain_on_shutdown = \(a.drainOnShutdown)", "allow_volume_mounts = \(a.allowVolumeMounts)",
+                      "drain_on_shutdown = \(a.drainOnShutdown)", "warm_pools = \(a.warmPools)", "allow_volume_mounts = \(a.allowVolumeMounts)",
                       "max_log_line_bytes = \(a.maxLogLineBytes)", "max_log_bytes_per_minute = \(a.maxLogBytesPerMinute)",
                       "lease_renew_secs = \(a.lease.renewInterval.components.seconds)", "lease_soft_secs = \(a.lease.soft.components.seconds)",
                       "lease_hard_secs = \(a.lease.hard.components.seconds)",

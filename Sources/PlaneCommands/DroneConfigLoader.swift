@@ -163,6 +163,7 @@ enum DroneConfigLoader {
         if let seconds = agent.int("startup_timeout_secs", in: 1...3600) { settings.startupTimeout = .seconds(seconds) }
         if let seconds = agent.int("stop_grace_secs", in: 0...3600) { settings.stopGrace = .seconds(seconds) }
         if let drain = agent.bool("drain_on_shutdown") { settings.drainOnShutdown = drain }
+        if let warm = agent.bool("warm_pools") { settings.warmPools = warm }
         if let directory = agent.string("runtimes_dir") {
             if directory.hasPrefix("/") { settings.runtimesDirectory = directory } else { agent.problem("runtimes_dir", "must be an absolute path") }
         }
@@ -195,7 +196,7 @@ enum DroneConfigLoader {
             settings.runtimeConfiguration = dockerSettings(docker, agent: &settings)
         }
         for key in agent.table.keys where !["ip", "drone_id", "runtime", "port_range", "readiness_path", "probe_timeout_ms", "startup_timeout_secs",
-                                             "stop_grace_secs", "drain_on_shutdown", "docker", "runtimes_dir", "plugin_call_timeout_secs",
+                                             "stop_grace_secs", "drain_on_shutdown", "warm_pools", "docker", "runtimes_dir", "plugin_call_timeout_secs",
                                              "plugin_start_timeout_secs", "max_log_line_bytes", "max_log_bytes_per_minute",
                                              "lease_renew_secs", "lease_soft_secs", "lease_hard_secs", "runtime_classes", "pool",
                                              "memory_bytes", "cpus", "max_backends"].contains(key) {

@@ -155,6 +155,38 @@ public final class Controller: Service, Sendable {
             let server = HTTPAPIServer(configuration: http, controller: self, logger: logger.withSource("http"))
             try await server.start()
             next.httpServer = server
+            await publishWarmPools(http)
+        }
+    }
+
+    /// Puts the definition of every service's warm pool into `plane_warm_pools` (a service
+    /// with `warm_pool = 0` gets size 0 there when it had a pool, so drones stop theirs).
+    /// Failures are logged: connects work without pools.
+    func publishWarmPools(_ http: HTTPAPIConfiguration) async {
+        let named = http.services.filter { $0.value.warmPool > 0 }
+        do {
+            var configuration = KeyValueConfiguration(bucket: WarmPoolDefinition.bucket)
+            configuration.description = "Plane: warm pools (pre-started backends) per service"
+            configuration.replicas = self.configuration.scheduler?.replicas ?? 1
+            let bucket = try await messenger.jetStream.keyValue(configuration)
+            for (name, service) in http.services.sorted(by: { $0.key < $1.key }) {
+                let key = WarmPoolDefinition.key(cluster: http.cluster, name: name)
+                if service.warmPool == 0 {
+                    if WarmPoolDefinition.isValidName(name), let existing = try? await bucket.get(key),
+                       var old = try? WireDecoder().decode(WarmPoolDefinition.self, from: existing.value), old.size > 0 {
+                        old.size = 0
+                        _ = try await bucket.put(key, value: try WireEncoder().encode(old))
+                    }
+                    continue
+                }
+                guard let definition = HTTPConnectRequest.warmPoolDefinition(cluster: http.cluster, service: name, service) else { continue }
+                _ = try await bucket.put(key, value: try WireEncoder().encode(definition))
+            }
+            if !named.isEmpty {
+                logger.info("controller.warm_pools_published", metadata: ["plane.pools": "\(named.keys.sorted().joined(separator: ", "))"])
+            }
+        } catch {
+            logger.warning("controller.warm_pools_unpublished", metadata: ["error": "\(error)"])
         }
     }
 

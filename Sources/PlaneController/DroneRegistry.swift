@@ -21,6 +21,8 @@ public struct DroneRecord: Sendable, Hashable {
     /// checks options once per schema without hashing or comparing schemas.
     var optionsSchemaID = 0
     public var capacity: DroneCapacity?
+    /// Pre-started backends ready per warm pool (issue 15).
+    public var warmPools: [String: UInt32] = [:]
 }
 
 /// The drone registry and the drone choice, as a plain state machine: heartbeats in,
@@ -47,6 +49,7 @@ public struct DroneRegistry: Sendable {
     struct Assignment: Sendable {
         var at: ContinuousClock.Instant
         var memoryBytes: UInt64
+        var warmPool: String?
     }
 
     public static let maxDronesKey = "scheduler.max_drones"
@@ -95,7 +98,7 @@ public struct DroneRegistry: Sendable {
             lastSeen: now, lastSeenWallClock: wallClock, runtime: message.runtime.map { String($0.prefix(Self.maxVersionLength)) },
             runtimeClasses: message.runtimeClasses, pool: message.pool,
             capabilities: message.capabilities.map { String($0.prefix(Self.maxVersionLength)) }, optionsSchema: schema, optionsSchemaID: schemaID,
-            capacity: message.capacity)
+            capacity: message.capacity, warmPools: message.warmPools)
         return true
     }
 
@@ -187,6 +190,15 @@ public struct DroneRegistry: Sendable {
             && !excluding.contains(record.droneID) && meets(record, requirements, options: options, verdicts: &verdicts) {
             matching.append(record.droneID)
         }
+        guard !matching.isEmpty else {
+            return explain(in: cluster, requirements: requirements, excluding: excluding, at: now)
+        }
+        // A spawn a warm pool can serve goes to a drone with a pre-started backend of it
+        // left (its last heartbeat's count, less what this controller sent it since).
+        if let warmPool = requirements.warmPool {
+            let warm = matching.filter { warmBackends(of: $0, pool: warmPool) > 0 }
+            if !warm.isEmpty { matching = warm }
+        }
         guard let first = matching.randomElement(using: &generator) else {
             return explain(in: cluster, requirements: requirements, excluding: excluding, at: now)
         }
@@ -251,10 +263,17 @@ public struct DroneRegistry: Sendable {
 
     /// Counts a spawn assigned to `drone` towards its load (and, until its next heartbeat,
     /// its memory towards the drone's free memory).
-    public mutating func assign(_ drone: DroneID, memoryBytes: UInt64 = 0, at now: ContinuousClock.Instant) {
+    public mutating func assign(_ drone: DroneID, memoryBytes: UInt64 = 0, warmPool: String? = nil, at now: ContinuousClock.Instant) {
         var list = assignments[drone, default: []]
         list.removeAll { now - $0.at >= recentSpawnWindow }
-        list.append(Assignment(at: now, memoryBytes: memoryBytes))
+        list.append(Assignment(at: now, memoryBytes: memoryBytes, warmPool: warmPool))
         assignments[drone] = list
+    }
+
+    /// Pre-started backends of `pool` the drone has left as this controller sees it.
+    func warmBackends(of drone: DroneID, pool: String) -> Int {
+        guard let record = drones[drone], let reported = record.warmPools[pool] else { return 0 }
+        let taken = assignments[drone]?.count { $0.warmPool == pool && $0.at >= record.lastSeen } ?? 0
+        return Int(reported) - taken
     }
 }

@@ -90,6 +90,9 @@ public struct HTTPConnectRequest: Sendable, Hashable {
                 }
                 schedule.executable.resourceLimits.memoryLimitBytes = memoryLimitBytes
             }
+            // A pre-started backend of the service serves it when the spawn asks for what
+            // the pool's backends were started with (the drone compares).
+            if configuration.warmPool > 0 { schedule.warmPool = service }
         } else {
             var executable = DockerExecutableConfig(image: image ?? "", env: spawn.env)
             executable.resourceLimits.memoryLimitBytes = memoryLimitBytes
@@ -101,5 +104,16 @@ public struct HTTPConnectRequest: Sendable, Hashable {
         schedule.requireBearerToken = true
         if let user { schedule.metadata["user"] = user }
         return schedule
+    }
+
+    /// The warm pool of a service with `warm_pool`: what a connect naming the service with
+    /// nothing of its own asks for.
+    public static func warmPoolDefinition(cluster: ClusterName, service name: String, _ service: HTTPServiceConfiguration) -> WarmPoolDefinition? {
+        guard WarmPoolDefinition.isValidName(name), let key = try? LockName("warm-pool-template") else { return nil }
+        var request = HTTPConnectRequest(key: key)
+        request.service = name
+        guard let schedule = try? request.scheduleRequest(cluster: cluster, services: [name: service]) else { return nil }
+        return WarmPoolDefinition(cluster: cluster, name: name, size: service.warmPool, executable: schedule.executable, runtimeClass: schedule.runtimeClass,
+                                  pool: schedule.pool, runtimeOptions: schedule.runtimeOptions, readiness: schedule.readiness)
     }
 }

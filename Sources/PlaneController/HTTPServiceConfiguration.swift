@@ -30,6 +30,9 @@ public struct HTTPServiceConfiguration: Sendable, Hashable, ExpressibleByStringL
     public var allowedRuntimeClasses: Set<String> = []
     public var allowedPools: Set<String> = []
     public var allowedRuntimeOptions: Set<String> = []
+    /// Pre-started backends of the service kept on each drone that can run it (`warm_pool`,
+    /// issue 15); `POST /ctrl/connect` takes one when the spawn asks for nothing else.
+    public var warmPool = 0
 
     public init(image: String, env: [String: String] = [:], allowedEnv: Set<String> = [], allowedMountSources: [String] = []) {
         self.image = image

@@ -11,18 +11,23 @@ public struct PlacementRequirements: Sendable, Hashable {
     public var memoryBytes: UInt64?
     /// Only drones whose runtime's options schema takes these.
     public var runtimeOptions: JSONObject
+    /// A preference, not a requirement (issue 15): drones with a pre-started backend of this
+    /// warm pool first.
+    public var warmPool: String?
 
-    public init(pool: FleetLabel? = nil, runtimeClass: FleetLabel? = nil, memoryBytes: UInt64? = nil, runtimeOptions: JSONObject = JSONObject()) {
+    public init(pool: FleetLabel? = nil, runtimeClass: FleetLabel? = nil, memoryBytes: UInt64? = nil, runtimeOptions: JSONObject = JSONObject(),
+                warmPool: String? = nil) {
         self.pool = pool
         self.runtimeClass = runtimeClass
         self.memoryBytes = memoryBytes
         self.runtimeOptions = runtimeOptions
+        self.warmPool = warmPool
     }
 
     public init(_ request: ScheduleRequest) {
         self.init(pool: request.pool, runtimeClass: request.runtimeClass,
                   memoryBytes: request.executable.resourceLimits.memoryLimitBytes.flatMap { UInt64(exactly: $0) },
-                  runtimeOptions: request.runtimeOptions)
+                  runtimeOptions: request.runtimeOptions, warmPool: request.warmPool)
     }
 
     /// "pool 'eu'" or "the default pool", for reasons.

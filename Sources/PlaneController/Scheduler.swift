@@ -134,11 +134,12 @@ public final class Scheduler: Sendable {
 
         while true {
             tried.insert(drone)
-            registry.withLock { $0.assign(drone, memoryBytes: requirements.memoryBytes ?? 0, at: .now) }
-            let spawn = SpawnRequest(cluster: request.cluster, droneID: drone, maxIdleSeconds: request.maxIdleSeconds, backendID: backendID,
+            registry.withLock { $0.assign(drone, memoryBytes: requirements.memoryBytes ?? 0, warmPool: request.warmPool, at: .now) }
+            var spawn = SpawnRequest(cluster: request.cluster, droneID: drone, maxIdleSeconds: request.maxIdleSeconds, backendID: backendID,
                                      metadata: request.metadata, executable: request.executable, bearerToken: token,
                                      lock: request.lock, fencingToken: fencingToken, runtimeClass: request.runtimeClass, pool: request.pool,
                                      runtimeOptions: request.runtimeOptions, readiness: request.readiness, maxLifetimeSeconds: request.maxLifetimeSeconds)
+            spawn.warmPool = request.warmPool
             if await sendSpawn(spawn) {
                 if let lockKey {
                     let lock = LockRecord(backendID: backendID, drone: drone, bearerToken: token, confirmed: true, created: .now(), fencingToken: fencingToken)

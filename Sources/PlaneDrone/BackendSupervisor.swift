@@ -47,13 +47,17 @@ actor BackendSupervisor {
     let reservedMemory: UInt64
     /// Ends the backend when its `max_lifetime_secs` is over.
     private var lifetimeWatch: Task<Void, Never>?
+    /// A warm pool's process this backend took over (its address): nothing is loaded or
+    /// started, the readiness check runs at once.
+    let adoptedAddress: String?
 
     var backendID: BackendID { spawn.backendID }
     var state: BackendState { machine.state }
 
     init(spawn: SpawnRequest, spec: BackendSpec, context: AgentContext, machine: BackendLifecycle = BackendLifecycle(),
          loadingRecorded: Bool, logsSince: Timestamp? = nil, leaseEpoch: UInt64? = nil, created: Timestamp = .now(),
-         onFinish: @escaping @Sendable (BackendID) async -> Void) {
+         adoptedAddress: String? = nil, onFinish: @escaping @Sendable (BackendID) async -> Void) {
+        self.adoptedAddress = adoptedAddress
         self.leaseEpoch = leaseEpoch
         self.created = created
         self.reservedMemory = spawn.executable.resourceLimits.memoryLimitBytes.flatMap { UInt64(exactly: $0) } ?? 0
@@ -187,6 +191,11 @@ actor BackendSupervisor {
             let runtime = context.runtime
             let store = context.store
             let spec = spec
+            if let adoptedAddress {
+                try? await store.recordPlacement(backend, runtimeID: nil, address: adoptedAddress, port: Int(spec.port))
+                post(.loaded(address: adoptedAddress))
+                return
+            }
             work = Task {
                 do {
                     try await runtime.prepare(spec)

@@ -34,6 +34,11 @@ public final class DroneAgent: Service, Sendable {
     let logger: Logger
     /// The room the drone offers backends (`memory_bytes`, `cpus`, `max_backends`).
     let capacityPlan: DroneCapacityPlan
+    /// The runtime with adoption of warm backends (`context.runtime` is it).
+    let adopting: AdoptingRuntime
+    /// The warm pools (nil with `[agent] warm_pools = false`); set once, in `init`.
+    private let warmPoolsBox = Mutex<WarmPoolKeeper?>(nil)
+    public var warmPools: WarmPoolKeeper? { warmPoolsBox.withLock { $0 } }
 
     struct State {
         var draining = false
@@ -74,10 +79,52 @@ public final class DroneAgent: Service, Sendable {
         capacityPlan = DroneCapacityPlan(configuration: configuration)
         state = Mutex(State(lease: DroneLease(timing: configuration.lease)))
         let messenger = PlaneMessenger(client: client, logger: logger, limits: configuration.limits.json)
-        context = AgentContext(droneID: droneID, cluster: cluster, configuration: configuration, runtime: runtime, store: store,
+        adopting = AdoptingRuntime(runtime)
+        context = AgentContext(droneID: droneID, cluster: cluster, configuration: configuration, runtime: adopting, store: store,
                                outbox: StateOutbox(store: store, messenger: messenger, logger: logger), routes: routes,
                                messenger: messenger, publicIP: publicIP, statsInterval: timing.stats, dnsInterval: timing.dnsRefresh,
                                logger: logger)
+        if configuration.warmPools {
+            let keeper = WarmPoolKeeper(makeWarmPoolDependencies())
+            warmPoolsBox.withLock { $0 = keeper }
+        }
+    }
+
+    /// What the warm pools need of this agent.
+    private func makeWarmPoolDependencies() -> WarmPoolKeeper.Dependencies {
+        let jetStream = context.messenger.jetStream
+        let cluster = self.cluster
+        let limits = configuration.limits.json
+        let prefix = cluster.subjectForm + "."
+        return WarmPoolKeeper.Dependencies(
+            runtime: adopting, configuration: configuration, cluster: cluster,
+            fetchDefinitions: {
+                let bucket = try await jetStream.existingKeyValue(WarmPoolDefinition.bucket)
+                var definitions: [WarmPoolDefinition] = []
+                for key in try await bucket.keys() where key.hasPrefix(prefix) {
+                    guard let entry = try await bucket.get(key),
+                          let definition = try? WireDecoder(limits: limits).decode(WarmPoolDefinition.self, from: entry.value), definition.key == key else { continue }
+                    definitions.append(definition)
+                }
+                return definitions
+            },
+            reservePort: { [unowned self] in try await self.reservePort() },
+            releasePort: { [unowned self] port in self.state.withLock { _ = $0.reservedPorts.remove(port) } },
+            hasRoom: { [unowned self] memory in
+                self.state.withLock { state in
+                    let (reserved, live) = Self.reservations(state, warm: self.warmPools)
+                    return (try? self.capacityPlan.admit(memory: memory, reservedMemory: reserved, liveBackends: live)) != nil
+                }
+            },
+            accepting: { [unowned self] in self.state.withLock { !$0.draining && !$0.stopping && $0.started } },
+            makeSpec: { [unowned self] definition, id, port in
+                var request = SpawnRequest(cluster: definition.cluster, droneID: self.droneID, maxIdleSeconds: DurationSeconds(60), backendID: id,
+                                           executable: definition.executable, runtimeClass: definition.runtimeClass, pool: definition.pool,
+                                           runtimeOptions: definition.runtimeOptions, readiness: definition.readiness)
+                request.warmPool = definition.name
+                return try self.makeSpec(request, port: port)
+            },
+            logger: logger)
     }
 
     public var isDraining: Bool { state.withLock { $0.draining } }
@@ -97,6 +144,7 @@ public final class DroneAgent: Service, Sendable {
         subscriptions.withLock { $0 = Subscriptions(spawns: spawns, terminations: terminations, drains: drains, accessTokens: accessTokens) }
         try await context.outbox.resume()
         try await loadLease()
+        adopting.load(try await context.store.adoptions())
         try await recover()
         // A lease that ran out while the drone was down ends its lock-holding backends now.
         await performLease(state.withLock { $0.lease.tick(now: .now) })
@@ -151,6 +199,9 @@ public final class DroneAgent: Service, Sendable {
                             await supervisor.deliver(BackendLifecycle.observed(event.kind))
                         }
                     }
+                }
+                if let warmPools = self.warmPools {
+                    group.addTask { await warmPools.run() }
                 }
                 group.addTask {
                     while !Task.isCancelled {
@@ -212,6 +263,7 @@ public final class DroneAgent: Service, Sendable {
             try? await Task.sleep(for: .milliseconds(50))
         }
         for supervisor in state.withLock({ Array($0.supervisors.values) }) { await supervisor.abandonCleanup() }
+        await warmPools?.stopAll()
         try? await context.store.recordActivity(routes.takeDirtyActivity())
         let flushed = await context.outbox.flush(timeout: timing.shutdownFlush)
         await context.outbox.stop()
@@ -224,25 +276,33 @@ public final class DroneAgent: Service, Sendable {
         let (draining, stopping) = state.withLock { ($0.draining, $0.stopping) }
         let running = try await context.store.liveBackendCount()
         let ready = !draining && !stopping
-        let (reserved, live) = state.withLock { Self.reservations($0) }
+        let (reserved, live) = state.withLock { Self.reservations($0, warm: warmPools) }
         let descriptor = context.runtime.descriptor
         let message = DroneStatusMessage(droneID: droneID, cluster: cluster, droneVersion: PlaneVersion.current, ready: ready,
                                          state: ready ? .ready : (stopping ? .stopped : .draining), runningBackends: UInt32(clamping: running),
                                          runtime: descriptor.name, runtimeClasses: configuration.runtimeClasses, pool: configuration.pool,
                                          capabilities: Self.capabilityNames(descriptor.capabilities), optionsSchema: descriptor.capabilities.optionsSchema,
                                          capacity: capacityPlan.capacity(reservedMemory: reserved, liveBackends: live))
-        try await context.messenger.publish(PlaneSubjects.droneStatus(droneID), message)
+        var status = message
+        status.warmPools = warmPools?.snapshot.withLock { $0.ready } ?? [:]
+        try await context.messenger.publish(PlaneSubjects.droneStatus(droneID), status)
     }
 
     /// Memory reserved by the backends this agent supervises and the spawns it is
     /// accepting, and how many those are.
-    static func reservations(_ state: State) -> (memory: UInt64, backends: Int) {
+    static func reservations(_ state: State, warm: WarmPoolKeeper? = nil) -> (memory: UInt64, backends: Int) {
         var memory: UInt64 = 0
+        var warmBackends = 0
+        if let warm {
+            let snapshot = warm.snapshot.withLock { $0 }
+            memory = snapshot.reservedMemory
+            warmBackends = snapshot.backends
+        }
         for supervisor in state.supervisors.values {
             memory = memory.addingReportingOverflow(supervisor.reservedMemory).partialValue
         }
         for pending in state.pendingMemory.values { memory = memory.addingReportingOverflow(pending).partialValue }
-        return (memory, state.supervisors.count + state.pendingMemory.count)
+        return (memory, state.supervisors.count + state.pendingMemory.count + warmBackends)
     }
 
     /// The runtime's capabilities as the status message names them.
@@ -431,34 +491,58 @@ public final class DroneAgent: Service, Sendable {
                 throw DroneError(.invalidSpawn, "The drone holds no current lease, so it starts no backend with a lock; it renews its lease through the controllers every \(configuration.lease.renewInterval).")
             }
         }
+        // A pre-started backend of its warm pool, when one matches: the spawn takes it over
+        // (its port and process) instead of starting one.
+        let warm = await warmPools?.take(for: request)
         // Room for it (memory and a slot), reserved until its supervisor holds it.
         let memory = request.executable.resourceLimits.memoryLimitBytes.flatMap { UInt64(exactly: $0) } ?? 0
-        try state.withLock { state throws(DroneError) in
-            let (reserved, live) = Self.reservations(state)
-            try capacityPlan.admit(memory: memory, reservedMemory: reserved, liveBackends: live)
-            state.pendingMemory[request.backendID] = memory
+        do {
+            try state.withLock { state throws(DroneError) in
+                let (reserved, live) = Self.reservations(state, warm: warmPools)
+                try capacityPlan.admit(memory: memory, reservedMemory: reserved, liveBackends: live)
+                state.pendingMemory[request.backendID] = memory
+            }
+        } catch {
+            if let warm { await discardTaken(warm) }
+            throw error
         }
         defer { state.withLock { _ = $0.pendingMemory.removeValue(forKey: request.backendID) } }
-        let port = try await reservePort()
+        let port: Int
+        if let warm { port = warm.port } else { port = try await reservePort() }
         do {
             let spec = try makeSpec(request, port: port)
             try context.runtime.validate(spec)
             let created = Timestamp.now()
             let entry = try await context.store.insert(request, cluster: cluster, runtime: context.runtime.descriptor.name, drone: droneID, time: created)
+            if let warm {
+                try await context.store.recordAdoption(request.backendID, runtimeBackend: warm.id)
+                adopting.adopt(request.backendID, as: warm.id)
+            }
             let supervisor = makeSupervisor(request, spec: spec, machine: BackendLifecycle(), loadingRecorded: true, logsSince: nil, leaseEpoch: leaseEpoch,
-                                            created: created)
+                                            created: created, adoptedAddress: warm?.address)
             await context.outbox.enqueue(entry)
             return supervisor
         } catch {
-            state.withLock { _ = $0.reservedPorts.remove(port) }
+            if let warm {
+                await discardTaken(warm)
+            } else {
+                state.withLock { _ = $0.reservedPorts.remove(port) }
+            }
             throw error
         }
     }
 
+    /// A warm backend taken for a spawn that was then refused: stopped and removed.
+    func discardTaken(_ warm: WarmPoolKeeper.Warm) async {
+        try? await adopting.inner.stop(warm.id, grace: .seconds(2))
+        try? await adopting.inner.remove(warm.id)
+        state.withLock { _ = $0.reservedPorts.remove(warm.port) }
+    }
+
     func makeSupervisor(_ request: SpawnRequest, spec: BackendSpec, machine: BackendLifecycle, loadingRecorded: Bool, logsSince: Timestamp?,
-                        leaseEpoch: UInt64?, created: Timestamp) -> BackendSupervisor {
+                        leaseEpoch: UInt64?, created: Timestamp, adoptedAddress: String? = nil) -> BackendSupervisor {
         let supervisor = BackendSupervisor(spawn: request, spec: spec, context: context, machine: machine, loadingRecorded: loadingRecorded,
-                                           logsSince: logsSince, leaseEpoch: leaseEpoch, created: created) { [weak self] backend in
+                                           logsSince: logsSince, leaseEpoch: leaseEpoch, created: created, adoptedAddress: adoptedAddress) { [weak self] backend in
             self?.state.withLock { state in
                 state.supervisors[backend] = nil
                 state.reservedPorts.remove(Int(spec.port))

@@ -62,6 +62,8 @@ public struct AgentConfiguration: Sendable {
     /// On SIGTERM, terminate the backends (true) or leave them running for the next start
     /// to re-attach (false, default).
     public var drainOnShutdown = false
+    /// Keep the warm pools the controllers publish (issue 15; `[agent] warm_pools`).
+    public var warmPools = true
     /// Whether spawn requests may mount volumes (v0.3.10's `allow_volume_mounts`, under
     /// `[agent.docker]` there).
     public var allowVolumeMounts = false

@@ -82,6 +82,16 @@ public final class DroneStore: Sendable {
                 )
                 """)
         }
+        migrator.registerMigration("v5-adopted-backends") { db in
+            // A backend that took a warm pool's pre-started process: the runtime knows that
+            // process by the warm id.
+            try db.execute(sql: """
+                CREATE TABLE adopted_backend (
+                    backend TEXT PRIMARY KEY REFERENCES backend(id) ON DELETE CASCADE,
+                    runtime_backend TEXT NOT NULL UNIQUE
+                )
+                """)
+        }
         return migrator
     }
 
@@ -217,6 +227,35 @@ public final class DroneStore: Sendable {
             }
         } catch let error as DroneError {
             throw error
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    // MARK: Adopted warm backends
+
+    /// `backend` runs as the process the runtime knows as `runtimeBackend` (a warm pool's).
+    public func recordAdoption(_ backend: BackendID, runtimeBackend: BackendID) async throws(DroneError) {
+        do {
+            try await pool.write { db in
+                try db.execute(sql: "INSERT OR REPLACE INTO adopted_backend (backend, runtime_backend) VALUES (?, ?)",
+                               arguments: [backend.rawValue, runtimeBackend.rawValue])
+            }
+        } catch {
+            throw storeError(error)
+        }
+    }
+
+    /// Every adoption: backend id → the runtime's id for it.
+    public func adoptions() async throws(DroneError) -> [BackendID: BackendID] {
+        do {
+            let rows = try await pool.read { db in try Row.fetchAll(db, sql: "SELECT backend, runtime_backend FROM adopted_backend") }
+            var result: [BackendID: BackendID] = [:]
+            for row in rows {
+                guard let backend = try? BackendID(row["backend"] as String), let runtime = try? BackendID(row["runtime_backend"] as String) else { continue }
+                result[backend] = runtime
+            }
+            return result
         } catch {
             throw storeError(error)
         }

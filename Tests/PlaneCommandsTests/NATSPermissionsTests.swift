@@ -3,6 +3,7 @@ import NATS
 import PlaneCore
 import PlaneMessaging
 import PlaneTestSupport
+import Synchronization
 import Testing
 
 /// docs/nats-permissions.conf as written (its placeholders replaced): a `plane controller`
@@ -48,12 +49,21 @@ struct NATSPermissionsTests {
         try await withNATSServer(options) { server in
             let directory = try TestEnvironment.temporaryDirectory("nats-permissions")
             let hosts = "hosts = [\"\(server.url)\"]"
+            let image = try await DockerTestImage.shared.ensureLoaded()
+            // A warm pool too: the controller publishes it, the drone reads it (issue 15).
             try """
                 [nats]
                 \(hosts)
                 auth = { username = "plane-controller", password = "CHANGE-ME-controller" }
                 inbox_prefix = "_INBOX_plane_controller"
                 [scheduler]
+                [http]
+                bind_ip = "127.0.0.1"
+                port = \(try TestEnvironment.freePort())
+                cluster = "plane.test"
+                [http.services.warm]
+                image = "\(image)"
+                warm_pool = 1
                 """.write(toFile: directory + "/controller.toml", atomically: true, encoding: .utf8)
             try """
                 cluster_domain = "plane.test"
@@ -72,8 +82,8 @@ struct NATSPermissionsTests {
             let controller = try ChildProcess(plane, arguments: ["controller", directory + "/controller.toml"])
             let droneProcess = try ChildProcess(plane, arguments: ["drone", directory + "/drone.toml"])
             defer { controller.signal(SIGKILL); droneProcess.signal(SIGKILL) }
-            let image = try await DockerTestImage.shared.ensureLoaded()
             let observer = try await server.connectedClient()
+            let heartbeats = try await PlaneMessenger(client: observer).subscribe(SubjectPattern<DroneStatusMessage, NullReply>(PlaneSubjects.droneStatus(drone).subject))
             let clientConnection = try await client(server, user: "plane-client", password: "CHANGE-ME-client", inbox: "_INBOX_plane_client")
             let client = PlaneMessenger(client: clientConnection)
             let droneUser = try await self.client(server, user: "plane-\(drone)", password: "CHANGE-ME-\(drone)", inbox: "_INBOX_plane_drone_1")
@@ -133,13 +143,29 @@ struct NATSPermissionsTests {
                                                   payload: try WireEncoder().encode(TerminationRequest(cluster: "plane.test", backendID: id)))
             }
             #expect(try await eventually(timeout: .seconds(60)) { try await state()?.isTerminal == true }, "drone: \(droneProcess.output)")
-            let docker = SystemProgram("docker", debianPackage: "docker.io")
-            #expect(try await eventually(timeout: .seconds(60)) { try await docker.run(["ps", "-aq", "--filter", "label=dev.plane.drone=\(drone)"]).isEmpty })
+            // The drone read the warm pool's definition with its rights alone and keeps its backend.
+            let warmSeen = Flag()
+            let reader = Task {
+                for await delivery in heartbeats {
+                    if case .success(let status) = delivery.message, status.warmPools["warm"] == 1 { warmSeen.value.withLock { $0 = true } }
+                }
+            }
+            #expect(try await eventually(timeout: .seconds(60)) { warmSeen.value.withLock { $0 } }, "drone: \(droneProcess.output.suffix(2000))")
+            reader.cancel()
+            try heartbeats.unsubscribe()
             controller.signal(SIGTERM)
             droneProcess.signal(SIGTERM)
             _ = await controller.waitForExit(timeout: .seconds(20))
             _ = await droneProcess.waitForExit(timeout: .seconds(20))
+            // Its backends and its warm one are gone.
+            let docker = SystemProgram("docker", debianPackage: "docker.io")
+            #expect(try await eventually(timeout: .seconds(60)) { try await docker.run(["ps", "-aq", "--filter", "label=dev.plane.drone=\(drone)"]).isEmpty })
             for connection in [observer, clientConnection, droneUser] { await connection.close() }
         }
     }
+}
+
+/// A flag a reading task sets and a test polls.
+final class Flag: Sendable {
+    let value = Mutex(false)
 }

@@ -146,4 +146,24 @@ struct PlacementTests {
         #expect(request.usesFleetExtensions)
         #expect(!ScheduleRequest(cluster: "plane.test", maxIdleSeconds: 30, executable: executable, lock: "l").usesFleetExtensions)
     }
+
+    @Test func aWarmPoolsSpawnGoesToADroneWithAPreStartedBackendLeft() {
+        var registry = DroneRegistry()
+        let (cold, warm) = (DroneID.random(), DroneID.random())
+        registry.heartbeat(status(cold), at: t0)
+        var warmStatus = status(warm, running: 50)
+        warmStatus.warmPools = ["editor": 2]
+        registry.heartbeat(warmStatus, at: t0)
+        let asks = PlacementRequirements(warmPool: "editor")
+        // The warm drone, however loaded, while it has one left as this controller sees it.
+        for _ in 0..<20 { #expect(chosen(choose(registry, asks)) == warm) }
+        registry.assign(warm, warmPool: "editor", at: t0 + .milliseconds(10))
+        #expect(chosen(choose(registry, asks)) == warm)
+        registry.assign(warm, warmPool: "editor", at: t0 + .milliseconds(20))
+        // Both taken: the usual choice by load (the cold drone, less loaded).
+        for _ in 0..<20 { #expect(chosen(choose(registry, asks)) == cold) }
+        // Another pool's backends do not count; nor does a preference that no drone meets.
+        #expect(registry.warmBackends(of: warm, pool: "other") == 0)
+        #expect(chosen(choose(registry, PlacementRequirements(warmPool: "other"))) == cold)
+    }
 }

@@ -107,4 +107,32 @@ struct AccessTokenWireTests {
         let forged = text.replacingOccurrences(of: #""backend_id":"4dea4037-3d2d-4e12-95f9-a2864d9ba8dd""#, with: #""backend_id":"other""#)
         #expect(throws: PlaneCoreError.self) { try WireDecoder().decode(BackendAccessTokenMessage.self, from: Array(forged.utf8)) }
     }
+
+    @Test func warmPoolDefinitionsAndTheWarmPoolFields() throws {
+        var executable = DockerExecutableConfig(image: "editor:1")
+        executable.resourceLimits.memoryLimitBytes = 268_435_456
+        let definition = WarmPoolDefinition(cluster: "plane.test", name: "editor", size: 2, executable: executable, runtimeClass: "sandbox")
+        let json = String(decoding: try WireEncoder().encode(definition), as: UTF8.self)
+        #expect(json.hasPrefix(#"{"cluster":"plane.test","name":"editor","size":2,"executable":"#) && json.hasSuffix(#","runtime_class":"sandbox"}"#), "\(json)")
+        #expect(try WireDecoder().decode(WarmPoolDefinition.self, from: Array(json.utf8)) == definition)
+        #expect(definition.key == "plane_test.editor")
+        for bad in [json.replacingOccurrences(of: #""size":2"#, with: #""size":65"#), json.replacingOccurrences(of: #""name":"editor""#, with: #""name":"ed.itor""#)] {
+            #expect(throws: (any Error).self) { _ = try WireDecoder().decode(WarmPoolDefinition.self, from: Array(bad.utf8)) }
+        }
+        var spawn = SpawnRequest(cluster: "plane.test", droneID: "d1", maxIdleSeconds: DurationSeconds(60), backendID: "b1", executable: executable, runtimeClass: "sandbox")
+        #expect(!definition.matches(spawn))  // names no pool
+        spawn.warmPool = "editor"
+        #expect(definition.matches(spawn))
+        spawn.executable.env["X"] = "1"
+        #expect(!definition.matches(spawn))
+        // On the wire only when set; a v0.3.10 drone's heartbeat has none.
+        let encoded = String(decoding: try WireEncoder().encode(spawn), as: UTF8.self)
+        #expect(encoded.hasSuffix(#","warm_pool":"editor"}"#))
+        var heartbeat = DroneStatusMessage(droneID: "d1", cluster: "plane.test", droneVersion: "1")
+        #expect(!String(decoding: try WireEncoder().encode(heartbeat), as: UTF8.self).contains("warm_pools"))
+        heartbeat.warmPools = ["editor": 2]
+        let beat = try WireEncoder().encode(heartbeat)
+        #expect(String(decoding: beat, as: UTF8.self).contains(#""warm_pools":{"editor":2}"#))
+        #expect(try WireDecoder().decode(DroneStatusMessage.self, from: beat).warmPools == ["editor": 2])
+    }
 }

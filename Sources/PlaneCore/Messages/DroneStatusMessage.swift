@@ -21,6 +21,8 @@ public struct DroneStatusMessage: Sendable, Hashable, Codable {
     public var optionsSchema: JSONValue?
     /// Extension: the drone's room for more backends. Omitted when nil.
     public var capacity: DroneCapacity?
+    /// Addition (issue 15): pre-started backends ready per warm pool. Omitted when empty.
+    public var warmPools: [String: UInt32] = [:]
 
     /// At most this many runtime classes and capabilities are sent and accepted.
     public static let maximumListCount = 32
@@ -53,6 +55,7 @@ public struct DroneStatusMessage: Sendable, Hashable, Codable {
         case pool, capabilities
         case optionsSchema = "options_schema"
         case capacity
+        case warmPools = "warm_pools"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -69,6 +72,11 @@ public struct DroneStatusMessage: Sendable, Hashable, Codable {
         capabilities = try c.decodeList(String.self, forKey: .capabilities, maximum: Self.maximumListCount)
         optionsSchema = try c.decodeIfPresent(JSONValue.self, forKey: .optionsSchema).flatMap { $0.isNull ? nil : $0 }
         capacity = try c.decodeIfPresent(DroneCapacity.self, forKey: .capacity)
+        let pools = try c.decodeIfPresent([String: UInt32].self, forKey: .warmPools) ?? [:]
+        guard pools.count <= Self.maximumListCount, pools.keys.allSatisfy(WarmPoolDefinition.isValidName) else {
+            throw DecodingError.dataCorruptedError(forKey: .warmPools, in: c, debugDescription: "at most \(Self.maximumListCount) pools; " + WarmPoolDefinition.nameRule)
+        }
+        warmPools = pools
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -85,6 +93,10 @@ public struct DroneStatusMessage: Sendable, Hashable, Codable {
         try c.encodeUnlessEmpty(capabilities, forKey: .capabilities)
         try c.encodeIfPresent(optionsSchema, forKey: .optionsSchema)
         try c.encodeIfPresent(capacity, forKey: .capacity)
+        if !warmPools.isEmpty {
+            var nested = c.nestedContainer(keyedBy: AnyCodingKey.self, forKey: .warmPools)
+            for (name, count) in warmPools.sorted(by: { $0.key < $1.key }) { try nested.encode(count, forKey: AnyCodingKey(stringValue: name)) }
+        }
     }
 }
 

@@ -23,6 +23,9 @@ public struct ScheduleRequest: Sendable, Hashable, Codable {
     /// Extension: the backend ends (`Terminated`) this long after its spawn, busy or not.
     /// Omitted when nil.
     public var maxLifetimeSeconds: DurationSeconds?
+    /// Extension (issue 15): as `SpawnRequest.warmPool`; the scheduler prefers drones that
+    /// report a pre-started backend of it. Omitted when nil.
+    public var warmPool: String?
 
     public init(
         cluster: ClusterName, backendID: BackendID? = nil, maxIdleSeconds: DurationSeconds,
@@ -56,12 +59,13 @@ public struct ScheduleRequest: Sendable, Hashable, Codable {
         case runtimeOptions = "runtime_options"
         case readiness
         case maxLifetimeSeconds = "max_lifetime_secs"
+        case warmPool = "warm_pool"
     }
 
     /// Whether the request uses a field v0.3.10 does not know (issue 14's), so its sender
     /// decodes the extended replies (`NoDroneAvailable` with a reason).
     public var usesFleetExtensions: Bool {
-        runtimeClass != nil || pool != nil || runtimeOptions.count > 0 || readiness != nil || maxLifetimeSeconds != nil
+        runtimeClass != nil || pool != nil || runtimeOptions.count > 0 || readiness != nil || maxLifetimeSeconds != nil || warmPool != nil
     }
 
     public init(from decoder: any Decoder) throws {
@@ -81,6 +85,10 @@ public struct ScheduleRequest: Sendable, Hashable, Codable {
         if maxLifetimeSeconds?.seconds == 0 {
             throw DecodingError.dataCorruptedError(forKey: .maxLifetimeSeconds, in: c, debugDescription: "max_lifetime_secs must be at least 1 (omit it for no limit)")
         }
+        warmPool = try c.decodeIfPresent(String.self, forKey: .warmPool)
+        if let warmPool, !WarmPoolDefinition.isValidName(warmPool) {
+            throw DecodingError.dataCorruptedError(forKey: .warmPool, in: c, debugDescription: WarmPoolDefinition.nameRule)
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -97,5 +105,6 @@ public struct ScheduleRequest: Sendable, Hashable, Codable {
         try c.encodeUnlessEmpty(runtimeOptions, forKey: .runtimeOptions)
         try c.encodeIfPresent(readiness, forKey: .readiness)
         try c.encodeIfPresent(maxLifetimeSeconds, forKey: .maxLifetimeSeconds)
+        try c.encodeIfPresent(warmPool, forKey: .warmPool)
     }
 }

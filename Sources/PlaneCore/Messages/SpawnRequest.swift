@@ -24,6 +24,9 @@ public struct SpawnRequest: Sendable, Hashable, Codable {
     public var runtimeOptions: JSONObject
     public var readiness: ReadinessCheck?
     public var maxLifetimeSeconds: DurationSeconds?
+    /// Extension (issue 15): the warm pool (a service's name) whose pre-started backends
+    /// may serve this spawn (`WarmPoolDefinition.matches`). Omitted when nil.
+    public var warmPool: String?
 
     public init(
         cluster: ClusterName?, droneID: DroneID, maxIdleSeconds: DurationSeconds, backendID: BackendID,
@@ -61,6 +64,7 @@ public struct SpawnRequest: Sendable, Hashable, Codable {
         case runtimeOptions = "runtime_options"
         case readiness
         case maxLifetimeSeconds = "max_lifetime_secs"
+        case warmPool = "warm_pool"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -79,6 +83,10 @@ public struct SpawnRequest: Sendable, Hashable, Codable {
         runtimeOptions = try c.decodeObject(forKey: .runtimeOptions)
         readiness = try c.decodeIfPresent(ReadinessCheck.self, forKey: .readiness)
         maxLifetimeSeconds = try c.decodeIfPresent(DurationSeconds.self, forKey: .maxLifetimeSeconds)
+        warmPool = try c.decodeIfPresent(String.self, forKey: .warmPool)
+        if let warmPool, !WarmPoolDefinition.isValidName(warmPool) {
+            throw DecodingError.dataCorruptedError(forKey: .warmPool, in: c, debugDescription: WarmPoolDefinition.nameRule)
+        }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -97,5 +105,6 @@ public struct SpawnRequest: Sendable, Hashable, Codable {
         try c.encodeUnlessEmpty(runtimeOptions, forKey: .runtimeOptions)
         try c.encodeIfPresent(readiness, forKey: .readiness)
         try c.encodeIfPresent(maxLifetimeSeconds, forKey: .maxLifetimeSeconds)
+        try c.encodeIfPresent(warmPool, forKey: .warmPool)
     }
 }
