@@ -160,6 +160,16 @@ actor BackendSupervisor {
     private func holdRequestsWhileStarting() async {
         let tokens = (try? await context.store.accessTokens(of: backendID)) ?? []
         context.routes.starting(backendID, bearerToken: spawn.bearerToken, accessTokens: tokens)
+        await refreshAccessTokens()
+    }
+
+    /// The stored per-connect tokens, read again once the proxy's entry exists: a token the
+    /// agent stored between the first read and the entry found no entry to give it to (a
+    /// connect answers only after its token is stored, and its client may ask at once).
+    private func refreshAccessTokens() async {
+        if let tokens = try? await context.store.accessTokens(of: backendID), !tokens.isEmpty {
+            context.routes.setAccessTokens(tokens, of: backendID)
+        }
     }
 
     private func apply(_ actions: [BackendLifecycle.Action]) async {
@@ -289,6 +299,7 @@ actor BackendSupervisor {
             let tokens = (try? await context.store.accessTokens(of: backend)) ?? []
             let route = RouteTable.Route(backendID: backend, address: address, bearerToken: spawn.bearerToken, accessTokens: tokens)
             context.routes.add(route)
+            await refreshAccessTokens()
             try? await context.store.setRoute(StoredRoute(subdomain: backend.rawValue, backendID: backend, address: address,
                                                           bearerToken: spawn.bearerToken, lastActive: .now()))
         case .removeRoute:

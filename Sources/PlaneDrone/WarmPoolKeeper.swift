@@ -133,11 +133,12 @@ public actor WarmPoolKeeper {
                 guard dependencies.hasRoom(memory), let port = try? await dependencies.reservePort() else { break }
                 let id = BackendID.random()
                 warm[id] = Warm(id: id, definition: definition, port: port)
+                // Reserved at once: the next `hasRoom` counts it.
+                publish()
                 starts.append((definition, id, port))
             }
         }
         guard !starts.isEmpty else { return }
-        publish()
         let dependencies = self.dependencies
         let results = await withTaskGroup(of: (BackendID, String?).self) { group in
             for (definition, id, port) in starts {

@@ -66,7 +66,14 @@ public final class RouteTable: Sendable {
         var byBackend: [String: Starting] = [:]
         var waiting = 0
         var nextID: UInt64 = 0
+        /// Per-connect tokens given for a backend before it had an entry (its agent stored
+        /// them before the supervisor made one): taken by `starting` or `add`.
+        var earlyTokens: [String: [String]] = [:]
     }
+
+    /// Most backends with early tokens kept (the agent gives tokens only for backends it
+    /// supervises, so this is never reached in practice).
+    static let maxEarlyTokenBackends = 10_000
 
     /// The exchanges (a request and its response) open at a backend right now, counted by
     /// the proxy without the table's lock: an atomic per route, found through each client
@@ -153,8 +160,9 @@ public final class RouteTable: Sendable {
         let key = backend.rawValue
         guard entries.withLock({ $0[key] == nil }) else { return }
         starting.withLock {
+            let early = $0.earlyTokens.removeValue(forKey: key) ?? []
             if $0.byBackend[key] == nil {
-                $0.byBackend[key] = Starting(route: .starting(backend, bearerToken: bearerToken, accessTokens: accessTokens))
+                $0.byBackend[key] = Starting(route: .starting(backend, bearerToken: bearerToken, accessTokens: Self.union(accessTokens, early)))
             }
         }
         generation.wrappingAdd(1, ordering: .releasing)
@@ -162,6 +170,7 @@ public final class RouteTable: Sendable {
 
     /// The backend ended (or will not be Ready): the requests held for it are let go of.
     public func notStarting(_ backend: BackendID) {
+        starting.withLock { _ = $0.earlyTokens.removeValue(forKey: backend.rawValue) }
         finishStarting(backend.rawValue, outcome: .ended)
     }
 
@@ -222,6 +231,10 @@ public final class RouteTable: Sendable {
     /// Adds or replaces a route; the backend counts as active now (or at `lastActive`, for
     /// a route restored after a restart).
     public func add(_ route: Route, lastActive: Timestamp = .now()) {
+        var route = route
+        if let early = starting.withLock({ $0.earlyTokens.removeValue(forKey: route.backendID.rawValue) }) {
+            route.accessTokens = Self.union(route.accessTokens, early)
+        }
         let now = ContinuousClock.now
         let age = max(.zero, Timestamp.now().duration(since: lastActive))
         entries.withLock {
@@ -235,12 +248,25 @@ public final class RouteTable: Sendable {
 
     /// Replaces the per-connect access tokens of a backend's route (its activity stays).
     public func setAccessTokens(_ tokens: [String], of backend: BackendID) {
-        entries.withLock {
-            guard $0[backend.rawValue] != nil else { return }
-            $0[backend.rawValue]?.route.accessTokens = tokens
+        let key = backend.rawValue
+        let routed = entries.withLock {
+            guard $0[key] != nil else { return false }
+            $0[key]?.route.accessTokens = tokens
+            return true
         }
-        starting.withLock { $0.byBackend[backend.rawValue]?.route.accessTokens = tokens }
+        starting.withLock { state in
+            if state.byBackend[key] != nil {
+                state.byBackend[key]?.route.accessTokens = tokens
+            } else if !routed, state.earlyTokens[key] != nil || state.earlyTokens.count < Self.maxEarlyTokenBackends {
+                // No entry yet: kept for the one its supervisor is about to make.
+                state.earlyTokens[key] = tokens
+            }
+        }
         generation.wrappingAdd(1, ordering: .releasing)
+    }
+
+    static func union(_ a: [String], _ b: [String]) -> [String] {
+        b.isEmpty ? a : a + b.filter { !a.contains($0) }
     }
 
     /// The backend left `Ready` (or ended while starting): no route, and no request is held for it.
@@ -249,6 +275,7 @@ public final class RouteTable: Sendable {
             _ = $0.removeValue(forKey: backend.rawValue)
             generation.wrappingAdd(1, ordering: .releasing)
         }
+        starting.withLock { _ = $0.earlyTokens.removeValue(forKey: backend.rawValue) }
         finishStarting(backend.rawValue, outcome: .ended)
     }
 

@@ -118,4 +118,25 @@ struct RouteTableTests {
         #expect(try waiting.outcome.wait() == .ended)
         #expect(table.route(for: other.rawValue, cache: &cache) == nil)
     }
+
+    @Test func tokensGivenBeforeTheEntryAreKeptForIt() throws {
+        let table = RouteTable()
+        let (starting, routed, ended) = (BackendID.random(), BackendID.random(), BackendID.random())
+        var cache = RouteTable.Cache()
+        // The agent stored a connect's token before the supervisor made the entry.
+        table.setAccessTokens(["\(starting).a"], of: starting)
+        table.starting(starting, bearerToken: "t", accessTokens: ["\(starting).b"])
+        #expect(table.route(for: starting.rawValue, cache: &cache)?.accessTokens == ["\(starting).b", "\(starting).a"])
+        table.setAccessTokens(["\(routed).a"], of: routed)
+        table.add(RouteTable.Route(backendID: routed, address: "127.0.0.1:1", bearerToken: "t"))
+        #expect(table.route(for: routed.rawValue)?.accessTokens == ["\(routed).a"])
+        // Taken once; a backend that ended drops them.
+        table.remove(routed)
+        table.add(RouteTable.Route(backendID: routed, address: "127.0.0.1:1", bearerToken: "t"))
+        #expect(table.route(for: routed.rawValue)?.accessTokens == [])
+        table.setAccessTokens(["\(ended).a"], of: ended)
+        table.notStarting(ended)
+        table.starting(ended, bearerToken: "t")
+        #expect(table.route(for: ended.rawValue, cache: &cache)?.accessTokens == [])
+    }
 }
