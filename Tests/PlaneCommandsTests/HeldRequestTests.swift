@@ -20,7 +20,7 @@ struct HeldRequestTests {
             let controllerConfig = try ControllerConfigFile.write(in: directory, nats: server.url, httpPort: httpPort, token: token, extra: """
                 [http.services.slow]
                 image = "\(image)"
-                env = { START_DELAY_MS = "2500" }
+                env = { START_DELAY_MS = "5000" }
                 [http.services.stuck]
                 image = "\(image)"
                 env = { START_DELAY_MS = "600000" }
@@ -33,7 +33,7 @@ struct HeldRequestTests {
                 [proxy]
                 bind_ip = "127.0.0.1"
                 https_port = \(proxyPort)
-                hold_while_starting_secs = 6
+                hold_while_starting_secs = 12
                 [metrics]
                 bind_ip = "127.0.0.1"
                 port = \(metricsPort)
@@ -97,7 +97,7 @@ struct HeldRequestTests {
             let stuck = try await connect("held-stuck", service: "stuck")
             let (refused, waitedOut) = try await get(stuck.backend, stuck.token)
             #expect(refused.status == 503 && refused.headers["retry-after"] == "1", "\(refused)")
-            #expect(waitedOut >= 5.5, "\(waitedOut)")
+            #expect(waitedOut >= 11.5, "\(waitedOut)")
             #expect(try await held("timed_out") == 1)
 
             // Terminated while a request waits for it: that request gets 503 at once.
@@ -107,7 +107,7 @@ struct HeldRequestTests {
                                                 "http://127.0.0.1:\(httpPort)/ctrl/backend/\(stuck.backend)?hard=true"])
             let (ended, endedAfter) = try await whileTerminated
             #expect(ended.status == 503 && ended.headers["retry-after"] == "1" && ended.body.contains("ended"), "\(ended) \(terminate)")
-            #expect(endedAfter < 5.5, "let go when the backend ended, not when the hold ran out (\(endedAfter) s)")
+            #expect(endedAfter < 11.5, "let go when the backend ended, not when the hold ran out (\(endedAfter) s)")
             #expect(try await held("ended") == 1)
 
             for backend in [socket.backend, plain.backend] {
