@@ -58,16 +58,18 @@ struct WarmPoolTests {
                 probe.timeout = .seconds(30)
                 return try await probe.get("/", headers: ["Authorization": "Bearer \(accessToken)"])
             }
-            /// When the backend's process printed its first line (its start).
-            func started(_ backend: String) async throws -> Timestamp? {
-                let (_, output) = try await SystemProgram.run(executable: plane, ["logs", backend, "--json", "--nats", server.url])
-                let first = output.split(separator: "\n").compactMap { try? JSONParser.parse(String($0)).objectValue }.first
-                return try first?["time"]?.stringValue.map { try Timestamp(rfc3339: $0) }
+            /// The backend's environment (plane-test-server's `/env`). A backend taken from the
+            /// pool was started before its connect took the lock, so it has no
+            /// `PLANE_FENCING_TOKEN`; one started for its connect has it.
+            func environment(_ backend: String, _ accessToken: String) async throws -> [String: String] {
+                var probe = HTTPProbe(port: proxyPort, hostHeader: "\(backend).plane.test")
+                probe.timeout = .seconds(30)
+                let body = try await probe.get("/env", headers: ["Authorization": "Bearer \(accessToken)"]).body
+                return (try? JSONSerialization.jsonObject(with: Data(body.utf8)) as? [String: String]) ?? [:]
             }
 
             #expect(try await eventually(timeout: .seconds(60)) { await metric("plane_warm_pool_backends") == 2 },
                     "\(controller.output.suffix(2000))\n\(drone.output.suffix(3000))")
-            let beforeConnects = Timestamp.now()
             var first: (backend: String, token: String)?
             #expect(try await eventually(timeout: .seconds(30)) {
                 first = try await connect("doc-1")
@@ -78,8 +80,8 @@ struct WarmPoolTests {
             for taken in [one, two] {
                 let answer = try await get(taken.backend, taken.token)
                 #expect(answer.status == 200 && answer.body == "Hello World!", "\(answer)")
-                let start = try #require(try await started(taken.backend), "\(drone.output.suffix(2000))")
-                #expect(start < beforeConnects, "\(taken.backend) was started by its connect (\(start) ≥ \(beforeConnects)), not taken from the pool")
+                let env = try await environment(taken.backend, taken.token)
+                #expect(!env.isEmpty && env["PLANE_FENCING_TOKEN"] == nil, "\(taken.backend) was started for its connect, not taken from the pool: \(env)")
             }
             let (hits, misses) = (await metric("plane_warm_pool_hits_total"), await metric("plane_warm_pool_misses_total"))
             #expect(hits == 2 && misses == 0)
@@ -90,8 +92,8 @@ struct WarmPoolTests {
             let other = try #require(try await connect("doc-3", memory: 134_217_728))
             #expect(try await get(other.backend, other.token).status == 200)
             #expect(await metric("plane_warm_pool_misses_total") == 1)
-            let otherStart = try #require(try await started(other.backend))
-            #expect(otherStart > beforeConnects)
+            let otherEnv = try await environment(other.backend, other.token)
+            #expect(otherEnv["PLANE_FENCING_TOKEN"] != nil, "\(otherEnv)")
 
             // The same key again is the same backend; terminated, the key gets a warm one.
             let same = try await connect("doc-1")
