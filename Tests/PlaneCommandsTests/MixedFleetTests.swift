@@ -231,8 +231,10 @@ struct MixedFleetTests {
         #expect(try await fleet.waitFor("Ready", healthy))
 
         // A lifetime ends a busy backend.
-        let mortal = try await fleet.scheduled("sandbox", lifetime: 5, idle: 600)
+        // Timed from before the request: the drone's lifetime starts when it accepts the
+        // spawn, which can be a while before the schedule's answer arrives here.
         let spawned = ContinuousClock.now
+        let mortal = try await fleet.scheduled("sandbox", lifetime: 5, idle: 600)
         #expect(try await fleet.waitFor("Ready", mortal))
         var answered = 0
         var ended = false
