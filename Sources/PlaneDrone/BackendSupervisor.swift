@@ -47,6 +47,9 @@ actor BackendSupervisor {
     let reservedMemory: UInt64
     /// Ends the backend when its `max_lifetime_secs` is over.
     private var lifetimeWatch: Task<Void, Never>?
+    /// A report is being stored and queued; the next ones wait here, in order.
+    private var reporting = false
+    private var reportWaiters: [CheckedContinuation<Void, Never>] = []
     /// A warm pool's process this backend took over (its address): nothing is loaded or
     /// started, the readiness check runs at once.
     let adoptedAddress: String?
@@ -72,7 +75,8 @@ actor BackendSupervisor {
 
     /// Starts a new backend.
     func begin() async {
-        watchLifetime()
+        // A termination can be handled before this runs (the spawn is answered first).
+        if !machine.state.isTerminal { watchLifetime() }
         await apply(machine.handle(.spawned))
     }
 
@@ -172,8 +176,20 @@ actor BackendSupervisor {
         }
     }
 
+    /// Performs one event's actions in order. The actor is reentrant at every `await`, so
+    /// another event can be handled while a batch waits (a termination while `report`
+    /// stores `Loading`). Once that event has ordered the cleanup, what is left of an
+    /// earlier batch is dropped: a load, a route, a probe or a `Starting` performed after the
+    /// cleanup would outlive the backend (a process started after its stop and removal).
     private func apply(_ actions: [BackendLifecycle.Action]) async {
-        for action in actions { await perform(action) }
+        let decidedWhileCleaningUp = machine.cleaningUp
+        for action in actions {
+            if !decidedWhileCleaningUp && machine.cleaningUp {
+                context.logger.debug("backend.actions_superseded", metadata: ["plane.backend": "\(backendID)", "plane.action": "\(action)"])
+                return
+            }
+            await perform(action)
+        }
     }
 
     private func perform(_ action: BackendLifecycle.Action) async {
@@ -181,6 +197,11 @@ actor BackendSupervisor {
         let logger = context.logger
         switch action {
         case .report(let state):
+            // Reports go one at a time in the order they were decided: two interleaved at
+            // their awaits would reach the outbox (and the cluster) out of order, and a
+            // `Starting` could mark the proxy's entry after the terminal state cleared it.
+            await waitForReportTurn()
+            defer { endReportTurn() }
             // The proxy holds requests for a backend that is starting, and lets them go
             // (503) once it ends before Ready; Ready's route releases them.
             if state == .loading || state == .starting {
@@ -365,6 +386,24 @@ actor BackendSupervisor {
             monitor = nil
             endingMonitor = nil
             await onFinish(backend)
+        }
+    }
+
+    /// Lets one report run at a time, in the order they asked (actor calls run up to their
+    /// first `await` in order, so a waiter queued here keeps its place).
+    private func waitForReportTurn() async {
+        guard reporting else {
+            reporting = true
+            return
+        }
+        await withCheckedContinuation { reportWaiters.append($0) }
+    }
+
+    private func endReportTurn() {
+        if reportWaiters.isEmpty {
+            reporting = false
+        } else {
+            reportWaiters.removeFirst().resume()
         }
     }
 

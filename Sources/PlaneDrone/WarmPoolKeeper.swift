@@ -116,7 +116,8 @@ public actor WarmPoolKeeper {
             kept[name, default: 0] += 1
         }
         for backend in warm.values where backend.ready && !unwanted.contains(where: { $0.id == backend.id }) {
-            let status = (try? await dependencies.runtime.status(of: backend.id)) ?? .unknown
+            // A cancelled round (the drone stops) cannot ask the runtime: `stopAll` ends them.
+            guard !Task.isCancelled, let status = try? await dependencies.runtime.status(of: backend.id) else { continue }
             if case .running = status { continue }
             dependencies.logger.notice("warm_pool.backend_ended", metadata: ["plane.pool": "\(backend.definition.name)", "plane.warm_backend": "\(backend.id)"])
             unwanted.append(backend)
@@ -150,7 +151,10 @@ public actor WarmPoolKeeper {
         }
         for (id, address) in results {
             guard var backend = warm[id] else {
-                // Taken or discarded meanwhile cannot happen (not ready); stop it if so.
+                // Not ready, so not taken: `stopAll` discarded it while it started, before
+                // its process (or container) existed. It exists now; it goes too.
+                try? await dependencies.runtime.stop(id, grace: .zero)
+                try? await dependencies.runtime.remove(id)
                 continue
             }
             if let address {
@@ -204,8 +208,12 @@ public actor WarmPoolKeeper {
     /// Stops and removes a warm backend the keeper holds, and gives its port back. One that
     /// a spawn took meanwhile (the keeper awaits between deciding and discarding, and `take`
     /// runs in between) is no longer the keeper's: left alone.
+    ///
+    /// In a cancelled task (the keeper's round when the drone stops) the runtime's calls
+    /// would fail at once and the backend would be forgotten while it runs: it stays the
+    /// keeper's, and `stopAll`, outside that task, ends it.
     private func discard(_ backend: Warm) async {
-        guard warm.removeValue(forKey: backend.id) != nil else { return }
+        guard !Task.isCancelled, warm.removeValue(forKey: backend.id) != nil else { return }
         try? await dependencies.runtime.stop(backend.id, grace: .seconds(2))
         try? await dependencies.runtime.remove(backend.id)
         dependencies.releasePort(backend.port)
@@ -214,7 +222,13 @@ public actor WarmPoolKeeper {
 
     /// Stops every warm backend (the drone stops).
     func stopAll() async {
-        for backend in warm.values { await discard(backend) }
+        for backend in warm.values {
+            warm[backend.id] = nil
+            try? await dependencies.runtime.stop(backend.id, grace: .seconds(2))
+            try? await dependencies.runtime.remove(backend.id)
+            dependencies.releasePort(backend.port)
+        }
+        publish()
     }
 
     /// The definitions this drone can run.

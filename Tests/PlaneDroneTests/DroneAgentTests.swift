@@ -146,7 +146,8 @@ struct DroneAgentTests {
             try await terminate(stubborn[0], hard: true)
             #expect(try await eventually(timeout: .seconds(10)) { (try await drone.runtime.status(of: stubborn[0].backendID)) == .unknown })
             #expect(ContinuousClock.now - started < .seconds(15))
-            #expect(relay.states(of: stubborn[0].backendID).last == .terminated)
+            // The state reaches the relay over NATS, possibly after the runtime let go.
+            #expect(try await eventually { relay.states(of: stubborn[0].backendID).last == .terminated })
             // Gracefully: still running while the grace lasts; a hard termination then kills it.
             try await terminate(stubborn[1], hard: false)
             #expect(try await eventually { relay.states(of: stubborn[1].backendID).last == .terminated })
@@ -174,7 +175,9 @@ struct DroneAgentTests {
             #expect(try await eventually { relay.states(of: request.backendID).last == .terminated })
             #expect(!relay.states(of: request.backendID).contains(.ready))
             runtimes.host.update { $0.prepareDelay = .zero }
-            #expect(try await eventually { (try await drone.runtime.status(of: request.backendID)) == .unknown })
+            let removed = try await eventually { (try await drone.runtime.status(of: request.backendID)) == .unknown }
+            let left = try? await drone.runtime.status(of: request.backendID)
+            #expect(removed, "\(String(describing: left)) \(relay.states(of: request.backendID))")
             // The same id again, a mount on a drone that forbids them, another drone's request: refused.
             #expect(try await spawn(request, via: drone.client) == false)
             #expect(try await spawn(spawnRequest(drone: drone.id, image: image, mounts: [VolumeMount(type: "bind", source: "/foo", target: "/bar")]), via: drone.client) == false)
@@ -188,6 +191,42 @@ struct DroneAgentTests {
             var wrongDrone = spawnRequest(drone: drone.id, image: image)
             wrongDrone.droneID = .random()
             #expect(try await PlaneMessenger(client: drone.client).request(PlaneSubjects.spawn(drone.id), wrongDrone, timeout: .seconds(5)) == false)
+            await drone.stop()
+        }
+    }
+
+    /// A termination sent the moment its spawn is answered is handled while the drone still
+    /// records `Loading` (the actor awaits the store): nothing of the backend may be started
+    /// after its cleanup ran, and no route or held-request entry may outlive it.
+    @Test(arguments: [AgentRuntimeKind.scripted, .process]) func aTerminationRightAfterTheSpawnAnswerLeavesNothing(_ kind: AgentRuntimeKind) async throws {
+        try await withDroneCluster(kind) { server, relay, _, runtimes in
+            let drone = try await RunningDrone(server: server, runtimes: runtimes)
+            let client = drone.client
+            let requests = (0..<16).map { _ in spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000) }
+            try await withThrowingTaskGroup(of: Bool.self) { group in
+                for request in requests {
+                    group.addTask {
+                        guard try await spawn(request, via: client) else { return false }
+                        try await client.publish(PlaneSubjects.terminate("plane.test", request.backendID).subject,
+                                                 payload: try WireEncoder().encode(TerminationRequest(cluster: "plane.test", backendID: request.backendID)))
+                        return true
+                    }
+                }
+                for try await accepted in group { #expect(accepted) }
+            }
+            for request in requests {
+                #expect(try await eventually { relay.states(of: request.backendID).last == .terminated }, "\(relay.states(of: request.backendID))")
+            }
+            for request in requests {
+                #expect(try await eventually { (try await drone.runtime.status(of: request.backendID)) == .unknown })
+            }
+            // And it stays so: no start comes after the cleanup.
+            try await Task.sleep(for: .seconds(1))
+            for request in requests {
+                let status = try await drone.runtime.status(of: request.backendID)
+                #expect(status == .unknown, "\(request.backendID) \(relay.states(of: request.backendID))")
+                #expect(drone.agent.routes.route(for: request.backendID.rawValue) == nil)
+            }
             await drone.stop()
         }
     }
