@@ -30,6 +30,9 @@ public final class ScriptedHost: Sendable {
         public var startDelay: Duration = .zero
         /// When false, every call fails with `.unavailable` (the daemon is down).
         public var available = true
+        /// When true, a call made from a cancelled task fails (`.unavailable`) without
+        /// reaching the "daemon", as an HTTP client's request does (Docker's API).
+        public var failsWhenCancelled = false
         /// When true, exits happen but no event is delivered (a lost event stream).
         public var dropsEvents = false
         public init() {}
@@ -79,6 +82,9 @@ public final class ScriptedHost: Sendable {
         }
         guard script.available else {
             throw RuntimeError(.unavailable, "The scripted runtime is unavailable (the test made it so).")
+        }
+        if script.failsWhenCancelled && Task.isCancelled {
+            throw RuntimeError(.unavailable, "The scripted runtime's \(call) was called from a cancelled task.")
         }
         return script
     }
