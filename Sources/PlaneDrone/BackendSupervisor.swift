@@ -318,11 +318,19 @@ actor BackendSupervisor {
             monitor = nil
         case .addRoute(let address):
             let tokens = (try? await context.store.accessTokens(of: backend)) ?? []
+            // A termination handled during that await has removed the route already (before
+            // it existed): adding it now would leave a route to a backend that is gone.
+            guard !machine.cleaningUp else { return }
             let route = RouteTable.Route(backendID: backend, address: address, bearerToken: spawn.bearerToken, accessTokens: tokens)
             context.routes.add(route)
             await refreshAccessTokens()
             try? await context.store.setRoute(StoredRoute(subdomain: backend.rawValue, backendID: backend, address: address,
                                                           bearerToken: spawn.bearerToken, lastActive: .now()))
+            if machine.cleaningUp {
+                // One handled during these awaits may have removed it before it was stored.
+                context.routes.remove(backend)
+                try? await context.store.removeRoute(of: backend)
+            }
         case .removeRoute:
             context.routes.remove(backend)
             try? await context.store.removeRoute(of: backend)
