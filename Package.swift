@@ -384,7 +384,8 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneCommandsTests",
-            dependencies: ["PlaneCommands", "NATS", "PlaneTestSupport", "PlaneController", "PlaneCore", "PlaneDNS", "PlaneDrone", "PlaneACME", "plane"]
+            dependencies: ["PlaneCommands", "NATS", "PlaneTestSupport", "PlaneController", "PlaneCore", "PlaneDNS", "PlaneDrone", "PlaneACME", "plane"],
+            exclude: ["python"]
         ),
         .testTarget(
             name: "PlaneProxyTests",

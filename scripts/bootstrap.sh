@@ -30,6 +30,7 @@ declare -A PACKAGES=(
   [dpkg-deb]=dpkg
   [systemd-analyze]=systemd
   [adduser]=adduser
+  [chromium]=chromium
 )
 
 missing=()

@@ -13,9 +13,13 @@ public struct BackendRecord: Sendable, Hashable, Codable {
     public var time: Timestamp
     public var lock: LockName?
     public var bearerToken: String?
+    /// When the backend was scheduled (or first heard of); nil in records written before
+    /// this field existed. Shown as its age on the dashboard.
+    public var created: Timestamp?
 
     public init(backendID: BackendID, cluster: ClusterName, drone: DroneID? = nil, state: BackendState? = nil,
-                time: Timestamp, lock: LockName? = nil, bearerToken: String? = nil) {
+                time: Timestamp, lock: LockName? = nil, bearerToken: String? = nil, created: Timestamp? = nil) {
+        self.created = created
         self.backendID = backendID
         self.cluster = cluster
         self.drone = drone
@@ -30,7 +34,7 @@ public struct BackendRecord: Sendable, Hashable, Codable {
 
     enum CodingKeys: String, CodingKey {
         case backendID = "backend_id"
-        case cluster, drone, state, time, lock
+        case cluster, drone, state, time, lock, created
         case bearerToken = "bearer_token"
     }
 }

@@ -25,6 +25,13 @@ public final class HTTPAPIServer: Sendable {
     let liveDrones: @Sendable () -> Int
     let backendCounts: @Sendable () -> [String: Int]
     let dnsCounts: @Sendable () -> [String: Int]
+    /// What the dashboard shows now, with the idle times its stream collected.
+    let dashboard: @Sendable ([BackendID: DashboardSnapshot.IdleSample]) -> DashboardSnapshot
+    /// Open `/dashboard/events` streams (at most `maxDashboardStreams`).
+    let dashboardStreams = Mutex(0)
+    static let maxDashboardStreams = 32
+    /// Idle times a dashboard stream keeps (backends it has seen stats of).
+    static let maxIdleSamples = 100_000
     let logger: Logger
     private let server = Mutex<NIOAsyncChannel<Connection, Never>?>(nil)
     /// The longest a spawn may take: every drone attempt's timeout, plus margin.
@@ -43,6 +50,11 @@ public final class HTTPAPIServer: Sendable {
             return counts
         }
         let scheduler = controller.configuration.scheduler ?? SchedulerConfiguration()
+        let cluster = configuration.cluster
+        self.dashboard = { [weak controller] idle in
+            DashboardSnapshot(cluster: cluster, drones: controller?.scheduler?.drones, droneTimeout: scheduler.droneTimeout,
+                              backends: controller?.directory.all ?? [], idle: idle)
+        }
         self.spawnTimeout = scheduler.spawnTimeout * scheduler.maxSpawnAttempts + .seconds(10)
     }
 
@@ -126,6 +138,9 @@ public final class HTTPAPIServer: Sendable {
                         case .events(let backend, let after):
                             try await streamEvents(of: backend, after: after, to: outbound)
                             return
+                        case .dashboardEvents:
+                            try await streamDashboard(to: outbound)
+                            return
                         }
                         head = nil
                     }
@@ -141,6 +156,8 @@ public final class HTTPAPIServer: Sendable {
         /// A backend's state changes as Server-Sent Events, after the stream sequence given
         /// as `Last-Event-ID` (nil: from the start).
         case events(BackendID, after: UInt64?)
+        /// The dashboard's snapshots as Server-Sent Events, one whenever it changes.
+        case dashboardEvents
     }
 
     /// The query's `name=value` pairs (no decoding beyond what the routes need: flags).
@@ -178,7 +195,9 @@ public final class HTTPAPIServer: Sendable {
         let authenticated = authenticated(head)
         // Public with a token configured: health (for load balancers) and a backend's state
         // (for the browsers of its users, which must not hold the API token).
+        // The dashboard's page and its scripts hold no data (its data needs the token).
         let isPublic = parts == ["healthz"] || (parts.first == "backend" && head.method == .GET)
+            || (head.method == .GET && (parts == ["dashboard"] || parts == ["dashboard", "dashboard.js"] || parts == ["dashboard", "dashboard.css"]))
         if configuration.token != nil && !authenticated && !isPublic {
             let presented = !head.headers["authorization"].isEmpty
             return .complete(.error(.unauthorized, presented ? "The token is not valid." : "This API needs Authorization: Bearer <token> ([http] token).",
@@ -192,6 +211,17 @@ public final class HTTPAPIServer: Sendable {
         case (.GET, 1, "metrics"):
             let text = metrics.render(liveDrones: liveDrones(), backendsByState: backendCounts(), dnsQueries: dnsCounts())
             return .complete(HTTPAPIResponse(status: .ok, contentType: "text/plain; version=0.0.4; charset=utf-8", body: Array(text.utf8)))
+        case (.GET, 1, "dashboard"):
+            return .complete(Self.dashboardAsset(DashboardAssets.html, type: "text/html; charset=utf-8"))
+        case (.GET, 2, "dashboard") where parts[1] == "dashboard.js":
+            return .complete(Self.dashboardAsset(DashboardAssets.javascript, type: "text/javascript; charset=utf-8"))
+        case (.GET, 2, "dashboard") where parts[1] == "dashboard.css":
+            return .complete(Self.dashboardAsset(DashboardAssets.css, type: "text/css; charset=utf-8"))
+        case (.GET, 2, "dashboard") where parts[1] == "state":
+            let body = JSONWriter.write(dashboard([:]).json(now: .now(), instant: .now))
+            return .complete(HTTPAPIResponse(status: .ok, contentType: "application/json", body: body, extraHeaders: [("Cache-Control", "no-store")]))
+        case (.GET, 2, "dashboard") where parts[1] == "events":
+            return .dashboardEvents
         case (.POST, 3, "service") where parts[2] == "spawn":
             return .complete(await spawn(service: parts[1], body: body, host: head.headers["host"].first, authenticated: authenticated))
         case (.GET, 3, "backend") where parts[2] == "status", (.GET, 4, "backend") where parts[2] == "status" && parts[3] == "stream":
@@ -214,10 +244,12 @@ public final class HTTPAPIServer: Sendable {
         case (.POST, 4, "ctrl") where parts[1] == "drone" && parts[3] == "drain":
             guard let drone = try? DroneID(parts[2]) else { return .complete(.error(.badRequest, "'\(parts[2])' is not a drone id.")) }
             return .complete(await drain(drone, drain: Self.query(of: head.uri)["cancel"] != "true"))
-        case (_, 3, "service"), (_, 3, "backend"), (_, 4, "backend"), (_, 0, _), (_, 1, "healthz"), (_, 1, "metrics"), (_, 2, "ctrl"), (_, 3, "ctrl"), (_, 4, "ctrl"):
+        case (_, 3, "service"), (_, 3, "backend"), (_, 4, "backend"), (_, 0, _), (_, 1, "healthz"), (_, 1, "metrics"), (_, 2, "ctrl"), (_, 3, "ctrl"), (_, 4, "ctrl"), (_, 1, "dashboard"):
             return .complete(.error(.methodNotAllowed, "\(head.method.rawValue) is not allowed on \(path).", cors: cors))
+        case (_, 2, "dashboard") where ["dashboard.js", "dashboard.css", "state", "events"].contains(parts[1]):
+            return .complete(.error(.methodNotAllowed, "\(head.method.rawValue) is not allowed on \(path)."))
         default:
-            return .complete(.error(.notFound, "No route \(path). Routes: POST /service/{name}/spawn, GET /backend/{id}/status[/stream], POST /ctrl/connect, DELETE /ctrl/token/{token}, DELETE /ctrl/backend/{id}[?hard=true], POST /ctrl/drone/{id}/drain[?cancel=true], GET /healthz, GET /metrics.", cors: cors))
+            return .complete(.error(.notFound, "No route \(path). Routes: POST /service/{name}/spawn, GET /backend/{id}/status[/stream], POST /ctrl/connect, DELETE /ctrl/token/{token}, DELETE /ctrl/backend/{id}[?hard=true], POST /ctrl/drone/{id}/drain[?cancel=true], GET /dashboard, GET /healthz, GET /metrics.", cors: cors))
         }
     }
 
@@ -444,6 +476,95 @@ public final class HTTPAPIServer: Sendable {
             if message.state.isTerminal { break }
         }
         try await outbound.write(.end(nil))
+    }
+
+    /// A file of the dashboard, with headers that keep it to itself: its scripts from this
+    /// origin only, no framing, no referrer.
+    static func dashboardAsset(_ text: String, type: String) -> HTTPAPIResponse {
+        HTTPAPIResponse(status: .ok, contentType: type, body: Array(text.utf8), extraHeaders: [
+            ("Content-Security-Policy", "default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'"),
+            ("X-Content-Type-Options", "nosniff"), ("Referrer-Policy", "no-referrer"), ("Cache-Control", "no-cache"),
+        ])
+    }
+
+    /// `GET /dashboard/events`: the dashboard's snapshot now and again whenever it changes
+    /// (checked every second; a comment every 15 s keeps proxies from closing a quiet
+    /// stream). While a stream is open the controller reads `backend.*.stats` for the
+    /// backends' idle times; without the right to (NATS permissions), idle times stay empty.
+    func streamDashboard(to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
+        let admitted = dashboardStreams.withLock { open in
+            guard open < Self.maxDashboardStreams else { return false }
+            open += 1
+            return true
+        }
+        guard admitted else {
+            try await write(.error(.serviceUnavailable, "\(Self.maxDashboardStreams) dashboards are open already; close one.", extraHeaders: [("Retry-After", "10")]),
+                            to: outbound, keepAlive: false)
+            return
+        }
+        defer { dashboardStreams.withLock { $0 -= 1 } }
+        var headers = HTTPHeaders()
+        headers.add(name: "Content-Type", value: "text/event-stream")
+        headers.add(name: "Cache-Control", value: "no-store")
+        headers.add(name: "Connection", value: "close")
+        try await outbound.write(.head(HTTPResponseHead(version: .http1_1, status: .ok, headers: headers)))
+        let idle = IdleSamples()
+        let stats: PlaneSubscription<BackendStatsMessage, NullReply>?
+        do {
+            stats = try await messenger.subscribe(PlaneSubjects.backendStatsAll)
+        } catch {
+            logger.notice("dashboard.stats_unavailable", metadata: ["error": "\(error)"])
+            stats = nil
+        }
+        let dashboard = dashboard
+        try await withThrowingTaskGroup(of: Void.self) { group in
+            if let stats {
+                group.addTask {
+                    await withTaskCancellationHandler {
+                        for await delivery in stats {
+                            guard case .success(let message) = delivery.message, let seconds = message.idleSeconds else { continue }
+                            let sample = DashboardSnapshot.IdleSample(seconds: seconds, received: .now())
+                            idle.samples.withLock { samples in
+                                // Anyone may publish stats: bounded, and pruned to Ready backends below.
+                                if samples[message.backendID] != nil || samples.count < Self.maxIdleSamples { samples[message.backendID] = sample }
+                            }
+                        }
+                    } onCancel: {
+                        try? stats.unsubscribe()
+                    }
+                }
+            }
+            group.addTask {
+                var last: [UInt8] = []
+                var lastWrite = ContinuousClock.now
+                while true {
+                    let snapshot = dashboard(idle.samples.withLock { $0 })
+                    let ready = Set(snapshot.backends.lazy.filter { $0.state == .ready }.map(\.backendID))
+                    idle.samples.withLock { samples in samples = samples.filter { ready.contains($0.key) } }
+                    let body = JSONWriter.write(snapshot.json(now: .now(), instant: .now))
+                    if body != last {
+                        var event = ByteBuffer(string: "data: ")
+                        event.writeBytes(body)
+                        event.writeString("\n\n")
+                        try await outbound.write(.body(.byteBuffer(event)))
+                        last = body
+                        lastWrite = .now
+                    } else if ContinuousClock.now - lastWrite >= .seconds(15) {
+                        try await outbound.write(.body(.byteBuffer(ByteBuffer(string: ": keepalive\n\n"))))
+                        lastWrite = .now
+                    }
+                    try await Task.sleep(for: .seconds(1))
+                }
+            }
+            // The writer ends when the client goes (its write fails) or the server stops.
+            defer { group.cancelAll() }
+            _ = try await group.next()
+        }
+    }
+
+    /// The idle times one dashboard stream collected from the drones' stats.
+    final class IdleSamples: Sendable {
+        let samples = Mutex<[BackendID: DashboardSnapshot.IdleSample]>([:])
     }
 
     func write(_ response: HTTPAPIResponse, to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, keepAlive: Bool) async throws {

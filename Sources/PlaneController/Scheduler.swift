@@ -119,7 +119,8 @@ public final class Scheduler: Sendable {
         }
         // The backend id is claimed with a create, so an id that is already live (or was
         // used before) is never spawned twice.
-        var record = BackendRecord(backendID: backendID, cluster: request.cluster, drone: drone, time: .now(), lock: request.lock, bearerToken: token)
+        let now = Timestamp.now()
+        var record = BackendRecord(backendID: backendID, cluster: request.cluster, drone: drone, time: now, lock: request.lock, bearerToken: token, created: now)
         var recordRevision: UInt64
         do {
             recordRevision = try await store.backends.create(backendID.rawValue, value: try ControllerStore.encode(record))

@@ -57,7 +57,8 @@ public struct StateRelay: Sendable {
                 } else {
                     // A backend this controller group did not schedule (e.g. a v0.3.10
                     // controller did, or its record expired): start tracking it.
-                    let next = BackendRecord(backendID: update.backend, cluster: update.cluster, drone: update.drone, state: update.state, time: update.time)
+                    let next = BackendRecord(backendID: update.backend, cluster: update.cluster, drone: update.drone, state: update.state, time: update.time,
+                                             created: update.time)
                     _ = try await store.backends.create(update.backend.rawValue, value: try ControllerStore.encode(next))
                 }
             } catch let error as NATSError where error.isConflict {

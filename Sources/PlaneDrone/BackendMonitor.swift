@@ -82,12 +82,15 @@ final class BackendMonitor: Sendable {
         })
         if runtime.descriptor.capabilities.stats {
             let interval = context.statsInterval
+            let routes = context.routes
             tasks.append(Task {
                 while !Task.isCancelled {
                     try? await Task.sleep(for: interval)
                     if Task.isCancelled { return }
                     guard let sample = try? await runtime.stats(of: backend) else { continue }
-                    let message = BackendStatsMessage(backendID: backend, cpuUsePercent: sample.cpuPercent, memUsePercent: sample.memoryPercent)
+                    let idle = routes.idleTime(of: backend).map { Double($0.components.seconds) + Double($0.components.attoseconds) / 1e18 }
+                    let message = BackendStatsMessage(backendID: backend, cpuUsePercent: sample.cpuPercent, memUsePercent: sample.memoryPercent,
+                                                      idleSeconds: idle.map { ($0 * 10).rounded() / 10 })
                     try? await messenger.publish(PlaneSubjects.backendStats(backend), message)
                 }
             })

@@ -87,6 +87,19 @@ struct WireStrictnessTests {
         #expect(back.cpuUsePercent.isNaN)
     }
 
+    /// `idle_secs` (our addition) is omitted when unknown; a peer's odd value is no value.
+    @Test func idleSecondsInStatsAreOptionalAndChecked() throws {
+        let stats = BackendStatsMessage(backendID: "b", cpuUsePercent: 1, memUsePercent: 2, idleSeconds: 4.5)
+        #expect(String(decoding: try WireEncoder().encode(stats), as: UTF8.self) == #"{"backend_id":"b","cpu_use_percent":1.0,"mem_use_percent":2.0,"idle_secs":4.5}"#)
+        #expect(try decode(BackendStatsMessage.self, #"{"backend_id":"b","cpu_use_percent":1.0,"mem_use_percent":2.0,"idle_secs":4.5}"#).idleSeconds == 4.5)
+        #expect(try decode(BackendStatsMessage.self, #"{"backend_id":"b","cpu_use_percent":1.0,"mem_use_percent":2.0}"#).idleSeconds == nil)
+        for odd in ["-1", "\"soon\"", "1e999", "null"] {
+            #expect(try decode(BackendStatsMessage.self, #"{"backend_id":"b","cpu_use_percent":1.0,"mem_use_percent":2.0,"idle_secs":"# + odd + "}").idleSeconds == nil, "\(odd)")
+        }
+        let unknown = BackendStatsMessage(backendID: "b", cpuUsePercent: 1, memUsePercent: 2)
+        #expect(!String(decoding: try WireEncoder().encode(unknown), as: UTF8.self).contains("idle_secs"))
+    }
+
     @Test func nullReplyIsTheNullLiteral() throws {
         #expect(try WireEncoder().encode(NullReply()) == Array("null".utf8))
         #expect(throws: Never.self) { try decode(NullReply.self, "null") }

@@ -66,17 +66,23 @@ public struct BackendStatsMessage: Sendable, Hashable, Codable {
     public var backendID: BackendID
     public var cpuUsePercent: Double
     public var memUsePercent: Double
+    /// Seconds since the backend's last request or open connection (0 while one is open),
+    /// as the drone's proxy counts it for `max_idle_secs`; nil before it is Ready. Our
+    /// addition (`idle_secs`), omitted when nil; the controller's dashboard shows it.
+    public var idleSeconds: Double?
 
-    public init(backendID: BackendID, cpuUsePercent: Double, memUsePercent: Double) {
+    public init(backendID: BackendID, cpuUsePercent: Double, memUsePercent: Double, idleSeconds: Double? = nil) {
         self.backendID = backendID
         self.cpuUsePercent = cpuUsePercent
         self.memUsePercent = memUsePercent
+        self.idleSeconds = idleSeconds
     }
 
     enum CodingKeys: String, CodingKey {
         case backendID = "backend_id"
         case cpuUsePercent = "cpu_use_percent"
         case memUsePercent = "mem_use_percent"
+        case idleSeconds = "idle_secs"
     }
 
     public init(from decoder: any Decoder) throws {
@@ -84,6 +90,8 @@ public struct BackendStatsMessage: Sendable, Hashable, Codable {
         backendID = try c.decode(BackendID.self, forKey: .backendID)
         cpuUsePercent = try c.decodeIfPresent(Double.self, forKey: .cpuUsePercent) ?? .nan
         memUsePercent = try c.decodeIfPresent(Double.self, forKey: .memUsePercent) ?? .nan
+        // A peer's number: anything but a finite, non-negative one is no answer.
+        idleSeconds = (try? c.decodeIfPresent(Double.self, forKey: .idleSeconds)).flatMap { $0.flatMap { $0.isFinite && $0 >= 0 ? $0 : nil } }
     }
 
     public func encode(to encoder: any Encoder) throws {
@@ -91,6 +99,7 @@ public struct BackendStatsMessage: Sendable, Hashable, Codable {
         try c.encode(backendID, forKey: .backendID)
         if cpuUsePercent.isFinite { try c.encode(cpuUsePercent, forKey: .cpuUsePercent) } else { try c.encodeNil(forKey: .cpuUsePercent) }
         if memUsePercent.isFinite { try c.encode(memUsePercent, forKey: .memUsePercent) } else { try c.encodeNil(forKey: .memUsePercent) }
+        if let idleSeconds, idleSeconds.isFinite, idleSeconds >= 0 { try c.encode(idleSeconds, forKey: .idleSeconds) }
     }
 }
 
