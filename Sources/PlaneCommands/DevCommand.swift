@@ -16,7 +16,8 @@ import ServiceLifecycle
 /// runtime when no Docker daemon answers) with its HTTPS proxy and a certificate from a
 /// local CA, and the demo image. Ctrl-C stops everything, backends included. One `plane
 /// dev` per state directory (`DevStateLock`); its nats-server ends with it even when it is
-/// killed, and one left by an older version is stopped at the next start.
+/// killed, and one left by an older version is stopped at the next start. Killed (SIGKILL),
+/// its backends are ended by `plane dev-reaper`, which it started to watch it.
 struct DevCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "dev",
@@ -66,6 +67,8 @@ struct DevCommand: AsyncParsableCommand {
         let mixed = Set(runtimeNames).count > 1
         let nats = try await DevNATSServer.start(directory: stateDir + "/nats", preferredPort: natsPort, logger: logger)
         var services: [ServiceGroupConfiguration.ServiceConfiguration] = [.init(service: nats)]
+        var reaper: pid_t?
+        defer { if let reaper { DevReaperCommand.stop(reaper) } }
         do {
             let natsConfiguration = try NATSClientConfiguration(urls: [nats.url], name: "plane-dev")
             // The controller.
@@ -96,9 +99,11 @@ struct DevCommand: AsyncParsableCommand {
 
             // The drones: backends stop with them (drain on shutdown).
             var started: [DevDrone] = []
+            var droneDirectories: [String] = []
             for (index, runtimeName) in runtimeNames.enumerated() {
                 var droneConfiguration = DroneConfiguration(cluster: clusterName)
                 droneConfiguration.stateDirectory = stateDir + (index == 0 ? "/drone" : "/drone-\(index + 1)")
+                droneDirectories.append(droneConfiguration.stateDirectory)
                 try FileManager.default.createDirectory(atPath: droneConfiguration.stateDirectory, withIntermediateDirectories: true)
                 droneConfiguration.nats = natsConfiguration
                 var agent = AgentConfiguration(ip: .literal("127.0.0.1"))
@@ -119,6 +124,8 @@ struct DevCommand: AsyncParsableCommand {
                 started.append(DevDrone(id: droneID.rawValue, runtime: runtimeName, httpsPort: proxy.httpsPort ?? 0))
             }
 
+            // Ends the backends if this process is killed before its own shutdown does.
+            reaper = try DevReaperCommand.start(drones: zip(runtimeNames, droneDirectories).map { ($0, $1) }, log: stateDir + "/dev-reaper.log")
             printReady(cluster: clusterName, nats: nats.url, httpPort: http.port, ca: authority.certificatePath, image: images[runtimeNames[0]] ?? "",
                        drones: started, dnsPort: controller.dnsServer?.boundAddress?.port ?? 0)
         } catch {

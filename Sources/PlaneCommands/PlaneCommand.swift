@@ -15,7 +15,7 @@ public struct PlaneCommand: AsyncParsableCommand {
             """,
         version: PlaneVersion.current,
         subcommands: [DevCommand.self, SpawnCommand.self, StatusCommand.self, TerminateCommand.self, DrainCommand.self, ListDronesCommand.self, ListDNSCommand.self, LogsCommand.self,
-                      ControllerCommand.self, DroneCommand.self, RuntimesCommand.self, NATSCheckCommand.self, OCIShimCommand.self]
+                      ControllerCommand.self, DroneCommand.self, RuntimesCommand.self, NATSCheckCommand.self, OCIShimCommand.self, DevReaperCommand.self]
     )
 
     public init() {}

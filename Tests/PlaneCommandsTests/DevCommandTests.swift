@@ -87,7 +87,8 @@ struct DevCommandTests {
     }
 
     /// `--drones 2 --runtimes oci,process`: a mixed local cluster; each runtime's demo
-    /// service lands on its drone and answers through that drone's proxy.
+    /// service lands on its drone and answers through that drone's proxy. Then `plane dev`
+    /// is killed with SIGKILL, and nothing of it is left.
     @Test func aMixedLocalCluster() async throws {
         let stateDir = try TestEnvironment.temporaryDirectory("dev-mixed")
         defer { try? FileManager.default.removeItem(atPath: stateDir) }
@@ -121,8 +122,28 @@ struct DevCommandTests {
                 return code == 0 && body == "Hello World!"
             }, "\(runtime): \(dev.output.suffix(3000))")
         }
-        dev.signal(SIGINT)
-        #expect(await dev.waitForExit(timeout: .seconds(60)) == 0, "\(dev.output)")
+        // Killed, none of its own cleanup runs: the reaper it started ends the backends
+        // (OCI shims with their mounts, process-plugin shims, the plugin), nats-server
+        // ends by its parent-death signal.
+        dev.signal(SIGKILL)
+        _ = await dev.waitForExit(timeout: .seconds(10))
+        func leftovers() throws -> [String] {
+            try FileManager.default.contentsOfDirectory(atPath: "/proc").filter { Int($0) != nil }.compactMap { pid in
+                let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+                // Its own, or a backend's: an OCI container's root or a process backend's
+                // directory is under the store.
+                let places = ["root", "cwd"].compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/\($0)") }
+                guard cmdline.contains(stateDir) || places.contains(where: { $0.contains(stateDir) }) else { return nil }
+                return "\(pid): \(cmdline.replacingOccurrences(of: "\0", with: " ")) \(places)"
+            }
+        }
+        let clean = try await eventually(timeout: .seconds(60)) {
+            try leftovers().isEmpty && !(try String(contentsOfFile: "/proc/mounts", encoding: .utf8)).contains(stateDir)
+        }
+        let left = try leftovers()
+        #expect(clean, "left after SIGKILL: \(left) \((try? String(contentsOfFile: stateDir + "/dev-reaper.log", encoding: .utf8)) ?? "")")
+        let reaped = (try? String(contentsOfFile: stateDir + "/dev-reaper.log", encoding: .utf8)) ?? ""
+        #expect(reaped.contains("dev_reaper.reaped") && reaped.contains("plane.backends=1"), "\(reaped)")
     }
 
     @Test func aMissingProgramIsNamedWithItsPackage() async throws {
