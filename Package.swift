@@ -384,7 +384,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneCommandsTests",
-            dependencies: ["PlaneCommands", "NATS", "PlaneTestSupport", "PlaneController", "PlaneCore", "PlaneDNS", "PlaneDrone", "PlaneACME", "plane"],
+            dependencies: ["PlaneCommands", "NATS", "PlaneTestSupport", "PlaneController", "PlaneCore", "PlaneDNS", "PlaneDrone", "PlaneACME", "PlaneProxy", "plane"],
             exclude: ["python"]
         ),
         .testTarget(
