@@ -126,8 +126,9 @@ struct DevCommand: AsyncParsableCommand {
 
             // Ends the backends if this process is killed before its own shutdown does.
             reaper = try DevReaperCommand.start(drones: zip(runtimeNames, droneDirectories).map { ($0, $1) }, log: stateDir + "/dev-reaper.log")
-            printReady(cluster: clusterName, nats: nats.url, httpPort: http.port, ca: authority.certificatePath, image: images[runtimeNames[0]] ?? "",
-                       drones: started, dnsPort: controller.dnsServer?.boundAddress?.port ?? 0)
+            services.append(.init(service: ReadyLine(text: readyText(cluster: clusterName, nats: nats.url, httpPort: http.port, ca: authority.certificatePath,
+                                                                     image: images[runtimeNames[0]] ?? "", drones: started,
+                                                                     dnsPort: controller.dnsServer?.boundAddress?.port ?? 0))))
         } catch {
             nats.stop()
             throw error
@@ -199,20 +200,19 @@ struct DevCommand: AsyncParsableCommand {
         return result.reference
     }
 
-    func printReady(cluster: ClusterName, nats: String, httpPort: Int, ca: String, image: String, drones: [DevDrone], dnsPort: Int) {
+    func readyText(cluster: ClusterName, nats: String, httpPort: Int, ca: String, image: String, drones: [DevDrone], dnsPort: Int) -> String {
         let first = drones[0]
         if json {
             var object: [String: Any] = ["cluster": cluster.rawValue, "nats": nats, "http_api": "http://127.0.0.1:\(httpPort)", "https_port": first.httpsPort,
                                          "ca": ca, "image": image, "runtime": first.runtime, "drone": first.id, "dns_port": dnsPort]
             object["drones"] = drones.map { ["drone": $0.id, "runtime": $0.runtime, "https_port": $0.httpsPort] as [String: Any] }
-            if let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) {
-                print(String(decoding: data, as: UTF8.self))
-            }
+            guard let data = try? JSONSerialization.data(withJSONObject: object, options: [.sortedKeys, .withoutEscapingSlashes]) else { return "{}" }
+            return String(decoding: data, as: UTF8.self)
         } else {
             let others = drones.dropFirst().map { "\n  Drone:     \($0.id) (\($0.runtime)), backends on :\($0.httpsPort)" }.joined()
             let services = Set(drones.map(\.runtime)).count > 1
                 ? "\n(services demo-\(Set(drones.map(\.runtime)).sorted().joined(separator: ", demo-")) run on the drones of that runtime)" : ""
-            print("""
+            return """
                 Plane dev cluster '\(cluster)' is ready (runtime: \(first.runtime), drone: \(first.id)).\(others)
                   NATS:      \(nats)
                   HTTP API:  http://127.0.0.1:\(httpPort)
@@ -225,8 +225,20 @@ struct DevCommand: AsyncParsableCommand {
                   plane spawn \(cluster) \(image)\(nats == "nats://127.0.0.1:4222" ? "" : " --nats \(nats)")\(services.isEmpty ? "" : " --runtime-class \(first.runtime)")
                   curl -X POST -d '{}' http://127.0.0.1:\(httpPort)/service/demo/spawn\(services)
                 then open the URL it prints (with :\(first.httpsPort)). Ctrl-C stops everything.
-                """)
+                """
         }
-        fflush(nil)
+    }
+
+    /// Prints the ready line once the service group runs, so its signal handlers are in
+    /// place: a Ctrl-C (or a script's SIGINT) sent the moment the line appears stops the
+    /// cluster cleanly instead of killing the process before them.
+    struct ReadyLine: Service {
+        let text: String
+
+        func run() async throws {
+            print(text)
+            fflush(nil)
+            try? await gracefulShutdown()
+        }
     }
 }
