@@ -114,10 +114,20 @@ struct LockPartitionTests {
             _ = try await cluster.messenger.request(PlaneSubjects.updateBackendState("plane.test", late.backend), late, timeout: .seconds(5))
         }
         try await Task.sleep(for: .seconds(3))
+        // B's leases are as short as A's (lease_soft_secs = 2): on a loaded machine B can miss
+        // its renewals too and stop its holders — the guarantee at work, said in its log. Then
+        // the lock is free or held with a larger token; never by A's old backend again.
+        let bLapsed = ["agent.lease_lapsing", "agent.lease_expired", "agent.lease_revoked"].contains { b.child.output.contains($0) }
         for lock in Self.locks {
-            #expect(try await cluster.lockHolder(lock)?.backendID == moved[lock]?.backendID)
+            let holder = try await cluster.lockHolder(lock)
             #expect(try await cluster.backendRecord(try #require(first[lock]).backendID)?.state == .lost)
-            #expect(cluster.running()[lock] == [moved[lock]?.fencingToken.map(String.init) ?? "?"])
+            #expect(holder?.backendID != first[lock]?.backendID, "the lock went back to A's old backend")
+            if holder?.backendID == moved[lock]?.backendID {
+                #expect(cluster.running()[lock] == [moved[lock]?.fencingToken.map(String.init) ?? "?"])
+            } else {
+                #expect(bLapsed, "the moved holder of \(lock) ended, and B's lease did not lapse: \(b.child.output.suffix(4000))")
+                #expect(holder == nil || (holder?.fencingToken ?? 0) > (moved[lock]?.fencingToken ?? .max))
+            }
         }
         #expect(try await cluster.backendRecord(lockless.backendID)?.state == .lost)
         #expect(cluster.violationList.isEmpty, "\(cluster.violationList)")
