@@ -30,12 +30,18 @@ public final class BackendDirectory: Sendable {
     /// The backends of `ids` that have ended, with their terminal state (for a drone that
     /// reconciles after an absence). Empty until the watch has caught up; at most
     /// `maximumReconciled` ids are looked at.
-    func ended(among ids: [BackendID]) -> [EndedBackend] {
+    ///
+    /// A live backend the cluster placed on another drone than `drone` is ended for `drone`
+    /// too (`Lost`): its copy there is one the scheduler gave up on (the drone answered the
+    /// spawn too late) and must not run beside the placed one.
+    public func ended(among ids: [BackendID], for drone: DroneID? = nil) -> [EndedBackend] {
         guard isCaughtUp else { return [] }
         return records.withLock { records in
             ids.prefix(Self.maximumReconciled).compactMap { id in
-                guard let record = records[id], let state = record.state, state.isTerminal else { return nil }
-                return EndedBackend(backend: id, state: state)
+                guard let record = records[id] else { return nil }
+                if let state = record.state, state.isTerminal { return EndedBackend(backend: id, state: state) }
+                if let drone, let placed = record.drone, placed != drone { return EndedBackend(backend: id, state: .lost) }
+                return nil
             }
         }
     }

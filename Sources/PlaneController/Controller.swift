@@ -334,7 +334,7 @@ public final class Controller: Service, Sendable {
                                 }
                                 do {
                                     let epoch = try await leases.renew(request)
-                                    let ended = directory.ended(among: request.backends ?? [])
+                                    let ended = directory.ended(among: request.backends ?? [], for: request.drone)
                                     _ = try? await delivery.respond(DroneLeaseGrant(epoch: epoch, ended: ended))
                                 } catch {
                                     // No answer: the drone's lease runs on from its last grant.

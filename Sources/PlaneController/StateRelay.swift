@@ -25,11 +25,24 @@ public struct StateRelay: Sendable {
     /// An update for a backend this controller group knows in another cluster is dropped:
     /// a drone of one cluster cannot change the state of another cluster's backends.
     public func relay(_ update: UpdateBackendStateMessage) async throws {
-        if let (current, _) = try await store.backend(update.backend), current.cluster != update.cluster {
-            logger.warning("relay.foreign_cluster", metadata: ["plane.backend": "\(update.backend)", "plane.cluster": "\(update.cluster)",
-                                                               "plane.backend_cluster": "\(current.cluster)"])
-            metrics.recordRejectedUpdate()
-            return
+        if let (current, _) = try await store.backend(update.backend) {
+            if current.cluster != update.cluster {
+                logger.warning("relay.foreign_cluster", metadata: ["plane.backend": "\(update.backend)", "plane.cluster": "\(update.cluster)",
+                                                                   "plane.backend_cluster": "\(current.cluster)"])
+                metrics.recordRejectedUpdate()
+                return
+            }
+            // The scheduler placed the backend on `current.drone`. Another drone that runs it
+            // too (a spawn it answered too late, after the scheduler had tried the next drone)
+            // does not get to speak for it: its states would move the record to it, and the
+            // copy the cluster placed could then outlive its lock. That drone is told to stop
+            // its copy when it reconciles (`BackendDirectory.ended`).
+            if let owner = current.drone, owner != update.drone, current.isLive {
+                logger.warning("relay.foreign_drone", metadata: ["plane.backend": "\(update.backend)", "plane.drone": "\(update.drone)",
+                                                                 "plane.backend_drone": "\(owner)"])
+                metrics.recordRejectedUpdate()
+                return
+            }
         }
         let message = update.relayed
         let messageID = "\(update.backend).\(update.state.rawValue).\(update.time.nanosecondsSinceEpoch)"

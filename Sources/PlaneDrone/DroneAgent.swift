@@ -429,6 +429,9 @@ public final class DroneAgent: Service, Sendable {
         do {
             let supervisor = try await accept(request)
             _ = try? await delivery.respond(true)
+            // The next renewal lists the backends: had the scheduler given up on this answer
+            // and placed the backend elsewhere, the cluster says so and this copy stops.
+            state.withLock { $0.reconcileNeeded = true }
             await supervisor.begin()
         } catch {
             if let limit = (error as? PlaneCoreError)?.limit, let hits = LimitCounters.shared.record(limit) {

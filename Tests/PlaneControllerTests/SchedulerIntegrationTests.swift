@@ -255,6 +255,11 @@ import Testing
             _ = try await client.client.request("cluster.plane_test.backend.\(other).status", payload: try WireEncoder().encode(mismatched), timeout: .seconds(5))
             let foreign = UpdateBackendStateMessage(cluster: "other.test", state: .terminated, backend: id, time: .now(), drone: DroneID.random())
             _ = try await client.request(PlaneSubjects.updateBackendState("other.test", id), foreign, timeout: .seconds(5))
+            // Another drone of the cluster running a copy (a spawn it answered too late, the
+            // backend placed on this drone instead) does not speak for it.
+            let otherDrone = DroneID.random()
+            let copy = UpdateBackendStateMessage(cluster: "plane.test", state: .terminated, backend: id, time: .now(), drone: otherDrone)
+            _ = try await client.request(PlaneSubjects.updateBackendState("plane.test", id), copy, timeout: .seconds(5))
             // The drone's own update is stored; the earlier ones were not.
             let ready = UpdateBackendStateMessage(cluster: "plane.test", state: .ready, backend: id, time: .now(), drone: drone.id)
             _ = try await client.request(PlaneSubjects.updateBackendState("plane.test", id), ready, timeout: .seconds(5))
@@ -269,7 +274,10 @@ import Testing
             #expect(try await eventually { controller.controller.directory.record(of: id)?.state == .ready })
             let store = try await ControllerStore.open(client.jetStream, replicas: 1)
             #expect(try await store.backend(other) == nil)
-            #expect(controller.controller.metrics.render(liveDrones: 0, backendsByState: [:], dnsQueries: [:]).contains("plane_state_updates_rejected_total 2"))
+            #expect(controller.controller.metrics.render(liveDrones: 0, backendsByState: [:], dnsQueries: [:]).contains("plane_state_updates_rejected_total 3"))
+            // When that other drone reconciles, it is told to stop its copy; this one is not.
+            #expect(controller.controller.directory.ended(among: [id], for: otherDrone) == [EndedBackend(backend: id, state: .lost)])
+            #expect(controller.controller.directory.ended(among: [id], for: drone.id).isEmpty)
             await drone.close()
             await client.client.close()
             await controller.stop()
