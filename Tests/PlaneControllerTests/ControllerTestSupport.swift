@@ -11,7 +11,9 @@ import Testing
 /// A drone written as test code: heartbeats on `drone.{id}.status` and answers spawn
 /// requests by policy, remembering each.
 final class FakeDrone: Sendable {
-    enum Policy: Sendable { case accept, refuse, silent }
+    /// `acceptLate`: answers true after the delay (a drone slower than the scheduler's
+    /// spawn timeout, which still starts the backend).
+    enum Policy: Sendable { case accept, refuse, silent, acceptLate(Duration) }
 
     let id = DroneID.random()
     let cluster: ClusterName
@@ -39,6 +41,9 @@ final class FakeDrone: Sendable {
                 case .accept: _ = try? await delivery.respond(true)
                 case .refuse: _ = try? await delivery.respond(false)
                 case .silent: break
+                case .acceptLate(let delay):
+                    try? await Task.sleep(for: delay)
+                    _ = try? await delivery.respond(true)
                 }
             }
         }

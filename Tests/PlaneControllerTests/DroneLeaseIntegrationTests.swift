@@ -36,6 +36,46 @@ struct DroneLeaseIntegrationTests {
         }
     }
 
+    /// A drone answers a lock's spawn after the scheduler's timeout (and starts the backend
+    /// anyway) while the scheduler places it on the next drone: the late drone cannot speak
+    /// for the backend (its states are dropped, the record stays with the placed drone), and
+    /// its next renewal listing the backend tells it to stop its copy. Without this, the
+    /// late copy took over the record and could run on after the lock moved.
+    @Test func aSpawnAnsweredTooLateLeavesNoSecondCopy() async throws {
+        try await withCluster { server in
+            let running = try await controller(server)
+            let late = try await FakeDrone(server: server, policy: .acceptLate(.seconds(3)))
+            let prompt = try await FakeDrone(server: server)
+            try await late.startHeartbeats()
+            try await prompt.startHeartbeats()
+            try await Task.sleep(for: .milliseconds(300))
+            let client = PlaneMessenger(client: try await server.connectedClient())
+            // The choice is random: ask for locks until one went to the late drone first.
+            var placed: ScheduledBackend?
+            for attempt in 0..<12 where placed == nil {
+                let reply = try await client.request(PlaneSubjects.schedule("plane.test"), scheduleRequest(lock: try LockName("late-\(attempt)")), timeout: .seconds(20))
+                guard case .scheduled(let backend) = reply else { Issue.record("expected Scheduled, got \(reply)"); return }
+                if late.spawns.withLock({ $0.contains { $0.backendID == backend.backendID } }) { placed = backend }
+            }
+            let backend = try #require(placed, "the late drone was never tried first")
+            #expect(backend.drone == prompt.id)
+            // The late drone's copy reports: dropped, the record stays the placed drone's.
+            let update = UpdateBackendStateMessage(cluster: "plane.test", state: .ready, backend: backend.backendID, time: .now(), drone: late.id)
+            _ = try await late.messenger.request(PlaneSubjects.updateBackendState("plane.test", backend.backendID), update, timeout: .seconds(5))
+            try await Task.sleep(for: .milliseconds(500))
+            #expect(running.controller.directory.record(of: backend.backendID)?.drone == prompt.id)
+            // Its renewal lists the backend: it is told to stop it; the placed drone is not.
+            let grant = try await late.renewLease(epoch: nil, backends: [backend.backendID])
+            #expect(grant.ended == [EndedBackend(backend: backend.backendID, state: .lost)])
+            let placedGrant = try await prompt.renewLease(epoch: nil, backends: [backend.backendID])
+            #expect(placedGrant.ended.isEmpty)
+            await client.client.close()
+            await late.close()
+            await prompt.close()
+            await running.stop()
+        }
+    }
+
     @Test func aLockHolderIsLostOnlyOnceItsDronesLeaseWentStaleAndWasRevoked() async throws {
         try await withCluster { server in
             let running = try await controller(server)
