@@ -50,7 +50,16 @@ public struct DroneRegistry: Sendable {
         var at: ContinuousClock.Instant
         var memoryBytes: UInt64
         var warmPool: String?
+        var backend: BackendID?
+        /// When the drone accepted the spawn (nil while the request is out).
+        var answered: ContinuousClock.Instant?
     }
+
+    /// How long after a drone accepted a spawn its heartbeats may still predate the
+    /// reservation: a heartbeat is read from the drone's state, then published, and then
+    /// waits in this controller's queue; one read before the drone reserved the spawn's
+    /// memory can arrive after the assignment, even after the answer.
+    static let answerSettle: Duration = .seconds(1)
 
     public static let maxDronesKey = "scheduler.max_drones"
     /// A heartbeat's version, runtime name and capability strings are kept to this length.
@@ -138,7 +147,7 @@ public struct DroneRegistry: Sendable {
         guard let capacity = record.capacity, capacity.memoryFreeBytes != nil || capacity.backendSlotsFree != nil else { return (nil, nil) }
         var memory = capacity.memoryFreeBytes
         var count: UInt32 = 0
-        for assignment in assignments[record.droneID] ?? [] where assignment.at >= record.lastSeen {
+        for assignment in assignments[record.droneID] ?? [] where counts(assignment, after: record.lastSeen) {
             count &+= 1
             if let left = memory { memory = left >= assignment.memoryBytes ? left - assignment.memoryBytes : 0 }
         }
@@ -261,19 +270,36 @@ public struct DroneRegistry: Sendable {
         return .noDrone(reason: "all \(candidates.count) matching drone\(candidates.count == 1 ? " is" : "s are") full (max_backends)")
     }
 
-    /// Counts a spawn assigned to `drone` towards its load (and, until its next heartbeat,
-    /// its memory towards the drone's free memory).
-    public mutating func assign(_ drone: DroneID, memoryBytes: UInt64 = 0, warmPool: String? = nil, at now: ContinuousClock.Instant) {
+    /// Counts a spawn assigned to `drone` towards its load and, until the drone's heartbeats
+    /// include it (`counts(_:after:)`), its memory and a slot towards the drone's room.
+    public mutating func assign(_ drone: DroneID, memoryBytes: UInt64 = 0, warmPool: String? = nil, backend: BackendID? = nil,
+                                at now: ContinuousClock.Instant) {
         var list = assignments[drone, default: []]
         list.removeAll { now - $0.at >= recentSpawnWindow }
-        list.append(Assignment(at: now, memoryBytes: memoryBytes, warmPool: warmPool))
+        list.append(Assignment(at: now, memoryBytes: memoryBytes, warmPool: warmPool, backend: backend))
         assignments[drone] = list
+    }
+
+    /// The drone answered the spawn of `backend`: accepted, the assignment counts until a
+    /// heartbeat from `answerSettle` after the answer on (which includes the drone's own
+    /// reservation); refused or unanswered, the drone reserved nothing and it no longer counts.
+    public mutating func answered(_ drone: DroneID, backend: BackendID, accepted: Bool, at now: ContinuousClock.Instant) {
+        guard var list = assignments[drone], let index = list.lastIndex(where: { $0.backend == backend }) else { return }
+        if accepted { list[index].answered = now } else { list.remove(at: index) }
+        assignments[drone] = list
+    }
+
+    /// Whether a drone's heartbeat of `lastSeen` may not include the assignment yet: one
+    /// still out, or answered less than `answerSettle` before it. (The time the assignment
+    /// was made is no test: a heartbeat read before the drone reserved may arrive after it.)
+    func counts(_ assignment: Assignment, after lastSeen: ContinuousClock.Instant) -> Bool {
+        lastSeen < (assignment.answered.map { $0 + Self.answerSettle } ?? assignment.at + recentSpawnWindow)
     }
 
     /// Pre-started backends of `pool` the drone has left as this controller sees it.
     func warmBackends(of drone: DroneID, pool: String) -> Int {
         guard let record = drones[drone], let reported = record.warmPools[pool] else { return 0 }
-        let taken = assignments[drone]?.count { $0.warmPool == pool && $0.at >= record.lastSeen } ?? 0
+        let taken = assignments[drone]?.count { $0.warmPool == pool && counts($0, after: record.lastSeen) } ?? 0
         return Int(reported) - taken
     }
 }

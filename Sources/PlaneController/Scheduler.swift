@@ -135,13 +135,15 @@ public final class Scheduler: Sendable {
 
         while true {
             tried.insert(drone)
-            registry.withLock { $0.assign(drone, memoryBytes: requirements.memoryBytes ?? 0, warmPool: request.warmPool, at: .now) }
+            registry.withLock { $0.assign(drone, memoryBytes: requirements.memoryBytes ?? 0, warmPool: request.warmPool, backend: backendID, at: .now) }
             var spawn = SpawnRequest(cluster: request.cluster, droneID: drone, maxIdleSeconds: request.maxIdleSeconds, backendID: backendID,
                                      metadata: request.metadata, executable: request.executable, bearerToken: token,
                                      lock: request.lock, fencingToken: fencingToken, runtimeClass: request.runtimeClass, pool: request.pool,
                                      runtimeOptions: request.runtimeOptions, readiness: request.readiness, maxLifetimeSeconds: request.maxLifetimeSeconds)
             spawn.warmPool = request.warmPool
-            if await sendSpawn(spawn) {
+            let accepted = await sendSpawn(spawn)
+            registry.withLock { [drone] in $0.answered(drone, backend: backendID, accepted: accepted, at: .now) }
+            if accepted {
                 if let lockKey {
                     let lock = LockRecord(backendID: backendID, drone: drone, bearerToken: token, confirmed: true, created: .now(), fencingToken: fencingToken)
                     _ = try await store.locks.update(lockKey, value: try ControllerStore.encode(lock), revision: lockRevision)

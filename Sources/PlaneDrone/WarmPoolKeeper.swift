@@ -178,7 +178,11 @@ public actor WarmPoolKeeper {
             let spec = try dependencies.makeSpec(definition, id, port)
             try dependencies.runtime.validate(spec)
             try await dependencies.runtime.prepare(spec)
-            let handle = try await dependencies.runtime.start(spec)
+            // The start runs to its end even when the round is cancelled (the drone stops):
+            // a runtime call given up half way can leave a container the runtime still
+            // creates after `stopAll` looked for it. `stopAll` ends the one it started.
+            let runtime = dependencies.runtime
+            let handle = try await Task { try await runtime.start(spec) }.value
             let address: String
             if let reported = handle.address {
                 address = reported.description
@@ -224,8 +228,14 @@ public actor WarmPoolKeeper {
     func stopAll() async {
         for backend in warm.values {
             warm[backend.id] = nil
-            try? await dependencies.runtime.stop(backend.id, grace: .seconds(2))
-            try? await dependencies.runtime.remove(backend.id)
+            do {
+                try await dependencies.runtime.stop(backend.id, grace: .seconds(2))
+                try await dependencies.runtime.remove(backend.id)
+            } catch {
+                // The next start's recovery removes it (a container the store does not know).
+                dependencies.logger.warning("warm_pool.stop_failed", metadata: ["plane.pool": "\(backend.definition.name)", "plane.warm_backend": "\(backend.id)",
+                                                                               "error": "\(error)"])
+            }
             dependencies.releasePort(backend.port)
         }
         publish()

@@ -97,7 +97,7 @@ struct NATSPermissionsTests {
             }, "controller: \(controller.output)\ndrone: \(droneProcess.output)")
             let backend = try #require(scheduled).backendID
             #expect(scheduled?.drone == drone)
-            func state() async throws -> BackendState? {
+            func state(of backend: BackendID = backend) async throws -> BackendState? {
                 guard let stored = try await client.jetStream.lastMessage(stream: PlaneSubjects.backendStatusStream, subject: PlaneSubjects.backendStatus(backend).subject) else { return nil }
                 return try WireDecoder().decode(BackendStateMessage.self, from: stored.payload).state
             }
@@ -142,7 +142,11 @@ struct NATSPermissionsTests {
                 try await clientConnection.publish(PlaneSubjects.terminate("plane.test", id).subject,
                                                   payload: try WireEncoder().encode(TerminationRequest(cluster: "plane.test", backendID: id)))
             }
-            #expect(try await eventually(timeout: .seconds(60)) { try await state()?.isTerminal == true }, "drone: \(droneProcess.output)")
+            // Every one of them: a backend still running when the drone stops keeps running
+            // (no drain_on_shutdown), as it should.
+            for id in backends {
+                #expect(try await eventually(timeout: .seconds(60)) { try await state(of: id) == .terminated }, "drone: \(droneProcess.output)")
+            }
             // The drone read the warm pool's definition with its rights alone and keeps its backend.
             let warmSeen = Flag()
             let reader = Task {

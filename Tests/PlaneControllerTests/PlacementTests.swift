@@ -86,7 +86,7 @@ struct PlacementTests {
         guard case .invalidOptions = choose(registry, unknown) else { Issue.record("an unknown option must be refused"); return }
     }
 
-    @Test func memoryAndSlotsExcludeFullDronesAndCountAssignmentsUntilTheNextHeartbeat() {
+    @Test func memoryAndSlotsExcludeFullDronesAndCountAssignmentsUntilAHeartbeatIncludesThem() {
         var registry = DroneRegistry()
         let small = DroneID.random(), big = DroneID.random(), old = DroneID.random()
         registry.heartbeat(status(small, memoryFree: 512 << 20, slotsFree: 10), at: t0)
@@ -94,18 +94,41 @@ struct PlacementTests {
         let gigabyte = PlacementRequirements(memoryBytes: 1 << 30)
         for _ in 0..<50 { #expect(chosen(choose(registry, gigabyte)) == big) }
         // Three gigabytes assigned since the heartbeat: one is left.
-        for _ in 0..<3 { registry.assign(big, memoryBytes: 1 << 30, at: t0 + .milliseconds(100)) }
+        let spawned = (0..<4).map { _ in BackendID.random() }
+        for id in spawned.prefix(3) { registry.assign(big, memoryBytes: 1 << 30, backend: id, at: t0 + .milliseconds(100)) }
         #expect(chosen(choose(registry, gigabyte)) == big)
-        registry.assign(big, memoryBytes: 1 << 30, at: t0 + .milliseconds(200))
+        registry.assign(big, memoryBytes: 1 << 30, backend: spawned[3], at: t0 + .milliseconds(200))
         let refused = reason(choose(registry, gigabyte))
         #expect(refused.contains("\(1 << 30) bytes of memory free") && refused.contains("the most any has: \(512 << 20)"), "\(refused)")
-        // The next heartbeat says what the drone has now.
-        registry.heartbeat(status(big, memoryFree: 2 << 30, slotsFree: 0), at: t0 + .milliseconds(500))
+        // The drone accepts them. A heartbeat it read before it reserved them arrives after
+        // the answers: they still count.
+        for id in spawned { registry.answered(big, backend: id, accepted: true, at: t0 + .milliseconds(300)) }
+        registry.heartbeat(status(big, memoryFree: 4 << 30, slotsFree: 10), at: t0 + .milliseconds(400))
+        #expect(reason(choose(registry, gigabyte)).contains("memory free"))
+        // A heartbeat from well after the answers says what the drone has now.
+        registry.heartbeat(status(big, memoryFree: 2 << 30, slotsFree: 0), at: t0 + .seconds(2))
         let full = reason(choose(registry, gigabyte))
         #expect(full.contains("full"), "\(full)")
         // A drone that says nothing of its capacity (v0.3.10) is not excluded.
         registry.heartbeat(DroneStatusMessage(droneID: old, cluster: "plane.test", droneVersion: "0.3.10"), at: t0)
         #expect(chosen(choose(registry, gigabyte)) == old)
+    }
+
+    @Test func aRefusedOrUnansweredSpawnReservesNothingAndOneStillOutAlwaysCounts() {
+        var registry = DroneRegistry()
+        let drone = DroneID.random()
+        registry.heartbeat(status(drone, memoryFree: 1 << 30, slotsFree: 10), at: t0)
+        let gigabyte = PlacementRequirements(memoryBytes: 1 << 30)
+        let (first, second) = (BackendID.random(), BackendID.random())
+        registry.assign(drone, memoryBytes: 1 << 30, backend: first, at: t0 + .milliseconds(10))
+        // Out: heartbeats (read before the drone saw it) do not clear it.
+        registry.heartbeat(status(drone, memoryFree: 1 << 30, slotsFree: 10), at: t0 + .seconds(3))
+        #expect(reason(choose(registry, gigabyte)).contains("memory free"))
+        registry.answered(drone, backend: first, accepted: false, at: t0 + .seconds(3))
+        #expect(chosen(choose(registry, gigabyte)) == drone)
+        registry.assign(drone, memoryBytes: 1 << 30, backend: second, at: t0 + .seconds(4))
+        registry.answered(drone, backend: second, accepted: true, at: t0 + .seconds(4))
+        #expect(reason(choose(registry, gigabyte)).contains("memory free"))
     }
 
     @Test func thePowerOfTwoChoiceStillPrefersTheLessLoadedAmongTheMatching() {
