@@ -26,11 +26,21 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift.git", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-certificates.git", from: "1.21.1"),
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
+        .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
     ],
     targets: [
         .target(
             name: "PlaneCore",
             dependencies: []
+        ),
+        .target(
+            name: "PlaneMetrics",
+            dependencies: [
+                "PlaneCore",
+                .product(name: "CoreMetrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+            ]
         ),
         .target(
             name: "NATS",
@@ -62,6 +72,7 @@ let package = Package(
         .target(
             name: "PlaneController",
             dependencies: [
+                "PlaneMetrics",
                 "PlaneCore",
                 "NATS",
                 "PlaneMessaging",
@@ -76,6 +87,7 @@ let package = Package(
         .target(
             name: "PlaneProxy",
             dependencies: [
+                "PlaneMetrics",
                 "PlaneCore",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -88,6 +100,7 @@ let package = Package(
         .target(
             name: "PlaneDrone",
             dependencies: [
+                "PlaneMetrics",
                 "PlaneCore",
                 "PlaneProxy",
                 "PlaneACME",
@@ -107,6 +120,7 @@ let package = Package(
         .target(
             name: "PlaneACME",
             dependencies: [
+                "PlaneMetrics",
                 "PlaneCore",
                 "NATS",
                 "PlaneMessaging",
@@ -225,6 +239,7 @@ let package = Package(
         .target(
             name: "PlaneCommands",
             dependencies: [
+                "PlaneMetrics",
                 "PlaneCore",
                 "NATS",
                 "PlaneMessaging",
@@ -365,7 +380,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneControllerTests",
-            dependencies: ["PlaneController", "PlaneCore", "NATS", "PlaneMessaging", "PlaneDNS", "PlaneTestSupport",
+            dependencies: ["PlaneMetrics", "PlaneController", "PlaneCore", "NATS", "PlaneMessaging", "PlaneDNS", "PlaneTestSupport",
                            .product(name: "Logging", package: "swift-log"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(
@@ -384,12 +399,12 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneCommandsTests",
-            dependencies: ["PlaneCommands", "NATS", "PlaneTestSupport", "PlaneController", "PlaneCore", "PlaneDNS", "PlaneDrone", "PlaneACME", "PlaneProxy", "plane"],
+            dependencies: ["PlaneMetrics", "PlaneCommands", "NATS", "PlaneTestSupport", "PlaneController", "PlaneCore", "PlaneDNS", "PlaneDrone", "PlaneACME", "PlaneProxy", "plane"],
             exclude: ["python"]
         ),
         .testTarget(
             name: "PlaneProxyTests",
-            dependencies: ["PlaneProxy", "PlaneCore", "PlaneTestSupport", "plane-test-server",
+            dependencies: ["PlaneMetrics", "PlaneProxy", "PlaneCore", "PlaneTestSupport", "plane-test-server",
                            .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")],
             exclude: ["python"]
@@ -407,7 +422,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneACMETests",
-            dependencies: ["PlaneACME", "PlaneCore", "NATS", "PlaneMessaging", "PlaneController", "PlaneDNS", "PlaneProxy", "PlaneTestSupport", "plane",
+            dependencies: ["PlaneMetrics", "PlaneACME", "PlaneCore", "NATS", "PlaneMessaging", "PlaneController", "PlaneDNS", "PlaneProxy", "PlaneTestSupport", "plane",
                            .product(name: "Crypto", package: "swift-crypto"), .product(name: "X509", package: "swift-certificates"),
                            .product(name: "Logging", package: "swift-log")]
         ),

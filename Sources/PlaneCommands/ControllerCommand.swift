@@ -5,6 +5,7 @@ import NATS
 import PlaneController
 import PlaneMessaging
 import PlaneCore
+import PlaneMetrics
 import ServiceLifecycle
 
 /// `plane controller [--config] controller.toml`: the scheduler, state relay, locks, DNS
@@ -50,7 +51,9 @@ struct ControllerCommand: AsyncParsableCommand {
             FileHandle.standardError.write(Data("error: cannot connect to NATS at \(configuration.nats.servers.map(\.description).joined(separator: ", ")): \(error)\n".utf8))
             throw ExitCode(1)
         }
-        let controller = Controller(configuration: configuration, client: client, logger: logger)
+        let registry = PlaneMetrics()
+        registry.bootstrapMetricsSystem()
+        let controller = Controller(configuration: configuration, client: client, registry: registry, logger: logger)
         do {
             try await controller.start()
         } catch {

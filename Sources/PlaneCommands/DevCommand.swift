@@ -6,6 +6,7 @@ import NATS
 import PlaneACME
 import PlaneController
 import PlaneCore
+import PlaneMetrics
 import PlaneDNS
 import PlaneDrone
 import PlaneProxy
@@ -93,7 +94,10 @@ struct DevCommand: AsyncParsableCommand {
             controllerConfiguration.http = http
             let controllerClient = try NATSClient(configuration: natsConfiguration, logger: Logger(label: "plane.nats"))
             try await controllerClient.connect()
-            let controller = Controller(configuration: controllerConfiguration, client: controllerClient, logger: Logger(label: "plane.controller"))
+            // One registry for the process: the controller's and every drone's /metrics show it.
+            let registry = PlaneMetrics()
+            registry.bootstrapMetricsSystem()
+            let controller = Controller(configuration: controllerConfiguration, client: controllerClient, registry: registry, logger: Logger(label: "plane.controller"))
             try await controller.start()
             services += [.init(service: controllerClient), .init(service: controller)]
 
@@ -119,7 +123,7 @@ struct DevCommand: AsyncParsableCommand {
                 proxy.httpsPort = try index == 0 ? DevPrerequisites.port(preferred: httpsPort) : DevPrerequisites.freePort()
                 droneConfiguration.proxy = proxy
                 droneConfiguration.certificate = files
-                services += try await DroneServices.make(droneConfiguration, logger: Logger(label: "plane.drone"))
+                services += try await DroneServices.make(droneConfiguration, registry: registry, logger: Logger(label: "plane.drone"))
                 let droneID = try DroneIdentity.load(stateDirectory: droneConfiguration.stateDirectory)
                 started.append(DevDrone(id: droneID.rawValue, runtime: runtimeName, httpsPort: proxy.httpsPort ?? 0))
             }

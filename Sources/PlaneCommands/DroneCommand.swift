@@ -9,6 +9,7 @@ import Foundation
 import Logging
 import NATS
 import PlaneCore
+import PlaneMetrics
 import PlaneDrone
 import PlaneProxy
 import ServiceLifecycle
@@ -51,7 +52,9 @@ struct DroneCommand: AsyncParsableCommand {
             fail("This drone has neither [agent] nor [acme]; the proxy serves the agent's backends, so there is nothing to run.", code: 2)
         }
         do {
-            let services = try await DroneServices.make(configuration, logger: logger)
+            let registry = PlaneMetrics()
+            registry.bootstrapMetricsSystem()
+            let services = try await DroneServices.make(configuration, registry: registry, logger: logger)
             let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             try await group.run()
         } catch let error as DroneError {
@@ -154,7 +157,8 @@ struct DroneCommand: AsyncParsableCommand {
 /// the certificate refresher, `/metrics` — started and ready for a `ServiceGroup`. Shared by
 /// `plane drone` and `plane dev`.
 enum DroneServices {
-    static func make(_ configuration: DroneConfiguration, logger: Logger) async throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
+    /// `registry`: the process's metrics, which `/metrics` renders.
+    static func make(_ configuration: DroneConfiguration, registry: PlaneMetrics, logger: Logger) async throws -> [ServiceGroupConfiguration.ServiceConfiguration] {
         // The state directory (store, keys, the runtime's images and backends) is the
         // drone's alone: 0700, narrowed at start if an earlier version left it wider.
         do { try PrivateFiles.directory(configuration.stateDirectory) } catch {
@@ -180,7 +184,7 @@ enum DroneServices {
             services.append(.init(service: NATSLogPublisher(client: connected, subject: PlaneSubjects.droneLogs(droneID), component: .drone(droneID))))
             client = connected
         }
-        let metrics = ProxyMetrics()
+        let metrics = ProxyMetrics(registry: registry)
         var warmPools: WarmPoolKeeper?
         if let agentConfiguration = configuration.agent, let runtime, let client {
             let store = try DroneStore(path: configuration.effectiveDatabasePath)
@@ -190,6 +194,7 @@ enum DroneServices {
                                    store: store, client: client, publicIP: publicIP, routes: routes, logger: logger)
             try await agent.start()
             warmPools = agent.warmPools
+            warmPools?.report(into: registry)
             services.append(.init(service: agent, successTerminationBehavior: .gracefullyShutdownGroup))
             if let proxyConfiguration = configuration.proxy {
                 var certificates: TLSCertificateStore?
@@ -205,17 +210,13 @@ enum DroneServices {
                 services.append(.init(service: proxy))
             }
         }
-        let acmeMetrics = ACMEMetrics()
+        let acmeMetrics = ACMEMetrics(registry: registry)
         if let acme = configuration.acme, let files = configuration.certificate, let client {
             let refresher = try DroneCommand.certificateRefresher(acme, files: files, configuration: configuration, droneID: droneID, client: client, metrics: acmeMetrics)
             services.append(.init(service: refresher))
         }
         if let metricsConfiguration = configuration.metrics {
-            let hasACME = configuration.acme != nil
-            let pools = warmPools
-            let endpoint = MetricsEndpoint(configuration: metricsConfiguration, logger: logger) {
-                metrics.render() + (hasACME ? acmeMetrics.render() : "") + LimitCounters.shared.prometheusText() + (pools?.prometheusText() ?? "")
-            }
+            let endpoint = MetricsEndpoint(configuration: metricsConfiguration, logger: logger) { registry.exposition() }
             try await endpoint.start()
             services.append(.init(service: endpoint))
         }

@@ -1,6 +1,7 @@
 import Logging
 import NATS
 import PlaneCore
+import PlaneMetrics
 import PlaneDNS
 import PlaneMessaging
 import ServiceLifecycle
@@ -16,7 +17,7 @@ public final class Controller: Service, Sendable {
 
     public let configuration: ControllerConfiguration
     public let messenger: PlaneMessenger
-    public let metrics = ControllerMetrics()
+    public let metrics: ControllerMetrics
     public let directory = BackendDirectory()
     let logger: Logger
 
@@ -45,7 +46,9 @@ public final class Controller: Service, Sendable {
 
     private let parts = Mutex(Parts())
 
-    public init(configuration: ControllerConfiguration, client: NATSClient, logger: Logger) {
+    /// `registry`: the process's metrics (`PlaneMetrics`); a new one by default.
+    public init(configuration: ControllerConfiguration, client: NATSClient, registry: PlaneMetrics = PlaneMetrics(), logger: Logger) {
+        metrics = ControllerMetrics(registry: registry)
         self.configuration = configuration
         self.messenger = PlaneMessenger(client: client, logger: logger, limits: configuration.limits.json)
         self.logger = logger

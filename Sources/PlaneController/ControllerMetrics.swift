@@ -1,25 +1,35 @@
+import CoreMetrics
 import PlaneCore
+import PlaneMetrics
 import Synchronization
 
-/// Counters and histograms the controller exposes on `GET /metrics` in the Prometheus text
-/// format. Gauges that are snapshots of other state (drones, backends, DNS) are passed in
-/// when rendering.
+/// The controller's metrics, written through swift-metrics into its process's registry
+/// (`PlaneMetrics`) and rendered on `GET /metrics`. Gauges that are snapshots of other
+/// state (drones, backends, DNS counts) are written when rendering.
 public final class ControllerMetrics: Sendable {
-    /// Upper bounds (seconds) of the scheduling latency histogram.
-    static let latencyBuckets: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
+    public let registry: PlaneMetrics
+    private let scheduleLatency: CoreMetrics.Timer
+    private let relayed: CoreMetrics.Counter
+    private let rejectedUpdates: CoreMetrics.Counter
+    private let liveDrones: CoreMetrics.Gauge
+    private let dnsQueries: CounterFeed
+    static let results = ["scheduled", "existing", "no_drone_available", "invalid", "error"]
+    private let scheduleCounters: [String: CoreMetrics.Counter]
+    /// Schedule requests answered, by result (also for in-process readers).
+    private let counts = Mutex<[String: Int]>([:])
+    /// States with a `plane_backends` series, so one that no backend is in any more reads 0.
+    private let statesShown = Mutex<Set<String>>([])
 
-    struct State {
-        var schedules: [String: Int] = [:]
-        var latencyCounts = [Int](repeating: 0, count: ControllerMetrics.latencyBuckets.count)
-        var latencySum: Double = 0
-        var latencyCount = 0
-        var relayed = 0
-        var rejectedUpdates = 0
+    public init(registry: PlaneMetrics = PlaneMetrics()) {
+        self.registry = registry
+        scheduleLatency = registry.timer(MetricCatalog.scheduleLatency)
+        relayed = registry.counter(MetricCatalog.stateUpdatesRelayed)
+        rejectedUpdates = registry.counter(MetricCatalog.stateUpdatesRejected)
+        liveDrones = registry.gauge(MetricCatalog.liveDrones)
+        dnsQueries = CounterFeed(MetricCatalog.dnsQueries, factory: registry.factory)
+        // Every result is listed from the start (at 0).
+        scheduleCounters = Dictionary(uniqueKeysWithValues: Self.results.map { ($0, registry.counter(MetricCatalog.scheduleRequests, [("result", $0)])) })
     }
-
-    private let state = Mutex(State())
-
-    public init() {}
 
     func recordSchedule(_ response: ScheduleResponse, latency: Duration) {
         let result: String
@@ -28,57 +38,42 @@ public final class ControllerMetrics: Sendable {
         case .noDroneAvailable: result = "no_drone_available"
         case .error: result = "error"
         }
-        let seconds = Double(latency.components.seconds) + Double(latency.components.attoseconds) / 1e18
-        state.withLock { state in
-            state.schedules[result, default: 0] += 1
-            for (index, bound) in Self.latencyBuckets.enumerated() where seconds <= bound { state.latencyCounts[index] += 1 }
-            state.latencySum += seconds
-            state.latencyCount += 1
-        }
+        scheduleCounters[result]?.increment()
+        counts.withLock { $0[result, default: 0] += 1 }
+        scheduleLatency.record(latency)
     }
 
     /// A request that did not decode (answered with an `Error` before scheduling).
     func recordInvalidSchedule() {
-        state.withLock { $0.schedules["invalid", default: 0] += 1 }
+        scheduleCounters["invalid"]?.increment()
+        counts.withLock { $0["invalid", default: 0] += 1 }
     }
 
     func recordRelayed() {
-        state.withLock { $0.relayed += 1 }
+        relayed.increment()
     }
 
     /// A state update not stored: its payload names another cluster or backend than its
-    /// subject, or its backend belongs to another cluster.
+    /// subject, its backend belongs to another cluster, or another drone than the one the
+    /// backend is placed on sent it.
     func recordRejectedUpdate() {
-        state.withLock { $0.rejectedUpdates += 1 }
+        rejectedUpdates.increment()
     }
 
     /// Schedule requests answered so far, by result.
-    public var scheduleResults: [String: Int] { state.withLock { $0.schedules } }
+    public var scheduleResults: [String: Int] { counts.withLock { $0 } }
 
-    /// The exposition text.
+    /// The exposition text of the process's registry, with the snapshot values written first.
     public func render(liveDrones: Int, backendsByState: [String: Int], dnsQueries: [String: Int]) -> String {
-        let snapshot = state.withLock { $0 }
-        var out = ""
-        out += "# HELP plane_schedule_requests_total Schedule requests answered, by result.\n# TYPE plane_schedule_requests_total counter\n"
-        for result in ["scheduled", "existing", "no_drone_available", "invalid", "error"] {
-            out += "plane_schedule_requests_total{result=\"\(result)\"} \(snapshot.schedules[result] ?? 0)\n"
+        self.liveDrones.record(liveDrones)
+        let shown = statesShown.withLock { shown in
+            shown.formUnion(backendsByState.keys)
+            return shown
         }
-        out += "# HELP plane_schedule_latency_seconds Time to answer a schedule request.\n# TYPE plane_schedule_latency_seconds histogram\n"
-        for (index, bound) in Self.latencyBuckets.enumerated() {
-            out += "plane_schedule_latency_seconds_bucket{le=\"\(bound)\"} \(snapshot.latencyCounts[index])\n"
+        for state in shown {
+            registry.gauge(MetricCatalog.backends, [("state", state)]).record(backendsByState[state] ?? 0)
         }
-        out += "plane_schedule_latency_seconds_bucket{le=\"+Inf\"} \(snapshot.latencyCount)\n"
-        out += "plane_schedule_latency_seconds_sum \(snapshot.latencySum)\nplane_schedule_latency_seconds_count \(snapshot.latencyCount)\n"
-        out += "# HELP plane_state_updates_relayed_total Backend state updates written to the backend_status stream.\n# TYPE plane_state_updates_relayed_total counter\n"
-        out += "plane_state_updates_relayed_total \(snapshot.relayed)\n"
-        out += "# HELP plane_state_updates_rejected_total Backend state updates not stored: their payload names another cluster or backend than their subject, or the backend is another cluster's.\n# TYPE plane_state_updates_rejected_total counter\n"
-        out += "plane_state_updates_rejected_total \(snapshot.rejectedUpdates)\n"
-        out += "# HELP plane_live_drones Drones heard from within the drone timeout.\n# TYPE plane_live_drones gauge\nplane_live_drones \(liveDrones)\n"
-        out += "# HELP plane_backends Backends known to the controller, by state.\n# TYPE plane_backends gauge\n"
-        for (state, count) in backendsByState.sorted(by: { $0.key < $1.key }) { out += "plane_backends{state=\"\(state)\"} \(count)\n" }
-        out += "# HELP plane_dns_queries_total DNS queries, by outcome.\n# TYPE plane_dns_queries_total counter\n"
-        for (outcome, count) in dnsQueries.sorted(by: { $0.key < $1.key }) { out += "plane_dns_queries_total{result=\"\(outcome)\"} \(count)\n" }
-        out += LimitCounters.shared.prometheusText()
-        return out
+        for (outcome, count) in dnsQueries { self.dnsQueries.set([("result", outcome)], to: UInt64(max(0, count))) }
+        return registry.exposition()
     }
 }

@@ -109,8 +109,8 @@ public struct HTTPConnectRequest: Sendable, Hashable {
     /// The warm pool of a service with `warm_pool`: what a connect naming the service with
     /// nothing of its own asks for.
     public static func warmPoolDefinition(cluster: ClusterName, service name: String, _ service: HTTPServiceConfiguration) -> WarmPoolDefinition? {
-        guard WarmPoolDefinition.isValidName(name), let key = try? LockName("warm-pool-template") else { return nil }
-        var request = HTTPConnectRequest(key: key)
+        guard WarmPoolDefinition.isValidName(name) else { return nil }
+        var request = HTTPConnectRequest(key: "warm-pool-template")
         request.service = name
         guard let schedule = try? request.scheduleRequest(cluster: cluster, services: [name: service]) else { return nil }
         return WarmPoolDefinition(cluster: cluster, name: name, size: service.warmPool, executable: schedule.executable, runtimeClass: schedule.runtimeClass,

@@ -249,10 +249,14 @@ public final class DroneStore: Sendable {
     /// Every adoption: backend id → the runtime's id for it.
     public func adoptions() async throws(DroneError) -> [BackendID: BackendID] {
         do {
-            let rows = try await pool.read { db in try Row.fetchAll(db, sql: "SELECT backend, runtime_backend FROM adopted_backend") }
+            // Plain strings out of the read (a `Row` is not `Sendable`, so reading rows out
+            // would take GRDB's blocking `read`).
+            let pairs = try await pool.read { db in
+                try Row.fetchAll(db, sql: "SELECT backend, runtime_backend FROM adopted_backend").map { row in (row["backend"] as String, row["runtime_backend"] as String) }
+            }
             var result: [BackendID: BackendID] = [:]
-            for row in rows {
-                guard let backend = try? BackendID(row["backend"] as String), let runtime = try? BackendID(row["runtime_backend"] as String) else { continue }
+            for (backendText, runtimeText) in pairs {
+                guard let backend = try? BackendID(backendText), let runtime = try? BackendID(runtimeText) else { continue }
                 result[backend] = runtime
             }
             return result

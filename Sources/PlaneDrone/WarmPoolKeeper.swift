@@ -1,6 +1,7 @@
 import ContainerRuntime
 import Logging
 import PlaneCore
+import PlaneMetrics
 import Synchronization
 
 /// The drone's warm pools (issue 15): for every pool definition the controllers published
@@ -281,16 +282,18 @@ public actor WarmPoolKeeper {
         }
     }
 
-    /// The drone's `/metrics` lines of the pools.
-    public nonisolated func prometheusText() -> String {
-        let s = snapshot.withLock { $0 }
-        var lines = ["# HELP plane_warm_pool_backends Pre-started backends ready per warm pool.", "# TYPE plane_warm_pool_backends gauge"]
-        for (pool, count) in s.ready.sorted(by: { $0.key < $1.key }) { lines.append("plane_warm_pool_backends{pool=\"\(pool)\"} \(count)") }
-        lines += ["# HELP plane_warm_pool_hits_total Spawns served by a pre-started backend of their warm pool.", "# TYPE plane_warm_pool_hits_total counter"]
-        for (pool, count) in s.hits.sorted(by: { $0.key < $1.key }) { lines.append("plane_warm_pool_hits_total{pool=\"\(pool)\"} \(count)") }
-        lines += ["# HELP plane_warm_pool_misses_total Spawns naming a warm pool that found no matching pre-started backend and started one.",
-                  "# TYPE plane_warm_pool_misses_total counter"]
-        for (pool, count) in s.misses.sorted(by: { $0.key < $1.key }) { lines.append("plane_warm_pool_misses_total{pool=\"\(pool)\"} \(count)") }
-        return lines.joined(separator: "\n") + "\n"
+    /// Writes the pools' numbers into `registry` at each scrape: ready backends per pool
+    /// (a pool that went reads 0), hits and misses.
+    public nonisolated func report(into registry: PlaneMetrics) {
+        let ready = GaugeFeed(MetricCatalog.warmPoolBackends, factory: registry.factory)
+        let hits = CounterFeed(MetricCatalog.warmPoolHits, factory: registry.factory)
+        let misses = CounterFeed(MetricCatalog.warmPoolMisses, factory: registry.factory)
+        registry.addScrapeHook { [weak self] in
+            guard let s = self?.snapshot.withLock({ $0 }) else { return }
+            for labels in ready.series where s.ready[labels[1]] == nil { ready.set([("pool", labels[1])], to: 0) }
+            for (pool, count) in s.ready { ready.set([("pool", pool)], to: Double(count)) }
+            for (pool, count) in s.hits { hits.set([("pool", pool)], to: count) }
+            for (pool, count) in s.misses { misses.set([("pool", pool)], to: count) }
+        }
     }
 }

@@ -1,16 +1,18 @@
+import CoreMetrics
 import NIOCore
+import PlaneMetrics
 import Synchronization
 
-/// The proxy's counters, rendered in the Prometheus text format on the drone's `/metrics`:
-/// requests by status class, upstream latency (time to the response head) as a histogram,
-/// open upgraded connections, and bytes in each direction.
+/// The proxy's counters, written into its process's registry (`PlaneMetrics`, rendered on
+/// the drone's `/metrics`): requests by status class, upstream latency (time to the response
+/// head) as a histogram per event loop, open upgraded connections, and bytes in each direction.
 ///
 /// Connections count their bytes in a `ByteTally` and hand it over with the next response
-/// they record (or at 64 KiB, or when they close), so a lock is taken about once per
-/// request: the lock of the connection's event loop (`Shard`); a scrape adds them up.
+/// they record (or at 64 KiB, or when they close), so the request path touches only state
+/// of its own event loop (`Shard`): counters behind a lock no other thread writes, and that
+/// loop's latency histogram. A scrape adds the shards up and feeds the growth since the
+/// last scrape into the registry's counters (`CounterFeed`).
 public final class ProxyMetrics: Sendable {
-    /// Histogram bucket bounds in seconds.
-    static let latencyBounds: [Double] = [0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
     /// Bytes one connection moved and has not reported yet.
     struct ByteTally {
@@ -24,10 +26,6 @@ public final class ProxyMetrics: Sendable {
     struct Counters {
         // Inline storage: no copy-on-write check or heap array under the lock.
         var statusClasses = InlineArray<6, UInt64>(repeating: 0)
-        /// Per bucket, not cumulative (one increment per response); a scrape adds them up.
-        var latencyBuckets = InlineArray<13, UInt64>(repeating: 0)
-        var latencyCount: UInt64 = 0
-        var latencySeconds: Double = 0
         var upgradedOpen: Int64 = 0
         var upgradedTotal: UInt64 = 0
         var bytesIn: UInt64 = 0
@@ -42,6 +40,12 @@ public final class ProxyMetrics: Sendable {
     /// would move between cores on every request.
     final class Shard: Sendable {
         let counters = Mutex(Counters())
+        /// This event loop's histogram (its lock is only this loop's and the scrape's).
+        let latency: CoreMetrics.Timer
+
+        init(latency: CoreMetrics.Timer) {
+            self.latency = latency
+        }
 
         /// A local answer (with the connection's unreported bytes).
         func response(status: Int, bytes tally: inout ByteTally) {
@@ -58,16 +62,13 @@ public final class ProxyMetrics: Sendable {
         /// connection's unreported bytes, in one lock.
         func proxied(status: Int, latency: TimeAmount, bytes tally: inout ByteTally) {
             let index = min(max(status / 100, 0), 5)
-            let seconds = Double(latency.nanoseconds) / 1e9
             let taken = tally
             tally = ByteTally()
             counters.withLock { counters in
                 counters.statusClasses[index] += 1
-                if let bucket = ProxyMetrics.bucket(of: seconds) { counters.latencyBuckets[bucket] += 1 }
-                counters.latencyCount += 1
-                counters.latencySeconds += seconds
                 counters.add(taken)
             }
+            self.latency.recordNanoseconds(max(0, latency.nanoseconds))
         }
 
         /// A request held for a starting backend was let go of.
@@ -97,23 +98,31 @@ public final class ProxyMetrics: Sendable {
         }
     }
 
-    /// The first bucket whose bound holds `seconds` (nil: only `+Inf`).
-    static func bucket(of seconds: Double) -> Int? {
-        let bounds = latencyBounds
-        var index = 0
-        while index < bounds.count, seconds > bounds[index] { index += 1 }
-        return index < bounds.count ? index : nil
-    }
-
     /// One shard per event loop, and one for everything else.
     private let shards = PerEventLoop<Shard>()
-    private let common = Shard()
+    private let common: Shard
+    public let registry: PlaneMetrics
+    private let loopsSeen = Mutex(0)
 
-    public init() {}
+    public init(registry: PlaneMetrics = PlaneMetrics()) {
+        self.registry = registry
+        common = Shard(latency: registry.timer(MetricCatalog.proxyUpstreamLatency, [("loop", "other")]))
+        let feeds = Feeds(registry)
+        registry.addScrapeHook { [weak self] in
+            guard let self else { return }
+            feeds.write(self.total)
+        }
+    }
 
     /// The shard of the connections of `eventLoop`.
     func shard(for eventLoop: any EventLoop) -> Shard {
-        shards.value(for: eventLoop) { _ in Shard() }
+        shards.value(for: eventLoop) { _ in
+            let index = loopsSeen.withLock { seen in
+                defer { seen += 1 }
+                return seen
+            }
+            return Shard(latency: registry.timer(MetricCatalog.proxyUpstreamLatency, [("loop", String(index))]))
+        }
     }
 
     func upgraded(opened: Bool) { common.upgraded(opened: opened) }
@@ -125,9 +134,6 @@ public final class ProxyMetrics: Sendable {
         for shard in shards.values {
             let counters = shard.counters.withLock { $0 }
             for index in 0..<6 { total.statusClasses[index] += counters.statusClasses[index] }
-            for index in 0..<13 { total.latencyBuckets[index] += counters.latencyBuckets[index] }
-            total.latencyCount += counters.latencyCount
-            total.latencySeconds += counters.latencySeconds
             total.upgradedOpen += counters.upgradedOpen
             total.upgradedTotal += counters.upgradedTotal
             total.bytesIn += counters.bytesIn
@@ -148,41 +154,35 @@ public final class ProxyMetrics: Sendable {
     /// Bytes read from clients and written to them (HTTP heads and bodies, upgraded streams).
     public var bytes: (in: UInt64, out: UInt64) { let total = self.total; return (total.bytesIn, total.bytesOut) }
 
-    /// The Prometheus text exposition.
-    public func render() -> String {
-        let c = total
-        var lines = ["# HELP plane_proxy_responses_total Responses sent to clients, by status class.", "# TYPE plane_proxy_responses_total counter"]
-        for statusClass in 1...5 {
-            lines.append("plane_proxy_responses_total{class=\"\(statusClass)xx\"} \(c.statusClasses[statusClass])")
+    /// The exposition text of the process's registry.
+    public func render() -> String { registry.exposition() }
+
+    /// The registry's series of these counters, written from the shards' totals at a scrape.
+    /// Several proxies in one process (`plane dev` with several drones) each add their growth
+    /// to the same series.
+    final class Feeds: Sendable {
+        let responses: CounterFeed
+        let upgradedOpened: CounterFeed
+        let bytes: CounterFeed
+        let held: CounterFeed
+        let upgradedOpen: GaugeFeed
+
+        init(_ registry: PlaneMetrics) {
+            responses = CounterFeed(MetricCatalog.proxyResponses, factory: registry.factory)
+            upgradedOpened = CounterFeed(MetricCatalog.proxyUpgradedConnectionsOpened, factory: registry.factory)
+            bytes = CounterFeed(MetricCatalog.proxyBytes, factory: registry.factory)
+            held = CounterFeed(MetricCatalog.proxyHeldRequests, factory: registry.factory)
+            upgradedOpen = GaugeFeed(MetricCatalog.proxyUpgradedConnections, factory: registry.factory)
         }
-        lines += ["# HELP plane_proxy_upstream_latency_seconds Time from sending a request to a backend to its response head.",
-                  "# TYPE plane_proxy_upstream_latency_seconds histogram"]
-        var cumulative: UInt64 = 0
-        for (index, bound) in Self.latencyBounds.enumerated() {
-            cumulative += c.latencyBuckets[index]
-            lines.append("plane_proxy_upstream_latency_seconds_bucket{le=\"\(bound)\"} \(cumulative)")
+
+        func write(_ c: Counters) {
+            for statusClass in 1...5 { responses.set([("class", "\(statusClass)xx")], to: c.statusClasses[statusClass]) }
+            upgradedOpened.set(to: c.upgradedTotal)
+            bytes.set([("direction", "in")], to: c.bytesIn)
+            bytes.set([("direction", "out")], to: c.bytesOut)
+            for (index, outcome) in ["ready", "ended", "timed_out", "over_limit"].enumerated() { held.set([("outcome", outcome)], to: c.held[index]) }
+            upgradedOpen.set(to: Double(c.upgradedOpen))
         }
-        let count = c.latencyCount
-        lines += ["plane_proxy_upstream_latency_seconds_bucket{le=\"+Inf\"} \(count)",
-                  "plane_proxy_upstream_latency_seconds_sum \(c.latencySeconds)",
-                  "plane_proxy_upstream_latency_seconds_count \(count)",
-                  "# HELP plane_proxy_upgraded_connections Open upgraded (WebSocket) connections.",
-                  "# TYPE plane_proxy_upgraded_connections gauge",
-                  "plane_proxy_upgraded_connections \(c.upgradedOpen)",
-                  "# HELP plane_proxy_upgraded_connections_total Upgraded (WebSocket) connections opened.",
-                  "# TYPE plane_proxy_upgraded_connections_total counter",
-                  "plane_proxy_upgraded_connections_total \(c.upgradedTotal)",
-                  "# HELP plane_proxy_bytes_total Bytes read from clients (in) and written to them (out): HTTP heads and bodies, upgraded streams.",
-                  "# TYPE plane_proxy_bytes_total counter",
-                  "plane_proxy_bytes_total{direction=\"in\"} \(c.bytesIn)",
-                  "plane_proxy_bytes_total{direction=\"out\"} \(c.bytesOut)",
-                  "# HELP plane_proxy_held_requests_total Requests held while their backend was starting, by how the hold ended.",
-                  "# TYPE plane_proxy_held_requests_total counter",
-                  "plane_proxy_held_requests_total{outcome=\"ready\"} \(c.held[0])",
-                  "plane_proxy_held_requests_total{outcome=\"ended\"} \(c.held[1])",
-                  "plane_proxy_held_requests_total{outcome=\"timed_out\"} \(c.held[2])",
-                  "plane_proxy_held_requests_total{outcome=\"over_limit\"} \(c.held[3])"]
-        return lines.joined(separator: "\n") + "\n"
     }
 }
 

@@ -50,10 +50,14 @@ struct CertificateDroneProcessTests {
             #expect(Set(bundle.names) == ["*.plane.test", "plane.test"] && bundle.chainLength == 2)
             #expect(FileManager.default.fileExists(atPath: "\(directory)/state/acme/account-key.pem"))
             // The gauge is set once the files are written: a moment after they appear.
-            let expiry = "plane_certificate_expiry_timestamp_seconds \(Int64(bundle.notAfter.timeIntervalSince1970))"
-            #expect(try await eventually { (try? await HTTPProbe(port: metricsPort).get("/metrics").body.contains(expiry)) == true })
+            let expiry = Double(Int64(bundle.notAfter.timeIntervalSince1970))
+            func expiryShown() async -> Double? {
+                guard let text = try? await HTTPProbe(port: metricsPort).get("/metrics").body else { return nil }
+                return PrometheusSamples(text).value("plane_certificate_expiry_timestamp_seconds")
+            }
+            #expect(try await eventually { await expiryShown() == expiry })
             let metrics = try await HTTPProbe(port: metricsPort).get("/metrics")
-            #expect(metrics.body.contains(expiry), "\(metrics.body)")
+            #expect(PrometheusSamples(metrics.body).value("plane_certificate_expiry_timestamp_seconds") == expiry, "\(metrics.body)")
             #expect(metrics.body.contains("plane_acme_renewal_attempts_total 1") && metrics.body.contains("plane_acme_renewal_failures_total 0"))
             child.signal(SIGTERM)
             #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")

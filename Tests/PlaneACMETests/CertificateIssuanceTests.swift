@@ -72,7 +72,7 @@ struct CertificateIssuanceTests {
             #expect(bundle.chainLength == 2 && Set(bundle.names) == ["*.plane.test", "plane.test"])
             let mode = (try FileManager.default.attributesOfItem(atPath: files.keyPath)[.posixPermissions] as? NSNumber)?.intValue
             #expect(mode == 0o600)
-            #expect(refresher.metrics.render().contains("plane_certificate_expiry_timestamp_seconds \(Int64(bundle.notAfter.timeIntervalSince1970))"))
+            #expect(PrometheusSamples(refresher.metrics.render()).value("plane_certificate_expiry_timestamp_seconds") == Double(Int64(bundle.notAfter.timeIntervalSince1970)))
 
             // The proxy serves it without a restart; curl validates it against pebble's root.
             #expect(try await eventually(timeout: .seconds(10)) { (try? await get())?.output == "404" })

@@ -2,13 +2,14 @@ import Foundation
 import PlaneACME
 import PlaneController
 import PlaneCore
+import PlaneMetrics
 import PlaneProxy
 import PlaneTestSupport
 import Testing
 
 /// docs/grafana-dashboard.json asks only for metrics that exist: every name in its queries
-/// is one that a controller or drone renders on `/metrics` (or, for the warm pools, that
-/// docs/operations.md documents), so a renamed metric cannot leave an empty panel behind.
+/// is one of `MetricCatalog` (which the controller and the drone serve on `/metrics`) and
+/// documented in docs/operations.md, so a renamed metric cannot leave an empty panel behind.
 struct GrafanaDashboardTests {
     @Test func everyQueriedMetricIsServedAndDocumented() throws {
         let root = PythonEnvironment.packageRoot
@@ -27,14 +28,12 @@ struct GrafanaDashboardTests {
                 names.insert(name)
             }
         }
-        let rendered = ControllerMetrics().render(liveDrones: 0, backendsByState: [:], dnsQueries: [:]) + ProxyMetrics().render()
-            + ACMEMetrics().render() + LimitCounters.shared.prometheusText()
+        let served = Set(MetricCatalog.all.map(\.name))
         let operations = try String(contentsOfFile: root + "/docs/operations.md", encoding: .utf8)
         for name in names.sorted() {
             let documented = operations.contains("`\(name)")
             #expect(documented, "\(name) is not documented in docs/operations.md")
-            let served = name.hasPrefix("plane_warm_pool_") || rendered.contains("# TYPE \(name) ")
-            #expect(served, "\(name) is not served by any /metrics")
+            #expect(served.contains(name), "\(name) is not in MetricCatalog (served by a /metrics)")
         }
         #expect(names.count >= 18, "\(names.sorted())")
     }

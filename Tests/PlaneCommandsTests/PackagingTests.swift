@@ -19,7 +19,7 @@ struct PackagingTests {
         let debs = try FileManager.default.contentsOfDirectory(atPath: work + "/out").filter { $0.hasSuffix(".deb") }
         let deb = work + "/out/" + (try #require(debs.first, "\(buildOutput)"))
         #expect(deb.hasSuffix("plane_\(PlaneVersion.current)_amd64.deb") || deb.hasSuffix("plane_\(PlaneVersion.current)_arm64.deb"))
-        let dpkgDeb = try SystemProgram("dpkg-deb", debianPackage: "dpkg")
+        let dpkgDeb = SystemProgram("dpkg-deb", debianPackage: "dpkg")
         let depends = try await dpkgDeb.run(["--field", deb, "Depends"])
         #expect(depends.contains("libsqlite3-0") && depends.contains("adduser"), "\(depends)")
 
@@ -28,7 +28,7 @@ struct PackagingTests {
         for directory in ["/var/lib/dpkg/updates", "/var/lib/dpkg/info"] {
             try FileManager.default.createDirectory(atPath: fresh + directory, withIntermediateDirectories: true)
         }
-        FileManager.default.createFile(atPath: fresh + "/var/lib/dpkg/status", contents: Data())
+        _ = FileManager.default.createFile(atPath: fresh + "/var/lib/dpkg/status", contents: Data())
         let (unpacked, unpackOutput) = try await SystemProgram.run(executable: try SystemProgram("dpkg", debianPackage: "dpkg").path(),
                                                                    ["--root=\(fresh)", "--force-depends", "--unpack", deb])
         #expect(unpacked == 0, "\(unpackOutput)")

@@ -41,8 +41,7 @@ struct WarmPoolTests {
             }
             func metric(_ name: String) async -> Int {
                 guard let text = try? await HTTPProbe(port: metricsPort).get("/metrics").body else { return -1 }
-                let line = text.split(separator: "\n").first { $0.hasPrefix("\(name){pool=\"editor\"}") }
-                return line.flatMap { Int($0.split(separator: " ").last ?? "") } ?? 0
+                return PrometheusSamples(text).value(name, ["pool": "editor"]).map { Int($0) } ?? 0
             }
             let curl = SystemProgram("curl", debianPackage: "curl")
             func connect(_ key: String, memory: Int? = nil) async throws -> (backend: String, token: String)? {

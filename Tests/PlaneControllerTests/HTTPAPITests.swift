@@ -142,7 +142,9 @@ final class SeenControlMessages: Sendable {
             #expect(health == 200 && healthOutput.hasSuffix("ok\n"))
             let (_, metrics) = try await curl(controller, "GET", "/metrics")
             #expect(metrics.contains("plane_schedule_requests_total{result=\"no_drone_available\"} 1"))
-            #expect(metrics.contains("plane_live_drones 0") && metrics.contains("plane_schedule_latency_seconds_count 1"))
+            let samples = PrometheusSamples(metrics)
+            #expect(samples.value("plane_live_drones") == 0 && samples.value("plane_schedule_latency_seconds_count") == 1, "\(metrics)")
+            #expect(samples.types["plane_schedule_latency_seconds"] == "histogram" && metrics.contains("# HELP plane_live_drones "))
             await controller.stop()
         }
     }

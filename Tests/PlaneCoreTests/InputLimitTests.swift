@@ -82,7 +82,7 @@ struct InputLimitTests {
                                           "limits.max_message_bytes: -1 is out of range; use 1024...67108864"])
     }
 
-    @Test func countersRenderAsPrometheusTextAndThrottleLogging() {
+    @Test func countersCountAndThrottleLogging() {
         let counters = LimitCounters()
         let start = ContinuousClock.now
         // The first hit is logged, the next within 10 s are only counted, then one line
@@ -93,15 +93,15 @@ struct InputLimitTests {
         #expect(counters.record("dns.max_records", now: start + .seconds(11)) == 3)
         #expect(counters.record("limits.max_message_bytes", now: start + .seconds(11)) == 1)
         #expect(counters.count("dns.max_records") == 4)
-        #expect(counters.prometheusText().hasSuffix("plane_input_limit_hits_total{limit=\"dns.max_records\"} 4\nplane_input_limit_hits_total{limit=\"limits.max_message_bytes\"} 1\n"))
+        #expect(counters.snapshot == ["dns.max_records": 4, "limits.max_message_bytes": 1])
     }
 
-    @Test func countersRenderAsPrometheusText() {
+    @Test func countersCountByKey() {
         let counters = LimitCounters()
         counters.record("dns.max_records")
         counters.record("dns.max_records")
         counters.record("limits.max_message_bytes")
         #expect(counters.count("dns.max_records") == 2)
-        #expect(counters.prometheusText().hasSuffix("plane_input_limit_hits_total{limit=\"dns.max_records\"} 2\nplane_input_limit_hits_total{limit=\"limits.max_message_bytes\"} 1\n"))
+        #expect(counters.snapshot == ["dns.max_records": 2, "limits.max_message_bytes": 1])
     }
 }

@@ -1,10 +1,13 @@
 import NIOCore
 import NIOEmbedded
+import PlaneMetrics
+import PlaneTestSupport
 import Testing
 @testable import PlaneProxy
 
 struct ProxyMetricsTests {
-    /// Counters are kept per event loop and added up when read or rendered.
+    /// Counters are kept per event loop and added up when read or rendered; each loop has
+    /// its own latency histogram (label `loop`).
     @Test func shardsOfTwoEventLoopsAddUp() {
         let metrics = ProxyMetrics()
         // The first loop is not kept by the test: the metrics keep it, so the second
@@ -26,14 +29,48 @@ struct ProxyMetricsTests {
         #expect(metrics.bytes == (in: 111, out: 1022))
         #expect(metrics.openUpgradedConnections == 1)
         let text = metrics.render()
-        #expect(text.contains("plane_proxy_upstream_latency_seconds_bucket{le=\"0.005\"} 1\n"))
-        #expect(text.contains("plane_proxy_upstream_latency_seconds_bucket{le=\"0.05\"} 2\n"))
-        #expect(text.contains("plane_proxy_upstream_latency_seconds_count 2\n"))
-        #expect(text.contains("plane_proxy_responses_total{class=\"2xx\"} 2\n"))
+        let samples = PrometheusSamples(text)
+        #expect(samples.value("plane_proxy_upstream_latency_seconds_bucket", ["le": "0.005"]) == 1, "\(text)")
+        #expect(samples.value("plane_proxy_upstream_latency_seconds_bucket", ["le": "0.05"]) == 2)
+        #expect(samples.value("plane_proxy_upstream_latency_seconds_count") == 2)
+        #expect(samples.value("plane_proxy_upstream_latency_seconds_count", ["loop": "0"]) == 1)
+        #expect(samples.value("plane_proxy_upstream_latency_seconds_count", ["loop": "1"]) == 1)
+        #expect(samples.value("plane_proxy_responses_total", ["class": "2xx"]) == 2)
+        #expect(samples.value("plane_proxy_responses_total", ["class": "5xx"]) == 0)
+        #expect(samples.value("plane_proxy_bytes_total", ["direction": "out"]) == 1022)
+        #expect(samples.value("plane_proxy_upgraded_connections") == 1)
+        #expect(samples.types["plane_proxy_responses_total"] == "counter" && samples.types["plane_proxy_upstream_latency_seconds"] == "histogram")
+        #expect(text.contains("# HELP plane_proxy_responses_total Responses sent to clients, by status class.\n"))
+
+        // A scrape adds only what grew since the last; a closed upgrade lowers the gauge.
+        tally = ProxyMetrics.ByteTally(fromClient: 0, toClient: 8)
+        first.proxied(status: 503, latency: .milliseconds(1), bytes: &tally)
+        metrics.upgraded(opened: false)
+        let again = PrometheusSamples(metrics.render())
+        #expect(again.value("plane_proxy_responses_total", ["class": "2xx"]) == 2)
+        #expect(again.value("plane_proxy_responses_total", ["class": "5xx"]) == 1)
+        #expect(again.value("plane_proxy_bytes_total", ["direction": "out"]) == 1030)
+        #expect(again.value("plane_proxy_upgraded_connections") == 0)
+        #expect(again.value("plane_proxy_upgraded_connections_total") == 1)
     }
 
-    /// Each response counts in the first bucket that holds its latency; the rendered
-    /// buckets are cumulative, and a latency beyond the last bound is only in `+Inf`.
+    /// Two proxies in one process (the drones of `plane dev`) share the process's registry:
+    /// their series add up.
+    @Test func twoProxiesOfOneProcessAddUp() {
+        let registry = PlaneMetrics()
+        let (a, b) = (ProxyMetrics(registry: registry), ProxyMetrics(registry: registry))
+        var tally = ProxyMetrics.ByteTally()
+        a.shard(for: EmbeddedEventLoop()).response(status: 200, bytes: &tally)
+        b.shard(for: EmbeddedEventLoop()).response(status: 200, bytes: &tally)
+        b.upgraded(opened: true)
+        a.upgraded(opened: true)
+        let samples = PrometheusSamples(registry.exposition())
+        #expect(samples.value("plane_proxy_responses_total", ["class": "2xx"]) == 2)
+        #expect(samples.value("plane_proxy_upgraded_connections") == 2)
+    }
+
+    /// Each response counts in every bucket that holds its latency (cumulative), and a
+    /// latency beyond the last bound is only in `+Inf`.
     @Test func latencyBucketsRenderCumulatively() {
         let metrics = ProxyMetrics()
         let shard = metrics.shard(for: EmbeddedEventLoop())
@@ -42,9 +79,15 @@ struct ProxyMetricsTests {
             shard.proxied(status: 200, latency: .milliseconds(Int64(milliseconds)), bytes: &tally)
         }
         let text = metrics.render()
-        for (bound, count) in [("0.001", 2), ("0.0025", 3), ("0.5", 3), ("1.0", 4), ("10.0", 4), ("+Inf", 5)] {
-            #expect(text.contains("plane_proxy_upstream_latency_seconds_bucket{le=\"\(bound)\"} \(count)\n"), "le=\(bound)")
+        let samples = PrometheusSamples(text)
+        for (bound, count) in [("0.001", 2.0), ("0.0025", 3), ("0.5", 3), ("1", 4), ("10", 4), ("+Inf", 5)] {
+            let value = samples.samples.first { sample in
+                guard sample.name == "plane_proxy_upstream_latency_seconds_bucket", let le = sample.labels["le"] else { return false }
+                return bound == "+Inf" ? le == bound : le != "+Inf" && Double(le) == Double(bound)
+            }?.value
+            #expect(value == count, "le=\(bound)\n\(text)")
         }
-        #expect(text.contains("plane_proxy_upstream_latency_seconds_count 5\n"))
+        #expect(samples.value("plane_proxy_upstream_latency_seconds_count") == 5)
+        #expect(samples.value("plane_proxy_upstream_latency_seconds_sum").map { abs($0 - 20.704) < 1e-6 } == true)
     }
 }

@@ -2,7 +2,8 @@ import Synchronization
 
 /// How often each input limit was hit in this process, by the limit's configuration key
 /// (`dns.max_records_per_name`, `limits.max_message_bytes`, ...): served on `/metrics` as
-/// `plane_input_limit_hits_total{limit="..."}` by the controller and the drone.
+/// `plane_input_limit_hits_total{limit="..."}` by the controller and the drone (every
+/// `PlaneMetrics` registry writes them in at each scrape).
 ///
 /// Pure code (parsers, stores) reports a limit as an error or a result; the edge that gave
 /// it the input counts the hit here and, when `record` says so, logs it with the input's
@@ -50,15 +51,4 @@ public final class LimitCounters: Sendable {
 
     /// Every limit hit so far with its count, by key.
     public var snapshot: [String: UInt64] { counters.withLock { $0.mapValues(\.count) } }
-
-    /// The counters in the Prometheus text format (nothing before the first hit but the
-    /// metric's help and type).
-    public func prometheusText() -> String {
-        var text = "# HELP plane_input_limit_hits_total Inputs refused or cut because they exceeded a limit, by the limit's configuration key.\n"
-        text += "# TYPE plane_input_limit_hits_total counter\n"
-        for (key, count) in snapshot.sorted(by: { $0.key < $1.key }) {
-            text += "plane_input_limit_hits_total{limit=\"\(key)\"} \(count)\n"
-        }
-        return text
-    }
 }
