@@ -28,6 +28,9 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1.git", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-metrics.git", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus.git", from: "2.4.1"),
+        .package(url: "https://github.com/apple/swift-distributed-tracing.git", from: "1.7.3"),
+        // OTLP over HTTP only: the gRPC exporter would add grpc-swift to every build.
+        .package(url: "https://github.com/swift-otel/swift-otel.git", from: "1.6.0", traits: ["OTLPHTTP"]),
     ],
     targets: [
         .target(
@@ -55,6 +58,7 @@ let package = Package(
         .target(
             name: "PlaneMessaging",
             dependencies: [
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 "PlaneCore",
                 "NATS",
                 .product(name: "Logging", package: "swift-log"),
@@ -72,6 +76,7 @@ let package = Package(
         .target(
             name: "PlaneController",
             dependencies: [
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 "PlaneMetrics",
                 "PlaneCore",
                 "NATS",
@@ -100,6 +105,7 @@ let package = Package(
         .target(
             name: "PlaneDrone",
             dependencies: [
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
                 "PlaneMetrics",
                 "PlaneCore",
                 "PlaneProxy",
@@ -239,6 +245,8 @@ let package = Package(
         .target(
             name: "PlaneCommands",
             dependencies: [
+                .product(name: "Tracing", package: "swift-distributed-tracing"),
+                .product(name: "OTel", package: "swift-otel"),
                 "PlaneMetrics",
                 "PlaneCore",
                 "NATS",

@@ -53,6 +53,14 @@ struct ControllerCommand: AsyncParsableCommand {
         }
         let registry = PlaneMetrics()
         registry.bootstrapMetricsSystem()
+        let tracer: (any Service)?
+        do {
+            tracer = try configuration.tracing.map { try TracingBootstrap.start($0, serviceName: "plane-controller") }
+        } catch {
+            FileHandle.standardError.write(Data("error: [tracing]: \(error)\n".utf8))
+            await client.close()
+            throw ExitCode(2)
+        }
         let controller = Controller(configuration: configuration, client: client, registry: registry, logger: logger)
         do {
             try await controller.start()
@@ -61,8 +69,10 @@ struct ControllerCommand: AsyncParsableCommand {
             await client.close()
             throw ExitCode(1)
         }
+        // The tracer first: a group stops its services in reverse, so it stops last and
+        // sends the spans of the shutdown.
         let group = ServiceGroup(configuration: .init(
-            services: [.init(service: client),
+            services: (tracer.map { [ServiceGroupConfiguration.ServiceConfiguration(service: $0)] } ?? []) + [.init(service: client),
                        .init(service: NATSLogPublisher(client: client, subject: PlaneSubjects.controllerLogs, component: .controller)),
                        .init(service: controller, successTerminationBehavior: .gracefullyShutdownGroup)],
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -122,6 +132,7 @@ enum ControllerConfigDump {
         }
         lines += [""] + LimitsDump.lines(c.limits)
         lines += [""] + LimitsDump.lines(c.logForwarding)
+        lines += [""] + LimitsDump.lines(c.tracing)
         return lines.joined(separator: "\n")
     }
 }
@@ -138,5 +149,13 @@ enum LimitsDump {
     static func lines(_ forwarding: LogForwarding.Settings) -> [String] {
         ["[log_forwarding]", "level = \"\(forwarding.level?.rawValue ?? "off")\"", "max_per_second = \(forwarding.maxPerSecond)",
          "buffer = \(forwarding.bufferSize)"]
+    }
+
+    static func lines(_ tracing: TracingConfiguration?) -> [String] {
+        guard let tracing else { return ["# [tracing]: none (nothing is traced)"] }
+        var lines = ["[tracing]", "endpoint = \"\(tracing.endpoint)\"", "protocol = \"\(tracing.exportProtocol.rawValue)\""]
+        if let name = tracing.serviceName { lines.append("service_name = \"\(name)\"") }
+        lines.append("export_delay_ms = \(tracing.exportDelay.components.seconds * 1000 + tracing.exportDelay.components.attoseconds / 1_000_000_000_000_000)")
+        return lines
     }
 }

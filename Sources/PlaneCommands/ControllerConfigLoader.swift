@@ -2,6 +2,7 @@ import Foundation
 import NATS
 import PlaneController
 import PlaneCore
+import PlaneMessaging
 import PlaneDNS
 
 /// Turns `controller.toml` (plus `PLANE_*` overrides) into a `ControllerConfiguration`.
@@ -81,6 +82,7 @@ enum ControllerConfigLoader {
         }
         let limits = InputLimits.read(root.table("limits"))
         let logForwarding = LogForwardingConfigReader.read(root.table("log_forwarding"))
+        let tracing = TracingConfiguration.read(root.table("tracing"))
         if scheduler == nil && dns == nil && http == nil && root.problems.isEmpty {
             root.problem("controller", "no part is enabled; add [scheduler], [dns] and/or [http] (as v0.3.10: \"No event loops selected\")")
         }
@@ -89,6 +91,7 @@ enum ControllerConfigLoader {
         var config = ControllerConfiguration(nats: nats, scheduler: scheduler, dns: dns, http: http, limits: limits)
         config.ignoredVariables = root.ignoredVariables
         config.logForwarding = logForwarding
+        config.tracing = tracing
         return config
     }
 }

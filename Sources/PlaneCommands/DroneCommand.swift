@@ -54,7 +54,15 @@ struct DroneCommand: AsyncParsableCommand {
         do {
             let registry = PlaneMetrics()
             registry.bootstrapMetricsSystem()
-            let services = try await DroneServices.make(configuration, registry: registry, logger: logger)
+            // The tracer before anything that spans, and first in the group: a group stops its
+            // services in reverse, so it stops last.
+            var services: [ServiceGroupConfiguration.ServiceConfiguration] = []
+            do {
+                if let tracing = configuration.tracing { services.append(.init(service: try TracingBootstrap.start(tracing, serviceName: "plane-drone"))) }
+            } catch {
+                fail("[tracing]: \(error)", code: 2)
+            }
+            services += try await DroneServices.make(configuration, registry: registry, logger: logger)
             let group = ServiceGroup(configuration: .init(services: services, gracefulShutdownSignals: [.sigterm, .sigint], logger: logger))
             try await group.run()
         } catch let error as DroneError {
@@ -286,7 +294,7 @@ enum DroneConfigDump {
             if let eab = acme.externalAccountBinding { lines += ["", "[acme.eab]", "key_id = \"\(eab.keyID)\"", "key = \"(set)\""] }
         }
         if let a = c.agent { lines += [""] + LimitsDump.lines(a.limits) }
-        if c.nats != nil { lines += [""] + LimitsDump.lines(c.logForwarding) }
+        if c.nats != nil { lines += [""] + LimitsDump.lines(c.logForwarding) + [""] + LimitsDump.lines(c.tracing) }
         return lines.joined(separator: "\n")
     }
 

@@ -4,6 +4,7 @@ import NATS
 import OCIRuntime
 import PlaneACME
 import PlaneCore
+import PlaneMessaging
 import PlaneDrone
 
 /// Turns `drone.toml` (plus `PLANE_*` overrides) into a `DroneConfiguration`. Every v0.3.10
@@ -82,6 +83,7 @@ enum DroneConfigLoader {
             config.metrics = settings
         }
         config.logForwarding = LogForwardingConfigReader.read(root.table("log_forwarding"))
+        config.tracing = TracingConfiguration.read(root.table("tracing"))
         if config.agent == nil && config.proxy == nil && config.acme == nil && root.problems.isEmpty {
             root.problem("drone", "no part is enabled; add [agent], [proxy] and/or [acme]")
         }

@@ -6,6 +6,7 @@ import PlaneDNS
 import PlaneMessaging
 import ServiceLifecycle
 import Synchronization
+import Tracing
 
 /// The controller process: scheduler, state relay, lock table, DNS server and HTTP API,
 /// each switched on by its configuration section. `start()` sets up streams, buckets,
@@ -283,7 +284,13 @@ public final class Controller: Service, Sendable {
                                     logger.warning("scheduler.request_without_reply_subject", metadata: ["plane.cluster": "\(request.cluster)"])
                                     return
                                 }
-                                let response = await scheduler.schedule(request)
+                                // A trace the request carries goes on here (and on to the drone).
+                                let response = await withSpan("plane.schedule", context: delivery.traceContext, ofKind: .server) { span in
+                                    span.attributes["plane.cluster"] = request.cluster.rawValue
+                                    let response = await scheduler.schedule(request)
+                                    Scheduler.describe(response, on: span)
+                                    return response
+                                }
                                 _ = try? await delivery.respond(response)
                             }
                         }

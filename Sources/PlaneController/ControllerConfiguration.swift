@@ -19,6 +19,8 @@ public struct ControllerConfiguration: Sendable {
     public var ignoredVariables: [String] = []
     /// `[log_forwarding]`: the controller's log events on `logs.controller`.
     public var logForwarding = LogForwarding.Settings()
+    /// `[tracing]`: spans exported over OTLP/HTTP (nil: nothing is traced).
+    public var tracing: TracingConfiguration?
 
     public init(nats: NATSClientConfiguration, scheduler: SchedulerConfiguration? = nil,
                 dns: ControllerDNSConfiguration? = nil, http: HTTPAPIConfiguration? = nil, limits: InputLimits = InputLimits()) {

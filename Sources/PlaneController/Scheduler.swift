@@ -3,6 +3,7 @@ import NATS
 import PlaneCore
 import PlaneMessaging
 import Synchronization
+import Tracing
 
 /// Places backends on drones: answers `ScheduleRequest`s, keeps the drone registry from
 /// heartbeats, and enforces "one live backend per lock key and per backend id" through
@@ -195,6 +196,18 @@ public final class Scheduler: Sendable {
     /// Sends the spawn request; true only for a `true` reply in time. On a timeout the
     /// drone may still have started it, so it is asked to terminate that backend.
     func sendSpawn(_ spawn: SpawnRequest) async -> Bool {
+        // The drone continues the trace from this span (its context goes in the headers).
+        await withSpan("plane.spawn_request", ofKind: .client) { span in
+            span.attributes["plane.backend"] = spawn.backendID.rawValue
+            span.attributes["plane.drone"] = spawn.droneID.rawValue
+            let accepted = await sendSpawnInSpan(spawn)
+            span.attributes["plane.accepted"] = accepted
+            if !accepted { span.setStatus(SpanStatus(code: .error, message: "refused or not answered in time")) }
+            return accepted
+        }
+    }
+
+    private func sendSpawnInSpan(_ spawn: SpawnRequest) async -> Bool {
         do {
             let accepted = try await messenger.request(PlaneSubjects.spawn(spawn.droneID), spawn, timeout: configuration.spawnTimeout)
             if !accepted {
@@ -208,6 +221,22 @@ public final class Scheduler: Sendable {
                 try? await messenger.client.publish(PlaneSubjects.terminate(cluster, spawn.backendID).subject, payload: WireEncoder().encode(termination))
             }
             return false
+        }
+    }
+
+    /// A schedule answer as span attributes.
+    static func describe(_ response: ScheduleResponse, on span: any Span) {
+        switch response {
+        case .scheduled(let backend):
+            span.attributes["plane.backend"] = backend.backendID.rawValue
+            span.attributes["plane.drone"] = backend.drone.rawValue
+            span.attributes["plane.spawned"] = backend.spawned
+        case .noDroneAvailable(let reason):
+            span.attributes["plane.result"] = "no_drone_available"
+            if let reason { span.setStatus(SpanStatus(code: .error, message: reason)) }
+        case .error(let error):
+            span.attributes["plane.result"] = "error"
+            span.setStatus(SpanStatus(code: .error, message: error.message))
         }
     }
 

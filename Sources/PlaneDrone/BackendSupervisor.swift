@@ -5,6 +5,7 @@ import NIOCore
 import PlaneCore
 import PlaneProxy
 import ProcessSupervision
+import Tracing
 
 /// Runs one backend: feeds `BackendLifecycle` events and performs the actions it returns
 /// (runtime calls, the readiness probe, the route, the monitor, durable state reports).
@@ -229,12 +230,21 @@ actor BackendSupervisor {
             }
             work = Task {
                 do {
-                    try await runtime.prepare(spec)
+                    // Spans of the spawn's trace (this task took the spawn's context along).
+                    try await withSpan("plane.runtime.prepare", ofKind: .client) { span in
+                        span.attributes["plane.backend"] = backend.rawValue
+                        span.attributes["plane.runtime"] = runtime.descriptor.name
+                        try await runtime.prepare(spec)
+                    }
                     try Task.checkCancellation()
                     // The start is never cut short: interrupted, a runtime can leave what it
                     // was making where the cleanup does not see it yet (dockerd finishes a
                     // create whose client went away). A termination waits for it instead.
-                    let handle = try await Task { try await runtime.start(spec) }.value
+                    let handle = try await withSpan("plane.runtime.start", ofKind: .client) { span in
+                        span.attributes["plane.backend"] = backend.rawValue
+                        span.attributes["plane.runtime"] = runtime.descriptor.name
+                        return try await Task { try await runtime.start(spec) }.value
+                    }
                     let address: String
                     if let reported = handle.address {
                         address = reported.description

@@ -8,6 +8,7 @@ import PlaneMessaging
 import PlaneProxy
 import ServiceLifecycle
 import Synchronization
+import Tracing
 
 /// Intervals of the agent's periodic work; production values by default, shorter in tests.
 public struct AgentTiming: Sendable {
@@ -418,6 +419,15 @@ public final class DroneAgent: Service, Sendable {
     // MARK: Spawning
 
     func handleSpawn(_ delivery: PlaneDelivery<SpawnRequest, Bool>) async {
+        // The controller's trace goes on here; the backend's load (in its supervisor's task,
+        // which takes this context along) continues it.
+        await withSpan("plane.drone.spawn", context: delivery.traceContext, ofKind: .server) { span in
+            span.attributes["plane.drone"] = droneID.rawValue
+            await handleSpawnInSpan(delivery, span: span)
+        }
+    }
+
+    private func handleSpawnInSpan(_ delivery: PlaneDelivery<SpawnRequest, Bool>, span: any Span) async {
         let request: SpawnRequest
         switch delivery.message {
         case .success(let decoded): request = decoded
@@ -426,6 +436,7 @@ public final class DroneAgent: Service, Sendable {
             _ = try? await delivery.respond(false)
             return
         }
+        span.attributes["plane.backend"] = request.backendID.rawValue
         do {
             let supervisor = try await accept(request)
             _ = try? await delivery.respond(true)
@@ -439,6 +450,7 @@ public final class DroneAgent: Service, Sendable {
                                                            "nats.subject": "\(delivery.subject)"])
             }
             logger.warning("agent.spawn_refused", metadata: ["plane.backend": "\(request.backendID)", "reason": "\(error)"])
+            span.setStatus(SpanStatus(code: .error, message: "refused: \(error)"))
             _ = try? await delivery.respond(false)
         }
     }

@@ -29,6 +29,8 @@ public struct DroneConfiguration: Sendable {
     public var ignoredVariables: [String] = []
     /// `[log_forwarding]`: the drone's log events on `logs.drone.{id}`.
     public var logForwarding = LogForwarding.Settings()
+    /// `[tracing]`: spans exported over OTLP/HTTP (nil: nothing is traced).
+    public var tracing: TracingConfiguration?
 
     public init(cluster: ClusterName) { self.cluster = cluster }
 

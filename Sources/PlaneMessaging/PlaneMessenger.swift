@@ -1,5 +1,6 @@
 import Logging
 import NATS
+import ServiceContextModule
 import PlaneCore
 
 /// Plane's wire messages over NATS: every payload is encoded and decoded with the
@@ -36,8 +37,12 @@ public struct PlaneMessenger: Sendable {
 
     /// Sends a request and decodes the reply. Transport failures throw `NATSError`
     /// (`.noResponders`, `.timeout`, ...); a reply that is not a `Reply` throws `PlaneCoreError`.
+    ///
+    /// The current trace context (`ServiceContext.current`) goes along in the headers when a
+    /// tracer is configured (`TraceContextHeaders`).
     public func request<Request, Reply>(_ subject: RequestSubject<Request, Reply>, _ message: Request, timeout: Duration? = nil) async throws -> Reply {
-        let reply = try await client.request(subject.subject, payload: try encode(message), timeout: timeout)
+        let reply = try await client.request(subject.subject, payload: try encode(message), headers: TraceContextHeaders.headers(for: ServiceContext.current),
+                                             timeout: timeout)
         return try decoder.decode(Reply.self, from: reply.payload.readableBytesView)
     }
 

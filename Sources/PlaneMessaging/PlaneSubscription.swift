@@ -1,4 +1,5 @@
 import NATS
+import ServiceContextModule
 import PlaneCore
 
 /// One delivery on a `PlaneSubscription`.
@@ -7,7 +8,12 @@ public struct PlaneDelivery<Message: Codable & Sendable, Reply: Codable & Sendab
     public let replyTo: String?
     /// The decoded message, or why it could not be decoded.
     public let message: Result<Message, PlaneCoreError>
+    /// The message's NATS headers (a trace context, when the sender had one).
+    public var headers: NATSHeaders? = nil
     let messenger: PlaneMessenger
+
+    /// The trace context the sender put in the headers (top level without one).
+    public var traceContext: ServiceContext { TraceContextHeaders.context(from: headers) }
 
     /// Replies to the sender; logged and ignored when the message had no reply subject.
     @discardableResult
@@ -32,7 +38,7 @@ public struct PlaneSubscription<Message: Codable & Sendable, Reply: Codable & Se
 
         public mutating func next() async -> PlaneDelivery<Message, Reply>? {
             guard let raw = await base.next() else { return nil }
-            return PlaneDelivery(subject: raw.subject, replyTo: raw.replyTo, message: messenger.decode(Message.self, raw), messenger: messenger)
+            return PlaneDelivery(subject: raw.subject, replyTo: raw.replyTo, message: messenger.decode(Message.self, raw), headers: raw.headers, messenger: messenger)
         }
     }
 

@@ -255,4 +255,24 @@ struct ControllerConfigTests {
     func run(_ path: String, _ arguments: [String]) async throws -> (Int32, String) {
         try await SystemProgram.run(executable: path, arguments)
     }
+
+    /// `[tracing]` (issue 16): the OTLP/HTTP traces URL, the protocol, a service name and the
+    /// export delay; anything else is an error that names the key.
+    @Test func tracingSectionIsCheckedKeyByKey() throws {
+        let base = "[nats]\nhosts=[\"a\"]\n[dns]\n"
+        #expect(try load(base).tracing == nil)
+        let traced = try load(base + "[tracing]\nendpoint = \"http://127.0.0.1:4318/v1/traces\"\nprotocol = \"http/json\"\nservice_name = \"ctl-a\"\nexport_delay_ms = 250\n").tracing
+        #expect(traced?.endpoint == "http://127.0.0.1:4318/v1/traces" && traced?.exportProtocol == .httpJSON && traced?.serviceName == "ctl-a")
+        #expect(traced?.exportDelay == .milliseconds(250))
+        #expect(try load(base + "[tracing]\nendpoint = \"https://collector.example:4318/v1/traces\"\n").tracing?.exportProtocol == .httpProtobuf)
+        for (section, key) in [("[tracing]\n", "tracing.endpoint"), ("[tracing]\nendpoint = \"ftp://x/v1/traces\"\n", "tracing.endpoint"),
+                               ("[tracing]\nendpoint = \"http://\"\n", "tracing.endpoint"), ("[tracing]\nendpoint = \"http://u:p@h/\"\n", "tracing.endpoint"),
+                               ("[tracing]\nendpoint = \"http://h/\"\nprotocol = \"grpc\"\n", "tracing.protocol"),
+                               ("[tracing]\nendpoint = \"http://h/\"\nexport_delay_ms = 0\n", "tracing.export_delay_ms"),
+                               ("[tracing]\nendpoint = \"http://h/\"\nservice_name = \"\"\n", "tracing.service_name"),
+                               ("[tracing]\nendpoint = \"http://h/\"\nsampler = 1\n", "tracing.sampler")] {
+            let found = problems(base + section)
+            #expect(found.contains { $0.hasPrefix(key) }, "\(section): \(found)")
+        }
+    }
 }

@@ -15,7 +15,7 @@ struct MetricCatalogTests {
             switch metric.kind {
             case .counter: registry.counter(metric, labels).increment()
             case .gauge: registry.gauge(metric, labels).record(1)
-            case .histogram: registry.timer(metric, labels).record(.milliseconds(3))
+            case .histogram: registry.timer(metric, labels).recordNanoseconds(3_000_000)
             }
         }
         let text = registry.exposition()
