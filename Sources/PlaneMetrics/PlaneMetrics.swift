@@ -67,32 +67,6 @@ public final class PlaneMetrics: Sendable {
     private static let bootstrapped = Mutex(false)
 }
 
-/// Writes totals that are kept elsewhere into a registry counter: each `set` adds what the
-/// total grew by since the last (a total that went down, as after a reset, is taken as is
-/// from then on).
-public final class CounterFeed: Sendable {
-    private let metric: MetricDefinition
-    private let factory: PlaneMetricsFactory
-    private let state = Mutex<[[String]: (counter: CoreMetrics.Counter, fed: UInt64)]>([:])
-
-    public init(_ metric: MetricDefinition, factory: PlaneMetricsFactory) {
-        self.metric = metric
-        self.factory = factory
-    }
-
-    public func set(_ dimensions: [(String, String)] = [], to total: UInt64) {
-        let key = dimensions.flatMap { [$0.0, $0.1] }
-        state.withLock { state in
-            var entry = state[key] ?? (CoreMetrics.Counter(label: metric.name, dimensions: dimensions, factory: factory), 0)
-            if total > entry.fed {
-                entry.counter.increment(by: Int64(clamping: total - entry.fed))
-            }
-            entry.fed = total
-            state[key] = entry
-        }
-    }
-}
-
 extension CoreMetrics.Timer {
     /// Records a duration (clamped to what nanoseconds in an `Int64` hold, about 292 years).
     public func record(_ duration: Duration) {
@@ -101,31 +75,4 @@ extension CoreMetrics.Timer {
         guard !overflow else { return recordNanoseconds(seconds < 0 ? Int64.min : Int64.max) }
         recordNanoseconds(whole.addingReportingOverflow(attoseconds / 1_000_000_000).partialValue)
     }
-}
-
-/// Writes a value kept elsewhere into a registry gauge as this source's share: each `set`
-/// adds the change since the last, so several sources in one process (the drones of
-/// `plane dev`) add up in the one series.
-public final class GaugeFeed: Sendable {
-    private let metric: MetricDefinition
-    private let factory: PlaneMetricsFactory
-    private let state = Mutex<[[String]: (meter: CoreMetrics.Meter, fed: Double)]>([:])
-
-    public init(_ metric: MetricDefinition, factory: PlaneMetricsFactory) {
-        self.metric = metric
-        self.factory = factory
-    }
-
-    public func set(_ dimensions: [(String, String)] = [], to value: Double) {
-        let key = dimensions.flatMap { [$0.0, $0.1] }
-        state.withLock { state in
-            var entry = state[key] ?? (CoreMetrics.Meter(label: metric.name, dimensions: dimensions, factory: factory), 0)
-            entry.meter.increment(by: value - entry.fed)
-            entry.fed = value
-            state[key] = entry
-        }
-    }
-
-    /// The series this source wrote, by their label values.
-    public var series: [[String]] { state.withLock { Array($0.keys) } }
 }
