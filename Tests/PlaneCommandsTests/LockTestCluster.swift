@@ -260,7 +260,9 @@ final class LockTestCluster: Sendable {
 extension JetStream {
     /// The bucket once a controller has created it.
     func existingKeyValueWaiting(_ bucket: String) async throws -> KeyValueBucket {
-        let deadline = ContinuousClock.now + .seconds(30)
+        // A controller makes the buckets as it starts; with three JetStream replicas on a
+        // loaded two-core machine that took over 30 s once.
+        let deadline = ContinuousClock.now + .seconds(90)
         while true {
             do { return try await existingKeyValue(bucket) } catch {
                 if ContinuousClock.now > deadline { throw error }
