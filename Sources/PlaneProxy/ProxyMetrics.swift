@@ -9,8 +9,8 @@ import Synchronization
 ///
 /// Connections count their bytes in a `ByteTally` and hand it over with the next response
 /// they record (or at 64 KiB, or when they close), so the request path touches only state
-/// of its own event loop (`Shard`): counters behind a lock no other thread writes, and that
-/// loop's latency histogram. A scrape adds the shards up and feeds the growth since the
+/// of its own event loop (`Shard`): atomic counters no other thread writes (no lock), and
+/// that loop's latency histogram (a lock no other thread takes but a scrape). A scrape adds the shards up and feeds the growth since the
 /// last scrape into the registry's counters (`CounterFeed`).
 public final class ProxyMetrics: Sendable {
 
@@ -23,8 +23,8 @@ public final class ProxyMetrics: Sendable {
         var isEmpty: Bool { fromClient == 0 && toClient == 0 }
     }
 
+    /// The shards' counters added up (a scrape's snapshot).
     struct Counters {
-        // Inline storage: no copy-on-write check or heap array under the lock.
         var statusClasses = InlineArray<6, UInt64>(repeating: 0)
         var upgradedOpen: Int64 = 0
         var upgradedTotal: UInt64 = 0
@@ -35,11 +35,18 @@ public final class ProxyMetrics: Sendable {
         var held = InlineArray<4, UInt64>(repeating: 0)
     }
 
-    /// Counters written by one event loop thread (read by scrapes): a thread taking a lock
-    /// that only it writes to keeps the lock's cache line, where one lock for every thread
-    /// would move between cores on every request.
+    /// Counters written by one event loop thread (read by scrapes), as atomics with relaxed
+    /// ordering: no lock on the request path, and a cache line that stays with the thread
+    /// that writes it, where counters shared by every thread would move between cores on
+    /// every request. (The shard of everything else, `common`, is written from any thread;
+    /// atomics hold there too.)
     final class Shard: Sendable {
-        let counters = Mutex(Counters())
+        let statusClasses: InlineArray<6, Atomic<UInt64>> = InlineArray { _ in Atomic(0) }
+        let upgradedOpen = Atomic<Int64>(0)
+        let upgradedTotal = Atomic<UInt64>(0)
+        let bytesIn = Atomic<UInt64>(0)
+        let bytesOut = Atomic<UInt64>(0)
+        let held: InlineArray<4, Atomic<UInt64>> = InlineArray { _ in Atomic(0) }
         /// This event loop's histogram (its lock is only this loop's and the scrape's).
         let latency: CoreMetrics.Timer
 
@@ -49,25 +56,15 @@ public final class ProxyMetrics: Sendable {
 
         /// A local answer (with the connection's unreported bytes).
         func response(status: Int, bytes tally: inout ByteTally) {
-            let index = min(max(status / 100, 0), 5)
-            let taken = tally
-            tally = ByteTally()
-            counters.withLock { counters in
-                counters.statusClasses[index] += 1
-                counters.add(taken)
-            }
+            statusClasses[min(max(status / 100, 0), 5)].wrappingAdd(1, ordering: .relaxed)
+            report(&tally)
         }
 
         /// A response from a backend began: its status class, the time to its head and the
-        /// connection's unreported bytes, in one lock.
+        /// connection's unreported bytes.
         func proxied(status: Int, latency: TimeAmount, bytes tally: inout ByteTally) {
-            let index = min(max(status / 100, 0), 5)
-            let taken = tally
-            tally = ByteTally()
-            counters.withLock { counters in
-                counters.statusClasses[index] += 1
-                counters.add(taken)
-            }
+            statusClasses[min(max(status / 100, 0), 5)].wrappingAdd(1, ordering: .relaxed)
+            report(&tally)
             self.latency.recordNanoseconds(max(0, latency.nanoseconds))
         }
 
@@ -79,22 +76,30 @@ public final class ProxyMetrics: Sendable {
             case .cancelled: 2
             case .overLimit: 3
             }
-            counters.withLock { $0.held[index] += 1 }
+            held[index].wrappingAdd(1, ordering: .relaxed)
         }
 
         func upgraded(opened: Bool) {
-            counters.withLock { counters in
-                counters.upgradedOpen += opened ? 1 : -1
-                if opened { counters.upgradedTotal += 1 }
-            }
+            upgradedOpen.wrappingAdd(opened ? 1 : -1, ordering: .relaxed)
+            if opened { upgradedTotal.wrappingAdd(1, ordering: .relaxed) }
         }
 
-        /// Reports a connection's bytes (when its tally is large, or it closes).
+        /// Reports a connection's bytes (with a response, when its tally is large, or when
+        /// it closes).
         func report(_ tally: inout ByteTally) {
-            guard !tally.isEmpty else { return }
-            let taken = tally
+            if tally.fromClient > 0 { bytesIn.wrappingAdd(UInt64(tally.fromClient), ordering: .relaxed) }
+            if tally.toClient > 0 { bytesOut.wrappingAdd(UInt64(tally.toClient), ordering: .relaxed) }
             tally = ByteTally()
-            counters.withLock { $0.add(taken) }
+        }
+
+        /// Adds this shard's counters to `total`.
+        func add(to total: inout Counters) {
+            for index in 0..<6 { total.statusClasses[index] &+= statusClasses[index].load(ordering: .relaxed) }
+            total.upgradedOpen &+= upgradedOpen.load(ordering: .relaxed)
+            total.upgradedTotal &+= upgradedTotal.load(ordering: .relaxed)
+            total.bytesIn &+= bytesIn.load(ordering: .relaxed)
+            total.bytesOut &+= bytesOut.load(ordering: .relaxed)
+            for index in 0..<4 { total.held[index] &+= held[index].load(ordering: .relaxed) }
         }
     }
 
@@ -130,16 +135,9 @@ public final class ProxyMetrics: Sendable {
 
     /// All shards added up.
     private var total: Counters {
-        var total = common.counters.withLock { $0 }
-        for shard in shards.values {
-            let counters = shard.counters.withLock { $0 }
-            for index in 0..<6 { total.statusClasses[index] += counters.statusClasses[index] }
-            total.upgradedOpen += counters.upgradedOpen
-            total.upgradedTotal += counters.upgradedTotal
-            total.bytesIn += counters.bytesIn
-            total.bytesOut += counters.bytesOut
-            for index in 0..<4 { total.held[index] += counters.held[index] }
-        }
+        var total = Counters()
+        common.add(to: &total)
+        for shard in shards.values { shard.add(to: &total) }
         return total
     }
 
@@ -183,12 +181,5 @@ public final class ProxyMetrics: Sendable {
             for (index, outcome) in ["ready", "ended", "timed_out", "over_limit"].enumerated() { held.set([("outcome", outcome)], to: c.held[index]) }
             upgradedOpen.set(to: Double(c.upgradedOpen))
         }
-    }
-}
-
-extension ProxyMetrics.Counters {
-    mutating func add(_ tally: ProxyMetrics.ByteTally) {
-        bytesIn += UInt64(max(0, tally.fromClient))
-        bytesOut += UInt64(max(0, tally.toClient))
     }
 }
