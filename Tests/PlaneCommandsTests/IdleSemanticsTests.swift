@@ -183,11 +183,13 @@ struct IdleSemanticsTests {
     /// python-socketio through the TLS proxy, the server's ping interval (8 s) longer than
     /// `max_idle_secs`, so a polling client's long-poll GET outlasts the idle time: polling
     /// with upgrade, polling only and WebSocket only on one backend, each connected for 10 s
-    /// with an event and its acknowledgement at both ends. Each starts 6 s after the one
+    /// with an event and its acknowledgement at both ends. Each connects 6 s after the one
     /// before, so a client is alone on the backend for about 6 s (twice `max_idle_secs`)
-    /// while the next one's start overlaps its end: a Python interpreter that starts slowly
-    /// on a busy machine leaves no gap in which the backend is rightly idle. The backend is
-    /// never swept while a client is connected, and is swept after the last one leaves.
+    /// while the next one's start overlaps its end. The clients' interpreters start before the
+    /// backend and wait for its URL (`--url-file`): a Python that starts slowly on a busy
+    /// machine once left the new backend idle for longer than `max_idle_secs` before the first
+    /// client connected, and it was rightly swept. The backend is never swept while a client
+    /// is connected, and is swept after the last one leaves.
     @Test func socketIOClientsOfEveryTransportKeepTheBackend() async throws {
         try await withDrone { bed in
             // The process runtime executes a path: a script that starts the socket.io server.
@@ -195,29 +197,42 @@ struct IdleSemanticsTests {
             let python = try await PythonEnvironment.python()
             try "#!/bin/sh\nexec '\(python)' '\(Self.scripts)/socketio_server.py' \"$PORT\" 8\n".write(toFile: launcher, atomically: true, encoding: .utf8)
             try FileManager.default.setAttributes([.posixPermissions: 0o755], ofItemAtPath: launcher)
-            let backend = try await bed.spawn(launcher)
-            let url = "https://\(backend).plane.test:\(bed.proxyPort)"
+            let urlFile = bed.directory + "/socketio-url"
             let runs = [("polling,websocket", "ok websocket websocket"), ("polling", "ok polling polling"), ("websocket", "ok websocket websocket")]
             let ca = bed.ca
-            let lastStart = try await withThrowingTaskGroup(of: ContinuousClock.Instant.self) { group in
+            let backendID = SpawnedBackend()
+            let lastStart = try await withThrowingTaskGroup(of: ContinuousClock.Instant?.self) { group in
                 for (index, (transports, expected)) in runs.enumerated() {
                     group.addTask {
-                        try await Task.sleep(for: .seconds(6 * index))
-                        let started = ContinuousClock.now
-                        let (status, output) = try await SystemProgram.run(executable: python, ["\(Self.scripts)/socketio_client.py", "--url", url, "--ca", ca,
+                        let (status, output) = try await SystemProgram.run(executable: python, ["\(Self.scripts)/socketio_client.py", "--url-file", urlFile,
+                                                                                               "--delay", String(6 * index), "--ca", ca,
                                                                                                "--transports", transports, "--hold", "10"])
                         #expect(status == 0 && output.contains(expected), "\(transports): \(output)\n\(bed.child.output)")
-                        #expect(bed.isRunning(backend), "swept while a \(transports) client was connected: \(bed.relay.of(backend))")
-                        return started
+                        if let backend = backendID.value.withLock({ $0 }) {
+                            #expect(bed.isRunning(backend), "swept while a \(transports) client was connected: \(bed.relay.of(backend))")
+                        }
+                        return nil
                     }
                 }
-                var latest = ContinuousClock.now
-                for try await started in group { latest = max(latest, started) }
-                return latest
+                // The clients are starting; the backend is spawned and its URL handed over.
+                let backend = try await bed.spawn(launcher)
+                backendID.value.withLock { $0 = backend }
+                try "https://\(backend).plane.test:\(bed.proxyPort)".write(toFile: urlFile + ".tmp", atomically: false, encoding: .utf8)
+                try FileManager.default.moveItem(atPath: urlFile + ".tmp", toPath: urlFile)
+                let go = ContinuousClock.now
+                for try await _ in group {}
+                // The last client connects 12 s after the URL appeared and stays 10 s.
+                return go + .seconds(6 * (runs.count - 1))
             }
+            let backend = try #require(backendID.value.withLock { $0 })
             // The last client stayed 10 s: it cannot have left before (a lower bound for the sweep's timing).
             let after = try await bed.sweptAfter(backend, since: lastStart + .seconds(10))
             #expect(after >= .milliseconds(Int64(Self.maxIdle) * 1000 - 500), "swept \(after) after the last client left")
         }
     }
+}
+
+/// The backend a test's concurrent clients learn of once it is spawned.
+final class SpawnedBackend: Sendable {
+    let value = Mutex<BackendID?>(nil)
 }

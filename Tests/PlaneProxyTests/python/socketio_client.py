@@ -1,12 +1,19 @@
 """A socket.io client (python-socketio) for the proxy tests: connects through the proxy
 (every host name resolves to 127.0.0.1), with the given transports, emits "echo" and
 waits for the acknowledgement; with --hold, stays connected that many seconds and does it
-again. Prints "ok <transport> <ack>" and exits 0, else exits 1."""
+again. Prints "ok <transport> <ack>" and exits 0, else exits 1.
+
+With --url-file instead of --url, the client starts (interpreter, imports) and then waits
+until that file exists, reads the URL from it, waits --delay seconds and connects: a test can
+start its clients before the backend exists and time their connections from the moment it
+writes the file, however slowly Python starts on a busy machine."""
 import argparse
 import asyncio
+import os
 import socket
 import ssl
 import sys
+import time
 
 import aiohttp
 import socketio
@@ -22,6 +29,16 @@ class Loopback(AbstractResolver):
 
 
 async def run(args):
+    if args.url_file:
+        deadline = time.monotonic() + 300
+        while not os.path.exists(args.url_file):
+            if time.monotonic() > deadline:
+                print(f"{args.url_file} never appeared")
+                return 1
+            await asyncio.sleep(0.05)
+        with open(args.url_file) as f:
+            args.url = f.read().strip()
+        await asyncio.sleep(args.delay)
     ssl_context = ssl.create_default_context(cafile=args.ca) if args.ca else False
     session = aiohttp.ClientSession(connector=aiohttp.TCPConnector(resolver=Loopback(), ssl=ssl_context))
     client = socketio.AsyncClient(http_session=session, reconnection=False)
@@ -57,7 +74,10 @@ async def run(args):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--url", required=True)
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--url")
+    source.add_argument("--url-file", help="wait for this file, then connect to the URL it holds")
+    parser.add_argument("--delay", type=float, default=0, help="seconds to wait after --url-file appeared")
     parser.add_argument("--path", default="socket.io")
     parser.add_argument("--transports", default="polling,websocket")
     parser.add_argument("--ca")
