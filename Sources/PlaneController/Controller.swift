@@ -344,7 +344,13 @@ public final class Controller: Service, Sendable {
                                 }
                                 do {
                                     let epoch = try await leases.renew(request)
-                                    let ended = directory.ended(among: request.backends ?? [], for: request.drone)
+                                    var ended = directory.ended(among: request.backends ?? [], for: request.drone)
+                                    let superseded = await SupersededLockHolders.find(among: request.backends ?? [], excluding: ended, directory: directory, store: store)
+                                    if !superseded.isEmpty {
+                                        logger.warning("leases.superseded_lock_holders", metadata: ["plane.drone": "\(request.drone)",
+                                                                                                 "plane.backends": "\(superseded.map(\.backend.rawValue))"])
+                                        ended += superseded
+                                    }
                                     _ = try? await delivery.respond(DroneLeaseGrant(epoch: epoch, ended: ended))
                                 } catch {
                                     // No answer: the drone's lease runs on from its last grant.

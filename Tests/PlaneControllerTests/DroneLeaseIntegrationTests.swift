@@ -76,6 +76,37 @@ struct DroneLeaseIntegrationTests {
         }
     }
 
+    /// However a second holder of a lock came about, the lock table names one: a drone that
+    /// lists a live backend holding a lock confirmed for another backend is told to stop it;
+    /// the confirmed holder, and a backend whose lock is not confirmed yet, go on.
+    @Test func aBackendThatIsNotItsLocksConfirmedHolderIsToldToStop() async throws {
+        try await withCluster { server in
+            let running = try await controller(server)
+            let drone = try await FakeDrone(server: server)
+            try await drone.startHeartbeats()
+            let client = PlaneMessenger(client: try await server.connectedClient())
+            let store = try await ControllerStore.open(client.jetStream, replicas: 1)
+            let lock: LockName = "duplicated"
+            let pending: LockName = "pending"
+            let (stale, holder, waiting) = (BackendID.random(), BackendID.random(), BackendID.random())
+            for (id, name) in [(stale, lock), (holder, lock), (waiting, pending)] {
+                var record = BackendRecord(backendID: id, cluster: "plane.test", drone: drone.id, time: .now(), lock: name, bearerToken: nil, created: .now())
+                record.state = .ready
+                _ = try await store.backends.put(id.rawValue, value: try ControllerStore.encode(record))
+            }
+            _ = try await store.locks.put(LockRecord.key(cluster: "plane.test", lock: lock),
+                                          value: try ControllerStore.encode(LockRecord(backendID: holder, drone: drone.id, bearerToken: nil, confirmed: true, created: .now(), fencingToken: 7)))
+            _ = try await store.locks.put(LockRecord.key(cluster: "plane.test", lock: pending),
+                                          value: try ControllerStore.encode(LockRecord(backendID: BackendID.random(), drone: drone.id, bearerToken: nil, confirmed: false, created: .now(), fencingToken: 8)))
+            #expect(try await eventually { [stale, holder, waiting].allSatisfy { running.controller.directory.record(of: $0) != nil } })
+            let grant = try await drone.renewLease(epoch: nil, backends: [stale, holder, waiting])
+            #expect(grant.ended == [EndedBackend(backend: stale, state: .lost)])
+            await client.client.close()
+            await drone.close()
+            await running.stop()
+        }
+    }
+
     @Test func aLockHolderIsLostOnlyOnceItsDronesLeaseWentStaleAndWasRevoked() async throws {
         try await withCluster { server in
             let running = try await controller(server)
