@@ -205,6 +205,7 @@ struct IdleSemanticsTests {
                 for (index, (transports, expected)) in runs.enumerated() {
                     group.addTask {
                         let (status, output) = try await SystemProgram.run(executable: python, ["\(Self.scripts)/socketio_client.py", "--url-file", urlFile,
+                                                                                               "--ready-file", urlFile + ".ready-\(index)",
                                                                                                "--delay", String(6 * index), "--ca", ca,
                                                                                                "--transports", transports, "--hold", "10"])
                         #expect(status == 0 && output.contains(expected), "\(transports): \(output)\n\(bed.child.output)")
@@ -214,7 +215,12 @@ struct IdleSemanticsTests {
                         return nil
                     }
                 }
-                // The clients are starting; the backend is spawned and its URL handed over.
+                // The clients have started (their interpreters and imports, which take seconds
+                // on a busy machine); then the backend is spawned and its URL handed over.
+                let started = try await eventually(timeout: .seconds(120)) {
+                    runs.indices.allSatisfy { FileManager.default.fileExists(atPath: urlFile + ".ready-\($0)") }
+                }
+                #expect(started, "the socket.io clients did not start")
                 let backend = try await bed.spawn(launcher)
                 backendID.value.withLock { $0 = backend }
                 try "https://\(backend).plane.test:\(bed.proxyPort)".write(toFile: urlFile + ".tmp", atomically: false, encoding: .utf8)

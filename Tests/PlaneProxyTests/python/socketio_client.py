@@ -29,6 +29,10 @@ class Loopback(AbstractResolver):
 
 
 async def run(args):
+    if args.ready_file:
+        # Started and imported: the slow part of a Python start on a busy machine is over.
+        with open(args.ready_file, "w") as f:
+            f.write("ready")
     if args.url_file:
         deadline = time.monotonic() + 300
         while not os.path.exists(args.url_file):
@@ -78,6 +82,7 @@ def main():
     source.add_argument("--url")
     source.add_argument("--url-file", help="wait for this file, then connect to the URL it holds")
     parser.add_argument("--delay", type=float, default=0, help="seconds to wait after --url-file appeared")
+    parser.add_argument("--ready-file", help="written once the client has started, before it waits for --url-file")
     parser.add_argument("--path", default="socket.io")
     parser.add_argument("--transports", default="polling,websocket")
     parser.add_argument("--ca")
