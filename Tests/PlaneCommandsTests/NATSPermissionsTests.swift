@@ -89,11 +89,21 @@ struct NATSPermissionsTests {
             let droneUser = try await self.client(server, user: "plane-\(drone)", password: "CHANGE-ME-\(drone)", inbox: "_INBOX_plane_drone_1")
 
             // The client schedules; the controller places it on the drone; it gets Ready.
+            // The client waits longer than the controller's own attempts (3 × 10 s): a reply
+            // given up on while the drone still accepts would leave a backend nobody ends.
             let request = ScheduleRequest(cluster: "plane.test", maxIdleSeconds: 300, executable: DockerExecutableConfig(image: image))
+            let scheduleTimeout = Duration.seconds(45)
             var scheduled: ScheduledBackend?
-            #expect(try await eventually(timeout: .seconds(30)) {
-                if case .scheduled(let backend)? = try? await client.request(PlaneSubjects.schedule("plane.test"), request, timeout: .seconds(5)) { scheduled = backend }
-                return scheduled != nil
+            #expect(try await eventually(timeout: .seconds(60)) {
+                // Retried only while the controller is not listening or knows no drone yet.
+                do {
+                    switch try await client.request(PlaneSubjects.schedule("plane.test"), request, timeout: scheduleTimeout) {
+                    case .scheduled(let backend): scheduled = backend; return true
+                    case .noDroneAvailable, .error: return false
+                    }
+                } catch let error as NATSError where error.code == .noResponders {
+                    return false
+                }
             }, "controller: \(controller.output)\ndrone: \(droneProcess.output)")
             let backend = try #require(scheduled).backendID
             #expect(scheduled?.drone == drone)
@@ -128,7 +138,7 @@ struct NATSPermissionsTests {
             }
             #expect(records == ["cluster.plane_test.dns.A"], "only its own cluster's record: \(records)")
             let listening = try await droneUser.subscribe(to: "cluster.plane_test.schedule")
-            let another = try? await client.request(PlaneSubjects.schedule("plane.test"), request, timeout: .seconds(5))
+            let another = try await client.request(PlaneSubjects.schedule("plane.test"), request, timeout: scheduleTimeout)
             try await Task.sleep(for: .milliseconds(300))
             try listening.unsubscribe()
             var overheard = 0
@@ -137,7 +147,7 @@ struct NATSPermissionsTests {
 
             // The client terminates the backends; the drone stops them and says so.
             var backends = [backend]
-            if case .scheduled(let second)? = another { backends.append(second.backendID) }
+            if case .scheduled(let second) = another { backends.append(second.backendID) }
             for id in backends {
                 try await clientConnection.publish(PlaneSubjects.terminate("plane.test", id).subject,
                                                   payload: try WireEncoder().encode(TerminationRequest(cluster: "plane.test", backendID: id)))
@@ -163,7 +173,10 @@ struct NATSPermissionsTests {
             _ = await droneProcess.waitForExit(timeout: .seconds(20))
             // Its backends and its warm one are gone.
             let docker = SystemProgram("docker", debianPackage: "docker.io")
-            #expect(try await eventually(timeout: .seconds(60)) { try await docker.run(["ps", "-aq", "--filter", "label=dev.plane.drone=\(drone)"]).isEmpty })
+            let listing = ["ps", "-a", "--filter", "label=dev.plane.drone=\(drone)", "--format", "{{.ID}} {{.Status}} {{.Label \"dev.plane.backend\"}}"]
+            let gone = try await eventually(timeout: .seconds(60)) { try await docker.run(listing).isEmpty }
+            let left = gone ? "" : try await docker.run(listing)
+            #expect(gone, "left: \(left) (scheduled \(backends))\ndrone: \(droneProcess.output.suffix(6000))")
             for connection in [observer, clientConnection, droneUser] { await connection.close() }
         }
     }
