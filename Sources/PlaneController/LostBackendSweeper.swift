@@ -40,6 +40,9 @@ struct LostBackendSweeper: Sendable {
                 }
                 continue
             }
+            if record.state == nil, record.lock != nil, age > scheduler.pendingLockLimit {
+                await scheduler.resolvePendingLock(of: record)
+            }
             if record.lock != nil, let drone = record.drone {
                 if revokedHere.contains(drone) {
                     // Everything in this sweep's snapshot existed before the revocation.

@@ -110,7 +110,7 @@ public final class Scheduler: Sendable {
         var fencingToken: UInt64?
         if let lock = request.lock {
             let key = LockRecord.key(cluster: request.cluster, lock: lock)
-            switch try await acquire(lockKey: key, backendID: backendID, drone: drone, token: token) {
+            switch try await acquire(lockKey: key, lock: lock, backendID: backendID, drone: drone, token: token) {
             case .held(let existing): return .scheduled(existing)
             case .acquired(let revision):
                 lockKey = key
@@ -134,6 +134,8 @@ public final class Scheduler: Sendable {
             return .error(ScheduleError(code: "backend_id_in_use", message: "Backend id \(backendID) was already used (its last state is \(existing.state?.rawValue ?? "unknown")); choose a new id or omit backend_id."))
         }
 
+        // The last drone that did not answer in time: it may run the backend all the same.
+        var unanswered: DroneID?
         while true {
             tried.insert(drone)
             registry.withLock { $0.assign(drone, memoryBytes: requirements.memoryBytes ?? 0, warmPool: request.warmPool, backend: backendID, at: .now) }
@@ -142,12 +144,16 @@ public final class Scheduler: Sendable {
                                      lock: request.lock, fencingToken: fencingToken, runtimeClass: request.runtimeClass, pool: request.pool,
                                      runtimeOptions: request.runtimeOptions, readiness: request.readiness, maxLifetimeSeconds: request.maxLifetimeSeconds)
             spawn.warmPool = request.warmPool
-            let accepted = await sendSpawn(spawn)
+            let answer = await sendSpawn(spawn)
+            let accepted = answer == .accepted
             registry.withLock { [drone] in $0.answered(drone, backend: backendID, accepted: accepted, at: .now) }
+            if answer == .unanswered { unanswered = drone }
             if accepted {
-                if let lockKey {
+                if let lockKey, let name = request.lock {
                     let lock = LockRecord(backendID: backendID, drone: drone, bearerToken: token, confirmed: true, created: .now(), fencingToken: fencingToken)
                     _ = try await store.locks.update(lockKey, value: try ControllerStore.encode(lock), revision: lockRevision)
+                    logger.info("locks.confirmed", metadata: ["plane.lock": "\(name.rawValue)", "plane.backend": "\(backendID)", "plane.drone": "\(drone)",
+                                                              "plane.fencing_token": "\(fencingToken.map(String.init) ?? "none")"])
                 }
                 logger.info("scheduler.scheduled", metadata: ["plane.backend": "\(backendID)", "plane.drone": "\(drone)", "plane.cluster": "\(request.cluster)"])
                 return .scheduled(ScheduledBackend(drone: drone, backendID: backendID, bearerToken: token, spawned: true, fencingToken: fencingToken))
@@ -161,6 +167,28 @@ public final class Scheduler: Sendable {
                 let lock = LockRecord(backendID: backendID, drone: drone, bearerToken: token, confirmed: false, created: .now(), fencingToken: fencingToken)
                 lockRevision = try await store.locks.update(lockKey, value: try ControllerStore.encode(lock), revision: lockRevision)
             }
+        }
+        if let lockKey, let name = request.lock, let unanswered {
+            // A drone that did not answer may have accepted all the same (its answer lost with
+            // a NATS node, or late): freeing the lock now could run the lock twice. The lock
+            // stays unconfirmed, naming that drone, and is resolved like any unconfirmed lock
+            // (`resolveUnconfirmed`): the drone's report of the backend confirms it; a lease
+            // renewal after the spawn window without one ends the record and frees the lock.
+            record.drone = unanswered
+            if let revision = try? await store.backends.update(backendID.rawValue, value: try ControllerStore.encode(record), revision: recordRevision) {
+                recordRevision = revision
+                let lock = LockRecord(backendID: backendID, drone: unanswered, bearerToken: token, confirmed: false, created: .now(), fencingToken: fencingToken)
+                if (try? await store.locks.update(lockKey, value: try ControllerStore.encode(lock), revision: lockRevision)) != nil {
+                    logger.notice("locks.kept_for_unanswered_spawn", metadata: ["plane.lock": "\(name.rawValue)", "plane.backend": "\(backendID)",
+                                                                               "plane.drone": "\(unanswered)"])
+                    let reason = "\(tried.count) matching drone\(tried.count == 1 ? "" : "s") refused the spawn or did not answer in time (see their logs)"
+                    return .noDroneAvailable(reason: request.usesFleetExtensions ? reason : nil)
+                }
+            }
+            // The record or the lock could not be written (it changed meanwhile, or the store
+            // is unreachable): the lock is left as it is, never freed here.
+            logger.warning("locks.unanswered_spawn_unresolved", metadata: ["plane.lock": "\(name.rawValue)", "plane.backend": "\(backendID)"])
+            return .error(ScheduleError(code: "unavailable", message: "The drone did not answer the spawn in time and the controller could not record that; try again."))
         }
         // Nobody took it: the id is spent (its record says so) and the lock is free again.
         record.state = .errorLoading
@@ -193,34 +221,50 @@ public final class Scheduler: Sendable {
         }
     }
 
-    /// Sends the spawn request; true only for a `true` reply in time. On a timeout the
-    /// drone may still have started it, so it is asked to terminate that backend.
-    func sendSpawn(_ spawn: SpawnRequest) async -> Bool {
+    /// How a drone answered a spawn request.
+    enum SpawnAnswer: Sendable, Equatable {
+        case accepted
+        case refused
+        /// No answer in time (or the request could not be sent): the drone may have
+        /// accepted all the same.
+        case unanswered
+    }
+
+    /// Sends the spawn request; `.accepted` only for a `true` reply in time. On a timeout
+    /// the drone may still have started it, so it is asked to terminate that backend.
+    func sendSpawn(_ spawn: SpawnRequest) async -> SpawnAnswer {
         // The drone continues the trace from this span (its context goes in the headers).
         await withSpan("plane.spawn_request", ofKind: .client) { span in
             span.attributes["plane.backend"] = spawn.backendID.rawValue
             span.attributes["plane.drone"] = spawn.droneID.rawValue
-            let accepted = await sendSpawnInSpan(spawn)
-            span.attributes["plane.accepted"] = accepted
-            if !accepted { span.setStatus(SpanStatus(code: .error, message: "refused or not answered in time")) }
-            return accepted
+            let answer = await sendSpawnInSpan(spawn)
+            span.attributes["plane.accepted"] = answer == .accepted
+            switch answer {
+            case .accepted: break
+            case .refused: span.setStatus(SpanStatus(code: .error, message: "refused"))
+            case .unanswered: span.setStatus(SpanStatus(code: .error, message: "not answered in time"))
+            }
+            return answer
         }
     }
 
-    private func sendSpawnInSpan(_ spawn: SpawnRequest) async -> Bool {
+    private func sendSpawnInSpan(_ spawn: SpawnRequest) async -> SpawnAnswer {
         do {
             let accepted = try await messenger.request(PlaneSubjects.spawn(spawn.droneID), spawn, timeout: configuration.spawnTimeout)
             if !accepted {
                 logger.notice("scheduler.spawn_refused", metadata: ["plane.drone": "\(spawn.droneID)", "plane.backend": "\(spawn.backendID)"])
             }
-            return accepted
+            return accepted ? .accepted : .refused
         } catch {
             logger.warning("scheduler.spawn_failed", metadata: ["plane.drone": "\(spawn.droneID)", "plane.backend": "\(spawn.backendID)", "error": "\(error)"])
             if let error = error as? NATSError, error.code == .timeout, let cluster = spawn.cluster {
                 let termination = TerminationRequest(cluster: cluster, backendID: spawn.backendID)
                 try? await messenger.client.publish(PlaneSubjects.terminate(cluster, spawn.backendID).subject, payload: WireEncoder().encode(termination))
             }
-            return false
+            // Nobody listening: the drone never had it. Anything else (a timeout, a lost
+            // connection, an answer that does not decode) may hide an acceptance.
+            if let error = error as? NATSError, error.code == .noResponders { return .refused }
+            return .unanswered
         }
     }
 
@@ -246,7 +290,8 @@ public final class Scheduler: Sendable {
     /// does not have it (its record ends, the drone is told to terminate it in case, and
     /// the lock is freed); a drone that has not renewed since is left to the lost-backend sweep, which
     /// frees the lock once that lease is revoked. Nil: look again.
-    func resolveUnconfirmed(_ lock: LockRecord, lockKey: String, revision: UInt64, holder: BackendRecord?) async throws -> ScheduledBackend? {
+    func resolveUnconfirmed(_ lock: LockRecord, named name: LockName, lockKey: String, revision: UInt64, holder: BackendRecord?,
+                            waitWhenUndecided: Bool = true) async throws -> ScheduledBackend? {
         guard let holder, let drone = holder.drone else {
             // No backend was claimed (the id is claimed before any spawn is sent).
             try? await store.locks.delete(lockKey, revision: revision)
@@ -257,6 +302,8 @@ public final class Scheduler: Sendable {
             confirmed.confirmed = true
             confirmed.drone = drone
             _ = try? await store.locks.update(lockKey, value: try ControllerStore.encode(confirmed), revision: revision)
+            logger.notice("locks.confirmed_by_report", metadata: ["plane.lock": "\(name.rawValue)", "plane.backend": "\(lock.backendID)", "plane.drone": "\(drone)",
+                                                                  "plane.backend_state": "\(holder.state?.rawValue ?? "none")"])
             return ScheduledBackend(drone: drone, backendID: lock.backendID, bearerToken: lock.bearerToken, spawned: false, fencingToken: lock.fencingToken)
         }
         let now = ContinuousClock.now
@@ -275,11 +322,26 @@ public final class Scheduler: Sendable {
             let termination = TerminationRequest(cluster: current.cluster, backendID: lock.backendID)
             try? await messenger.client.publish(PlaneSubjects.terminate(current.cluster, lock.backendID).subject, payload: WireEncoder().encode(termination))
             try? await store.locks.delete(lockKey, revision: revision)
-            logger.notice("scheduler.unconfirmed_lock_freed", metadata: ["plane.backend": "\(lock.backendID)", "plane.drone": "\(drone)"])
+            logger.notice("scheduler.unconfirmed_lock_freed", metadata: ["plane.lock": "\(name.rawValue)", "plane.backend": "\(lock.backendID)", "plane.drone": "\(drone)"])
         case .valid, .stale, .revoked:
-            try await Task.sleep(for: .milliseconds(200))
+            if waitWhenUndecided { try await Task.sleep(for: .milliseconds(200)) }
         }
         return nil
+    }
+
+    /// How long a lock may stay unconfirmed before it is resolved (`resolveUnconfirmed`):
+    /// longer than every spawn attempt of its placing controller.
+    var pendingLockLimit: Duration { configuration.spawnTimeout * (configuration.maxSpawnAttempts + 1) }
+
+    /// The sweeper's part: a backend still pending (no state) that holds its lock unconfirmed
+    /// past `pendingLockLimit` — typically one whose spawn went unanswered and that nobody
+    /// asked for again — is resolved as `acquire` would.
+    func resolvePendingLock(of record: BackendRecord) async {
+        guard record.state == nil, let name = record.lock else { return }
+        let lockKey = LockRecord.key(cluster: record.cluster, lock: name)
+        guard let (lock, revision) = try? await store.lock(lockKey), !lock.confirmed, lock.backendID == record.backendID,
+              Timestamp.now().duration(since: lock.created) > pendingLockLimit else { return }
+        _ = try? await resolveUnconfirmed(lock, named: name, lockKey: lockKey, revision: revision, holder: record, waitWhenUndecided: false)
     }
 
     enum LockOutcome {
@@ -290,14 +352,16 @@ public final class Scheduler: Sendable {
     /// Takes the lock for `backendID`, or finds the live backend holding it. A holder that
     /// has not confirmed yet is waited for; a holder whose backend ended, or that never
     /// confirmed within the spawn attempts' time, is replaced.
-    func acquire(lockKey: String, backendID: BackendID, drone: DroneID, token: String?) async throws -> LockOutcome {
-        let pendingLimit = configuration.spawnTimeout * (configuration.maxSpawnAttempts + 1)
+    func acquire(lockKey: String, lock name: LockName, backendID: BackendID, drone: DroneID, token: String?) async throws -> LockOutcome {
+        let pendingLimit = pendingLockLimit
         let deadline = ContinuousClock.now + pendingLimit + .seconds(5)
         while ContinuousClock.now < deadline {
             if let (lock, revision) = try await store.lock(lockKey) {
                 let holder = try await store.backend(lock.backendID)?.record
                 if let holder, !holder.isLive {
                     try? await store.locks.delete(lockKey, revision: revision)
+                    logger.info("locks.freed_from_ended_holder", metadata: ["plane.lock": "\(name.rawValue)", "plane.backend": "\(lock.backendID)",
+                                                                            "plane.backend_state": "\(holder.state?.rawValue ?? "none")"])
                     continue
                 }
                 if lock.confirmed, let drone = lock.drone {
@@ -307,7 +371,7 @@ public final class Scheduler: Sendable {
                 let age = Timestamp.now().duration(since: lock.created)
                 if age > pendingLimit {
                     // The controller placing it is gone (or very slow).
-                    switch try await resolveUnconfirmed(lock, lockKey: lockKey, revision: revision, holder: holder) {
+                    switch try await resolveUnconfirmed(lock, named: name, lockKey: lockKey, revision: revision, holder: holder) {
                     case .some(let held): return .held(held)
                     case .none: continue
                     }
@@ -317,7 +381,10 @@ public final class Scheduler: Sendable {
             }
             let pending = LockRecord(backendID: backendID, drone: drone, bearerToken: token, confirmed: false, created: .now())
             do {
-                return .acquired(revision: try await store.locks.create(lockKey, value: try ControllerStore.encode(pending)))
+                let revision = try await store.locks.create(lockKey, value: try ControllerStore.encode(pending))
+                logger.info("locks.acquired", metadata: ["plane.lock": "\(name.rawValue)", "plane.backend": "\(backendID)", "plane.drone": "\(drone)",
+                                                         "plane.fencing_token": "\(revision)"])
+                return .acquired(revision: revision)
             } catch let error as NATSError where error.isConflict {
                 continue
             }

@@ -130,7 +130,7 @@ struct LockPartitionTests {
             }
         }
         #expect(try await cluster.backendRecord(lockless.backendID)?.state == .lost)
-        #expect(cluster.violationList.isEmpty, "\(cluster.violationList)")
+        #expect(cluster.violationList.isEmpty, "\(cluster.violationList)\n\(cluster.logs(about: cluster.violationList))")
     }
 
     /// A three-node NATS cluster (JetStream replicas 3) loses each node in turn, killed with
@@ -199,7 +199,7 @@ struct LockPartitionTests {
             return mismatch.isEmpty && cluster.running().count == locks.count
         }
         #expect(converged, "\(mismatch) \(cluster.running())")
-        #expect(cluster.violationList.isEmpty, "\(cluster.violationList)")
+        #expect(cluster.violationList.isEmpty, "\(cluster.violationList)\n\(cluster.logs(about: cluster.violationList))")
     }
 
     /// Random cuts and heals across three drones, two controllers of which one is killed
@@ -284,7 +284,7 @@ struct LockPartitionTests {
             return mismatch.isEmpty
         }
         #expect(converged, "\(mismatch) after \(log.suffix(30))")
-        #expect(cluster.violationList.isEmpty, "\(cluster.violationList) after \(log.suffix(30))")
+        #expect(cluster.violationList.isEmpty, "\(cluster.violationList) after \(log.suffix(30))\n\(cluster.logs(about: cluster.violationList))")
         // The storm did move locks (a run in which none moved tried nothing).
         #expect(moves > 0, "no lock moved: \(log)")
         // Locks are served again after the storm.

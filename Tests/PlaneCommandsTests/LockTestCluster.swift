@@ -244,6 +244,34 @@ final class LockTestCluster: Sendable {
 
     var violationList: [Violation] { violations.withLock { $0 } }
 
+    /// What the controllers and drones logged about the locks of `violations`: the lines that
+    /// name such a lock, any backend named in them, or a lease — for the failure message of a
+    /// test that saw a lock run twice (at most `limit` lines per process).
+    func logs(about violations: [Violation], limit: Int = 200) -> String {
+        let locks = Set(violations.map { prefix + $0.lock })
+        guard !locks.isEmpty else { return "" }
+        let processes = controllerList.enumerated().map { ("controller \($0.offset)", $0.element) }
+            + droneList.map { ("drone \($0.id)", $0.child) }
+        let outputs = processes.map { ($0.0, $0.1.output.split(separator: "\n")) }
+        // The backends that held those locks, from the lines that name them.
+        var backends: Set<Substring> = []
+        for (_, lines) in outputs {
+            for line in lines where locks.contains(where: { line.contains($0) }) {
+                for field in line.split(separator: " ") where field.hasPrefix("plane.backend=") {
+                    backends.insert(field.dropFirst("plane.backend=".count))
+                }
+            }
+        }
+        var text = ""
+        for (name, lines) in outputs {
+            let relevant = lines.filter { line in
+                locks.contains(where: { line.contains($0) }) || backends.contains(where: { line.contains($0) }) || line.contains("lease")
+            }
+            text += "--- \(name): \(relevant.count) lines\n" + relevant.suffix(limit).joined(separator: "\n") + "\n"
+        }
+        return text
+    }
+
     /// Processes that run for a lock without being its holder in the lock table (empty once
     /// every drone runs only what it may).
     func mismatches() async throws -> String {

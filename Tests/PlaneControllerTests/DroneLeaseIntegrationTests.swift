@@ -184,6 +184,79 @@ struct DroneLeaseIntegrationTests {
     }
 }
 
+/// A lock's spawn that its drone never answers (the answer lost with a NATS node, or the
+/// drone slow): the drone may run the backend all the same, so the lock is not freed when
+/// the scheduler gives up. It stays unconfirmed, naming that drone, until the drone reports
+/// the backend (then it is the holder) or renews its lease without reporting it (then the
+/// record ends and the lock is free) — resolved by the next request or by the sweeper.
+@Suite(.timeLimit(.minutes(3)))
+struct UnansweredLockSpawnTests {
+    enum Outcome { case reported, unreported }
+
+    @Test(arguments: [Outcome.reported, .unreported])
+    func anUnansweredSpawnKeepsItsLockUntilResolved(_ outcome: Outcome) async throws {
+        try await withCluster { server in
+            let running = try await RunningController(server: server) {
+                $0.scheduler?.spawnTimeout = .seconds(1)
+                $0.scheduler?.maxSpawnAttempts = 1
+                $0.scheduler?.lockReassignAfter = .seconds(3)
+                $0.scheduler?.leaseMargin = .seconds(1)
+            }
+            let client = try await server.connectedClient()
+            let messenger = PlaneMessenger(client: client)
+            let store = try await ControllerStore.open(JetStream(client: client), replicas: 1)
+            let drone = try await FakeDrone(server: server, policy: .silent)
+            try await drone.startHeartbeats()
+            _ = try await drone.renewLease(epoch: nil)
+            let renewing = Task {
+                while !Task.isCancelled {
+                    _ = try? await drone.renewLease(epoch: 1)
+                    try? await Task.sleep(for: .milliseconds(300))
+                }
+            }
+            let terminations = try await messenger.subscribe(PlaneSubjects.terminateAll("plane.test"))
+            let lock: LockName = "unanswered"
+            let key = LockRecord.key(cluster: "plane.test", lock: lock)
+            let first = try await messenger.request(PlaneSubjects.schedule("plane.test"), scheduleRequest(lock: lock), timeout: .seconds(30))
+            guard case .noDroneAvailable = first else { Issue.record("expected NoDroneAvailable, got \(first)"); return }
+            let sent = try #require(drone.spawns.withLock { $0.first })
+            // Not freed: pending, naming the drone that did not answer.
+            let kept = try await store.lock(key)?.record
+            #expect(kept?.backendID == sent.backendID && kept?.confirmed == false && kept?.drone == drone.id)
+            #expect(try await store.backend(sent.backendID)?.record.state == nil)
+
+            switch outcome {
+            case .reported:
+                // The drone had started it after all, and says so: it is the lock's holder,
+                // and asking again gives it (no second spawn).
+                let update = UpdateBackendStateMessage(cluster: "plane.test", state: .ready, backend: sent.backendID, time: .now(), drone: drone.id)
+                _ = try await drone.messenger.request(PlaneSubjects.updateBackendState("plane.test", sent.backendID), update, timeout: .seconds(5))
+                let again = try await messenger.request(PlaneSubjects.schedule("plane.test"), scheduleRequest(lock: lock), timeout: .seconds(30))
+                guard case .scheduled(let held) = again else { Issue.record("expected Scheduled, got \(again)"); return }
+                #expect(held.backendID == sent.backendID && !held.spawned)
+                #expect(try await store.lock(key)?.record.confirmed == true)
+                #expect(drone.spawns.withLock { $0.count } == 1)
+            case .unreported:
+                // A drone that renews without reporting it does not have it: with nobody
+                // asking again, the sweeper ends the record, tells the drone to stop it in
+                // case, and frees the lock.
+                #expect(try await eventually(timeout: .seconds(20)) { try await store.lock(key) == nil })
+                #expect(try await store.backend(sent.backendID)?.record.state == .errorLoading)
+                var told = false
+                for await delivery in terminations {
+                    if case .success(let request) = delivery.message, request.backendID == sent.backendID { told = true; break }
+                }
+                #expect(told)
+            }
+            renewing.cancel()
+            try? terminations.unsubscribe()
+            await drone.close()
+            await client.close()
+            await running.stop()
+        }
+    }
+}
+
 /// What a controller killed between a drone's `true` and the lock's confirmation leaves
 /// behind (a pending lock and a claimed backend), and how the next request resolves it.
 @Suite(.timeLimit(.minutes(3)))
