@@ -23,6 +23,7 @@ public final class DockerRuntime: ContainerRuntime {
     let logger: Logger
     let client: DockerEngineClient
     private let eventHub: DockerEventHub
+    let writableLayerLimit: WritableLayerLimit
     let imageAccess: DockerImageAccess
 
     /// Connects to the daemon and speaks its API version when it is older than ours.
@@ -35,11 +36,28 @@ public final class DockerRuntime: ContainerRuntime {
         let serverAPI = info["ApiVersion"]?.stringValue ?? DockerEngineClient.preferredAPIVersion
         if Self.compare(serverAPI, DockerEngineClient.preferredAPIVersion) < 0 { client.apiVersion = serverAPI }
         let engine = info["Version"]?.stringValue ?? "?"
+        var layerLimit = WritableLayerLimit.none
+        if let limit = configuration.writableLayerBytes {
+            layerLimit = try await checkWritableLayerLimit(limit, client: client, endpoint: configuration.endpoint)
+        }
         try await DockerNetworkSetup(client: client, logger: logger).ensure(configuration.network, egress: configuration.egress, endpoint: configuration.endpoint)
-        return DockerRuntime(configuration: configuration, droneID: droneID, logger: logger, client: client, engineVersion: engine)
+        return DockerRuntime(configuration: configuration, droneID: droneID, logger: logger, client: client, engineVersion: engine, writableLayerLimit: layerLimit)
     }
 
-    init(configuration: DockerRuntimeConfiguration, droneID: DroneID, logger: Logger, client: DockerEngineClient, engineVersion: String) {
+    /// How the daemon's storage driver limits a container's writable layer.
+    enum WritableLayerLimit: Sendable, Equatable {
+        case none
+        /// overlay2 on xfs: Docker's `size` bounds the container's own layer.
+        case ownLayer(bytes: Int64)
+        /// btrfs, zfs: Docker's `size` bounds the whole root, the image's files included
+        /// (a btrfs quota group on the bytes a subvolume refers to), so the image's size is
+        /// added to the limit.
+        case wholeRoot(bytes: Int64)
+    }
+
+    init(configuration: DockerRuntimeConfiguration, droneID: DroneID, logger: Logger, client: DockerEngineClient, engineVersion: String,
+         writableLayerLimit: WritableLayerLimit = .none) {
+        self.writableLayerLimit = writableLayerLimit
         self.configuration = configuration
         self.droneID = droneID
         self.logger = logger
@@ -49,6 +67,29 @@ public final class DockerRuntime: ContainerRuntime {
             optionsSchema: Self.optionsSchema, waits: true))
         eventHub = DockerEventHub(client: client, droneID: droneID, logger: logger)
         imageAccess = DockerImageAccess(path: configuration.imageAccessFile, logger: logger)
+    }
+
+    /// `writable_layer_bytes` needs a storage driver that limits a container's writable
+    /// layer: btrfs and zfs do; overlay2 only on xfs mounted with `pquota` (which `/info`
+    /// does not show: such a daemon is let through, and a create it refuses says why).
+    static func checkWritableLayerLimit(_ limit: Int64, client: DockerEngineClient, endpoint: String) async throws(RuntimeError) -> WritableLayerLimit {
+        let response = try await client.call(.GET, "/info", timeout: .seconds(10))
+        guard response.status == 200, let info = response.json?.objectValue else {
+            throw RuntimeError(.unavailable, "The Docker daemon at \(endpoint) answered /info with \(response.status): \(response.message)")
+        }
+        let driver = info["Driver"]?.stringValue ?? "unknown"
+        let backing = info["DriverStatus"]?.arrayValue?.lazy.compactMap { pair -> String? in
+            guard let pair = pair.arrayValue, pair.count == 2, pair[0].stringValue == "Backing Filesystem" else { return nil }
+            return pair[1].stringValue
+        }.first
+        switch (driver, backing) {
+        case ("btrfs", _), ("zfs", _): return .wholeRoot(bytes: limit)
+        case ("overlay2", "xfs"?): return .ownLayer(bytes: limit)
+        default:
+            let described = backing.map { "\(driver) on \($0)" } ?? driver
+            throw RuntimeError(.unavailable, "[agent.docker] writable_layer_bytes (\(limit)) needs Docker's storage driver to limit a container's writable layer "
+                + "(btrfs, zfs, or overlay2 on xfs mounted with pquota); the daemon at \(endpoint) uses \(described). Change the daemon's storage driver or remove the key.")
+        }
     }
 
     static func compare(_ a: String, _ b: String) -> Int {
@@ -170,7 +211,8 @@ public final class DockerRuntime: ContainerRuntime {
             try await prepare(spec)
         }
         let name = spec.containerName
-        let create = try await client.call(.POST, "/containers/create", query: [("name", name)], body: createBody(spec, reference: reference))
+        let storageSize = try await storageSize(for: reference)
+        let create = try await client.call(.POST, "/containers/create", query: [("name", name)], body: createBody(spec, reference: reference, storageSize: storageSize))
         switch create.status {
         case 201: break
         case 409: throw RuntimeError(.alreadyExists, "A container named \(name) already exists; backend \(spec.backendID) is not started twice.")
@@ -192,7 +234,23 @@ public final class DockerRuntime: ContainerRuntime {
         return RuntimeHandle(backendID: spec.backendID, runtime: Self.name, runtimeID: id, address: address)
     }
 
-    func createBody(_ spec: BackendSpec, reference: DockerImageReference) -> JSONValue {
+    /// Docker's `StorageOpt` `size` for a container of `reference` (`writable_layer_bytes`),
+    /// nil without a limit.
+    func storageSize(for reference: DockerImageReference) async throws(RuntimeError) -> Int64? {
+        switch writableLayerLimit {
+        case .none: return nil
+        case .ownLayer(let bytes): return bytes
+        case .wholeRoot(let bytes):
+            let response = try await client.call(.GET, "/images/\(reference.description)/json")
+            guard response.status == 200, let size = response.json?.objectValue?["Size"]?.int64Value, size >= 0 else {
+                throw RuntimeError(.unavailable, "Docker could not give the size of image \(reference) (needed for writable_layer_bytes): \(response.message)")
+            }
+            let (total, overflow) = size.addingReportingOverflow(bytes)
+            return overflow ? Int64.max : total
+        }
+    }
+
+    func createBody(_ spec: BackendSpec, reference: DockerImageReference, storageSize: Int64? = nil) -> JSONValue {
         let env = spec.effectiveEnvironment.sorted { $0.key < $1.key }.map { JSONValue.string("\($0.key)=\($0.value)") }
         var labels: [(String, JSONValue)] = [
             (Self.managedLabel, .string("true")), (Self.backendLabel, .string(spec.containerName)),
@@ -217,6 +275,7 @@ public final class DockerRuntime: ContainerRuntime {
         // address, on the host's network sniffing and spoofing of loopback traffic.
         host.append(("CapDrop", .array([.string("NET_RAW")])))
         host.append(("OomScoreAdj", .integer(Int64(configuration.oomScoreAdjust))))
+        if let storageSize { host.append(("StorageOpt", .object(JSONObject([("size", .string(String(storageSize)))])))) }
         let limits = spec.limits
         if let memory = limits.memoryBytes ?? configuration.memoryLimitBytes { host.append(("Memory", .integer(memory))) }
         if let period = limits.cpuPeriodMicroseconds { host.append(("CpuPeriod", .integer(period))) }

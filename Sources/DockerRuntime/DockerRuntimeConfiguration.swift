@@ -49,6 +49,10 @@ public struct DockerRuntimeConfiguration: Sendable, Hashable {
     public var imageAccessFile: String?
     /// Size of a spawn's tmpfs mounts.
     public var tmpfsSizeBytes: Int64 = 64 << 20
+    /// What a backend may write to its container's writable layer (Docker's `StorageOpt`
+    /// `size`); nil: no limit. Needs a storage driver that can hold it (btrfs, zfs, or
+    /// overlay2 on xfs mounted with `pquota`): `DockerRuntime.make` checks the daemon's.
+    public var writableLayerBytes: Int64?
 
     public init() {}
 }

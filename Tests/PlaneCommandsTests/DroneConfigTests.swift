@@ -113,7 +113,11 @@ struct DroneConfigTests {
         #expect(try docker("memory_limit_bytes = 268435456\npids_limit = 64\n").memoryLimitBytes == 256 << 20)
         #expect(try docker("pids_limit = 64\n").pidsLimit == 64)
         #expect(try docker("memory_limit_bytes = 0\n").memoryLimitBytes == nil, "0: no limit")
-        for keys in ["memory_limit_bytes = 1024\n", "memory_limit_bytes = -5\n", "memory_limit_bytes = \"4G\"\n", "pids_limit = 0\n"] {
+        #expect(try docker("").writableLayerBytes == nil)
+        #expect(try docker("writable_layer_bytes = 0\n").writableLayerBytes == nil, "0: no limit")
+        #expect(try docker("writable_layer_bytes = 1073741824\n").writableLayerBytes == 1 << 30)
+        for keys in ["memory_limit_bytes = 1024\n", "memory_limit_bytes = -5\n", "memory_limit_bytes = \"4G\"\n", "pids_limit = 0\n",
+                     "writable_layer_bytes = 4096\n", "writable_layer_bytes = -1\n", "writable_layer_bytes = 9223372036854775807\n"] {
             let found = problems(base + keys)
             #expect(found.count == 1 && found[0].hasPrefix("agent.docker.\(keys.prefix { $0 != " " }):"), "\(keys) → \(found)")
         }
