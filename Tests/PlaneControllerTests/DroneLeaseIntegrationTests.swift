@@ -184,6 +184,19 @@ struct DroneLeaseIntegrationTests {
     }
 }
 
+extension RunningController {
+    /// A controller that gives up on a spawn after 1 s and one attempt (so resolves a
+    /// pending lock after 2 s) and moves locks 3 s after a drone's last renewal.
+    static func quickToResolveLocks(_ server: NATSServerProcess) async throws -> RunningController {
+        try await RunningController(server: server) {
+            $0.scheduler?.spawnTimeout = .seconds(1)
+            $0.scheduler?.maxSpawnAttempts = 1
+            $0.scheduler?.lockReassignAfter = .seconds(3)
+            $0.scheduler?.leaseMargin = .seconds(1)
+        }
+    }
+}
+
 /// A lock's spawn that its drone never answers (the answer lost with a NATS node, or the
 /// drone slow): the drone may run the backend all the same, so the lock is not freed when
 /// the scheduler gives up. It stays unconfirmed, naming that drone, until the drone reports
@@ -196,12 +209,7 @@ struct UnansweredLockSpawnTests {
     @Test(arguments: [Outcome.reported, .unreported])
     func anUnansweredSpawnKeepsItsLockUntilResolved(_ outcome: Outcome) async throws {
         try await withCluster { server in
-            let running = try await RunningController(server: server) {
-                $0.scheduler?.spawnTimeout = .seconds(1)
-                $0.scheduler?.maxSpawnAttempts = 1
-                $0.scheduler?.lockReassignAfter = .seconds(3)
-                $0.scheduler?.leaseMargin = .seconds(1)
-            }
+            let running = try await RunningController.quickToResolveLocks(server)
             let client = try await server.connectedClient()
             let messenger = PlaneMessenger(client: client)
             let store = try await ControllerStore.open(JetStream(client: client), replicas: 1)
@@ -266,12 +274,7 @@ struct UnconfirmedLockTests {
     @Test(arguments: [Left.reported, .unreported, .unreportedOnALapsedDrone])
     func aLockLeftPendingByACrashedController(_ left: Left) async throws {
         try await withCluster { server in
-            let running = try await RunningController(server: server) {
-                $0.scheduler?.spawnTimeout = .seconds(1)
-                $0.scheduler?.maxSpawnAttempts = 1
-                $0.scheduler?.lockReassignAfter = .seconds(3)
-                $0.scheduler?.leaseMargin = .seconds(1)
-            }
+            let running = try await RunningController.quickToResolveLocks(server)
             let client = try await server.connectedClient()
             let store = try await ControllerStore.open(JetStream(client: client), replicas: 1)
             let owner = try await FakeDrone(server: server)
