@@ -202,6 +202,91 @@ struct LockPartitionTests {
         #expect(cluster.violationList.isEmpty, "\(cluster.violationList)\n\(cluster.logs(about: cluster.violationList))")
     }
 
+    /// NATS nodes die at random: a three-node NATS cluster (JetStream replicas 3) under two
+    /// controllers and two drones, one node at a time killed with SIGKILL at a random moment
+    /// and started again a random while later, while ten locks are asked for all the time —
+    /// the conditions in which spawn answers and lock confirmations get lost. No lock ever
+    /// runs twice, and afterwards every lock runs exactly where the lock table says. The
+    /// schedule comes from `CHAOS_SEED`; it runs for `CHAOS_SECONDS` (40 in `make test`,
+    /// longer in `make chaos`).
+    @Test(.timeLimit(.minutes(60))) func randomNATSNodeLossNeverRunsALockTwice() async throws {
+        let environment = ProcessInfo.processInfo.environment
+        let seed = environment["CHAOS_SEED"].flatMap(UInt64.init) ?? 20261206
+        let seconds = environment["CHAOS_SECONDS"].flatMap(Int.init) ?? 40
+        let servers = try await NATSServerProcess.startCluster(size: 3)
+        let cluster: LockTestCluster
+        do {
+            cluster = try await LockTestCluster(servers: servers, runtime: .process, basePort: 26800, replicas: 3)
+        } catch {
+            for server in servers { await server.shutdown() }
+            throw error
+        }
+        do {
+            try await nodeChaos(cluster, seed: seed, duration: .seconds(seconds))
+        } catch {
+            Issue.record("\(error)")
+        }
+        await cluster.stopAll()
+        for server in servers { await server.shutdown() }
+    }
+
+    func nodeChaos(_ cluster: LockTestCluster, seed: UInt64, duration: Duration) async throws {
+        var random = SplitMix64(seed: seed)
+        try cluster.startController()
+        try cluster.startController()
+        for _ in 0..<2 { try await cluster.startDrone(relayed: false) }
+        try await cluster.waitUntilDronesAreLeased()
+        cluster.startWatching()
+        let locks = (0..<10).map { "storm-\($0)" }
+        var log: [String] = []
+        var down: NATSServerProcess?
+        var downUntil = ContinuousClock.now
+        var nextKill = ContinuousClock.now + .seconds(2)
+        var served = (whileUp: 0, whileDown: 0)
+        let end = ContinuousClock.now + duration
+        while ContinuousClock.now < end {
+            let now = ContinuousClock.now
+            if let victim = down, now >= downUntil {
+                try await victim.startAgain()
+                log.append("start \(victim.port)")
+                down = nil
+                nextKill = now + .milliseconds(2000 + random.next(below: 6000))
+            } else if down == nil, now >= nextKill {
+                let victim = cluster.servers[random.next(below: cluster.servers.count)]
+                await victim.kill9()
+                log.append("kill \(victim.port)")
+                down = victim
+                downUntil = now + .milliseconds(1000 + random.next(below: 7000))
+            }
+            let lock = locks[random.next(below: locks.count)]
+            if case .scheduled? = try? await cluster.schedule(lock: lock, timeout: .seconds(3)) {
+                if down == nil { served.whileUp += 1 } else { served.whileDown += 1 }
+            }
+            try await Task.sleep(for: .milliseconds(50 + random.next(below: 400)))
+        }
+        #expect(log.contains { $0.hasPrefix("kill") }, "the storm killed no node: \(log)")
+        if let victim = down {
+            try await victim.startAgain()
+            log.append("start \(victim.port)")
+        }
+        // Once every node is back, each lock that runs runs where the lock table says.
+        var mismatch = ""
+        let converged = try await eventually(timeout: .seconds(90)) {
+            mismatch = try await cluster.mismatches()
+            return mismatch.isEmpty
+        }
+        #expect(converged, "\(mismatch) after \(log.suffix(20)); answers \(served)")
+        #expect(cluster.violationList.isEmpty, "\(cluster.violationList) after \(log.suffix(20)); answers \(served)\n\(cluster.logs(about: cluster.violationList))")
+        // And the locks are served.
+        for lock in locks.prefix(3) {
+            let served = try await eventually(timeout: .seconds(60)) {
+                if case .scheduled? = try? await cluster.schedule(lock: lock, timeout: .seconds(10)) { return true }
+                return false
+            }
+            #expect(served, "\(lock) is not served after the storm")
+        }
+    }
+
     /// Random cuts and heals across three drones, two controllers of which one is killed
     /// from time to time while it grants locks, and twenty locks asked for all the time. The
     /// schedule comes from a fixed seed (`CHAOS_SEED`); it runs for
