@@ -133,6 +133,24 @@ public final class Scheduler: Sendable {
             }
             return .error(ScheduleError(code: "backend_id_in_use", message: "Backend id \(backendID) was already used (its last state is \(existing.state?.rawValue ?? "unknown")); choose a new id or omit backend_id."))
         }
+        if let lockKey, let name = request.lock {
+            // Still ours? A clustered JetStream stream can accept two concurrent creates of one
+            // key (nats-server before 2.9.21 checks the expected revision only before the write
+            // is replicated, nats-io/nats-server#4320; leader changes reopen that window), so
+            // two requests could each believe they took the lock. A second, later write with
+            // the revision the create returned fails for all but the last of them: the others
+            // give up here, before anything runs.
+            let pending = LockRecord(backendID: backendID, drone: drone, bearerToken: token, confirmed: false, created: .now(), fencingToken: fencingToken)
+            do {
+                lockRevision = try await store.locks.update(lockKey, value: try ControllerStore.encode(pending), revision: lockRevision)
+            } catch let error as NATSError where error.isConflict {
+                record.state = .errorLoading
+                _ = try? await store.backends.update(backendID.rawValue, value: try ControllerStore.encode(record), revision: recordRevision)
+                logger.warning("locks.taken_concurrently", metadata: ["plane.lock": "\(name.rawValue)", "plane.backend": "\(backendID)",
+                                                                     "plane.fencing_token": "\(fencingToken.map(String.init) ?? "none")"])
+                return .error(ScheduleError(code: "unavailable", message: "Another request took the lock \(name.rawValue) at the same moment; ask again to get its backend."))
+            }
+        }
 
         // The last drone that did not answer in time: it may run the backend all the same.
         var unanswered: DroneID?

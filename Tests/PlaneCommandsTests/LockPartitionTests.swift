@@ -137,31 +137,38 @@ struct LockPartitionTests {
     /// SIGKILL and started again: leases and locks live on, every lock is served throughout,
     /// and no lock ever runs twice.
     @Test(.timeLimit(.minutes(10))) func locksLiveThroughTheLossOfEachNATSNode() async throws {
+        try await withNATSClusterLocks(basePort: 26600) { try await nodeLoss($0) }
+    }
+
+    /// A three-node NATS cluster (JetStream replicas 3) with two controllers and two drones
+    /// (leased, given every node, the watcher running) for `body`; everything ends after
+    /// it, whatever it throws.
+    func withNATSClusterLocks(basePort: Int, _ body: (LockTestCluster) async throws -> Void) async throws {
         let servers = try await NATSServerProcess.startCluster(size: 3)
         let cluster: LockTestCluster
         do {
-            cluster = try await LockTestCluster(servers: servers, runtime: .process, basePort: 26600, replicas: 3)
+            cluster = try await LockTestCluster(servers: servers, runtime: .process, basePort: basePort, replicas: 3)
         } catch {
             for server in servers { await server.shutdown() }
             throw error
         }
+        var failure: (any Error)?
         do {
-            try await nodeLoss(cluster)
+            try cluster.startController()
+            try cluster.startController()
+            for _ in 0..<2 { try await cluster.startDrone(relayed: false) }
+            try await cluster.waitUntilDronesAreLeased()
+            cluster.startWatching()
+            try await body(cluster)
         } catch {
-            await cluster.stopAll()
-            for server in servers { await server.shutdown() }
-            throw error
+            failure = error
         }
         await cluster.stopAll()
         for server in servers { await server.shutdown() }
+        if let failure { throw failure }
     }
 
     func nodeLoss(_ cluster: LockTestCluster) async throws {
-        try cluster.startController()
-        try cluster.startController()
-        for _ in 0..<2 { try await cluster.startDrone(relayed: false) }
-        try await cluster.waitUntilDronesAreLeased()
-        cluster.startWatching()
         let locks = (0..<6).map { "node-\($0)" }
         // A drone is a candidate once its heartbeat reached the controllers, through the
         // NATS cluster's routes (interest propagates between nodes a moment after a
@@ -213,30 +220,11 @@ struct LockPartitionTests {
         let environment = ProcessInfo.processInfo.environment
         let seed = environment["CHAOS_SEED"].flatMap(UInt64.init) ?? 20261206
         let seconds = environment["CHAOS_SECONDS"].flatMap(Int.init) ?? 40
-        let servers = try await NATSServerProcess.startCluster(size: 3)
-        let cluster: LockTestCluster
-        do {
-            cluster = try await LockTestCluster(servers: servers, runtime: .process, basePort: 26800, replicas: 3)
-        } catch {
-            for server in servers { await server.shutdown() }
-            throw error
-        }
-        do {
-            try await nodeChaos(cluster, seed: seed, duration: .seconds(seconds))
-        } catch {
-            Issue.record("\(error)")
-        }
-        await cluster.stopAll()
-        for server in servers { await server.shutdown() }
+        try await withNATSClusterLocks(basePort: 26800) { try await nodeChaos($0, seed: seed, duration: .seconds(seconds)) }
     }
 
     func nodeChaos(_ cluster: LockTestCluster, seed: UInt64, duration: Duration) async throws {
         var random = SplitMix64(seed: seed)
-        try cluster.startController()
-        try cluster.startController()
-        for _ in 0..<2 { try await cluster.startDrone(relayed: false) }
-        try await cluster.waitUntilDronesAreLeased()
-        cluster.startWatching()
         let locks = (0..<10).map { "storm-\($0)" }
         var log: [String] = []
         var down: NATSServerProcess?
@@ -270,13 +258,7 @@ struct LockPartitionTests {
             log.append("start \(victim.port)")
         }
         // Once every node is back, each lock that runs runs where the lock table says.
-        var mismatch = ""
-        let converged = try await eventually(timeout: .seconds(90)) {
-            mismatch = try await cluster.mismatches()
-            return mismatch.isEmpty
-        }
-        #expect(converged, "\(mismatch) after \(log.suffix(20)); answers \(served)")
-        #expect(cluster.violationList.isEmpty, "\(cluster.violationList) after \(log.suffix(20)); answers \(served)\n\(cluster.logs(about: cluster.violationList))")
+        try await cluster.expectConvergedWithoutViolations(within: .seconds(90), after: "\(log.suffix(20)); answers \(served)")
         // And the locks are served.
         for lock in locks.prefix(3) {
             let served = try await eventually(timeout: .seconds(60)) {
@@ -363,13 +345,7 @@ struct LockPartitionTests {
         for drone in cluster.droneList { drone.relay?.heal() }
         log.append("healed all")
         // Once healed, every drone keeps only what the lock table says it may run.
-        var mismatch = ""
-        let converged = try await eventually(timeout: .seconds(60)) {
-            mismatch = try await cluster.mismatches()
-            return mismatch.isEmpty
-        }
-        #expect(converged, "\(mismatch) after \(log.suffix(30))")
-        #expect(cluster.violationList.isEmpty, "\(cluster.violationList) after \(log.suffix(30))\n\(cluster.logs(about: cluster.violationList))")
+        try await cluster.expectConvergedWithoutViolations(within: .seconds(60), after: "\(log.suffix(30))")
         // The storm did move locks (a run in which none moved tried nothing).
         #expect(moves > 0, "no lock moved: \(log)")
         // Locks are served again after the storm.

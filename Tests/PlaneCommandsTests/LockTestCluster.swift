@@ -244,6 +244,19 @@ final class LockTestCluster: Sendable {
 
     var violationList: [Violation] { violations.withLock { $0 } }
 
+    /// The end of a storm: within `timeout` every lock runs only where the lock table says,
+    /// and no lock ran twice at any moment (`context`: what the storm did, for the message).
+    func expectConvergedWithoutViolations(within timeout: Duration, after context: String) async throws {
+        var mismatch = ""
+        let converged = try await eventually(timeout: timeout) {
+            // A JetStream that is still electing leaders after a node came back answers late.
+            do { mismatch = try await mismatches() } catch { mismatch = "the lock table could not be read: \(error)" }
+            return mismatch.isEmpty
+        }
+        #expect(converged, "\(mismatch) after \(context)")
+        #expect(violationList.isEmpty, "\(violationList) after \(context)\n\(logs(about: violationList))")
+    }
+
     /// What the controllers and drones logged about the locks of `violations`: the lines that
     /// name such a lock, any backend named in them, or a lease — for the failure message of a
     /// test that saw a lock run twice (at most `limit` lines per process).
