@@ -437,6 +437,15 @@ public final class DroneAgent: Service, Sendable {
             return
         }
         span.attributes["plane.backend"] = request.backendID.rawValue
+        // The same request again (a sender that retried after its first answer was late or
+        // lost): the backend is this drone's already, so the answer is the first one's.
+        // Starting it twice is not possible; answering `false` would tell the sender that
+        // a backend that runs here does not.
+        if await isRepeat(of: request) {
+            logger.info("agent.spawn_repeated", metadata: ["plane.backend": "\(request.backendID)"])
+            _ = try? await delivery.respond(true)
+            return
+        }
         do {
             let supervisor = try await accept(request)
             _ = try? await delivery.respond(true)
@@ -445,6 +454,12 @@ public final class DroneAgent: Service, Sendable {
             state.withLock { $0.reconcileNeeded = true }
             await supervisor.begin()
         } catch {
+            if (error as? DroneError)?.code == .duplicateBackend, await isRepeat(of: request) {
+                // The same request, accepted by a concurrent delivery of it a moment ago.
+                logger.info("agent.spawn_repeated", metadata: ["plane.backend": "\(request.backendID)"])
+                _ = try? await delivery.respond(true)
+                return
+            }
             if let limit = (error as? PlaneCoreError)?.limit, let hits = LimitCounters.shared.record(limit) {
                 logger.warning("limit.exceeded", metadata: ["plane.limit": "\(limit)", "plane.limit_hits": "\(hits)", "plane.backend": "\(request.backendID)",
                                                            "nats.subject": "\(delivery.subject)"])
@@ -453,6 +468,13 @@ public final class DroneAgent: Service, Sendable {
             span.setStatus(SpanStatus(code: .error, message: "refused: \(error)"))
             _ = try? await delivery.respond(false)
         }
+    }
+
+    /// `request` is one this drone accepted already (the same backend, asked for with the
+    /// same request) and its backend has not ended.
+    func isRepeat(of request: SpawnRequest) async -> Bool {
+        guard let existing = state.withLock({ $0.supervisors[request.backendID] }), existing.spawn == request else { return false }
+        return !(await existing.state.isTerminal)
     }
 
     /// Grants or revokes a per-connect access token of a backend this drone runs (and is not

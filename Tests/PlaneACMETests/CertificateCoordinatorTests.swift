@@ -17,18 +17,20 @@ struct CertificateCoordinatorTests {
             let a = try await CertificateCoordinator.open(jetStream: JetStream(client: client), cluster: "plane.test", droneID: "drone-a")
             let b = try await CertificateCoordinator.open(jetStream: JetStream(client: client), cluster: "plane.test", droneID: "drone-b")
             let other = try await CertificateCoordinator.open(jetStream: JetStream(client: client), cluster: "other.test", droneID: "drone-b")
-            let leaseA = try #require(try await a.acquire())
-            #expect(try await b.acquire() == nil)
+            // The coordinator's clock is given: a machine busy enough to take a second
+            // between two calls cannot let a lease lapse early.
+            let start = Date()
+            let leaseA = try #require(try await a.acquire(now: start))
+            #expect(try await b.acquire(now: start) == nil)
             // Leases are per cluster.
-            #expect(try await other.acquire() != nil)
+            #expect(try await other.acquire(now: start) != nil)
             // The holder may take it again (it renews it).
-            let renewed = try #require(try await a.acquire())
-            // Held past a failure: nobody else gets it until then.
-            await a.hold(renewed, until: Date().addingTimeInterval(1))
-            #expect(try await b.acquire() == nil)
-            try await Task.sleep(for: .milliseconds(1200))
-            let leaseB = try #require(try await b.acquire())
-            #expect(try await a.acquire() == nil)
+            let renewed = try #require(try await a.acquire(now: start))
+            // Held past a failure: nobody else gets it until then, and anybody after.
+            await a.hold(renewed, until: start.addingTimeInterval(1))
+            #expect(try await b.acquire(now: start.addingTimeInterval(0.9)) == nil)
+            let leaseB = try #require(try await b.acquire(now: start.addingTimeInterval(1.1)))
+            #expect(try await a.acquire(now: start.addingTimeInterval(1.1)) == nil)
             // A stale lease handle cannot release someone else's lease.
             await a.release(leaseA)
             #expect(try await a.acquire() == nil)

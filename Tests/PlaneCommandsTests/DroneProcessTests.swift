@@ -211,6 +211,48 @@ struct DroneProcessTests {
         }
     }
 
+    /// A spawn sent again (a sender whose first answer came too late for it) is answered
+    /// `true` again and starts nothing; another request for the same backend id is refused,
+    /// and so is the same request once its backend has ended.
+    @Test func aRepeatedSpawnIsAnsweredAgainAndStartsNothing() async throws {
+        try await withNATSServer { server in
+            let drone = DroneID.random()
+            let config = try droneConfig(server: server, drone: drone, ports: "23700-23799",
+                                         extra: "runtime = \"process\"\nruntimes_dir = \"\(PythonEnvironment.packageRoot)/runtimes\"")
+            let backends = URL(fileURLWithPath: config).deletingLastPathComponent().path + "/state/runtimes/process/backends"
+            let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
+            let client = try await server.connectedClient()
+            let relay = try await Relay(client: client)
+            let messenger = PlaneMessenger(client: client)
+            let spawn = request(drone, image: try TestExecutables.path("plane-test-server"), idle: 60)
+            #expect(try await eventually { (try? await messenger.request(PlaneSubjects.spawn(drone), spawn, timeout: .seconds(5))) == true }, "\(child.output)")
+            // Again, at once and several at a time.
+            let answers = try await withThrowingTaskGroup(of: Bool.self) { group in
+                for _ in 0..<4 { group.addTask { try await messenger.request(PlaneSubjects.spawn(drone), spawn, timeout: .seconds(30)) } }
+                return try await group.reduce(into: [Bool]()) { $0.append($1) }
+            }
+            #expect(answers == [true, true, true, true], "\(child.output)")
+            #expect(try await eventually { relay.of(spawn.backendID).last == .ready }, "\(child.output)")
+            #expect(try await messenger.request(PlaneSubjects.spawn(drone), spawn, timeout: .seconds(30)), "\(child.output)")
+            var changed = spawn
+            changed.maxIdleSeconds = DurationSeconds(61)
+            #expect(try await messenger.request(PlaneSubjects.spawn(drone), changed, timeout: .seconds(30)) == false)
+            // One process: one start, one set of states.
+            #expect(try FileManager.default.contentsOfDirectory(atPath: backends).count == 1)
+            #expect(child.output.components(separatedBy: "agent.spawn_repeated").count - 1 == 5, "\(child.output)")
+            _ = try await messenger.request(PlaneSubjects.terminate("plane.test", spawn.backendID),
+                                        TerminationRequest(cluster: "plane.test", backendID: spawn.backendID), timeout: .seconds(10))
+            #expect(try await eventually(timeout: .seconds(30)) { relay.of(spawn.backendID).last?.isTerminal == true }, "\(child.output)")
+            #expect(relay.of(spawn.backendID) == [.loading, .starting, .ready, .terminated])
+            #expect(try await messenger.request(PlaneSubjects.spawn(drone), spawn, timeout: .seconds(30)) == false)
+            #expect(try await eventually { try FileManager.default.contentsOfDirectory(atPath: backends).isEmpty })
+            child.signal(SIGTERM)
+            #expect(await child.waitForExit(timeout: .seconds(20)) == 0, "\(child.output)")
+            relay.stop()
+            await client.close()
+        }
+    }
+
     @Test func aNATSRestartDuringSpawnsLosesNoState() async throws {
         let image = try await DockerTestImage.shared.ensureLoaded()
         try await withNATSServer { server in

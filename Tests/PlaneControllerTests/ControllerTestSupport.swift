@@ -12,8 +12,10 @@ import Testing
 /// requests by policy, remembering each.
 final class FakeDrone: Sendable {
     /// `acceptLate`: answers true after the delay (a drone slower than the scheduler's
-    /// spawn timeout, which still starts the backend).
-    enum Policy: Sendable { case accept, refuse, silent, acceptLate(Duration) }
+    /// spawn timeout, which still starts the backend). `reportUnanswered`: reports the
+    /// backend `Loading` (as a drone does once it recorded it) and never answers (the
+    /// answer lost on its way).
+    enum Policy: Sendable { case accept, refuse, silent, acceptLate(Duration), reportUnanswered }
 
     let id = DroneID.random()
     let cluster: ClusterName
@@ -41,6 +43,9 @@ final class FakeDrone: Sendable {
                 case .accept: _ = try? await delivery.respond(true)
                 case .refuse: _ = try? await delivery.respond(false)
                 case .silent: break
+                case .reportUnanswered:
+                    let update = UpdateBackendStateMessage(cluster: self.cluster, state: .loading, backend: request.backendID, time: .now(), drone: self.id)
+                    _ = try? await self.messenger.request(PlaneSubjects.updateBackendState(self.cluster, request.backendID), update, timeout: .seconds(5))
                 case .acceptLate(let delay):
                     try? await Task.sleep(for: delay)
                     _ = try? await delivery.respond(true)

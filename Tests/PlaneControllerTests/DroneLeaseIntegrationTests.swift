@@ -263,6 +263,30 @@ struct UnansweredLockSpawnTests {
             await running.stop()
         }
     }
+
+    /// A backend without a lock whose drone reported it but whose answer never came: the
+    /// backend runs there, so the client is given it (not NoDroneAvailable, which left it
+    /// running with nobody knowing its id), and its record stays live.
+    @Test func aSpawnReportedButNotAnsweredIsTheAnswer() async throws {
+        try await withCluster { server in
+            let running = try await RunningController(server: server)
+            let client = try await server.connectedClient()
+            let messenger = PlaneMessenger(client: client)
+            let store = try await ControllerStore.open(JetStream(client: client), replicas: 1)
+            let drone = try await FakeDrone(server: server, policy: .reportUnanswered)
+            try await drone.startHeartbeats()
+            try await Task.sleep(for: .milliseconds(300))
+            let reply = try await messenger.request(PlaneSubjects.schedule("plane.test"), scheduleRequest(), timeout: .seconds(30))
+            guard case .scheduled(let backend) = reply else { Issue.record("expected Scheduled, got \(reply)"); return }
+            let sent = try #require(drone.spawns.withLock { $0.first })
+            #expect(backend.backendID == sent.backendID && backend.drone == drone.id && backend.spawned)
+            #expect(drone.spawns.withLock { $0.count } == 1)
+            #expect(try await store.backend(sent.backendID)?.record.state == .loading)
+            await drone.close()
+            await client.close()
+            await running.stop()
+        }
+    }
 }
 
 /// What a controller killed between a drone's `true` and the lock's confirmation leaves
