@@ -246,20 +246,22 @@ public final class DroneAgent: Service, Sendable {
             try? s.drains.unsubscribe()
             try? s.accessTokens.unsubscribe()
         }
+        // Many backends stopping at once take longer than one (twenty Docker stops and
+        // removals on two cores overran a five-second margin and left exited containers);
+        // a stop also waits up to 10 s for the backend's last output. One deadline for all
+        // of it, so the drone's own stop stays within a supervisor's timeout.
+        let deadline = ContinuousClock.now + configuration.stopGrace + .seconds(30)
         if configuration.drainOnShutdown {
             for supervisor in state.withLock({ Array($0.supervisors.values) }) { await supervisor.deliver(.terminateRequested) }
-            // Many backends stopping at once take longer than one (twenty Docker stops and
-            // removals on two cores overran a five-second margin and left exited containers).
-            let deadline = ContinuousClock.now + configuration.stopGrace + .seconds(30)
             while ContinuousClock.now < deadline, !state.withLock({ $0.supervisors.isEmpty }) {
                 try? await Task.sleep(for: .milliseconds(50))
             }
         }
         // The backends keep running; this agent stops watching them. Those being stopped
-        // and removed right now are given the grace period to finish.
+        // and removed right now (a termination that came just before) are given the time
+        // left to finish: an ended backend's container is not left behind.
         var cleaningUp: [BackendID] = []
         for (id, supervisor) in state.withLock({ Array($0.supervisors) }) where !(await supervisor.detach()) { cleaningUp.append(id) }
-        let deadline = ContinuousClock.now + configuration.stopGrace + .seconds(5)
         while ContinuousClock.now < deadline, state.withLock({ state in cleaningUp.contains { state.supervisors[$0] != nil } }) {
             try? await Task.sleep(for: .milliseconds(50))
         }
