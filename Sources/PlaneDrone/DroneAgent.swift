@@ -48,6 +48,8 @@ public final class DroneAgent: Service, Sendable {
         var reservedPorts: Set<Int> = []
         /// Memory reserved by spawns being accepted (not yet supervised).
         var pendingMemory: [BackendID: UInt64] = [:]
+        /// Backends whose spawn is being accepted right now (a repeat of it waits).
+        var accepting: Set<BackendID> = []
         var nextPort: Int?
         var started = false
         /// The lease lock-holding backends run under.
@@ -442,26 +444,33 @@ public final class DroneAgent: Service, Sendable {
         // The same request again (a sender that retried after its first answer was late or
         // lost): the backend is this drone's already, so the answer is the first one's.
         // Starting it twice is not possible; answering `false` would tell the sender that
-        // a backend that runs here does not.
+        // a backend that runs here does not. A repeat that arrives while the first is being
+        // accepted waits for its outcome.
+        let id = request.backendID
+        let first = state.withLock { $0.accepting.insert(id).inserted }
+        if !first {
+            let deadline = ContinuousClock.now + .seconds(30)
+            while ContinuousClock.now < deadline, state.withLock({ $0.accepting.contains(id) }) {
+                try? await Task.sleep(for: .milliseconds(10))
+            }
+        }
         if await isRepeat(of: request) {
-            logger.info("agent.spawn_repeated", metadata: ["plane.backend": "\(request.backendID)"])
+            if first { state.withLock { _ = $0.accepting.remove(id) } }
+            logger.info("agent.spawn_repeated", metadata: ["plane.backend": "\(id)"])
             _ = try? await delivery.respond(true)
             return
         }
+        let accepted: Result<BackendSupervisor, any Error>
+        do { accepted = .success(try await accept(request)) } catch { accepted = .failure(error) }
+        if first { state.withLock { _ = $0.accepting.remove(id) } }
         do {
-            let supervisor = try await accept(request)
+            let supervisor = try accepted.get()
             _ = try? await delivery.respond(true)
             // The next renewal lists the backends: had the scheduler given up on this answer
             // and placed the backend elsewhere, the cluster says so and this copy stops.
             state.withLock { $0.reconcileNeeded = true }
             await supervisor.begin()
         } catch {
-            if (error as? DroneError)?.code == .duplicateBackend, await isRepeat(of: request) {
-                // The same request, accepted by a concurrent delivery of it a moment ago.
-                logger.info("agent.spawn_repeated", metadata: ["plane.backend": "\(request.backendID)"])
-                _ = try? await delivery.respond(true)
-                return
-            }
             if let limit = (error as? PlaneCoreError)?.limit, let hits = LimitCounters.shared.record(limit) {
                 logger.warning("limit.exceeded", metadata: ["plane.limit": "\(limit)", "plane.limit_hits": "\(hits)", "plane.backend": "\(request.backendID)",
                                                            "nats.subject": "\(delivery.subject)"])
