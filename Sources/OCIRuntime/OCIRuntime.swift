@@ -524,6 +524,13 @@ public final class OCIRuntime: ContainerRuntime {
         return AsyncThrowingStream { continuation in
             let task = Task {
                 var fd = open(directory.outputLog, O_RDONLY | O_CLOEXEC)
+                // A follower of a running backend waits for a log that is not there (yet):
+                // the shim makes it at the start.
+                while fd < 0, follow, errno == ENOENT, !Task.isCancelled, FileManager.default.fileExists(atPath: directory.path),
+                      Self.exitRecord(in: directory) == nil {
+                    try? await Task.sleep(for: .milliseconds(100))
+                    fd = open(directory.outputLog, O_RDONLY | O_CLOEXEC)
+                }
                 guard fd >= 0 else {
                     if FileManager.default.fileExists(atPath: directory.path) {
                         continuation.finish()

@@ -143,10 +143,31 @@ public struct OutputPump {
 
     /// The current log becomes `{path}.1`; writing goes on in a new file at `path`. When
     /// the new file cannot be made, writing goes on in the old one (nothing is lost).
+    ///
+    /// `path` names a file at every moment (a reader that opens it mid-rotation gets the
+    /// old file or the new one, never nothing): the new file is made under another name,
+    /// the current one gets its second name `{path}.1` by a hard link, and a rename puts
+    /// the new file in its place. Where hard links are not possible the old order is used
+    /// (rename, then rename), with a moment without `path`.
     private mutating func rotate(_ rotation: Rotation) {
-        guard rename(rotation.path, rotation.path + ".1") == 0 else { return }
-        let fresh = open(rotation.path, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        let path = rotation.path
+        let next = path + ".next"
+        let older = path + ".1"
+        unlink(next)
+        let fresh = open(next, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0o600)
         guard fresh >= 0 else { return }
+        unlink(older + ".next")
+        let kept: Bool
+        if link(path, older + ".next") == 0 {
+            kept = rename(older + ".next", older) == 0
+        } else {
+            kept = rename(path, older) == 0
+        }
+        guard kept, rename(next, path) == 0 else {
+            close(fresh)
+            unlink(next)
+            return
+        }
         close(log)
         log = fresh
         logBytes = 0

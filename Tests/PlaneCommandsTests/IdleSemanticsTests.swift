@@ -121,25 +121,31 @@ struct IdleSemanticsTests {
             let seconds = Int(3 * Self.maxIdle)
             // Each exchange starts as soon as its backend is Ready (spawning the next one may
             // take longer than max_idle_secs on a busy machine).
+            // Each backend's states are looked at the moment its own exchange ends: the
+            // exchanges end at different times, and a backend whose exchange ended first is
+            // rightly swept while the others still run (CI saw exactly that when the check
+            // came after all three).
+            func exchange(_ backend: BackendID, _ path: String, _ arguments: [String] = [], stdin: String? = nil) async throws -> (status: Int32, output: String) {
+                let result = try await bed.curl(backend, path, arguments, stdin: stdin)
+                #expect(bed.isRunning(backend), "swept while its exchange was open: \(bed.relay.of(backend))")
+                return result
+            }
             let streamed = try await bed.spawn(server)
             // None of the exchanges can end before this (a lower bound: the sweep is timed
             // from it, so a busy machine that notices the ends late cannot fail the test).
             let earliestEnd = ContinuousClock.now + .seconds(seconds)
-            async let events = bed.curl(streamed, "/sse/\(seconds)/1000", ["-N"])
+            async let events = exchange(streamed, "/sse/\(seconds)/1000", ["-N"])
             let slow = try await bed.spawn(server)
-            async let answer = bed.curl(slow, "/slow/\(seconds * 1000)")
+            async let answer = exchange(slow, "/slow/\(seconds * 1000)")
             let uploaded = try await bed.spawn(server)
             // A chunked body of `seconds` ten-byte pieces, one a second.
-            async let upload = bed.curl(uploaded, "/upload", ["-T", "-", "-X", "POST"],
+            async let upload = exchange(uploaded, "/upload", ["-T", "-", "-X", "POST"],
                                         stdin: "i=0; while [ $i -lt \(seconds) ]; do printf 0123456789; sleep 1; i=$((i+1)); done")
             let (e, a, u) = try await (events, answer, upload)
             let expectedEvents = (1...seconds).map { "data: \($0)\n\n" }.joined()
             #expect(e.status == 0 && e.output == expectedEvents, "\(e.output)\n\(bed.child.output)")
             #expect(a.status == 0 && a.output == "slept \(seconds * 1000) ms", "\(a.output)\n\(bed.child.output)")
             #expect(u.status == 0 && u.output == "received \(seconds * 10)", "\(u.output)\n\(bed.child.output)")
-            for backend in [streamed, slow, uploaded] {
-                #expect(bed.isRunning(backend), "swept while its exchange was open: \(bed.relay.of(backend))")
-            }
             for backend in [streamed, slow, uploaded] {
                 let after = try await bed.sweptAfter(backend, since: earliestEnd)
                 #expect(after >= .milliseconds(Int64(Self.maxIdle) * 1000 - 500), "swept \(after) after its exchange ended")
