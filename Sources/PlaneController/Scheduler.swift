@@ -209,46 +209,37 @@ public final class Scheduler: Sendable {
             return .error(ScheduleError(code: "unavailable", message: "The drone did not answer the spawn in time and the controller could not record that; try again."))
         }
         // Nobody took it: the id is spent (its record says so) and the lock is free again.
-        if lockKey == nil, let running = await endUnplaced(record, revision: recordRevision) {
-            return .scheduled(running)
-        }
-        if let lockKey {
-            record.state = .errorLoading
-            _ = try? await store.backends.update(backendID.rawValue, value: try ControllerStore.encode(record), revision: recordRevision)
-            try? await store.locks.delete(lockKey, revision: lockRevision)
-        }
+        await endUnplaced(record, revision: recordRevision)
+        if let lockKey { try? await store.locks.delete(lockKey, revision: lockRevision) }
         logger.notice("scheduler.no_drone_available", metadata: ["plane.cluster": "\(request.cluster)", "plane.backend": "\(backendID)", "drones.tried": "\(tried.count)"])
         let reason = "\(tried.count) matching drone\(tried.count == 1 ? "" : "s") refused the spawn or did not answer in time (see their logs)"
         return .noDroneAvailable(reason: request.usesFleetExtensions ? reason : nil)
     }
 
-    /// Marks a backend no drone took `ErrorLoading`. A drone whose answer was too late may
-    /// have reported the backend meanwhile (its report moved the record first): the backend
-    /// runs, so it is the answer (nil when the record was ended, or cannot be written).
-    func endUnplaced(_ record: BackendRecord, revision: UInt64) async -> ScheduledBackend? {
+    /// Marks a backend no drone took `ErrorLoading`. A drone whose answer did not come in
+    /// time may have reported the backend meanwhile (its report moved the record first):
+    /// that drone was told to terminate it when the answer timed out (`sendSpawnInSpan`),
+    /// and the client is told there is none, so the record is ended all the same — else it
+    /// stayed live, naming a backend nobody knows the id of.
+    func endUnplaced(_ record: BackendRecord, revision: UInt64) async {
         var record = record
         var revision = revision
         for _ in 0..<5 {
             record.state = .errorLoading
-            guard let value = try? ControllerStore.encode(record) else { return nil }
+            guard let value = try? ControllerStore.encode(record) else { return }
             do {
                 _ = try await store.backends.update(record.backendID.rawValue, value: value, revision: revision)
-                return nil
+                return
             } catch let error as NATSError where error.isConflict {
-                guard let (current, currentRevision) = try? await store.backend(record.backendID) else { return nil }
-                if current.isLive, current.state != nil, let drone = current.drone {
-                    logger.notice("scheduler.late_answer_kept", metadata: ["plane.backend": "\(record.backendID)", "plane.drone": "\(drone)",
-                                                                          "plane.state": "\(current.state.map(\.rawValue) ?? "")"])
-                    return ScheduledBackend(drone: drone, backendID: record.backendID, bearerToken: current.bearerToken, spawned: true)
-                }
-                if !current.isLive { return nil }
+                guard let (current, currentRevision) = try? await store.backend(record.backendID), current.isLive else { return }
+                logger.notice("scheduler.unanswered_spawn_reported", metadata: ["plane.backend": "\(record.backendID)",
+                                                                               "plane.drone": "\(current.drone.map(\.rawValue) ?? "none")"])
                 record = current
                 revision = currentRevision
             } catch {
-                return nil
+                return
             }
         }
-        return nil
     }
 
     /// The live backend holding the request's lock or its explicit backend id, if any.

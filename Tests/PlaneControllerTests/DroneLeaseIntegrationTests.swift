@@ -265,9 +265,10 @@ struct UnansweredLockSpawnTests {
     }
 
     /// A backend without a lock whose drone reported it but whose answer never came: the
-    /// backend runs there, so the client is given it (not NoDroneAvailable, which left it
-    /// running with nobody knowing its id), and its record stays live.
-    @Test func aSpawnReportedButNotAnsweredIsTheAnswer() async throws {
+    /// client is told there is none, the drone is told to terminate it, and its record ends
+    /// (the report had moved it first, so the scheduler's first write lost; it stayed live,
+    /// naming a backend nobody knew the id of).
+    @Test func aSpawnReportedButNotAnsweredIsEnded() async throws {
         try await withCluster { server in
             let running = try await RunningController(server: server)
             let client = try await server.connectedClient()
@@ -275,13 +276,18 @@ struct UnansweredLockSpawnTests {
             let store = try await ControllerStore.open(JetStream(client: client), replicas: 1)
             let drone = try await FakeDrone(server: server, policy: .reportUnanswered)
             try await drone.startHeartbeats()
+            let terminations = try await messenger.subscribe(PlaneSubjects.terminateAll("plane.test"))
             try await Task.sleep(for: .milliseconds(300))
             let reply = try await messenger.request(PlaneSubjects.schedule("plane.test"), scheduleRequest(), timeout: .seconds(30))
-            guard case .scheduled(let backend) = reply else { Issue.record("expected Scheduled, got \(reply)"); return }
+            guard case .noDroneAvailable = reply else { Issue.record("expected NoDroneAvailable, got \(reply)"); return }
             let sent = try #require(drone.spawns.withLock { $0.first })
-            #expect(backend.backendID == sent.backendID && backend.drone == drone.id && backend.spawned)
-            #expect(drone.spawns.withLock { $0.count } == 1)
-            #expect(try await store.backend(sent.backendID)?.record.state == .loading)
+            #expect(try await store.backend(sent.backendID)?.record.state == .errorLoading)
+            var told = false
+            for await delivery in terminations {
+                if case .success(let request) = delivery.message, request.backendID == sent.backendID { told = true; break }
+            }
+            #expect(told)
+            try? terminations.unsubscribe()
             await drone.close()
             await client.close()
             await running.stop()
