@@ -75,6 +75,14 @@ actor BackendSupervisor {
     }
 
     /// Starts a new backend.
+    /// Makes the proxy hold requests for the backend from now on (it reports `Loading` only
+    /// in `begin`): called before the spawn is answered, so a client told of the backend
+    /// at once (a connect answers as soon as the spawn is) is held, not answered 404.
+    func holdRequestsBeforeAnswering() async {
+        guard !machine.state.isTerminal else { return }
+        await holdRequestsWhileStarting()
+    }
+
     func begin() async {
         // A termination can be handled before this runs (the spawn is answered first).
         if !machine.state.isTerminal { watchLifetime() }

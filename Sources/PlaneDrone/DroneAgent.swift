@@ -465,6 +465,7 @@ public final class DroneAgent: Service, Sendable {
         if first { state.withLock { _ = $0.accepting.remove(id) } }
         do {
             let supervisor = try accepted.get()
+            await supervisor.holdRequestsBeforeAnswering()
             _ = try? await delivery.respond(true)
             // The next renewal lists the backends: had the scheduler given up on this answer
             // and placed the backend elsewhere, the cluster says so and this copy stops.

@@ -37,11 +37,22 @@ struct IdleSemanticsTests {
 
         /// Spawns `executable` (an absolute path, for the process runtime) and waits for Ready.
         func spawn(_ executable: String) async throws -> BackendID {
+            let backend = try await spawnAccepted(executable)
+            #expect(try await eventually(timeout: .seconds(60)) { relay.of(backend).last == .ready }, "\(relay.of(backend)) \(child.output)")
+            return backend
+        }
+
+        /// Spawns `executable` and returns once the drone has accepted it, before Ready. A
+        /// request sent from then on is held by the proxy until the backend is Ready and
+        /// forwarded at once: an exchange that starts this way leaves the new backend no idle
+        /// moment. (One started after the test saw Ready left it idle while the test's client
+        /// started; on a busy CI machine that took longer than `max_idle_secs`, and the
+        /// backend was rightly swept before the exchange reached it.)
+        func spawnAccepted(_ executable: String) async throws -> BackendID {
             let request = SpawnRequest(cluster: "plane.test", droneID: drone, maxIdleSeconds: DurationSeconds(IdleSemanticsTests.maxIdle),
                                        backendID: .random(), executable: DockerExecutableConfig(image: executable))
             spawned.backends.withLock { $0.append(request.backendID) }
             #expect(try await eventually { (try? await messenger.request(PlaneSubjects.spawn(drone), request, timeout: .seconds(2))) == true }, "\(child.output)")
-            #expect(try await eventually { relay.of(request.backendID).last == .ready }, "\(relay.of(request.backendID)) \(child.output)")
             return request.backendID
         }
 
@@ -119,8 +130,9 @@ struct IdleSemanticsTests {
         try await withDrone { bed in
             let server = try TestExecutables.path("plane-test-server")
             let seconds = Int(3 * Self.maxIdle)
-            // Each exchange starts as soon as its backend is Ready (spawning the next one may
-            // take longer than max_idle_secs on a busy machine).
+            // Each exchange starts as soon as its backend's spawn is accepted, and the proxy
+            // holds it until the backend is Ready (so a busy machine cannot leave a backend idle
+            // for max_idle_secs before its exchange reaches it).
             // Each backend's states are looked at the moment its own exchange ends: the
             // exchanges end at different times, and a backend whose exchange ended first is
             // rightly swept while the others still run (CI saw exactly that when the check
@@ -130,14 +142,14 @@ struct IdleSemanticsTests {
                 #expect(bed.isRunning(backend), "swept while its exchange was open: \(bed.relay.of(backend))")
                 return result
             }
-            let streamed = try await bed.spawn(server)
+            let streamed = try await bed.spawnAccepted(server)
             // None of the exchanges can end before this (a lower bound: the sweep is timed
             // from it, so a busy machine that notices the ends late cannot fail the test).
             let earliestEnd = ContinuousClock.now + .seconds(seconds)
             async let events = exchange(streamed, "/sse/\(seconds)/1000", ["-N"])
-            let slow = try await bed.spawn(server)
+            let slow = try await bed.spawnAccepted(server)
             async let answer = exchange(slow, "/slow/\(seconds * 1000)")
-            let uploaded = try await bed.spawn(server)
+            let uploaded = try await bed.spawnAccepted(server)
             // A chunked body of `seconds` ten-byte pieces, one a second.
             async let upload = exchange(uploaded, "/upload", ["-T", "-", "-X", "POST"],
                                         stdin: "i=0; while [ $i -lt \(seconds) ]; do printf 0123456789; sleep 1; i=$((i+1)); done")
@@ -164,12 +176,16 @@ struct IdleSemanticsTests {
                 let host = "\(backend).plane.test"
                 return ["-sS", "--cacert", bed.ca, "--resolve", "\(host):\(bed.proxyPort):127.0.0.1"] + arguments + ["https://\(host):\(bed.proxyPort)\(path)"]
             }
-            // Each exchange starts as soon as its backend is Ready.
-            let streamed = try await bed.spawn(server)
+            // Each exchange starts as soon as its backend's spawn is accepted (held by the
+            // proxy until Ready).
+            let streamed = try await bed.spawnAccepted(server)
             let stream = try ChildProcess(curl, arguments: call(streamed, "/sse/600/1000", ["-N"]))
-            let uploaded = try await bed.spawn(server)
+            let uploaded = try await bed.spawnAccepted(server)
             // A body without end at 1 KiB/s.
             let upload = try ChildProcess(curl, arguments: call(uploaded, "/upload", ["-T", "/dev/zero", "-X", "POST", "--limit-rate", "1K"]))
+            for backend in [streamed, uploaded] {
+                #expect(try await eventually(timeout: .seconds(60)) { bed.relay.of(backend).last == .ready }, "\(bed.relay.of(backend)) \(bed.child.output)")
+            }
             try await Task.sleep(for: .seconds(Int(2 * Self.maxIdle)))
             for backend in [streamed, uploaded] {
                 #expect(bed.isRunning(backend), "swept while its exchange was open: \(bed.relay.of(backend))")

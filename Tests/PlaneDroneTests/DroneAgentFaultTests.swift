@@ -181,6 +181,24 @@ struct DroneAgentFaultTests {
         }
     }
 
+    /// The proxy knows a backend before its spawn is answered: a client told of it at once
+    /// (a connect answers as soon as the spawn is) is held until Ready, never answered 404.
+    /// The drone used to tell the proxy only when it reported `Loading`, after the answer.
+    @Test func theProxyHoldsRequestsForABackendBeforeItsSpawnIsAnswered() async throws {
+        try await withScriptedCluster { server, relay, _, runtimes in
+            let drone = try await startDrone(server, runtimes)
+            var unknown: [BackendID] = []
+            for _ in 0..<20 {
+                let request = spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000)
+                #expect(try await spawn(request, via: drone.client))
+                let id = request.backendID
+                if !drone.agent.routes.isStarting(id), drone.agent.routes.route(for: id.rawValue) == nil { unknown.append(id) }
+            }
+            #expect(unknown.isEmpty, "unknown to the proxy when their spawns were answered: \(unknown)")
+            await drone.stop()
+        }
+    }
+
     @Test func aRuntimeWithoutStatsStillRunsBackendsAndSendsNoStats() async throws {
         try await withScriptedCluster { server, relay, observer, runtimes in
             let drone = try await startDrone(server, runtimes, stats: false)
