@@ -162,7 +162,8 @@ final class RunningDrone: Sendable {
         self.statePath = statePath
         var configuration = AgentConfiguration(ip: .literal("127.0.0.1"))
         configuration.portRange = 20000...21999
-        configuration.startupTimeout = .seconds(20)
+        // Generous: CI's busy machine has taken more than 20 s to start a Docker container.
+        configuration.startupTimeout = .seconds(60)
         configuration.stopGrace = .seconds(2)
         adjust(&configuration)
         var timing = AgentTiming()
