@@ -39,6 +39,8 @@ public enum MetricCatalog {
                                                     help: "Bytes read from clients (in) and written to them (out): HTTP heads and bodies, upgraded streams.")
     public static let proxyHeldRequests = MetricDefinition("plane_proxy_held_requests_total", .counter, labels: ["outcome"],
                                                            help: "Requests held while their backend was starting, by how the hold ended.")
+    public static let proxyHeldRequestsWaiting = MetricDefinition("plane_proxy_held_requests", .gauge,
+                                                                  help: "Requests waiting now for their backend to become Ready.")
 
     // MARK: Drone: certificates
 
@@ -60,7 +62,7 @@ public enum MetricCatalog {
 
     public static let all: [MetricDefinition] = [
         scheduleRequests, scheduleLatency, stateUpdatesRelayed, stateUpdatesRejected, liveDrones, backends, dnsQueries, inputLimitHits,
-        proxyResponses, proxyUpstreamLatency, proxyUpgradedConnections, proxyUpgradedConnectionsOpened, proxyBytes, proxyHeldRequests,
+        proxyResponses, proxyUpstreamLatency, proxyUpgradedConnections, proxyUpgradedConnectionsOpened, proxyBytes, proxyHeldRequests, proxyHeldRequestsWaiting,
         certificateExpiry, acmeRenewalAttempts, acmeRenewalFailures, acmeCertificatesFromFleet,
         warmPoolBackends, warmPoolHits, warmPoolMisses,
     ]

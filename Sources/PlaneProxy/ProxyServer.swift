@@ -3,6 +3,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import PlaneMetrics
 import ServiceLifecycle
 import Synchronization
 
@@ -33,6 +34,11 @@ public final class ProxyServer: Service, Sendable {
             routes: routes, configuration: configuration, metrics: metrics, pools: UpstreamPools(maxIdle: configuration.upstreamIdleConnections, maxHeadBytes: configuration.maxHeaderBytes,
                                                                                                            maxHeaderCount: configuration.maxHeaderCount),
             logger: logger, scheme: certificates == nil ? "http" : "https")
+        // The requests held now, read at a scrape (the table is captured strongly: a weak
+        // reference would give it a side table and slow the reference counting of every
+        // request that touches it).
+        let waiting = GaugeFeed(MetricCatalog.proxyHeldRequestsWaiting, factory: metrics.registry.factory)
+        metrics.registry.addScrapeHook { waiting.set(to: Double(routes.heldRequests)) }
     }
 
     /// The port the proxy listens on (its configured one, or the one picked for port 0).

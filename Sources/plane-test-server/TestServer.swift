@@ -23,6 +23,8 @@ import NIOWebSocket
 /// - env `EXIT_CODE` (+ `EXIT_TIMEOUT` in ms) exits after the delay without serving;
 /// - env `START_DELAY_MS` waits that long (at most a day) before it listens: a backend that
 ///   is slow to become Ready;
+/// - env `START_AFTER_FILE` waits until that path exists (at most a day) before it listens:
+///   a test decides when the backend becomes Ready;
 /// - listens on `0.0.0.0:$PORT` (default 8080; `HOST` overrides the address);
 /// - prints one line at start and one per request; exits with 0 on SIGTERM unless
 ///   `IGNORE_SIGTERM=1`.
@@ -39,6 +41,13 @@ struct TestServer {
         if let delay = environment["START_DELAY_MS"].flatMap(UInt64.init), delay > 0 {
             say("plane-test-server: listening in \(min(delay, 86_400_000)) ms")
             try await Task.sleep(for: .milliseconds(min(delay, 86_400_000)))
+        }
+        if let gate = environment["START_AFTER_FILE"], !gate.isEmpty {
+            say("plane-test-server: listening once \(gate) exists")
+            let deadline = ContinuousClock.now + .seconds(86_400)
+            while !FileManager.default.fileExists(atPath: gate), ContinuousClock.now < deadline {
+                try await Task.sleep(for: .milliseconds(20))
+            }
         }
         let host = environment["HOST"] ?? "0.0.0.0"
         let port = environment["PORT"].flatMap(Int.init) ?? 8080

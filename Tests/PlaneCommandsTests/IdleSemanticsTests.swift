@@ -25,6 +25,7 @@ struct IdleSemanticsTests {
         let relay: DroneProcessTests.Relay
         let messenger: PlaneMessenger
         let proxyPort: Int
+        let metricsPort: Int
         let ca: String
         let directory: String
         /// Every backend spawned: those still running when the test ends are terminated
@@ -42,18 +43,46 @@ struct IdleSemanticsTests {
             return backend
         }
 
-        /// Spawns `executable` and returns once the drone has accepted it, before Ready. A
-        /// request sent from then on is held by the proxy until the backend is Ready and
-        /// forwarded at once: an exchange that starts this way leaves the new backend no idle
-        /// moment. (One started after the test saw Ready left it idle while the test's client
-        /// started; on a busy CI machine that took longer than `max_idle_secs`, and the
-        /// backend was rightly swept before the exchange reached it.)
-        func spawnAccepted(_ executable: String) async throws -> BackendID {
+        /// Spawns `executable` and returns once the drone has accepted it, before Ready.
+        func spawnAccepted(_ executable: String, env: [String: String] = [:]) async throws -> BackendID {
             let request = SpawnRequest(cluster: "plane.test", droneID: drone, maxIdleSeconds: DurationSeconds(IdleSemanticsTests.maxIdle),
-                                       backendID: .random(), executable: DockerExecutableConfig(image: executable))
+                                       backendID: .random(), executable: DockerExecutableConfig(image: executable, env: env))
             spawned.backends.withLock { $0.append(request.backendID) }
             #expect(try await eventually { (try? await messenger.request(PlaneSubjects.spawn(drone), request, timeout: .seconds(2))) == true }, "\(child.output)")
             return request.backendID
+        }
+
+        /// A backend (`plane-test-server`) that listens, and so becomes Ready, only once the
+        /// test opens its gate (`open(_:)`). An exchange started before that is held by the
+        /// proxy and forwarded the moment the backend is Ready, so the backend is never idle
+        /// before its exchange reaches it. (Exchanges used to start once the test saw Ready; on
+        /// a busy CI machine the client then took longer than `max_idle_secs` to arrive, and
+        /// the backend was rightly swept first.)
+        func spawnGated() async throws -> (backend: BackendID, gate: String) {
+            let gate = directory + "/gate-" + BackendID.random().rawValue
+            let backend = try await spawnAccepted(try TestExecutables.path("plane-test-server"), env: ["START_AFTER_FILE": gate])
+            return (backend, gate)
+        }
+
+        /// Requests the proxy holds now (`plane_proxy_held_requests`).
+        func heldNow() async throws -> Int? {
+            let metrics = try await HTTPProbe(port: metricsPort).get("/metrics").body
+            let line = metrics.split(separator: "\n").first { $0.hasPrefix("plane_proxy_held_requests ") }
+            return line.flatMap { Double($0.split(separator: " ").last ?? "") }.map { Int($0) }
+        }
+
+        /// Opens `gate` once the exchange just started for `backend` is held by the proxy
+        /// (the only one held), then waits until the backend is Ready and the request has
+        /// been let go of (forwarded).
+        func open(_ gate: String, of backend: BackendID) async throws {
+            var held: Int?
+            #expect(try await eventually {
+                held = try await heldNow()
+                return held == 1
+            }, "held: \(String(describing: held)) \(child.output)")
+            #expect(FileManager.default.createFile(atPath: gate, contents: nil))
+            #expect(try await eventually { relay.of(backend).last == .ready }, "\(relay.of(backend)) \(child.output)")
+            #expect(try await eventually { try await heldNow() == 0 })
         }
 
         /// `curl` through the proxy to `https://{backend}.plane.test/{path}`: its exit status,
@@ -97,6 +126,7 @@ struct IdleSemanticsTests {
             let certificates = try await TestCertificates.generate(in: directory, names: ["DNS:*.plane.test", "DNS:plane.test"])
             let drone = DroneID.random()
             let proxyPort = try TestEnvironment.freePort()
+            let metricsPort = try TestEnvironment.freePort()
             let config = try DroneConfigFile.write(in: directory, drone: drone.rawValue, nats: server.url, ports: "23900-23999", extra: """
                 runtime = "process"
                 runtimes_dir = "\(PythonEnvironment.packageRoot)/runtimes"
@@ -106,12 +136,15 @@ struct IdleSemanticsTests {
                 [cert]
                 key_path = "\(certificates.serverKey)"
                 cert_path = "\(certificates.serverCertificate)"
+                [metrics]
+                bind_ip = "127.0.0.1"
+                port = \(metricsPort)
                 """)
             let child = try ChildProcess(try TestExecutables.path("plane"), arguments: ["drone", config])
             let client = try await server.connectedClient()
             let relay = try await DroneProcessTests.Relay(client: client)
             let bed = Bed(drone: drone, child: child, client: client, relay: relay, messenger: PlaneMessenger(client: client),
-                          proxyPort: proxyPort, ca: certificates.caCertificate, directory: directory)
+                          proxyPort: proxyPort, metricsPort: metricsPort, ca: certificates.caCertificate, directory: directory)
             do {
                 try await body(bed)
             } catch {
@@ -128,11 +161,9 @@ struct IdleSemanticsTests {
     /// exchange ended, not earlier.
     @Test func longExchangesKeepTheirBackends() async throws {
         try await withDrone { bed in
-            let server = try TestExecutables.path("plane-test-server")
             let seconds = Int(3 * Self.maxIdle)
-            // Each exchange starts as soon as its backend's spawn is accepted, and the proxy
-            // holds it until the backend is Ready (so a busy machine cannot leave a backend idle
-            // for max_idle_secs before its exchange reaches it).
+            // Each exchange starts before its backend is Ready, is held by the proxy and
+            // forwarded at Ready (`spawnGated`).
             // Each backend's states are looked at the moment its own exchange ends: the
             // exchanges end at different times, and a backend whose exchange ended first is
             // rightly swept while the others still run (CI saw exactly that when the check
@@ -142,17 +173,20 @@ struct IdleSemanticsTests {
                 #expect(bed.isRunning(backend), "swept while its exchange was open: \(bed.relay.of(backend))")
                 return result
             }
-            let streamed = try await bed.spawnAccepted(server)
+            let (streamed, streamedGate) = try await bed.spawnGated()
+            async let events = exchange(streamed, "/sse/\(seconds)/1000", ["-N"])
             // None of the exchanges can end before this (a lower bound: the sweep is timed
             // from it, so a busy machine that notices the ends late cannot fail the test).
             let earliestEnd = ContinuousClock.now + .seconds(seconds)
-            async let events = exchange(streamed, "/sse/\(seconds)/1000", ["-N"])
-            let slow = try await bed.spawnAccepted(server)
+            try await bed.open(streamedGate, of: streamed)
+            let (slow, slowGate) = try await bed.spawnGated()
             async let answer = exchange(slow, "/slow/\(seconds * 1000)")
-            let uploaded = try await bed.spawnAccepted(server)
+            try await bed.open(slowGate, of: slow)
+            let (uploaded, uploadedGate) = try await bed.spawnGated()
             // A chunked body of `seconds` ten-byte pieces, one a second.
             async let upload = exchange(uploaded, "/upload", ["-T", "-", "-X", "POST"],
                                         stdin: "i=0; while [ $i -lt \(seconds) ]; do printf 0123456789; sleep 1; i=$((i+1)); done")
+            try await bed.open(uploadedGate, of: uploaded)
             let (e, a, u) = try await (events, answer, upload)
             let expectedEvents = (1...seconds).map { "data: \($0)\n\n" }.joined()
             #expect(e.status == 0 && e.output == expectedEvents, "\(e.output)\n\(bed.child.output)")
@@ -170,22 +204,19 @@ struct IdleSemanticsTests {
     /// busy; each is swept `max_idle_secs` after its client died.
     @Test func aClientKilledMidExchangeDoesNotKeepItsBackend() async throws {
         try await withDrone { bed in
-            let server = try TestExecutables.path("plane-test-server")
             let curl = try SystemProgram("curl", debianPackage: "curl").path()
             func call(_ backend: BackendID, _ path: String, _ arguments: [String]) -> [String] {
                 let host = "\(backend).plane.test"
                 return ["-sS", "--cacert", bed.ca, "--resolve", "\(host):\(bed.proxyPort):127.0.0.1"] + arguments + ["https://\(host):\(bed.proxyPort)\(path)"]
             }
-            // Each exchange starts as soon as its backend's spawn is accepted (held by the
-            // proxy until Ready).
-            let streamed = try await bed.spawnAccepted(server)
+            // Each exchange starts before its backend is Ready (`spawnGated`).
+            let (streamed, streamedGate) = try await bed.spawnGated()
             let stream = try ChildProcess(curl, arguments: call(streamed, "/sse/600/1000", ["-N"]))
-            let uploaded = try await bed.spawnAccepted(server)
+            try await bed.open(streamedGate, of: streamed)
+            let (uploaded, uploadedGate) = try await bed.spawnGated()
             // A body without end at 1 KiB/s.
             let upload = try ChildProcess(curl, arguments: call(uploaded, "/upload", ["-T", "/dev/zero", "-X", "POST", "--limit-rate", "1K"]))
-            for backend in [streamed, uploaded] {
-                #expect(try await eventually(timeout: .seconds(60)) { bed.relay.of(backend).last == .ready }, "\(bed.relay.of(backend)) \(bed.child.output)")
-            }
+            try await bed.open(uploadedGate, of: uploaded)
             try await Task.sleep(for: .seconds(Int(2 * Self.maxIdle)))
             for backend in [streamed, uploaded] {
                 #expect(bed.isRunning(backend), "swept while its exchange was open: \(bed.relay.of(backend))")
