@@ -15,6 +15,10 @@ network_exists() { [ "$(curl -s -o /dev/null -w '%{http_code}' --unix-socket "$S
 had_network=0
 network_exists && had_network=1
 
+# At most this many test cases run at once (Swift Testing starts every one at once by
+# default: on a 2-core machine hundreds of suites then start processes and containers in
+# the same seconds, and tests timed in seconds starved; CI saw several fail that way).
+export SWT_EXPERIMENTAL_MAXIMUM_PARALLELIZATION_WIDTH="${TEST_PARALLEL_WIDTH:-8}"
 swift test "$@" 2>&1 | tee "$LOG"
 status=${PIPESTATUS[0]}
 if [ "$had_network" = 0 ] && network_exists; then

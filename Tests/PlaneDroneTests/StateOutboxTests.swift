@@ -68,7 +68,7 @@ final class TestRelay: Sendable {
 
     func outbox(_ store: DroneStore, _ client: NATSClient) -> StateOutbox {
         StateOutbox(store: store, messenger: PlaneMessenger(client: client), logger: Logger(label: "test.outbox"),
-                    requestTimeout: .milliseconds(500), initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(200))
+                    requestTimeout: .seconds(2), initialBackoff: .milliseconds(20), maxBackoff: .milliseconds(200))
     }
 
     @Test func updatesArriveInOrderAndLeaveTheStore() async throws {
@@ -78,7 +78,7 @@ final class TestRelay: Sendable {
             let client = try await server.connectedClient()
             let outbox = outbox(store, client)
             let id = try await record([.starting, .ready, .swept], in: store, outbox: outbox)
-            #expect(await outbox.flush(timeout: .seconds(10)))
+            #expect(await outbox.flush(timeout: .seconds(30)))
             #expect(relay.states(of: id) == [.loading, .starting, .ready, .swept])
             #expect(try await store.pendingUpdates().isEmpty)
             await client.close()
@@ -99,7 +99,7 @@ final class TestRelay: Sendable {
             sender = outbox(store, client)
             try await sender.resume()
             let relay = try await TestRelay(server: server)
-            #expect(await sender.flush(timeout: .seconds(10)))
+            #expect(await sender.flush(timeout: .seconds(30)))
             #expect(relay.states(of: id) == [.loading, .starting])
             await client.close()
             await relay.close()
@@ -113,13 +113,13 @@ final class TestRelay: Sendable {
             let sender = outbox(store, client)
             let relay = try await TestRelay(server: server)
             let first = try await record([.starting], in: store, outbox: sender)
-            #expect(await sender.flush(timeout: .seconds(10)))
+            #expect(await sender.flush(timeout: .seconds(30)))
             await server.kill9()
             let second = try await record([.starting, .ready], in: store, outbox: sender)
             try await Task.sleep(for: .milliseconds(300))
             try await server.startAgain()
             // The relay's and the drone's clients reconnect on their own.
-            #expect(await sender.flush(timeout: .seconds(20)))
+            #expect(await sender.flush(timeout: .seconds(40)))
             // Delivery is at least once: a request sent just before the outage may have
             // reached the relay although its answer was lost, and is sent again (the
             // controller's relay stores such a repeat once). Nothing is lost or reordered.
@@ -152,7 +152,7 @@ final class TestRelay: Sendable {
             #expect(relay.states(of: stuck).isEmpty)
             // Once the relay answers again, the stuck one goes through too.
             relay.ignoring.withLock { $0 = [] }
-            #expect(await sender.flush(timeout: .seconds(10)))
+            #expect(await sender.flush(timeout: .seconds(30)))
             #expect(relay.states(of: stuck) == [.loading])
             await client.close()
             await relay.close()
