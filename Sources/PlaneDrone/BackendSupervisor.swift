@@ -74,7 +74,6 @@ actor BackendSupervisor {
         self.onFinish = onFinish
     }
 
-    /// Starts a new backend.
     /// Makes the proxy hold requests for the backend from now on (it reports `Loading` only
     /// in `begin`): called before the spawn is answered, so a client told of the backend
     /// at once (a connect answers as soon as the spawn is) is held, not answered 404.
@@ -83,6 +82,7 @@ actor BackendSupervisor {
         await holdRequestsWhileStarting()
     }
 
+    /// Starts a new backend.
     func begin() async {
         // A termination can be handled before this runs (the spawn is answered first).
         if !machine.state.isTerminal { watchLifetime() }

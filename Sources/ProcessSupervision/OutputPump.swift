@@ -36,6 +36,15 @@ public struct OutputPump {
         streams = [(output, .stdout, BackendOutputLog.LineAssembler()), (errors, .stderr, BackendOutputLog.LineAssembler())]
     }
 
+    /// Closes the log it writes to. The pump owns the descriptor given to `init`: a
+    /// rotation closes it and writes to a new one, so the caller's copy of the number may
+    /// name another file (or another thread's socket) by then and must not be closed.
+    public mutating func closeLog() {
+        guard log >= 0 else { return }
+        close(log)
+        log = -1
+    }
+
     /// The last few lines copied, for an error message.
     public var lastLines: String? { recent.isEmpty ? nil : recent.joined(separator: " | ") }
 
