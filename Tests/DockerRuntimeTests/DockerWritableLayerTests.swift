@@ -98,14 +98,19 @@ struct DockerWritableLayerTests {
             daemon.signal(SIGTERM)
             if await daemon.waitForExit(timeout: .seconds(20)) == nil { kill(-daemon.pid, SIGKILL); _ = await daemon.waitForExit(timeout: .seconds(5)) }
         }
-        // Whatever is mounted below the scratch directory (the btrfs image; dockerd leaves
-        // its exec root's `netns/default`), the deepest first.
-        let mounts = (try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)) ?? ""
-        let below = mounts.split(separator: "\n").compactMap { line -> String? in
-            let fields = line.split(separator: " ")
-            guard fields.count > 4, fields[4].hasPrefix(scratch + "/") else { return nil }
-            return String(fields[4])
-        }.sorted { $0.count > $1.count }
+        // Whatever is mounted below the scratch directory, the deepest first: the btrfs
+        // image and dockerd's exec root's `netns/default` always (a loaded run once read
+        // no mountinfo, so unmounted nothing and left both), and what mountinfo lists.
+        var candidates: Set<String> = [mountPoint, "\(scratch)/exec/netns/default"]
+        for _ in 0..<5 {
+            guard let mounts = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8), !mounts.isEmpty else { continue }
+            for line in mounts.split(separator: "\n") {
+                let fields = line.split(separator: " ")
+                if fields.count > 4, fields[4].hasPrefix(scratch + "/") { candidates.insert(String(fields[4])) }
+            }
+            break
+        }
+        let below = candidates.sorted { $0.count > $1.count }
         for path in below where (try? await SystemProgram("umount", debianPackage: "mount").run([path])) == nil {
             _ = try? await SystemProgram("umount", debianPackage: "mount").run(["-l", path])
         }
