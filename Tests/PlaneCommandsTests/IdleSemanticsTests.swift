@@ -53,7 +53,7 @@ struct IdleSemanticsTests {
         }
 
         /// A backend (`plane-test-server`) that listens, and so becomes Ready, only once the
-        /// test opens its gate (`open(_:)`). An exchange started before that is held by the
+        /// test opens its gate (`open(_:of:)`). An exchange started before that is held by the
         /// proxy and forwarded the moment the backend is Ready, so the backend is never idle
         /// before its exchange reaches it. (Exchanges used to start once the test saw Ready; on
         /// a busy CI machine the client then took longer than `max_idle_secs` to arrive, and
