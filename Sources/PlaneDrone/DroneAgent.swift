@@ -125,6 +125,7 @@ public final class DroneAgent: Service, Sendable {
                                            executable: definition.executable, runtimeClass: definition.runtimeClass, pool: definition.pool,
                                            runtimeOptions: definition.runtimeOptions, readiness: definition.readiness)
                 request.warmPool = definition.name
+                try self.checkRunnable(request)
                 return try self.makeSpec(request, port: port)
             },
             logger: logger)
@@ -516,17 +517,7 @@ public final class DroneAgent: Service, Sendable {
         if let requested = request.cluster, requested != cluster {
             throw DroneError(.invalidSpawn, "The request is for cluster \(requested); this drone serves \(cluster).")
         }
-        guard request.executable.volumeMounts.isEmpty || configuration.allowVolumeMounts else {
-            throw DroneError(.invalidSpawn, "Volume mounts are not allowed on this drone (set allow_volume_mounts).")
-        }
-        try configuration.limits.spawn.check(request.executable, metadata: request.metadata)
-        if let runtimeClass = request.runtimeClass, !configuration.runtimeClasses.contains(runtimeClass) {
-            let offered = configuration.runtimeClasses.map(\.rawValue).joined(separator: ", ")
-            throw DroneError(.invalidSpawn, "The request asks for runtime class '\(runtimeClass)'; this drone has \(offered.isEmpty ? "none" : offered) ([agent] runtime_classes).")
-        }
-        if let pool = request.pool, pool != configuration.pool {
-            throw DroneError(.invalidSpawn, "The request is for pool '\(pool)'; this drone is in \(configuration.pool.map { "pool '\($0)'" } ?? "the default pool").")
-        }
+        try checkRunnable(request)
         var leaseEpoch: UInt64?
         if request.lock != nil {
             // A lock holder runs only under a lease the controllers know about (renewed now
@@ -578,6 +569,24 @@ public final class DroneAgent: Service, Sendable {
                 state.withLock { _ = $0.reservedPorts.remove(port) }
             }
             throw error
+        }
+    }
+
+    /// What this drone asks of anything it runs, a spawn's backend or a warm pool's
+    /// (whose definitions come from the KV bucket, not through a spawn): volume mounts only
+    /// where they are allowed, the spawn limits (environment names and sizes, metadata,
+    /// resource limit ranges), a runtime class and pool of this drone's.
+    func checkRunnable(_ request: SpawnRequest) throws {
+        guard request.executable.volumeMounts.isEmpty || configuration.allowVolumeMounts else {
+            throw DroneError(.invalidSpawn, "Volume mounts are not allowed on this drone (set allow_volume_mounts).")
+        }
+        try configuration.limits.spawn.check(request.executable, metadata: request.metadata)
+        if let runtimeClass = request.runtimeClass, !configuration.runtimeClasses.contains(runtimeClass) {
+            let offered = configuration.runtimeClasses.map(\.rawValue).joined(separator: ", ")
+            throw DroneError(.invalidSpawn, "The request asks for runtime class '\(runtimeClass)'; this drone has \(offered.isEmpty ? "none" : offered) ([agent] runtime_classes).")
+        }
+        if let pool = request.pool, pool != configuration.pool {
+            throw DroneError(.invalidSpawn, "The request is for pool '\(pool)'; this drone is in \(configuration.pool.map { "pool '\($0)'" } ?? "the default pool").")
         }
     }
 

@@ -255,10 +255,13 @@ public actor WarmPoolKeeper {
         var usable: [String: WarmPoolDefinition] = [:]
         for definition in all where definition.cluster == dependencies.cluster && definition.pool == configuration.pool {
             if let runtimeClass = definition.runtimeClass, !configuration.runtimeClasses.contains(runtimeClass) { continue }
-            // The runtime must take it (its image reference, options, limits).
-            guard (try? dependencies.runtime.validate(dependencies.makeSpec(definition, .random(), 1))) != nil else {
+            // The drone and its runtime must take it, as they would a spawn of it (mounts,
+            // spawn limits, image reference, options, limits).
+            do {
+                try dependencies.runtime.validate(dependencies.makeSpec(definition, .random(), 1))
+            } catch {
                 if definitions[definition.name] == nil {
-                    dependencies.logger.notice("warm_pool.not_runnable_here", metadata: ["plane.pool": "\(definition.name)"])
+                    dependencies.logger.notice("warm_pool.not_runnable_here", metadata: ["plane.pool": "\(definition.name)", "error": "\(error)"])
                 }
                 continue
             }

@@ -132,6 +132,12 @@ public enum FuzzSeeds {
                                                      optionsSchema: .object(JSONObject([("type", .string("object"))])),
                                                      capacity: DroneCapacity(memoryBytes: 1 << 30, memoryFreeBytes: 1 << 29, cpus: 2, backendSlots: 10, backendSlotsFree: 9)))
         add("ScheduleResponse", ScheduleResponse.noDroneAvailable(reason: "no ready drone has runtime class 'gpu'"))
+        // Warm pools and access tokens (issue 15).
+        add("WarmPoolDefinition", WarmPoolDefinition(cluster: "plane.test", name: "editor", size: 2, executable: executable, runtimeClass: "sandbox",
+                                                     runtimeOptions: JSONObject([("pids_limit", .integer(64))]), readiness: readiness))
+        if let token = try? BackendAccessTokenMessage(cluster: "plane.test", backendID: "abc", token: "abc.0123456789abcdefghijABCDEFGHIJkl") {
+            add("BackendAccessTokenMessage", token)
+        }
         return seeds
     }
 

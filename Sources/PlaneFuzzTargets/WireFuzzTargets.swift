@@ -47,6 +47,21 @@ enum WireFuzzTargets {
             table.observe(record, revision: 1, at: now)
             _ = table.verdict(for: record.drone, at: now + .seconds(3600), reassignAfter: .seconds(30), margin: .seconds(5))
         } }),
+        // A KV record a drone reads (`plane_warm_pools`): the checks it makes of it, as of a
+        // spawn, and the spawn it is started as must match it.
+        ("WarmPoolDefinition", { roundTrip(WarmPoolDefinition.self, $0) { definition in
+            _ = try? SpawnLimits().check(definition.executable, metadata: [:])
+            spawnConversions(definition.executable)
+            _ = definition.executable.resourceLimits.memoryLimitBytes.flatMap { UInt64(exactly: $0) }
+            var spawn = SpawnRequest(cluster: definition.cluster, droneID: "drone-1", maxIdleSeconds: DurationSeconds(60), backendID: "fuzz",
+                                     executable: definition.executable, runtimeClass: definition.runtimeClass, pool: definition.pool,
+                                     runtimeOptions: definition.runtimeOptions, readiness: definition.readiness)
+            spawn.warmPool = definition.name
+            FuzzTarget.require(definition.matches(spawn), "a warm pool does not match the spawn it is started as")
+        } }),
+        ("BackendAccessTokenMessage", { roundTrip(BackendAccessTokenMessage.self, $0) { message in
+            FuzzTarget.require(BackendAccessTokenMessage.backendID(of: message.token) == message.backendID, "a decoded access token is not its backend's")
+        } }),
     ]
 
     static let messages = FuzzTarget("wire-json", "Every wire message type and KV record: decoded with the wire limits, re-encoded and decoded to the same value; spawns through the drone's conversions.") { raw in
