@@ -389,7 +389,8 @@ let package = Package(
         .testTarget(
             name: "PlaneControllerTests",
             dependencies: ["PlaneMetrics", "PlaneController", "PlaneCore", "NATS", "PlaneMessaging", "PlaneDNS", "PlaneTestSupport",
-                           .product(name: "Logging", package: "swift-log"), .product(name: "NIOPosix", package: "swift-nio")]
+                           .product(name: "Logging", package: "swift-log"), .product(name: "NIOPosix", package: "swift-nio"),
+                           .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")]
         ),
         .testTarget(
             name: "PlaneDroneTests",

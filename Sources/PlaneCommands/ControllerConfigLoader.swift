@@ -67,6 +67,9 @@ enum ControllerConfigLoader {
             var config = HTTPAPIConfiguration(cluster: cluster ?? "invalid.cluster")
             if let port = section.int("port", in: 0...65535) { config.port = port }
             if let bind = section.string("bind_ip") { config.bindHost = bind }
+            if let seconds = section.int("request_timeout_secs", in: 1...3600) { config.requestTimeout = .seconds(seconds) }
+            if let count = section.int("max_connections", in: 1...1_000_000) { config.maxConnections = count }
+            if let count = section.int("max_status_streams", in: 1...1_000_000) { config.maxStatusStreams = count }
             if let services = section.table("services") {
                 for key in services.table.keys {
                     if case .table = services.table[key] {

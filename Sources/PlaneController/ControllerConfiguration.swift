@@ -89,6 +89,17 @@ public struct HTTPAPIConfiguration: Sendable, Hashable {
     /// The token callers present as `Authorization: Bearer <token>` (`token` or
     /// `token_file`). Nil: no authentication, allowed only on a loopback address.
     public var token: String?
+    /// `request_timeout_secs`: a connection closes unless a whole request arrives within
+    /// this time of waiting for one (its start, or the response before).
+    public var requestTimeout: Duration = .seconds(30)
+    /// `max_connections`: connections open at once; one more is answered 503 and closed.
+    public var maxConnections = 1024
+    /// `max_status_streams`: `GET /backend/{id}/status/stream` streams open at once (each
+    /// holds a JetStream consumer; anyone may open one); one more is answered 503.
+    public var maxStatusStreams = 512
+    /// The keys these limits are counted under (`plane_input_limit_hits_total{limit=...}`).
+    public static let maxConnectionsKey = "http.max_connections"
+    public static let maxStatusStreamsKey = "http.max_status_streams"
 
     public init(cluster: ClusterName) { self.cluster = cluster }
 

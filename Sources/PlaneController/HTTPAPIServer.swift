@@ -29,6 +29,10 @@ public final class HTTPAPIServer: Sendable {
     let dashboard: @Sendable ([BackendID: DashboardSnapshot.IdleSample]) -> DashboardSnapshot
     /// Open `/dashboard/events` streams (at most `maxDashboardStreams`).
     let dashboardStreams = Mutex(0)
+    /// Open connections (at most `[http] max_connections`).
+    let openConnections = Mutex(0)
+    /// Open `/backend/{id}/status/stream` streams (at most `[http] max_status_streams`).
+    let statusStreams = Mutex(0)
     static let maxDashboardStreams = 32
     /// Idle times a dashboard stream keeps (backends it has seen stats of).
     static let maxIdleSamples = 100_000
@@ -66,6 +70,13 @@ public final class HTTPAPIServer: Sendable {
         if let problem = configuration.exposureProblem {
             throw ControllerError(.startupFailed, "The HTTP API does not start: \(problem).")
         }
+        let requestTimeout = TimeAmount.nanoseconds(Int64(clamping: configuration.requestTimeout.components.seconds) * 1_000_000_000)
+        let logger = logger
+        let timedOut: @Sendable (Bool) -> Void = { requestBegun in
+            // An idle keep-alive connection closing is routine; a request not finished in
+            // time is a slow (or hostile) client.
+            if requestBegun { logger.debug("http.request_timeout") }
+        }
         do {
             let channel = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -73,6 +84,7 @@ public final class HTTPAPIServer: Sendable {
                 .bind(host: configuration.bindHost, port: configuration.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline()
+                        try channel.pipeline.syncOperations.addHandler(HTTPAPIRequestTimeoutHandler(limit: requestTimeout, timedOut: timedOut))
                         return try Connection(wrappingChannelSynchronously: channel)
                     }
                 }
@@ -89,7 +101,20 @@ public final class HTTPAPIServer: Sendable {
             try await channel.executeThenClose { connections in
                 try await withThrowingDiscardingTaskGroup { group in
                     for try await connection in connections {
-                        group.addTask { await self.handle(connection) }
+                        let admitted = openConnections.withLock { open in
+                            guard open < configuration.maxConnections else { return false }
+                            open += 1
+                            return true
+                        }
+                        guard admitted else {
+                            recordLimit(HTTPAPIConfiguration.maxConnectionsKey, client: connection.channel.remoteAddress)
+                            group.addTask { await self.refuse(connection) }
+                            continue
+                        }
+                        group.addTask {
+                            defer { self.openConnections.withLock { $0 -= 1 } }
+                            await self.handle(connection)
+                        }
                     }
                 }
             }
@@ -105,6 +130,25 @@ public final class HTTPAPIServer: Sendable {
     }
 
     // MARK: Connections
+
+    /// A connection over `max_connections`: its request is read (within the request
+    /// timeout, so that the answer is not lost to a reset) and answered 503.
+    func refuse(_ connection: Connection) async {
+        try? await connection.executeThenClose { inbound, outbound in
+            for try await part in inbound {
+                guard case .end = part else { continue }
+                try await write(.error(.serviceUnavailable, "The HTTP API has \(configuration.maxConnections) connections open ([http] max_connections); try again.",
+                                       extraHeaders: [("Retry-After", "1")]), to: outbound, keepAlive: false)
+                return
+            }
+        }
+    }
+
+    /// Counts a limit that was hit, and logs it (at most once per `LimitCounters.logInterval`).
+    func recordLimit(_ key: String, client: SocketAddress?) {
+        guard let hits = LimitCounters.shared.record(key) else { return }
+        logger.notice("limit.exceeded", metadata: ["plane.limit": "\(key)", "plane.limit_hits": "\(hits)", "http.client": "\(client?.ipAddress ?? "?")"])
+    }
 
     func handle(_ connection: Connection) async {
         do {
@@ -136,7 +180,8 @@ public final class HTTPAPIServer: Sendable {
                             try await write(complete, to: outbound, keepAlive: keepAlive)
                             if !keepAlive { return }
                         case .events(let backend, let after):
-                            try await streamEvents(of: backend, after: after, to: outbound)
+                            try await streamEvents(of: backend, after: after, to: outbound, client: connection.channel.remoteAddress,
+                                                   closed: connection.channel.closeFuture)
                             return
                         case .dashboardEvents:
                             try await streamDashboard(to: outbound)
@@ -451,7 +496,20 @@ public final class HTTPAPIServer: Sendable {
     /// Server-Sent Events: every state change (repeats of the same state dropped), from
     /// the stored history on (or after `after`, a `Last-Event-ID`), until a terminal state.
     /// Each event's `id` is its `backend_status` stream sequence.
-    func streamEvents(of backend: BackendID, after: UInt64?, to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
+    func streamEvents(of backend: BackendID, after: UInt64?, to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, client: SocketAddress?,
+                      closed: EventLoopFuture<Void>) async throws {
+        let admitted = statusStreams.withLock { open in
+            guard open < configuration.maxStatusStreams else { return false }
+            open += 1
+            return true
+        }
+        guard admitted else {
+            recordLimit(HTTPAPIConfiguration.maxStatusStreamsKey, client: client)
+            try await write(.error(.serviceUnavailable, "\(configuration.maxStatusStreams) status streams are open already ([http] max_status_streams); try again.",
+                                   cors: true, extraHeaders: [("Retry-After", "5")]), to: outbound, keepAlive: false)
+            return
+        }
+        defer { statusStreams.withLock { $0 -= 1 } }
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "text/event-stream")
         headers.add(name: "Cache-Control", value: "no-cache")
@@ -467,6 +525,10 @@ public final class HTTPAPIServer: Sendable {
         }
         let history = try await messenger.backendStateHistory(of: backend, after: after)
         defer { history.stop() }
+        // The loop below writes only when the backend's state changes, which may be never (an
+        // unknown id, a backend Ready for days), so a client that goes would not end it: its
+        // connection's close stops the history instead.
+        closed.whenComplete { _ in history.stop() }
         var last: BackendState?
         for try await stored in history {
             guard case .success(let message) = stored.message, message.state != last else { continue }

@@ -71,6 +71,9 @@ struct ControllerConfigTests {
             port = 9191
             bind_ip = "127.0.0.1"
             cluster = "plane.example"
+            request_timeout_secs = 12
+            max_connections = 300
+            max_status_streams = 40
             services.hello-world = "plane-test-server:latest"
             services.notebook = "registry.example/nb:3"
             """)
@@ -81,6 +84,7 @@ struct ControllerConfigTests {
         #expect(config.nats.auth == .userPassword(user: "u", password: "p") && config.nats.tls?.caFile == "/etc/plane/nats-ca.pem")
         #expect(config.dns?.nameServer?.description == "ns1.plane.example." && config.dns?.zones.map(\.key) == ["plane.example", "other.example"])
         #expect(config.http?.port == 9191 && config.http?.cluster == "plane.example")
+        #expect(config.http?.requestTimeout == .seconds(12) && config.http?.maxConnections == 300 && config.http?.maxStatusStreams == 40)
         #expect(config.http?.services == ["hello-world": "plane-test-server:latest", "notebook": "registry.example/nb:3"])
     }
 
@@ -146,6 +150,10 @@ struct ControllerConfigTests {
         #expect(all.contains { $0.hasPrefix("dns.soa_email:") }, "\(all)")
         #expect(all.contains { $0.hasPrefix("scheduler.drone_timeout_secs: 0 is out of range") }, "\(all)")
         #expect(all.contains { $0.hasPrefix("http.cluster: missing") }, "\(all)")
+        let http = "[nats]\nhosts=[\"a\"]\n[http]\ncluster=\"plane.test\"\n"
+        #expect(problems(http + "max_connections = 0\n").contains { $0.hasPrefix("http.max_connections: 0 is out of range") })
+        #expect(problems(http + "request_timeout_secs = 99999\n").contains { $0.hasPrefix("http.request_timeout_secs:") })
+        #expect(problems(http + "max_status_streams = -1\n").contains { $0.hasPrefix("http.max_status_streams:") })
         #expect(problems("[nats]\nhosts=[\"a\"]\n").contains { $0.contains("no part is enabled") })
         #expect(problems("[dns]\n").contains { $0.hasPrefix("nats: missing") })
         #expect(problems("[nats]\nhosts=[\"a\"]\n[dns]\n", environment: ["PLANE_DNS__PORT": "x"]).contains { $0.contains("PLANE_DNS__PORT") })

@@ -149,6 +149,66 @@ final class SeenControlMessages: Sendable {
         }
     }
 
+    /// What one client can hold is bounded: a connection that sends no whole request within
+    /// `request_timeout_secs` (silent, or a head sent slowly) is closed; status streams (a
+    /// JetStream consumer each, open to anyone) and connections beyond their limits are
+    /// answered 503 and counted; once the holders go, the API serves again.
+    @Test(.timeLimit(.minutes(2))) func slowClientsAndFloodsAreBounded() async throws {
+        try await withCluster { server in
+            let controller = try await RunningController(server: server) { configuration in
+                var http = HTTPAPIConfiguration(cluster: "plane.test")
+                http.port = 0
+                http.requestTimeout = .seconds(3)
+                http.maxConnections = 3
+                http.maxStatusStreams = 2
+                configuration.http = http
+            }
+            let port = try #require(controller.controller.httpServer?.address?.port)
+            func probe(timeout: Duration) -> HTTPProbe {
+                var probe = HTTPProbe(port: port)
+                probe.timeout = timeout
+                return probe
+            }
+            // Silent: closed after the timeout, not before.
+            let silentStart = ContinuousClock.now
+            let silent = try await probe(timeout: .seconds(20)).raw([])
+            let silentFor = ContinuousClock.now - silentStart
+            #expect(silent.closed && silent.text.isEmpty && silentFor >= .milliseconds(2500) && silentFor < .seconds(15), "\(silent) after \(silentFor)")
+            // A head sent slowly: cut off before it is complete, never answered.
+            let slow = try await probe(timeout: .seconds(20)).raw([Array("GET /healthz HTTP/1.1\r\n".utf8), Array("Host: x\r\n\r\n".utf8)], pause: .seconds(5))
+            #expect(slow.closed && !slow.text.contains("200"), "\(slow)")
+
+            // Two status streams are all there may be; they hold two of the three connections.
+            let stream = "GET /backend/\(BackendID.random())/status/stream HTTP/1.1\r\nHost: x\r\n\r\n"
+            async let first = probe(timeout: .seconds(12)).raw(stream)
+            async let second = probe(timeout: .seconds(12)).raw(stream)
+            try await Task.sleep(for: .seconds(1))
+            let third = try await probe(timeout: .seconds(5)).raw(stream)
+            #expect(third.text.hasPrefix("HTTP/1.1 503") && third.text.contains("max_status_streams") && third.text.contains("Retry-After"), "\(third)")
+            // The third connection is held (silent), so a fourth is one too many.
+            async let holder = probe(timeout: .seconds(6)).raw([])
+            try await Task.sleep(for: .milliseconds(500))
+            let fourth = try await probe(timeout: .seconds(5)).raw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            #expect(fourth.text.hasPrefix("HTTP/1.1 503") && fourth.text.contains("max_connections"), "\(fourth)")
+            let streams = try await [first, second]
+            #expect(streams.allSatisfy { $0.text.hasPrefix("HTTP/1.1 200") && $0.text.contains("text/event-stream") }, "\(streams)")
+            _ = try await holder
+
+            // Their clients gone, the API serves again, and the limits were counted.
+            let answered = try await eventually(timeout: .seconds(10)) {
+                (try? await probe(timeout: .seconds(3)).raw("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").text.hasPrefix("HTTP/1.1 200")) ?? false
+            }
+            #expect(answered)
+            let again = try await probe(timeout: .seconds(2)).raw(stream)
+            #expect(again.text.hasPrefix("HTTP/1.1 200"), "\(again)")
+            let (_, metrics) = try await curl(controller, "GET", "/metrics")
+            let samples = PrometheusSamples(metrics)
+            #expect((samples.value("plane_input_limit_hits_total", ["limit": "http.max_connections"]) ?? 0) >= 1, "\(metrics)")
+            #expect((samples.value("plane_input_limit_hits_total", ["limit": "http.max_status_streams"]) ?? 0) >= 1)
+            await controller.stop()
+        }
+    }
+
     /// With `[http] token`, everything but health and a backend's state needs the token;
     /// an authenticated caller gets an existing lock's bearer token.
     @Test func aTokenGuardsTheAPI() async throws {
