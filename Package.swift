@@ -74,8 +74,16 @@ let package = Package(
             ]
         ),
         .target(
+            name: "PlaneHTTPServer",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
+            ]
+        ),
+        .target(
             name: "PlaneController",
             dependencies: [
+                "PlaneHTTPServer",
                 .product(name: "Tracing", package: "swift-distributed-tracing"),
                 "PlaneMetrics",
                 "PlaneCore",
@@ -92,6 +100,7 @@ let package = Package(
         .target(
             name: "PlaneProxy",
             dependencies: [
+                "PlaneHTTPServer",
                 "PlaneMetrics",
                 "PlaneCore",
                 .product(name: "NIOCore", package: "swift-nio"),
@@ -389,8 +398,7 @@ let package = Package(
         .testTarget(
             name: "PlaneControllerTests",
             dependencies: ["PlaneMetrics", "PlaneController", "PlaneCore", "NATS", "PlaneMessaging", "PlaneDNS", "PlaneTestSupport",
-                           .product(name: "Logging", package: "swift-log"), .product(name: "NIOPosix", package: "swift-nio"),
-                           .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio")]
+                           .product(name: "Logging", package: "swift-log"), .product(name: "NIOPosix", package: "swift-nio")]
         ),
         .testTarget(
             name: "PlaneDroneTests",
@@ -413,7 +421,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneProxyTests",
-            dependencies: ["PlaneMetrics", "PlaneProxy", "PlaneCore", "PlaneTestSupport", "plane-test-server",
+            dependencies: ["PlaneMetrics", "PlaneProxy", "PlaneHTTPServer", "PlaneCore", "PlaneTestSupport", "plane-test-server",
                            .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")],
             exclude: ["python"]

@@ -4,6 +4,7 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import PlaneCore
+import PlaneHTTPServer
 import PlaneMessaging
 import Synchronization
 
@@ -84,7 +85,7 @@ public final class HTTPAPIServer: Sendable {
                 .bind(host: configuration.bindHost, port: configuration.port) { channel in
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline()
-                        try channel.pipeline.syncOperations.addHandler(HTTPAPIRequestTimeoutHandler(limit: requestTimeout, timedOut: timedOut))
+                        try channel.pipeline.syncOperations.addHandler(HTTPRequestTimeoutHandler(limit: requestTimeout, timedOut: timedOut))
                         return try Connection(wrappingChannelSynchronously: channel)
                     }
                 }

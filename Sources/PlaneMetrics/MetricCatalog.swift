@@ -41,6 +41,8 @@ public enum MetricCatalog {
                                                            help: "Requests held while their backend was starting, by how the hold ended.")
     public static let proxyHeldRequestsWaiting = MetricDefinition("plane_proxy_held_requests", .gauge,
                                                                   help: "Requests waiting now for their backend to become Ready.")
+    public static let proxyConnections = MetricDefinition("plane_proxy_connections", .gauge,
+                                                          help: "Client connections open now (at most [proxy] max_connections).")
 
     // MARK: Drone: certificates
 
@@ -62,7 +64,7 @@ public enum MetricCatalog {
 
     public static let all: [MetricDefinition] = [
         scheduleRequests, scheduleLatency, stateUpdatesRelayed, stateUpdatesRejected, liveDrones, backends, dnsQueries, inputLimitHits,
-        proxyResponses, proxyUpstreamLatency, proxyUpgradedConnections, proxyUpgradedConnectionsOpened, proxyBytes, proxyHeldRequests, proxyHeldRequestsWaiting,
+        proxyResponses, proxyUpstreamLatency, proxyUpgradedConnections, proxyUpgradedConnectionsOpened, proxyBytes, proxyHeldRequests, proxyHeldRequestsWaiting, proxyConnections,
         certificateExpiry, acmeRenewalAttempts, acmeRenewalFailures, acmeCertificatesFromFleet,
         warmPoolBackends, warmPoolHits, warmPoolMisses,
     ]

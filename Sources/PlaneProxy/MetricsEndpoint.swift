@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOPosix
+import PlaneHTTPServer
 import ServiceLifecycle
 import Synchronization
 
@@ -19,6 +20,10 @@ public final class MetricsEndpoint: Service, Sendable {
     private let render: @Sendable () async -> String
     private let logger: Logger
     private let channel = Mutex<(any Channel)?>(nil)
+    /// Scrapers are few: connections beyond this are closed at once, and one that sends no
+    /// whole request within `requestTimeout` is closed.
+    let connections = ConnectionLimit(limit: 64)
+    static let requestTimeout = TimeAmount.seconds(30)
 
     public init(configuration: MetricsEndpointConfiguration, logger: Logger, render: @escaping @Sendable () async -> String) {
         self.configuration = configuration
@@ -31,13 +36,20 @@ public final class MetricsEndpoint: Service, Sendable {
     public func start() async throws {
         guard channel.withLock({ $0 == nil }) else { return }
         let render = self.render
+        let connections = self.connections
         let bound: any Channel
         do {
             bound = try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
                 .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
                 .childChannelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        guard connections.admit() else {
+                            channel.close(promise: nil)
+                            return
+                        }
+                        channel.closeFuture.whenComplete { _ in connections.release() }
                         try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                        try channel.pipeline.syncOperations.addHandler(HTTPRequestTimeoutHandler(limit: Self.requestTimeout))
                         try channel.pipeline.syncOperations.addHandler(MetricsHandler(render: render))
                     }
                 }

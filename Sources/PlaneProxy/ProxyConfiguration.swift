@@ -33,6 +33,9 @@ public struct ProxyConfiguration: Sendable, Hashable {
     /// Most requests held for starting backends at once, all backends together (503
     /// beyond). Held by the route table (`RouteTable(maxHeldRequests:)`).
     public var maxHeldRequests: Int = 4096
+    /// Client connections open at once, on the proxy's listeners together (each proxied
+    /// one uses two descriptors); one more is closed as soon as it is accepted.
+    public var maxConnections: Int = 10_000
 
     public init() {}
 }

@@ -3,6 +3,8 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import NIOSSL
+import PlaneCore
+import PlaneHTTPServer
 import PlaneMetrics
 import ServiceLifecycle
 import Synchronization
@@ -18,6 +20,8 @@ public final class ProxyServer: Service, Sendable {
     private let logger: Logger
     private let channels = Mutex<[any Channel]>([])
     private let group: any EventLoopGroup
+    /// The client connections of every listener (`max_connections`).
+    let connections: ConnectionLimit
 
     /// - Parameters:
     ///   - cluster: the cluster domain; hosts `{backend}.{cluster}` are routed.
@@ -29,6 +33,7 @@ public final class ProxyServer: Service, Sendable {
         self.metrics = metrics
         self.certificates = certificates
         self.logger = logger
+        connections = ConnectionLimit(limit: configuration.maxConnections)
         context = ProxyContext(
             router: ProxyRouter(cluster: cluster, allowPathRouting: configuration.allowPathRouting, passthrough: configuration.passthrough),
             routes: routes, configuration: configuration, metrics: metrics, pools: UpstreamPools(maxIdle: configuration.upstreamIdleConnections, maxHeadBytes: configuration.maxHeaderBytes,
@@ -38,7 +43,12 @@ public final class ProxyServer: Service, Sendable {
         // reference would give it a side table and slow the reference counting of every
         // request that touches it).
         let waiting = GaugeFeed(MetricCatalog.proxyHeldRequestsWaiting, factory: metrics.registry.factory)
-        metrics.registry.addScrapeHook { waiting.set(to: Double(routes.heldRequests)) }
+        let open = GaugeFeed(MetricCatalog.proxyConnections, factory: metrics.registry.factory)
+        let connections = self.connections
+        metrics.registry.addScrapeHook {
+            waiting.set(to: Double(routes.heldRequests))
+            open.set(to: Double(connections.count))
+        }
     }
 
     /// The port the proxy listens on (its configured one, or the one picked for port 0).
@@ -100,8 +110,10 @@ public final class ProxyServer: Service, Sendable {
         let context = self.context
         let certificates = self.certificates
         let logger = self.logger
+        let admit = admission()
         return { channel in
             channel.eventLoop.makeCompletedFuture {
+                guard admit(channel) else { return }
                 let pipeline = channel.pipeline.syncOperations
                 if let certificates {
                     guard let tls = certificates.current else {
@@ -120,13 +132,39 @@ public final class ProxyServer: Service, Sendable {
     }
 
     private func redirectInitializer(httpsPort: Int) -> @Sendable (any Channel) -> EventLoopFuture<Void> {
-        { channel in
+        let admit = admission()
+        let timeout = configuration.headerReadTimeout.timeAmount
+        return { channel in
             channel.eventLoop.makeCompletedFuture {
+                guard admit(channel) else { return }
                 try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
+                try channel.pipeline.syncOperations.addHandler(HTTPRequestTimeoutHandler(limit: timeout))
                 try channel.pipeline.syncOperations.addHandler(HTTPSRedirectHandler(httpsPort: httpsPort))
             }
         }
     }
+
+    /// Takes a place for a new client connection, given back when it closes; over
+    /// `max_connections` the connection is closed at once (false), counted and logged.
+    private func admission() -> @Sendable (any Channel) -> Bool {
+        let connections = self.connections
+        let logger = self.logger
+        return { channel in
+            guard connections.admit() else {
+                if let hits = LimitCounters.shared.record(Self.maxConnectionsKey) {
+                    logger.notice("limit.exceeded", metadata: ["plane.limit": "\(Self.maxConnectionsKey)", "plane.limit_hits": "\(hits)",
+                                                               "proxy.client": "\(channel.remoteAddress?.ipAddress ?? "?")"])
+                }
+                channel.close(promise: nil)
+                return false
+            }
+            channel.closeFuture.whenComplete { _ in connections.release() }
+            return true
+        }
+    }
+
+    /// The key `max_connections` is counted under (`plane_input_limit_hits_total`).
+    public static let maxConnectionsKey = "proxy.max_connections"
 }
 
 extension Duration {

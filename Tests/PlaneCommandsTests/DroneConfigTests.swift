@@ -242,6 +242,9 @@ struct DroneConfigTests {
         #expect(set.holdWhileStarting == .zero && set.maxHeldRequests == 10)
         #expect(problems(base + "hold_while_starting_secs = 3601\n").contains { $0.hasPrefix("proxy.hold_while_starting_secs:") })
         #expect(problems(base + "max_held_requests = -1\n").contains { $0.hasPrefix("proxy.max_held_requests:") })
+        let limited = try load(base + "max_connections = 50\n").proxy
+        #expect(defaults.maxConnections == 10_000 && limited?.maxConnections == 50)
+        #expect(problems(base + "max_connections = 0\n").contains { $0.hasPrefix("proxy.max_connections:") })
     }
 
     @Test func environmentVariablesThatNameNoKeyAreIgnored() throws {

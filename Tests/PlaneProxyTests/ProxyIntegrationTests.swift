@@ -57,6 +57,31 @@ struct ProxyIntegrationTests {
         await s.stop()
     }
 
+    /// `max_connections`: the proxy holds at most that many client connections; one more is
+    /// closed as soon as it is accepted (never answered, counted), and once a holder goes a
+    /// new connection is served. The open connections are a gauge.
+    @Test func connectionsBeyondTheLimitAreClosedAtOnce() async throws {
+        let s = try await setUp { $0.maxConnections = 2 }
+        let before = LimitCounters.shared.count(ProxyServer.maxConnectionsKey)
+        var holder = s.probe()
+        holder.timeout = .seconds(4)
+        async let first = holder.raw([])
+        async let second = holder.raw([])
+        try await Task.sleep(for: .milliseconds(700))
+        #expect(PrometheusSamples(s.proxy.metrics.render()).value("plane_proxy_connections") == 2)
+        var refused = s.probe()
+        refused.timeout = .seconds(3)
+        let start = ContinuousClock.now
+        let third = try await refused.raw("GET / HTTP/1.1\r\nHost: foobar.plane.test\r\n\r\n")
+        #expect(third.closed && third.text.isEmpty && ContinuousClock.now - start < .seconds(2), "\(third)")
+        #expect(LimitCounters.shared.count(ProxyServer.maxConnectionsKey) > before)
+        _ = try await [first, second]
+        let served = try await eventually(timeout: .seconds(10)) { (try? await s.probe().get("/").status) == 200 }
+        #expect(served)
+        #expect(try await eventually(timeout: .seconds(10)) { PrometheusSamples(s.proxy.metrics.render()).value("plane_proxy_connections") == 0 })
+        await s.stop()
+    }
+
     @Test func requestsCountAsActivity() async throws {
         let s = try await setUp()
         try await Task.sleep(for: .seconds(1))

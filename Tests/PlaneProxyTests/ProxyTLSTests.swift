@@ -53,7 +53,10 @@ struct ProxyTLSTests {
         var configuration = ProxyConfiguration()
         configuration.bindHost = "127.0.0.1"
         configuration.httpsPort = 0
-        if redirect { configuration.httpRedirectPort = 0 }
+        if redirect {
+            configuration.httpRedirectPort = 0
+            configuration.headerReadTimeout = .seconds(2)
+        }
         let proxy = ProxyServer(cluster: "plane.test", configuration: configuration, routes: routes, certificates: store, logger: logger)
         try await proxy.start()
         return Setup(backend: backend, proxy: proxy, store: store, port: try #require(proxy.port), keyPath: keyPath, certificatePath: certificatePath)
@@ -127,6 +130,13 @@ struct ProxyTLSTests {
         #expect(answer.status == 308 && answer.headers["location"] == "https://foobar.plane.test:\(s.port)/a/b?c=d", "\(answer)")
         let noHost = try await HTTPProbe(port: redirectPort).raw("GET / HTTP/1.0\r\n\r\n")
         #expect(noHost.text.hasPrefix("HTTP/1.0 400"), "\(noHost.text)")
+        // A client that never finishes its request is cut off after header_read_timeout_secs.
+        var slow = HTTPProbe(port: redirectPort)
+        slow.timeout = .seconds(20)
+        let started = ContinuousClock.now
+        let stalled = try await slow.raw("GET / HTTP/1.1\r\nHost: foobar")
+        let waited = ContinuousClock.now - started
+        #expect(stalled.closed && stalled.text.isEmpty && waited >= .milliseconds(1500) && waited < .seconds(15), "\(stalled) after \(waited)")
         await s.stop()
     }
 }

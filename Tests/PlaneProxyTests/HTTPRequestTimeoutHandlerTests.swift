@@ -1,21 +1,21 @@
 import NIOCore
 import NIOEmbedded
 import NIOHTTP1
+import PlaneHTTPServer
 import Testing
 
-@testable import PlaneController
-
-/// The HTTP API's request timeout on `EmbeddedChannel`s with the loop's clock moved by
-/// hand: a connection closes when no whole request arrives in time (silent, a head without
-/// its end, between requests), never while a request is being answered.
-struct HTTPAPIRequestTimeoutHandlerTests {
+/// The request timeout of the controller's HTTP API and the drone's small listeners, on
+/// `EmbeddedChannel`s with the loop's clock moved by hand: a connection closes when no whole
+/// request arrives in time (silent, a head without its end, between requests), never while
+/// a request is being answered.
+struct HTTPRequestTimeoutHandlerTests {
     final class TimeoutLog {
         var requestBegun: [Bool] = []
     }
 
     func channel(_ log: TimeoutLog = TimeoutLog()) throws -> EmbeddedChannel {
         let channel = EmbeddedChannel()
-        try channel.pipeline.syncOperations.addHandler(HTTPAPIRequestTimeoutHandler(limit: .seconds(30)) { log.requestBegun.append($0) })
+        try channel.pipeline.syncOperations.addHandler(HTTPRequestTimeoutHandler(limit: .seconds(30)) { log.requestBegun.append($0) })
         try channel.connect(to: SocketAddress(ipAddress: "127.0.0.1", port: 80)).wait()
         return channel
     }

@@ -1,51 +1,52 @@
 import NIOCore
 import NIOHTTP1
 
-/// Closes an HTTP API connection that does not deliver a whole request (head and body)
-/// within `limit` of starting to wait for one: from the connection's start, or from the end
-/// of the response before (`[http] request_timeout_secs`). That bounds idle keep-alive
-/// connections and clients that send slowly (a head never finished, a body a byte at a
-/// time), which would otherwise hold a connection and its task for as long as they like.
+/// Closes an HTTP connection that does not deliver a whole request (head and body) within
+/// `limit` of starting to wait for one: from the connection's start, or from the end of the
+/// response before (the controller's `[http] request_timeout_secs`; the drone's HTTP→HTTPS
+/// redirect and metrics listeners use `[proxy] header_read_timeout_secs`). That bounds idle
+/// keep-alive connections and clients that send slowly (a head never finished, a body a
+/// byte at a time), which would otherwise hold a connection for as long as they like.
 /// While a request is answered (a response of any length, such as an event stream) there is
 /// no limit. Sits after NIO's HTTP server pipeline, which holds a pipelined request back
 /// until the response before it has ended.
-final class HTTPAPIRequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
-    typealias InboundIn = HTTPServerRequestPart
-    typealias InboundOut = HTTPServerRequestPart
-    typealias OutboundIn = HTTPServerResponsePart
-    typealias OutboundOut = HTTPServerResponsePart
+public final class HTTPRequestTimeoutHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    public typealias InboundIn = HTTPServerRequestPart
+    public typealias InboundOut = HTTPServerRequestPart
+    public typealias OutboundIn = HTTPServerResponsePart
+    public typealias OutboundOut = HTTPServerResponsePart
 
-    let limit: TimeAmount
+    public let limit: TimeAmount
     /// Told when a connection is closed for its limit (with whether a request had begun).
     private let timedOut: (_ requestBegun: Bool) -> Void
     private var timer: Scheduled<Void>?
     /// A request's head arrived and its end has not.
     private var requestBegun = false
 
-    init(limit: TimeAmount, timedOut: @escaping (_ requestBegun: Bool) -> Void = { _ in }) {
+    public init(limit: TimeAmount, timedOut: @escaping (_ requestBegun: Bool) -> Void = { _ in }) {
         self.limit = limit
         self.timedOut = timedOut
     }
 
-    func handlerAdded(context: ChannelHandlerContext) {
+    public func handlerAdded(context: ChannelHandlerContext) {
         if context.channel.isActive { arm(context) }
     }
 
-    func channelActive(context: ChannelHandlerContext) {
+    public func channelActive(context: ChannelHandlerContext) {
         arm(context)
         context.fireChannelActive()
     }
 
-    func handlerRemoved(context: ChannelHandlerContext) {
+    public func handlerRemoved(context: ChannelHandlerContext) {
         disarm()
     }
 
-    func channelInactive(context: ChannelHandlerContext) {
+    public func channelInactive(context: ChannelHandlerContext) {
         disarm()
         context.fireChannelInactive()
     }
 
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+    public func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         switch unwrapInboundIn(data) {
         case .head: requestBegun = true
         case .body: break
@@ -57,7 +58,7 @@ final class HTTPAPIRequestTimeoutHandler: ChannelDuplexHandler, RemovableChannel
         context.fireChannelRead(data)
     }
 
-    func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
+    public func write(context: ChannelHandlerContext, data: NIOAny, promise: EventLoopPromise<Void>?) {
         if case .end = unwrapOutboundIn(data) { arm(context) }
         context.write(data, promise: promise)
     }
