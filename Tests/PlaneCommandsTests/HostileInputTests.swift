@@ -212,6 +212,8 @@ struct HostileInputTests {
                 PlaneSubjects.dns(Self.cluster, .a).subject, PlaneSubjects.dns(Self.cluster, .txt).subject, PlaneSubjects.acmeSetDnsRecord.subject,
                 PlaneSubjects.droneStatus(cluster.droneID).subject, PlaneSubjects.droneStatus(.random()).subject, PlaneSubjects.droneRegister.subject,
                 PlaneSubjects.backendLogHistory(cluster.backend).subject,
+                PlaneSubjects.accessToken(Self.cluster, cluster.backend).subject, PlaneSubjects.lease(Self.cluster, cluster.droneID).subject,
+                PlaneSubjects.lease(Self.cluster, .random()).subject, PlaneSubjects.backendStats(cluster.backend).subject,
             ]
             var random = SystemRandomNumberGenerator()
             let payloads: [[UInt8]] = [
