@@ -71,7 +71,8 @@ public final class HTTPAPIServer: Sendable {
         if let problem = configuration.exposureProblem {
             throw ControllerError(.startupFailed, "The HTTP API does not start: \(problem).")
         }
-        let requestTimeout = TimeAmount.nanoseconds(Int64(clamping: configuration.requestTimeout.components.seconds) * 1_000_000_000)
+        // Whole seconds, at least one and at most a day (the configuration key allows 1 to 3600).
+        let requestTimeout = TimeAmount.seconds(min(max(configuration.requestTimeout.components.seconds, 1), 86_400))
         let logger = logger
         let timedOut: @Sendable (Bool) -> Void = { requestBegun in
             // An idle keep-alive connection closing is routine; a request not finished in

@@ -1,6 +1,6 @@
 import Foundation
 import NATS
-import PlaneController
+@testable import PlaneController
 import PlaneCore
 import PlaneMessaging
 import PlaneTestSupport
@@ -155,57 +155,61 @@ final class SeenControlMessages: Sendable {
     /// answered 503 and counted; once the holders go, the API serves again.
     @Test(.timeLimit(.minutes(2))) func slowClientsAndFloodsAreBounded() async throws {
         try await withCluster { server in
-            let controller = try await RunningController(server: server) { configuration in
-                var http = HTTPAPIConfiguration(cluster: "plane.test")
-                http.port = 0
-                http.requestTimeout = .seconds(3)
-                http.maxConnections = 3
-                http.maxStatusStreams = 2
-                configuration.http = http
+            func controller(requestTimeout: Duration, maxConnections: Int = 1024, maxStatusStreams: Int = 512) async throws -> RunningController {
+                try await RunningController(server: server) { configuration in
+                    var http = HTTPAPIConfiguration(cluster: "plane.test")
+                    http.port = 0
+                    http.requestTimeout = requestTimeout
+                    http.maxConnections = maxConnections
+                    http.maxStatusStreams = maxStatusStreams
+                    configuration.http = http
+                }
             }
-            let port = try #require(controller.controller.httpServer?.address?.port)
-            func probe(timeout: Duration) -> HTTPProbe {
-                var probe = HTTPProbe(port: port)
+            func probe(_ controller: RunningController, timeout: Duration) throws -> HTTPProbe {
+                var probe = HTTPProbe(port: try #require(controller.controller.httpServer?.address?.port))
                 probe.timeout = timeout
                 return probe
             }
             // Silent: closed after the timeout, not before.
+            let timed = try await controller(requestTimeout: .seconds(3))
             let silentStart = ContinuousClock.now
-            let silent = try await probe(timeout: .seconds(20)).raw([])
+            let silent = try await probe(timed, timeout: .seconds(20)).raw([])
             let silentFor = ContinuousClock.now - silentStart
             #expect(silent.closed && silent.text.isEmpty && silentFor >= .milliseconds(2500) && silentFor < .seconds(15), "\(silent) after \(silentFor)")
             // A head sent slowly: cut off before it is complete, never answered.
-            let slow = try await probe(timeout: .seconds(20)).raw([Array("GET /healthz HTTP/1.1\r\n".utf8), Array("Host: x\r\n\r\n".utf8)], pause: .seconds(5))
+            let slow = try await probe(timed, timeout: .seconds(20)).raw([Array("GET /healthz HTTP/1.1\r\n".utf8), Array("Host: x\r\n\r\n".utf8)], pause: .seconds(5))
             #expect(slow.closed && !slow.text.contains("200"), "\(slow)")
+            await timed.stop()
 
-            // Two status streams are all there may be; they hold two of the three connections.
+            // Limits (with a request timeout longer than the test, so that silent clients hold
+            // their connections for as long as they wait: 20 s, far longer than the checks).
+            let limited = try await controller(requestTimeout: .seconds(120), maxConnections: 3, maxStatusStreams: 2)
+            let api = try #require(limited.controller.httpServer)
             let stream = "GET /backend/\(BackendID.random())/status/stream HTTP/1.1\r\nHost: x\r\n\r\n"
-            async let first = probe(timeout: .seconds(12)).raw(stream)
-            async let second = probe(timeout: .seconds(12)).raw(stream)
-            try await Task.sleep(for: .seconds(1))
-            let third = try await probe(timeout: .seconds(5)).raw(stream)
+            async let first = probe(limited, timeout: .seconds(20)).raw(stream)
+            async let second = probe(limited, timeout: .seconds(20)).raw(stream)
+            #expect(try await eventually(timeout: .seconds(15)) { api.statusStreams.withLock { $0 } == 2 })
+            let third = try await probe(limited, timeout: .seconds(5)).raw(stream)
             #expect(third.text.hasPrefix("HTTP/1.1 503") && third.text.contains("max_status_streams") && third.text.contains("Retry-After"), "\(third)")
-            // The third connection is held (silent), so a fourth is one too many.
-            async let holder = probe(timeout: .seconds(6)).raw([])
-            try await Task.sleep(for: .milliseconds(500))
-            let fourth = try await probe(timeout: .seconds(5)).raw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            // A silent client holds the third connection; a fourth is one too many.
+            async let holder = probe(limited, timeout: .seconds(20)).raw([])
+            #expect(try await eventually(timeout: .seconds(15)) { api.openConnections.withLock { $0 } == 3 })
+            let fourth = try await probe(limited, timeout: .seconds(5)).raw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             #expect(fourth.text.hasPrefix("HTTP/1.1 503") && fourth.text.contains("max_connections"), "\(fourth)")
             let streams = try await [first, second]
             #expect(streams.allSatisfy { $0.text.hasPrefix("HTTP/1.1 200") && $0.text.contains("text/event-stream") }, "\(streams)")
             _ = try await holder
 
-            // Their clients gone, the API serves again, and the limits were counted.
-            let answered = try await eventually(timeout: .seconds(10)) {
-                (try? await probe(timeout: .seconds(3)).raw("GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").text.hasPrefix("HTTP/1.1 200")) ?? false
-            }
-            #expect(answered)
-            let again = try await probe(timeout: .seconds(2)).raw(stream)
+            // Their clients gone, the streams end on the server too (nothing was written to
+            // them), the API serves again, and the limits were counted.
+            #expect(try await eventually(timeout: .seconds(10)) { api.statusStreams.withLock { $0 } == 0 && api.openConnections.withLock { $0 } == 0 })
+            let again = try await probe(limited, timeout: .seconds(2)).raw(stream)
             #expect(again.text.hasPrefix("HTTP/1.1 200"), "\(again)")
-            let (_, metrics) = try await curl(controller, "GET", "/metrics")
+            let (_, metrics) = try await curl(limited, "GET", "/metrics")
             let samples = PrometheusSamples(metrics)
             #expect((samples.value("plane_input_limit_hits_total", ["limit": "http.max_connections"]) ?? 0) >= 1, "\(metrics)")
             #expect((samples.value("plane_input_limit_hits_total", ["limit": "http.max_status_streams"]) ?? 0) >= 1)
-            await controller.stop()
+            await limited.stop()
         }
     }
 

@@ -63,17 +63,18 @@ struct ProxyIntegrationTests {
     @Test func connectionsBeyondTheLimitAreClosedAtOnce() async throws {
         let s = try await setUp { $0.maxConnections = 2 }
         let before = LimitCounters.shared.count(ProxyServer.maxConnectionsKey)
+        // Two silent clients (the idle timeout is 120 s) hold both places for 15 s.
         var holder = s.probe()
-        holder.timeout = .seconds(4)
+        holder.timeout = .seconds(15)
         async let first = holder.raw([])
         async let second = holder.raw([])
-        try await Task.sleep(for: .milliseconds(700))
-        #expect(PrometheusSamples(s.proxy.metrics.render()).value("plane_proxy_connections") == 2)
+        #expect(try await eventually(timeout: .seconds(10)) { PrometheusSamples(s.proxy.metrics.render()).value("plane_proxy_connections") == 2 })
         var refused = s.probe()
-        refused.timeout = .seconds(3)
+        refused.timeout = .seconds(10)
         let start = ContinuousClock.now
         let third = try await refused.raw("GET / HTTP/1.1\r\nHost: foobar.plane.test\r\n\r\n")
-        #expect(third.closed && third.text.isEmpty && ContinuousClock.now - start < .seconds(2), "\(third)")
+        let refusedAfter = ContinuousClock.now - start
+        #expect(third.closed && third.text.isEmpty && refusedAfter < .seconds(8), "\(third) after \(refusedAfter)")
         #expect(LimitCounters.shared.count(ProxyServer.maxConnectionsKey) > before)
         _ = try await [first, second]
         let served = try await eventually(timeout: .seconds(10)) { (try? await s.probe().get("/").status) == 200 }
