@@ -35,6 +35,8 @@ public final class HTTPAPIServer: Sendable {
     /// Open `/backend/{id}/status/stream` streams (at most `[http] max_status_streams`).
     let statusStreams = Mutex(0)
     static let maxDashboardStreams = 32
+    /// How long a connection over `max_connections` may take to send the request its 503 answers.
+    static let refusalTime = TimeAmount.seconds(2)
     /// Idle times a dashboard stream keeps (backends it has seen stats of).
     static let maxIdleSamples = 100_000
     let logger: Logger
@@ -133,9 +135,12 @@ public final class HTTPAPIServer: Sendable {
 
     // MARK: Connections
 
-    /// A connection over `max_connections`: its request is read (within the request
-    /// timeout, so that the answer is not lost to a reset) and answered 503.
+    /// A connection over `max_connections`: its request is read (so that the answer is not
+    /// lost to a reset) and answered 503, all within `refusalTime`: a flood of refused
+    /// connections holds each for at most that long.
     func refuse(_ connection: Connection) async {
+        let channel = connection.channel
+        channel.eventLoop.scheduleTask(in: Self.refusalTime) { channel.close(promise: nil) }
         try? await connection.executeThenClose { inbound, outbound in
             for try await part in inbound {
                 guard case .end = part else { continue }

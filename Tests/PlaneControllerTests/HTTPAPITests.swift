@@ -196,6 +196,11 @@ final class SeenControlMessages: Sendable {
             #expect(try await eventually(timeout: .seconds(15)) { api.openConnections.withLock { $0 } == 3 })
             let fourth = try await probe(limited, timeout: .seconds(5)).raw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             #expect(fourth.text.hasPrefix("HTTP/1.1 503") && fourth.text.contains("max_connections"), "\(fourth)")
+            // A refused client that sends nothing is not kept for the (long) request timeout.
+            let refusedStart = ContinuousClock.now
+            let refusedSilent = try await probe(limited, timeout: .seconds(15)).raw([])
+            let refusedFor = ContinuousClock.now - refusedStart
+            #expect(refusedSilent.closed && refusedSilent.text.isEmpty && refusedFor < .seconds(10), "\(refusedSilent) after \(refusedFor)")
             let streams = try await [first, second]
             #expect(streams.allSatisfy { $0.text.hasPrefix("HTTP/1.1 200") && $0.text.contains("text/event-stream") }, "\(streams)")
             _ = try await holder
