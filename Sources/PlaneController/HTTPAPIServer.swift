@@ -29,11 +29,11 @@ public final class HTTPAPIServer: Sendable {
     /// What the dashboard shows now, with the idle times its stream collected.
     let dashboard: @Sendable ([BackendID: DashboardSnapshot.IdleSample]) -> DashboardSnapshot
     /// Open `/dashboard/events` streams (at most `maxDashboardStreams`).
-    let dashboardStreams = Mutex(0)
+    let dashboardStreams = ConnectionLimit(limit: HTTPAPIServer.maxDashboardStreams)
     /// Open connections (at most `[http] max_connections`).
-    let openConnections = Mutex(0)
+    let openConnections: ConnectionLimit
     /// Open `/backend/{id}/status/stream` streams (at most `[http] max_status_streams`).
-    let statusStreams = Mutex(0)
+    let statusStreams: ConnectionLimit
     static let maxDashboardStreams = 32
     /// How long a connection over `max_connections` may take to send the request its 503 answers.
     static let refusalTime = TimeAmount.seconds(2)
@@ -46,6 +46,8 @@ public final class HTTPAPIServer: Sendable {
 
     init(configuration: HTTPAPIConfiguration, controller: Controller, logger: Logger) {
         self.configuration = configuration
+        openConnections = ConnectionLimit(limit: configuration.maxConnections)
+        statusStreams = ConnectionLimit(limit: configuration.maxStatusStreams)
         self.messenger = controller.messenger
         self.metrics = controller.metrics
         self.logger = logger
@@ -105,18 +107,13 @@ public final class HTTPAPIServer: Sendable {
             try await channel.executeThenClose { connections in
                 try await withThrowingDiscardingTaskGroup { group in
                     for try await connection in connections {
-                        let admitted = openConnections.withLock { open in
-                            guard open < configuration.maxConnections else { return false }
-                            open += 1
-                            return true
-                        }
-                        guard admitted else {
+                        guard openConnections.admit() else {
                             recordLimit(HTTPAPIConfiguration.maxConnectionsKey, client: connection.channel.remoteAddress)
                             group.addTask { await self.refuse(connection) }
                             continue
                         }
                         group.addTask {
-                            defer { self.openConnections.withLock { $0 -= 1 } }
+                            defer { self.openConnections.release() }
                             await self.handle(connection)
                         }
                     }
@@ -505,18 +502,13 @@ public final class HTTPAPIServer: Sendable {
     /// Each event's `id` is its `backend_status` stream sequence.
     func streamEvents(of backend: BackendID, after: UInt64?, to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>, client: SocketAddress?,
                       closed: EventLoopFuture<Void>) async throws {
-        let admitted = statusStreams.withLock { open in
-            guard open < configuration.maxStatusStreams else { return false }
-            open += 1
-            return true
-        }
-        guard admitted else {
+        guard statusStreams.admit() else {
             recordLimit(HTTPAPIConfiguration.maxStatusStreamsKey, client: client)
             try await write(.error(.serviceUnavailable, "\(configuration.maxStatusStreams) status streams are open already ([http] max_status_streams); try again.",
                                    cors: true, extraHeaders: [("Retry-After", "5")]), to: outbound, keepAlive: false)
             return
         }
-        defer { statusStreams.withLock { $0 -= 1 } }
+        defer { statusStreams.release() }
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "text/event-stream")
         headers.add(name: "Cache-Control", value: "no-cache")
@@ -561,17 +553,12 @@ public final class HTTPAPIServer: Sendable {
     /// stream). While a stream is open the controller reads `backend.*.stats` for the
     /// backends' idle times; without the right to (NATS permissions), idle times stay empty.
     func streamDashboard(to outbound: NIOAsyncChannelOutboundWriter<HTTPServerResponsePart>) async throws {
-        let admitted = dashboardStreams.withLock { open in
-            guard open < Self.maxDashboardStreams else { return false }
-            open += 1
-            return true
-        }
-        guard admitted else {
+        guard dashboardStreams.admit() else {
             try await write(.error(.serviceUnavailable, "\(Self.maxDashboardStreams) dashboards are open already; close one.", extraHeaders: [("Retry-After", "10")]),
                             to: outbound, keepAlive: false)
             return
         }
-        defer { dashboardStreams.withLock { $0 -= 1 } }
+        defer { dashboardStreams.release() }
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: "text/event-stream")
         headers.add(name: "Cache-Control", value: "no-store")

@@ -1,9 +1,10 @@
 import Synchronization
 
-/// Connections a server holds at once, bounded: each accepted connection takes a place
-/// (`admit`) and gives it back when it closes (`release`); one accepted while every place
-/// is taken is closed at once by its server. Shared by a server's event loops (an atomic,
-/// touched once per connection, never per request).
+/// Connections (or long-lived streams) a server holds at once, bounded: each accepted one
+/// takes a place (`admit`) and gives it back when it ends (`release`); one accepted while
+/// every place is taken is refused by its server (closed, or answered 503). Shared by a
+/// server's event loops and tasks (an atomic, touched once per connection, never per
+/// request).
 public final class ConnectionLimit: Sendable {
     public let limit: Int
     private let open = Atomic<Int>(0)

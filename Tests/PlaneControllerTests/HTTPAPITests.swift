@@ -188,12 +188,12 @@ final class SeenControlMessages: Sendable {
             let stream = "GET /backend/\(BackendID.random())/status/stream HTTP/1.1\r\nHost: x\r\n\r\n"
             async let first = probe(limited, timeout: .seconds(20)).raw(stream)
             async let second = probe(limited, timeout: .seconds(20)).raw(stream)
-            #expect(try await eventually(timeout: .seconds(15)) { api.statusStreams.withLock { $0 } == 2 })
+            #expect(try await eventually(timeout: .seconds(15)) { api.statusStreams.count == 2 })
             let third = try await probe(limited, timeout: .seconds(5)).raw(stream)
             #expect(third.text.hasPrefix("HTTP/1.1 503") && third.text.contains("max_status_streams") && third.text.contains("Retry-After"), "\(third)")
             // A silent client holds the third connection; a fourth is one too many.
             async let holder = probe(limited, timeout: .seconds(20)).raw([])
-            #expect(try await eventually(timeout: .seconds(15)) { api.openConnections.withLock { $0 } == 3 })
+            #expect(try await eventually(timeout: .seconds(15)) { api.openConnections.count == 3 })
             let fourth = try await probe(limited, timeout: .seconds(5)).raw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             #expect(fourth.text.hasPrefix("HTTP/1.1 503") && fourth.text.contains("max_connections"), "\(fourth)")
             // A refused client that sends nothing is not kept for the (long) request timeout.
@@ -207,7 +207,7 @@ final class SeenControlMessages: Sendable {
 
             // Their clients gone, the streams end on the server too (nothing was written to
             // them), the API serves again, and the limits were counted.
-            #expect(try await eventually(timeout: .seconds(10)) { api.statusStreams.withLock { $0 } == 0 && api.openConnections.withLock { $0 } == 0 })
+            #expect(try await eventually(timeout: .seconds(10)) { api.statusStreams.count == 0 && api.openConnections.count == 0 })
             let again = try await probe(limited, timeout: .seconds(2)).raw(stream)
             #expect(again.text.hasPrefix("HTTP/1.1 200"), "\(again)")
             let (_, metrics) = try await curl(limited, "GET", "/metrics")
