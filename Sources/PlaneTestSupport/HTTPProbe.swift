@@ -93,6 +93,20 @@ public struct HTTPProbe: Sendable {
         try await raw([Array(request.utf8)])
     }
 
+    // MARK: Held connections
+
+    /// Connects and sends `request` (if any), and keeps the connection open until the test
+    /// closes it: a client that stays, for as long as the test needs, however slow the
+    /// machine is.
+    public func hold(_ request: String? = nil) async throws -> HeldConnection {
+        let host = self.host, port = self.port, timeout = self.timeout
+        return try await SystemProgram.offThePool {
+            let socket = try TestSocket(host: host, port: port, timeout: timeout)
+            if let request { try socket.send(Array(request.utf8)) }
+            return HeldConnection(socket: socket)
+        }
+    }
+
     // MARK: WebSocket
 
     /// Opens a WebSocket on `path` (client frames masked, as RFC 6455 requires). Blocks
@@ -116,6 +130,25 @@ public struct HTTPProbe: Sendable {
     public func webSocket(_ path: String = "/") async throws -> TestWebSocket {
         try await SystemProgram.offThePool { try self.webSocket(path) }
     }
+}
+
+/// A connection a test keeps open (`HTTPProbe.hold`).
+public final class HeldConnection: @unchecked Sendable {
+    let socket: TestSocket
+    init(socket: TestSocket) { self.socket = socket }
+
+    /// The response head (status line and headers) the server sent, waiting up to the
+    /// probe's timeout for it.
+    public func head() async throws -> String {
+        try await SystemProgram.offThePool { String(decoding: try self.socket.readUntil(Array("\r\n\r\n".utf8)), as: UTF8.self) }
+    }
+
+    /// Whether the server closed the connection within the probe's timeout.
+    public func closedByServer() async -> Bool {
+        (try? await SystemProgram.offThePool { self.socket.readUntilClosedOrTimeout().1 }) ?? false
+    }
+
+    public func close() { socket.close() }
 }
 
 public final class TestWebSocket: @unchecked Sendable {

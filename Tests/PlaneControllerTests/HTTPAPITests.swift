@@ -181,33 +181,37 @@ final class SeenControlMessages: Sendable {
             #expect(slow.closed && !slow.text.contains("200"), "\(slow)")
             await timed.stop()
 
-            // Limits (with a request timeout longer than the test, so that silent clients hold
-            // their connections for as long as they wait: 20 s, far longer than the checks).
-            let limited = try await controller(requestTimeout: .seconds(120), maxConnections: 3, maxStatusStreams: 2)
+            // Limits (with a request timeout longer than the test, so that a silent client
+            // holds its connection until the test closes it).
+            let limited = try await controller(requestTimeout: .seconds(300), maxConnections: 3, maxStatusStreams: 2)
             let api = try #require(limited.controller.httpServer)
             let stream = "GET /backend/\(BackendID.random())/status/stream HTTP/1.1\r\nHost: x\r\n\r\n"
-            async let first = probe(limited, timeout: .seconds(20)).raw(stream)
-            async let second = probe(limited, timeout: .seconds(20)).raw(stream)
-            #expect(try await eventually(timeout: .seconds(15)) { api.statusStreams.count == 2 })
-            let third = try await probe(limited, timeout: .seconds(5)).raw(stream)
+            var streams: [HeldConnection] = []
+            for _ in 0..<2 {
+                let held = try await probe(limited, timeout: .seconds(30)).hold(stream)
+                streams.append(held)
+                let head = try await held.head()
+                #expect(head.hasPrefix("HTTP/1.1 200") && head.contains("text/event-stream"), "\(head)")
+            }
+            #expect(api.statusStreams.count == 2)
+            let third = try await probe(limited, timeout: .seconds(10)).raw(stream)
             #expect(third.text.hasPrefix("HTTP/1.1 503") && third.text.contains("max_status_streams") && third.text.contains("Retry-After"), "\(third)")
             // A silent client holds the third connection; a fourth is one too many.
-            async let holder = probe(limited, timeout: .seconds(20)).raw([])
-            #expect(try await eventually(timeout: .seconds(15)) { api.openConnections.count == 3 })
-            let fourth = try await probe(limited, timeout: .seconds(5)).raw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+            let holder = try await probe(limited, timeout: .seconds(30)).hold()
+            #expect(try await eventually(timeout: .seconds(30)) { api.openConnections.count == 3 })
+            let fourth = try await probe(limited, timeout: .seconds(10)).raw("GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
             #expect(fourth.text.hasPrefix("HTTP/1.1 503") && fourth.text.contains("max_connections"), "\(fourth)")
             // A refused client that sends nothing is not kept for the (long) request timeout.
             let refusedStart = ContinuousClock.now
-            let refusedSilent = try await probe(limited, timeout: .seconds(15)).raw([])
+            let refusedSilent = try await probe(limited, timeout: .seconds(30)).raw([])
             let refusedFor = ContinuousClock.now - refusedStart
-            #expect(refusedSilent.closed && refusedSilent.text.isEmpty && refusedFor < .seconds(10), "\(refusedSilent) after \(refusedFor)")
-            let streams = try await [first, second]
-            #expect(streams.allSatisfy { $0.text.hasPrefix("HTTP/1.1 200") && $0.text.contains("text/event-stream") }, "\(streams)")
-            _ = try await holder
+            #expect(refusedSilent.closed && refusedSilent.text.isEmpty && refusedFor < .seconds(20), "\(refusedSilent) after \(refusedFor)")
+            #expect(api.openConnections.count == 3, "the holders are still there")
 
             // Their clients gone, the streams end on the server too (nothing was written to
             // them), the API serves again, and the limits were counted.
-            #expect(try await eventually(timeout: .seconds(10)) { api.statusStreams.count == 0 && api.openConnections.count == 0 })
+            for held in streams + [holder] { held.close() }
+            #expect(try await eventually(timeout: .seconds(30)) { api.statusStreams.count == 0 && api.openConnections.count == 0 })
             let again = try await probe(limited, timeout: .seconds(2)).raw(stream)
             #expect(again.text.hasPrefix("HTTP/1.1 200"), "\(again)")
             let (_, metrics) = try await curl(limited, "GET", "/metrics")
