@@ -103,7 +103,9 @@ enum ControllerConfigDump {
             if let n = d.nameServer { lines.append("nameserver = \"\(n)\"") }
             lines.append("zones = [\(d.zones.map { "\"\($0.key)\"" }.joined(separator: ", "))]")
             lines += ["max_records = \(d.limits.maxRecords)", "max_txt_per_name = \(d.limits.maxTextsPerName)",
-                      "max_txt_bytes = \(d.limits.maxTextBytes)", "max_zones = \(d.limits.maxZones)"]
+                      "max_txt_bytes = \(d.limits.maxTextBytes)", "max_zones = \(d.limits.maxZones)",
+                      "tcp_timeout_secs = \(d.server.tcpTimeout.components.seconds)", "tcp_max_connections = \(d.server.maxTCPConnections)",
+                      "tcp_max_connections_per_address = \(d.server.maxTCPConnectionsPerAddress)"]
         }
         if let h = c.http {
             lines += ["", "[http]", "port = \(h.port)", "bind_ip = \"\(h.bindHost)\"", "cluster = \"\(h.cluster)\"",

@@ -53,6 +53,9 @@ enum ControllerConfigLoader {
             if let v = section.int("max_txt_per_name", in: 1...255) { config.limits.maxTextsPerName = v }
             if let v = section.int("max_txt_bytes", in: 1...16_384) { config.limits.maxTextBytes = v }
             if let v = section.int("max_zones", in: 1...10_000) { config.limits.maxZones = v }
+            if let v = section.int("tcp_timeout_secs", in: 1...3600) { config.server.tcpTimeout = .seconds(v) }
+            if let v = section.int("tcp_max_connections", in: 1...1_000_000) { config.server.maxTCPConnections = v }
+            if let v = section.int("tcp_max_connections_per_address", in: 1...1_000_000) { config.server.maxTCPConnectionsPerAddress = v }
             dns = config
         }
         var http: HTTPAPIConfiguration?

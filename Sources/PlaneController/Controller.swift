@@ -145,7 +145,12 @@ public final class Controller: Service, Sendable {
             subscriptions.dnsRecords = try await messenger.subscribe(PlaneSubjects.dnsAll)
             subscriptions.acme = try await messenger.subscribe(PlaneSubjects.acmeSetDnsRecordPattern, queue: Self.queueGroup)
             await feed.replay()
-            let server = DNSServer(configuration: dns.server, responder: DNSResponder(store: store, authority: authority), logger: logger.withSource("dns"))
+            let dnsLogger = logger.withSource("dns")
+            let server = DNSServer(configuration: dns.server, responder: DNSResponder(store: store, authority: authority), logger: dnsLogger) { key, client in
+                // A flood of refused or slow clients is counted, and logged at most once per interval.
+                guard let hits = LimitCounters.shared.record(key) else { return }
+                dnsLogger.notice("limit.exceeded", metadata: ["plane.limit": "\(key)", "plane.limit_hits": "\(hits)", "dns.client": "\(client?.ipAddress ?? "?")"])
+            }
             do {
                 try await server.start()
             } catch {

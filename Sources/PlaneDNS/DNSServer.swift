@@ -30,13 +30,23 @@ public final class DNSServer: Service, Sendable {
     public let counters = DNSQueryCounters()
     private let logger: Logger
     private let state = Mutex(State())
-    private let tcpConnections = ConnectionCount()
+    private let tcpConnections: DNSTCPConnectionTable
+    /// Told of each limit a client hit (its key and the client's address).
+    private let limitHit: @Sendable (_ key: String, _ client: SocketAddress?) -> Void
 
-    public init(configuration: DNSServerConfiguration, responder: DNSResponder, logger: Logger) {
+    /// `limitHit` is told of every connection refused for a limit, and of every slow client
+    /// closed (`DNSServerConfiguration`'s keys), for counting and logging.
+    public init(configuration: DNSServerConfiguration, responder: DNSResponder, logger: Logger,
+                limitHit: @escaping @Sendable (_ key: String, _ client: SocketAddress?) -> Void = { _, _ in }) {
         self.configuration = configuration
         self.responder = responder
         self.logger = logger
+        self.limitHit = limitHit
+        tcpConnections = DNSTCPConnectionTable(limit: configuration.maxTCPConnections, limitPerAddress: configuration.maxTCPConnectionsPerAddress)
     }
+
+    /// TCP connections open now.
+    public var openTCPConnections: Int { tcpConnections.count }
 
     /// The bound address once `start()` returned.
     public var boundAddress: BoundAddress? { state.withLock { $0.address } }
@@ -106,33 +116,36 @@ public final class DNSServer: Service, Sendable {
     private func bindTCP(port: Int) async throws -> any Channel {
         let responder = responder
         let counters = counters
-        let idle = TimeAmount.nanoseconds(Int64(configuration.tcpIdleTimeout.components.seconds) * 1_000_000_000
-                                          + configuration.tcpIdleTimeout.components.attoseconds / 1_000_000_000)
-        let limit = configuration.maxTCPConnections
-        let connections = tcpConnections
+        // Whole milliseconds, at least one and at most a day (the configuration key allows 1 to 3600 s).
+        let (seconds, attoseconds) = configuration.tcpTimeout.components
+        let timeout = TimeAmount.milliseconds(seconds >= 86_400 ? 86_400_000 : seconds < 0 ? 1 : max(seconds * 1000 + attoseconds / 1_000_000_000_000_000, 1))
+        let table = tcpConnections
+        let limitHit = limitHit
         return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 256)
             .childChannelInitializer { channel in
-                guard connections.value.wrappingAdd(1, ordering: .relaxed).newValue <= limit else {
-                    connections.value.wrappingSubtract(1, ordering: .relaxed)
+                let client = channel.remoteAddress
+                let address = client?.ipAddress ?? ""
+                switch table.admit(address) {
+                case .admitted: break
+                case .full:
+                    limitHit(DNSServerConfiguration.maxTCPConnectionsKey, client)
+                    return channel.close()
+                case .addressFull:
+                    limitHit(DNSServerConfiguration.maxTCPConnectionsPerAddressKey, client)
                     return channel.close()
                 }
-                channel.closeFuture.whenComplete { _ in connections.value.wrappingSubtract(1, ordering: .relaxed) }
+                channel.closeFuture.whenComplete { _ in table.release(address) }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(readTimeout: idle))
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(DNSStreamFrameDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(DNSStreamHandler(responder: responder, counters: counters))
+                    try channel.pipeline.syncOperations.addHandler(DNSStreamHandler(responder: responder, counters: counters, timeout: timeout) { _ in
+                        limitHit(DNSServerConfiguration.tcpTimeoutKey, client)
+                    })
                 }
             }
             .bind(host: configuration.bindHost, port: port)
             .get()
     }
-}
-
-/// Open TCP connections (an `Atomic` cannot be captured by the channel initializer itself).
-final class ConnectionCount: Sendable {
-    let value = Atomic<Int>(0)
 }
 
 /// Answers each datagram inline on its event loop: a query needs no I/O to be answered.
@@ -167,61 +180,5 @@ final class DNSDatagramHandler: ChannelInboundHandler {
         // A UDP socket reports e.g. ICMP "port unreachable" from a client that went away;
         // the socket itself is fine, so keep serving.
         logger.debug("dns.udp_error", metadata: ["error": "\(error)"])
-    }
-}
-
-/// DNS over TCP frames every message with a two-byte length (RFC 1035 §4.2.2).
-struct DNSStreamFrameDecoder: ByteToMessageDecoder {
-    typealias InboundOut = ByteBuffer
-
-    mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
-        guard let length = buffer.getInteger(at: buffer.readerIndex, as: UInt16.self),
-              buffer.readableBytes >= 2 + Int(length) else { return .needMoreData }
-        buffer.moveReaderIndex(forwardBy: 2)
-        context.fireChannelRead(wrapInboundOut(buffer.readSlice(length: Int(length))!))
-        return .continue
-    }
-}
-
-final class DNSStreamHandler: ChannelInboundHandler {
-    typealias InboundIn = ByteBuffer
-    typealias OutboundOut = ByteBuffer
-
-    let responder: DNSResponder
-    let counters: DNSQueryCounters
-
-    init(responder: DNSResponder, counters: DNSQueryCounters) {
-        self.responder = responder
-        self.counters = counters
-    }
-
-    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
-        let response = responder.respond(to: Array(unwrapInboundIn(data).readableBytesView), transport: .tcp)
-        counters.record(response)
-        guard let bytes = response.bytes else {
-            context.close(promise: nil)
-            return
-        }
-        // The responder never answers more than 65535 bytes (`DNSMessageWriter.maximumLength`).
-        guard let length = UInt16(exactly: bytes.count) else {
-            context.close(promise: nil)
-            return
-        }
-        var buffer = context.channel.allocator.buffer(capacity: bytes.count + 2)
-        buffer.writeInteger(length)
-        buffer.writeBytes(bytes)
-        context.writeAndFlush(wrapOutboundOut(buffer), promise: nil)
-    }
-
-    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
-        if event is IdleStateHandler.IdleStateEvent {
-            context.close(promise: nil)
-        } else {
-            context.fireUserInboundEventTriggered(event)
-        }
-    }
-
-    func errorCaught(context: ChannelHandlerContext, error: any Error) {
-        context.close(promise: nil)
     }
 }

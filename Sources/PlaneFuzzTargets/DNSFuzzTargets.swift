@@ -1,3 +1,4 @@
+import NIOCore
 @testable import PlaneDNS
 
 /// The DNS server's packet handling: the reader on any bytes, and the responder (bytes in,
@@ -35,5 +36,32 @@ enum DNSFuzzTargets {
         FuzzTarget.require(bytes.count <= (transport == .udp ? 4096 : DNSMessageWriter.maximumLength), "an answer of \(bytes.count) bytes over \(transport)")
         let parsed = try? DNSMessageReader.parse(bytes)
         FuzzTarget.require(parsed?.header.isResponse == true, "an answer that does not parse as a response")
+    }
+
+    static let stream = FuzzTarget("dns-stream", "DNS over TCP: DNSStreamConnection on any byte stream cut into any reads, each framed query answered: queries are only what arrived, what waits unread stays bounded, every answer parses and fits a frame.") { raw in
+        var input = FuzzInput(raw)
+        let sizes = [input.byte(), input.byte(), input.byte()]
+        let stream = input.rest()
+        var connection = DNSStreamConnection(timeout: .seconds(10), now: .uptimeNanoseconds(0))
+        var received = 0
+        var framed = 0
+        var step: Int64 = 0
+        for piece in FuzzInput.pieces(stream, sizes: sizes, maxPiece: 4096) {
+            // The handler reads only while the connection wants more.
+            FuzzTarget.require(connection.wantsInput, "a read while \(connection.buffer.readableBytes) bytes wait unanswered")
+            var bytes = ByteBuffer(bytes: piece)
+            connection.received(&bytes)
+            received += piece.count
+            step += 1
+            while let query = connection.nextQuery(now: .uptimeNanoseconds(UInt64(step))) {
+                framed += 2 + query.readableBytes
+                let response = authoritative.respond(to: Array(query.readableBytesView), transport: .tcp)
+                guard let answer = response.bytes else { continue }
+                FuzzTarget.require(answer.count <= Int(UInt16.max), "an answer of \(answer.count) bytes does not fit a TCP frame")
+                FuzzTarget.require((try? DNSMessageReader.parse(answer))?.header.isResponse == true, "an answer that does not parse as a response")
+            }
+            FuzzTarget.require(framed + connection.buffer.readableBytes == received, "framed \(framed) and waiting \(connection.buffer.readableBytes) of \(received) bytes")
+            FuzzTarget.require(connection.buffer.readableBytes < DNSStreamConnection.maxBufferedBytes, "a whole query waits unanswered")
+        }
     }
 }

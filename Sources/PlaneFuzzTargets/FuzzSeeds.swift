@@ -33,6 +33,7 @@ public enum FuzzSeeds {
             ("http-response", httpResponses),
             ("dns-message", dnsMessages),
             ("dns-responder", dnsMessages.flatMap { [[0] + $0, [1] + $0] }),
+            ("dns-stream", dnsStreams),
             ("wire-json", wireMessages(goldenFixtures)),
             ("http-spawn", httpSpawnBodies),
             ("nats-protocol", natsStreams),
@@ -67,6 +68,12 @@ public enum FuzzSeeds {
         text([10, 10, 10, 0x20], "HTTP/1.0 200 OK\r\nContent-Type: text/plain\r\n\r\nuntil the end"),
         text([64, 64, 64, 0x00], "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n\u{81}\u{2}hi"),
     ]
+
+    /// Queries as DNS over TCP frames them, several to a stream, read whole or in pieces.
+    static var dnsStreams: [[UInt8]] {
+        let framed = dnsMessages.map { [UInt8($0.count >> 8), UInt8($0.count & 0xFF)] + $0 }
+        return [[255, 255, 255] + framed.prefix(4).joined(), [3, 7, 1] + framed.suffix(5).joined(), [0, 0, 0] + framed[0] + [0, 40, 1, 2]]
+    }
 
     static var dnsMessages: [[UInt8]] {
         var messages: [[UInt8]] = []

@@ -33,7 +33,7 @@ public struct FuzzTarget: Sendable {
 public enum FuzzTargets {
     public static let all: [FuzzTarget] = [
         HTTPFuzzTargets.request, HTTPFuzzTargets.response,
-        DNSFuzzTargets.message, DNSFuzzTargets.responder,
+        DNSFuzzTargets.message, DNSFuzzTargets.responder, DNSFuzzTargets.stream,
         WireFuzzTargets.messages, WireFuzzTargets.httpSpawn,
         NATSFuzzTarget.protocolParser,
         LayerFuzzTarget.tarLayer,

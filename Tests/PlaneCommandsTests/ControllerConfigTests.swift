@@ -66,6 +66,9 @@ struct ControllerConfigTests {
             bind_ip = "127.0.0.1"
             nameserver = "ns1.plane.example"
             zones = ["plane.example", "other.example"]
+            tcp_timeout_secs = 4
+            tcp_max_connections = 2000
+            tcp_max_connections_per_address = 8
 
             [http]
             port = 9191
@@ -83,6 +86,8 @@ struct ControllerConfigTests {
         #expect(s.lockReassignAfter == .seconds(45) && s.leaseMargin == .seconds(7))
         #expect(config.nats.auth == .userPassword(user: "u", password: "p") && config.nats.tls?.caFile == "/etc/plane/nats-ca.pem")
         #expect(config.dns?.nameServer?.description == "ns1.plane.example." && config.dns?.zones.map(\.key) == ["plane.example", "other.example"])
+        let server = try #require(config.dns?.server)
+        #expect(server.tcpTimeout == .seconds(4) && server.maxTCPConnections == 2000 && server.maxTCPConnectionsPerAddress == 8)
         #expect(config.http?.port == 9191 && config.http?.cluster == "plane.example")
         #expect(config.http?.requestTimeout == .seconds(12) && config.http?.maxConnections == 300 && config.http?.maxStatusStreams == 40)
         #expect(config.http?.services == ["hello-world": "plane-test-server:latest", "notebook": "registry.example/nb:3"])
@@ -154,6 +159,10 @@ struct ControllerConfigTests {
         #expect(problems(http + "max_connections = 0\n").contains { $0.hasPrefix("http.max_connections: 0 is out of range") })
         #expect(problems(http + "request_timeout_secs = 99999\n").contains { $0.hasPrefix("http.request_timeout_secs:") })
         #expect(problems(http + "max_status_streams = -1\n").contains { $0.hasPrefix("http.max_status_streams:") })
+        let dns = "[nats]\nhosts=[\"a\"]\n[dns]\n"
+        #expect(problems(dns + "tcp_timeout_secs = 0\n").contains { $0.hasPrefix("dns.tcp_timeout_secs: 0 is out of range") })
+        #expect(problems(dns + "tcp_max_connections = 0\n").contains { $0.hasPrefix("dns.tcp_max_connections:") })
+        #expect(problems(dns + "tcp_max_connections_per_address = 9999999999\n").contains { $0.hasPrefix("dns.tcp_max_connections_per_address:") })
         #expect(problems("[nats]\nhosts=[\"a\"]\n").contains { $0.contains("no part is enabled") })
         #expect(problems("[dns]\n").contains { $0.hasPrefix("nats: missing") })
         #expect(problems("[nats]\nhosts=[\"a\"]\n[dns]\n", environment: ["PLANE_DNS__PORT": "x"]).contains { $0.contains("PLANE_DNS__PORT") })

@@ -94,6 +94,7 @@ struct HostileInputTests {
                 max_txt_per_name = 255
                 max_txt_bytes = 16384
                 max_zones = 8
+                tcp_timeout_secs = 2
                 [http]
                 bind_ip = "127.0.0.1"
                 port = \(httpPort)
@@ -262,11 +263,15 @@ struct HostileInputTests {
                 let send = "import socket; socket.socket(socket.AF_INET, socket.SOCK_DGRAM).sendto(bytes.fromhex('\(packet)'), ('127.0.0.1', \(port)))"
                 try await SystemProgram("python3", debianPackage: "python3").run(["-c", send])
             }
-            _ = try await HTTPProbe(port: cluster.dnsPort).raw([[0xFF, 0xFF, 1, 2, 3]])
+            // The unfinished frame's connection is cut after tcp_timeout_secs (2 s here).
+            var slowClient = HTTPProbe(port: cluster.dnsPort)
+            slowClient.timeout = .seconds(30)
+            let (_, cut) = try await slowClient.raw([[0xFF, 0xFF, 1, 2, 3]])
+            #expect(cut, "a TCP query that never arrives whole is cut")
             #expect(try await dig.run(["@127.0.0.1", "-p", port, "+short", "A", "\(cluster.backend).plane.test"]) == "127.0.0.1\n")
             try await expectHealthy(cluster, after: "DNS floods and packets", since: since)
             let controllerMetrics = await cluster.metrics(controller: true)
-            for limit in ["dns.max_txt_per_name", "dns.max_txt_bytes", "dns.max_zones"] {
+            for limit in ["dns.max_txt_per_name", "dns.max_txt_bytes", "dns.max_zones", "dns.tcp_timeout_secs"] {
                 #expect(controllerMetrics.contains("plane_input_limit_hits_total{limit=\"\(limit)\"}"), "\(limit) is counted")
             }
 

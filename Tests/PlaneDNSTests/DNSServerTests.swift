@@ -122,8 +122,9 @@ struct DNSServerTests {
                 // Let the server work through the burst (what the kernel dropped from a full
                 // socket buffer never arrives), then a real query keeps being answered, over UDP and TCP.
                 try await waitUntilQuiet(server)
+                // dig's own retry (a UDP try lost on a busy machine prints a ";;" line first) counts.
                 let answer = try await dig(port, round % 2 == 0 ? "+notcp" : "+tcp", "+short", "A", "louie.plane.test")
-                #expect(answer == "12.12.12.12\n", "round \(round)")
+                #expect(answer.split(separator: "\n").filter { !$0.hasPrefix(";;") } == ["12.12.12.12"], "round \(round): \(answer)")
             }
             try await client.close()
             // A TCP client that sends a broken frame and one that sends garbage lengths.
