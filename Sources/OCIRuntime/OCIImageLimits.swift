@@ -22,6 +22,8 @@ public struct OCIImageLimits: Sendable, Hashable {
     public var maxFileBytes: Int64 = 16 << 30
     /// `max_layer_entries`: files, directories and links of one layer.
     public var maxLayerEntries = 1_000_000
+    /// `pull_min_bytes_per_sec` over `pull_slow_secs`: the slowest a registry may send.
+    public var pullPace = TransferPace()
 
     /// The longest path of a layer entry (Linux's PATH_MAX) and the most directories it may
     /// be nested in: fixed, far beyond real images.

@@ -64,7 +64,8 @@ public final class OCIRuntime: ContainerRuntime {
         }
         let networks = configuration.network == .namespace
             ? try await OCINetworkNamespaces.make(subnet: configuration.subnet, ownedDirectory: "\(root)/networks", egress: configuration.egress, logger: logger) : nil
-        let registry = RegistryClient(insecureRegistries: Set(configuration.insecureRegistries), client: Self.registryHTTPClient, logger: logger)
+        let registry = RegistryClient(insecureRegistries: Set(configuration.insecureRegistries), client: Self.registryHTTPClient, logger: logger,
+                                      pace: configuration.imageLimits.pullPace)
         let store = try OCIContentStore(root: "\(root)/content", registry: registry, logger: logger, limits: configuration.imageLimits)
         if let limit = configuration.writableLayerBytes {
             guard configuration.useOverlay else {

@@ -101,7 +101,8 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
                                   "read_only_root", "allow_mounts", "overlay", "image_retention_secs", "gc_interval_secs",
                                   "standby_shim", "network", "subnet", "nameservers", "max_manifest_bytes", "max_config_bytes", "max_layers",
                                   "max_layer_bytes", "max_layer_unpacked_bytes", "max_file_bytes", "max_layer_entries", "oom_score_adj",
-                                  "tmp_size_bytes", "max_output_bytes", "memory_limit_bytes", "max_image_unpacked_bytes", "egress", "writable_layer_bytes"]
+                                  "tmp_size_bytes", "max_output_bytes", "memory_limit_bytes", "max_image_unpacked_bytes", "egress", "writable_layer_bytes",
+                                  "pull_min_bytes_per_sec", "pull_slow_secs"]
         if let unknown = json.keys.first(where: { !known.contains($0) }) {
             throw RuntimeError(.invalidSpec, "[agent.oci] has no setting '\(unknown)'; known: \(known.sorted().joined(separator: ", ")).")
         }
@@ -134,6 +135,8 @@ public struct OCIRuntimeConfiguration: Sendable, Hashable {
         if let value = try integer("max_image_unpacked_bytes", minimum: 1024, maximum: 1 << 50) { imageLimits.maxImageUnpackedBytes = value }
         if let value = try integer("max_file_bytes", minimum: 1, maximum: 1 << 50) { imageLimits.maxFileBytes = value }
         if let value = try integer("max_layer_entries", minimum: 1, maximum: 100_000_000) { imageLimits.maxLayerEntries = Int(value) }
+        if let value = try integer("pull_min_bytes_per_sec", minimum: 0, maximum: 1 << 40) { imageLimits.pullPace.minimumBytesPerSecond = value }
+        if let value = try integer("pull_slow_secs", minimum: 1, maximum: 3600) { imageLimits.pullPace.window = .seconds(value) }
         if let value = try bool("standby_shim") { standbyShim = value }
         if let value = try integer("oom_score_adj", minimum: -1000, maximum: 1000) { oomScoreAdjust = Int(value) }
         if let value = try integer("tmp_size_bytes", minimum: 1 << 20, maximum: 1 << 40) { tmpfsSizeBytes = value }

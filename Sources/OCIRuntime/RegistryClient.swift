@@ -14,14 +14,38 @@ final class RegistryClient: Sendable {
     let insecureRegistries: Set<String>
     let client: HTTPClient
     let logger: Logger
+    /// The slowest a registry may send a body.
+    let pace: TransferPace
     /// Bearer tokens by registry, scope and the credentials they were got with (a token got
     /// with credentials is never used for a pull without them), reused until they fail.
     private let tokens = Mutex<[String: String]>([:])
 
-    init(insecureRegistries: Set<String>, client: HTTPClient, logger: Logger) {
+    init(insecureRegistries: Set<String>, client: HTTPClient, logger: Logger, pace: TransferPace = TransferPace()) {
         self.insecureRegistries = insecureRegistries
         self.client = client
         self.logger = logger
+        self.pace = pace
+    }
+
+    /// A body of at most `maxBytes`, sent at `pace` or faster: `NIOTooManyBytesError` beyond
+    /// the size, a `RuntimeError` naming `pull_min_bytes_per_sec` when too slow (`what` says
+    /// what was being read, from where).
+    func readBody(_ body: HTTPClientResponse.Body, upTo maxBytes: Int, what: @autoclosure () -> String) async throws -> ByteBuffer {
+        var collected = ByteBuffer()
+        var meter = TransferPace.Meter(pace)
+        for try await var chunk in body {
+            let count = chunk.readableBytes
+            guard count <= maxBytes - collected.readableBytes else { throw NIOTooManyBytesError(maxBytes: maxBytes) }
+            collected.writeBuffer(&chunk)
+            try checkPace(&meter, chunk: count, what: what())
+        }
+        return collected
+    }
+
+    /// Counts `count` bytes into `meter`; throws when the window just ended fell short.
+    func checkPace(_ meter: inout TransferPace.Meter, chunk count: Int, what: @autoclosure () -> String) throws(RuntimeError) {
+        guard let (bytes, seconds) = meter.arrived(count) else { return }
+        throw OCIImageLimits.exceeded("pull_min_bytes_per_sec", "\(what()) came at \(bytes) bytes in \(seconds) s, slower than \(pace.minimumBytesPerSecond) bytes/s; the transfer was cut")
     }
 
     struct Answer: Sendable {
@@ -77,7 +101,7 @@ final class RegistryClient: Sendable {
             }
             guard response.status == .unauthorized, attempt == 0 else { return (response, response.headers) }
             let challengeHeader = response.headers["WWW-Authenticate"].first ?? ""
-            _ = try? await response.body.collect(upTo: 1 << 16)
+            _ = try? await readBody(response.body, upTo: 1 << 16, what: "The auth challenge of registry \(reference.registry)")
             guard let challenge = AuthChallenge(challengeHeader) else {
                 throw RuntimeError(.imageUnavailable, "Registry \(reference.registry) refused image \(reference) (HTTP 401) without an auth challenge this client understands: '\(challengeHeader)'.")
             }
@@ -122,7 +146,10 @@ final class RegistryClient: Sendable {
         let answer: Answer
         do {
             let response = try await client.execute(request, timeout: .seconds(30))
-            answer = Answer(status: Int(response.status.code), headers: response.headers, body: try await response.body.collect(upTo: 1 << 20))
+            answer = Answer(status: Int(response.status.code), headers: response.headers,
+                            body: try await readBody(response.body, upTo: 1 << 20, what: "The answer of the token service of registry \(reference.registry)"))
+        } catch let error as RuntimeError {
+            throw error
         } catch {
             throw RuntimeError(.imageUnavailable, "Cannot reach the token service \(realm) of registry \(reference.registry) for image \(reference).", underlying: error)
         }
@@ -147,7 +174,9 @@ final class RegistryClient: Sendable {
                                                 accept: OCIMediaType.manifestAccept, timeout: .seconds(60))
         let body: ByteBuffer
         do {
-            body = try await response.body.collect(upTo: maxBytes)
+            body = try await readBody(response.body, upTo: maxBytes, what: "The manifest of image \(reference) from \(reference.registry)")
+        } catch let error as RuntimeError {
+            throw error
         } catch let error as NIOTooManyBytesError {
             throw OCIImageLimits.exceeded("max_manifest_bytes", "Registry \(reference.registry) sent a manifest for image \(reference) of more than \(maxBytes) bytes (\(error))")
         } catch {
@@ -183,17 +212,19 @@ final class RegistryClient: Sendable {
     func downloadBlob(_ descriptor: OCIDescriptor, of reference: RegistryReference, credentials: RegistryCredentials?, to path: String) async throws(RuntimeError) {
         let (response, headers) = try await get("\(baseURL(reference))/blobs/\(descriptor.digest)", reference: reference, credentials: credentials, timeout: .seconds(60))
         guard response.status == .ok else {
-            let body = (try? await response.body.collect(upTo: 1 << 16)) ?? ByteBuffer()
+            let body = (try? await readBody(response.body, upTo: 1 << 16, what: "An error answer of registry \(reference.registry)")) ?? ByteBuffer()
             throw RuntimeError(.imageUnavailable, "Registry \(reference.registry) did not send blob \(descriptor.digest) of image \(reference): \(Self.errorText(Answer(status: Int(response.status.code), headers: headers, body: body))).")
         }
         let fd = open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw RuntimeError(.internal, "Cannot create \(path): \(String(cString: strerror(errno))).") }
         var hasher = OCIDigest.Hasher(descriptor.digest.algorithm)
         var received: Int64 = 0
+        var meter = TransferPace.Meter(pace)
         do {
             defer { close(fd) }
             for try await chunk in response.body {
                 received += Int64(chunk.readableBytes)
+                try checkPace(&meter, chunk: chunk.readableBytes, what: "Blob \(descriptor.digest) of image \(reference) from \(reference.registry)")
                 guard received <= descriptor.size else { break }
                 try chunk.withUnsafeReadableBytes { raw in
                     hasher.update(raw)

@@ -56,6 +56,11 @@ struct OCIRuntimeConfigurationTests {
         #expect(try configuration(#"{"egress": "allow"}"#).egress == .allowAll)
         #expect(problem(#"{"egress": "open"}"#)?.hasPrefix("[agent.oci] egress 'open' is not a policy") == true)
         #expect(problem(#"{"oom_score_adj": 1001}"#)?.contains("oom_score_adj") == true)
+        let pace = try configuration(#"{"pull_min_bytes_per_sec": 100000, "pull_slow_secs": 20}"#).imageLimits.pullPace
+        #expect(pace == TransferPace(minimumBytesPerSecond: 100_000, window: .seconds(20)))
+        #expect(try configuration("{}").imageLimits.pullPace == TransferPace(minimumBytesPerSecond: 4096, window: .seconds(60)))
+        #expect(problem(#"{"pull_slow_secs": 0}"#)?.contains("pull_slow_secs") == true)
+        #expect(problem(#"{"pull_min_bytes_per_sec": -1}"#)?.contains("pull_min_bytes_per_sec") == true)
     }
 
     @Test func badSettingsNameTheKeyAndWhatItTakes() {
