@@ -53,6 +53,10 @@ public struct DockerRuntimeConfiguration: Sendable, Hashable {
     /// `size`); nil: no limit. Needs a storage driver that can hold it (btrfs, zfs, or
     /// overlay2 on xfs mounted with `pquota`): `DockerRuntime.make` checks the daemon's.
     public var writableLayerBytes: Int64?
+    /// The longest a pull may take (`pull_timeout_secs`): dockerd waits on a registry that
+    /// sends its blobs a byte now and then for as long as it does; beyond this the drone
+    /// cuts the pull (dockerd stops it once no client waits) and the spawn fails.
+    public var pullTimeout: Duration = .seconds(600)
 
     public init() {}
 }

@@ -140,6 +140,7 @@ struct DroneCommand: AsyncParsableCommand {
         if let value = json["oom_score_adj"]?.int64Value { configuration.oomScoreAdjust = Int(value) }
         if let value = json["egress"] { configuration.egress = try EgressPolicy(setting: value) }
         if let value = json["tmp_size_bytes"]?.int64Value { configuration.tmpfsSizeBytes = value }
+        if let value = json["pull_timeout_secs"]?.int64Value { configuration.pullTimeout = .seconds(value) }
         if let value = json["writable_layer_bytes"]?.int64Value, value > 0 { configuration.writableLayerBytes = value }
         if let value = json["pids_limit"]?.int64Value { configuration.pidsLimit = value }
         if let value = json["memory_limit_bytes"]?.int64Value { configuration.memoryLimitBytes = value == 0 ? nil : value }

@@ -236,6 +236,7 @@ enum DroneConfigLoader {
             do { object["egress"] = try EgressPolicy(setting: value).setting } catch { docker.problem("egress", error.message) }
         }
         if let value = docker.integer("tmp_size_bytes", in: (1 << 20)...(1 << 40)) { object["tmp_size_bytes"] = .integer(value) }
+        if let value = docker.integer("pull_timeout_secs", in: 1...86_400) { object["pull_timeout_secs"] = .integer(value) }
         if let value = docker.integer("writable_layer_bytes", in: 0...(1 << 50)) {
             if value == 0 || value >= 1 << 20 { object["writable_layer_bytes"] = .integer(value) } else {
                 docker.problem("writable_layer_bytes", "\(value) is out of range; use 0 (no limit) or an integer from 1048576 (1 MiB) to \(Int64(1) << 50)")

@@ -116,8 +116,10 @@ struct DroneConfigTests {
         #expect(try docker("").writableLayerBytes == nil)
         #expect(try docker("writable_layer_bytes = 0\n").writableLayerBytes == nil, "0: no limit")
         #expect(try docker("writable_layer_bytes = 1073741824\n").writableLayerBytes == 1 << 30)
+        #expect(try docker("").pullTimeout == .seconds(600) && docker("pull_timeout_secs = 45\n").pullTimeout == .seconds(45))
         for keys in ["memory_limit_bytes = 1024\n", "memory_limit_bytes = -5\n", "memory_limit_bytes = \"4G\"\n", "pids_limit = 0\n",
-                     "writable_layer_bytes = 4096\n", "writable_layer_bytes = -1\n", "writable_layer_bytes = 9223372036854775807\n"] {
+                     "writable_layer_bytes = 4096\n", "writable_layer_bytes = -1\n", "writable_layer_bytes = 9223372036854775807\n",
+                     "pull_timeout_secs = 0\n", "pull_timeout_secs = 100000\n"] {
             let found = problems(base + keys)
             #expect(found.count == 1 && found[0].hasPrefix("agent.docker.\(keys.prefix { $0 != " " }):"), "\(keys) → \(found)")
         }
