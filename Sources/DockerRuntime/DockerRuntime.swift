@@ -168,23 +168,13 @@ public final class DockerRuntime: ContainerRuntime {
 
     /// Pulls through dockerd, for at most `pull_timeout_secs`.
     func pull(_ reference: DockerImageReference, credentials: RegistryCredentials?) async throws(RuntimeError) {
-        struct TimedOut: Error {}
         let timeout = configuration.pullTimeout
         do {
-            try await withThrowingTaskGroup(of: Void.self) { group in
-                group.addTask { try await self.pullOnce(reference, credentials: credentials) }
-                group.addTask {
-                    try await Task.sleep(for: timeout)
-                    throw TimedOut()
-                }
-                // The first to end decides; leaving the group cancels the other (a pull's
-                // request is closed, and dockerd stops a pull nobody waits for).
-                try await group.next()
-                group.cancelAll()
-            }
+            // Cancelled at the limit: its request is closed, and dockerd stops a pull nobody waits for.
+            try await withTimeLimit(timeout) { try await self.pullOnce(reference, credentials: credentials) }
         } catch let error as RuntimeError {
             throw error
-        } catch is TimedOut {
+        } catch is TimeLimitExceeded {
             throw RuntimeError(.imageUnavailable, "Pulling image \(reference) took longer than \(timeout.components.seconds) s ([agent.docker] pull_timeout_secs); the registry is slow or stalls. The pull was stopped.",
                                limit: "agent.docker.pull_timeout_secs")
         } catch {

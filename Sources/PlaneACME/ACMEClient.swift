@@ -4,6 +4,7 @@ import Logging
 import NIOCore
 import NIOHTTP1
 import NIOSSL
+import PlaneCore
 import Synchronization
 
 /// The RFC 8555 protocol over AsyncHTTPClient: the directory, nonces (a `badNonce` answer is
@@ -21,7 +22,9 @@ public final class ACMEClient: Sendable {
     /// in the tests rejects 30 % of good nonces: five retries still failed about one test
     /// run in a hundred; ten make it one in tens of thousands).
     static let badNonceRetries = 10
-    static let requestTimeout: TimeAmount = .seconds(30)
+    /// The longest one exchange may take, answer and body (a server sending its body a byte
+    /// at a time never trips the read timeout).
+    let requestTimeout: Duration
 
     /// An answer of the ACME server.
     struct Response: Sendable {
@@ -36,7 +39,7 @@ public final class ACMEClient: Sendable {
     /// - Parameters:
     ///   - caBundlePath: PEM file of extra roots to trust for the ACME server's own TLS
     ///     (besides the system's), e.g. pebble's test CA.
-    public init(directoryURL: String, caBundlePath: String? = nil, logger: Logger) throws(ACMEError) {
+    public init(directoryURL: String, caBundlePath: String? = nil, logger: Logger, requestTimeout: Duration = .seconds(30)) throws(ACMEError) {
         guard let url = URL(string: directoryURL), let scheme = url.scheme, ["https", "http"].contains(scheme), url.host != nil else {
             throw ACMEError(.configuration, "[acme] server '\(directoryURL)' is not an http(s) URL of an ACME directory, e.g. https://acme-v02.api.letsencrypt.org/directory.")
         }
@@ -49,9 +52,10 @@ public final class ACMEClient: Sendable {
             }
         }
         var configuration = HTTPClient.Configuration(tlsConfiguration: tls)
-        configuration.timeout = .init(connect: .seconds(10), read: Self.requestTimeout)
+        configuration.timeout = .init(connect: .seconds(10), read: .seconds(max(requestTimeout.components.seconds, 1)))
         configuration.redirectConfiguration = .disallow
         self.directoryURL = directoryURL
+        self.requestTimeout = requestTimeout
         self.httpConfiguration = configuration
         self.logger = logger
     }
@@ -137,9 +141,14 @@ public final class ACMEClient: Sendable {
         if let body { request.body = .bytes(ByteBuffer(bytes: body)) }
         let response: Response
         do {
-            let answer = try await http.execute(request, timeout: Self.requestTimeout)
-            let bytes = method == .HEAD ? ByteBuffer() : try await answer.body.collect(upTo: 4 << 20)
-            response = Response(status: Int(answer.status.code), headers: answer.headers, body: Array(bytes.readableBytesView))
+            let http = http
+            let limit = requestTimeout
+            let request = request
+            response = try await withTimeLimit(limit) {
+                let answer = try await http.execute(request, timeout: .seconds(max(limit.components.seconds, 1)))
+                let bytes = method == .HEAD ? ByteBuffer() : try await answer.body.collect(upTo: 4 << 20)
+                return Response(status: Int(answer.status.code), headers: answer.headers, body: Array(bytes.readableBytesView))
+            }
         } catch {
             throw ACMEError(.serverUnreachable, "The ACME server did not answer \(method) \(url); check [acme] server, the network and (for a private CA) [acme] ca_bundle.", cause: error)
         }
