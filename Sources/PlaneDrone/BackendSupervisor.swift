@@ -474,12 +474,16 @@ actor BackendSupervisor {
     }
 
     /// One readiness attempt: any HTTP answer counts, or with `requireSuccess` (a spawn's
-    /// own `readiness`) one with a status below 400.
+    /// own `readiness`) one with a status below 400. The answer's head decides; its body is
+    /// read (so the connection can be reused) for at most `timeout` more and then dropped: a
+    /// backend is not trusted to finish a body it began (one that sent a head and then
+    /// nothing held the probe, and with it the startup timeout, forever).
     static func probeOnce(address: String, path: String, timeout: Duration, requireSuccess: Bool = false) async -> Bool {
         let request = HTTPClientRequest(url: "http://\(address)\(path)")
         do {
             let response = try await HTTPClient.shared.execute(request, timeout: .nanoseconds(Int64(timeout.components.seconds) * 1_000_000_000 + timeout.components.attoseconds / 1_000_000_000))
-            _ = try? await response.body.collect(upTo: 1 << 20)
+            let body = response.body
+            _ = try? await withTimeLimit(timeout) { try await body.collect(upTo: 1 << 20) }
             return !requireSuccess || response.status.code < 400
         } catch {
             return false

@@ -33,10 +33,13 @@ public enum PublicIPResolver {
             var lastProblem = ""
             for attempt in 1...max(1, attempts) {
                 do {
-                    let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
-                    let body = String(buffer: try await response.body.collect(upTo: 4096)).trimmingCharacters(in: .whitespacesAndNewlines)
-                    if response.status.code == 200, isIPAddress(body) { return body }
-                    lastProblem = "answered \(response.status.code) with '\(body.prefix(100))', not an IP address"
+                    // Answer and body within 10 s (a read timeout never fires on a body sent a byte at a time).
+                    let (status, body) = try await withTimeLimit(.seconds(10)) {
+                        let response = try await HTTPClient.shared.execute(HTTPClientRequest(url: url), timeout: .seconds(10))
+                        return (response.status.code, String(buffer: try await response.body.collect(upTo: 4096)).trimmingCharacters(in: .whitespacesAndNewlines))
+                    }
+                    if status == 200, isIPAddress(body) { return body }
+                    lastProblem = "answered \(status) with '\(body.prefix(100))', not an IP address"
                 } catch {
                     lastProblem = "\(error)"
                 }

@@ -229,6 +229,11 @@ struct MixedFleetTests {
         #expect(try await fleet.waitFor("TimedOutBeforeReady", missing, timeout: .seconds(25)), "\(fleet.logs)")
         #expect(ContinuousClock.now - since < .seconds(25))
         #expect(try await fleet.waitFor("Ready", healthy))
+        // A readiness path whose answer never ends (an event stream, a byte a second) is
+        // decided by its head; the body is not waited for beyond the probe's timeout (the
+        // probe waited for it forever, so the backend stayed Starting and its timeout never came).
+        let streaming = try await fleet.scheduled("sandbox", readiness: try ReadinessCheck(path: "/sse/100000/1000", timeoutSeconds: 20))
+        #expect(try await fleet.waitFor("Ready", streaming), "\(fleet.logs)")
 
         // A lifetime ends a busy backend.
         // Timed from before the request: the drone's lifetime starts when it accepts the
