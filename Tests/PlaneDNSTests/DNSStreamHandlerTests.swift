@@ -1,5 +1,6 @@
 import NIOCore
 import NIOEmbedded
+import PlaneTestSupport
 import Testing
 @testable import PlaneDNS
 
@@ -14,19 +15,9 @@ struct DNSStreamHandlerTests {
         return [UInt8(query.count >> 8), UInt8(query.count & 0xFF)] + query
     }
 
-    /// The outbound reads asked of a channel.
-    final class OutboundReads: ChannelOutboundHandler {
-        typealias OutboundIn = ByteBuffer
-        var count = 0
-        func read(context: ChannelHandlerContext) {
-            count += 1
-            context.read()
-        }
-    }
-
     struct Harness {
         let channel: EmbeddedChannel
-        let reads: OutboundReads
+        let reads: ReadCounter
         let loop: EmbeddedEventLoop
         var slowClients: () -> Int
     }
@@ -37,7 +28,7 @@ struct DNSStreamHandlerTests {
         let responder = DNSResponder(store: store, authority: DNSAuthority(nameServer: nil, mailbox: nil))
         let loop = EmbeddedEventLoop()
         let channel = EmbeddedChannel(loop: loop)
-        let reads = OutboundReads()
+        let reads = ReadCounter()
         final class Box { var slow = 0 }
         let box = Box()
         try channel.pipeline.syncOperations.addHandler(reads)
@@ -82,13 +73,13 @@ struct DNSStreamHandlerTests {
         try h.channel.writeInbound(ByteBuffer(bytes: try framedQuery(id: 7) + framedQuery(id: 8)))
         h.channel.pipeline.fireChannelReadComplete()
         #expect(try answerIDs(h.channel) == [])
-        let before = h.reads.count
+        let before = h.reads.reads
         h.channel.read()
-        #expect(h.reads.count == before, "a read while the answers cannot leave")
+        #expect(h.reads.reads == before, "a read while the answers cannot leave")
         h.channel.isWritable = true
         h.channel.pipeline.fireChannelWritabilityChanged()
         #expect(try answerIDs(h.channel) == [7, 8])
-        #expect(h.reads.count == before + 1, "the held read goes once the answers left")
+        #expect(h.reads.reads == before + 1, "the held read goes once the answers left")
         #expect(try h.channel.finish().isClean)
     }
 
@@ -99,14 +90,14 @@ struct DNSStreamHandlerTests {
         // Queries beyond one largest message arrived while nothing could be answered.
         let one = try framedQuery(id: 9)
         try h.channel.writeInbound(ByteBuffer(bytes: Array([[UInt8]](repeating: one, count: 65_537 / one.count + 1).joined())))
-        let before = h.reads.count
+        let before = h.reads.reads
         h.channel.isWritable = true
         h.channel.read()
         // Writable again, but the waiting bytes are not answered until the next event: the
         // read waits for them.
-        #expect(h.reads.count == before)
+        #expect(h.reads.reads == before)
         h.channel.pipeline.fireChannelWritabilityChanged()
-        #expect(h.reads.count == before + 1)
+        #expect(h.reads.reads == before + 1)
         #expect(try answerIDs(h.channel).count == 65_537 / one.count + 1)
         _ = try? h.channel.finish()
     }

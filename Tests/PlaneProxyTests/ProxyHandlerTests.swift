@@ -3,6 +3,7 @@ import NIOCore
 import NIOEmbedded
 @testable import PlaneProxy
 import PlaneCore
+import PlaneTestSupport
 import Testing
 
 /// Hands out `EmbeddedChannel`s with an `UpstreamHandler` as backend connections, and keeps
@@ -49,17 +50,6 @@ final class EmbeddedUpstreamConnector: UpstreamConnector {
         let promise = loop.makePromise(of: UpstreamHandler.self)
         promise.assumeIsolated().succeed(handler)
         return promise.futureResult
-    }
-}
-
-/// Counts the reads asked of a channel (they pass through it towards the socket).
-final class ReadCounter: ChannelOutboundHandler {
-    typealias OutboundIn = ByteBuffer
-    var reads = 0
-
-    func read(context: ChannelHandlerContext) {
-        reads += 1
-        context.read()
     }
 }
 

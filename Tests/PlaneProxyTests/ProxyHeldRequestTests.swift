@@ -3,6 +3,7 @@ import NIOCore
 import NIOEmbedded
 @testable import PlaneProxy
 import PlaneCore
+import PlaneTestSupport
 import Testing
 
 /// Requests for a backend that is still starting, on `EmbeddedChannel`s: held (the client's
