@@ -30,14 +30,26 @@ public final class ChildProcess: @unchecked Sendable {
         let log = open(logPath, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard log >= 0 else { throw TestSupportError("cannot create \(logPath): \(String(cString: strerror(errno)))") }
         defer { close(log) }
-        do {
-            // A session (so a process group) of its own, as Foundation's Process made one:
-            // tests end a child with everything it started by signalling `-pid`.
-            pid = try ProcessSpawner.spawn(executable, arguments, descriptors: [1: log, 2: log], newSession: true,
-                                           environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
-        } catch {
-            throw TestSupportError("cannot start \(executable): \(error)")
+        // An executable of this package can be busy for a moment: the README's test runs
+        // `make dev`, whose `swift build` may link `plane` again while other suites start it
+        // (ETXTBSY). Such a start is tried again for up to 30 s.
+        let busy = String(cString: strerror(ETXTBSY))
+        var attempt = 0
+        var started: Int32?
+        while started == nil {
+            do {
+                // A session (so a process group) of its own, as Foundation's Process made one:
+                // tests end a child with everything it started by signalling `-pid`.
+                started = try ProcessSpawner.spawn(executable, arguments, descriptors: [1: log, 2: log], newSession: true,
+                                                   environment: ProcessInfo.processInfo.environment.merging(environment) { $1 })
+            } catch {
+                attempt += 1
+                guard error.message.contains(busy), attempt < 300 else { throw TestSupportError("cannot start \(executable): \(error)") }
+                usleep(100_000)
+            }
         }
+        guard let started else { throw TestSupportError("cannot start \(executable)") }
+        pid = started
     }
 
     /// Starts `executable` under a small watchdog shell that ends it when the test process
