@@ -119,7 +119,22 @@ struct DroneProcessTests {
     @Test func aV0310DroneTomlWithANamedDockerNetworkStartsAndServes() async throws {
         let docker = SystemProgram("docker", debianPackage: "docker.io")
         let network = "plane-test-v0310-\(UInt32.random(in: 0...UInt32.max))"
+        // A network of this test that an earlier run left behind (a run killed mid-test) holds
+        // the subnet: removed first. This run's is removed however the test ends.
+        for stale in try await docker.run(["network", "ls", "-q", "--filter", "name=plane-test-v0310-"]).split(separator: "\n") {
+            _ = try? await docker.run(["network", "rm", String(stale)])
+        }
         _ = try await docker.run(["network", "create", "--subnet", "10.215.254.0/24", network])
+        do {
+            try await servesOnTheNamedNetwork(network, docker: docker)
+        } catch {
+            _ = try? await docker.run(["network", "rm", network])
+            throw error
+        }
+        _ = try? await docker.run(["network", "rm", network])
+    }
+
+    func servesOnTheNamedNetwork(_ network: String, docker: SystemProgram) async throws {
         let image = try await DockerTestImage.shared.ensureLoaded()
         try await withNATSServer { server in
             let client = try await server.connectedClient()
@@ -146,7 +161,6 @@ struct DroneProcessTests {
             relay.stop()
             await client.close()
         }
-        _ = try? await docker.run(["network", "rm", network])
     }
 
     /// Host networking, an explicit opt-in: a backend becomes Ready only once the drone has
