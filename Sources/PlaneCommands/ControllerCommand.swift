@@ -105,7 +105,9 @@ enum ControllerConfigDump {
             lines += ["max_records = \(d.limits.maxRecords)", "max_txt_per_name = \(d.limits.maxTextsPerName)",
                       "max_txt_bytes = \(d.limits.maxTextBytes)", "max_zones = \(d.limits.maxZones)",
                       "tcp_timeout_secs = \(d.server.tcpTimeout.components.seconds)", "tcp_max_connections = \(d.server.maxTCPConnections)",
-                      "tcp_max_connections_per_address = \(d.server.maxTCPConnectionsPerAddress)"]
+                      "tcp_max_connections_per_address = \(d.server.maxTCPConnectionsPerAddress)",
+                      "rate_limit = \(d.server.rateLimit.responsesPerSecond)", "rate_limit_slip = \(d.server.rateLimit.slip)",
+                      "rate_limit_ipv4_prefix = \(d.server.rateLimit.ipv4PrefixLength)", "rate_limit_ipv6_prefix = \(d.server.rateLimit.ipv6PrefixLength)"]
         }
         if let h = c.http {
             lines += ["", "[http]", "port = \(h.port)", "bind_ip = \"\(h.bindHost)\"", "cluster = \"\(h.cluster)\"",

@@ -56,6 +56,10 @@ enum ControllerConfigLoader {
             if let v = section.int("tcp_timeout_secs", in: 1...3600) { config.server.tcpTimeout = .seconds(v) }
             if let v = section.int("tcp_max_connections", in: 1...1_000_000) { config.server.maxTCPConnections = v }
             if let v = section.int("tcp_max_connections_per_address", in: 1...1_000_000) { config.server.maxTCPConnectionsPerAddress = v }
+            if let v = section.int("rate_limit", in: 0...DNSResponseRateLimit.responsesPerSecondRange.upperBound) { config.server.rateLimit.responsesPerSecond = v }
+            if let v = section.int("rate_limit_slip", in: 0...100) { config.server.rateLimit.slip = v }
+            if let v = section.int("rate_limit_ipv4_prefix", in: 0...32) { config.server.rateLimit.ipv4PrefixLength = v }
+            if let v = section.int("rate_limit_ipv6_prefix", in: 0...128) { config.server.rateLimit.ipv6PrefixLength = v }
             dns = config
         }
         var http: HTTPAPIConfiguration?

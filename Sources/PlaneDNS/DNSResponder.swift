@@ -25,7 +25,9 @@ public struct DNSResponder: Sendable {
         self.authority = authority
     }
 
-    public func respond(to packet: [UInt8], transport: Transport) -> Response {
+    /// With `truncate` (a UDP client over its rate, `DNSResponseRateLimit`), the answer is
+    /// decided as always but sent as its question only, with TC set.
+    public func respond(to packet: [UInt8], transport: Transport, truncate: Bool = false) -> Response {
         guard let (header, _) = DNSMessageReader.header(of: packet), !header.isResponse else {
             return Response(bytes: nil, outcome: .dropped, truncated: false)
         }
@@ -33,12 +35,13 @@ public struct DNSResponder: Sendable {
         do {
             query = try DNSMessageReader.parse(packet)
         } catch {
-            return finish(errorReply(to: header, code: .formatError), outcome: .formatError, transport: transport, limit: 512)
+            return finish(errorReply(to: header, code: .formatError), outcome: .formatError, transport: transport, limit: truncate ? 0 : 512)
         }
         var limit = 512
         if let edns = query.edns {
             limit = Int(min(max(edns.udpPayloadSize, 512), authority.maxUDPPayload))
         }
+        if truncate { limit = 0 }
         guard query.header.opcode == 0 else {
             return finish(errorReply(to: query, code: .notImplemented), outcome: .notImplemented, transport: transport, limit: limit)
         }

@@ -31,11 +31,14 @@ public final class DNSServer: Service, Sendable {
     private let logger: Logger
     private let state = Mutex(State())
     private let tcpConnections: DNSTCPConnectionTable
+    /// UDP answers per client network; nil when `rate_limit` is 0.
+    private let rateLimiter: DNSResponseRateLimiter?
     /// Told of each limit a client hit (its key and the client's address).
     private let limitHit: @Sendable (_ key: String, _ client: SocketAddress?) -> Void
 
-    /// `limitHit` is told of every connection refused for a limit, and of every slow client
-    /// closed (`DNSServerConfiguration`'s keys), for counting and logging.
+    /// `limitHit` is told of every connection refused for a limit, of every slow client
+    /// closed and of every UDP query over its network's rate (`DNSServerConfiguration`'s
+    /// keys), for counting and logging.
     public init(configuration: DNSServerConfiguration, responder: DNSResponder, logger: Logger,
                 limitHit: @escaping @Sendable (_ key: String, _ client: SocketAddress?) -> Void = { _, _ in }) {
         self.configuration = configuration
@@ -43,6 +46,7 @@ public final class DNSServer: Service, Sendable {
         self.logger = logger
         self.limitHit = limitHit
         tcpConnections = DNSTCPConnectionTable(limit: configuration.maxTCPConnections, limitPerAddress: configuration.maxTCPConnectionsPerAddress)
+        rateLimiter = configuration.rateLimit.isEnabled ? DNSResponseRateLimiter(limit: configuration.rateLimit) : nil
     }
 
     /// TCP connections open now.
@@ -93,6 +97,8 @@ public final class DNSServer: Service, Sendable {
         let responder = responder
         let counters = counters
         let logger = logger
+        let rateLimiter = rateLimiter
+        let limitHit = limitHit
         return try await DatagramBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .channelOption(.socketOption(.so_reuseaddr), value: 1)
             .channelOption(ChannelOptions.socketOption(NIOBSDSocket.Option(rawValue: SO_REUSEPORT)), value: 1)
@@ -106,7 +112,8 @@ public final class DNSServer: Service, Sendable {
             .channelOption(.maxMessagesPerRead, value: 64)
             .channelInitializer { channel in
                 channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(DNSDatagramHandler(responder: responder, counters: counters, logger: logger))
+                    try channel.pipeline.syncOperations.addHandler(DNSDatagramHandler(responder: responder, counters: counters, rateLimiter: rateLimiter,
+                                                                                      logger: logger, limitHit: limitHit))
                 }
             }
             .bind(host: configuration.bindHost, port: port)
@@ -155,17 +162,37 @@ final class DNSDatagramHandler: ChannelInboundHandler {
 
     let responder: DNSResponder
     let counters: DNSQueryCounters
+    let rateLimiter: DNSResponseRateLimiter?
     let logger: Logger
+    let limitHit: @Sendable (_ key: String, _ client: SocketAddress?) -> Void
 
-    init(responder: DNSResponder, counters: DNSQueryCounters, logger: Logger) {
+    init(responder: DNSResponder, counters: DNSQueryCounters, rateLimiter: DNSResponseRateLimiter?, logger: Logger,
+         limitHit: @escaping @Sendable (_ key: String, _ client: SocketAddress?) -> Void) {
         self.responder = responder
         self.counters = counters
+        self.rateLimiter = rateLimiter
         self.logger = logger
+        self.limitHit = limitHit
     }
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let envelope = unwrapInboundIn(data)
-        let response = responder.respond(to: Array(envelope.data.readableBytesView), transport: .udp)
+        var truncate = false
+        if let rateLimiter {
+            // Decided before the query is read: a flood over the rate costs no parsing.
+            let now = Int64(clamping: NIODeadline.now().uptimeNanoseconds)
+            switch rateLimiter.decide(for: envelope.remoteAddress, now: now) {
+            case .answer:
+                break
+            case .truncate:
+                truncate = true
+                limitHit(DNSResponseRateLimit.key, envelope.remoteAddress)
+            case .drop:
+                limitHit(DNSResponseRateLimit.key, envelope.remoteAddress)
+                return
+            }
+        }
+        let response = responder.respond(to: Array(envelope.data.readableBytesView), transport: .udp, truncate: truncate)
         counters.record(response)
         guard let bytes = response.bytes else { return }
         let reply = AddressedEnvelope(remoteAddress: envelope.remoteAddress, data: context.channel.allocator.buffer(bytes: bytes))

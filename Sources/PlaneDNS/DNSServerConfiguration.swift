@@ -17,6 +17,8 @@ public struct DNSServerConfiguration: Sendable, Hashable {
     public var maxTCPConnections: Int = 512
     /// `tcp_max_connections_per_address`: TCP connections at once from one client address.
     public var maxTCPConnectionsPerAddress: Int = 32
+    /// `rate_limit*`: UDP answers per client network (`DNSResponseRateLimit`).
+    public var rateLimit = DNSResponseRateLimit()
 
     /// The keys these limits are counted under (`plane_input_limit_hits_total{limit=...}`).
     public static let maxTCPConnectionsKey = "dns.tcp_max_connections"

@@ -27,15 +27,20 @@ enum DNSFuzzTargets {
     }()
     static let authoritative = DNSResponder(store: store, authority: DNSAuthority())
 
-    static let responder = FuzzTarget("dns-responder", "DNSResponder on any packet over UDP and TCP: every answer parses, is a response, and fits its transport.") { raw in
+    static let responder = FuzzTarget("dns-responder", "DNSResponder on any packet over UDP and TCP, and truncated as for a client over its rate: every answer parses, is a response, and fits its transport; a rate-limited one has no records.") { raw in
         var input = FuzzInput(raw)
-        let transport: DNSResponder.Transport = input.byte() & 1 == 0 ? .udp : .tcp
+        let first = input.byte()
+        let transport: DNSResponder.Transport = first & 1 == 0 ? .udp : .tcp
+        let truncate = transport == .udp && first & 2 != 0
         let packet = input.rest()
-        let response = authoritative.respond(to: packet, transport: transport)
+        let response = authoritative.respond(to: packet, transport: transport, truncate: truncate)
         guard let bytes = response.bytes else { return }
         FuzzTarget.require(bytes.count <= (transport == .udp ? 4096 : DNSMessageWriter.maximumLength), "an answer of \(bytes.count) bytes over \(transport)")
         let parsed = try? DNSMessageReader.parse(bytes)
         FuzzTarget.require(parsed?.header.isResponse == true, "an answer that does not parse as a response")
+        if truncate {
+            FuzzTarget.require(response.truncated && parsed?.answers.isEmpty == true && parsed?.authorities.isEmpty == true, "a rate-limited answer with records")
+        }
     }
 
     static let stream = FuzzTarget("dns-stream", "DNS over TCP: DNSStreamConnection on any byte stream cut into any reads, each framed query answered: queries are only what arrived, what waits unread stays bounded, every answer parses and fits a frame.") { raw in

@@ -69,6 +69,10 @@ struct ControllerConfigTests {
             tcp_timeout_secs = 4
             tcp_max_connections = 2000
             tcp_max_connections_per_address = 8
+            rate_limit = 50
+            rate_limit_slip = 1
+            rate_limit_ipv4_prefix = 32
+            rate_limit_ipv6_prefix = 64
 
             [http]
             port = 9191
@@ -88,6 +92,8 @@ struct ControllerConfigTests {
         #expect(config.dns?.nameServer?.description == "ns1.plane.example." && config.dns?.zones.map(\.key) == ["plane.example", "other.example"])
         let server = try #require(config.dns?.server)
         #expect(server.tcpTimeout == .seconds(4) && server.maxTCPConnections == 2000 && server.maxTCPConnectionsPerAddress == 8)
+        #expect(server.rateLimit.responsesPerSecond == 50 && server.rateLimit.slip == 1)
+        #expect(server.rateLimit.ipv4PrefixLength == 32 && server.rateLimit.ipv6PrefixLength == 64)
         #expect(config.http?.port == 9191 && config.http?.cluster == "plane.example")
         #expect(config.http?.requestTimeout == .seconds(12) && config.http?.maxConnections == 300 && config.http?.maxStatusStreams == 40)
         #expect(config.http?.services == ["hello-world": "plane-test-server:latest", "notebook": "registry.example/nb:3"])
@@ -163,6 +169,11 @@ struct ControllerConfigTests {
         #expect(problems(dns + "tcp_timeout_secs = 0\n").contains { $0.hasPrefix("dns.tcp_timeout_secs: 0 is out of range") })
         #expect(problems(dns + "tcp_max_connections = 0\n").contains { $0.hasPrefix("dns.tcp_max_connections:") })
         #expect(problems(dns + "tcp_max_connections_per_address = 9999999999\n").contains { $0.hasPrefix("dns.tcp_max_connections_per_address:") })
+        #expect(problems(dns + "rate_limit = -1\n").contains { $0.hasPrefix("dns.rate_limit:") })
+        #expect(problems(dns + "rate_limit = 99999999999\n").contains { $0.hasPrefix("dns.rate_limit:") })
+        #expect(problems(dns + "rate_limit_ipv4_prefix = 33\n").contains { $0.hasPrefix("dns.rate_limit_ipv4_prefix:") })
+        #expect(problems(dns + "rate_limit_ipv6_prefix = 129\n").contains { $0.hasPrefix("dns.rate_limit_ipv6_prefix:") })
+        #expect(problems(dns + "rate_limit_slip = 101\n").contains { $0.hasPrefix("dns.rate_limit_slip:") })
         #expect(problems("[nats]\nhosts=[\"a\"]\n").contains { $0.contains("no part is enabled") })
         #expect(problems("[dns]\n").contains { $0.hasPrefix("nats: missing") })
         #expect(problems("[nats]\nhosts=[\"a\"]\n[dns]\n", environment: ["PLANE_DNS__PORT": "x"]).contains { $0.contains("PLANE_DNS__PORT") })

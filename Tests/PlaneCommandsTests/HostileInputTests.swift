@@ -95,6 +95,7 @@ struct HostileInputTests {
                 max_txt_bytes = 16384
                 max_zones = 8
                 tcp_timeout_secs = 2
+                rate_limit = 50
                 [http]
                 bind_ip = "127.0.0.1"
                 port = \(httpPort)
@@ -269,9 +270,17 @@ struct HostileInputTests {
             let (_, cut) = try await slowClient.raw([[0xFF, 0xFF, 1, 2, 3]])
             #expect(cut, "a TCP query that never arrives whole is cut")
             #expect(try await dig.run(["@127.0.0.1", "-p", port, "+short", "A", "\(cluster.backend).plane.test"]) == "127.0.0.1\n")
+            // A flood of queries from one network (rate_limit = 50 here): its burst is
+            // answered, then every second query gets an empty truncated answer and the others
+            // none; another network is answered meanwhile.
+            let name = "\(cluster.backend).plane.test"
+            let flood = try await DNSQueryBurst(port: cluster.dnsPort, name: name, count: 400).run()
+            #expect(flood.answers >= 50 && flood.answers <= 150 && flood.truncated >= 100 && flood.unanswered >= 100, "\(flood)")
+            let neighbour = try await DNSQueryBurst(port: cluster.dnsPort, name: name, count: 10, source: "127.0.1.1").run()
+            #expect(neighbour.answers == 10, "\(neighbour)")
             try await expectHealthy(cluster, after: "DNS floods and packets", since: since)
             let controllerMetrics = await cluster.metrics(controller: true)
-            for limit in ["dns.max_txt_per_name", "dns.max_txt_bytes", "dns.max_zones", "dns.tcp_timeout_secs"] {
+            for limit in ["dns.max_txt_per_name", "dns.max_txt_bytes", "dns.max_zones", "dns.tcp_timeout_secs", "dns.rate_limit"] {
                 #expect(controllerMetrics.contains("plane_input_limit_hits_total{limit=\"\(limit)\"}"), "\(limit) is counted")
             }
 
