@@ -45,9 +45,7 @@ final class DNSResponseRateLimiter: Sendable {
         var hasher = Hasher()
         switch client {
         case .v4(let address):
-            let host = UInt32(bigEndian: address.address.sin_addr.s_addr)
-            hasher.combine(UInt8(4))
-            hasher.combine(host & Self.mask32(prefix: limit.ipv4PrefixLength))
+            combine(ipv4: UInt32(bigEndian: address.address.sin_addr.s_addr), into: &hasher)
         case .v6(let address):
             var high: UInt64 = 0
             var low: UInt64 = 0
@@ -60,6 +58,12 @@ final class DNSResponseRateLimiter: Sendable {
                     }
                 }
             }
+            // An IPv4 client of a dual-stack socket (`bind_ip = "::"`) comes as ::ffff:a.b.c.d;
+            // its network is its IPv4 one (under the IPv6 prefix every IPv4 client would share one).
+            if high == 0, low >> 32 == 0xFFFF {
+                combine(ipv4: UInt32(truncatingIfNeeded: low), into: &hasher)
+                break
+            }
             let prefix = min(max(limit.ipv6PrefixLength, 0), 128)
             hasher.combine(UInt8(6))
             hasher.combine(high & Self.mask64(prefix: min(prefix, 64)))
@@ -68,6 +72,11 @@ final class DNSResponseRateLimiter: Sendable {
             return nil
         }
         return hasher.finalize()
+    }
+
+    private func combine(ipv4 host: UInt32, into hasher: inout Hasher) {
+        hasher.combine(UInt8(4))
+        hasher.combine(host & Self.mask32(prefix: limit.ipv4PrefixLength))
     }
 
     /// The top `prefix` bits set (0...32; out of range is clamped).

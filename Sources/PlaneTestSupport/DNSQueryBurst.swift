@@ -19,20 +19,23 @@ public struct DNSQueryBurst: Sendable {
     /// The address the queries come from (any 127.x.y.z works on Linux).
     public var source: String = "127.0.0.1"
     public var server: String = "127.0.0.1"
+    /// How long no answer must come before the burst counts the rest as unanswered.
+    public var quietTime: Duration
 
-    public init(port: Int, name: String, count: Int, source: String = "127.0.0.1") {
+    public init(port: Int, name: String, count: Int, source: String = "127.0.0.1", quietTime: Duration = .seconds(1)) {
         self.port = port
         self.name = name
         self.count = count
         self.source = source
+        self.quietTime = quietTime
     }
 
     /// Sends the queries (in groups of 25, so that no socket buffer overflows), then reads
-    /// answers until none has come for a second.
+    /// answers until none has come for `quietTime`.
     public func run() async throws -> Result {
         let script = """
             import socket, struct, sys, time
-            server, port, source, name, count = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5])
+            server, port, source, name, count, quiet = sys.argv[1], int(sys.argv[2]), sys.argv[3], sys.argv[4], int(sys.argv[5]), float(sys.argv[6])
             question = b''.join(bytes([len(label)]) + label.encode() for label in name.split('.')) + b'\\0' + struct.pack('>HH', 1, 1)
             s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
             s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)
@@ -41,7 +44,7 @@ public struct DNSQueryBurst: Sendable {
                 s.sendto(struct.pack('>HHHHHH', i, 0x0100, 1, 0, 0, 0) + question, (server, port))
                 if i % 25 == 24:
                     time.sleep(0.001)
-            s.settimeout(1.0)
+            s.settimeout(quiet)
             seen, answers, truncated = set(), 0, 0
             try:
                 while True:
@@ -58,8 +61,10 @@ public struct DNSQueryBurst: Sendable {
                 pass
             print(answers, truncated, count - answers - truncated)
             """
+        let (seconds, attoseconds) = quietTime.components
+        let quiet = Double(seconds) + Double(attoseconds) / 1e18
         let output = try await SystemProgram("python3", debianPackage: "python3")
-            .run(["-c", script, server, "\(port)", source, name, "\(count)"])
+            .run(["-c", script, server, "\(port)", source, name, "\(count)", "\(quiet)"])
         let numbers = output.split(whereSeparator: \.isWhitespace).compactMap { Int($0) }
         guard numbers.count == 3 else { throw TestSupportError("DNSQueryBurst: unexpected output \(output)") }
         return Result(answers: numbers[0], truncated: numbers[1], unanswered: numbers[2])

@@ -63,6 +63,9 @@ struct DNSResponseRateLimitTests {
         #expect(try hash("198.51.100.7") != hash("198.51.101.7"))
         #expect(try hash("2001:db8:0:100::1") == hash("2001:db8:0:1ff:ffff::2"), "one /56")
         #expect(try hash("2001:db8:0:100::1") != hash("2001:db8:0:200::1"))
+        // IPv4 clients of a dual-stack socket keep their IPv4 networks.
+        #expect(try hash("::ffff:198.51.100.7") == hash("198.51.100.99"))
+        #expect(try hash("::ffff:198.51.100.7") != hash("::ffff:203.0.113.7"))
         var hostOnly = DNSResponseRateLimit()
         hostOnly.ipv4PrefixLength = 32
         hostOnly.ipv6PrefixLength = 128
@@ -92,12 +95,14 @@ struct DNSResponseRateLimitTests {
     }
 
     /// The real server: a client network over its rate gets a burst, then truncated answers
-    /// and silence; another network and TCP are answered meanwhile.
-    @Test func theServerLimitsOneNetworkAndNotTheOthers() async throws {
+    /// and silence; another network and TCP are answered meanwhile. Bound to `::` too, where
+    /// IPv4 clients come as IPv4-mapped IPv6 addresses and must keep their own networks.
+    @Test(arguments: ["127.0.0.1", "::"])
+    func theServerLimitsOneNetworkAndNotTheOthers(bindHost: String) async throws {
         let zone = try DNSName("plane.test")
         let store = DNSRecordStore(zones: [zone])
         try store.setAddress("12.12.12.12", name: "louie", zone: zone)
-        var configuration = DNSServerConfiguration(bindHost: "127.0.0.1", port: 0)
+        var configuration = DNSServerConfiguration(bindHost: bindHost, port: 0)
         configuration.udpSockets = 2
         configuration.rateLimit = limit(20)
         let hits = Hits()
@@ -120,18 +125,23 @@ struct DNSResponseRateLimitTests {
     }
 
     func expectLimited(port: Int, hits: Hits) async throws {
-        let flood = try await DNSQueryBurst(port: port, name: "louie.plane.test", count: 300).run()
-        // 20 at once, and one more per 50 ms the burst took.
-        #expect(flood.answers >= 20 && flood.answers <= 45, "\(flood)")
-        #expect(flood.truncated >= 100 && flood.unanswered >= 100, "\(flood)")
-        #expect(abs(flood.truncated - flood.unanswered) <= 2, "every second query over the rate is truncated: \(flood)")
+        // Answers come within milliseconds on loopback; a short wait for the last keeps the
+        // network's bucket from refilling (20 a second) before its neighbour asks.
+        let flood = try await DNSQueryBurst(port: port, name: "louie.plane.test", count: 300, quietTime: .milliseconds(300)).run()
+        // 20 at once, and one more per 50 ms the burst took. (On a busy machine the kernel
+        // may drop some of a burst before the server reads it: those count as unanswered.)
+        #expect(flood.answers >= 20 && flood.answers <= 80, "\(flood)")
+        #expect(flood.truncated >= 80 && flood.unanswered >= 80, "\(flood)")
+        #expect(flood.truncated <= flood.unanswered + 2, "at most every second query over the rate is truncated: \(flood)")
         let other = try await DNSQueryBurst(port: port, name: "louie.plane.test", count: 20, source: "127.0.1.1").run()
+        // (Were the two networks one, its bucket would hold far fewer than 20 by now.)
         #expect(other.answers == 20, "another /24 keeps its own rate: \(other)")
         let tcp = try await SystemProgram.dig.run(["@127.0.0.1", "-p", "\(port)", "+tcp", "+short", "A", "louie.plane.test"])
         #expect(tcp == "12.12.12.12\n", "TCP is not rate limited")
         let counted = hits.list.withLock { $0 }
-        #expect(counted.count == flood.truncated + flood.unanswered, "every query over the rate is reported")
-        #expect(counted.allSatisfy { $0 == "dns.rate_limit 127.0.0.1" })
+        // Every query over the rate is reported: every second one was truncated, the rest dropped.
+        #expect(counted.count >= 2 * flood.truncated - 1 && counted.count <= flood.truncated + flood.unanswered, "\(counted.count) reported, \(flood)")
+        #expect(counted.allSatisfy { $0.hasPrefix("dns.rate_limit ") && $0.hasSuffix("127.0.0.1") }, "\(counted.prefix(3))")
         // A second later the network has its burst back.
         try await Task.sleep(for: .milliseconds(1100))
         #expect(try await DNSQueryBurst(port: port, name: "louie.plane.test", count: 20).run().answers == 20)
@@ -148,6 +158,8 @@ struct DNSResponseRateLimitTests {
         let port = try await server.start().port
         let burst = try await DNSQueryBurst(port: port, name: "louie.plane.test", count: 300).run()
         await server.stop()
-        #expect(burst.answers == 300, "\(burst)")
+        // None is truncated, and all are answered but what the kernel of a busy machine may
+        // drop of the burst (with the default limit, 200 would be answered and 50 truncated).
+        #expect(burst.truncated == 0 && burst.answers >= 250, "\(burst)")
     }
 }
