@@ -30,8 +30,9 @@ public struct DNSQueryBurst: Sendable {
         self.quietTime = quietTime
     }
 
-    /// Sends the queries (in groups of 25, so that no socket buffer overflows), then reads
-    /// answers until none has come for `quietTime`.
+    /// Sends the queries (in groups of 25 a millisecond apart, so that the server's socket
+    /// buffer rarely overflows; on a busy machine it may, and those count as unanswered),
+    /// then reads answers until none has come for `quietTime`.
     public func run() async throws -> Result {
         let script = """
             import socket, struct, sys, time
