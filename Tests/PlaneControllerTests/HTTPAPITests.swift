@@ -196,6 +196,9 @@ final class SeenControlMessages: Sendable {
             #expect(api.statusStreams.count == 2)
             let third = try await probe(limited, timeout: .seconds(10)).raw(stream)
             #expect(third.text.hasPrefix("HTTP/1.1 503") && third.text.contains("max_status_streams") && third.text.contains("Retry-After"), "\(third)")
+            // Its place is given back when the server has seen the close, which can come after
+            // the client saw it: until then a new connection would be the fourth, and refused.
+            #expect(try await eventually(timeout: .seconds(30)) { api.openConnections.count == 2 })
             // A silent client holds the third connection; a fourth is one too many.
             let holder = try await probe(limited, timeout: .seconds(30)).hold()
             #expect(try await eventually(timeout: .seconds(30)) { api.openConnections.count == 3 })
