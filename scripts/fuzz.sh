@@ -29,12 +29,24 @@ scratch=.build-fuzz
 
 echo "fuzz: building plane-fuzz with -sanitize=fuzzer,address (into $scratch)"
 mkdir -p "$scratch"
+# SwiftPM passes `--sanitize fuzzer --sanitize address` to swiftc as two flags, and swiftc
+# keeps only the last: Swift code would get AddressSanitizer but no coverage, and libFuzzer
+# would mutate blind. `-Xswiftc -sanitize=fuzzer,address` comes after them and names both
+# (the `--sanitize` flags stay for the C targets and the link).
 if ! swift build --scratch-path "$scratch" --product plane-fuzz --sanitize fuzzer --sanitize address \
-    -Xswiftc -parse-as-library -Xswiftc -DPLANE_LIBFUZZER > "$scratch/build.log" 2>&1; then
+    -Xswiftc -sanitize=fuzzer,address -Xswiftc -parse-as-library -Xswiftc -DPLANE_LIBFUZZER > "$scratch/build.log" 2>&1; then
   tail -n 40 "$scratch/build.log"
   echo "fuzz: the fuzzing build failed (log: $scratch/build.log)" >&2
   exit 1
 fi
+# Coverage-guided or nothing: our parsers' objects must carry libFuzzer's counters.
+for object in "$scratch"/debug/PlaneProxy.build/HTTP1Parser.swift.o "$scratch"/debug/PlaneDNS.build/DNSMessageReader.swift.o; do
+  # (Not `grep -q`: it would stop reading, and with pipefail readelf's SIGPIPE fails the test.)
+  if [ "$(readelf -S "$object" 2>/dev/null | grep -c __sancov_cntrs)" = 0 ]; then
+    echo "fuzz: $object has no coverage instrumentation; libFuzzer would fuzz blind" >&2
+    exit 1
+  fi
+done
 binary="$scratch/debug/plane-fuzz"
 if [ ${#targets[@]} -eq 0 ]; then
   mapfile -t targets < <(ls Tests/FuzzCorpus)
@@ -46,7 +58,7 @@ export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}
 status=0
 rows="$scratch/rows"
 : > "$rows"
-printf '%-18s %12s %10s %8s  %s\n' target executions "execs/s" seconds result
+printf '%-18s %12s %10s %8s %8s  %s\n' target executions "execs/s" seconds coverage result
 for target in "${targets[@]}"; do
   corpus="$scratch/corpus/$target"
   crashes="$scratch/crashes/$target"
@@ -61,14 +73,17 @@ for target in "${targets[@]}"; do
   rm -rf "${TMPDIR:-/tmp}"/plane-fuzz-layer-*  # the tar-layer target's scratch directories
   executions=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
   rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
+  # The edges (and compared values) libFuzzer has seen covered: it grows from the corpus
+  # only when the code is instrumented.
+  coverage=$(grep -o 'cov: [0-9]*' "$log" | tail -1 | cut -d' ' -f2)
   if [ "$rc" -eq 0 ]; then
     result=ok
   else
     result="FINDING (exit $rc): $(ls -t "$crashes" | head -1)"
     status=1
   fi
-  printf '%-18s %12s %10s %8s  %s\n' "$target" "${executions:-?}" "${rate:-?}" "$seconds" "$result"
-  echo "$target ${executions:-?} ${rate:-?} $result" >> "$rows"
+  printf '%-18s %12s %10s %8s %8s  %s\n' "$target" "${executions:-?}" "${rate:-?}" "$seconds" "${coverage:-?}" "$result"
+  echo "$target ${executions:-?} ${rate:-?} ${coverage:-0} $result" >> "$rows"
   if [ "$rc" -ne 0 ]; then
     grep -E "ERROR|Fatal error|fuzz invariant|SUMMARY|^#0 |^    #[0-9] " "$log" | head -n 25
     echo "    log: $log"
@@ -77,20 +92,21 @@ done
 if [ "$ci" = 0 ] && [ "$status" = 0 ] && [ "$(wc -l < "$rows")" = "$(ls Tests/FuzzCorpus | wc -l)" ]; then
   python3 - "$rows" "$seconds" <<'PY'
 import datetime, os, platform, re, sys
-rows = [line.split(maxsplit=3) for line in open(sys.argv[1]) if line.strip()]
+rows = [line.split(maxsplit=4) for line in open(sys.argv[1]) if line.strip()]
 seconds = sys.argv[2]
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
-table = "\n".join(f"| `{r[0]}` | {int(r[2]):,} | {int(r[1]):,} |" for r in rows)
+table = "\n".join(f"| `{r[0]}` | {int(r[2]):,} | {int(r[1]):,} | {int(r[3]):,} |" for r in rows)
 section = f"""<!-- fuzz:start -->
 ## Fuzzing
 
 `make fuzz` (`scripts/fuzz.sh`): every fuzz target (docs/security.md, "Fuzzing") under
 libFuzzer with AddressSanitizer, a debug build with `-sanitize=fuzzer,address`, {seconds} s
 each from its corpus, one at a time on {os.cpu_count()} cores ({cpu}), {platform.system()} {platform.release()},
-{datetime.date.today().isoformat()}. No finding.
+{datetime.date.today().isoformat()}. No finding. Coverage: the edges and compared values libFuzzer
+saw covered at the end (`cov:`), of all the code the target reaches.
 
-| Target | Executions/s | Executions |
-|---|---:|---:|
+| Target | Executions/s | Executions | Coverage |
+|---|---:|---:|---:|
 {table}
 <!-- fuzz:end -->
 """
