@@ -52,14 +52,27 @@ struct DockerNetworkSetup {
                         _ = try await create(name: name, subnet: subnet, egress: egress)
                     } catch {
                         // Another drone creating it at the same moment makes dockerd refuse
-                        // ours as overlapping its address pool: if it exists now, use it.
-                        guard try await client.call(.GET, "/networks/\(name)").status == 200 else { throw error }
+                        // ours as overlapping the address pool it has just taken, before its
+                        // network can be inspected: if it appears shortly, use it.
+                        guard try await appears(name) else { throw error }
                     }
                 default:
                     throw RuntimeError(.unavailable, "Docker could not inspect network '\(name)': \(response.status) \(response.message)")
                 }
             }
             throw RuntimeError(.unavailable, "Docker network '\(name)' could not be created or found; check the daemon's log.")
+        }
+    }
+
+    /// Whether network `name` can be inspected within `within` (polled every 100 ms):
+    /// dockerd takes a new network's address pool before it stores the network.
+    func appears(_ name: String, within: Duration = .seconds(3)) async throws(RuntimeError) -> Bool {
+        let clock = ContinuousClock()
+        let deadline = clock.now.advanced(by: within)
+        while true {
+            if try await client.call(.GET, "/networks/\(name)").status == 200 { return true }
+            guard clock.now < deadline, !Task.isCancelled else { return false }
+            try? await clock.sleep(for: .milliseconds(100))
         }
     }
 

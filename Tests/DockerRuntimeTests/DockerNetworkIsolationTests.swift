@@ -91,6 +91,34 @@ struct DockerNetworkIsolationTests {
         await removeNetwork(name)
     }
 
+    /// Drones sharing a daemon start together (a host's boot, a fleet's rollout): each finds
+    /// the managed network missing and creates it. dockerd refuses all but one, some as
+    /// "Pool overlaps" while the winner's network is not yet visible; every drone must come
+    /// up on the one network. Several rounds, each on a fresh name, to meet that window.
+    @Test func dronesOfOneDaemonCreatingTheNetworkAtOnceAllComeUp() async throws {
+        for _ in 0..<4 {
+            let name = Self.uniqueName("plane-test-together")
+            await withTaskGroup(of: String?.self) { group in
+                for _ in 0..<6 {
+                    group.addTask {
+                        do {
+                            _ = try await self.runtime(.managed(name: name, subnet: "10.215.239.0/24"))
+                            return nil
+                        } catch {
+                            return "\(error)"
+                        }
+                    }
+                }
+                for await failure in group {
+                    if let failure { Issue.record("a drone did not come up: \(failure)") }
+                }
+            }
+            let listed = try await Self.docker.run(["network", "ls", "--filter", "name=\(name)", "--format", "{{.Name}}"])
+            #expect(listed.split(separator: "\n").filter { $0 == name }.count == 1, "one network: \(listed)")
+            await removeNetwork(name)
+        }
+    }
+
     @Test func aNamedNetworkIsUsedAndMustExist() async throws {
         let name = Self.uniqueName("plane-test-named")
         do {
