@@ -10,7 +10,10 @@ import Logging
 ///
 /// Every rule lives in a chain of the drone's own, rebuilt whole on each `apply` (so a
 /// changed list never leaves an old network allowed) and jumped to from one rule per
-/// direction in the parent chain. What the chain decides:
+/// direction in the parent chain. The rebuild is one `iptables-restore --noflush`
+/// transaction: a packet (or another drone applying the same chain, as drones sharing a
+/// daemon do when they start together) never sees the chain empty or half written.
+/// What the chain decides:
 ///
 /// - `.docker(bridge:)`: parent `DOCKER-USER`, jumped to for packets in from the managed
 ///   network's bridge. Replies and packets to a listed network go back to Docker's rules
@@ -30,19 +33,22 @@ public struct EgressFirewall: Sendable {
     }
 
     let iptables: String
+    let iptablesRestore: String
     let logger: Logger
 
-    public init(iptables: String, logger: Logger) {
+    public init(iptables: String, iptablesRestore: String, logger: Logger) {
         self.iptables = iptables
+        self.iptablesRestore = iptablesRestore
         self.logger = logger
     }
 
-    /// Finds `iptables` (Debian's `iptables` package; Docker depends on it).
+    /// Finds `iptables` and `iptables-restore` (Debian's `iptables` package; Docker depends on it).
     public static func make(logger: Logger) throws(RuntimeError) -> EgressFirewall {
-        for directory in ["/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin"] where FileManager.default.isExecutableFile(atPath: "\(directory)/iptables") {
-            return EgressFirewall(iptables: "\(directory)/iptables", logger: logger)
+        for directory in ["/usr/sbin", "/sbin", "/usr/bin", "/bin", "/usr/local/sbin"]
+        where FileManager.default.isExecutableFile(atPath: "\(directory)/iptables") && FileManager.default.isExecutableFile(atPath: "\(directory)/iptables-restore") {
+            return EgressFirewall(iptables: "\(directory)/iptables", iptablesRestore: "\(directory)/iptables-restore", logger: logger)
         }
-        throw RuntimeError(.unavailable, "An egress allow list needs iptables: apt-get install -y iptables (and root, CAP_NET_ADMIN).")
+        throw RuntimeError(.unavailable, "An egress allow list needs iptables and iptables-restore: apt-get install -y iptables (and root, CAP_NET_ADMIN).")
     }
 
     /// The filter chain's name for a placement (iptables allows 28 characters).
@@ -61,8 +67,8 @@ public struct EgressFirewall: Sendable {
         return String(repeating: "0", count: 8 - digits.count) + digits
     }
 
-    /// The rules, as `iptables` argument lists, that `apply` runs after creating and flushing
-    /// the chains (pure: unit-tested).
+    /// The rules, as `iptables` argument lists, of the drone's chains (pure: unit-tested);
+    /// `apply` writes them with `restoreScript`.
     static func rules(_ policy: EgressPolicy, placement: Placement) -> [[String]] {
         let chain = chain(for: placement)
         var rules: [[String]] = []
@@ -107,15 +113,44 @@ public struct EgressFirewall: Sendable {
         }
     }
 
+    /// The drone's chains of a placement, by table.
+    static func chains(placement: Placement) -> [(table: String, chain: String)] {
+        var chains = [("filter", chain(for: placement))]
+        if case .namespaces(let subnet, _) = placement { chains.append(("nat", natChain(for: subnet))) }
+        return chains
+    }
+
+    /// The `iptables-restore --noflush` input that replaces the drone's chains with the
+    /// rules of `policy` in one transaction per table (pure: unit-tested). With `--noflush`,
+    /// a chain's declaration (`:NAME - [0:0]`) creates it or empties it; no other chain is
+    /// touched. Each token must be a single word of the format (no space, quote, `#`).
+    static func restoreScript(_ policy: EgressPolicy, placement: Placement) throws(RuntimeError) -> String {
+        var byTable: [String: [[String]]] = [:]
+        for rule in rules(policy, placement: placement) {
+            if rule.count > 2, rule[0] == "-t" { byTable[rule[1], default: []].append(Array(rule.dropFirst(2))) } else { byTable["filter", default: []].append(rule) }
+        }
+        var script = ""
+        for (table, chain) in chains(placement: placement) {
+            script += "*\(table)\n:\(chain) - [0:0]\n"
+            for rule in byTable[table] ?? [] {
+                for token in rule where token.isEmpty || token.utf8.contains(where: { $0 <= 32 || $0 == 34 || $0 == 39 || $0 == 35 || $0 >= 127 }) {
+                    throw RuntimeError(.invalidSpec, "The egress rule token '\(token.prefix(64))' cannot be written for iptables-restore; this is a bug in Plane's rule builder.")
+                }
+                script += rule.joined(separator: " ") + "\n"
+            }
+            script += "COMMIT\n"
+        }
+        return script
+    }
+
     /// Builds the drone's chains for `policy` and makes sure the parents jump to them.
     public func apply(_ policy: EgressPolicy, placement: Placement) async throws(RuntimeError) {
-        var chains = [("filter", Self.chain(for: placement))]
-        if case .namespaces(let subnet, _) = placement { chains.append(("nat", Self.natChain(for: subnet))) }
-        for (table, chain) in chains {
-            _ = try await iptables(["-t", table, "-N", chain], tolerating: "exists")
-            try await iptables(["-t", table, "-F", chain])
+        let script = try Self.restoreScript(policy, placement: placement)
+        let completion = try await ProcessSpawner.run(iptablesRestore, ["-w", "--noflush"], input: script)
+        guard completion.succeeded else {
+            let detail = completion.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
+            throw RuntimeError(.unavailable, "iptables-restore could not write the egress chain \(Self.chain(for: placement)): \(completion.statusDescription): \(detail.prefix(500)) The egress policy needs root (CAP_NET_ADMIN).")
         }
-        for rule in Self.rules(policy, placement: placement) { try await iptables(rule) }
         for jump in Self.jumps(placement: placement) {
             let present = try await iptables(["-t", jump.table, "-C", jump.parent] + jump.rule, tolerating: "")
             if !present { try await iptables(["-t", jump.table, "-I", jump.parent, "1"] + jump.rule) }
@@ -128,9 +163,7 @@ public struct EgressFirewall: Sendable {
         for jump in Self.jumps(placement: placement) {
             while (try? await iptables(["-t", jump.table, "-D", jump.parent] + jump.rule, tolerating: "")) == true {}
         }
-        var chains = [("filter", Self.chain(for: placement))]
-        if case .namespaces(let subnet, _) = placement { chains.append(("nat", Self.natChain(for: subnet))) }
-        for (table, chain) in chains {
+        for (table, chain) in Self.chains(placement: placement) {
             _ = try? await iptables(["-t", table, "-F", chain], tolerating: "")
             _ = try? await iptables(["-t", table, "-X", chain], tolerating: "")
         }

@@ -4,7 +4,8 @@ import PlaneCore
 import Testing
 
 /// The `egress` setting and the iptables rules that hold it (pure; the real packet filter
-/// is exercised by OCINetworkNamespaceTests.egressPolicies and DockerNetworkIsolationTests).
+/// is exercised by OCINetworkNamespaceTests.egressPolicies, DockerNetworkIsolationTests and
+/// EgressFirewallRebuildTests).
 struct EgressFirewallTests {
     @Test func theSettingIsAllowDenyOrAListOfNetworks() throws {
         #expect(try EgressPolicy(setting: .string("allow")) == .allowAll)
@@ -46,5 +47,33 @@ struct EgressFirewallTests {
         let jumps = EgressFirewall.jumps(placement: placement)
         #expect(jumps.map(\.parent) == ["FORWARD", "FORWARD", "POSTROUTING"])
         #expect(EgressFirewall.natChain(for: try IPv4Subnet("192.168.240.0/20")) == "PLANE-NAT-C0A8F000-20")
+    }
+
+    @Test func theChainsAreRewrittenInOneRestoreTransactionPerTable() throws {
+        let placement = EgressFirewall.Placement.namespaces(subnet: try IPv4Subnet("10.213.0.0/16"), interfacePrefix: "plane")
+        let script = try EgressFirewall.restoreScript(.allowList([try IPv4Subnet("203.0.113.7/32")]), placement: placement)
+        #expect(script == """
+            *filter
+            :PLANE-OCI-0AD50000-16 - [0:0]
+            -A PLANE-OCI-0AD50000-16 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT
+            -A PLANE-OCI-0AD50000-16 -o plane+ -j DROP
+            -A PLANE-OCI-0AD50000-16 ! -s 10.213.0.0/16 -j DROP
+            -A PLANE-OCI-0AD50000-16 -d 203.0.113.7/32 -j ACCEPT
+            -A PLANE-OCI-0AD50000-16 -j DROP
+            COMMIT
+            *nat
+            :PLANE-NAT-0AD50000-16 - [0:0]
+            -A PLANE-NAT-0AD50000-16 ! -o plane+ -j MASQUERADE
+            COMMIT
+
+            """)
+        let docker = try EgressFirewall.restoreScript(.denyAll, placement: .docker(bridge: "br-16bea392b9f3"))
+        #expect(docker.hasPrefix("*filter\n:PLANE-DKR-br-16bea392b9f3 - [0:0]\n") && docker.hasSuffix("-j DROP\nCOMMIT\n") && !docker.contains("*nat"))
+        // The longest list the setting takes fits the restore's standard input (64 KiB).
+        let widest = EgressPolicy.allowList((0..<EgressPolicy.maximumNetworks).map { IPv4Subnet(base: UInt32(0xC000_0000) + UInt32($0) << 8, prefixLength: 24) })
+        #expect(try EgressFirewall.restoreScript(widest, placement: placement).utf8.count < 65_536)
+        // A token that would split or comment the line is refused, never written.
+        #expect(throws: RuntimeError.self) { try EgressFirewall.restoreScript(.allowAll, placement: .docker(bridge: "br x")) }
+        #expect(throws: RuntimeError.self) { try EgressFirewall.restoreScript(.allowAll, placement: .docker(bridge: "br#1")) }
     }
 }
