@@ -95,7 +95,7 @@ enum ControllerConfigDump {
                       "recent_spawn_window_secs = \(s.recentSpawnWindow.components.seconds)", "max_spawn_attempts = \(s.maxSpawnAttempts)",
                       "drone_lost_grace_secs = \(s.droneLostGrace.components.seconds)", "status_history_messages = \(s.statusHistoryMessages)",
                       "status_history_max_age_secs = \(s.statusHistoryMaxAge.components.seconds)", "replicas = \(s.replicas)",
-                      "max_drones = \(s.maxDrones)"]
+                      "max_drones = \(s.maxDrones)", "jetstream_wait_secs = \(s.jetStreamWait.components.seconds)"]
         }
         if let d = c.dns {
             lines += ["", "[dns]", "port = \(d.server.port)", "bind_ip = \"\(d.server.bindHost)\""]

@@ -33,6 +33,7 @@ enum ControllerConfigLoader {
             if let v = section.int("status_history_max_age_secs", in: 60...(10 * 365 * 86_400)) { config.statusHistoryMaxAge = .seconds(v) }
             if let v = section.int("replicas", in: 1...5) { config.replicas = v }
             if let v = section.int("max_drones", in: 1...1_000_000) { config.maxDrones = v }
+            if let v = section.int("jetstream_wait_secs", in: 0...3600) { config.jetStreamWait = .seconds(v) }
             scheduler = config
         }
         var dns: ControllerDNSConfiguration?

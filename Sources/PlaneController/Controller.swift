@@ -100,22 +100,32 @@ public final class Controller: Service, Sendable {
         return try await ControllerStore.open(messenger.jetStream, replicas: schedulerConfiguration.replicas)
     }
 
-    /// `openStore`, asked again when JetStream does not answer in time (a busy server, a
-    /// NATS cluster still electing its JetStream leader): four attempts in all.
+    /// `openStore`, asked again while JetStream is unavailable in a way waiting can fix (no
+    /// answer, no leader yet, too few servers yet for the replicas: a NATS cluster starting
+    /// with its controllers) until `jetstream_wait_secs` have passed, the pause growing from
+    /// 1 s to 5 s. Anything else (no JetStream at all, a refused configuration) fails at once.
     private func openStoreRetrying(_ schedulerConfiguration: SchedulerConfiguration) async throws -> ControllerStore {
+        let clock = ContinuousClock()
+        let started = clock.now
         var attempt = 1
+        var pause = Duration.seconds(1)
         while true {
             do {
                 return try await openStore(schedulerConfiguration)
-            } catch let error as NATSError where error.code == .timeout {
-                guard attempt < 4 else {
-                    throw ControllerError(.unavailable, "JetStream did not answer the controller in four attempts; check that nats-server is not overloaded and, in a NATS cluster, that JetStream has a leader.", cause: error)
-                }
-                logger.warning("controller.jetstream_slow", metadata: ["attempt": "\(attempt)", "error": "\(error.message)"])
-                attempt += 1
-                try await Task.sleep(for: .seconds(1))
             } catch {
-                throw ControllerError(.unavailable, "The controller needs JetStream (stream backend_status, KV buckets plane_backends and plane_locks); start nats-server with -js.", cause: error)
+                guard let reason = JetStreamUnavailability(error) else {
+                    throw ControllerError(.unavailable, "The controller needs JetStream (stream backend_status, KV buckets plane_backends and plane_locks); start nats-server with -js.", cause: error)
+                }
+                let waited = clock.now - started
+                guard waited + pause <= schedulerConfiguration.jetStreamWait else {
+                    throw ControllerError(.unavailable, reason.advice(replicas: schedulerConfiguration.replicas, waited: waited), cause: error)
+                }
+                logger.warning("controller.jetstream_unavailable", metadata: [
+                    "attempt": "\(attempt)", "jetstream.reason": "\(reason)", "error": "\(error)",
+                ])
+                attempt += 1
+                try await Task.sleep(for: pause)
+                pause = min(pause * 2, .seconds(5))
             }
         }
     }

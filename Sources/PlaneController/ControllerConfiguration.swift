@@ -60,6 +60,9 @@ public struct SchedulerConfiguration: Sendable, Hashable {
     public var replicas: Int = 1
     /// Drones the scheduler keeps track of (heartbeats come from anyone who can publish).
     public var maxDrones: Int = 10_000
+    /// How long a starting controller waits for JetStream (a NATS cluster electing its
+    /// leader, or not yet holding `replicas` servers) before it gives up.
+    public var jetStreamWait: Duration = .seconds(120)
 
     public init() {}
 }

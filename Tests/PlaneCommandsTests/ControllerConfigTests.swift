@@ -60,6 +60,7 @@ struct ControllerConfigTests {
             status_history_messages = 50
             status_history_max_age_secs = 86400
             replicas = 3
+            jetstream_wait_secs = 300
 
             [dns]
             port = 5353
@@ -87,7 +88,7 @@ struct ControllerConfigTests {
         let s = try #require(config.scheduler)
         #expect(s.droneTimeout == .seconds(7) && s.spawnTimeout == .seconds(3) && s.recentSpawnWindow == .seconds(20) && s.maxSpawnAttempts == 5)
         #expect(s.droneLostGrace == .seconds(90) && s.statusHistoryMessages == 50 && s.statusHistoryMaxAge == .seconds(86400) && s.replicas == 3)
-        #expect(s.lockReassignAfter == .seconds(45) && s.leaseMargin == .seconds(7))
+        #expect(s.lockReassignAfter == .seconds(45) && s.leaseMargin == .seconds(7) && s.jetStreamWait == .seconds(300))
         #expect(config.nats.auth == .userPassword(user: "u", password: "p") && config.nats.tls?.caFile == "/etc/plane/nats-ca.pem")
         #expect(config.dns?.nameServer?.description == "ns1.plane.example." && config.dns?.zones.map(\.key) == ["plane.example", "other.example"])
         let server = try #require(config.dns?.server)

@@ -176,6 +176,12 @@ struct LockPartitionTests {
         } catch {
             failure = error
         }
+        if failure != nil {
+            // What the controllers said, for a failure before the body's own checks.
+            for (index, controller) in cluster.controllerList.enumerated() {
+                Issue.record("controller \(index) (\(controller.isRunning ? "running" : "ended")): \(controller.output.suffix(2000))")
+            }
+        }
         await cluster.stopAll()
         for server in servers { await server.shutdown() }
         if let failure { throw failure }
