@@ -114,7 +114,7 @@ public final class Controller: Service, Sendable {
                 return try await openStore(schedulerConfiguration)
             } catch {
                 guard let reason = JetStreamUnavailability(error) else {
-                    throw ControllerError(.unavailable, "The controller needs JetStream (stream backend_status, KV buckets plane_backends and plane_locks); start nats-server with -js.", cause: error)
+                    throw ControllerError(.unavailable, JetStreamUnavailability.permanentAdvice(error), cause: error)
                 }
                 let waited = clock.now - started
                 guard waited + pause <= schedulerConfiguration.jetStreamWait else {

@@ -40,6 +40,16 @@ enum JetStreamUnavailability: Equatable, Sendable {
         }
     }
 
+    /// What to do about a failure waiting cannot fix: JetStream missing, or JetStream
+    /// refusing what the controller asks for (an existing stream or bucket of that name
+    /// with a configuration it cannot take, a limit of the account).
+    static func permanentAdvice(_ error: any Error) -> String {
+        if let api = (error as? NATSError)?.jetStreamError, api.errorCode != notEnabled, api.errorCode != notEnabledForAccount {
+            return "JetStream refused the controller's stream backend_status or its KV buckets (plane_backends, plane_locks, plane_leases): \(api.errorDescription.prefix(200)) (err_code \(api.errorCode)); see docs/operations.md for what Plane stores, and remove or fix what is in the way."
+        }
+        return "The controller needs JetStream (stream backend_status, KV buckets plane_backends, plane_locks and plane_leases); start nats-server with -js."
+    }
+
     /// What the operator should look at once the wait is over.
     func advice(replicas: Int, waited: Duration) -> String {
         let seconds = waited.components.seconds

@@ -24,6 +24,14 @@ struct JetStreamUnavailabilityTests {
         #expect(JetStreamUnavailability(CancellationError()) == nil)
     }
 
+    @Test func whatWaitingCannotFixIsNamed() {
+        let missing = JetStreamUnavailability.permanentAdvice(NATSError(.jetStream, "JetStream is not available on this NATS server"))
+        #expect(missing.hasSuffix("start nats-server with -js."))
+        #expect(JetStreamUnavailability.permanentAdvice(api(503, 10076)).hasSuffix("start nats-server with -js."))
+        let refused = JetStreamUnavailability.permanentAdvice(NATSError(.jetStream, "failed", cause: JetStreamAPIError(code: 400, errorCode: 10058, errorDescription: "stream name already in use with a different configuration")))
+        #expect(refused.contains("refused") && refused.contains("already in use") && refused.contains("10058"), "\(refused)")
+    }
+
     @Test func theAdviceNamesTheWaitAndTheReplicas() {
         #expect(JetStreamUnavailability.cannotPlace.advice(replicas: 3, waited: .seconds(120)).contains("at least 3 JetStream servers"))
         #expect(JetStreamUnavailability.noLeader.advice(replicas: 1, waited: .seconds(120)).contains("no leader for 120 s"))
