@@ -31,9 +31,15 @@ struct DNSStreamConnection {
             // The common case: one read holds whole queries. Taken as it is, without a copy.
             buffer = bytes
         } else {
+            // The queries already taken go first: a client whose every read ends inside a
+            // query would otherwise make the buffer keep everything the connection sent.
+            buffer.discardReadBytes()
             buffer.writeBuffer(&bytes)
         }
     }
+
+    /// Bytes of memory the buffer holds (what was received, taken or not).
+    var bufferCapacity: Int { buffer.capacity }
 
     /// The next whole query (without its length), or nil while none is whole. Taking one
     /// starts the wait for the next: the caller answers it at once.

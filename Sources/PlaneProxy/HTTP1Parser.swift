@@ -124,10 +124,17 @@ struct HTTP1Parser {
                 buffer = bytes
             }
         } else {
+            // What was handed out goes first. Without this a peer whose every read ends
+            // inside a message (pipelined requests, a stream of informational responses)
+            // would make the buffer keep every byte the connection ever received.
+            buffer.discardReadBytes()
             var bytes = bytes
             buffer.writeBuffer(&bytes)
         }
     }
+
+    /// Bytes of memory the buffer holds (what was received, handed out or not).
+    var bufferCapacity: Int { buffer.capacity }
 
     /// Everything received and not handed out (the first bytes after a protocol switch).
     mutating func takeRemaining() -> ByteBuffer {
