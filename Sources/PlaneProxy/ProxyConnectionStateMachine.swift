@@ -423,8 +423,10 @@ struct ProxyConnectionStateMachine {
         return .finishResponse(release, then: .readRequestRest)
     }
 
-    /// The leased connection closed or failed.
-    mutating func upstreamClosed(_ failure: UpstreamFailure) -> Action {
+    /// The leased connection closed or failed. `responseWritten`: whether any byte of the
+    /// response went to the client (a head the handler still holds back to join it with
+    /// the body has not): if none did, the client is answered `502` instead of cut off.
+    mutating func upstreamClosed(_ failure: UpstreamFailure, responseWritten: Bool = true) -> Action {
         guard case .proxying(let request, .attached(let reused, let retried), let body, let response) = state else { return .none }
         // A pooled connection the backend had just closed (or reset), as a server does whose
         // keep-alive timeout ran out as the request arrived: once more on a new one, for an
@@ -434,7 +436,7 @@ struct ProxyConnectionStateMachine {
             state = .proxying(request, .connecting(id: attempt, retry: true), body, .awaited(deadline: nil))
             return .retry(attempt: attempt)
         }
-        return fail(.badGateway)
+        return fail(.badGateway, responseWritten: responseWritten)
     }
 
     mutating func upstreamBecameWritable() -> Action {
@@ -446,9 +448,9 @@ struct ProxyConnectionStateMachine {
 
     /// The backend could not be used: answered here if no response byte went to the client
     /// yet, else the client connection closes (its response is cut off).
-    private mutating func fail(_ status: HTTPResponseStatus) -> Action {
+    private mutating func fail(_ status: HTTPResponseStatus, responseWritten: Bool = true) -> Action {
         guard case .proxying(let request, _, let body, let response) = state else { return .none }
-        if case .streaming = response {
+        if case .streaming = response, responseWritten {
             state = .done
             return .closeClient(endsExchange: true)
         }

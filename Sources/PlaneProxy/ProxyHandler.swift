@@ -634,7 +634,11 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             shared.logger.notice("limit.exceeded", metadata: ["plane.limit": "\(limit)", "plane.limit_hits": "\(hits)", "plane.backend": "\(backendName)"])
         }
         if let error { shared.logger.debug("proxy.upstream_failed", metadata: ["error": "\(error)"]) }
-        perform(machine.upstreamClosed(error is ProxyError ? .malformed : .closed))
+        // A response head still held back (to leave with its body) has not reached the
+        // client: the client gets a 502 in its place, not a connection closed on nothing.
+        let action = machine.upstreamClosed(error is ProxyError ? .malformed : .closed, responseWritten: !responseHeadPending)
+        responseHeadPending = false
+        perform(action)
     }
 
     func upstreamBecameWritable(_ handler: UpstreamHandler) {

@@ -160,6 +160,12 @@ struct ProxyConnectionStateMachineTests {
         _ = machine.responseHead(Self.ok)
         #expect(machine.upstreamClosed(.closed) == .closeClient(endsExchange: true))
         #expect(machine.isDone)
+        // The head was relayed but none of it reached the client yet (held back to leave
+        // with its body), and the body is malformed: the client is answered 502 instead.
+        machine = attached(request(), reused: true)
+        _ = machine.requestEnd(now: start)
+        _ = machine.responseHead(Self.ok)
+        #expect(machine.upstreamClosed(.malformed, responseWritten: false) == .answer(.init(status: .badGateway), keepAlive: true, endsExchange: true, awaitsRequest: true))
     }
 
     @Test func anEarlyUpstreamCloseMidUploadAnswers502AndDropsTheRest() {

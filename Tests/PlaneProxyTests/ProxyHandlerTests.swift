@@ -268,6 +268,29 @@ struct ProxyHandlerTests: EmbeddedProxyTest {
         #expect(!upstream.isActive && t.idle != .zero)
     }
 
+    /// A malformed response (here its first chunk) in the read that brought its head: no
+    /// byte of it has reached the client (the head waits to leave with its body), so the
+    /// client gets a 502 and keeps its connection, and the backend's connection is closed.
+    /// Once a head has gone out, the same fault can only cut the response off.
+    @Test func aMalformedResponseBeforeAnyByteWentOutIs502() throws {
+        var t = try Self.make()
+        try t.send(Self.get)
+        var upstream = try #require(t.connector.opened.first)
+        try upstream.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\nabc\r\n0\r\n\r\n"))
+        let answered = try t.received()
+        #expect(answered.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n") && !answered.contains("200 OK"), "\(answered)")
+        #expect(t.client.isActive && !upstream.isActive && t.connector.parked.isEmpty)
+        #expect(t.idle != .zero, "the exchange ended")
+        // The same fault a read after the head: the head went out, the response is cut off.
+        t = try Self.make()
+        try t.send(Self.get)
+        upstream = try #require(t.connector.opened.first)
+        try t.answer(upstream, "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n")
+        #expect(try t.received().hasPrefix("HTTP/1.1 200 OK\r\n"))
+        try upstream.writeInbound(ByteBuffer(string: "zz\r\n"))
+        #expect(!t.client.isActive && !upstream.isActive)
+    }
+
     @Test func aFailedConnectIs502() throws {
         let t = try Self.make()
         t.connector.failConnects = ProxyError(.upstreamUnreachable, "refused")

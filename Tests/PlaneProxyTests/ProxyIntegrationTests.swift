@@ -327,9 +327,11 @@ struct ProxyIntegrationTests {
         // Keep-alive for HTTP/1.0 when asked for and the length is known.
         let kept = try await probe.raw("GET / HTTP/1.0\r\nHost: foobar.plane.test\r\nConnection: keep-alive\r\n\r\nGET / HTTP/1.0\r\nHost: foobar.plane.test\r\n\r\n")
         #expect(count("Hello World!", in: kept.text) == 2 && kept.text.contains("Connection: keep-alive") && kept.closed, "\(kept.text)")
-        // A backend that answers with something that is not HTTP, or switches protocols
+        // A backend that answers with something that is not HTTP (in its head, or in a body
+        // that came with the head: nothing reached the client yet), or switches protocols
         // unasked: 502, and the proxy goes on.
         for (name, answer) in [("broken", "HTTP/1.1 200 OK\\r\\nContent-Length: lots\\r\\n\\r\\n"),
+                               ("badchunk", "HTTP/1.1 200 OK\\r\\nTransfer-Encoding: chunked\\r\\n\\r\\nlots\\r\\n"),
                                ("switcher", "HTTP/1.1 101 Switching Protocols\\r\\nUpgrade: lots\\r\\n\\r\\n")] {
             let port = try TestEnvironment.freePort()
             let script = """
