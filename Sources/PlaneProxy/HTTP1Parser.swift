@@ -577,14 +577,23 @@ struct HTTP1Parser {
                 // take for the end of the message (a bare CR, say).
                 let contentStart = after - lineLength
                 let base = buffer.readerIndex
-                let isField = buffer.withUnsafeReadableBytes { raw -> Bool in
+                // nil: not a field; else whether it names a field that frames, routes or
+                // controls the connection, which a trailer must not carry (RFC 9110 §6.5.1):
+                // a recipient that merged it into the head would frame or route differently.
+                let forbidden = buffer.withUnsafeReadableBytes { raw -> Bool? in
                     let line = raw[(contentStart - base)..<(contentEnd - base)]
-                    guard !line.contains(where: Self.isControl) else { return false }
+                    guard !line.contains(where: Self.isControl) else { return nil }
                     // `Name: value`, as a header line (no folding, a token right before the colon).
-                    guard let colon = line.firstIndex(of: 0x3A), colon > line.startIndex else { return false }
-                    return line[line.startIndex..<colon].allSatisfy(Self.isTokenByte)
+                    guard let colon = line.firstIndex(of: 0x3A), colon > line.startIndex,
+                          line[line.startIndex..<colon].allSatisfy(Self.isTokenByte) else { return nil }
+                    let name = UnsafeRawBufferPointer(rebasing: line[line.startIndex..<colon])
+                    switch HTTP1Head.Known.recognise(name) {
+                    case .contentLength, .transferEncoding, .host, .connection, .trailer, .te, .upgrade, .keepAlive, .proxyConnection: return true
+                    default: return false
+                    }
                 }
-                guard isField else { throw Self.malformed(kind, "a trailer line is not 'Name: value' or holds a control character.") }
+                guard let forbidden else { throw Self.malformed(kind, "a trailer line is not 'Name: value' or holds a control character.") }
+                if forbidden { throw Self.malformed(kind, "a trailer field that frames or routes the message (Content-Length, Transfer-Encoding, Host, or a connection option).") }
                 trailerLines += 1
                 guard trailerLines <= maxHeaderCount else { throw Self.tooManyFields(kind, maxHeaderCount) }
                 state = .trailers(bytes: bytes + lineLength)
