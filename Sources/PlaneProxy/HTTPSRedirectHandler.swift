@@ -28,4 +28,11 @@ final class HTTPSRedirectHandler: ChannelInboundHandler {
             }
         }
     }
+
+    /// Bytes that are not HTTP: NIO's error handler has answered 400 with `Connection:
+    /// close`; the close is ours (left open, the connection would take and drop whatever
+    /// the client sends until the request timeout).
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
 }

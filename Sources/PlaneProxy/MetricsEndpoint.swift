@@ -112,6 +112,11 @@ final class MetricsHandler: ChannelInboundHandler {
         }
     }
 
+    /// Bytes that are not HTTP: answered 400 by NIO's error handler, closed here.
+    func errorCaught(context: ChannelHandlerContext, error: any Error) {
+        context.close(promise: nil)
+    }
+
     private func respond(_ status: HTTPResponseStatus, _ body: String, contentType: String, keepAlive: Bool, context: ChannelHandlerContext) {
         SimpleHTTPResponse.write(status, body: body, contentType: contentType, keepAlive: keepAlive, context: context)
     }

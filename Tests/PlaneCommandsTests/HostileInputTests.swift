@@ -301,6 +301,10 @@ struct HostileInputTests {
                 let (text, closed) = try await HTTPProbe(port: cluster.proxyPort).raw(attack)
                 #expect(text.hasPrefix("HTTP/1.1 400 ") && closed, "\(attack.prefix(80)): \(text.prefix(200))")
             }
+            // The drone's metrics listener: 400 and a close at once (it kept the connection,
+            // dropping what came, for its 30 s request timeout).
+            let notHTTP = try await HTTPProbe(port: cluster.metricsPort).raw("\u{1}\u{2}GARBAGE\r\n\r\n")
+            #expect(notHTTP.text.hasPrefix("HTTP/1.1 400 ") && notHTTP.closed, "\(notHTTP)")
             let many = "GET / HTTP/1.1\r\nHost: \(host)\r\n" + String(repeating: "X-A: b\r\n", count: 150) + "\r\n"
             let (tooMany, closed) = try await HTTPProbe(port: cluster.proxyPort).raw(many)
             #expect(tooMany.hasPrefix("HTTP/1.1 431 ") && closed, "\(tooMany.prefix(200))")

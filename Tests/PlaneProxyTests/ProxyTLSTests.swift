@@ -130,6 +130,14 @@ struct ProxyTLSTests {
         #expect(answer.status == 308 && answer.headers["location"] == "https://foobar.plane.test:\(s.port)/a/b?c=d", "\(answer)")
         let noHost = try await HTTPProbe(port: redirectPort).raw("GET / HTTP/1.0\r\n\r\n")
         #expect(noHost.text.hasPrefix("HTTP/1.0 400"), "\(noHost.text)")
+        // Bytes that are not HTTP, at once or after a request: 400 and a close at once (it
+        // stayed open, taking and dropping input, until header_read_timeout_secs).
+        for garbage in ["\u{1}\u{2}GARBAGE\r\n\r\n", "GET / HTTP/1.1\r\nHost: foobar.plane.test\r\n\r\nNOT HTTP AT ALL\r\n\r\n"] {
+            let sent = ContinuousClock.now
+            let refused = try await HTTPProbe(port: redirectPort).raw(garbage)
+            let took = ContinuousClock.now - sent
+            #expect(refused.text.contains("HTTP/1.1 400 ") && refused.closed && took < .seconds(1), "\(refused) after \(took)")
+        }
         // A client that never finishes its request is cut off after header_read_timeout_secs.
         var slow = HTTPProbe(port: redirectPort)
         slow.timeout = .seconds(20)
