@@ -165,19 +165,9 @@ struct DNSStreamHandlerTests {
     @Test func memoryStaysBoundedWhenReadsEndInsideQueries() throws {
         let start = NIODeadline.uptimeNanoseconds(1_000_000_000)
         var connection = DNSStreamConnection(timeout: .seconds(5), now: start)
-        let query = try framedQuery(id: 7)
-        let stream = Array(repeating: query, count: 2000).flatMap { $0 }
-        let readSize = 65_536 - 5
-        var offset = 0
         var queries = 0
         var largest = 0
-        for _ in 0..<200 {
-            var read = ByteBuffer()
-            while read.readableBytes < readSize {
-                let end = min(stream.count, offset + readSize - read.readableBytes)
-                read.writeBytes(stream[offset..<end])
-                offset = end == stream.count ? 0 : end
-            }
+        for var read in EndlessStream(repeating: try framedQuery(id: 7), readSize: 65_536 - 5).prefix(200) {
             connection.received(&read)
             while connection.nextQuery(now: start) != nil { queries += 1 }
             largest = max(largest, connection.bufferCapacity)

@@ -100,19 +100,10 @@ struct HTTP1ParserTests {
             parser.append(ByteBuffer(string: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n"))
             guard case .head? = try parser.next() else { Issue.record("no head"); return }
         }
-        let stream = Array(String(repeating: message, count: 1000).utf8)
         var messages = 0
         var largest = 0
         // 200 reads of 7 bytes less than 64 KiB each: about 13 MB, every read cut mid-message.
-        let readSize = 65_536 - 7
-        var offset = 0
-        for _ in 0..<200 {
-            var read = ByteBuffer()
-            while read.readableBytes < readSize {
-                let end = min(stream.count, offset + readSize - read.readableBytes)
-                read.writeBytes(stream[offset..<end])
-                offset = end == stream.count ? 0 : end
-            }
+        for read in EndlessStream(repeating: Array(message.utf8), readSize: 65_536 - 7).prefix(200) {
             parser.append(read)
             while let event = try parser.next() {
                 // (Chunks pass as they came: one body event per read.)
