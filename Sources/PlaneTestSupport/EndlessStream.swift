@@ -8,7 +8,7 @@ public struct EndlessStream: Sequence, IteratorProtocol {
     private let readSize: Int
     private var offset = 0
 
-    /// `message` repeated (a few thousand times, so that reads copy whole runs), read
+    /// `message` repeated to at least 64 KiB (so that a read copies long runs at once), read
     /// `readSize` bytes at a time.
     public init(repeating message: [UInt8], readSize: Int) {
         precondition(!message.isEmpty && readSize > 0)
