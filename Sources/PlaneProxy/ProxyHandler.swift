@@ -92,8 +92,17 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
     private let metrics: ProxyMetrics.Shard
     /// A response head not written yet (in `responseBuffer`), with the body bytes that fit
     /// the memory reserved behind it: a small response leaves in one buffer, with one
-    /// `writeAndFlush` at its end, or at the end of the read that brought it.
+    /// `writeAndFlush` at its end, or at the end of the read that brought it. Until then
+    /// nothing of the response has reached the client, so a fault in the rest of the read
+    /// still turns into a 502.
     private var responseHeadPending = false
+    /// Body pieces of the pending response too large to join its head, held with it until
+    /// the read that brought them ends (slices of that read: no copy, no memory beyond it).
+    private var responseHeld: [ByteBuffer] = []
+    /// The pending response's status and time to its head, counted when the head goes out
+    /// (a response replaced by a 502 is counted once, as the 502).
+    private var pendingStatus = 0
+    private var pendingLatency = TimeAmount.zero
     /// At most this much of the body already read is reserved behind a response head.
     static let maxJoinedBody = 8192
     /// The memory heads are written into, kept from request to request: once the socket
@@ -183,7 +192,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
             awaitRequest()
         case .closeClient(let endsExchange):
             if endsExchange { endExchange(.close) }
-            responseHeadPending = false
+            dropPendingResponse()
             context?.close(promise: nil)
         case .endExchange:
             endExchange(.close)
@@ -550,7 +559,8 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                                                     delimitedByClose: framing == .untilClose, chunked: framing == .chunked))
             switch action {
             case .writeResponseHead(let plan):
-                metrics.proxied(status: response.status, latency: now - plan.started, bytes: &tally)
+                pendingStatus = response.status
+                pendingLatency = now - plan.started
                 if plan.decodeChunks { handler.parser.decodeChunks = true }
                 responseBuffer.clear(minimumCapacity: ForwardedHeaders.responseCapacity(response) + min(handler.parser.bufferedBytes, Self.maxJoinedBody))
                 ForwardedHeaders.writeDownstreamResponse(response, connection: plan.connection, keepTransferEncoding: !plan.decodeChunks, into: &responseBuffer)
@@ -576,19 +586,28 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
                 // into before the buffer is shared with the socket: no copy), and the
                 // response stays pending: when its end comes in the same read, head and
                 // body leave with one writeAndFlush.
-                if buffer.readableBytes <= responseBuffer.writableBytes {
+                if responseHeld.isEmpty, buffer.readableBytes <= responseBuffer.writableBytes {
                     responseBuffer.writeBuffer(&buffer)
                     return
                 }
-                responseHeadPending = false
-                context.write(wrapOutboundOut(responseBuffer), promise: nil)
+                // Too large to join: held with the head until the read ends.
+                responseHeld.append(buffer)
+                return
             }
             context.write(wrapOutboundOut(buffer), promise: nil)
         case .end:
             guard case .finishResponse(let release, let then) = machine.responseEnd() else { return }
             // Taken first: waiting for the next request may let go of a large response buffer.
-            let pending: ByteBuffer? = responseHeadPending ? responseBuffer : nil
-            responseHeadPending = false
+            var pending: ByteBuffer?
+            if responseHeadPending {
+                if responseHeld.isEmpty {
+                    responseHeadPending = false
+                    countPendingResponse()
+                    pending = responseBuffer
+                } else {
+                    writePendingResponse(context)
+                }
+            }
             endExchange(release)
             switch then {
             case .closeClient:
@@ -617,11 +636,30 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
 
     func upstreamReadComplete(_ handler: UpstreamHandler) {
         guard let context else { return }
-        if responseHeadPending {
-            responseHeadPending = false
-            context.write(wrapOutboundOut(responseBuffer), promise: nil)
-        }
+        writePendingResponse(context)
         context.flush()
+    }
+
+    /// Hands the pending response (head, joined body bytes, held pieces) to the client
+    /// connection, unflushed, and counts it.
+    private func writePendingResponse(_ context: ChannelHandlerContext) {
+        guard responseHeadPending else { return }
+        responseHeadPending = false
+        countPendingResponse()
+        context.write(wrapOutboundOut(responseBuffer), promise: nil)
+        guard !responseHeld.isEmpty else { return }
+        for piece in responseHeld { context.write(wrapOutboundOut(piece), promise: nil) }
+        responseHeld.removeAll(keepingCapacity: true)
+    }
+
+    private func countPendingResponse() {
+        metrics.proxied(status: pendingStatus, latency: pendingLatency, bytes: &tally)
+    }
+
+    /// The pending response never reaches the client (it is replaced or the client is closed).
+    private func dropPendingResponse() {
+        responseHeadPending = false
+        if !responseHeld.isEmpty { responseHeld.removeAll(keepingCapacity: true) }
     }
 
     func upstreamClosed(_ handler: UpstreamHandler, error: (any Error)?) {
@@ -637,7 +675,7 @@ final class ProxyHandler: ChannelDuplexHandler, RemovableChannelHandler {
         // A response head still held back (to leave with its body) has not reached the
         // client: the client gets a 502 in its place, not a connection closed on nothing.
         let action = machine.upstreamClosed(error is ProxyError ? .malformed : .closed, responseWritten: !responseHeadPending)
-        responseHeadPending = false
+        dropPendingResponse()
         perform(action)
     }
 

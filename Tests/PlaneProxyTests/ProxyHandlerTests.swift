@@ -281,6 +281,26 @@ struct ProxyHandlerTests: EmbeddedProxyTest {
         #expect(answered.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n") && !answered.contains("200 OK"), "\(answered)")
         #expect(t.client.isActive && !upstream.isActive && t.connector.parked.isEmpty)
         #expect(t.idle != .zero, "the exchange ended")
+        #expect(t.metrics.responses(ofClass: 5) == 1 && t.metrics.responses(ofClass: 2) == 0, "counted once, as the 502")
+        // The same with a body piece too large to join the head before the fault (chunks
+        // decoded for an HTTP/1.0 client come out one by one): the piece waits with the
+        // head for the read's end, and nothing reaches the client.
+        t = try Self.make()
+        try t.send("GET /x HTTP/1.0\r\nHost: foobar.plane.test\r\nConnection: keep-alive\r\n\r\n")
+        upstream = try #require(t.connector.opened.first)
+        let large = String(repeating: "x", count: 4 * ProxyHandler.maxJoinedBody)  // beyond the head buffer's rounded-up capacity
+        try upstream.writeInbound(ByteBuffer(string: "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n\(String(large.utf8.count, radix: 16))\r\n\(large)\r\n3\r\nabc\r\nzz\r\n"))
+        let answeredLarge = try t.received()
+        #expect(answeredLarge.hasPrefix("HTTP/1.1 502 Bad Gateway\r\n") && !answeredLarge.contains("200 OK"), "\(answeredLarge.prefix(200))")
+        #expect(t.client.isActive && !upstream.isActive)
+        #expect(t.metrics.responses(ofClass: 5) == 1 && t.metrics.responses(ofClass: 2) == 0)
+        // A good large response read the same way leaves whole, counted once.
+        try t.send(Self.get)
+        upstream = try #require(t.connector.opened.last)
+        try t.answer(upstream, "HTTP/1.1 200 OK\r\nContent-Length: \(large.utf8.count)\r\n\r\n\(large)")
+        let whole = try t.received()
+        #expect(whole.hasPrefix("HTTP/1.1 200 OK\r\n") && whole.hasSuffix(large) && whole.utf8.count > large.utf8.count)
+        #expect(t.metrics.responses(ofClass: 2) == 1)
         // The same fault a read after the head: the head went out, the response is cut off.
         t = try Self.make()
         try t.send(Self.get)
