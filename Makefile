@@ -3,7 +3,7 @@
 SHELL := /bin/bash
 export PATH := /opt/swift/usr/bin:$(PATH)
 
-.PHONY: bootstrap build release dev test fuzz chaos bench bench-nats bench-runtime bench-controller bench-proxy bench-connect image package clean
+.PHONY: bootstrap build release dev test fuzz fuzz-corpus chaos bench bench-nats bench-runtime bench-controller bench-proxy bench-connect image package clean
 
 bootstrap:
 	bash scripts/bootstrap.sh
@@ -40,6 +40,10 @@ test: bootstrap
 # Every fuzz target under libFuzzer for FUZZ_SECONDS (default 60) each; prints executions/s.
 fuzz: bootstrap
 	bash scripts/fuzz.sh
+
+# Keeps what fuzzing here found (.build-fuzz/corpus) in Tests/FuzzCorpusGrown, minimized.
+fuzz-corpus: bootstrap
+	bash scripts/fuzz.sh --save-corpus
 
 # The randomized partition and NATS-node-loss tests (LockPartitionTests) for CHAOS_SECONDS
 # (default 900) each instead of the 60 s and 40 s `make test` gives them; CHAOS_SEED picks

@@ -7,20 +7,26 @@
 #   scripts/fuzz.sh --ci            every target over its corpus, then FUZZ_SECONDS (default 15)
 #                                   each; exit 1 on any finding: part of `make test`
 #   scripts/fuzz.sh TARGET...       only these targets
+#   scripts/fuzz.sh --save-corpus   no fuzzing: merges what the runs here found into
+#                                   Tests/FuzzCorpusGrown/ (`make fuzz-corpus`)
 #
-# Each target starts from a copy of its seed corpus (Tests/FuzzCorpus/<target>/) in
-# .build-fuzz/corpus/<target>/, where what libFuzzer finds new is kept for the next run. A
-# crash is written to .build-fuzz/crashes/<target>/crash-*; add it to Tests/FuzzCorpus/<target>/
-# (and fix it): the unit tests replay that folder. Prints executions per second per target.
+# Each target starts from its seed corpus (Tests/FuzzCorpus/<target>/) and its grown corpus
+# (Tests/FuzzCorpusGrown/<target>/: inputs earlier campaigns found that reach code the seeds
+# do not, minimized by libFuzzer's merge) plus .build-fuzz/corpus/<target>/, where what
+# libFuzzer finds new is kept for the next run. A crash is written to
+# .build-fuzz/crashes/<target>/crash-*; add it to Tests/FuzzCorpus/<target>/ (and fix it):
+# the unit tests replay that folder. Prints executions per second per target.
 set -uo pipefail
 cd "$(dirname "$0")/.."
 export PATH="/opt/swift/usr/bin:$PATH"
 
 ci=0
+save=0
 targets=()
 for argument in "$@"; do
   case "$argument" in
     --ci) ci=1 ;;
+    --save-corpus) save=1 ;;
     *) targets+=("$argument") ;;
   esac
 done
@@ -55,6 +61,34 @@ fi
 # The Swift runtime's backtracer would take the crash signals libFuzzer reports.
 export SWIFT_BACKTRACE=enable=no
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}"
+
+if [ "$save" = 1 ]; then
+  # The grown corpus anew: every input of the old one and of .build-fuzz/corpus that adds
+  # coverage beyond the seeds (libFuzzer's -merge=1 keeps the fewest inputs that cover it
+  # all, named by their SHA-1), without the seeds themselves.
+  status=0
+  for target in "${targets[@]}"; do
+    merged=$(mktemp -d)
+    cp "Tests/FuzzCorpus/$target/"* "$merged/"
+    ls "$merged" > "$merged.seeds"
+    mkdir -p "Tests/FuzzCorpusGrown/$target" "$scratch/corpus/$target" "$scratch/logs"
+    if ! FUZZ_TARGET="$target" "$binary" -merge=1 -timeout=10 -rss_limit_mb=4096 -max_len=65536 \
+        "$merged" "Tests/FuzzCorpusGrown/$target" "$scratch/corpus/$target" > "$scratch/logs/$target.merge.log" 2>&1; then
+      echo "fuzz: merging $target failed (log: $scratch/logs/$target.merge.log)" >&2
+      status=1
+      rm -rf "$merged" "$merged.seeds"
+      continue
+    fi
+    rm -rf "${TMPDIR:-/tmp}"/plane-fuzz-layer-*
+    while IFS= read -r name; do rm -f -- "$merged/$name"; done < "$merged.seeds"
+    rm -f "$merged.seeds"
+    rm -rf "Tests/FuzzCorpusGrown/$target"
+    mv "$merged" "Tests/FuzzCorpusGrown/$target"
+    chmod 755 "Tests/FuzzCorpusGrown/$target"
+    echo "fuzz: $target: $(ls "Tests/FuzzCorpusGrown/$target" | wc -l) inputs in Tests/FuzzCorpusGrown/$target"
+  done
+  exit "$status"
+fi
 status=0
 rows="$scratch/rows"
 : > "$rows"
@@ -66,7 +100,9 @@ for target in "${targets[@]}"; do
   cp -n "Tests/FuzzCorpus/$target/"* "$corpus/" 2>/dev/null
   log="$scratch/logs/$target.log"
   mkdir -p "$scratch/logs"
-  FUZZ_TARGET="$target" "$binary" "$corpus" "Tests/FuzzCorpus/$target" \
+  grown="Tests/FuzzCorpusGrown/$target"
+  [ -d "$grown" ] || grown=""
+  FUZZ_TARGET="$target" "$binary" "$corpus" "Tests/FuzzCorpus/$target" $grown \
     -max_total_time="$seconds" -timeout=10 -rss_limit_mb=4096 -max_len=65536 -print_final_stats=1 \
     -artifact_prefix="$crashes/" > "$log" 2>&1
   rc=$?
