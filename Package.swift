@@ -355,6 +355,8 @@ let package = Package(
                 "PlaneController", "PlaneACME", "DockerRuntime", "ImageBuilder", "PlaneTestSupport", "CZlib", "CZstd",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOHTTP1", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .executableTarget(
@@ -421,7 +423,7 @@ let package = Package(
         ),
         .testTarget(
             name: "PlaneProxyTests",
-            dependencies: ["PlaneMetrics", "PlaneProxy", "PlaneHTTPServer", "PlaneCore", "PlaneTestSupport", "plane-test-server",
+            dependencies: ["PlaneMetrics", "PlaneProxy", "PlaneHTTPServer", "PlaneCore", "PlaneTestSupport", "PlaneFuzzTargets", "plane-test-server",
                            .product(name: "NIOHTTP1", package: "swift-nio"), .product(name: "NIOEmbedded", package: "swift-nio"),
                            .product(name: "Logging", package: "swift-log")],
             exclude: ["python"]

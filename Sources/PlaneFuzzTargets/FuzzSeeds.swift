@@ -44,6 +44,7 @@ public enum FuzzSeeds {
             ("config-toml", configFiles),
             ("acme", acmeResponses),
             ("docker-stream", dockerStreams),
+            ("proxy-exchange", proxyExchanges),
         ]
     }
 
@@ -60,6 +61,37 @@ public enum FuzzSeeds {
         text([64, 2, 64, 0x00], "GET http://abc.plane.test/abs HTTP/1.1\r\nHost: abc.plane.test\r\n\r\nOPTIONS * HTTP/1.1\r\nHost: abc.plane.test\r\n\r\n"
              + "GET /_plane_auth?token=t&redirect=/r HTTP/1.1\r\nHost: abc.plane.test\r\n\r\n"),
     ]
+
+    /// `proxy-exchange` inputs: a script (step kind in the low three bits, amount above;
+    /// never 0, the separator), NUL, the client's bytes, NUL, the backends' bytes.
+    static let proxyExchanges: [[UInt8]] = {
+        let client = 0, backend = 1, backendCloses = 2, clientCloses = 3, time = 4, writability = 5, failConnects = 6, routes = 7
+        func input(_ steps: [(Int, Int)], _ fromClient: String, _ fromBackend: String) -> [UInt8] {
+            steps.map { UInt8($0.1 << 3 | $0.0) } + [0] + Array(fromClient.utf8) + [0] + Array(fromBackend.utf8)
+        }
+        let get = "GET /x HTTP/1.1\r\nHost: foobar.plane.test\r\n\r\n"
+        return [
+            input([(client, 31), (backend, 31), (client, 31), (backend, 31)], get + get, "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"
+                  + "HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\r\nabc\r\n0\r\n\r\n"),
+            input([(client, 3), (client, 3), (client, 31), (backend, 1), (backend, 2), (time, 9), (backend, 31), (clientCloses, 1), (backend, 31)],
+                  "POST /up HTTP/1.1\r\nHost: foobar.plane.test\r\nExpect: 100-continue\r\nContent-Length: 5\r\n\r\nhello" + get,
+                  "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 201 Created\r\nContent-Length: 0\r\n\r\nHTTP/1.0 200 OK\r\n\r\nuntil the end"),
+            input([(client, 31), (backend, 31), (client, 2), (backend, 1), (backendCloses, 1), (client, 1), (backendCloses, 0)],
+                  "GET /ws HTTP/1.1\r\nHost: foobar.plane.test\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n\u{81}\u{80}abcd",
+                  "HTTP/1.1 101 Switching Protocols\r\nConnection: upgrade\r\nUpgrade: websocket\r\n\r\n\u{81}\u{2}hi"),
+            input([(client, 31), (time, 2), (routes, 4), (backend, 31), (client, 31), (time, 31), (routes, 1)],
+                  "GET /x HTTP/1.1\r\nHost: starting.plane.test\r\nAuthorization: Bearer secret\r\n\r\n"
+                  + "GET /x HTTP/1.1\r\nHost: starting.plane.test\r\nAuthorization: Bearer secret\r\n\r\n",
+                  "HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok"),
+            input([(writability, 2), (client, 31), (backend, 31), (backend, 31), (writability, 0), (writability, 1), (client, 31), (writability, 3), (time, 31)],
+                  get + "PUT /big HTTP/1.1\r\nHost: foobar.plane.test\r\nTransfer-Encoding: chunked\r\n\r\n10\r\n0123456789abcdef\r\n",
+                  "HTTP/1.1 200 OK\r\nContent-Length: 900\r\n\r\n" + String(repeating: "z", count: 900)),
+            input([(failConnects, 1), (client, 31), (failConnects, 0), (client, 31), (routes, 2), (backend, 31), (client, 31), (routes, 3)],
+                  get + get + "GET /_plane_backend=foobar/p HTTP/1.1\r\nHost: plane.test\r\n\r\n",
+                  "HTTP/1.1 502 Bad Gateway\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"),
+            input([(client, 5), (time, 7), (client, 31), (time, 31)], "GET /slow HTTP/1.1\r\nHost: foo", ""),
+        ]
+    }()
 
     static let httpResponses: [[UInt8]] = [
         text([64, 64, 64, 0x00], "HTTP/1.1 100 Continue\r\n\r\nHTTP/1.1 200 OK\r\nContent-Length: 2\r\nSet-Cookie: a=1\r\n\r\nok"),

@@ -42,6 +42,7 @@ public enum FuzzTargets {
         ConfigFuzzTarget.toml,
         ACMEFuzzTarget.responses,
         DockerFuzzTarget.streams,
+        ProxyExchangeFuzzTarget.exchange,
     ]
 
     public static func named(_ name: String) -> FuzzTarget? { all.first { $0.name == name } }

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOEmbedded
+@testable import PlaneFuzzTargets
 @testable import PlaneProxy
 import PlaneCore
 import PlaneTestSupport
