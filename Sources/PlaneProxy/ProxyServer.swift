@@ -122,6 +122,7 @@ public final class ProxyServer: Service, Sendable {
                         channel.close(promise: nil)
                         return
                     }
+                    try pipeline.addHandler(PlainHTTPOnTLSPortHandler())
                     try pipeline.addHandler(NIOSSLServerHandler(context: tls))
                 }
                 // The proxy frames HTTP/1.1 itself: one handler sees the bytes (after TLS), no

@@ -81,6 +81,12 @@ struct ProxyTLSTests {
         #expect(try await s.get(ca: ca, extra: ["--tlsv1.2", "--tls-max", "1.2"]).status == 0)
         #expect(try await s.get(ca: ca, extra: ["--tlsv1.3"]).status == 0)
         #expect(try await s.get(ca: ca, extra: ["--tlsv1.1", "--tls-max", "1.1"]).status != 0, "TLS 1.1 is refused")
+        // Plain HTTP to the TLS port: a 400 that says so, and a close; other bytes: a close.
+        let plain = try await HTTPProbe(port: s.port).raw("GET / HTTP/1.1\r\nHost: foobar.plane.test\r\n\r\n")
+        #expect(plain.text.hasPrefix("HTTP/1.1 400 Bad Request\r\n") && plain.text.contains("speaks HTTPS") && plain.closed, "\(plain)")
+        let garbage = try await HTTPProbe(port: s.port).raw("\u{1}\u{2}\u{3}")
+        #expect(garbage.text.isEmpty && garbage.closed, "\(garbage)")
+        #expect(try await s.get(ca: ca).status == 0, "TLS still served")
         await s.stop()
     }
 
