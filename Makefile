@@ -41,7 +41,7 @@ test: bootstrap
 fuzz: bootstrap
 	bash scripts/fuzz.sh
 
-# Keeps what fuzzing here found (.build-fuzz/corpus) in Tests/FuzzCorpusGrown, minimized.
+# Adds what fuzzing here found (.build-fuzz/corpus) that reaches new coverage to Tests/FuzzCorpusGrown.
 fuzz-corpus: bootstrap
 	bash scripts/fuzz.sh --save-corpus
 

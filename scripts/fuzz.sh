@@ -7,8 +7,8 @@
 #   scripts/fuzz.sh --ci            every target over its corpus, then FUZZ_SECONDS (default 15)
 #                                   each; exit 1 on any finding: part of `make test`
 #   scripts/fuzz.sh TARGET...       only these targets
-#   scripts/fuzz.sh --save-corpus   no fuzzing: merges what the runs here found into
-#                                   Tests/FuzzCorpusGrown/ (`make fuzz-corpus`)
+#   scripts/fuzz.sh --save-corpus   no fuzzing: adds what the runs here found that reaches new
+#                                   coverage to Tests/FuzzCorpusGrown/ (`make fuzz-corpus`)
 #
 # Each target starts from its seed corpus (Tests/FuzzCorpus/<target>/) and its grown corpus
 # (Tests/FuzzCorpusGrown/<target>/: inputs earlier campaigns found that reach code the seeds
@@ -63,29 +63,36 @@ export SWIFT_BACKTRACE=enable=no
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=0:allocator_may_return_null=1}"
 
 if [ "$save" = 1 ]; then
-  # The grown corpus anew: every input of the old one and of .build-fuzz/corpus that adds
-  # coverage beyond the seeds (libFuzzer's -merge=1 keeps the fewest inputs that cover it
-  # all, named by their SHA-1), without the seeds themselves.
+  # Adds to the grown corpus what the campaigns kept in .build-fuzz/corpus that reaches
+  # coverage the seeds and the grown corpus do not (libFuzzer's -merge=1 into a folder that
+  # holds both: only new inputs are added, named by their SHA-1). Add-only, so that a
+  # commit of it shows just the new inputs (a merge from scratch would pick a different
+  # but equal set each time).
   status=0
   for target in "${targets[@]}"; do
     merged=$(mktemp -d)
-    cp "Tests/FuzzCorpus/$target/"* "$merged/"
-    ls "$merged" > "$merged.seeds"
     mkdir -p "Tests/FuzzCorpusGrown/$target" "$scratch/corpus/$target" "$scratch/logs"
+    cp "Tests/FuzzCorpus/$target/"* "$merged/"
+    cp -r "Tests/FuzzCorpusGrown/$target/." "$merged/"
+    ls "$merged" > "$merged.before"
     if ! FUZZ_TARGET="$target" "$binary" -merge=1 -timeout=10 -rss_limit_mb=4096 -max_len=65536 \
-        "$merged" "Tests/FuzzCorpusGrown/$target" "$scratch/corpus/$target" > "$scratch/logs/$target.merge.log" 2>&1; then
+        "$merged" "$scratch/corpus/$target" > "$scratch/logs/$target.merge.log" 2>&1; then
       echo "fuzz: merging $target failed (log: $scratch/logs/$target.merge.log)" >&2
       status=1
-      rm -rf "$merged" "$merged.seeds"
+      rm -rf "$merged" "$merged.before"
       continue
     fi
     rm -rf "${TMPDIR:-/tmp}"/plane-fuzz-layer-*
-    while IFS= read -r name; do rm -f -- "$merged/$name"; done < "$merged.seeds"
-    rm -f "$merged.seeds"
-    rm -rf "Tests/FuzzCorpusGrown/$target"
-    mv "$merged" "Tests/FuzzCorpusGrown/$target"
-    chmod 755 "Tests/FuzzCorpusGrown/$target"
-    echo "fuzz: $target: $(ls "Tests/FuzzCorpusGrown/$target" | wc -l) inputs in Tests/FuzzCorpusGrown/$target"
+    added=0
+    for file in "$merged"/*; do
+      name=$(basename "$file")
+      if ! grep -qxF -- "$name" "$merged.before"; then
+        cp "$file" "Tests/FuzzCorpusGrown/$target/$name"
+        added=$((added + 1))
+      fi
+    done
+    rm -rf "$merged" "$merged.before"
+    echo "fuzz: $target: $added new inputs, $(ls "Tests/FuzzCorpusGrown/$target" | wc -l) in Tests/FuzzCorpusGrown/$target"
   done
   exit "$status"
 fi
