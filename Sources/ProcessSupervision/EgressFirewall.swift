@@ -143,7 +143,12 @@ public struct EgressFirewall: Sendable {
         return script
     }
 
-    /// Builds the drone's chains for `policy` and makes sure the parents jump to them.
+    /// The lock drones hold while they add their jumps (in `/run`, which only root writes,
+    /// so no other user can hold it to stall a drone's start).
+    static let jumpLockPath = "/run/plane-egress.lock"
+
+    /// Builds the drone's chains for `policy` and makes sure the parents jump to them,
+    /// once each, also when drones sharing the host apply at the same moment.
     public func apply(_ policy: EgressPolicy, placement: Placement) async throws(RuntimeError) {
         let script = try Self.restoreScript(policy, placement: placement)
         let completion = try await ProcessSpawner.run(iptablesRestore, ["-w", "--noflush"], input: script)
@@ -151,10 +156,15 @@ public struct EgressFirewall: Sendable {
             let detail = completion.standardError.trimmingCharacters(in: .whitespacesAndNewlines)
             throw RuntimeError(.unavailable, "iptables-restore could not write the egress chain \(Self.chain(for: placement)): \(completion.statusDescription): \(detail.prefix(500)) The egress policy needs root (CAP_NET_ADMIN).")
         }
+        // Check and insert are two iptables runs: drones starting together would each find a
+        // jump missing and each add one. A host-wide lock makes the pair one step.
+        let lock = await HostFileLock.acquire(Self.jumpLockPath)
+        if lock == nil { logger.warning("egress.jump_lock_unavailable", metadata: ["plane.lock": "\(Self.jumpLockPath)"]) }
         for jump in Self.jumps(placement: placement) {
             let present = try await iptables(["-t", jump.table, "-C", jump.parent] + jump.rule, tolerating: "")
             if !present { try await iptables(["-t", jump.table, "-I", jump.parent, "1"] + jump.rule) }
         }
+        _ = consume lock
         logger.info("egress.firewall_applied", metadata: ["plane.egress": "\(policy)", "plane.chain": "\(Self.chain(for: placement))"])
     }
 

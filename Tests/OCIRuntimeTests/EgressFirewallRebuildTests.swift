@@ -61,4 +61,37 @@ struct EgressFirewallRebuildTests {
         let forward = try await Self.iptables.run(["-w", "-S", "FORWARD"])
         #expect(!forward.contains(chain), "no jump is left: \(forward)")
     }
+
+    /// Drones starting together on a host with none of the chain's jumps yet: each finds a
+    /// jump missing and adds it; the check and the insert are one step under a host-wide
+    /// lock, so the parents end with one jump per direction, not one per drone.
+    @Test func dronesApplyingAtOnceLeaveOneJumpPerDirection() async throws {
+        let subnet = try IPv4Subnet("10.213.252.8/29")
+        let placement = EgressFirewall.Placement.namespaces(subnet: subnet, interfacePrefix: "pltq")
+        let chain = EgressFirewall.chain(for: placement), natChain = EgressFirewall.natChain(for: subnet)
+        let firewalls = try (0..<4).map { _ in try EgressFirewall.make(logger: Logger(label: "test.egress")) }
+        var counts: [[Int]] = []
+        for _ in 0..<4 {
+            await firewalls[0].remove(placement: placement)
+            let failures = await withTaskGroup(of: String?.self) { group in
+                for firewall in firewalls {
+                    group.addTask {
+                        do { try await firewall.apply(.allowAll, placement: placement) } catch { return "\(error)" }
+                        return nil
+                    }
+                }
+                var failures: [String] = []
+                for await failure in group { if let failure { failures.append(failure) } }
+                return failures
+            }
+            #expect(failures.isEmpty, "\(failures)")
+            let forward = try await Self.iptables.run(["-w", "-S", "FORWARD"])
+            let postrouting = try await Self.iptables.run(["-w", "-t", "nat", "-S", "POSTROUTING"])
+            counts.append([forward.components(separatedBy: "-j \(chain)\n").count - 1, postrouting.components(separatedBy: "-j \(natChain)\n").count - 1])
+        }
+        await firewalls[0].remove(placement: placement)
+        #expect(counts.allSatisfy { $0 == [2, 1] }, "jumps in FORWARD and nat POSTROUTING per round: \(counts)")
+        let forward = try await Self.iptables.run(["-w", "-S", "FORWARD"])
+        #expect(!forward.contains(chain), "no jump is left: \(forward)")
+    }
 }
