@@ -1,5 +1,4 @@
 import Foundation
-import Logging
 #if canImport(Glibc)
 import Glibc
 #endif
