@@ -66,9 +66,17 @@ public enum BackendOutputLog {
         }
     }
 
-    /// Turns the bytes of an `output.log` read piece by piece into lines.
+    /// The longest record `encode` writes for a line of at most `maximumLineLength` bytes:
+    /// the timestamp (at most 20 characters with a sign), the stream and two spaces.
+    public static let maximumRecordLength = maximumLineLength + 23
+
+    /// Turns the bytes of an `output.log` read piece by piece into lines. A record longer
+    /// than any the shim writes (a damaged file) is skipped up to its newline instead of
+    /// being held: the reader's memory stays bounded whatever the file holds.
     public struct Reader: Sendable {
         private var pending: [UInt8] = []
+        /// Inside an overlong record: its bytes are dropped until the next newline.
+        private var skipping = false
 
         public init() {}
 
@@ -77,10 +85,15 @@ public enum BackendOutputLog {
             var lines: [LogLine] = []
             for byte in bytes {
                 if byte == UInt8(ascii: "\n") {
-                    if let line = BackendOutputLog.decode(pending) { lines.append(line) }
+                    if !skipping, let line = BackendOutputLog.decode(pending) { lines.append(line) }
                     pending.removeAll(keepingCapacity: true)
-                } else {
+                    skipping = false
+                } else if !skipping {
                     pending.append(byte)
+                    if pending.count > BackendOutputLog.maximumRecordLength {
+                        pending.removeAll(keepingCapacity: true)
+                        skipping = true
+                    }
                 }
             }
             return lines
