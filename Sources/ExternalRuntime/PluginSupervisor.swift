@@ -151,7 +151,8 @@ final class PluginSupervisor: Sendable {
         var environment = ProcessInfo.processInfo.environment
         environment["PLANE_RUNTIME_SOCKET"] = socketPath
         environment["PLANE_RUNTIME_NAME"] = manifest.name
-        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC, 0o600)
+        rotateLogIfLarge()
+        let log = open(logPath, O_WRONLY | O_CREAT | O_APPEND | O_CLOEXEC | O_NOFOLLOW, 0o600)
         defer { if log >= 0 { close(log) } }
         // posix_spawn with default signal dispositions and an empty mask: the drone ignores
         // or blocks SIGTERM for its own shutdown handling, a plugin must not inherit that.
@@ -285,9 +286,38 @@ final class PluginSupervisor: Sendable {
         unlink(socketPath)
     }
 
+    /// The last lines of `plugin.log`, for an error message: read from its last
+    /// `lastOutputBytes` only (the log may be large), the first of them dropped when cut.
     func lastOutput() -> String {
-        guard let text = try? String(contentsOfFile: logPath, encoding: .utf8), !text.isEmpty else { return "It wrote nothing to \(logPath)." }
-        let lines = text.split(separator: "\n").suffix(5).joined(separator: " | ")
-        return "Its last output (\(logPath)): \(lines)"
+        let nothing = "It wrote nothing to \(logPath)."
+        let fd = open(logPath, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { return nothing }
+        defer { close(fd) }
+        let end = lseek(fd, 0, SEEK_END)
+        guard end > 0 else { return nothing }
+        let start = Swift.max(0, end - off_t(Self.lastOutputBytes))
+        var bytes = [UInt8](repeating: 0, count: Int(end - start))
+        let count = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, $0.count, start) }
+        guard count > 0 else { return nothing }
+        var lines = String(decoding: bytes[0..<count], as: UTF8.self).split(separator: "\n")
+        if start > 0, !lines.isEmpty { lines.removeFirst() }
+        guard !lines.isEmpty else { return nothing }
+        return "Its last output (\(logPath)): \(lines.suffix(5).joined(separator: " | "))"
+    }
+
+    /// At most this much of the end of `plugin.log` is read for `lastOutput`.
+    static let lastOutputBytes = 16_384
+    /// `plugin.log` larger than this when the plugin (re)starts becomes `plugin.log.1`
+    /// (replacing the one before): a plugin that writes much, or restarts often, does not
+    /// fill the disk over time.
+    static let maxLogBytes: off_t = 16 << 20
+
+    /// Moves a large `plugin.log` aside before a start.
+    private func rotateLogIfLarge() {
+        var info = stat()
+        guard lstat(logPath, &info) == 0, info.st_size > Self.maxLogBytes else { return }
+        if rename(logPath, logPath + ".1") == 0 {
+            logger.info("plugin.log_rotated", metadata: ["plane.runtime": "\(manifest.name)", "bytes": "\(info.st_size)"])
+        }
     }
 }

@@ -90,6 +90,32 @@ struct PluginSupervisionTests {
         #expect(!FileManager.default.fileExists(atPath: state + "/runtimes/fake/plugin.sock"), "nothing is left listening")
     }
 
+    @Test func aLargeLogIsMovedAsideAndOnlyItsEndIsRead() async throws {
+        let state = try TestEnvironment.temporaryDirectory("fake-drone")
+        defer { try? FileManager.default.removeItem(atPath: state) }
+        let directory = state + "/runtimes/fake"
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        // What earlier runs left: a log larger than the drone keeps (sparse, 17 MiB).
+        let earlier = open(directory + "/plugin.log", O_WRONLY | O_CREAT, 0o600)
+        try #require(earlier >= 0)
+        #expect(ftruncate(earlier, 17 << 20) == 0)
+        close(earlier)
+        let context = RuntimeContext(droneID: .random(), stateDirectory: state, logger: .init(label: "test"))
+        let manifest = try RuntimePluginManifest.load(directory: try fakePlugin("chatty-exit"))
+        do throws(RuntimeError) {
+            _ = try await ExternalRuntime.make(manifest: manifest, context: context)
+            Issue.record("a plugin that exits before it connects must fail the start")
+        } catch {
+            #expect(error.message.contains("before it connected") && error.message.contains("the last words"), "\(error.message)")
+            #expect(error.message.contains("line 1999 ") && !error.message.contains("line 1990 "), "the last five lines only: \(error.message)")
+        }
+        // The earlier log was moved aside whole; the new one holds this run's output only.
+        let moved = try FileManager.default.attributesOfItem(atPath: directory + "/plugin.log.1")[.size] as? Int
+        let current = try FileManager.default.attributesOfItem(atPath: directory + "/plugin.log")[.size] as? Int
+        #expect(moved == 17 << 20)
+        #expect((current ?? 0) > 16_384 && (current ?? 0) < 1 << 20)
+    }
+
     @Test func aHungPluginTimesOutAndIsRestarted() async throws {
         var configuration = ExternalRuntimeConfiguration()
         configuration.callTimeout = .seconds(1)

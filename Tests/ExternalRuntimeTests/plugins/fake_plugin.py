@@ -5,6 +5,8 @@
     fake_plugin.py garbage       greets; before each answer sends a frame that is not JSON;
                                  answers the first `list` with a frame longer than the protocol allows
     fake_plugin.py timeless      offers `logs` and streams three lines without times
+    fake_plugin.py chatty-exit   writes 2,000 numbered lines and "the last words" to stderr,
+                                 then exits before it connects
 """
 import json
 import os
@@ -14,6 +16,12 @@ import sys
 import time
 
 MODE = sys.argv[1]
+
+if MODE == "chatty-exit":
+    for number in range(2000):
+        sys.stderr.write("line %d of a plugin that talks a lot\n" % number)
+    sys.stderr.write("the last words\n")
+    sys.exit(3)
 
 
 def send(sock, message):
