@@ -120,6 +120,10 @@ public final class DNSServer: Service, Sendable {
             .get()
     }
 
+    /// `SO_RCVBUF` and `SO_SNDBUF` of DNS-over-TCP sockets (Linux doubles it for its own
+    /// bookkeeping): room for two of the largest messages each way, and no more.
+    static let tcpSocketBufferBytes: SocketOptionValue = 65_536
+
     private func bindTCP(port: Int) async throws -> any Channel {
         let responder = responder
         let counters = counters
@@ -131,6 +135,12 @@ public final class DNSServer: Service, Sendable {
         return try await ServerBootstrap(group: MultiThreadedEventLoopGroup.singleton)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 256)
+            // Fixed kernel buffers, inherited by every connection (the receive buffer is set
+            // before the handshake, which sizes the window from it): the kernel's
+            // autotuning would let each client that never reads pin megabytes of queries
+            // and answers in kernel memory, beyond anything the handler holds.
+            .serverChannelOption(.socketOption(.so_rcvbuf), value: Self.tcpSocketBufferBytes)
+            .serverChannelOption(.socketOption(.so_sndbuf), value: Self.tcpSocketBufferBytes)
             .childChannelInitializer { channel in
                 let client = channel.remoteAddress
                 let address = client?.ipAddress ?? ""
