@@ -410,7 +410,7 @@ let package = Package(
         ),
         .testTarget(
             name: "ImageBuilderTests",
-            dependencies: ["ImageBuilder", "plane-image-builder", "plane-test-server", "PlaneTestSupport"]
+            dependencies: ["ImageBuilder", "plane-image-builder", "plane-test-server", "PlaneTestSupport", "PlaneCore"]
         ),
         .testTarget(
             name: "PlaneTestServerTests",

@@ -84,7 +84,7 @@ public final class OCINetworkNamespaces: Sendable {
                 unlink(marker)
             }
         } else {
-            let forwarding = (try? String(contentsOfFile: "/proc/sys/net/ipv4/ip_forward", encoding: .utf8))?.trimmingCharacters(in: .whitespacesAndNewlines)
+            let forwarding = BoundedFile.generatedText("/proc/sys/net/ipv4/ip_forward")?.trimmingCharacters(in: .whitespacesAndNewlines)
             guard forwarding == "1" else {
                 throw RuntimeError(.unavailable, "[agent.oci] egress \(egress) needs the host to forward packets: set net.ipv4.ip_forward = 1 (sysctl -w net.ipv4.ip_forward=1, and in /etc/sysctl.d/), or use egress = \"deny\".")
             }

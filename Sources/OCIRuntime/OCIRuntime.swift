@@ -410,11 +410,11 @@ public final class OCIRuntime: ContainerRuntime {
     /// Whether `pid` runs (not a zombie) inside the backend's cgroup: a recycled pid of
     /// another process does not count.
     static func isRunning(_ pid: pid_t, cgroup: String) -> Bool {
-        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+        guard let stat = BoundedFile.generatedText("/proc/\(pid)/stat"),
               let close = stat.lastIndex(of: ")") else { return false }
         let state = stat[stat.index(after: close)...].split(separator: " ").first
         guard state != "Z", state != "X" else { return false }
-        guard let cgroups = try? String(contentsOfFile: "/proc/\(pid)/cgroup", encoding: .utf8) else { return false }
+        guard let cgroups = BoundedFile.generatedText("/proc/\(pid)/cgroup") else { return false }
         return cgroups.split(separator: "\n").contains { $0.hasSuffix(":\(cgroup)") || $0.contains(":\(cgroup)/") }
     }
 
@@ -423,7 +423,7 @@ public final class OCIRuntime: ContainerRuntime {
         guard let text = try? String(contentsOfFile: directory.shimPIDFile, encoding: .utf8),
               let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)),
               let command = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline") else { return false }
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8), let close = status.lastIndex(of: ")"),
+        guard let status = BoundedFile.generatedText("/proc/\(pid)/stat"), let close = status.lastIndex(of: ")"),
               status[status.index(after: close)...].split(separator: " ").first != "Z" else { return false }
         let arguments = String(decoding: command, as: UTF8.self)
         guard arguments.contains("oci-shim\0") else { return false }

@@ -70,7 +70,7 @@ final class DevNATSServer: Service, @unchecked Sendable {
     static func leftoverServer(pidFile: String, configuration: String) -> pid_t? {
         guard let text = try? String(contentsOfFile: pidFile, encoding: .utf8),
               let pid = pid_t(text.trimmingCharacters(in: .whitespacesAndNewlines)), pid > 1,
-              let commandLine = try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline")) else { return nil }
+              let commandLine = try? BoundedFile.readGenerated("/proc/\(pid)/cmdline") else { return nil }
         let arguments = commandLine.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
         guard arguments.contains(where: { $0.hasSuffix("nats-server") }), arguments.contains(configuration) else { return nil }
         return pid

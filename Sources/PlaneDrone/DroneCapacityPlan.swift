@@ -44,7 +44,7 @@ public struct DroneCapacityPlan: Sendable, Hashable {
 
     /// `MemTotal` of /proc/meminfo, in bytes.
     static func hostMemoryBytes() -> UInt64? {
-        guard let text = try? String(contentsOfFile: "/proc/meminfo", encoding: .utf8) else { return nil }
+        guard let text = BoundedFile.generatedText("/proc/meminfo") else { return nil }
         for line in text.split(separator: "\n") where line.hasPrefix("MemTotal:") {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
             guard fields.count >= 2, let kib = UInt64(fields[1]) else { return nil }

@@ -66,7 +66,7 @@ public struct BackendExitRecord: Codable, Sendable, Hashable {
 
     /// The `oom_kill` count in a cgroup `memory.events` or `memory.oom_control` file.
     public static func outOfMemoryKills(in file: String) -> Int {
-        guard let text = try? String(contentsOfFile: file, encoding: .utf8) else { return 0 }
+        guard let text = BoundedFile.generatedText(file, limit: 1 << 16) else { return 0 }
         for line in text.split(separator: "\n") {
             let fields = line.split(separator: " ")
             if fields.count == 2, fields[0] == "oom_kill" { return Int(fields[1]) ?? 0 }

@@ -1,6 +1,7 @@
 import CLinux
 import ContainerRuntime
 import Foundation
+import PlaneCore
 
 /// How the host mounts cgroups, and where a backend's cgroup files are in it.
 ///
@@ -164,7 +165,7 @@ public struct CgroupLayout: Sendable, Hashable {
 
     static func read(_ file: String) throws(RuntimeError) -> String {
         do {
-            return try String(contentsOfFile: file, encoding: .utf8)
+            return String(decoding: try BoundedFile.readGenerated(file, limit: 1 << 20), as: UTF8.self)
         } catch {
             throw RuntimeError(.notFound, "Cannot read \(file); the backend's cgroup is gone.", underlying: error)
         }

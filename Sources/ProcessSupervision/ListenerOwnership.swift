@@ -3,6 +3,7 @@ import Glibc
 #elseif canImport(Musl)
 import Musl
 #endif
+import PlaneCore
 
 /// Who listens on a TCP port of this network namespace: whether the socket belongs to a
 /// process of a given backend (the same cgroup as its main process). With host networking a
@@ -89,19 +90,8 @@ public enum ListenerOwnership {
         return false
     }
 
-    /// A small file of /proc, whole (at most `limit` bytes), or nil.
+    /// A small file of /proc, whole; nil when it cannot be read or has more than `limit` bytes.
     static func read(_ path: String, limit: Int = 1 << 16) -> String? {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return nil }
-        defer { close(fd) }
-        var bytes: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        while bytes.count < limit {
-            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
-            if count < 0, errno == EINTR { continue }
-            guard count > 0 else { break }
-            bytes += chunk.prefix(count)
-        }
-        return String(decoding: bytes.prefix(limit), as: UTF8.self)
+        BoundedFile.generatedText(path, limit: limit)
     }
 }

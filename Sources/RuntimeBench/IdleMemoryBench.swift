@@ -115,7 +115,7 @@ struct IdleMemoryBench {
 
     /// `VmRSS` of `pid`, in KiB.
     static func residentKiB(_ pid: Int32) throws -> Int {
-        let status = try String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8)
+        let status = String(decoding: try BoundedFile.readGenerated("/proc/\(pid)/status"), as: UTF8.self)
         guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
               let value = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else {
             throw BenchError("no VmRSS for \(pid)")
@@ -125,7 +125,7 @@ struct IdleMemoryBench {
 
     /// `Pss` of `pid` from `smaps_rollup`, in KiB.
     static func proportionalKiB(_ pid: Int32) -> Int? {
-        guard let rollup = try? String(contentsOfFile: "/proc/\(pid)/smaps_rollup", encoding: .utf8),
+        guard let rollup = BoundedFile.generatedText("/proc/\(pid)/smaps_rollup"),
               let line = rollup.split(separator: "\n").first(where: { $0.hasPrefix("Pss:") }) else { return nil }
         return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "")
     }

@@ -15,7 +15,7 @@ enum SandboxProbes {
             "keyctl": errnoName(plane_probe_keyctl()),
             "mount": errnoName(plane_probe_mount()),
         ]
-        if let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) {
+        if let status = generatedFile("/proc/self/status") {
             for line in status.split(separator: "\n") {
                 let parts = line.split(separator: ":", maxSplits: 1)
                 guard parts.count == 2 else { continue }
@@ -31,7 +31,7 @@ enum SandboxProbes {
 
     /// `PLANE_PROBE=limits`: print this process's rlimits (`/proc/self/limits`) and exit.
     static func runLimitsProbe() -> Never {
-        print((try? String(contentsOfFile: "/proc/self/limits", encoding: .utf8)) ?? "no /proc/self/limits")
+        print(generatedFile("/proc/self/limits") ?? "no /proc/self/limits")
         exit(0)
     }
 
@@ -105,6 +105,24 @@ enum SandboxProbes {
         return "wrote \(megabytes)"
     }
 
+    /// A file the kernel generates (`/proc`), read to its end (at most 1 MiB): Foundation's
+    /// `String(contentsOfFile:)` stops after the first page of such a file, so a long
+    /// mountinfo was cut.
+    static func generatedFile(_ path: String) -> String? {
+        let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16_384)
+        while bytes.count < 1 << 20 {
+            let count = chunk.withUnsafeMutableBytes { Glibc.read(fd, $0.baseAddress, $0.count) }
+            if count < 0, errno == EINTR { continue }
+            guard count > 0 else { return count == 0 ? String(decoding: bytes, as: UTF8.self) : nil }
+            bytes += chunk[0..<count]
+        }
+        return String(decoding: bytes, as: UTF8.self)
+    }
+
     /// The first 64 KiB of the file at `path`, or `error: <errno>`.
     static func readFile(path: String) -> String {
         let fd = open(path, O_RDONLY | O_CLOEXEC | O_NONBLOCK)
@@ -118,7 +136,7 @@ enum SandboxProbes {
     /// The mount options of the mount at `target` as /proc/self/mountinfo shows them (its
     /// per-mount options, then the superblock's), or `error: not mounted`.
     static func mountOptions(of target: String) -> String {
-        guard let text = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return "error: no mountinfo" }
+        guard let text = generatedFile("/proc/self/mountinfo") else { return "error: no mountinfo" }
         var found: String?
         for line in text.split(separator: "\n") {
             let fields = line.split(separator: " ")

@@ -1,5 +1,6 @@
 import Crypto
 import Foundation
+import PlaneCore
 import PlaneTestSupport
 import Testing
 @testable import ImageBuilder
@@ -96,8 +97,8 @@ struct ContainerImageBuilderTests {
         } catch {
             // Say what the process was doing (a rare CI failure showed no output at all).
             let state = server.isRunning
-                ? "still running; /proc status: " + ((try? String(contentsOfFile: "/proc/\(server.pid)/status", encoding: .utf8))?.split(separator: "\n").filter { $0.hasPrefix("State") || $0.hasPrefix("Threads") }.joined(separator: ", ") ?? "?")
-                    + "; wchan: " + ((try? String(contentsOfFile: "/proc/\(server.pid)/wchan", encoding: .utf8)) ?? "?")
+                ? "still running; /proc status: " + (BoundedFile.generatedText("/proc/\(server.pid)/status")?.split(separator: "\n").filter { $0.hasPrefix("State") || $0.hasPrefix("Threads") }.joined(separator: ", ") ?? "?")
+                    + "; wchan: " + (BoundedFile.generatedText("/proc/\(server.pid)/wchan") ?? "?")
                 : "exited with \(await server.waitForExit(timeout: .seconds(1)).map(String.init) ?? "?")"
             Issue.record("the chrooted server did not answer (\(state)); its output: \(server.output)")
             throw error

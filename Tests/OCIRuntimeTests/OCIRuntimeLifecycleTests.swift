@@ -172,7 +172,7 @@ struct OCIStandbyShimTests {
     /// Whether `pid` is a live (not zombie) `plane oci-shim --standby` process.
     static func isWaitingStandby(_ pid: pid_t) -> Bool {
         guard let data = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline"),
-              let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8) else { return false }
+              let stat = BoundedFile.generatedText("/proc/\(pid)/stat") else { return false }
         let arguments = data.split(separator: 0).map { String(decoding: $0, as: UTF8.self) }
         let state = stat[stat.index(after: stat.lastIndex(of: ")")!)...].split(separator: " ").first
         return arguments.suffix(2) == ["oci-shim", OCIShim.standbyFlag] && state != "Z"
@@ -180,7 +180,7 @@ struct OCIStandbyShimTests {
 
     static func describe(_ pid: pid_t) -> String {
         let arguments = FileManager.default.contents(atPath: "/proc/\(pid)/cmdline").map { $0.split(separator: 0).map { String(decoding: $0, as: UTF8.self) } }
-        let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8)
+        let stat = BoundedFile.generatedText("/proc/\(pid)/stat")
         return "pid \(pid): \(arguments ?? []) \(stat ?? "no stat")"
     }
 

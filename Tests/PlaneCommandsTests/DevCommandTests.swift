@@ -1,4 +1,5 @@
 import Foundation
+import PlaneCore
 import PlaneTestSupport
 import Testing
 
@@ -39,13 +40,13 @@ struct DevCommandTests {
         #expect(await dev.waitForExit(timeout: .seconds(60)) == 0, "\(dev.output)")
         // No process, container or mount is left.
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: "/proc").filter { Int($0) != nil }.filter { pid in
-            let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+            let cmdline = BoundedFile.generatedText("/proc/\(pid)/cmdline") ?? ""
             return cmdline.contains(stateDir)
         }
         #expect(leftovers.isEmpty, "processes still running: \(leftovers)")
         let containers = try await SystemProgram("docker", debianPackage: "docker.io").run(["ps", "-a", "-q", "--filter", "label=dev.plane.drone=\(drone)"])
         #expect(containers.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "containers left: \(containers)")
-        let mounts = try String(contentsOfFile: "/proc/mounts", encoding: .utf8)
+        let mounts = String(decoding: try BoundedFile.readGenerated("/proc/mounts"), as: UTF8.self)
         #expect(!mounts.contains(stateDir), "mounts left under \(stateDir)")
     }
 
@@ -129,7 +130,7 @@ struct DevCommandTests {
         _ = await dev.waitForExit(timeout: .seconds(10))
         func leftovers() throws -> [String] {
             try FileManager.default.contentsOfDirectory(atPath: "/proc").filter { Int($0) != nil }.compactMap { pid in
-                let cmdline = (try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? ""
+                let cmdline = BoundedFile.generatedText("/proc/\(pid)/cmdline") ?? ""
                 // Its own, or a backend's: an OCI container's root or a process backend's
                 // directory is under the store.
                 let places = ["root", "cwd"].compactMap { try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/\(pid)/\($0)") }
@@ -138,7 +139,7 @@ struct DevCommandTests {
             }
         }
         let clean = try await eventually(timeout: .seconds(60)) {
-            try leftovers().isEmpty && !(try String(contentsOfFile: "/proc/mounts", encoding: .utf8)).contains(stateDir)
+            try leftovers().isEmpty && !String(decoding: try BoundedFile.readGenerated("/proc/mounts"), as: UTF8.self).contains(stateDir)
         }
         let left = try leftovers()
         #expect(clean, "left after SIGKILL: \(left) \((try? String(contentsOfFile: stateDir + "/dev-reaper.log", encoding: .utf8)) ?? "")")

@@ -106,7 +106,7 @@ struct DroneProcessTests {
             // The plugin ends with the drone (the first one with the killed drone's connection).
             #expect(try await eventually {
                 try FileManager.default.contentsOfDirectory(atPath: "/proc").filter { Int($0) != nil }.allSatisfy { pid in
-                    !((try? String(contentsOfFile: "/proc/\(pid)/environ", encoding: .utf8)) ?? "").contains("\(stateDirectory)/runtimes/")
+                    !(BoundedFile.generatedText("/proc/\(pid)/environ") ?? "").contains("\(stateDirectory)/runtimes/")
                 }
             }, "a plugin process outlived the drone")
             relay.stop()
@@ -337,7 +337,7 @@ struct DroneProcessTests {
 
     /// Resident memory of a process, in bytes.
     static func residentBytes(of pid: Int32) -> Int {
-        guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+        guard let status = BoundedFile.generatedText("/proc/\(pid)/status"),
               let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }),
               let kilobytes = Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") else { return 0 }
         return kilobytes * 1024

@@ -212,7 +212,7 @@ final class LockTestCluster: Sendable {
             }
             guard let lock else { continue }
             // A zombie has ended; its parent has not reaped it yet.
-            if let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+            if let stat = BoundedFile.generatedText("/proc/\(pid)/stat"),
                let close = stat.lastIndex(of: ")"), stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z") {
                 continue
             }

@@ -54,12 +54,13 @@ struct ReadmeTests {
         #expect(await cluster.waitForExit(timeout: .seconds(120)) != nil, "\(cluster.output)")
         #expect(try await eventually(timeout: .seconds(30)) { kill(-cluster.pid, 0) != 0 }, "processes of make dev still run")
         let leftovers = try FileManager.default.contentsOfDirectory(atPath: "/proc").filter { Int($0) != nil }.filter { pid in
-            ((try? String(contentsOfFile: "/proc/\(pid)/cmdline", encoding: .utf8)) ?? "").contains("/tmp/plane-dev/")
+            (BoundedFile.generatedText("/proc/\(pid)/cmdline") ?? "").contains("/tmp/plane-dev/")
         }
         #expect(leftovers.isEmpty, "processes still running: \(leftovers)")
         let containers = try await SystemProgram("docker", debianPackage: "docker.io").run(["ps", "-a", "-q", "--filter", "label=dev.plane.drone=\(drone)"])
         #expect(containers.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty, "containers left: \(containers)")
-        #expect(!(try String(contentsOfFile: "/proc/mounts", encoding: .utf8)).contains("/tmp/plane-dev/"), "mounts left under /tmp/plane-dev/")
+        let mounts = String(decoding: try BoundedFile.readGenerated("/proc/mounts"), as: UTF8.self)
+        #expect(!mounts.contains("/tmp/plane-dev/"), "mounts left under /tmp/plane-dev/")
     }
 
     /// Runs a README block with bash (stopping at the first failing command) in the

@@ -63,6 +63,37 @@ public enum BoundedFile {
         return try read(fd, limit: limit)
     }
 
+    /// A file the kernel generates (`/proc`, `/sys`), read to its end. Such a file says
+    /// it has 0 bytes and is produced a page at a time: Foundation's
+    /// `String(contentsOfFile:)` and `Data(contentsOf:)` stop after its first page (about
+    /// 4 KiB), which silently cut a long `/proc/self/mountinfo`, `/proc/net/tcp` or a
+    /// process's `environ`. At most `limit` bytes are read.
+    public static func readGenerated(_ path: String, limit: Int = 16 << 20) throws(Failure) -> [UInt8] {
+        let fd = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC | O_NOCTTY)
+        guard fd >= 0 else { throw errno == ENOENT ? .missing : .unreadable(errno: errno) }
+        defer { close(fd) }
+        var info = stat()
+        guard fstat(fd, &info) == 0 else { throw .unreadable(errno: errno) }
+        guard info.st_mode & S_IFMT == S_IFREG else { throw .notRegular }
+        var bytes: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 16 << 10)
+        while true {
+            let count = chunk.withUnsafeMutableBytes { systemRead(fd, $0.baseAddress!, $0.count) }
+            if count < 0 {
+                if errno == EINTR { continue }
+                throw .unreadable(errno: errno)
+            }
+            if count == 0 { return bytes }
+            guard bytes.count + count <= limit else { throw .tooLarge(size: Int64(bytes.count + count), limit: limit) }
+            bytes.append(contentsOf: chunk[0..<count])
+        }
+    }
+
+    /// `readGenerated` as UTF-8 text; nil when the file cannot be read.
+    public static func generatedText(_ path: String, limit: Int = 16 << 20) -> String? {
+        (try? readGenerated(path, limit: limit)).map { String(decoding: $0, as: UTF8.self) }
+    }
+
     private static func read(_ fd: Int32, limit: Int) throws(Failure) -> [UInt8] {
         var info = stat()
         guard fstat(fd, &info) == 0 else { throw .unreadable(errno: errno) }
