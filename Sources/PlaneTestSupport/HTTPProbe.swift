@@ -277,6 +277,30 @@ final class TestSocket: @unchecked Sendable {
         return (buffered, closed)
     }
 
+    /// What one `recv` returns (buffered bytes first): nil when the peer closed, empty
+    /// when the read timed out or the connection was reset.
+    func readSome() -> [UInt8]? {
+        if !buffered.isEmpty { defer { buffered.removeAll() }; return buffered }
+        do {
+            guard try fill() else { return nil }
+        } catch {
+            return []
+        }
+        defer { buffered.removeAll() }
+        return buffered
+    }
+
+    /// Sends FIN (no more bytes from this side) and keeps reading possible.
+    func shutdownWrite() { if fd >= 0 { _ = shutdown(fd, Int32(SHUT_WR)) } }
+
+    /// Closes with a reset (`SO_LINGER` zero), as a killed client's kernel may.
+    func abort() {
+        guard fd >= 0 else { return }
+        var value = linger(l_onoff: 1, l_linger: 0)
+        setsockopt(fd, SOL_SOCKET, SO_LINGER, &value, socklen_t(MemoryLayout<linger>.size))
+        close()
+    }
+
     func readToEnd() throws -> [UInt8] {
         while try fill() {}
         defer { buffered.removeAll() }

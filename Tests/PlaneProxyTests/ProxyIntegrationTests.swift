@@ -385,4 +385,146 @@ struct ProxyIntegrationTests {
         #expect(up.status == 0 && up.output == "received \(size)", "\(up.output)")
         await s.stop()
     }
+
+    // MARK: Clients that give up anywhere
+
+    /// 240 clients on 12 threads, each doing one of a dozen things and stopping at a random
+    /// point (mid-head, mid-upload, mid-download, mid-stream, before a slow answer, after an
+    /// upgrade, in a pipeline), with a FIN or a reset, beside clients that half-close, send
+    /// garbage, or meet a backend that closes mid-response. When they have all gone: no
+    /// exchange or connection is still counted open (the backend can be swept), the proxy has
+    /// closed every client connection, the upstream connections left are the pool's idle ones
+    /// within its bound, and it still answers. The seed is in every failure message.
+    @Test func clientsThatGiveUpAnywhereLeaveNothingOpen() async throws {
+        // A small pool, so that a leaked upstream connection shows above its bound.
+        let idlePerLoop = 2
+        let s = try await setUp { $0.upstreamIdleConnections = idlePerLoop }
+        let seed = UInt64.random(in: 0...UInt64.max)
+        let port = s.port
+        let findings = try await withThrowingTaskGroup(of: [String].self) { group in
+            for worker in 0..<12 {
+                group.addTask {
+                    try await SystemProgram.offThePool {
+                        var random = SplitMix64(seed: seed &+ UInt64(worker))
+                        var findings: [String] = []
+                        for _ in 0..<20 {
+                            if let finding = try Self.misbehave(port: port, random: &random) { findings.append(finding) }
+                        }
+                        return findings
+                    }
+                }
+            }
+            return try await group.reduce(into: []) { $0 += $1 }
+        }
+        #expect(findings.isEmpty, "seed \(seed): \(findings)")
+        #expect(try await eventually(timeout: .seconds(15)) { (s.routes.idleTime(of: "foobar") ?? .zero) > .zero },
+                "seed \(seed): an exchange or a connection is still counted open")
+        #expect(s.proxy.metrics.openUpgradedConnections == 0, "seed \(seed)")
+        // Client side: only the listener and TIME_WAIT (the proxy closed first) may be left.
+        let clientSockets = { Self.tcpStates { local, _ in local == port } }
+        #expect(try await eventually(timeout: .seconds(15)) { clientSockets().keys.allSatisfy { $0 == "0A" || $0 == "06" } },
+                "seed \(seed): client connections left open, by state: \(clientSockets())")
+        // Upstream side: idle pooled connections only, none the backend closed and the proxy kept.
+        let upstreamSockets = { Self.tcpStates { _, remote in remote == s.backendPort } }
+        let bound = idlePerLoop * ProcessInfo.processInfo.activeProcessorCount
+        #expect(try await eventually(timeout: .seconds(15)) {
+            let states = upstreamSockets()
+            return states.keys.allSatisfy { $0 == "01" || $0 == "06" } && (states["01"] ?? 0) <= bound
+        }, "seed \(seed): upstream connections by state: \(upstreamSockets()), at most \(bound) established")
+        #expect(try await s.probe().get("/").body == "Hello World!")
+        await s.stop()
+    }
+
+    /// One misbehaving client; a description when the proxy did not do what it must.
+    private static func misbehave(port: Int, random: inout SplitMix64) throws -> String? {
+        let host = "Host: foobar.plane.test\r\n"
+        let connection = try RawTCPConnection(port: port)
+        let reset = random.next(below: 2) == 0
+        defer { reset ? connection.abort() : connection.close() }
+        func pause(upTo milliseconds: Int) { Thread.sleep(forTimeInterval: Double(random.next(below: milliseconds)) / 1000) }
+        func readSome(upTo bytes: Int) {
+            let wanted = random.next(below: bytes)
+            var got = 0
+            while got < wanted, let piece = connection.readSome(), !piece.isEmpty { got += piece.count }
+        }
+        switch random.next(below: 12) {
+        case 0:  // complete keep-alive exchanges
+            for _ in 0...random.next(below: 3) {
+                try connection.send("GET / HTTP/1.1\r\n\(host)\r\n")
+                let head = String(decoding: try connection.read(until: "\r\n\r\n"), as: UTF8.self)
+                guard head.hasPrefix("HTTP/1.1 200") else { return "a plain GET was answered \(head)" }
+                _ = try connection.read(exactly: 12)
+            }
+        case 1:  // gone mid-head
+            let request = Array("GET /headers HTTP/1.1\r\n\(host)X-Long: \(String(repeating: "a", count: 200))\r\n\r\n".utf8)
+            try connection.send(Array(request.prefix(1 + random.next(below: request.count - 1))))
+            pause(upTo: 50)
+        case 2:  // gone mid-upload
+            try connection.send("POST /upload HTTP/1.1\r\n\(host)Content-Length: 5000\r\n\r\n")
+            try connection.send([UInt8](repeating: 0x61, count: random.next(below: 5000)))
+            pause(upTo: 50)
+        case 3:  // gone in the middle of a chunked upload
+            try connection.send("POST /upload HTTP/1.1\r\n\(host)Transfer-Encoding: chunked\r\n\r\n")
+            for _ in 0..<random.next(below: 4) { try connection.send("10\r\n0123456789abcdef\r\n") }
+            try connection.send(Array("8\r\nabcd".utf8.prefix(random.next(below: 8))))
+            pause(upTo: 50)
+        case 4:  // gone mid-download, its receive window full or not
+            try connection.send("GET /download/4000000 HTTP/1.1\r\n\(host)\r\n")
+            readSome(upTo: 300_000)
+        case 5:  // gone mid-stream (server-sent events)
+            try connection.send("GET /sse/50/20 HTTP/1.1\r\n\(host)\r\n")
+            readSome(upTo: 400)
+        case 6:  // gone before or just after a slow answer
+            try connection.send("GET /slow/200 HTTP/1.1\r\n\(host)\r\n")
+            pause(upTo: 300)
+        case 7:  // half-closed after its request: still answered, then closed
+            try connection.send("GET / HTTP/1.1\r\n\(host)\r\n")
+            connection.shutdownWrite()
+            let (bytes, closed) = connection.readUntilClosed()
+            let text = String(decoding: bytes, as: UTF8.self)
+            guard text.hasPrefix("HTTP/1.1 200"), text.hasSuffix("Hello World!"), closed else { return "a half-closed client got \(text.debugDescription), closed: \(closed)" }
+        case 8:  // pipelined requests, gone after some of the answers (each whole, in order)
+            try connection.send((1...3).map { "GET /slow/\($0) HTTP/1.1\r\n\(host)\r\n" }.joined())
+            for index in 1..<(1 + random.next(below: 4)) {
+                let head = String(decoding: try connection.read(until: "\r\n\r\n"), as: UTF8.self)
+                let body = "slept \(index) ms"
+                guard head.hasPrefix("HTTP/1.1 200"), head.lowercased().contains("content-length: \(body.utf8.count)\r\n") else { return "pipelined answer \(index) was \(head)" }
+                let got = String(decoding: try connection.read(exactly: body.utf8.count), as: UTF8.self)
+                guard got == body else { return "pipelined answer \(index) had the body \(got)" }
+            }
+        case 9:  // upgraded, a frame echoed or not, then gone
+            try connection.send("GET /ws HTTP/1.1\r\n\(host)Upgrade: websocket\r\nConnection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\r\n")
+            let head = String(decoding: try connection.read(until: "\r\n\r\n"), as: UTF8.self)
+            guard head.hasPrefix("HTTP/1.1 101") else { return "an upgrade was answered \(head)" }
+            if random.next(below: 2) == 0 {
+                try connection.send([0x81, 0x82, 0, 0, 0, 0, 0x68, 0x69])  // "hi", masked with zeros
+                readSome(upTo: 4)
+            }
+        case 10:  // the backend closes mid-response: the client connection ends too
+            try connection.send("GET /partial HTTP/1.1\r\n\(host)\r\n")
+            let (bytes, closed) = connection.readUntilClosed()
+            guard closed else { return "a truncated response left its client connection open: \(String(decoding: bytes, as: UTF8.self).debugDescription)" }
+        default:  // garbage: refused and closed
+            var bytes = (0..<(1 + random.next(below: 300))).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+            bytes[0] = 0x01  // never a method's first letter
+            try connection.send(bytes + Array("\r\n\r\n".utf8))
+            let (answer, closed) = connection.readUntilClosed()
+            guard closed else { return "garbage left its connection open: \(String(decoding: answer, as: UTF8.self).debugDescription)" }
+        }
+        return nil
+    }
+
+    /// TCP sockets on loopback (IPv4) whose local and remote ports match, counted by state
+    /// (hex as in /proc/net/tcp: 01 established, 06 TIME_WAIT, 08 CLOSE_WAIT, 0A listen).
+    private static func tcpStates(_ matches: (_ localPort: Int, _ remotePort: Int) -> Bool) -> [String: Int] {
+        guard let table = BoundedFile.generatedText("/proc/net/tcp") else { return ["unreadable": 1] }
+        var states: [String: Int] = [:]
+        for line in table.split(separator: "\n").dropFirst() {
+            let fields = line.split(separator: " ")
+            guard fields.count > 3, let local = fields[1].split(separator: ":").last.flatMap({ Int($0, radix: 16) }),
+                  let remote = fields[2].split(separator: ":").last.flatMap({ Int($0, radix: 16) }), matches(local, remote) else { continue }
+            states[String(fields[3]), default: 0] += 1
+        }
+        return states
+    }
 }
