@@ -67,6 +67,7 @@ let package = Package(
         .target(
             name: "PlaneDNS",
             dependencies: [
+                "PlaneHTTPServer",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "Logging", package: "swift-log"),

@@ -64,6 +64,7 @@ enum DroneConfigLoader {
             if let seconds = proxy.int("header_read_timeout_secs", in: 1...3600) { settings.headerReadTimeout = .seconds(seconds) }
             if let seconds = proxy.int("idle_timeout_secs", in: 1...86_400) { settings.idleTimeout = .seconds(seconds) }
             if let count = proxy.int("max_connections", in: 1...10_000_000) { settings.maxConnections = count }
+            if let count = proxy.int("max_connections_per_address", in: 1...10_000_000) { settings.maxConnectionsPerAddress = count }
             if let bytes = proxy.int("max_header_bytes", in: 1024...(16 << 20)) { settings.maxHeaderBytes = bytes }
             if let count = proxy.int("max_header_count", in: 8...10_000) { settings.maxHeaderCount = count }
             if let count = proxy.int("upstream_idle_connections", in: 0...10_000) { settings.upstreamIdleConnections = count }

@@ -1,6 +1,7 @@
 import Logging
 import NIOCore
 import NIOPosix
+import PlaneHTTPServer
 import ServiceLifecycle
 import Synchronization
 #if canImport(Glibc)
@@ -30,7 +31,7 @@ public final class DNSServer: Service, Sendable {
     public let counters = DNSQueryCounters()
     private let logger: Logger
     private let state = Mutex(State())
-    private let tcpConnections: DNSTCPConnectionTable
+    private let tcpConnections: AddressConnectionLimit
     /// UDP answers per client network; nil when `rate_limit` is 0.
     private let rateLimiter: DNSResponseRateLimiter?
     /// Told of each limit a client hit (its key and the client's address).
@@ -45,7 +46,7 @@ public final class DNSServer: Service, Sendable {
         self.responder = responder
         self.logger = logger
         self.limitHit = limitHit
-        tcpConnections = DNSTCPConnectionTable(limit: configuration.maxTCPConnections, limitPerAddress: configuration.maxTCPConnectionsPerAddress)
+        tcpConnections = AddressConnectionLimit(limit: configuration.maxTCPConnections, limitPerAddress: configuration.maxTCPConnectionsPerAddress)
         rateLimiter = configuration.rateLimit.isEnabled ? DNSResponseRateLimiter(limit: configuration.rateLimit) : nil
     }
 
@@ -143,7 +144,7 @@ public final class DNSServer: Service, Sendable {
             .serverChannelOption(.socketOption(.so_sndbuf), value: Self.tcpSocketBufferBytes)
             .childChannelInitializer { channel in
                 let client = channel.remoteAddress
-                let address = client?.ipAddress ?? ""
+                let address = AddressConnectionLimit.Client(client)
                 switch table.admit(address) {
                 case .admitted: break
                 case .full:

@@ -1,10 +1,13 @@
 import NIOCore
 
 /// When a client connection is closed for not sending a request head in time, as a pure
-/// state machine: a head that started must be complete within `headLimit` (a client that
-/// stalls mid-head is cut off), and a connection between requests may stay silent for
-/// `idleLimit`. While a request is being served there is no limit. `ProxyHandler` feeds it
-/// the connection's events and arms one timer for `deadline`.
+/// state machine: a new connection's first head must be complete within `headLimit` of its
+/// start (over TLS the handshake is part of that time, so a client that stalls in it or
+/// never sends anything gives its place back as soon as one that stalls mid-head), a later
+/// head that started must be complete within `headLimit`, and a kept-alive connection
+/// between requests may stay silent for `idleLimit`. While a request is being served there
+/// is no limit. `ProxyHandler` feeds it the connection's events and arms one timer for
+/// `deadline`.
 struct HeaderDeadline {
     let headLimit: TimeAmount
     let idleLimit: TimeAmount
@@ -18,9 +21,10 @@ struct HeaderDeadline {
         self.idleLimit = idleLimit
     }
 
-    /// The connection is open and waits for its first request.
+    /// The connection is open and waits for its first request: all of it within `headLimit`.
     mutating func connectionStarted(now: NIODeadline) {
-        deadline = now + idleLimit
+        headStarted = true
+        deadline = now + headLimit
     }
 
     /// Bytes arrived: the first of a head start its (shorter) limit.

@@ -36,6 +36,9 @@ public struct ProxyConfiguration: Sendable, Hashable {
     /// Client connections open at once, on the proxy's listeners together (each proxied
     /// one uses two descriptors); one more is closed as soon as it is accepted.
     public var maxConnections: Int = 10_000
+    /// Of those, the most from one client (an IPv4 address, or an IPv6 /64), so that one
+    /// client cannot take every place; one more from it is closed as soon as it is accepted.
+    public var maxConnectionsPerAddress: Int = 1000
 
     public init() {}
 }

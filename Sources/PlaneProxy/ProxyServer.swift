@@ -20,8 +20,9 @@ public final class ProxyServer: Service, Sendable {
     private let logger: Logger
     private let channels = Mutex<[any Channel]>([])
     private let group: any EventLoopGroup
-    /// The client connections of every listener (`max_connections`).
-    let connections: ConnectionLimit
+    /// The client connections of every listener (`max_connections`,
+    /// `max_connections_per_address`).
+    let connections: AddressConnectionLimit
 
     /// - Parameters:
     ///   - cluster: the cluster domain; hosts `{backend}.{cluster}` are routed.
@@ -33,7 +34,7 @@ public final class ProxyServer: Service, Sendable {
         self.metrics = metrics
         self.certificates = certificates
         self.logger = logger
-        connections = ConnectionLimit(limit: configuration.maxConnections)
+        connections = AddressConnectionLimit(limit: configuration.maxConnections, limitPerAddress: configuration.maxConnectionsPerAddress)
         context = ProxyContext(
             router: ProxyRouter(cluster: cluster, allowPathRouting: configuration.allowPathRouting, passthrough: configuration.passthrough),
             routes: routes, configuration: configuration, metrics: metrics, pools: UpstreamPools(maxIdle: configuration.upstreamIdleConnections, maxHeadBytes: configuration.maxHeaderBytes,
@@ -146,26 +147,32 @@ public final class ProxyServer: Service, Sendable {
     }
 
     /// Takes a place for a new client connection, given back when it closes; over
-    /// `max_connections` the connection is closed at once (false), counted and logged.
+    /// `max_connections` (or one client's `max_connections_per_address`) the connection is closed
+    /// at once (false), counted and logged.
     private func admission() -> @Sendable (any Channel) -> Bool {
         let connections = self.connections
         let logger = self.logger
         return { channel in
-            guard connections.admit() else {
-                if let hits = LimitCounters.shared.record(Self.maxConnectionsKey) {
-                    logger.notice("limit.exceeded", metadata: ["plane.limit": "\(Self.maxConnectionsKey)", "plane.limit_hits": "\(hits)",
+            let client = AddressConnectionLimit.Client(channel.remoteAddress)
+            let admission = connections.admit(client)
+            guard admission == .admitted else {
+                let key = admission == .full ? Self.maxConnectionsKey : Self.maxConnectionsPerAddressKey
+                if let hits = LimitCounters.shared.record(key) {
+                    logger.notice("limit.exceeded", metadata: ["plane.limit": "\(key)", "plane.limit_hits": "\(hits)",
                                                                "proxy.client": "\(channel.remoteAddress?.ipAddress ?? "?")"])
                 }
                 channel.close(promise: nil)
                 return false
             }
-            channel.closeFuture.whenComplete { _ in connections.release() }
+            channel.closeFuture.whenComplete { _ in connections.release(client) }
             return true
         }
     }
 
     /// The key `max_connections` is counted under (`plane_input_limit_hits_total`).
     public static let maxConnectionsKey = "proxy.max_connections"
+    /// The key `max_connections_per_address` is counted under.
+    public static let maxConnectionsPerAddressKey = "proxy.max_connections_per_address"
 }
 
 extension Duration {

@@ -202,9 +202,24 @@ final class TestSocket: @unchecked Sendable {
     private var fd: Int32
     private var buffered: [UInt8] = []
 
-    init(host: String, port: Int, timeout: Duration) throws {
+    /// - Parameter source: the local address to connect from (another loopback address
+    ///   plays another client); the kernel's choice when nil.
+    init(host: String, port: Int, timeout: Duration, source: String? = nil) throws {
         fd = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestSupportError("socket() failed") }
+        if let source {
+            var local = sockaddr_in()
+            local.sin_family = sa_family_t(AF_INET)
+            local.sin_addr.s_addr = inet_addr(source)
+            let bound = withUnsafePointer(to: &local) {
+                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+            }
+            guard bound == 0 else {
+                let error = errno
+                close()
+                throw TestSupportError("bind to \(source) failed (errno \(error))")
+            }
+        }
         var tv = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: Int(timeout.components.attoseconds / 1_000_000_000_000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))

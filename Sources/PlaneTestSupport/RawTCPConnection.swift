@@ -7,9 +7,10 @@ import Foundation
 public final class RawTCPConnection: @unchecked Sendable {
     private let socket: TestSocket
 
-    /// Connects to `127.0.0.1:port`; each read or write gives up after `timeout`.
-    public init(port: Int, timeout: Duration = .seconds(5)) throws {
-        socket = try TestSocket(host: "127.0.0.1", port: port, timeout: timeout)
+    /// Connects to `127.0.0.1:port` from `source` (another loopback address plays another
+    /// client); each read or write gives up after `timeout`.
+    public init(port: Int, source: String? = nil, timeout: Duration = .seconds(5)) throws {
+        socket = try TestSocket(host: "127.0.0.1", port: port, timeout: timeout, source: source)
     }
 
     public func send(_ bytes: [UInt8]) throws { try socket.send(bytes) }

@@ -247,6 +247,9 @@ struct DroneConfigTests {
         let limited = try load(base + "max_connections = 50\n").proxy
         #expect(defaults.maxConnections == 10_000 && limited?.maxConnections == 50)
         #expect(problems(base + "max_connections = 0\n").contains { $0.hasPrefix("proxy.max_connections:") })
+        let perClient = try load(base + "max_connections_per_address = 20\n").proxy
+        #expect(defaults.maxConnectionsPerAddress == 1000 && perClient?.maxConnectionsPerAddress == 20)
+        #expect(problems(base + "max_connections_per_address = 0\n").contains { $0.hasPrefix("proxy.max_connections_per_address:") })
     }
 
     @Test func environmentVariablesThatNameNoKeyAreIgnored() throws {

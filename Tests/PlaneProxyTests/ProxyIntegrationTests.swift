@@ -63,7 +63,7 @@ struct ProxyIntegrationTests {
     @Test func connectionsBeyondTheLimitAreClosedAtOnce() async throws {
         let s = try await setUp { $0.maxConnections = 2 }
         let before = LimitCounters.shared.count(ProxyServer.maxConnectionsKey)
-        // Two silent clients (the idle timeout is 120 s) hold both places until they close.
+        // Two silent clients (the header timeout is 30 s) hold both places until they close.
         var holder = s.probe()
         holder.timeout = .seconds(30)
         let first = try await holder.hold()
@@ -81,6 +81,52 @@ struct ProxyIntegrationTests {
         let served = try await eventually(timeout: .seconds(10)) { (try? await s.probe().get("/").status) == 200 }
         #expect(served)
         #expect(try await eventually(timeout: .seconds(10)) { PrometheusSamples(s.proxy.metrics.render()).value("plane_proxy_connections") == 0 })
+        await s.stop()
+    }
+
+    /// `max_connections_per_address`: one client (here 127.0.0.1) holds at most that many
+    /// places; one more from it is closed at once and counted, while another client
+    /// (127.0.0.2) is served.
+    @Test func oneClientCannotTakeEveryPlace() async throws {
+        let s = try await setUp { $0.maxConnectionsPerAddress = 3 }
+        let before = LimitCounters.shared.count(ProxyServer.maxConnectionsPerAddressKey)
+        let port = s.port
+        let held = try await SystemProgram.offThePool { try (0..<3).map { _ in try RawTCPConnection(port: port, timeout: .seconds(20)) } }
+        #expect(try await eventually(timeout: .seconds(30)) { PrometheusSamples(s.proxy.metrics.render()).value("plane_proxy_connections") == 3 })
+        let (refused, served) = try await SystemProgram.offThePool {
+            let refused = try RawTCPConnection(port: port, timeout: .seconds(20))
+            defer { refused.close() }
+            try? refused.send("GET / HTTP/1.1\r\nHost: foobar.plane.test\r\n\r\n")
+            let other = try RawTCPConnection(port: port, source: "127.0.0.2", timeout: .seconds(20))
+            defer { other.close() }
+            try other.send("GET / HTTP/1.1\r\nHost: foobar.plane.test\r\nConnection: close\r\n\r\n")
+            return (refused.readUntilClosed(), String(decoding: other.readUntilClosed().bytes, as: UTF8.self))
+        }
+        #expect(refused.closed && refused.bytes.isEmpty, "\(refused)")
+        #expect(served.hasPrefix("HTTP/1.1 200") && served.hasSuffix("Hello World!"), "\(served)")
+        #expect(LimitCounters.shared.count(ProxyServer.maxConnectionsPerAddressKey) > before)
+        for connection in held { connection.close() }
+        #expect(try await eventually(timeout: .seconds(10)) { (try? await s.probe().get("/").status) == 200 })
+        await s.stop()
+    }
+
+    /// A new connection must bring its first request head within `header_read_timeout_secs`
+    /// of opening, not the longer idle timeout of a kept-alive one: a client that connects
+    /// and sends nothing gives its place back as soon as one that stalls mid-head.
+    @Test func aSilentNewConnectionIsClosedByTheHeaderTimeout() async throws {
+        let s = try await setUp {
+            $0.headerReadTimeout = .seconds(1)
+            $0.idleTimeout = .seconds(600)
+        }
+        let port = s.port
+        let started = ContinuousClock.now
+        let closed = try await SystemProgram.offThePool {
+            let silent = try RawTCPConnection(port: port, timeout: .seconds(60))
+            defer { silent.close() }
+            return silent.readUntilClosed()
+        }
+        let after = ContinuousClock.now - started
+        #expect(closed.closed && closed.bytes.isEmpty && after < .seconds(30), "\(closed) after \(after)")
         await s.stop()
     }
 

@@ -34,7 +34,7 @@ struct ProxyTLSTests {
         }
     }
 
-    func setUp(directory: String, withCertificate: Bool = true, redirect: Bool = false) async throws -> Setup {
+    func setUp(directory: String, withCertificate: Bool = true, redirect: Bool = false, headerReadTimeout: Duration? = nil) async throws -> Setup {
         let backendPort = try TestEnvironment.freePort()
         let backend = try ChildProcess(try TestExecutables.path("plane-test-server"), environment: ["PORT": String(backendPort), "HOST": "127.0.0.1"])
         _ = try await HTTPProbe(port: backendPort).waitUntilAnswering("/")
@@ -57,6 +57,7 @@ struct ProxyTLSTests {
             configuration.httpRedirectPort = 0
             configuration.headerReadTimeout = .seconds(2)
         }
+        if let headerReadTimeout { configuration.headerReadTimeout = headerReadTimeout }
         let proxy = ProxyServer(cluster: "plane.test", configuration: configuration, routes: routes, certificates: store, logger: logger)
         try await proxy.start()
         return Setup(backend: backend, proxy: proxy, store: store, port: try #require(proxy.port), keyPath: keyPath, certificatePath: certificatePath)
@@ -125,6 +126,24 @@ struct ProxyTLSTests {
         try FileManager.default.copyItem(atPath: certificates.serverCertificate, toPath: s.certificatePath)
         #expect(try await eventually(timeout: .seconds(10)) { try await s.get(ca: certificates.caCertificate).status == 0 })
         watcher.cancel()
+        await s.stop()
+    }
+
+    /// A client that stalls in its TLS handshake (here after the first bytes of a
+    /// ClientHello) is cut off by `header_read_timeout_secs`, which counts from the
+    /// connection's start: the handshake cannot hold a place for the idle timeout.
+    @Test func aStalledHandshakeIsCutOffByTheHeaderTimeout() async throws {
+        let s = try await setUp(directory: try directory(), headerReadTimeout: .seconds(1))
+        let port = s.port
+        let started = ContinuousClock.now
+        let result = try await SystemProgram.offThePool {
+            let client = try RawTCPConnection(port: port, timeout: .seconds(60))
+            defer { client.close() }
+            try client.send([0x16, 0x03, 0x01, 0x02, 0x00, 0x01])  // a handshake record of 512 bytes: its first 1
+            return client.readUntilClosed()
+        }
+        let after = ContinuousClock.now - started
+        #expect(result.closed && after < .seconds(30), "\(result) after \(after)")
         await s.stop()
     }
 
