@@ -9,7 +9,8 @@ bootstrap:
 	bash scripts/bootstrap.sh
 
 # SWIFTPM_FLAGS: extra flags for `swift build` (the README test runs `make dev` while
-# `swift test` holds the build directory's lock, so it passes --ignore-lock; nothing is rebuilt then).
+# `swift test` holds the build directory's lock, so it passes --ignore-lock, and
+# --build-tests so that nothing is rebuilt: other tests run `plane` meanwhile).
 SWIFTPM_FLAGS ?=
 
 build: bootstrap

@@ -31,12 +31,19 @@ struct ReadmeTests {
         }
         _ = try await DockerTestImage.shared.ensureLoaded()  // dockerd answers, so plane dev picks Docker
         // `swift test` holds the build directory's lock while the tests run; the Makefile
-        // passes SWIFTPM_FLAGS to `swift build`, which has nothing to rebuild here.
-        let environment = ["SWIFTPM_FLAGS": "--ignore-lock", "TMPDIR": "/tmp/"]
+        // passes SWIFTPM_FLAGS to `swift build`, which must have nothing to rebuild here:
+        // other suites run `plane` meanwhile, and one relinked under them cannot be started
+        // (ETXTBSY; an OCI shim start failed so in CI). A plain `swift build` after the test
+        // build recompiled a dependency and relinked `plane` in a fresh clone; with
+        // `--build-tests` it builds what `swift test` built, so nothing.
+        let environment = ["SWIFTPM_FLAGS": "--ignore-lock --build-tests", "TMPDIR": "/tmp/"]
+        let plane = try TestExecutables.path("plane")
+        let linkedBefore = Self.modificationTime(plane)
         let cluster = try ChildProcess("/bin/bash", arguments: ["-c", "cd \(Self.root) && \(dev)"], environment: environment)
         defer { kill(-cluster.pid, SIGKILL) }  // its whole process group, if the test ends early
         #expect(try await eventually(timeout: .seconds(600)) { cluster.output.contains("is ready") || !cluster.isRunning }, "\(cluster.output)")
         try #require(cluster.output.contains("Plane dev cluster 'plane.localhost' is ready (runtime: docker"), "\(cluster.output)")
+        #expect(Self.modificationTime(plane) == linkedBefore, "make dev relinked \(plane) while other tests run it")
         let drone = try #require(cluster.output.firstMatch(of: /drone: ([a-z0-9.-]+)\)/)?.output.1, "\(cluster.output)")
 
         let cli = try await run(try readme.block("cli"), environment: environment)
@@ -65,6 +72,12 @@ struct ReadmeTests {
 
     /// Runs a README block with bash (stopping at the first failing command) in the
     /// package's root; a block still running after five minutes is killed.
+    /// Nanoseconds since the epoch.
+    static func modificationTime(_ path: String) -> Int? {
+        var info = stat()
+        return stat(path, &info) == 0 ? info.st_mtim.tv_sec * 1_000_000_000 + info.st_mtim.tv_nsec : nil
+    }
+
     func run(_ block: String, environment: [String: String]) async throws -> (status: Int32, output: String) {
         let shell = try ChildProcess("/bin/bash", arguments: ["-c", "set -euo pipefail; cd \(Self.root)\n" + block], environment: environment)
         guard let status = await shell.waitForExit(timeout: .seconds(300)) else {
