@@ -207,36 +207,33 @@ final class TestSocket: @unchecked Sendable {
     init(host: String, port: Int, timeout: Duration, source: String? = nil) throws {
         fd = Foundation.socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
         guard fd >= 0 else { throw TestSupportError("socket() failed") }
-        if let source {
-            var local = sockaddr_in()
-            local.sin_family = sa_family_t(AF_INET)
-            local.sin_addr.s_addr = inet_addr(source)
-            let bound = withUnsafePointer(to: &local) {
-                $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-            }
-            guard bound == 0 else {
-                let error = errno
-                close()
-                throw TestSupportError("bind to \(source) failed (errno \(error))")
-            }
+        let socket = fd
+        if let source, Self.withAddress(source, port: 0, { bind(socket, $0, $1) }) != 0 {
+            let error = errno
+            close()
+            throw TestSupportError("bind to \(source) failed (errno \(error))")
         }
         var tv = timeval(tv_sec: Int(timeout.components.seconds), tv_usec: Int(timeout.components.attoseconds / 1_000_000_000_000))
         setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
         setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, socklen_t(MemoryLayout<timeval>.size))
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        address.sin_addr.s_addr = inet_addr(host)
-        let result = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard result == 0 else {
+        guard Self.withAddress(host, port: port, { connect(socket, $0, $1) }) == 0 else {
             let error = errno
             // Through close(): a class whose init throws after setting every property is
             // deinitialized, and deinit closing the same number again once closed a socket
             // another thread had just been given (NIO crashed with EBADF in CI).
             close()
             throw TestSupportError("connect to \(host):\(port) failed (errno \(error))")
+        }
+    }
+
+    /// `call`'s result with the IPv4 `host:port` as a `sockaddr` and its length.
+    private static func withAddress(_ host: String, port: Int, _ call: (UnsafePointer<sockaddr>, socklen_t) -> Int32) -> Int32 {
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr(host)
+        return withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { call($0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
     }
 
