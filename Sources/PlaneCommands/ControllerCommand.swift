@@ -111,7 +111,10 @@ enum ControllerConfigDump {
         }
         if let h = c.http {
             lines += ["", "[http]", "port = \(h.port)", "bind_ip = \"\(h.bindHost)\"", "cluster = \"\(h.cluster)\"",
-                      "token = \(h.token == nil ? "(none: loopback only)" : "(set)")", "", "[http.services]"]
+                      "token = \(h.token == nil ? "(none: loopback only)" : "(set)")",
+                      "request_timeout_secs = \(h.requestTimeout.components.seconds)", "max_connections = \(h.maxConnections)",
+                      "max_connections_per_address = \(h.maxConnectionsPerAddress.map(String.init) ?? "(none: max_connections bounds every client together)")",
+                      "max_status_streams = \(h.maxStatusStreams)", "", "[http.services]"]
             let sorted = h.services.sorted { $0.key < $1.key }
             lines += sorted.filter { $0.value == HTTPServiceConfiguration(image: $0.value.image) }.map { "\($0.key) = \"\($0.value.image)\"" }
             for (name, service) in sorted where service != HTTPServiceConfiguration(image: service.image) {

@@ -77,6 +77,7 @@ enum ControllerConfigLoader {
             if let bind = section.string("bind_ip") { config.bindHost = bind }
             if let seconds = section.int("request_timeout_secs", in: 1...3600) { config.requestTimeout = .seconds(seconds) }
             if let count = section.int("max_connections", in: 1...1_000_000) { config.maxConnections = count }
+            if let count = section.int("max_connections_per_address", in: 1...1_000_000) { config.maxConnectionsPerAddress = count }
             if let count = section.int("max_status_streams", in: 1...1_000_000) { config.maxStatusStreams = count }
             if let services = section.table("services") {
                 for key in services.table.keys {

@@ -97,11 +97,17 @@ public struct HTTPAPIConfiguration: Sendable, Hashable {
     public var requestTimeout: Duration = .seconds(30)
     /// `max_connections`: connections open at once; one more is answered 503 and closed.
     public var maxConnections = 1024
+    /// `max_connections_per_address`: connections open at once from one client (an IPv4
+    /// address or an IPv6 /64); one more is answered 503 and closed. Nil: no bound per
+    /// client (the API's usual callers are a few app servers, each may hold many status
+    /// streams; set it when clients you do not run can reach the API).
+    public var maxConnectionsPerAddress: Int?
     /// `max_status_streams`: `GET /backend/{id}/status/stream` streams open at once (each
     /// holds a JetStream consumer; anyone may open one); one more is answered 503.
     public var maxStatusStreams = 512
     /// The keys these limits are counted under (`plane_input_limit_hits_total{limit=...}`).
     public static let maxConnectionsKey = "http.max_connections"
+    public static let maxConnectionsPerAddressKey = "http.max_connections_per_address"
     public static let maxStatusStreamsKey = "http.max_status_streams"
 
     public init(cluster: ClusterName) { self.cluster = cluster }

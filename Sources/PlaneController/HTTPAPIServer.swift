@@ -30,13 +30,19 @@ public final class HTTPAPIServer: Sendable {
     let dashboard: @Sendable ([BackendID: DashboardSnapshot.IdleSample]) -> DashboardSnapshot
     /// Open `/dashboard/events` streams (at most `maxDashboardStreams`).
     let dashboardStreams = ConnectionLimit(limit: HTTPAPIServer.maxDashboardStreams)
-    /// Open connections (at most `[http] max_connections`).
-    let openConnections: ConnectionLimit
+    /// Open connections (at most `[http] max_connections`, and `max_connections_per_address`
+    /// from one client).
+    let openConnections: AddressConnectionLimit
     /// Open `/backend/{id}/status/stream` streams (at most `[http] max_status_streams`).
     let statusStreams: ConnectionLimit
     static let maxDashboardStreams = 32
     /// How long a connection over `max_connections` may take to send the request its 503 answers.
     static let refusalTime = TimeAmount.seconds(2)
+    /// Refused connections given `refusalTime` for their 503 at once; beyond them a refused
+    /// connection is closed as it arrives, so a flood of connections holds at most this many
+    /// more sockets.
+    let refusals = ConnectionLimit(limit: HTTPAPIServer.maxRefusals)
+    static let maxRefusals = 64
     /// Idle times a dashboard stream keeps (backends it has seen stats of).
     static let maxIdleSamples = 100_000
     let logger: Logger
@@ -46,7 +52,8 @@ public final class HTTPAPIServer: Sendable {
 
     init(configuration: HTTPAPIConfiguration, controller: Controller, logger: Logger) {
         self.configuration = configuration
-        openConnections = ConnectionLimit(limit: configuration.maxConnections)
+        openConnections = AddressConnectionLimit(limit: configuration.maxConnections,
+                                                 limitPerAddress: configuration.maxConnectionsPerAddress ?? configuration.maxConnections)
         statusStreams = ConnectionLimit(limit: configuration.maxStatusStreams)
         self.messenger = controller.messenger
         self.metrics = controller.metrics
@@ -107,13 +114,26 @@ public final class HTTPAPIServer: Sendable {
             try await channel.executeThenClose { connections in
                 try await withThrowingDiscardingTaskGroup { group in
                     for try await connection in connections {
-                        guard openConnections.admit() else {
-                            recordLimit(HTTPAPIConfiguration.maxConnectionsKey, client: connection.channel.remoteAddress)
-                            group.addTask { await self.refuse(connection) }
+                        let client = AddressConnectionLimit.Client(connection.channel.remoteAddress)
+                        let admission = openConnections.admit(client)
+                        guard admission == .admitted else {
+                            let key = admission == .full ? HTTPAPIConfiguration.maxConnectionsKey : HTTPAPIConfiguration.maxConnectionsPerAddressKey
+                            recordLimit(key, client: connection.channel.remoteAddress)
+                            guard refusals.admit() else {
+                                // Closed here, in the accept loop (a connection's writer
+                                // must be finished, which executeThenClose does): a flood
+                                // is accepted no faster than it is closed.
+                                try? await connection.executeThenClose { _, _ in }
+                                continue
+                            }
+                            group.addTask {
+                                defer { self.refusals.release() }
+                                await self.refuse(connection, reason: admission)
+                            }
                             continue
                         }
                         group.addTask {
-                            defer { self.openConnections.release() }
+                            defer { self.openConnections.release(client) }
                             await self.handle(connection)
                         }
                     }
@@ -132,16 +152,20 @@ public final class HTTPAPIServer: Sendable {
 
     // MARK: Connections
 
-    /// A connection over `max_connections`: its request is read (so that the answer is not
-    /// lost to a reset) and answered 503, all within `refusalTime`: a flood of refused
-    /// connections holds each for at most that long.
-    func refuse(_ connection: Connection) async {
+    /// A connection over `max_connections` (or its client's `max_connections_per_address`):
+    /// its request is read (so that the answer is not lost to a reset) and answered 503, all
+    /// within `refusalTime`: a flood of refused connections holds each for at most that long
+    /// (and at most `maxRefusals` of them at once).
+    func refuse(_ connection: Connection, reason: AddressConnectionLimit.Admission) async {
+        let message = reason == .addressFull
+            ? "You have \(openConnections.limitPerAddress) connections to the HTTP API open ([http] max_connections_per_address); close one or try again."
+            : "The HTTP API has \(configuration.maxConnections) connections open ([http] max_connections); try again."
         let channel = connection.channel
         channel.eventLoop.scheduleTask(in: Self.refusalTime) { channel.close(promise: nil) }
         try? await connection.executeThenClose { inbound, outbound in
             for try await part in inbound {
                 guard case .end = part else { continue }
-                try await write(.error(.serviceUnavailable, "The HTTP API has \(configuration.maxConnections) connections open ([http] max_connections); try again.",
+                try await write(.error(.serviceUnavailable, message,
                                        extraHeaders: [("Retry-After", "1")]), to: outbound, keepAlive: false)
                 return
             }

@@ -302,6 +302,15 @@ final class TestSocket: @unchecked Sendable {
         return buffered
     }
 
+    /// Whether the peer has closed (or reset) the connection, without waiting or consuming
+    /// what it sent.
+    func peerHasClosed() -> Bool {
+        guard fd >= 0 else { return true }
+        var byte: UInt8 = 0
+        let n = recv(fd, &byte, 1, Int32(MSG_PEEK | MSG_DONTWAIT))
+        return n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK)
+    }
+
     /// Sends FIN (no more bytes from this side) and keeps reading possible.
     func shutdownWrite() { if fd >= 0 { _ = shutdown(fd, Int32(SHUT_WR)) } }
 

@@ -30,6 +30,9 @@ public final class RawTCPConnection: @unchecked Sendable {
     /// Everything until the peer closes (true) or a read times out (false).
     public func readUntilClosed() -> (bytes: [UInt8], closed: Bool) { socket.readUntilClosedOrTimeout() }
 
+    /// Whether the peer has closed or reset the connection, looked at without waiting.
+    public var peerHasClosed: Bool { socket.peerHasClosed() }
+
     /// Sends FIN: the peer sees the end of the request stream; reading goes on.
     public func shutdownWrite() { socket.shutdownWrite() }
 

@@ -81,6 +81,7 @@ struct ControllerConfigTests {
             cluster = "plane.example"
             request_timeout_secs = 12
             max_connections = 300
+            max_connections_per_address = 20
             max_status_streams = 40
             services.hello-world = "plane-test-server:latest"
             services.notebook = "registry.example/nb:3"
@@ -97,6 +98,7 @@ struct ControllerConfigTests {
         #expect(server.rateLimit.ipv4PrefixLength == 32 && server.rateLimit.ipv6PrefixLength == 64)
         #expect(config.http?.port == 9191 && config.http?.cluster == "plane.example")
         #expect(config.http?.requestTimeout == .seconds(12) && config.http?.maxConnections == 300 && config.http?.maxStatusStreams == 40)
+        #expect(config.http?.maxConnectionsPerAddress == 20)
         #expect(config.http?.services == ["hello-world": "plane-test-server:latest", "notebook": "registry.example/nb:3"])
     }
 
@@ -164,6 +166,7 @@ struct ControllerConfigTests {
         #expect(all.contains { $0.hasPrefix("http.cluster: missing") }, "\(all)")
         let http = "[nats]\nhosts=[\"a\"]\n[http]\ncluster=\"plane.test\"\n"
         #expect(problems(http + "max_connections = 0\n").contains { $0.hasPrefix("http.max_connections: 0 is out of range") })
+        #expect(problems(http + "max_connections_per_address = -1\n").contains { $0.hasPrefix("http.max_connections_per_address: -1 is out of range") })
         #expect(problems(http + "request_timeout_secs = 99999\n").contains { $0.hasPrefix("http.request_timeout_secs:") })
         #expect(problems(http + "max_status_streams = -1\n").contains { $0.hasPrefix("http.max_status_streams:") })
         let dns = "[nats]\nhosts=[\"a\"]\n[dns]\n"

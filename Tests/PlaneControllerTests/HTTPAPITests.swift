@@ -225,6 +225,80 @@ final class SeenControlMessages: Sendable {
         }
     }
 
+    /// With `max_connections_per_address`, one client holding its share is answered 503 while
+    /// another is served; and a flood of connections over a limit holds at most
+    /// `maxRefusals` sockets for their 503s, closing the rest as they arrive.
+    @Test(.timeLimit(.minutes(2))) func oneClientCannotTakeEveryConnection() async throws {
+        try await withCluster { server in
+            let running = try await RunningController(server: server) { configuration in
+                var http = HTTPAPIConfiguration(cluster: "plane.test")
+                http.port = 0
+                http.requestTimeout = .seconds(300)
+                http.maxConnections = 4
+                http.maxConnectionsPerAddress = 2
+                configuration.http = http
+            }
+            let api = try #require(running.controller.httpServer)
+            let port = try #require(api.address?.port)
+            let health = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+            func ask(from source: String) async throws -> String {
+                try await SystemProgram.offThePool {
+                    let connection = try RawTCPConnection(port: port, source: source, timeout: .seconds(10))
+                    defer { connection.close() }
+                    try connection.send(health)
+                    return String(decoding: connection.readUntilClosed().bytes, as: UTF8.self)
+                }
+            }
+            // 127.0.0.1 holds its two places with silent connections.
+            let holders = try (0..<2).map { _ in try RawTCPConnection(port: port, source: "127.0.0.1", timeout: .seconds(1)) }
+            #expect(try await eventually(timeout: .seconds(30)) { api.openConnections.count == 2 })
+            let third = try await ask(from: "127.0.0.1")
+            #expect(third.hasPrefix("HTTP/1.1 503") && third.contains("max_connections_per_address") && third.contains("Retry-After"), "\(third)")
+            let other = try await ask(from: "127.0.0.2")
+            #expect(other.hasPrefix("HTTP/1.1 200"), "\(other)")
+
+            // 127.0.0.2 and 127.0.0.3 take the last places: the API is full for everyone.
+            let more = try ["127.0.0.2", "127.0.0.3"].map { try RawTCPConnection(port: port, source: $0, timeout: .seconds(1)) }
+            #expect(try await eventually(timeout: .seconds(30)) { api.openConnections.count == 4 })
+            let full = try await ask(from: "127.0.0.4")
+            #expect(full.hasPrefix("HTTP/1.1 503") && full.contains("[http] max_connections)"), "\(full)")
+
+            // A flood of silent connections: the first `maxRefusals` are given 2 s for their
+            // request, the rest are closed as they arrive. All are accepted after `start`, so
+            // one closed before start + 1.9 s was closed without waiting.
+            let extra = 6
+            let start = ContinuousClock.now
+            let flood = try (0..<(HTTPAPIServer.maxRefusals + extra)).map { _ in
+                try RawTCPConnection(port: port, source: "127.0.0.5", timeout: .seconds(1))
+            }
+            var closedEarly = Set<Int>()
+            let deadline = start + .milliseconds(1900)
+            sweeps: while true {
+                for (index, connection) in flood.enumerated() where !closedEarly.contains(index) {
+                    let closed = connection.peerHasClosed
+                    guard ContinuousClock.now < deadline else { break sweeps }
+                    if closed { closedEarly.insert(index) }
+                }
+                try await Task.sleep(for: .milliseconds(10))
+            }
+            #expect(closedEarly.count == extra, "\(closedEarly.count) of \(flood.count) closed at once")
+            #expect(api.refusals.count <= HTTPAPIServer.maxRefusals)
+            for connection in flood { connection.close() }
+            #expect(try await eventually(timeout: .seconds(30)) { api.refusals.count == 0 })
+
+            // The holders gone, everyone is served again; both limits were counted.
+            for connection in holders + more { connection.close() }
+            #expect(try await eventually(timeout: .seconds(30)) { api.openConnections.count == 0 })
+            let again = try await ask(from: "127.0.0.1")
+            #expect(again.hasPrefix("HTTP/1.1 200"), "\(again)")
+            let (_, metrics) = try await curl(running, "GET", "/metrics")
+            let samples = PrometheusSamples(metrics)
+            #expect((samples.value("plane_input_limit_hits_total", ["limit": "http.max_connections_per_address"]) ?? 0) >= 1, "\(metrics)")
+            #expect((samples.value("plane_input_limit_hits_total", ["limit": "http.max_connections"]) ?? 0) >= 1)
+            await running.stop()
+        }
+    }
+
     /// With `[http] token`, everything but health and a backend's state needs the token;
     /// an authenticated caller gets an existing lock's bearer token.
     @Test func aTokenGuardsTheAPI() async throws {
