@@ -136,6 +136,36 @@ struct NATSClientIntegrationTests {
         }
     }
 
+    /// A subscription holds at most `subscriptionBufferBytes` for a consumer that does not
+    /// read: large messages beyond it are dropped and reported (each message alone would
+    /// fit the message count many times over); once the consumer reads, there is room again.
+    @Test func slowConsumerIsBoundedInBytes() async throws {
+        try await withNATSServer { server in
+            let client = try await server.connectedClient { $0.subscriptionBufferBytes = 256 * 1024 }
+            let publisher = try await server.connectedClient()
+            let sub = try await client.subscribe(to: "large")
+            let payload = [UInt8](repeating: 7, count: 40 * 1024)
+            // Six fit into 256 KiB; the other 24 are dropped.
+            for _ in 0..<30 { try await publisher.publish("large", payload: payload) }
+            try await publisher.flush()
+            #expect(try await eventually(timeout: .seconds(10)) { sub.droppedCount == 24 })
+            var iterator = sub.makeAsyncIterator()
+            for _ in 0..<6 { #expect(await iterator.next()?.payload.readableBytes == payload.count) }
+            // Read, the room is back: the next ones arrive whole.
+            for _ in 0..<5 { try await publisher.publish("large", payload: payload) }
+            try await publisher.flush()
+            for _ in 0..<5 { #expect(await iterator.next()?.payload.readableBytes == payload.count) }
+            #expect(sub.droppedCount == 24)
+            // A message larger than the whole limit still reaches a consumer that has taken
+            // everything before it.
+            try await publisher.publish("large", payload: [UInt8](repeating: 1, count: 512 * 1024))
+            try await publisher.flush()
+            #expect(await iterator.next()?.payload.readableBytes == 512 * 1024)
+            #expect(sub.droppedCount == 24)
+            await client.close(); await publisher.close()
+        }
+    }
+
     @Test func survivesServerRestartAndRestoresSubscriptions() async throws {
         try await withNATSServer { server in
             let subscriber = try await server.connectedClient()

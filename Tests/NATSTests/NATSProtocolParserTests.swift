@@ -71,6 +71,21 @@ struct NATSProtocolParserTests {
         #expect(throws: NATSError.self) { _ = try parseAll(chunks: [junk]) }
     }
 
+    /// After a large message the parser does not keep a buffer its size: the payload it
+    /// handed out stays whole, and the next message is parsed from a small buffer.
+    @Test func aLargeMessageDoesNotKeepItsBuffer() throws {
+        var parser = NATSProtocolParser()
+        let large = [UInt8](repeating: 0x61, count: 4 << 20)
+        parser.feed(Array("MSG big 1 \(large.count)\r\n".utf8) + large + Array("\r\n".utf8))
+        guard case .msg(let message)? = try parser.next() else { Issue.record("no message"); return }
+        #expect(message.payload.readableBytes == large.count && parser.capacity >= large.count)
+        parser.feed(Array("MSG small 1 5\r\nhello\r\n".utf8))
+        guard case .msg(let small)? = try parser.next() else { Issue.record("no second message"); return }
+        #expect(small.string == "hello")
+        #expect(parser.capacity <= NATSProtocolParser.keptCapacity, "\(parser.capacity)")
+        #expect(message.bytes == large)
+    }
+
     @Test func headersRoundTrip() throws {
         var headers: NATSHeaders = ["Nats-Msg-Id": "abc", "X-Empty": ""]
         headers.append("Multi", "1")

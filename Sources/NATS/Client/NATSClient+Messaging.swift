@@ -99,13 +99,14 @@ extension NATSClient {
         try NATSClientCommand.validateToken(subject, what: "subject")
         if let queue { try NATSClientCommand.validateToken(queue, what: "queue group") }
         let (stream, continuation) = AsyncStream.makeStream(of: NATSMessage.self, bufferingPolicy: .bufferingOldest(bufferSize ?? configuration.subscriptionBufferSize))
+        let backlog = SubscriptionBacklog(limit: configuration.subscriptionBufferBytes)
         let sid: UInt64 = try state.withLock { s throws(NATSError) in
             guard s.status != .closed, s.status != .draining else {
                 throw NATSError(.closed, "The NATS client is closed; cannot subscribe.")
             }
             let sid = s.nextSID
             s.nextSID += 1
-            s.subscriptions[sid] = SubscriptionEntry(subject: subject, queue: queue, continuation: continuation)
+            s.subscriptions[sid] = SubscriptionEntry(subject: subject, queue: queue, continuation: continuation, backlog: backlog)
             return sid
         }
         continuation.onTermination = { [weak self] termination in
@@ -118,7 +119,7 @@ extension NATSClient {
         } catch let error where error.code == .reconnectBufferFull {
             // The subscription is restored on reconnect anyway.
         }
-        return NATSSubscription(subject: subject, queue: queue, sid: sid, stream: stream, client: self)
+        return NATSSubscription(subject: subject, queue: queue, sid: sid, stream: stream, backlog: backlog, client: self)
     }
 
     func unsubscribe(sid: UInt64, after max: Int?) throws(NATSError) {

@@ -29,6 +29,7 @@ public final class NATSClient: Sendable {
         var subject: String
         var queue: String?
         var continuation: AsyncStream<NATSMessage>.Continuation
+        let backlog: SubscriptionBacklog
         var max: Int?
         var delivered = 0
         var dropped = 0
@@ -444,7 +445,7 @@ public final class NATSClient: Sendable {
 
     private enum Delivery {
         case none
-        case subscription(AsyncStream<NATSMessage>.Continuation, finish: Bool, subject: String)
+        case subscription(AsyncStream<NATSMessage>.Continuation, SubscriptionBacklog, finish: Bool, subject: String)
         case request(RequestWaiter)
     }
 
@@ -461,7 +462,7 @@ public final class NATSClient: Sendable {
             entry.delivered += 1
             let finish = entry.max.map { entry.delivered >= $0 } ?? false
             if finish { s.subscriptions.removeValue(forKey: message.sid) } else { s.subscriptions[message.sid] = entry }
-            return .subscription(entry.continuation, finish: finish, subject: entry.subject)
+            return .subscription(entry.continuation, entry.backlog, finish: finish, subject: entry.subject)
         }
         switch delivery {
         case .none: break
@@ -471,17 +472,28 @@ public final class NATSClient: Sendable {
             } else {
                 waiter.continuation.resume(returning: message)
             }
-        case .subscription(let continuation, let finish, let subject):
-            if case .dropped = continuation.yield(message) {
-                let dropped: Int = state.withLock { s in
+        case .subscription(let continuation, let backlog, let finish, let subject):
+            // Room in bytes first, then in messages; a message that finds neither is dropped.
+            let size = SubscriptionBacklog.size(of: message)
+            var dropped = true
+            if backlog.reserve(size) {
+                switch continuation.yield(message) {
+                case .enqueued: dropped = false
+                case .dropped: backlog.release(size)
+                case .terminated: backlog.release(size); dropped = false
+                @unknown default: dropped = false
+                }
+            }
+            if dropped {
+                let count: Int = state.withLock { s in
                     guard var entry = s.subscriptions[message.sid] else { return 0 }
                     entry.dropped += 1
                     s.subscriptions[message.sid] = entry
                     return entry.dropped
                 }
-                if dropped == 1 || dropped % 1000 == 0 {
-                    logger.warning("nats.slow_consumer", metadata: ["nats.subject": "\(subject)", "nats.sid": "\(message.sid)", "nats.dropped": "\(dropped)"])
-                    emit(.slowConsumer(subject: subject, sid: message.sid, dropped: dropped))
+                if count == 1 || count % 1000 == 0 {
+                    logger.warning("nats.slow_consumer", metadata: ["nats.subject": "\(subject)", "nats.sid": "\(message.sid)", "nats.dropped": "\(count)"])
+                    emit(.slowConsumer(subject: subject, sid: message.sid, dropped: count))
                 }
             }
             if finish { continuation.finish() }

@@ -27,6 +27,10 @@ public struct NATSClientConfiguration: Sendable {
     public var maxPingsOutstanding: Int = 2
     /// Messages a subscription buffers for a slow consumer before it drops (and reports).
     public var subscriptionBufferSize: Int = 65_536
+    /// Bytes (payloads, subjects, headers) a subscription buffers for a slow consumer before
+    /// it drops (and reports); a single larger message is still delivered to a consumer
+    /// that has taken everything before it.
+    public var subscriptionBufferBytes: Int = 64 * 1024 * 1024
     public var requestTimeout: Duration = .seconds(10)
     /// Prefix of reply subjects for requests.
     public var inboxPrefix: String = "_INBOX"

@@ -24,10 +24,22 @@ public struct NATSProtocolParser: Sendable {
         buffer = ByteBufferAllocator().buffer(capacity: 16 * 1024)
     }
 
+    /// The most memory the parser keeps once everything fed is parsed: after a large
+    /// message it starts again from a small buffer, rather than keeping (and, while delivered
+    /// payloads still share it, copying) one as large as the largest message seen.
+    static let keptCapacity = 1 << 20
+
+    /// Bytes reserved for input now.
+    var capacity: Int { buffer.capacity }
+
     public mutating func feed(_ bytes: ByteBuffer) {
         var bytes = bytes
         if buffer.readerIndex > 0, buffer.readerIndex >= buffer.writerIndex {
-            buffer.clear()
+            if buffer.capacity > Self.keptCapacity {
+                buffer = ByteBufferAllocator().buffer(capacity: Swift.max(16 * 1024, bytes.readableBytes))
+            } else {
+                buffer.clear()
+            }
         } else if buffer.readerIndex > 256 * 1024 {
             buffer.discardReadBytes()
         }
