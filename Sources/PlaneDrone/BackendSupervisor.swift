@@ -224,7 +224,9 @@ actor BackendSupervisor {
                 let entry = try await context.store.recordState(update, exitCode: state == .failed || state == .exited ? exitCode : nil)
                 await context.outbox.enqueue(entry)
             } catch {
-                logger.error("backend.report_failed", metadata: ["plane.backend": "\(backend)", "plane.state": "\(state.rawValue)", "error": "\(error)"])
+                // A full or failing disk: the cluster is still told (from memory).
+                logger.error("backend.state_not_recorded", metadata: ["plane.backend": "\(backend)", "plane.state": "\(state.rawValue)", "error": "\(error)"])
+                await context.outbox.enqueueUnrecorded(update)
             }
             logger.info("backend.state", metadata: ["plane.backend": "\(backend)", "plane.state": "\(state.rawValue)"])
         case .load:

@@ -670,7 +670,12 @@ public final class DroneAgent: Service, Sendable {
             var exitCode: Int32?
             if case .exited(let code) = status { exitCode = code }
             let update = UpdateBackendStateMessage(cluster: backend.cluster, state: terminal, backend: id, time: .now(), drone: droneID)
-            if let entry = try? await context.store.recordState(update, exitCode: exitCode) { await context.outbox.enqueue(entry) }
+            do {
+                await context.outbox.enqueue(try await context.store.recordState(update, exitCode: exitCode))
+            } catch {
+                logger.error("backend.state_not_recorded", metadata: ["plane.backend": "\(id)", "plane.state": "\(terminal.rawValue)", "error": "\(error)"])
+                await context.outbox.enqueueUnrecorded(update)
+            }
             try? await context.store.removeRoute(of: id)
             logger.notice("agent.recovered_as_ended", metadata: ["plane.backend": "\(id)", "plane.state": "\(terminal.rawValue)"])
         }

@@ -402,8 +402,13 @@ public final class DroneStore: Sendable {
 
 /// An update waiting in the outbox.
 public struct OutboxEntry: Sendable, Hashable {
+    /// The store's sequence; negative for an update the store could not record (a full or
+    /// failing disk), which the outbox sends from memory only.
     public var sequence: Int64
     public var update: UpdateBackendStateMessage
+
+    /// Whether the store holds it (and it is dropped from there once acknowledged).
+    public var isRecorded: Bool { sequence > 0 }
 }
 
 /// A backend as the store keeps it.

@@ -7,7 +7,9 @@ import PlaneMessaging
 /// reply `null`) and drops each from the store's outbox once a controller answered. Each
 /// backend's updates go in order, one at a time, retried with backoff while no controller
 /// answers; backends do not wait for each other. What is not acknowledged stays in the
-/// store, so a NATS outage or a drone restart loses nothing.
+/// store, so a NATS outage or a drone restart loses nothing. An update the store could not
+/// record (its disk full or failing) is still sent, from memory, in its backend's order: the
+/// cluster learns of it unless the drone restarts before it is acknowledged.
 public actor StateOutbox {
     let store: DroneStore
     let messenger: PlaneMessenger
@@ -19,6 +21,8 @@ public actor StateOutbox {
     private var queues: [BackendID: [OutboxEntry]] = [:]
     private var senders: [BackendID: Task<Void, Never>] = [:]
     private var known: Set<Int64> = []
+    /// The sequence of the last update queued without a record (negative, counting down).
+    private var lastUnrecorded: Int64 = 0
     private var emptyWaiters: [CheckedContinuation<Void, Never>] = []
 
     public init(store: DroneStore, messenger: PlaneMessenger, logger: Logger, requestTimeout: Duration = .seconds(5),
@@ -44,6 +48,12 @@ public actor StateOutbox {
         if senders[backend] == nil {
             senders[backend] = Task { await self.drain(backend) }
         }
+    }
+
+    /// Queues an update the store could not record.
+    public func enqueueUnrecorded(_ update: UpdateBackendStateMessage) {
+        lastUnrecorded -= 1
+        enqueue(OutboxEntry(sequence: lastUnrecorded, update: update))
     }
 
     /// Updates not yet acknowledged.
@@ -80,7 +90,7 @@ public actor StateOutbox {
         while !Task.isCancelled, let entry = queues[backend]?.first {
             if await send(entry) {
                 do {
-                    try await store.acknowledge(entry)
+                    if entry.isRecorded { try await store.acknowledge(entry) }
                 } catch {
                     logger.error("outbox.acknowledge_failed", metadata: ["plane.backend": "\(backend)", "error": "\(error)"])
                 }

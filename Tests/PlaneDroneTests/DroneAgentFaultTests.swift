@@ -1,7 +1,8 @@
+import Foundation
 import ContainerRuntime
 import NATS
 import PlaneCore
-import PlaneDrone
+@testable import PlaneDrone
 import PlaneMessaging
 import PlaneTestSupport
 import ScriptedRuntime
@@ -61,6 +62,55 @@ struct DroneAgentFaultTests {
             let port = try #require(Int(route.address.split(separator: ":").last ?? ""))
             #expect(try await HTTPProbe(host: "127.0.0.2", port: port).get("/").body == "Hello World!")
             #expect(try await drone.store.backend(request.backendID)?.address == route.address)
+            await drone.stop()
+        }
+    }
+
+    /// A full disk under the drone's state (a backend writing to the same file system can
+    /// cause one): the state changes its store cannot record still reach the cluster, a
+    /// spawn it cannot record is refused, heartbeats go on, and once there is room again it
+    /// records and spawns as before.
+    @Test func aFullDiskDoesNotSilenceTheDrone() async throws {
+        try await withScriptedCluster { server, relay, observer, runtimes in
+            let statePath = try TestEnvironment.temporaryDirectory("drone-full-disk")
+            _ = try await SystemProgram("mount", debianPackage: "mount").run(["-t", "tmpfs", "-o", "size=4m,mode=0700", "tmpfs", statePath])
+            defer { umount2(statePath, Int32(MNT_DETACH)) }
+            let drone = try await startDrone(server, runtimes, statePath: statePath)
+            let running = spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000)
+            #expect(try await spawn(running, via: drone.client))
+            #expect(try await eventually { relay.states(of: running.backendID).last == .ready })
+            #expect(try await eventually { await drone.agent.context.outbox.pendingCount == 0 })
+
+            // Every page of the file system taken.
+            let filler = statePath + "/filler"
+            let fd = open(filler, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+            #expect(fd >= 0)
+            for size in [65536, 4096, 512, 1] {
+                let chunk = [UInt8](repeating: 0xAB, count: size)
+                while write(fd, chunk, size) == size {}
+            }
+            close(fd)
+
+            // Its end is told although the store cannot record it.
+            let heartbeatsBefore = observer.heartbeats.withLock { $0.filter { $0.droneID == drone.id }.count }
+            try await terminate(running.backendID, via: drone.client)
+            #expect(try await eventually(timeout: .seconds(20)) { relay.states(of: running.backendID).last == .terminated })
+            #expect(try await drone.store.backend(running.backendID)?.state == .ready, "the store could not record it (or the test did not fill the disk)")
+            #expect(try await eventually { runtimes.host.backendIDs.isEmpty })
+            // A spawn it cannot record is refused; the drone still runs and beats.
+            let refused = spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000)
+            #expect(try await spawn(refused, via: drone.client) == false)
+            #expect(relay.states(of: refused.backendID).isEmpty)
+            #expect(try await eventually { observer.heartbeats.withLock { $0.filter { $0.droneID == drone.id }.count } >= heartbeatsBefore + 2 })
+
+            // Room again: business as usual.
+            try FileManager.default.removeItem(atPath: filler)
+            let next = spawnRequest(drone: drone.id, image: runtimes.image, idle: 1000)
+            #expect(try await spawn(next, via: drone.client))
+            #expect(try await eventually { relay.states(of: next.backendID).last == .ready })
+            #expect(try await drone.store.backend(next.backendID)?.state == .ready)
+            try await terminate(next.backendID, via: drone.client)
+            #expect(try await eventually { relay.states(of: next.backendID).last == .terminated })
             await drone.stop()
         }
     }

@@ -86,6 +86,30 @@ final class TestRelay: Sendable {
         }
     }
 
+    /// An update the store could not record goes out from memory, in its backend's order
+    /// between recorded ones, and leaves nothing in (or missing from) the store.
+    @Test func unrecordedUpdatesAreSentInOrder() async throws {
+        try await withNATSServer { server in
+            let relay = try await TestRelay(server: server)
+            let store = try makeStore()
+            let client = try await server.connectedClient()
+            let outbox = outbox(store, client)
+            let id = try await record([.starting], in: store, outbox: outbox)
+            func update(_ state: BackendState) -> UpdateBackendStateMessage {
+                UpdateBackendStateMessage(cluster: "plane.test", state: state, backend: id, time: .now(), drone: drone)
+            }
+            await outbox.enqueueUnrecorded(update(.ready))
+            await outbox.enqueueUnrecorded(update(.swept))
+            await outbox.enqueue(try await store.recordState(update(.terminated)))
+            #expect(await outbox.flush(timeout: .seconds(30)))
+            #expect(relay.states(of: id) == [.loading, .starting, .ready, .swept, .terminated])
+            #expect(try await store.pendingUpdates().isEmpty)
+            #expect(try await store.backend(id)?.state == .terminated)
+            await client.close()
+            await relay.close()
+        }
+    }
+
     @Test func withoutAControllerUpdatesWaitAndNothingIsLost() async throws {
         try await withNATSServer { server in
             let store = try makeStore()
