@@ -71,6 +71,42 @@ struct JetStreamIntegrationTests {
         }
     }
 
+    /// A reader that does not read holds the server back through flow control: what the
+    /// consumer buffers stops growing near its limit (plus the server's window) however much
+    /// the stream holds; once it reads, everything arrives, in order, without a gap.
+    @Test func aSlowReaderHoldsTheServerBack() async throws {
+        try await withNATSServer { server in
+            let client = try await server.connectedClient()
+            let js = JetStream(client: client)
+            _ = try await js.createStream(StreamConfiguration(name: "bulk", subjects: ["bulk.>"]))
+            let payload = [UInt8](repeating: 0x5A, count: 64 * 1024)
+            let count = 400  // 25 MiB
+            for i in 0..<count { try await client.publish("bulk.\(i % 4)", payload: payload) }
+            try await client.flush()
+            #expect(try await eventually(timeout: .seconds(30)) { try await js.streamInfo("bulk")?.state.messages == UInt64(count) })
+            var options = OrderedConsumerOptions(filterSubject: "bulk.>")
+            options.maxBufferedBytes = 1024 * 1024
+            let consumer = try await js.orderedConsumer(stream: "bulk", options: options)
+            // Let it fill what it may.
+            var before = -1
+            while consumer.backlog.bytes != before {
+                before = consumer.backlog.bytes
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            #expect(consumer.backlog.bytes < 6 * 1024 * 1024, "\(consumer.backlog.bytes) bytes buffered for a reader that reads nothing")
+            var iterator = consumer.makeAsyncIterator()
+            var sequences: [UInt64] = []
+            while sequences.count < count, let message = try await iterator.next() {
+                #expect(message.payload.count == payload.count)
+                sequences.append(message.streamSequence)
+            }
+            #expect(sequences == Array(1...UInt64(count)))
+            #expect(consumer.backlog.bytes == 0)
+            consumer.stop()
+            await client.close()
+        }
+    }
+
     @Test func noAckedMessageIsLostAcrossAServerRestart() async throws {
         try await withNATSServer { server in
             let client = try await server.connectedClient()

@@ -151,6 +151,7 @@ struct NATSClientIntegrationTests {
             #expect(try await eventually(timeout: .seconds(10)) { sub.droppedCount == 24 })
             var iterator = sub.makeAsyncIterator()
             for _ in 0..<6 { #expect(await iterator.next()?.payload.readableBytes == payload.count) }
+            #expect(sub.backlog.count == 0, "every message taken gave its room back")
             // Read, the room is back: the next ones arrive whole.
             for _ in 0..<5 { try await publisher.publish("large", payload: payload) }
             try await publisher.flush()

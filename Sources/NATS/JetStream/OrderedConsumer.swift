@@ -18,6 +18,9 @@ public struct OrderedConsumerOptions: Sendable {
     /// The server sends a heartbeat when idle; three missed heartbeats make the consumer
     /// recreate itself from the last sequence it delivered.
     public var idleHeartbeat: Duration = .seconds(5)
+    /// Bytes delivered and not yet taken by the reader beyond which flow control holds the
+    /// server back (it may send up to its flow-control window more).
+    public var maxBufferedBytes = 8 * 1024 * 1024
 
     public init(filterSubject: String? = nil, deliverPolicy: DeliverPolicy = .all) {
         self.filterSubject = filterSubject
@@ -34,18 +37,36 @@ public final class OrderedConsumer: AsyncSequence, Sendable {
     /// Messages pending when the consumer was created (0: nothing to replay).
     public let initialPending: UInt64
     let messages: AsyncThrowingStream<JetStreamMessage, any Error>
+    let backlog: ConsumerBacklog
+    /// Sends a flow-control answer.
+    let answer: @Sendable (String) -> Void
     private let task: Mutex<Task<Void, Never>?>
 
-    init(initialPending: UInt64, messages: AsyncThrowingStream<JetStreamMessage, any Error>) {
+    init(initialPending: UInt64, messages: AsyncThrowingStream<JetStreamMessage, any Error>, backlog: ConsumerBacklog,
+         answer: @escaping @Sendable (String) -> Void) {
         self.initialPending = initialPending
         self.messages = messages
+        self.backlog = backlog
+        self.answer = answer
         self.task = Mutex(nil)
     }
 
     func attach(_ task: Task<Void, Never>) { self.task.withLock { $0 = task } }
 
-    public func makeAsyncIterator() -> AsyncThrowingStream<JetStreamMessage, any Error>.AsyncIterator {
-        messages.makeAsyncIterator()
+    public struct AsyncIterator: AsyncIteratorProtocol {
+        var base: AsyncThrowingStream<JetStreamMessage, any Error>.AsyncIterator
+        let backlog: ConsumerBacklog
+        let answer: @Sendable (String) -> Void
+
+        public mutating func next() async throws -> JetStreamMessage? {
+            guard let message = try await base.next() else { return nil }
+            if let reply = backlog.taken(ConsumerBacklog.size(of: message)) { answer(reply) }
+            return message
+        }
+    }
+
+    public func makeAsyncIterator() -> AsyncIterator {
+        AsyncIterator(base: messages.makeAsyncIterator(), backlog: backlog, answer: answer)
     }
 
     /// Stops delivery and deletes the server-side consumer.
@@ -85,9 +106,14 @@ extension JetStream {
     public func orderedConsumer(stream: String, options: OrderedConsumerOptions = OrderedConsumerOptions()) async throws -> OrderedConsumer {
         try validateName(stream, what: "stream name")
         let first = try await createPushConsumer(stream: stream, options: options, policy: options.deliverPolicy)
+        // Unbounded as a stream; bounded by the backlog's flow control.
         let (messages, continuation) = AsyncThrowingStream.makeStream(of: JetStreamMessage.self, bufferingPolicy: .unbounded)
-        let consumer = OrderedConsumer(initialPending: first.pending, messages: messages)
-        let driver = OrderedConsumerDriver(js: self, stream: stream, options: options, continuation: continuation)
+        let backlog = ConsumerBacklog(limit: options.maxBufferedBytes)
+        let client = self.client
+        let consumer = OrderedConsumer(initialPending: first.pending, messages: messages, backlog: backlog) { reply in
+            _ = try? client.publishWithoutWaiting(reply, payload: [])
+        }
+        let driver = OrderedConsumerDriver(js: self, stream: stream, options: options, continuation: continuation, backlog: backlog)
         let task = Task { await driver.run(first: first) }
         continuation.onTermination = { _ in task.cancel() }
         consumer.attach(task)
@@ -158,13 +184,16 @@ final class OrderedConsumerDriver: Sendable {
     let stream: String
     let options: OrderedConsumerOptions
     let continuation: AsyncThrowingStream<JetStreamMessage, any Error>.Continuation
+    let backlog: ConsumerBacklog
     let lastActivity = Mutex(ContinuousClock.now)
 
-    init(js: JetStream, stream: String, options: OrderedConsumerOptions, continuation: AsyncThrowingStream<JetStreamMessage, any Error>.Continuation) {
+    init(js: JetStream, stream: String, options: OrderedConsumerOptions, continuation: AsyncThrowingStream<JetStreamMessage, any Error>.Continuation,
+         backlog: ConsumerBacklog) {
         self.js = js
         self.stream = stream
         self.options = options
         self.continuation = continuation
+        self.backlog = backlog
     }
 
     func run(first: JetStream.PushConsumer) async {
@@ -179,6 +208,7 @@ final class OrderedConsumerDriver: Sendable {
                 return
             }
             if Task.isCancelled { break }
+            backlog.consumerReplaced()
             js.client.logger.debug("nats.ordered_consumer_reset", metadata: ["nats.stream": "\(stream)", "nats.next_sequence": "\(nextStreamSequence ?? 0)"])
             // Recreate from where we stopped, retrying while the server is away.
             var wait = Duration.milliseconds(100)
@@ -221,11 +251,10 @@ final class OrderedConsumerDriver: Sendable {
             lastActivity.withLock { $0 = .now }
             if let status = message.status {
                 if status == 100 {
-                    if let reply = message.replyTo {
-                        // Flow control request.
+                    // A flow-control request, or a heartbeat saying the server waits for
+                    // the answer to one: answered now, or once the reader has caught up.
+                    if let reply = message.replyTo ?? message.headers?["Nats-Consumer-Stalled"], backlog.flowControl(reply: reply) {
                         _ = try? js.client.publishWithoutWaiting(reply, payload: [])
-                    } else if let stalled = message.headers?["Nats-Consumer-Stalled"] {
-                        _ = try? js.client.publishWithoutWaiting(stalled, payload: [])
                     }
                     if let last = message.headers?["Nats-Last-Consumer"].flatMap(UInt64.init), last != expectedConsumerSequence - 1 {
                         return .reset
@@ -242,6 +271,7 @@ final class OrderedConsumerDriver: Sendable {
             let delivered = JetStreamMessage(
                 subject: message.subject, headers: message.headers, payload: message.bytes,
                 streamSequence: ack.streamSequence, timestampNanoseconds: ack.timestamp, pending: ack.pending)
+            backlog.delivered(ConsumerBacklog.size(of: delivered))
             if case .terminated = continuation.yield(delivered) { return .finished(nil) }
         }
         if Task.isCancelled { return .finished(nil) }
