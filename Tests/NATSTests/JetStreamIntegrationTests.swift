@@ -215,6 +215,33 @@ struct JetStreamIntegrationTests {
         }
     }
 
+    /// A watch whose reader is behind buffers no more than its consumer's limit (plus the
+    /// server's window), not the whole bucket; read, it delivers every value, then caught up.
+    @Test func aSlowWatchReaderHoldsTheServerBack() async throws {
+        try await withNATSServer { server in
+            let client = try await server.connectedClient()
+            let kv = try await JetStream(client: client).keyValue(KeyValueConfiguration(bucket: "big"))
+            let value = [UInt8](repeating: 0x42, count: 64 * 1024)
+            let count = 300  // 19 MiB
+            for i in 0..<count { _ = try await kv.put("k\(i)", value: value) }
+            let watch = try await kv.watch()
+            var before = -1
+            while watch.consumer.backlog.bytes != before {
+                before = watch.consumer.backlog.bytes
+                try await Task.sleep(for: .milliseconds(500))
+            }
+            #expect(before < 8 * 1024 * 1024, "\(before) bytes buffered for a reader that reads nothing")
+            var keys = Set<String>()
+            for try await event in watch {
+                guard case .entry(let entry) = event else { break }
+                #expect(entry.value.count == value.count)
+                keys.insert(entry.key)
+            }
+            #expect(keys.count == count)
+            await client.close()
+        }
+    }
+
     @Test func fiftyConcurrentCreatesOnOneKeyExactlyOneWins() async throws {
         try await withNATSServer { server in
             // Several connections, as several controllers would have.

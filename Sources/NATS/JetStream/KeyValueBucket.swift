@@ -156,34 +156,11 @@ public struct KeyValueBucket: Sendable {
 
     /// Current values of the keys matching `key` (wildcards allowed, default all), then every
     /// change. `.caughtUp` marks the end of the initial values.
-    public func watch(_ key: String = ">", includeHistory: Bool = false, idleHeartbeat: Duration = .seconds(5)) async throws -> AsyncThrowingStream<KeyValueWatchEvent, any Error> {
+    public func watch(_ key: String = ">", includeHistory: Bool = false, idleHeartbeat: Duration = .seconds(5)) async throws -> KeyValueWatch {
         try Self.validateKey(key, allowWildcards: true)
         var options = OrderedConsumerOptions(filterSubject: subject(key), deliverPolicy: includeHistory ? .all : .lastPerSubject)
         options.idleHeartbeat = idleHeartbeat
-        let consumer = try await js.orderedConsumer(stream: streamName, options: options)
-        let bucket = self
-        let (stream, continuation) = AsyncThrowingStream.makeStream(of: KeyValueWatchEvent.self)
-        let task = Task {
-            var caughtUp = consumer.initialPending == 0
-            if caughtUp { continuation.yield(.caughtUp) }
-            do {
-                for try await message in consumer {
-                    continuation.yield(.entry(bucket.entry(from: message.subject, headers: message.headers, payload: message.payload, revision: message.streamSequence)))
-                    if !caughtUp, message.pending == 0 {
-                        caughtUp = true
-                        continuation.yield(.caughtUp)
-                    }
-                }
-                continuation.finish()
-            } catch {
-                continuation.finish(throwing: error)
-            }
-        }
-        continuation.onTermination = { _ in
-            task.cancel()
-            consumer.stop()
-        }
-        return stream
+        return KeyValueWatch(consumer: try await js.orderedConsumer(stream: streamName, options: options), bucket: self)
     }
 
     /// All keys with a live value.

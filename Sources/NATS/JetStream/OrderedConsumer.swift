@@ -20,7 +20,7 @@ public struct OrderedConsumerOptions: Sendable {
     public var idleHeartbeat: Duration = .seconds(5)
     /// Bytes delivered and not yet taken by the reader beyond which flow control holds the
     /// server back (it may send up to its flow-control window more).
-    public var maxBufferedBytes = 8 * 1024 * 1024
+    public var maxBufferedBytes = 2 * 1024 * 1024
 
     public init(filterSubject: String? = nil, deliverPolicy: DeliverPolicy = .all) {
         self.filterSubject = filterSubject
@@ -53,20 +53,20 @@ public final class OrderedConsumer: AsyncSequence, Sendable {
 
     func attach(_ task: Task<Void, Never>) { self.task.withLock { $0 = task } }
 
+    /// Keeps its consumer running while it is kept.
     public struct AsyncIterator: AsyncIteratorProtocol {
         var base: AsyncThrowingStream<JetStreamMessage, any Error>.AsyncIterator
-        let backlog: ConsumerBacklog
-        let answer: @Sendable (String) -> Void
+        let consumer: OrderedConsumer
 
         public mutating func next() async throws -> JetStreamMessage? {
             guard let message = try await base.next() else { return nil }
-            if let reply = backlog.taken(ConsumerBacklog.size(of: message)) { answer(reply) }
+            if let reply = consumer.backlog.taken(ConsumerBacklog.size(of: message)) { consumer.answer(reply) }
             return message
         }
     }
 
     public func makeAsyncIterator() -> AsyncIterator {
-        AsyncIterator(base: messages.makeAsyncIterator(), backlog: backlog, answer: answer)
+        AsyncIterator(base: messages.makeAsyncIterator(), consumer: self)
     }
 
     /// Stops delivery and deletes the server-side consumer.
