@@ -278,67 +278,59 @@ public final class Controller: Service, Sendable {
         }
         if let schedules = subscriptions.schedules {
             group.addTask {
-                await withDiscardingTaskGroup { requests in
-                    for await delivery in schedules {
-                        requests.addTask {
-                            switch delivery.message {
-                            case .failure(let error):
-                                metrics.recordInvalidSchedule()
-                                logger.notice("scheduler.invalid_request", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(error)"])
-                                _ = try? await delivery.respond(.error(ScheduleError(error)))
-                            case .success(let request):
-                                if let problem = SubjectConsistency.problem(schedule: request, subject: delivery.subject) {
-                                    metrics.recordInvalidSchedule()
-                                    logger.notice("scheduler.invalid_request", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(problem)"])
-                                    _ = try? await delivery.respond(.error(ScheduleError(code: "cluster_mismatch",
-                                        message: "The request's cluster \(request.cluster) does not match its subject \(delivery.subject); send it to cluster.\(request.cluster.subjectForm).schedule.")))
-                                    return
-                                }
-                                guard delivery.replyTo != nil else {
-                                    // Nobody could learn where the backend went: spawn nothing.
-                                    logger.warning("scheduler.request_without_reply_subject", metadata: ["plane.cluster": "\(request.cluster)"])
-                                    return
-                                }
-                                // A trace the request carries goes on here (and on to the drone).
-                                let response = await withSpan("plane.schedule", context: delivery.traceContext, ofKind: .server) { span in
-                                    span.attributes["plane.cluster"] = request.cluster.rawValue
-                                    let response = await scheduler.schedule(request)
-                                    Scheduler.describe(response, on: span)
-                                    return response
-                                }
-                                _ = try? await delivery.respond(response)
-                            }
+                await BoundedConcurrency.forEach(schedules, limit: BoundedConcurrency.handlersPerSubscription) { delivery in
+                    switch delivery.message {
+                    case .failure(let error):
+                        metrics.recordInvalidSchedule()
+                        logger.notice("scheduler.invalid_request", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(error)"])
+                        _ = try? await delivery.respond(.error(ScheduleError(error)))
+                    case .success(let request):
+                        if let problem = SubjectConsistency.problem(schedule: request, subject: delivery.subject) {
+                            metrics.recordInvalidSchedule()
+                            logger.notice("scheduler.invalid_request", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(problem)"])
+                            _ = try? await delivery.respond(.error(ScheduleError(code: "cluster_mismatch",
+                                message: "The request's cluster \(request.cluster) does not match its subject \(delivery.subject); send it to cluster.\(request.cluster.subjectForm).schedule.")))
+                            return
                         }
+                        guard delivery.replyTo != nil else {
+                            // Nobody could learn where the backend went: spawn nothing.
+                            logger.warning("scheduler.request_without_reply_subject", metadata: ["plane.cluster": "\(request.cluster)"])
+                            return
+                        }
+                        // A trace the request carries goes on here (and on to the drone).
+                        let response = await withSpan("plane.schedule", context: delivery.traceContext, ofKind: .server) { span in
+                            span.attributes["plane.cluster"] = request.cluster.rawValue
+                            let response = await scheduler.schedule(request)
+                            Scheduler.describe(response, on: span)
+                            return response
+                        }
+                        _ = try? await delivery.respond(response)
                     }
                 }
             }
         }
         if let updates = subscriptions.updates {
             group.addTask {
-                await withDiscardingTaskGroup { handlers in
-                    for await delivery in updates {
-                        handlers.addTask {
-                            switch delivery.message {
-                            case .failure(let error):
-                                // Nothing to store; answering stops the sender from retrying forever.
-                                logger.error("relay.invalid_update", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(error)"])
-                                _ = try? await delivery.respond(NullReply())
-                            case .success(let update):
-                                if let problem = SubjectConsistency.problem(update: update, subject: delivery.subject) {
-                                    // Not stored; answered so that the sender stops retrying.
-                                    logger.warning("relay.invalid_update", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(problem)"])
-                                    metrics.recordRejectedUpdate()
-                                    _ = try? await delivery.respond(NullReply())
-                                    return
-                                }
-                                do {
-                                    try await relay.relay(update)
-                                    _ = try? await delivery.respond(NullReply())
-                                } catch {
-                                    // No answer: the drone keeps the update and sends it again.
-                                    logger.error("relay.store_failed", metadata: ["plane.backend": "\(update.backend)", "error": "\(error)"])
-                                }
-                            }
+                await BoundedConcurrency.forEach(updates, limit: BoundedConcurrency.handlersPerSubscription) { delivery in
+                    switch delivery.message {
+                    case .failure(let error):
+                        // Nothing to store; answering stops the sender from retrying forever.
+                        logger.error("relay.invalid_update", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(error)"])
+                        _ = try? await delivery.respond(NullReply())
+                    case .success(let update):
+                        if let problem = SubjectConsistency.problem(update: update, subject: delivery.subject) {
+                            // Not stored; answered so that the sender stops retrying.
+                            logger.warning("relay.invalid_update", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(problem)"])
+                            metrics.recordRejectedUpdate()
+                            _ = try? await delivery.respond(NullReply())
+                            return
+                        }
+                        do {
+                            try await relay.relay(update)
+                            _ = try? await delivery.respond(NullReply())
+                        } catch {
+                            // No answer: the drone keeps the update and sends it again.
+                            logger.error("relay.store_failed", metadata: ["plane.backend": "\(update.backend)", "error": "\(error)"])
                         }
                     }
                 }
@@ -346,32 +338,28 @@ public final class Controller: Service, Sendable {
         }
         if let renewals = subscriptions.leases {
             group.addTask {
-                await withDiscardingTaskGroup { handlers in
-                    for await delivery in renewals {
-                        handlers.addTask {
-                            switch delivery.message {
-                            case .failure(let error):
-                                logger.warning("leases.invalid_request", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(error)"])
-                            case .success(let request):
-                                if let problem = SubjectConsistency.problem(lease: request, subject: delivery.subject) {
-                                    logger.warning("leases.invalid_request", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(problem)"])
-                                    return
-                                }
-                                do {
-                                    let epoch = try await leases.renew(request)
-                                    var ended = directory.ended(among: request.backends ?? [], for: request.drone)
-                                    let superseded = await SupersededLockHolders.find(among: request.backends ?? [], excluding: ended, directory: directory, store: store)
-                                    if !superseded.isEmpty {
-                                        logger.warning("leases.superseded_lock_holders", metadata: ["plane.drone": "\(request.drone)",
-                                                                                                 "plane.backends": "\(superseded.map(\.backend.rawValue))"])
-                                        ended += superseded
-                                    }
-                                    _ = try? await delivery.respond(DroneLeaseGrant(epoch: epoch, ended: ended))
-                                } catch {
-                                    // No answer: the drone's lease runs on from its last grant.
-                                    logger.warning("leases.renew_failed", metadata: ["plane.drone": "\(request.drone)", "error": "\(error)"])
-                                }
+                await BoundedConcurrency.forEach(renewals, limit: BoundedConcurrency.handlersPerSubscription) { delivery in
+                    switch delivery.message {
+                    case .failure(let error):
+                        logger.warning("leases.invalid_request", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(error)"])
+                    case .success(let request):
+                        if let problem = SubjectConsistency.problem(lease: request, subject: delivery.subject) {
+                            logger.warning("leases.invalid_request", metadata: ["nats.subject": "\(delivery.subject)", "error": "\(problem)"])
+                            return
+                        }
+                        do {
+                            let epoch = try await leases.renew(request)
+                            var ended = directory.ended(among: request.backends ?? [], for: request.drone)
+                            let superseded = await SupersededLockHolders.find(among: request.backends ?? [], excluding: ended, directory: directory, store: store)
+                            if !superseded.isEmpty {
+                                logger.warning("leases.superseded_lock_holders", metadata: ["plane.drone": "\(request.drone)",
+                                                                                         "plane.backends": "\(superseded.map(\.backend.rawValue))"])
+                                ended += superseded
                             }
+                            _ = try? await delivery.respond(DroneLeaseGrant(epoch: epoch, ended: ended))
+                        } catch {
+                            // No answer: the drone's lease runs on from its last grant.
+                            logger.warning("leases.renew_failed", metadata: ["plane.drone": "\(request.drone)", "error": "\(error)"])
                         }
                     }
                 }

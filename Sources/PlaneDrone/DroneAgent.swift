@@ -164,10 +164,8 @@ public final class DroneAgent: Service, Sendable {
         await cancelWhenGracefulShutdown {
             await withDiscardingTaskGroup { group in
                 group.addTask {
-                    await withDiscardingTaskGroup { spawns in
-                        for await delivery in subscriptions.spawns {
-                            spawns.addTask { await self.handleSpawn(delivery) }
-                        }
+                    await BoundedConcurrency.forEach(subscriptions.spawns, limit: BoundedConcurrency.handlersPerSubscription) { delivery in
+                        await self.handleSpawn(delivery)
                     }
                 }
                 group.addTask {
