@@ -49,8 +49,44 @@ struct NATSConfigurationTests {
         pool.connected(to: b)
         pool.disconnected()
         #expect(pool.next(using: &rng) == (a, .zero), "after losing b, try the next server first, without delay")
-        pool.addDiscovered(["nats://c:4222", "a:4222", "garbage:://"], template: a)
+        _ = pool.updateDiscovered(["nats://c:4222", "a:4222", "garbage:://"], current: a)
         #expect(pool.servers.map(\.host) == ["a", "b", "c"])
+    }
+
+    @Test func advertisedServersReplaceTheOnesAdvertisedBefore() throws {
+        let a = NATSServerURL(host: "a", requiresTLS: true, user: "u", password: "p"), b = NATSServerURL(host: "b")
+        var pool = ServerPool(servers: [a, b], baseWait: .milliseconds(100), maxWait: .milliseconds(350), jitter: 0)
+        pool.connected(to: a)
+        var change = pool.updateDiscovered(["c:4222", "nats://d:4222", "a:4222", "c:4222", "garbage:://"], current: a)
+        #expect(pool.servers.map(\.host) == ["a", "b", "c", "d"])
+        #expect(change == .init(added: 2, removed: 0, ignored: 0))
+        let c = try #require(pool.servers.first { $0.host == "c" })
+        #expect(c.requiresTLS && c.user == "u" && c.password == "p", "an advertised server is reached as the current one is")
+        change = pool.updateDiscovered(["d:4222", "e:4222"], current: a)
+        #expect(pool.servers.map(\.host) == ["a", "b", "d", "e"], "c is no longer advertised: dropped; the configured b stays")
+        #expect(change == .init(added: 1, removed: 1, ignored: 0))
+        // Connected to an advertised server that stops advertising itself: it stays.
+        let e = pool.servers[3]
+        pool.connected(to: e)
+        change = pool.updateDiscovered(["d:4222"], current: e)
+        #expect(pool.servers.map(\.host) == ["a", "b", "d", "e"])
+        #expect(change == .init())
+        #expect(pool.updateDiscovered([], current: e) == .init(), "an INFO without connect_urls changes nothing")
+        pool.disconnected()
+        #expect(pool.next().0 == a, "after losing e, the search goes on after it")
+    }
+
+    @Test func advertisedServersAreBounded() {
+        let a = NATSServerURL(host: "a")
+        var pool = ServerPool(servers: [a], baseWait: .milliseconds(100), maxWait: .milliseconds(350), jitter: 0)
+        pool.connected(to: a)
+        let flood = (0..<1000).map { "10.0.\($0 / 250).\($0 % 250):4222" }
+        let change = pool.updateDiscovered(flood, current: a)
+        #expect(pool.servers.count == 1 + ServerPool.maxDiscovered)
+        #expect(change.added == ServerPool.maxDiscovered && change.ignored == 1000 - ServerPool.maxDiscovered && change.becameLimited)
+        let again = pool.updateDiscovered(flood, current: a)
+        #expect(again.added == 0 && again.ignored > 0 && !again.becameLimited, "warned once, not at every INFO")
+        #expect(pool.servers.count == 1 + ServerPool.maxDiscovered)
     }
 
     @Test func jitterStaysInBounds() {

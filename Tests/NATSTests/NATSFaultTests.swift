@@ -31,6 +31,29 @@ struct NATSFaultTests {
         await server.close()
     }
 
+    /// A cluster's node that is no longer advertised (replaced, gone for good) is not tried
+    /// on a reconnect: a server's `connect_urls` replaces the list it advertised before
+    /// (without that, B — advertised first, then dropped — is tried before C).
+    @Test func serversNoLongerAdvertisedAreNotTried() async throws {
+        let dropped = try await ScriptedNATSServer(.silentAfterHandshake)
+        let advertised = try await ScriptedNATSServer(.silentAfterHandshake)
+        let first = try await ScriptedNATSServer(.advertisesThenCloses(first: ["127.0.0.1:\(dropped.port)"], then: ["127.0.0.1:\(advertised.port)"]))
+        let client = try client(port: first.port)
+        let events = client.events()
+        try await client.connect()
+        var reconnectedTo: String?
+        for await event in events {
+            if case .reconnected(let server) = event {
+                reconnectedTo = server
+                break
+            }
+        }
+        #expect(reconnectedTo == "nats://127.0.0.1:\(advertised.port)")
+        #expect(dropped.connections == 0, "a server no longer advertised was tried")
+        await client.close()
+        for server in [first, dropped, advertised] { await server.close() }
+    }
+
     @Test func flushTimesOutWhenTheServerStopsAnswering() async throws {
         let server = try await ScriptedNATSServer(.silentAfterHandshake)
         let client = try client(port: server.port)

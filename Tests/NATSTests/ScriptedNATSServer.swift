@@ -10,6 +10,9 @@ final class ScriptedNATSServer: Sendable {
         case silentAfterHandshake
         /// Answers the handshake, then sends bytes that are not the NATS protocol.
         case garbageAfterHandshake
+        /// Advertises `first` as its cluster's servers (`connect_urls`) in the handshake's
+        /// INFO; once connected, `then` in an asynchronous INFO; then closes the connection.
+        case advertisesThenCloses(first: [String], then: [String])
     }
 
     final class Counter: Sendable {
@@ -45,9 +48,15 @@ final class ScriptedNATSServer: Sendable {
 
         init(behaviour: Behaviour) { self.behaviour = behaviour }
 
+        static func info(connectURLs: [String] = []) -> String {
+            let urls = connectURLs.isEmpty ? "" : #","connect_urls":["# + connectURLs.map { "\"\($0)\"" }.joined(separator: ",") + "]"
+            return #"INFO {"server_id":"SCRIPTED","version":"2.9.10","headers":true,"max_payload":1048576"# + urls + "}\r\n"
+        }
+
         func channelActive(context: ChannelHandlerContext) {
-            let info = #"INFO {"server_id":"SCRIPTED","version":"2.9.10","headers":true,"max_payload":1048576}"# + "\r\n"
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: info)), promise: nil)
+            var advertised: [String] = []
+            if case .advertisesThenCloses(let first, _) = behaviour { advertised = first }
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: Self.info(connectURLs: advertised))), promise: nil)
         }
 
         func channelRead(context: ChannelHandlerContext, data: NIOAny) {
@@ -55,11 +64,19 @@ final class ScriptedNATSServer: Sendable {
             guard !handshakeDone, received.contains("CONNECT"), received.contains("PING\r\n") else { return }
             handshakeDone = true
             context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "PONG\r\n")), promise: nil)
-            if case .garbageAfterHandshake = behaviour {
-                let channel = context.channel
+            let channel = context.channel
+            switch behaviour {
+            case .garbageAfterHandshake:
                 channel.eventLoop.scheduleTask(in: .milliseconds(50)) {
                     channel.writeAndFlush(ByteBuffer(string: "GARBAGE NOT NATS\r\n"), promise: nil)
                 }
+            case .advertisesThenCloses(_, let then):
+                channel.eventLoop.scheduleTask(in: .milliseconds(50)) {
+                    channel.writeAndFlush(ByteBuffer(string: Self.info(connectURLs: then)), promise: nil)
+                }
+                channel.eventLoop.scheduleTask(in: .milliseconds(300)) { channel.close(promise: nil) }
+            case .silentAfterHandshake:
+                break
             }
         }
     }

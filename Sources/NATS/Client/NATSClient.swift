@@ -274,6 +274,7 @@ public final class NATSClient: Sendable {
     /// Makes `channel` the live connection: restores subscriptions, then sends what was
     /// buffered while disconnected, in that order, ahead of anything published later.
     func install(channel: any Channel, info: NATSServerInfo, server: NATSServerURL) throws(NATSError) {
+        var discovery = ServerPool.DiscoveryChange()
         let schedule: Bool = try state.withLock { s throws(NATSError) in
             if s.status == .closed || s.status == .draining {
                 channel.close(promise: nil)
@@ -283,7 +284,7 @@ public final class NATSClient: Sendable {
             s.server = server
             s.serverInfo = info
             s.pool.connected(to: server)
-            s.pool.addDiscovered(info.connectURLs, template: server)
+            discovery = s.pool.updateDiscovered(info.connectURLs, current: server)
             var buffer = channel.allocator.buffer(capacity: 4096 + s.reconnectBuffer.readableBytes + s.outBuffer.readableBytes)
             for (sid, entry) in s.subscriptions.sorted(by: { $0.key < $1.key }) {
                 NATSClientCommand.writeSubscribe(subject: entry.subject, queue: entry.queue, sid: sid, into: &buffer)
@@ -304,7 +305,20 @@ public final class NATSClient: Sendable {
             s.flushScheduled = true
             return schedule
         }
+        logDiscovery(discovery, from: server)
         if schedule { channel.eventLoop.execute { self.flushPending(channel: channel) } }
+    }
+
+    /// Logs what a server's advertised servers changed in the list of servers to try.
+    private func logDiscovery(_ change: ServerPool.DiscoveryChange, from server: NATSServerURL?) {
+        guard change != .init() else { return }
+        let metadata: Logger.Metadata = ["nats.server": "\(server.map(\.description) ?? "?")", "nats.servers_added": "\(change.added)",
+                                         "nats.servers_removed": "\(change.removed)", "nats.servers_ignored": "\(change.ignored)"]
+        if change.becameLimited {
+            logger.warning("nats.advertised_servers_limited", metadata: metadata)
+        } else {
+            logger.debug("nats.advertised_servers_changed", metadata: metadata)
+        }
     }
 
     /// Watches the live connection; when it drops, reconnects with backoff until closed.
@@ -419,11 +433,12 @@ public final class NATSClient: Sendable {
         case .msg(let message): deliver(message)
         case .pong: pongReceived()
         case .info(let info):
-            let server: NATSServerURL? = state.withLock { s in
+            let (server, discovery): (NATSServerURL?, ServerPool.DiscoveryChange) = state.withLock { s in
                 s.serverInfo = info
-                if let server = s.server { s.pool.addDiscovered(info.connectURLs, template: server) }
-                return s.server
+                guard let server = s.server else { return (nil, .init()) }
+                return (server, s.pool.updateDiscovered(info.connectURLs, current: server))
             }
+            logDiscovery(discovery, from: server)
             if info.lameDuckMode, let server {
                 logger.info("nats.lame_duck_mode", metadata: ["nats.server": "\(server)"])
                 emit(.lameDuckMode(server: server.description))

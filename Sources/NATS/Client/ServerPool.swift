@@ -2,7 +2,10 @@
 /// that INFO advertised; after a full round without success, back off exponentially with
 /// jitter. Pure logic, no I/O, so it is unit-tested directly.
 struct ServerPool: Sendable {
+    /// The configured servers, then those that servers advertised.
     private(set) var servers: [NATSServerURL]
+    /// How many of `servers`, from the start, were configured.
+    private let configuredCount: Int
     private var nextIndex = 0
     private(set) var failedRounds = 0
     private let baseWait: Duration
@@ -11,6 +14,7 @@ struct ServerPool: Sendable {
 
     init(servers: [NATSServerURL], baseWait: Duration, maxWait: Duration, jitter: Double) {
         self.servers = servers
+        configuredCount = servers.count
         self.baseWait = baseWait
         self.maxWait = maxWait
         self.jitter = jitter
@@ -57,15 +61,66 @@ struct ServerPool: Sendable {
         failedRounds = 0
     }
 
-    /// Adds servers a server advertised (`connect_urls`, `host:port`), once each.
-    mutating func addDiscovered(_ urls: [String], template: NATSServerURL) {
+    /// What an `updateDiscovered` changed.
+    struct DiscoveryChange: Equatable, Sendable {
+        var added = 0
+        var removed = 0
+        /// Advertised servers beyond `maxDiscovered`, not taken.
+        var ignored = 0
+        /// The list is over the limit, and the one before was not (worth a warning once,
+        /// not at every INFO of a server that keeps advertising too many).
+        var becameLimited = false
+    }
+
+    /// At most this many servers that servers advertised are kept besides the configured
+    /// ones. A real cluster advertises its handful of nodes; a hostile or broken server
+    /// (or whoever answers in its place) must not grow the list, or a reconnect's first
+    /// round, without end.
+    static let maxDiscovered = 64
+    private var overLimit = false
+
+    /// The servers the connected server advertises now (INFO's `connect_urls`, `host:port`,
+    /// taking `current`'s TLS and credentials). The list replaces the one advertised before,
+    /// in the order kept so far: a server no longer advertised is dropped (a cluster that
+    /// replaced its nodes must not leave the client trying dead addresses before live
+    /// ones), new ones are added, up to `maxDiscovered`. The configured servers and
+    /// `current` always stay. An empty list changes nothing (a server that advertises
+    /// nobody, as a nats-server outside a cluster, or an INFO about something else).
+    mutating func updateDiscovered(_ urls: [String], current: NATSServerURL) -> DiscoveryChange {
+        var change = DiscoveryChange()
+        guard !urls.isEmpty else { return change }
+        let configured = servers[..<configuredCount]
+        var advertised: [NATSServerURL] = []
         for text in urls {
             guard var url = try? NATSServerURL(text) else { continue }
-            url.requiresTLS = template.requiresTLS
-            url.user = template.user
-            url.password = template.password
-            if !servers.contains(where: { $0.sameServer(as: url) }) { servers.append(url) }
+            if configured.contains(where: { $0.sameServer(as: url) }) || advertised.contains(where: { $0.sameServer(as: url) }) { continue }
+            guard advertised.count < Self.maxDiscovered else {
+                change.ignored += 1
+                continue
+            }
+            url.requiresTLS = current.requiresTLS
+            url.user = current.user
+            url.password = current.password
+            advertised.append(url)
         }
+        var discovered: [NATSServerURL] = []
+        for server in servers[configuredCount...] {
+            if server.sameServer(as: current) || advertised.contains(where: { $0.sameServer(as: server) }) {
+                discovered.append(server)
+            } else {
+                change.removed += 1
+            }
+        }
+        for url in advertised where !discovered.contains(where: { $0.sameServer(as: url) }) {
+            discovered.append(url)
+            change.added += 1
+        }
+        servers = Array(configured) + discovered
+        change.becameLimited = change.ignored > 0 && !overLimit
+        overLimit = change.ignored > 0
+        // The search after a disconnect goes on from the current server, wherever it is now.
+        if let index = servers.firstIndex(where: { $0.sameServer(as: current) }) { nextIndex = index }
+        return change
     }
 }
 
