@@ -18,6 +18,9 @@ public final class NATSServerProcess: Sendable {
         public var authorization: String?
         /// A member of a NATS cluster (`startCluster`): its route port and its peers'.
         public var cluster: (name: String, routePort: Int, peers: [Int])?
+        /// How clients (the probe, `clientConfiguration`) name the server: `localhost` for a
+        /// TLS certificate that names no address. It listens on 127.0.0.1 either way.
+        public var clientHost = "127.0.0.1"
         public init() {}
     }
 
@@ -27,7 +30,7 @@ public final class NATSServerProcess: Sendable {
     private let process: Mutex<Process?>
 
     public var url: String { "nats://127.0.0.1:\(port)" }
-    public var serverURL: NATSServerURL { NATSServerURL(host: "127.0.0.1", port: port, requiresTLS: options.tls != nil) }
+    public var serverURL: NATSServerURL { NATSServerURL(host: options.clientHost, port: port, requiresTLS: options.tls != nil) }
     public var pid: Int32? { process.withLock { $0?.processIdentifier } }
 
     private init(port: Int, options: Options, directory: String) {
@@ -68,14 +71,15 @@ public final class NATSServerProcess: Sendable {
     }
 
     /// Starts a NATS cluster of `size` servers with JetStream (each a `NATSServerProcess` with
-    /// its own client port and store) and waits until every one answers JetStream requests
+    /// its own client port and store, and the options `configure` sets) and waits until every one answers JetStream requests
     /// (a JetStream meta leader is elected).
-    public static func startCluster(size: Int = 3) async throws -> [NATSServerProcess] {
+    public static func startCluster(size: Int = 3, _ configure: (inout Options) -> Void = { _ in }) async throws -> [NATSServerProcess] {
         let routePorts = try (0..<size).map { _ in try TestEnvironment.freePort() }
         var servers: [NATSServerProcess] = []
         do {
             for index in 0..<size {
                 var options = Options()
+                configure(&options)
                 options.cluster = (name: "plane_test", routePort: routePorts[index], peers: routePorts.enumerated().filter { $0.offset != index }.map(\.element))
                 let server = NATSServerProcess(port: try TestEnvironment.freePort(), options: options, directory: try TestEnvironment.temporaryDirectory("plane-nats"))
                 try server.writeConfig()

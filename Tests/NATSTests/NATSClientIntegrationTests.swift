@@ -282,6 +282,58 @@ struct NATSClientIntegrationTests {
         }
     }
 
+    /// A TLS cluster whose certificate names its host (`localhost`) and no address, as
+    /// certificates usually do, while its servers advertise themselves by address
+    /// (`127.0.0.1:port`): once the configured server is gone, the client reconnects to an
+    /// advertised one and checks its certificate against the configured host's name (as
+    /// nats.go does). Checked against the address, the certificate fails and the client
+    /// could reach no server of its cluster.
+    @Test func advertisedServersAreVerifiedAsTheirClusterIsNamed() async throws {
+        let dir = try TestEnvironment.temporaryDirectory("plane-tls")
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let certs = try await TestCertificates.generate(in: dir, names: ["DNS:localhost"])
+        let servers = try await NATSServerProcess.startCluster(size: 2) { options in
+            options.tls = (certs.serverCertificate, certs.serverKey, certs.caCertificate)
+            options.clientHost = "localhost"
+        }
+        var config = servers[0].clientConfiguration(tlsCA: certs.caCertificate)
+        config.reconnectWait = .milliseconds(50)
+        config.maxReconnectWait = .milliseconds(200)
+        let client = try NATSClient(configuration: config)
+        do {
+            let events = client.events()
+            try await client.connect()
+            await servers[0].kill9()
+            let reconnectedTo: String? = await withTaskGroup(of: String?.self) { group in
+                group.addTask {
+                    for await event in events {
+                        if case .reconnected(let server) = event { return server }
+                    }
+                    return nil
+                }
+                group.addTask {
+                    try? await Task.sleep(for: .seconds(20))
+                    return nil
+                }
+                let first = await group.next() ?? nil
+                group.cancelAll()
+                return first
+            }
+            try #require(reconnectedTo == "tls://127.0.0.1:\(servers[1].port)", "the client did not reach the advertised server")
+            // And it works there.
+            let sub = try await client.subscribe(to: "after")
+            try await client.publish("after", payload: Array("ok".utf8))
+            var it = sub.makeAsyncIterator()
+            #expect(await it.next()?.string == "ok")
+        } catch {
+            await client.close()
+            for server in servers { await server.shutdown() }
+            throw error
+        }
+        await client.close()
+        for server in servers { await server.shutdown() }
+    }
+
     @Test func tlsConnectionWithCustomCA() async throws {
         let dir = try TestEnvironment.temporaryDirectory("plane-tls")
         defer { try? FileManager.default.removeItem(atPath: dir) }

@@ -80,8 +80,7 @@ final class NATSChannelHandler: ChannelInboundHandler {
             }
             do {
                 let tlsContext = try handshake.tlsContext ?? NIOSSLContext(configuration: .makeClientConfiguration())
-                let isIP = handshake.server.host.contains(":") || handshake.server.host.allSatisfy { $0.isNumber || $0 == "." }
-                let sslHandler = try NIOSSLClientHandler(context: tlsContext, serverHostname: isIP ? nil : handshake.server.host)
+                let sslHandler = try NIOSSLClientHandler(context: tlsContext, serverHostname: handshake.server.tlsServerName)
                 try context.pipeline.syncOperations.addHandler(sslHandler, position: .first)
             } catch {
                 fail(NATSError(.tlsFailed, "Could not start TLS with \(handshake.server).", cause: error), context: context)

@@ -7,6 +7,12 @@ public struct NATSServerURL: Sendable, Hashable, CustomStringConvertible {
     public var requiresTLS: Bool
     public var user: String?
     public var password: String?
+    /// The name the server's TLS certificate is checked against (and sent as SNI) when
+    /// `host` is an IP address: a server the cluster advertised by its address is verified
+    /// as the configured host that advertised it was (as nats.go does), since certificates
+    /// seldom name addresses. Nil: an IP address is checked against the certificate's
+    /// IP addresses.
+    public var tlsName: String?
 
     public static let defaultPort = 4222
 
@@ -70,6 +76,15 @@ public struct NATSServerURL: Sendable, Hashable, CustomStringConvertible {
             port = Self.defaultPort
         }
     }
+
+    /// `host` is an IP address (v4 or v6), not a name.
+    public var hostIsIP: Bool {
+        host.contains(":") || (!host.isEmpty && host.allSatisfy { $0.isASCII && ($0.isNumber || $0 == ".") })
+    }
+
+    /// The name to verify the server's TLS certificate against (and send as SNI): the host,
+    /// or for an IP address the `tlsName` it was given, if any.
+    var tlsServerName: String? { hostIsIP ? tlsName : host }
 
     /// The URL without credentials, for logs.
     public var description: String {

@@ -80,7 +80,8 @@ struct ServerPool: Sendable {
     private var overLimit = false
 
     /// The servers the connected server advertises now (INFO's `connect_urls`, `host:port`,
-    /// taking `current`'s TLS and credentials). The list replaces the one advertised before,
+    /// taking `current`'s TLS, credentials and, for an address, the name its certificate is
+    /// checked against). The list replaces the one advertised before,
     /// in the order kept so far: a server no longer advertised is dropped (a cluster that
     /// replaced its nodes must not leave the client trying dead addresses before live
     /// ones), new ones are added, up to `maxDiscovered`. The configured servers and
@@ -101,6 +102,8 @@ struct ServerPool: Sendable {
             url.requiresTLS = current.requiresTLS
             url.user = current.user
             url.password = current.password
+            // Advertised by address: its certificate is checked as the current server's was.
+            url.tlsName = url.hostIsIP ? current.tlsServerName : nil
             advertised.append(url)
         }
         var discovered: [NATSServerURL] = []
