@@ -195,6 +195,9 @@ public enum FuzzSeeds {
              + "MSG a.b 3 0\r\n\r\n-ERR 'Authorization Violation'\r\nPONG\r\n"),
         text([1, 200], "MSG $JS.ACK.backend_status.c.1.5.9.1700000000000000000.0 4 _INBOX.r 11\r\n{\"a\":[1,2]}\r\n"
              + "HMSG sub 5 37 37\r\nNATS/1.0 100 Idle Heartbeat\r\nNats-Last-Consumer: 3\r\n\r\n\r\n"),
+        text([9, 31], "INFO {\"server_id\":\"a\",\"connect_urls\":[\"10.0.0.1:4222\",\"nats-b:4222\",\"[::1]:4223\"]}\r\n"
+             + "MSG _INBOX.d 6 $JS.ACK.s.c.1.18446744073709551615.1.0.0 1\r\nx\r\n"
+             + "INFO {\"server_id\":\"a\",\"connect_urls\":[\"10.0.0.2:4222\"],\"ldm\":true}\r\n"),
     ]
 
     static var tarLayers: [[UInt8]] {

@@ -284,6 +284,19 @@ struct JetStreamIntegrationTests {
         #expect(JetStreamAckSubject("$JS.ACK.short") == nil)
         #expect(JetStreamAckSubject("foo.bar.a.b.c.d.e.f.g") == nil)
     }
+
+    /// Where an ordered consumer goes on from after a delivery: the next stream sequence, or
+    /// a reset when the delivery is not the expected one or names the last stream sequence
+    /// there is (one past it would trap; nats-server refuses `$JS.ACK` replies from clients,
+    /// so only a broken or hostile server, or one in its place, sends it).
+    @Test func theStreamSequenceAfterADelivery() throws {
+        let ack = try #require(JetStreamAckSubject("$JS.ACK.orders.cons.1.42.7.1676739794518207339.3"))
+        #expect(ack.streamSequenceAfter(expectingConsumerSequence: 7) == 43)
+        #expect(ack.streamSequenceAfter(expectingConsumerSequence: 6) == nil, "a gap")
+        #expect(ack.streamSequenceAfter(expectingConsumerSequence: 8) == nil, "a repeat")
+        let last = try #require(JetStreamAckSubject("$JS.ACK.orders.cons.1.18446744073709551615.1.0.0"))
+        #expect(last.streamSequenceAfter(expectingConsumerSequence: 1) == nil)
+    }
 }
 
 extension JetStreamAckSubject {

@@ -177,6 +177,15 @@ struct JetStreamAckSubject: Equatable {
         timestamp = ts
         self.pending = pending
     }
+
+    /// The stream sequence a replacement consumer starts from once this delivery is taken,
+    /// or nil when the delivery is not the one expected: a gap or a repeat (another consumer
+    /// sequence), or a stream sequence with none after it (2^64-1: only a broken or hostile
+    /// server sends it, and one past it would trap).
+    func streamSequenceAfter(expectingConsumerSequence expected: UInt64) -> UInt64? {
+        guard consumerSequence == expected, streamSequence < .max else { return nil }
+        return streamSequence + 1
+    }
 }
 
 final class OrderedConsumerDriver: Sendable {
@@ -265,9 +274,9 @@ final class OrderedConsumerDriver: Sendable {
                 return .reset
             }
             guard let replyTo = message.replyTo, let ack = JetStreamAckSubject(replyTo) else { continue }
-            if ack.consumerSequence != expectedConsumerSequence { return .reset }
+            guard let next = ack.streamSequenceAfter(expectingConsumerSequence: expectedConsumerSequence) else { return .reset }
             expectedConsumerSequence += 1
-            nextStreamSequence = ack.streamSequence + 1
+            nextStreamSequence = next
             let delivered = JetStreamMessage(
                 subject: message.subject, headers: message.headers, payload: message.bytes,
                 streamSequence: ack.streamSequence, timestampNanoseconds: ack.timestamp, pending: ack.pending)
