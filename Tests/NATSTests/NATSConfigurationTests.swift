@@ -89,6 +89,16 @@ struct NATSConfigurationTests {
         #expect(pool.servers.count == 1 + ServerPool.maxDiscovered)
     }
 
+    @Test func logRateLimitCountsWhatItHolds() {
+        var limit = LogRateLimit(interval: .seconds(1))
+        let start = ContinuousClock.now
+        #expect(limit.admit(at: start) == 0, "the first is logged at once")
+        #expect(limit.admit(at: start + .milliseconds(10)) == nil)
+        #expect(limit.admit(at: start + .milliseconds(999)) == nil)
+        #expect(limit.admit(at: start + .seconds(1)) == 2, "the next line says how many were held")
+        #expect(limit.admit(at: start + .seconds(5)) == 0)
+    }
+
     @Test func jitterStaysInBounds() {
         let pool = ServerPool(servers: [NATSServerURL(host: "a")], baseWait: .seconds(1), maxWait: .seconds(10), jitter: 0.2)
         var rng = SystemRandomNumberGenerator()

@@ -54,6 +54,33 @@ struct NATSFaultTests {
         for server in [first, dropped, advertised] { await server.close() }
     }
 
+    /// A server that sends `-ERR` lines without end (here 20,000 at once, then a lame-duck
+    /// INFO, also repeated) costs a log line a second, not one per line: the first is logged
+    /// at once, the rest counted into the next.
+    @Test func aFloodOfServerErrorsIsNotAFloodOfLogLines() async throws {
+        let server = try await ScriptedNATSServer(.errorsAfterHandshake(count: 20_000))
+        let records = RecordingLogHandler.Records()
+        var config = NATSClientConfiguration(servers: [NATSServerURL(host: "127.0.0.1", port: server.port)])
+        config.reconnectWait = .milliseconds(50)
+        let client = try NATSClient(configuration: config, logger: RecordingLogHandler.logger(into: records))
+        let events = client.events()
+        try await client.connect()
+        var errors = 0, lameDucks = 0
+        for await event in events {
+            if case .serverError = event { errors += 1 }
+            if case .lameDuckMode = event {
+                lameDucks += 1
+                break
+            }
+        }
+        #expect(errors > 0 && lameDucks == 1, "the client saw the burst and the INFO after it")
+        // Every -ERR before the INFO was handled by now (they arrive in order).
+        #expect(records.count(of: "nats.server_error") <= 2, "\(records.count(of: "nats.server_error")) lines for one burst")
+        #expect(records.count(of: "nats.server_error") >= 1, "the first server error is logged")
+        await client.close()
+        await server.close()
+    }
+
     @Test func flushTimesOutWhenTheServerStopsAnswering() async throws {
         let server = try await ScriptedNATSServer(.silentAfterHandshake)
         let client = try client(port: server.port)

@@ -13,6 +13,9 @@ final class ScriptedNATSServer: Sendable {
         /// Advertises `first` as its cluster's servers (`connect_urls`) in the handshake's
         /// INFO; once connected, `then` in an asynchronous INFO; then closes the connection.
         case advertisesThenCloses(first: [String], then: [String])
+        /// Answers the handshake, then sends `count` `-ERR` lines (of permission violations,
+        /// which do not close a connection), then an INFO announcing lame duck mode.
+        case errorsAfterHandshake(count: Int)
     }
 
     final class Counter: Sendable {
@@ -75,6 +78,11 @@ final class ScriptedNATSServer: Sendable {
                     channel.writeAndFlush(ByteBuffer(string: Self.info(connectURLs: then)), promise: nil)
                 }
                 channel.eventLoop.scheduleTask(in: .milliseconds(300)) { channel.close(promise: nil) }
+            case .errorsAfterHandshake(let count):
+                var burst = ByteBuffer()
+                for index in 0..<count { burst.writeString("-ERR 'Permissions Violation for Publish to \"x.\(index)\"'\r\n") }
+                burst.writeString(#"INFO {"server_id":"SCRIPTED","version":"2.9.10","headers":true,"max_payload":1048576,"ldm":true}"# + "\r\n")
+                channel.writeAndFlush(burst, promise: nil)
             case .silentAfterHandshake:
                 break
             }

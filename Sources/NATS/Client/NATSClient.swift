@@ -71,6 +71,9 @@ public final class NATSClient: Sendable {
         var loopTask: Task<Void, Never>?
         /// Expires requests; one sweep for all of them instead of a timer per request.
         var requestSweeper: RepeatedTask?
+        /// The server's `-ERR` lines and lame-duck notices, as logged.
+        var serverErrorLog = LogRateLimit(interval: .seconds(1))
+        var lameDuckLog = LogRateLimit(interval: .seconds(10))
     }
 
     /// Publishers wait while more than this many bytes are queued or in flight.
@@ -440,11 +443,20 @@ public final class NATSClient: Sendable {
             }
             logDiscovery(discovery, from: server)
             if info.lameDuckMode, let server {
-                logger.info("nats.lame_duck_mode", metadata: ["nats.server": "\(server)"])
+                if let unlogged = state.withLock({ $0.lameDuckLog.admit(at: .now) }) {
+                    var metadata: Logger.Metadata = ["nats.server": "\(server)"]
+                    if unlogged > 0 { metadata["nats.unlogged"] = "\(unlogged)" }
+                    logger.info("nats.lame_duck_mode", metadata: metadata)
+                }
                 emit(.lameDuckMode(server: server.description))
             }
         case .err(let text):
-            logger.warning("nats.server_error", metadata: ["error": "\(text)"])
+            // At most one line a second: a server can send -ERR lines without end.
+            if let unlogged = state.withLock({ $0.serverErrorLog.admit(at: .now) }) {
+                var metadata: Logger.Metadata = ["error": "\(text)"]
+                if unlogged > 0 { metadata["nats.unlogged"] = "\(unlogged)" }
+                logger.warning("nats.server_error", metadata: metadata)
+            }
             emit(.serverError(text))
         case .ok, .ping: break
         }
