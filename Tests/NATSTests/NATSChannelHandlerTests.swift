@@ -25,6 +25,24 @@ struct NATSChannelHandlerTests {
         return text
     }
 
+    /// An INFO right behind the handshake's PONG (nats-server sends one when its cluster
+    /// changes) is handled on the event loop while the connecting task has not yet made the
+    /// connection the live one: it is kept, and the install takes it over the handshake's
+    /// older INFO. It was lost, and the servers the handshake advertised were tried.
+    @Test func anInfoBeforeTheConnectionIsInstalledIsNotLost() async throws {
+        let server = NATSServerURL(host: "127.0.0.1")
+        let (channel, future, client) = try setUp(server: server)
+        try channel.writeInbound(ByteBuffer(string: #"INFO {"server_id":"S","connect_urls":["10.0.0.1:4222"]}"# + "\r\n"))
+        _ = try outbound(channel)
+        try channel.writeInbound(ByteBuffer(string: "PONG\r\n" + #"INFO {"server_id":"S","connect_urls":["10.0.0.2:4222"]}"# + "\r\n"))
+        let handshakeInfo = try await future.get()
+        #expect(handshakeInfo.connectURLs == ["10.0.0.1:4222"], "the handshake completed with the first INFO")
+        try client.install(channel: channel, info: handshakeInfo, server: server)
+        #expect(client.state.withLock { $0.pool.servers.map(\.host) } == ["127.0.0.1", "10.0.0.2"])
+        #expect(client.serverInfo?.connectURLs == ["10.0.0.2:4222"])
+        await client.close()
+    }
+
     @Test func handshakeSendsConnectThenPingAndCompletesOnPong() throws {
         let (channel, future, client) = try setUp()
         _ = client

@@ -11,7 +11,8 @@ final class ScriptedNATSServer: Sendable {
         /// Answers the handshake, then sends bytes that are not the NATS protocol.
         case garbageAfterHandshake
         /// Advertises `first` as its cluster's servers (`connect_urls`) in the handshake's
-        /// INFO; once connected, `then` in an asynchronous INFO; then closes the connection.
+        /// INFO; right after its PONG, `then` in an asynchronous INFO; then closes the
+        /// connection.
         case advertisesThenCloses(first: [String], then: [String])
         /// Answers the handshake, then sends `count` `-ERR` lines (of permission violations,
         /// which do not close a connection), then an INFO announcing lame duck mode.
@@ -66,17 +67,19 @@ final class ScriptedNATSServer: Sendable {
             received += String(buffer: unwrapInboundIn(data))
             guard !handshakeDone, received.contains("CONNECT"), received.contains("PING\r\n") else { return }
             handshakeDone = true
-            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: "PONG\r\n")), promise: nil)
+            var pong = "PONG\r\n"
+            // Right behind the PONG, in the same write, as nats-server sends an INFO when its
+            // cluster changes then: it arrives before the client has made the connection its
+            // live one.
+            if case .advertisesThenCloses(_, let then) = behaviour { pong += Self.info(connectURLs: then) }
+            context.writeAndFlush(wrapOutboundOut(ByteBuffer(string: pong)), promise: nil)
             let channel = context.channel
             switch behaviour {
             case .garbageAfterHandshake:
                 channel.eventLoop.scheduleTask(in: .milliseconds(50)) {
                     channel.writeAndFlush(ByteBuffer(string: "GARBAGE NOT NATS\r\n"), promise: nil)
                 }
-            case .advertisesThenCloses(_, let then):
-                channel.eventLoop.scheduleTask(in: .milliseconds(50)) {
-                    channel.writeAndFlush(ByteBuffer(string: Self.info(connectURLs: then)), promise: nil)
-                }
+            case .advertisesThenCloses:
                 channel.eventLoop.scheduleTask(in: .milliseconds(300)) { channel.close(promise: nil) }
             case .errorsAfterHandshake(let count):
                 var burst = ByteBuffer()

@@ -71,6 +71,9 @@ public final class NATSClient: Sendable {
         var loopTask: Task<Void, Never>?
         /// Expires requests; one sweep for all of them instead of a timer per request.
         var requestSweeper: RepeatedTask?
+        /// An INFO that came on a connection after its handshake and before `install` made
+        /// it the live one: newer than the handshake's, so `install` takes it.
+        var infoBeforeInstall: (channel: ObjectIdentifier, info: NATSServerInfo)?
         /// The server's `-ERR` lines and lame-duck notices, as logged.
         var serverErrorLog = LogRateLimit(interval: .seconds(1))
         var lameDuckLog = LogRateLimit(interval: .seconds(10))
@@ -276,13 +279,16 @@ public final class NATSClient: Sendable {
 
     /// Makes `channel` the live connection: restores subscriptions, then sends what was
     /// buffered while disconnected, in that order, ahead of anything published later.
-    func install(channel: any Channel, info: NATSServerInfo, server: NATSServerURL) throws(NATSError) {
+    func install(channel: any Channel, info handshakeInfo: NATSServerInfo, server: NATSServerURL) throws(NATSError) {
         var discovery = ServerPool.DiscoveryChange()
+        var info = handshakeInfo
         let schedule: Bool = try state.withLock { s throws(NATSError) in
             if s.status == .closed || s.status == .draining {
                 channel.close(promise: nil)
                 throw NATSError(.closed, "The NATS client was closed while connecting.")
             }
+            if let later = s.infoBeforeInstall, later.channel == ObjectIdentifier(channel) { info = later.info }
+            s.infoBeforeInstall = nil
             s.channel = channel
             s.server = server
             s.serverInfo = info
@@ -308,8 +314,20 @@ public final class NATSClient: Sendable {
             s.flushScheduled = true
             return schedule
         }
-        logDiscovery(discovery, from: server)
+        infoApplied(info, server: server, discovery: discovery)
         if schedule { channel.eventLoop.execute { self.flushPending(channel: channel) } }
+    }
+
+    /// Logs and tells what an INFO of the live connection changed.
+    private func infoApplied(_ info: NATSServerInfo, server: NATSServerURL, discovery: ServerPool.DiscoveryChange) {
+        logDiscovery(discovery, from: server)
+        guard info.lameDuckMode else { return }
+        if let unlogged = state.withLock({ $0.lameDuckLog.admit(at: .now) }) {
+            var metadata: Logger.Metadata = ["nats.server": "\(server)"]
+            if unlogged > 0 { metadata["nats.unlogged"] = "\(unlogged)" }
+            logger.info("nats.lame_duck_mode", metadata: metadata)
+        }
+        emit(.lameDuckMode(server: server.description))
     }
 
     /// Logs what a server's advertised servers changed in the list of servers to try.
@@ -436,20 +454,17 @@ public final class NATSClient: Sendable {
         case .msg(let message): deliver(message)
         case .pong: pongReceived()
         case .info(let info):
-            let (server, discovery): (NATSServerURL?, ServerPool.DiscoveryChange) = state.withLock { s in
+            let applied: (NATSServerURL, ServerPool.DiscoveryChange)? = state.withLock { s in
+                guard let live = s.channel, live === channel, let server = s.server else {
+                    // Right after the handshake, before the connection is installed (or on
+                    // one being replaced): `install` takes the newest.
+                    s.infoBeforeInstall = (ObjectIdentifier(channel), info)
+                    return nil
+                }
                 s.serverInfo = info
-                guard let server = s.server else { return (nil, .init()) }
                 return (server, s.pool.updateDiscovered(info.connectURLs, current: server))
             }
-            logDiscovery(discovery, from: server)
-            if info.lameDuckMode, let server {
-                if let unlogged = state.withLock({ $0.lameDuckLog.admit(at: .now) }) {
-                    var metadata: Logger.Metadata = ["nats.server": "\(server)"]
-                    if unlogged > 0 { metadata["nats.unlogged"] = "\(unlogged)" }
-                    logger.info("nats.lame_duck_mode", metadata: metadata)
-                }
-                emit(.lameDuckMode(server: server.description))
-            }
+            if let (server, discovery) = applied { infoApplied(info, server: server, discovery: discovery) }
         case .err(let text):
             // At most one line a second: a server can send -ERR lines without end.
             if let unlogged = state.withLock({ $0.serverErrorLog.admit(at: .now) }) {
